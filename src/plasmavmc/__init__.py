@@ -1,0 +1,1 @@
+"""PlasmaVMC: a small virtual-machine control plane (gRPC API, scheduler, node agents, QEMU/Firecracker)."""

@@ -1,0 +1,89 @@
+"""Wiring of the node agent: backends, image cache, VM table (re-adopted), AgentService, heartbeats.
+
+Start-up order matters for "lose no VM": running VMs are re-adopted before the agent serves or
+heartbeats, so its first heartbeat already reports them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+
+import grpc
+
+from plasmavmc.agent.image_cache import ImageCache
+from plasmavmc.agent.node import describe_node
+from plasmavmc.agent.reporter import Reporter, vm_report
+from plasmavmc.agent.service import AgentServicer
+from plasmavmc.agent.v1 import agent_pb2_grpc
+from plasmavmc.agent.vms import NodeVms
+from plasmavmc.config.agent import AgentSettings
+from plasmavmc.errors import PlasmaError
+from plasmavmc.grpc_tls import channel_credentials, server_credentials
+from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
+
+log = logging.getLogger(__name__)
+
+
+async def heartbeat_forever(
+    settings: AgentSettings, registry: HypervisorRegistry, vms: NodeVms, reporter: Reporter
+) -> None:
+    interval = float(settings.agent.heartbeat_interval_seconds)
+    while True:
+        try:
+            node = describe_node(settings, registry)
+            reports = []
+            for vm_id in list(vms.handles):
+                with contextlib.suppress(PlasmaError):
+                    reports.append(vm_report(vm_id, await vms.status(vm_id)))
+            node = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
+            await reporter.heartbeat(node, reports)
+        except PlasmaError as err:
+            log.warning("heartbeat failed: %s", err)
+        except Exception:
+            log.exception("heartbeat failed")
+        await asyncio.sleep(interval)
+
+
+def endpoints(settings: AgentSettings) -> list[str]:
+    eps = [settings.agent.control_plane, *settings.agent.control_planes]
+    return list(dict.fromkeys(eps))
+
+
+async def run(settings: AgentSettings) -> None:
+    registry = from_settings(settings)
+    credentials = channel_credentials(settings.agent.tls) if settings.agent.tls else None
+    reporter = Reporter(endpoints(settings), credentials)
+    cache = ImageCache(Path(settings.storage.image_cache_dir), reporter.channels[0])
+    vms = NodeVms(settings.agent.node_id, registry, cache, reporter)
+    await vms.adopt()
+    server = grpc.aio.server()
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), server)
+    if settings.agent.tls is not None:
+        server.add_secure_port(settings.agent.addr, server_credentials(settings.agent.tls))
+    else:
+        server.add_insecure_port(settings.agent.addr)
+    await server.start()
+    beat = asyncio.create_task(heartbeat_forever(settings, registry, vms, reporter))
+    log.info(
+        "plasmavmc-agent %s serving on %s (hypervisors: %s)",
+        settings.agent.node_id,
+        settings.agent.addr,
+        ", ".join(h.value for h in registry.available()),
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+        await vms.close()
+        await server.stop(grace=2)
+        await reporter.close()

@@ -1,0 +1,70 @@
+"""The agent's line to the control plane: Heartbeat and ReportStatus, over every configured endpoint.
+
+Endpoints are tried in order, starting from the last one that answered, so an agent keeps reporting
+while any control-plane replica is up. A report that cannot be delivered is retried with backoff by
+the caller; heartbeats carry every VM's status, so nothing a lost report said is lost for good.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import grpc
+
+from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
+from plasmavmc.api.convert import enum_to_proto, to_proto
+from plasmavmc.api.status import from_rpc_error
+from plasmavmc.errors import Unavailable
+from plasmavmc.grpc_tls import target_of
+from plasmavmc.hypervisor.base import ExitKind
+from plasmavmc.types.node import Node
+from plasmavmc.types.vm import VmStatus
+from plasmavmc.v1 import node_pb2, types_pb2
+
+log = logging.getLogger(__name__)
+TIMEOUT = 10.0
+
+
+def vm_report(vm_id: str, status: VmStatus, exit_kind: ExitKind | None = None) -> agent_pb2.VmReport:
+    kind = 0 if exit_kind is None else enum_to_proto(exit_kind, agent_pb2.VmExitKind.DESCRIPTOR)
+    return agent_pb2.VmReport(vm_id=vm_id, status=to_proto(status, types_pb2.VmStatus()), exit_kind=kind)  # type: ignore[arg-type]
+
+
+class Reporter:
+    def __init__(self, endpoints: Sequence[str], credentials: grpc.ChannelCredentials | None = None) -> None:
+        targets = [target_of(e) for e in endpoints]
+        self.channels = [
+            grpc.aio.secure_channel(t, credentials) if credentials else grpc.aio.insecure_channel(t) for t in targets
+        ]
+        self._stubs = [agent_pb2_grpc.AgentServiceStub(c) for c in self.channels]
+        self._preferred = 0
+
+    async def _call(self, method: str, request: object) -> object:
+        last: Exception | None = None
+        for i in range(len(self._stubs)):
+            index = (self._preferred + i) % len(self._stubs)
+            try:
+                result = await getattr(self._stubs[index], method)(request, timeout=TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                err = from_rpc_error(exc)
+                if not isinstance(err, Unavailable):
+                    raise err from None
+                last = err
+                continue
+            self._preferred = index
+            return result
+        raise Unavailable(f"no control plane reachable: {last}")
+
+    async def heartbeat(self, node: Node, vms: list[agent_pb2.VmReport]) -> agent_pb2.HeartbeatResponse:
+        request = agent_pb2.HeartbeatRequest(node=to_proto(node, node_pb2.Node()), vms=vms)
+        response = await self._call("Heartbeat", request)
+        assert isinstance(response, agent_pb2.HeartbeatResponse)
+        return response
+
+    async def report(self, node_id: str, report: agent_pb2.VmReport) -> None:
+        await self._call("ReportStatus", agent_pb2.ReportStatusRequest(node_id=node_id, report=report))
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()

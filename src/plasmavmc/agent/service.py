@@ -1,0 +1,94 @@
+"""The agent's half of `plasmavmc.agent.v1.AgentService`: VM operations the control plane calls.
+
+Heartbeat and ReportStatus go the other way (the agent calls the control plane) and answer
+UNIMPLEMENTED here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from plasmavmc import validation
+from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
+from plasmavmc.agent.vms import NodeVms
+from plasmavmc.api.convert import from_proto, to_proto
+from plasmavmc.api.edge import ServicerContext, stream, unary, unimplemented
+from plasmavmc.types.image import Image
+from plasmavmc.types.vm import ConsoleType, VirtualMachine
+from plasmavmc.v1 import types_pb2, vm_pb2
+
+Ctx = ServicerContext
+ON_CONTROL_PLANE = "served by the control plane, not by a node agent"
+IDLE_END = 0.3  # without follow, a console stream ends once the history is sent and output pauses
+
+
+class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, vms: NodeVms) -> None:
+        self.vms = vms
+
+    @unary
+    async def CreateVm(self, request: agent_pb2.CreateVmRequest, context: Ctx) -> Any:
+        vm = from_proto(VirtualMachine, request.vm)
+        validation.vm_id(vm.id, "vm.id")
+        images = [from_proto(Image, i) for i in request.images]
+        handle = await self.vms.create(vm, images)
+        return to_proto(handle, agent_pb2.VmHandle())
+
+    @unary
+    async def StartVm(self, request: agent_pb2.StartVmRequest, context: Ctx) -> Any:
+        await self.vms.start(validation.vm_id(request.vm_id))
+        return types_pb2.Empty()
+
+    @unary
+    async def StopVm(self, request: agent_pb2.StopVmRequest, context: Ctx) -> Any:
+        await self.vms.stop(validation.vm_id(request.vm_id), float(request.timeout_seconds or 30), request.force)
+        return types_pb2.Empty()
+
+    @unary
+    async def DeleteVm(self, request: agent_pb2.DeleteVmRequest, context: Ctx) -> Any:
+        await self.vms.delete(validation.vm_id(request.vm_id))
+        return types_pb2.Empty()
+
+    @unary
+    async def GetVmStatus(self, request: agent_pb2.GetVmStatusRequest, context: Ctx) -> Any:
+        status = await self.vms.status(validation.vm_id(request.vm_id))
+        return to_proto(status, types_pb2.VmStatus())
+
+    @unary
+    async def RebootVm(self, request: agent_pb2.VmOperationRequest, context: Ctx) -> Any:
+        await self.vms.restart(validation.vm_id(request.vm_id), hard=False)
+        return types_pb2.Empty()
+
+    @unary
+    async def ResetVm(self, request: agent_pb2.VmOperationRequest, context: Ctx) -> Any:
+        await self.vms.restart(validation.vm_id(request.vm_id), hard=True)
+        return types_pb2.Empty()
+
+    @unary
+    async def KillVm(self, request: agent_pb2.VmOperationRequest, context: Ctx) -> Any:
+        await self.vms.kill(validation.vm_id(request.vm_id))
+        return types_pb2.Empty()
+
+    @stream
+    async def StreamConsole(self, request: agent_pb2.StreamConsoleRequest, context: Ctx) -> AsyncIterator[Any]:
+        backend, handle = self.vms.lookup(validation.vm_id(request.vm_id))
+        console = await backend.console(handle, ConsoleType.SERIAL)
+        try:
+            while True:
+                if request.follow:
+                    data = await console.read()
+                else:
+                    try:
+                        data = await asyncio.wait_for(console.read(), IDLE_END)
+                    except TimeoutError:
+                        return
+                if not data:
+                    return
+                yield vm_pb2.ConsoleData(data=data)
+        finally:
+            await console.close()
+
+    Heartbeat = unimplemented(ON_CONTROL_PLANE)
+    ReportStatus = unimplemented(ON_CONTROL_PLANE)

@@ -1,0 +1,128 @@
+from plasmavmc.v1 import types_pb2 as _types_pb2
+from plasmavmc.v1 import image_pb2 as _image_pb2
+from plasmavmc.v1 import node_pb2 as _node_pb2
+from plasmavmc.v1 import vm_pb2 as _vm_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class VmExitKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VM_EXIT_KIND_UNSPECIFIED: _ClassVar[VmExitKind]
+    VM_EXIT_KIND_REQUESTED: _ClassVar[VmExitKind]
+    VM_EXIT_KIND_GUEST_POWEROFF: _ClassVar[VmExitKind]
+    VM_EXIT_KIND_CRASHED: _ClassVar[VmExitKind]
+VM_EXIT_KIND_UNSPECIFIED: VmExitKind
+VM_EXIT_KIND_REQUESTED: VmExitKind
+VM_EXIT_KIND_GUEST_POWEROFF: VmExitKind
+VM_EXIT_KIND_CRASHED: VmExitKind
+
+class VmHandle(_message.Message):
+    __slots__ = ("vm_id", "backend", "runtime_dir", "name", "details")
+    class DetailsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_DIR_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    backend: _types_pb2.HypervisorType
+    runtime_dir: str
+    name: str
+    details: _containers.ScalarMap[str, str]
+    def __init__(self, vm_id: _Optional[str] = ..., backend: _Optional[_Union[_types_pb2.HypervisorType, str]] = ..., runtime_dir: _Optional[str] = ..., name: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CreateVmRequest(_message.Message):
+    __slots__ = ("vm", "images")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    vm: _types_pb2.VirtualMachine
+    images: _containers.RepeatedCompositeFieldContainer[_image_pb2.Image]
+    def __init__(self, vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_image_pb2.Image, _Mapping]]] = ...) -> None: ...
+
+class StartVmRequest(_message.Message):
+    __slots__ = ("vm_id",)
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    def __init__(self, vm_id: _Optional[str] = ...) -> None: ...
+
+class StopVmRequest(_message.Message):
+    __slots__ = ("vm_id", "timeout_seconds", "force")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    timeout_seconds: int
+    force: bool
+    def __init__(self, vm_id: _Optional[str] = ..., timeout_seconds: _Optional[int] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class DeleteVmRequest(_message.Message):
+    __slots__ = ("vm_id",)
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    def __init__(self, vm_id: _Optional[str] = ...) -> None: ...
+
+class GetVmStatusRequest(_message.Message):
+    __slots__ = ("vm_id",)
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    def __init__(self, vm_id: _Optional[str] = ...) -> None: ...
+
+class VmOperationRequest(_message.Message):
+    __slots__ = ("vm_id",)
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    def __init__(self, vm_id: _Optional[str] = ...) -> None: ...
+
+class StreamConsoleRequest(_message.Message):
+    __slots__ = ("vm_id", "follow")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    follow: bool
+    def __init__(self, vm_id: _Optional[str] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("node", "vms")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    VMS_FIELD_NUMBER: _ClassVar[int]
+    node: _node_pb2.Node
+    vms: _containers.RepeatedCompositeFieldContainer[VmReport]
+    def __init__(self, node: _Optional[_Union[_node_pb2.Node, _Mapping]] = ..., vms: _Optional[_Iterable[_Union[VmReport, _Mapping]]] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("heartbeat_interval_seconds", "node_state")
+    HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NODE_STATE_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_interval_seconds: int
+    node_state: _node_pb2.NodeState
+    def __init__(self, heartbeat_interval_seconds: _Optional[int] = ..., node_state: _Optional[_Union[_node_pb2.NodeState, str]] = ...) -> None: ...
+
+class VmReport(_message.Message):
+    __slots__ = ("vm_id", "status", "exit_kind")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_KIND_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    status: _types_pb2.VmStatus
+    exit_kind: VmExitKind
+    def __init__(self, vm_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.VmStatus, _Mapping]] = ..., exit_kind: _Optional[_Union[VmExitKind, str]] = ...) -> None: ...
+
+class ReportStatusRequest(_message.Message):
+    __slots__ = ("node_id", "report")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    report: VmReport
+    def __init__(self, node_id: _Optional[str] = ..., report: _Optional[_Union[VmReport, _Mapping]] = ...) -> None: ...

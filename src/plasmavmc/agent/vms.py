@@ -1,0 +1,160 @@
+"""The agent's VMs: the handle table, backend calls, and supervision of running hypervisor processes.
+
+Handles are rebuilt from the backends' runtime dirs at start (`adopt`), so an agent restart loses no VM
+and kills none: every VM whose process still runs is supervised again; one whose process died while
+the agent was down is reported. A supervised process that exits is reported to the control plane at
+once (ReportStatus), with the backend's reason; exits an operation asked for are reported as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from plasmavmc.agent.image_cache import ImageCache
+from plasmavmc.agent.reporter import Reporter, vm_report
+from plasmavmc.errors import PlasmaError, VmNotFound
+from plasmavmc.hypervisor.base import ExitKind, ExitReport, HypervisorBackend, LocalImage, VmHandle
+from plasmavmc.hypervisor.registry import HypervisorRegistry
+from plasmavmc.types.image import Image
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import VirtualMachine, VmStatus
+
+log = logging.getLogger(__name__)
+REPORT_RETRY_MAX = 5.0
+
+
+class NodeVms:
+    def __init__(self, node_id: str, registry: HypervisorRegistry, cache: ImageCache, reporter: Reporter) -> None:
+        self.node_id = node_id
+        self.registry = registry
+        self.cache = cache
+        self.reporter = reporter
+        self.handles: dict[str, VmHandle] = {}
+        self._supervisors: dict[str, asyncio.Task[None]] = {}
+
+    def lookup(self, vm_id: str) -> tuple[HypervisorBackend, VmHandle]:
+        handle = self.handles.get(vm_id)
+        if handle is None:
+            raise VmNotFound(f"VM {vm_id} is not on node {self.node_id}", field="vm_id")
+        return self.registry.get(handle.backend), handle
+
+    async def adopt(self) -> None:
+        for backend in self.registry.all():
+            for handle in await backend.handles():
+                self.handles[handle.vm_id] = handle
+                status = await backend.status(handle)
+                if status.actual_state == VmState.RUNNING:
+                    log.info("adopted running VM %s (pid %s)", handle.vm_id, status.host_pid)
+                    self._supervise(backend, handle)
+                elif status.started_at is not None:
+                    report = await backend.wait_exit(handle)
+                    if report.kind != ExitKind.REQUESTED:
+                        why = ExitReport(report.kind, f"{report.reason} (while the agent was down)")
+                        task = asyncio.create_task(self._report_exit(backend, handle, why))
+                        self._supervisors[handle.vm_id] = task
+
+    async def _local_images(self, vm: VirtualMachine, images: list[Image]) -> dict[str, LocalImage]:
+        by_id = {i.id: i for i in images}
+        out: dict[str, LocalImage] = {}
+        for disk in vm.spec.disks:
+            image = by_id[disk.source.image_id or ""]
+            kernel = by_id.get(image.metadata.get("kernel_id", ""))
+            initrd = by_id.get(image.metadata.get("ramdisk_id", ""))
+            out[image.id] = LocalImage(
+                image_id=image.id,
+                disk_path=await self.cache.fetch(image, vm.org_id),
+                disk_format=image.format.value,
+                kernel_path=await self.cache.fetch(kernel, vm.org_id) if kernel else None,
+                initrd_path=await self.cache.fetch(initrd, vm.org_id) if initrd else None,
+                kernel_cmdline=image.metadata.get("kernel_cmdline", ""),
+            )
+        return out
+
+    async def create(self, vm: VirtualMachine, images: list[Image]) -> VmHandle:
+        backend = self.registry.get(vm.hypervisor)
+        backend.supports(vm.spec)
+        local: Mapping[str, LocalImage] = await self._local_images(vm, images)
+        handle = await backend.create(vm, local)
+        self.handles[vm.id] = handle
+        return handle
+
+    async def start(self, vm_id: str) -> None:
+        backend, handle = self.lookup(vm_id)
+        await backend.start(handle)
+        self._supervise(backend, handle)
+
+    async def stop(self, vm_id: str, timeout: float, force: bool) -> None:
+        backend, handle = self.lookup(vm_id)
+        await self._unsupervise(vm_id)
+        if force:
+            await backend.kill(handle)
+        else:
+            await backend.stop(handle, timeout)
+
+    async def restart(self, vm_id: str, *, hard: bool) -> None:
+        backend, handle = self.lookup(vm_id)
+        if hard:
+            await backend.reset(handle)
+            return
+        await self._unsupervise(vm_id)
+        try:
+            await backend.reboot(handle)
+        finally:
+            if (await backend.status(handle)).actual_state == VmState.RUNNING:
+                self._supervise(backend, handle)
+
+    async def kill(self, vm_id: str) -> None:
+        backend, handle = self.lookup(vm_id)
+        await self._unsupervise(vm_id)
+        await backend.kill(handle)
+
+    async def delete(self, vm_id: str) -> None:
+        if vm_id not in self.handles:
+            return  # already gone: delete is idempotent
+        backend, handle = self.lookup(vm_id)
+        await self._unsupervise(vm_id)
+        await backend.delete(handle)
+        del self.handles[vm_id]
+
+    async def status(self, vm_id: str) -> VmStatus:
+        backend, handle = self.lookup(vm_id)
+        return await backend.status(handle)
+
+    def _supervise(self, backend: HypervisorBackend, handle: VmHandle) -> None:
+        task = asyncio.create_task(self._watch(backend, handle), name=f"supervise-{handle.vm_id}")
+        self._supervisors[handle.vm_id] = task
+
+    async def _unsupervise(self, vm_id: str) -> None:
+        task = self._supervisors.pop(vm_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _watch(self, backend: HypervisorBackend, handle: VmHandle) -> None:
+        report = await backend.wait_exit(handle)
+        self._supervisors.pop(handle.vm_id, None)
+        log.info("VM %s hypervisor exited: %s (%s)", handle.vm_id, report.kind.value, report.reason)
+        await self._report_exit(backend, handle, report)
+
+    async def _report_exit(self, backend: HypervisorBackend, handle: VmHandle, report: ExitReport) -> None:
+        status = await backend.status(handle)
+        if report.kind != ExitKind.REQUESTED:
+            status = VmStatus(**{**status.__dict__, "last_error": report.reason})
+        delay = 0.2
+        while True:
+            try:
+                await self.reporter.report(self.node_id, vm_report(handle.vm_id, status, report.kind))
+                return
+            except PlasmaError as err:
+                log.warning("report on VM %s not delivered (%s); retrying", handle.vm_id, err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REPORT_RETRY_MAX)
+
+    async def close(self) -> None:
+        """Stop supervising (the VMs keep running: they outlive the agent)."""
+        for vm_id in list(self._supervisors):
+            await self._unsupervise(vm_id)

@@ -1,0 +1,1 @@
+"""The gRPC edge: servicers that validate, call `core`, and convert; errors mapped in `status.py`."""

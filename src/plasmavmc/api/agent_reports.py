@@ -1,0 +1,64 @@
+"""The control plane's half of `plasmavmc.agent.v1.AgentService`: Heartbeat and ReportStatus.
+
+Agents call these; the VM operations of the same service are served by the agents themselves, so here
+they answer UNIMPLEMENTED saying so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plasmavmc import validation
+from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
+from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
+from plasmavmc.api.edge import ServicerContext, unary, unimplemented
+from plasmavmc.core import reports
+from plasmavmc.core.context import Core
+from plasmavmc.hypervisor.base import ExitKind
+from plasmavmc.types.node import Node
+from plasmavmc.types.vm import VmStatus
+from plasmavmc.v1 import node_pb2, types_pb2
+
+Ctx = ServicerContext
+ON_AGENT = "served by the node agent (port 8082), not by the control plane"
+
+
+class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, core: Core, heartbeat_interval: int) -> None:
+        self.core = core
+        self.heartbeat_interval = heartbeat_interval
+
+    @unary
+    async def Heartbeat(self, request: agent_pb2.HeartbeatRequest, context: Ctx) -> Any:
+        reported = from_proto(Node, request.node)
+        validation.name(reported.id, "node.id")
+        node = await self.core.nodes.heartbeat(reported)
+        for vm in request.vms:
+            observed = from_proto(VmStatus, vm.status)
+            await reports.on_heartbeat_vm(
+                self.core, node.id, validation.vm_id(vm.vm_id), observed, reported.last_heartbeat
+            )
+        return agent_pb2.HeartbeatResponse(
+            heartbeat_interval_seconds=self.heartbeat_interval,
+            node_state=to_proto(node, node_pb2.Node()).state,
+        )
+
+    @unary
+    async def ReportStatus(self, request: agent_pb2.ReportStatusRequest, context: Ctx) -> Any:
+        validation.name(request.node_id, "node_id")
+        vm_id = validation.vm_id(request.report.vm_id, "report.vm_id")
+        kind = enum_from_proto(ExitKind, request.report.exit_kind, agent_pb2.VmExitKind.DESCRIPTOR)
+        observed = from_proto(VmStatus, request.report.status)
+        if kind is not None:
+            await reports.on_exit(self.core, request.node_id, vm_id, kind, observed)
+        return types_pb2.Empty()
+
+    CreateVm = unimplemented(ON_AGENT)
+    StartVm = unimplemented(ON_AGENT)
+    StopVm = unimplemented(ON_AGENT)
+    DeleteVm = unimplemented(ON_AGENT)
+    GetVmStatus = unimplemented(ON_AGENT)
+    RebootVm = unimplemented(ON_AGENT)
+    ResetVm = unimplemented(ON_AGENT)
+    KillVm = unimplemented(ON_AGENT)
+    StreamConsole = unimplemented(ON_AGENT)

@@ -1,0 +1,63 @@
+"""Decorators every servicer method goes through: our errors become gRPC statuses (via `status.py`),
+anything unexpected is logged and answered INTERNAL without leaking a traceback to the caller."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+
+from plasmavmc.api.status import to_grpc_status
+from plasmavmc.errors import PlasmaError, Unimplemented
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+#: grpc ships no type information; servicer methods take their context as this alias
+ServicerContext: TypeAlias = Any
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+    if isinstance(exc, PlasmaError):
+        await context.abort_with_status(to_grpc_status(exc))
+    log.exception("unexpected error in %s", method)
+    await context.abort_with_status(to_grpc_status(PlasmaError(f"internal error in {method}: {type(exc).__name__}")))
+
+
+def unary(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await fn(self, request, context)
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await _abort(context, exc, fn.__name__)
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+def stream(fn: Callable[..., AsyncIterator[R]]) -> Callable[..., AsyncIterator[R]]:
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[R]:
+        try:
+            async for item in fn(self, request, context):
+                yield item
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await _abort(context, exc, fn.__name__)
+
+    return wrapper
+
+
+def unimplemented(feature: str) -> Callable[..., Awaitable[Any]]:
+    """A servicer method for an RPC whose feature has not landed: UNIMPLEMENTED, naming the feature."""
+
+    async def method(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort_with_status(to_grpc_status(Unimplemented(f"not implemented yet: {feature}")))
+
+    return method

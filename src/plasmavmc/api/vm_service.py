@@ -1,0 +1,112 @@
+"""`plasmavmc.v1.VmService`: request -> validated core call -> VirtualMachine message."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
+from plasmavmc.api.edge import ServicerContext, stream, unary, unimplemented
+from plasmavmc.core import lifecycle, power, watch
+from plasmavmc.core.context import Core, VmRef
+from plasmavmc.errors import InvalidArgument
+from plasmavmc.types.vm import ConsoleType, HypervisorType, VirtualMachine, VmSpec
+from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
+
+Ctx = ServicerContext
+HOTPLUG = "disk/NIC hot-plug (lands with the QEMU backend issue)"
+
+
+def vm_msg(vm: VirtualMachine) -> types_pb2.VirtualMachine:
+    return to_proto(vm, types_pb2.VirtualMachine())
+
+
+def ref_of(msg: vm_pb2.VmRef) -> VmRef:
+    return VmRef(msg.org_id, msg.project_id, msg.vm_id).validated()
+
+
+def principal_of(context: Ctx) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-plasmavmc-principal":
+            return str(value)[:128]
+    return "anonymous"
+
+
+class VmServicer(vm_pb2_grpc.VmServiceServicer):
+    def __init__(self, core: Core, default_hypervisor: HypervisorType) -> None:
+        self.core = core
+        self.default_hypervisor = default_hypervisor
+
+    @unary
+    async def CreateVm(self, request: vm_pb2.CreateVmRequest, context: Ctx) -> Any:
+        chosen = enum_from_proto(HypervisorType, request.hypervisor, types_pb2.HypervisorType.DESCRIPTOR)
+        hypervisor = chosen if chosen is not None else self.default_hypervisor
+        req = lifecycle.CreateVm(
+            name=request.name,
+            org_id=request.org_id,
+            project_id=request.project_id,
+            spec=from_proto(VmSpec, request.spec),
+            hypervisor=hypervisor,
+            labels=dict(request.labels),
+            metadata=dict(request.metadata),
+            created_by=principal_of(context),
+        )
+        return vm_msg(await lifecycle.create(self.core, req))
+
+    @unary
+    async def GetVm(self, request: vm_pb2.GetVmRequest, context: Ctx) -> Any:
+        return vm_msg((await self.core.find_vm(ref_of(request.vm))).value)
+
+    @unary
+    async def ListVms(self, request: vm_pb2.ListVmsRequest, context: Ctx) -> Any:
+        vms, token = await lifecycle.list_vms(
+            self.core, request.org_id, request.project_id, request.page_size, request.page_token
+        )
+        return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
+
+    @unary
+    async def UpdateVm(self, request: vm_pb2.UpdateVmRequest, context: Ctx) -> Any:
+        labels = dict(request.labels) if request.update_labels else None
+        metadata = dict(request.metadata) if request.update_metadata else None
+        return vm_msg(await lifecycle.update(self.core, ref_of(request.vm), labels, metadata))
+
+    @unary
+    async def DeleteVm(self, request: vm_pb2.DeleteVmRequest, context: Ctx) -> Any:
+        await lifecycle.delete(self.core, ref_of(request.vm), request.force)
+        return types_pb2.Empty()
+
+    @unary
+    async def StartVm(self, request: vm_pb2.StartVmRequest, context: Ctx) -> Any:
+        return vm_msg(await power.start(self.core, ref_of(request.vm)))
+
+    @unary
+    async def StopVm(self, request: vm_pb2.StopVmRequest, context: Ctx) -> Any:
+        if request.timeout_seconds > 3600:
+            raise InvalidArgument("timeout_seconds", "at most 3600")
+        vm = await power.stop(self.core, ref_of(request.vm), request.force, request.timeout_seconds)
+        return vm_msg(vm)
+
+    @unary
+    async def RebootVm(self, request: vm_pb2.RebootVmRequest, context: Ctx) -> Any:
+        return vm_msg(await power.reboot(self.core, ref_of(request.vm), hard=False))
+
+    @unary
+    async def ResetVm(self, request: vm_pb2.ResetVmRequest, context: Ctx) -> Any:
+        return vm_msg(await power.reboot(self.core, ref_of(request.vm), hard=True))
+
+    AttachDisk = unimplemented(HOTPLUG)
+    DetachDisk = unimplemented(HOTPLUG)
+    AttachNic = unimplemented("VM networking (NetworkProvider)")
+    DetachNic = unimplemented("VM networking (NetworkProvider)")
+
+    @stream
+    async def GetConsole(self, request: vm_pb2.GetConsoleRequest, context: Ctx) -> AsyncIterator[Any]:
+        if request.console_type == types_pb2.CONSOLE_TYPE_VNC:
+            raise InvalidArgument("console_type", f"{ConsoleType.VNC.value} consoles are not available yet")
+        async for chunk in watch.console(self.core, ref_of(request.vm), request.follow):
+            yield vm_pb2.ConsoleData(data=chunk)
+
+    @stream
+    async def WatchVm(self, request: vm_pb2.WatchVmRequest, context: Ctx) -> AsyncIterator[Any]:
+        async for event in watch.watch_vm(self.core, ref_of(request.vm), request.send_initial):
+            yield to_proto(event, vm_pb2.VmEvent())

@@ -1,0 +1,163 @@
+"""How the `plasmavmc` CLI shows records: aligned tables for people, JSON (`-o json`) for programs.
+
+JSON is always `plasmavmc.types.codec.to_data` of the domain dataclasses — the same shape the store and
+the API use — so scripts never depend on the table layout. Table rows are built by one small function
+per resource; everything else (alignment, ages, sizes) is shared here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from plasmavmc.types.codec import to_data
+from plasmavmc.types.events import VmEvent
+from plasmavmc.types.image import Image
+from plasmavmc.types.node import Node
+from plasmavmc.types.vm import VirtualMachine
+
+VM_COLUMNS = ("ID", "NAME", "STATE", "NODE", "HYPERVISOR", "VCPUS", "MEMORY", "AGE")
+NODE_COLUMNS = ("ID", "STATE", "VCPUS", "MEMORY", "HYPERVISORS", "ACCEL", "HEARTBEAT")
+IMAGE_COLUMNS = ("ID", "NAME", "FORMAT", "SIZE", "VISIBILITY", "STATUS")
+
+
+def to_seconds(stamp: int) -> float:
+    """A stored timestamp as Unix seconds, whatever its unit (s, ms, µs or ns: told apart by magnitude)."""
+    for limit, scale in ((10**17, 1e9), (10**14, 1e6), (10**11, 1e3)):
+        if stamp >= limit:
+            return stamp / scale
+    return float(stamp)
+
+
+def age(stamp: int, now: float | None = None) -> str:
+    """`42s`, `5m`, `3h`, `2d` since `stamp`; `-` when unset."""
+    if not stamp:
+        return "-"
+    secs = max(0, int((time.time() if now is None else now) - to_seconds(stamp)))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
+
+
+def iso_time(stamp: int) -> str:
+    """`2025-01-02T03:04:05Z` (UTC); `-` when unset."""
+    if not stamp:
+        return "-"
+    return datetime.fromtimestamp(to_seconds(stamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def human_bytes(n: int) -> str:
+    """`512B`, `1.5KiB`, `20.0GiB`."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n}B" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def upper(value: Any) -> str:
+    return "-" if value is None else str(value.value if hasattr(value, "value") else value).upper()
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns left-aligned, two spaces apart, header first; no trailing spaces."""
+    widths = [max(len(str(cell)) for cell in col) for col in zip(columns, *rows, strict=False)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+             for line in (columns, *rows)]
+    return "\n".join(lines)
+
+
+def details(pairs: Sequence[tuple[str, str]]) -> str:
+    """`KEY:  value` lines, values aligned."""
+    width = max(len(k) for k, _ in pairs) + 1
+    return "\n".join(f"{(k + ':').ljust(width)}  {v}" for k, v in pairs)
+
+
+def vm_row(vm: VirtualMachine) -> list[str]:
+    return [
+        vm.id,
+        vm.name,
+        upper(vm.state),
+        vm.node_id or "-",
+        str(vm.hypervisor.value),
+        str(vm.spec.cpu.vcpus),
+        f"{vm.spec.memory.size_mib}MiB",
+        age(vm.created_at),
+    ]
+
+
+def vm_details(vm: VirtualMachine) -> str:
+    disks = ", ".join(
+        f"{d.id}={d.source.image_id or d.source.volume_id or '-'}:{d.size_gib}GiB" for d in vm.spec.disks
+    )
+    nics = ", ".join(f"{n.id}={n.network_id}" + (f"@{n.mac_address}" if n.mac_address else "")
+                     for n in vm.spec.network)
+    labels = ",".join(f"{k}={v}" for k, v in sorted(vm.labels.items()))
+    return details([
+        ("ID", vm.id),
+        ("Name", vm.name),
+        ("Org/Project", f"{vm.org_id}/{vm.project_id}"),
+        ("State", upper(vm.state)),
+        ("Node", vm.node_id or "-"),
+        ("Hypervisor", str(vm.hypervisor.value)),
+        ("Accelerator", vm.status.accelerator or "-"),
+        ("vCPUs", str(vm.spec.cpu.vcpus)),
+        ("Memory", f"{vm.spec.memory.size_mib}MiB"),
+        ("Disks", disks or "-"),
+        ("NICs", nics or "-"),
+        ("IPs", ", ".join(vm.status.ip_addresses) or "-"),
+        ("Labels", labels or "-"),
+        ("Last error", vm.status.last_error or "-"),
+        ("Created", f"{iso_time(vm.created_at)} ({age(vm.created_at)} ago)" if vm.created_at else "-"),
+    ])
+
+
+def node_row(node: Node) -> list[str]:
+    # "allocated/capacity", where capacity is what the scheduler may hand out (allocatable when reported)
+    cap = node.allocatable if node.allocatable.vcpus or node.allocatable.memory_mib else node.capacity
+    beat = age(node.last_heartbeat)
+    return [
+        node.id,
+        upper(node.state),
+        f"{node.allocated.vcpus}/{cap.vcpus}",
+        f"{node.allocated.memory_mib}/{cap.memory_mib}MiB",
+        ",".join(h.value for h in node.hypervisors) or "-",
+        node.accelerator or "-",
+        beat if beat == "-" else f"{beat} ago",
+    ]
+
+
+def image_row(image: Image) -> list[str]:
+    return [
+        image.id,
+        image.name,
+        str(image.format.value),
+        human_bytes(image.size_bytes),
+        str(image.visibility.value),
+        upper(image.status),
+    ]
+
+
+def event_line(event: VmEvent) -> str:
+    """`2025-01-02T03:04:05Z  state_changed  STOPPED -> STARTING` (one line per watched event)."""
+    change = f"{upper(event.previous_state)} -> {upper(event.state)}"
+    return f"{iso_time(event.timestamp)}  {event.type.value}  {change}"
+
+
+def dump_json(obj: Any, *, compact: bool = False) -> str:
+    """One JSON document of a dataclass (or a list of them)."""
+    if compact:
+        return json.dumps(to_data(obj), separators=(",", ":"))
+    return json.dumps(to_data(obj), indent=2)
+
+
+def emit(text: str) -> None:
+    """Print one block to stdout (looked up at call time, so redirection and capture see it)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()

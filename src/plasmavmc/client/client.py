@@ -1,0 +1,59 @@
+"""`PlasmaClient`: the async Python client of the PlasmaVMC API (spec §5.3).
+
+    async with await PlasmaClient.connect("http://127.0.0.1:8080") as client:
+        vm = await client.create_vm("web-1", "org-1", "proj-1", VmSpec(...))
+        await client.start_vm("org-1", "proj-1", vm.id)
+        async for event in client.watch_vm("org-1", "proj-1", vm.id):
+            print(event.state)
+
+Methods take and return the domain dataclasses of `plasmavmc.types`, never protobuf messages, and raise
+the `PlasmaError` subclasses of `plasmavmc.errors` (a server that cannot be reached at all raises
+`ConnectionFailed`, an `Unavailable`). One class per service would scatter the connection handling, so
+the service methods live in mixins over one shared `ClientBase`.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from plasmavmc.client.base import ClientTls, open_channel
+from plasmavmc.client.images import ImageMixin
+from plasmavmc.client.nodes import NodeMixin
+from plasmavmc.client.vms import VmMixin
+
+
+class PlasmaClient(VmMixin, NodeMixin, ImageMixin):
+    """One connection to a PlasmaVMC server; VM, node and image methods on it."""
+
+    @classmethod
+    async def connect(
+        cls,
+        addr: str,
+        *,
+        tls: ClientTls | None = None,
+        token: str | None = None,
+        call_timeout: float | None = None,
+    ) -> PlasmaClient:
+        """Open a channel to `addr` (`http://host:port`, `https://host:port` or `host:port`).
+
+        `https://` or `tls` make a TLS channel (mTLS with a client cert/key). `token` is sent as
+        `authorization: Bearer <token>` with every call. `call_timeout` is the deadline of each unary call in
+        seconds (None: no deadline). The channel connects lazily: an unreachable server shows up as
+        `ConnectionFailed` on the first call.
+        """
+        return cls(open_channel(addr, tls), addr, token=token, call_timeout=call_timeout)
+
+    async def close(self) -> None:
+        """Close the channel, cancelling calls still in flight."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> PlasmaClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,218 @@
+"""VmService methods of `PlasmaClient`: requests in, domain dataclasses out.
+
+Every VM is addressed by (org_id, project_id, vm) where `vm` is either the VM's id or its name within
+the project — the server resolves both, so the client passes it through as `VmRef.vm_id` untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Collection
+
+from plasmavmc.api.convert import enum_to_proto, from_proto, to_proto
+from plasmavmc.client.base import ClientBase
+from plasmavmc.errors import InvalidState, VmNotFound
+from plasmavmc.types.events import VmEvent, VmEventType
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
+from plasmavmc.v1 import types_pb2, vm_pb2
+
+#: states a VM never leaves on its own: waiting for anything else from here is pointless
+_TERMINAL = frozenset({VmState.FAILED, VmState.DELETED})
+
+
+def _ref(org_id: str, project_id: str, vm: str) -> vm_pb2.VmRef:
+    return vm_pb2.VmRef(org_id=org_id, project_id=project_id, vm_id=vm)
+
+
+def _vm(msg: types_pb2.VirtualMachine) -> VirtualMachine:
+    return from_proto(VirtualMachine, msg)
+
+
+class VmMixin(ClientBase):
+    """`plasmavmc.v1.VmService`."""
+
+    async def create_vm(
+        self,
+        name: str,
+        org_id: str,
+        project_id: str,
+        spec: VmSpec,
+        hypervisor: HypervisorType = HypervisorType.KVM,
+        labels: dict[str, str] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> VirtualMachine:
+        """Create a VM (it is scheduled and provisioned, not started)."""
+        request = vm_pb2.CreateVmRequest(
+            name=name,
+            org_id=org_id,
+            project_id=project_id,
+            spec=to_proto(spec, types_pb2.VmSpec()),
+            hypervisor=types_pb2.HypervisorType.Name(
+                enum_to_proto(hypervisor, types_pb2.HypervisorType.DESCRIPTOR)
+            ),
+            labels=labels or {},
+            metadata=metadata or {},
+        )
+        return _vm(await self._unary(self._vm_stub.CreateVm, request))
+
+    async def get_vm(self, org_id: str, project_id: str, vm: str) -> VirtualMachine:
+        """One VM by id or name."""
+        request = vm_pb2.GetVmRequest(vm=_ref(org_id, project_id, vm))
+        return _vm(await self._unary(self._vm_stub.GetVm, request))
+
+    async def list_vms(
+        self, org_id: str, project_id: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[VirtualMachine], str]:
+        """One page of the project's VMs and the token of the next page ("" after the last)."""
+        request = vm_pb2.ListVmsRequest(
+            org_id=org_id, project_id=project_id, page_size=page_size, page_token=page_token
+        )
+        response = await self._unary(self._vm_stub.ListVms, request)
+        return [_vm(m) for m in response.vms], str(response.next_page_token)
+
+    async def list_all_vms(self, org_id: str, project_id: str) -> list[VirtualMachine]:
+        """Every VM of the project, following the page tokens."""
+        result: list[VirtualMachine] = []
+        token = ""
+        while True:
+            page, token = await self.list_vms(org_id, project_id, page_token=token)
+            result.extend(page)
+            if not token:
+                return result
+
+    async def update_vm(
+        self,
+        org_id: str,
+        project_id: str,
+        vm: str,
+        labels: dict[str, str] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> VirtualMachine:
+        """Replace the labels and/or metadata; `None` leaves that map as it is, `{}` clears it."""
+        request = vm_pb2.UpdateVmRequest(
+            vm=_ref(org_id, project_id, vm),
+            labels=labels or {},
+            update_labels=labels is not None,
+            metadata=metadata or {},
+            update_metadata=metadata is not None,
+        )
+        return _vm(await self._unary(self._vm_stub.UpdateVm, request))
+
+    async def delete_vm(self, org_id: str, project_id: str, vm: str, force: bool = False) -> None:
+        """Delete a VM; `force` kills a running one instead of failing with INVALID_STATE."""
+        request = vm_pb2.DeleteVmRequest(vm=_ref(org_id, project_id, vm), force=force)
+        await self._unary(self._vm_stub.DeleteVm, request)
+
+    async def start_vm(self, org_id: str, project_id: str, vm: str) -> VirtualMachine:
+        """Start a stopped VM."""
+        request = vm_pb2.StartVmRequest(vm=_ref(org_id, project_id, vm))
+        return _vm(await self._unary(self._vm_stub.StartVm, request))
+
+    async def stop_vm(
+        self, org_id: str, project_id: str, vm: str, force: bool = False, timeout_seconds: int = 0
+    ) -> VirtualMachine:
+        """ACPI power-off (killed after `timeout_seconds`, 0: the server's 30 s); `force` kills at once."""
+        request = vm_pb2.StopVmRequest(
+            vm=_ref(org_id, project_id, vm), force=force, timeout_seconds=timeout_seconds
+        )
+        return _vm(await self._unary(self._vm_stub.StopVm, request))
+
+    async def reboot_vm(self, org_id: str, project_id: str, vm: str) -> VirtualMachine:
+        """Graceful reboot of a running VM."""
+        request = vm_pb2.RebootVmRequest(vm=_ref(org_id, project_id, vm))
+        return _vm(await self._unary(self._vm_stub.RebootVm, request))
+
+    async def reset_vm(self, org_id: str, project_id: str, vm: str) -> VirtualMachine:
+        """Hard reset of a running VM."""
+        request = vm_pb2.ResetVmRequest(vm=_ref(org_id, project_id, vm))
+        return _vm(await self._unary(self._vm_stub.ResetVm, request))
+
+    async def attach_disk(self, org_id: str, project_id: str, vm: str, disk: DiskSpec) -> VirtualMachine:
+        """Attach a disk."""
+        request = vm_pb2.AttachDiskRequest(
+            vm=_ref(org_id, project_id, vm), disk=to_proto(disk, types_pb2.DiskSpec())
+        )
+        return _vm(await self._unary(self._vm_stub.AttachDisk, request))
+
+    async def detach_disk(self, org_id: str, project_id: str, vm: str, disk_id: str) -> VirtualMachine:
+        """Detach the disk `disk_id`."""
+        request = vm_pb2.DetachDiskRequest(vm=_ref(org_id, project_id, vm), disk_id=disk_id)
+        return _vm(await self._unary(self._vm_stub.DetachDisk, request))
+
+    async def attach_nic(self, org_id: str, project_id: str, vm: str, nic: NetworkSpec) -> VirtualMachine:
+        """Attach a network interface."""
+        request = vm_pb2.AttachNicRequest(
+            vm=_ref(org_id, project_id, vm), nic=to_proto(nic, types_pb2.NetworkSpec())
+        )
+        return _vm(await self._unary(self._vm_stub.AttachNic, request))
+
+    async def detach_nic(self, org_id: str, project_id: str, vm: str, nic_id: str) -> VirtualMachine:
+        """Detach the network interface `nic_id`."""
+        request = vm_pb2.DetachNicRequest(vm=_ref(org_id, project_id, vm), nic_id=nic_id)
+        return _vm(await self._unary(self._vm_stub.DetachNic, request))
+
+    async def console(
+        self, org_id: str, project_id: str, vm: str, follow: bool = True
+    ) -> AsyncIterator[bytes]:
+        """The serial console's output: the retained history, then (with `follow`) new output as it comes."""
+        request = vm_pb2.GetConsoleRequest(
+            vm=_ref(org_id, project_id, vm), console_type=types_pb2.CONSOLE_TYPE_SERIAL, follow=follow
+        )
+        async for message in self._stream(self._vm_stub.GetConsole, request):
+            yield bytes(message.data)
+
+    async def watch_vm(
+        self, org_id: str, project_id: str, vm: str, send_initial: bool = True
+    ) -> AsyncIterator[VmEvent]:
+        """The VM's changes as they are stored; with `send_initial` the first event is the current record."""
+        request = vm_pb2.WatchVmRequest(vm=_ref(org_id, project_id, vm), send_initial=send_initial)
+        async for message in self._stream(self._vm_stub.WatchVm, request):
+            yield from_proto(VmEvent, message)
+
+    async def wait_for_state(
+        self, org_id: str, project_id: str, vm: str, states: Collection[VmState], timeout: float
+    ) -> VirtualMachine:
+        """Wait until the VM is in one of `states` and return it.
+
+        Raises `TimeoutError` (naming the last state seen) after `timeout` seconds, `InvalidState` if the
+        VM reaches FAILED and `VmNotFound` if it is deleted while neither is awaited.
+        """
+        wanted = frozenset(states)
+        seen: list[VmState | None] = [None]
+        deadline = time.monotonic() + timeout
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    found = await self._wait_once(org_id, project_id, vm, wanted, seen)
+                    if found is not None:
+                        return found
+                    # the server ended the watch (restart, compaction): watch again from the current record
+                    await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        except TimeoutError:
+            last = seen[0].value.upper() if seen[0] else "unknown"
+            want = ", ".join(sorted(s.value.upper() for s in wanted))
+            raise TimeoutError(
+                f"vm {vm}: still {last} after {timeout:g}s waiting for {want}"
+            ) from None
+
+    async def _wait_once(
+        self,
+        org_id: str,
+        project_id: str,
+        vm: str,
+        wanted: frozenset[VmState],
+        seen: list[VmState | None],
+    ) -> VirtualMachine | None:
+        async for event in self.watch_vm(org_id, project_id, vm, send_initial=True):
+            seen[0] = event.state
+            deleted = event.type is VmEventType.DELETED or event.state is VmState.DELETED
+            if event.state in wanted or (deleted and VmState.DELETED in wanted):
+                return event.vm
+            if deleted:
+                raise VmNotFound(f"vm {vm} was deleted while waiting for it", field="vm")
+            if event.state in _TERMINAL:
+                detail = event.vm.status.last_error or "no error recorded"
+                raise InvalidState(f"vm {vm} is {event.state.value.upper()}: {detail}")
+        return None

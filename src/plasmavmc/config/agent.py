@@ -1,0 +1,215 @@
+"""Settings of the node agent, `plasmavmc-agent` (spec §9.2, §9.3, §9.4).
+
+This module owns what the agent can be configured with (the dataclasses below, whose docstrings mark
+every key beyond the spec as *ext*) and its command line. Reading and validating is the generic
+loader's job (`schema.py`). Two values are derived after loading, so consumers never re-derive them:
+``agent.control_planes`` is the full, merged list of control-plane URLs (``control_plane`` is its
+first element), and ``agent.advertise_addr`` is always set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from plasmavmc.config.schema import (
+    LoggingSettings,
+    Override,
+    TlsSettings,
+    all_of,
+    check_abs_path,
+    check_addr,
+    check_command,
+    check_hypervisor,
+    check_non_empty,
+    check_positive,
+    check_url,
+    config_path,
+    each,
+    env_overrides,
+    flag_overrides,
+    load_layered,
+    matches,
+    one_of,
+    package_version,
+    setting,
+    split_addr,
+)
+
+NODE_ID_RE = r"[a-z0-9][a-z0-9._-]{0,62}"
+DEFAULT_CONTROL_PLANE = "http://127.0.0.1:8080"
+AGENT_ENV: dict[str, str] = {
+    "PLASMAVMC_NODE_ID": "agent.node_id",
+    "PLASMAVMC_LOG_LEVEL": "logging.level",
+}
+"""Environment variables (spec §9.3) → keys. PLASMAVMC_ADDR is the *server's* API address (spec), so
+the agent ignores it: one shell running both processes must not make them fight over a port."""
+
+_LABEL_KEY_RE = r"[A-Za-z0-9]([A-Za-z0-9._/-]{0,62})"
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    key_check = matches(_LABEL_KEY_RE, "label key")
+    for key, value in labels.items():
+        key_check(key)
+        if len(value) > 256:
+            raise ValueError(f"label {key!r}: value longer than 256 characters")
+    return labels
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    """``[agent]``: ``node_id`` (spec; required after merging file, PLASMAVMC_NODE_ID and ``-n``;
+    ``[a-z0-9][a-z0-9._-]{0,62}``) and ``control_plane`` (spec; default http://127.0.0.1:8080).
+
+    ext ``control_planes``: several control-plane URLs (HA). After loading it holds the merged list:
+    ``control_plane`` (if set explicitly) first, then ``control_planes``; ``control_plane`` is then the
+    first entry. ``--control-plane`` replaces both.
+    ext ``addr`` (default 0.0.0.0:8082, spec Appendix B): the AgentService listen address.
+    ext ``advertise_addr``: the address the control plane dials; default ``addr`` with a wildcard host
+    (0.0.0.0 / ::) replaced by loopback.
+    ext ``heartbeat_interval_seconds`` (default 5), ext ``labels``: string map reported with the node.
+    ``[agent.tls]`` (spec) is optional; with ``ca_file`` the agent requires client certificates.
+    """
+
+    node_id: str = setting("", check=matches(NODE_ID_RE, "node id"))
+    control_plane: str = setting(DEFAULT_CONTROL_PLANE, check=check_url)
+    control_planes: tuple[str, ...] = setting((), check=each(check_url))
+    addr: str = setting("0.0.0.0:8082", check=check_addr)
+    advertise_addr: str = setting("", check=check_addr)
+    heartbeat_interval_seconds: int = setting(5, check=check_positive)
+    labels: dict[str, str] = field(default_factory=dict, metadata={"check": _check_labels})
+    tls: TlsSettings | None = None
+
+    def cross_check(self) -> Iterable[tuple[str, str]]:
+        if not self.node_id:
+            yield "node_id", "required: set it in the config file, PLASMAVMC_NODE_ID or --node-id"
+
+
+@dataclass(frozen=True)
+class KvmSettings:
+    """``[hypervisors.kvm]``: ``qemu_path``, ``runtime_dir`` (spec); ext ``qemu_img_path``;
+    ext ``accel`` (auto|kvm|tcg, default auto: KVM when usable, else TCG — see DESIGN.md)."""
+
+    qemu_path: str = setting("/usr/bin/qemu-system-x86_64", check=check_command)
+    runtime_dir: str = setting("/var/run/plasmavmc/kvm", check=check_abs_path)
+    qemu_img_path: str = setting("/usr/bin/qemu-img", check=check_command)
+    accel: str = setting("auto", check=one_of("auto", "kvm", "tcg"))
+
+
+@dataclass(frozen=True)
+class FirecrackerSettings:
+    """``[hypervisors.firecracker]`` (spec): ``fc_path``, ``jailer_path``, ``runtime_dir``."""
+
+    fc_path: str = setting("/usr/bin/firecracker", check=check_command)
+    jailer_path: str = setting("/usr/bin/jailer", check=check_command)
+    runtime_dir: str = setting("/var/run/plasmavmc/fc", check=check_abs_path)
+
+
+@dataclass(frozen=True)
+class MvisorSettings:
+    """ext ``[hypervisors.mvisor]``: ``mvisor_path`` (default ``mvisor``, looked up on PATH),
+    ``runtime_dir``."""
+
+    mvisor_path: str = setting("mvisor", check=check_command)
+    runtime_dir: str = setting("/var/run/plasmavmc/mvisor", check=check_abs_path)
+
+
+@dataclass(frozen=True)
+class HypervisorsSettings:
+    """``[hypervisors]`` (spec): ``enabled``, a non-empty subset of kvm|firecracker|mvisor|simulated."""
+
+    enabled: tuple[str, ...] = setting(("kvm",), check=all_of(each(check_hypervisor), check_non_empty))
+    kvm: KvmSettings = field(default_factory=KvmSettings)
+    firecracker: FirecrackerSettings = field(default_factory=FirecrackerSettings)
+    mvisor: MvisorSettings = field(default_factory=MvisorSettings)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """``[storage]`` (spec): ``image_cache_dir``, ``runtime_dir``, ``cache_size_gib`` (default 100).
+
+    Deviation: ``image_cache_dir`` defaults to /var/lib/plasmavmc/image-cache, not the spec's
+    /var/lib/plasmavmc/images, which is the server's local image store: on a one-machine install the
+    agent's cache (which it evicts) must not be the server's store (which it must not touch).
+    """
+
+    image_cache_dir: str = setting("/var/lib/plasmavmc/image-cache", check=check_abs_path)
+    runtime_dir: str = setting("/var/lib/plasmavmc/vms", check=check_abs_path)
+    cache_size_gib: int = setting(100, check=check_positive)
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """``[network]`` (spec): ``overlay_endpoint`` (optional URL), ``bridge_name`` (a Linux interface
+    name, at most 15 characters; default plasmavmc0)."""
+
+    overlay_endpoint: str | None = setting(None, check=check_url)
+    bridge_name: str = setting("plasmavmc0", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Everything `plasmavmc-agent` is configured with (spec §9.2 plus the ext keys of each section)."""
+
+    agent: AgentSection = field(default_factory=AgentSection)
+    hypervisors: HypervisorsSettings = field(default_factory=HypervisorsSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+
+def default_advertise_addr(addr: str) -> str:
+    """``addr`` with a wildcard host replaced by loopback: 0.0.0.0:8082 → 127.0.0.1:8082."""
+    host, port = split_addr(addr)
+    if host in ("0.0.0.0", ""):
+        return f"127.0.0.1:{port}"
+    if host == "::":
+        return f"[::1]:{port}"
+    return addr
+
+
+def _derive(settings: AgentSettings, raw: Mapping[str, Any]) -> AgentSettings:
+    agent = settings.agent
+    explicit = "control_plane" in raw.get("agent", {})
+    planes = ((agent.control_plane,) if explicit or not agent.control_planes else ()) + agent.control_planes
+    planes = tuple(dict.fromkeys(planes))
+    section = dataclasses.replace(
+        agent,
+        control_plane=planes[0],
+        control_planes=planes,
+        advertise_addr=agent.advertise_addr or default_advertise_addr(agent.addr),
+    )
+    return dataclasses.replace(settings, agent=section)
+
+
+def agent_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plasmavmc-agent", description="PlasmaVMC node agent (runs VMs on this node)."
+    )
+    parser.add_argument("-c", "--config", metavar="PATH", help="config file (env PLASMAVMC_CONFIG)")
+    parser.add_argument("-n", "--node-id", metavar="ID", help="node identifier (env PLASMAVMC_NODE_ID)")
+    parser.add_argument("--control-plane", metavar="URL", help="control plane endpoint")
+    parser.add_argument("-l", "--log-level", metavar="LEVEL", help="log level (env PLASMAVMC_LOG_LEVEL)")
+    parser.add_argument("--addr", metavar="ADDR", help="AgentService listen address")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {package_version()}")
+    return parser
+
+
+def parse_agent_args(argv: list[str], env: Mapping[str, str]) -> AgentSettings:
+    """Flags > environment > config file > defaults → validated AgentSettings, or ConfigError."""
+    args = agent_arg_parser().parse_args(argv)
+    path, path_source = config_path(args.config, env)
+    overrides = env_overrides(env, AGENT_ENV) + flag_overrides([
+        ("--node-id", "agent.node_id", args.node_id),
+        ("--control-plane", "agent.control_plane", args.control_plane),
+        ("--log-level", "logging.level", args.log_level),
+        ("--addr", "agent.addr", args.addr),
+    ])
+    if args.control_plane is not None:
+        overrides.append(Override("agent.control_planes", [], "--control-plane"))
+    settings, raw = load_layered(AgentSettings, path, path_source, overrides)
+    return _derive(settings, raw)

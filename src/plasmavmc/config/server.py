@@ -1,0 +1,198 @@
+"""Settings of the control-plane process, `plasmavmc-server` (spec §9.1, §9.3, §9.4).
+
+This module owns what the server can be configured with (the dataclasses below, whose docstrings mark
+every key that goes beyond the spec as *ext*), and its command line. Reading and validating is the
+generic loader's job (`schema.py`); `parse_server_args` only says which flags and environment variables
+map onto which keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from plasmavmc.config.schema import (
+    LoggingSettings,
+    TlsSettings,
+    check_abs_path,
+    check_addr,
+    check_hypervisor,
+    check_positive,
+    check_url,
+    config_path,
+    each,
+    env_overrides,
+    flag_overrides,
+    load_layered,
+    matches,
+    one_of,
+    package_version,
+    setting,
+)
+
+STORE_BACKENDS: tuple[str, ...] = ("sqlite", "etcd")
+IMAGE_STORE_BACKENDS: tuple[str, ...] = ("local", "s3")
+
+SERVER_ENV: dict[str, str] = {
+    "PLASMAVMC_ADDR": "server.addr",
+    "PLASMAVMC_LOG_LEVEL": "logging.level",
+}
+"""Environment variables (spec §9.3) → keys; PLASMAVMC_CONFIG is handled separately (it names the file)."""
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    """``[server]``: ``addr`` is the gRPC API listen address (spec, default 0.0.0.0:8080).
+
+    ext ``metrics_addr`` (default 0.0.0.0:8081): the health/metrics HTTP listener (spec Appendix B).
+    ``[server.tls]`` is optional; with ``ca_file`` set, clients must present certificates (mTLS).
+    """
+
+    addr: str = setting("0.0.0.0:8080", check=check_addr)
+    metrics_addr: str = setting("0.0.0.0:8081", check=check_addr)
+    tls: TlsSettings | None = None
+
+
+@dataclass(frozen=True)
+class StoreTls:
+    """ext ``[store.tls]``: client TLS towards etcd; every key optional, cert and key go together."""
+
+    ca_file: str | None = setting(None, check=check_abs_path)
+    cert_file: str | None = setting(None, check=check_abs_path)
+    key_file: str | None = setting(None, check=check_abs_path)
+
+    def cross_check(self) -> Iterable[tuple[str, str]]:
+        if self.cert_file and not self.key_file:
+            yield "key_file", "required when cert_file is set"
+        if self.key_file and not self.cert_file:
+            yield "cert_file", "required when key_file is set"
+
+
+def _check_sqlite_path(value: str) -> str:
+    return value if value == ":memory:" else check_abs_path(value)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """``[store]``: where desired state lives.
+
+    ``backend``: ``sqlite`` (default) or ``etcd``; the spec's ``chainfire`` is accepted as an alias and
+    normalised to ``etcd``. ``chainfire_endpoints`` (spec) lists etcd URLs; at least one is required for
+    etcd. ext ``endpoints``: the same list under a neutral name (both are merged, see `etcd_endpoints`).
+    ext ``path`` (default /var/lib/plasmavmc/state.db, or ``:memory:``): the SQLite file.
+    ext ``[store.tls]``: client TLS towards etcd.
+    """
+
+    backend: str = setting("sqlite", check=one_of(*STORE_BACKENDS, aliases={"chainfire": "etcd"}))
+    chainfire_endpoints: tuple[str, ...] = setting((), check=each(check_url))
+    endpoints: tuple[str, ...] = setting((), check=each(check_url))
+    path: str = setting("/var/lib/plasmavmc/state.db", check=_check_sqlite_path)
+    tls: StoreTls | None = None
+
+    @property
+    def etcd_endpoints(self) -> tuple[str, ...]:
+        """``chainfire_endpoints`` then ``endpoints``, without duplicates."""
+        return tuple(dict.fromkeys((*self.chainfire_endpoints, *self.endpoints)))
+
+    def cross_check(self) -> Iterable[tuple[str, str]]:
+        if self.backend == "etcd" and not self.etcd_endpoints:
+            yield "chainfire_endpoints", "backend 'etcd' needs at least one endpoint URL (or store.endpoints)"
+
+
+@dataclass(frozen=True)
+class IamSettings:
+    """``[iam]`` (spec): all optional; without an endpoint the server does no remote IAM calls."""
+
+    endpoint: str | None = setting(None, check=check_url)
+    service_account: str | None = None
+    token_path: str | None = setting(None, check=check_abs_path)
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """``[scheduler]`` (spec): ``default_hypervisor`` for VMs that do not name one."""
+
+    default_hypervisor: str = setting("kvm", check=check_hypervisor)
+
+
+# The spec writes "lightningst\u043e\u0440" (Cyrillic o and r); accept it and its half-fixed forms.
+_S3_ALIASES = {
+    name: "s3"
+    for name in ("lightningstor", "lightningst\u043e\u0440", "lightningst\u043er", "lightningsto\u0440")
+}
+_BUCKET_RE = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+
+
+@dataclass(frozen=True)
+class ImageStoreSettings:
+    """``[image_store]``: where image templates live.
+
+    ``backend``: ``local`` (default) or ``s3``; the spec's ``lightningstor`` is an alias of ``s3`` (also
+    as the spec misprints it, with Cyrillic ``\\u043e\\u0440``). ``endpoint`` (required for s3)
+    and ``bucket`` (default vm-images) are spec keys.
+    ext ``path`` (default /var/lib/plasmavmc/images): root directory of the local backend.
+    ext ``seed_dirs``: directories of built guest images registered at start-up.
+    ext ``access_key``, ``secret_key``, ``region``: S3 credentials and region.
+    """
+
+    backend: str = setting("local", check=one_of(
+        *IMAGE_STORE_BACKENDS, aliases=_S3_ALIASES))
+    endpoint: str | None = setting(None, check=check_url)
+    bucket: str = setting("vm-images", check=matches(_BUCKET_RE, "bucket name"))
+    path: str = setting("/var/lib/plasmavmc/images", check=check_abs_path)
+    seed_dirs: tuple[str, ...] = setting((), check=each(check_abs_path))
+    access_key: str | None = None
+    secret_key: str | None = None
+    region: str | None = None
+
+    def cross_check(self) -> Iterable[tuple[str, str]]:
+        if self.backend == "s3" and not self.endpoint:
+            yield "endpoint", "backend 's3' needs an endpoint URL"
+
+
+@dataclass(frozen=True)
+class AgentsSettings:
+    """ext ``[agents]``: ``heartbeat_timeout_seconds`` (default 15) — a node whose agent has not reported
+    for this long is NotReady."""
+
+    heartbeat_timeout_seconds: int = setting(15, check=check_positive)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything `plasmavmc-server` is configured with (spec §9.1 plus the ext keys of each section)."""
+
+    server: ServerSection = field(default_factory=ServerSection)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    iam: IamSettings = field(default_factory=IamSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    image_store: ImageStoreSettings = field(default_factory=ImageStoreSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    agents: AgentsSettings = field(default_factory=AgentsSettings)
+
+
+
+def server_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plasmavmc-server", description="PlasmaVMC control plane (gRPC API, scheduler, reconciler)."
+    )
+    parser.add_argument("-c", "--config", metavar="PATH", help="config file (env PLASMAVMC_CONFIG)")
+    parser.add_argument("-a", "--addr", metavar="ADDR", help="API listen address (env PLASMAVMC_ADDR)")
+    parser.add_argument("-l", "--log-level", metavar="LEVEL", help="log level (env PLASMAVMC_LOG_LEVEL)")
+    parser.add_argument("--metrics-addr", metavar="ADDR", help="health/metrics HTTP listen address")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {package_version()}")
+    return parser
+
+
+def parse_server_args(argv: list[str], env: Mapping[str, str]) -> ServerSettings:
+    """Flags > environment > config file > defaults → validated ServerSettings, or ConfigError."""
+    args = server_arg_parser().parse_args(argv)
+    path, path_source = config_path(args.config, env)
+    overrides = env_overrides(env, SERVER_ENV) + flag_overrides([
+        ("--addr", "server.addr", args.addr),
+        ("--log-level", "logging.level", args.log_level),
+        ("--metrics-addr", "server.metrics_addr", args.metrics_addr),
+    ])
+    settings, _ = load_layered(ServerSettings, path, path_source, overrides)
+    return settings

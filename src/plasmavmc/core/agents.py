@@ -1,0 +1,100 @@
+"""Calls from the control plane to node agents (`plasmavmc.agent.v1.AgentService`).
+
+One gRPC channel per agent address, reused; every failure comes back as our error tree (the agent's own
+`PlasmaError` survives the wire through `api/status.py`; an unreachable agent is `Unavailable`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
+from plasmavmc.api.convert import from_proto, to_proto
+from plasmavmc.api.status import from_rpc_error
+from plasmavmc.errors import PlasmaError, Unavailable
+from plasmavmc.types.image import Image
+from plasmavmc.types.node import Node
+from plasmavmc.types.vm import VirtualMachine, VmStatus
+from plasmavmc.v1 import types_pb2
+
+CALL_TIMEOUT = 30.0
+
+
+def _translate(exc: grpc.aio.AioRpcError, node: Node) -> PlasmaError:
+    err = from_rpc_error(exc)
+    if isinstance(err, Unavailable):
+        return Unavailable(f"agent of node {node.id} at {node.agent_address} is unreachable: {err.message}")
+    return err
+
+
+class AgentClient:
+    """The AgentService of one node."""
+
+    def __init__(self, node: Node, channel: grpc.aio.Channel) -> None:
+        self.node = node
+        self._stub = agent_pb2_grpc.AgentServiceStub(channel)
+
+    async def _call(self, method: str, request: object, timeout: float = CALL_TIMEOUT) -> object:
+        try:
+            return await getattr(self._stub, method)(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, self.node) from None
+
+    async def create_vm(self, vm: VirtualMachine, images: Sequence[Image]) -> None:
+        req = agent_pb2.CreateVmRequest(vm=to_proto(vm, types_pb2.VirtualMachine()))
+        for image in images:
+            to_proto(image, req.images.add())
+        await self._call("CreateVm", req, timeout=600.0)
+
+    async def start_vm(self, vm_id: str) -> None:
+        await self._call("StartVm", agent_pb2.StartVmRequest(vm_id=vm_id), timeout=120.0)
+
+    async def stop_vm(self, vm_id: str, timeout_seconds: int, force: bool) -> None:
+        req = agent_pb2.StopVmRequest(vm_id=vm_id, timeout_seconds=timeout_seconds, force=force)
+        await self._call("StopVm", req, timeout=timeout_seconds + CALL_TIMEOUT)
+
+    async def delete_vm(self, vm_id: str) -> None:
+        await self._call("DeleteVm", agent_pb2.DeleteVmRequest(vm_id=vm_id))
+
+    async def reboot_vm(self, vm_id: str) -> None:
+        await self._call("RebootVm", agent_pb2.VmOperationRequest(vm_id=vm_id), timeout=180.0)
+
+    async def reset_vm(self, vm_id: str) -> None:
+        await self._call("ResetVm", agent_pb2.VmOperationRequest(vm_id=vm_id))
+
+    async def status(self, vm_id: str) -> VmStatus:
+        msg = await self._call("GetVmStatus", agent_pb2.GetVmStatusRequest(vm_id=vm_id))
+        return from_proto(VmStatus, msg)  # type: ignore[arg-type]
+
+    async def console(self, vm_id: str, follow: bool) -> AsyncIterator[bytes]:
+        call = self._stub.StreamConsole(agent_pb2.StreamConsoleRequest(vm_id=vm_id, follow=follow))
+        try:
+            async for chunk in call:
+                yield chunk.data
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, self.node) from None
+        finally:
+            call.cancel()
+
+
+class AgentPool:
+    """Channels to every agent the control plane talks to, keyed by address."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def client(self, node: Node) -> AgentClient:
+        if not node.agent_address:
+            raise Unavailable(f"node {node.id} has not reported an agent address")
+        channel = self._channels.get(node.agent_address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(node.agent_address)
+            self._channels[node.agent_address] = channel
+        return AgentClient(node, channel)
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()

@@ -1,0 +1,61 @@
+"""`Core`: the control plane's shared parts, and the VM lookups every operation starts with.
+
+A VM is addressed by org, project and either its id or its name (names are unique per project; the name
+index `plasmavmc/names/vm/...` maps a name to the id). Lookups validate every part first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plasmavmc import validation
+from plasmavmc.core.agents import AgentClient, AgentPool
+from plasmavmc.core.nodes import NodeRegistry
+from plasmavmc.core.records import Versioned, read
+from plasmavmc.errors import Unavailable, VmNotFound
+from plasmavmc.images.catalog import ImageCatalog
+from plasmavmc.images.local import LocalImageStore
+from plasmavmc.store import keys
+from plasmavmc.store.base import Store
+from plasmavmc.types.vm import VirtualMachine
+
+
+@dataclass(frozen=True)
+class VmRef:
+    org_id: str
+    project_id: str
+    vm: str  # id or name
+
+    def validated(self) -> VmRef:
+        validation.name(self.org_id, "vm.org_id")
+        validation.name(self.project_id, "vm.project_id")
+        validation.vm_ref(self.vm, "vm.vm_id")
+        return self
+
+
+@dataclass
+class Core:
+    store: Store
+    catalog: ImageCatalog
+    image_files: LocalImageStore
+    nodes: NodeRegistry
+    agents: AgentPool
+
+    async def find_vm(self, ref: VmRef) -> Versioned[VirtualMachine]:
+        ref = ref.validated()
+        vm_id = ref.vm
+        if not validation.is_uuid(vm_id):
+            kv = await self.store.get(keys.vm_name(ref.org_id, ref.project_id, ref.vm))
+            if kv is None:
+                raise VmNotFound(f"no VM named {ref.vm!r} in {ref.org_id}/{ref.project_id}", field="vm.vm_id")
+            vm_id = kv.value.decode()
+        found = await read(self.store, VirtualMachine, keys.vm(ref.org_id, ref.project_id, vm_id))
+        if found is None:
+            raise VmNotFound(f"VM {ref.vm!r} does not exist in {ref.org_id}/{ref.project_id}", field="vm.vm_id")
+        return found
+
+    async def agent_for(self, vm: VirtualMachine) -> AgentClient:
+        if vm.node_id is None:
+            raise Unavailable(f"VM {vm.id} is not placed on a node")
+        node = await self.nodes.get(vm.node_id)
+        return self.agents.client(node.value)

@@ -1,0 +1,241 @@
+"""VM lifecycle on the control plane: create (validate, claim name, place, provision), read, update,
+delete. Power operations are in `power.py`.
+
+Create is PENDING -> CREATING (placed: node claim + assignment in one commit) -> STOPPED (the agent made
+the disks). Input is validated completely before the first write, so bad input changes nothing; a VM
+that no node can take is removed again and the caller gets NO_SUITABLE_NODE with the reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from plasmavmc import validation
+from plasmavmc.core import placement
+from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.records import Versioned, decode, mutate, read, replace, retry_on_conflict
+from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, PlasmaError
+from plasmavmc.metrics import OPERATIONS, SCHEDULER_LATENCY
+from plasmavmc.store import keys
+from plasmavmc.store.base import Page, Write
+from plasmavmc.types import codec
+from plasmavmc.types.image import Image, ImageStatus
+from plasmavmc.types.node import Node
+from plasmavmc.types.states import VmState, check_transition, transition
+from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmSpec
+
+log = logging.getLogger(__name__)
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class CreateVm:
+    name: str
+    org_id: str
+    project_id: str
+    spec: VmSpec
+    hypervisor: HypervisorType
+    labels: dict[str, str]
+    metadata: dict[str, str]
+    created_by: str = ""
+
+
+async def images_for(core: Core, org_id: str, spec: VmSpec) -> list[Image]:
+    """Every image the VM needs (disks, and the kernel/ramdisk they name), checked usable."""
+    found: dict[str, Image] = {}
+    for i, disk in enumerate(spec.disks):
+        field = f"spec.disks[{i}].source.image_id"
+        image = await core.catalog.get(org_id, disk.source.image_id or "", field=field)
+        if image.status != ImageStatus.AVAILABLE:
+            raise InvalidArgument(field, f"image {image.id} is {image.status.value}, not available")
+        if image.min_disk_gib > disk.size_gib:
+            raise InvalidArgument(f"spec.disks[{i}].size_gib", f"image {image.id} needs {image.min_disk_gib} GiB")
+        if image.min_memory_mib > spec.memory.size_mib:
+            raise InvalidArgument("spec.memory.size_mib", f"image {image.id} needs {image.min_memory_mib} MiB")
+        found[image.id] = image
+        for meta in ("kernel_id", "ramdisk_id"):
+            if ref := image.metadata.get(meta):
+                found[ref] = await core.catalog.get(org_id, ref, field=f"{field} ({meta})")
+    return list(found.values())
+
+
+def _validate(req: CreateVm) -> None:
+    validation.name(req.name, "name")
+    validation.name(req.org_id, "org_id")
+    validation.name(req.project_id, "project_id")
+    validation.vm_spec(req.spec)
+    validation.labels(req.labels, "labels")
+    validation.labels(req.metadata, "metadata")
+
+
+async def create(core: Core, req: CreateVm) -> VirtualMachine:
+    _validate(req)
+    images = await images_for(core, req.org_id, req.spec)
+    now = int(time.time())
+    vm = VirtualMachine(
+        id=str(uuid.uuid4()),
+        name=req.name,
+        org_id=req.org_id,
+        project_id=req.project_id,
+        spec=req.spec,
+        hypervisor=req.hypervisor,
+        created_at=now,
+        updated_at=now,
+        created_by=req.created_by,
+        labels=req.labels,
+        metadata=req.metadata,
+    )
+    key = keys.vm(vm.org_id, vm.project_id, vm.id)
+    name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
+    try:
+        rev = await core.store.commit([Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0)])
+    except Conflict:
+        raise AlreadyExists(
+            f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name"
+        ) from None
+    try:
+        placed = await place(core, Versioned(vm, rev, key))
+    except PlasmaError:
+        await core.store.commit([Write(key, None), Write(name_key, None)])
+        OPERATIONS.labels("create", "error").inc()
+        raise
+    result = await provision(core, placed, images)
+    OPERATIONS.labels("create", "ok").inc()
+    return result
+
+
+async def place(core: Core, vm: Versioned[VirtualMachine]) -> Versioned[VirtualMachine]:
+    """PENDING -> CREATING on a chosen node, claiming its capacity in the same commit."""
+    started = time.perf_counter()
+
+    async def attempt() -> Versioned[VirtualMachine]:
+        current = await read(core.store, VirtualMachine, vm.key)
+        if current is None:
+            raise Conflict("VM vanished while being placed")
+        node = placement.choose(current.value, await core.nodes.list())
+        state = transition(current.value.state, VmState.CREATING, vm_id=vm.value.id, operation="place")
+        placed = replace(current.value, state=state, node_id=node.value.id, updated_at=int(time.time()))
+        rev = await core.store.commit(placement.claim_writes(current, node, placed))
+        return Versioned(placed, rev, vm.key)
+
+    result = await retry_on_conflict(attempt)
+    SCHEDULER_LATENCY.observe(time.perf_counter() - started)
+    log.info("vm %s placed on node %s", vm.value.id, result.value.node_id)
+    return result
+
+
+async def provision(core: Core, vm: Versioned[VirtualMachine], images: list[Image]) -> VirtualMachine:
+    """CREATING -> STOPPED once the node's agent made the VM's disks; ERROR (with reason) if it fails."""
+    try:
+        agent = await core.agent_for(vm.value)
+        await agent.create_vm(vm.value, images)
+    except PlasmaError as err:
+        await set_error(core, vm.key, f"create failed: {err.message}")
+        raise
+    done = await mutate(core.store, VirtualMachine, vm.key, lambda v: _moved(v, VmState.STOPPED, "create"))
+    return done.value
+
+
+def _moved(vm: VirtualMachine, target: VmState, operation: str, **changes: object) -> VirtualMachine:
+    state = transition(vm.state, target, vm_id=vm.id, operation=operation)
+    return replace(vm, state=state, updated_at=int(time.time()), **changes)
+
+
+async def set_error(core: Core, key: str, message: str) -> None:
+    def apply(vm: VirtualMachine) -> VirtualMachine:
+        status = replace(vm.status, actual_state=VmState.ERROR, last_error=message)
+        return _moved(vm, VmState.ERROR, "fail", status=status)
+
+    try:
+        await mutate(core.store, VirtualMachine, key, apply)
+    except PlasmaError as err:
+        log.warning("could not record error on %s: %s", key, err)
+
+
+async def list_vms(
+    core: Core, org_id: str, project_id: str, page_size: int, token: str
+) -> tuple[list[VirtualMachine], str]:
+    validation.name(org_id, "org_id")
+    validation.name(project_id, "project_id")
+    if page_size > MAX_PAGE:
+        raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
+    if token:
+        validation.vm_id(token, "page_token")
+    prefix = keys.vms_in(org_id, project_id)
+    page: Page = await core.store.list(
+        prefix, start_after=prefix + token if token else None, limit=page_size or DEFAULT_PAGE
+    )
+    vms = [decode(VirtualMachine, kv).value for kv in page.items]
+    next_token = page.next_start_after.removeprefix(prefix) if page.next_start_after else ""
+    return vms, next_token
+
+
+async def update(
+    core: Core, ref: VmRef, labels: dict[str, str] | None, metadata: dict[str, str] | None
+) -> VirtualMachine:
+    if labels is not None:
+        validation.labels(labels, "labels")
+    if metadata is not None:
+        validation.labels(metadata, "metadata")
+    found = await core.find_vm(ref)
+
+    def apply(vm: VirtualMachine) -> VirtualMachine:
+        return replace(
+            vm,
+            labels=vm.labels if labels is None else labels,
+            metadata=vm.metadata if metadata is None else metadata,
+            updated_at=int(time.time()),
+        )
+
+    return (await mutate(core.store, VirtualMachine, found.key, apply)).value
+
+
+async def delete(core: Core, ref: VmRef, force: bool) -> None:
+    found = await core.find_vm(ref)
+    if found.value.state in (VmState.RUNNING, VmState.STARTING, VmState.STOPPING) and not force:
+        raise InvalidState(
+            f"VM {found.value.name} is {found.value.state.value.upper()}: stop it first, or delete with force"
+        )
+
+    def mark(vm: VirtualMachine) -> VirtualMachine:
+        if vm.state == VmState.DELETED:
+            return vm
+        check_transition(vm.state, VmState.DELETED, operation="delete")
+        return _moved(vm, VmState.DELETED, "delete")
+
+    marked = await mutate(core.store, VirtualMachine, found.key, mark)
+    OPERATIONS.labels("delete", "ok").inc()
+    await finish_delete(core, marked)
+
+
+async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
+    """Remove a DELETED VM from its node and the store; False if the agent cannot be reached yet."""
+    if vm.value.node_id is not None:
+        try:
+            agent = await core.agent_for(vm.value)
+            await agent.delete_vm(vm.value.id)
+        except PlasmaError as err:
+            log.warning("vm %s: cleanup on node %s deferred: %s", vm.value.id, vm.value.node_id, err)
+            return False
+
+    async def remove() -> None:
+        current = await read(core.store, VirtualMachine, vm.key)
+        if current is None:
+            return
+        node: Versioned[Node] | None = None
+        if current.value.node_id is not None:
+            node = await read(core.store, Node, keys.node(current.value.node_id))
+        writes = [
+            Write(vm.key, None, current.revision),
+            Write(keys.vm_name(vm.value.org_id, vm.value.project_id, vm.value.name), None),
+            *placement.release_writes(current.value, node),
+        ]
+        await core.store.commit(writes)
+
+    await retry_on_conflict(remove)
+    log.info("vm %s deleted", vm.value.id)
+    return True

@@ -1,0 +1,106 @@
+"""Node records: registration and heartbeats from agents, cordon/uncordon, and heartbeat expiry.
+
+The agent owns what it measures (capacity, hypervisors, address, accelerator); the control plane owns
+`allocated` (claims, see `placement.py`) and the administrative state (cordoned/draining). A heartbeat
+merges the two with compare-and-swap, so a claim made concurrently is never overwritten.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import time
+
+from plasmavmc.core.records import Versioned, decode, mutate, read, replace
+from plasmavmc.errors import Conflict, NodeNotFound, Unimplemented
+from plasmavmc.store import keys
+from plasmavmc.store.base import Store
+from plasmavmc.types import codec
+from plasmavmc.types.node import Node, NodeState
+
+log = logging.getLogger(__name__)
+
+#: states an administrator set; a heartbeat does not override them
+ADMIN_STATES = frozenset({NodeState.CORDONED, NodeState.DRAINING, NodeState.MAINTENANCE})
+
+
+def _merge(current: Node, reported: Node, now: int) -> Node:
+    state = current.state if current.state in ADMIN_STATES else NodeState.READY
+    return replace(
+        reported,
+        state=state,
+        allocated=current.allocated,
+        taints=current.taints,
+        last_heartbeat=now,
+    )
+
+
+class NodeRegistry:
+    def __init__(self, store: Store, heartbeat_timeout: float) -> None:
+        self._store = store
+        self.heartbeat_timeout = heartbeat_timeout
+
+    async def heartbeat(self, reported: Node) -> Node:
+        """Register or refresh a node from its agent's report."""
+        key = keys.node(reported.id)
+        now = int(time.time())
+        while True:
+            current = await read(self._store, Node, key)
+            if current is None:
+                fresh = replace(reported, state=NodeState.READY, last_heartbeat=now)
+                try:
+                    await self._store.put(key, codec.dumps(fresh), expected_revision=0)
+                except Conflict:
+                    continue
+                log.info("node %s registered (%s)", reported.id, reported.agent_address)
+                return fresh
+            merged = _merge(current.value, reported, now)
+            try:
+                await self._store.put(key, codec.dumps(merged), expected_revision=current.revision)
+            except Conflict:
+                continue
+            if current.value.state == NodeState.NOT_READY:
+                log.info("node %s is ready again", reported.id)
+            return merged
+
+    async def get(self, node_id: str) -> Versioned[Node]:
+        found = await read(self._store, Node, keys.node(node_id))
+        if found is None:
+            raise NodeNotFound(f"node {node_id!r} does not exist", field="node_id")
+        return found
+
+    async def list(self) -> list[Versioned[Node]]:
+        return [decode(Node, kv) for kv in await self._store.list_all(keys.NODES)]
+
+    async def set_admin_state(self, node_id: str, state: NodeState | None) -> Node:
+        """Cordon (state=CORDONED) or uncordon (state=None: back to READY or NOT_READY)."""
+        if state == NodeState.DRAINING:
+            raise Unimplemented("node drain (moving VMs off a node) lands with the scheduler issue")
+
+        def apply(node: Node) -> Node:
+            if state is not None:
+                return replace(node, state=state)
+            fresh = time.time() - node.last_heartbeat <= self.heartbeat_timeout
+            return replace(node, state=NodeState.READY if fresh else NodeState.NOT_READY)
+
+        def missing() -> Exception:
+            return NodeNotFound(f"node {node_id!r} does not exist", field="node_id")
+
+        return (await mutate(self._store, Node, keys.node(node_id), apply, missing=missing)).value
+
+    async def expire(self) -> builtins.list[str]:
+        """Mark READY nodes whose heartbeat is older than the timeout NOT_READY; returns their ids."""
+        expired = []
+        deadline = time.time() - self.heartbeat_timeout
+        for node in await self.list():
+            if node.value.state == NodeState.READY and node.value.last_heartbeat < deadline:
+
+                def stale(n: Node) -> Node:
+                    if n.state == NodeState.READY and n.last_heartbeat < deadline:
+                        return replace(n, state=NodeState.NOT_READY)
+                    return n
+
+                await mutate(self._store, Node, node.key, stale)
+                log.warning("node %s missed heartbeats: NOT_READY", node.value.id)
+                expired.append(node.value.id)
+        return expired

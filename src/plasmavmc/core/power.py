@@ -1,0 +1,95 @@
+"""Power operations on the control plane: start, stop, reboot, reset.
+
+Each checks the transition table BEFORE it touches a hypervisor (a forbidden operation fails with
+INVALID_STATE and changes nothing), records the transitional state (STARTING, STOPPING) with
+compare-and-swap, calls the node's agent, then records the outcome. A failing agent call leaves the VM
+in ERROR with `status.last_error` saying why.
+"""
+
+from __future__ import annotations
+
+import time
+
+from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.lifecycle import _moved, set_error
+from plasmavmc.core.records import mutate, replace
+from plasmavmc.errors import InvalidState, PlasmaError
+from plasmavmc.metrics import BOOT_SECONDS, OPERATIONS
+from plasmavmc.types.states import VmState, check_transition
+from plasmavmc.types.vm import VirtualMachine, VmStatus
+
+DEFAULT_STOP_TIMEOUT = 30
+
+
+def _running(vm: VirtualMachine, observed: VmStatus, operation: str) -> VirtualMachine:
+    status = replace(
+        vm.status,
+        actual_state=VmState.RUNNING,
+        host_pid=observed.host_pid,
+        started_at=observed.started_at or int(time.time()),
+        accelerator=observed.accelerator,
+        last_error=None,
+    )
+    return _moved(vm, VmState.RUNNING, operation, status=status)
+
+
+async def start(core: Core, ref: VmRef) -> VirtualMachine:
+    found = await core.find_vm(ref)
+    check_transition(found.value.state, VmState.STARTING, operation="start")
+    agent = await core.agent_for(found.value)
+    began = time.perf_counter()
+    await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STARTING, "start"))
+    try:
+        await agent.start_vm(found.value.id)
+        observed = await agent.status(found.value.id)
+    except PlasmaError as err:
+        await set_error(core, found.key, f"start failed: {err.message}")
+        OPERATIONS.labels("start", "error").inc()
+        raise
+    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _running(vm, observed, "start"))
+    BOOT_SECONDS.observe(time.perf_counter() - began)
+    OPERATIONS.labels("start", "ok").inc()
+    return done.value
+
+
+def _stopped(vm: VirtualMachine, operation: str) -> VirtualMachine:
+    status = replace(vm.status, actual_state=VmState.STOPPED, host_pid=None)
+    return _moved(vm, VmState.STOPPED, operation, status=status)
+
+
+async def stop(core: Core, ref: VmRef, force: bool, timeout_seconds: int) -> VirtualMachine:
+    found = await core.find_vm(ref)
+    check_transition(found.value.state, VmState.STOPPING, operation="stop")
+    agent = await core.agent_for(found.value)
+    await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STOPPING, "stop"))
+    try:
+        await agent.stop_vm(found.value.id, timeout_seconds or DEFAULT_STOP_TIMEOUT, force)
+    except PlasmaError as err:
+        await set_error(core, found.key, f"stop failed: {err.message}")
+        OPERATIONS.labels("stop", "error").inc()
+        raise
+    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _stopped(vm, "stop"))
+    OPERATIONS.labels("stop", "ok").inc()
+    return done.value
+
+
+async def reboot(core: Core, ref: VmRef, *, hard: bool) -> VirtualMachine:
+    """Reboot (graceful: the guest powers off and boots again) or reset (hard: like the reset button)."""
+    operation = "reset" if hard else "reboot"
+    found = await core.find_vm(ref)
+    if found.value.state != VmState.RUNNING:  # the diagram's reboot loop: RUNNING -> RUNNING only
+        raise InvalidState(f"cannot {operation} a VM in state {found.value.state.value.upper()}")
+    agent = await core.agent_for(found.value)
+    try:
+        if hard:
+            await agent.reset_vm(found.value.id)
+        else:
+            await agent.reboot_vm(found.value.id)
+        observed = await agent.status(found.value.id)
+    except PlasmaError as err:
+        await set_error(core, found.key, f"{operation} failed: {err.message}")
+        OPERATIONS.labels(operation, "error").inc()
+        raise
+    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _running(vm, observed, operation))
+    OPERATIONS.labels(operation, "ok").inc()
+    return done.value

@@ -1,0 +1,75 @@
+"""Typed records over the `Store`: read with revision, write with compare-and-swap.
+
+`Versioned` pairs a domain record with the store revision it was read at; every write passes that
+revision back as the expectation, so two writers can never both win. `mutate()` is the retry loop for
+read-modify-write: the function it applies may raise (e.g. INVALID_STATE), and then nothing is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from plasmavmc.errors import Conflict, NotFound
+from plasmavmc.store.base import KeyValue, Store
+from plasmavmc.types import codec
+
+T = TypeVar("T")
+
+MAX_CAS_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[T]):
+    value: T
+    revision: int
+    key: str
+
+
+def decode(cls: type[T], kv: KeyValue) -> Versioned[T]:
+    return Versioned(codec.loads(cls, kv.value), kv.mod_revision, kv.key)
+
+
+async def read(store: Store, cls: type[T], key: str) -> Versioned[T] | None:
+    kv = await store.get(key)
+    return None if kv is None else decode(cls, kv)
+
+
+async def mutate(
+    store: Store,
+    cls: type[T],
+    key: str,
+    fn: Callable[[T], T],
+    *,
+    missing: Callable[[], Exception] = lambda: NotFound("record not found"),
+) -> Versioned[T]:
+    """Read `key`, apply `fn`, write back with CAS; retry on conflict. `fn` may raise to abort."""
+    for _ in range(MAX_CAS_RETRIES):
+        current = await read(store, cls, key)
+        if current is None:
+            raise missing()
+        updated = fn(current.value)
+        if updated == current.value:
+            return current
+        try:
+            rev = await store.put(key, codec.dumps(updated), expected_revision=current.revision)
+        except Conflict:
+            continue
+        return Versioned(updated, rev, key)
+    raise Conflict(f"{key}: too many concurrent updates, try again")
+
+
+async def retry_on_conflict(op: Callable[[], Awaitable[T]]) -> T:
+    """Run a read-then-commit operation again while it loses compare-and-swap races."""
+    for _ in range(MAX_CAS_RETRIES - 1):
+        try:
+            return await op()
+        except Conflict:
+            continue
+    return await op()
+
+
+def replace(obj: T, **changes: object) -> T:
+    return dataclasses.replace(obj, **changes)  # type: ignore[type-var]

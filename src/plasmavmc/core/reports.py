@@ -1,0 +1,69 @@
+"""What agents tell the control plane: heartbeats (node + every VM's observed status) and exit reports.
+
+A hypervisor process that exits without being asked moves its VM out of RUNNING: a guest power-off to
+STOPPED, a crash to ERROR with `last_error` naming the cause. Heartbeats refresh resource usage and
+catch anything a lost report missed (the agent says STOPPED while the record says RUNNING). Exits that
+an operation requested are that operation's business and are ignored here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from plasmavmc.core.context import Core
+from plasmavmc.core.placement import read_assignment
+from plasmavmc.core.records import mutate, replace
+from plasmavmc.errors import PlasmaError
+from plasmavmc.hypervisor.base import ExitKind
+from plasmavmc.store import keys
+from plasmavmc.types.states import VmState, can_transition
+from plasmavmc.types.vm import VirtualMachine, VmStatus
+
+log = logging.getLogger(__name__)
+
+
+def _after_exit(vm: VirtualMachine, kind: ExitKind, observed: VmStatus) -> VirtualMachine:
+    if vm.state != VmState.RUNNING:
+        return vm  # an operation in flight (stop, reboot, delete) owns this VM's state
+    target = VmState.STOPPED if kind == ExitKind.GUEST_POWEROFF else VmState.ERROR
+    if not can_transition(vm.state, target):
+        return vm
+    error = None if target == VmState.STOPPED else (observed.last_error or "hypervisor process exited")
+    status = replace(vm.status, actual_state=target, host_pid=None, last_error=error)
+    log.warning("vm %s: %s -> %s (%s)", vm.id, vm.state.value, target.value, error or "guest powered off")
+    return replace(vm, state=target, status=status, updated_at=int(time.time()))
+
+
+def _refreshed(vm: VirtualMachine, observed: VmStatus, observed_at: int) -> VirtualMachine:
+    if observed_at <= vm.updated_at + 1:
+        return vm  # observed before (or as) the record last changed: stale for state purposes
+    if vm.state == VmState.RUNNING and observed.actual_state == VmState.STOPPED:
+        return _after_exit(vm, ExitKind.CRASHED, replace(observed, last_error="hypervisor process is gone"))
+    if vm.state != VmState.RUNNING or observed.actual_state != VmState.RUNNING:
+        return vm
+    if vm.status.resource_usage == observed.resource_usage:
+        return vm
+    return replace(vm, status=replace(vm.status, resource_usage=observed.resource_usage))
+
+
+async def _apply(core: Core, node_id: str, vm_id: str, change: object) -> None:
+    assignment = await read_assignment(core.store, vm_id)
+    if assignment is None or assignment.node_id != node_id:
+        log.info("report from node %s about VM %s that is not assigned to it: ignored", node_id, vm_id)
+        return
+    key = keys.vm(assignment.org_id, assignment.project_id, vm_id)
+    try:
+        await mutate(core.store, VirtualMachine, key, change)  # type: ignore[arg-type]
+    except PlasmaError as err:
+        log.warning("report on VM %s not applied: %s", vm_id, err)
+
+
+async def on_exit(core: Core, node_id: str, vm_id: str, kind: ExitKind, observed: VmStatus) -> None:
+    if kind == ExitKind.REQUESTED:
+        return
+    await _apply(core, node_id, vm_id, lambda vm: _after_exit(vm, kind, observed))
+
+
+async def on_heartbeat_vm(core: Core, node_id: str, vm_id: str, observed: VmStatus, observed_at: int) -> None:
+    await _apply(core, node_id, vm_id, lambda vm: _refreshed(vm, observed, observed_at))

@@ -1,0 +1,131 @@
+"""The one error tree of PlasmaVMC.
+
+Every failure a caller can see is a `PlasmaError` carrying one of the spec's codes (Appendix A, plus the
+few generic ones an API needs) and, where input was at fault, the name of the field. Foreign errors
+(QMP, sqlite, OS, gRPC) are translated into this tree at the boundary where they occur, with
+`raise ... from exc`. The API layer maps `code` to a gRPC status in one table (`api/status.py`).
+
+    PlasmaError (code, message, field, retryable)
+    ├── InvalidArgument        INVALID_ARGUMENT  bad input, names the field
+    ├── NotFound               *_NOT_FOUND       VM_NOT_FOUND, IMAGE_NOT_FOUND, NODE_NOT_FOUND, NOT_FOUND
+    ├── AlreadyExists          ALREADY_EXISTS    duplicate name in a scope
+    ├── InvalidState           INVALID_STATE     operation not allowed in the current VM state
+    ├── Conflict               CONFLICT          compare-and-swap lost; retry reads again
+    ├── NoSuitableNode         NO_SUITABLE_NODE  scheduling found no node (explains why)
+    ├── QuotaExceeded          QUOTA_EXCEEDED    names the limit
+    ├── PermissionDenied       PERMISSION_DENIED
+    ├── Unimplemented          UNIMPLEMENTED     names the missing feature
+    ├── Unavailable            UNAVAILABLE       a peer (agent, store) cannot be reached; retryable
+    ├── HypervisorError        HYPERVISOR_ERROR  the backend failed
+    └── StoreError             STORE_ERROR       the state store failed
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    VM_NOT_FOUND = "VM_NOT_FOUND"
+    IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
+    NODE_NOT_FOUND = "NODE_NOT_FOUND"
+    NOT_FOUND = "NOT_FOUND"
+    NO_SUITABLE_NODE = "NO_SUITABLE_NODE"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    HYPERVISOR_ERROR = "HYPERVISOR_ERROR"
+    INVALID_STATE = "INVALID_STATE"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    CONFLICT = "CONFLICT"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    STORE_ERROR = "STORE_ERROR"
+    INTERNAL = "INTERNAL"
+
+
+class PlasmaError(Exception):
+    """Base of every error PlasmaVMC raises on purpose."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    retryable: bool = False
+
+    def __init__(self, message: str, *, field: str | None = None, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        where = f" (field: {self.field})" if self.field else ""
+        return f"{self.code}: {self.message}{where}"
+
+
+class InvalidArgument(PlasmaError):
+    code = ErrorCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
+
+
+class NotFound(PlasmaError):
+    code = ErrorCode.NOT_FOUND
+
+
+class VmNotFound(NotFound):
+    code = ErrorCode.VM_NOT_FOUND
+
+
+class ImageNotFound(NotFound):
+    code = ErrorCode.IMAGE_NOT_FOUND
+
+
+class NodeNotFound(NotFound):
+    code = ErrorCode.NODE_NOT_FOUND
+
+
+class AlreadyExists(PlasmaError):
+    code = ErrorCode.ALREADY_EXISTS
+
+
+class InvalidState(PlasmaError):
+    code = ErrorCode.INVALID_STATE
+
+
+class Conflict(PlasmaError):
+    """A compare-and-swap lost against a concurrent writer: read again and retry."""
+
+    code = ErrorCode.CONFLICT
+    retryable = True
+
+
+class NoSuitableNode(PlasmaError):
+    code = ErrorCode.NO_SUITABLE_NODE
+    retryable = True
+
+
+class QuotaExceeded(PlasmaError):
+    code = ErrorCode.QUOTA_EXCEEDED
+
+
+class PermissionDenied(PlasmaError):
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class Unimplemented(PlasmaError):
+    code = ErrorCode.UNIMPLEMENTED
+
+
+class Unavailable(PlasmaError):
+    code = ErrorCode.UNAVAILABLE
+    retryable = True
+
+
+class HypervisorError(PlasmaError):
+    code = ErrorCode.HYPERVISOR_ERROR
+
+
+class StoreError(PlasmaError):
+    code = ErrorCode.STORE_ERROR
+    retryable = True

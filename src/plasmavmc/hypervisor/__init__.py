@@ -1,0 +1,1 @@
+"""Hypervisor backends behind one interface (spec §4): QEMU/KVM, Firecracker, mvisor, simulated."""

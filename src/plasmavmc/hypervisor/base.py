@@ -1,0 +1,176 @@
+"""`HypervisorBackend`: the spec's backend trait (§4.1) as an ABC of async methods, and what it uses.
+
+Features are declared in `BackendCapabilities` (§4.4), never discovered through exceptions: the agent
+publishes them with the node, and `supports()` refuses a spec the backend cannot run, naming the
+feature, before anything is started. A backend owns one runtime directory per VM
+(`<runtime_dir>/<vm_id>/`) holding everything it made for that VM — `delete()` removes exactly that —
+and a `handle.json` from which `handles()` re-adopts VMs after an agent restart: hypervisor processes
+run detached and outlive the agent.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from plasmavmc.errors import ErrorCode, PlasmaError
+from plasmavmc.types.vm import (
+    ConsoleType,
+    DiskBus,
+    DiskSpec,
+    HypervisorType,
+    NetworkSpec,
+    NicModel,
+    VirtualMachine,
+    VmSpec,
+    VmStatus,
+)
+
+
+class UnsupportedFeature(PlasmaError):
+    """The backend cannot run this spec; `feature` names what it lacks."""
+
+    code = ErrorCode.INVALID_ARGUMENT
+
+    def __init__(self, feature: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"unsupported feature {feature}: {message}", field=field)
+        self.feature = feature
+
+
+@dataclass(frozen=True)
+class BackendCapabilities:
+    live_migration: bool = False
+    hot_plug_cpu: bool = False
+    hot_plug_memory: bool = False
+    hot_plug_disk: bool = False
+    hot_plug_nic: bool = False
+    vnc_console: bool = False
+    serial_console: bool = False
+    nested_virtualization: bool = False
+    gpu_passthrough: bool = False
+    max_vcpus: int = 1
+    max_memory_gib: int = 1
+    supported_disk_buses: tuple[DiskBus, ...] = ()
+    supported_nic_models: tuple[NicModel, ...] = ()
+    # Beyond the spec's list, what the API must know before it accepts an operation:
+    snapshots: bool = False
+    graceful_stop: bool = False  # a soft power-off the guest can act on (ACPI, Ctrl-Alt-Del)
+    accelerator: str = ""  # "kvm", "tcg", ... what this backend runs guests with on this node
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """An image as files on this node: what `create` needs to build a disk and boot from it."""
+
+    image_id: str
+    disk_path: Path
+    disk_format: str  # "raw" or "qcow2": detected from content, never from the name
+    kernel_path: Path | None = None  # direct kernel boot (uncompressed ELF vmlinux)
+    initrd_path: Path | None = None
+    kernel_cmdline: str = ""
+
+
+@dataclass(frozen=True)
+class VmHandle:
+    """What a backend needs to find a VM again, persisted as `<runtime_dir>/<vm_id>/handle.json`."""
+
+    vm_id: str
+    backend: HypervisorType
+    runtime_dir: str
+    name: str = ""
+    details: dict[str, str] = field(default_factory=dict)  # backend-specific, e.g. the accelerator
+
+
+class ExitKind(StrEnum):
+    REQUESTED = "requested"  # stop/kill/delete asked for it
+    GUEST_POWEROFF = "guest_poweroff"  # the guest shut itself down
+    CRASHED = "crashed"  # killed or died without being asked
+
+
+@dataclass(frozen=True)
+class ExitReport:
+    kind: ExitKind
+    reason: str
+
+
+class ConsoleStream(Protocol):
+    """A byte stream to a VM console: `read` returns b"" at end of stream."""
+
+    async def read(self) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class HypervisorBackend(abc.ABC):
+    """One hypervisor on one node. Every method is safe to call again after an agent restart."""
+
+    @abc.abstractmethod
+    def backend_type(self) -> HypervisorType: ...
+
+    @abc.abstractmethod
+    def capabilities(self) -> BackendCapabilities: ...
+
+    @abc.abstractmethod
+    def supports(self, spec: VmSpec) -> None:
+        """Raise `UnsupportedFeature` naming what this backend cannot do for `spec`."""
+
+    @abc.abstractmethod
+    async def create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> VmHandle:
+        """Make the runtime dir and disks (overlays on `images`, keyed by image id); start nothing."""
+
+    @abc.abstractmethod
+    async def start(self, handle: VmHandle) -> None:
+        """Launch the hypervisor process detached; returns once it runs the guest."""
+
+    @abc.abstractmethod
+    async def stop(self, handle: VmHandle, timeout: float) -> None:
+        """Ask the guest to power off; kill it when `timeout` seconds pass."""
+
+    @abc.abstractmethod
+    async def kill(self, handle: VmHandle) -> None: ...
+
+    @abc.abstractmethod
+    async def reboot(self, handle: VmHandle) -> None: ...
+
+    @abc.abstractmethod
+    async def reset(self, handle: VmHandle) -> None: ...
+
+    @abc.abstractmethod
+    async def delete(self, handle: VmHandle) -> None:
+        """Kill if running and remove every file `create` and `start` made."""
+
+    @abc.abstractmethod
+    async def status(self, handle: VmHandle) -> VmStatus: ...
+
+    @abc.abstractmethod
+    async def wait_exit(self, handle: VmHandle) -> ExitReport:
+        """Return when the hypervisor process of a started VM exits, saying why."""
+
+    @abc.abstractmethod
+    async def attach_disk(self, handle: VmHandle, disk: DiskSpec, image: LocalImage | None) -> None: ...
+
+    @abc.abstractmethod
+    async def detach_disk(self, handle: VmHandle, disk_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def attach_nic(self, handle: VmHandle, nic: NetworkSpec) -> None: ...
+
+    @abc.abstractmethod
+    async def detach_nic(self, handle: VmHandle, nic_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def console(self, handle: VmHandle, console_type: ConsoleType) -> ConsoleStream:
+        """A stream to the console; for serial it first replays the retained history."""
+
+    @abc.abstractmethod
+    async def snapshot(self, handle: VmHandle, snapshot_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def handles(self) -> list[VmHandle]:
+        """Every VM this backend has on this node (from runtime dirs): used to re-adopt after restart."""

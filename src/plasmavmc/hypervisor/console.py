@@ -1,0 +1,156 @@
+"""The serial console of a VM as a `ConsoleStream`: output from a log file, input to a unix socket.
+
+Shared by backends whose hypervisor can (a) append every byte of serial output to a file — QEMU's chardev
+`logfile=…,logappend=on` — and (b) accept console input on a unix socket. The log file is the source
+of truth for output: it holds the history that a new reader replays (the last `HISTORY_BYTES`, our
+"ring buffer") and keeps recording while nobody is connected.
+
+Bounding the log without losing or shifting bytes: the hypervisor appends with O_APPEND, so the file
+cannot be rotated (the writer keeps its descriptor) and truncating would race with its writes. Instead
+`bound_log` punches a hole over everything but the last `KEEP_BYTES` (`fallocate(PUNCH_HOLE)`, supported
+by ext4, xfs, btrfs and tmpfs): the blocks are freed, the apparent size and every offset stay the same,
+so concurrent readers and the writer are undisturbed. Disk use stays under `MAX_BYTES` + one trim's
+growth. It runs when the VM starts, whenever a reader sees the file grow past the limit, and from the
+backend's status calls. Where hole punching is unsupported the file is left to grow (logged once).
+
+Following the file polls its size every 50 ms: that is I/O following, cheap (one `fstat`), and needs
+no inotify. Input: the first `write` connects to the socket; whatever the hypervisor sends back on it
+is drained and dropped (the log already has it) so that its serial output never blocks on us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from plasmavmc.errors import HypervisorError
+
+log = logging.getLogger(__name__)
+
+HISTORY_BYTES = 256 * 1024
+KEEP_BYTES = 256 * 1024
+MAX_BYTES = 2 * 1024 * 1024
+_FOLLOW_INTERVAL_S = 0.05
+_CHUNK = 64 * 1024
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_BLOCK = 4096
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+_punch_unsupported_warned = False
+
+
+def bound_log(path: Path, *, max_bytes: int = MAX_BYTES, keep_bytes: int = KEEP_BYTES) -> None:
+    """Free all but the last `keep_bytes` of `path` once it uses more than `max_bytes` of disk."""
+    global _punch_unsupported_warned
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return
+    try:
+        st = os.fstat(fd)
+        if st.st_blocks * 512 <= max_bytes:
+            return
+        end = (max(st.st_size - keep_bytes, 0) // _BLOCK) * _BLOCK
+        if end and _libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, 0, end) != 0:
+            err = ctypes.get_errno()
+            if not _punch_unsupported_warned:
+                _punch_unsupported_warned = True
+                log.warning("cannot bound console log %s: %s", path, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
+class SerialConsole:
+    """A `ConsoleStream`: replays the log's tail, follows it, and writes input to the console socket.
+
+    `alive` tells whether the hypervisor still runs: once it does not and the log is read to its end,
+    `read` returns b"" (end of stream).
+    """
+
+    def __init__(self, log_path: Path, socket_path: Path, alive: Callable[[], bool],
+                 *, history_bytes: int = HISTORY_BYTES) -> None:
+        self._log_path = log_path
+        self._socket_path = socket_path
+        self._alive = alive
+        self._history = history_bytes
+        self._file: int | None = None
+        self._offset = 0
+        self._closed = False
+        self._writer: asyncio.StreamWriter | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    def _open(self) -> int:
+        if self._file is None:
+            try:
+                self._file = os.open(self._log_path, os.O_RDONLY)
+            except OSError as exc:
+                raise HypervisorError(f"console log {self._log_path} unavailable: {exc}") from exc
+            self._offset = max(os.fstat(self._file).st_size - self._history, 0)
+        return self._file
+
+    async def read(self) -> bytes:
+        """The next chunk of console output; the first calls replay the retained history."""
+        while not self._closed:
+            fd = self._open()
+            size = os.fstat(fd).st_size
+            if size > self._offset:
+                data = os.pread(fd, min(size - self._offset, _CHUNK), self._offset)
+                self._offset += len(data)
+                if size > MAX_BYTES:
+                    bound_log(self._log_path)
+                return data
+            if size < self._offset:  # truncated by someone else: carry on from its new end
+                self._offset = size
+                continue
+            if not self._alive():
+                return b""
+            await asyncio.sleep(_FOLLOW_INTERVAL_S)
+        return b""
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise HypervisorError("console stream is closed")
+        writer = self._writer or await self._connect()
+        try:
+            writer.write(data)
+            await writer.drain()
+        except OSError as exc:
+            raise HypervisorError(f"console write failed: {exc}") from exc
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(self._socket_path)), 5.0)
+        except (OSError, TimeoutError) as exc:
+            raise HypervisorError(f"cannot connect to console {self._socket_path}: {exc}") from exc
+        self._writer = writer
+        self._drain = asyncio.create_task(_discard(reader))
+        return writer
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._drain is not None:
+            self._drain.cancel()
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+            self._writer = None
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    try:
+        while await reader.read(_CHUNK):
+            pass
+    except OSError:
+        pass

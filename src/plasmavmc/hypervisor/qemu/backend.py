@@ -1,0 +1,391 @@
+"""`QemuBackend`: the VM lifecycle on one node with QEMU (TCG or KVM), first cut.
+
+What it owns: the runtime dir of each VM (layout in `runtime.py`), the QEMU process (launched with
+`-daemonize`, found again by pidfile with the pid-reuse guard of `hypervisor/process.py`), and the exit
+watcher task per running VM (`watch.py`). It keeps no state that matters in memory: after an agent
+restart `handles()` lists every VM from its `handle.json`, and every method works from files.
+
+Choices of this cut, documented where callers see them:
+* `reboot` is a cold reboot: a graceful `stop` then `start` (a new QEMU process, new pid). It works
+  with any guest and picks up nothing stale; a pending `wait_exit` returns REQUESTED ("reboot").
+  `reset` is the hard, in-process reset (QMP `system_reset`).
+* Hot-plug and snapshots are declared absent in `capabilities()` and raise `Unimplemented`.
+* NICs are tap devices named from the VM id, created by QEMU (`script=no`); attaching them to a
+  bridge is the network provider's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState, Unimplemented
+from plasmavmc.hypervisor.base import (
+    BackendCapabilities,
+    ConsoleStream,
+    ExitReport,
+    HypervisorBackend,
+    LocalImage,
+    UnsupportedFeature,
+    VmHandle,
+)
+from plasmavmc.hypervisor.console import SerialConsole, bound_log
+from plasmavmc.hypervisor.process import (
+    Process,
+    cpu_seconds,
+    open_process,
+    read_pidfile,
+    rss_bytes,
+    run_daemonizing,
+)
+from plasmavmc.hypervisor.qemu import cmdline, disks, qmp, watch
+from plasmavmc.hypervisor.qemu.accel import choose_accelerator
+from plasmavmc.hypervisor.qemu.runtime import STOP_REQUESTED, RuntimePaths, write_atomic
+from plasmavmc.types.codec import dumps, loads
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import (
+    ConsoleType,
+    DiskBus,
+    DiskSpec,
+    HypervisorType,
+    NetworkSpec,
+    NicModel,
+    ResourceUsage,
+    VirtualMachine,
+    VmSpec,
+    VmStatus,
+)
+
+START_TIMEOUT_S = 30.0
+REBOOT_STOP_TIMEOUT_S = 30.0
+_HOTPLUG = "hot-plug lands with the QEMU backend issue"
+
+
+def _image_to_json(image: LocalImage) -> dict[str, str | None]:
+    return {"image_id": image.image_id, "disk_path": str(image.disk_path), "disk_format": image.disk_format,
+            "kernel_path": str(image.kernel_path) if image.kernel_path else None,
+            "initrd_path": str(image.initrd_path) if image.initrd_path else None,
+            "kernel_cmdline": image.kernel_cmdline}
+
+
+def _image_from_json(data: dict[str, str | None]) -> LocalImage:
+    def path(key: str) -> Path | None:
+        value = data.get(key)
+        return Path(value) if value else None
+
+    return LocalImage(image_id=str(data["image_id"]), disk_path=Path(str(data["disk_path"])),
+                      disk_format=str(data["disk_format"]), kernel_path=path("kernel_path"),
+                      initrd_path=path("initrd_path"), kernel_cmdline=str(data.get("kernel_cmdline") or ""))
+
+
+def _host_memory_gib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return max(int(line.split()[1]) // (1024 * 1024), 1)
+    return 1
+
+
+class QemuBackend(HypervisorBackend):
+    def __init__(self, qemu_path: str, qemu_img_path: str, runtime_dir: Path, accel: str = "auto") -> None:
+        self.qemu_path = qemu_path
+        self.qemu_img_path = qemu_img_path
+        self.runtime_dir = runtime_dir.absolute()
+        self.accelerator = choose_accelerator(accel)
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._cpu_samples: dict[str, tuple[float, float]] = {}  # vm_id -> (monotonic, cpu seconds)
+
+    # ---------------------------------------------------------------- declarations
+
+    def backend_type(self) -> HypervisorType:
+        return HypervisorType.KVM
+
+    def capabilities(self) -> BackendCapabilities:
+        return BackendCapabilities(
+            serial_console=True, graceful_stop=True, snapshots=False,
+            max_vcpus=os.cpu_count() or 1, max_memory_gib=_host_memory_gib(),
+            supported_disk_buses=(DiskBus.VIRTIO,),
+            supported_nic_models=(NicModel.VIRTIO_NET, NicModel.E1000),  # e1000 on q35 only
+            nested_virtualization=False, accelerator=self.accelerator,
+        )
+
+    def supports(self, spec: VmSpec) -> None:
+        cmdline.check_spec(spec)
+        if spec.memory.hugepages:
+            raise UnsupportedFeature("hugepages", "huge pages are not configured on this node",
+                                     field="spec.memory.hugepages")
+
+    # ---------------------------------------------------------------- helpers
+
+    def _paths(self, handle: VmHandle) -> RuntimePaths:
+        return RuntimePaths.of(self.runtime_dir, handle.vm_id)
+
+    def _lock(self, vm_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(vm_id, asyncio.Lock())
+
+    def _process(self, paths: RuntimePaths) -> Process | None:
+        """The running QEMU of this VM, verified against pid reuse; None when it does not run."""
+        pid = read_pidfile(paths.pidfile)
+        return open_process(pid, cmdline.pidfile_marker(paths)) if pid is not None else None
+
+    def _ensure_watcher(self, paths: RuntimePaths, process: Process) -> None:
+        vm_id = paths.root.name
+        task = self._watchers.get(vm_id)
+        if task is not None and not task.done():
+            return
+        # The watcher gets its own pidfd: `process` belongs to the caller and is closed by it.
+        own = open_process(process.pid, cmdline.pidfile_marker(paths))
+        if own is None:
+            return
+        task = asyncio.create_task(self._watch(paths, own), name=f"qemu-watch-{vm_id}")
+        self._watchers[vm_id] = task
+
+    @staticmethod
+    async def _watch(paths: RuntimePaths, process: Process) -> None:
+        with process:
+            await watch.watch(paths, process)
+
+    async def _stop_watcher(self, vm_id: str) -> None:
+        task = self._watchers.pop(vm_id, None)
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(task, 5.0)  # it ends with the process; cancelled if not
+
+    def _load_vm(self, paths: RuntimePaths) -> tuple[VirtualMachine, dict[str, LocalImage]]:
+        try:
+            vm = loads(VirtualMachine, paths.vm.read_bytes())
+            raw = json.loads(paths.images.read_bytes())
+        except FileNotFoundError as exc:
+            raise InvalidState(f"VM {paths.root.name} was not created on this node") from exc
+        return vm, {key: _image_from_json(value) for key, value in raw.items()}
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> VmHandle:
+        self.supports(vm.spec)
+        cmdline.vm_name(vm.name)
+        paths = RuntimePaths.of(self.runtime_dir, vm.id)
+        used: dict[str, LocalImage] = {}
+        for disk in vm.spec.disks:
+            cmdline.device_id(disk.id, "spec.disks.id")
+            image = images.get(disk.source.image_id or "")
+            if image is None:
+                raise InvalidArgument("spec.disks.source", f"image {disk.source.image_id!r} not provided")
+            used[image.image_id] = image
+        try:
+            paths.root.mkdir(parents=True, mode=0o700, exist_ok=True)
+            paths.root.chmod(0o700)
+        except OSError as exc:
+            raise HypervisorError(f"cannot create runtime dir {paths.root}: {exc}") from exc
+        for disk in vm.spec.disks:
+            image = used[disk.source.image_id or ""]
+            await disks.create_overlay(self.qemu_img_path, paths.disk(disk.id), image.disk_path,
+                                       image.disk_format, disk.size_gib)
+        handle = VmHandle(vm_id=vm.id, backend=HypervisorType.KVM, runtime_dir=str(paths.root), name=vm.name)
+        write_atomic(paths.vm, dumps(vm))
+        write_atomic(paths.images, json.dumps({k: _image_to_json(v) for k, v in used.items()}).encode())
+        write_atomic(paths.handle, dumps(handle))
+        return handle
+
+    async def start(self, handle: VmHandle) -> None:
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            running = self._process(paths)
+            if running is not None:
+                running.close()
+                raise InvalidState(f"VM {handle.vm_id} is already running (pid {running.pid})")
+            vm, images = self._load_vm(paths)
+            argv = cmdline.build_argv(self.qemu_path, vm, paths, cmdline.image_for_boot(vm.spec, images),
+                                      self.accelerator)
+            for stale in (paths.pidfile, paths.qmp, paths.qmp_events, paths.console_sock):
+                stale.unlink(missing_ok=True)
+            bound_log(paths.console_log)
+            result = await run_daemonizing(argv, cwd=paths.root, within_s=START_TIMEOUT_S)
+            if result.returncode != 0:
+                raise HypervisorError(f"qemu failed to start (exit {result.returncode}): {result.stderr}")
+            process = self._process(paths)
+            if process is None:
+                detail = result.stderr or "no error output"
+                raise HypervisorError(f"qemu started but is not running: {detail}")
+            with process:
+                await self._check_running(paths, process)
+                started = {"accelerator": self.accelerator, "started_at": str(int(time.time())),
+                           "pid": str(process.pid)}
+                write_atomic(paths.started, json.dumps(started).encode())
+                write_atomic(paths.handle, dumps(VmHandle(
+                    vm_id=handle.vm_id, backend=handle.backend, runtime_dir=str(paths.root),
+                    name=handle.name, details={**handle.details, **started})))
+                self._ensure_watcher(paths, process)
+
+    async def _check_running(self, paths: RuntimePaths, process: Process) -> None:
+        try:
+            state = await qmp.run_state(paths.qmp)
+        except HypervisorError:
+            await process.kill()
+            raise
+        if state != "running":
+            await process.kill()
+            raise HypervisorError(f"qemu started but its run state is {state!r}, not running")
+
+    async def stop(self, handle: VmHandle, timeout: float) -> None:
+        async with self._lock(handle.vm_id):
+            await self._stop(self._paths(handle), timeout, "stop")
+
+    async def _stop(self, paths: RuntimePaths, grace_s: float, reason: str) -> None:
+        process = self._process(paths)
+        if process is None:
+            return  # already stopped: stop is idempotent
+        with process:
+            watch.mark(paths, STOP_REQUESTED, process.pid, reason)
+            self._ensure_watcher(paths, process)  # it quits QEMU once the guest has powered off
+            with contextlib.suppress(HypervisorError):  # QMP gone or busy: the deadline still holds
+                await qmp.execute(paths.qmp, "system_powerdown")
+            if not await process.wait(grace_s):
+                await process.kill()
+        await self._stop_watcher(paths.root.name)
+
+    async def kill(self, handle: VmHandle) -> None:
+        async with self._lock(handle.vm_id):
+            await self._kill(self._paths(handle), "kill")
+
+    async def _kill(self, paths: RuntimePaths, reason: str) -> None:
+        process = self._process(paths)
+        if process is None:
+            return
+        with process:
+            watch.mark(paths, STOP_REQUESTED, process.pid, reason)
+            await process.kill()
+        await self._stop_watcher(paths.root.name)
+
+    async def reboot(self, handle: VmHandle) -> None:
+        """A cold reboot: graceful stop (killed after REBOOT_STOP_TIMEOUT_S), then a fresh start."""
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            if self._running_pid(paths) is None:
+                raise InvalidState(f"cannot reboot VM {handle.vm_id}: it is not running")
+            await self._stop(paths, REBOOT_STOP_TIMEOUT_S, "reboot")
+        await self.start(handle)
+
+    async def reset(self, handle: VmHandle) -> None:
+        paths = self._paths(handle)
+        if self._running_pid(paths) is None:
+            raise InvalidState(f"cannot reset VM {handle.vm_id}: it is not running")
+        await qmp.execute(paths.qmp, "system_reset")
+
+    async def delete(self, handle: VmHandle) -> None:
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            await self._kill(paths, "delete")
+            self._cpu_samples.pop(handle.vm_id, None)
+            try:
+                shutil.rmtree(paths.root)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise HypervisorError(f"cannot remove runtime dir {paths.root}: {exc}") from exc
+        self._locks.pop(handle.vm_id, None)
+
+    def _running_pid(self, paths: RuntimePaths) -> int | None:
+        process = self._process(paths)
+        if process is None:
+            return None
+        process.close()
+        return process.pid
+
+    # ---------------------------------------------------------------- observation
+
+    async def status(self, handle: VmHandle) -> VmStatus:
+        paths = self._paths(handle)
+        pid = self._running_pid(paths)
+        if pid is None:
+            return VmStatus(actual_state=VmState.STOPPED, accelerator=self.accelerator)
+        bound_log(paths.console_log)
+        started = self._started(paths)
+        state, error = VmState.RUNNING, None
+        try:
+            run_state = await qmp.run_state(paths.qmp)
+            if run_state == "shutdown":
+                state = VmState.STOPPING  # the guest powered off; the watcher is ending QEMU
+            elif run_state != "running":
+                state, error = VmState.ERROR, f"qemu run state is {run_state}"
+        except HypervisorError as exc:
+            error = f"QMP unavailable: {exc.message}"
+        return VmStatus(actual_state=state, host_pid=pid, last_error=error,
+                        started_at=int(started["started_at"]) if "started_at" in started else None,
+                        accelerator=started.get("accelerator", self.accelerator),
+                        resource_usage=self._usage(handle.vm_id, pid))
+
+    def _last_pid(self, paths: RuntimePaths) -> int | None:
+        """The pid of the latest run: QEMU removes its pidfile when it exits, started.json stays."""
+        pid = read_pidfile(paths.pidfile) or self._started(paths).get("pid")
+        return int(pid) if pid else None
+
+    @staticmethod
+    def _started(paths: RuntimePaths) -> dict[str, str]:
+        try:
+            data: dict[str, str] = json.loads(paths.started.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data
+
+    def _usage(self, vm_id: str, pid: int) -> ResourceUsage:
+        """CPU % since the previous status call (first call: 0), resident memory."""
+        now, cpu = time.monotonic(), cpu_seconds(pid) or 0.0
+        before = self._cpu_samples.get(vm_id)
+        self._cpu_samples[vm_id] = (now, cpu)
+        percent = 100.0 * (cpu - before[1]) / (now - before[0]) if before and now > before[0] else 0.0
+        return ResourceUsage(cpu_percent=round(max(percent, 0.0), 1), memory_used_mib=rss_bytes(pid) // 2**20)
+
+    async def wait_exit(self, handle: VmHandle) -> ExitReport:
+        paths = self._paths(handle)
+        process = self._process(paths)
+        if process is None:
+            return watch.classify(paths, self._last_pid(paths))
+        with process:
+            self._ensure_watcher(paths, process)
+            await process.wait()
+        task = self._watchers.get(handle.vm_id)
+        if task is not None:
+            await asyncio.wait({task}, timeout=5.0)  # it ends at the exit; its marker is already written
+        return watch.classify(paths, process.pid)
+
+    async def console(self, handle: VmHandle, console_type: ConsoleType) -> ConsoleStream:
+        if console_type is not ConsoleType.SERIAL:
+            raise Unimplemented(f"{console_type.value.upper()} console: the QEMU backend has serial only")
+        paths = self._paths(handle)
+        if not paths.root.is_dir():
+            raise InvalidState(f"VM {handle.vm_id} has no runtime dir on this node")
+        return SerialConsole(paths.console_log, paths.console_sock,
+                             alive=lambda: self._running_pid(paths) is not None)
+
+    async def handles(self) -> list[VmHandle]:
+        found = []
+        for path in sorted(self.runtime_dir.glob("*/handle.json")):
+            try:
+                found.append(loads(VmHandle, path.read_bytes()))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a dir being created or deleted right now
+        return found
+
+    # ---------------------------------------------------------------- not in this cut
+
+    async def attach_disk(self, handle: VmHandle, disk: DiskSpec, image: LocalImage | None) -> None:
+        raise Unimplemented(f"disk hot-plug: {_HOTPLUG}")
+
+    async def detach_disk(self, handle: VmHandle, disk_id: str) -> None:
+        raise Unimplemented(f"disk hot-unplug: {_HOTPLUG}")
+
+    async def attach_nic(self, handle: VmHandle, nic: NetworkSpec) -> None:
+        raise Unimplemented(f"NIC hot-plug: {_HOTPLUG}")
+
+    async def detach_nic(self, handle: VmHandle, nic_id: str) -> None:
+        raise Unimplemented(f"NIC hot-unplug: {_HOTPLUG}")
+
+    async def snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
+        raise Unimplemented("snapshots land with the QEMU backend issue")

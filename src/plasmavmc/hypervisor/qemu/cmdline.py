@@ -1,0 +1,225 @@
+"""The QEMU argv builder: a pure function from (VM, runtime paths, boot image, accelerator) to `list[str]`.
+
+It also owns what that argv can express (`check_spec`), so `QemuBackend.supports` and the builder can
+never disagree. Safety rules, because the VM spec comes from users:
+
+* argv is a list, never a shell string; every user-derived value is one element.
+* QEMU parses `-drive`, `-device`, `-chardev`, `-netdev`, `-name` values as comma-separated options, so
+  nothing user-supplied reaches them unvalidated: disk and NIC ids must match `[a-z0-9][a-z0-9._-]*`,
+  the VM name `[A-Za-z0-9][A-Za-z0-9._-]*`, the VM id is a UUID; paths (derived from the operator's
+  runtime dir) have commas doubled, QEMU's own escape.
+* The kernel command line is a single `-append` element (QEMU does not option-parse it); the user's
+  `boot.kernel_args` are still refused if they hold control characters.
+
+Machines: `microvm` (default: virtio-mmio devices, ACPI on so `system_powerdown` reaches the guest,
+no option ROMs — the fastest boot) and `q35` (virtio-*-pci devices; boots the kernel through SeaBIOS,
+or, without a kernel, the disk with the lowest boot index).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from plasmavmc.errors import InvalidArgument
+from plasmavmc.hypervisor.base import LocalImage, UnsupportedFeature
+from plasmavmc.hypervisor.qemu.runtime import RuntimePaths
+from plasmavmc.types.vm import DiskBus, DiskSpec, NetworkSpec, NicModel, VirtualMachine, VmSpec
+
+MACHINES = ("microvm", "q35")
+DEFAULT_MACHINE = "microvm"
+#: cpu_model values we pass to QEMU; the two "host" spellings mean passthrough (`max` under TCG).
+CPU_MODELS = frozenset({
+    "host", "host-passthrough", "max", "qemu64", "kvm64", "Nehalem", "Westmere", "SandyBridge",
+    "IvyBridge", "Haswell", "Broadwell", "Skylake-Client", "Skylake-Server", "Cascadelake-Server",
+    "Icelake-Server", "EPYC", "EPYC-Rome", "EPYC-Milan",
+})
+_DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+_VM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MICROVM = "microvm,acpi=on,x-option-roms=off"  # pit/pic off stall this kernel; rtc off slows boot
+
+
+def opt(value: str) -> str:
+    """`value` as one QEMU option value: QEMU reads ",," as a literal comma."""
+    return value.replace(",", ",,")
+
+
+def device_id(value: str, field: str) -> str:
+    if not _DEVICE_ID.fullmatch(value):
+        raise InvalidArgument(field, f"{value!r} must match [a-z0-9][a-z0-9._-]* (at most 63 characters)")
+    return value
+
+
+def vm_name(value: str) -> str:
+    if not _VM_NAME.fullmatch(value):
+        raise InvalidArgument("name", f"{value!r} must match [A-Za-z0-9][A-Za-z0-9._-]* (at most 63)")
+    return value
+
+
+def machine_of(spec: VmSpec) -> str:
+    return spec.boot.machine_type or DEFAULT_MACHINE
+
+
+def cores_per_socket(spec: VmSpec) -> int:
+    cpu = spec.cpu
+    return cpu.cores_per_socket or max(cpu.vcpus // max(cpu.sockets, 1), 1)
+
+
+def check_spec(spec: VmSpec) -> None:
+    """Raise `UnsupportedFeature` for anything in `spec` this argv builder cannot express."""
+    machine = machine_of(spec)
+    if machine not in MACHINES:
+        raise UnsupportedFeature("machine_type", f"{machine!r}; this backend runs {', '.join(MACHINES)}",
+                                 field="spec.boot.machine_type")
+    cpu = spec.cpu
+    if cpu.vcpus < 1 or cpu.sockets < 1 or cpu.sockets * cores_per_socket(spec) != cpu.vcpus:
+        raise UnsupportedFeature("cpu_topology", f"{cpu.sockets} sockets x {cores_per_socket(spec)} "
+                                 f"cores != {cpu.vcpus} vcpus", field="spec.cpu")
+    if cpu.cpu_model is not None and cpu.cpu_model not in CPU_MODELS:
+        raise UnsupportedFeature("cpu_model", f"{cpu.cpu_model!r} is not in the allowed list",
+                                 field="spec.cpu.cpu_model")
+    if spec.memory.numa_nodes:
+        raise UnsupportedFeature("numa", "NUMA topology is not supported yet", field="spec.memory.numa_nodes")
+    if spec.security.secure_boot or spec.security.tpm:
+        raise UnsupportedFeature("secure_boot/tpm", "no UEFI secure boot or vTPM yet", field="spec.security")
+    for disk in spec.disks:
+        if disk.bus is not DiskBus.VIRTIO:
+            raise UnsupportedFeature(f"disk_bus_{disk.bus.value}", "only virtio disks are supported",
+                                     field="spec.disks.bus")
+        if disk.source.image_id is None:
+            raise UnsupportedFeature("volumes", "disks from volumes are not supported yet",
+                                     field="spec.disks.source")
+    for nic in spec.network:
+        if nic.model is not NicModel.VIRTIO_NET and machine == "microvm":
+            raise UnsupportedFeature(f"nic_model_{nic.model.value}", "microvm has virtio-net only",
+                                     field="spec.network.model")
+
+
+def cpu_model(spec: VmSpec, accel: str) -> str:
+    asked = spec.cpu.cpu_model
+    if asked in (None, "host", "host-passthrough"):
+        return "host" if accel == "kvm" else "max"  # TCG cannot pass the host CPU through
+    return asked
+
+
+def tap_name(vm_id: str, index: int) -> str:
+    """A tap device name (<= 15 chars) derived from the VM id alone."""
+    return f"pv{uuid.UUID(vm_id).hex[:10]}n{index}"
+
+
+def mac_address(vm_id: str, nic: NetworkSpec) -> str:
+    if nic.mac_address is not None:
+        mac = nic.mac_address.lower()
+        if not _MAC.fullmatch(mac):
+            raise InvalidArgument("mac_address", f"{nic.mac_address!r} is not a MAC address")
+        return mac
+    digest = uuid.uuid5(uuid.UUID(vm_id), nic.id).bytes
+    return "52:54:" + ":".join(f"{b:02x}" for b in digest[:4])  # QEMU's locally administered prefix
+
+
+def boot_disk(spec: VmSpec) -> DiskSpec | None:
+    """The disk to boot from: the lowest boot_index, else the first disk."""
+    indexed = [d for d in spec.disks if d.boot_index is not None]
+    if indexed:
+        return min(indexed, key=lambda d: d.boot_index or 0)
+    return spec.disks[0] if spec.disks else None
+
+
+def kernel_cmdline(vm: VirtualMachine, image: LocalImage) -> str:
+    user = vm.spec.boot.kernel_args
+    if _CONTROL.search(user):
+        raise InvalidArgument("spec.boot.kernel_args", "must not contain control characters")
+    parts = [image.kernel_cmdline, f"plasmavmc.vm_name={vm_name(vm.name)}", f"plasmavmc.vm_id={vm.id}", user]
+    return " ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class _Bus:
+    blk: str
+    net: str
+    e1000: str
+
+
+_BUSES = {"microvm": _Bus("virtio-blk-device", "virtio-net-device", ""),
+          "q35": _Bus("virtio-blk-pci", "virtio-net-pci", "e1000")}
+
+
+def _base(vm: VirtualMachine, paths: RuntimePaths, accel: str) -> list[str]:
+    spec = vm.spec
+    machine = _MICROVM if machine_of(spec) == "microvm" else "q35"
+    smp = f"{spec.cpu.vcpus},sockets={spec.cpu.sockets},cores={cores_per_socket(spec)},threads=1"
+    return [
+        "-name", f"guest={opt(vm_name(vm.name))},debug-threads=on", "-uuid", str(uuid.UUID(vm.id)),
+        "-machine", machine, "-accel", accel, "-cpu", cpu_model(spec, accel),
+        "-smp", smp, "-m", f"{spec.memory.size_mib}M",
+        "-nodefaults", "-no-user-config", "-display", "none",
+        "-action", "shutdown=pause",  # the exit watcher records why, then quits (see watch.py)
+        "-chardev", f"socket,id=qmp,path={opt(str(paths.qmp))},server=on,wait=off",
+        "-mon", "chardev=qmp,mode=control",
+        "-chardev", f"socket,id=qmpev,path={opt(str(paths.qmp_events))},server=on,wait=off",
+        "-mon", "chardev=qmpev,mode=control",
+        "-chardev", f"socket,id=ser0,path={opt(str(paths.console_sock))},server=on,wait=off,"
+                    f"logfile={opt(str(paths.console_log))},logappend=on",
+        "-serial", "chardev:ser0",
+        "-pidfile", str(paths.pidfile), "-daemonize",
+    ]
+
+
+def _boot(vm: VirtualMachine, image: LocalImage | None) -> list[str]:
+    if image is None or image.kernel_path is None:
+        return []
+    argv = ["-kernel", str(image.kernel_path)]
+    if image.initrd_path is not None:
+        argv += ["-initrd", str(image.initrd_path)]
+    return [*argv, "-append", kernel_cmdline(vm, image)]
+
+
+def _disks(disks: Sequence[DiskSpec], paths: RuntimePaths, bus: _Bus, machine: str) -> list[str]:
+    argv: list[str] = []
+    for disk in disks:
+        did = device_id(disk.id, "spec.disks.id")
+        drive = (f"file={opt(str(paths.disk(did)))},format=qcow2,if=none,id=drive-{did},"
+                 f"cache={disk.cache.value}")
+        device = f"{bus.blk},drive=drive-{did},id=disk-{did}"
+        if machine == "q35" and disk.boot_index is not None:
+            device += f",bootindex={int(disk.boot_index)}"
+        argv += ["-drive", drive, "-device", device]
+    return argv
+
+
+def _nics(vm: VirtualMachine, bus: _Bus) -> list[str]:
+    argv: list[str] = []
+    for index, nic in enumerate(vm.spec.network):
+        nid = device_id(nic.id, "spec.network.id")
+        model = bus.net if nic.model is NicModel.VIRTIO_NET else bus.e1000
+        argv += ["-netdev", f"tap,id=net-{nid},ifname={tap_name(vm.id, index)},script=no,downscript=no",
+                 "-device", f"{model},netdev=net-{nid},id=nic-{nid},mac={mac_address(vm.id, nic)}"]
+    return argv
+
+
+def build_argv(qemu: str, vm: VirtualMachine, paths: RuntimePaths, image: LocalImage | None,
+               accel: str) -> list[str]:
+    """The full QEMU argv for `vm`; `image` is the boot disk's image (its kernel boots directly)."""
+    check_spec(vm.spec)
+    machine = machine_of(vm.spec)
+    if machine == "microvm" and (image is None or image.kernel_path is None):
+        raise UnsupportedFeature("firmware_boot", "microvm boots a kernel directly; the image has none",
+                                 field="spec.disks")
+    bus = _BUSES[machine]
+    return [qemu, *_base(vm, paths, accel), *_boot(vm, image),
+            *_disks(vm.spec.disks, paths, bus, machine), *_nics(vm, bus)]
+
+
+def pidfile_marker(paths: RuntimePaths) -> str:
+    """The argv fragment that identifies this VM's QEMU in /proc/<pid>/cmdline (its pid-reuse guard)."""
+    return str(paths.pidfile)
+
+
+def image_for_boot(spec: VmSpec, images: dict[str, LocalImage]) -> LocalImage | None:
+    disk = boot_disk(spec)
+    return images.get(disk.source.image_id or "") if disk is not None else None
+

@@ -1,0 +1,66 @@
+"""A VM's disks as qcow2 overlays on cached images, made with `qemu-img` (argv lists only).
+
+The image (raw or qcow2, detected by the image layer, never guessed here) is the overlay's backing file,
+referenced by absolute path and opened read-only by QEMU, so the base is never written and many VMs
+share it. An overlay is first created under a temporary name and renamed into place, so a crash never
+leaves a half-made disk that a retried `create` would take as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+from plasmavmc.errors import HypervisorError
+
+GIB = 1024**3
+BACKING_FORMATS = ("raw", "qcow2")
+_TIMEOUT_S = 60.0
+
+
+async def _run(argv: list[str]) -> bytes:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), _TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise HypervisorError(f"{argv[0]} {argv[1]} failed: {exc or type(exc).__name__}") from exc
+    if proc.returncode != 0:
+        raise HypervisorError(f"{argv[0]} {argv[1]} failed: {err.decode(errors='replace').strip()}")
+    return out
+
+
+async def virtual_size(qemu_img: str, path: Path, fmt: str) -> int:
+    """The virtual size in bytes of the image at `path` (format given, never probed)."""
+    out = await _run([qemu_img, "info", "--output=json", "-f", fmt, str(path)])
+    try:
+        return int(json.loads(out)["virtual-size"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HypervisorError(f"qemu-img info {path}: unexpected output") from exc
+
+
+def _checked_base(base: Path, base_format: str) -> Path:
+    if base_format not in BACKING_FORMATS:
+        raise HypervisorError(f"image {base} has format {base_format!r}; expected one of {BACKING_FORMATS}")
+    base = base.absolute()
+    if not base.is_file():
+        raise HypervisorError(f"image file {base} does not exist on this node")
+    return base
+
+
+async def create_overlay(qemu_img: str, overlay: Path, base: Path, base_format: str, size_gib: int) -> None:
+    """Make `overlay` (qcow2) on `base`, sized max(base virtual size, size_gib); no-op if it exists."""
+    if os.path.exists(overlay):
+        return
+    base = _checked_base(base, base_format)
+    size = max(await virtual_size(qemu_img, base, base_format), size_gib * GIB)
+    tmp = overlay.with_name(f".{overlay.name}.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    await _run([qemu_img, "create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base),
+                str(tmp), str(size)])
+    os.replace(tmp, overlay)

@@ -1,0 +1,122 @@
+"""The layout of one QEMU VM's runtime directory, and the small files in it that outlive the agent.
+
+`<runtime_dir>/<vm_id>/` (mode 0700) is everything the backend made for a VM; deleting it deletes the
+VM's node-local state. Its files:
+
+    handle.json        the VmHandle (written atomically: temp file + rename)
+    vm.json            the VirtualMachine as created (spec needed to build argv at every start)
+    images.json        the LocalImages the disks were made from (kernel/initrd/cmdline for direct boot)
+    disk-<id>.qcow2    one overlay per disk, on the image as its read-only backing file
+    qemu.pid           written by QEMU (-pidfile)
+    qmp.sock           QMP for short operations (connect, execute, disconnect)
+    qmp-events.sock    a second QMP monitor, held by the exit watcher for SHUTDOWN events
+    console.sock       serial input; console.log: all serial output (see hypervisor/console.py)
+    started.json       accelerator and started_at of the current run
+    stop-requested     intent markers: the agent asked for the exit (stop/kill/reboot/delete) ...
+    guest-shutdown     ... or the guest powered itself off (written by the exit watcher)
+    guest-panic        ... or it panicked
+
+The markers are files, not memory, so that an agent restarted while a VM exits still reports the exit
+truthfully. `vm_id` is a UUID (validated here again), so it is safe as a path component.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from plasmavmc.errors import InvalidArgument
+
+STOP_REQUESTED = "stop-requested"
+GUEST_SHUTDOWN = "guest-shutdown"
+GUEST_PANIC = "guest-panic"
+MARKERS = (STOP_REQUESTED, GUEST_SHUTDOWN, GUEST_PANIC)
+
+
+def checked_vm_id(vm_id: str) -> str:
+    """`vm_id` if it is a canonical UUID string; anything else could escape the runtime dir."""
+    try:
+        canonical = str(uuid.UUID(vm_id))
+    except ValueError as exc:
+        raise InvalidArgument("id", f"VM id {vm_id!r} is not a UUID") from exc
+    if canonical != vm_id:
+        raise InvalidArgument("id", f"VM id {vm_id!r} is not a canonical lower-case UUID")
+    return vm_id
+
+
+@dataclass(frozen=True)
+class RuntimePaths:
+    root: Path
+
+    @classmethod
+    def of(cls, runtime_dir: Path, vm_id: str) -> RuntimePaths:
+        return cls(runtime_dir.absolute() / checked_vm_id(vm_id))
+
+    @property
+    def handle(self) -> Path:
+        return self.root / "handle.json"
+
+    @property
+    def vm(self) -> Path:
+        return self.root / "vm.json"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images.json"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "qemu.pid"
+
+    @property
+    def qmp(self) -> Path:
+        return self.root / "qmp.sock"
+
+    @property
+    def qmp_events(self) -> Path:
+        return self.root / "qmp-events.sock"
+
+    @property
+    def console_sock(self) -> Path:
+        return self.root / "console.sock"
+
+    @property
+    def console_log(self) -> Path:
+        return self.root / "console.log"
+
+    @property
+    def started(self) -> Path:
+        return self.root / "started.json"
+
+    def disk(self, disk_id: str) -> Path:
+        return self.root / f"disk-{disk_id}.qcow2"
+
+    def marker(self, name: str) -> Path:
+        return self.root / name
+
+    def has(self, name: str) -> bool:
+        return self.marker(name).exists()
+
+    def set_marker(self, name: str, text: str = "") -> None:
+        write_atomic(self.marker(name), text.encode())
+
+    def clear_markers(self) -> None:
+        for name in MARKERS:
+            self.marker(name).unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old or the new content, never a torn one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

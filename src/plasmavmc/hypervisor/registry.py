@@ -1,0 +1,43 @@
+"""The explicit map of hypervisor backends an agent runs (spec §4.3), built from `[hypervisors]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plasmavmc.config.agent import AgentSettings
+from plasmavmc.errors import HypervisorError, Unimplemented
+from plasmavmc.hypervisor.base import HypervisorBackend
+from plasmavmc.types.vm import HypervisorType
+
+
+class HypervisorRegistry:
+    def __init__(self) -> None:
+        self._backends: dict[HypervisorType, HypervisorBackend] = {}
+
+    def register(self, backend: HypervisorBackend) -> None:
+        self._backends[backend.backend_type()] = backend
+
+    def get(self, typ: HypervisorType) -> HypervisorBackend:
+        backend = self._backends.get(typ)
+        if backend is None:
+            raise HypervisorError(f"hypervisor {typ.value} is not enabled on this node")
+        return backend
+
+    def available(self) -> list[HypervisorType]:
+        return list(self._backends)
+
+    def all(self) -> list[HypervisorBackend]:
+        return list(self._backends.values())
+
+
+def from_settings(settings: AgentSettings) -> HypervisorRegistry:
+    registry = HypervisorRegistry()
+    for name in settings.hypervisors.enabled:
+        if name == "kvm":
+            from plasmavmc.hypervisor.qemu.backend import QemuBackend
+
+            kvm = settings.hypervisors.kvm
+            registry.register(QemuBackend(kvm.qemu_path, kvm.qemu_img_path, Path(kvm.runtime_dir), kvm.accel))
+        else:
+            raise Unimplemented(f"hypervisor {name!r} is not available yet on the agent")
+    return registry

@@ -1,0 +1,702 @@
+"""Builder of PlasmaVMC's default guest image, ``plasmavmc-tiny``, from Debian packages only.
+
+Owns: resolving the current Debian kernel (``linux-image-amd64`` -> ``linux-image-<abi>-amd64``),
+downloading it and ``busybox-static`` with ``apt-get download`` into ``<out>/.cache``, and writing
+into ``out_dir``:
+
+- ``vmlinux``            uncompressed ELF kernel (the xz stream inside the bzImage; PVH boot,
+                         for QEMU microvm and Firecracker)
+- ``bzImage``            the same kernel as shipped (for pc/q35 boots through SeaBIOS)
+- ``initramfs.cpio.gz``  busybox + the kernel modules the guest needs (virtio mmio/pci/blk/net,
+                         ext4 and deps, ACPI button, evdev); its ``/init`` mounts ``/dev/vda``
+                         and switch_roots into it
+- ``rootfs.ext4``        raw ext4 root disk (busybox init, serial shell, readiness line
+                         ``PLASMAVMC-READY name=.. id=..``, acpid power-button -> power-off)
+- ``manifest.json``      name, kernel version, packages, modules and size + sha256 of each file
+
+The build is idempotent (a valid existing image is returned as is unless ``force``), serialised by
+a lock file, and atomic: every artefact is written to a temporary name in ``out_dir`` and renamed
+into place; the manifest is removed first and written last, so a manifest never describes files
+that are not there. Guest-side scripts are package data files next to this module.
+
+Run as ``python -m plasmavmc.images.guest.build --out DIR [--force]`` (needs root for apt-get).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import json
+import logging
+import lzma
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+IMAGE_NAME = "plasmavmc-tiny"
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+VMLINUX = "vmlinux"
+BZIMAGE = "bzImage"
+INITRAMFS = "initramfs.cpio.gz"
+ROOTFS = "rootfs.ext4"
+ARTEFACTS = (VMLINUX, BZIMAGE, INITRAMFS, ROOTFS)
+ROOT_DISK_FORMAT = "raw"
+ROOT_DISK_SIZE = "32M"
+ROOT_DISK_LABEL = "plasmavmc-root"
+DEFAULT_CMDLINE = "console=ttyS0 quiet"
+
+KERNEL_METAPACKAGE = "linux-image-amd64"
+BUSYBOX_PACKAGE = "busybox-static"
+# Top-level modules; their dependencies (modules.dep) and soft pre-dependencies (modules.softdep,
+# e.g. ext4 -> crypto-crc32c) are resolved from the kernel itself. Built-in ones are skipped.
+GUEST_MODULES = (
+    "virtio_mmio",
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_net",
+    "crc32c_generic",
+    "ext4",
+    "button",
+    "evdev",
+)
+APT_OPTIONS = ("-o", "APT::Sandbox::User=root")
+XZ_MAGIC = b"\xfd7zXZ\x00"
+ELF_MAGIC = b"\x7fELF"
+_MODULE_SUFFIXES = (".ko.xz", ".ko.zst", ".ko.gz", ".ko")
+
+
+class GuestBuildError(Exception):
+    """The guest image could not be built (tool failure, unexpected package content, ...)."""
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True)
+class GuestFile:
+    """One artefact of the image: file name inside the image directory, size and sha256."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class GuestManifest:
+    """What ``manifest.json`` says about a built guest image."""
+
+    name: str
+    kernel_version: str
+    kernel_package: str
+    kernel_package_version: str
+    busybox_version: str
+    modules: tuple[str, ...]
+    files: tuple[GuestFile, ...]
+    kernel: str = VMLINUX
+    kernel_bzimage: str = BZIMAGE
+    initrd: str = INITRAMFS
+    root_disk: str = ROOTFS
+    root_disk_format: str = ROOT_DISK_FORMAT
+    cmdline: str = DEFAULT_CMDLINE
+    format_version: int = MANIFEST_FORMAT
+
+    def file(self, name: str) -> GuestFile:
+        """The entry for artefact ``name``; KeyError if the manifest has none."""
+        for entry in self.files:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document written as ``manifest.json``."""
+        return {
+            "format_version": self.format_version,
+            "name": self.name,
+            "kernel_version": self.kernel_version,
+            "kernel_package": {"name": self.kernel_package, "version": self.kernel_package_version},
+            "busybox_package": {"name": BUSYBOX_PACKAGE, "version": self.busybox_version},
+            "modules": list(self.modules),
+            "boot": {
+                "kernel": self.kernel,
+                "kernel_bzimage": self.kernel_bzimage,
+                "initrd": self.initrd,
+                "cmdline": self.cmdline,
+            },
+            "root_disk": {"file": self.root_disk, "format": self.root_disk_format},
+            "files": {f.name: {"size": f.size, "sha256": f.sha256} for f in self.files},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GuestManifest:
+        """Parse a ``manifest.json`` document; GuestBuildError if it is malformed."""
+        try:
+            boot, disk = data["boot"], data["root_disk"]
+            files = tuple(
+                GuestFile(name=str(n), size=int(v["size"]), sha256=str(v["sha256"])) for n, v in data["files"].items()
+            )
+            return cls(
+                name=str(data["name"]),
+                kernel_version=str(data["kernel_version"]),
+                kernel_package=str(data["kernel_package"]["name"]),
+                kernel_package_version=str(data["kernel_package"]["version"]),
+                busybox_version=str(data["busybox_package"]["version"]),
+                modules=tuple(str(m) for m in data["modules"]),
+                files=files,
+                kernel=str(boot["kernel"]),
+                kernel_bzimage=str(boot["kernel_bzimage"]),
+                initrd=str(boot["initrd"]),
+                root_disk=str(disk["file"]),
+                root_disk_format=str(disk["format"]),
+                cmdline=str(boot["cmdline"]),
+                format_version=int(data["format_version"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise GuestBuildError(f"malformed guest manifest: {exc!r}") from exc
+
+
+def load_manifest(out_dir: Path) -> GuestManifest:
+    """Read ``out_dir/manifest.json`` (no verification of the files; see ``verify_image``)."""
+    path = Path(out_dir) / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GuestBuildError(f"cannot read guest manifest {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise GuestBuildError(f"malformed guest manifest {path}: not a JSON object")
+    return GuestManifest.from_json(data)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_image(out_dir: Path) -> GuestManifest | None:
+    """The manifest if ``out_dir`` holds a complete image whose files match it, else None."""
+    try:
+        manifest = load_manifest(out_dir)
+    except GuestBuildError:
+        return None
+    if manifest.name != IMAGE_NAME or manifest.format_version != MANIFEST_FORMAT:
+        return None
+    if {f.name for f in manifest.files} != set(ARTEFACTS):
+        return None
+    for entry in manifest.files:
+        path = Path(out_dir) / entry.name
+        try:
+            if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
+                return None
+        except OSError:
+            return None
+    return manifest
+
+
+# --------------------------------------------------------------------------- processes
+
+
+async def run(argv: Sequence[str], *, cwd: Path | None = None) -> bytes:
+    """Run argv (never a shell), return stdout; GuestBuildError with stderr on failure."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise GuestBuildError(f"cannot run {argv[0]!r}: {exc}") from exc
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        detail = err.decode(errors="replace").strip()
+        raise GuestBuildError(f"{' '.join(argv)} failed with exit {proc.returncode}: {detail}")
+    return out
+
+
+# --------------------------------------------------------------------------- Debian packages
+
+
+async def resolve_kernel_package() -> str:
+    """The versioned kernel package the ``linux-image-amd64`` metapackage currently depends on."""
+    out = (await run(["apt-cache", "depends", KERNEL_METAPACKAGE])).decode()
+    found = re.findall(r"^\s*Depends:\s*(linux-image-\d\S*-amd64)\s*$", out, re.MULTILINE)
+    if not found:
+        raise GuestBuildError(f"cannot resolve the kernel from {KERNEL_METAPACKAGE} (apt-get update run?): {out!r}")
+    return str(found[0])
+
+
+async def fetch_deb(package: str, cache: Path) -> Path:
+    """A .deb of ``package`` in ``cache``: a cached one, else ``apt-get download``-ed there."""
+    cached = sorted(cache.glob(f"{package}_*.deb"))
+    if cached:
+        return cached[-1]
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=cache) as tmp:
+        await run(["apt-get", *APT_OPTIONS, "download", package], cwd=Path(tmp))
+        debs = list(Path(tmp).glob(f"{package}_*.deb"))
+        if len(debs) != 1:
+            raise GuestBuildError(f"apt-get download {package} produced {debs!r}")
+        target = cache / debs[0].name
+        os.replace(debs[0], target)
+    log.info("downloaded %s", target.name)
+    return target
+
+
+async def deb_version(deb: Path) -> str:
+    """The Version field of a .deb."""
+    return (await run(["dpkg-deb", "--field", str(deb), "Version"])).decode().strip()
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+def extract_vmlinux(bzimage: bytes) -> bytes:
+    """The uncompressed ELF kernel: the xz stream embedded in a bzImage, decompressed."""
+    start = bzimage.find(XZ_MAGIC)
+    while start != -1:
+        decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        try:
+            data = decompressor.decompress(bzimage[start:])
+        except lzma.LZMAError:
+            data = b""
+        if data.startswith(ELF_MAGIC):
+            return data
+        start = bzimage.find(XZ_MAGIC, start + 1)
+    raise GuestBuildError("no xz-compressed ELF kernel found inside the bzImage")
+
+
+@dataclass(frozen=True)
+class ModuleIndex:
+    """The module metadata of one kernel: paths, hard deps, soft pre-deps, built-ins."""
+
+    moddir: Path
+    paths: Mapping[str, Path]
+    deps: Mapping[str, tuple[str, ...]]
+    softdeps: Mapping[str, tuple[str, ...]]
+    builtin: frozenset[str]
+
+
+def module_name(path: str) -> str:
+    """Kernel module name of a module file path (``crc32c-intel.ko.xz`` -> ``crc32c_intel``)."""
+    base = path.rsplit("/", 1)[-1]
+    for suffix in _MODULE_SUFFIXES:
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return base.replace("-", "_")
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and ln[0] != "#"]
+
+
+def _parse_softdeps(moddir: Path, names: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """``softdep X pre: a b`` -> {X: (a, b)} with aliases resolved to real module names."""
+    known = set(names)
+    aliases: dict[str, list[str]] = {}
+    for line in _read_lines(moddir / "modules.alias"):
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "alias":
+            aliases.setdefault(parts[1], []).append(module_name(parts[2]))
+    softdeps: dict[str, tuple[str, ...]] = {}
+    for line in _read_lines(moddir / "modules.softdep"):
+        words = line.split()
+        if len(words) < 3 or words[0] != "softdep" or "pre:" not in words:
+            continue
+        pre = words[words.index("pre:") + 1 :]
+        pre = pre[: pre.index("post:")] if "post:" in pre else pre
+        resolved = [m for p in pre for m in aliases.get(p, [module_name(p)]) if m in known]
+        softdeps[module_name(words[1])] = tuple(dict.fromkeys(resolved))
+    return softdeps
+
+
+def load_module_index(moddir: Path) -> ModuleIndex:
+    """Parse modules.dep / modules.softdep / modules.alias / modules.builtin of a kernel."""
+    paths: dict[str, Path] = {}
+    deps: dict[str, tuple[str, ...]] = {}
+    for line in _read_lines(moddir / "modules.dep"):
+        target, _, rest = line.partition(":")
+        name = module_name(target)
+        paths[name] = moddir / target
+        deps[name] = tuple(module_name(d) for d in rest.split())
+    if not paths:
+        raise GuestBuildError(f"no modules.dep in {moddir}")
+    builtin = frozenset(module_name(p) for p in _read_lines(moddir / "modules.builtin"))
+    softdeps = _parse_softdeps(moddir, paths)
+    return ModuleIndex(moddir, paths, deps, softdeps, builtin)
+
+
+def resolve_load_order(index: ModuleIndex, wanted: Iterable[str]) -> list[str]:
+    """Modules to insmod, dependencies first; built-in modules are left out."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str, soft: bool) -> None:
+        if name in seen or name in index.builtin:
+            return
+        if name not in index.paths:
+            if soft:
+                return
+            raise GuestBuildError(f"kernel module {name!r} is neither a module nor built in")
+        seen.add(name)
+        for dep in index.softdeps.get(name, ()):
+            visit(dep, True)
+        for dep in index.deps[name]:
+            visit(dep, False)
+        order.append(name)
+
+    for name in wanted:
+        visit(name.replace("-", "_"), False)
+    return order
+
+
+async def read_module(path: Path) -> bytes:
+    """A module's bytes, decompressed (busybox insmod loads plain .ko files)."""
+    if path.name.endswith(".ko.xz"):
+        return lzma.decompress(path.read_bytes())
+    if path.name.endswith(".ko.gz"):
+        return gzip.decompress(path.read_bytes())
+    if path.name.endswith(".ko.zst"):
+        return await run(["zstd", "-d", "-c", "-q", str(path)])
+    return path.read_bytes()
+
+
+@dataclass(frozen=True)
+class KernelTree:
+    """An unpacked kernel package."""
+
+    package: str
+    package_version: str
+    version: str
+    bzimage: Path
+    moddir: Path
+
+
+async def unpack_kernel(deb: Path, package: str, dest: Path) -> KernelTree:
+    """``dpkg-deb -x`` the kernel package and make sure it has a modules.dep (depmod -b)."""
+    version = package.removeprefix("linux-image-")
+    await run(["dpkg-deb", "-x", str(deb), str(dest)])
+    bzimage = dest / "boot" / f"vmlinuz-{version}"
+    moddir = next(
+        (p for p in (dest / "lib/modules" / version, dest / "usr/lib/modules" / version) if p.is_dir()),
+        None,
+    )
+    if not bzimage.is_file() or moddir is None:
+        raise GuestBuildError(f"{deb.name} has no boot/vmlinuz-{version} or modules directory")
+    if not (moddir / "modules.dep").exists():
+        await run(["depmod", "-b", str(moddir.parents[2]), version])
+    return KernelTree(package, await deb_version(deb), version, bzimage, moddir)
+
+
+# --------------------------------------------------------------------------- cpio (newc)
+
+
+@dataclass(frozen=True)
+class CpioEntry:
+    """One member of a newc cpio archive."""
+
+    path: str
+    mode: int
+    data: bytes = b""
+    rdev: tuple[int, int] = (0, 0)
+
+
+def _pad4(length: int) -> bytes:
+    return b"\0" * (-length % 4)
+
+
+def write_newc(entries: Iterable[CpioEntry]) -> bytes:
+    """A newc ("070701") cpio archive, owned by root, mtime 0, with the trailer."""
+    out = bytearray()
+    trailer = CpioEntry("TRAILER!!!", 0)
+    for ino, entry in enumerate([*entries, trailer], start=1):
+        name = entry.path.encode() + b"\0"
+        nlink = 2 if stat.S_ISDIR(entry.mode) else 1
+        fields = (ino, entry.mode, 0, 0, nlink, 0, len(entry.data), 0, 0, *entry.rdev, len(name), 0)
+        header = b"070701" + "".join(f"{value:08x}" for value in fields).encode()
+        out += header + name + _pad4(len(header) + len(name))
+        out += entry.data + _pad4(len(entry.data))
+    return bytes(out)
+
+
+def tree_entries(root: Path) -> list[CpioEntry]:
+    """cpio entries for every directory, file and symlink under root (parents first)."""
+    entries: list[CpioEntry] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                entries.append(CpioEntry(rel, st.st_mode, os.readlink(path).encode()))
+            elif stat.S_ISREG(st.st_mode):
+                entries.append(CpioEntry(rel, st.st_mode, path.read_bytes()))
+            elif stat.S_ISDIR(st.st_mode):
+                entries.append(CpioEntry(rel, st.st_mode))
+    # os.walk yields a directory's own entry before descending, so parents precede children.
+    return entries
+
+
+# --------------------------------------------------------------------------- guest trees
+
+
+def _data_file(name: str) -> bytes:
+    return resources.files(__package__ or "plasmavmc.images.guest").joinpath(name).read_bytes()
+
+
+def _put(root: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def install_busybox(root: Path, busybox: Path, applets: Sequence[str]) -> None:
+    """Copy busybox to root/bin/busybox and symlink every applet to it."""
+    _put(root, "bin/busybox", busybox.read_bytes(), 0o755)
+    for applet in applets:
+        link = root / applet
+        if link.exists() or link.is_symlink():
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to("/bin/busybox")
+
+
+async def busybox_applets(busybox: Path) -> list[str]:
+    """Install paths of every applet of this busybox (``busybox --list-full``)."""
+    out = (await run([str(busybox), "--list-full"])).decode()
+    applets = [ln.strip().lstrip("/") for ln in out.splitlines() if ln.strip()]
+    if "sbin/init" not in applets or "bin/sh" not in applets:
+        raise GuestBuildError(f"{busybox} lacks the init or sh applet")
+    return [a for a in applets if a != "bin/busybox"]
+
+
+async def stage_initramfs(root: Path, busybox: Path, applets: Sequence[str], kernel: KernelTree) -> list[str]:
+    """Lay out the initramfs tree; returns the module load order it ships."""
+    install_busybox(root, busybox, applets)
+    for rel in ("dev", "proc", "sys", "newroot", "lib/modules"):
+        (root / rel).mkdir(parents=True, exist_ok=True)
+    _put(root, "init", _data_file("initramfs-init.sh"), 0o755)
+    index = load_module_index(kernel.moddir)
+    order = resolve_load_order(index, GUEST_MODULES)
+    for name in order:
+        _put(root, f"lib/modules/{name}.ko", await read_module(index.paths[name]))
+    _put(root, "lib/modules/load-order", "".join(f"{m}\n" for m in order).encode())
+    return order
+
+
+def build_initramfs(root: Path) -> bytes:
+    """The gzip-compressed newc archive of the staged tree plus /dev/console."""
+    entries = tree_entries(root)
+    entries.append(CpioEntry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
+    return gzip.compress(write_newc(entries), compresslevel=9, mtime=0)
+
+
+_ROOTFS_ETC: dict[str, str] = {
+    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+    "etc/shadow": "root::0:0:99999:7:::\n",
+    "etc/group": "root:x:0:\ntty:x:5:\n",
+    "etc/hostname": "plasmavmc\n",
+    "etc/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+    "etc/shells": "/bin/sh\n/bin/ash\n",
+    "etc/fstab": "# the initramfs mounts the root disk; pseudo filesystems come from rcS\n",
+    "etc/profile": "export PATH=/sbin:/bin:/usr/sbin:/usr/bin\nexport PS1='\\h:\\w\\$ '\n",
+    "etc/acpid.conf": "# busybox acpid: event -> action (relative to /etc/acpi)\nPWRF power-button.sh\n",
+    "etc/inittab": "# busybox init\n"
+    "::sysinit:/etc/init.d/rcS\n"
+    "ttyS0::respawn:-/bin/sh\n"
+    "::ctrlaltdel:/sbin/reboot\n"
+    "::shutdown:/etc/init.d/rcK\n",
+    "etc/os-release": f'NAME="{IMAGE_NAME}"\nID=plasmavmc\nPRETTY_NAME="PlasmaVMC tiny guest"\n',
+}
+
+
+def stage_rootfs(root: Path, busybox: Path, applets: Sequence[str]) -> None:
+    """Lay out the root disk tree: busybox, /etc, busybox init with the package's scripts."""
+    install_busybox(root, busybox, applets)
+    for rel in ("dev", "proc", "sys", "run", "root", "mnt", "var/log", "etc/init.d"):
+        (root / rel).mkdir(parents=True, exist_ok=True)
+    (root / "tmp").mkdir(exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    (root / "root").chmod(0o700)
+    for rel, text in _ROOTFS_ETC.items():
+        _put(root, rel, text.encode(), 0o600 if rel == "etc/shadow" else 0o644)
+    _put(root, "etc/init.d/rcS", _data_file("rootfs-init.sh"), 0o755)
+    _put(root, "etc/init.d/rcK", _data_file("rootfs-shutdown.sh"), 0o755)
+    _put(root, "etc/acpi/power-button.sh", _data_file("rootfs-power-button.sh"), 0o755)
+    if not (root / "sbin/init").is_symlink():
+        raise GuestBuildError("busybox-static has no init applet")
+
+
+# --------------------------------------------------------------------------- output staging
+
+
+@dataclass
+class Staging:
+    """Artefacts written to temporary names in out_dir, renamed into place by ``commit``."""
+
+    out_dir: Path
+    pending: dict[str, Path] = field(default_factory=dict)
+
+    def temp_path(self, name: str) -> Path:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.out_dir)
+        os.close(fd)
+        self.pending[name] = Path(tmp)
+        return Path(tmp)
+
+    def write(self, name: str, data: bytes) -> None:
+        tmp = self.temp_path(name)
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def describe(self) -> tuple[GuestFile, ...]:
+        return tuple(
+            GuestFile(name, self.pending[name].stat().st_size, sha256_file(self.pending[name])) for name in ARTEFACTS
+        )
+
+    def commit(self, manifest: GuestManifest) -> None:
+        """Drop the old manifest, rename every artefact into place, then write the manifest."""
+        (self.out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+        for name, tmp in list(self.pending.items()):
+            tmp.chmod(0o644)
+            os.replace(tmp, self.out_dir / name)
+            del self.pending[name]
+        self.write(MANIFEST_NAME, (json.dumps(manifest.to_json(), indent=2) + "\n").encode())
+        tmp = self.pending.pop(MANIFEST_NAME)
+        tmp.chmod(0o644)
+        os.replace(tmp, self.out_dir / MANIFEST_NAME)
+
+    def discard(self) -> None:
+        for tmp in self.pending.values():
+            tmp.unlink(missing_ok=True)
+        self.pending.clear()
+
+
+# --------------------------------------------------------------------------- build
+
+
+@contextlib.asynccontextmanager
+async def _build_lock(out_dir: Path) -> AsyncIterator[None]:
+    with (out_dir / ".build.lock").open("a") as fh:
+        await asyncio.to_thread(fcntl.flock, fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+async def build_guest(out_dir: Path, *, force: bool = False) -> GuestManifest:
+    """Build (or reuse, unless ``force``) the guest image in ``out_dir``; return its manifest."""
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    async with _build_lock(out_dir):
+        if not force:
+            existing = await asyncio.to_thread(verify_image, out_dir)
+            if existing is not None:
+                log.info("guest image in %s is up to date (%s)", out_dir, existing.kernel_version)
+                return existing
+        started = time.monotonic()
+        manifest = await _build(out_dir)
+        log.info("built guest image in %s in %.1fs", out_dir, time.monotonic() - started)
+        return manifest
+
+
+async def _build(out_dir: Path) -> GuestManifest:
+    cache = out_dir / ".cache"
+    cache.mkdir(exist_ok=True)
+    kernel_package = await resolve_kernel_package()
+    kernel_deb = await fetch_deb(kernel_package, cache)
+    busybox_deb = await fetch_deb(BUSYBOX_PACKAGE, cache)
+    _prune_cache(cache, keep={kernel_deb, busybox_deb})
+    staging = Staging(out_dir)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=out_dir))
+    try:
+        kernel = await unpack_kernel(kernel_deb, kernel_package, work / "kernel")
+        await run(["dpkg-deb", "-x", str(busybox_deb), str(work / "busybox")])
+        busybox = work / "busybox/bin/busybox"
+        applets = await busybox_applets(busybox)
+        modules = await _write_artefacts(staging, work, kernel, busybox, applets)
+        manifest = GuestManifest(
+            name=IMAGE_NAME,
+            kernel_version=kernel.version,
+            kernel_package=kernel.package,
+            kernel_package_version=kernel.package_version,
+            busybox_version=await deb_version(busybox_deb),
+            modules=tuple(modules),
+            files=await asyncio.to_thread(staging.describe),
+        )
+        await asyncio.to_thread(staging.commit, manifest)
+        return manifest
+    finally:
+        staging.discard()
+        await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)
+
+
+def _prune_cache(cache: Path, keep: set[Path]) -> None:
+    """Remove cached .debs of older kernels / busybox versions."""
+    for deb in cache.glob("*.deb"):
+        if deb not in keep:
+            deb.unlink(missing_ok=True)
+
+
+async def _write_artefacts(
+    staging: Staging, work: Path, kernel: KernelTree, busybox: Path, applets: Sequence[str]
+) -> list[str]:
+    """Write vmlinux, bzImage, initramfs and rootfs to staging; return the module load order."""
+    bzimage = await asyncio.to_thread(kernel.bzimage.read_bytes)
+    await asyncio.to_thread(staging.write, BZIMAGE, bzimage)
+    await asyncio.to_thread(lambda: staging.write(VMLINUX, extract_vmlinux(bzimage)))
+    modules = await stage_initramfs(work / "initramfs", busybox, applets, kernel)
+    await asyncio.to_thread(lambda: staging.write(INITRAMFS, build_initramfs(work / "initramfs")))
+    await asyncio.to_thread(stage_rootfs, work / "rootfs", busybox, applets)
+    disk = staging.temp_path(ROOTFS)
+    mkfs = ["mkfs.ext4", "-q", "-F", "-L", ROOT_DISK_LABEL, "-E", "root_owner=0:0"]
+    await run([*mkfs, "-d", str(work / "rootfs"), str(disk), ROOT_DISK_SIZE])
+    return modules
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m plasmavmc.images.guest.build --out DIR [--force]``."""
+    parser = argparse.ArgumentParser(description="Build the plasmavmc-tiny guest image.")
+    parser.add_argument("--out", required=True, type=Path, help="image directory")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the image is valid")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        manifest = asyncio.run(build_guest(args.out, force=args.force))
+    except GuestBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(manifest.to_json(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

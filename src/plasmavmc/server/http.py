@@ -1,0 +1,55 @@
+"""The control plane's HTTP side (Appendix B port 8081): `/health`, `/ready`, `/metrics`.
+
+`/health` is liveness (the process answers). `/ready` is readiness as spec §12.2 defines it: the state
+store answers and at least one agent is online; it says which part is missing in its JSON body.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from plasmavmc.core.context import Core
+from plasmavmc.types.node import NodeState
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    core: Core = request.app["core"]
+    body: dict[str, object] = {}
+    try:
+        body["store_revision"] = await core.store.revision()
+        body["store"] = "ok"
+    except Exception as exc:
+        body["store"] = f"error: {exc}"
+    nodes = [n.value for n in await core.nodes.list()] if body["store"] == "ok" else []
+    online = [
+        n.id
+        for n in nodes
+        if n.state == NodeState.READY and time.time() - n.last_heartbeat < core.nodes.heartbeat_timeout
+    ]
+    body["agents_online"] = online
+    ready = body["store"] == "ok" and bool(online)
+    body["status"] = "ready" if ready else "not ready"
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def start_http(core: Core, host: str, port: int) -> web.AppRunner:
+    app = web.Application()
+    app["core"] = core
+    app.router.add_get("/health", _health)
+    app.router.add_get("/ready", _ready)
+    app.router.add_get("/metrics", _metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,114 @@
+"""The `Store` interface: a revisioned key-value store with compare-and-swap, transactions and watch.
+
+Modelled on etcd v3 so that the SQLite default and the etcd backend share one contract (run by
+`tests/contract/test_store_contract.py` over every implementation):
+
+- every successful write bumps one global `revision`; each key remembers `create_revision` and
+  `mod_revision` (the revision of its last write);
+- `put(key, value, expected_revision=R)` is compare-and-swap on the key's `mod_revision`: R == 0 means
+  "must not exist", R is None means unconditional; a lost race raises `Conflict` naming the key;
+- `commit(writes)` applies several puts/deletes atomically, each with its own expectation, all or none;
+- `list(prefix)` pages in key order (`start_after`, `limit`) and reports the revision it read at;
+- `watch(prefix, start_revision)` yields every change with revision >= start_revision, in order, then
+  follows new ones; history older than what the store kept raises `Compacted` so the caller re-lists.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from plasmavmc.errors import ErrorCode, StoreError
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class Page:
+    items: tuple[KeyValue, ...]
+    revision: int  # the store revision the page was read at
+    next_start_after: str | None  # pass as start_after for the next page; None when done
+
+
+class EventType(StrEnum):
+    PUT = "put"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: EventType
+    key: str
+    value: bytes  # empty for DELETE
+    revision: int
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write of a `commit`: a put (value is bytes) or a delete (value is None)."""
+
+    key: str
+    value: bytes | None
+    expected_revision: int | None = None  # None: unconditional; 0: must not exist; R: mod_revision == R
+
+
+class Compacted(StoreError):
+    """The watch start revision is older than the history the store keeps: re-list, then watch again."""
+
+    code = ErrorCode.STORE_ERROR
+    retryable = False
+
+
+class Store(abc.ABC):
+    """Async revisioned KV store. Implementations: `SqliteStore`, `EtcdStore`."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> KeyValue | None: ...
+
+    @abc.abstractmethod
+    async def put(self, key: str, value: bytes, expected_revision: int | None = None) -> int:
+        """Write `key`; returns the new revision. Raises `Conflict` when the expectation fails."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str, expected_revision: int | None = None) -> bool:
+        """Delete `key`; False when it did not exist. Raises `Conflict` when the expectation fails."""
+
+    @abc.abstractmethod
+    async def commit(self, writes: Sequence[Write]) -> int:
+        """Apply all writes atomically (or none, raising `Conflict`); returns the new revision."""
+
+    @abc.abstractmethod
+    async def list(self, prefix: str, *, start_after: str | None = None, limit: int = 0) -> Page:
+        """Keys starting with `prefix`, in key order, after `start_after`; `limit` 0 means all."""
+
+    @abc.abstractmethod
+    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
+        """Changes under `prefix` from `start_revision` on; an endless async iterator (cancel to stop)."""
+
+    @abc.abstractmethod
+    async def revision(self) -> int:
+        """The current store revision."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # `builtins.list`: inside this class body `list` names the method above, not the type.
+    async def list_all(self, prefix: str, *, page_size: int = 500) -> builtins.list[KeyValue]:
+        """Every key under `prefix`, read page by page."""
+        out: builtins.list[KeyValue] = []
+        start: str | None = None
+        while True:
+            page = await self.list(prefix, start_after=start, limit=page_size)
+            out.extend(page.items)
+            if page.next_start_after is None:
+                return out
+            start = page.next_start_after

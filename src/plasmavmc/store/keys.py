@@ -1,0 +1,59 @@
+"""The key layout of the state store (spec §8.1), in one place.
+
+Every id or name that reaches a key has been validated by `plasmavmc.validation` first; these helpers
+re-check that no part contains `/` so a key can never escape its prefix.
+"""
+
+from __future__ import annotations
+
+ROOT = "plasmavmc/"
+VMS = ROOT + "vms/"
+IMAGES = ROOT + "images/"
+NODES = ROOT + "nodes/"
+NAMES = ROOT + "names/"
+ASSIGNMENTS = ROOT + "scheduler/assignments/"
+PENDING = ROOT + "scheduler/pending/"
+
+
+def _part(value: str) -> str:
+    if not value or "/" in value or value in (".", ".."):
+        raise ValueError(f"invalid key part {value!r}")
+    return value
+
+
+def vm(org_id: str, project_id: str, vm_id: str) -> str:
+    return f"{VMS}{_part(org_id)}/{_part(project_id)}/{_part(vm_id)}"
+
+
+def vms_in(org_id: str | None = None, project_id: str | None = None) -> str:
+    if org_id is None:
+        return VMS
+    if project_id is None:
+        return f"{VMS}{_part(org_id)}/"
+    return f"{VMS}{_part(org_id)}/{_part(project_id)}/"
+
+
+def vm_name(org_id: str, project_id: str, name: str) -> str:
+    """Claims a VM name within its project: value is the VM id (names are unique per project, §7.4)."""
+    return f"{NAMES}vm/{_part(org_id)}/{_part(project_id)}/{_part(name)}"
+
+
+def image(org_id: str, image_id: str) -> str:
+    """Public images live under `images/public/`, the others under their org."""
+    return f"{IMAGES}{_part(org_id)}/{_part(image_id)}"
+
+
+def public_image(image_id: str) -> str:
+    return f"{IMAGES}public/{_part(image_id)}"
+
+
+def node(node_id: str) -> str:
+    return f"{NODES}{_part(node_id)}"
+
+
+def assignment(vm_id: str) -> str:
+    return f"{ASSIGNMENTS}{_part(vm_id)}"
+
+
+def pending(timestamp_ns: int, vm_id: str) -> str:
+    return f"{PENDING}{timestamp_ns:020d}/{_part(vm_id)}"

@@ -1,0 +1,162 @@
+"""The VirtualMachine resource and its parts (spec §3.1, §3.3, §4.2).
+
+Field names match the protobuf messages one to one, so `api/convert.py` maps them generically; lists are
+tuples so that records stay immutable; changes make a new record with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from plasmavmc.types.states import VmState
+
+
+class HypervisorType(StrEnum):
+    KVM = "kvm"
+    FIRECRACKER = "firecracker"
+    MVISOR = "mvisor"
+    SIMULATED = "simulated"  # scale tests and benchmarks only; never boots anything
+
+
+class DiskBus(StrEnum):
+    VIRTIO = "virtio"
+    SCSI = "scsi"
+    IDE = "ide"
+
+
+class DiskCache(StrEnum):
+    NONE = "none"
+    WRITEBACK = "writeback"
+    WRITETHROUGH = "writethrough"
+
+
+class NicModel(StrEnum):
+    VIRTIO_NET = "virtio_net"
+    E1000 = "e1000"
+
+
+class ConsoleType(StrEnum):
+    SERIAL = "serial"
+    VNC = "vnc"
+
+
+@dataclass(frozen=True)
+class CpuSpec:
+    vcpus: int = 1
+    cores_per_socket: int = 0  # 0: derived (vcpus / sockets)
+    sockets: int = 1
+    cpu_model: str | None = None
+
+
+@dataclass(frozen=True)
+class NumaNode:
+    id: int = 0
+    cpus: tuple[int, ...] = ()
+    memory_mib: int = 0
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    size_mib: int = 256
+    hugepages: bool = False
+    numa_nodes: tuple[NumaNode, ...] = ()
+
+
+@dataclass(frozen=True)
+class DiskSource:
+    """Exactly one of the two is set (a protobuf oneof)."""
+
+    image_id: str | None = None
+    volume_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    id: str = "root"
+    source: DiskSource = field(default_factory=DiskSource)
+    size_gib: int = 1
+    bus: DiskBus = DiskBus.VIRTIO
+    cache: DiskCache = DiskCache.NONE
+    boot_index: int | None = None
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    id: str = "nic0"
+    network_id: str = "default"
+    mac_address: str | None = None
+    ip_address: str | None = None
+    model: NicModel = NicModel.VIRTIO_NET
+    security_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BootSpec:
+    kernel_args: str = ""  # appended to the image's kernel command line (direct kernel boot)
+    machine_type: str = ""  # backend hint: "" = backend default; QEMU: "microvm" or "q35"
+
+
+@dataclass(frozen=True)
+class SecuritySpec:
+    secure_boot: bool = False
+    tpm: bool = False
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    cpu: CpuSpec = field(default_factory=CpuSpec)
+    memory: MemorySpec = field(default_factory=MemorySpec)
+    disks: tuple[DiskSpec, ...] = ()
+    network: tuple[NetworkSpec, ...] = ()
+    boot: BootSpec = field(default_factory=BootSpec)
+    security: SecuritySpec = field(default_factory=SecuritySpec)
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    cpu_percent: float = 0.0
+    memory_used_mib: int = 0
+    disk_read_bytes: int = 0
+    disk_write_bytes: int = 0
+    network_rx_bytes: int = 0
+    network_tx_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str = ""
+    status: bool = False
+    reason: str = ""
+    message: str = ""
+    last_transition_at: int = 0
+
+
+@dataclass(frozen=True)
+class VmStatus:
+    actual_state: VmState = VmState.PENDING
+    host_pid: int | None = None
+    started_at: int | None = None
+    ip_addresses: tuple[str, ...] = ()
+    resource_usage: ResourceUsage = field(default_factory=ResourceUsage)
+    last_error: str | None = None
+    conditions: tuple[Condition, ...] = ()
+    accelerator: str = ""  # "kvm" or "tcg" for QEMU: what the backend actually used
+
+
+@dataclass(frozen=True)
+class VirtualMachine:
+    id: str
+    name: str
+    org_id: str
+    project_id: str
+    state: VmState = VmState.PENDING
+    spec: VmSpec = field(default_factory=VmSpec)
+    status: VmStatus = field(default_factory=VmStatus)
+    node_id: str | None = None
+    hypervisor: HypervisorType = HypervisorType.KVM
+    created_at: int = 0
+    updated_at: int = 0
+    created_by: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,300 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class VmState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VM_STATE_UNSPECIFIED: _ClassVar[VmState]
+    VM_STATE_PENDING: _ClassVar[VmState]
+    VM_STATE_CREATING: _ClassVar[VmState]
+    VM_STATE_STOPPED: _ClassVar[VmState]
+    VM_STATE_STARTING: _ClassVar[VmState]
+    VM_STATE_RUNNING: _ClassVar[VmState]
+    VM_STATE_STOPPING: _ClassVar[VmState]
+    VM_STATE_MIGRATING: _ClassVar[VmState]
+    VM_STATE_ERROR: _ClassVar[VmState]
+    VM_STATE_FAILED: _ClassVar[VmState]
+    VM_STATE_DELETED: _ClassVar[VmState]
+
+class HypervisorType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HYPERVISOR_TYPE_UNSPECIFIED: _ClassVar[HypervisorType]
+    HYPERVISOR_TYPE_KVM: _ClassVar[HypervisorType]
+    HYPERVISOR_TYPE_FIRECRACKER: _ClassVar[HypervisorType]
+    HYPERVISOR_TYPE_MVISOR: _ClassVar[HypervisorType]
+    HYPERVISOR_TYPE_SIMULATED: _ClassVar[HypervisorType]
+
+class DiskBus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISK_BUS_UNSPECIFIED: _ClassVar[DiskBus]
+    DISK_BUS_VIRTIO: _ClassVar[DiskBus]
+    DISK_BUS_SCSI: _ClassVar[DiskBus]
+    DISK_BUS_IDE: _ClassVar[DiskBus]
+
+class DiskCache(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISK_CACHE_UNSPECIFIED: _ClassVar[DiskCache]
+    DISK_CACHE_NONE: _ClassVar[DiskCache]
+    DISK_CACHE_WRITEBACK: _ClassVar[DiskCache]
+    DISK_CACHE_WRITETHROUGH: _ClassVar[DiskCache]
+
+class NicModel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NIC_MODEL_UNSPECIFIED: _ClassVar[NicModel]
+    NIC_MODEL_VIRTIO_NET: _ClassVar[NicModel]
+    NIC_MODEL_E1000: _ClassVar[NicModel]
+
+class ConsoleType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSOLE_TYPE_UNSPECIFIED: _ClassVar[ConsoleType]
+    CONSOLE_TYPE_SERIAL: _ClassVar[ConsoleType]
+    CONSOLE_TYPE_VNC: _ClassVar[ConsoleType]
+VM_STATE_UNSPECIFIED: VmState
+VM_STATE_PENDING: VmState
+VM_STATE_CREATING: VmState
+VM_STATE_STOPPED: VmState
+VM_STATE_STARTING: VmState
+VM_STATE_RUNNING: VmState
+VM_STATE_STOPPING: VmState
+VM_STATE_MIGRATING: VmState
+VM_STATE_ERROR: VmState
+VM_STATE_FAILED: VmState
+VM_STATE_DELETED: VmState
+HYPERVISOR_TYPE_UNSPECIFIED: HypervisorType
+HYPERVISOR_TYPE_KVM: HypervisorType
+HYPERVISOR_TYPE_FIRECRACKER: HypervisorType
+HYPERVISOR_TYPE_MVISOR: HypervisorType
+HYPERVISOR_TYPE_SIMULATED: HypervisorType
+DISK_BUS_UNSPECIFIED: DiskBus
+DISK_BUS_VIRTIO: DiskBus
+DISK_BUS_SCSI: DiskBus
+DISK_BUS_IDE: DiskBus
+DISK_CACHE_UNSPECIFIED: DiskCache
+DISK_CACHE_NONE: DiskCache
+DISK_CACHE_WRITEBACK: DiskCache
+DISK_CACHE_WRITETHROUGH: DiskCache
+NIC_MODEL_UNSPECIFIED: NicModel
+NIC_MODEL_VIRTIO_NET: NicModel
+NIC_MODEL_E1000: NicModel
+CONSOLE_TYPE_UNSPECIFIED: ConsoleType
+CONSOLE_TYPE_SERIAL: ConsoleType
+CONSOLE_TYPE_VNC: ConsoleType
+
+class Empty(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CpuSpec(_message.Message):
+    __slots__ = ("vcpus", "cores_per_socket", "sockets", "cpu_model")
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    CORES_PER_SOCKET_FIELD_NUMBER: _ClassVar[int]
+    SOCKETS_FIELD_NUMBER: _ClassVar[int]
+    CPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    vcpus: int
+    cores_per_socket: int
+    sockets: int
+    cpu_model: str
+    def __init__(self, vcpus: _Optional[int] = ..., cores_per_socket: _Optional[int] = ..., sockets: _Optional[int] = ..., cpu_model: _Optional[str] = ...) -> None: ...
+
+class NumaNode(_message.Message):
+    __slots__ = ("id", "cpus", "memory_mib")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    cpus: _containers.RepeatedScalarFieldContainer[int]
+    memory_mib: int
+    def __init__(self, id: _Optional[int] = ..., cpus: _Optional[_Iterable[int]] = ..., memory_mib: _Optional[int] = ...) -> None: ...
+
+class MemorySpec(_message.Message):
+    __slots__ = ("size_mib", "hugepages", "numa_nodes")
+    SIZE_MIB_FIELD_NUMBER: _ClassVar[int]
+    HUGEPAGES_FIELD_NUMBER: _ClassVar[int]
+    NUMA_NODES_FIELD_NUMBER: _ClassVar[int]
+    size_mib: int
+    hugepages: bool
+    numa_nodes: _containers.RepeatedCompositeFieldContainer[NumaNode]
+    def __init__(self, size_mib: _Optional[int] = ..., hugepages: _Optional[bool] = ..., numa_nodes: _Optional[_Iterable[_Union[NumaNode, _Mapping]]] = ...) -> None: ...
+
+class DiskSource(_message.Message):
+    __slots__ = ("image_id", "volume_id")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    volume_id: str
+    def __init__(self, image_id: _Optional[str] = ..., volume_id: _Optional[str] = ...) -> None: ...
+
+class DiskSpec(_message.Message):
+    __slots__ = ("id", "source", "size_gib", "bus", "cache", "boot_index")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_GIB_FIELD_NUMBER: _ClassVar[int]
+    BUS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
+    BOOT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    source: DiskSource
+    size_gib: int
+    bus: DiskBus
+    cache: DiskCache
+    boot_index: int
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[_Union[DiskSource, _Mapping]] = ..., size_gib: _Optional[int] = ..., bus: _Optional[_Union[DiskBus, str]] = ..., cache: _Optional[_Union[DiskCache, str]] = ..., boot_index: _Optional[int] = ...) -> None: ...
+
+class NetworkSpec(_message.Message):
+    __slots__ = ("id", "network_id", "mac_address", "ip_address", "model", "security_groups")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    network_id: str
+    mac_address: str
+    ip_address: str
+    model: NicModel
+    security_groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., network_id: _Optional[str] = ..., mac_address: _Optional[str] = ..., ip_address: _Optional[str] = ..., model: _Optional[_Union[NicModel, str]] = ..., security_groups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BootSpec(_message.Message):
+    __slots__ = ("kernel_args", "machine_type")
+    KERNEL_ARGS_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    kernel_args: str
+    machine_type: str
+    def __init__(self, kernel_args: _Optional[str] = ..., machine_type: _Optional[str] = ...) -> None: ...
+
+class SecuritySpec(_message.Message):
+    __slots__ = ("secure_boot", "tpm")
+    SECURE_BOOT_FIELD_NUMBER: _ClassVar[int]
+    TPM_FIELD_NUMBER: _ClassVar[int]
+    secure_boot: bool
+    tpm: bool
+    def __init__(self, secure_boot: _Optional[bool] = ..., tpm: _Optional[bool] = ...) -> None: ...
+
+class VmSpec(_message.Message):
+    __slots__ = ("cpu", "memory", "disks", "network", "boot", "security")
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    DISKS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    BOOT_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_FIELD_NUMBER: _ClassVar[int]
+    cpu: CpuSpec
+    memory: MemorySpec
+    disks: _containers.RepeatedCompositeFieldContainer[DiskSpec]
+    network: _containers.RepeatedCompositeFieldContainer[NetworkSpec]
+    boot: BootSpec
+    security: SecuritySpec
+    def __init__(self, cpu: _Optional[_Union[CpuSpec, _Mapping]] = ..., memory: _Optional[_Union[MemorySpec, _Mapping]] = ..., disks: _Optional[_Iterable[_Union[DiskSpec, _Mapping]]] = ..., network: _Optional[_Iterable[_Union[NetworkSpec, _Mapping]]] = ..., boot: _Optional[_Union[BootSpec, _Mapping]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ...) -> None: ...
+
+class ResourceUsage(_message.Message):
+    __slots__ = ("cpu_percent", "memory_used_mib", "disk_read_bytes", "disk_write_bytes", "network_rx_bytes", "network_tx_bytes")
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_MIB_FIELD_NUMBER: _ClassVar[int]
+    DISK_READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_RX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_TX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    cpu_percent: float
+    memory_used_mib: int
+    disk_read_bytes: int
+    disk_write_bytes: int
+    network_rx_bytes: int
+    network_tx_bytes: int
+    def __init__(self, cpu_percent: _Optional[float] = ..., memory_used_mib: _Optional[int] = ..., disk_read_bytes: _Optional[int] = ..., disk_write_bytes: _Optional[int] = ..., network_rx_bytes: _Optional[int] = ..., network_tx_bytes: _Optional[int] = ...) -> None: ...
+
+class Condition(_message.Message):
+    __slots__ = ("type", "status", "reason", "message", "last_transition_at")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRANSITION_AT_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    status: bool
+    reason: str
+    message: str
+    last_transition_at: int
+    def __init__(self, type: _Optional[str] = ..., status: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_transition_at: _Optional[int] = ...) -> None: ...
+
+class VmStatus(_message.Message):
+    __slots__ = ("actual_state", "host_pid", "started_at", "ip_addresses", "resource_usage", "last_error", "conditions", "accelerator")
+    ACTUAL_STATE_FIELD_NUMBER: _ClassVar[int]
+    HOST_PID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_USAGE_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    ACCELERATOR_FIELD_NUMBER: _ClassVar[int]
+    actual_state: VmState
+    host_pid: int
+    started_at: int
+    ip_addresses: _containers.RepeatedScalarFieldContainer[str]
+    resource_usage: ResourceUsage
+    last_error: str
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    accelerator: str
+    def __init__(self, actual_state: _Optional[_Union[VmState, str]] = ..., host_pid: _Optional[int] = ..., started_at: _Optional[int] = ..., ip_addresses: _Optional[_Iterable[str]] = ..., resource_usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., last_error: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., accelerator: _Optional[str] = ...) -> None: ...
+
+class VirtualMachine(_message.Message):
+    __slots__ = ("id", "name", "org_id", "project_id", "state", "spec", "status", "node_id", "hypervisor", "created_at", "updated_at", "created_by", "metadata", "labels")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HYPERVISOR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    org_id: str
+    project_id: str
+    state: VmState
+    spec: VmSpec
+    status: VmStatus
+    node_id: str
+    hypervisor: HypervisorType
+    created_at: int
+    updated_at: int
+    created_by: str
+    metadata: _containers.ScalarMap[str, str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., state: _Optional[_Union[VmState, str]] = ..., spec: _Optional[_Union[VmSpec, _Mapping]] = ..., status: _Optional[_Union[VmStatus, _Mapping]] = ..., node_id: _Optional[str] = ..., hypervisor: _Optional[_Union[HypervisorType, str]] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ..., created_by: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ErrorDetail(_message.Message):
+    __slots__ = ("code", "field", "retryable")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    field: str
+    retryable: bool
+    def __init__(self, code: _Optional[str] = ..., field: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,226 @@
+from plasmavmc.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class VmEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VM_EVENT_TYPE_UNSPECIFIED: _ClassVar[VmEventType]
+    VM_EVENT_TYPE_INITIAL: _ClassVar[VmEventType]
+    VM_EVENT_TYPE_UPDATED: _ClassVar[VmEventType]
+    VM_EVENT_TYPE_STATE_CHANGED: _ClassVar[VmEventType]
+    VM_EVENT_TYPE_DELETED: _ClassVar[VmEventType]
+VM_EVENT_TYPE_UNSPECIFIED: VmEventType
+VM_EVENT_TYPE_INITIAL: VmEventType
+VM_EVENT_TYPE_UPDATED: VmEventType
+VM_EVENT_TYPE_STATE_CHANGED: VmEventType
+VM_EVENT_TYPE_DELETED: VmEventType
+
+class VmRef(_message.Message):
+    __slots__ = ("org_id", "project_id", "vm_id")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    vm_id: str
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., vm_id: _Optional[str] = ...) -> None: ...
+
+class CreateVmRequest(_message.Message):
+    __slots__ = ("name", "org_id", "project_id", "spec", "hypervisor", "metadata", "labels")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    HYPERVISOR_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    org_id: str
+    project_id: str
+    spec: _types_pb2.VmSpec
+    hypervisor: _types_pb2.HypervisorType
+    metadata: _containers.ScalarMap[str, str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., spec: _Optional[_Union[_types_pb2.VmSpec, _Mapping]] = ..., hypervisor: _Optional[_Union[_types_pb2.HypervisorType, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GetVmRequest(_message.Message):
+    __slots__ = ("vm",)
+    VM_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ...) -> None: ...
+
+class ListVmsRequest(_message.Message):
+    __slots__ = ("org_id", "project_id", "page_size", "page_token")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListVmsResponse(_message.Message):
+    __slots__ = ("vms", "next_page_token")
+    VMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    vms: _containers.RepeatedCompositeFieldContainer[_types_pb2.VirtualMachine]
+    next_page_token: str
+    def __init__(self, vms: _Optional[_Iterable[_Union[_types_pb2.VirtualMachine, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateVmRequest(_message.Message):
+    __slots__ = ("vm", "labels", "update_labels", "metadata", "update_metadata")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VM_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_METADATA_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    labels: _containers.ScalarMap[str, str]
+    update_labels: bool
+    metadata: _containers.ScalarMap[str, str]
+    update_metadata: bool
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., update_labels: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., update_metadata: _Optional[bool] = ...) -> None: ...
+
+class DeleteVmRequest(_message.Message):
+    __slots__ = ("vm", "force")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    force: bool
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class StartVmRequest(_message.Message):
+    __slots__ = ("vm",)
+    VM_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ...) -> None: ...
+
+class StopVmRequest(_message.Message):
+    __slots__ = ("vm", "force", "timeout_seconds")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    force: bool
+    timeout_seconds: int
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., force: _Optional[bool] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+
+class RebootVmRequest(_message.Message):
+    __slots__ = ("vm",)
+    VM_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ...) -> None: ...
+
+class ResetVmRequest(_message.Message):
+    __slots__ = ("vm",)
+    VM_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ...) -> None: ...
+
+class AttachDiskRequest(_message.Message):
+    __slots__ = ("vm", "disk")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    DISK_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    disk: _types_pb2.DiskSpec
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., disk: _Optional[_Union[_types_pb2.DiskSpec, _Mapping]] = ...) -> None: ...
+
+class DetachDiskRequest(_message.Message):
+    __slots__ = ("vm", "disk_id")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    DISK_ID_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    disk_id: str
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., disk_id: _Optional[str] = ...) -> None: ...
+
+class AttachNicRequest(_message.Message):
+    __slots__ = ("vm", "nic")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    NIC_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    nic: _types_pb2.NetworkSpec
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., nic: _Optional[_Union[_types_pb2.NetworkSpec, _Mapping]] = ...) -> None: ...
+
+class DetachNicRequest(_message.Message):
+    __slots__ = ("vm", "nic_id")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    NIC_ID_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    nic_id: str
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., nic_id: _Optional[str] = ...) -> None: ...
+
+class GetConsoleRequest(_message.Message):
+    __slots__ = ("vm", "console_type", "follow")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    console_type: _types_pb2.ConsoleType
+    follow: bool
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., console_type: _Optional[_Union[_types_pb2.ConsoleType, str]] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class ConsoleData(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class WatchVmRequest(_message.Message):
+    __slots__ = ("vm", "send_initial")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    SEND_INITIAL_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    send_initial: bool
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., send_initial: _Optional[bool] = ...) -> None: ...
+
+class VmEvent(_message.Message):
+    __slots__ = ("type", "previous_state", "state", "vm", "revision", "timestamp")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    VM_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    type: VmEventType
+    previous_state: _types_pb2.VmState
+    state: _types_pb2.VmState
+    vm: _types_pb2.VirtualMachine
+    revision: int
+    timestamp: int
+    def __init__(self, type: _Optional[_Union[VmEventType, str]] = ..., previous_state: _Optional[_Union[_types_pb2.VmState, str]] = ..., state: _Optional[_Union[_types_pb2.VmState, str]] = ..., vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., revision: _Optional[int] = ..., timestamp: _Optional[int] = ...) -> None: ...

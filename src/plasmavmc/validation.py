@@ -1,0 +1,132 @@
+"""Validation of everything a user sends, at the API edge, before anything is read or written.
+
+Every check raises `InvalidArgument` naming the request field, so a bad request changes nothing and
+says what to fix. Names and ids are restricted to a charset that is safe in a store key, a file path, a
+kernel command line and a QEMU option string; nothing user-supplied reaches any of those unchecked.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from plasmavmc.errors import InvalidArgument, Unimplemented
+from plasmavmc.types.vm import DiskBus, NetworkSpec, VmSpec
+
+NAME_MAX = 63
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?")
+_KERNEL_ARGS_RE = re.compile(r"[A-Za-z0-9._=,:/+ -]*")
+MAX_VCPUS = 256
+MIN_MEMORY_MIB = 64
+MAX_MEMORY_MIB = 1024 * 1024
+MAX_DISK_GIB = 16 * 1024
+MAX_LABELS = 64
+
+
+def name(value: str, field: str) -> str:
+    """A resource name or scope id: 1-63 chars of [A-Za-z0-9._-], starting alphanumeric, no '..'."""
+    if not value:
+        raise InvalidArgument(field, "must not be empty")
+    if len(value) > NAME_MAX:
+        raise InvalidArgument(field, f"must be at most {NAME_MAX} characters, got {len(value)}")
+    if not _NAME_RE.fullmatch(value) or ".." in value:
+        raise InvalidArgument(
+            field,
+            f"{value[:80]!r} may contain only letters, digits, '.', '_' and '-', start with a "
+            "letter or digit, and not contain '..'",
+        )
+    return value
+
+
+def vm_id(value: str, field: str = "vm_id") -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument(field, f"{value[:80]!r} is not a VM id (UUID)") from None
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def vm_ref(value: str, field: str = "vm.vm_id") -> str:
+    """A VM id (UUID) or a VM name in the project."""
+    return value if is_uuid(value) else name(value, field)
+
+
+def labels(values: dict[str, str], field: str) -> dict[str, str]:
+    if len(values) > MAX_LABELS:
+        raise InvalidArgument(field, f"at most {MAX_LABELS} entries")
+    for key, val in values.items():
+        if len(key) > NAME_MAX or not _LABEL_KEY_RE.fullmatch(key):
+            raise InvalidArgument(f"{field}[{key[:40]}]", "invalid key")
+        if len(val) > 255:
+            raise InvalidArgument(f"{field}[{key}]", "value longer than 255 characters")
+    return values
+
+
+def _cpu(spec: VmSpec) -> None:
+    cpu = spec.cpu
+    if not 1 <= cpu.vcpus <= MAX_VCPUS:
+        raise InvalidArgument("spec.cpu.vcpus", f"must be between 1 and {MAX_VCPUS}, got {cpu.vcpus}")
+    if cpu.sockets < 0 or cpu.cores_per_socket < 0:
+        raise InvalidArgument("spec.cpu", "sockets and cores_per_socket must not be negative")
+    sockets = cpu.sockets or 1
+    if cpu.cores_per_socket and sockets * cpu.cores_per_socket != cpu.vcpus:
+        raise InvalidArgument("spec.cpu.cores_per_socket", "sockets * cores_per_socket must equal vcpus")
+    if cpu.vcpus % sockets:
+        raise InvalidArgument("spec.cpu.sockets", "vcpus must be a multiple of sockets")
+    if cpu.cpu_model is not None:
+        name(cpu.cpu_model, "spec.cpu.cpu_model")
+
+
+def _memory(spec: VmSpec) -> None:
+    size = spec.memory.size_mib
+    if not MIN_MEMORY_MIB <= size <= MAX_MEMORY_MIB:
+        raise InvalidArgument(
+            "spec.memory.size_mib", f"must be between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB} MiB, got {size}"
+        )
+
+
+def _disks(spec: VmSpec) -> None:
+    if not spec.disks:
+        raise InvalidArgument("spec.disks", "at least one disk (with an image source) is required")
+    seen: set[str] = set()
+    for i, disk in enumerate(spec.disks):
+        where = f"spec.disks[{i}]"
+        name(disk.id, f"{where}.id")
+        if disk.id in seen:
+            raise InvalidArgument(f"{where}.id", f"duplicate disk id {disk.id!r}")
+        seen.add(disk.id)
+        if not 1 <= disk.size_gib <= MAX_DISK_GIB:
+            raise InvalidArgument(f"{where}.size_gib", f"must be between 1 and {MAX_DISK_GIB}")
+        if disk.source.volume_id is not None:
+            raise Unimplemented(f"{where}.source.volume_id: persistent volumes (LightningSTOR) are not available")
+        if disk.source.image_id is None:
+            raise InvalidArgument(f"{where}.source", "an image_id is required")
+        name(disk.source.image_id, f"{where}.source.image_id")
+        if disk.bus not in DiskBus:
+            raise InvalidArgument(f"{where}.bus", "unknown bus")
+
+
+def _networks(nics: tuple[NetworkSpec, ...]) -> None:
+    if nics:
+        raise Unimplemented("spec.network: VM networking (NetworkProvider, tap + bridge) is not implemented yet")
+
+
+def vm_spec(spec: VmSpec) -> VmSpec:
+    """Check a whole VmSpec; returns it unchanged."""
+    _cpu(spec)
+    _memory(spec)
+    _disks(spec)
+    _networks(spec.network)
+    if len(spec.boot.kernel_args) > 512 or not _KERNEL_ARGS_RE.fullmatch(spec.boot.kernel_args):
+        raise InvalidArgument("spec.boot.kernel_args", "at most 512 characters of [A-Za-z0-9._=,:/+ -]")
+    if spec.boot.machine_type:
+        name(spec.boot.machine_type, "spec.boot.machine_type")
+    return spec

@@ -1,0 +1,150 @@
+"""Fixtures shared by every test: the project's guest image, free loopback ports, and a real
+single-node PlasmaVMC (server + agent processes, SQLite, local image dir, QEMU) in a temp dir.
+
+The guest image is built once (`plasmavmc-build-guest`) into `$PLASMAVMC_GUEST_DIR`
+(default /var/cache/plasmavmc/guest; the README's set-up command builds it there) and reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from plasmavmc.client import PlasmaClient
+from plasmavmc.images.guest.build import build_guest
+
+GUEST_DIR = Path(os.environ.get("PLASMAVMC_GUEST_DIR", "/var/cache/plasmavmc/guest"))
+QEMU = shutil.which("qemu-system-x86_64")
+needs_qemu = pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed (README set-up installs it)")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def guest_dir() -> Path:
+    asyncio.run(build_guest(GUEST_DIR))
+    return GUEST_DIR
+
+
+@dataclass
+class Proc:
+    argv: list[str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            self.popen.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+
+@dataclass
+class Cluster:
+    """One control plane and one agent, really running, on loopback."""
+
+    root: Path
+    api: str
+    http: str
+    server: Proc
+    agent: Proc
+    node_id: str
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc in (self.server, self.agent):
+                assert proc.popen is not None
+                if proc.popen.poll() is not None:
+                    raise AssertionError(f"{proc.argv[2]} exited:\n{proc.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.http}/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)  # polling an external process with a deadline
+        raise AssertionError(f"cluster not ready in {timeout}s:\n{self.server.log.read_text()[-3000:]}")
+
+    def logs(self) -> str:
+        return self.server.log.read_text()[-4000:] + "\n---agent---\n" + self.agent.log.read_text()[-4000:]
+
+
+def write_configs(root: Path, guest: Path, node_id: str) -> tuple[Path, Path, str, str, str]:
+    api, http, agent_port = free_port(), free_port(), free_port()
+    server_cfg = root / "server.toml"
+    server_cfg.write_text(
+        f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
+        f'[store]\nbackend = "sqlite"\npath = "{root}/state.db"\n'
+        f'[image_store]\nbackend = "local"\npath = "{root}/images"\nseed_dirs = ["{guest}"]\n'
+        f'[agents]\nheartbeat_timeout_seconds = 10\n[logging]\nlevel = "info"\nformat = "text"\n'
+    )
+    agent_cfg = root / "agent.toml"
+    agent_cfg.write_text(
+        f'[agent]\nnode_id = "{node_id}"\ncontrol_plane = "http://127.0.0.1:{api}"\n'
+        f'addr = "127.0.0.1:{agent_port}"\nheartbeat_interval_seconds = 1\n'
+        f'[hypervisors]\nenabled = ["kvm"]\n[hypervisors.kvm]\nruntime_dir = "{root}/run/kvm"\n'
+        f'[storage]\nimage_cache_dir = "{root}/cache"\nruntime_dir = "{root}/vms"\n'
+        f'[logging]\nlevel = "info"\nformat = "text"\n'
+    )
+    return server_cfg, agent_cfg, f"127.0.0.1:{api}", f"http://127.0.0.1:{http}", f"127.0.0.1:{agent_port}"
+
+
+def start_cluster(root: Path, guest: Path, node_id: str = "node-1") -> Cluster:
+    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id)
+    server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(server_cfg)], root / "server.log")
+    agent = Proc([sys.executable, "-m", "plasmavmc.agent.main", "-c", str(agent_cfg)], root / "agent.log")
+    server.start()
+    agent.start()
+    cluster = Cluster(root, api, http, server, agent, node_id)
+    cluster.wait_ready()
+    return cluster
+
+
+def kill_leftover_qemu(root: Path) -> None:
+    """Hypervisor processes outlive the agent by design; a test's own ones are ended with it."""
+    for pidfile in root.glob("run/kvm/*/*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("cluster")
+    c = start_cluster(root, guest_dir)
+    try:
+        yield c
+    finally:
+        c.agent.stop()
+        c.server.stop()
+        kill_leftover_qemu(root)
+
+
+@pytest.fixture(scope="module")
+async def client(cluster: Cluster) -> AsyncIterator[PlasmaClient]:
+    async with await PlasmaClient.connect(cluster.api) as c:
+        yield c

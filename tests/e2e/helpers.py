@@ -1,0 +1,41 @@
+"""Helpers for end-to-end tests: VM specs from the default guest, console reading with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from plasmavmc.client import PlasmaClient
+from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, MemorySpec, VmSpec
+
+ORG, PROJECT = "org-e2e", "proj-e2e"
+GUEST_IMAGE = "plasmavmc-tiny"
+
+
+def tiny_spec(memory_mib: int = 256, vcpus: int = 1) -> VmSpec:
+    return VmSpec(
+        cpu=CpuSpec(vcpus=vcpus),
+        memory=MemorySpec(size_mib=memory_mib),
+        disks=(DiskSpec(id="root", source=DiskSource(image_id=GUEST_IMAGE), size_gib=1),),
+    )
+
+
+async def console_until(client: PlasmaClient, vm: str, pattern: str, count: int = 1, timeout: float = 60) -> str:
+    """Follow the VM's serial console until `pattern` (a regex) has appeared `count` times."""
+    seen = b""
+    regex = re.compile(pattern.encode())
+    deadline = time.monotonic() + timeout
+
+    async def follow() -> str:
+        nonlocal seen
+        async for chunk in client.console(ORG, PROJECT, vm, follow=True):
+            seen += chunk
+            if len(regex.findall(seen)) >= count:
+                return seen.decode(errors="replace")
+        raise AssertionError(f"console ended before {pattern!r} x{count}: {seen[-2000:]!r}")
+
+    try:
+        return await asyncio.wait_for(follow(), max(0.1, deadline - time.monotonic()))
+    except TimeoutError:
+        raise AssertionError(f"{pattern!r} x{count} not seen in {timeout}s; console: {seen[-2000:]!r}") from None
