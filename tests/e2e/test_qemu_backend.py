@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from plasmavmc.errors import HypervisorError, InvalidState
 from plasmavmc.hypervisor.base import ConsoleStream, ExitKind, LocalImage, VmHandle
 from plasmavmc.hypervisor.process import is_running
 from plasmavmc.hypervisor.qemu import QemuBackend
@@ -117,6 +119,13 @@ async def test_lifecycle(backend: QemuBackend, vms: dict[str, VmHandle]) -> None
 
     await type_until(stream, b"echo hi-$((6*7))\n", b"hi-42")
 
+    # A restarted agent (a fresh backend on the same runtime dir) finds the VM and sees it run.
+    adopted = QemuBackend(backend.qemu_path, backend.qemu_img_path, backend.runtime_dir)
+    assert handle.vm_id in {h.vm_id for h in await adopted.handles()}
+    assert (await adopted.status(handle)).actual_state is VmState.RUNNING
+    with pytest.raises(InvalidState):
+        await adopted.start(handle)
+
     t0 = time.monotonic()
     await backend.reboot(handle)
     await read_until(stream, f"PLASMAVMC-READY name=life id={handle.vm_id}".encode(), bytearray(),
@@ -165,3 +174,14 @@ async def test_guest_poweroff(backend: QemuBackend, vms: dict[str, VmHandle]) ->
     await stream.close()
     assert report.kind is ExitKind.GUEST_POWEROFF, report
     assert (await backend.status(handle)).actual_state is VmState.STOPPED
+
+
+async def test_start_failure_carries_qemu_stderr(backend: QemuBackend, guest: LocalImage) -> None:
+    broken = dataclasses.replace(guest, kernel_path=Path("/nonexistent/vmlinux"))
+    handle = await backend.create(make_vm("broken"), {broken.image_id: broken})
+    try:
+        with pytest.raises(HypervisorError, match="/nonexistent/vmlinux"):
+            await backend.start(handle)
+        assert (await backend.status(handle)).actual_state is VmState.STOPPED
+    finally:
+        await backend.delete(handle)

@@ -209,7 +209,7 @@ def _vm(
 ) -> VirtualMachine:
     return VirtualMachine(
         id=f"vm-{n:04d}", name=f"web-{n}", org_id=org, project_id=project, state=state, node_id="node-a",
-        hypervisor=HypervisorType.KVM, created_at=NOW - 120,
+        hypervisor=HypervisorType.KVM, created_at=int(time.time()) - 120,
         spec=VmSpec(cpu=CpuSpec(vcpus=n), memory=MemorySpec(size_mib=256 * n)),
     )
 
@@ -453,7 +453,7 @@ def _node(node_id: str, **kw: Any) -> Node:
         id=node_id, state=NodeState.READY, capacity=NodeCapacity(8, 16384, 100),
         allocatable=NodeCapacity(7, 15360, 90), allocated=NodeCapacity(2, 1024, 10),
         hypervisors=(HypervisorType.KVM, HypervisorType.FIRECRACKER), accelerator="tcg",
-        last_heartbeat=NOW - 3, **kw,
+        last_heartbeat=int(time.time()) - 3, **kw,
     )
 
 

@@ -22,6 +22,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 from plasmavmc.errors import HypervisorError
 
 _POLL_FALLBACK_S = 0.05
+_EXEC_RETRIES = 50
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,12 @@ def is_running(pid: int) -> bool:
 def matches(pid: int, marker: str) -> bool:
     """True when `pid` is alive and one of its argv elements contains `marker` (the pid-reuse guard)."""
     argv = cmdline_of(pid)
+    # A process caught in the middle of exec briefly shows an empty cmdline: give it a few ms.
+    for _ in range(_EXEC_RETRIES):
+        if argv is not None or not is_running(pid):
+            break
+        time.sleep(0.002)
+        argv = cmdline_of(pid)
     return argv is not None and any(marker in arg for arg in argv)
 
 

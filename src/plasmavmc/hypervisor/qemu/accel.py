@@ -9,6 +9,7 @@ loaded, and `tcg` otherwise. The root of the filesystem is a parameter so tests 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
@@ -22,6 +23,18 @@ def hardware_kvm(root: Path = Path("/")) -> bool:
     if not (root / "dev/kvm").exists():
         return False
     return any((root / "sys/module" / mod).is_dir() for mod in _HARDWARE_MODULES)
+
+
+def host_tsc_khz(root: Path = Path("/")) -> int | None:
+    """The host TSC rate in kHz (a TCG guest's TSC ticks at it), or None when it cannot be found."""
+    sysfs = root / "sys/devices/system/cpu/cpu0/tsc_freq_khz"
+    try:
+        if sysfs.exists():
+            return int(sysfs.read_text())
+        match = re.search(r"^cpu MHz\s*:\s*([\d.]+)", (root / "proc/cpuinfo").read_text(), re.MULTILINE)
+    except (OSError, ValueError):
+        return None
+    return round(float(match.group(1)) * 1000) if match else None
 
 
 def choose_accelerator(requested: str, root: Path = Path("/")) -> str:

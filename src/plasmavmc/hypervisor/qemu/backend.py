@@ -45,7 +45,7 @@ from plasmavmc.hypervisor.process import (
     run_daemonizing,
 )
 from plasmavmc.hypervisor.qemu import cmdline, disks, qmp, watch
-from plasmavmc.hypervisor.qemu.accel import choose_accelerator
+from plasmavmc.hypervisor.qemu.accel import choose_accelerator, host_tsc_khz
 from plasmavmc.hypervisor.qemu.runtime import STOP_REQUESTED, RuntimePaths, write_atomic
 from plasmavmc.types.codec import dumps, loads
 from plasmavmc.types.states import VmState
@@ -97,6 +97,7 @@ class QemuBackend(HypervisorBackend):
         self.qemu_img_path = qemu_img_path
         self.runtime_dir = runtime_dir.absolute()
         self.accelerator = choose_accelerator(accel)
+        self._tsc_khz = host_tsc_khz()
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._cpu_samples: dict[str, tuple[float, float]] = {}  # vm_id -> (monotonic, cpu seconds)
@@ -202,7 +203,7 @@ class QemuBackend(HypervisorBackend):
                 raise InvalidState(f"VM {handle.vm_id} is already running (pid {running.pid})")
             vm, images = self._load_vm(paths)
             argv = cmdline.build_argv(self.qemu_path, vm, paths, cmdline.image_for_boot(vm.spec, images),
-                                      self.accelerator)
+                                      self.accelerator, tsc_khz=self._tsc_khz)
             for stale in (paths.pidfile, paths.qmp, paths.qmp_events, paths.console_sock):
                 stale.unlink(missing_ok=True)
             bound_log(paths.console_log)

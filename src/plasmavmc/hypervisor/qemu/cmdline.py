@@ -129,11 +129,24 @@ def boot_disk(spec: VmSpec) -> DiskSpec | None:
     return spec.disks[0] if spec.disks else None
 
 
-def kernel_cmdline(vm: VirtualMachine, image: LocalImage) -> str:
+def platform_args(spec: VmSpec, accel: str, tsc_khz: int | None) -> list[str]:
+    """Kernel arguments the machine needs: microvm has no PCI bus, and no HPET or ACPI PM timer, so
+    under TCG the kernel's PIT calibration of the TSC fails now and then on a busy host and boot hangs;
+    `tsc_early_khz` (the host's rate, at which the TCG guest TSC ticks) skips that calibration."""
+    if machine_of(spec) != "microvm":
+        return []
+    args = ["pci=off"]
+    if accel == "tcg" and tsc_khz:
+        args.append(f"tsc_early_khz={int(tsc_khz)}")
+    return args
+
+
+def kernel_cmdline(vm: VirtualMachine, image: LocalImage, accel: str, tsc_khz: int | None) -> str:
     user = vm.spec.boot.kernel_args
     if _CONTROL.search(user):
         raise InvalidArgument("spec.boot.kernel_args", "must not contain control characters")
-    parts = [image.kernel_cmdline, f"plasmavmc.vm_name={vm_name(vm.name)}", f"plasmavmc.vm_id={vm.id}", user]
+    parts = [image.kernel_cmdline, *platform_args(vm.spec, accel, tsc_khz),
+             f"plasmavmc.vm_name={vm_name(vm.name)}", f"plasmavmc.vm_id={vm.id}", user]
     return " ".join(p for p in parts if p)
 
 
@@ -169,13 +182,13 @@ def _base(vm: VirtualMachine, paths: RuntimePaths, accel: str) -> list[str]:
     ]
 
 
-def _boot(vm: VirtualMachine, image: LocalImage | None) -> list[str]:
+def _boot(vm: VirtualMachine, image: LocalImage | None, accel: str, tsc_khz: int | None) -> list[str]:
     if image is None or image.kernel_path is None:
         return []
     argv = ["-kernel", str(image.kernel_path)]
     if image.initrd_path is not None:
         argv += ["-initrd", str(image.initrd_path)]
-    return [*argv, "-append", kernel_cmdline(vm, image)]
+    return [*argv, "-append", kernel_cmdline(vm, image, accel, tsc_khz)]
 
 
 def _disks(disks: Sequence[DiskSpec], paths: RuntimePaths, bus: _Bus, machine: str) -> list[str]:
@@ -202,15 +215,16 @@ def _nics(vm: VirtualMachine, bus: _Bus) -> list[str]:
 
 
 def build_argv(qemu: str, vm: VirtualMachine, paths: RuntimePaths, image: LocalImage | None,
-               accel: str) -> list[str]:
-    """The full QEMU argv for `vm`; `image` is the boot disk's image (its kernel boots directly)."""
+               accel: str, *, tsc_khz: int | None = None) -> list[str]:
+    """The full QEMU argv for `vm`; `image` is the boot disk's image (its kernel boots directly);
+    `tsc_khz` is the host TSC rate (see `platform_args`)."""
     check_spec(vm.spec)
     machine = machine_of(vm.spec)
     if machine == "microvm" and (image is None or image.kernel_path is None):
         raise UnsupportedFeature("firmware_boot", "microvm boots a kernel directly; the image has none",
                                  field="spec.disks")
     bus = _BUSES[machine]
-    return [qemu, *_base(vm, paths, accel), *_boot(vm, image),
+    return [qemu, *_base(vm, paths, accel), *_boot(vm, image, accel, tsc_khz),
             *_disks(vm.spec.disks, paths, bus, machine), *_nics(vm, bus)]
 
 

@@ -6,7 +6,7 @@ exit watcher uses a monitor of its own. Every `qemu.qmp` error, OS error and tim
 as a `HypervisorError` (`raise ... from exc`).
 
 Commands used (QEMU 7.2 QMP reference): `query-status` -> {"status": RunState, "running": bool},
-`system_powerdown` (ACPI power button), `system_reset`, `quit`, `query-cpus-fast`; event `SHUTDOWN`
+`system_powerdown` (ACPI power button), `system_reset`, `quit`; event `SHUTDOWN`
 {"guest": bool, "reason": ShutdownCause} e.g. "guest-shutdown", "guest-panic", "host-signal".
 """
 

@@ -106,6 +106,7 @@ class GuestManifest:
     kernel_package: str
     kernel_package_version: str
     busybox_version: str
+    recipe: str
     modules: tuple[str, ...]
     files: tuple[GuestFile, ...]
     kernel: str = VMLINUX
@@ -131,6 +132,7 @@ class GuestManifest:
             "kernel_version": self.kernel_version,
             "kernel_package": {"name": self.kernel_package, "version": self.kernel_package_version},
             "busybox_package": {"name": BUSYBOX_PACKAGE, "version": self.busybox_version},
+            "recipe": self.recipe,
             "modules": list(self.modules),
             "boot": {
                 "kernel": self.kernel,
@@ -156,6 +158,7 @@ class GuestManifest:
                 kernel_package=str(data["kernel_package"]["name"]),
                 kernel_package_version=str(data["kernel_package"]["version"]),
                 busybox_version=str(data["busybox_package"]["version"]),
+                recipe=str(data.get("recipe", "")),
                 modules=tuple(str(m) for m in data["modules"]),
                 files=files,
                 kernel=str(boot["kernel"]),
@@ -191,13 +194,25 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def builder_recipe() -> str:
+    """sha256 over this builder's source and guest scripts: a changed recipe means rebuild."""
+    digest = hashlib.sha256()
+    package = resources.files(__package__ or "plasmavmc.images.guest")
+    for entry in sorted(package.iterdir(), key=lambda e: e.name):
+        if entry.is_file() and entry.name.endswith((".py", ".sh")):
+            digest.update(f"{entry.name}\0".encode() + entry.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def verify_image(out_dir: Path) -> GuestManifest | None:
-    """The manifest if ``out_dir`` holds a complete image whose files match it, else None."""
+    """The manifest if ``out_dir`` holds a complete image of this recipe matching it, else None."""
     try:
         manifest = load_manifest(out_dir)
     except GuestBuildError:
         return None
     if manifest.name != IMAGE_NAME or manifest.format_version != MANIFEST_FORMAT:
+        return None
+    if manifest.recipe != builder_recipe():
         return None
     if {f.name for f in manifest.files} != set(ARTEFACTS):
         return None
@@ -646,6 +661,7 @@ async def _build(out_dir: Path) -> GuestManifest:
             kernel_package=kernel.package,
             kernel_package_version=kernel.package_version,
             busybox_version=await deb_version(busybox_deb),
+            recipe=builder_recipe(),
             modules=tuple(modules),
             files=await asyncio.to_thread(staging.describe),
         )
