@@ -169,7 +169,12 @@ class HypervisorBackend(abc.ABC):
         """A stream to the console; for serial it first replays the retained history."""
 
     @abc.abstractmethod
-    async def snapshot(self, handle: VmHandle, snapshot_id: str) -> None: ...
+    async def snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
+        """Save the VM's disks (and memory where `capabilities().snapshots` allows) as `snapshot_id`."""
+
+    @abc.abstractmethod
+    async def restore(self, handle: VmHandle, snapshot_id: str) -> None:
+        """Bring the VM back to `snapshot_id`; what ran or was written after it is gone."""
 
     @abc.abstractmethod
     async def handles(self) -> list[VmHandle]:

@@ -390,3 +390,6 @@ class QemuBackend(HypervisorBackend):
 
     async def snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
         raise Unimplemented("snapshots land with the QEMU backend issue")
+
+    async def restore(self, handle: VmHandle, snapshot_id: str) -> None:
+        raise Unimplemented("snapshot restore lands with the QEMU backend issue")
