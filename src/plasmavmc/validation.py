@@ -119,9 +119,29 @@ def _networks(nics: tuple[NetworkSpec, ...]) -> None:
         raise Unimplemented("spec.network: VM networking (NetworkProvider, tap + bridge) is not implemented yet")
 
 
+TAINT_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
+MAX_TOLERATIONS = 16
+
+
+def _placement(spec: VmSpec) -> None:
+    """`spec.placement`: scheduling constraints (see scheduler/filters and scorers)."""
+    p = spec.placement
+    labels(p.node_selector, "spec.placement.node_selector")
+    if len(p.tolerations) > MAX_TOLERATIONS:
+        raise InvalidArgument("spec.placement.tolerations", f"at most {MAX_TOLERATIONS}")
+    for i, t in enumerate(p.tolerations):
+        labels({t.key: t.value}, f"spec.placement.tolerations[{i}]")
+        if t.effect not in TAINT_EFFECTS:
+            raise InvalidArgument(f"spec.placement.tolerations[{i}].effect", f"one of {TAINT_EFFECTS[1:]} or empty")
+    for field in ("anti_affinity_group", "zone", "rack"):
+        if value := getattr(p, field):
+            name(value, f"spec.placement.{field}")
+
+
 def vm_spec(spec: VmSpec) -> VmSpec:
     """Check a whole VmSpec; returns it unchanged."""
     _cpu(spec)
+    _placement(spec)
     _memory(spec)
     _disks(spec)
     _networks(spec.network)

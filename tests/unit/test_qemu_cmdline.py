@@ -59,7 +59,7 @@ def test_microvm_argv() -> None:
     assert value_after(argv, "-append") == [
         f"console=ttyS0 quiet pci=off tsc_early_khz=2000000 plasmavmc.vm_name=web-1 plasmavmc.vm_id={VM_ID}"]
     assert value_after(argv, "-drive") == [
-        f"file=/run/plasmavmc/{VM_ID}/disk-root.qcow2,format=qcow2,if=none,id=drive-root,cache=none"]
+        f"file=/run/plasmavmc/{VM_ID}/disk-root.qcow2,format=qcow2,if=none,id=drive-root,node-name=node-root,cache=none"]
     assert value_after(argv, "-device") == ["virtio-blk-device,drive=drive-root,id=disk-root"]
     serial = value_after(argv, "-chardev")[-1]
     assert serial.startswith("socket,id=ser0,") and f"logfile=/run/plasmavmc/{VM_ID}/console.log" in serial
@@ -71,10 +71,11 @@ def test_q35_and_kvm() -> None:
     argv = build_argv("qemu", spec_vm, PATHS, IMAGE, "kvm", tsc_khz=2_000_000)
     assert value_after(argv, "-machine") == ["q35"] and value_after(argv, "-cpu") == ["host"]
     assert "pci=off" not in value_after(argv, "-append")[0]
-    assert "virtio-blk-pci,drive=drive-root,id=disk-root" in value_after(argv, "-device")
-    assert "e1000,netdev=net-nic0,id=nic-nic0,mac=52:54:00:aa:bb:01" in value_after(argv, "-device")
-    assert value_after(argv, "-netdev") == [f"tap,id=net-nic0,ifname={tap_name(VM_ID, 0)},script=no,downscript=no"]
-    assert len(tap_name(VM_ID, 0)) <= 15
+    assert "virtio-blk-pci,drive=drive-root,id=disk-root,bus=rp0" in value_after(argv, "-device")
+    assert "pcie-root-port,id=rp5,chassis=6" in value_after(argv, "-device")  # 2 devices + 4 spare ports
+    assert "e1000,netdev=net-nic0,id=nic-nic0,mac=52:54:00:aa:bb:01,bus=rp1" in value_after(argv, "-device")
+    assert value_after(argv, "-netdev") == [f"tap,id=net-nic0,ifname={tap_name(VM_ID, 'nic0')},script=no,downscript=no"]
+    assert len(tap_name(VM_ID, "nic0")) <= 15
 
 
 def test_user_kernel_args_are_one_element() -> None:

@@ -58,9 +58,11 @@ async def run(settings: AgentSettings) -> None:
     registry = from_settings(settings)
     credentials = channel_credentials(settings.agent.tls) if settings.agent.tls else None
     reporter = Reporter(endpoints(settings), credentials)
-    cache = ImageCache(Path(settings.storage.image_cache_dir), reporter.channels[0])
+    cache_bytes = settings.storage.cache_size_gib * 1024**3
+    cache = ImageCache(Path(settings.storage.image_cache_dir), reporter.channels, cache_bytes)
     vms = NodeVms(settings.agent.node_id, registry, cache, reporter)
     await vms.adopt()
+    cache.prune_pins(set(vms.handles))
     server = grpc.aio.server()
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), server)
     if settings.agent.tls is not None:

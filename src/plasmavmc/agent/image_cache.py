@@ -1,15 +1,26 @@
-"""The node-local image cache: pull-through from the control plane's `DownloadImage`, verified.
+"""The node-local image cache: pull-through from the control plane's `DownloadImage`, verified, and
+kept under `[storage] cache_size_gib` by least-recently-used eviction.
 
 An image lands at `<cache>/<image_id>/<sha256>` only complete and with the sha256 its record declares:
 it is streamed to a temporary file in the same directory, hashed on the way, and renamed into place.
-Concurrent requests for the same image wait for one download.
+Concurrent requests for the same image wait for one download. A file's mtime is its last use.
+
+A VM's disks are overlays whose backing file is the cached base, so a base must never be evicted while
+a VM on this node uses it: `fetch(..., pin_for=vm_id)` records the VM's pins in `<cache>/.pins/<vm_id>`
+(a file, so pins survive an agent restart) and `unpin(vm_id)` drops them when the VM is deleted. The
+size limit is soft: if every cached file is pinned, a needed image is still fetched (and logged).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
+import logging
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -20,12 +31,22 @@ from plasmavmc.errors import HypervisorError
 from plasmavmc.types.image import Image
 from plasmavmc.v1 import image_pb2, image_pb2_grpc
 
+log = logging.getLogger(__name__)
+GIB = 1024**3
+
 
 class ImageCache:
-    def __init__(self, root: Path, channel: grpc.aio.Channel) -> None:
+    def __init__(
+        self, root: Path, channel: grpc.aio.Channel | Sequence[grpc.aio.Channel], capacity_bytes: int = 100 * GIB
+    ) -> None:
+        """`channel`: the control plane, or several replicas of it (tried in turn while unreachable)."""
         self.root = root
-        self._stub = image_pb2_grpc.ImageServiceStub(channel)
+        self.capacity = capacity_bytes
+        channels = list(channel) if isinstance(channel, Sequence) else [channel]
+        self._stubs = [image_pb2_grpc.ImageServiceStub(c) for c in channels]
         self._locks: dict[str, asyncio.Lock] = {}
+        self._evicting = asyncio.Lock()
+        self.downloads = 0  # completed downloads, for the agent's metrics and the tests
 
     def path_of(self, image: Image) -> Path:
         validation.name(image.id, "image.id")
@@ -33,28 +54,106 @@ class ImageCache:
             raise HypervisorError(f"image {image.id} has no valid sha256 checksum")
         return self.root / image.id / image.checksum
 
-    async def fetch(self, image: Image, org_id: str) -> Path:
+    async def fetch(self, image: Image, org_id: str, pin_for: str | None = None) -> Path:
         path = self.path_of(image)
+        if pin_for is not None:
+            self._pin(pin_for, path)
         lock = self._locks.setdefault(str(path), asyncio.Lock())
         async with lock:
-            if not path.exists():
+            if path.exists():
+                os.utime(path)
+            else:
+                await self._make_room(image.size_bytes)
                 await self._download(image, org_id, path)
         return path
+
+    # --- pins ----------------------------------------------------------------------------------------
+
+    def _pin_file(self, vm_id: str) -> Path:
+        return self.root / ".pins" / validation.name(vm_id, "vm_id")
+
+    def _pin(self, vm_id: str, path: Path) -> None:
+        pin_file = self._pin_file(vm_id)
+        pin_file.parent.mkdir(parents=True, exist_ok=True)
+        paths = set(self._read_pins(pin_file)) | {str(path)}
+        tmp = pin_file.with_name(f".{pin_file.name}.tmp")
+        tmp.write_text(json.dumps(sorted(paths)))
+        os.replace(tmp, pin_file)
+
+    def unpin(self, vm_id: str) -> None:
+        self._pin_file(vm_id).unlink(missing_ok=True)
+
+    def prune_pins(self, live_vm_ids: set[str]) -> None:
+        """Drop the pins of VMs this node no longer has (e.g. deleted while the agent was down)."""
+        for pin_file in (self.root / ".pins").glob("*"):
+            if not pin_file.name.startswith(".") and pin_file.name not in live_vm_ids:
+                pin_file.unlink(missing_ok=True)
+
+    @staticmethod
+    def _read_pins(pin_file: Path) -> list[str]:
+        try:
+            return [str(p) for p in json.loads(pin_file.read_text())]
+        except (OSError, ValueError):
+            return []
+
+    def pinned(self) -> set[Path]:
+        return {Path(p) for f in (self.root / ".pins").glob("[!.]*") for p in self._read_pins(f)}
+
+    # --- eviction ------------------------------------------------------------------------------------
+
+    def entries(self) -> list[tuple[float, int, Path]]:
+        """Cached images as (last use, size, path), least recently used first."""
+        found = []
+        for path in self.root.glob("[!.]*/[!.]*"):
+            with contextlib.suppress(FileNotFoundError):
+                st = path.stat()
+                found.append((st.st_mtime, st.st_size, path))
+        return sorted(found)
+
+    async def _make_room(self, needed: int) -> None:
+        async with self._evicting:
+            entries = self.entries()
+            used = sum(size for _, size, _ in entries)
+            keep = self.pinned() | {Path(p) for p, lock in self._locks.items() if lock.locked()}
+            for _, size, path in entries:
+                if used + needed <= self.capacity:
+                    return
+                if path in keep:
+                    continue
+                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()
+                used -= size
+                log.info("image cache: evicted %s (%d bytes)", path, size)
+            if used + needed > self.capacity:
+                log.warning("image cache over its limit: %d bytes in use are pinned by VMs", used + needed)
+
+    # --- download ------------------------------------------------------------------------------------
 
     async def _download(self, image: Image, org_id: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
         digest = hashlib.sha256()
         request = image_pb2.DownloadImageRequest(org_id=org_id, image_id=image.id)
+        started = time.monotonic()
         try:
-            with tmp.open("wb") as out:
-                async for part in self._stub.DownloadImage(request):
-                    digest.update(part.chunk)
-                    await asyncio.to_thread(out.write, part.chunk)
+            for attempt, stub in enumerate(self._stubs):
+                digest = hashlib.sha256()
+                try:
+                    with tmp.open("wb") as out:
+                        async for part in stub.DownloadImage(request):
+                            digest.update(part.chunk)
+                            await asyncio.to_thread(out.write, part.chunk)
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == len(self._stubs) - 1:
+                        raise
             if digest.hexdigest() != image.checksum:
                 raise HypervisorError(f"image {image.id}: downloaded bytes do not match sha256 {image.checksum[:12]}")
             os.replace(tmp, path)
+            self.downloads += 1
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
         finally:
             tmp.unlink(missing_ok=True)
+        log.info("image cache: fetched %s in %.2fs", image.id, time.monotonic() - started)

@@ -65,10 +65,10 @@ class NodeVms:
             initrd = by_id.get(image.metadata.get("ramdisk_id", ""))
             out[image.id] = LocalImage(
                 image_id=image.id,
-                disk_path=await self.cache.fetch(image, vm.org_id),
+                disk_path=await self.cache.fetch(image, vm.org_id, pin_for=vm.id),
                 disk_format=image.format.value,
-                kernel_path=await self.cache.fetch(kernel, vm.org_id) if kernel else None,
-                initrd_path=await self.cache.fetch(initrd, vm.org_id) if initrd else None,
+                kernel_path=await self.cache.fetch(kernel, vm.org_id, pin_for=vm.id) if kernel else None,
+                initrd_path=await self.cache.fetch(initrd, vm.org_id, pin_for=vm.id) if initrd else None,
                 kernel_cmdline=image.metadata.get("kernel_cmdline", ""),
             )
         return out
@@ -113,11 +113,13 @@ class NodeVms:
 
     async def delete(self, vm_id: str) -> None:
         if vm_id not in self.handles:
+            self.cache.unpin(vm_id)
             return  # already gone: delete is idempotent
         backend, handle = self.lookup(vm_id)
         await self._unsupervise(vm_id)
         await backend.delete(handle)
         del self.handles[vm_id]
+        self.cache.unpin(vm_id)  # its disks are gone: the cached bases may be evicted now
 
     async def status(self, vm_id: str) -> VmStatus:
         backend, handle = self.lookup(vm_id)

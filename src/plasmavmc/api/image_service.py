@@ -1,5 +1,9 @@
-"""`plasmavmc.v1.ImageService`: reading the catalog and downloading image bytes work now; creating,
-uploading, updating, converting and deleting images land with the images issue (UNIMPLEMENTED)."""
+"""`plasmavmc.v1.ImageService`: validate -> `images.service.ImageService` -> convert.
+
+Every RPC of spec §5.1. UploadImage is a client stream whose first message is the CreateImageRequest
+and the rest are byte chunks; if the stream ends early or breaks, the image is removed again (see
+`images/service.py`). DownloadImage streams from an offset, so an interrupted download can resume.
+"""
 
 from __future__ import annotations
 
@@ -7,40 +11,103 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from plasmavmc import validation
-from plasmavmc.api.convert import to_proto
-from plasmavmc.api.edge import ServicerContext, stream, unary, unimplemented
+from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
+from plasmavmc.api.edge import ServicerContext, stream, unary
 from plasmavmc.core.context import Core
-from plasmavmc.v1 import image_pb2, image_pb2_grpc
+from plasmavmc.errors import InvalidArgument
+from plasmavmc.images.ingest import NewImage
+from plasmavmc.images.service import ImageService
+from plasmavmc.types.image import Image, ImageFormat, Visibility
+from plasmavmc.v1 import image_pb2, image_pb2_grpc, types_pb2
 
 Ctx = ServicerContext
-IMAGES = "image import, upload, update, conversion and deletion (lands with the images issue)"
+
+
+async def _chunks(requests: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    async for part in requests:
+        if part.WhichOneof("part") != "chunk":
+            raise InvalidArgument("metadata", "only the first message of an upload may carry metadata")
+        yield bytes(part.chunk)
+
+
+def _change(request: Any) -> Any:
+    """The update a UpdateImageRequest asks for, as a function of the current record."""
+    name = request.name if request.HasField("name") else None
+    if name is not None:
+        validation.name(name, "name")
+    visibility = None
+    if request.HasField("visibility"):
+        visibility = enum_from_proto(Visibility, request.visibility, image_pb2.Visibility.DESCRIPTOR)
+    shared = tuple(request.shared_orgs)
+    metadata = dict(request.metadata) if request.update_metadata else None
+    if metadata is not None:
+        validation.labels(metadata, "metadata")
+
+    def apply(image: Image) -> Image:
+        new_visibility = visibility or image.visibility
+        return Image(
+            **{
+                **image.__dict__,
+                "name": name or image.name,
+                "visibility": new_visibility,
+                "shared_orgs": shared if (shared or visibility) else image.shared_orgs,
+                "metadata": image.metadata if metadata is None else metadata,
+            }
+        )
+
+    return apply
 
 
 class ImageServicer(image_pb2_grpc.ImageServiceServicer):
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, images: ImageService) -> None:
         self.core = core
+        self.images = images
 
     @unary
     async def GetImage(self, request: image_pb2.GetImageRequest, context: Ctx) -> Any:
-        validation.name(request.org_id, "org_id")
-        image = await self.core.catalog.get(request.org_id, request.image_id)
+        image = await self.images.get(request.org_id, request.image_id)
         return to_proto(image, image_pb2.Image())
 
     @unary
     async def ListImages(self, request: image_pb2.ListImagesRequest, context: Ctx) -> Any:
+        images, token = await self.images.list_page(request.org_id, request.page_size, request.page_token)
+        return image_pb2.ListImagesResponse(
+            images=[to_proto(i, image_pb2.Image()) for i in images], next_page_token=token
+        )
+
+    @unary
+    async def CreateImage(self, request: image_pb2.CreateImageRequest, context: Ctx) -> Any:
+        image = await self.images.create(from_proto(NewImage, request))
+        return to_proto(image, image_pb2.Image())
+
+    @unary
+    async def UploadImage(self, request_iterator: AsyncIterator[Any], context: Ctx) -> Any:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("part") != "metadata":
+            raise InvalidArgument("metadata", "the first message of an upload must be the CreateImageRequest")
+        new = from_proto(NewImage, first.metadata)
+        image = await self.images.upload(new, _chunks(request_iterator))
+        return to_proto(image, image_pb2.Image())
+
+    @unary
+    async def UpdateImage(self, request: image_pb2.UpdateImageRequest, context: Ctx) -> Any:
         validation.name(request.org_id, "org_id")
-        images = await self.core.catalog.list(request.org_id)
-        return image_pb2.ListImagesResponse(images=[to_proto(i, image_pb2.Image()) for i in images])
+        image = await self.images.update(request.org_id, request.image_id, _change(request))
+        return to_proto(image, image_pb2.Image())
+
+    @unary
+    async def DeleteImage(self, request: image_pb2.DeleteImageRequest, context: Ctx) -> Any:
+        await self.images.delete(request.org_id, request.image_id)
+        return types_pb2.Empty()
 
     @stream
     async def DownloadImage(self, request: image_pb2.DownloadImageRequest, context: Ctx) -> AsyncIterator[Any]:
-        validation.name(request.org_id, "org_id")
-        image = await self.core.catalog.get(request.org_id, request.image_id)
-        async for offset, chunk in self.core.image_files.read(image, request.offset):
+        image = await self.images.get(request.org_id, request.image_id)
+        async for offset, chunk in self.images.download(request.org_id, request.image_id, request.offset):
             yield image_pb2.DownloadImageResponse(chunk=chunk, offset=offset, total_size=image.size_bytes)
 
-    CreateImage = unimplemented(IMAGES)
-    UpdateImage = unimplemented(IMAGES)
-    DeleteImage = unimplemented(IMAGES)
-    UploadImage = unimplemented(IMAGES)
-    ConvertImage = unimplemented(IMAGES)
+    @unary
+    async def ConvertImage(self, request: image_pb2.ConvertImageRequest, context: Ctx) -> Any:
+        target = enum_from_proto(ImageFormat, request.target_format, image_pb2.ImageFormat.DESCRIPTOR)
+        image = await self.images.convert(request.org_id, request.image_id, target, request.name)
+        return to_proto(image, image_pb2.Image())

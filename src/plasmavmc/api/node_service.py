@@ -1,4 +1,4 @@
-"""`plasmavmc.v1.NodeService`: nodes as agents registered them; cordon and uncordon."""
+"""`plasmavmc.v1.NodeService`: nodes as agents registered them; cordon, uncordon and drain."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from plasmavmc import validation
 from plasmavmc.api.convert import to_proto
 from plasmavmc.api.edge import ServicerContext, unary
 from plasmavmc.core.context import Core
+from plasmavmc.core.drain import start_drain
 from plasmavmc.types.node import Node, NodeState
 from plasmavmc.v1 import node_pb2, node_pb2_grpc
 
@@ -46,4 +47,5 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     @unary
     async def DrainNode(self, request: node_pb2.DrainNodeRequest, context: Ctx) -> Any:
-        return await self._set(request.node_id, NodeState.DRAINING)
+        validation.name(request.node_id, "node_id")
+        return node_msg(await start_drain(self.core, request.node_id, request.allow_disk_loss))

@@ -153,7 +153,8 @@ async def node_action(client: PlasmaClient, args: argparse.Namespace) -> int:
         "uncordon": client.uncordon_node,
         "drain": client.drain_node,
     }[args.action]
-    node = await call(args.node_id)
+    drain = args.action == "drain"
+    node = await (client.drain_node(args.node_id, args.allow_disk_loss) if drain else call(args.node_id))
     if _json(args):
         out.emit(out.dump_json(node))
     else:

@@ -15,6 +15,7 @@ import os
 import sys
 
 from plasmavmc.cli import commands as cmd
+from plasmavmc.cli import image_commands, quota_commands
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.errors import PlasmaError
 from plasmavmc.types.vm import HypervisorType
@@ -119,6 +120,9 @@ def _node_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         p = node.add_parser(action, help=help_)
         p.add_argument("node_id", metavar="ID")
         p.set_defaults(func=cmd.node_action, action=action)
+        if action == "drain":
+            p.add_argument("--allow-disk-loss", action="store_true",
+                           help="move VMs although their disks are recreated empty from their images")
 
 
 def _image_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -127,6 +131,7 @@ def _image_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p = image.add_parser("get", help="show one image")
     p.add_argument("image_id", metavar="ID")
     p.set_defaults(func=cmd.image_get)
+    image_commands.add_parsers(image)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _vm_parsers(sub)
     _node_parsers(sub)
     _image_parsers(sub)
+    quota_commands.add_parsers(sub)
     return parser
 
 

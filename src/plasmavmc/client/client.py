@@ -19,11 +19,12 @@ from types import TracebackType
 from plasmavmc.client.base import ClientTls, open_channel
 from plasmavmc.client.images import ImageMixin
 from plasmavmc.client.nodes import NodeMixin
+from plasmavmc.client.quotas import QuotaMixin
 from plasmavmc.client.vms import VmMixin
 
 
-class PlasmaClient(VmMixin, NodeMixin, ImageMixin):
-    """One connection to a PlasmaVMC server; VM, node and image methods on it."""
+class PlasmaClient(VmMixin, NodeMixin, ImageMixin, QuotaMixin):
+    """One connection to a PlasmaVMC server; VM, node, image and quota methods on it."""
 
     @classmethod
     async def connect(

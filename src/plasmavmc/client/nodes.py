@@ -38,7 +38,9 @@ class NodeMixin(ClientBase):
         request = node_pb2.UncordonNodeRequest(node_id=node_id)
         return from_proto(Node, await self._unary(self._node_stub.UncordonNode, request))
 
-    async def drain_node(self, node_id: str) -> Node:
-        """Cordon the node and move its VMs elsewhere."""
-        request = node_pb2.DrainNodeRequest(node_id=node_id)
+    async def drain_node(self, node_id: str, allow_disk_loss: bool = False) -> Node:
+        """Cordon the node and cold-move its VMs elsewhere in the background (progress: the node's
+        `Drain` condition). VM disks are recreated from their images on the new node, so only with
+        `allow_disk_loss` are VMs with disks moved; otherwise they are reported as not movable."""
+        request = node_pb2.DrainNodeRequest(node_id=node_id, allow_disk_loss=allow_disk_loss)
         return from_proto(Node, await self._unary(self._node_stub.DrainNode, request))

@@ -82,12 +82,15 @@ class StoreSettings:
     etcd. ext ``endpoints``: the same list under a neutral name (both are merged, see `etcd_endpoints`).
     ext ``path`` (default /var/lib/plasmavmc/state.db, or ``:memory:``): the SQLite file.
     ext ``[store.tls]``: client TLS towards etcd.
+    ext ``lease_ttl_seconds`` (default 5): with etcd, the TTL of each server's lease; a dead leader is
+    replaced, and its unfinished operations adopted, within about this long.
     """
 
     backend: str = setting("sqlite", check=one_of(*STORE_BACKENDS, aliases={"chainfire": "etcd"}))
     chainfire_endpoints: tuple[str, ...] = setting((), check=each(check_url))
     endpoints: tuple[str, ...] = setting((), check=each(check_url))
     path: str = setting("/var/lib/plasmavmc/state.db", check=_check_sqlite_path)
+    lease_ttl_seconds: int = setting(5, check=check_positive)
     tls: StoreTls | None = None
 
     @property
@@ -109,11 +112,43 @@ class IamSettings:
     token_path: str | None = setting(None, check=check_abs_path)
 
 
+def _check_weight(value: int) -> int:
+    if not 0 <= value <= 100:
+        raise ValueError("must be between 0 and 100")
+    return value
+
+
+def _check_ratio(value: float) -> float:
+    if not 0.1 <= value <= 100.0:
+        raise ValueError("must be between 0.1 and 100")
+    return value
+
+
+def _check_count(value: int) -> int:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
 @dataclass(frozen=True)
 class SchedulerSettings:
-    """``[scheduler]`` (spec): ``default_hypervisor`` for VMs that do not name one."""
+    """``[scheduler]`` (spec): ``default_hypervisor`` for VMs that do not name one.
+
+    ext ``least_allocated_weight``, ``balanced_resource_weight``, ``locality_weight`` (0-100, default 1):
+    how much each scorer counts (0 turns it off). ext ``feasible_nodes_to_score`` (default 100, 0 = all):
+    ranking stops filtering once this many nodes passed (see scheduler/framework.py).
+    ext ``cpu_overcommit_ratio``, ``memory_overcommit_ratio``, ``storage_overcommit_ratio`` (0.1-100,
+    default 1.0): a node's ``allocatable`` is its capacity times the ratio.
+    """
 
     default_hypervisor: str = setting("kvm", check=check_hypervisor)
+    least_allocated_weight: int = setting(1, check=_check_weight)
+    balanced_resource_weight: int = setting(1, check=_check_weight)
+    locality_weight: int = setting(1, check=_check_weight)
+    feasible_nodes_to_score: int = setting(100, check=_check_count)
+    cpu_overcommit_ratio: float = setting(1.0, check=_check_ratio)
+    memory_overcommit_ratio: float = setting(1.0, check=_check_ratio)
+    storage_overcommit_ratio: float = setting(1.0, check=_check_ratio)
 
 
 # The spec writes "lightningst\u043e\u0440" (Cyrillic o and r); accept it and its half-fixed forms.

@@ -6,7 +6,8 @@ index `plasmavmc/names/vm/...` maps a name to the id). Lookups validate every pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 from plasmavmc import validation
 from plasmavmc.core.agents import AgentClient, AgentPool
@@ -14,7 +15,9 @@ from plasmavmc.core.nodes import NodeRegistry
 from plasmavmc.core.records import Versioned, read
 from plasmavmc.errors import Unavailable, VmNotFound
 from plasmavmc.images.catalog import ImageCatalog
-from plasmavmc.images.local import LocalImageStore
+from plasmavmc.images.store_base import ImageStore
+from plasmavmc.scheduler import build as build_scheduler
+from plasmavmc.scheduler.framework import Scheduler
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
 from plasmavmc.types.vm import VirtualMachine
@@ -37,9 +40,12 @@ class VmRef:
 class Core:
     store: Store
     catalog: ImageCatalog
-    image_files: LocalImageStore
+    image_files: ImageStore
     nodes: NodeRegistry
     agents: AgentPool
+    scheduler: Scheduler = field(default_factory=build_scheduler)
+    # this replica's id: owner of the operations it drives (core/pending.py); fresh per process
+    server_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     async def find_vm(self, ref: VmRef) -> Versioned[VirtualMachine]:
         ref = ref.validated()

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from plasmavmc import validation
-from plasmavmc.core import placement
+from plasmavmc.core import pending, placement, quotas
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.records import Versioned, decode, mutate, read, replace, retry_on_conflict
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, PlasmaError
@@ -91,19 +91,25 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
     )
     key = keys.vm(vm.org_id, vm.project_id, vm.id)
     name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
+    usage = quotas.usage_of(vm)
+    # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
+    op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
     try:
-        rev = await core.store.commit([Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0)])
+        claims = [Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0), pending.begin_write(op)]
+        rev = await quotas.commit_charged(core.store, vm.org_id, vm.project_id, usage, claims)
     except Conflict:
         raise AlreadyExists(
             f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name"
         ) from None
-    try:
-        placed = await place(core, Versioned(vm, rev, key))
-    except PlasmaError:
-        await core.store.commit([Write(key, None), Write(name_key, None)])
-        OPERATIONS.labels("create", "error").inc()
-        raise
-    result = await provision(core, placed, images)
+    async with pending.driving(core.store, op):
+        try:
+            placed = await place(core, Versioned(vm, rev, key))
+        except PlasmaError:
+            undo = [Write(key, None), Write(name_key, None), Write(op.key, None)]
+            await quotas.commit_charged(core.store, vm.org_id, vm.project_id, -usage, undo)
+            OPERATIONS.labels("create", "error").inc()
+            raise
+        result = await provision(core, placed, images)
     OPERATIONS.labels("create", "ok").inc()
     return result
 
@@ -112,17 +118,11 @@ async def place(core: Core, vm: Versioned[VirtualMachine]) -> Versioned[VirtualM
     """PENDING -> CREATING on a chosen node, claiming its capacity in the same commit."""
     started = time.perf_counter()
 
-    async def attempt() -> Versioned[VirtualMachine]:
-        current = await read(core.store, VirtualMachine, vm.key)
-        if current is None:
-            raise Conflict("VM vanished while being placed")
-        node = placement.choose(current.value, await core.nodes.list())
-        state = transition(current.value.state, VmState.CREATING, vm_id=vm.value.id, operation="place")
-        placed = replace(current.value, state=state, node_id=node.value.id, updated_at=int(time.time()))
-        rev = await core.store.commit(placement.claim_writes(current, node, placed))
-        return Versioned(placed, rev, vm.key)
+    def placer(current: VirtualMachine, node_id: str) -> VirtualMachine:
+        state = transition(current.state, VmState.CREATING, vm_id=current.id, operation="place")
+        return replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
 
-    result = await retry_on_conflict(attempt)
+    result = await placement.claim(core, vm, placer)
     SCHEDULER_LATENCY.observe(time.perf_counter() - started)
     log.info("vm %s placed on node %s", vm.value.id, result.value.node_id)
     return result
@@ -234,7 +234,8 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
             Write(keys.vm_name(vm.value.org_id, vm.value.project_id, vm.value.name), None),
             *placement.release_writes(current.value, node),
         ]
-        await core.store.commit(writes)
+        gone = -quotas.usage_of(vm.value)
+        await quotas.commit_charged(core.store, vm.value.org_id, vm.value.project_id, gone, writes)
 
     await retry_on_conflict(remove)
     log.info("vm %s deleted", vm.value.id)

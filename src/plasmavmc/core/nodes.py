@@ -1,22 +1,31 @@
 """Node records: registration and heartbeats from agents, cordon/uncordon, and heartbeat expiry.
 
 The agent owns what it measures (capacity, hypervisors, address, accelerator); the control plane owns
-`allocated` (claims, see `placement.py`) and the administrative state (cordoned/draining). A heartbeat
-merges the two with compare-and-swap, so a claim made concurrently is never overwritten.
+`allocated` (claims, see `placement.py`), `allocatable` (capacity times the `[scheduler]` over-commit
+ratios), the conditions and the administrative state (cordoned/draining). A heartbeat merges the two
+with compare-and-swap, so a claim made concurrently is never overwritten.
+
+A node silent for longer than the heartbeat timeout turns NOT_READY (nothing new lands there) and its
+VMs get the `NodeUnresponsive` condition; its next heartbeat makes it READY and clears the condition,
+and the VM statuses that heartbeat carries reconcile the records (`reports.py`).
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
+import math
 import time
+from dataclasses import dataclass
 
+from plasmavmc.core import node_health
 from plasmavmc.core.records import Versioned, decode, mutate, read, replace
-from plasmavmc.errors import Conflict, NodeNotFound, Unimplemented
+from plasmavmc.errors import Conflict, NodeNotFound
+from plasmavmc.scheduler.cache import NodeCache
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
 from plasmavmc.types import codec
-from plasmavmc.types.node import Node, NodeState
+from plasmavmc.types.node import Node, NodeCapacity, NodeState
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +33,41 @@ log = logging.getLogger(__name__)
 ADMIN_STATES = frozenset({NodeState.CORDONED, NodeState.DRAINING, NodeState.MAINTENANCE})
 
 
-def _merge(current: Node, reported: Node, now: int) -> Node:
+@dataclass(frozen=True)
+class Overcommit:
+    """Over-commit ratio per resource: `allocatable` = capacity x ratio, rounded down."""
+
+    cpu: float = 1.0
+    memory: float = 1.0
+    storage: float = 1.0
+
+    def apply(self, capacity: NodeCapacity) -> NodeCapacity:
+        return NodeCapacity(
+            vcpus=math.floor(capacity.vcpus * self.cpu),
+            memory_mib=math.floor(capacity.memory_mib * self.memory),
+            storage_gib=math.floor(capacity.storage_gib * self.storage),
+        )
+
+
+def _merge(current: Node, reported: Node, now: int, overcommit: Overcommit) -> Node:
     state = current.state if current.state in ADMIN_STATES else NodeState.READY
     return replace(
         reported,
         state=state,
+        allocatable=overcommit.apply(reported.allocatable),
         allocated=current.allocated,
         taints=current.taints,
+        conditions=current.conditions,
         last_heartbeat=now,
     )
 
 
 class NodeRegistry:
-    def __init__(self, store: Store, heartbeat_timeout: float) -> None:
+    def __init__(self, store: Store, heartbeat_timeout: float, overcommit: Overcommit | None = None) -> None:
         self._store = store
         self.heartbeat_timeout = heartbeat_timeout
+        self.overcommit = overcommit or Overcommit()
+        self.cache = NodeCache(store)
 
     async def heartbeat(self, reported: Node) -> Node:
         """Register or refresh a node from its agent's report."""
@@ -47,20 +76,26 @@ class NodeRegistry:
         while True:
             current = await read(self._store, Node, key)
             if current is None:
-                fresh = replace(reported, state=NodeState.READY, last_heartbeat=now)
+                fresh = replace(
+                    reported,
+                    state=NodeState.READY,
+                    allocatable=self.overcommit.apply(reported.allocatable),
+                    last_heartbeat=now,
+                )
                 try:
                     await self._store.put(key, codec.dumps(fresh), expected_revision=0)
                 except Conflict:
                     continue
                 log.info("node %s registered (%s)", reported.id, reported.agent_address)
                 return fresh
-            merged = _merge(current.value, reported, now)
+            merged = _merge(current.value, reported, now, self.overcommit)
             try:
                 await self._store.put(key, codec.dumps(merged), expected_revision=current.revision)
             except Conflict:
                 continue
             if current.value.state == NodeState.NOT_READY:
                 log.info("node %s is ready again", reported.id)
+                await node_health.flag_vms(self._store, reported.id, None)
             return merged
 
     async def get(self, node_id: str) -> Versioned[Node]:
@@ -73,9 +108,7 @@ class NodeRegistry:
         return [decode(Node, kv) for kv in await self._store.list_all(keys.NODES)]
 
     async def set_admin_state(self, node_id: str, state: NodeState | None) -> Node:
-        """Cordon (state=CORDONED) or uncordon (state=None: back to READY or NOT_READY)."""
-        if state == NodeState.DRAINING:
-            raise Unimplemented("node drain (moving VMs off a node) lands with the scheduler issue")
+        """Cordon (CORDONED), start a drain (DRAINING) or uncordon (None: back to READY or NOT_READY)."""
 
         def apply(node: Node) -> Node:
             if state is not None:
@@ -103,4 +136,6 @@ class NodeRegistry:
                 await mutate(self._store, Node, node.key, stale)
                 log.warning("node %s missed heartbeats: NOT_READY", node.value.id)
                 expired.append(node.value.id)
+                why = f"node {node.value.id} has not sent a heartbeat for over {self.heartbeat_timeout:g}s"
+                await node_health.flag_vms(self._store, node.value.id, why)
         return expired

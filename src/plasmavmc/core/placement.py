@@ -1,31 +1,38 @@
-"""Placement, first cut: a ready node that runs the VM's hypervisor and has room, claimed atomically.
+"""Placement: rank nodes with the scheduler, then claim the best one that still fits, race-free.
 
-The claim (node `allocated` += the VM's request), the VM's `node_id` and the assignment record
-(`plasmavmc/scheduler/assignments/{vm_id}`, spec §8.1) are one store commit with compare-and-swap on
-both records, so a node is never over-committed whatever the concurrency: a lost race re-reads and
-tries again. The full filter/score scheduler (spec §6) replaces `choose()` and keeps this commit.
+The claim (node `allocated` += the VM's request), the VM's `node_id`, the assignment record
+(`plasmavmc/scheduler/assignments/{vm_id}`, spec §8.1) and, for an anti-affinity group, the
+(group, node) key are ONE store commit with compare-and-swap on the VM and node records (and "must not
+exist" on the group key). A node is therefore never over-committed whatever the concurrency, across
+processes too. The ranking comes from the scheduler's node cache (a hint); under the node's lock the
+pick is re-checked against the cached record, and a lost commit re-reads the node and tries the next
+one. A move (drain) releases the old node in the same commit.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from plasmavmc.core.records import Versioned, replace
-from plasmavmc.errors import NoSuitableNode
+from plasmavmc.core.context import Core
+from plasmavmc.core.records import Versioned, read, replace
+from plasmavmc.errors import Conflict, NoSuitableNode
+from plasmavmc.scheduler.framework import group_of, request_of
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
 from plasmavmc.types import codec
-from plasmavmc.types.node import Node, NodeCapacity, NodeState
+from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.types.vm import VirtualMachine
 
+__all__ = ["Assignment", "claim", "read_assignment", "release_writes", "request_of"]
 
-def request_of(vm: VirtualMachine) -> NodeCapacity:
-    return NodeCapacity(
-        vcpus=vm.spec.cpu.vcpus,
-        memory_mib=vm.spec.memory.size_mib,
-        storage_gib=sum(d.size_gib for d in vm.spec.disks),
-    )
+MAX_ROUNDS = 50  # re-rankings before giving up with CONFLICT (each round tries TRY_NODES nodes)
+TRY_NODES = 5
+
+#: builds the placed record from the current one and the chosen node id (may raise INVALID_STATE)
+Placer = Callable[[VirtualMachine, str], VirtualMachine]
 
 
 @dataclass(frozen=True)
@@ -43,55 +50,94 @@ class Assignment:
         return Assignment(**json.loads(raw))
 
 
-def _reject_reason(vm: VirtualMachine, node: Node, need: NodeCapacity) -> str | None:
-    if node.state != NodeState.READY:
-        return f"{node.id}: state {node.state.value}"
-    if vm.hypervisor not in node.hypervisors:
-        return f"{node.id}: no {vm.hypervisor.value} hypervisor"
-    free = node.allocatable - node.allocated
-    if not free.fits(need):
-        return f"{node.id}: not enough room (free {free.vcpus} vCPU / {free.memory_mib} MiB / {free.storage_gib} GiB)"
-    return None
-
-
-def choose(vm: VirtualMachine, nodes: list[Versioned[Node]]) -> Versioned[Node]:
-    need = request_of(vm)
-    reasons: list[str] = []
-    fitting: list[Versioned[Node]] = []
-    for node in nodes:
-        reason = _reject_reason(vm, node.value, need)
-        if reason is None:
-            fitting.append(node)
-        else:
-            reasons.append(reason)
-    if not fitting:
-        detail = "; ".join(reasons) if reasons else "no nodes registered"
-        raise NoSuitableNode(f"no node can run this VM: {detail}")
-    return max(fitting, key=lambda n: (n.value.allocatable - n.value.allocated).memory_mib)
-
-
-def claim_writes(vm: Versioned[VirtualMachine], node: Versioned[Node], placed: VirtualMachine) -> list[Write]:
-    claimed = codec.dumps(_with_allocated(node.value, node.value.allocated + request_of(vm.value)))
-    assignment = Assignment(vm.value.id, vm.value.org_id, vm.value.project_id, node.value.id)
-    return [
-        Write(vm.key, codec.dumps(placed), vm.revision),
-        Write(node.key, claimed, node.revision),
-        Write(keys.assignment(vm.value.id), assignment.encode(), 0),
-    ]
-
-
-def release_writes(vm: VirtualMachine, node: Versioned[Node] | None) -> list[Write]:
-    """The writes that give a VM's claim back (the caller adds the VM record's own write)."""
-    writes = [Write(keys.assignment(vm.id), None)]
-    if node is not None:
-        left = node.value.allocated - request_of(vm)
-        left = NodeCapacity(max(left.vcpus, 0), max(left.memory_mib, 0), max(left.storage_gib, 0))
-        writes.append(Write(node.key, codec.dumps(_with_allocated(node.value, left)), node.revision))
-    return writes
+def _group_key(vm: VirtualMachine, node_id: str) -> str | None:
+    group = vm.spec.placement.anti_affinity_group
+    return keys.anti_affinity(vm.org_id, vm.project_id, group, node_id) if group else None
 
 
 def _with_allocated(node: Node, allocated: NodeCapacity) -> Node:
     return replace(node, allocated=allocated)
+
+
+def claim_writes(
+    vm: Versioned[VirtualMachine], node: Versioned[Node], placed: VirtualMachine
+) -> tuple[Node, list[Write]]:
+    claimed = _with_allocated(node.value, node.value.allocated + request_of(vm.value))
+    assignment = Assignment(vm.value.id, vm.value.org_id, vm.value.project_id, node.value.id)
+    writes = [
+        Write(vm.key, codec.dumps(placed), vm.revision),
+        Write(node.key, codec.dumps(claimed), node.revision),
+        Write(keys.assignment(vm.value.id), assignment.encode()),
+    ]
+    if (group_key := _group_key(vm.value, node.value.id)) is not None:
+        writes.append(Write(group_key, vm.value.id.encode(), 0))
+    return claimed, writes
+
+
+def release_writes(vm: VirtualMachine, node: Versioned[Node] | None, *, keep_assignment: bool = False) -> list[Write]:
+    """The writes that give a VM's claim on `node` back (the caller adds the VM record's own write)."""
+    writes = [] if keep_assignment else [Write(keys.assignment(vm.id), None)]
+    if node is not None:
+        left = node.value.allocated - request_of(vm)
+        left = NodeCapacity(max(left.vcpus, 0), max(left.memory_mib, 0), max(left.storage_gib, 0))
+        writes.append(Write(node.key, codec.dumps(_with_allocated(node.value, left)), node.revision))
+        if (group_key := _group_key(vm, node.value.id)) is not None:
+            writes.append(Write(group_key, None))
+    return writes
+
+
+async def _try_node(
+    core: Core, vm: Versioned[VirtualMachine], node_id: str, placer: Placer, moving_from: str | None
+) -> Versioned[VirtualMachine] | None:
+    """Claim `node_id` for `vm` if it still fits; None when it does not or the commit lost a race."""
+    cache = core.nodes.cache
+    async with cache.lock(node_id):
+        cached = cache.get(node_id)
+        if cached is None or core.scheduler.reject_reason(vm.value, cached[1]) is not None:
+            return None
+        node = cached[0]
+        placed = placer(vm.value, node_id)
+        claimed, writes = claim_writes(vm, node, placed)
+        old: Versioned[Node] | None = None
+        if moving_from is not None:
+            old = await read(core.store, Node, keys.node(moving_from))
+            writes += release_writes(vm.value, old, keep_assignment=True)
+        try:
+            rev = await core.store.commit(writes)
+        except Conflict:
+            await cache.refresh(node_id, groups_too=group_of(vm.value) is not None)
+            return None
+        cache.put(Versioned(claimed, rev, node.key), group_of(vm.value))
+    return Versioned(placed, rev, vm.key)
+
+
+async def claim(
+    core: Core, vm: Versioned[VirtualMachine], placer: Placer, *, moving_from: str | None = None
+) -> Versioned[VirtualMachine]:
+    """Put `vm` on the best node that takes it; NO_SUITABLE_NODE (explained) when none can."""
+    started = time.monotonic()
+    fresh_since: float | None = None
+    current = vm
+    for _ in range(MAX_ROUNDS):
+        views = await core.nodes.cache.views(fresh_since)
+        if moving_from is not None:
+            views = [v for v in views if v.node.id != moving_from]
+        try:
+            ranking = core.scheduler.rank(current.value, views)
+        except NoSuitableNode:
+            if core.nodes.cache.loaded_since(started):
+                raise
+            fresh_since = started  # judged on cached data: confirm on a fresh read first
+            continue
+        for view in ranking[:TRY_NODES]:
+            placed = await _try_node(core, current, view.node.id, placer, moving_from)
+            if placed is not None:
+                return placed
+        reread = await read(core.store, VirtualMachine, vm.key)
+        if reread is None:
+            raise Conflict(f"VM {vm.value.id} was deleted while it was being placed")
+        current = reread
+    raise Conflict(f"VM {vm.value.id}: placement kept losing races; try again")
 
 
 async def read_assignment(store: Store, vm_id: str) -> Assignment | None:

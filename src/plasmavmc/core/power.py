@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 
+from plasmavmc.core import pending
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.lifecycle import _moved, set_error
-from plasmavmc.core.records import mutate, replace
+from plasmavmc.core.records import Versioned, mutate, replace
 from plasmavmc.errors import InvalidState, PlasmaError
 from plasmavmc.metrics import BOOT_SECONDS, OPERATIONS
 from plasmavmc.types.states import VmState, check_transition
@@ -33,20 +34,29 @@ def _running(vm: VirtualMachine, observed: VmStatus, operation: str) -> VirtualM
     return _moved(vm, VmState.RUNNING, operation, status=status)
 
 
+async def _begin(core: Core, op: pending.Op, vm: Versioned[VirtualMachine]) -> pending.Pending:
+    """Record the operation as in flight (see core/pending.py) before its first state change."""
+    record = pending.begin(op, vm.key, vm.value.id, core.server_id)
+    await core.store.commit([pending.begin_write(record)])
+    return record
+
+
 async def start(core: Core, ref: VmRef) -> VirtualMachine:
     found = await core.find_vm(ref)
     check_transition(found.value.state, VmState.STARTING, operation="start")
     agent = await core.agent_for(found.value)
     began = time.perf_counter()
-    await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STARTING, "start"))
-    try:
-        await agent.start_vm(found.value.id)
-        observed = await agent.status(found.value.id)
-    except PlasmaError as err:
-        await set_error(core, found.key, f"start failed: {err.message}")
-        OPERATIONS.labels("start", "error").inc()
-        raise
-    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _running(vm, observed, "start"))
+    op = await _begin(core, pending.Op.START, found)
+    async with pending.driving(core.store, op):
+        await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STARTING, "start"))
+        try:
+            await agent.start_vm(found.value.id)
+            observed = await agent.status(found.value.id)
+        except PlasmaError as err:
+            await set_error(core, found.key, f"start failed: {err.message}")
+            OPERATIONS.labels("start", "error").inc()
+            raise
+        done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _running(vm, observed, "start"))
     BOOT_SECONDS.observe(time.perf_counter() - began)
     OPERATIONS.labels("start", "ok").inc()
     return done.value
@@ -61,14 +71,16 @@ async def stop(core: Core, ref: VmRef, force: bool, timeout_seconds: int) -> Vir
     found = await core.find_vm(ref)
     check_transition(found.value.state, VmState.STOPPING, operation="stop")
     agent = await core.agent_for(found.value)
-    await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STOPPING, "stop"))
-    try:
-        await agent.stop_vm(found.value.id, timeout_seconds or DEFAULT_STOP_TIMEOUT, force)
-    except PlasmaError as err:
-        await set_error(core, found.key, f"stop failed: {err.message}")
-        OPERATIONS.labels("stop", "error").inc()
-        raise
-    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _stopped(vm, "stop"))
+    op = await _begin(core, pending.Op.STOP, found)
+    async with pending.driving(core.store, op):
+        await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STOPPING, "stop"))
+        try:
+            await agent.stop_vm(found.value.id, timeout_seconds or DEFAULT_STOP_TIMEOUT, force)
+        except PlasmaError as err:
+            await set_error(core, found.key, f"stop failed: {err.message}")
+            OPERATIONS.labels("stop", "error").inc()
+            raise
+        done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _stopped(vm, "stop"))
     OPERATIONS.labels("stop", "ok").inc()
     return done.value
 

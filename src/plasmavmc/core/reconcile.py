@@ -1,13 +1,13 @@
-"""The control plane's periodic, level-triggered loop: safe to run twice, picks up left-over work.
+"""Desired-vs-actual reconcile of the VM records: level-triggered, safe to run twice.
 
-Each pass: nodes whose heartbeat expired become NOT_READY; VMs soft-deleted while their agent was
-unreachable are cleaned up; the gauges of spec §12.2 are refreshed from the store. A pass that fails is
-logged and the next one tries again.
+Each pass: VMs soft-deleted while their agent was unreachable are cleaned up, and the gauges of spec
+§12.2 are refreshed from the store. Node heartbeat expiry is `heartbeat_pass`. Only the leader runs
+these passes (`core/loops.py` schedules them: on every change under the watched prefix, and at least
+every interval); a pass that fails is logged and the next one tries again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
@@ -17,20 +17,31 @@ from plasmavmc.core.lifecycle import finish_delete
 from plasmavmc.core.records import decode
 from plasmavmc.metrics import HEARTBEAT_AGE, NODE_ALLOCATED_VCPUS, NODE_CAPACITY_VCPUS, VMS_TOTAL
 from plasmavmc.store import keys
+from plasmavmc.types.node import NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 
 log = logging.getLogger(__name__)
 
 
-async def reconcile_once(core: Core) -> None:
+async def heartbeat_pass(core: Core) -> float:
+    """Nodes silent for longer than the timeout become NOT_READY; returns seconds until the next one
+    could expire (the caller sleeps that long unless a node record changes first)."""
     await core.nodes.expire()
     now = time.time()
+    next_expiry = core.nodes.heartbeat_timeout
     for node in await core.nodes.list():
         n = node.value
         NODE_CAPACITY_VCPUS.labels(n.id).set(n.capacity.vcpus)
         NODE_ALLOCATED_VCPUS.labels(n.id).set(n.allocated.vcpus)
         HEARTBEAT_AGE.labels(n.id).set(max(0.0, now - n.last_heartbeat))
+        if n.state == NodeState.READY:
+            next_expiry = min(next_expiry, n.last_heartbeat + core.nodes.heartbeat_timeout - now)
+    return max(next_expiry, 0.0) + 0.5  # a little after, so the record is past the deadline
+
+
+async def reconcile_once(core: Core) -> None:
+    now = time.time()
     states: Counter[VmState] = Counter()
     for kv in await core.store.list_all(keys.VMS):
         vm = decode(VirtualMachine, kv)
@@ -39,12 +50,3 @@ async def reconcile_once(core: Core) -> None:
             await finish_delete(core, vm)
     for state in VmState:
         VMS_TOTAL.labels(state.value).set(states[state])
-
-
-async def reconcile_forever(core: Core, interval: float) -> None:
-    while True:
-        try:
-            await reconcile_once(core)
-        except Exception:
-            log.exception("reconcile pass failed; retrying next pass")
-        await asyncio.sleep(interval)

@@ -14,8 +14,7 @@ growth. It runs when the VM starts, whenever a reader sees the file grow past th
 backend's status calls. Where hole punching is unsupported the file is left to grow (logged once).
 
 Following the file polls its size every 50 ms: that is I/O following, cheap (one `fstat`), and needs
-no inotify. Input: the first `write` connects to the socket; whatever the hypervisor sends back on it
-is drained and dropped (the log already has it) so that its serial output never blocks on us.
+no inotify. Input: each `write` connects to the socket, sends and hangs up (see `write`).
 """
 
 from __future__ import annotations
@@ -84,8 +83,7 @@ class SerialConsole:
         self._file: int | None = None
         self._offset = 0
         self._closed = False
-        self._writer: asyncio.StreamWriter | None = None
-        self._drain: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
 
     def _open(self) -> int:
         if self._file is None:
@@ -116,41 +114,69 @@ class SerialConsole:
         return b""
 
     async def write(self, data: bytes) -> None:
+        """Send `data` as console input over a connection of its own.
+
+        The hypervisor's console socket serves one client at a time, and several streams may be open on
+        one VM (an agent's GetConsole, a WebSocket session, a restarted agent's): holding the socket
+        would lock the others out, so each write connects, sends and hangs up. That also follows the
+        socket across a cold reboot (a new process, a new socket)."""
         if self._closed:
             raise HypervisorError("console stream is closed")
-        writer = self._writer or await self._connect()
-        try:
-            writer.write(data)
-            await writer.drain()
-        except OSError as exc:
-            raise HypervisorError(f"console write failed: {exc}") from exc
+        async with self._write_lock:
+            writer = await self._connect()
+            try:
+                writer.write(data)
+                await writer.drain()
+            except OSError as exc:
+                raise HypervisorError(f"console write failed: {exc}") from exc
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
 
     async def _connect(self) -> asyncio.StreamWriter:
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(self._socket_path)), 5.0)
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(self._socket_path)), 5.0)
         except (OSError, TimeoutError) as exc:
             raise HypervisorError(f"cannot connect to console {self._socket_path}: {exc}") from exc
-        self._writer = writer
-        self._drain = asyncio.create_task(_discard(reader))
         return writer
 
     async def close(self) -> None:
         self._closed = True
-        if self._drain is not None:
-            self._drain.cancel()
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
-            self._writer = None
         if self._file is not None:
             os.close(self._file)
             self._file = None
 
 
-async def _discard(reader: asyncio.StreamReader) -> None:
-    try:
-        while await reader.read(_CHUNK):
-            pass
-    except OSError:
-        pass
+class SocketStream:
+    """A `ConsoleStream` over a unix socket both ways, e.g. QEMU's VNC server (raw RFB bytes)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def connect(cls, path: Path, *, within_s: float = 5.0) -> SocketStream:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), within_s)
+        except (OSError, TimeoutError) as exc:
+            raise HypervisorError(f"cannot connect to {path}: {exc or type(exc).__name__}") from exc
+        return cls(reader, writer)
+
+    async def read(self) -> bytes:
+        try:
+            return await self._reader.read(_CHUNK)
+        except OSError:
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except OSError as exc:
+            raise HypervisorError(f"console write failed: {exc}") from exc
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()

@@ -38,6 +38,10 @@ def from_settings(settings: AgentSettings) -> HypervisorRegistry:
 
             kvm = settings.hypervisors.kvm
             registry.register(QemuBackend(kvm.qemu_path, kvm.qemu_img_path, Path(kvm.runtime_dir), kvm.accel))
+        elif name == "simulated":  # scale tests and benchmarks only: boots nothing
+            from plasmavmc.hypervisor.simulated import SimulatedBackend
+
+            registry.register(SimulatedBackend())
         else:
             raise Unimplemented(f"hypervisor {name!r} is not available yet on the agent")
     return registry

@@ -1,72 +1,93 @@
 """The local-directory image store: image files under `<root>/images/{org_id}/{image_id}/{version}`.
 
 The path layout is the spec's (§8.2). Files only ever appear complete: they are written to a temporary
-name in the same directory and renamed into place. Ids reaching a path are validated names.
+name in the same directory and renamed into place; a failed write removes its temporary file. Ids
+reaching a path are validated names (`BlobRef`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from plasmavmc import validation
 from plasmavmc.errors import ImageNotFound
-from plasmavmc.types.image import Image
+from plasmavmc.images.store_base import BlobRef, ImageStore, file_chunks, sha256_file
 
-CHUNK = 1024 * 1024
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["LocalImageStore", "sha256_file"]
 
 
-class LocalImageStore:
+class LocalImageStore(ImageStore):
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def path_of(self, org_id: str, image_id: str, version: str) -> Path:
-        validation.name(org_id, "org_id")
-        validation.name(image_id, "image_id")
-        validation.name(version, "version")
-        return self.root / "images" / org_id / image_id / version
+        return self.root / BlobRef(org_id, image_id, version).key
+
+    def _path(self, ref: BlobRef) -> Path:
+        return self.root / ref.key
+
+    def partial_files(self) -> list[Path]:
+        """Temporary files of writes in progress (or of a crashed process)."""
+        return sorted((self.root / "images").glob("*/*/.*.partial"))
+
+    async def write(self, ref: BlobRef, chunks: AsyncIterator[bytes]) -> int:
+        dest = self._path(ref)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{id(chunks):x}.partial")
+        size = 0
+        try:
+            with tmp.open("wb") as out:
+                async for chunk in chunks:
+                    await asyncio.to_thread(out.write, chunk)
+                    size += len(chunk)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return size
+
+    async def put_file(self, ref: BlobRef, path: Path) -> int:
+        dest = self._path(ref)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{id(path):x}.partial")
+
+        def copy() -> int:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return dest.stat().st_size
+
+        return await asyncio.to_thread(copy)
+
+    async def read(self, ref: BlobRef, offset: int = 0) -> AsyncIterator[bytes]:
+        path = self._path(ref)
+        if not path.is_file():
+            raise ImageNotFound(f"image {ref.image_id!r} has no data in the image store")
+        async for chunk in file_chunks(path, offset):
+            yield chunk
+
+    async def size(self, ref: BlobRef) -> int | None:
+        try:
+            return self._path(ref).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    async def delete(self, ref: BlobRef) -> None:
+        path = self._path(ref)
+        path.unlink(missing_ok=True)
+        for parent in (path.parent, path.parent.parent):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     async def import_file(self, src: Path, org_id: str, image_id: str, version: str) -> Path:
         """Copy `src` into the store (atomically); a file already there is kept."""
-        dest = self.path_of(org_id, image_id, version)
-        if dest.exists():
-            return dest
-
-        def copy() -> None:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-
-        await asyncio.to_thread(copy)
-        return dest
-
-    def file_of(self, image: Image) -> Path:
-        path = self.path_of(image.org_id, image.id, image.checksum[:16] or "1")
-        if not path.is_file():
-            raise ImageNotFound(f"image {image.id!r} has no data in the image store")
-        return path
-
-    async def read(self, image: Image, offset: int = 0) -> AsyncIterator[tuple[int, bytes]]:
-        """The image's bytes from `offset`, as (offset, chunk) pairs."""
-        path = self.file_of(image)
-        with path.open("rb") as f:
-            f.seek(offset)
-            while True:
-                chunk = await asyncio.to_thread(f.read, CHUNK)
-                if not chunk:
-                    return
-                yield offset, chunk
-                offset += len(chunk)
+        ref = BlobRef(org_id, image_id, version)
+        if await self.size(ref) is None:
+            await self.put_file(ref, src)
+        return self._path(ref)

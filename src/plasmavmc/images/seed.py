@@ -2,12 +2,13 @@
 
 A guest directory becomes three images, the way OpenStack pairs an AMI with its AKI/ARI: the root disk
 (`<name>`) whose metadata names its `kernel_id`, `ramdisk_id` and `kernel_cmdline`, the kernel
-(`<name>-kernel`) and the initramfs (`<name>-initrd`). Files are copied into the image store and
-checked against the manifest's sha256 before a record is written; re-running is a no-op.
+(`<name>-kernel`) and the initramfs (`<name>-initrd`). Files are checked against the manifest's
+sha256, then copied into the image store (any backend) before a record is written; re-running is a no-op.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from plasmavmc.errors import ImageNotFound, InvalidArgument
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.guest.build import GuestManifest, load_manifest
-from plasmavmc.images.local import LocalImageStore, sha256_file
+from plasmavmc.images.store_base import BlobRef, ImageStore, sha256_file
 from plasmavmc.types.image import (
     Image,
     ImageFormat,
@@ -30,19 +31,19 @@ log = logging.getLogger(__name__)
 SYSTEM_ORG = "system"
 
 
-async def _register(catalog: ImageCatalog, files: LocalImageStore, src: Path, image: Image) -> Image:
+async def _register(catalog: ImageCatalog, files: ImageStore, src: Path, image: Image) -> Image:
     try:
         existing = await catalog.get(SYSTEM_ORG, image.id)
     except ImageNotFound:
         existing = None
     if existing is not None and existing.checksum == image.checksum:
         return existing
-    version = image.checksum[:16]
-    path = await files.import_file(src, SYSTEM_ORG, image.id, version)
-    if sha256_file(path) != image.checksum:
-        path.unlink()
+    if await asyncio.to_thread(sha256_file, src) != image.checksum:
         raise InvalidArgument("image_store.seed_dirs", f"{src}: sha256 does not match its manifest")
-    stored = Image(**{**image.__dict__, "source": ImageSource(upload=UploadSource(storage_path=str(path)))})
+    ref = BlobRef.of(image)
+    if await files.size(ref) != image.size_bytes:
+        await files.put_file(ref, src)
+    stored = Image(**{**image.__dict__, "source": ImageSource(upload=UploadSource(storage_path=ref.key))})
     return (await catalog.put_if_changed(stored)).value
 
 
@@ -66,7 +67,7 @@ def _image(manifest: GuestManifest, image_id: str, file_name: str, **extra: obje
     return Image(**{**base.__dict__, **extra})
 
 
-async def seed_guest_dir(catalog: ImageCatalog, files: LocalImageStore, guest_dir: Path) -> Image:
+async def seed_guest_dir(catalog: ImageCatalog, files: ImageStore, guest_dir: Path) -> Image:
     """Register the guest image in `guest_dir`; returns the root-disk image."""
     manifest = load_manifest(guest_dir)
     name = manifest.name

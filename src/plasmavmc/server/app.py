@@ -19,22 +19,27 @@ from plasmavmc.agent.v1 import agent_pb2_grpc
 from plasmavmc.api.agent_reports import AgentReportServicer
 from plasmavmc.api.image_service import ImageServicer
 from plasmavmc.api.node_service import NodeServicer
+from plasmavmc.api.quota_service import QuotaServicer
 from plasmavmc.api.vm_service import VmServicer
 from plasmavmc.config.server import ServerSettings
 from plasmavmc.core.agents import AgentPool
 from plasmavmc.core.context import Core
-from plasmavmc.core.nodes import NodeRegistry
-from plasmavmc.core.reconcile import reconcile_forever
-from plasmavmc.errors import Unimplemented
+from plasmavmc.core.loops import run_loops
+from plasmavmc.core.nodes import NodeRegistry, Overcommit
 from plasmavmc.grpc_tls import server_credentials
+from plasmavmc.images.backends import open_image_store, staging_dir
 from plasmavmc.images.catalog import ImageCatalog
-from plasmavmc.images.local import LocalImageStore
 from plasmavmc.images.seed import seed_guest_dir
+from plasmavmc.images.service import ImageService
+from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.server.http import start_http
+from plasmavmc.server.leader import leadership_for
 from plasmavmc.store.base import Store
+from plasmavmc.store.etcd import EtcdStore
+from plasmavmc.store.etcd_conn import EtcdTls
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.vm import HypervisorType
-from plasmavmc.v1 import image_pb2_grpc, node_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
@@ -42,8 +47,10 @@ RECONCILE_INTERVAL = 2.0
 
 
 async def open_store(settings: ServerSettings) -> Store:
-    if settings.store.backend != "sqlite":
-        raise Unimplemented(f"store backend {settings.store.backend!r} (etcd lands with the cluster-state issue)")
+    if settings.store.backend == "etcd":
+        tls = settings.store.tls
+        etcd_tls = None if tls is None else EtcdTls(tls.ca_file, tls.cert_file, tls.key_file)
+        return await EtcdStore.open(settings.store.etcd_endpoints, tls=etcd_tls)
     Path(settings.store.path).parent.mkdir(parents=True, exist_ok=True)
     return await SqliteStore.open(settings.store.path)
 
@@ -54,23 +61,28 @@ def split_addr(addr: str) -> tuple[str, int]:
 
 
 async def build_core(settings: ServerSettings) -> Core:
-    if settings.image_store.backend != "local":
-        raise Unimplemented(f"image store backend {settings.image_store.backend!r} (S3 lands with the images issue)")
     store = await open_store(settings)
     catalog = ImageCatalog(store)
-    files = LocalImageStore(Path(settings.image_store.path))
+    files = await open_image_store(settings.image_store)
     for seed in settings.image_store.seed_dirs:
         await seed_guest_dir(catalog, files, Path(seed))
-    nodes = NodeRegistry(store, settings.agents.heartbeat_timeout_seconds)
-    return Core(store=store, catalog=catalog, image_files=files, nodes=nodes, agents=AgentPool())
+    sched = settings.scheduler
+    overcommit = Overcommit(sched.cpu_overcommit_ratio, sched.memory_overcommit_ratio, sched.storage_overcommit_ratio)
+    nodes = NodeRegistry(store, settings.agents.heartbeat_timeout_seconds, overcommit)
+    return Core(
+        store=store, catalog=catalog, image_files=files, nodes=nodes, agents=AgentPool(),
+        scheduler=build_scheduler(sched),
+    )
 
 
 def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
     server = grpc.aio.server()
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
-    image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core), server)
+    images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store))
+    image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
+    quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentReportServicer(core, HEARTBEAT_INTERVAL), server)
     if settings.server.tls is not None:
         server.add_secure_port(settings.server.addr, server_credentials(settings.server.tls))
@@ -83,8 +95,11 @@ async def run(settings: ServerSettings) -> None:
     core = await build_core(settings)
     server = grpc_server(core, settings)
     await server.start()
-    http = await start_http(core, *split_addr(settings.server.metrics_addr))
-    loop_task = asyncio.create_task(reconcile_forever(core, RECONCILE_INTERVAL))
+    leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)
+    http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
+    loop_task = asyncio.create_task(
+        leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL))
+    )
     log.info("plasmavmc-server serving gRPC on %s, HTTP on %s", settings.server.addr, settings.server.metrics_addr)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -100,3 +115,4 @@ async def run(settings: ServerSettings) -> None:
         await http.cleanup()
         await core.agents.close()
         await core.store.close()
+        await core.image_files.close()

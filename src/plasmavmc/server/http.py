@@ -1,7 +1,10 @@
 """The control plane's HTTP side (Appendix B port 8081): `/health`, `/ready`, `/metrics`.
 
 `/health` is liveness (the process answers). `/ready` is readiness as spec §12.2 defines it: the state
-store answers and at least one agent is online; it says which part is missing in its JSON body.
+store answers and at least one agent is online; it says which part is missing in its JSON body. It
+also reports leadership (`leader`: whether this replica runs the control loops, `leader_id`: who
+does): every replica serves the API, so a follower is ready too; a replica that sees no leader at all
+is not ready, since nothing would finish the operations of a dead replica.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from plasmavmc.core.context import Core
+from plasmavmc.server.leader import Leadership
 from plasmavmc.types.node import NodeState
 
 
@@ -34,7 +38,13 @@ async def _ready(request: web.Request) -> web.Response:
         if n.state == NodeState.READY and time.time() - n.last_heartbeat < core.nodes.heartbeat_timeout
     ]
     body["agents_online"] = online
-    ready = body["store"] == "ok" and bool(online)
+    leadership: Leadership | None = request.app["leadership"]
+    has_leader = leadership is None or leadership.leader_id is not None
+    if leadership is not None:
+        body["server_id"] = leadership.server_id
+        body["leader"] = leadership.is_leader
+        body["leader_id"] = leadership.leader_id
+    ready = body["store"] == "ok" and bool(online) and has_leader
     body["status"] = "ready" if ready else "not ready"
     return web.json_response(body, status=200 if ready else 503)
 
@@ -43,9 +53,10 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def start_http(core: Core, host: str, port: int) -> web.AppRunner:
+async def start_http(core: Core, host: str, port: int, *, leadership: Leadership | None = None) -> web.AppRunner:
     app = web.Application()
     app["core"] = core
+    app["leadership"] = leadership
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get("/metrics", _metrics)

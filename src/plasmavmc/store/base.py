@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from plasmavmc.errors import ErrorCode, StoreError
+from plasmavmc.errors import ErrorCode, InvalidArgument, StoreError
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,19 @@ class Write:
     key: str
     value: bytes | None
     expected_revision: int | None = None  # None: unconditional; 0: must not exist; R: mod_revision == R
+
+
+def check_writes(writes: Sequence[Write]) -> None:
+    """What every backend refuses before writing: empty keys, negative expectations, a key twice."""
+    seen: set[str] = set()
+    for write in writes:
+        if not write.key:
+            raise InvalidArgument("key", "must not be empty")
+        if write.expected_revision is not None and write.expected_revision < 0:
+            raise InvalidArgument("expected_revision", "must be None, 0 or a revision")
+        if write.key in seen:
+            raise InvalidArgument("writes", f"key {write.key!r} appears twice in one commit")
+        seen.add(write.key)
 
 
 class Compacted(StoreError):

@@ -13,6 +13,8 @@ NODES = ROOT + "nodes/"
 NAMES = ROOT + "names/"
 ASSIGNMENTS = ROOT + "scheduler/assignments/"
 PENDING = ROOT + "scheduler/pending/"
+ANTI_AFFINITY = ROOT + "scheduler/anti_affinity/"
+QUOTAS = ROOT + "quotas/"
 
 
 def _part(value: str) -> str:
@@ -57,3 +59,15 @@ def assignment(vm_id: str) -> str:
 
 def pending(timestamp_ns: int, vm_id: str) -> str:
     return f"{PENDING}{timestamp_ns:020d}/{_part(vm_id)}"
+
+
+def anti_affinity(org_id: str, project_id: str, group: str, node_id: str) -> str:
+    """Claims a node for one VM of an anti-affinity group (value: the VM id); see scheduler/cache.py."""
+    return f"{ANTI_AFFINITY}{_part(org_id)}/{_part(project_id)}/{_part(group)}/{_part(node_id)}"
+
+
+def quota(org_id: str, project_id: str = "") -> str:
+    """The quota record (limits and usage) of an org (project_id "") or of one project."""
+    if not project_id:
+        return f"{QUOTAS}org/{_part(org_id)}"
+    return f"{QUOTAS}project/{_part(org_id)}/{_part(project_id)}"

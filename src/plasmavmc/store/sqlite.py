@@ -43,6 +43,7 @@ from plasmavmc.store.base import (
     Store,
     WatchEvent,
     Write,
+    check_writes,
 )
 
 T = TypeVar("T")
@@ -94,16 +95,6 @@ def prefix_end(prefix: str) -> str | None:
 
 def _row_to_kv(row: tuple[str, bytes, int, int]) -> KeyValue:
     return KeyValue(key=row[0], value=bytes(row[1]), create_revision=row[2], mod_revision=row[3])
-
-
-def _check_key(key: str) -> None:
-    if not key:
-        raise InvalidArgument("key", "must not be empty")
-
-
-def _check_expected(expected_revision: int | None) -> None:
-    if expected_revision is not None and expected_revision < 0:
-        raise InvalidArgument("expected_revision", "must be None, 0 or a revision")
 
 
 class SqliteStore(Store):
@@ -219,13 +210,7 @@ class SqliteStore(Store):
 
     async def _commit(self, writes: Sequence[Write]) -> tuple[int, int]:
         """`commit`, also returning how many writes changed something (deletes of missing keys don't)."""
-        seen: set[str] = set()
-        for write in writes:
-            _check_key(write.key)
-            _check_expected(write.expected_revision)
-            if write.key in seen:
-                raise InvalidArgument("writes", f"key {write.key!r} appears twice in one commit")
-            seen.add(write.key)
+        check_writes(writes)
         return await self._run(self._write_sync, tuple(writes), notify=True)
 
     def _write_sync(self, writes: tuple[Write, ...]) -> tuple[int, int]:

@@ -104,6 +104,32 @@ class SecuritySpec:
 
 
 @dataclass(frozen=True)
+class Toleration:
+    """Lets a VM land on a node with a matching taint: `value` "" matches any value, `effect` "" any effect."""
+
+    key: str = ""
+    value: str = ""
+    effect: str = ""
+
+
+@dataclass(frozen=True)
+class PlacementSpec:
+    """Where the scheduler may and prefers to put the VM (scheduler/filters, scheduler/scorers).
+
+    `node_selector`: node labels that must all match (AffinityFilter). `tolerations`: taints the VM
+    accepts (TaintFilter). `anti_affinity_group`: VMs of one project with the same group never share a
+    node (AntiAffinityFilter). `zone` / `rack`: preferred values of the nodes' `zone` / `rack` labels
+    (LocalityScorer).
+    """
+
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    anti_affinity_group: str = ""
+    zone: str = ""
+    rack: str = ""
+
+
+@dataclass(frozen=True)
 class VmSpec:
     cpu: CpuSpec = field(default_factory=CpuSpec)
     memory: MemorySpec = field(default_factory=MemorySpec)
@@ -111,6 +137,7 @@ class VmSpec:
     network: tuple[NetworkSpec, ...] = ()
     boot: BootSpec = field(default_factory=BootSpec)
     security: SecuritySpec = field(default_factory=SecuritySpec)
+    placement: PlacementSpec = field(default_factory=PlacementSpec)
 
 
 @dataclass(frozen=True)

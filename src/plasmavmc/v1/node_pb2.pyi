@@ -131,7 +131,9 @@ class UncordonNodeRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ...) -> None: ...
 
 class DrainNodeRequest(_message.Message):
-    __slots__ = ("node_id",)
+    __slots__ = ("node_id", "allow_disk_loss")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_DISK_LOSS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
-    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+    allow_disk_loss: bool
+    def __init__(self, node_id: _Optional[str] = ..., allow_disk_loss: _Optional[bool] = ...) -> None: ...

@@ -178,20 +178,53 @@ class SecuritySpec(_message.Message):
     def __init__(self, secure_boot: _Optional[bool] = ..., tpm: _Optional[bool] = ...) -> None: ...
 
 class VmSpec(_message.Message):
-    __slots__ = ("cpu", "memory", "disks", "network", "boot", "security")
+    __slots__ = ("cpu", "memory", "disks", "network", "boot", "security", "placement")
     CPU_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
     DISKS_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     BOOT_FIELD_NUMBER: _ClassVar[int]
     SECURITY_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     cpu: CpuSpec
     memory: MemorySpec
     disks: _containers.RepeatedCompositeFieldContainer[DiskSpec]
     network: _containers.RepeatedCompositeFieldContainer[NetworkSpec]
     boot: BootSpec
     security: SecuritySpec
-    def __init__(self, cpu: _Optional[_Union[CpuSpec, _Mapping]] = ..., memory: _Optional[_Union[MemorySpec, _Mapping]] = ..., disks: _Optional[_Iterable[_Union[DiskSpec, _Mapping]]] = ..., network: _Optional[_Iterable[_Union[NetworkSpec, _Mapping]]] = ..., boot: _Optional[_Union[BootSpec, _Mapping]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ...) -> None: ...
+    placement: PlacementSpec
+    def __init__(self, cpu: _Optional[_Union[CpuSpec, _Mapping]] = ..., memory: _Optional[_Union[MemorySpec, _Mapping]] = ..., disks: _Optional[_Iterable[_Union[DiskSpec, _Mapping]]] = ..., network: _Optional[_Iterable[_Union[NetworkSpec, _Mapping]]] = ..., boot: _Optional[_Union[BootSpec, _Mapping]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ..., placement: _Optional[_Union[PlacementSpec, _Mapping]] = ...) -> None: ...
+
+class Toleration(_message.Message):
+    __slots__ = ("key", "value", "effect")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    effect: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., effect: _Optional[str] = ...) -> None: ...
+
+class PlacementSpec(_message.Message):
+    __slots__ = ("node_selector", "tolerations", "anti_affinity_group", "zone", "rack")
+    class NodeSelectorEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODE_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    TOLERATIONS_FIELD_NUMBER: _ClassVar[int]
+    ANTI_AFFINITY_GROUP_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    RACK_FIELD_NUMBER: _ClassVar[int]
+    node_selector: _containers.ScalarMap[str, str]
+    tolerations: _containers.RepeatedCompositeFieldContainer[Toleration]
+    anti_affinity_group: str
+    zone: str
+    rack: str
+    def __init__(self, node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., anti_affinity_group: _Optional[str] = ..., zone: _Optional[str] = ..., rack: _Optional[str] = ...) -> None: ...
 
 class ResourceUsage(_message.Message):
     __slots__ = ("cpu_percent", "memory_used_mib", "disk_read_bytes", "disk_write_bytes", "network_rx_bytes", "network_tx_bytes")

@@ -9,9 +9,13 @@ Choices of this cut, documented where callers see them:
 * `reboot` is a cold reboot: a graceful `stop` then `start` (a new QEMU process, new pid). It works
   with any guest and picks up nothing stale; a pending `wait_exit` returns REQUESTED ("reboot").
   `reset` is the hard, in-process reset (QMP `system_reset`).
-* Hot-plug and snapshots are declared absent in `capabilities()` and raise `Unimplemented`.
-* NICs are tap devices named from the VM id, created by QEMU (`script=no`); attaching them to a
-  bridge is the network provider's job.
+* Hot-plug (`hotplug.py`) needs a q35 VM (`spec.boot.machine_type = "q35"`); microvm, the default,
+  keeps the fast boot and changes devices only while stopped (the next start has them). Snapshots
+  (`snapshots.py`) are qcow2 internal snapshots, with memory when the VM runs.
+* NICs are tap devices named from the VM and NIC ids, created by QEMU (`script=no`); attaching them to
+  a bridge (and IPAM) is the network provider's job, not done yet.
+* Consoles: serial (log file + socket, `hypervisor/console.py`) and VNC (a unix socket per VM; the
+  stream is the raw RFB byte stream, for the server's WebSocket gateway to carry).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState, Unimplemented
+from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState
 from plasmavmc.hypervisor.base import (
     BackendCapabilities,
     ConsoleStream,
@@ -35,18 +39,12 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.console import SerialConsole, bound_log
-from plasmavmc.hypervisor.process import (
-    Process,
-    cpu_seconds,
-    open_process,
-    read_pidfile,
-    rss_bytes,
-    run_daemonizing,
-)
-from plasmavmc.hypervisor.qemu import cmdline, disks, qmp, watch
+from plasmavmc.hypervisor.console import SerialConsole, SocketStream, bound_log
+from plasmavmc.hypervisor.process import Process, open_process, read_pidfile, run_daemonizing
+from plasmavmc.hypervisor.qemu import cmdline, disks, hotplug, qmp, snapshots, watch
 from plasmavmc.hypervisor.qemu.accel import choose_accelerator, host_tsc_khz
 from plasmavmc.hypervisor.qemu.runtime import STOP_REQUESTED, RuntimePaths, write_atomic
+from plasmavmc.hypervisor.qemu.usage import UsageMeter
 from plasmavmc.types.codec import dumps, loads
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
@@ -56,15 +54,15 @@ from plasmavmc.types.vm import (
     HypervisorType,
     NetworkSpec,
     NicModel,
-    ResourceUsage,
     VirtualMachine,
     VmSpec,
     VmStatus,
 )
 
 START_TIMEOUT_S = 30.0
+# Run states of a VM that is up: paused for a moment by a snapshot save/load, or running.
+_RUNNING_STATES = frozenset({"running", "save-vm", "restore-vm", "finish-migrate", "paused"})
 REBOOT_STOP_TIMEOUT_S = 30.0
-_HOTPLUG = "hot-plug lands with the QEMU backend issue"
 
 
 def _image_to_json(image: LocalImage) -> dict[str, str | None]:
@@ -100,7 +98,7 @@ class QemuBackend(HypervisorBackend):
         self._tsc_khz = host_tsc_khz()
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._cpu_samples: dict[str, tuple[float, float]] = {}  # vm_id -> (monotonic, cpu seconds)
+        self._usage = UsageMeter()
 
     # ---------------------------------------------------------------- declarations
 
@@ -109,7 +107,8 @@ class QemuBackend(HypervisorBackend):
 
     def capabilities(self) -> BackendCapabilities:
         return BackendCapabilities(
-            serial_console=True, graceful_stop=True, snapshots=False,
+            serial_console=True, vnc_console=True, graceful_stop=True, snapshots=True,
+            hot_plug_disk=True, hot_plug_nic=True,  # on q35 VMs (see hotplug.py)
             max_vcpus=os.cpu_count() or 1, max_memory_gib=_host_memory_gib(),
             supported_disk_buses=(DiskBus.VIRTIO,),
             supported_nic_models=(NicModel.VIRTIO_NET, NicModel.E1000),  # e1000 on q35 only
@@ -158,6 +157,11 @@ class QemuBackend(HypervisorBackend):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(task, 5.0)  # it ends with the process; cancelled if not
 
+    @staticmethod
+    def _save_vm(paths: RuntimePaths, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> None:
+        write_atomic(paths.images, json.dumps({k: _image_to_json(v) for k, v in images.items()}).encode())
+        write_atomic(paths.vm, dumps(vm))
+
     def _load_vm(self, paths: RuntimePaths) -> tuple[VirtualMachine, dict[str, LocalImage]]:
         try:
             vm = loads(VirtualMachine, paths.vm.read_bytes())
@@ -189,8 +193,7 @@ class QemuBackend(HypervisorBackend):
             await disks.create_overlay(self.qemu_img_path, paths.disk(disk.id), image.disk_path,
                                        image.disk_format, disk.size_gib)
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.KVM, runtime_dir=str(paths.root), name=vm.name)
-        write_atomic(paths.vm, dumps(vm))
-        write_atomic(paths.images, json.dumps({k: _image_to_json(v) for k, v in used.items()}).encode())
+        self._save_vm(paths, vm, used)
         write_atomic(paths.handle, dumps(handle))
         return handle
 
@@ -204,7 +207,8 @@ class QemuBackend(HypervisorBackend):
             vm, images = self._load_vm(paths)
             argv = cmdline.build_argv(self.qemu_path, vm, paths, cmdline.image_for_boot(vm.spec, images),
                                       self.accelerator, tsc_khz=self._tsc_khz)
-            for stale in (paths.pidfile, paths.qmp, paths.qmp_events, paths.console_sock):
+            hotplug.write_ports(paths, vm.spec)
+            for stale in (paths.pidfile, paths.qmp, paths.qmp_events, paths.console_sock, paths.vnc_sock):
                 stale.unlink(missing_ok=True)
             bound_log(paths.console_log)
             result = await run_daemonizing(argv, cwd=paths.root, within_s=START_TIMEOUT_S)
@@ -283,7 +287,7 @@ class QemuBackend(HypervisorBackend):
         paths = self._paths(handle)
         async with self._lock(handle.vm_id):
             await self._kill(paths, "delete")
-            self._cpu_samples.pop(handle.vm_id, None)
+            self._usage.forget(handle.vm_id)
             try:
                 shutil.rmtree(paths.root)
             except FileNotFoundError:
@@ -313,14 +317,21 @@ class QemuBackend(HypervisorBackend):
             run_state = await qmp.run_state(paths.qmp)
             if run_state == "shutdown":
                 state = VmState.STOPPING  # the guest powered off; the watcher is ending QEMU
-            elif run_state != "running":
+            elif run_state not in _RUNNING_STATES:
                 state, error = VmState.ERROR, f"qemu run state is {run_state}"
         except HypervisorError as exc:
             error = f"QMP unavailable: {exc.message}"
         return VmStatus(actual_state=state, host_pid=pid, last_error=error,
                         started_at=int(started["started_at"]) if "started_at" in started else None,
                         accelerator=started.get("accelerator", self.accelerator),
-                        resource_usage=self._usage(handle.vm_id, pid))
+                        resource_usage=await self._usage.sample(paths, self._vm_or_none(paths), pid))
+
+    @staticmethod
+    def _vm_or_none(paths: RuntimePaths) -> VirtualMachine | None:
+        try:
+            return loads(VirtualMachine, paths.vm.read_bytes())
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _last_pid(self, paths: RuntimePaths) -> int | None:
         """The pid of the latest run: QEMU removes its pidfile when it exits, started.json stays."""
@@ -334,14 +345,6 @@ class QemuBackend(HypervisorBackend):
         except (FileNotFoundError, ValueError):
             return {}
         return data
-
-    def _usage(self, vm_id: str, pid: int) -> ResourceUsage:
-        """CPU % since the previous status call (first call: 0), resident memory."""
-        now, cpu = time.monotonic(), cpu_seconds(pid) or 0.0
-        before = self._cpu_samples.get(vm_id)
-        self._cpu_samples[vm_id] = (now, cpu)
-        percent = 100.0 * (cpu - before[1]) / (now - before[0]) if before and now > before[0] else 0.0
-        return ResourceUsage(cpu_percent=round(max(percent, 0.0), 1), memory_used_mib=rss_bytes(pid) // 2**20)
 
     async def wait_exit(self, handle: VmHandle) -> ExitReport:
         paths = self._paths(handle)
@@ -357,11 +360,13 @@ class QemuBackend(HypervisorBackend):
         return watch.classify(paths, process.pid)
 
     async def console(self, handle: VmHandle, console_type: ConsoleType) -> ConsoleStream:
-        if console_type is not ConsoleType.SERIAL:
-            raise Unimplemented(f"{console_type.value.upper()} console: the QEMU backend has serial only")
         paths = self._paths(handle)
         if not paths.root.is_dir():
             raise InvalidState(f"VM {handle.vm_id} has no runtime dir on this node")
+        if console_type is ConsoleType.VNC:
+            if self._running_pid(paths) is None:
+                raise InvalidState(f"VM {handle.vm_id} is not running: its VNC server is down")
+            return await SocketStream.connect(paths.vnc_sock)
         return SerialConsole(paths.console_log, paths.console_sock,
                              alive=lambda: self._running_pid(paths) is not None)
 
@@ -374,22 +379,91 @@ class QemuBackend(HypervisorBackend):
                 continue  # a dir being created or deleted right now
         return found
 
-    # ---------------------------------------------------------------- not in this cut
+
+    # ---------------------------------------------------------------- devices (hotplug.py)
 
     async def attach_disk(self, handle: VmHandle, disk: DiskSpec, image: LocalImage | None) -> None:
-        raise Unimplemented(f"disk hot-plug: {_HOTPLUG}")
+        """Add a disk: an overlay on `image`, or blank when the disk has no source. A running VM gets it
+        at once (q35 only); a stopped one at its next start."""
+        if disk.bus is not DiskBus.VIRTIO:
+            raise UnsupportedFeature(f"disk_bus_{disk.bus.value}", "only virtio disks", field="disk.bus")
+        cmdline.device_id(disk.id, "disk.id")
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            vm, images = self._load_vm(paths)
+            updated, running = hotplug.with_disk(vm, disk), self._running_pid(paths) is not None
+            if running:
+                hotplug.require_hotplug(vm.spec)
+            if disk.source.image_id:
+                if image is None or image.image_id != disk.source.image_id:
+                    raise InvalidArgument("disk.source", f"image {disk.source.image_id!r} not provided")
+                await disks.create_overlay(self.qemu_img_path, paths.disk(disk.id), image.disk_path,
+                                           image.disk_format, disk.size_gib)
+                images = {**images, image.image_id: image}
+            else:
+                await disks.create_blank(self.qemu_img_path, paths.disk(disk.id), disk.size_gib)
+            try:
+                if running:
+                    await hotplug.plug_disk(paths, disk)
+            except BaseException:
+                paths.disk(disk.id).unlink(missing_ok=True)
+                raise
+            self._save_vm(paths, updated, images)
 
     async def detach_disk(self, handle: VmHandle, disk_id: str) -> None:
-        raise Unimplemented(f"disk hot-unplug: {_HOTPLUG}")
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            vm, images = self._load_vm(paths)
+            updated = hotplug.without_disk(vm, disk_id)
+            if self._running_pid(paths) is not None:
+                hotplug.require_hotplug(vm.spec)
+                await hotplug.unplug_disk(paths, disk_id)
+            self._save_vm(paths, updated, images)
+            paths.disk(disk_id).unlink(missing_ok=True)
 
     async def attach_nic(self, handle: VmHandle, nic: NetworkSpec) -> None:
-        raise Unimplemented(f"NIC hot-plug: {_HOTPLUG}")
+        paths = self._paths(handle)
+        cmdline.device_id(nic.id, "nic.id")
+        async with self._lock(handle.vm_id):
+            vm, images = self._load_vm(paths)
+            updated = hotplug.with_nic(vm, nic)
+            cmdline.check_spec(updated.spec)
+            cmdline.mac_address(vm.id, nic)
+            if self._running_pid(paths) is not None:
+                hotplug.require_hotplug(vm.spec)
+                await hotplug.plug_nic(paths, vm, nic)
+            self._save_vm(paths, updated, images)
 
     async def detach_nic(self, handle: VmHandle, nic_id: str) -> None:
-        raise Unimplemented(f"NIC hot-unplug: {_HOTPLUG}")
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            vm, images = self._load_vm(paths)
+            updated = hotplug.without_nic(vm, nic_id)
+            if self._running_pid(paths) is not None:
+                hotplug.require_hotplug(vm.spec)
+                await hotplug.unplug_nic(paths, nic_id)
+            self._save_vm(paths, updated, images)
+
+    # ---------------------------------------------------------------- snapshots (snapshots.py)
 
     async def snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
-        raise Unimplemented("snapshots land with the QEMU backend issue")
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            vm, _ = self._load_vm(paths)
+            await snapshots.take(paths, self.qemu_img_path, snapshot_id, tuple(d.id for d in vm.spec.disks),
+                                 running=self._running_pid(paths) is not None)
 
     async def restore(self, handle: VmHandle, snapshot_id: str) -> None:
-        raise Unimplemented("snapshot restore lands with the QEMU backend issue")
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            await snapshots.restore(paths, self.qemu_img_path, snapshot_id,
+                                    running=self._running_pid(paths) is not None)
+
+    async def list_snapshots(self, handle: VmHandle) -> list[snapshots.Snapshot]:
+        return snapshots.load(self._paths(handle))
+
+    async def delete_snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            await snapshots.delete(paths, self.qemu_img_path, snapshot_id,
+                                   running=self._running_pid(paths) is not None)

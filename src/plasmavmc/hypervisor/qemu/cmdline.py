@@ -12,8 +12,10 @@ never disagree. Safety rules, because the VM spec comes from users:
   `boot.kernel_args` are still refused if they hold control characters.
 
 Machines: `microvm` (default: virtio-mmio devices, ACPI on so `system_powerdown` reaches the guest,
-no option ROMs — the fastest boot) and `q35` (virtio-*-pci devices; boots the kernel through SeaBIOS,
-or, without a kernel, the disk with the lowest boot index).
+no option ROMs — the fastest boot, no hot-plug) and `q35` (virtio-*-pci devices; boots the kernel
+through SeaBIOS, or, without a kernel, the disk with the lowest boot index). On q35 every disk and NIC
+sits on its own PCIe root port, plus `SPARE_PORTS` empty ones, so each can be hot-unplugged and new
+ones hot-plugged (`pci_ports` is the one place that lays them out; `hotplug.py` uses it too).
 """
 
 from __future__ import annotations
@@ -106,9 +108,33 @@ def cpu_model(spec: VmSpec, accel: str) -> str:
     return asked
 
 
-def tap_name(vm_id: str, index: int) -> str:
-    """A tap device name (<= 15 chars) derived from the VM id alone."""
-    return f"pv{uuid.UUID(vm_id).hex[:10]}n{index}"
+def tap_name(vm_id: str, nic_id: str) -> str:
+    """A tap device name (<= 15 chars) derived from the VM id and NIC id: stable across hot-plugs."""
+    return f"pv{uuid.uuid5(uuid.UUID(vm_id), nic_id).hex[:13]}"
+
+
+SPARE_PORTS = 4
+MAX_PORTS = 24  # pcie.0 has 32 slots; q35 uses a few itself
+
+
+def disk_dev(disk_id: str) -> str:
+    return f"disk-{disk_id}"
+
+
+def nic_dev(nic_id: str) -> str:
+    return f"nic-{nic_id}"
+
+
+def pci_ports(spec: VmSpec) -> dict[str, str]:
+    """q35: QEMU device id -> root port id for every disk and NIC; microvm: empty (no PCI)."""
+    if machine_of(spec) != "q35":
+        return {}
+    devices = [disk_dev(d.id) for d in spec.disks] + [nic_dev(n.id) for n in spec.network]
+    return {dev: f"rp{index}" for index, dev in enumerate(devices)}
+
+
+def port_count(spec: VmSpec) -> int:
+    return min(len(spec.disks) + len(spec.network) + SPARE_PORTS, MAX_PORTS)
 
 
 def mac_address(vm_id: str, nic: NetworkSpec) -> str:
@@ -178,6 +204,7 @@ def _base(vm: VirtualMachine, paths: RuntimePaths, accel: str) -> list[str]:
         "-chardev", f"socket,id=ser0,path={opt(str(paths.console_sock))},server=on,wait=off,"
                     f"logfile={opt(str(paths.console_log))},logappend=on",
         "-serial", "chardev:ser0",
+        "-vnc", f"unix:{opt(str(paths.vnc_sock))}",
         "-pidfile", str(paths.pidfile), "-daemonize",
     ]
 
@@ -191,26 +218,40 @@ def _boot(vm: VirtualMachine, image: LocalImage | None, accel: str, tsc_khz: int
     return [*argv, "-append", kernel_cmdline(vm, image, accel, tsc_khz)]
 
 
-def _disks(disks: Sequence[DiskSpec], paths: RuntimePaths, bus: _Bus, machine: str) -> list[str]:
+def _root_ports(spec: VmSpec) -> list[str]:
+    if machine_of(spec) != "q35":
+        return []
+    argv: list[str] = []
+    for index in range(port_count(spec)):
+        argv += ["-device", f"pcie-root-port,id=rp{index},chassis={index + 1}"]
+    return argv
+
+
+def _on_port(device: str, ports: dict[str, str], dev_id: str) -> str:
+    return f"{device},bus={ports[dev_id]}" if dev_id in ports else device
+
+
+def _disks(disks: Sequence[DiskSpec], paths: RuntimePaths, bus: _Bus, ports: dict[str, str]) -> list[str]:
     argv: list[str] = []
     for disk in disks:
         did = device_id(disk.id, "spec.disks.id")
         drive = (f"file={opt(str(paths.disk(did)))},format=qcow2,if=none,id=drive-{did},"
-                 f"cache={disk.cache.value}")
-        device = f"{bus.blk},drive=drive-{did},id=disk-{did}"
-        if machine == "q35" and disk.boot_index is not None:
+                 f"node-name=node-{did},cache={disk.cache.value}")
+        device = _on_port(f"{bus.blk},drive=drive-{did},id={disk_dev(did)}", ports, disk_dev(did))
+        if ports and disk.boot_index is not None:
             device += f",bootindex={int(disk.boot_index)}"
         argv += ["-drive", drive, "-device", device]
     return argv
 
 
-def _nics(vm: VirtualMachine, bus: _Bus) -> list[str]:
+def _nics(vm: VirtualMachine, bus: _Bus, ports: dict[str, str]) -> list[str]:
     argv: list[str] = []
-    for index, nic in enumerate(vm.spec.network):
+    for nic in vm.spec.network:
         nid = device_id(nic.id, "spec.network.id")
         model = bus.net if nic.model is NicModel.VIRTIO_NET else bus.e1000
-        argv += ["-netdev", f"tap,id=net-{nid},ifname={tap_name(vm.id, index)},script=no,downscript=no",
-                 "-device", f"{model},netdev=net-{nid},id=nic-{nid},mac={mac_address(vm.id, nic)}"]
+        device = f"{model},netdev=net-{nid},id={nic_dev(nid)},mac={mac_address(vm.id, nic)}"
+        argv += ["-netdev", f"tap,id=net-{nid},ifname={tap_name(vm.id, nid)},script=no,downscript=no",
+                 "-device", _on_port(device, ports, nic_dev(nid))]
     return argv
 
 
@@ -223,9 +264,9 @@ def build_argv(qemu: str, vm: VirtualMachine, paths: RuntimePaths, image: LocalI
     if machine == "microvm" and (image is None or image.kernel_path is None):
         raise UnsupportedFeature("firmware_boot", "microvm boots a kernel directly; the image has none",
                                  field="spec.disks")
-    bus = _BUSES[machine]
-    return [qemu, *_base(vm, paths, accel), *_boot(vm, image, accel, tsc_khz),
-            *_disks(vm.spec.disks, paths, bus, machine), *_nics(vm, bus)]
+    bus, ports = _BUSES[machine], pci_ports(vm.spec)
+    return [qemu, *_base(vm, paths, accel), *_boot(vm, image, accel, tsc_khz), *_root_ports(vm.spec),
+            *_disks(vm.spec.disks, paths, bus, ports), *_nics(vm, bus, ports)]
 
 
 def pidfile_marker(paths: RuntimePaths) -> str:

@@ -64,3 +64,23 @@ async def create_overlay(qemu_img: str, overlay: Path, base: Path, base_format: 
     await _run([qemu_img, "create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base),
                 str(tmp), str(size)])
     os.replace(tmp, overlay)
+
+
+async def create_blank(qemu_img: str, path: Path, size_gib: int) -> None:
+    """Make an empty qcow2 disk of `size_gib` at `path` (temp name + rename); no-op if it exists."""
+    if os.path.exists(path):
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    await _run([qemu_img, "create", "-q", "-f", "qcow2", str(tmp), str(size_gib * GIB)])
+    os.replace(tmp, path)
+
+
+async def snapshot(qemu_img: str, disk: Path, action: str, tag: str) -> None:
+    """`qemu-img snapshot` on a disk no QEMU has open: action -c (create), -a (apply) or -d (delete)."""
+    if action not in ("-c", "-a", "-d"):
+        raise ValueError(action)
+    # `snapshot` has no -f: --image-opts names the format, so nothing is probed.
+    image_opts = "driver=qcow2,file.filename=" + str(disk.absolute()).replace(",", ",,")
+    await _run([qemu_img, "snapshot", "--image-opts", action, tag, image_opts])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -52,10 +52,11 @@ class QmpSession:
         with contextlib.suppress(QMPError, OSError, EOFError):
             await self._client.disconnect()
 
-    async def execute(self, command: str, arguments: dict[str, object] | None = None,
+    async def execute(self, command: str, arguments: Mapping[str, object] | None = None,
                       *, within_s: float = EXECUTE_TIMEOUT_S) -> Any:
         try:
-            return await asyncio.wait_for(self._client.execute(command, arguments), within_s)
+            args = dict(arguments) if arguments is not None else None
+            return await asyncio.wait_for(self._client.execute(command, args), within_s)
         except (QMPError, OSError, EOFError, TimeoutError) as exc:
             raise HypervisorError(f"QMP {command} failed: {exc or type(exc).__name__}") from exc
 
@@ -75,7 +76,7 @@ class QmpSession:
             yield listener
 
 
-async def execute(path: Path, command: str, arguments: dict[str, object] | None = None,
+async def execute(path: Path, command: str, arguments: Mapping[str, object] | None = None,
                   *, within_s: float = EXECUTE_TIMEOUT_S) -> Any:
     """Connect, run one command, disconnect."""
     async with QmpSession(path) as qmp:

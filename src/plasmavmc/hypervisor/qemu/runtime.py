@@ -11,7 +11,10 @@ VM's node-local state. Its files:
     qmp.sock           QMP for short operations (connect, execute, disconnect)
     qmp-events.sock    a second QMP monitor, held by the exit watcher for SHUTDOWN events
     console.sock       serial input; console.log: all serial output (see hypervisor/console.py)
+    vnc.sock           the VNC (RFB) server
     started.json       accelerator and started_at of the current run
+    ports.json         q35: which PCIe root port holds which device in the current run (hotplug.py)
+    snapshots.json     the snapshots taken (snapshots.py); their data lives inside the qcow2 disks
     stop-requested     intent markers: the agent asked for the exit (stop/kill/reboot/delete) ...
     guest-shutdown     ... or the guest powered itself off (written by the exit watcher)
     guest-panic        ... or it panicked
@@ -90,6 +93,18 @@ class RuntimePaths:
     @property
     def started(self) -> Path:
         return self.root / "started.json"
+
+    @property
+    def vnc_sock(self) -> Path:
+        return self.root / "vnc.sock"
+
+    @property
+    def ports(self) -> Path:
+        return self.root / "ports.json"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.root / "snapshots.json"
 
     def disk(self, disk_id: str) -> Path:
         return self.root / f"disk-{disk_id}.qcow2"

@@ -1,0 +1,242 @@
+"""Scheduler throughput: placements per second with claims persisted, and 10,000 VMs through the API.
+
+    .venv/bin/python -m bench.scheduler_bench [--nodes 1000,5000,10000] [--placements 2000]
+        [--api-vms 10000] [--api-nodes 1000] [--concurrency 64] [--synchronous NORMAL|FULL]
+
+Part 1 (`placement`), per fleet size: N SIMULATED node records in a SQLite store; M PENDING VMs are
+placed by `core.placement.claim` (scheduler ranking from the node cache + the one-commit claim) with 16
+placements in flight; every claim is committed. Baseline, same run: the naive way — re-read every
+node from the store and filter/score all of them for each VM (cache max_age 0, no sampling).
+
+Part 2 (`api`): a real server process (SQLite) and 1,000 SIMULATED agents in a second process;
+10,000 CreateVm calls through gRPC with `--concurrency` in flight (each: quota + record commit,
+placement commit, the agent's CreateVm, the STOPPED commit). Baseline, same run: the same number of
+trivial API calls (GetQuota) at the same concurrency, i.e. what the API path alone costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from bench.common import emit
+from plasmavmc.agent.simulated import simulated_node
+from plasmavmc.client import PlasmaClient
+from plasmavmc.config.server import SchedulerSettings
+from plasmavmc.core.agents import AgentPool
+from plasmavmc.core.context import Core
+from plasmavmc.core.nodes import NodeRegistry
+from plasmavmc.core.placement import claim
+from plasmavmc.core.records import Versioned, replace
+from plasmavmc.errors import PlasmaError
+from plasmavmc.images.catalog import ImageCatalog
+from plasmavmc.images.local import LocalImageStore
+from plasmavmc.scheduler import build
+from plasmavmc.store import keys
+from plasmavmc.store.base import Write
+from plasmavmc.store.sqlite import SqliteStore
+from plasmavmc.types import codec
+from plasmavmc.types.node import NodeCapacity
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
+from tests.conftest import GUEST_DIR, Proc, free_port
+from tests.e2e.helpers import GUEST_IMAGE
+
+SIM = HypervisorType.SIMULATED
+SPEC = VmSpec(
+    cpu=CpuSpec(vcpus=1),
+    memory=MemorySpec(size_mib=256),
+    disks=(DiskSpec(id="root", source=DiskSource(image_id=GUEST_IMAGE), size_gib=1),),
+)
+IN_FLIGHT = 16
+
+
+async def _core(root: Path, nodes: int, synchronous: Literal["NORMAL", "FULL"]) -> Core:
+    store = await SqliteStore.open(root / "state.db", synchronous=synchronous)
+    cap = NodeCapacity(64, 256 * 1024, 4096)
+    now = int(time.time())
+    for start in range(0, nodes, 1000):
+        writes = [
+            Write(
+                keys.node(f"sim-{i:05d}"),
+                codec.dumps(
+                    replace(
+                        simulated_node(f"sim-{i:05d}", "127.0.0.1:1", cap, {"zone": f"z{i % 3}"}), last_heartbeat=now
+                    )
+                ),
+            )
+            for i in range(start, min(nodes, start + 1000))
+        ]
+        await store.commit(writes)
+    return Core(store, ImageCatalog(store), LocalImageStore(root / "images"), NodeRegistry(store, 3600), AgentPool())
+
+
+async def _pending(core: Core, count: int) -> list[Versioned[VirtualMachine]]:
+    out = []
+    for _ in range(count):
+        vm = VirtualMachine(
+            id=str(uuid.uuid4()), name="b", org_id="org-b", project_id="proj-b", spec=SPEC, hypervisor=SIM
+        )
+        key = keys.vm(vm.org_id, vm.project_id, vm.id)
+        out.append(Versioned(vm, await core.store.put(key, codec.dumps(vm), 0), key))
+    return out
+
+
+def _placer(vm: VirtualMachine, node_id: str) -> VirtualMachine:
+    return replace(vm, state=VmState.CREATING, node_id=node_id)
+
+
+async def _place_all(core: Core, vms: list[Versioned[VirtualMachine]]) -> float:
+    queue = list(vms)
+
+    async def worker() -> None:
+        while queue:
+            await claim(core, queue.pop(), _placer)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    return time.perf_counter() - started
+
+
+async def placement_rates(nodes: int, placements: int, synchronous: Literal["NORMAL", "FULL"]) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        core = await _core(Path(tmp), nodes, synchronous)
+        try:
+            vms = await _pending(core, placements)
+            await core.nodes.cache.reload()
+            seconds = await _place_all(core, vms)
+            allocated = sum(n.value.allocated.vcpus for n in await core.nodes.list())
+            assert allocated == placements, f"claims persisted {allocated} != {placements}"
+            naive = min(50, max(5, 200_000 // nodes))
+            core.scheduler = build(SchedulerSettings(feasible_nodes_to_score=0))
+            core.nodes.cache.max_age = 0.0
+            base_seconds = await _place_all(core, await _pending(core, naive))
+        finally:
+            await core.store.close()
+    rate, base = placements / seconds, naive / base_seconds
+    return {
+        "nodes": nodes,
+        "placements": placements,
+        "seconds": round(seconds, 3),
+        "placements_per_s": round(rate, 1),
+        "baseline_naive_per_s": round(base, 1),
+        "baseline_placements": naive,
+        "ratio": round(rate / base, 1),
+    }
+
+
+async def _wait_line(proc: asyncio.subprocess.Process, word: str, timeout: float) -> None:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    if not line.startswith(word.encode()):
+        raise RuntimeError(f"simulated agents did not start: {line!r}")
+
+
+async def _server(root: Path, guest: Path) -> tuple[Proc, str]:
+    api, http = free_port(), free_port()
+    cfg = root / "server.toml"
+    cfg.write_text(
+        f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
+        f'[store]\nbackend = "sqlite"\npath = "{root}/state.db"\n'
+        f'[image_store]\nbackend = "local"\npath = "{root}/images"\nseed_dirs = ["{guest}"]\n'
+        f'[scheduler]\ndefault_hypervisor = "simulated"\n[logging]\nlevel = "warning"\nformat = "text"\n'
+    )
+    server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(cfg)], root / "server.log")
+    server.start()
+    return server, f"127.0.0.1:{api}"
+
+
+async def _calls(count: int, concurrency: int, call: object) -> float:
+    todo = list(range(count))
+
+    async def worker() -> None:
+        while todo:
+            await call(todo.pop())  # type: ignore[operator]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+async def api_run(vms: int, nodes: int, concurrency: int, guest: Path) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        server, api = await _server(root, guest)
+        agents = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "plasmavmc.agent.simulated",
+            "--control-plane",
+            api,
+            "--addr",
+            f"127.0.0.1:{free_port()}",
+            "--nodes",
+            str(nodes),
+            "--cache-dir",
+            str(root / "cache"),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            await asyncio.sleep(1.0)  # the server binds its port; the agents retry registration until then
+            await _wait_line(agents, "READY", 120)
+            async with await PlasmaClient.connect(api) as client:
+                errors: list[str] = []
+
+                async def create(i: int) -> None:
+                    try:
+                        await client.create_vm(f"vm-{i:05d}", "org-b", f"proj-{i % 10}", SPEC, SIM)
+                    except PlasmaError as err:
+                        errors.append(err.message)
+
+                seconds = await _calls(vms, concurrency, create)
+                base = await _calls(vms, concurrency, lambda i: client.get_quota("org-b", f"proj-{i % 10}"))
+                used = (await client.get_quota("org-b")).usage.vms
+        finally:
+            agents.terminate()
+            await agents.wait()
+            server.stop()
+    return {
+        "vms": vms,
+        "nodes": nodes,
+        "concurrency": concurrency,
+        "seconds": round(seconds, 2),
+        "creates_per_s": round(vms / seconds, 1),
+        "errors": len(errors),
+        "first_error": errors[:1],
+        "vms_counted_in_quota": used,
+        "baseline_getquota_seconds": round(base, 2),
+        "ratio_to_baseline": round(seconds / base, 2),
+    }
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--nodes", default="1000,5000,10000")
+    p.add_argument("--placements", type=int, default=2000)
+    p.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="FULL")
+    p.add_argument("--api-vms", type=int, default=10_000)
+    p.add_argument("--api-nodes", type=int, default=1000)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--guest-dir", type=Path, default=GUEST_DIR)
+    args = p.parse_args()
+    placement = [await placement_rates(int(n), args.placements, args.synchronous) for n in args.nodes.split(",")]
+    api = await api_run(args.api_vms, args.api_nodes, args.concurrency, args.guest_dir) if args.api_vms else None
+    emit(
+        "scheduler",
+        store="sqlite",
+        synchronous=args.synchronous,
+        in_flight=IN_FLIGHT,
+        placement=placement,
+        api=api,
+        targets={"placements_per_s_at_5000": 1000, "api_10000_vms_seconds": 60},
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

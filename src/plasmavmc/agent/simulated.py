@@ -1,0 +1,231 @@
+"""SIMULATED agents: many nodes in one process, each with a `SimulatedBackend`, for scale and benchmarks.
+
+One gRPC server serves `AgentService` for every simulated node (they all advertise its address), with
+the real `AgentServicer`, the real image cache and the real reporter; only the hypervisor is
+simulated, so nothing boots. Each node heartbeats on its own schedule with its own VM reports, and
+`pause()` / `resume()` silence one node's heartbeats to simulate a failed node.
+
+Routing: calls carry a VM id, not a node id, so the fleet finds the node by VM. During a cold move a VM
+briefly exists on two simulated nodes (created on the new one before it is deleted on the old one):
+the newest copy is the live one for every operation, and DeleteVm removes the oldest copy first.
+
+Run: `python -m plasmavmc.agent.simulated --control-plane 127.0.0.1:8080 --addr 127.0.0.1:9000
+--nodes 1000` (`--help` for capacity and labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+from plasmavmc.agent.image_cache import ImageCache
+from plasmavmc.agent.reporter import Reporter, vm_report
+from plasmavmc.agent.service import AgentServicer
+from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
+from plasmavmc.agent.vms import NodeVms
+from plasmavmc.errors import HypervisorError, PlasmaError, VmNotFound
+from plasmavmc.hypervisor.base import HypervisorBackend, VmHandle
+from plasmavmc.hypervisor.registry import HypervisorRegistry
+from plasmavmc.hypervisor.simulated import SimulatedBackend
+from plasmavmc.types.image import Image
+from plasmavmc.types.node import Node, NodeCapacity, NodeState
+from plasmavmc.types.vm import HypervisorType, VirtualMachine
+
+log = logging.getLogger(__name__)
+AGENT_VERSION = "simulated"
+REGISTER_CONCURRENCY = 64
+
+
+def simulated_node(node_id: str, addr: str, capacity: NodeCapacity, labels: dict[str, str] | None = None) -> Node:
+    return Node(
+        id=node_id,
+        name=node_id,
+        state=NodeState.READY,
+        capacity=capacity,
+        allocatable=capacity,
+        hypervisors=(HypervisorType.SIMULATED,),
+        labels=dict(labels or {}),
+        agent_version=AGENT_VERSION,
+        agent_address=addr,
+        accelerator="simulated",
+    )
+
+
+class FleetVms(NodeVms):
+    """The VM table of every simulated node: `copies[vm_id]` lists (node id, handle), oldest first."""
+
+    def __init__(self, backends: dict[str, SimulatedBackend], cache: ImageCache, reporter: Reporter) -> None:
+        super().__init__("simulated-fleet", HypervisorRegistry(), cache, reporter)
+        self.backends = backends
+        self.copies: dict[str, list[tuple[str, VmHandle]]] = {}
+
+    def node_of(self, vm_id: str) -> str | None:
+        copies = self.copies.get(vm_id)
+        return copies[-1][0] if copies else None
+
+    def vms_on(self, node_id: str) -> list[str]:
+        return [vm_id for vm_id, copies in self.copies.items() if copies[-1][0] == node_id]
+
+    def lookup(self, vm_id: str) -> tuple[HypervisorBackend, VmHandle]:
+        copies = self.copies.get(vm_id)
+        if not copies:
+            raise VmNotFound(f"VM {vm_id} is on no simulated node", field="vm_id")
+        node_id, handle = copies[-1]
+        return self.backends[node_id], handle
+
+    async def create(self, vm: VirtualMachine, images: list[Image]) -> VmHandle:
+        backend = self.backends.get(vm.node_id or "")
+        if backend is None:
+            raise HypervisorError(f"node {vm.node_id} is not a simulated node of this fleet")
+        if vm.hypervisor != HypervisorType.SIMULATED:
+            raise HypervisorError(f"hypervisor {vm.hypervisor.value} is not enabled on simulated nodes")
+        handle = await backend.create(vm, await self._local_images(vm, images))
+        copies = [c for c in self.copies.get(vm.id, []) if c[0] != vm.node_id]
+        self.copies[vm.id] = [*copies, (vm.node_id or "", handle)]
+        self.handles[vm.id] = handle
+        return handle
+
+    async def delete(self, vm_id: str) -> None:
+        copies = self.copies.get(vm_id)
+        if not copies:
+            return
+        node_id, handle = copies[0]
+        if len(copies) == 1:
+            await self._unsupervise(vm_id)
+            del self.copies[vm_id]
+            self.handles.pop(vm_id, None)
+        else:
+            self.copies[vm_id] = copies[1:]
+        await self.backends[node_id].delete(handle)
+
+
+class FleetReporter(Reporter):
+    """Sends each VM's exit report as the node that holds the VM."""
+
+    def __init__(self, endpoints: Sequence[str]) -> None:
+        super().__init__(endpoints)
+        self.fleet: FleetVms | None = None
+
+    async def report(self, node_id: str, report: agent_pb2.VmReport) -> None:
+        owner = self.fleet.node_of(report.vm_id) if self.fleet else None
+        await super().report(owner or node_id, report)
+
+
+class SimulatedFleet:
+    def __init__(
+        self, control_plane: str, addr: str, nodes: Sequence[Node], cache_dir: Path, heartbeat_interval: float = 5.0
+    ) -> None:
+        self.addr = addr
+        self.nodes = {n.id: n for n in nodes}
+        self.heartbeat_interval = heartbeat_interval
+        self.backends = {n.id: SimulatedBackend(f"simulated/{n.id}") for n in nodes}
+        self.reporter = FleetReporter([control_plane])
+        self.vms = FleetVms(self.backends, ImageCache(cache_dir, self.reporter.channels[0]), self.reporter)
+        self.reporter.fleet = self.vms
+        self.paused: set[str] = set()
+        self._server: grpc.aio.Server | None = None
+        self._beats: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Serve AgentService, register every node (first heartbeat), then heartbeat periodically."""
+        self._server = grpc.aio.server()
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.vms), self._server)
+        self._server.add_insecure_port(self.addr)
+        await self._server.start()
+        limit = asyncio.Semaphore(REGISTER_CONCURRENCY)
+
+        async def register(node_id: str) -> None:
+            async with limit:
+                await self.heartbeat(node_id)
+
+        await asyncio.gather(*(register(n) for n in self.nodes))
+        self._beats = [asyncio.create_task(self._beat_forever(n, i)) for i, n in enumerate(self.nodes)]
+
+    async def heartbeat(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        reports = []
+        for vm_id in self.vms.vms_on(node_id):
+            with contextlib.suppress(PlasmaError):
+                reports.append(vm_report(vm_id, await self.vms.status(vm_id)))
+        now = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
+        await self.reporter.heartbeat(now, reports)
+
+    async def _beat_forever(self, node_id: str, index: int) -> None:
+        # spread the nodes' heartbeats over the interval instead of sending them in one burst
+        await asyncio.sleep(self.heartbeat_interval * (index % 97) / 97)
+        while True:
+            if node_id not in self.paused:
+                try:
+                    await self.heartbeat(node_id)
+                except PlasmaError as err:
+                    log.warning("simulated node %s: heartbeat failed: %s", node_id, err)
+            await asyncio.sleep(self.heartbeat_interval)
+
+    def pause(self, node_id: str) -> None:
+        """Stop this node's heartbeats (a simulated node failure); its VMs stay as they are."""
+        self.paused.add(node_id)
+
+    def resume(self, node_id: str) -> None:
+        self.paused.discard(node_id)
+
+    async def stop(self) -> None:
+        for task in self._beats:
+            task.cancel()
+        for task in self._beats:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.vms.close()
+        if self._server is not None:
+            await self._server.stop(grace=1)
+        await self.reporter.close()
+
+
+def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="plasmavmc-simulated-agents", description="SIMULATED agents (boot nothing)")
+    p.add_argument("--control-plane", required=True, metavar="HOST:PORT")
+    p.add_argument("--addr", required=True, metavar="HOST:PORT", help="AgentService address of every node")
+    p.add_argument("--nodes", type=int, default=100)
+    p.add_argument("--prefix", default="sim")
+    p.add_argument("--vcpus", type=int, default=64)
+    p.add_argument("--memory-mib", type=int, default=256 * 1024)
+    p.add_argument("--storage-gib", type=int, default=4096)
+    p.add_argument("--zones", type=int, default=1, help="label nodes zone=z0..z{N-1}, round robin")
+    p.add_argument("--heartbeat-interval", type=float, default=5.0)
+    p.add_argument("--cache-dir", type=Path, required=True)
+    return p.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    capacity = NodeCapacity(args.vcpus, args.memory_mib, args.storage_gib)
+    nodes = [
+        simulated_node(f"{args.prefix}-{i:05d}", args.addr, capacity, {"zone": f"z{i % args.zones}"})
+        for i in range(args.nodes)
+    ]
+    fleet = SimulatedFleet(args.control_plane, args.addr, nodes, args.cache_dir, args.heartbeat_interval)
+    await fleet.start()
+    log.info("%d simulated nodes registered; serving on %s", len(nodes), args.addr)
+    print(f"READY {len(nodes)}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await fleet.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_serve(_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""`plasmavmc image upload|download|convert|update|delete` (list/get are in `commands.py`).
+
+Uploads and downloads stream the file in chunks (never all in memory) and draw a progress bar on
+stderr when it is a terminal; a download goes to a temp file renamed into place when complete, so an
+interrupted download never leaves a file that looks whole. The file path is the user's own, on their
+own machine; it never reaches the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from plasmavmc.cli import output as out
+from plasmavmc.client import PlasmaClient
+from plasmavmc.types.image import Image, ImageFormat, Visibility
+
+CHUNK = 1024 * 1024
+
+
+class Progress:
+    """`label  42% 12.0 MiB/28.5 MiB 80.1 MiB/s` on stderr, redrawn in place (terminals only)."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self.started = time.monotonic()
+        self.enabled = sys.stderr.isatty()
+        self._drawn = 0.0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.enabled and (now - self._drawn > 0.1 or self.done >= self.total):
+            self._drawn = now
+            pct = 100 * self.done // self.total if self.total else 100
+            rate = self.done / max(now - self.started, 1e-6)
+            bar = "#" * (pct // 5)
+            sys.stderr.write(
+                f"\r{self.label} [{bar:<20}] {pct:3d}% {out.human_bytes(self.done)}/"
+                f"{out.human_bytes(self.total)} {out.human_bytes(int(rate))}/s "
+            )
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+async def _file_chunks(path: Path, progress: Progress, digest: hashlib._Hash) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, CHUNK):
+            digest.update(chunk)
+            progress.add(len(chunk))
+            yield chunk
+
+
+def _show(args: argparse.Namespace, image: Image) -> int:
+    if args.output == "json":
+        out.emit(out.dump_json(image))
+    else:
+        out.emit(out.table(out.IMAGE_COLUMNS, [out.image_row(image)]))
+    return 0
+
+
+async def image_upload(client: PlasmaClient, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    progress = Progress(f"upload {path.name}", path.stat().st_size)
+    digest = hashlib.sha256()
+    try:
+        image = await client.upload_image(
+            args.org,
+            args.name or path.name,
+            _file_chunks(path, progress, digest),
+            visibility=Visibility(args.visibility),
+            shared_orgs=tuple(args.share or ()),
+            checksum=args.checksum or "",
+            min_disk_gib=args.min_disk_gib,
+            min_memory_mib=args.min_memory_mib,
+        )
+    finally:
+        progress.finish()
+    if image.checksum != digest.hexdigest():
+        print(f"error: server stored sha256 {image.checksum}, the file has {digest.hexdigest()}", file=sys.stderr)
+        return 1
+    return _show(args, image)
+
+
+async def image_download(client: PlasmaClient, args: argparse.Namespace) -> int:
+    image = await client.get_image(args.org, args.image_id)
+    dest = Path(args.file)
+    tmp = dest.with_name(f".{dest.name}.partial")
+    progress = Progress(f"download {image.name}", image.size_bytes)
+    digest = hashlib.sha256()
+    try:
+        with tmp.open("wb") as f:
+            async for chunk in client.download_image(args.org, image.id):
+                digest.update(chunk)
+                await asyncio.to_thread(f.write, chunk)
+                progress.add(len(chunk))
+        if digest.hexdigest() != image.checksum:
+            print(
+                f"error: downloaded bytes have sha256 {digest.hexdigest()}, expected {image.checksum}", file=sys.stderr
+            )
+            return 1
+        os.replace(tmp, dest)
+    finally:
+        progress.finish()
+        tmp.unlink(missing_ok=True)
+    print(f"{dest}: {out.human_bytes(image.size_bytes)}, sha256 {image.checksum}", file=sys.stderr)
+    return 0
+
+
+async def image_convert(client: PlasmaClient, args: argparse.Namespace) -> int:
+    image = await client.convert_image(args.org, args.image_id, ImageFormat(args.to), args.name or "")
+    return _show(args, image)
+
+
+async def image_update(client: PlasmaClient, args: argparse.Namespace) -> int:
+    image = await client.update_image(
+        args.org,
+        args.image_id,
+        name=args.name,
+        visibility=Visibility(args.visibility) if args.visibility else None,
+        shared_orgs=tuple(args.share or ()),
+    )
+    return _show(args, image)
+
+
+async def image_delete(client: PlasmaClient, args: argparse.Namespace) -> int:
+    await client.delete_image(args.org, args.image_id)
+    print(f"image {args.image_id} deleted", file=sys.stderr)
+    return 0
+
+
+def add_parsers(image: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The image subcommands beyond list/get, under `plasmavmc image`."""
+    visibilities = [v.value for v in Visibility]
+    p = image.add_parser("upload", help="upload a disk image file (format detected by the server)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--name", help="image name (default: the file name)")
+    p.add_argument("--visibility", choices=visibilities, default="private")
+    p.add_argument("--share", action="append", metavar="ORG", help="with --visibility shared (repeatable)")
+    p.add_argument("--checksum", help="expected sha256; the upload fails if the bytes differ")
+    p.add_argument("--min-disk-gib", type=int, default=0)
+    p.add_argument("--min-memory-mib", type=int, default=0)
+    p.set_defaults(func=image_upload)
+    p = image.add_parser("download", help="download an image's bytes to FILE (sha256 checked)")
+    p.add_argument("image_id", metavar="ID")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=image_download)
+    p = image.add_parser("convert", help="make a new image in another format")
+    p.add_argument("image_id", metavar="ID")
+    p.add_argument("--to", required=True, choices=[f.value for f in ImageFormat])
+    p.add_argument("--name", help="name of the new image (default: <name>-<format>)")
+    p.set_defaults(func=image_convert)
+    p = image.add_parser("update", help="rename or change who can see an image")
+    p.add_argument("image_id", metavar="ID")
+    p.add_argument("--name")
+    p.add_argument("--visibility", choices=visibilities)
+    p.add_argument("--share", action="append", metavar="ORG")
+    p.set_defaults(func=image_update)
+    p = image.add_parser("delete", help="delete an image (refused while a VM uses it)")
+    p.add_argument("image_id", metavar="ID")
+    p.set_defaults(func=image_delete)

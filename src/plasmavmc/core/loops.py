@@ -1,0 +1,149 @@
+"""The leader's control loops (spec §10.3): level-triggered, watch-driven, safe to run twice.
+
+- pending: operations in flight (`plasmavmc/scheduler/pending/...`) whose owner is no longer a live
+  server are adopted and finished (`core/adopt.py`); woken by changes under the pending prefix and in
+  the live-server registry (a replica's lease ending), and every `interval` anyway;
+- heartbeat: nodes silent past the timeout become NOT_READY; it sleeps until the earliest node could
+  expire;
+- reconcile: desired vs actual on the VM records (`core/reconcile.py`); woken by VM changes, at most
+  once per `min_gap`, and every `interval` anyway.
+
+Each pass reads the whole current state and acts on it, never on the event that woke it, so a missed,
+repeated or compacted watch only delays work by one interval: the watch is a doorbell, not a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from plasmavmc.core import pending
+from plasmavmc.core.adopt import finish_operation
+from plasmavmc.core.context import Core
+from plasmavmc.core.reconcile import heartbeat_pass, reconcile_once
+from plasmavmc.errors import PlasmaError
+from plasmavmc.store import keys
+from plasmavmc.store.base import KeyValue, Store
+
+log = logging.getLogger(__name__)
+
+LiveServers = Callable[[], Awaitable[set[str]]]
+DEFAULT_INTERVAL = 2.0
+RECONCILE_MIN_GAP = 0.5
+
+
+class Doorbell:
+    """An event set on every change under some prefixes (re-watching after any watch failure)."""
+
+    def __init__(self, store: Store, prefixes: Sequence[str], retry: float) -> None:
+        self.rang = asyncio.Event()
+        self._store, self._prefixes, self._retry = store, prefixes, retry
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for prefix in self._prefixes:
+                group.create_task(self._watch(prefix))
+
+    async def _watch(self, prefix: str) -> None:
+        while True:
+            try:
+                async for _ in self._store.watch(prefix, 0):
+                    self.rang.set()
+            except PlasmaError as err:  # Compacted or a store failure: the next pass re-reads anyway
+                log.warning("watch on %s: %s; watching again", prefix, err)
+                self.rang.set()
+                await asyncio.sleep(self._retry)
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.rang.wait()
+        self.rang.clear()
+
+
+class PendingLoop:
+    """Adopts the operations of dead servers and finishes each in its own task."""
+
+    def __init__(self, core: Core, live_servers: LiveServers, retry_after: float) -> None:
+        self._core, self._live, self._retry_after = core, live_servers, retry_after
+        self._active: dict[str, asyncio.Task[None]] = {}
+
+    async def pass_once(self) -> None:
+        live = await self._live()
+        for kv in await self._core.store.list_all(keys.PENDING):
+            if kv.key in self._active:
+                continue
+            owner = pending.Pending.decode(kv.value).owner
+            if owner in live:
+                continue
+            self._active[kv.key] = asyncio.create_task(self._finish(kv))
+
+    async def _finish(self, kv: KeyValue) -> None:
+        store = self._core.store
+        try:
+            op = await pending.adopt(store, kv, self._core.server_id)
+            if op is None:
+                return  # someone else changed it first
+            try:
+                await finish_operation(self._core, op)
+            except BaseException as err:
+                with contextlib.suppress(PlasmaError):
+                    await pending.release(store, op)  # ownerless again: a later pass retries
+                if not isinstance(err, PlasmaError):
+                    raise
+                log.warning("pending %s: %s; retrying on a later pass", kv.key, err)
+                await asyncio.sleep(self._retry_after)
+                return
+            await pending.finish(store, op)
+        except PlasmaError as err:
+            log.warning("pending %s: %s", kv.key, err)
+        finally:
+            self._active.pop(kv.key, None)
+
+    def cancel_all(self) -> None:
+        for task in self._active.values():
+            task.cancel()
+
+
+async def _repeat(name: str, step: Callable[[], Awaitable[float]], fallback: float) -> None:
+    """Run `step` forever; it returns how long to wait before the next run (`fallback` after a failure)."""
+    while True:
+        try:
+            wait = await step()
+        except Exception:
+            log.exception("%s pass failed; retrying", name)
+            wait = fallback
+        await asyncio.sleep(wait)
+
+
+async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEFAULT_INTERVAL) -> None:
+    """The leader's loops, until cancelled (when leadership is lost or the server stops)."""
+    pending_bell = Doorbell(core.store, [keys.PENDING, keys.ROOT + "servers/"], interval)
+    vms_bell = Doorbell(core.store, [keys.VMS], interval)
+    adopter = PendingLoop(core, live_servers, interval)
+
+    async def pending_step() -> float:
+        await adopter.pass_once()
+        await pending_bell.wait(interval)
+        return 0.0
+
+    async def heartbeat_step() -> float:
+        return min(await heartbeat_pass(core), interval * 5)
+
+    async def reconcile_step() -> float:
+        await reconcile_once(core)
+        await asyncio.sleep(RECONCILE_MIN_GAP)
+        await vms_bell.wait(interval)
+        return 0.0
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(pending_bell.run())
+            group.create_task(vms_bell.run())
+            group.create_task(_repeat("pending", pending_step, interval))
+            group.create_task(_repeat("heartbeat", heartbeat_step, interval))
+            group.create_task(_repeat("reconcile", reconcile_step, interval))
+    finally:
+        adopter.cancel_all()

@@ -1,0 +1,53 @@
+"""The `NodeUnresponsive` condition on the VMs of a node that stopped heartbeating (and its removal).
+
+The store is the truth for which VMs live on a node (the assignment records), so this works after a
+control-plane restart too. Setting and clearing are idempotent compare-and-swap updates of each VM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from plasmavmc.core.records import mutate, replace
+from plasmavmc.errors import PlasmaError
+from plasmavmc.store import keys
+from plasmavmc.store.base import Store
+from plasmavmc.types.vm import Condition, VirtualMachine
+
+log = logging.getLogger(__name__)
+NODE_UNRESPONSIVE = "NodeUnresponsive"
+
+
+def _with_condition(vm: VirtualMachine, message: str | None) -> VirtualMachine:
+    others = tuple(c for c in vm.status.conditions if c.type != NODE_UNRESPONSIVE)
+    had = len(others) != len(vm.status.conditions)
+    if message is None:
+        return replace(vm, status=replace(vm.status, conditions=others)) if had else vm
+    if had:
+        return vm
+    flag = Condition(NODE_UNRESPONSIVE, True, "HeartbeatTimeout", message, int(time.time()))
+    return replace(vm, status=replace(vm.status, conditions=(*others, flag)))
+
+
+async def vm_keys_on(store: Store, node_id: str) -> list[str]:
+    """The record keys of every VM assigned to `node_id` (assignments: see placement.Assignment)."""
+    out = []
+    for kv in await store.list_all(keys.ASSIGNMENTS):
+        a = json.loads(kv.value)
+        if a["node_id"] == node_id:
+            out.append(keys.vm(a["org_id"], a["project_id"], a["vm_id"]))
+    return out
+
+
+async def flag_vms(store: Store, node_id: str, message: str | None) -> int:
+    """Add (message set) or clear (None) `NodeUnresponsive` on every VM of the node; returns how many."""
+    count = 0
+    for key in await vm_keys_on(store, node_id):
+        try:
+            await mutate(store, VirtualMachine, key, lambda vm: _with_condition(vm, message))
+            count += 1
+        except PlasmaError as err:  # deleted meanwhile, or too contended: the next pass tries again
+            log.warning("condition on %s not updated: %s", key, err)
+    return count

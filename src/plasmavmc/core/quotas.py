@@ -1,0 +1,123 @@
+"""Quotas per org and per project (spec §7.3): limits set by an admin, usage counted transactionally.
+
+Usage changes ride in the SAME store commit as the change that causes them: `commit_charged` adds the
+quota records of the VM's org and project (compare-and-swap on each) to the caller's writes, checking
+the limits first; a VM create therefore either commits together with its usage or not at all, and N
+concurrent creates against a quota of K yield exactly min(N, K) VMs — on any number of servers,
+because the quota records' revisions fence them. Within one process a lock per quota record queues the
+creates of one scope, so they do not spin on each other's compare-and-swap.
+
+A scope's record is created on first use (usage counted from then on, with no limits); `set_limits`
+replaces the limits and leaves the usage alone. Lowering a limit below the usage blocks new creates
+and removes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Sequence
+
+from plasmavmc import validation
+from plasmavmc.core.records import Versioned, read, replace
+from plasmavmc.errors import Conflict, InvalidArgument, QuotaExceeded
+from plasmavmc.store import keys
+from plasmavmc.store.base import Store, Write
+from plasmavmc.types import codec
+from plasmavmc.types.quota import Quota, QuotaUsage, ResourceLimits
+from plasmavmc.types.vm import VirtualMachine
+
+MAX_ROUNDS = 50
+
+_locks: weakref.WeakKeyDictionary[Store, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+def usage_of(vm: VirtualMachine) -> QuotaUsage:
+    return QuotaUsage(
+        vms=1,
+        vcpus=vm.spec.cpu.vcpus,
+        memory_mib=vm.spec.memory.size_mib,
+        storage_gib=sum(d.size_gib for d in vm.spec.disks),
+    )
+
+
+def _scopes(org_id: str, project_id: str) -> list[tuple[str, str]]:
+    return [(org_id, ""), (org_id, project_id)]
+
+
+async def _read(store: Store, org_id: str, project_id: str) -> Versioned[Quota]:
+    key = keys.quota(org_id, project_id)
+    found = await read(store, Quota, key)
+    return found or Versioned(Quota(org_id=org_id, project_id=project_id), 0, key)
+
+
+def _lock(store: Store, key: str) -> asyncio.Lock:
+    return _locks.setdefault(store, {}).setdefault(key, asyncio.Lock())
+
+
+def _scope_name(quota: Quota) -> str:
+    return f"project {quota.org_id}/{quota.project_id}" if quota.project_id else f"org {quota.org_id}"
+
+
+async def _commit_once(store: Store, org_id: str, project_id: str, delta: QuotaUsage, writes: Sequence[Write]) -> int:
+    quota_writes = []
+    for org, project in _scopes(org_id, project_id):
+        current = await _read(store, org, project)
+        updated = replace(current.value, usage=(current.value.usage + delta).clamped())
+        charging = delta.vms > 0 or delta.vcpus > 0
+        if charging and (limit := updated.exceeded()) is not None:
+            raise QuotaExceeded(f"quota of {_scope_name(updated)} exceeded: {limit}", field=limit.split()[0])
+        quota_writes.append(Write(current.key, codec.dumps(updated), current.revision))
+    return await store.commit([*writes, *quota_writes])
+
+
+async def commit_charged(store: Store, org_id: str, project_id: str, delta: QuotaUsage, writes: Sequence[Write]) -> int:
+    """Commit `writes` together with `delta` on the org's and the project's usage; returns the revision.
+
+    A positive delta is checked against the limits first (QUOTA_EXCEEDED names the limit). A conflict
+    on the quota records is retried here; one on the caller's own writes propagates as CONFLICT.
+    """
+    org_lock, project_lock = (_lock(store, keys.quota(o, p)) for o, p in _scopes(org_id, project_id))
+    async with org_lock, project_lock:
+        for _ in range(MAX_ROUNDS):
+            before = [(await _read(store, o, p)).revision for o, p in _scopes(org_id, project_id)]
+            try:
+                return await _commit_once(store, org_id, project_id, delta, writes)
+            except Conflict:
+                after = [(await _read(store, o, p)).revision for o, p in _scopes(org_id, project_id)]
+                if after == before:
+                    raise  # the caller's writes lost, not the quota records
+    raise Conflict(f"quota of {org_id}/{project_id}: too many concurrent updates, try again")
+
+
+def _check_scope(org_id: str, project_id: str) -> None:
+    validation.name(org_id, "org_id")
+    if project_id:
+        validation.name(project_id, "project_id")
+
+
+async def get(store: Store, org_id: str, project_id: str) -> Quota:
+    _check_scope(org_id, project_id)
+    return (await _read(store, org_id, project_id)).value
+
+
+def _check_limits(limits: ResourceLimits) -> None:
+    for name, value in limits.__dict__.items():
+        if value is not None and not 0 <= value <= 2**31:
+            raise InvalidArgument(f"limits.{name}", "must be between 0 and 2^31")
+
+
+async def set_limits(store: Store, org_id: str, project_id: str, limits: ResourceLimits) -> Quota:
+    _check_scope(org_id, project_id)
+    _check_limits(limits)
+    key = keys.quota(org_id, project_id)
+    async with _lock(store, key):
+        for _ in range(MAX_ROUNDS):
+            current = await _read(store, org_id, project_id)
+            updated = replace(current.value, limits=limits)
+            try:
+                await store.put(key, codec.dumps(updated), expected_revision=current.revision)
+            except Conflict:
+                continue
+            return updated
+    raise Conflict(f"quota of {org_id}/{project_id}: too many concurrent updates, try again")

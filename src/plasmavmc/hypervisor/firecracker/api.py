@@ -1,0 +1,128 @@
+"""A thin async client for Firecracker's HTTP API on its unix socket (our own; no PyPI package).
+
+One request per connection (`Connection: close`): the API is used for a handful of calls per VM
+lifetime, so keep-alive buys nothing and a fresh connection never sees a half-read response. Bodies
+are JSON; Firecracker answers errors with `{"fault_message": ...}`, which becomes the `HypervisorError`
+text. The socket path of a jailed VM is deep under the runtime dir and may exceed the 108-byte
+`sun_path` limit, so long paths are reached through `/proc/self/fd/<dirfd>/<name>` of an `O_PATH`
+descriptor on their directory.
+
+Endpoints used (Firecracker v1.x API): PUT /machine-config, /boot-source, /drives/{id},
+/network-interfaces/{id}, /metrics, /balloon, /actions (InstanceStart, SendCtrlAltDel, FlushMetrics),
+/snapshot/create, /snapshot/load; PATCH /vm (Paused/Resumed); GET / (instance info).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from plasmavmc.errors import HypervisorError
+
+_SUN_PATH_MAX = 100
+_TIMEOUT_S = 30.0
+_MAX_RESPONSE = 1 << 20
+
+
+@contextlib.contextmanager
+def _reachable(path: Path) -> Iterator[str]:
+    """A path to `path` that fits in a sockaddr_un."""
+    if len(str(path)) < _SUN_PATH_MAX:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
+class FirecrackerApi:
+    """Requests to one Firecracker process; every call opens and closes its own connection."""
+
+    def __init__(self, socket_path: Path, timeout: float = _TIMEOUT_S) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    async def put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("PUT", path, body)
+
+    async def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("PATCH", path, body)
+
+    async def get(self, path: str = "/") -> dict[str, Any]:
+        return await self.request("GET", path, None)
+
+    async def action(self, action_type: str) -> None:
+        await self.put("/actions", {"action_type": action_type})
+
+    async def request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(self._request(method, path, body), self.timeout)
+        except TimeoutError as exc:
+            raise HypervisorError(f"firecracker API {method} {path}: no answer in {self.timeout:.0f}s") from exc
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
+                f"Connection: close\r\nContent-Length: {len(payload)}\r\n")
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        try:
+            with _reachable(self.socket_path) as address:
+                reader, writer = await asyncio.open_unix_connection(address)
+            try:
+                writer.write(head.encode() + b"\r\n" + payload)
+                await writer.drain()
+                raw = await reader.read(_MAX_RESPONSE)
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        except OSError as exc:
+            raise HypervisorError(f"firecracker API {method} {path}: {exc}") from exc
+        return _parse_response(method, path, raw)
+
+
+def _parse_response(method: str, path: str, raw: bytes) -> dict[str, Any]:
+    head, _, content = raw.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise HypervisorError(f"firecracker API {method} {path}: malformed response {status_line!r}")
+    status = int(parts[1])
+    data: dict[str, Any] = {}
+    if content.strip():
+        try:
+            parsed = json.loads(content)
+        except ValueError:
+            parsed = {"fault_message": content.decode(errors="replace")}
+        data = parsed if isinstance(parsed, dict) else {"value": parsed}
+    if status >= 300:
+        fault = data.get("fault_message") or status_line
+        raise HypervisorError(f"firecracker API {method} {path} failed ({status}): {fault}")
+    return data
+
+
+async def wait_for_socket(api: FirecrackerApi, alive: Any, within_s: float) -> float:
+    """Poll-with-deadline until the API answers GET /; returns seconds waited. `alive()` false aborts."""
+    started = time.monotonic()
+    deadline = started + within_s
+    last = "socket not created"
+    while time.monotonic() < deadline:
+        if not alive():
+            raise HypervisorError("firecracker exited before its API socket was ready")
+        if api.socket_path.exists():
+            try:
+                await api.get("/")
+                return time.monotonic() - started
+            except HypervisorError as exc:
+                last = exc.message
+        await asyncio.sleep(0.005)
+    raise HypervisorError(f"firecracker API socket not ready in {within_s:.0f}s: {last}")

@@ -1,0 +1,442 @@
+"""`FirecrackerBackend`: the VM lifecycle on one node with Firecracker microVMs, jailed or not.
+
+What it owns: each VM's runtime dir (`layout.py`), its Firecracker process (`launch.py`, optionally
+under the jailer, `jail.py`), configured over the HTTP API (`api.py`, bodies from `spec.py`), its raw
+disks (`disks.py`) and snapshots (`snapshots.py`). Like the QEMU backend it keeps nothing in memory
+that matters: every method works from files, so a second instance on the same runtime dir — an agent
+after a restart — finds and drives the running VMs (`handles()`).
+
+Choices, visible to callers:
+* `stop` sends Ctrl-Alt-Del (Firecracker's only soft power-off; the guest answers with an i8042 reset,
+  which ends the process) and kills after the timeout.
+* Firecracker cannot reboot in place: `reboot` is a graceful stop then a fresh start, `reset` a kill
+  then a fresh start (both new processes).
+* No hot-plug (devices are fixed at InstanceStart): the attach/detach methods raise UnsupportedFeature.
+* A paused VM (only ever transiently, during `snapshot`) reports RUNNING with a `Paused` condition.
+* Whether a VM is jailed is decided at `create` from the options and stored in its handle, so later
+  option changes never lose track of an existing VM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState
+from plasmavmc.hypervisor.base import (
+    BackendCapabilities,
+    ConsoleStream,
+    ExitReport,
+    HypervisorBackend,
+    LocalImage,
+    UnsupportedFeature,
+    VmHandle,
+)
+from plasmavmc.hypervisor.console import bound_log
+from plasmavmc.hypervisor.firecracker import jail, launch, snapshots, spec, usage
+from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
+from plasmavmc.hypervisor.firecracker.console import FifoConsole
+from plasmavmc.hypervisor.firecracker.disks import make_disk
+from plasmavmc.hypervisor.firecracker.jail import JailerOptions
+from plasmavmc.hypervisor.firecracker.layout import API_SOCK, INITRD, KERNEL, LOG, METRICS, FcPaths, disk_file
+from plasmavmc.hypervisor.process import Process
+from plasmavmc.hypervisor.qemu.cmdline import image_for_boot, vm_name
+from plasmavmc.hypervisor.qemu.runtime import write_atomic
+from plasmavmc.types.codec import dumps, loads
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import (
+    Condition,
+    ConsoleType,
+    DiskBus,
+    DiskSpec,
+    HypervisorType,
+    NetworkSpec,
+    NicModel,
+    VirtualMachine,
+    VmSpec,
+    VmStatus,
+)
+
+API_READY_S = 10.0
+REBOOT_STOP_TIMEOUT_S = 30.0
+
+
+def _image_json(image: LocalImage) -> dict[str, str | None]:
+    return {"image_id": image.image_id, "disk_path": str(image.disk_path), "disk_format": image.disk_format,
+            "kernel_path": str(image.kernel_path) if image.kernel_path else None,
+            "initrd_path": str(image.initrd_path) if image.initrd_path else None,
+            "kernel_cmdline": image.kernel_cmdline}
+
+
+def _image_of(data: dict[str, str | None]) -> LocalImage:
+    def path(key: str) -> Path | None:
+        value = data.get(key)
+        return Path(value) if value else None
+
+    return LocalImage(image_id=str(data["image_id"]), disk_path=Path(str(data["disk_path"])),
+                      disk_format=str(data["disk_format"]), kernel_path=path("kernel_path"),
+                      initrd_path=path("initrd_path"), kernel_cmdline=str(data.get("kernel_cmdline") or ""))
+
+
+def _host_memory_gib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return max(int(line.split()[1]) // (1024 * 1024), 1)
+    return 1
+
+
+class FirecrackerBackend(HypervisorBackend):
+    def __init__(self, fc_path: str, jailer_path: str, runtime_dir: Path, *,
+                 jailer: JailerOptions | None = None, qemu_img_path: str = "qemu-img") -> None:
+        self.fc_path = shutil.which(fc_path) or fc_path
+        self.jailer_path = shutil.which(jailer_path) or jailer_path
+        self.runtime_dir = runtime_dir.absolute()
+        self.jailer = jailer or JailerOptions(enabled=False)
+        self.qemu_img_path = qemu_img_path
+        self.exec_name = Path(self.fc_path).name
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._cpu = usage.CpuMeter()
+        self.last_api_ready_s: float | None = None  # exec → API socket ready, of the latest launch
+
+    # ---------------------------------------------------------------- declarations
+
+    def backend_type(self) -> HypervisorType:
+        return HypervisorType.FIRECRACKER
+
+    def capabilities(self) -> BackendCapabilities:
+        return BackendCapabilities(
+            serial_console=True, graceful_stop=True, snapshots=True,
+            max_vcpus=min(spec.MAX_VCPUS, os.cpu_count() or 1), max_memory_gib=_host_memory_gib(),
+            supported_disk_buses=(DiskBus.VIRTIO,), supported_nic_models=(NicModel.VIRTIO_NET,),
+            accelerator="kvm",
+        )
+
+    def supports(self, vm_spec: VmSpec) -> None:
+        spec.check_spec(vm_spec)
+
+    # ---------------------------------------------------------------- helpers
+
+    def paths(self, handle: VmHandle) -> FcPaths:
+        return FcPaths.of(self.runtime_dir, handle.vm_id, jailed=handle.details.get("jailed") == "true",
+                          exec_name=handle.details.get("exec_name", self.exec_name))
+
+    def _lock(self, vm_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(vm_id, asyncio.Lock())
+
+    def _load(self, paths: FcPaths) -> tuple[VirtualMachine, dict[str, LocalImage]]:
+        try:
+            vm = loads(VirtualMachine, paths.vm.read_bytes())
+            raw = json.loads(paths.images.read_bytes())
+        except FileNotFoundError as exc:
+            raise InvalidState(f"VM {paths.root.name} was not created on this node") from exc
+        return vm, {key: _image_of(value) for key, value in raw.items()}
+
+    def _running_pid(self, paths: FcPaths) -> int | None:
+        process = launch.running(paths, paths.root.name)
+        if process is None:
+            return None
+        process.close()
+        return process.pid
+
+    @staticmethod
+    def _started(paths: FcPaths) -> dict[str, str]:
+        try:
+            data: dict[str, str] = json.loads(paths.started.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data
+
+    # ---------------------------------------------------------------- create
+
+    async def create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> VmHandle:
+        self.supports(vm.spec)
+        vm_name(vm.name)
+        used: dict[str, LocalImage] = {}
+        for i, disk in enumerate(vm.spec.disks):
+            image = images.get(disk.source.image_id or "")
+            if image is None:
+                raise InvalidArgument(f"spec.disks[{i}].source", f"image {disk.source.image_id!r} not provided")
+            used[image.image_id] = image
+        boot = spec.check_kernel(image_for_boot(vm.spec, used))
+        spec.boot_args(vm, boot)
+        jailed = self.jailer.enabled
+        paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name)
+        try:
+            paths.root.mkdir(parents=True, mode=0o700, exist_ok=True)
+            paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise HypervisorError(f"cannot create runtime dir {paths.root}: {exc}") from exc
+        await self._place_files(vm, boot, used, paths)
+        handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
+                          name=vm.name, details={"jailed": str(jailed).lower(), "exec_name": self.exec_name})
+        write_atomic(paths.vm, dumps(vm))
+        write_atomic(paths.images, json.dumps({k: _image_json(v) for k, v in used.items()}).encode())
+        write_atomic(paths.handle, dumps(handle))
+        return handle
+
+    async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
+                           paths: FcPaths) -> None:
+        # A hard link shares the cached image's inode: fine for root, a copy for another uid.
+        share = not paths.jailed or self.jailer.uid == 0
+        assert boot.kernel_path is not None
+        jail.link_or_copy(boot.kernel_path, paths.guest / KERNEL, allow_link=share)
+        if boot.initrd_path is not None:
+            jail.link_or_copy(boot.initrd_path, paths.guest / INITRD, allow_link=share)
+        for disk in vm.spec.disks:
+            image = used[disk.source.image_id or ""]
+            await make_disk(self.qemu_img_path, image.disk_path, image.disk_format, paths.disk(disk.id),
+                            disk.size_gib)
+        for name in (LOG, METRICS):
+            (paths.guest / name).touch(mode=0o600)
+        if paths.jailed:
+            jail.give_to_jail(paths, self.jailer, self._jail_files(vm))
+
+    @staticmethod
+    def _jail_files(vm: VirtualMachine) -> list[str]:
+        return [KERNEL, INITRD, LOG, METRICS, "snapshots", *(disk_file(d.id) for d in vm.spec.disks)]
+
+    # ---------------------------------------------------------------- start / stop
+
+    async def _launch(self, paths: FcPaths, vm: VirtualMachine) -> tuple[Process, FirecrackerApi]:
+        """A fresh, unconfigured Firecracker for this VM, its API answering."""
+        fc_args = ["--api-sock", API_SOCK, "--log-path", LOG, "--level", "Info"]
+        if paths.jailed:
+            jail.reset_chroot(paths, self.exec_name)
+            jail.give_to_jail(paths, self.jailer, self._jail_files(vm))
+            argv = jail.jailer_argv(self.jailer_path, self.fc_path, vm.id, paths, self.jailer, vm.spec,
+                                    [f"/{a}" if a in (API_SOCK, LOG) else a for a in fc_args])
+        else:
+            paths.api_sock.unlink(missing_ok=True)
+            argv = [self.fc_path, "--id", vm.id, *fc_args]
+        log_offset = paths.log.stat().st_size if paths.log.exists() else 0
+        metrics_offset = paths.metrics.stat().st_size if paths.metrics.exists() else 0
+        bound_log(paths.console_log)
+        await launch.launch(argv, paths, jailed=paths.jailed)
+        process = launch.running(paths, vm.id)
+        if process is None:
+            raise HypervisorError(f"firecracker exited at once: {launch.tail(paths.launch_log)}")
+        api = FirecrackerApi(paths.api_sock)
+        try:
+            self.last_api_ready_s = await wait_for_socket(api, process.alive, API_READY_S)
+        except HypervisorError:
+            await self._abort(paths, process, "start failed")
+            raise
+        write_atomic(paths.started, json.dumps({"pid": str(process.pid), "started_at": str(int(time.time())),
+                                                "log_offset": str(log_offset),
+                                                "metrics_offset": str(metrics_offset)}).encode())
+        return process, api
+
+    async def _abort(self, paths: FcPaths, process: Process, reason: str) -> None:
+        with process:
+            launch.mark_stop(paths, process.pid, reason)
+            await process.kill()
+
+    async def start(self, handle: VmHandle) -> None:
+        paths = self.paths(handle)
+        async with self._lock(handle.vm_id):
+            pid = self._running_pid(paths)
+            if pid is not None:
+                raise InvalidState(f"VM {handle.vm_id} is already running (pid {pid})")
+            vm, images = self._load(paths)
+            boot = spec.check_kernel(image_for_boot(vm.spec, images))
+            process, api = await self._launch(paths, vm)
+            try:
+                await self._configure(api, vm, boot)
+                await api.action("InstanceStart")
+            except HypervisorError as exc:
+                await self._abort(paths, process, "start failed")
+                raise HypervisorError(f"{exc.message}; firecracker log: {launch.tail(paths.log, 600)}") from exc
+            process.close()
+
+    @staticmethod
+    async def _configure(api: FirecrackerApi, vm: VirtualMachine, boot: LocalImage) -> None:
+        await api.put("/machine-config", spec.machine_config(vm.spec, track_dirty_pages=False))
+        await api.put("/boot-source", spec.boot_source(vm, boot))
+        for disk in vm.spec.disks:
+            await api.put(f"/drives/{disk.id}", spec.drive(vm.spec, disk))
+        for nic in spec.network_interfaces(vm):
+            await api.put(f"/network-interfaces/{nic['iface_id']}", nic)
+        await api.put("/metrics", {"metrics_path": METRICS})
+
+    async def stop(self, handle: VmHandle, timeout: float) -> None:
+        async with self._lock(handle.vm_id):
+            await self._stop(self.paths(handle), timeout, "stop")
+
+    async def _stop(self, paths: FcPaths, grace_s: float, reason: str) -> None:
+        process = launch.running(paths, paths.root.name)
+        if process is None:
+            return  # already stopped: stop is idempotent
+        with process:
+            launch.mark_stop(paths, process.pid, reason)
+            with contextlib.suppress(HypervisorError):  # API gone or busy: the deadline still holds
+                await FirecrackerApi(paths.api_sock, timeout=min(grace_s, 5.0) or 1.0).action("SendCtrlAltDel")
+            if not await process.wait(grace_s):
+                await process.kill()
+
+    async def kill(self, handle: VmHandle) -> None:
+        async with self._lock(handle.vm_id):
+            await self._kill(self.paths(handle), "kill")
+
+    async def _kill(self, paths: FcPaths, reason: str) -> None:
+        process = launch.running(paths, paths.root.name)
+        if process is not None:
+            await self._abort(paths, process, reason)
+
+    async def reboot(self, handle: VmHandle) -> None:
+        """A cold reboot: Ctrl-Alt-Del (killed after REBOOT_STOP_TIMEOUT_S), then a fresh start."""
+        await self._restart(handle, REBOOT_STOP_TIMEOUT_S, "reboot")
+
+    async def reset(self, handle: VmHandle) -> None:
+        """A hard reset: kill, then a fresh start (Firecracker cannot reset a running VM)."""
+        await self._restart(handle, 0.0, "reset")
+
+    async def _restart(self, handle: VmHandle, grace_s: float, reason: str) -> None:
+        paths = self.paths(handle)
+        async with self._lock(handle.vm_id):
+            if self._running_pid(paths) is None:
+                raise InvalidState(f"cannot {reason} VM {handle.vm_id}: it is not running")
+            if grace_s > 0:
+                await self._stop(paths, grace_s, reason)
+            else:
+                await self._kill(paths, reason)
+        await self.start(handle)
+
+    async def delete(self, handle: VmHandle) -> None:
+        paths = self.paths(handle)
+        async with self._lock(handle.vm_id):
+            await self._kill(paths, "delete")
+            if paths.jailed:
+                await jail.remove_cgroups(handle.vm_id, self.jailer)
+            try:
+                shutil.rmtree(paths.root)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise HypervisorError(f"cannot remove runtime dir {paths.root}: {exc}") from exc
+        self._locks.pop(handle.vm_id, None)
+        self._cpu.forget(handle.vm_id)
+
+    # ---------------------------------------------------------------- observation
+
+    async def status(self, handle: VmHandle) -> VmStatus:
+        paths = self.paths(handle)
+        pid = self._running_pid(paths)
+        if pid is None:
+            return VmStatus(actual_state=VmState.STOPPED, accelerator="kvm")
+        bound_log(paths.console_log)
+        started = self._started(paths)
+        state, error = VmState.RUNNING, None
+        conditions: tuple[Condition, ...] = ()
+        api = FirecrackerApi(paths.api_sock, timeout=5.0)
+        try:
+            info = await api.get("/")
+            if info.get("state") == "Paused":
+                conditions = (Condition(type="Paused", status=True, reason="Paused",
+                                        message="vCPUs paused (snapshot in progress)",
+                                        last_transition_at=int(time.time())),)
+            elif info.get("state") != "Running":
+                state = VmState.STARTING
+        except HypervisorError as exc:
+            error = f"firecracker API unavailable: {exc.message}"
+        return VmStatus(actual_state=state, host_pid=pid, last_error=error, conditions=conditions,
+                        started_at=int(started["started_at"]) if "started_at" in started else None,
+                        accelerator="kvm", resource_usage=await usage.sample(
+                            api, paths.metrics, int(started.get("metrics_offset", "0")), self._cpu,
+                            handle.vm_id, pid))
+
+    async def wait_exit(self, handle: VmHandle) -> ExitReport:
+        paths = self.paths(handle)
+        started = self._started(paths)
+        process = launch.running(paths, handle.vm_id)
+        if process is None:
+            pid = started.get("pid")
+            return launch.classify(paths, int(pid) if pid else None, int(started.get("log_offset", "0")))
+        with process:
+            await process.wait()
+        started = self._started(paths)  # a restore may have replaced the run we waited for
+        return launch.classify(paths, process.pid, int(started.get("log_offset", "0"))
+                               if started.get("pid") == str(process.pid) else 0)
+
+    async def console(self, handle: VmHandle, console_type: ConsoleType) -> ConsoleStream:
+        if console_type is not ConsoleType.SERIAL:
+            raise UnsupportedFeature("vnc_console", "firecracker has a serial console only", field="console_type")
+        paths = self.paths(handle)
+        if not paths.root.is_dir():
+            raise InvalidState(f"VM {handle.vm_id} has no runtime dir on this node")
+        return FifoConsole(paths.console_log, paths.console_in, alive=lambda: self._running_pid(paths) is not None)
+
+    async def handles(self) -> list[VmHandle]:
+        found = []
+        for path in sorted(self.runtime_dir.glob("*/handle.json")):
+            try:
+                found.append(loads(VmHandle, path.read_bytes()))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a dir being created or deleted right now
+        return found
+
+    # ---------------------------------------------------------------- pause / snapshots
+
+    async def _api_of_running(self, paths: FcPaths, what: str) -> FirecrackerApi:
+        if self._running_pid(paths) is None:
+            raise InvalidState(f"cannot {what} VM {paths.root.name}: it is not running")
+        return FirecrackerApi(paths.api_sock)
+
+    async def pause(self, handle: VmHandle) -> None:
+        async with self._lock(handle.vm_id):
+            await snapshots.pause(await self._api_of_running(self.paths(handle), "pause"))
+
+    async def resume(self, handle: VmHandle) -> None:
+        async with self._lock(handle.vm_id):
+            await snapshots.resume(await self._api_of_running(self.paths(handle), "resume"))
+
+    async def snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
+        """Running: memory, device state and disks, taken while paused; the VM runs on afterwards.
+        Stopped: the disks only."""
+        paths = self.paths(handle)
+        async with self._lock(handle.vm_id):
+            vm, _ = self._load(paths)
+            disk_ids = [d.id for d in vm.spec.disks]
+            if self._running_pid(paths) is None:
+                await snapshots.create(None, paths, snapshot_id, disk_ids)
+            else:
+                await snapshots.create(FirecrackerApi(paths.api_sock), paths, snapshot_id, disk_ids)
+
+    async def restore(self, handle: VmHandle, snapshot_id: str) -> None:
+        """Replace whatever runs by a fresh Firecracker resumed from `snapshot_id` (disks included).
+        A disk-only snapshot (taken while stopped) leaves the VM stopped with the disks as they were."""
+        paths = self.paths(handle)
+        async with self._lock(handle.vm_id):
+            with_memory = snapshots.check_exists(paths, snapshot_id)
+            vm, _ = self._load(paths)
+            await self._kill(paths, "restore")
+            await snapshots.restore_disks(paths, snapshot_id, [d.id for d in vm.spec.disks])
+            if not with_memory:
+                return
+            process, api = await self._launch(paths, vm)
+            try:
+                await api.put("/metrics", {"metrics_path": METRICS})
+                await snapshots.load(api, paths, snapshot_id)
+            except HypervisorError:
+                await self._abort(paths, process, "restore failed")
+                raise
+            process.close()
+
+    # ---------------------------------------------------------------- not supported by Firecracker
+
+    async def attach_disk(self, handle: VmHandle, disk: DiskSpec, image: LocalImage | None) -> None:
+        raise UnsupportedFeature("hot_plug_disk", "firecracker devices are fixed when the VM starts")
+
+    async def detach_disk(self, handle: VmHandle, disk_id: str) -> None:
+        raise UnsupportedFeature("hot_plug_disk", "firecracker devices are fixed when the VM starts")
+
+    async def attach_nic(self, handle: VmHandle, nic: NetworkSpec) -> None:
+        raise UnsupportedFeature("hot_plug_nic", "firecracker devices are fixed when the VM starts")
+
+    async def detach_nic(self, handle: VmHandle, nic_id: str) -> None:
+        raise UnsupportedFeature("hot_plug_nic", "firecracker devices are fixed when the VM starts")

@@ -1,0 +1,92 @@
+"""A Firecracker VM's disks: one raw file per disk, its own copy of the image, and sparse copies of it.
+
+Firecracker's block device takes raw files only (no qcow2, no backing chains), so each disk is the
+image converted (qcow2, by `qemu-img convert`, argv only) or copied sparsely (raw: data extents found
+with SEEK_DATA/SEEK_HOLE and copied with `copy_file_range`, holes kept), then grown to `size_gib`.
+Every file is made under a temporary name and renamed into place: a crash never leaves a half-made
+disk that a retried `create` or `restore` would take as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from plasmavmc.errors import HypervisorError
+
+GIB = 1024**3
+_TIMEOUT_S = 120.0
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def sparse_copy(src: Path, dst: Path) -> None:
+    """Copy `src` to `dst` (atomically), keeping holes."""
+    tmp = _tmp(dst)
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            size = os.fstat(fin.fileno()).st_size
+            offset = 0
+            while offset < size:
+                try:
+                    data = os.lseek(fin.fileno(), offset, os.SEEK_DATA)
+                except OSError:  # ENXIO: only a hole remains
+                    break
+                hole = os.lseek(fin.fileno(), data, os.SEEK_HOLE)
+                _copy_range(fin.fileno(), fout.fileno(), data, hole - data)
+                offset = hole
+            os.ftruncate(fout.fileno(), size)
+            os.fsync(fout.fileno())
+        os.replace(tmp, dst)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise HypervisorError(f"cannot copy {src} to {dst}: {exc}") from exc
+
+
+def _copy_range(fd_in: int, fd_out: int, offset: int, length: int) -> None:
+    while length > 0:
+        done = os.copy_file_range(fd_in, fd_out, length, offset, offset)
+        if done == 0:
+            raise OSError(f"unexpected end of file at {offset}")
+        offset += done
+        length -= done
+
+
+async def make_disk(qemu_img: str, image: Path, image_format: str, dst: Path, size_gib: int) -> None:
+    """`dst`: a raw copy of `image` grown to `size_gib`; no-op when it exists."""
+    if dst.exists():
+        return
+    if not image.is_file():
+        raise HypervisorError(f"image file {image} does not exist on this node")
+    tmp = _tmp(dst)
+    tmp.unlink(missing_ok=True)
+    if image_format == "raw":
+        await asyncio.to_thread(sparse_copy, image, tmp)
+    elif image_format == "qcow2":
+        await _convert(qemu_img, image, tmp)
+    else:
+        raise HypervisorError(f"image {image} has format {image_format!r}; firecracker takes raw or qcow2")
+    try:
+        if os.path.getsize(tmp) < size_gib * GIB:
+            os.truncate(tmp, size_gib * GIB)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise HypervisorError(f"cannot make disk {dst}: {exc}") from exc
+
+
+async def _convert(qemu_img: str, image: Path, out: Path) -> None:
+    argv = [qemu_img, "convert", "-q", "-f", "qcow2", "-O", "raw", str(image.absolute()), str(out)]
+    try:
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), _TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise HypervisorError(f"qemu-img convert {image} failed: {exc or type(exc).__name__}") from exc
+    if proc.returncode != 0:
+        out.unlink(missing_ok=True)
+        raise HypervisorError(f"qemu-img convert {image} failed: {err.decode(errors='replace').strip()}")

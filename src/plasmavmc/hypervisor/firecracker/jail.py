@@ -1,0 +1,145 @@
+"""Running Firecracker under its jailer (spec §11.3): argv, the chroot's contents, cgroups, cleanup.
+
+The jailer (v1.12) makes `<chroot base>/<exec name>/<vm id>/root`, copies the Firecracker binary in,
+creates /dev/kvm, /dev/net/tun, /dev/urandom and /dev/userfaultfd there owned by `--uid/--gid`, puts
+the process into cgroups `<parent>/<vm id>` with the limits given as `--cgroup file=value`, and with
+`--new-pid-ns` forks Firecracker as pid 1 of a new PID namespace, writes its host pid to
+`<exec name>.pid` in the chroot and exits. Consequences handled here:
+
+* The jailer refuses to start when its device nodes or binary copy already exist (`mknod: File
+  exists`), so `reset_chroot` removes them (and the old pidfile and socket) before every launch while
+  keeping our files (kernel, disks, logs, snapshots).
+* Firecracker is pid 1 in its namespace, so it ignores SIGTERM: it is stopped by Ctrl-Alt-Del or SIGKILL.
+* The cgroup directories outlive the process; `remove_cgroups` removes them on delete.
+* Files we put into the chroot are owned by the jail's uid/gid so an unprivileged Firecracker can use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor.firecracker.layout import API_SOCK, PIDFILE, FcPaths
+from plasmavmc.types.vm import VmSpec
+
+CPU_PERIOD_US = 100_000
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class JailerOptions:
+    """How VMs are jailed (agent config `[hypervisors.firecracker]`, see config/agent.py)."""
+
+    enabled: bool = True
+    uid: int = 0
+    gid: int = 0
+    cgroup_version: str = "auto"  # "auto" | "1" | "2"
+    parent_cgroup: str = "plasmavmc"
+    cgroup_limits: bool = True
+    memory_overhead_mib: int = 64
+
+
+def detect_cgroup_version() -> str:
+    """"2" when /sys/fs/cgroup is a cgroup2 mount (unified hierarchy), else "1"."""
+    for fstype, mount in _cgroup_mounts():
+        if fstype == "cgroup2" and mount == "/sys/fs/cgroup":
+            return "2"
+    return "1"
+
+
+def _cgroup_mounts() -> list[tuple[str, str]]:
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    return [(p[2], p[1]) for p in (line.split() for line in lines) if len(p) > 3 and p[2] in ("cgroup", "cgroup2")]
+
+
+def cgroup_version(opts: JailerOptions) -> str:
+    return detect_cgroup_version() if opts.cgroup_version == "auto" else opts.cgroup_version
+
+
+def cgroup_limits(opts: JailerOptions, spec: VmSpec) -> list[str]:
+    """`file=value` settings: CPU bandwidth of `vcpus` CPUs, memory of the guest plus overhead."""
+    if not opts.cgroup_limits:
+        return []
+    quota = spec.cpu.vcpus * CPU_PERIOD_US
+    memory = (spec.memory.size_mib + opts.memory_overhead_mib) * MIB
+    if cgroup_version(opts) == "2":
+        return [f"cpu.max={quota} {CPU_PERIOD_US}", f"memory.max={memory}"]
+    return [f"cpu.cfs_period_us={CPU_PERIOD_US}", f"cpu.cfs_quota_us={quota}", f"memory.limit_in_bytes={memory}"]
+
+
+def jailer_argv(jailer: str, firecracker: str, vm_id: str, paths: FcPaths, opts: JailerOptions,
+                spec: VmSpec, fc_args: list[str]) -> list[str]:
+    argv = [jailer, "--id", vm_id, "--exec-file", firecracker, "--uid", str(opts.uid), "--gid", str(opts.gid),
+            "--chroot-base-dir", str(paths.jail_base), "--new-pid-ns",
+            "--cgroup-version", cgroup_version(opts), "--parent-cgroup", opts.parent_cgroup]
+    for setting in cgroup_limits(opts, spec):
+        argv += ["--cgroup", setting]
+    return [*argv, "--", *fc_args]
+
+
+def reset_chroot(paths: FcPaths, exec_name: str) -> None:
+    """Remove what the jailer makes at each launch, keeping our files in the chroot."""
+    root = paths.guest
+    for name in ("dev", "run"):
+        shutil.rmtree(root / name, ignore_errors=True)
+    for name in (exec_name, PIDFILE, API_SOCK):
+        (root / name).unlink(missing_ok=True)
+
+
+def give_to_jail(paths: FcPaths, opts: JailerOptions, names: list[str]) -> None:
+    """Make the chroot and the given files in it owned by the jail's uid/gid."""
+    try:
+        for path in [paths.guest, *(paths.guest / n for n in names)]:
+            if path.exists():
+                os.chown(path, opts.uid, opts.gid)
+    except OSError as exc:
+        raise HypervisorError(f"cannot hand {paths.guest} to uid {opts.uid}: {exc}") from exc
+
+
+async def remove_cgroups(vm_id: str, opts: JailerOptions, within_s: float = 5.0) -> None:
+    """Remove the VM's cgroup directories once empty (the kernel may take a moment after the exit)."""
+    version = cgroup_version(opts)
+    for fstype, mount in _cgroup_mounts():
+        if (fstype == "cgroup2") != (version == "2"):
+            continue
+        path = Path(mount) / opts.parent_cgroup / vm_id
+        deadline = time.monotonic() + within_s
+        while True:
+            try:
+                os.rmdir(path)
+                break
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise HypervisorError(f"cannot remove cgroup {path}: {exc}") from exc
+                await asyncio.sleep(0.02)  # poll-with-deadline: its last task is still leaving
+
+
+def link_or_copy(src: Path, dst: Path, *, allow_link: bool = True) -> None:
+    """Put `src` at `dst` by hard link (same filesystem) or copy, atomically (temp + rename).
+
+    A hard link shares the inode, so it is only for files nobody changes or chowns (cached images).
+    """
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            if not allow_link:
+                raise OSError("copy requested")
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise HypervisorError(f"cannot place {src} at {dst}: {exc}") from exc

@@ -1,0 +1,118 @@
+"""Starting a Firecracker process detached, finding it again, and saying why it exited.
+
+The process's stdin is the VM's `console.in` FIFO (opened read-write, so it never reads EOF however
+many agents come and go) and its stdout appends to `console.log`: that is Firecracker's serial port.
+Unjailed, we start `firecracker` ourselves in its own session and write its pidfile; jailed, the
+jailer forks it into a new PID namespace, writes the pidfile and exits (we await that exit). Either way
+the pid is then opened through `hypervisor/process.py` with the VM id as the pid-reuse marker (it is
+Firecracker's `--id`). asyncio's child watcher reaps an unjailed Firecracker that exits while this
+agent runs; after an agent restart it is re-parented to init, which reaps it.
+
+Why a run ended, when no marker says the agent asked: Firecracker exits with status 0 both when the
+guest resets through the i8042 (its power-off) and on some faults, and a non-child's status cannot be
+read anyway, so the run's part of `firecracker.log` (from the offset recorded at start) decides: an
+error or fault line, or no clean-exit line at all (killed), means CRASHED; a clean exit, GUEST_POWEROFF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor.base import ExitKind, ExitReport
+from plasmavmc.hypervisor.firecracker.layout import FcPaths
+from plasmavmc.hypervisor.process import Process, open_process, read_pidfile
+from plasmavmc.hypervisor.qemu.runtime import write_atomic
+
+JAILER_TIMEOUT_S = 30.0
+CLEAN_EXIT = "exiting successfully"
+FAULTS = ("KVM_EXIT_INTERNAL_ERROR", "exiting with error", "panicked", "Shutting down VM after intercepting")
+
+
+def ensure_fifo(path: Path) -> None:
+    try:
+        if not stat.S_ISFIFO(path.lstat().st_mode):
+            path.unlink()
+            os.mkfifo(path, 0o600)
+    except FileNotFoundError:
+        os.mkfifo(path, 0o600)
+
+
+async def launch(argv: Sequence[str], paths: FcPaths, *, jailed: bool) -> None:
+    """Start Firecracker (directly or through the jailer); on return its pidfile names it."""
+    ensure_fifo(paths.console_in)
+    with contextlib.ExitStack() as stack:
+        stdin = os.open(paths.console_in, os.O_RDWR)
+        stack.callback(os.close, stdin)
+        stdout = os.open(paths.console_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        stack.callback(os.close, stdout)
+        stderr = os.open(paths.launch_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        stack.callback(os.close, stderr)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, cwd=paths.guest, stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True)
+        except OSError as exc:
+            raise HypervisorError(f"cannot execute {argv[0]}: {exc}") from exc
+    if not jailed:
+        write_atomic(paths.pidfile, str(proc.pid).encode())
+        return
+    try:
+        code = await asyncio.wait_for(proc.wait(), JAILER_TIMEOUT_S)
+    except TimeoutError as exc:
+        proc.kill()
+        raise HypervisorError(f"jailer did not finish in {JAILER_TIMEOUT_S:.0f}s") from exc
+    if code != 0 or read_pidfile(paths.pidfile) is None:
+        raise HypervisorError(f"jailer failed (exit {code}): {tail(paths.launch_log)}")
+
+
+def tail(path: Path, size: int = 1500) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(os.fstat(f.fileno()).st_size - size, 0))
+            return f.read().decode(errors="replace").strip() or "no error output"
+    except OSError:
+        return "no error output"
+
+
+def running(paths: FcPaths, vm_id: str) -> Process | None:
+    """The VM's Firecracker, verified against pid reuse; None when it does not run."""
+    pid = read_pidfile(paths.pidfile)
+    return open_process(pid, vm_id) if pid is not None else None
+
+
+def mark_stop(paths: FcPaths, pid: int, reason: str) -> None:
+    write_atomic(paths.stop_marker, f"{pid} {reason}".encode())
+
+
+def classify(paths: FcPaths, pid: int | None, log_offset: int) -> ExitReport:
+    if pid is None:
+        return ExitReport(ExitKind.CRASHED, "firecracker is not running and left no pidfile")
+    with contextlib.suppress(FileNotFoundError):
+        marked_pid, _, reason = paths.stop_marker.read_text().partition(" ")
+        if marked_pid == str(pid):
+            return ExitReport(ExitKind.REQUESTED, f"{reason or 'stop'} requested")
+    log = _log_since(paths.log, log_offset)
+    for fault in FAULTS:
+        if fault in log:
+            return ExitReport(ExitKind.CRASHED, f"firecracker {pid} failed: {_line_with(log, fault)}")
+    if CLEAN_EXIT in log:
+        return ExitReport(ExitKind.GUEST_POWEROFF, "the guest powered off (i8042 reset)")
+    return ExitReport(ExitKind.CRASHED, f"firecracker process {pid} exited unexpectedly")
+
+
+def _log_since(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _line_with(text: str, needle: str) -> str:
+    return next((line.strip() for line in text.splitlines() if needle in line), needle)[-300:]

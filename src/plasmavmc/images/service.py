@@ -1,0 +1,286 @@
+"""ImageService logic (spec §5.1, §3.4): image records through their states, bytes in the image store.
+
+Status moves: an upload is UPLOADING until its bytes are judged and stored, then AVAILABLE; if the
+stream breaks or the bytes are refused, the record and every byte are removed — a failed upload leaves
+no image. A URL import answers at once with a PENDING record, then moves UPLOADING -> AVAILABLE in the
+background, or to ERROR with the reason in `metadata["error"]`. A conversion is CONVERTING, then
+AVAILABLE or ERROR likewise. Records are written with compare-and-swap (`records.mutate`).
+
+Deletion is refused (INVALID_STATE) while a VM's disk or another image's `kernel_id`/`ramdisk_id`
+names the image: deleting a base under a running VM's overlay would break it. A deletion marks the
+record DELETED first, then removes the bytes, then the record; a crash between leaves a DELETED record
+(hidden from Get/List) that deleting again finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from plasmavmc import validation
+from plasmavmc.core.records import Versioned, decode, mutate, read, replace, retry_on_conflict
+from plasmavmc.errors import ImageNotFound, InvalidArgument, InvalidState, PermissionDenied, PlasmaError, Unimplemented
+from plasmavmc.images import ingest, qemu_img
+from plasmavmc.images.catalog import ImageCatalog, key_of
+from plasmavmc.images.ingest import NewImage
+from plasmavmc.images.store_base import BlobRef, ImageStore, sha256_file, version_of
+from plasmavmc.store import keys
+from plasmavmc.store.base import Store, Write
+from plasmavmc.types import codec
+from plasmavmc.types.image import Image, ImageFormat, ImageSource, ImageStatus, UploadSource, UrlSource, Visibility
+from plasmavmc.types.vm import VirtualMachine
+
+log = logging.getLogger(__name__)
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def _record(new: NewImage, status: ImageStatus, source: ImageSource) -> Image:
+    now = int(time.time())
+    fields = {k: v for k, v in new.__dict__.items() if v is not None and k not in ("source", "checksum", "format")}
+    return Image(
+        **{**fields, "id": str(uuid.uuid4()), "source": source, "status": status, "created_at": now, "updated_at": now}
+    )
+
+
+def _stamped(image: Image, **changes: object) -> Image:
+    return replace(image, updated_at=int(time.time()), **changes)
+
+
+class ImageService:
+    def __init__(self, store: Store, catalog: ImageCatalog, files: ImageStore, staging: Path) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.files = files
+        self.staging = staging
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    async def get(self, org_id: str, image_id: str) -> Image:
+        validation.name(org_id, "org_id")
+        image = await self.catalog.get(org_id, image_id)
+        if image.status == ImageStatus.DELETED:
+            raise ImageNotFound(f"image {image_id!r} is being deleted", field="image_id")
+        return image
+
+    async def list_page(self, org_id: str, page_size: int, token: str) -> tuple[list[Image], str]:
+        validation.name(org_id, "org_id")
+        if page_size > MAX_PAGE:
+            raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
+        after: tuple[str, str] | None = None
+        if token:
+            name, _, image_id = token.partition("/")
+            after = (validation.name(name, "page_token"), validation.name(image_id, "page_token"))
+        images = [i for i in await self.catalog.list(org_id) if i.status != ImageStatus.DELETED]
+        if after is not None:
+            images = [i for i in images if (i.name, i.id) > after]
+        page = images[: page_size or DEFAULT_PAGE]
+        more = len(images) > len(page)
+        return page, f"{page[-1].name}/{page[-1].id}" if more and page else ""
+
+    async def download(self, org_id: str, image_id: str, offset: int) -> AsyncIterator[tuple[int, bytes]]:
+        image = await self.get(org_id, image_id)
+        if image.status != ImageStatus.AVAILABLE:
+            raise InvalidState(f"image {image.id} is {image.status.value}, not available", field="image_id")
+        if offset > image.size_bytes:
+            raise InvalidArgument("offset", f"beyond the image's {image.size_bytes} bytes")
+        async for chunk in self.files.read(BlobRef.of(image), offset):
+            yield offset, chunk
+            offset += len(chunk)
+
+    # --- creating ------------------------------------------------------------------------------------
+
+    async def upload(self, new: NewImage, chunks: AsyncIterator[bytes]) -> Image:
+        """Create an image from streamed bytes; on any failure no record and no byte remain."""
+        ingest.check_new(new)
+        if new.source is not None and (new.source.url or new.source.snapshot):
+            raise InvalidArgument("metadata.source", "UploadImage takes the bytes in the stream; leave source empty")
+        created = await self._create(_record(new, ImageStatus.UPLOADING, ImageSource(upload=UploadSource())))
+        try:
+            async with ingest.staged(self.staging) as tmp:
+                sha256 = await ingest.receive(chunks, tmp)
+                return await self._store(created, tmp, sha256, new, "chunk")
+        except BaseException:
+            await asyncio.shield(self._discard(created.key))
+            raise
+
+    async def create(self, new: NewImage) -> Image:
+        """CreateImage: a URL import runs in the background (PENDING now); snapshots are not supported."""
+        ingest.check_new(new)
+        source = new.source or ImageSource()
+        if source.snapshot is not None:
+            raise Unimplemented("images from a VM disk snapshot need the agent's disk export (not available yet)")
+        if source.url is None:
+            raise InvalidArgument("source", "a url source is required here; upload bytes with UploadImage")
+        url = ingest.check_url(source.url.url)
+        created = await self._create(_record(new, ImageStatus.PENDING, ImageSource(url=UrlSource(url=url))))
+        task = asyncio.create_task(self._import_url(created, new, url))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return created.value
+
+    async def _import_url(self, created: Versioned[Image], new: NewImage, url: str) -> None:
+        try:
+            await self._set(created.key, lambda i: _stamped(i, status=ImageStatus.UPLOADING))
+            async with ingest.staged(self.staging) as tmp:
+                sha256 = await ingest.receive(ingest.download(url), tmp, "source.url.url")
+                await self._store(created, tmp, sha256, new, "source.url.url")
+        except PlasmaError as err:
+            await self._fail(created.key, err.message)
+        except Exception as exc:
+            log.exception("import of image %s from %s failed", created.value.id, url)
+            await self._fail(created.key, f"internal error: {type(exc).__name__}")
+
+    async def convert(self, org_id: str, image_id: str, target: ImageFormat | None, name: str) -> Image:
+        """A new private image of `org_id` holding the source's disk in `target` format."""
+        validation.name(org_id, "org_id")
+        if target is None:
+            raise InvalidArgument("target_format", "required: raw, qcow2, vmdk or vhd")
+        src = await self.download_ready(org_id, image_id)
+        if src.format == target:
+            raise InvalidArgument("target_format", f"image {src.id} already is {target.value}")
+        new = NewImage(
+            name=validation.name(name or f"{src.name}-{target.value}"[:63], "name"),
+            org_id=org_id,
+            visibility=Visibility.PRIVATE,
+            os_type=src.os_type,
+            os_version=src.os_version,
+            architecture=src.architecture,
+            min_disk_gib=src.min_disk_gib,
+            min_memory_mib=src.min_memory_mib,
+            metadata=dict(src.metadata),
+            format=target,
+        )
+        created = await self._create(_record(new, ImageStatus.CONVERTING, src.source))
+        try:
+            async with ingest.staged(self.staging) as raw, ingest.staged(self.staging) as out:
+                await self.files.get_file(BlobRef.of(src), raw)
+                await qemu_img.convert(raw, src.format, out, target)
+                sha256 = await asyncio.to_thread(sha256_file, out)
+                return await self._store(created, out, sha256, new, "target_format")
+        except PlasmaError as err:
+            await self._fail(created.key, f"conversion failed: {err.message}")
+            raise
+
+    async def download_ready(self, org_id: str, image_id: str) -> Image:
+        image = await self.get(org_id, image_id)
+        if image.status != ImageStatus.AVAILABLE:
+            raise InvalidState(f"image {image.id} is {image.status.value}, not available", field="image_id")
+        return image
+
+    # --- changing ------------------------------------------------------------------------------------
+
+    async def update(self, org_id: str, image_id: str, change: Callable[[Image], Image]) -> Image:
+        """Apply `change` to an image `org_id` owns; a visibility change moves the record's key."""
+
+        async def attempt() -> Image:
+            current = await self._owned(org_id, image_id)
+            updated = _stamped(change(current.value))
+            ingest.check_sharing(updated.org_id, updated.visibility, updated.shared_orgs)
+            new_key = key_of(updated)
+            writes = [Write(new_key, codec.dumps(updated), current.revision if new_key == current.key else 0)]
+            if new_key != current.key:
+                writes.append(Write(current.key, None, current.revision))
+            await self.store.commit(writes)
+            return updated
+
+        return await retry_on_conflict(attempt)
+
+    async def delete(self, org_id: str, image_id: str) -> None:
+        current = await self._owned(org_id, image_id)
+        users = await self._users(current.value.id)
+        if users:
+            raise InvalidState(
+                f"image {image_id} is in use by {', '.join(users[:5])}: delete those first", field="image_id"
+            )
+        marked = await self._set(current.key, lambda i: _stamped(i, status=ImageStatus.DELETED))
+        if marked.value.checksum:
+            await self.files.delete(BlobRef.of(marked.value))
+        await self.store.delete(current.key)
+        log.info("image %s deleted", image_id)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    async def _owned(self, org_id: str, image_id: str) -> Versioned[Image]:
+        validation.name(org_id, "org_id")
+        image = await self.catalog.get(org_id, image_id)
+        if image.org_id != org_id:
+            raise PermissionDenied(f"image {image_id} belongs to org {image.org_id!r}", field="org_id")
+        found = await read(self.store, Image, key_of(image))
+        if found is None:
+            raise ImageNotFound(f"image {image_id!r} does not exist", field="image_id")
+        return found
+
+    async def _users(self, image_id: str) -> list[str]:
+        users = []
+        for kv in await self.store.list_all(keys.VMS):
+            vm = decode(VirtualMachine, kv).value
+            if any(d.source.image_id == image_id for d in vm.spec.disks):
+                users.append(f"VM {vm.org_id}/{vm.project_id}/{vm.name}")
+        for kv in await self.store.list_all(keys.IMAGES):
+            other = decode(Image, kv).value
+            if image_id in (other.metadata.get("kernel_id"), other.metadata.get("ramdisk_id")):
+                users.append(f"image {other.id}")
+        return users
+
+    async def _create(self, image: Image) -> Versioned[Image]:
+        key = key_of(image)
+        rev = await self.store.put(key, codec.dumps(image), expected_revision=0)
+        return Versioned(image, rev, key)
+
+    async def _set(self, key: str, fn: Callable[[Image], Image]) -> Versioned[Image]:
+        return await mutate(self.store, Image, key, fn, missing=lambda: ImageNotFound("image record vanished"))
+
+    async def _store(self, created: Versioned[Image], tmp: Path, sha256: str, new: NewImage, field: str) -> Image:
+        judged = await ingest.judge(tmp, sha256, new, field)
+        ref = BlobRef(created.value.org_id, created.value.id, version_of(sha256))
+        await self.files.put_file(ref, tmp)
+
+        def available(image: Image) -> Image:
+            source = image.source if image.source.url else ImageSource(upload=UploadSource(storage_path=ref.key))
+            return _stamped(
+                image,
+                status=ImageStatus.AVAILABLE,
+                format=judged.info.format,
+                size_bytes=judged.size,
+                checksum=sha256,
+                min_disk_gib=judged.min_disk_gib,
+                source=source,
+            )
+
+        try:
+            return (await self._set(created.key, available)).value
+        except BaseException:
+            await asyncio.shield(self.files.delete(ref))
+            raise
+
+    async def _fail(self, key: str, reason: str) -> None:
+        """ERROR with the reason; any bytes already stored are removed."""
+        try:
+            failed = await self._set(
+                key, lambda i: _stamped(i, status=ImageStatus.ERROR, metadata={**i.metadata, "error": reason[:255]})
+            )
+            if failed.value.checksum:
+                await self.files.delete(BlobRef.of(failed.value))
+        except PlasmaError as err:
+            log.warning("could not record failure on %s: %s", key, err)
+
+    async def _discard(self, key: str) -> None:
+        """Remove a failed upload entirely: its bytes (if any were stored) and its record."""
+        try:
+            found = await read(self.store, Image, key)
+            if found is not None and found.value.checksum:
+                await self.files.delete(BlobRef.of(found.value))
+            await self.store.delete(key)
+        except PlasmaError as err:
+            log.warning("could not discard failed upload %s: %s", key, err)

@@ -1,0 +1,18 @@
+"""AffinityFilter: the node's labels include every `spec.placement.node_selector` pair."""
+
+from __future__ import annotations
+
+from plasmavmc.scheduler.framework import NodeView
+from plasmavmc.types.vm import VirtualMachine
+
+
+class AffinityFilter:
+    name = "AffinityFilter"
+
+    def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+        labels = view.node.labels
+        for key, want in vm.spec.placement.node_selector.items():
+            if labels.get(key) != want:
+                have = labels.get(key)
+                return f"label {key}={want} wanted, node has {'none' if have is None else repr(have)}"
+        return None

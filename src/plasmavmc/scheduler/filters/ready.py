@@ -1,0 +1,15 @@
+"""ReadyFilter: only READY nodes take new VMs (not NotReady, cordoned, draining or in maintenance)."""
+
+from __future__ import annotations
+
+from plasmavmc.scheduler.framework import NodeView
+from plasmavmc.types.node import NodeState
+from plasmavmc.types.vm import VirtualMachine
+
+
+class ReadyFilter:
+    name = "ReadyFilter"
+
+    def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+        state = view.node.state
+        return None if state == NodeState.READY else f"node is {state.value}"

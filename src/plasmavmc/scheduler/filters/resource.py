@@ -1,0 +1,28 @@
+"""ResourceFilter: the VM's vCPUs, memory and disk fit in what the node has left.
+
+Left = `allocatable` (capacity times the over-commit ratio, see core/nodes.py) minus `allocated`
+(the claims of the VMs placed there).
+"""
+
+from __future__ import annotations
+
+from plasmavmc.scheduler.framework import NodeView, request_of
+from plasmavmc.types.vm import VirtualMachine
+
+
+class ResourceFilter:
+    name = "ResourceFilter"
+
+    def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+        need = request_of(vm)
+        free = view.node.allocatable - view.node.allocated
+        short = [
+            f"{label} {want} > {have} free"
+            for label, want, have in (
+                ("vCPU", need.vcpus, free.vcpus),
+                ("memory MiB", need.memory_mib, free.memory_mib),
+                ("storage GiB", need.storage_gib, free.storage_gib),
+            )
+            if want > have
+        ]
+        return ", ".join(short) if short else None

@@ -1,0 +1,15 @@
+"""LeastAllocatedScorer: prefer the node with the most room left (spreads VMs), vCPU and memory alike."""
+
+from __future__ import annotations
+
+from plasmavmc.scheduler.framework import MAX_SCORE, NodeView
+from plasmavmc.scheduler.scorers.fractions import used_after
+from plasmavmc.types.vm import VirtualMachine
+
+
+class LeastAllocatedScorer:
+    name = "LeastAllocatedScorer"
+
+    def score(self, vm: VirtualMachine, view: NodeView) -> int:
+        cpu, mem = used_after(vm, view)
+        return round(MAX_SCORE * (1.0 - (cpu + mem) / 2))

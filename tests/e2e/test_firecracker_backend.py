@@ -1,0 +1,267 @@
+"""FirecrackerBackend driven directly: real firecracker + jailer, the PVH test guest.
+
+What the conformance suite cannot see without a guest shell is checked here through the guest's echo
+protocol (`#<n> <line>`, n = lines seen since boot, kept in guest memory): console input, memory state
+carried over a snapshot into a fresh process, guest power-off vs. requested exits, Ctrl-Alt-Del with its
+kill deadline, adoption by a second backend instance, what the jail really is (uid, PID namespace,
+cgroup limits, chroot) and that delete leaves nothing behind; plus `supports()` naming every refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from plasmavmc.errors import InvalidArgument, PlasmaError
+from plasmavmc.hypervisor.base import ConsoleStream, ExitKind, LocalImage, UnsupportedFeature, VmHandle
+from plasmavmc.hypervisor.firecracker import jail
+from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
+from plasmavmc.hypervisor.process import is_running
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import (
+    BootSpec,
+    ConsoleType,
+    CpuSpec,
+    DiskBus,
+    DiskCache,
+    DiskSpec,
+    MemorySpec,
+    NetworkSpec,
+    NicModel,
+    SecuritySpec,
+)
+from tests import firecracker_guest as fc
+from tests.contract.backends import read_until
+
+pytestmark = pytest.mark.skipif(fc.missing() is not None, reason=str(fc.missing()))
+DEADLINE_S = 30.0
+
+
+@pytest.fixture(scope="module")
+async def images() -> dict[str, LocalImage]:
+    return await fc.images()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Path:
+    return tmp_path / "run"
+
+
+@dataclasses.dataclass
+class Guest:
+    backend: FirecrackerBackend
+    handle: VmHandle
+    console: ConsoleStream
+    seen: bytearray
+
+    async def expect(self, pattern: bytes | re.Pattern[bytes]) -> bytes:
+        return await read_until(self.console, pattern, self.seen, DEADLINE_S)
+
+    async def say(self, line: str, answer: bytes) -> None:
+        await self.console.write(line.encode() + b"\n")
+        await self.expect(answer)
+
+    async def pid(self) -> int:
+        pid = (await self.backend.status(self.handle)).host_pid
+        assert pid is not None
+        return pid
+
+
+async def boot(backend: FirecrackerBackend, images: dict[str, LocalImage], name: str) -> Guest:
+    handle = await backend.create(fc.vm(name), images)
+    await backend.start(handle)
+    guest = Guest(backend, handle, await backend.console(handle, ConsoleType.SERIAL), bytearray())
+    await guest.expect(fc.READY)
+    return guest
+
+
+@pytest.fixture
+async def jailed(runtime: Path, images: dict[str, LocalImage]) -> AsyncIterator[Guest]:
+    guest = await boot(fc.backend(runtime, jailed=True), images, "jailed")
+    yield guest
+    await guest.console.close()
+    await guest.backend.delete(guest.handle)
+
+
+@pytest.fixture
+async def plain(runtime: Path, images: dict[str, LocalImage]) -> AsyncIterator[Guest]:
+    guest = await boot(fc.backend(runtime, jailed=False), images, "plain")
+    yield guest
+    await guest.console.close()
+    await guest.backend.delete(guest.handle)
+
+
+async def test_console_echo_and_guest_poweroff(plain: Guest) -> None:
+    await plain.say("hello", b"#0001 hello\n")
+    exit_report = asyncio.create_task(plain.backend.wait_exit(plain.handle))
+    await plain.say("poweroff", b"bye\n")
+    report = await asyncio.wait_for(exit_report, DEADLINE_S)
+    assert report.kind is ExitKind.GUEST_POWEROFF, report
+    assert (await plain.backend.status(plain.handle)).actual_state is VmState.STOPPED
+    with pytest.raises(PlasmaError):
+        await plain.console.write(b"nobody reads this\n")
+
+
+async def test_snapshot_restore_continues_in_fresh_process(jailed: Guest) -> None:
+    await jailed.say("one", b"#0001 one\n")
+    await jailed.backend.snapshot(jailed.handle, "snap-1")
+    await jailed.say("two", b"#0002 two\n")  # the VM runs on after the snapshot
+    before = await jailed.pid()
+    await jailed.backend.restore(jailed.handle, "snap-1")
+    after = await jailed.pid()
+    assert after != before and not is_running(before)
+    mark = len(jailed.seen)
+    await jailed.say("three", b"#0002 three\n")  # the count came back from the snapshot's memory
+    assert fc.READY not in jailed.seen[mark:], "restore must resume, not boot"
+    root = jailed.backend.paths(jailed.handle).guest
+    assert sorted(p.name for p in (root / "snapshots").iterdir()) == ["snap-1"]  # no temp dir left
+    report = asyncio.create_task(jailed.backend.wait_exit(jailed.handle))
+    await jailed.backend.restore(jailed.handle, "snap-1")  # again: the snapshot is reusable
+    assert (await report).kind is ExitKind.REQUESTED
+    await jailed.say("four", b"#0002 four\n")
+
+
+async def test_bad_snapshot_ids_change_nothing(jailed: Guest) -> None:
+    root = jailed.backend.paths(jailed.handle).guest
+    for bad in ("../escape", "", "a/b", "x" * 80):
+        with pytest.raises(InvalidArgument) as err:
+            await jailed.backend.snapshot(jailed.handle, bad)
+        assert err.value.field == "snapshot_id"
+    assert not (root / "snapshots").exists() or not any((root / "snapshots").iterdir())
+    assert not (root.parent / "escape").exists()
+
+
+async def test_ctrl_alt_del_stop_and_kill_deadline(plain: Guest, runtime: Path,
+                                                  images: dict[str, LocalImage]) -> None:
+    report = asyncio.create_task(plain.backend.wait_exit(plain.handle))
+    await plain.backend.stop(plain.handle, timeout=DEADLINE_S)
+    assert (await report).kind is ExitKind.REQUESTED
+    assert b"ctrl-alt-del\n" in plain.seen or b"ctrl-alt-del" in await _history(plain)
+    halted = await boot(plain.backend, images, "halted")  # a guest that no longer listens
+    try:
+        await halted.say("halt", b"halted\n")
+        pid = await halted.pid()
+        await halted.backend.stop(halted.handle, timeout=0.5)
+        assert not is_running(pid)
+        assert (await halted.backend.wait_exit(halted.handle)).kind is ExitKind.REQUESTED
+    finally:
+        await halted.console.close()
+        await halted.backend.delete(halted.handle)
+
+
+async def _history(guest: Guest) -> bytes:
+    stream = await guest.backend.console(guest.handle, ConsoleType.SERIAL)
+    try:
+        return await stream.read()
+    finally:
+        await stream.close()
+
+
+async def test_second_backend_instance_adopts_and_drives(jailed: Guest, runtime: Path) -> None:
+    adopted = fc.backend(runtime, jailed=True)
+    assert [h.vm_id for h in await adopted.handles()] == [jailed.handle.vm_id]
+    handle = (await adopted.handles())[0]
+    status = await adopted.status(handle)
+    assert status.actual_state is VmState.RUNNING and status.host_pid == await jailed.pid()
+    console = await adopted.console(handle, ConsoleType.SERIAL)
+    other = Guest(adopted, handle, console, bytearray())
+    try:
+        await other.say("adopted", b"#0001 adopted\n")
+        await adopted.snapshot(handle, "by-adopter")
+        report = asyncio.create_task(adopted.wait_exit(handle))
+        await adopted.stop(handle, timeout=DEADLINE_S)
+        assert (await report).kind is ExitKind.REQUESTED
+    finally:
+        await console.close()
+
+
+async def test_jail_uid_pid_namespace_cgroups_and_cleanup(jailed: Guest) -> None:
+    pid = await jailed.pid()
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert re.search(rf"^Uid:\s+{fc.JAIL_UID}\s", status, re.M), status
+    assert re.search(r"^NSpid:\s+\d+\s+1$", status, re.M), "firecracker must be pid 1 of its own namespace"
+    chroot, guest_dir = Path(f"/proc/{pid}/root"), jailed.backend.paths(jailed.handle).guest
+    assert (chroot / "vmlinux").stat().st_ino == (guest_dir / "vmlinux").stat().st_ino  # its / is the jail
+    assert not (chroot / "etc").exists() and not (chroot / "usr").exists()
+    opts = jailed.backend.jailer
+    limits = dict(s.split("=", 1) for s in jail.cgroup_limits(opts, fc.vm("x").spec))
+    cgroups = _cgroup_dirs(opts, jailed.handle.vm_id)
+    assert cgroups, "the jailer put the VM in no cgroup"
+    for key, value in limits.items():
+        found = [d / key for d in cgroups if (d / key).exists()]
+        assert found and found[0].read_text().strip() == value, key
+        assert str(pid) in (found[0].parent / "cgroup.procs").read_text()
+    await jailed.backend.delete(jailed.handle)
+    assert not is_running(pid)
+    assert not Path(jailed.handle.runtime_dir).exists()
+    assert not any(d.exists() for d in cgroups)
+
+
+def _cgroup_dirs(opts: jail.JailerOptions, vm_id: str) -> list[Path]:
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+              if line.split()[2] in ("cgroup", "cgroup2")]
+    return [Path(m) / opts.parent_cgroup / vm_id for m in mounts if (Path(m) / opts.parent_cgroup / vm_id).is_dir()]
+
+
+async def test_status_cpu_usage_moves(plain: Guest) -> None:
+    """The guest polls its UART, so its vCPU works: CPU% becomes positive (poll-with-deadline)."""
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    usage = (await plain.backend.status(plain.handle)).resource_usage
+    while usage.cpu_percent <= 0.0:
+        assert asyncio.get_running_loop().time() < deadline, usage
+        await asyncio.sleep(0.2)  # sampling interval for the CPU counter, bounded by the deadline
+        usage = (await plain.backend.status(plain.handle)).resource_usage
+    assert usage.memory_used_mib > 0
+
+
+@pytest.mark.parametrize(("change", "feature"), [
+    ({"disks": (DiskSpec(bus=DiskBus.SCSI),)}, "disk_bus"),
+    ({"disks": (DiskSpec(cache=DiskCache.WRITETHROUGH),)}, "disk_cache"),
+    ({"network": (NetworkSpec(model=NicModel.E1000),)}, "nic_model"),
+    ({"cpu": CpuSpec(vcpus=64)}, "max_vcpus"),
+    ({"cpu": CpuSpec(vcpus=2, sockets=2)}, "cpu_topology"),
+    ({"cpu": CpuSpec(cpu_model="host")}, "cpu_model"),
+    ({"memory": MemorySpec(hugepages=True)}, "hugepages"),
+    ({"security": SecuritySpec(tpm=True)}, "tpm"),
+    ({"security": SecuritySpec(secure_boot=True)}, "secure_boot"),
+    ({"boot": BootSpec(machine_type="q35")}, "machine_type"),
+])
+def test_supports_names_the_feature(change: dict[str, object], feature: str, runtime: Path) -> None:
+    spec = dataclasses.replace(fc.vm("x").spec, **change)  # type: ignore[arg-type]
+    with pytest.raises(UnsupportedFeature) as err:
+        fc.backend(runtime).supports(spec)
+    assert err.value.feature == feature and err.value.field
+
+
+async def test_refusals_change_nothing(runtime: Path, images: dict[str, LocalImage], tmp_path: Path) -> None:
+    backend = fc.backend(runtime)
+    bzimage = tmp_path / "bzImage"
+    bzimage.write_bytes(b"MZ" + bytes(510))
+    image = dataclasses.replace(images["plasmavmc-pvh"], kernel_path=bzimage)
+    with pytest.raises(UnsupportedFeature) as err:
+        await backend.create(fc.vm("bz"), {image.image_id: image})
+    assert err.value.feature == "kernel_format"
+    scsi = fc.vm("scsi")
+    scsi = dataclasses.replace(scsi, spec=dataclasses.replace(scsi.spec, disks=(DiskSpec(bus=DiskBus.SCSI),)))
+    with pytest.raises(UnsupportedFeature):
+        await backend.create(scsi, images)
+    assert not runtime.exists() or not any(runtime.iterdir())
+    caps = backend.capabilities()
+    assert caps.snapshots and caps.serial_console and not caps.vnc_console and not caps.hot_plug_disk
+    assert caps.supported_disk_buses == (DiskBus.VIRTIO,) and caps.max_vcpus <= 32
+
+
+async def test_unsupported_operations_are_refused(plain: Guest) -> None:
+    with pytest.raises(UnsupportedFeature) as err:
+        await plain.backend.console(plain.handle, ConsoleType.VNC)
+    assert err.value.feature == "vnc_console"
+    for call in (plain.backend.attach_disk(plain.handle, DiskSpec(id="d"), None),
+                 plain.backend.attach_nic(plain.handle, NetworkSpec(id="n"))):
+        with pytest.raises(UnsupportedFeature):
+            await call
+    assert (await plain.backend.status(plain.handle)).actual_state is VmState.RUNNING

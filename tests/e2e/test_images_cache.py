@@ -1,0 +1,58 @@
+"""The agent's image cache against a real control plane: pull-through verified by sha256, concurrent
+fetches of one image download it once, least-recently-used eviction under the size limit, and images
+pinned by a VM are never evicted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from plasmavmc.agent.image_cache import ImageCache
+from plasmavmc.client import PlasmaClient
+from plasmavmc.types.image import Image
+from tests.conftest import Cluster
+
+ORG = "org-cache"
+MIB = 1024 * 1024
+
+
+async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def upload(client: PlasmaClient, name: str, size: int = MIB) -> tuple[Image, bytes]:
+    data = os.urandom(size)
+    return await client.upload_image(ORG, name, one_chunk(data)), data
+
+
+async def test_concurrent_fetches_download_once(client: PlasmaClient, cluster: Cluster, tmp_path: Path) -> None:
+    image, data = await upload(client, "cache-once", 3 * MIB)
+    async with grpc.aio.insecure_channel(cluster.api) as channel:
+        cache = ImageCache(tmp_path, channel, 100 * MIB)
+        paths = await asyncio.gather(*(cache.fetch(image, ORG) for _ in range(5)))
+    assert len(set(paths)) == 1 and paths[0].read_bytes() == data
+    assert cache.downloads == 1
+    assert not list(tmp_path.rglob(".*.partial"))
+
+
+async def test_lru_eviction_spares_recent_and_pinned(client: PlasmaClient, cluster: Cluster, tmp_path: Path) -> None:
+    a, b, c, d = [(await upload(client, f"cache-{n}"))[0] for n in "abcd"]
+    async with grpc.aio.insecure_channel(cluster.api) as channel:
+        cache = ImageCache(tmp_path, channel, 2 * MIB + MIB // 2)  # room for two
+        pa = await cache.fetch(a, ORG, pin_for="vm-1")
+        pb = await cache.fetch(b, ORG)
+        pc = await cache.fetch(c, ORG)  # over the limit: b is the only unpinned one
+        assert pa.exists() and not pb.exists() and pc.exists()
+        os.utime(pc, (1, 1))  # c becomes the least recently used
+        pb = await cache.fetch(b, ORG)
+        assert not pc.exists() and pa.exists() and pb.exists()
+        cache.unpin("vm-1")
+        os.utime(pb, None)
+        os.utime(pa, (1, 1))
+        pd = await cache.fetch(d, ORG)
+        assert not pa.exists() and pb.exists() and pd.exists()
+    assert cache.downloads == 5

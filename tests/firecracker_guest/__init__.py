@@ -1,0 +1,60 @@
+"""The PVH test guest for Firecracker tests: its images as `LocalImage`s, VMs that boot it, the
+backend the tests use (jailed, unprivileged uid, cgroup limits on), and the conformance profile.
+
+The guest (src/plasmavmc/images/pvh_guest/guest.S) prints `PLASMAVMC-PVH-GUEST READY`, echoes serial
+input and answers each line with `#<n> <line>` (n counts lines since boot, in guest memory), powers off
+on "poweroff" or Ctrl-Alt-Del and halts on "halt". It has no shell and no disk driver: tests that need
+those skip, saying so. It polls its UART, so a running one keeps a host CPU busy: tests end their VMs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from plasmavmc.hypervisor.base import LocalImage
+from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
+from plasmavmc.hypervisor.firecracker.jail import JailerOptions
+from plasmavmc.images.pvh_guest.build import IMAGE_NAME, READY_LINE, build_seed
+from plasmavmc.types.vm import DiskSource, DiskSpec, MemorySpec, VirtualMachine, VmSpec
+
+SEED_DIR = Path(os.environ.get("PLASMAVMC_PVH_GUEST_DIR", "/var/cache/plasmavmc/pvh-guest"))
+FIRECRACKER = shutil.which("firecracker")
+JAILER = shutil.which("jailer")
+JAIL_UID = 10123  # an unprivileged uid with no account: the jail makes everything it needs
+READY = READY_LINE.encode()
+_images: dict[str, LocalImage] = {}
+
+
+def missing() -> str | None:
+    """Why Firecracker tests cannot run here, or None."""
+    if FIRECRACKER is None or JAILER is None:
+        return "firecracker/jailer are not installed (scripts/install-firecracker installs them)"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "/dev/kvm is not available"
+    if shutil.which("as") is None or shutil.which("ld") is None:
+        return "binutils (as, ld) are needed to build the PVH test guest"
+    return None
+
+
+async def images() -> dict[str, LocalImage]:
+    if not _images:
+        m = await build_seed(SEED_DIR)
+        _images[IMAGE_NAME] = LocalImage(
+            image_id=IMAGE_NAME, disk_path=SEED_DIR / m.root_disk, disk_format=m.root_disk_format,
+            kernel_path=SEED_DIR / m.kernel, initrd_path=SEED_DIR / m.initrd, kernel_cmdline=m.cmdline)
+    return _images
+
+
+def vm(name: str, hotplug: bool = False) -> VirtualMachine:
+    disk = DiskSpec(id="root", source=DiskSource(image_id=IMAGE_NAME), size_gib=1)
+    return VirtualMachine(id=str(uuid.uuid4()), name=name, org_id="org", project_id="proj",
+                          spec=VmSpec(disks=(disk,), memory=MemorySpec(size_mib=64)))
+
+
+def backend(runtime_dir: Path, *, jailed: bool = True) -> FirecrackerBackend:
+    assert FIRECRACKER is not None and JAILER is not None
+    options = JailerOptions(enabled=jailed, uid=JAIL_UID, gid=JAIL_UID)
+    return FirecrackerBackend(FIRECRACKER, JAILER, runtime_dir, jailer=options)
