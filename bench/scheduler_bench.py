@@ -12,6 +12,9 @@ Part 2 (`api`): a real server process (SQLite) and 1,000 SIMULATED agents in a s
 10,000 CreateVm calls through gRPC with `--concurrency` in flight (each: quota + record commit,
 placement commit, the agent's CreateVm, the STOPPED commit). Baseline, same run: the same number of
 trivial API calls (GetQuota) at the same concurrency, i.e. what the API path alone costs.
+
+Also per fleet size, `store_commit_ceiling_per_s`: bare three-write commits on the same store with the
+same number in flight — every placement is one such commit, so this bounds the placement rate.
 """
 
 from __future__ import annotations
@@ -32,17 +35,18 @@ from plasmavmc.config.server import SchedulerSettings
 from plasmavmc.core.agents import AgentPool
 from plasmavmc.core.context import Core
 from plasmavmc.core.nodes import NodeRegistry
-from plasmavmc.core.placement import claim
-from plasmavmc.core.records import Versioned, replace
+from plasmavmc.core.placement import claim, claim_writes
+from plasmavmc.core.records import Versioned, decode, replace
 from plasmavmc.errors import PlasmaError
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.local import LocalImageStore
 from plasmavmc.scheduler import build
+from plasmavmc.scheduler.framework import NodeView
 from plasmavmc.store import keys
 from plasmavmc.store.base import Write
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types import codec
-from plasmavmc.types.node import NodeCapacity
+from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
 from tests.conftest import GUEST_DIR, Proc, free_port
@@ -104,6 +108,36 @@ async def _place_all(core: Core, vms: list[Versioned[VirtualMachine]]) -> float:
     return time.perf_counter() - started
 
 
+async def _naive_all(core: Core, vms: list[Versioned[VirtualMachine]]) -> float:
+    """The baseline: per VM, read and decode every node from the store, filter and score all of them."""
+    scheduler = build(SchedulerSettings(feasible_nodes_to_score=0))
+    started = time.perf_counter()
+    for vm in vms:
+        nodes = [decode(Node, kv) for kv in await core.store.list_all(keys.NODES, page_size=5000)]
+        by_id = {n.value.id: n for n in nodes}
+        best = scheduler.rank(vm.value, [NodeView(n.value) for n in nodes])[0]
+        _, writes = claim_writes(vm, by_id[best.node.id], _placer(vm.value, best.node.id))
+        await core.store.commit(writes)
+    return time.perf_counter() - started
+
+
+async def _commit_ceiling(core: Core, count: int) -> float:
+    """Same store, same run: bare 3-write commits (VM-, node- and assignment-sized) with the same
+    number in flight, i.e. the most claims per second this store could persist."""
+    value, todo = b"x" * 900, list(range(count))
+
+    async def worker() -> None:
+        while todo:
+            i = todo.pop()
+            await core.store.commit(
+                [Write(f"bench/a/{i}", value), Write(f"bench/n/{i % 97}", value), Write(f"bench/s/{i}", value[:100])]
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    return count / (time.perf_counter() - started)
+
+
 async def placement_rates(nodes: int, placements: int, synchronous: Literal["NORMAL", "FULL"]) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         core = await _core(Path(tmp), nodes, synchronous)
@@ -114,9 +148,8 @@ async def placement_rates(nodes: int, placements: int, synchronous: Literal["NOR
             allocated = sum(n.value.allocated.vcpus for n in await core.nodes.list())
             assert allocated == placements, f"claims persisted {allocated} != {placements}"
             naive = min(50, max(5, 200_000 // nodes))
-            core.scheduler = build(SchedulerSettings(feasible_nodes_to_score=0))
-            core.nodes.cache.max_age = 0.0
-            base_seconds = await _place_all(core, await _pending(core, naive))
+            base_seconds = await _naive_all(core, await _pending(core, naive))
+            ceiling = await _commit_ceiling(core, placements)
         finally:
             await core.store.close()
     rate, base = placements / seconds, naive / base_seconds
@@ -128,6 +161,8 @@ async def placement_rates(nodes: int, placements: int, synchronous: Literal["NOR
         "baseline_naive_per_s": round(base, 1),
         "baseline_placements": naive,
         "ratio": round(rate / base, 1),
+        "store_commit_ceiling_per_s": round(ceiling, 1),
+        "share_of_ceiling": round(rate / ceiling, 2),
     }
 
 
@@ -164,7 +199,7 @@ async def _calls(count: int, concurrency: int, call: object) -> float:
     return time.perf_counter() - started
 
 
-async def api_run(vms: int, nodes: int, concurrency: int, guest: Path) -> dict[str, object]:
+async def api_run(vms: int, nodes: int, concurrency: int, guest: Path, heartbeat: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         server, api = await _server(root, guest)
@@ -180,10 +215,11 @@ async def api_run(vms: int, nodes: int, concurrency: int, guest: Path) -> dict[s
             str(nodes),
             "--cache-dir",
             str(root / "cache"),
+            "--heartbeat-interval",
+            str(heartbeat),
             stdout=asyncio.subprocess.PIPE,
         )
         try:
-            await asyncio.sleep(1.0)  # the server binds its port; the agents retry registration until then
             await _wait_line(agents, "READY", 120)
             async with await PlasmaClient.connect(api) as client:
                 errors: list[str] = []
@@ -198,13 +234,15 @@ async def api_run(vms: int, nodes: int, concurrency: int, guest: Path) -> dict[s
                 base = await _calls(vms, concurrency, lambda i: client.get_quota("org-b", f"proj-{i % 10}"))
                 used = (await client.get_quota("org-b")).usage.vms
         finally:
-            agents.terminate()
+            if agents.returncode is None:
+                agents.terminate()
             await agents.wait()
             server.stop()
     return {
         "vms": vms,
         "nodes": nodes,
         "concurrency": concurrency,
+        "heartbeat_interval_s": heartbeat,
         "seconds": round(seconds, 2),
         "creates_per_s": round(vms / seconds, 1),
         "errors": len(errors),
@@ -223,10 +261,15 @@ async def main() -> None:
     p.add_argument("--api-vms", type=int, default=10_000)
     p.add_argument("--api-nodes", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--heartbeat-interval", type=float, default=5.0, help="of each simulated node")
     p.add_argument("--guest-dir", type=Path, default=GUEST_DIR)
     args = p.parse_args()
     placement = [await placement_rates(int(n), args.placements, args.synchronous) for n in args.nodes.split(",")]
-    api = await api_run(args.api_vms, args.api_nodes, args.concurrency, args.guest_dir) if args.api_vms else None
+    api = (
+        await api_run(args.api_vms, args.api_nodes, args.concurrency, args.guest_dir, args.heartbeat_interval)
+        if args.api_vms
+        else None
+    )
     emit(
         "scheduler",
         store="sqlite",

@@ -94,28 +94,45 @@ class Cluster:
         return self.server.log.read_text()[-4000:] + "\n---agent---\n" + self.agent.log.read_text()[-4000:]
 
 
-def write_configs(root: Path, guest: Path, node_id: str) -> tuple[Path, Path, str, str, str]:
+def _firecracker_config(root: Path) -> tuple[str, str]:
+    """(seed dir of the PVH test guest, agent config section) for a cluster that also runs Firecracker."""
+    from tests import firecracker_guest as fc
+
+    # a process of its own: start_cluster is also called from inside event loops (bench/)
+    subprocess.run([sys.executable, "-m", "plasmavmc.images.pvh_guest.build", "--out", str(fc.SEED_DIR)],
+                   check=True, capture_output=True, timeout=120)
+    return str(fc.SEED_DIR), (
+        f'[hypervisors.firecracker]\nfc_path = "{fc.FIRECRACKER}"\njailer_path = "{fc.JAILER}"\n'
+        f'runtime_dir = "{root}/run/fc"\njailer_uid = {fc.JAIL_UID}\njailer_gid = {fc.JAIL_UID}\n')
+
+
+def write_configs(root: Path, guest: Path, node_id: str,
+                  firecracker: bool = False) -> tuple[Path, Path, str, str, str]:
     api, http, agent_port = free_port(), free_port(), free_port()
+    seeds, enabled, fc_section = f'"{guest}"', '"kvm"', ""
+    if firecracker:
+        fc_seed, fc_section = _firecracker_config(root)
+        seeds, enabled = f'{seeds}, "{fc_seed}"', '"kvm", "firecracker"'
     server_cfg = root / "server.toml"
     server_cfg.write_text(
         f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
         f'[store]\nbackend = "sqlite"\npath = "{root}/state.db"\n'
-        f'[image_store]\nbackend = "local"\npath = "{root}/images"\nseed_dirs = ["{guest}"]\n'
+        f'[image_store]\nbackend = "local"\npath = "{root}/images"\nseed_dirs = [{seeds}]\n'
         f'[agents]\nheartbeat_timeout_seconds = 10\n[logging]\nlevel = "info"\nformat = "text"\n'
     )
     agent_cfg = root / "agent.toml"
     agent_cfg.write_text(
         f'[agent]\nnode_id = "{node_id}"\ncontrol_plane = "http://127.0.0.1:{api}"\n'
         f'addr = "127.0.0.1:{agent_port}"\nheartbeat_interval_seconds = 1\n'
-        f'[hypervisors]\nenabled = ["kvm"]\n[hypervisors.kvm]\nruntime_dir = "{root}/run/kvm"\n'
+        f'[hypervisors]\nenabled = [{enabled}]\n[hypervisors.kvm]\nruntime_dir = "{root}/run/kvm"\n{fc_section}'
         f'[storage]\nimage_cache_dir = "{root}/cache"\nruntime_dir = "{root}/vms"\n'
         f'[logging]\nlevel = "info"\nformat = "text"\n'
     )
     return server_cfg, agent_cfg, f"127.0.0.1:{api}", f"http://127.0.0.1:{http}", f"127.0.0.1:{agent_port}"
 
 
-def start_cluster(root: Path, guest: Path, node_id: str = "node-1") -> Cluster:
-    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id)
+def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False) -> Cluster:
+    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker)
     server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(server_cfg)], root / "server.log")
     agent = Proc([sys.executable, "-m", "plasmavmc.agent.main", "-c", str(agent_cfg)], root / "agent.log")
     server.start()

@@ -47,16 +47,23 @@ class EtcdMember:
 
     def argv(self, initial_cluster: str, token: str) -> list[str]:
         assert ETCD is not None, SKIP_REASON
-        return [
-            ETCD, "--name", self.name, "--data-dir", str(self.data_dir),
-            "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
-            "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", initial_cluster, "--initial-cluster-token", token,
-            "--initial-cluster-state", "new",
+        flags = {
+            "--name": self.name,
+            "--data-dir": str(self.data_dir),
+            "--listen-client-urls": self.client_url,
+            "--advertise-client-urls": self.client_url,
+            "--listen-peer-urls": self.peer_url,
+            "--initial-advertise-peer-urls": self.peer_url,
+            "--initial-cluster": initial_cluster,
+            "--initial-cluster-token": token,
+            "--initial-cluster-state": "new",
             # a quick election on loopback: tests kill members and wait for a new leader
-            "--heartbeat-interval", "50", "--election-timeout", "500",
-            "--logger", "zap", "--log-outputs", "stderr",
-        ]
+            "--heartbeat-interval": "50",
+            "--election-timeout": "500",
+            "--logger": "zap",
+            "--log-outputs": "stderr",
+        }
+        return [ETCD, *(part for flag, value in flags.items() for part in (flag, value))]
 
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None

@@ -11,7 +11,7 @@ import re
 import uuid
 
 from plasmavmc.errors import InvalidArgument, Unimplemented
-from plasmavmc.types.vm import DiskBus, NetworkSpec, VmSpec
+from plasmavmc.types.vm import DiskBus, DiskSpec, NetworkSpec, VmSpec
 
 NAME_MAX = 63
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -114,9 +114,49 @@ def _disks(spec: VmSpec) -> None:
             raise InvalidArgument(f"{where}.bus", "unknown bus")
 
 
+_MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+_DEVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+def device_id(value: str, field: str) -> str:
+    """A disk, NIC or snapshot id: it becomes part of hypervisor option strings and file names."""
+    if not _DEVICE_ID_RE.fullmatch(value) or ".." in value:
+        raise InvalidArgument(field, f"{value[:80]!r} must match [a-z0-9][a-z0-9._-]* (at most 63 characters)")
+    return value
+
+
+def nic(spec: NetworkSpec, where: str) -> NetworkSpec:
+    """A NIC is a tap device the hypervisor creates (no bridge, no IPAM yet: `ip_address` is refused)."""
+    device_id(spec.id, f"{where}.id")
+    name(spec.network_id, f"{where}.network_id")
+    if spec.mac_address is not None and not _MAC_RE.fullmatch(spec.mac_address):
+        raise InvalidArgument(f"{where}.mac_address", f"{spec.mac_address[:40]!r} is not a MAC address")
+    if spec.ip_address is not None:
+        raise Unimplemented(f"{where}.ip_address: IP address management (NetworkProvider) is not implemented yet")
+    if spec.security_groups:
+        raise Unimplemented(f"{where}.security_groups: security groups are not implemented yet")
+    return spec
+
+
+def attached_disk(disk: DiskSpec, where: str = "disk") -> DiskSpec:
+    """A disk attached to an existing VM: from an image, or blank when it has no source."""
+    device_id(disk.id, f"{where}.id")
+    if not 1 <= disk.size_gib <= MAX_DISK_GIB:
+        raise InvalidArgument(f"{where}.size_gib", f"must be between 1 and {MAX_DISK_GIB}")
+    if disk.source.volume_id is not None:
+        raise Unimplemented(f"{where}.source.volume_id: persistent volumes (LightningSTOR) are not available")
+    if disk.source.image_id is not None:
+        name(disk.source.image_id, f"{where}.source.image_id")
+    return disk
+
+
 def _networks(nics: tuple[NetworkSpec, ...]) -> None:
-    if nics:
-        raise Unimplemented("spec.network: VM networking (NetworkProvider, tap + bridge) is not implemented yet")
+    seen: set[str] = set()
+    for i, spec in enumerate(nics):
+        nic(spec, f"spec.network[{i}]")
+        if spec.id in seen:
+            raise InvalidArgument(f"spec.network[{i}].id", f"duplicate NIC id {spec.id!r}")
+        seen.add(spec.id)
 
 
 TAINT_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")

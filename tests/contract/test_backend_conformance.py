@@ -132,6 +132,24 @@ async def test_kill_and_crash(profile: BackendProfile, backend: HypervisorBacken
             await backend.delete(vm.handle)
 
 
+async def test_guest_poweroff_is_reported(profile: BackendProfile, backend: HypervisorBackend,
+                                          images: dict[str, LocalImage]) -> None:
+    if not profile.shell:
+        return  # the guest powers off only when told to on its console
+    vm = await boot(profile, backend, images, "poweroff")
+    try:
+        exit_report = asyncio.create_task(backend.wait_exit(vm.handle))
+        await run(vm.console, "echo bye")
+        await vm.console.write(b"poweroff -f\n")
+        async with asyncio.timeout(60):
+            report = await exit_report
+        assert report.kind is ExitKind.GUEST_POWEROFF, report
+        assert (await backend.status(vm.handle)).actual_state is VmState.STOPPED
+    finally:
+        await vm.console.close()
+        await backend.delete(vm.handle)
+
+
 async def test_reset_and_reboot(profile: BackendProfile, backend: HypervisorBackend,
                                 vms: dict[str, Running]) -> None:
     vm = vms["shared"]

@@ -83,13 +83,15 @@ async def sim_cluster(
     server.start()
     addr = f"127.0.0.1:{agents}"
     nodes = [simulated_node(node_id, addr, cap, labels) for node_id, cap, labels in node_specs]
-    fleet = SimulatedFleet(f"127.0.0.1:{api}", addr, nodes, root / "cache", heartbeat_interval)
+    fleet: SimulatedFleet | None = None
     try:
+        fleet = SimulatedFleet(f"127.0.0.1:{api}", addr, nodes, root / "cache", heartbeat_interval)
         await _poll_http(f"http://127.0.0.1:{http}/health", 30, server)
         await fleet.start()
         await _poll_http(f"http://127.0.0.1:{http}/ready", 30, server)
         async with await PlasmaClient.connect(f"127.0.0.1:{api}") as client:
             yield SimCluster(root, f"127.0.0.1:{api}", server, fleet, client)
     finally:
-        await fleet.stop()
+        if fleet is not None:
+            await fleet.stop()
         server.stop()

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import os
 import re
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from plasmavmc.errors import InvalidArgument, PlasmaError
+from plasmavmc.errors import HypervisorError, InvalidArgument, PlasmaError
 from plasmavmc.hypervisor.base import ConsoleStream, ExitKind, LocalImage, UnsupportedFeature, VmHandle
 from plasmavmc.hypervisor.firecracker import jail
+from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
 from plasmavmc.hypervisor.process import is_running
+from plasmavmc.hypervisor.qemu.accel import hardware_kvm
+from plasmavmc.images.guest.build import build_guest
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     BootSpec,
@@ -29,6 +35,7 @@ from plasmavmc.types.vm import (
     CpuSpec,
     DiskBus,
     DiskCache,
+    DiskSource,
     DiskSpec,
     MemorySpec,
     NetworkSpec,
@@ -265,3 +272,120 @@ async def test_unsupported_operations_are_refused(plain: Guest) -> None:
         with pytest.raises(UnsupportedFeature):
             await call
     assert (await plain.backend.status(plain.handle)).actual_state is VmState.RUNNING
+
+
+def test_installed_binaries_are_the_pinned_release() -> None:
+    """What scripts/install-firecracker installed is v1.12.1 with the sha256 pinned in the script."""
+    script = (Path(__file__).parents[2] / "scripts" / "install-firecracker").read_text()
+    pinned = dict(re.findall(r"\[(firecracker|jailer)\]=([0-9a-f]{64})", script))
+    assert set(pinned) == {"firecracker", "jailer"}
+    for name, path in (("firecracker", fc.FIRECRACKER), ("jailer", fc.JAILER)):
+        assert path is not None
+        assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == pinned[name], path
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=True)
+        assert "v1.12.1" in version.stdout, version.stdout
+
+
+async def test_api_faults_are_reported_with_firecracker_message(tmp_path: Path) -> None:
+    """Our HTTP client against a real, unconfigured Firecracker: a refused request names the fault."""
+    assert fc.FIRECRACKER is not None
+    long_dir = tmp_path / ("d" * 90)  # the socket path exceeds sun_path: reached through /proc/self/fd
+    long_dir.mkdir()
+    proc = await asyncio.create_subprocess_exec(fc.FIRECRACKER, "--api-sock", "api.sock", cwd=long_dir,
+                                                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    try:
+        api = FirecrackerApi(long_dir / "api.sock")
+        assert len(str(api.socket_path)) > 108
+        await wait_for_socket(api, lambda: proc.returncode is None, DEADLINE_S)
+        info = await api.get("/")
+        assert info["state"] == "Not started" and info["vmm_version"] == "1.12.1", info
+        with pytest.raises(HypervisorError) as err:
+            await api.put("/machine-config", {"vcpu_count": 0, "mem_size_mib": 64})
+        assert "400" in err.value.message and "vcpu" in err.value.message.lower(), err.value.message
+        with pytest.raises(HypervisorError):
+            await api.action("InstanceStart")  # no kernel configured
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+async def test_balloon_where_configured(runtime: Path, images: dict[str, LocalImage], plain: Guest) -> None:
+    with pytest.raises(UnsupportedFeature):
+        await plain.backend.set_balloon(plain.handle, 8)  # not configured on that backend
+    ballooned = await boot(fc.backend(runtime / "b", jailed=False, balloon=True), images, "balloon")
+    try:
+        api = FirecrackerApi(ballooned.backend.paths(ballooned.handle).api_sock)
+        got = await api.get("/balloon")
+        assert got["amount_mib"] == 0 and got["deflate_on_oom"] is True, got
+        # The PVH guest has no virtio driver: Firecracker refuses a new target, and we say why.
+        with pytest.raises(HypervisorError) as err:
+            await ballooned.backend.set_balloon(ballooned.handle, 16)
+        assert "not activated" in err.value.message, err.value.message
+        with pytest.raises(InvalidArgument):
+            await ballooned.backend.set_balloon(ballooned.handle, -1)
+        await ballooned.say("still", b"#0001 still\n")
+    finally:
+        await ballooned.console.close()
+        await ballooned.backend.delete(ballooned.handle)
+
+
+async def test_diff_snapshots_chain_and_restore(runtime: Path, images: dict[str, LocalImage]) -> None:
+    """Dirty-page tracking on (jailed, unprivileged): the first snapshot of a run is Full, the next ones
+    Diffs holding only what was written since; restoring any of them merges the chain correctly."""
+    guest = await boot(fc.backend(runtime, jailed=True, diff_snapshots=True), images, "diffs")
+    try:
+        backend, handle = guest.backend, guest.handle
+        await guest.say("one", b"#0001 one\n")
+        await backend.snapshot(handle, "full")
+        await guest.say("two", b"#0002 two\n")
+        await backend.snapshot(handle, "diff-1")
+        await guest.say("three", b"#0003 three\n")
+        await backend.snapshot(handle, "diff-2")
+        snaps = backend.paths(handle).guest / "snapshots"
+        full_mem, diff_mem = snaps / "full" / "memory", snaps / "diff-2" / "memory"
+        assert not (snaps / "full" / "parent").exists()
+        assert (snaps / "diff-2" / "parent").read_text() == "diff-1"
+        assert diff_mem.stat().st_size == full_mem.stat().st_size  # same guest memory, ...
+        assert diff_mem.stat().st_blocks < full_mem.stat().st_blocks  # ... but only the dirty pages stored
+        await backend.restore(handle, "diff-2")  # full + diff-1 + diff-2
+        await guest.say("four", b"#0004 four\n")
+        await backend.restore(handle, "diff-1")  # full + diff-1
+        await guest.say("five", b"#0003 five\n")
+        await backend.snapshot(handle, "after-restore")  # a Diff relative to the restored snapshot
+        assert (snaps / "after-restore" / "parent").read_text() == "diff-1"
+        await backend.restore(handle, "full")
+        await guest.say("six", b"#0002 six\n")
+        await backend.restore(handle, "after-restore")
+        await guest.say("seven", b"#0004 seven\n")
+    finally:
+        await guest.console.close()
+        await guest.backend.delete(guest.handle)
+
+
+@pytest.mark.skipif(not hardware_kvm(), reason="a Linux guest under Firecracker needs hardware KVM (kvm_intel or "
+                    "kvm_amd); this host's /dev/kvm is kvm_pvm, under which only the PVH test guest runs")
+async def test_linux_guest_boots_where_hardware_kvm_exists(runtime: Path) -> None:
+    """The project's default Linux guest (plasmavmc-tiny: vmlinux + initramfs + ext4 root) under Firecracker."""
+    guest_dir = Path(os.environ.get("PLASMAVMC_GUEST_DIR", "/var/cache/plasmavmc/guest"))
+    m = await build_guest(guest_dir)
+    image = LocalImage(image_id="plasmavmc-tiny", disk_path=guest_dir / m.root_disk,
+                       disk_format=m.root_disk_format, kernel_path=guest_dir / m.kernel,
+                       initrd_path=guest_dir / m.initrd, kernel_cmdline=m.cmdline)
+    vm = fc.vm("linux")
+    disk = DiskSpec(id="root", source=DiskSource(image_id="plasmavmc-tiny"), size_gib=1)
+    vm = dataclasses.replace(vm, spec=dataclasses.replace(vm.spec, disks=(disk,), memory=MemorySpec(size_mib=256)))
+    backend = fc.backend(runtime)
+    handle = await backend.create(vm, {image.image_id: image})
+    try:
+        await backend.start(handle)
+        console = await backend.console(handle, ConsoleType.SERIAL)
+        try:
+            await read_until(console, b"PLASMAVMC-READY", bytearray(), 120)
+        finally:
+            await console.close()
+        report = asyncio.create_task(backend.wait_exit(handle))
+        await backend.stop(handle, timeout=60)
+        assert (await report).kind is ExitKind.REQUESTED
+    finally:
+        await backend.delete(handle)

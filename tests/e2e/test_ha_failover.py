@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -129,8 +131,7 @@ def until(check: Callable[[], T | None], what: str, cluster: HaCluster, timeout:
     raise AssertionError(f"{what} not within {timeout}s\n{cluster.logs()}")
 
 
-async def until_async(check: Callable[[], Awaitable[T | None]], what: str, cluster: HaCluster,
-                      store: EtcdStore) -> T:
+async def until_async(check: Callable[[], Awaitable[T | None]], what: str, cluster: HaCluster, store: EtcdStore) -> T:
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         with contextlib.suppress(PlasmaError):
@@ -144,8 +145,10 @@ async def until_async(check: Callable[[], Awaitable[T | None]], what: str, clust
 
 
 @pytest.fixture
-def ha(tmp_path: Path, guest_dir: Path) -> Iterator[HaCluster]:
-    cluster = HaCluster(tmp_path, guest_dir, EtcdCluster.start(tmp_path / "etcd"))
+def ha(guest_dir: Path) -> Iterator[HaCluster]:
+    # a short root: QEMU's QMP socket path under it must stay below the 108-byte unix socket limit
+    root = Path(tempfile.mkdtemp(prefix="plasmavmc-ha-"))
+    cluster = HaCluster(root, guest_dir, EtcdCluster.start(root / "etcd"))
     try:
         a = cluster.start_replica("a")
         until(lambda: _leader_of(a), "a leads", cluster)
@@ -156,10 +159,11 @@ def ha(tmp_path: Path, guest_dir: Path) -> Iterator[HaCluster]:
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _leader_of(replica: Replica) -> str | None:
-    """"self" when this replica reports itself leader (via /ready, answered even when not ready)."""
+    """`"self"` when this replica reports itself leader (via /ready, answered even when not ready)."""
     try:
         with urllib.request.urlopen(f"{replica.http}/ready", timeout=2) as resp:
             body = json.loads(resp.read())
@@ -188,8 +192,9 @@ def qemu_processes(vm_id: str) -> int:
     return count
 
 
-async def interrupted(cluster: HaCluster, store: EtcdStore, victim: str, call: Awaitable[object],
-                      name: str, state: VmState) -> None:
+async def interrupted(
+    cluster: HaCluster, store: EtcdStore, victim: str, call: Awaitable[object], name: str, state: VmState
+) -> None:
     """Run `call` on the victim with the agent frozen; once the VM is in `state`, kill -9 the victim."""
     cluster.signal_agent(signal.SIGSTOP)
     task = asyncio.ensure_future(call)
@@ -207,8 +212,9 @@ async def test_leader_killed_during_create_and_start(ha: HaCluster) -> None:
     try:
         # 1. kill the leader (a) while it is creating the VM; b takes over and finishes the create
         async with await PlasmaClient.connect(ha.replicas["a"].api) as on_a:
-            await interrupted(ha, store, "a", on_a.create_vm("ha-1", ORG, PROJECT, tiny_spec()),
-                              "ha-1", VmState.CREATING)
+            await interrupted(
+                ha, store, "a", on_a.create_vm("ha-1", ORG, PROJECT, tiny_spec()), "ha-1", VmState.CREATING
+            )
         stopped = await until_async(lambda: vm_in(store, "ha-1", VmState.STOPPED), "ha-1 created by b", ha, store)
         assert _leader_of(ha.replicas["b"]) == "self"
 

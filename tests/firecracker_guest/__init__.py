@@ -9,14 +9,18 @@ those skip, saying so. It polls its UART, so a running one keeps a host CPU busy
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import signal
 import uuid
 from pathlib import Path
 
 from plasmavmc.hypervisor.base import LocalImage
 from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
+from plasmavmc.hypervisor.process import read_pidfile
 from plasmavmc.images.pvh_guest.build import IMAGE_NAME, READY_LINE, build_seed
 from plasmavmc.types.vm import DiskSource, DiskSpec, MemorySpec, VirtualMachine, VmSpec
 
@@ -25,6 +29,7 @@ FIRECRACKER = shutil.which("firecracker")
 JAILER = shutil.which("jailer")
 JAIL_UID = 10123  # an unprivileged uid with no account: the jail makes everything it needs
 READY = READY_LINE.encode()
+READY_LINE_RE = re.escape(READY_LINE)
 _images: dict[str, LocalImage] = {}
 
 
@@ -54,7 +59,18 @@ def vm(name: str, hotplug: bool = False) -> VirtualMachine:
                           spec=VmSpec(disks=(disk,), memory=MemorySpec(size_mib=64)))
 
 
-def backend(runtime_dir: Path, *, jailed: bool = True) -> FirecrackerBackend:
+def backend(runtime_dir: Path, *, jailed: bool = True, balloon: bool = False,
+            diff_snapshots: bool = False) -> FirecrackerBackend:
     assert FIRECRACKER is not None and JAILER is not None
     options = JailerOptions(enabled=jailed, uid=JAIL_UID, gid=JAIL_UID)
-    return FirecrackerBackend(FIRECRACKER, JAILER, runtime_dir, jailer=options)
+    return FirecrackerBackend(FIRECRACKER, JAILER, runtime_dir, jailer=options, balloon=balloon,
+                              diff_snapshots=diff_snapshots)
+
+
+def kill_leftovers(root: Path) -> None:
+    """Hypervisor processes outlive the agent by design; a test's (or bench's) own ones end with it."""
+    for pidfile in [*root.glob("run/fc/*/jail/*/*/root/firecracker.pid"), *root.glob("run/fc/*/vm/firecracker.pid")]:
+        pid = read_pidfile(pidfile)
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

@@ -7,16 +7,18 @@ UNIMPLEMENTED here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from plasmavmc import validation
 from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
 from plasmavmc.agent.vms import NodeVms
-from plasmavmc.api.convert import from_proto, to_proto
+from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
 from plasmavmc.api.edge import ServicerContext, stream, unary, unimplemented
+from plasmavmc.errors import PlasmaError
 from plasmavmc.types.image import Image
-from plasmavmc.types.vm import ConsoleType, VirtualMachine
+from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine
 from plasmavmc.v1 import types_pb2, vm_pb2
 
 Ctx = ServicerContext
@@ -89,6 +91,77 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 yield vm_pb2.ConsoleData(data=data)
         finally:
             await console.close()
+
+    @stream
+    async def ConsoleSession(self, request_iterator: AsyncIterator[Any], context: Ctx) -> AsyncIterator[Any]:
+        """Interactive console: input from the request stream, output (history first) to the response."""
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return
+        kind = enum_from_proto(ConsoleType, first.console_type, types_pb2.ConsoleType.DESCRIPTOR)
+        backend, handle = self.vms.lookup(validation.vm_id(first.vm_id))
+        console = await backend.console(handle, kind or ConsoleType.SERIAL)
+
+        async def pump_input() -> None:
+            if first.data:
+                await console.write(first.data)
+            async for message in request_iterator:
+                if message.data:
+                    await console.write(message.data)
+
+        typing = asyncio.create_task(pump_input())
+        try:
+            while data := await console.read():
+                if typing.done() and (failed := typing.exception()) is not None:
+                    raise failed
+                yield vm_pb2.ConsoleData(data=data)
+        finally:
+            typing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, PlasmaError):
+                await typing
+            await console.close()
+
+    @unary
+    async def AttachDisk(self, request: agent_pb2.AttachDiskRequest, context: Ctx) -> Any:
+        vm_id = validation.vm_id(request.vm_id)
+        image = from_proto(Image, request.image) if request.HasField("image") else None
+        await self.vms.attach_disk(vm_id, request.org_id, from_proto(DiskSpec, request.disk), image)
+        return types_pb2.Empty()
+
+    @unary
+    async def DetachDisk(self, request: agent_pb2.DetachDeviceRequest, context: Ctx) -> Any:
+        await self.vms.detach_disk(validation.vm_id(request.vm_id), request.device_id)
+        return types_pb2.Empty()
+
+    @unary
+    async def AttachNic(self, request: agent_pb2.AttachNicRequest, context: Ctx) -> Any:
+        await self.vms.attach_nic(validation.vm_id(request.vm_id), from_proto(NetworkSpec, request.nic))
+        return types_pb2.Empty()
+
+    @unary
+    async def DetachNic(self, request: agent_pb2.DetachDeviceRequest, context: Ctx) -> Any:
+        await self.vms.detach_nic(validation.vm_id(request.vm_id), request.device_id)
+        return types_pb2.Empty()
+
+    @unary
+    async def SnapshotVm(self, request: agent_pb2.SnapshotRequest, context: Ctx) -> Any:
+        snap = await self.vms.snapshot(validation.vm_id(request.vm_id), request.snapshot_id)
+        return to_proto(snap, vm_pb2.VmSnapshot())
+
+    @unary
+    async def RestoreVm(self, request: agent_pb2.SnapshotRequest, context: Ctx) -> Any:
+        await self.vms.restore(validation.vm_id(request.vm_id), request.snapshot_id)
+        return types_pb2.Empty()
+
+    @unary
+    async def ListSnapshots(self, request: agent_pb2.VmOperationRequest, context: Ctx) -> Any:
+        snaps = await self.vms.snapshots(validation.vm_id(request.vm_id))
+        return vm_pb2.ListSnapshotsResponse(snapshots=[to_proto(s, vm_pb2.VmSnapshot()) for s in snaps])
+
+    @unary
+    async def DeleteSnapshot(self, request: agent_pb2.SnapshotRequest, context: Ctx) -> Any:
+        await self.vms.delete_snapshot(validation.vm_id(request.vm_id), request.snapshot_id)
+        return types_pb2.Empty()
 
     Heartbeat = unimplemented(ON_CONTROL_PLANE)
     ReportStatus = unimplemented(ON_CONTROL_PLANE)

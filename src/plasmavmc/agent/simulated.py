@@ -42,6 +42,7 @@ from plasmavmc.types.vm import HypervisorType, VirtualMachine
 log = logging.getLogger(__name__)
 AGENT_VERSION = "simulated"
 REGISTER_CONCURRENCY = 64
+REGISTER_TIMEOUT = 60.0
 
 
 def simulated_node(node_id: str, addr: str, capacity: NodeCapacity, labels: dict[str, str] | None = None) -> Node:
@@ -66,13 +67,23 @@ class FleetVms(NodeVms):
         super().__init__("simulated-fleet", HypervisorRegistry(), cache, reporter)
         self.backends = backends
         self.copies: dict[str, list[tuple[str, VmHandle]]] = {}
+        self._live: dict[str, set[str]] = {node_id: set() for node_id in backends}  # node -> its live VMs
 
     def node_of(self, vm_id: str) -> str | None:
         copies = self.copies.get(vm_id)
         return copies[-1][0] if copies else None
 
     def vms_on(self, node_id: str) -> list[str]:
-        return [vm_id for vm_id, copies in self.copies.items() if copies[-1][0] == node_id]
+        return sorted(self._live.get(node_id, ()))
+
+    def _set_copies(self, vm_id: str, copies: list[tuple[str, VmHandle]]) -> None:
+        if old := self.copies.get(vm_id):
+            self._live[old[-1][0]].discard(vm_id)
+        if copies:
+            self.copies[vm_id] = copies
+            self._live[copies[-1][0]].add(vm_id)
+        else:
+            self.copies.pop(vm_id, None)
 
     def lookup(self, vm_id: str) -> tuple[HypervisorBackend, VmHandle]:
         copies = self.copies.get(vm_id)
@@ -89,7 +100,7 @@ class FleetVms(NodeVms):
             raise HypervisorError(f"hypervisor {vm.hypervisor.value} is not enabled on simulated nodes")
         handle = await backend.create(vm, await self._local_images(vm, images))
         copies = [c for c in self.copies.get(vm.id, []) if c[0] != vm.node_id]
-        self.copies[vm.id] = [*copies, (vm.node_id or "", handle)]
+        self._set_copies(vm.id, [*copies, (vm.node_id or "", handle)])
         self.handles[vm.id] = handle
         return handle
 
@@ -100,10 +111,8 @@ class FleetVms(NodeVms):
         node_id, handle = copies[0]
         if len(copies) == 1:
             await self._unsupervise(vm_id)
-            del self.copies[vm_id]
             self.handles.pop(vm_id, None)
-        else:
-            self.copies[vm_id] = copies[1:]
+        self._set_copies(vm_id, copies[1:])
         await self.backends[node_id].delete(handle)
 
 
@@ -142,9 +151,19 @@ class SimulatedFleet:
         await self._server.start()
         limit = asyncio.Semaphore(REGISTER_CONCURRENCY)
 
+        deadline = time.monotonic() + REGISTER_TIMEOUT
+
         async def register(node_id: str) -> None:
+            delay = 0.1
             async with limit:
-                await self.heartbeat(node_id)
+                while True:  # like a real agent: keep trying until the control plane answers
+                    try:
+                        return await self.heartbeat(node_id)
+                    except PlasmaError:
+                        if time.monotonic() > deadline:
+                            raise
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
 
         await asyncio.gather(*(register(n) for n in self.nodes))
         self._beats = [asyncio.create_task(self._beat_forever(n, i)) for i, n in enumerate(self.nodes)]

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Mapping
 
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.errors import PlasmaError, VmNotFound
-from plasmavmc.hypervisor.base import ExitKind, ExitReport, HypervisorBackend, LocalImage, VmHandle
+from plasmavmc.hypervisor.base import (
+    ExitKind,
+    ExitReport,
+    HypervisorBackend,
+    LocalImage,
+    SnapshotInfo,
+    VmHandle,
+)
 from plasmavmc.hypervisor.registry import HypervisorRegistry
 from plasmavmc.types.image import Image
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import VirtualMachine, VmStatus
+from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmStatus
 
 log = logging.getLogger(__name__)
 REPORT_RETRY_MAX = 5.0
@@ -34,6 +42,9 @@ class NodeVms:
         self.reporter = reporter
         self.handles: dict[str, VmHandle] = {}
         self._supervisors: dict[str, asyncio.Task[None]] = {}
+        # why each VM's last run ended unasked: heartbeats carry it too, so the reason reaches the
+        # control plane even when a heartbeat wins the race with the exit report
+        self._exits: dict[str, ExitReport] = {}
 
     def lookup(self, vm_id: str) -> tuple[HypervisorBackend, VmHandle]:
         handle = self.handles.get(vm_id)
@@ -53,24 +64,28 @@ class NodeVms:
                     report = await backend.wait_exit(handle)
                     if report.kind != ExitKind.REQUESTED:
                         why = ExitReport(report.kind, f"{report.reason} (while the agent was down)")
+                        self._exits[handle.vm_id] = why
                         task = asyncio.create_task(self._report_exit(backend, handle, why))
                         self._supervisors[handle.vm_id] = task
+
+    async def _local_image(self, image: Image, org_id: str, by_id: Mapping[str, Image]) -> LocalImage:
+        kernel = by_id.get(image.metadata.get("kernel_id", ""))
+        initrd = by_id.get(image.metadata.get("ramdisk_id", ""))
+        return LocalImage(
+            image_id=image.id,
+            disk_path=await self.cache.fetch(image, org_id),
+            disk_format=image.format.value,
+            kernel_path=await self.cache.fetch(kernel, org_id) if kernel else None,
+            initrd_path=await self.cache.fetch(initrd, org_id) if initrd else None,
+            kernel_cmdline=image.metadata.get("kernel_cmdline", ""),
+        )
 
     async def _local_images(self, vm: VirtualMachine, images: list[Image]) -> dict[str, LocalImage]:
         by_id = {i.id: i for i in images}
         out: dict[str, LocalImage] = {}
         for disk in vm.spec.disks:
             image = by_id[disk.source.image_id or ""]
-            kernel = by_id.get(image.metadata.get("kernel_id", ""))
-            initrd = by_id.get(image.metadata.get("ramdisk_id", ""))
-            out[image.id] = LocalImage(
-                image_id=image.id,
-                disk_path=await self.cache.fetch(image, vm.org_id, pin_for=vm.id),
-                disk_format=image.format.value,
-                kernel_path=await self.cache.fetch(kernel, vm.org_id, pin_for=vm.id) if kernel else None,
-                initrd_path=await self.cache.fetch(initrd, vm.org_id, pin_for=vm.id) if initrd else None,
-                kernel_cmdline=image.metadata.get("kernel_cmdline", ""),
-            )
+            out[image.id] = await self._local_image(image, vm.org_id, by_id)
         return out
 
     async def create(self, vm: VirtualMachine, images: list[Image]) -> VmHandle:
@@ -84,6 +99,7 @@ class NodeVms:
     async def start(self, vm_id: str) -> None:
         backend, handle = self.lookup(vm_id)
         await backend.start(handle)
+        self._exits.pop(vm_id, None)
         self._supervise(backend, handle)
 
     async def stop(self, vm_id: str, timeout: float, force: bool) -> None:
@@ -123,7 +139,47 @@ class NodeVms:
 
     async def status(self, vm_id: str) -> VmStatus:
         backend, handle = self.lookup(vm_id)
-        return await backend.status(handle)
+        status = await backend.status(handle)
+        exited = self._exits.get(vm_id)
+        if exited is not None and status.actual_state == VmState.STOPPED and not status.last_error:
+            status = dataclasses.replace(status, last_error=exited.reason)
+        return status
+
+    # Devices and snapshots: straight to the backend (it keeps the VM's spec on the node up to date).
+
+    async def attach_disk(self, vm_id: str, org_id: str, disk: DiskSpec, image: Image | None) -> None:
+        backend, handle = self.lookup(vm_id)
+        local = await self._local_image(image, org_id, {image.id: image}) if image is not None else None
+        await backend.attach_disk(handle, disk, local)
+
+    async def detach_disk(self, vm_id: str, disk_id: str) -> None:
+        backend, handle = self.lookup(vm_id)
+        await backend.detach_disk(handle, disk_id)
+
+    async def attach_nic(self, vm_id: str, nic: NetworkSpec) -> None:
+        backend, handle = self.lookup(vm_id)
+        await backend.attach_nic(handle, nic)
+
+    async def detach_nic(self, vm_id: str, nic_id: str) -> None:
+        backend, handle = self.lookup(vm_id)
+        await backend.detach_nic(handle, nic_id)
+
+    async def snapshot(self, vm_id: str, snapshot_id: str) -> SnapshotInfo:
+        backend, handle = self.lookup(vm_id)
+        await backend.snapshot(handle, snapshot_id)
+        return next(s for s in await backend.list_snapshots(handle) if s.id == snapshot_id)
+
+    async def restore(self, vm_id: str, snapshot_id: str) -> None:
+        backend, handle = self.lookup(vm_id)
+        await backend.restore(handle, snapshot_id)
+
+    async def snapshots(self, vm_id: str) -> list[SnapshotInfo]:
+        backend, handle = self.lookup(vm_id)
+        return await backend.list_snapshots(handle)
+
+    async def delete_snapshot(self, vm_id: str, snapshot_id: str) -> None:
+        backend, handle = self.lookup(vm_id)
+        await backend.delete_snapshot(handle, snapshot_id)
 
     def _supervise(self, backend: HypervisorBackend, handle: VmHandle) -> None:
         task = asyncio.create_task(self._watch(backend, handle), name=f"supervise-{handle.vm_id}")
@@ -140,6 +196,8 @@ class NodeVms:
         report = await backend.wait_exit(handle)
         self._supervisors.pop(handle.vm_id, None)
         log.info("VM %s hypervisor exited: %s (%s)", handle.vm_id, report.kind.value, report.reason)
+        if report.kind != ExitKind.REQUESTED:
+            self._exits[handle.vm_id] = report
         await self._report_exit(backend, handle, report)
 
     async def _report_exit(self, backend: HypervisorBackend, handle: VmHandle, report: ExitReport) -> None:

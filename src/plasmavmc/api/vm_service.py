@@ -6,15 +6,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
-from plasmavmc.api.edge import ServicerContext, stream, unary, unimplemented
-from plasmavmc.core import lifecycle, power, watch
+from plasmavmc.api.edge import ServicerContext, stream, unary
+from plasmavmc.core import devices, lifecycle, power, snapshots, watch
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.errors import InvalidArgument
-from plasmavmc.types.vm import ConsoleType, HypervisorType, VirtualMachine, VmSpec
+from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
 
 Ctx = ServicerContext
-HOTPLUG = "disk/NIC hot-plug (lands with the QEMU backend issue)"
 
 
 def vm_msg(vm: VirtualMachine) -> types_pb2.VirtualMachine:
@@ -94,15 +93,46 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
     async def ResetVm(self, request: vm_pb2.ResetVmRequest, context: Ctx) -> Any:
         return vm_msg(await power.reboot(self.core, ref_of(request.vm), hard=True))
 
-    AttachDisk = unimplemented(HOTPLUG)
-    DetachDisk = unimplemented(HOTPLUG)
-    AttachNic = unimplemented("VM networking (NetworkProvider)")
-    DetachNic = unimplemented("VM networking (NetworkProvider)")
+    @unary
+    async def AttachDisk(self, request: vm_pb2.AttachDiskRequest, context: Ctx) -> Any:
+        return vm_msg(await devices.attach_disk(self.core, ref_of(request.vm), from_proto(DiskSpec, request.disk)))
+
+    @unary
+    async def DetachDisk(self, request: vm_pb2.DetachDiskRequest, context: Ctx) -> Any:
+        return vm_msg(await devices.detach_disk(self.core, ref_of(request.vm), request.disk_id))
+
+    @unary
+    async def AttachNic(self, request: vm_pb2.AttachNicRequest, context: Ctx) -> Any:
+        return vm_msg(await devices.attach_nic(self.core, ref_of(request.vm), from_proto(NetworkSpec, request.nic)))
+
+    @unary
+    async def DetachNic(self, request: vm_pb2.DetachNicRequest, context: Ctx) -> Any:
+        return vm_msg(await devices.detach_nic(self.core, ref_of(request.vm), request.nic_id))
+
+    @unary
+    async def SnapshotVm(self, request: vm_pb2.SnapshotVmRequest, context: Ctx) -> Any:
+        snap = await snapshots.take(self.core, ref_of(request.vm), request.snapshot_id)
+        return to_proto(snap, vm_pb2.VmSnapshot())
+
+    @unary
+    async def RestoreVm(self, request: vm_pb2.RestoreVmRequest, context: Ctx) -> Any:
+        return vm_msg(await snapshots.restore(self.core, ref_of(request.vm), request.snapshot_id))
+
+    @unary
+    async def ListSnapshots(self, request: vm_pb2.ListSnapshotsRequest, context: Ctx) -> Any:
+        snaps = await snapshots.list_snapshots(self.core, ref_of(request.vm))
+        return vm_pb2.ListSnapshotsResponse(snapshots=[to_proto(s, vm_pb2.VmSnapshot()) for s in snaps])
+
+    @unary
+    async def DeleteSnapshot(self, request: vm_pb2.DeleteSnapshotRequest, context: Ctx) -> Any:
+        await snapshots.delete(self.core, ref_of(request.vm), request.snapshot_id)
+        return types_pb2.Empty()
 
     @stream
     async def GetConsole(self, request: vm_pb2.GetConsoleRequest, context: Ctx) -> AsyncIterator[Any]:
         if request.console_type == types_pb2.CONSOLE_TYPE_VNC:
-            raise InvalidArgument("console_type", f"{ConsoleType.VNC.value} consoles are not available yet")
+            raise InvalidArgument("console_type", "VNC is a two-way stream: use the WebSocket console "
+                                  "gateway (/v1/vms/{vm}/console?type=vnc on the HTTP port)")
         async for chunk in watch.console(self.core, ref_of(request.vm), request.follow):
             yield vm_pb2.ConsoleData(data=chunk)
 

@@ -15,7 +15,7 @@ import os
 import sys
 
 from plasmavmc.cli import commands as cmd
-from plasmavmc.cli import image_commands, quota_commands
+from plasmavmc.cli import image_commands, quota_commands, vm_device_commands
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.errors import PlasmaError
 from plasmavmc.types.vm import HypervisorType
@@ -107,8 +107,7 @@ def _vm_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     one("reset", "hard-reset a running VM", cmd.vm_reset)
     one("delete", "delete a VM", cmd.vm_delete).add_argument(
         "--force", action="store_true", help="delete even if running")
-    one("console", "stream the serial console", cmd.vm_console).add_argument(
-        "--no-follow", dest="follow", action="store_false", help="print the retained output and exit")
+    vm_device_commands.add_parsers(vm)  # console, attach/detach disk and NIC, snapshots
     one("watch", "print the VM's events as they happen", cmd.vm_watch)
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Collection
 from plasmavmc.api.convert import enum_to_proto, from_proto, to_proto
 from plasmavmc.client.base import ClientBase
 from plasmavmc.errors import InvalidState, VmNotFound
+from plasmavmc.hypervisor.base import SnapshotInfo
 from plasmavmc.types.events import VmEvent, VmEventType
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
@@ -152,6 +153,25 @@ class VmMixin(ClientBase):
         """Detach the network interface `nic_id`."""
         request = vm_pb2.DetachNicRequest(vm=_ref(org_id, project_id, vm), nic_id=nic_id)
         return _vm(await self._unary(self._vm_stub.DetachNic, request))
+
+    async def snapshot_vm(self, org_id: str, project_id: str, vm: str, snapshot_id: str) -> SnapshotInfo:
+        """Snapshot the VM's disks (and memory, when it runs) as `snapshot_id`."""
+        request = vm_pb2.SnapshotVmRequest(vm=_ref(org_id, project_id, vm), snapshot_id=snapshot_id)
+        return from_proto(SnapshotInfo, await self._unary(self._vm_stub.SnapshotVm, request))
+
+    async def restore_vm(self, org_id: str, project_id: str, vm: str, snapshot_id: str) -> VirtualMachine:
+        """Bring the VM back to `snapshot_id`: what it wrote or did since is gone."""
+        request = vm_pb2.RestoreVmRequest(vm=_ref(org_id, project_id, vm), snapshot_id=snapshot_id)
+        return _vm(await self._unary(self._vm_stub.RestoreVm, request))
+
+    async def list_snapshots(self, org_id: str, project_id: str, vm: str) -> list[SnapshotInfo]:
+        request = vm_pb2.ListSnapshotsRequest(vm=_ref(org_id, project_id, vm))
+        reply = await self._unary(self._vm_stub.ListSnapshots, request)
+        return [from_proto(SnapshotInfo, s) for s in reply.snapshots]
+
+    async def delete_snapshot(self, org_id: str, project_id: str, vm: str, snapshot_id: str) -> None:
+        request = vm_pb2.DeleteSnapshotRequest(vm=_ref(org_id, project_id, vm), snapshot_id=snapshot_id)
+        await self._unary(self._vm_stub.DeleteSnapshot, request)
 
     async def console(
         self, org_id: str, project_id: str, vm: str, follow: bool = True

@@ -89,6 +89,12 @@ class AgentSection:
             yield "node_id", "required: set it in the config file, PLASMAVMC_NODE_ID or --node-id"
 
 
+def _check_id(value: int) -> int:
+    if not 0 <= value < 2**32 - 1:
+        raise ValueError(f"expected a uid/gid between 0 and 4294967294, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class KvmSettings:
     """``[hypervisors.kvm]``: ``qemu_path``, ``runtime_dir`` (spec); ext ``qemu_img_path``;
@@ -102,11 +108,31 @@ class KvmSettings:
 
 @dataclass(frozen=True)
 class FirecrackerSettings:
-    """``[hypervisors.firecracker]`` (spec): ``fc_path``, ``jailer_path``, ``runtime_dir``."""
+    """``[hypervisors.firecracker]`` (spec): ``fc_path``, ``jailer_path``, ``runtime_dir``
+    (``scripts/install-firecracker`` puts both binaries in /usr/local/bin).
+
+    ext, the jailer (spec §11.3): ``jailer`` (default true; false runs Firecracker unjailed, for
+    development), ``jailer_uid`` / ``jailer_gid`` (default 0; an unprivileged id needs no account),
+    ``cgroup_version`` (auto|1|2, default auto: what /sys/fs/cgroup is), ``parent_cgroup`` (default
+    plasmavmc), ``cgroup_limits`` (default true: CPU quota of vcpus CPUs, memory of the guest plus
+    ``memory_overhead_mib``, default 64). ext ``balloon`` (default false): give every VM a virtio-balloon
+    device so memory can be reclaimed from guests that have the driver. ext ``diff_snapshots`` (default
+    false): track dirty pages, so a VM's later snapshots store only the memory written since the
+    previous one (restore merges them).
+    """
 
     fc_path: str = setting("/usr/bin/firecracker", check=check_command)
     jailer_path: str = setting("/usr/bin/jailer", check=check_command)
     runtime_dir: str = setting("/var/run/plasmavmc/fc", check=check_abs_path)
+    jailer: bool = True
+    jailer_uid: int = setting(0, check=_check_id)
+    jailer_gid: int = setting(0, check=_check_id)
+    cgroup_version: str = setting("auto", check=one_of("auto", "1", "2"))
+    parent_cgroup: str = setting("plasmavmc", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "cgroup name"))
+    cgroup_limits: bool = True
+    memory_overhead_mib: int = setting(64, check=check_positive)
+    balloon: bool = False
+    diff_snapshots: bool = False
 
 
 @dataclass(frozen=True)

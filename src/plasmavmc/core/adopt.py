@@ -66,8 +66,9 @@ async def _create(core: Core, vm: Versioned[VirtualMachine]) -> None:
     await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle._moved(v, VmState.STOPPED, "create"))
 
 
-async def _to(core: Core, vm: Versioned[VirtualMachine], source: VmState, target: VmState, operation: str
-              ) -> Versioned[VirtualMachine] | None:
+async def _to(
+    core: Core, vm: Versioned[VirtualMachine], source: VmState, target: VmState, operation: str
+) -> Versioned[VirtualMachine] | None:
     """The VM in `target` (moved there from `source` if need be); None if it is in neither."""
     if vm.value.state == source:
         return await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle._moved(v, target, operation))

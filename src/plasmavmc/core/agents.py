@@ -7,6 +7,7 @@ One gRPC channel per agent address, reused; every failure comes back as our erro
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 
@@ -14,12 +15,15 @@ from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
 from plasmavmc.api.convert import from_proto, to_proto
 from plasmavmc.api.status import from_rpc_error
 from plasmavmc.errors import PlasmaError, Unavailable
+from plasmavmc.hypervisor.base import SnapshotInfo
 from plasmavmc.types.image import Image
 from plasmavmc.types.node import Node
-from plasmavmc.types.vm import VirtualMachine, VmStatus
+from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmStatus
 from plasmavmc.v1 import types_pb2
 
 CALL_TIMEOUT = 30.0
+DEVICE_TIMEOUT = 120.0  # a hot-unplug waits for the guest to let the device go
+SNAPSHOT_TIMEOUT = 600.0  # a memory snapshot writes all of the guest's RAM
 
 
 def _translate(exc: grpc.aio.AioRpcError, node: Node) -> PlasmaError:
@@ -70,6 +74,59 @@ class AgentClient:
 
     async def console(self, vm_id: str, follow: bool) -> AsyncIterator[bytes]:
         call = self._stub.StreamConsole(agent_pb2.StreamConsoleRequest(vm_id=vm_id, follow=follow))
+        try:
+            async for chunk in call:
+                yield chunk.data
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, self.node) from None
+        finally:
+            call.cancel()
+
+
+    async def attach_disk(self, vm: VirtualMachine, disk: DiskSpec, image: Image | None) -> None:
+        req = agent_pb2.AttachDiskRequest(vm_id=vm.id, org_id=vm.org_id, disk=to_proto(disk, types_pb2.DiskSpec()))
+        if image is not None:
+            to_proto(image, req.image)
+        await self._call("AttachDisk", req, timeout=DEVICE_TIMEOUT)
+
+    async def detach_disk(self, vm_id: str, disk_id: str) -> None:
+        req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=disk_id)
+        await self._call("DetachDisk", req, timeout=DEVICE_TIMEOUT)
+
+    async def attach_nic(self, vm_id: str, nic: NetworkSpec) -> None:
+        req = agent_pb2.AttachNicRequest(vm_id=vm_id, nic=to_proto(nic, types_pb2.NetworkSpec()))
+        await self._call("AttachNic", req, timeout=DEVICE_TIMEOUT)
+
+    async def detach_nic(self, vm_id: str, nic_id: str) -> None:
+        req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=nic_id)
+        await self._call("DetachNic", req, timeout=DEVICE_TIMEOUT)
+
+    async def snapshot(self, vm_id: str, snapshot_id: str) -> SnapshotInfo:
+        req = agent_pb2.SnapshotRequest(vm_id=vm_id, snapshot_id=snapshot_id)
+        return from_proto(SnapshotInfo, await self._call("SnapshotVm", req, timeout=SNAPSHOT_TIMEOUT))  # type: ignore[arg-type]
+
+    async def restore(self, vm_id: str, snapshot_id: str) -> None:
+        req = agent_pb2.SnapshotRequest(vm_id=vm_id, snapshot_id=snapshot_id)
+        await self._call("RestoreVm", req, timeout=SNAPSHOT_TIMEOUT)
+
+    async def snapshots(self, vm_id: str) -> list[SnapshotInfo]:
+        msg: Any = await self._call("ListSnapshots", agent_pb2.VmOperationRequest(vm_id=vm_id))
+        return [from_proto(SnapshotInfo, s) for s in msg.snapshots]
+
+    async def delete_snapshot(self, vm_id: str, snapshot_id: str) -> None:
+        req = agent_pb2.SnapshotRequest(vm_id=vm_id, snapshot_id=snapshot_id)
+        await self._call("DeleteSnapshot", req, timeout=SNAPSHOT_TIMEOUT)
+
+    async def console_session(self, vm_id: str, console_type: ConsoleType,
+                              keys: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Interactive console: `keys` go to the VM, its output comes back (serial: history first)."""
+        async def requests() -> AsyncIterator[agent_pb2.ConsoleInput]:
+            kind = types_pb2.CONSOLE_TYPE_VNC if console_type is ConsoleType.VNC else types_pb2.CONSOLE_TYPE_SERIAL
+            yield agent_pb2.ConsoleInput(vm_id=vm_id, console_type=kind)
+            async for data in keys:
+                yield agent_pb2.ConsoleInput(data=data)
+
+        call = self._stub.ConsoleSession(requests())
         try:
             async for chunk in call:
                 yield chunk.data

@@ -18,17 +18,19 @@ from plasmavmc.core import pending, placement, quotas
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.records import Versioned, decode, mutate, read, replace, retry_on_conflict
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, PlasmaError
+from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
 from plasmavmc.store.base import Page, Write
 from plasmavmc.types import codec
-from plasmavmc.types.image import Image, ImageStatus
+from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
 from plasmavmc.types.states import VmState, check_transition, transition
 from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmSpec
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE = 100
+BOOTABLE_FORMATS = (ImageFormat.RAW, ImageFormat.QCOW2)  # what a qcow2 overlay can sit on
 MAX_PAGE = 1000
 
 
@@ -52,6 +54,10 @@ async def images_for(core: Core, org_id: str, spec: VmSpec) -> list[Image]:
         image = await core.catalog.get(org_id, disk.source.image_id or "", field=field)
         if image.status != ImageStatus.AVAILABLE:
             raise InvalidArgument(field, f"image {image.id} is {image.status.value}, not available")
+        if image.format not in BOOTABLE_FORMATS:
+            raise InvalidArgument(
+                field, f"image {image.id} is {image.format.value}: convert it to qcow2 or raw (ConvertImage) to use it"
+            )
         if image.min_disk_gib > disk.size_gib:
             raise InvalidArgument(f"spec.disks[{i}].size_gib", f"image {image.id} needs {image.min_disk_gib} GiB")
         if image.min_memory_mib > spec.memory.size_mib:
@@ -68,6 +74,7 @@ def _validate(req: CreateVm) -> None:
     validation.name(req.org_id, "org_id")
     validation.name(req.project_id, "project_id")
     validation.vm_spec(req.spec)
+    check_spec_for(req.hypervisor, req.spec)
     validation.labels(req.labels, "labels")
     validation.labels(req.metadata, "metadata")
 

@@ -120,7 +120,7 @@ async def _repeat(name: str, step: Callable[[], Awaitable[float]], fallback: flo
 
 async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEFAULT_INTERVAL) -> None:
     """The leader's loops, until cancelled (when leadership is lost or the server stops)."""
-    pending_bell = Doorbell(core.store, [keys.PENDING, keys.ROOT + "servers/"], interval)
+    pending_bell = Doorbell(core.store, [keys.PENDING, keys.SERVERS], interval)
     vms_bell = Doorbell(core.store, [keys.VMS], interval)
     adopter = PendingLoop(core, live_servers, interval)
 

@@ -59,10 +59,14 @@ def _scope_name(quota: Quota) -> str:
     return f"project {quota.org_id}/{quota.project_id}" if quota.project_id else f"org {quota.org_id}"
 
 
-async def _commit_once(store: Store, org_id: str, project_id: str, delta: QuotaUsage, writes: Sequence[Write]) -> int:
+async def _commit_once(
+    store: Store, org_id: str, project_id: str, delta: QuotaUsage, writes: Sequence[Write], read_at: list[int]
+) -> int:
+    """One attempt; `read_at` receives the quota records' revisions it read (to tell whose CAS lost)."""
     quota_writes = []
     for org, project in _scopes(org_id, project_id):
         current = await _read(store, org, project)
+        read_at.append(current.revision)
         updated = replace(current.value, usage=(current.value.usage + delta).clamped())
         charging = delta.vms > 0 or delta.vcpus > 0
         if charging and (limit := updated.exceeded()) is not None:
@@ -80,12 +84,12 @@ async def commit_charged(store: Store, org_id: str, project_id: str, delta: Quot
     org_lock, project_lock = (_lock(store, keys.quota(o, p)) for o, p in _scopes(org_id, project_id))
     async with org_lock, project_lock:
         for _ in range(MAX_ROUNDS):
-            before = [(await _read(store, o, p)).revision for o, p in _scopes(org_id, project_id)]
+            read_at: list[int] = []
             try:
-                return await _commit_once(store, org_id, project_id, delta, writes)
+                return await _commit_once(store, org_id, project_id, delta, writes, read_at)
             except Conflict:
-                after = [(await _read(store, o, p)).revision for o, p in _scopes(org_id, project_id)]
-                if after == before:
+                now = [(await _read(store, o, p)).revision for o, p in _scopes(org_id, project_id)]
+                if now == read_at:
                     raise  # the caller's writes lost, not the quota records
     raise Conflict(f"quota of {org_id}/{project_id}: too many concurrent updates, try again")
 

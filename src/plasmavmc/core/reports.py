@@ -39,7 +39,8 @@ def _refreshed(vm: VirtualMachine, observed: VmStatus, observed_at: int) -> Virt
     if observed_at <= vm.updated_at + 1:
         return vm  # observed before (or as) the record last changed: stale for state purposes
     if vm.state == VmState.RUNNING and observed.actual_state == VmState.STOPPED:
-        return _after_exit(vm, ExitKind.CRASHED, replace(observed, last_error="hypervisor process is gone"))
+        gone = observed.last_error or "hypervisor process is gone"  # the agent's reason, when it knows
+        return _after_exit(vm, ExitKind.CRASHED, replace(observed, last_error=gone))
     if vm.state != VmState.RUNNING or observed.actual_state != VmState.RUNNING:
         return vm
     if vm.status.resource_usage == observed.resource_usage:

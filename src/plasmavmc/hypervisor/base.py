@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from plasmavmc.errors import ErrorCode, PlasmaError
+from plasmavmc.errors import ErrorCode, PlasmaError, Unimplemented
 from plasmavmc.types.vm import (
     ConsoleType,
     DiskBus,
@@ -73,6 +73,23 @@ class LocalImage:
     initrd_path: Path | None = None
     kernel_cmdline: str = ""
 
+    def to_json(self) -> dict[str, str | None]:
+        """A JSON-able form, for the runtime dir (backends re-read it at every start, after restarts)."""
+        return {"image_id": self.image_id, "disk_path": str(self.disk_path), "disk_format": self.disk_format,
+                "kernel_path": str(self.kernel_path) if self.kernel_path else None,
+                "initrd_path": str(self.initrd_path) if self.initrd_path else None,
+                "kernel_cmdline": self.kernel_cmdline}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str | None]) -> LocalImage:
+        def path(key: str) -> Path | None:
+            value = data.get(key)
+            return Path(value) if value else None
+
+        return cls(image_id=str(data["image_id"]), disk_path=Path(str(data["disk_path"])),
+                   disk_format=str(data["disk_format"]), kernel_path=path("kernel_path"),
+                   initrd_path=path("initrd_path"), kernel_cmdline=str(data.get("kernel_cmdline") or ""))
+
 
 @dataclass(frozen=True)
 class VmHandle:
@@ -83,6 +100,16 @@ class VmHandle:
     runtime_dir: str
     name: str = ""
     details: dict[str, str] = field(default_factory=dict)  # backend-specific, e.g. the accelerator
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A snapshot as `list_snapshots` reports it (field names match the `VmSnapshot` message)."""
+
+    id: str
+    created_at: int
+    memory: bool  # RAM and device state saved too, not only disks
+    disk_ids: tuple[str, ...] = ()
 
 
 class ExitKind(StrEnum):
@@ -175,6 +202,13 @@ class HypervisorBackend(abc.ABC):
     @abc.abstractmethod
     async def restore(self, handle: VmHandle, snapshot_id: str) -> None:
         """Bring the VM back to `snapshot_id`; what ran or was written after it is gone."""
+
+    async def list_snapshots(self, handle: VmHandle) -> list[SnapshotInfo]:
+        """The snapshots `snapshot` made of this VM; a backend without snapshots has none."""
+        return []
+
+    async def delete_snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
+        raise Unimplemented(f"{self.backend_type().value}: snapshots are not supported by this backend")
 
     @abc.abstractmethod
     async def handles(self) -> list[VmHandle]:

@@ -14,7 +14,7 @@ growth. It runs when the VM starts, whenever a reader sees the file grow past th
 backend's status calls. Where hole punching is unsupported the file is left to grow (logged once).
 
 Following the file polls its size every 50 ms: that is I/O following, cheap (one `fstat`), and needs
-no inotify. Input: each `write` connects to the socket, sends and hangs up (see `write`).
+no inotify. Input goes through one connection per VM shared by every stream (`_SharedInput`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import logging
 import os
+import struct
+import termios
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +39,7 @@ HISTORY_BYTES = 256 * 1024
 KEEP_BYTES = 256 * 1024
 MAX_BYTES = 2 * 1024 * 1024
 _FOLLOW_INTERVAL_S = 0.05
+_FLUSH_WAIT_S = 2.0
 _CHUNK = 64 * 1024
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
@@ -83,7 +87,7 @@ class SerialConsole:
         self._file: int | None = None
         self._offset = 0
         self._closed = False
-        self._write_lock = asyncio.Lock()
+        self._input: _SharedInput | None = None
 
     def _open(self) -> int:
         if self._file is None:
@@ -114,38 +118,108 @@ class SerialConsole:
         return b""
 
     async def write(self, data: bytes) -> None:
-        """Send `data` as console input over a connection of its own.
-
-        The hypervisor's console socket serves one client at a time, and several streams may be open on
-        one VM (an agent's GetConsole, a WebSocket session, a restarted agent's): holding the socket
-        would lock the others out, so each write connects, sends and hangs up. That also follows the
-        socket across a cold reboot (a new process, a new socket)."""
         if self._closed:
             raise HypervisorError("console stream is closed")
-        async with self._write_lock:
-            writer = await self._connect()
-            try:
-                writer.write(data)
-                await writer.drain()
-            except OSError as exc:
-                raise HypervisorError(f"console write failed: {exc}") from exc
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-
-    async def _connect(self) -> asyncio.StreamWriter:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(self._socket_path)), 5.0)
-        except (OSError, TimeoutError) as exc:
-            raise HypervisorError(f"cannot connect to console {self._socket_path}: {exc}") from exc
-        return writer
+        if self._input is None:
+            self._input = _SharedInput.acquire(self._socket_path)
+        await self._input.write(data)
 
     async def close(self) -> None:
         self._closed = True
+        if self._input is not None:
+            await self._input.release()
+            self._input = None
         if self._file is not None:
             os.close(self._file)
             self._file = None
+
+
+class _SharedInput:
+    """The one connection of this process to a console socket, shared by all its `SerialConsole`s.
+
+    The hypervisor's console socket serves one client at a time, and several streams may be open on
+    one VM at once (GetConsole, a WebSocket session, a re-adopting backend): they share this
+    connection, held while any of them is open. Output the hypervisor echoes on it is drained and
+    dropped (the log has it) so serial output never blocks on us. A write that finds the socket gone
+    (the VM was cold-rebooted: a new process, a new socket) connects again once. Closing waits until
+    the hypervisor has read what was sent (SIOCOUTQ = 0): QEMU reads a 16-byte UART FIFO at a time
+    and drops the rest when the peer hangs up.
+    """
+
+    _open: dict[Path, _SharedInput] = {}
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.refs = 0
+        self._lock = asyncio.Lock()
+        self._writer: asyncio.StreamWriter | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    @classmethod
+    def acquire(cls, path: Path) -> _SharedInput:
+        shared = cls._open.get(path) or cls._open.setdefault(path, cls(path))
+        shared.refs += 1
+        return shared
+
+    async def write(self, data: bytes) -> None:
+        async with self._lock:
+            for attempt in (1, 2):
+                try:
+                    writer = self._writer or await self._connect()
+                    writer.write(data)
+                    await writer.drain()
+                    return
+                except OSError as exc:
+                    self._drop()
+                    if attempt == 2:
+                        raise HypervisorError(f"console write failed: {exc}") from exc
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(self.path)), 5.0)
+        except (OSError, TimeoutError) as exc:
+            raise HypervisorError(f"cannot connect to console {self.path}: {exc}") from exc
+        self._writer, self._drain = writer, asyncio.create_task(_discard(reader))
+        return writer
+
+    def _drop(self) -> None:
+        if self._drain is not None:
+            self._drain.cancel()
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = self._drain = None
+
+    async def release(self) -> None:
+        self.refs -= 1
+        if self.refs > 0:
+            return
+        self._open.pop(self.path, None)
+        async with self._lock:
+            if self._writer is not None:
+                await _flushed(self._writer, _FLUSH_WAIT_S)
+            self._drop()
+
+
+async def _flushed(writer: asyncio.StreamWriter, within_s: float) -> None:
+    """Wait (bounded) until the peer has read everything sent on `writer`'s socket."""
+    sock = writer.get_extra_info("socket")
+    deadline = asyncio.get_running_loop().time() + within_s
+    while sock is not None and asyncio.get_running_loop().time() < deadline:
+        try:
+            pending = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        except OSError:
+            return
+        if pending == 0:
+            return
+        await asyncio.sleep(_FOLLOW_INTERVAL_S)  # the kernel offers no event for "peer has read"
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    try:
+        while await reader.read(_CHUNK):
+            pass
+    except OSError:
+        pass
 
 
 class SocketStream:

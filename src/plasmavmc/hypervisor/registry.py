@@ -7,7 +7,7 @@ from pathlib import Path
 from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import HypervisorError, Unimplemented
 from plasmavmc.hypervisor.base import HypervisorBackend
-from plasmavmc.types.vm import HypervisorType
+from plasmavmc.types.vm import HypervisorType, VmSpec
 
 
 class HypervisorRegistry:
@@ -30,6 +30,15 @@ class HypervisorRegistry:
         return list(self._backends.values())
 
 
+def check_spec_for(hypervisor: HypervisorType, spec: VmSpec) -> None:
+    """The refusals of `hypervisor`'s `supports()` that depend on the spec alone, for the control plane
+    to apply before it stores anything (UnsupportedFeature, naming feature and field)."""
+    if hypervisor is HypervisorType.FIRECRACKER:
+        from plasmavmc.hypervisor.firecracker.spec import check_spec
+
+        check_spec(spec)
+
+
 def from_settings(settings: AgentSettings) -> HypervisorRegistry:
     registry = HypervisorRegistry()
     for name in settings.hypervisors.enabled:
@@ -38,6 +47,10 @@ def from_settings(settings: AgentSettings) -> HypervisorRegistry:
 
             kvm = settings.hypervisors.kvm
             registry.register(QemuBackend(kvm.qemu_path, kvm.qemu_img_path, Path(kvm.runtime_dir), kvm.accel))
+        elif name == "firecracker":
+            from plasmavmc.hypervisor.firecracker.backend import backend_from_settings
+
+            registry.register(backend_from_settings(settings))
         elif name == "simulated":  # scale tests and benchmarks only: boots nothing
             from plasmavmc.hypervisor.simulated import SimulatedBackend
 

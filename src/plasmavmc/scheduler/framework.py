@@ -25,13 +25,20 @@ MAX_SCORE = 100
 REASONS_SHOWN = 3
 
 
+_last_request: list[tuple[VirtualMachine, NodeCapacity]] = []
+
+
 def request_of(vm: VirtualMachine) -> NodeCapacity:
-    """What a VM claims on its node."""
-    return NodeCapacity(
+    """What a VM claims on its node (remembered for the last VM asked about: a ranking asks per node)."""
+    if _last_request and _last_request[0][0] is vm:
+        return _last_request[0][1]
+    need = NodeCapacity(
         vcpus=vm.spec.cpu.vcpus,
         memory_mib=vm.spec.memory.size_mib,
         storage_gib=sum(d.size_gib for d in vm.spec.disks),
     )
+    _last_request[:] = [(vm, need)]
+    return need
 
 
 def group_of(vm: VirtualMachine) -> str | None:

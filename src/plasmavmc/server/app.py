@@ -33,7 +33,7 @@ from plasmavmc.images.seed import seed_guest_dir
 from plasmavmc.images.service import ImageService
 from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.server.http import start_http
-from plasmavmc.server.leader import leadership_for
+from plasmavmc.server.leader import Leadership, leadership_for
 from plasmavmc.store.base import Store
 from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.etcd_conn import EtcdTls
@@ -91,15 +91,25 @@ def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
     return server
 
 
+async def registered(leadership: Leadership, task: asyncio.Task[None]) -> None:
+    """Wait until this replica is a registered member (or its election task failed: re-raise that)."""
+    joined = asyncio.ensure_future(leadership.registered())
+    await asyncio.wait([joined, task], return_when=asyncio.FIRST_COMPLETED)
+    if not joined.done():
+        joined.cancel()
+        await task  # raises whatever stopped the election
+
+
 async def run(settings: ServerSettings) -> None:
     core = await build_core(settings)
     server = grpc_server(core, settings)
-    await server.start()
     leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)
-    http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
     loop_task = asyncio.create_task(
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL))
     )
+    await registered(leadership, loop_task)
+    await server.start()
+    http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
     log.info("plasmavmc-server serving gRPC on %s, HTTP on %s", settings.server.addr, settings.server.metrics_addr)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

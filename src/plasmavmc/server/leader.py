@@ -35,8 +35,8 @@ from plasmavmc.store.etcd_lease import create_leased, grant, keep_alive, put_lea
 
 log = logging.getLogger(__name__)
 
-SERVERS = keys.ROOT + "servers/"
-LEADER = keys.ROOT + "leader"
+SERVERS = keys.SERVERS
+LEADER = keys.LEADER
 
 LeaderWork = Callable[[], Coroutine[Any, Any, None]]
 
@@ -58,6 +58,11 @@ class Leadership(abc.ABC):
         return self._leader_id
 
     @abc.abstractmethod
+    async def registered(self) -> None:
+        """Return once this replica is in the live-server registry (serve the API only after that, or
+        the leader could adopt this replica's operations while it drives them)."""
+
+    @abc.abstractmethod
     async def live_servers(self) -> set[str]:
         """Ids of the replicas alive now (their operations in flight are theirs to finish)."""
 
@@ -72,6 +77,9 @@ class SoleLeadership(Leadership):
     def __init__(self, server_id: str) -> None:
         super().__init__(server_id)
         self._leader_id = server_id
+
+    async def registered(self) -> None:
+        return
 
     async def live_servers(self) -> set[str]:
         return {self.server_id}
@@ -90,6 +98,10 @@ class EtcdLeadership(Leadership):
         self._lease = 0
         self._lease_deadline = 0.0  # monotonic time by which our lease surely expires unless refreshed
         self._leader_gone = asyncio.Event()
+        self._registered = asyncio.Event()
+
+    async def registered(self) -> None:
+        await self._registered.wait()
 
     async def live_servers(self) -> set[str]:
         return {kv.key.removeprefix(SERVERS) for kv in await self._store.list_all(SERVERS)}
@@ -99,10 +111,13 @@ class EtcdLeadership(Leadership):
         work: asyncio.Task[None] | None = None
         try:
             while True:
+                # a tick may not outlast our lease: a leader cut off from etcd must notice before it expires
+                budget = self._lease_deadline - time.monotonic() if self._lease else float(self._ttl)
                 try:
-                    await self._tick()
-                except StoreError as err:
-                    log.warning("leader election: %s", err)
+                    async with asyncio.timeout(max(budget, 0.1)):
+                        await self._tick()
+                except (StoreError, TimeoutError) as err:
+                    log.warning("leader election: %s", str(err) or "etcd did not answer in time")
                 if time.monotonic() >= self._lease_deadline:
                     self._lease, self._leader_id = 0, None  # cannot vouch for our lease any more
                 work = await self._align(work, leader_work)
@@ -125,6 +140,7 @@ class EtcdLeadership(Leadership):
             self._lease = await grant(self._store, self._ttl)
             await put_leased(self._store, SERVERS + self.server_id, b"", self._lease)
         self._lease_deadline = started + self._ttl
+        self._registered.set()
         holder = await create_leased(self._store, LEADER, self.server_id.encode(), self._lease)
         leader = holder.decode() or None
         if leader != self._leader_id:

@@ -26,7 +26,7 @@ import grpc.aio
 
 from plasmavmc.errors import Conflict, InvalidArgument, StoreError
 from plasmavmc.store.base import Compacted, EventType, KeyValue, Page, Store, WatchEvent, Write, check_writes
-from plasmavmc.store.etcd_conn import EtcdConnection, EtcdTls, Stubs, is_unavailable, translate
+from plasmavmc.store.etcd_conn import DEFAULT_CALL_TIMEOUT, EtcdConnection, EtcdTls, Stubs, is_unavailable, translate
 from plasmavmc.store.etcdpb import kv_pb2, rpc_pb2
 
 NUL = b"\x00"
@@ -59,12 +59,11 @@ class EtcdStore(Store):
         tls: EtcdTls | None = None,
         namespace: str = "",
         retention: int | None = None,
-        timeout: float | None = None,
+        timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> EtcdStore:
-        """Connect to the cluster at `endpoints` and check that it answers (raises `StoreError` if not)."""
-        conn = EtcdConnection(endpoints, tls=tls) if timeout is None else EtcdConnection(
-            endpoints, tls=tls, timeout=timeout
-        )
+        """Connect to the cluster at `endpoints` and check that it answers (raises `StoreError` if not).
+        `timeout` bounds each call, in seconds."""
+        conn = EtcdConnection(endpoints, tls=tls, timeout=timeout)
         store = cls(conn, namespace=namespace, retention=retention)
         try:
             await store.revision()
@@ -115,8 +114,9 @@ class EtcdStore(Store):
         response = await self._range(rpc_pb2.RangeRequest(key=start, range_end=end, limit=limit))
         items = tuple(self._kv(kv) for kv in response.kvs)
         more = bool(limit) and response.more and bool(items)
-        return Page(items=items, revision=int(response.header.revision),
-                    next_start_after=items[-1].key if more else None)
+        return Page(
+            items=items, revision=int(response.header.revision), next_start_after=items[-1].key if more else None
+        )
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -147,13 +147,19 @@ class EtcdStore(Store):
         guarded = [w for w in writes if w.expected_revision is not None]
         request = rpc_pb2.TxnRequest(
             compare=[
-                rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.MOD,
-                                key=self.key(w.key), mod_revision=w.expected_revision or 0)
+                rpc_pb2.Compare(
+                    result=rpc_pb2.Compare.EQUAL,
+                    target=rpc_pb2.Compare.MOD,
+                    key=self.key(w.key),
+                    mod_revision=w.expected_revision or 0,
+                )
                 for w in guarded
             ],
             success=[self._op(w) for w in writes],
-            failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=self.key(w.key), keys_only=True))
-                     for w in guarded],
+            failure=[
+                rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=self.key(w.key), keys_only=True))
+                for w in guarded
+            ],
         )
 
         async def rpc(stubs: Stubs, timeout: float) -> rpc_pb2.TxnResponse:
@@ -195,6 +201,7 @@ class EtcdStore(Store):
             return
         target = revision - self._retention
         try:
+
             async def rpc(stubs: Stubs, timeout: float) -> None:
                 await stubs.kv.Compact(rpc_pb2.CompactionRequest(revision=target), timeout=timeout)
 

@@ -124,8 +124,11 @@ class EtcdConnection:
         """Move to the next endpoint, unless another caller already moved away from `failed_index`."""
         if self._current == failed_index:
             self._current = (failed_index + 1) % len(self._endpoints)
-            log.info("etcd: endpoint %s failed; trying %s", self._endpoints[failed_index].target,
-                     self._endpoints[self._current].target)
+            log.info(
+                "etcd: endpoint %s failed; trying %s",
+                self._endpoints[failed_index].target,
+                self._endpoints[self._current].target,
+            )
 
     async def call(self, rpc: Callable[[Stubs, float], Awaitable[T]], what: str) -> T:
         """`rpc(stubs, timeout)` on the current endpoint, failing over on UNAVAILABLE; errors → StoreError."""
@@ -154,12 +157,15 @@ class EtcdConnection:
 def translate(exc: grpc.aio.AioRpcError, what: str) -> StoreError:
     """A gRPC failure of etcd → `StoreError` (retryable unless etcd refused the request itself)."""
     error = StoreError(f"etcd {what}: {exc.code().name}: {exc.details()}")
-    if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
-                      grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.PERMISSION_DENIED):
+    if exc.code() in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.PERMISSION_DENIED,
+    ):
         error.retryable = False
     return error
 
 
 def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
-

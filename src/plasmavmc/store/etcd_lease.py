@@ -69,8 +69,9 @@ async def create_leased(store: EtcdStore, key: str, value: bytes, lease_id: int)
     """
     raw = store.key(key)
     request = rpc_pb2.TxnRequest(
-        compare=[rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.CREATE, key=raw,
-                                 create_revision=0)],
+        compare=[
+            rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.CREATE, key=raw, create_revision=0)
+        ],
         success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=raw, value=value, lease=lease_id))],
         failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=raw))],
     )

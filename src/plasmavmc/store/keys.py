@@ -15,6 +15,8 @@ ASSIGNMENTS = ROOT + "scheduler/assignments/"
 PENDING = ROOT + "scheduler/pending/"
 ANTI_AFFINITY = ROOT + "scheduler/anti_affinity/"
 QUOTAS = ROOT + "quotas/"
+SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its lease (server/leader.py)
+LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
 
 
 def _part(value: str) -> str:

@@ -224,3 +224,51 @@ class VmEvent(_message.Message):
     revision: int
     timestamp: int
     def __init__(self, type: _Optional[_Union[VmEventType, str]] = ..., previous_state: _Optional[_Union[_types_pb2.VmState, str]] = ..., state: _Optional[_Union[_types_pb2.VmState, str]] = ..., vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., revision: _Optional[int] = ..., timestamp: _Optional[int] = ...) -> None: ...
+
+class VmSnapshot(_message.Message):
+    __slots__ = ("id", "created_at", "memory", "disk_ids")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    DISK_IDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    created_at: int
+    memory: bool
+    disk_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., created_at: _Optional[int] = ..., memory: _Optional[bool] = ..., disk_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SnapshotVmRequest(_message.Message):
+    __slots__ = ("vm", "snapshot_id")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    snapshot_id: str
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., snapshot_id: _Optional[str] = ...) -> None: ...
+
+class RestoreVmRequest(_message.Message):
+    __slots__ = ("vm", "snapshot_id")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    snapshot_id: str
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., snapshot_id: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsRequest(_message.Message):
+    __slots__ = ("vm",)
+    VM_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ...) -> None: ...
+
+class ListSnapshotsResponse(_message.Message):
+    __slots__ = ("snapshots",)
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[VmSnapshot]
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[VmSnapshot, _Mapping]]] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("vm", "snapshot_id")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    vm: VmRef
+    snapshot_id: str
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., snapshot_id: _Optional[str] = ...) -> None: ...

@@ -110,6 +110,26 @@ class VmServiceStub:
                 request_serializer=plasmavmc_dot_v1_dot_vm__pb2.WatchVmRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.VmEvent.FromString,
                 _registered_method=True)
+        self.SnapshotVm = channel.unary_unary(
+                '/plasmavmc.v1.VmService/SnapshotVm',
+                request_serializer=plasmavmc_dot_v1_dot_vm__pb2.SnapshotVmRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.VmSnapshot.FromString,
+                _registered_method=True)
+        self.RestoreVm = channel.unary_unary(
+                '/plasmavmc.v1.VmService/RestoreVm',
+                request_serializer=plasmavmc_dot_v1_dot_vm__pb2.RestoreVmRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.VirtualMachine.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/plasmavmc.v1.VmService/ListSnapshots',
+                request_serializer=plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/plasmavmc.v1.VmService/DeleteSnapshot',
+                request_serializer=plasmavmc_dot_v1_dot_vm__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class VmServiceServicer:
@@ -211,6 +231,32 @@ class VmServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SnapshotVm(self, request, context):
+        """Snapshots (beyond §5.1; the backend trait's `snapshot` + restore): disks, and memory when the VM
+        runs. They live with the VM's disks on its node and go when the VM is deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreVm(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VmServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -288,6 +334,26 @@ def add_VmServiceServicer_to_server(servicer, server):
                     servicer.WatchVm,
                     request_deserializer=plasmavmc_dot_v1_dot_vm__pb2.WatchVmRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_vm__pb2.VmEvent.SerializeToString,
+            ),
+            'SnapshotVm': grpc.unary_unary_rpc_method_handler(
+                    servicer.SnapshotVm,
+                    request_deserializer=plasmavmc_dot_v1_dot_vm__pb2.SnapshotVmRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_vm__pb2.VmSnapshot.SerializeToString,
+            ),
+            'RestoreVm': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreVm,
+                    request_deserializer=plasmavmc_dot_v1_dot_vm__pb2.RestoreVmRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.VirtualMachine.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=plasmavmc_dot_v1_dot_vm__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -695,6 +761,114 @@ class VmService:
             '/plasmavmc.v1.VmService/WatchVm',
             plasmavmc_dot_v1_dot_vm__pb2.WatchVmRequest.SerializeToString,
             plasmavmc_dot_v1_dot_vm__pb2.VmEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SnapshotVm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.VmService/SnapshotVm',
+            plasmavmc_dot_v1_dot_vm__pb2.SnapshotVmRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_vm__pb2.VmSnapshot.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreVm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.VmService/RestoreVm',
+            plasmavmc_dot_v1_dot_vm__pb2.RestoreVmRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.VirtualMachine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.VmService/ListSnapshots',
+            plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.VmService/DeleteSnapshot',
+            plasmavmc_dot_v1_dot_vm__pb2.DeleteSnapshotRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

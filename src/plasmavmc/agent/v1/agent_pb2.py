@@ -28,7 +28,7 @@ from plasmavmc.v1 import node_pb2 as plasmavmc_dot_v1_dot_node__pb2
 from plasmavmc.v1 import vm_pb2 as plasmavmc_dot_v1_dot_vm__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eplasmavmc/agent/v1/agent.proto\x12\x12plasmavmc.agent.v1\x1a\x18plasmavmc/v1/types.proto\x1a\x18plasmavmc/v1/image.proto\x1a\x17plasmavmc/v1/node.proto\x1a\x15plasmavmc/v1/vm.proto\"\xd7\x01\n\x08VmHandle\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x1c.plasmavmc.v1.HypervisorType\x12\x13\n\x0bruntime_dir\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12:\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32).plasmavmc.agent.v1.VmHandle.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\x0f\x43reateVmRequest\x12(\n\x02vm\x18\x01 \x01(\x0b\x32\x1c.plasmavmc.v1.VirtualMachine\x12#\n\x06images\x18\x02 \x03(\x0b\x32\x13.plasmavmc.v1.Image\"\x1f\n\x0eStartVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"F\n\rStopVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\r\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\" \n\x0f\x44\x65leteVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"#\n\x12GetVmStatusRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"#\n\x12VmOperationRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"5\n\x14StreamConsoleRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"_\n\x10HeartbeatRequest\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.plasmavmc.v1.Node\x12)\n\x03vms\x18\x02 \x03(\x0b\x32\x1c.plasmavmc.agent.v1.VmReport\"d\n\x11HeartbeatResponse\x12\"\n\x1aheartbeat_interval_seconds\x18\x01 \x01(\r\x12+\n\nnode_state\x18\x02 \x01(\x0e\x32\x17.plasmavmc.v1.NodeState\"t\n\x08VmReport\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0b\x32\x16.plasmavmc.v1.VmStatus\x12\x31\n\texit_kind\x18\x03 \x01(\x0e\x32\x1e.plasmavmc.agent.v1.VmExitKind\"T\n\x13ReportStatusRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12,\n\x06report\x18\x02 \x01(\x0b\x32\x1c.plasmavmc.agent.v1.VmReport*\x81\x01\n\nVmExitKind\x12\x1c\n\x18VM_EXIT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16VM_EXIT_KIND_REQUESTED\x10\x01\x12\x1f\n\x1bVM_EXIT_KIND_GUEST_POWEROFF\x10\x02\x12\x18\n\x14VM_EXIT_KIND_CRASHED\x10\x03\x32\xd0\x06\n\x0c\x41gentService\x12M\n\x08\x43reateVm\x12#.plasmavmc.agent.v1.CreateVmRequest\x1a\x1c.plasmavmc.agent.v1.VmHandle\x12\x42\n\x07StartVm\x12\".plasmavmc.agent.v1.StartVmRequest\x1a\x13.plasmavmc.v1.Empty\x12@\n\x06StopVm\x12!.plasmavmc.agent.v1.StopVmRequest\x1a\x13.plasmavmc.v1.Empty\x12\x44\n\x08\x44\x65leteVm\x12#.plasmavmc.agent.v1.DeleteVmRequest\x1a\x13.plasmavmc.v1.Empty\x12M\n\x0bGetVmStatus\x12&.plasmavmc.agent.v1.GetVmStatusRequest\x1a\x16.plasmavmc.v1.VmStatus\x12X\n\tHeartbeat\x12$.plasmavmc.agent.v1.HeartbeatRequest\x1a%.plasmavmc.agent.v1.HeartbeatResponse\x12L\n\x0cReportStatus\x12\'.plasmavmc.agent.v1.ReportStatusRequest\x1a\x13.plasmavmc.v1.Empty\x12G\n\x08RebootVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12\x46\n\x07ResetVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12\x45\n\x06KillVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12V\n\rStreamConsole\x12(.plasmavmc.agent.v1.StreamConsoleRequest\x1a\x19.plasmavmc.v1.ConsoleData0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eplasmavmc/agent/v1/agent.proto\x12\x12plasmavmc.agent.v1\x1a\x18plasmavmc/v1/types.proto\x1a\x18plasmavmc/v1/image.proto\x1a\x17plasmavmc/v1/node.proto\x1a\x15plasmavmc/v1/vm.proto\"\xd7\x01\n\x08VmHandle\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x1c.plasmavmc.v1.HypervisorType\x12\x13\n\x0bruntime_dir\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12:\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32).plasmavmc.agent.v1.VmHandle.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\x0f\x43reateVmRequest\x12(\n\x02vm\x18\x01 \x01(\x0b\x32\x1c.plasmavmc.v1.VirtualMachine\x12#\n\x06images\x18\x02 \x03(\x0b\x32\x13.plasmavmc.v1.Image\"\x1f\n\x0eStartVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"F\n\rStopVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\r\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\" \n\x0f\x44\x65leteVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"#\n\x12GetVmStatusRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"#\n\x12VmOperationRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"5\n\x14StreamConsoleRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"\\\n\x0c\x43onsoleInput\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12/\n\x0c\x63onsole_type\x18\x02 \x01(\x0e\x32\x19.plasmavmc.v1.ConsoleType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"|\n\x11\x41ttachDiskRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12$\n\x04\x64isk\x18\x02 \x01(\x0b\x32\x16.plasmavmc.v1.DiskSpec\x12\"\n\x05image\x18\x03 \x01(\x0b\x32\x13.plasmavmc.v1.Image\x12\x0e\n\x06org_id\x18\x04 \x01(\t\"I\n\x10\x41ttachNicRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12&\n\x03nic\x18\x02 \x01(\x0b\x32\x19.plasmavmc.v1.NetworkSpec\"7\n\x13\x44\x65tachDeviceRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"5\n\x0fSnapshotRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\"_\n\x10HeartbeatRequest\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.plasmavmc.v1.Node\x12)\n\x03vms\x18\x02 \x03(\x0b\x32\x1c.plasmavmc.agent.v1.VmReport\"d\n\x11HeartbeatResponse\x12\"\n\x1aheartbeat_interval_seconds\x18\x01 \x01(\r\x12+\n\nnode_state\x18\x02 \x01(\x0e\x32\x17.plasmavmc.v1.NodeState\"t\n\x08VmReport\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0b\x32\x16.plasmavmc.v1.VmStatus\x12\x31\n\texit_kind\x18\x03 \x01(\x0e\x32\x1e.plasmavmc.agent.v1.VmExitKind\"T\n\x13ReportStatusRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12,\n\x06report\x18\x02 \x01(\x0b\x32\x1c.plasmavmc.agent.v1.VmReport*\x81\x01\n\nVmExitKind\x12\x1c\n\x18VM_EXIT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16VM_EXIT_KIND_REQUESTED\x10\x01\x12\x1f\n\x1bVM_EXIT_KIND_GUEST_POWEROFF\x10\x02\x12\x18\n\x14VM_EXIT_KIND_CRASHED\x10\x03\x32\x8a\x0c\n\x0c\x41gentService\x12M\n\x08\x43reateVm\x12#.plasmavmc.agent.v1.CreateVmRequest\x1a\x1c.plasmavmc.agent.v1.VmHandle\x12\x42\n\x07StartVm\x12\".plasmavmc.agent.v1.StartVmRequest\x1a\x13.plasmavmc.v1.Empty\x12@\n\x06StopVm\x12!.plasmavmc.agent.v1.StopVmRequest\x1a\x13.plasmavmc.v1.Empty\x12\x44\n\x08\x44\x65leteVm\x12#.plasmavmc.agent.v1.DeleteVmRequest\x1a\x13.plasmavmc.v1.Empty\x12M\n\x0bGetVmStatus\x12&.plasmavmc.agent.v1.GetVmStatusRequest\x1a\x16.plasmavmc.v1.VmStatus\x12X\n\tHeartbeat\x12$.plasmavmc.agent.v1.HeartbeatRequest\x1a%.plasmavmc.agent.v1.HeartbeatResponse\x12L\n\x0cReportStatus\x12\'.plasmavmc.agent.v1.ReportStatusRequest\x1a\x13.plasmavmc.v1.Empty\x12G\n\x08RebootVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12\x46\n\x07ResetVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12\x45\n\x06KillVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12V\n\rStreamConsole\x12(.plasmavmc.agent.v1.StreamConsoleRequest\x1a\x19.plasmavmc.v1.ConsoleData0\x01\x12Q\n\x0e\x43onsoleSession\x12 .plasmavmc.agent.v1.ConsoleInput\x1a\x19.plasmavmc.v1.ConsoleData(\x01\x30\x01\x12H\n\nAttachDisk\x12%.plasmavmc.agent.v1.AttachDiskRequest\x1a\x13.plasmavmc.v1.Empty\x12J\n\nDetachDisk\x12\'.plasmavmc.agent.v1.DetachDeviceRequest\x1a\x13.plasmavmc.v1.Empty\x12\x46\n\tAttachNic\x12$.plasmavmc.agent.v1.AttachNicRequest\x1a\x13.plasmavmc.v1.Empty\x12I\n\tDetachNic\x12\'.plasmavmc.agent.v1.DetachDeviceRequest\x1a\x13.plasmavmc.v1.Empty\x12K\n\nSnapshotVm\x12#.plasmavmc.agent.v1.SnapshotRequest\x1a\x18.plasmavmc.v1.VmSnapshot\x12\x45\n\tRestoreVm\x12#.plasmavmc.agent.v1.SnapshotRequest\x1a\x13.plasmavmc.v1.Empty\x12\\\n\rListSnapshots\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a#.plasmavmc.v1.ListSnapshotsResponse\x12J\n\x0e\x44\x65leteSnapshot\x12#.plasmavmc.agent.v1.SnapshotRequest\x1a\x13.plasmavmc.v1.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VMHANDLE_DETAILSENTRY']._loaded_options = None
   _globals['_VMHANDLE_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_VMEXITKIND']._serialized_start=1142
-  _globals['_VMEXITKIND']._serialized_end=1271
+  _globals['_VMEXITKIND']._serialized_start=1549
+  _globals['_VMEXITKIND']._serialized_end=1678
   _globals['_VMHANDLE']._serialized_start=155
   _globals['_VMHANDLE']._serialized_end=370
   _globals['_VMHANDLE_DETAILSENTRY']._serialized_start=324
@@ -57,14 +57,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VMOPERATIONREQUEST']._serialized_end=681
   _globals['_STREAMCONSOLEREQUEST']._serialized_start=683
   _globals['_STREAMCONSOLEREQUEST']._serialized_end=736
-  _globals['_HEARTBEATREQUEST']._serialized_start=738
-  _globals['_HEARTBEATREQUEST']._serialized_end=833
-  _globals['_HEARTBEATRESPONSE']._serialized_start=835
-  _globals['_HEARTBEATRESPONSE']._serialized_end=935
-  _globals['_VMREPORT']._serialized_start=937
-  _globals['_VMREPORT']._serialized_end=1053
-  _globals['_REPORTSTATUSREQUEST']._serialized_start=1055
-  _globals['_REPORTSTATUSREQUEST']._serialized_end=1139
-  _globals['_AGENTSERVICE']._serialized_start=1274
-  _globals['_AGENTSERVICE']._serialized_end=2122
+  _globals['_CONSOLEINPUT']._serialized_start=738
+  _globals['_CONSOLEINPUT']._serialized_end=830
+  _globals['_ATTACHDISKREQUEST']._serialized_start=832
+  _globals['_ATTACHDISKREQUEST']._serialized_end=956
+  _globals['_ATTACHNICREQUEST']._serialized_start=958
+  _globals['_ATTACHNICREQUEST']._serialized_end=1031
+  _globals['_DETACHDEVICEREQUEST']._serialized_start=1033
+  _globals['_DETACHDEVICEREQUEST']._serialized_end=1088
+  _globals['_SNAPSHOTREQUEST']._serialized_start=1090
+  _globals['_SNAPSHOTREQUEST']._serialized_end=1143
+  _globals['_HEARTBEATREQUEST']._serialized_start=1145
+  _globals['_HEARTBEATREQUEST']._serialized_end=1240
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1242
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1342
+  _globals['_VMREPORT']._serialized_start=1344
+  _globals['_VMREPORT']._serialized_end=1460
+  _globals['_REPORTSTATUSREQUEST']._serialized_start=1462
+  _globals['_REPORTSTATUSREQUEST']._serialized_end=1546
+  _globals['_AGENTSERVICE']._serialized_start=1681
+  _globals['_AGENTSERVICE']._serialized_end=3227
 # @@protoc_insertion_point(module_scope)

@@ -93,6 +93,52 @@ class StreamConsoleRequest(_message.Message):
     follow: bool
     def __init__(self, vm_id: _Optional[str] = ..., follow: _Optional[bool] = ...) -> None: ...
 
+class ConsoleInput(_message.Message):
+    __slots__ = ("vm_id", "console_type", "data")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    console_type: _types_pb2.ConsoleType
+    data: bytes
+    def __init__(self, vm_id: _Optional[str] = ..., console_type: _Optional[_Union[_types_pb2.ConsoleType, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class AttachDiskRequest(_message.Message):
+    __slots__ = ("vm_id", "disk", "image", "org_id")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    DISK_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    disk: _types_pb2.DiskSpec
+    image: _image_pb2.Image
+    org_id: str
+    def __init__(self, vm_id: _Optional[str] = ..., disk: _Optional[_Union[_types_pb2.DiskSpec, _Mapping]] = ..., image: _Optional[_Union[_image_pb2.Image, _Mapping]] = ..., org_id: _Optional[str] = ...) -> None: ...
+
+class AttachNicRequest(_message.Message):
+    __slots__ = ("vm_id", "nic")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    NIC_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    nic: _types_pb2.NetworkSpec
+    def __init__(self, vm_id: _Optional[str] = ..., nic: _Optional[_Union[_types_pb2.NetworkSpec, _Mapping]] = ...) -> None: ...
+
+class DetachDeviceRequest(_message.Message):
+    __slots__ = ("vm_id", "device_id")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    device_id: str
+    def __init__(self, vm_id: _Optional[str] = ..., device_id: _Optional[str] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ("vm_id", "snapshot_id")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    snapshot_id: str
+    def __init__(self, vm_id: _Optional[str] = ..., snapshot_id: _Optional[str] = ...) -> None: ...
+
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node", "vms")
     NODE_FIELD_NUMBER: _ClassVar[int]

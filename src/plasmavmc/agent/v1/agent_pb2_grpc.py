@@ -91,6 +91,51 @@ class AgentServiceStub:
                 request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StreamConsoleRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
                 _registered_method=True)
+        self.ConsoleSession = channel.stream_stream(
+                '/plasmavmc.agent.v1.AgentService/ConsoleSession',
+                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ConsoleInput.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
+                _registered_method=True)
+        self.AttachDisk = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/AttachDisk',
+                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachDiskRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DetachDisk = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/DetachDisk',
+                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
+        self.AttachNic = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/AttachNic',
+                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachNicRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DetachNic = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/DetachNic',
+                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SnapshotVm = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/SnapshotVm',
+                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.VmSnapshot.FromString,
+                _registered_method=True)
+        self.RestoreVm = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/RestoreVm',
+                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/ListSnapshots',
+                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/DeleteSnapshot',
+                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -165,6 +210,62 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConsoleSession(self, request_iterator, context):
+        """Interactive console: the first message names the VM and console type, later ones carry input;
+        the response streams output (serial: history first; VNC: the raw RFB stream).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachDisk(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DetachDisk(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachNic(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DetachNic(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SnapshotVm(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreVm(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +323,51 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.StreamConsole,
                     request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StreamConsoleRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.SerializeToString,
+            ),
+            'ConsoleSession': grpc.stream_stream_rpc_method_handler(
+                    servicer.ConsoleSession,
+                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ConsoleInput.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.SerializeToString,
+            ),
+            'AttachDisk': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachDisk,
+                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachDiskRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
+            'DetachDisk': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachDisk,
+                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
+            'AttachNic': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachNic,
+                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachNicRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
+            'DetachNic': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachNic,
+                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
+            'SnapshotVm': grpc.unary_unary_rpc_method_handler(
+                    servicer.SnapshotVm,
+                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_vm__pb2.VmSnapshot.SerializeToString,
+            ),
+            'RestoreVm': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreVm,
+                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -521,6 +667,249 @@ class AgentService:
             '/plasmavmc.agent.v1.AgentService/StreamConsole',
             plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StreamConsoleRequest.SerializeToString,
             plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConsoleSession(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/plasmavmc.agent.v1.AgentService/ConsoleSession',
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ConsoleInput.SerializeToString,
+            plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachDisk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/AttachDisk',
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachDiskRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachDisk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/DetachDisk',
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachNic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/AttachNic',
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachNicRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachNic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/DetachNic',
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SnapshotVm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/SnapshotVm',
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_vm__pb2.VmSnapshot.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreVm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/RestoreVm',
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/ListSnapshots',
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/DeleteSnapshot',
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,6 +13,10 @@ Choices, visible to callers:
   then a fresh start (both new processes).
 * No hot-plug (devices are fixed at InstanceStart): the attach/detach methods raise UnsupportedFeature.
 * A paused VM (only ever transiently, during `snapshot`) reports RUNNING with a `Paused` condition.
+* With `balloon`, every VM gets a virtio-balloon (target 0, deflate on OOM); `set_balloon` moves the
+  target (an extra beyond the trait, like `pause`/`resume`).
+* With `diff_snapshots`, dirty pages are tracked and every snapshot after the first of a run is a Diff
+  (memory written since the previous one); restore merges the chain (`diffs.py`).
 * Whether a VM is jailed is decided at `create` from the options and stored in its handle, so later
   option changes never lose track of an existing VM.
 """
@@ -28,6 +32,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState
 from plasmavmc.hypervisor.base import (
     BackendCapabilities,
@@ -39,7 +44,7 @@ from plasmavmc.hypervisor.base import (
     VmHandle,
 )
 from plasmavmc.hypervisor.console import bound_log
-from plasmavmc.hypervisor.firecracker import jail, launch, snapshots, spec, usage
+from plasmavmc.hypervisor.firecracker import diffs, jail, launch, snapshots, spec, usage
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.console import FifoConsole
 from plasmavmc.hypervisor.firecracker.disks import make_disk
@@ -67,38 +72,17 @@ API_READY_S = 10.0
 REBOOT_STOP_TIMEOUT_S = 30.0
 
 
-def _image_json(image: LocalImage) -> dict[str, str | None]:
-    return {"image_id": image.image_id, "disk_path": str(image.disk_path), "disk_format": image.disk_format,
-            "kernel_path": str(image.kernel_path) if image.kernel_path else None,
-            "initrd_path": str(image.initrd_path) if image.initrd_path else None,
-            "kernel_cmdline": image.kernel_cmdline}
-
-
-def _image_of(data: dict[str, str | None]) -> LocalImage:
-    def path(key: str) -> Path | None:
-        value = data.get(key)
-        return Path(value) if value else None
-
-    return LocalImage(image_id=str(data["image_id"]), disk_path=Path(str(data["disk_path"])),
-                      disk_format=str(data["disk_format"]), kernel_path=path("kernel_path"),
-                      initrd_path=path("initrd_path"), kernel_cmdline=str(data.get("kernel_cmdline") or ""))
-
-
-def _host_memory_gib() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return max(int(line.split()[1]) // (1024 * 1024), 1)
-    return 1
-
-
 class FirecrackerBackend(HypervisorBackend):
     def __init__(self, fc_path: str, jailer_path: str, runtime_dir: Path, *,
-                 jailer: JailerOptions | None = None, qemu_img_path: str = "qemu-img") -> None:
+                 jailer: JailerOptions | None = None, qemu_img_path: str = "qemu-img",
+                 balloon: bool = False, diff_snapshots: bool = False) -> None:
         self.fc_path = shutil.which(fc_path) or fc_path
         self.jailer_path = shutil.which(jailer_path) or jailer_path
         self.runtime_dir = runtime_dir.absolute()
         self.jailer = jailer or JailerOptions(enabled=False)
         self.qemu_img_path = qemu_img_path
+        self.balloon = balloon  # give every VM a virtio-balloon (target 0 MiB) to reclaim memory later
+        self.diff_snapshots = diff_snapshots  # dirty-page tracking on: later snapshots of a run are Diffs
         self.exec_name = Path(self.fc_path).name
         self._locks: dict[str, asyncio.Lock] = {}
         self._cpu = usage.CpuMeter()
@@ -110,9 +94,10 @@ class FirecrackerBackend(HypervisorBackend):
         return HypervisorType.FIRECRACKER
 
     def capabilities(self) -> BackendCapabilities:
+        host_memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
         return BackendCapabilities(
             serial_console=True, graceful_stop=True, snapshots=True,
-            max_vcpus=min(spec.MAX_VCPUS, os.cpu_count() or 1), max_memory_gib=_host_memory_gib(),
+            max_vcpus=min(spec.MAX_VCPUS, os.cpu_count() or 1), max_memory_gib=max(host_memory_gib, 1),
             supported_disk_buses=(DiskBus.VIRTIO,), supported_nic_models=(NicModel.VIRTIO_NET,),
             accelerator="kvm",
         )
@@ -135,7 +120,7 @@ class FirecrackerBackend(HypervisorBackend):
             raw = json.loads(paths.images.read_bytes())
         except FileNotFoundError as exc:
             raise InvalidState(f"VM {paths.root.name} was not created on this node") from exc
-        return vm, {key: _image_of(value) for key, value in raw.items()}
+        return vm, {key: LocalImage.from_json(value) for key, value in raw.items()}
 
     def _running_pid(self, paths: FcPaths) -> int | None:
         process = launch.running(paths, paths.root.name)
@@ -176,7 +161,7 @@ class FirecrackerBackend(HypervisorBackend):
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
                           name=vm.name, details={"jailed": str(jailed).lower(), "exec_name": self.exec_name})
         write_atomic(paths.vm, dumps(vm))
-        write_atomic(paths.images, json.dumps({k: _image_json(v) for k, v in used.items()}).encode())
+        write_atomic(paths.images, json.dumps({k: v.to_json() for k, v in used.items()}).encode())
         write_atomic(paths.handle, dumps(handle))
         return handle
 
@@ -217,13 +202,15 @@ class FirecrackerBackend(HypervisorBackend):
         log_offset = paths.log.stat().st_size if paths.log.exists() else 0
         metrics_offset = paths.metrics.stat().st_size if paths.metrics.exists() else 0
         bound_log(paths.console_log)
+        launched_at = time.monotonic()
         await launch.launch(argv, paths, jailed=paths.jailed)
         process = launch.running(paths, vm.id)
         if process is None:
             raise HypervisorError(f"firecracker exited at once: {launch.tail(paths.launch_log)}")
         api = FirecrackerApi(paths.api_sock)
         try:
-            self.last_api_ready_s = await wait_for_socket(api, process.alive, API_READY_S)
+            await wait_for_socket(api, process.alive, API_READY_S)
+            self.last_api_ready_s = time.monotonic() - launched_at
         except HypervisorError:
             await self._abort(paths, process, "start failed")
             raise
@@ -254,15 +241,16 @@ class FirecrackerBackend(HypervisorBackend):
                 raise HypervisorError(f"{exc.message}; firecracker log: {launch.tail(paths.log, 600)}") from exc
             process.close()
 
-    @staticmethod
-    async def _configure(api: FirecrackerApi, vm: VirtualMachine, boot: LocalImage) -> None:
-        await api.put("/machine-config", spec.machine_config(vm.spec, track_dirty_pages=False))
+    async def _configure(self, api: FirecrackerApi, vm: VirtualMachine, boot: LocalImage) -> None:
+        await api.put("/machine-config", spec.machine_config(vm.spec, track_dirty_pages=self.diff_snapshots))
         await api.put("/boot-source", spec.boot_source(vm, boot))
         for disk in vm.spec.disks:
             await api.put(f"/drives/{disk.id}", spec.drive(vm.spec, disk))
         for nic in spec.network_interfaces(vm):
             await api.put(f"/network-interfaces/{nic['iface_id']}", nic)
         await api.put("/metrics", {"metrics_path": METRICS})
+        if self.balloon:
+            await api.put("/balloon", spec.balloon(0))
 
     async def stop(self, handle: VmHandle, timeout: float) -> None:
         async with self._lock(handle.vm_id):
@@ -380,6 +368,14 @@ class FirecrackerBackend(HypervisorBackend):
                 continue  # a dir being created or deleted right now
         return found
 
+    async def set_balloon(self, handle: VmHandle, target_mib: int) -> None:
+        """Ask the guest's balloon driver to give back memory down to `target_mib` inflated MiB."""
+        paths = self.paths(handle)
+        if not self.balloon:
+            raise UnsupportedFeature("balloon", "the balloon is not configured on this node")
+        api = await self._api_of_running(paths, "balloon")
+        await api.patch("/balloon", {"amount_mib": spec.balloon_target(target_mib)})
+
     # ---------------------------------------------------------------- pause / snapshots
 
     async def _api_of_running(self, paths: FcPaths, what: str) -> FirecrackerApi:
@@ -402,10 +398,13 @@ class FirecrackerBackend(HypervisorBackend):
         async with self._lock(handle.vm_id):
             vm, _ = self._load(paths)
             disk_ids = [d.id for d in vm.spec.disks]
-            if self._running_pid(paths) is None:
+            pid = self._running_pid(paths)
+            if pid is None:
                 await snapshots.create(None, paths, snapshot_id, disk_ids)
-            else:
-                await snapshots.create(FirecrackerApi(paths.api_sock), paths, snapshot_id, disk_ids)
+                return
+            parent = diffs.parent_of_run(paths, pid) if self.diff_snapshots else None
+            await snapshots.create(FirecrackerApi(paths.api_sock), paths, snapshot_id, disk_ids, parent=parent)
+            diffs.record_parent(paths, pid, snapshot_id)
 
     async def restore(self, handle: VmHandle, snapshot_id: str) -> None:
         """Replace whatever runs by a fresh Firecracker resumed from `snapshot_id` (disks included).
@@ -418,14 +417,16 @@ class FirecrackerBackend(HypervisorBackend):
             await snapshots.restore_disks(paths, snapshot_id, [d.id for d in vm.spec.disks])
             if not with_memory:
                 return
+            memory = await diffs.memory_for(paths, snapshot_id)
             process, api = await self._launch(paths, vm)
-            try:
-                await api.put("/metrics", {"metrics_path": METRICS})
-                await snapshots.load(api, paths, snapshot_id)
-            except HypervisorError:
-                await self._abort(paths, process, "restore failed")
-                raise
-            process.close()
+            with process:
+                try:
+                    await api.put("/metrics", {"metrics_path": METRICS})
+                    await snapshots.load(api, paths, snapshot_id, memory, track_dirty_pages=self.diff_snapshots)
+                except HypervisorError:
+                    await self._abort(paths, process, "restore failed")
+                    raise
+                diffs.record_parent(paths, process.pid, snapshot_id)
 
     # ---------------------------------------------------------------- not supported by Firecracker
 
@@ -440,3 +441,14 @@ class FirecrackerBackend(HypervisorBackend):
 
     async def detach_nic(self, handle: VmHandle, nic_id: str) -> None:
         raise UnsupportedFeature("hot_plug_nic", "firecracker devices are fixed when the VM starts")
+
+
+def backend_from_settings(settings: AgentSettings) -> FirecrackerBackend:
+    """The backend `[hypervisors.firecracker]` describes (qemu-img from `[hypervisors.kvm]`)."""
+    fc = settings.hypervisors.firecracker
+    options = JailerOptions(enabled=fc.jailer, uid=fc.jailer_uid, gid=fc.jailer_gid,
+                            cgroup_version=fc.cgroup_version, parent_cgroup=fc.parent_cgroup,
+                            cgroup_limits=fc.cgroup_limits, memory_overhead_mib=fc.memory_overhead_mib)
+    return FirecrackerBackend(fc.fc_path, fc.jailer_path, Path(fc.runtime_dir), jailer=options,
+                              qemu_img_path=settings.hypervisors.kvm.qemu_img_path, balloon=fc.balloon,
+                              diff_snapshots=fc.diff_snapshots)

@@ -28,22 +28,27 @@ def sparse_copy(src: Path, dst: Path) -> None:
     tmp = _tmp(dst)
     try:
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            size = os.fstat(fin.fileno()).st_size
-            offset = 0
-            while offset < size:
-                try:
-                    data = os.lseek(fin.fileno(), offset, os.SEEK_DATA)
-                except OSError:  # ENXIO: only a hole remains
-                    break
-                hole = os.lseek(fin.fileno(), data, os.SEEK_HOLE)
-                _copy_range(fin.fileno(), fout.fileno(), data, hole - data)
-                offset = hole
-            os.ftruncate(fout.fileno(), size)
+            copy_extents(fin.fileno(), fout.fileno())
+            os.ftruncate(fout.fileno(), os.fstat(fin.fileno()).st_size)
             os.fsync(fout.fileno())
         os.replace(tmp, dst)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise HypervisorError(f"cannot copy {src} to {dst}: {exc}") from exc
+
+
+def copy_extents(fd_in: int, fd_out: int) -> None:
+    """Write every data extent of `fd_in` at the same offset of `fd_out`; holes are left alone."""
+    size = os.fstat(fd_in).st_size
+    offset = 0
+    while offset < size:
+        try:
+            data = os.lseek(fd_in, offset, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole remains
+            break
+        hole = os.lseek(fd_in, data, os.SEEK_HOLE)
+        _copy_range(fd_in, fd_out, data, hole - data)
+        offset = hole
 
 
 def _copy_range(fd_in: int, fd_out: int, offset: int, length: int) -> None:

@@ -5,8 +5,7 @@ many agents come and go) and its stdout appends to `console.log`: that is Firecr
 Unjailed, we start `firecracker` ourselves in its own session and write its pidfile; jailed, the
 jailer forks it into a new PID namespace, writes the pidfile and exits (we await that exit). Either way
 the pid is then opened through `hypervisor/process.py` with the VM id as the pid-reuse marker (it is
-Firecracker's `--id`). asyncio's child watcher reaps an unjailed Firecracker that exits while this
-agent runs; after an agent restart it is re-parented to init, which reaps it.
+Firecracker's `--id`).
 
 Why a run ended, when no marker says the agent asked: Firecracker exits with status 0 both when the
 guest resets through the i8042 (its power-off) and on some faults, and a non-child's status cannot be
@@ -20,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import stat
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,6 +46,26 @@ def ensure_fifo(path: Path) -> None:
 async def launch(argv: Sequence[str], paths: FcPaths, *, jailed: bool) -> None:
     """Start Firecracker (directly or through the jailer); on return its pidfile names it."""
     ensure_fifo(paths.console_in)
+    proc = _spawn(argv, paths)
+    if not jailed:
+        write_atomic(paths.pidfile, str(proc.pid).encode())
+        return
+    try:
+        code = await asyncio.to_thread(proc.wait, JAILER_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        raise HypervisorError(f"jailer did not finish in {JAILER_TIMEOUT_S:.0f}s") from exc
+    if code != 0 or read_pidfile(paths.pidfile) is None:
+        raise HypervisorError(f"jailer failed (exit {code}): {tail(paths.launch_log)}")
+
+
+def _spawn(argv: Sequence[str], paths: FcPaths) -> subprocess.Popen[bytes]:
+    """fork+exec in a new session, stdio on the console FIFO, console log and launch log.
+
+    A plain `Popen`, not an asyncio subprocess: closing (or collecting) an asyncio subprocess transport
+    kills a child that still runs, and Firecracker must outlive this agent. A `Popen` that is collected
+    while its child runs is reaped later by the subprocess module; after an agent exit, by init.
+    """
     with contextlib.ExitStack() as stack:
         stdin = os.open(paths.console_in, os.O_RDWR)
         stack.callback(os.close, stdin)
@@ -54,20 +74,10 @@ async def launch(argv: Sequence[str], paths: FcPaths, *, jailed: bool) -> None:
         stderr = os.open(paths.launch_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         stack.callback(os.close, stderr)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, cwd=paths.guest, stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True)
+            return subprocess.Popen(list(argv), cwd=paths.guest, stdin=stdin, stdout=stdout, stderr=stderr,
+                                    start_new_session=True, close_fds=True)
         except OSError as exc:
             raise HypervisorError(f"cannot execute {argv[0]}: {exc}") from exc
-    if not jailed:
-        write_atomic(paths.pidfile, str(proc.pid).encode())
-        return
-    try:
-        code = await asyncio.wait_for(proc.wait(), JAILER_TIMEOUT_S)
-    except TimeoutError as exc:
-        proc.kill()
-        raise HypervisorError(f"jailer did not finish in {JAILER_TIMEOUT_S:.0f}s") from exc
-    if code != 0 or read_pidfile(paths.pidfile) is None:
-        raise HypervisorError(f"jailer failed (exit {code}): {tail(paths.launch_log)}")
 
 
 def tail(path: Path, size: int = 1500) -> str:

@@ -27,6 +27,7 @@ from plasmavmc.hypervisor.firecracker.layout import FcPaths, disk_file
 
 VMSTATE = "vmstate"
 MEMORY = "memory"
+PARENT = "parent"  # in a Diff snapshot: the id of the snapshot its memory is relative to
 
 
 async def pause(api: FirecrackerApi) -> None:
@@ -38,8 +39,10 @@ async def resume(api: FirecrackerApi) -> None:
 
 
 async def create(api: FirecrackerApi | None, paths: FcPaths, snapshot_id: str, disk_ids: Sequence[str],
-                 *, diff: bool = False) -> None:
-    """With `api` (a running VM): memory + device state + disks, paused meanwhile. Without: disks only."""
+                 *, parent: str | None = None) -> None:
+    """With `api` (a running VM): memory + device state + disks, paused meanwhile. Without: disks only.
+    With `parent` (dirty-page tracking on): a Diff snapshot, whose memory holds only the pages written
+    since snapshot `parent` was taken or restored (see diffs.py)."""
     final = paths.snapshot_dir(snapshot_id)
     if final.exists():
         raise AlreadyExists(f"snapshot {snapshot_id} of VM {paths.root.name} already exists", field="snapshot_id")
@@ -56,10 +59,12 @@ async def create(api: FirecrackerApi | None, paths: FcPaths, snapshot_id: str, d
         else:
             await pause(api)
             try:
-                await api.put("/snapshot/create", {"snapshot_type": "Diff" if diff else "Full",
+                await api.put("/snapshot/create", {"snapshot_type": "Diff" if parent else "Full",
                                                    "snapshot_path": f"{rel}/{VMSTATE}",
                                                    "mem_file_path": f"{rel}/{MEMORY}"})
                 await _copy_disks(paths, tmp, disk_ids)
+                if parent:
+                    (tmp / PARENT).write_text(parent)
             finally:
                 await resume(api)
         tmp.rename(final)
@@ -87,15 +92,14 @@ async def restore_disks(paths: FcPaths, snapshot_id: str, disk_ids: Sequence[str
         await asyncio.to_thread(sparse_copy, snap / disk_file(disk_id), paths.disk(disk_id))
 
 
-async def load(api: FirecrackerApi, paths: FcPaths, snapshot_id: str) -> None:
+async def load(api: FirecrackerApi, paths: FcPaths, snapshot_id: str, memory: Path,
+               *, track_dirty_pages: bool = False) -> None:
+    """Load `snapshot_id`'s device state with guest memory from `memory` (its own file, or a merge)."""
     rel = paths.snapshot_dir(snapshot_id).relative_to(paths.guest)
+    mem = memory.relative_to(paths.guest)
     try:
         await api.put("/snapshot/load", {"snapshot_path": f"{rel}/{VMSTATE}",
-                                         "mem_backend": {"backend_type": "File", "backend_path": f"{rel}/{MEMORY}"},
-                                         "resume_vm": True})
+                                         "mem_backend": {"backend_type": "File", "backend_path": str(mem)},
+                                         "enable_diff_snapshots": track_dirty_pages, "resume_vm": True})
     except HypervisorError as exc:
         raise HypervisorError(f"cannot restore snapshot {snapshot_id}: {exc.message}") from exc
-
-
-def delete_all(paths: FcPaths) -> None:
-    shutil.rmtree(paths.guest / "snapshots", ignore_errors=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from plasmavmc.errors import InvalidArgument
 from plasmavmc.hypervisor.base import LocalImage, UnsupportedFeature
 from plasmavmc.hypervisor.firecracker.layout import INITRD, KERNEL, disk_file
 from plasmavmc.hypervisor.qemu.cmdline import boot_disk, device_id, mac_address, tap_name
@@ -111,3 +112,18 @@ def drive(spec: VmSpec, disk: DiskSpec) -> dict[str, Any]:
 def network_interfaces(vm: VirtualMachine) -> list[dict[str, Any]]:
     return [{"iface_id": nic.id, "host_dev_name": tap_name(vm.id, nic.id), "guest_mac": mac_address(vm.id, nic)}
             for nic in vm.spec.network]
+
+
+BALLOON_STATS_S = 5
+
+
+def balloon(amount_mib: int) -> dict[str, Any]:
+    """A virtio-balloon that deflates when the guest runs short, with statistics every few seconds."""
+    return {"amount_mib": balloon_target(amount_mib), "deflate_on_oom": True,
+            "stats_polling_interval_s": BALLOON_STATS_S}
+
+
+def balloon_target(amount_mib: int) -> int:
+    if amount_mib < 0:
+        raise InvalidArgument("amount_mib", f"must not be negative, got {amount_mib}")
+    return amount_mib

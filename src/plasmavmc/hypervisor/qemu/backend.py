@@ -36,6 +36,7 @@ from plasmavmc.hypervisor.base import (
     ExitReport,
     HypervisorBackend,
     LocalImage,
+    SnapshotInfo,
     UnsupportedFeature,
     VmHandle,
 )
@@ -60,6 +61,7 @@ from plasmavmc.types.vm import (
 )
 
 START_TIMEOUT_S = 30.0
+_UNIX_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path) on Linux
 # Run states of a VM that is up: paused for a moment by a snapshot save/load, or running.
 _RUNNING_STATES = frozenset({"running", "save-vm", "restore-vm", "finish-migrate", "paused"})
 REBOOT_STOP_TIMEOUT_S = 30.0
@@ -94,6 +96,10 @@ class QemuBackend(HypervisorBackend):
         self.qemu_path = qemu_path
         self.qemu_img_path = qemu_img_path
         self.runtime_dir = runtime_dir.absolute()
+        longest = RuntimePaths.of(self.runtime_dir, "00000000-0000-0000-0000-000000000000").qmp_events
+        if len(os.fsencode(longest)) >= _UNIX_PATH_MAX:  # QEMU cannot bind it; say so before any VM
+            raise HypervisorError(f"runtime_dir {self.runtime_dir} is too long: unix socket paths under it "
+                                  f"would exceed {_UNIX_PATH_MAX - 1} bytes (the limit is 108 with the NUL)")
         self.accelerator = choose_accelerator(accel)
         self._tsc_khz = host_tsc_khz()
         self._watchers: dict[str, asyncio.Task[None]] = {}
@@ -308,8 +314,10 @@ class QemuBackend(HypervisorBackend):
     async def status(self, handle: VmHandle) -> VmStatus:
         paths = self._paths(handle)
         pid = self._running_pid(paths)
-        if pid is None:
-            return VmStatus(actual_state=VmState.STOPPED, accelerator=self.accelerator)
+        if pid is None:  # started_at: of the last run, if any (adoption asks such VMs why they ended)
+            last = self._started(paths).get("started_at")
+            return VmStatus(actual_state=VmState.STOPPED, accelerator=self.accelerator,
+                            started_at=int(last) if last else None)
         bound_log(paths.console_log)
         started = self._started(paths)
         state, error = VmState.RUNNING, None
@@ -459,8 +467,9 @@ class QemuBackend(HypervisorBackend):
             await snapshots.restore(paths, self.qemu_img_path, snapshot_id,
                                     running=self._running_pid(paths) is not None)
 
-    async def list_snapshots(self, handle: VmHandle) -> list[snapshots.Snapshot]:
-        return snapshots.load(self._paths(handle))
+    async def list_snapshots(self, handle: VmHandle) -> list[SnapshotInfo]:
+        return [SnapshotInfo(id=s.id, created_at=s.created_at, memory=s.memory, disk_ids=s.disks)
+                for s in snapshots.load(self._paths(handle))]
 
     async def delete_snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
         paths = self._paths(handle)

@@ -1,0 +1,168 @@
+"""Firecracker through PlasmaVMC against raw Firecracker, with the PVH test guest, on this machine.
+
+    .venv/bin/python -m bench.firecracker_bench [--runs 5] [--vms 2]
+
+Prints one JSON document:
+* `exec_to_api_ready_s`: raw `firecracker --api-sock` exec until GET / answers (median), and the same
+  for the backend's jailed launch (jailer + chroot + cgroups + new PID namespace), with the ratio;
+* `create_start_to_guest_line_s`: through the API (CreateVm + StartVm over gRPC, then GetConsole until
+  the guest's ready line) against raw Firecracker started with `--config-file` holding the same machine
+  config, kernel and disk (exec until the line is on its stdout), with the ratio;
+* `agent_memory`: the agent's resident memory growth per running Firecracker VM (started through the
+  API, `--vms` of them) and each Firecracker process's own resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import emit, median, timer
+from plasmavmc.client import PlasmaClient
+from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
+from plasmavmc.hypervisor.process import rss_bytes
+from plasmavmc.types.vm import DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
+from tests import firecracker_guest as fc
+from tests.conftest import GUEST_DIR, start_cluster
+from tests.e2e.helpers import ORG, PROJECT, console_until
+
+MEMORY_MIB = 64
+
+
+async def raw_api_ready(work: Path) -> float:
+    assert fc.FIRECRACKER is not None
+    sock = work / "api.sock"
+    sock.unlink(missing_ok=True)
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        fc.FIRECRACKER, "--api-sock", str(sock), cwd=work, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await wait_for_socket(FirecrackerApi(sock), lambda: proc.returncode is None, 10.0)
+        return time.perf_counter() - started
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+async def jailed_api_ready(runtime: Path) -> float:
+    """The backend's jailed launch, exec of the jailer until Firecracker's API answers."""
+    backend = fc.backend(runtime, jailed=True)
+    handle = await backend.create(fc.vm("bench"), await fc.images())
+    try:
+        await backend.start(handle)
+        assert backend.last_api_ready_s is not None
+        return backend.last_api_ready_s
+    finally:
+        await backend.delete(handle)
+
+
+async def raw_to_guest_line(work: Path) -> float:
+    """Raw Firecracker, configured from a file with the same VM: exec until the guest's line."""
+    assert fc.FIRECRACKER is not None
+    image = (await fc.images())["plasmavmc-pvh"]
+    assert image.kernel_path is not None
+    disk = work / "disk.raw"
+    shutil.copyfile(image.disk_path, disk)
+    config = {"boot-source": {"kernel_image_path": str(image.kernel_path), "boot_args": image.kernel_cmdline},
+              "drives": [{"drive_id": "root", "path_on_host": str(disk), "is_root_device": True,
+                          "is_read_only": False}],
+              "machine-config": {"vcpu_count": 1, "mem_size_mib": MEMORY_MIB}}
+    (work / "vm.json").write_text(json.dumps(config))
+    (work / "fc.log").write_bytes(b"")  # its own log file: on stdout, log lines would split the serial line
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        fc.FIRECRACKER, "--no-api", "--config-file", str(work / "vm.json"), "--log-path", str(work / "fc.log"),
+        cwd=work,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        seen = b""
+        while fc.READY not in seen:
+            chunk = await asyncio.wait_for(proc.stdout.read(4096), 30)
+            if not chunk:
+                raise RuntimeError(f"firecracker ended before the guest line: {seen!r}")
+            seen += chunk
+        return time.perf_counter() - started
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+def spec() -> VmSpec:
+    return VmSpec(memory=MemorySpec(size_mib=MEMORY_MIB),
+                  disks=(DiskSpec(id="root", source=DiskSource(image_id="plasmavmc-pvh"), size_gib=1),))
+
+
+async def api_to_guest_line(client: PlasmaClient, name: str) -> float:
+    with timer() as t:
+        vm = await client.create_vm(name, ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER)
+        await client.start_vm(ORG, PROJECT, vm.id)
+        await console_until(client, vm.id, fc.READY_LINE_RE, timeout=30)
+    return t[0]
+
+
+async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = start_cluster(root, GUEST_DIR, firecracker=True)
+    try:
+        assert cluster.agent.popen is not None
+        agent_pid = cluster.agent.popen.pid
+        async with await PlasmaClient.connect(cluster.api) as client:
+            times = []
+            for i in range(runs):  # one VM at a time: the guest polls its UART and keeps a CPU busy
+                times.append(await api_to_guest_line(client, f"bench-{i}"))
+                await client.delete_vm(ORG, PROJECT, f"bench-{i}", force=True)
+            base = rss_bytes(agent_pid)
+            started = []
+            for i in range(vms):
+                await api_to_guest_line(client, f"mem-{i}")
+                started.append(await client.get_vm(ORG, PROJECT, f"mem-{i}"))
+            grown = rss_bytes(agent_pid) - base
+            fc_rss = [rss_bytes(v.status.host_pid or 0) for v in started]
+            for v in started:
+                await client.delete_vm(ORG, PROJECT, v.id, force=True)
+        return {"api_s": times, "agent_rss_growth_per_vm_kib": grown / max(vms, 1) / 1024,
+                "agent_rss_base_mib": base / 2**20, "firecracker_rss_per_vm_kib": median([r / 1024 for r in fc_rss])}
+    finally:
+        cluster.agent.stop()
+        cluster.server.stop()
+        fc.kill_leftovers(root)
+
+
+async def main(runs: int, vms: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="fc-bench-") as tmp:
+        work = Path(tmp)
+        raw_ready = [await raw_api_ready(work) for _ in range(runs)]
+        jailed_ready = [await jailed_api_ready(work / "run") for _ in range(runs)]
+        raw_line = [await raw_to_guest_line(work) for _ in range(runs)]
+        api = await through_api(work / "cluster", runs, vms)
+    api_s = api.pop("api_s")
+    assert isinstance(api_s, list)
+    emit(
+        "firecracker",
+        runs=runs,
+        exec_to_api_ready_s={"raw_firecracker": median(raw_ready), "plasmavmc_jailed_launch": median(jailed_ready),
+                             "ratio": median(jailed_ready) / median(raw_ready)},
+        create_start_to_guest_line_s={"raw_firecracker_config_file": median(raw_line),
+                                      "plasmavmc_api": median(api_s), "ratio": median(api_s) / median(raw_line)},
+        agent_memory={"vms": vms, **api},
+        note="PVH test guest (kvm_pvm host); medians; baseline measured in the same run",
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--vms", type=int, default=2, help="at most the node's CPUs (1 vCPU each)")
+    args = parser.parse_args()
+    if (why := fc.missing()) is not None:
+        raise SystemExit(f"firecracker_bench: {why}")
+    os.nice(5)
+    asyncio.run(main(args.runs, args.vms))

@@ -1,0 +1,100 @@
+"""The interactive console gateway (spec §11.1): a WebSocket per console session, on the HTTP port.
+
+    GET /v1/orgs/{org}/projects/{project}/vms/{vm}/console?type=serial|vnc   (Upgrade: websocket)
+
+`{vm}` is the VM's id or name. Binary frames both ways: what the client sends is console input (text
+frames are taken as UTF-8 input too, for browser terminals), what the server sends is console output.
+A serial session first replays the retained output (the node keeps a ring buffer of recent output, so
+history survives a reconnect), then follows it; a VNC session carries the raw RFB stream of the VM's
+VNC server (WebSocket subprotocol "binary", as noVNC-style clients ask). The gateway holds no state:
+each session is one `ConsoleSession` stream to the VM's node agent, which ends when the VM stops.
+
+Errors found before the upgrade are HTTP errors with a JSON body {code, message, field}; after it, the
+socket closes with code 1011 and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import WSMsgType, web
+
+from plasmavmc.core.context import Core, VmRef
+from plasmavmc.errors import ErrorCode, InvalidArgument, PlasmaError
+from plasmavmc.types.vm import ConsoleType
+
+log = logging.getLogger(__name__)
+ROUTE = "/v1/orgs/{org}/projects/{project}/vms/{vm}/console"
+_HTTP_STATUS = {ErrorCode.INVALID_ARGUMENT: 400, ErrorCode.VM_NOT_FOUND: 404, ErrorCode.NOT_FOUND: 404,
+                ErrorCode.INVALID_STATE: 409, ErrorCode.PERMISSION_DENIED: 403, ErrorCode.UNAVAILABLE: 503}
+MAX_INPUT_FRAME = 64 * 1024
+
+
+def _error(err: PlasmaError) -> web.Response:
+    body = {"code": err.code.value, "message": err.message, "field": err.field}
+    return web.json_response(body, status=_HTTP_STATUS.get(err.code, 500))
+
+
+def _console_type(text: str) -> ConsoleType:
+    try:
+        return ConsoleType(text or "serial")
+    except ValueError:
+        raise InvalidArgument("type", f"{text[:20]!r}: one of serial, vnc") from None
+
+
+async def _client_input(ws: web.WebSocketResponse, keys: asyncio.Queue[bytes | None]) -> None:
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.BINARY:
+                await keys.put(bytes(msg.data))
+            elif msg.type is WSMsgType.TEXT:
+                await keys.put(str(msg.data).encode())
+            else:
+                break
+    finally:
+        await keys.put(None)
+
+
+async def _drain(keys: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+    while (data := await keys.get()) is not None:
+        yield data
+
+
+async def console_session(request: web.Request) -> web.StreamResponse:
+    core: Core = request.app["core"]
+    try:
+        kind = _console_type(request.query.get("type", "serial"))
+        ref = VmRef(request.match_info["org"], request.match_info["project"], request.match_info["vm"]).validated()
+        vm = (await core.find_vm(ref)).value
+        agent = await core.agent_for(vm)
+    except PlasmaError as err:
+        return _error(err)
+    ws = web.WebSocketResponse(protocols=("binary",), heartbeat=30.0, max_msg_size=MAX_INPUT_FRAME)
+    await ws.prepare(request)
+    keys: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
+
+    async def output() -> None:
+        async for chunk in agent.console_session(vm.id, kind, _drain(keys)):
+            await ws.send_bytes(chunk)
+
+    pumps = [asyncio.create_task(output()), asyncio.create_task(_client_input(ws, keys))]
+    done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, PlasmaError, ConnectionError):
+            await task
+    failure = next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)
+    if isinstance(failure, PlasmaError):
+        await ws.close(code=1011, message=f"{failure.code.value}: {failure.message}"[:120].encode())
+    else:
+        if failure is not None:
+            log.warning("console session of VM %s ended: %r", vm.id, failure)
+        await ws.close()
+    return ws
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(ROUTE, console_session)

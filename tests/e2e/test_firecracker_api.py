@@ -1,0 +1,133 @@
+"""End to end over gRPC and the CLI with a real server and agent running Firecracker (jailed).
+
+The cluster seeds the PVH test guest as image `plasmavmc-pvh` (kernel `plasmavmc-pvh-kernel`, a tiny raw
+disk) next to the default guest and enables `["kvm", "firecracker"]` on its agent. A VM of hypervisor
+FIRECRACKER is created, started (the guest's ready line comes through GetConsole), stopped and deleted
+through the API, then the same through the `plasmavmc` CLI; a spec Firecracker cannot run is refused
+with the feature named and leaves no VM behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from plasmavmc.client import PlasmaClient
+from plasmavmc.errors import PlasmaError
+from plasmavmc.hypervisor.process import is_running
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import DiskBus, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
+from tests import firecracker_guest as fc
+from tests.conftest import Cluster, start_cluster
+from tests.e2e.helpers import ORG, PROJECT, console_until
+
+pytestmark = pytest.mark.skipif(fc.missing() is not None, reason=str(fc.missing()))
+IMAGE = "plasmavmc-pvh"
+
+
+def pvh_spec(bus: DiskBus = DiskBus.VIRTIO) -> VmSpec:
+    return VmSpec(memory=MemorySpec(size_mib=64),
+                  disks=(DiskSpec(id="root", source=DiskSource(image_id=IMAGE), size_gib=1, bus=bus),))
+
+
+@pytest.fixture(scope="module")
+def fc_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("fc-cluster")
+    cluster = start_cluster(root, guest_dir, firecracker=True)
+    try:
+        yield cluster
+    finally:
+        cluster.agent.stop()
+        cluster.server.stop()
+        fc.kill_leftovers(root)
+
+
+@pytest.fixture
+async def fc_client(fc_cluster: Cluster) -> AsyncIterator[PlasmaClient]:
+    async with await PlasmaClient.connect(fc_cluster.api) as c:
+        yield c
+
+
+async def test_create_start_console_stop_delete(fc_client: PlasmaClient, fc_cluster: Cluster) -> None:
+    vm = await fc_client.create_vm("fc-1", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER)
+    assert vm.hypervisor is HypervisorType.FIRECRACKER and vm.node_id == fc_cluster.node_id
+    vm = await fc_client.wait_for_state(ORG, PROJECT, vm.id, {VmState.STOPPED}, 30)
+    running = await fc_client.start_vm(ORG, PROJECT, vm.id)
+    assert running.state is VmState.RUNNING
+    pid = running.status.host_pid
+    assert pid and is_running(pid)
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert cmdline[0] == b"/firecracker" and vm.id.encode() in cmdline  # the jailed binary, this VM
+    await console_until(fc_client, vm.id, fc.READY_LINE_RE, timeout=30)
+    stopped = await fc_client.stop_vm(ORG, PROJECT, vm.id)
+    stopped = await fc_client.wait_for_state(ORG, PROJECT, vm.id, {VmState.STOPPED}, 30)
+    assert stopped.state is VmState.STOPPED and not is_running(pid)
+    await console_until(fc_client, vm.id, "ctrl-alt-del", timeout=10)  # stop was the guest's soft power-off
+    await fc_client.delete_vm(ORG, PROJECT, vm.id)
+    runtime = fc_cluster.root / "run" / "fc" / vm.id
+    with pytest.raises(PlasmaError):
+        await fc_client.wait_for_state(ORG, PROJECT, vm.id, {VmState.DELETED}, 30)
+    assert not runtime.exists()
+
+
+async def test_unsupported_spec_is_refused_naming_the_feature(fc_client: PlasmaClient) -> None:
+    with pytest.raises(PlasmaError) as err:
+        await fc_client.create_vm("fc-scsi", ORG, PROJECT, pvh_spec(DiskBus.SCSI),
+                                  hypervisor=HypervisorType.FIRECRACKER)
+    assert "scsi" in err.value.message.lower() or "disk_bus" in err.value.message, err.value
+    names = [v.name for v in await fc_client.list_all_vms(ORG, PROJECT)]
+    assert "fc-scsi" not in names
+
+
+def cli(cluster: Cluster, *args: str) -> str:
+    argv = [sys.executable, "-m", "plasmavmc.cli", "--addr", cluster.api, "--org", ORG, "--project", PROJECT,
+            "-o", "json", *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"{args}: {done.stderr}"
+    return done.stdout
+
+
+def test_cli_create_start_console_delete(fc_cluster: Cluster) -> None:
+    created = json.loads(cli(fc_cluster, "vm", "create", "fc-cli", "--image", IMAGE, "--memory-mib", "64",
+                             "--hypervisor", "firecracker", "--start", "--wait", "60"))
+    assert created["state"] == "running" and created["hypervisor"] == "firecracker", created
+    console = subprocess.run(
+        [sys.executable, "-m", "plasmavmc.cli", "--addr", fc_cluster.api, "--org", ORG, "--project", PROJECT,
+         "vm", "console", "fc-cli", "--no-follow"], capture_output=True, timeout=60, check=False)
+    assert fc.READY in console.stdout, console
+    stopped = json.loads(cli(fc_cluster, "vm", "stop", "fc-cli", "--wait", "60"))
+    assert stopped["state"] == "stopped", stopped
+    cli(fc_cluster, "vm", "delete", "fc-cli")
+    assert "fc-cli" not in cli(fc_cluster, "vm", "list")
+
+
+async def test_agent_killed_and_restarted_loses_no_vm(fc_client: PlasmaClient, fc_cluster: Cluster) -> None:
+    """SIGKILL the agent under a running Firecracker VM: the VM runs on, the new agent re-adopts it and
+    the API drives it again (stop, delete) — no VM lost, no process orphaned."""
+    vm = await fc_client.create_vm("fc-adopt", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER)
+    running = await fc_client.start_vm(ORG, PROJECT, vm.id)
+    pid = running.status.host_pid
+    assert pid and is_running(pid)
+    fc_cluster.agent.kill(signal.SIGKILL)
+    assert is_running(pid), "the VM must outlive its agent"
+    fc_cluster.agent.start()
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:  # poll-with-deadline: the restarted agent takes a moment to serve
+        try:
+            await fc_client.stop_vm(ORG, PROJECT, vm.id)
+            break
+        except PlasmaError as exc:
+            if not exc.retryable or asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"stop after agent restart: {exc}\n{fc_cluster.logs()}") from exc
+            await asyncio.sleep(0.2)
+    stopped = await fc_client.wait_for_state(ORG, PROJECT, vm.id, {VmState.STOPPED}, 30)
+    assert stopped.state is VmState.STOPPED and not is_running(pid)
+    await fc_client.delete_vm(ORG, PROJECT, vm.id)
+    assert not (fc_cluster.root / "run" / "fc" / vm.id).exists()
