@@ -21,6 +21,7 @@ from tests.conftest import Proc, free_port
 from tests.e2e.helpers import GUEST_IMAGE
 
 SIM = HypervisorType.SIMULATED
+NodeSpec = tuple[str, NodeCapacity, dict[str, str]]  # id, capacity, labels
 
 
 def sim_spec(vcpus: int = 1, memory_mib: int = 256, placement: PlacementSpec | None = None) -> VmSpec:
@@ -64,7 +65,7 @@ async def _poll_http(url: str, timeout: float, server: Proc) -> None:
 async def sim_cluster(
     root: Path,
     guest: Path,
-    node_specs: Sequence[tuple[str, NodeCapacity, dict[str, str]]],
+    node_specs: Sequence[NodeSpec],
     *,
     heartbeat_timeout: int = 15,
     heartbeat_interval: float = 1.0,

@@ -20,7 +20,7 @@ from plasmavmc.errors import NoSuitableNode
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import PlacementSpec, VirtualMachine
-from tests.e2e.simulated import SIM, SimCluster, sim_cluster, sim_spec
+from tests.e2e.simulated import SIM, NodeSpec, SimCluster, sim_cluster, sim_spec
 
 T = TypeVar("T")
 ORG, PROJECT = "org-n", "proj-n"
@@ -44,7 +44,7 @@ def has_flag(vm: VirtualMachine) -> bool:
 
 
 async def test_silent_node_goes_not_ready_and_flags_its_vms(tmp_path: Path, guest_dir: Path) -> None:
-    specs = [("sim-a", CAP, {"pool": "a"}), ("sim-b", CAP, {"pool": "b"})]
+    specs: list[NodeSpec] = [("sim-a", CAP, {"pool": "a"}), ("sim-b", CAP, {"pool": "b"})]
     async with sim_cluster(tmp_path, guest_dir, specs, heartbeat_timeout=2, heartbeat_interval=0.5) as c:
         vm = await c.client.create_vm("pinned", ORG, PROJECT, sim_spec(placement=ON_A), SIM)
         await c.client.start_vm(ORG, PROJECT, vm.id)
@@ -87,7 +87,11 @@ async def drained(c: SimCluster, node_id: str) -> tuple[bool, str, str]:
 
 
 async def test_drain_moves_every_movable_vm_and_reports_the_rest(tmp_path: Path, guest_dir: Path) -> None:
-    specs = [("sim-a", CAP, {"pool": "a"}), ("sim-b", CAP, {"pool": "b"}), ("sim-c", CAP, {"pool": "b"})]
+    specs: list[NodeSpec] = [
+        ("sim-a", CAP, {"pool": "a"}),
+        ("sim-b", CAP, {"pool": "b"}),
+        ("sim-c", CAP, {"pool": "b"}),
+    ]
     async with sim_cluster(tmp_path, guest_dir, specs) as c:
         for other in ("sim-b", "sim-c"):
             await c.client.cordon_node(other)

@@ -14,6 +14,7 @@ import pytest
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import ConsoleSocket, open_console
 from plasmavmc.errors import PlasmaError
+from plasmavmc.hypervisor.qemu.cmdline import tap_name
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import BootSpec, DiskSpec, NetworkSpec, VirtualMachine
 from tests.conftest import Cluster, needs_qemu
@@ -127,6 +128,8 @@ async def test_hotplug_through_the_api(client: PlasmaClient, q35: VirtualMachine
     vm = await client.attach_nic(ORG, PROJECT, q35.id, NetworkSpec(id="net1"))
     assert [n.id for n in vm.spec.network] == ["net1"]
     await _until(shell, "ls /sys/class/net", lambda out: len(set(out.split()) - before) == 1)
+    new = (set((await run(shell, "ls /sys/class/net")).split()) - before).pop()
+    await _traffic(client, q35, shell, new)
     vm = await client.detach_nic(ORG, PROJECT, q35.id, "net1")
     assert vm.spec.network == ()
     await _until(shell, "ls /sys/class/net", lambda out: set(out.split()) == before)
@@ -146,6 +149,28 @@ async def test_snapshot_restore_through_the_api(client: PlasmaClient, q35: Virtu
         await client.snapshot_vm(ORG, PROJECT, q35.id, "Bad Id")
     await client.delete_snapshot(ORG, PROJECT, q35.id, "api-1")
     assert await client.list_snapshots(ORG, PROJECT, q35.id) == []
+
+
+async def test_reset_through_the_api(client: PlasmaClient, q35: VirtualMachine, shell: WsStream) -> None:
+    """Last in this module: it reboots the shared VM (the same QEMU process, a fresh guest)."""
+    await run(shell, "echo up > /run/before-reset")
+    pid = (await client.get_vm(ORG, PROJECT, q35.id)).status.host_pid
+    vm = await client.reset_vm(ORG, PROJECT, q35.id)
+    assert vm.state is VmState.RUNNING and vm.status.host_pid == pid  # a reset keeps the process
+    await read_until(shell, b"PLASMAVMC-READY name=api-q35 ", bytearray(), 120)
+    assert "No such file" in await run(shell, "cat /run/before-reset")
+
+
+async def _traffic(client: PlasmaClient, vm: VirtualMachine, shell: WsStream, guest_if: str) -> None:
+    """Packets the guest sends on its new NIC show in GetVm's network counters (the tap's rx side)."""
+    tap = tap_name(vm.id, "net1")
+    link = await asyncio.create_subprocess_exec("ip", "link", "set", tap, "up")  # QEMU leaves it down
+    assert await link.wait() == 0
+    await run(shell, f"ip link set {guest_if} up; ip addr add 10.77.0.2/24 dev {guest_if}; "
+                     "ping -c 3 -W 1 10.77.0.1 >/dev/null 2>&1; true")  # ARP requests go out, unanswered
+    async with asyncio.timeout(30):
+        while (await client.get_vm(ORG, PROJECT, vm.id)).status.resource_usage.network_tx_bytes == 0:
+            await asyncio.sleep(0.5)  # refreshed by heartbeats; polling bounded by the deadline
 
 
 async def _until(console: WsStream, command: str, ok: object, deadline_s: float = 60.0) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from plasmavmc.types.node import NodeCapacity
-from tests.e2e.simulated import SIM, sim_cluster, sim_spec
+from tests.e2e.simulated import SIM, NodeSpec, sim_cluster, sim_spec
 
 
 async def cli(api: str, *argv: str) -> tuple[int, str, str]:
@@ -39,7 +39,7 @@ async def cli_json(api: str, *argv: str) -> Any:
 
 
 async def test_quota_and_node_commands(tmp_path: Path, guest_dir: Path) -> None:
-    specs = [("sim-1", NodeCapacity(8, 65536, 1000), {}), ("sim-2", NodeCapacity(8, 65536, 1000), {})]
+    specs: list[NodeSpec] = [("sim-1", NodeCapacity(8, 65536, 1000), {}), ("sim-2", NodeCapacity(8, 65536, 1000), {})]
     async with sim_cluster(tmp_path, guest_dir, specs) as c:
         quota = await cli_json(c.api, "quota", "set", "--max-vms", "1", "--max-vcpus", "4")
         assert quota["limits"]["max_vms"] == 1 and quota["limits"]["max_memory_gib"] is None

@@ -98,7 +98,8 @@ async def detach_disk(core: Core, ref: VmRef, disk_id: str) -> VirtualMachine:
         raise InvalidArgument("disk_id", f"VM {vm.id} has no disk {disk_id!r}")
     agent = await core.agent_for(vm)
     await agent.detach_disk(vm.id, disk_id)
-    remaining = lambda v: _respec(v, disks=tuple(d for d in v.spec.disks if d.id != disk_id))  # noqa: E731
+    def remaining(v: VirtualMachine) -> VirtualMachine:
+        return _respec(v, disks=tuple(d for d in v.spec.disks if d.id != disk_id))
 
     async def nothing() -> None:  # the disk file is gone on the node: there is nothing to put back
         log.error("detach_disk %s/%s: node detached it but the record was not updated", vm.id, disk_id)
@@ -127,5 +128,7 @@ async def detach_nic(core: Core, ref: VmRef, nic_id: str) -> VirtualMachine:
         raise InvalidArgument("nic_id", f"VM {vm.id} has no NIC {nic_id!r}")
     agent = await core.agent_for(vm)
     await agent.detach_nic(vm.id, nic_id)
-    return await _record(core, ref, lambda v: _respec(v, network=tuple(n for n in v.spec.network if n.id != nic_id)),
-                         0, lambda: agent.attach_nic(vm.id, nic), "detach_nic")
+    def remaining(v: VirtualMachine) -> VirtualMachine:
+        return _respec(v, network=tuple(n for n in v.spec.network if n.id != nic_id))
+
+    return await _record(core, ref, remaining, 0, lambda: agent.attach_nic(vm.id, nic), "detach_nic")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Collection
 
 from plasmavmc.core.records import mutate, replace
 from plasmavmc.errors import PlasmaError
@@ -31,20 +32,22 @@ def _with_condition(vm: VirtualMachine, message: str | None) -> VirtualMachine:
     return replace(vm, status=replace(vm.status, conditions=(*others, flag)))
 
 
-async def vm_keys_on(store: Store, node_id: str) -> list[str]:
-    """The record keys of every VM assigned to `node_id` (assignments: see placement.Assignment)."""
+async def vm_keys_on(store: Store, node_ids: str | Collection[str]) -> list[str]:
+    """The record keys of every VM assigned to the node(s) (assignments: see placement.Assignment); one
+    scan of the assignments however many nodes are asked about."""
+    wanted = {node_ids} if isinstance(node_ids, str) else set(node_ids)
     out = []
     for kv in await store.list_all(keys.ASSIGNMENTS):
         a = json.loads(kv.value)
-        if a["node_id"] == node_id:
+        if a["node_id"] in wanted:
             out.append(keys.vm(a["org_id"], a["project_id"], a["vm_id"]))
     return out
 
 
-async def flag_vms(store: Store, node_id: str, message: str | None) -> int:
-    """Add (message set) or clear (None) `NodeUnresponsive` on every VM of the node; returns how many."""
+async def flag_vms(store: Store, node_ids: str | Collection[str], message: str | None) -> int:
+    """Add (message set) or clear (None) `NodeUnresponsive` on every VM of the node(s); returns how many."""
     count = 0
-    for key in await vm_keys_on(store, node_id):
+    for key in await vm_keys_on(store, node_ids):
         try:
             await mutate(store, VirtualMachine, key, lambda vm: _with_condition(vm, message))
             count += 1

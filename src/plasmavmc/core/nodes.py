@@ -122,10 +122,15 @@ class NodeRegistry:
         return (await mutate(self._store, Node, keys.node(node_id), apply, missing=missing)).value
 
     async def expire(self) -> builtins.list[str]:
-        """Mark READY nodes whose heartbeat is older than the timeout NOT_READY; returns their ids."""
+        """Mark READY nodes whose heartbeat is older than the timeout NOT_READY; returns their ids.
+
+        Level-triggered: the VMs of every NOT_READY node are (re)flagged on each pass, so a flag lost to a
+        crash between the two writes is set by the next pass (flagging a flagged VM writes nothing)."""
         expired = []
         deadline = time.time() - self.heartbeat_timeout
-        for node in await self.list():
+        nodes = await self.list()
+        silent = [n.value.id for n in nodes if n.value.state == NodeState.NOT_READY]
+        for node in nodes:
             if node.value.state == NodeState.READY and node.value.last_heartbeat < deadline:
 
                 def stale(n: Node) -> Node:
@@ -136,6 +141,9 @@ class NodeRegistry:
                 await mutate(self._store, Node, node.key, stale)
                 log.warning("node %s missed heartbeats: NOT_READY", node.value.id)
                 expired.append(node.value.id)
-                why = f"node {node.value.id} has not sent a heartbeat for over {self.heartbeat_timeout:g}s"
-                await node_health.flag_vms(self._store, node.value.id, why)
+        if expired or silent:
+            # re-read: a node that heartbeated meanwhile has had its VMs' flags cleared; leave them so
+            still = [n.value.id for n in await self.list() if n.value.state == NodeState.NOT_READY]
+            why = f"its node has not sent a heartbeat for over {self.heartbeat_timeout:g}s"
+            await node_health.flag_vms(self._store, still, why)
         return expired

@@ -4,8 +4,9 @@ Usage changes ride in the SAME store commit as the change that causes them: `com
 quota records of the VM's org and project (compare-and-swap on each) to the caller's writes, checking
 the limits first; a VM create therefore either commits together with its usage or not at all, and N
 concurrent creates against a quota of K yield exactly min(N, K) VMs — on any number of servers,
-because the quota records' revisions fence them. Within one process a lock per quota record queues the
-creates of one scope, so they do not spin on each other's compare-and-swap.
+because the quota records' revisions fence them. Within one process a lock per org queues its quota
+writes, so they do not spin on each other's compare-and-swap, and charges that arrive together share
+one commit (`quota_batch.py`).
 
 A scope's record is created on first use (usage counted from then on, with no limits); `set_limits`
 replaces the limits and leaves the usage alone. Lowering a limit below the usage blocks new creates
@@ -45,17 +46,19 @@ def _scopes(org_id: str, project_id: str) -> list[tuple[str, str]]:
     return [(org_id, ""), (org_id, project_id)]
 
 
-async def _read(store: Store, org_id: str, project_id: str) -> Versioned[Quota]:
+async def read_quota(store: Store, org_id: str, project_id: str) -> Versioned[Quota]:
+    """The scope's record with its revision (revision 0 and no limits when none was written yet)."""
     key = keys.quota(org_id, project_id)
     found = await read(store, Quota, key)
     return found or Versioned(Quota(org_id=org_id, project_id=project_id), 0, key)
 
 
-def _lock(store: Store, key: str) -> asyncio.Lock:
-    return _locks.setdefault(store, {}).setdefault(key, asyncio.Lock())
+def org_lock(store: Store, org_id: str) -> asyncio.Lock:
+    """Serialises this process's quota writes of one org (its projects included)."""
+    return _locks.setdefault(store, {}).setdefault(org_id, asyncio.Lock())
 
 
-def _scope_name(quota: Quota) -> str:
+def scope_name(quota: Quota) -> str:
     return f"project {quota.org_id}/{quota.project_id}" if quota.project_id else f"org {quota.org_id}"
 
 
@@ -65,33 +68,43 @@ async def _commit_once(
     """One attempt; `read_at` receives the quota records' revisions it read (to tell whose CAS lost)."""
     quota_writes = []
     for org, project in _scopes(org_id, project_id):
-        current = await _read(store, org, project)
+        current = await read_quota(store, org, project)
         read_at.append(current.revision)
         updated = replace(current.value, usage=(current.value.usage + delta).clamped())
         charging = delta.vms > 0 or delta.vcpus > 0
         if charging and (limit := updated.exceeded()) is not None:
-            raise QuotaExceeded(f"quota of {_scope_name(updated)} exceeded: {limit}", field=limit.split()[0])
+            raise QuotaExceeded(f"quota of {scope_name(updated)} exceeded: {limit}", field=limit.split()[0])
         quota_writes.append(Write(current.key, codec.dumps(updated), current.revision))
     return await store.commit([*writes, *quota_writes])
+
+
+async def commit_locked(store: Store, org_id: str, project_id: str, delta: QuotaUsage, writes: Sequence[Write]) -> int:
+    """`commit_charged` for a caller that holds `org_lock`: one charge, one commit, retried while
+    only the quota records lost their compare-and-swap."""
+    for _ in range(MAX_ROUNDS):
+        read_at: list[int] = []
+        try:
+            return await _commit_once(store, org_id, project_id, delta, writes, read_at)
+        except Conflict:
+            now = [(await read_quota(store, o, p)).revision for o, p in _scopes(org_id, project_id)]
+            if now == read_at:
+                raise  # the caller's writes lost, not the quota records
+    raise Conflict(f"quota of {org_id}/{project_id}: too many concurrent updates, try again")
 
 
 async def commit_charged(store: Store, org_id: str, project_id: str, delta: QuotaUsage, writes: Sequence[Write]) -> int:
     """Commit `writes` together with `delta` on the org's and the project's usage; returns the revision.
 
-    A positive delta is checked against the limits first (QUOTA_EXCEEDED names the limit). A conflict
-    on the quota records is retried here; one on the caller's own writes propagates as CONFLICT.
+    A positive delta is checked against the limits first (QUOTA_EXCEEDED names the limit); charges that
+    arrive together share one commit (`quota_batch.py`). A conflict on the quota records is retried
+    here; one on the caller's own writes propagates as CONFLICT.
     """
-    org_lock, project_lock = (_lock(store, keys.quota(o, p)) for o, p in _scopes(org_id, project_id))
-    async with org_lock, project_lock:
-        for _ in range(MAX_ROUNDS):
-            read_at: list[int] = []
-            try:
-                return await _commit_once(store, org_id, project_id, delta, writes, read_at)
-            except Conflict:
-                now = [(await _read(store, o, p)).revision for o, p in _scopes(org_id, project_id)]
-                if now == read_at:
-                    raise  # the caller's writes lost, not the quota records
-    raise Conflict(f"quota of {org_id}/{project_id}: too many concurrent updates, try again")
+    if delta.vms > 0 or delta.vcpus > 0:
+        from plasmavmc.core import quota_batch  # it builds on this module
+
+        return await quota_batch.submit(store, org_id, project_id, delta, writes)
+    async with org_lock(store, org_id):
+        return await commit_locked(store, org_id, project_id, delta, writes)
 
 
 def _check_scope(org_id: str, project_id: str) -> None:
@@ -102,7 +115,7 @@ def _check_scope(org_id: str, project_id: str) -> None:
 
 async def get(store: Store, org_id: str, project_id: str) -> Quota:
     _check_scope(org_id, project_id)
-    return (await _read(store, org_id, project_id)).value
+    return (await read_quota(store, org_id, project_id)).value
 
 
 def _check_limits(limits: ResourceLimits) -> None:
@@ -115,9 +128,9 @@ async def set_limits(store: Store, org_id: str, project_id: str, limits: Resourc
     _check_scope(org_id, project_id)
     _check_limits(limits)
     key = keys.quota(org_id, project_id)
-    async with _lock(store, key):
+    async with org_lock(store, org_id):
         for _ in range(MAX_ROUNDS):
-            current = await _read(store, org_id, project_id)
+            current = await read_quota(store, org_id, project_id)
             updated = replace(current.value, limits=limits)
             try:
                 await store.put(key, codec.dumps(updated), expected_revision=current.revision)

@@ -67,23 +67,6 @@ _RUNNING_STATES = frozenset({"running", "save-vm", "restore-vm", "finish-migrate
 REBOOT_STOP_TIMEOUT_S = 30.0
 
 
-def _image_to_json(image: LocalImage) -> dict[str, str | None]:
-    return {"image_id": image.image_id, "disk_path": str(image.disk_path), "disk_format": image.disk_format,
-            "kernel_path": str(image.kernel_path) if image.kernel_path else None,
-            "initrd_path": str(image.initrd_path) if image.initrd_path else None,
-            "kernel_cmdline": image.kernel_cmdline}
-
-
-def _image_from_json(data: dict[str, str | None]) -> LocalImage:
-    def path(key: str) -> Path | None:
-        value = data.get(key)
-        return Path(value) if value else None
-
-    return LocalImage(image_id=str(data["image_id"]), disk_path=Path(str(data["disk_path"])),
-                      disk_format=str(data["disk_format"]), kernel_path=path("kernel_path"),
-                      initrd_path=path("initrd_path"), kernel_cmdline=str(data.get("kernel_cmdline") or ""))
-
-
 def _host_memory_gib() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
@@ -165,7 +148,7 @@ class QemuBackend(HypervisorBackend):
 
     @staticmethod
     def _save_vm(paths: RuntimePaths, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> None:
-        write_atomic(paths.images, json.dumps({k: _image_to_json(v) for k, v in images.items()}).encode())
+        write_atomic(paths.images, json.dumps({k: v.to_json() for k, v in images.items()}).encode())
         write_atomic(paths.vm, dumps(vm))
 
     def _load_vm(self, paths: RuntimePaths) -> tuple[VirtualMachine, dict[str, LocalImage]]:
@@ -174,7 +157,7 @@ class QemuBackend(HypervisorBackend):
             raw = json.loads(paths.images.read_bytes())
         except FileNotFoundError as exc:
             raise InvalidState(f"VM {paths.root.name} was not created on this node") from exc
-        return vm, {key: _image_from_json(value) for key, value in raw.items()}
+        return vm, {key: LocalImage.from_json(value) for key, value in raw.items()}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -320,19 +303,28 @@ class QemuBackend(HypervisorBackend):
                             started_at=int(last) if last else None)
         bound_log(paths.console_log)
         started = self._started(paths)
-        state, error = VmState.RUNNING, None
-        try:
-            run_state = await qmp.run_state(paths.qmp)
-            if run_state == "shutdown":
-                state = VmState.STOPPING  # the guest powered off; the watcher is ending QEMU
-            elif run_state not in _RUNNING_STATES:
-                state, error = VmState.ERROR, f"qemu run state is {run_state}"
-        except HypervisorError as exc:
-            error = f"QMP unavailable: {exc.message}"
+        if self._lock(handle.vm_id).locked():
+            # an operation (snapshot, hot-plug) holds QMP, maybe for long: answer from what we know,
+            # so heartbeats never wait behind it
+            state, error, usage = VmState.RUNNING, None, self._usage.last(handle.vm_id)
+        else:
+            state, error = await self._run_state(paths)
+            usage = await self._usage.sample(paths, self._vm_or_none(paths), pid)
         return VmStatus(actual_state=state, host_pid=pid, last_error=error,
                         started_at=int(started["started_at"]) if "started_at" in started else None,
-                        accelerator=started.get("accelerator", self.accelerator),
-                        resource_usage=await self._usage.sample(paths, self._vm_or_none(paths), pid))
+                        accelerator=started.get("accelerator", self.accelerator), resource_usage=usage)
+
+    @staticmethod
+    async def _run_state(paths: RuntimePaths) -> tuple[VmState, str | None]:
+        try:
+            run_state = await qmp.run_state(paths.qmp)
+        except HypervisorError as exc:
+            return VmState.RUNNING, f"QMP unavailable: {exc.message}"
+        if run_state == "shutdown":
+            return VmState.STOPPING, None  # the guest powered off; the watcher is ending QEMU
+        if run_state not in _RUNNING_STATES:
+            return VmState.ERROR, f"qemu run state is {run_state}"
+        return VmState.RUNNING, None
 
     @staticmethod
     def _vm_or_none(paths: RuntimePaths) -> VirtualMachine | None:

@@ -79,14 +79,17 @@ async def plug_disk(paths: RuntimePaths, disk: DiskSpec) -> None:
     device: dict[str, object] = {"driver": "virtio-blk-pci", "id": dev, "drive": f"node-{did}", "bus": port}
     if disk.cache is DiskCache.WRITETHROUGH:
         device["write-cache"] = "off"
-    async with QmpSession(paths.qmp) as qmp:
-        await qmp.execute("blockdev-add", node)
-        try:
-            await qmp.execute("device_add", device)
-        except HypervisorError:
-            await qmp.execute("blockdev-del", {"node-name": f"node-{did}"})
-            _release_port(paths, dev)
-            raise
+    try:
+        async with QmpSession(paths.qmp) as qmp:
+            await qmp.execute("blockdev-add", node)
+            try:
+                await qmp.execute("device_add", device)
+            except HypervisorError:
+                await qmp.execute("blockdev-del", {"node-name": f"node-{did}"})
+                raise
+    except HypervisorError:
+        _release_port(paths, dev)
+        raise
 
 
 async def plug_nic(paths: RuntimePaths, vm: VirtualMachine, nic: NetworkSpec) -> None:
@@ -100,14 +103,17 @@ async def plug_nic(paths: RuntimePaths, vm: VirtualMachine, nic: NetworkSpec) ->
     netdev = {"type": "tap", "id": f"net-{nid}", "ifname": cmdline.tap_name(vm.id, nid),
               "script": "no", "downscript": "no"}
     device = {"driver": "virtio-net-pci", "id": dev, "netdev": f"net-{nid}", "mac": mac, "bus": port}
-    async with QmpSession(paths.qmp) as qmp:
-        await qmp.execute("netdev_add", netdev)
-        try:
-            await qmp.execute("device_add", device)
-        except HypervisorError:
-            await qmp.execute("netdev_del", {"id": f"net-{nid}"})
-            _release_port(paths, dev)
-            raise
+    try:
+        async with QmpSession(paths.qmp) as qmp:
+            await qmp.execute("netdev_add", netdev)
+            try:
+                await qmp.execute("device_add", device)
+            except HypervisorError:
+                await qmp.execute("netdev_del", {"id": f"net-{nid}"})
+                raise
+    except HypervisorError:
+        _release_port(paths, dev)
+        raise
 
 
 async def _unplug(qmp: QmpSession, dev: str) -> None:

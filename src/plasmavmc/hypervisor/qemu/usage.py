@@ -43,9 +43,15 @@ async def block_bytes(paths: RuntimePaths) -> tuple[int, int]:
 class UsageMeter:
     def __init__(self) -> None:
         self._cpu: dict[str, tuple[float, float]] = {}  # vm_id -> (monotonic, cpu seconds)
+        self._last: dict[str, ResourceUsage] = {}
 
     def forget(self, vm_id: str) -> None:
         self._cpu.pop(vm_id, None)
+        self._last.pop(vm_id, None)
+
+    def last(self, vm_id: str) -> ResourceUsage:
+        """The latest sample of the VM (zeros if none yet), for when QMP is busy."""
+        return self._last.get(vm_id, ResourceUsage())
 
     def _cpu_percent(self, vm_id: str, pid: int) -> float:
         now, cpu = time.monotonic(), cpu_seconds(pid) or 0.0
@@ -58,10 +64,12 @@ class UsageMeter:
     async def sample(self, paths: RuntimePaths, vm: VirtualMachine | None, pid: int) -> ResourceUsage:
         read, written = await block_bytes(paths)
         taps = [cmdline.tap_name(vm.id, nic.id) for nic in vm.spec.network] if vm is not None else []
-        return ResourceUsage(
+        usage = ResourceUsage(
             cpu_percent=self._cpu_percent(paths.root.name, pid),
             memory_used_mib=rss_bytes(pid) // 2**20,
             disk_read_bytes=read, disk_write_bytes=written,
             network_rx_bytes=sum(_counter(t, "tx_bytes") for t in taps),
             network_tx_bytes=sum(_counter(t, "rx_bytes") for t in taps),
         )
+        self._last[paths.root.name] = usage
+        return usage
