@@ -32,19 +32,33 @@ import gzip
 import hashlib
 import json
 import logging
-import lzma
 import os
-import re
 import shutil
 import stat
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from plasmavmc.images.guest.cpio import CpioEntry, tree_entries, write_newc
+from plasmavmc.images.guest.kernel import (
+    KernelTree,
+    deb_version,
+    extract_vmlinux,
+    fetch_deb,
+    load_module_index,
+    read_module,
+    resolve_kernel_package,
+    resolve_load_order,
+    unpack_kernel,
+)
+from plasmavmc.images.guest.tools import GuestBuildError, run
+
+__all__ = ["GuestBuildError", "GuestFile", "GuestManifest", "build_guest", "load_manifest", "verify_image"]
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +93,6 @@ APT_OPTIONS = ("-o", "APT::Sandbox::User=root")
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ELF_MAGIC = b"\x7fELF"
 _MODULE_SUFFIXES = (".ko.xz", ".ko.zst", ".ko.gz", ".ko")
-
-
-class GuestBuildError(Exception):
-    """The guest image could not be built (tool failure, unexpected package content, ...)."""
 
 
 # --------------------------------------------------------------------------- manifest
@@ -224,254 +234,6 @@ def verify_image(out_dir: Path) -> GuestManifest | None:
         except OSError:
             return None
     return manifest
-
-
-# --------------------------------------------------------------------------- processes
-
-
-async def run(argv: Sequence[str], *, cwd: Path | None = None) -> bytes:
-    """Run argv (never a shell), return stdout; GuestBuildError with stderr on failure."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as exc:
-        raise GuestBuildError(f"cannot run {argv[0]!r}: {exc}") from exc
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        detail = err.decode(errors="replace").strip()
-        raise GuestBuildError(f"{' '.join(argv)} failed with exit {proc.returncode}: {detail}")
-    return out
-
-
-# --------------------------------------------------------------------------- Debian packages
-
-
-async def resolve_kernel_package() -> str:
-    """The versioned kernel package the ``linux-image-amd64`` metapackage currently depends on."""
-    out = (await run(["apt-cache", "depends", KERNEL_METAPACKAGE])).decode()
-    found = re.findall(r"^\s*Depends:\s*(linux-image-\d\S*-amd64)\s*$", out, re.MULTILINE)
-    if not found:
-        raise GuestBuildError(f"cannot resolve the kernel from {KERNEL_METAPACKAGE} (apt-get update run?): {out!r}")
-    return str(found[0])
-
-
-async def fetch_deb(package: str, cache: Path) -> Path:
-    """A .deb of ``package`` in ``cache``: a cached one, else ``apt-get download``-ed there."""
-    cached = sorted(cache.glob(f"{package}_*.deb"))
-    if cached:
-        return cached[-1]
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=cache) as tmp:
-        await run(["apt-get", *APT_OPTIONS, "download", package], cwd=Path(tmp))
-        debs = list(Path(tmp).glob(f"{package}_*.deb"))
-        if len(debs) != 1:
-            raise GuestBuildError(f"apt-get download {package} produced {debs!r}")
-        target = cache / debs[0].name
-        os.replace(debs[0], target)
-    log.info("downloaded %s", target.name)
-    return target
-
-
-async def deb_version(deb: Path) -> str:
-    """The Version field of a .deb."""
-    return (await run(["dpkg-deb", "--field", str(deb), "Version"])).decode().strip()
-
-
-# --------------------------------------------------------------------------- kernel
-
-
-def extract_vmlinux(bzimage: bytes) -> bytes:
-    """The uncompressed ELF kernel: the xz stream embedded in a bzImage, decompressed."""
-    start = bzimage.find(XZ_MAGIC)
-    while start != -1:
-        decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-        try:
-            data = decompressor.decompress(bzimage[start:])
-        except lzma.LZMAError:
-            data = b""
-        if data.startswith(ELF_MAGIC):
-            return data
-        start = bzimage.find(XZ_MAGIC, start + 1)
-    raise GuestBuildError("no xz-compressed ELF kernel found inside the bzImage")
-
-
-@dataclass(frozen=True)
-class ModuleIndex:
-    """The module metadata of one kernel: paths, hard deps, soft pre-deps, built-ins."""
-
-    moddir: Path
-    paths: Mapping[str, Path]
-    deps: Mapping[str, tuple[str, ...]]
-    softdeps: Mapping[str, tuple[str, ...]]
-    builtin: frozenset[str]
-
-
-def module_name(path: str) -> str:
-    """Kernel module name of a module file path (``crc32c-intel.ko.xz`` -> ``crc32c_intel``)."""
-    base = path.rsplit("/", 1)[-1]
-    for suffix in _MODULE_SUFFIXES:
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    return base.replace("-", "_")
-
-
-def _read_lines(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and ln[0] != "#"]
-
-
-def _parse_softdeps(moddir: Path, names: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """``softdep X pre: a b`` -> {X: (a, b)} with aliases resolved to real module names."""
-    known = set(names)
-    aliases: dict[str, list[str]] = {}
-    for line in _read_lines(moddir / "modules.alias"):
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "alias":
-            aliases.setdefault(parts[1], []).append(module_name(parts[2]))
-    softdeps: dict[str, tuple[str, ...]] = {}
-    for line in _read_lines(moddir / "modules.softdep"):
-        words = line.split()
-        if len(words) < 3 or words[0] != "softdep" or "pre:" not in words:
-            continue
-        pre = words[words.index("pre:") + 1 :]
-        pre = pre[: pre.index("post:")] if "post:" in pre else pre
-        resolved = [m for p in pre for m in aliases.get(p, [module_name(p)]) if m in known]
-        softdeps[module_name(words[1])] = tuple(dict.fromkeys(resolved))
-    return softdeps
-
-
-def load_module_index(moddir: Path) -> ModuleIndex:
-    """Parse modules.dep / modules.softdep / modules.alias / modules.builtin of a kernel."""
-    paths: dict[str, Path] = {}
-    deps: dict[str, tuple[str, ...]] = {}
-    for line in _read_lines(moddir / "modules.dep"):
-        target, _, rest = line.partition(":")
-        name = module_name(target)
-        paths[name] = moddir / target
-        deps[name] = tuple(module_name(d) for d in rest.split())
-    if not paths:
-        raise GuestBuildError(f"no modules.dep in {moddir}")
-    builtin = frozenset(module_name(p) for p in _read_lines(moddir / "modules.builtin"))
-    softdeps = _parse_softdeps(moddir, paths)
-    return ModuleIndex(moddir, paths, deps, softdeps, builtin)
-
-
-def resolve_load_order(index: ModuleIndex, wanted: Iterable[str]) -> list[str]:
-    """Modules to insmod, dependencies first; built-in modules are left out."""
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str, soft: bool) -> None:
-        if name in seen or name in index.builtin:
-            return
-        if name not in index.paths:
-            if soft:
-                return
-            raise GuestBuildError(f"kernel module {name!r} is neither a module nor built in")
-        seen.add(name)
-        for dep in index.softdeps.get(name, ()):
-            visit(dep, True)
-        for dep in index.deps[name]:
-            visit(dep, False)
-        order.append(name)
-
-    for name in wanted:
-        visit(name.replace("-", "_"), False)
-    return order
-
-
-async def read_module(path: Path) -> bytes:
-    """A module's bytes, decompressed (busybox insmod loads plain .ko files)."""
-    if path.name.endswith(".ko.xz"):
-        return lzma.decompress(path.read_bytes())
-    if path.name.endswith(".ko.gz"):
-        return gzip.decompress(path.read_bytes())
-    if path.name.endswith(".ko.zst"):
-        return await run(["zstd", "-d", "-c", "-q", str(path)])
-    return path.read_bytes()
-
-
-@dataclass(frozen=True)
-class KernelTree:
-    """An unpacked kernel package."""
-
-    package: str
-    package_version: str
-    version: str
-    bzimage: Path
-    moddir: Path
-
-
-async def unpack_kernel(deb: Path, package: str, dest: Path) -> KernelTree:
-    """``dpkg-deb -x`` the kernel package and make sure it has a modules.dep (depmod -b)."""
-    version = package.removeprefix("linux-image-")
-    await run(["dpkg-deb", "-x", str(deb), str(dest)])
-    bzimage = dest / "boot" / f"vmlinuz-{version}"
-    moddir = next(
-        (p for p in (dest / "lib/modules" / version, dest / "usr/lib/modules" / version) if p.is_dir()),
-        None,
-    )
-    if not bzimage.is_file() or moddir is None:
-        raise GuestBuildError(f"{deb.name} has no boot/vmlinuz-{version} or modules directory")
-    if not (moddir / "modules.dep").exists():
-        await run(["depmod", "-b", str(moddir.parents[2]), version])
-    return KernelTree(package, await deb_version(deb), version, bzimage, moddir)
-
-
-# --------------------------------------------------------------------------- cpio (newc)
-
-
-@dataclass(frozen=True)
-class CpioEntry:
-    """One member of a newc cpio archive."""
-
-    path: str
-    mode: int
-    data: bytes = b""
-    rdev: tuple[int, int] = (0, 0)
-
-
-def _pad4(length: int) -> bytes:
-    return b"\0" * (-length % 4)
-
-
-def write_newc(entries: Iterable[CpioEntry]) -> bytes:
-    """A newc ("070701") cpio archive, owned by root, mtime 0, with the trailer."""
-    out = bytearray()
-    trailer = CpioEntry("TRAILER!!!", 0)
-    for ino, entry in enumerate([*entries, trailer], start=1):
-        name = entry.path.encode() + b"\0"
-        nlink = 2 if stat.S_ISDIR(entry.mode) else 1
-        fields = (ino, entry.mode, 0, 0, nlink, 0, len(entry.data), 0, 0, *entry.rdev, len(name), 0)
-        header = b"070701" + "".join(f"{value:08x}" for value in fields).encode()
-        out += header + name + _pad4(len(header) + len(name))
-        out += entry.data + _pad4(len(entry.data))
-    return bytes(out)
-
-
-def tree_entries(root: Path) -> list[CpioEntry]:
-    """cpio entries for every directory, file and symlink under root (parents first)."""
-    entries: list[CpioEntry] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                entries.append(CpioEntry(rel, st.st_mode, os.readlink(path).encode()))
-            elif stat.S_ISREG(st.st_mode):
-                entries.append(CpioEntry(rel, st.st_mode, path.read_bytes()))
-            elif stat.S_ISDIR(st.st_mode):
-                entries.append(CpioEntry(rel, st.st_mode))
-    # os.walk yields a directory's own entry before descending, so parents precede children.
-    return entries
 
 
 # --------------------------------------------------------------------------- guest trees

@@ -31,9 +31,9 @@ from plasmavmc.images.guest.build import (
     GuestFile,
     GuestManifest,
     load_manifest,
-    run,
     sha256_file,
 )
+from plasmavmc.images.guest.tools import run
 
 IMAGE_NAME = "plasmavmc-pvh"
 READY_LINE = "PLASMAVMC-PVH-GUEST READY"
