@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -106,8 +107,18 @@ def _firecracker_config(root: Path) -> tuple[str, str]:
         f'runtime_dir = "{root}/run/fc"\njailer_uid = {fc.JAIL_UID}\njailer_gid = {fc.JAIL_UID}\n')
 
 
+def short_run_dir(root: Path) -> Path:
+    """`root/run`, as a link to a short path: unix socket paths under a VM's runtime dir must stay under
+    108 bytes, which pytest's long temp dirs would exceed. `kill_leftover_qemu` removes the real dir."""
+    link = root / "run"
+    if not link.exists():
+        link.symlink_to(tempfile.mkdtemp(prefix="pv-", dir="/tmp"))
+    return link.resolve()
+
+
 def write_configs(root: Path, guest: Path, node_id: str,
                   firecracker: bool = False) -> tuple[Path, Path, str, str, str]:
+    run_dir = short_run_dir(root)
     api, http, agent_port = free_port(), free_port(), free_port()
     seeds, enabled, fc_section = f'"{guest}"', '"kvm"', ""
     if firecracker:
@@ -124,7 +135,7 @@ def write_configs(root: Path, guest: Path, node_id: str,
     agent_cfg.write_text(
         f'[agent]\nnode_id = "{node_id}"\ncontrol_plane = "http://127.0.0.1:{api}"\n'
         f'addr = "127.0.0.1:{agent_port}"\nheartbeat_interval_seconds = 1\n'
-        f'[hypervisors]\nenabled = [{enabled}]\n[hypervisors.kvm]\nruntime_dir = "{root}/run/kvm"\n{fc_section}'
+        f'[hypervisors]\nenabled = [{enabled}]\n[hypervisors.kvm]\nruntime_dir = "{run_dir}/kvm"\n{fc_section}'
         f'[storage]\nimage_cache_dir = "{root}/cache"\nruntime_dir = "{root}/vms"\n'
         f'[logging]\nlevel = "info"\nformat = "text"\n'
     )
@@ -147,6 +158,9 @@ def kill_leftover_qemu(root: Path) -> None:
     for pidfile in root.glob("run/kvm/*/*.pid"):
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+    run = root / "run"
+    if run.is_symlink():
+        shutil.rmtree(run.resolve(), ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

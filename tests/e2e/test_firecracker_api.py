@@ -25,7 +25,7 @@ from plasmavmc.hypervisor.process import is_running
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskBus, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
 from tests import firecracker_guest as fc
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, kill_leftover_qemu, start_cluster
 from tests.e2e.helpers import ORG, PROJECT, console_until
 
 pytestmark = pytest.mark.skipif(fc.missing() is not None, reason=str(fc.missing()))
@@ -47,6 +47,7 @@ def fc_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Ite
         cluster.agent.stop()
         cluster.server.stop()
         fc.kill_leftovers(root)
+        kill_leftover_qemu(root)
 
 
 @pytest.fixture

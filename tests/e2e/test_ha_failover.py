@@ -34,7 +34,7 @@ from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.types import codec
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
-from tests.conftest import Proc, free_port, kill_leftover_qemu, needs_qemu
+from tests.conftest import Proc, free_port, kill_leftover_qemu, needs_qemu, short_run_dir
 from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
 from tests.etcd import ETCD, SKIP_REASON, EtcdCluster
 
@@ -93,7 +93,7 @@ class HaCluster:
         cfg.write_text(
             f'[agent]\nnode_id = "node-1"\ncontrol_planes = [{planes}]\n'
             f'addr = "127.0.0.1:{free_port()}"\nheartbeat_interval_seconds = 1\n'
-            f'[hypervisors]\nenabled = ["kvm"]\n[hypervisors.kvm]\nruntime_dir = "{self.root}/run/kvm"\n'
+            f'[hypervisors]\nenabled = ["kvm"]\n[hypervisors.kvm]\nruntime_dir = "{short_run_dir(self.root)}/kvm"\n'
             f'[storage]\nimage_cache_dir = "{self.root}/cache"\nruntime_dir = "{self.root}/vms"\n'
             f'[logging]\nlevel = "info"\nformat = "text"\n'
         )
