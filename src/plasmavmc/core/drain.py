@@ -4,7 +4,7 @@ A cold move of one VM: stop it if it runs (through its current agent), claim a n
 scheduler (STOPPED -> MIGRATING; the new claim and the release of the old node are one commit), create
 it on the new node's agent, delete it on the old one, MIGRATING -> STOPPED, and start it again if it
 ran before. A VM that cannot move stays where it is, and the drain says which and why: nothing is
-dropped.
+dropped. A VM whose old agent does not answer is not moved (it might still run there).
 
 Disks: a VM's disks are qcow2 overlays local to its node, and this cold move does NOT copy them: the
 new node creates fresh overlays from the same images, so everything the guest wrote is lost. That is
@@ -84,6 +84,8 @@ async def move(core: Core, vm: Versioned[VirtualMachine], from_node: str, allow_
     if vm.value.spec.disks and not allow_disk_loss:
         raise InvalidState("its local disk overlays would be recreated empty on the new node (allow_disk_loss)")
     ref = VmRef(vm.value.org_id, vm.value.project_id, vm.value.id)
+    # an unreachable node cannot confirm the VM stopped: moving it could leave two copies running
+    await (await core.agent_for(vm.value)).status(vm.value.id)
     was_running = vm.value.state == VmState.RUNNING
     if was_running:
         await power.stop(core, ref, force=False, timeout_seconds=STOP_TIMEOUT)
