@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from plasmavmc.errors import InvalidArgument, InvalidState, NotFound, PlasmaError
+from plasmavmc.errors import InvalidArgument, InvalidState, NotFound, PlasmaError, Unimplemented
 from plasmavmc.hypervisor.base import ConsoleStream, ExitKind, HypervisorBackend, LocalImage, VmHandle
 from plasmavmc.hypervisor.process import is_running
+from plasmavmc.images import qemu_img
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import BootSpec, ConsoleType, DiskSpec, NetworkSpec, VmSpec
 from tests.contract.backends import BACKEND_FACTORIES, BOOT_DEADLINE_S, BackendProfile, read_until, run
@@ -333,3 +334,29 @@ async def _until(console: ConsoleStream, command: str, ok: object, deadline_s: f
                 await asyncio.sleep(0.5)  # polling the guest, bounded by the deadline
     except TimeoutError:
         raise AssertionError(f"{command!r} never satisfied the check; last output {out!r}") from None
+
+
+async def test_export_disk(profile: BackendProfile, backend: HypervisorBackend, images: dict[str, LocalImage],
+                           vms: dict[str, Running], tmp_path: Path) -> None:
+    """A stopped VM's disk comes out as one self-contained image; a running VM, an unknown disk refused."""
+    dest = tmp_path / "export.img"
+    if not backend.capabilities().disk_export:
+        with pytest.raises(Unimplemented):
+            await backend.export_disk(vms["shared"].handle, "root", dest)
+        return
+    with pytest.raises(InvalidState, match="stop it first"):
+        await backend.export_disk(vms["shared"].handle, "root", dest)
+    assert not dest.exists()
+    handle = await backend.create(profile.vm("export"), images)  # never started: no boot needed
+    try:
+        with pytest.raises(InvalidArgument) as err:
+            await backend.export_disk(handle, "no-such-disk", dest)
+        assert err.value.field == "disk_id" and not dest.exists()
+        fmt = await backend.export_disk(handle, "root", dest)
+        info = await qemu_img.inspect(dest)  # refuses an image with a backing file
+        assert info.format.value == fmt
+        base = next(iter(images.values()))
+        assert info.virtual_size >= (await qemu_img.inspect(base.disk_path)).virtual_size
+        assert [p.name for p in tmp_path.iterdir()] == [dest.name]  # no temp file left beside it
+    finally:
+        await backend.delete(handle)

@@ -171,6 +171,31 @@ async def test_concurrent_writers_exactly_one_wins(backend: Backend, handles: in
         expected = winner
 
 
+async def test_concurrent_commits_each_get_their_own_revision_and_fail_alone(store: Store) -> None:
+    """Many commits in flight at once (a backend may group them): each keeps its own expectations,
+    revision and outcome; the stale ones fail alone and write nothing."""
+    stale = await store.put("t/a", b"1")
+    current = await store.put("t/a", b"2")
+    fresh = [store.put(f"t/k{i}", str(i).encode(), expected_revision=0) for i in range(20)]
+    doomed = [
+        store.put("t/a", b"lost", expected_revision=stale),
+        store.commit([Write("t/b", b"lost"), Write("t/a", None, expected_revision=stale)]),
+        store.delete("t/a", expected_revision=0),
+    ]
+    results = await asyncio.gather(*fresh, *doomed, return_exceptions=True)
+    losses = results[20:]
+    assert all(isinstance(r, Conflict) for r in losses), losses
+    wins = [r for r in results[:20] if isinstance(r, int)]
+    assert len(set(wins)) == 20 and min(wins) > current, results[:20]
+    for i, rev in enumerate(wins):
+        kv = await store.get(f"t/k{i}")
+        assert kv is not None and (kv.value, kv.mod_revision) == (str(i).encode(), rev)
+    a = await store.get("t/a")
+    assert a is not None and (a.value, a.mod_revision) == (b"2", current)
+    assert await store.get("t/b") is None
+    assert await store.revision() == max(wins)
+
+
 # -- delete -------------------------------------------------------------------------------------------
 
 

@@ -163,5 +163,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         await self.vms.delete_snapshot(validation.vm_id(request.vm_id), request.snapshot_id)
         return types_pb2.Empty()
 
+    @stream
+    async def ExportDisk(self, request: agent_pb2.ExportDiskRequest, context: Ctx) -> AsyncIterator[Any]:
+        vm_id = validation.vm_id(request.vm_id)
+        offset = 0
+        async with contextlib.aclosing(self.vms.export_disk(vm_id, request.disk_id)) as parts:
+            async for fmt, size, chunk in parts:
+                yield agent_pb2.ExportDiskChunk(chunk=chunk, offset=offset, total_size=size, format=fmt)
+                offset += len(chunk)
+
     Heartbeat = unimplemented(ON_CONTROL_PLANE)
     ReportStatus = unimplemented(ON_CONTROL_PLANE)

@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping
+import uuid
+from collections.abc import AsyncGenerator, Mapping
+from pathlib import Path
 
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.reporter import Reporter, vm_report
-from plasmavmc.errors import PlasmaError, VmNotFound
+from plasmavmc.errors import PlasmaError, Unimplemented, VmNotFound
 from plasmavmc.hypervisor.base import (
     ExitKind,
     ExitReport,
@@ -32,6 +34,7 @@ from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmStatus
 
 log = logging.getLogger(__name__)
 REPORT_RETRY_MAX = 5.0
+EXPORT_CHUNK = 1024 * 1024
 
 
 class NodeVms:
@@ -180,6 +183,23 @@ class NodeVms:
     async def delete_snapshot(self, vm_id: str, snapshot_id: str) -> None:
         backend, handle = self.lookup(vm_id)
         await backend.delete_snapshot(handle, snapshot_id)
+
+    async def export_disk(self, vm_id: str, disk_id: str) -> AsyncGenerator[tuple[str, int, bytes]]:
+        """Disk `disk_id` of a stopped VM as a standalone image: (format, total size, chunk) in order.
+        The backend writes it to a temp file in the VM's runtime dir, which is removed however the
+        stream ends (finished, failed, or abandoned by the caller)."""
+        backend, handle = self.lookup(vm_id)
+        if not backend.capabilities().disk_export:
+            raise Unimplemented(f"{backend.backend_type().value}: disk export is not supported by this backend")
+        tmp = Path(handle.runtime_dir) / f".export-{uuid.uuid4().hex}.partial"
+        try:
+            fmt = await backend.export_disk(handle, disk_id, tmp)
+            with tmp.open("rb") as source:
+                size = tmp.stat().st_size
+                while chunk := await asyncio.to_thread(source.read, EXPORT_CHUNK):
+                    yield fmt, size, chunk
+        finally:
+            await asyncio.to_thread(tmp.unlink, True)
 
     def _supervise(self, backend: HypervisorBackend, handle: VmHandle) -> None:
         task = asyncio.create_task(self._watch(backend, handle), name=f"supervise-{handle.vm_id}")

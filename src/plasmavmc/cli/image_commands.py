@@ -1,4 +1,4 @@
-"""`plasmavmc image upload|download|convert|update|delete` (list/get are in `commands.py`).
+"""`plasmavmc image upload|download|create-from-vm|convert|update|delete` (list/get: `commands.py`).
 
 Uploads and downloads stream the file in chunks (never all in memory) and draw a progress bar on
 stderr when it is a terminal; a download goes to a temp file renamed into place when complete, so an
@@ -19,9 +19,10 @@ from pathlib import Path
 
 from plasmavmc.cli import output as out
 from plasmavmc.client import PlasmaClient
-from plasmavmc.types.image import Image, ImageFormat, Visibility
+from plasmavmc.types.image import Image, ImageFormat, ImageStatus, Visibility
 
 CHUNK = 1024 * 1024
+POLL_S = 0.5
 
 
 class Progress:
@@ -116,6 +117,25 @@ async def image_download(client: PlasmaClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def image_create_from_vm(client: PlasmaClient, args: argparse.Namespace) -> int:
+    vm = await client.get_vm(args.org, args.project, args.vm)  # by id or by name in the project
+    image = await client.create_image_from_vm(
+        args.org, args.name, vm.id, args.disk_id,
+        visibility=Visibility(args.visibility), shared_orgs=tuple(args.share or ()),
+    )
+    deadline = time.monotonic() + args.wait
+    while image.status not in (ImageStatus.AVAILABLE, ImageStatus.ERROR) and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S)  # polling the API until the export ends or the deadline passes
+        image = await client.get_image(args.org, image.id)
+    if image.status == ImageStatus.ERROR:
+        print(f"error: image {image.id}: {image.metadata.get('error', 'export failed')}", file=sys.stderr)
+        return 1
+    if args.wait and image.status != ImageStatus.AVAILABLE:
+        print(f"error: image {image.id} is still {image.status.value} after {args.wait}s", file=sys.stderr)
+        return 1
+    return _show(args, image)
+
+
 async def image_convert(client: PlasmaClient, args: argparse.Namespace) -> int:
     image = await client.convert_image(args.org, args.image_id, ImageFormat(args.to), args.name or "")
     return _show(args, image)
@@ -154,6 +174,15 @@ def add_parsers(image: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("image_id", metavar="ID")
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=image_download)
+    p = image.add_parser("create-from-vm", help="make an image from a disk of a stopped VM")
+    p.add_argument("vm", metavar="VM", help="VM id or name (in --project)")
+    p.add_argument("disk_id", metavar="DISK_ID")
+    p.add_argument("--name", required=True, help="name of the new image")
+    p.add_argument("--visibility", choices=visibilities, default="private")
+    p.add_argument("--share", action="append", metavar="ORG", help="with --visibility shared (repeatable)")
+    p.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
+                   help="wait until the image is available (0: return the pending record at once)")
+    p.set_defaults(func=image_create_from_vm)
     p = image.add_parser("convert", help="make a new image in another format")
     p.add_argument("image_id", metavar="ID")
     p.add_argument("--to", required=True, choices=[f.value for f in ImageFormat])

@@ -103,6 +103,29 @@ class ImageMixin(ClientBase):
         )
         return from_proto(Image, await self._unary(self._image_stub.CreateImage, request))
 
+    async def create_image_from_vm(
+        self,
+        org_id: str,
+        name: str,
+        vm_id: str,
+        disk_id: str,
+        *,
+        visibility: Visibility = Visibility.PRIVATE,
+        shared_orgs: tuple[str, ...] = (),
+        metadata: dict[str, str] | None = None,
+    ) -> Image:
+        """CreateImage from disk `disk_id` of the stopped VM `vm_id`: returns the PENDING record; poll
+        `get_image` for AVAILABLE or ERROR. The image inherits the boot metadata of the disk's image."""
+        request = image_pb2.CreateImageRequest(
+            name=name,
+            org_id=org_id,
+            visibility=_enum(visibility, image_pb2.Visibility.DESCRIPTOR),
+            shared_orgs=list(shared_orgs),
+            metadata=metadata or {},
+            source=image_pb2.ImageSource(snapshot=image_pb2.SnapshotSource(vm_id=vm_id, disk_id=disk_id)),
+        )
+        return from_proto(Image, await self._unary(self._image_stub.CreateImage, request))
+
     async def convert_image(self, org_id: str, image_id: str, target: ImageFormat, name: str = "") -> Image:
         """A new image of `org_id` with the image's disk converted to `target`."""
         request = image_pb2.ConvertImageRequest(

@@ -24,6 +24,7 @@ from plasmavmc.v1 import types_pb2
 CALL_TIMEOUT = 30.0
 DEVICE_TIMEOUT = 120.0  # a hot-unplug waits for the guest to let the device go
 SNAPSHOT_TIMEOUT = 600.0  # a memory snapshot writes all of the guest's RAM
+EXPORT_TIMEOUT = 3600.0  # a disk export flattens and streams a whole disk
 
 
 def _translate(exc: grpc.aio.AioRpcError, node: Node) -> PlasmaError:
@@ -82,6 +83,21 @@ class AgentClient:
         finally:
             call.cancel()
 
+    async def export_disk(self, vm_id: str, disk_id: str) -> AsyncIterator[bytes]:
+        """Disk `disk_id` of a stopped VM as a standalone image, in chunks (ExportDisk)."""
+        request = agent_pb2.ExportDiskRequest(vm_id=vm_id, disk_id=disk_id)
+        call = self._stub.ExportDisk(request, timeout=EXPORT_TIMEOUT)
+        offset = 0
+        try:
+            async for part in call:
+                if part.offset != offset:
+                    raise Unavailable(f"agent of node {self.node.id} sent disk bytes out of order")
+                offset += len(part.chunk)
+                yield bytes(part.chunk)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, self.node) from None
+        finally:
+            call.cancel()
 
     async def attach_disk(self, vm: VirtualMachine, disk: DiskSpec, image: Image | None) -> None:
         req = agent_pb2.AttachDiskRequest(vm_id=vm.id, org_id=vm.org_id, disk=to_proto(disk, types_pb2.DiskSpec()))

@@ -13,6 +13,7 @@ from plasmavmc import validation
 from plasmavmc.core.agents import AgentClient, AgentPool
 from plasmavmc.core.nodes import NodeRegistry
 from plasmavmc.core.records import Versioned, read
+from plasmavmc.core.report_memory import ReportMemory
 from plasmavmc.errors import Unavailable, VmNotFound
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.store_base import ImageStore
@@ -44,6 +45,8 @@ class Core:
     nodes: NodeRegistry
     agents: AgentPool
     scheduler: Scheduler = field(default_factory=build_scheduler)
+    # the last heartbeat report applied per VM, so identical ones skip the store (core/report_memory.py)
+    reports: ReportMemory = field(default_factory=ReportMemory)
     # this replica's id: owner of the operations it drives (core/pending.py); fresh per process
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 

@@ -6,7 +6,9 @@
 - heartbeat: nodes silent past the timeout become NOT_READY; it sleeps until the earliest node could
   expire;
 - reconcile: desired vs actual on the VM records (`core/reconcile.py`); woken by VM changes, at most
-  once per `min_gap`, and every `interval` anyway.
+  once per `min_gap`, and every `interval` anyway. The pass works from a watched index of VM states
+  (`core/vm_states.py`, which is also its doorbell); the full pass that decodes every record runs at
+  least every `FULL_PASS_INTERVAL` seconds, and whenever the index is not ready.
 
 Each pass reads the whole current state and acts on it, never on the event that woke it, so a missed,
 repeated or compacted watch only delays work by one interval: the watch is a doorbell, not a queue.
@@ -17,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from plasmavmc.core import pending
 from plasmavmc.core.adopt import finish_operation
 from plasmavmc.core.context import Core
-from plasmavmc.core.reconcile import heartbeat_pass, reconcile_once
+from plasmavmc.core.reconcile import heartbeat_pass, reconcile_indexed, reconcile_once
+from plasmavmc.core.vm_states import VmStates
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue, Store
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 LiveServers = Callable[[], Awaitable[set[str]]]
 DEFAULT_INTERVAL = 2.0
 RECONCILE_MIN_GAP = 0.5
+FULL_PASS_INTERVAL = 60.0  # seconds between full reconcile passes (the safety net under the index)
 
 
 class Doorbell:
@@ -121,8 +126,9 @@ async def _repeat(name: str, step: Callable[[], Awaitable[float]], fallback: flo
 async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEFAULT_INTERVAL) -> None:
     """The leader's loops, until cancelled (when leadership is lost or the server stops)."""
     pending_bell = Doorbell(core.store, [keys.PENDING, keys.SERVERS], interval)
-    vms_bell = Doorbell(core.store, [keys.VMS], interval)
+    vm_states = VmStates(core.store, interval)
     adopter = PendingLoop(core, live_servers, interval)
+    last_full = float("-inf")
 
     async def pending_step() -> float:
         await adopter.pass_once()
@@ -133,15 +139,21 @@ async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEF
         return min(await heartbeat_pass(core), interval * 5)
 
     async def reconcile_step() -> float:
-        await reconcile_once(core)
+        nonlocal last_full
+        if not vm_states.ready or time.monotonic() - last_full >= FULL_PASS_INTERVAL:
+            started = time.monotonic()
+            await reconcile_once(core)
+            last_full = started
+        else:
+            await reconcile_indexed(core, vm_states)
         await asyncio.sleep(RECONCILE_MIN_GAP)
-        await vms_bell.wait(interval)
+        await vm_states.wait(interval)
         return 0.0
 
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(pending_bell.run())
-            group.create_task(vms_bell.run())
+            group.create_task(vm_states.run())
             group.create_task(_repeat("pending", pending_step, interval))
             group.create_task(_repeat("heartbeat", heartbeat_step, interval))
             group.create_task(_repeat("reconcile", reconcile_step, interval))

@@ -3,7 +3,9 @@
 Each pass: VMs soft-deleted while their agent was unreachable are cleaned up, and the gauges of spec
 §12.2 are refreshed from the store. Node heartbeat expiry is `heartbeat_pass`. Only the leader runs
 these passes (`core/loops.py` schedules them: on every change under the watched prefix, and at least
-every interval); a pass that fails is logged and the next one tries again.
+every interval); a pass that fails is logged and the next one tries again. `reconcile_indexed` works
+from the watched `VmStates` index (cost: the VMs due for cleanup); `reconcile_once` reads every record
+and is the safety net, run now and then and whenever the index is not ready.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections import Counter
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.lifecycle import finish_delete
-from plasmavmc.core.records import decode
+from plasmavmc.core.records import decode, read
+from plasmavmc.core.vm_states import VmStates
 from plasmavmc.metrics import HEARTBEAT_AGE, NODE_ALLOCATED_VCPUS, NODE_CAPACITY_VCPUS, VMS_TOTAL
 from plasmavmc.store import keys
 from plasmavmc.types.node import NodeState
@@ -22,6 +25,7 @@ from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 
 log = logging.getLogger(__name__)
+DELETE_GRACE = 2  # seconds a DELETED record is left before its cleanup (the delete call may finish it)
 
 
 async def heartbeat_pass(core: Core) -> float:
@@ -41,12 +45,28 @@ async def heartbeat_pass(core: Core) -> float:
 
 
 async def reconcile_once(core: Core) -> None:
+    """The full pass: read and decode every VM record."""
     now = time.time()
     states: Counter[VmState] = Counter()
     for kv in await core.store.list_all(keys.VMS):
         vm = decode(VirtualMachine, kv)
         states[vm.value.state] += 1
-        if vm.value.state == VmState.DELETED and now - vm.value.updated_at > 2:
+        if vm.value.state == VmState.DELETED and now - vm.value.updated_at > DELETE_GRACE:
             await finish_delete(core, vm)
+    _set_gauges(states)
+
+
+async def reconcile_indexed(core: Core, index: VmStates) -> None:
+    """The same pass from the watched index: only the DELETED VMs due for cleanup are read."""
+    now = time.time()
+    for key, entry in index.in_state(VmState.DELETED):
+        if now - entry.updated_at > DELETE_GRACE:
+            vm = await read(core.store, VirtualMachine, key)
+            if vm is not None and vm.value.state == VmState.DELETED:
+                await finish_delete(core, vm)
+    _set_gauges(index.counts())
+
+
+def _set_gauges(states: Counter[VmState]) -> None:
     for state in VmState:
         VMS_TOTAL.labels(state.value).set(states[state])

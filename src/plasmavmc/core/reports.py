@@ -3,17 +3,19 @@
 A hypervisor process that exits without being asked moves its VM out of RUNNING: a guest power-off to
 STOPPED, a crash to ERROR with `last_error` naming the cause. Heartbeats refresh resource usage and
 catch anything a lost report missed (the agent says STOPPED while the record says RUNNING). Exits that
-an operation requested are that operation's business and are ignored here.
+an operation requested are that operation's business and are ignored here. A heartbeat report identical
+to the last one applied to an unchanged record is skipped (`report_memory.py`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.placement import read_assignment
-from plasmavmc.core.records import mutate, replace
+from plasmavmc.core.records import Versioned, mutate, replace
 from plasmavmc.errors import PlasmaError
 from plasmavmc.hypervisor.base import ExitKind
 from plasmavmc.store import keys
@@ -48,16 +50,20 @@ def _refreshed(vm: VirtualMachine, observed: VmStatus, observed_at: int) -> Virt
     return replace(vm, status=replace(vm.status, resource_usage=observed.resource_usage))
 
 
-async def _apply(core: Core, node_id: str, vm_id: str, change: object) -> None:
+async def _apply(
+    core: Core, node_id: str, vm_id: str, change: Callable[[VirtualMachine], VirtualMachine]
+) -> Versioned[VirtualMachine] | None:
+    """Apply `change` to the VM's record if the VM is assigned to `node_id`; the record as it now is."""
     assignment = await read_assignment(core.store, vm_id)
     if assignment is None or assignment.node_id != node_id:
         log.info("report from node %s about VM %s that is not assigned to it: ignored", node_id, vm_id)
-        return
+        return None
     key = keys.vm(assignment.org_id, assignment.project_id, vm_id)
     try:
-        await mutate(core.store, VirtualMachine, key, change)  # type: ignore[arg-type]
+        return await mutate(core.store, VirtualMachine, key, change)
     except PlasmaError as err:
         log.warning("report on VM %s not applied: %s", vm_id, err)
+        return None
 
 
 async def on_exit(core: Core, node_id: str, vm_id: str, kind: ExitKind, observed: VmStatus) -> None:
@@ -67,4 +73,13 @@ async def on_exit(core: Core, node_id: str, vm_id: str, kind: ExitKind, observed
 
 
 async def on_heartbeat_vm(core: Core, node_id: str, vm_id: str, observed: VmStatus, observed_at: int) -> None:
-    await _apply(core, node_id, vm_id, lambda vm: _refreshed(vm, observed, observed_at))
+    """Refresh the VM's record from a heartbeat; a report already applied to the unchanged record is
+    skipped without a store read (`report_memory.py`)."""
+    memory = core.reports
+    if memory.unchanged(vm_id, node_id, observed):
+        return
+    epoch = memory.epoch()
+    record = await _apply(core, node_id, vm_id, lambda vm: _refreshed(vm, observed, observed_at))
+    if record is not None and observed_at > record.value.updated_at + 1:
+        # judged against this record (not stale): the same report changes nothing until the record does
+        memory.remember(vm_id, node_id, observed, record.revision, epoch)

@@ -58,6 +58,7 @@ class BackendCapabilities:
     supported_nic_models: tuple[NicModel, ...] = ()
     # Beyond the spec's list, what the API must know before it accepts an operation:
     snapshots: bool = False
+    disk_export: bool = False  # `export_disk`: a stopped VM's disk as a standalone image file
     graceful_stop: bool = False  # a soft power-off the guest can act on (ACPI, Ctrl-Alt-Del)
     accelerator: str = ""  # "kvm", "tcg", ... what this backend runs guests with on this node
 
@@ -209,6 +210,13 @@ class HypervisorBackend(abc.ABC):
 
     async def delete_snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
         raise Unimplemented(f"{self.backend_type().value}: snapshots are not supported by this backend")
+
+    async def export_disk(self, handle: VmHandle, disk_id: str, dest: Path) -> str:
+        """Write disk `disk_id` of a STOPPED VM to `dest` as one self-contained image (its backing chain
+        flattened; written under a temp name and renamed), returning its format ("qcow2" or "raw").
+        INVALID_STATE while the VM runs (the disk would change under the copy); INVALID_ARGUMENT naming
+        `disk_id` when the VM has no such disk. Only when `capabilities().disk_export`."""
+        raise Unimplemented(f"{self.backend_type().value}: disk export is not supported by this backend")
 
     @abc.abstractmethod
     async def handles(self) -> list[VmHandle]:

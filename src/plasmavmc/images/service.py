@@ -3,7 +3,11 @@
 Status moves: an upload is UPLOADING until its bytes are judged and stored, then AVAILABLE; if the
 stream breaks or the bytes are refused, the record and every byte are removed — a failed upload leaves
 no image. A URL import answers at once with a PENDING record, then moves UPLOADING -> AVAILABLE in the
-background, or to ERROR with the reason in `metadata["error"]`. A conversion is CONVERTING, then
+background, or to ERROR with the reason in `metadata["error"]`. An image from a VM's disk
+(`source.snapshot`, via `VmDiskSource`: the VM must exist in the org and be STOPPED, the disk must be in
+its spec — checked before any record is written) moves the same way; it inherits the boot metadata
+(`kernel_id`, `ramdisk_id`, `kernel_cmdline`) and OS facts of the image the disk was made from, so it
+boots the same way, and its bytes pass the same checks as an upload. A conversion is CONVERTING, then
 AVAILABLE or ERROR likewise. Records are written with compare-and-swap (`records.mutate`).
 
 Deletion is refused (INVALID_STATE) while a VM's disk or another image's `kernel_id`/`ramdisk_id`
@@ -15,11 +19,13 @@ record DELETED first, then removes the bytes, then the record; a crash between l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Protocol
 
 from plasmavmc import validation
 from plasmavmc.core.records import Versioned, decode, mutate, read, replace, retry_on_conflict
@@ -31,12 +37,48 @@ from plasmavmc.images.store_base import BlobRef, ImageStore, sha256_file, versio
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
 from plasmavmc.types import codec
-from plasmavmc.types.image import Image, ImageFormat, ImageSource, ImageStatus, UploadSource, UrlSource, Visibility
+from plasmavmc.types.image import (
+    Image,
+    ImageFormat,
+    ImageSource,
+    ImageStatus,
+    SnapshotSource,
+    UploadSource,
+    UrlSource,
+    Visibility,
+)
 from plasmavmc.types.vm import VirtualMachine
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+BOOT_METADATA = ("kernel_id", "ramdisk_id", "kernel_cmdline")
+
+
+class VmDiskSource(Protocol):
+    """Disks of VMs as image sources (`core/vm_disks.py`)."""
+
+    async def check(self, org_id: str, source: SnapshotSource) -> tuple[SnapshotSource, Image | None]:
+        """The canonical source and the image the disk was made from; raises naming the bad field."""
+
+    def export(self, org_id: str, source: SnapshotSource) -> AsyncIterator[bytes]:
+        """The disk as a standalone image, in chunks."""
+        ...
+
+
+def _inherit(new: NewImage, base: Image | None) -> NewImage:
+    """`new` with the boot metadata and OS facts of `base` where the request did not set them."""
+    if base is None:
+        return new
+    boot = {k: base.metadata[k] for k in BOOT_METADATA if base.metadata.get(k)}
+    return dataclasses.replace(
+        new,
+        metadata={**boot, **new.metadata},
+        os_type=new.os_type or base.os_type,
+        os_version=new.os_version or base.os_version,
+        architecture=new.architecture or base.architecture,
+        min_memory_mib=new.min_memory_mib or base.min_memory_mib,
+    )
 
 
 def _record(new: NewImage, status: ImageStatus, source: ImageSource) -> Image:
@@ -52,8 +94,10 @@ def _stamped(image: Image, **changes: object) -> Image:
 
 
 class ImageService:
-    def __init__(self, store: Store, catalog: ImageCatalog, files: ImageStore, staging: Path) -> None:
+    def __init__(self, store: Store, catalog: ImageCatalog, files: ImageStore, staging: Path,
+                 vm_disks: VmDiskSource | None = None) -> None:
         self.store = store
+        self.vm_disks = vm_disks
         self.catalog = catalog
         self.files = files
         self.staging = staging
@@ -110,19 +154,43 @@ class ImageService:
             raise
 
     async def create(self, new: NewImage) -> Image:
-        """CreateImage: a URL import runs in the background (PENDING now); snapshots are not supported."""
+        """CreateImage: a URL import or a VM disk export runs in the background (PENDING now)."""
         ingest.check_new(new)
         source = new.source or ImageSource()
         if source.snapshot is not None:
-            raise Unimplemented("images from a VM disk snapshot need the agent's disk export (not available yet)")
+            if self.vm_disks is None:
+                raise Unimplemented("images from a VM's disk are not available in this process")
+            snapshot, base = await self.vm_disks.check(new.org_id, source.snapshot)
+            new = _inherit(new, base)
+            validation.labels(new.metadata, "metadata")
+            created = await self._create(_record(new, ImageStatus.PENDING, ImageSource(snapshot=snapshot)))
+            self._background(self._import_vm_disk(created, new, snapshot))
+            return created.value
         if source.url is None:
-            raise InvalidArgument("source", "a url source is required here; upload bytes with UploadImage")
+            raise InvalidArgument("source", "a url or snapshot source is required here; upload bytes with UploadImage")
         url = ingest.check_url(source.url.url)
         created = await self._create(_record(new, ImageStatus.PENDING, ImageSource(url=UrlSource(url=url))))
-        task = asyncio.create_task(self._import_url(created, new, url))
+        self._background(self._import_url(created, new, url))
+        return created.value
+
+    def _background(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return created.value
+
+    async def _import_vm_disk(self, created: Versioned[Image], new: NewImage, source: SnapshotSource) -> None:
+        assert self.vm_disks is not None
+        field = "source.snapshot"
+        try:
+            await self._set(created.key, lambda i: _stamped(i, status=ImageStatus.UPLOADING))
+            async with ingest.staged(self.staging) as tmp:
+                sha256 = await ingest.receive(self.vm_disks.export(new.org_id, source), tmp, field)
+                await self._store(created, tmp, sha256, new, field)
+        except PlasmaError as err:
+            await self._fail(created.key, f"export of disk {source.disk_id} of VM {source.vm_id}: {err.message}")
+        except Exception as exc:
+            log.exception("image %s from VM %s disk %s failed", created.value.id, source.vm_id, source.disk_id)
+            await self._fail(created.key, f"internal error: {type(exc).__name__}")
 
     async def _import_url(self, created: Versioned[Image], new: NewImage, url: str) -> None:
         try:
@@ -247,7 +315,8 @@ class ImageService:
         await self.files.put_file(ref, tmp)
 
         def available(image: Image) -> Image:
-            source = image.source if image.source.url else ImageSource(upload=UploadSource(storage_path=ref.key))
+            kept = image.source.url or image.source.snapshot
+            source = image.source if kept else ImageSource(upload=UploadSource(storage_path=ref.key))
             return _stamped(
                 image,
                 status=ImageStatus.AVAILABLE,

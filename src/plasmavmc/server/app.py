@@ -26,6 +26,7 @@ from plasmavmc.core.agents import AgentPool
 from plasmavmc.core.context import Core
 from plasmavmc.core.loops import run_loops
 from plasmavmc.core.nodes import NodeRegistry, Overcommit
+from plasmavmc.core.vm_disks import VmDisks
 from plasmavmc.grpc_tls import server_credentials
 from plasmavmc.images.backends import open_image_store, staging_dir
 from plasmavmc.images.catalog import ImageCatalog
@@ -79,7 +80,8 @@ def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
     server = grpc.aio.server()
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
-    images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store))
+    images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),
+                          VmDisks(core))
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
@@ -108,6 +110,7 @@ async def run(settings: ServerSettings) -> None:
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL))
     )
     await registered(leadership, loop_task)
+    memory_task = asyncio.create_task(core.reports.run(core.store), name="report-memory")
     await server.start()
     http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
     log.info("plasmavmc-server serving gRPC on %s, HTTP on %s", settings.server.addr, settings.server.metrics_addr)
@@ -118,9 +121,10 @@ async def run(settings: ServerSettings) -> None:
         await stop.wait()
     finally:
         log.info("plasmavmc-server stopping")
-        loop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop_task
+        for task in (loop_task, memory_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await server.stop(grace=2)
         await http.cleanup()
         await core.agents.close()

@@ -139,6 +139,26 @@ class SnapshotRequest(_message.Message):
     snapshot_id: str
     def __init__(self, vm_id: _Optional[str] = ..., snapshot_id: _Optional[str] = ...) -> None: ...
 
+class ExportDiskRequest(_message.Message):
+    __slots__ = ("vm_id", "disk_id")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    DISK_ID_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    disk_id: str
+    def __init__(self, vm_id: _Optional[str] = ..., disk_id: _Optional[str] = ...) -> None: ...
+
+class ExportDiskChunk(_message.Message):
+    __slots__ = ("chunk", "offset", "total_size", "format")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    offset: int
+    total_size: int
+    format: str
+    def __init__(self, chunk: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., format: _Optional[str] = ...) -> None: ...
+
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node", "vms")
     NODE_FIELD_NUMBER: _ClassVar[int]

@@ -136,6 +136,11 @@ class AgentServiceStub:
                 request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ExportDisk = channel.unary_stream(
+                '/plasmavmc.agent.v1.AgentService/ExportDisk',
+                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskChunk.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -266,6 +271,14 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportDisk(self, request, context):
+        """One disk of a STOPPED VM as a standalone image (its backing chain flattened), in chunks:
+        the source of CreateImage(source.snapshot). A running VM is refused (INVALID_STATE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -368,6 +381,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.DeleteSnapshot,
                     request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
+            'ExportDisk': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportDisk,
+                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskRequest.FromString,
+                    response_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -910,6 +928,33 @@ class AgentService:
             '/plasmavmc.agent.v1.AgentService/DeleteSnapshot',
             plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportDisk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/ExportDisk',
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskRequest.SerializeToString,
+            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,7 +47,7 @@ from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import diffs, jail, launch, snapshots, spec, usage
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.console import FifoConsole
-from plasmavmc.hypervisor.firecracker.disks import make_disk
+from plasmavmc.hypervisor.firecracker.disks import make_disk, sparse_copy
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import API_SOCK, INITRD, KERNEL, LOG, METRICS, FcPaths, disk_file
 from plasmavmc.hypervisor.process import Process
@@ -96,7 +96,7 @@ class FirecrackerBackend(HypervisorBackend):
     def capabilities(self) -> BackendCapabilities:
         host_memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
         return BackendCapabilities(
-            serial_console=True, graceful_stop=True, snapshots=True,
+            serial_console=True, graceful_stop=True, snapshots=True, disk_export=True,
             max_vcpus=min(spec.MAX_VCPUS, os.cpu_count() or 1), max_memory_gib=max(host_memory_gib, 1),
             supported_disk_buses=(DiskBus.VIRTIO,), supported_nic_models=(NicModel.VIRTIO_NET,),
             accelerator="kvm",
@@ -358,6 +358,18 @@ class FirecrackerBackend(HypervisorBackend):
         if not paths.root.is_dir():
             raise InvalidState(f"VM {handle.vm_id} has no runtime dir on this node")
         return FifoConsole(paths.console_log, paths.console_in, alive=lambda: self._running_pid(paths) is not None)
+
+    async def export_disk(self, handle: VmHandle, disk_id: str, dest: Path) -> str:
+        """A disk is a raw file of its own: a sparse copy of it is the standalone image."""
+        paths = self.paths(handle)
+        async with self._lock(handle.vm_id):  # no start while the copy is made
+            if self._running_pid(paths) is not None:
+                raise InvalidState(f"VM {handle.vm_id} is running: stop it first to export a disk", field="vm_id")
+            vm, _ = self._load(paths)
+            if disk_id not in {d.id for d in vm.spec.disks}:
+                raise InvalidArgument("disk_id", f"VM {handle.vm_id} has no disk {disk_id!r}")
+            await asyncio.to_thread(sparse_copy, paths.disk(disk_id), dest)
+        return "raw"
 
     async def handles(self) -> list[VmHandle]:
         found = []

@@ -96,7 +96,7 @@ class QemuBackend(HypervisorBackend):
 
     def capabilities(self) -> BackendCapabilities:
         return BackendCapabilities(
-            serial_console=True, vnc_console=True, graceful_stop=True, snapshots=True,
+            serial_console=True, vnc_console=True, graceful_stop=True, snapshots=True, disk_export=True,
             hot_plug_disk=True, hot_plug_nic=True,  # on q35 VMs (see hotplug.py)
             max_vcpus=os.cpu_count() or 1, max_memory_gib=_host_memory_gib(),
             supported_disk_buses=(DiskBus.VIRTIO,),
@@ -458,6 +458,17 @@ class QemuBackend(HypervisorBackend):
         async with self._lock(handle.vm_id):
             await snapshots.restore(paths, self.qemu_img_path, snapshot_id,
                                     running=self._running_pid(paths) is not None)
+
+    async def export_disk(self, handle: VmHandle, disk_id: str, dest: Path) -> str:
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):  # no start while the copy is made
+            if self._running_pid(paths) is not None:
+                raise InvalidState(f"VM {handle.vm_id} is running: stop it first to export a disk", field="vm_id")
+            vm, _ = self._load_vm(paths)
+            if disk_id not in {d.id for d in vm.spec.disks}:
+                raise InvalidArgument("disk_id", f"VM {handle.vm_id} has no disk {disk_id!r}")
+            await disks.export(self.qemu_img_path, paths.disk(disk_id), dest)
+        return "qcow2"
 
     async def list_snapshots(self, handle: VmHandle) -> list[SnapshotInfo]:
         return [SnapshotInfo(id=s.id, created_at=s.created_at, memory=s.memory, disk_ids=s.disks)

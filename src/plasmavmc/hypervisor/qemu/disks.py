@@ -18,15 +18,16 @@ from plasmavmc.errors import HypervisorError
 GIB = 1024**3
 BACKING_FORMATS = ("raw", "qcow2")
 _TIMEOUT_S = 60.0
+EXPORT_TIMEOUT_S = 3600.0
 
 
-async def _run(argv: list[str]) -> bytes:
+async def _run(argv: list[str], timeout: float = _TIMEOUT_S) -> bytes:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(proc.communicate(), _TIMEOUT_S)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except (OSError, TimeoutError) as exc:
         raise HypervisorError(f"{argv[0]} {argv[1]} failed: {exc or type(exc).__name__}") from exc
     if proc.returncode != 0:
@@ -84,3 +85,16 @@ async def snapshot(qemu_img: str, disk: Path, action: str, tag: str) -> None:
     # `snapshot` has no -f: --image-opts names the format, so nothing is probed.
     image_opts = "driver=qcow2,file.filename=" + str(disk.absolute()).replace(",", ",,")
     await _run([qemu_img, "snapshot", "--image-opts", action, tag, image_opts])
+
+
+async def export(qemu_img: str, disk: Path, dest: Path) -> None:
+    """Write the qcow2 `disk` to `dest` as a standalone qcow2: `qemu-img convert` reads through the
+    backing chain, so the copy has every byte the guest sees and no backing file. Written under a temp
+    name and renamed. qemu-img takes the image lock, so a disk a QEMU holds open is refused, not copied."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        await _run([qemu_img, "convert", "-q", "-f", "qcow2", "-O", "qcow2", str(disk.absolute()), str(tmp)],
+                   EXPORT_TIMEOUT_S)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,108 @@
+"""`VmStates`: the state of every VM record, kept current from a watch, for the leader's reconcile.
+
+The reconcile pass needs two things from the VM records: how many are in each state (the gauges of
+spec §12.2) and which are DELETED and waiting for cleanup. Listing and decoding every record for that
+on every pass costs O(VMs) each time (10,000 decodes every couple of seconds); this index costs one
+decode per change instead. It lists the records once (and again after any watch failure), then follows
+the watch from the revision of the first page. Events arrive in revision order; only the pages read
+after the first one can be newer than an event replayed, so an event older than the entry a page gave
+is ignored, and pages and replayed events converge on the latest state.
+
+It is also the reconcile loop's doorbell: `wait` returns when a VM record changed. It is a hint for a
+level-triggered loop: the loop still runs a full pass every so often (`loops.py`), and while the index is
+not `ready` the pass reads the store as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from plasmavmc.errors import PlasmaError
+from plasmavmc.store import keys
+from plasmavmc.store.base import EventType, Store
+from plasmavmc.types import codec
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import VirtualMachine
+
+log = logging.getLogger(__name__)
+PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Entry:
+    state: VmState
+    updated_at: int
+    revision: int  # the record's mod_revision this entry reflects
+
+
+class VmStates:
+    """VM record key -> (state, updated_at), from one list then a watch."""
+
+    def __init__(self, store: Store, retry: float) -> None:
+        self._store, self._retry = store, retry
+        self._entries: dict[str, Entry] = {}
+        self.ready = False
+        self.rang = asyncio.Event()
+
+    def counts(self) -> Counter[VmState]:
+        return Counter(e.state for e in self._entries.values())
+
+    def in_state(self, state: VmState) -> list[tuple[str, Entry]]:
+        return [(k, e) for k, e in self._entries.items() if e.state == state]
+
+    async def wait(self, timeout: float) -> None:
+        """Until a VM record changes (or `timeout` seconds pass)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.rang.wait()
+        self.rang.clear()
+
+    async def run(self) -> None:
+        """Keep the index current until cancelled; re-list after any failure."""
+        while True:
+            try:
+                await self._follow()
+            except PlasmaError as err:  # Compacted or a store failure: start over from a fresh list
+                log.warning("vm state index: %s; re-listing", err)
+            self.ready = False
+            self.rang.set()
+            await asyncio.sleep(self._retry)
+
+    async def _follow(self) -> None:
+        self._entries.clear()
+        start: int | None = None
+        after: str | None = None
+        while True:
+            page = await self._store.list(keys.VMS, start_after=after, limit=PAGE_SIZE)
+            start = page.revision if start is None else start
+            for kv in page.items:
+                self._put(kv.key, kv.value, kv.mod_revision)
+            if page.next_start_after is None:
+                break
+            after = page.next_start_after
+        self.ready = True
+        self.rang.set()
+        async for event in self._store.watch(keys.VMS, start + 1):
+            if event.type == EventType.DELETE:
+                entry = self._entries.get(event.key)
+                if entry is not None and entry.revision < event.revision:
+                    del self._entries[event.key]
+            else:
+                self._put(event.key, event.value, event.revision)
+            self.rang.set()
+
+    def _put(self, key: str, value: bytes, revision: int) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.revision >= revision:
+            return  # older than what a later page already told us
+        try:
+            vm = codec.loads(VirtualMachine, value)
+        except (ValueError, TypeError, KeyError) as err:  # the full pass reads (and reports) it
+            log.warning("vm state index: record %s at revision %d does not decode: %s", key, revision, err)
+            self._entries.pop(key, None)
+            return
+        self._entries[key] = Entry(vm.state, vm.updated_at, revision)
