@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import PlasmaError
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
+from plasmavmc.shutdown import until_terminated
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,8 @@ async def run(settings: AgentSettings) -> None:
         settings.agent.addr,
         ", ".join(h.value for h in registry.available()),
     )
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_terminated()
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):

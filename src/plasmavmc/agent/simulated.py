@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from plasmavmc.errors import HypervisorError, PlasmaError, VmNotFound
 from plasmavmc.hypervisor.base import HypervisorBackend, VmHandle
 from plasmavmc.hypervisor.registry import HypervisorRegistry
 from plasmavmc.hypervisor.simulated import SimulatedBackend
+from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.image import Image
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.vm import HypervisorType, VirtualMachine
@@ -232,11 +232,8 @@ async def _serve(args: argparse.Namespace) -> None:
     await fleet.start()
     log.info("%d simulated nodes registered; serving on %s", len(nodes), args.addr)
     print(f"READY {len(nodes)}", flush=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_terminated()
     finally:
         await fleet.stop()
 

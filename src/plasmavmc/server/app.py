@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from pathlib import Path
 
 import grpc
@@ -35,6 +34,7 @@ from plasmavmc.images.service import ImageService
 from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.server.http import start_http
 from plasmavmc.server.leader import Leadership, leadership_for
+from plasmavmc.shutdown import until_terminated
 from plasmavmc.store.base import Store
 from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.etcd_conn import EtcdTls
@@ -114,11 +114,8 @@ async def run(settings: ServerSettings) -> None:
     await server.start()
     http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
     log.info("plasmavmc-server serving gRPC on %s, HTTP on %s", settings.server.addr, settings.server.metrics_addr)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_terminated()
     finally:
         log.info("plasmavmc-server stopping")
         for task in (loop_task, memory_task):

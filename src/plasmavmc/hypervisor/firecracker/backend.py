@@ -43,6 +43,7 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
+from plasmavmc.hypervisor.common import image_for_boot, vm_name, write_atomic
 from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import diffs, jail, launch, snapshots, spec, usage
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
@@ -51,8 +52,6 @@ from plasmavmc.hypervisor.firecracker.disks import make_disk, sparse_copy
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import API_SOCK, INITRD, KERNEL, LOG, METRICS, FcPaths, disk_file
 from plasmavmc.hypervisor.process import Process
-from plasmavmc.hypervisor.qemu.cmdline import image_for_boot, vm_name
-from plasmavmc.hypervisor.qemu.runtime import write_atomic
 from plasmavmc.types.codec import dumps, loads
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (

@@ -18,10 +18,10 @@ import os
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor.common import write_atomic
 from plasmavmc.hypervisor.firecracker.disks import copy_extents, sparse_copy
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
 from plasmavmc.hypervisor.firecracker.snapshots import MEMORY, PARENT
-from plasmavmc.hypervisor.qemu.runtime import write_atomic
 
 MERGED = ".merged-memory"
 MAX_CHAIN = 64

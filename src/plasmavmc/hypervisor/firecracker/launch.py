@@ -25,9 +25,9 @@ from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
 from plasmavmc.hypervisor.base import ExitKind, ExitReport
+from plasmavmc.hypervisor.common import write_atomic
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
 from plasmavmc.hypervisor.process import Process, open_process, read_pidfile
-from plasmavmc.hypervisor.qemu.runtime import write_atomic
 
 JAILER_TIMEOUT_S = 30.0
 CLEAN_EXIT = "exiting successfully"

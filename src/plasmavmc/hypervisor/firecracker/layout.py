@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plasmavmc.errors import InvalidArgument
-from plasmavmc.hypervisor.qemu.runtime import checked_vm_id
+from plasmavmc.hypervisor.common import checked_vm_id
 
 STOP_REQUESTED = "stop-requested"
 SNAPSHOT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")

@@ -14,8 +14,8 @@ from typing import Any
 
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.hypervisor.base import LocalImage, UnsupportedFeature
+from plasmavmc.hypervisor.common import boot_disk, device_id, mac_address, tap_name
 from plasmavmc.hypervisor.firecracker.layout import INITRD, KERNEL, disk_file
-from plasmavmc.hypervisor.qemu.cmdline import boot_disk, device_id, mac_address, tap_name
 from plasmavmc.types.vm import DiskBus, DiskCache, DiskSpec, NicModel, VirtualMachine, VmSpec
 
 MAX_VCPUS = 32

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState
+from plasmavmc.hypervisor import common
 from plasmavmc.hypervisor.base import (
     BackendCapabilities,
     ConsoleStream,
@@ -40,11 +41,12 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
+from plasmavmc.hypervisor.common import write_atomic
 from plasmavmc.hypervisor.console import SerialConsole, SocketStream, bound_log
 from plasmavmc.hypervisor.process import Process, open_process, read_pidfile, run_daemonizing
 from plasmavmc.hypervisor.qemu import cmdline, disks, hotplug, qmp, snapshots, watch
 from plasmavmc.hypervisor.qemu.accel import choose_accelerator, host_tsc_khz
-from plasmavmc.hypervisor.qemu.runtime import STOP_REQUESTED, RuntimePaths, write_atomic
+from plasmavmc.hypervisor.qemu.runtime import STOP_REQUESTED, RuntimePaths
 from plasmavmc.hypervisor.qemu.usage import UsageMeter
 from plasmavmc.types.codec import dumps, loads
 from plasmavmc.types.states import VmState
@@ -163,11 +165,11 @@ class QemuBackend(HypervisorBackend):
 
     async def create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> VmHandle:
         self.supports(vm.spec)
-        cmdline.vm_name(vm.name)
+        common.vm_name(vm.name)
         paths = RuntimePaths.of(self.runtime_dir, vm.id)
         used: dict[str, LocalImage] = {}
         for disk in vm.spec.disks:
-            cmdline.device_id(disk.id, "spec.disks.id")
+            common.device_id(disk.id, "spec.disks.id")
             image = images.get(disk.source.image_id or "")
             if image is None:
                 raise InvalidArgument("spec.disks.source", f"image {disk.source.image_id!r} not provided")
@@ -194,7 +196,7 @@ class QemuBackend(HypervisorBackend):
                 running.close()
                 raise InvalidState(f"VM {handle.vm_id} is already running (pid {running.pid})")
             vm, images = self._load_vm(paths)
-            argv = cmdline.build_argv(self.qemu_path, vm, paths, cmdline.image_for_boot(vm.spec, images),
+            argv = cmdline.build_argv(self.qemu_path, vm, paths, common.image_for_boot(vm.spec, images),
                                       self.accelerator, tsc_khz=self._tsc_khz)
             hotplug.write_ports(paths, vm.spec)
             for stale in (paths.pidfile, paths.qmp, paths.qmp_events, paths.console_sock, paths.vnc_sock):
@@ -387,7 +389,7 @@ class QemuBackend(HypervisorBackend):
         at once (q35 only); a stopped one at its next start."""
         if disk.bus is not DiskBus.VIRTIO:
             raise UnsupportedFeature(f"disk_bus_{disk.bus.value}", "only virtio disks", field="disk.bus")
-        cmdline.device_id(disk.id, "disk.id")
+        common.device_id(disk.id, "disk.id")
         paths = self._paths(handle)
         async with self._lock(handle.vm_id):
             vm, images = self._load_vm(paths)
@@ -423,12 +425,12 @@ class QemuBackend(HypervisorBackend):
 
     async def attach_nic(self, handle: VmHandle, nic: NetworkSpec) -> None:
         paths = self._paths(handle)
-        cmdline.device_id(nic.id, "nic.id")
+        common.device_id(nic.id, "nic.id")
         async with self._lock(handle.vm_id):
             vm, images = self._load_vm(paths)
             updated = hotplug.with_nic(vm, nic)
             cmdline.check_spec(updated.spec)
-            cmdline.mac_address(vm.id, nic)
+            common.mac_address(vm.id, nic)
             if self._running_pid(paths) is not None:
                 hotplug.require_hotplug(vm.spec)
                 await hotplug.plug_nic(paths, vm, nic)

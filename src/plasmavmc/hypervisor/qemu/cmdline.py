@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.hypervisor.base import LocalImage, UnsupportedFeature
+from plasmavmc.hypervisor.common import device_id, mac_address, tap_name, vm_name
 from plasmavmc.hypervisor.qemu.runtime import RuntimePaths
-from plasmavmc.types.vm import DiskBus, DiskSpec, NetworkSpec, NicModel, VirtualMachine, VmSpec
+from plasmavmc.types.vm import DiskBus, DiskSpec, NicModel, VirtualMachine, VmSpec
 
 MACHINES = ("microvm", "q35")
 DEFAULT_MACHINE = "microvm"
@@ -38,9 +39,6 @@ CPU_MODELS = frozenset({
     "IvyBridge", "Haswell", "Broadwell", "Skylake-Client", "Skylake-Server", "Cascadelake-Server",
     "Icelake-Server", "EPYC", "EPYC-Rome", "EPYC-Milan",
 })
-_DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-_VM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MICROVM = "microvm,acpi=on,x-option-roms=off"  # pit/pic off stall this kernel; rtc off slows boot
 
@@ -48,18 +46,6 @@ _MICROVM = "microvm,acpi=on,x-option-roms=off"  # pit/pic off stall this kernel;
 def opt(value: str) -> str:
     """`value` as one QEMU option value: QEMU reads ",," as a literal comma."""
     return value.replace(",", ",,")
-
-
-def device_id(value: str, field: str) -> str:
-    if not _DEVICE_ID.fullmatch(value):
-        raise InvalidArgument(field, f"{value!r} must match [a-z0-9][a-z0-9._-]* (at most 63 characters)")
-    return value
-
-
-def vm_name(value: str) -> str:
-    if not _VM_NAME.fullmatch(value):
-        raise InvalidArgument("name", f"{value!r} must match [A-Za-z0-9][A-Za-z0-9._-]* (at most 63)")
-    return value
 
 
 def machine_of(spec: VmSpec) -> str:
@@ -108,11 +94,6 @@ def cpu_model(spec: VmSpec, accel: str) -> str:
     return asked
 
 
-def tap_name(vm_id: str, nic_id: str) -> str:
-    """A tap device name (<= 15 chars) derived from the VM id and NIC id: stable across hot-plugs."""
-    return f"pv{uuid.uuid5(uuid.UUID(vm_id), nic_id).hex[:13]}"
-
-
 SPARE_PORTS = 4
 MAX_PORTS = 24  # pcie.0 has 32 slots; q35 uses a few itself
 
@@ -135,24 +116,6 @@ def pci_ports(spec: VmSpec) -> dict[str, str]:
 
 def port_count(spec: VmSpec) -> int:
     return min(len(spec.disks) + len(spec.network) + SPARE_PORTS, MAX_PORTS)
-
-
-def mac_address(vm_id: str, nic: NetworkSpec) -> str:
-    if nic.mac_address is not None:
-        mac = nic.mac_address.lower()
-        if not _MAC.fullmatch(mac):
-            raise InvalidArgument("mac_address", f"{nic.mac_address!r} is not a MAC address")
-        return mac
-    digest = uuid.uuid5(uuid.UUID(vm_id), nic.id).bytes
-    return "52:54:" + ":".join(f"{b:02x}" for b in digest[:4])  # QEMU's locally administered prefix
-
-
-def boot_disk(spec: VmSpec) -> DiskSpec | None:
-    """The disk to boot from: the lowest boot_index, else the first disk."""
-    indexed = [d for d in spec.disks if d.boot_index is not None]
-    if indexed:
-        return min(indexed, key=lambda d: d.boot_index or 0)
-    return spec.disks[0] if spec.disks else None
 
 
 def platform_args(spec: VmSpec, accel: str, tsc_khz: int | None) -> list[str]:
@@ -272,9 +235,3 @@ def build_argv(qemu: str, vm: VirtualMachine, paths: RuntimePaths, image: LocalI
 def pidfile_marker(paths: RuntimePaths) -> str:
     """The argv fragment that identifies this VM's QEMU in /proc/<pid>/cmdline (its pid-reuse guard)."""
     return str(paths.pidfile)
-
-
-def image_for_boot(spec: VmSpec, images: dict[str, LocalImage]) -> LocalImage | None:
-    disk = boot_disk(spec)
-    return images.get(disk.source.image_id or "") if disk is not None else None
-

@@ -21,10 +21,12 @@ import dataclasses
 import json
 
 from plasmavmc.errors import HypervisorError, InvalidArgument
+from plasmavmc.hypervisor import common
 from plasmavmc.hypervisor.base import UnsupportedFeature
+from plasmavmc.hypervisor.common import write_atomic
 from plasmavmc.hypervisor.qemu import cmdline
 from plasmavmc.hypervisor.qemu.qmp import QmpSession
-from plasmavmc.hypervisor.qemu.runtime import RuntimePaths, write_atomic
+from plasmavmc.hypervisor.qemu.runtime import RuntimePaths
 from plasmavmc.types.vm import DiskCache, DiskSpec, NetworkSpec, NicModel, VirtualMachine, VmSpec
 
 UNPLUG_TIMEOUT_S = 60.0  # the guest must acknowledge; a busy TCG guest can take several seconds
@@ -70,7 +72,7 @@ def _release_port(paths: RuntimePaths, dev_id: str) -> None:
 
 
 async def plug_disk(paths: RuntimePaths, disk: DiskSpec) -> None:
-    did = cmdline.device_id(disk.id, "disk.id")
+    did = common.device_id(disk.id, "disk.id")
     dev = cmdline.disk_dev(did)
     port = _claim_port(paths, dev)
     node = {"driver": "qcow2", "node-name": f"node-{did}",
@@ -93,14 +95,14 @@ async def plug_disk(paths: RuntimePaths, disk: DiskSpec) -> None:
 
 
 async def plug_nic(paths: RuntimePaths, vm: VirtualMachine, nic: NetworkSpec) -> None:
-    nid = cmdline.device_id(nic.id, "nic.id")
+    nid = common.device_id(nic.id, "nic.id")
     if nic.model is not NicModel.VIRTIO_NET:
         raise UnsupportedFeature(f"nic_model_{nic.model.value}", "hot-plugged NICs are virtio-net",
                                  field="nic.model")
     dev = cmdline.nic_dev(nid)
-    mac = cmdline.mac_address(vm.id, nic)
+    mac = common.mac_address(vm.id, nic)
     port = _claim_port(paths, dev)
-    netdev = {"type": "tap", "id": f"net-{nid}", "ifname": cmdline.tap_name(vm.id, nid),
+    netdev = {"type": "tap", "id": f"net-{nid}", "ifname": common.tap_name(vm.id, nid),
               "script": "no", "downscript": "no"}
     device = {"driver": "virtio-net-pci", "id": dev, "netdev": f"net-{nid}", "mac": mac, "bus": port}
     try:
@@ -158,7 +160,7 @@ def with_disk(vm: VirtualMachine, disk: DiskSpec) -> VirtualMachine:
 def without_disk(vm: VirtualMachine, disk_id: str) -> VirtualMachine:
     if not any(d.id == disk_id for d in vm.spec.disks):
         raise InvalidArgument("disk_id", f"VM {vm.id} has no disk {disk_id!r}")
-    if (boot := cmdline.boot_disk(vm.spec)) is not None and boot.id == disk_id:
+    if (boot := common.boot_disk(vm.spec)) is not None and boot.id == disk_id:
         raise InvalidArgument("disk_id", f"disk {disk_id!r} is the boot disk of VM {vm.id}")
     disks = tuple(d for d in vm.spec.disks if d.id != disk_id)
     return dataclasses.replace(vm, spec=dataclasses.replace(vm.spec, disks=disks))

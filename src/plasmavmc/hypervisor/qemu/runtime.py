@@ -25,29 +25,15 @@ truthfully. `vm_id` is a UUID (validated here again), so it is safe as a path co
 
 from __future__ import annotations
 
-import os
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from plasmavmc.errors import InvalidArgument
+from plasmavmc.hypervisor.common import checked_vm_id, write_atomic
 
 STOP_REQUESTED = "stop-requested"
 GUEST_SHUTDOWN = "guest-shutdown"
 GUEST_PANIC = "guest-panic"
 MARKERS = (STOP_REQUESTED, GUEST_SHUTDOWN, GUEST_PANIC)
-
-
-def checked_vm_id(vm_id: str) -> str:
-    """`vm_id` if it is a canonical UUID string; anything else could escape the runtime dir."""
-    try:
-        canonical = str(uuid.UUID(vm_id))
-    except ValueError as exc:
-        raise InvalidArgument("id", f"VM id {vm_id!r} is not a UUID") from exc
-    if canonical != vm_id:
-        raise InvalidArgument("id", f"VM id {vm_id!r} is not a canonical lower-case UUID")
-    return vm_id
 
 
 @dataclass(frozen=True)
@@ -123,15 +109,3 @@ class RuntimePaths:
             self.marker(name).unlink(missing_ok=True)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new content, never a torn one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -23,9 +23,11 @@ import time
 from dataclasses import asdict, dataclass
 
 from plasmavmc.errors import AlreadyExists, HypervisorError, InvalidState, NotFound
-from plasmavmc.hypervisor.qemu import cmdline, disks
+from plasmavmc.hypervisor import common
+from plasmavmc.hypervisor.common import write_atomic
+from plasmavmc.hypervisor.qemu import disks
 from plasmavmc.hypervisor.qemu.qmp import QmpSession
-from plasmavmc.hypervisor.qemu.runtime import RuntimePaths, write_atomic
+from plasmavmc.hypervisor.qemu.runtime import RuntimePaths
 
 JOB_TIMEOUT_S = 300.0
 
@@ -87,7 +89,7 @@ def _job_args(snapshot_id: str, disk_ids: tuple[str, ...], verb: str) -> dict[st
 
 async def take(paths: RuntimePaths, qemu_img: str, snapshot_id: str, disk_ids: tuple[str, ...],
                running: bool) -> Snapshot:
-    cmdline.device_id(snapshot_id, "snapshot_id")
+    common.device_id(snapshot_id, "snapshot_id")
     if any(s.id == snapshot_id for s in load(paths)):
         raise AlreadyExists(f"VM {paths.root.name} already has a snapshot {snapshot_id!r}", field="snapshot_id")
     if not disk_ids:

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor import common
 from plasmavmc.hypervisor.process import cpu_seconds, rss_bytes
-from plasmavmc.hypervisor.qemu import cmdline, qmp
+from plasmavmc.hypervisor.qemu import qmp
 from plasmavmc.hypervisor.qemu.runtime import RuntimePaths
 from plasmavmc.types.vm import ResourceUsage, VirtualMachine
 
@@ -63,7 +64,7 @@ class UsageMeter:
 
     async def sample(self, paths: RuntimePaths, vm: VirtualMachine | None, pid: int) -> ResourceUsage:
         read, written = await block_bytes(paths)
-        taps = [cmdline.tap_name(vm.id, nic.id) for nic in vm.spec.network] if vm is not None else []
+        taps = [common.tap_name(vm.id, nic.id) for nic in vm.spec.network] if vm is not None else []
         usage = ResourceUsage(
             cpu_percent=self._cpu_percent(paths.root.name, pid),
             memory_used_mib=rss_bytes(pid) // 2**20,

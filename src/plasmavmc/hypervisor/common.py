@@ -1,0 +1,87 @@
+"""Backend-neutral helpers every hypervisor backend needs: checked ids and names, the boot disk and its
+image, stable tap names and MAC addresses, and atomic file replacement for runtime state.
+
+They live here, not in one backend, so that QEMU and Firecracker (and the next backend) derive the same
+names from the same VM and reject the same bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import uuid
+from pathlib import Path
+
+from plasmavmc.errors import InvalidArgument
+from plasmavmc.hypervisor.base import LocalImage
+from plasmavmc.types.vm import DiskSpec, NetworkSpec, VmSpec
+
+_DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+_VM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+def checked_vm_id(vm_id: str) -> str:
+    """`vm_id` if it is a canonical UUID string; anything else could escape the runtime dir."""
+    try:
+        canonical = str(uuid.UUID(vm_id))
+    except ValueError as exc:
+        raise InvalidArgument("id", f"VM id {vm_id!r} is not a UUID") from exc
+    if canonical != vm_id:
+        raise InvalidArgument("id", f"VM id {vm_id!r} is not a canonical lower-case UUID")
+    return vm_id
+
+
+def device_id(value: str, field: str) -> str:
+    if not _DEVICE_ID.fullmatch(value):
+        raise InvalidArgument(field, f"{value!r} must match [a-z0-9][a-z0-9._-]* (at most 63 characters)")
+    return value
+
+
+def vm_name(value: str) -> str:
+    if not _VM_NAME.fullmatch(value):
+        raise InvalidArgument("name", f"{value!r} must match [A-Za-z0-9][A-Za-z0-9._-]* (at most 63)")
+    return value
+
+
+def tap_name(vm_id: str, nic_id: str) -> str:
+    """A tap device name (<= 15 chars) derived from the VM id and NIC id: stable across hot-plugs."""
+    return f"pv{uuid.uuid5(uuid.UUID(vm_id), nic_id).hex[:13]}"
+
+
+def mac_address(vm_id: str, nic: NetworkSpec) -> str:
+    if nic.mac_address is not None:
+        mac = nic.mac_address.lower()
+        if not _MAC.fullmatch(mac):
+            raise InvalidArgument("mac_address", f"{nic.mac_address!r} is not a MAC address")
+        return mac
+    digest = uuid.uuid5(uuid.UUID(vm_id), nic.id).bytes
+    return "52:54:" + ":".join(f"{b:02x}" for b in digest[:4])  # QEMU's locally administered prefix
+
+
+def boot_disk(spec: VmSpec) -> DiskSpec | None:
+    """The disk to boot from: the lowest boot_index, else the first disk."""
+    indexed = [d for d in spec.disks if d.boot_index is not None]
+    if indexed:
+        return min(indexed, key=lambda d: d.boot_index or 0)
+    return spec.disks[0] if spec.disks else None
+
+
+def image_for_boot(spec: VmSpec, images: dict[str, LocalImage]) -> LocalImage | None:
+    disk = boot_disk(spec)
+    return images.get(disk.source.image_id or "") if disk is not None else None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old or the new content, never a torn one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
