@@ -30,7 +30,6 @@ at, so no event is missed or repeated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -139,6 +138,8 @@ class SqliteStore(Store):
         self._closed = False
         self._queued: list[_Queued] = []  # commits waiting for the next batch, in call order
         self._batch: asyncio.Future[_Outcomes] | None = None  # the batch being committed
+        self._idle = asyncio.Event()  # set while no batch is being committed
+        self._idle.set()
 
     @classmethod
     async def open(
@@ -245,6 +246,7 @@ class SqliteStore(Store):
             self._executor, apply_batch, self._conn, [writes for writes, _ in batch], self._retention
         )
         self._batch = job
+        self._idle.clear()
         job.add_done_callback(functools.partial(self._batch_done, loop, batch))
 
     def _batch_done(
@@ -268,6 +270,8 @@ class SqliteStore(Store):
         self._notify()
         if self._queued:
             self._start_batch(loop)
+        else:
+            self._idle.set()
 
     # -- watch ----------------------------------------------------------------------------------------
 
@@ -299,9 +303,7 @@ class SqliteStore(Store):
         if self._closed:
             return
         self._closed = True
-        while self._batch is not None:  # every queued commit is applied (and answered) first
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._batch)
+        await self._idle.wait()  # every queued commit is applied (and answered) first
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._conn.close)
