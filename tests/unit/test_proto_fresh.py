@@ -72,3 +72,17 @@ def test_every_spec_rpc_is_declared() -> None:
         "Heartbeat",
         "ReportStatus",
     } <= methods(agent_pb2, "AgentService")
+
+
+def test_each_side_of_agent_service_names_the_other_for_what_it_does_not_serve() -> None:
+    from plasmavmc.agent.service import AgentServicer
+    from plasmavmc.agent.v1 import agent_pb2
+    from plasmavmc.api.agent_reports import AgentReportServicer
+
+    methods = {m.name for m in agent_pb2.DESCRIPTOR.services_by_name["AgentService"].methods}
+    reports = {"Heartbeat", "ReportStatus"}
+    for name in methods:
+        on_agent = getattr(AgentServicer, name).__qualname__
+        on_server = getattr(AgentReportServicer, name).__qualname__
+        assert ("unimplemented" in on_agent) == (name in reports), name
+        assert ("unimplemented" in on_server) == (name not in reports), name

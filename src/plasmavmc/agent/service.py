@@ -15,7 +15,7 @@ from plasmavmc import validation
 from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
-from plasmavmc.api.edge import ServicerContext, stream, unary, unimplemented
+from plasmavmc.api.edge import ServicerContext, answer_unserved, stream, unary
 from plasmavmc.errors import PlasmaError
 from plasmavmc.types.image import Image
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine
@@ -172,5 +172,5 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 yield agent_pb2.ExportDiskChunk(chunk=chunk, offset=offset, total_size=size, format=fmt)
                 offset += len(chunk)
 
-    Heartbeat = unimplemented(ON_CONTROL_PLANE)
-    ReportStatus = unimplemented(ON_CONTROL_PLANE)
+
+answer_unserved(AgentServicer, agent_pb2.DESCRIPTOR.services_by_name["AgentService"], ON_CONTROL_PLANE)

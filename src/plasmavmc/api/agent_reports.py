@@ -11,7 +11,7 @@ from typing import Any
 from plasmavmc import validation
 from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
 from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
-from plasmavmc.api.edge import ServicerContext, unary, unimplemented
+from plasmavmc.api.edge import ServicerContext, answer_unserved, unary
 from plasmavmc.core import reports
 from plasmavmc.core.context import Core
 from plasmavmc.hypervisor.base import ExitKind
@@ -53,12 +53,5 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
             await reports.on_exit(self.core, request.node_id, vm_id, kind, observed)
         return types_pb2.Empty()
 
-    CreateVm = unimplemented(ON_AGENT)
-    StartVm = unimplemented(ON_AGENT)
-    StopVm = unimplemented(ON_AGENT)
-    DeleteVm = unimplemented(ON_AGENT)
-    GetVmStatus = unimplemented(ON_AGENT)
-    RebootVm = unimplemented(ON_AGENT)
-    ResetVm = unimplemented(ON_AGENT)
-    KillVm = unimplemented(ON_AGENT)
-    StreamConsole = unimplemented(ON_AGENT)
+
+answer_unserved(AgentReportServicer, agent_pb2.DESCRIPTOR.services_by_name["AgentService"], ON_AGENT)

@@ -61,3 +61,11 @@ def unimplemented(feature: str) -> Callable[..., Awaitable[Any]]:
         await context.abort_with_status(to_grpc_status(Unimplemented(f"not implemented yet: {feature}")))
 
     return method
+
+
+def answer_unserved(servicer: type, service: Any, why: str) -> None:
+    """Give `servicer` an UNIMPLEMENTED method, saying `why`, for every RPC of `service` (a protobuf
+    ServiceDescriptor) it does not define itself: for services whose RPCs two processes split."""
+    for method in service.methods:
+        if method.name not in servicer.__dict__:
+            setattr(servicer, method.name, unimplemented(why))
