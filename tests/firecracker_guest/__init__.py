@@ -19,7 +19,7 @@ from pathlib import Path
 
 from plasmavmc.hypervisor.base import LocalImage
 from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
-from plasmavmc.hypervisor.firecracker.jail import JailerOptions
+from plasmavmc.hypervisor.firecracker.jail import JailerOptions, cgroups_mounted
 from plasmavmc.hypervisor.process import read_pidfile
 from plasmavmc.images.pvh_guest.build import IMAGE_NAME, READY_LINE, build_seed
 from plasmavmc.types.vm import DiskSource, DiskSpec, MemorySpec, VirtualMachine, VmSpec
@@ -39,6 +39,8 @@ def missing() -> str | None:
         return "firecracker/jailer are not installed (scripts/install-firecracker installs them)"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "/dev/kvm is not available"
+    if not cgroups_mounted():
+        return "no cgroup hierarchy is mounted (e.g. inside a chroot): the jailer cannot set limits here"
     if shutil.which("as") is None or shutil.which("ld") is None:
         return "binutils (as, ld) are needed to build the PVH test guest"
     return None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from plasmavmc.errors import NoSuitableNode
-from plasmavmc.types.node import Node, NodeCapacity
+from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.vm import VirtualMachine
 
 MAX_SCORE = 100
@@ -49,10 +49,25 @@ def group_of(vm: VirtualMachine) -> str | None:
 
 @dataclass(frozen=True)
 class NodeView:
-    """A node as the scheduler sees it: the record plus the anti-affinity groups that have a VM on it."""
+    """A node as the scheduler sees it: the record plus the anti-affinity groups that have a VM on it.
+
+    The figures every filter and scorer needs (what is free, what is in use of what total) are worked
+    out once, when the view is built (the node cache builds one per changed record), not per VM.
+    """
 
     node: Node
     groups: frozenset[str] = frozenset()
+    ready: bool = field(init=False, repr=False, compare=False)
+    free: NodeCapacity = field(init=False, repr=False, compare=False)
+    cpu: tuple[int, int] = field(init=False, repr=False, compare=False)  # (allocated, allocatable) vCPUs
+    mem: tuple[int, int] = field(init=False, repr=False, compare=False)  # the same in MiB
+
+    def __post_init__(self) -> None:
+        node, put = self.node, object.__setattr__
+        put(self, "ready", node.state == NodeState.READY)
+        put(self, "free", node.allocatable - node.allocated)
+        put(self, "cpu", (node.allocated.vcpus, node.allocatable.vcpus))
+        put(self, "mem", (node.allocated.memory_mib, node.allocatable.memory_mib))
 
 
 class Filter(Protocol):
@@ -108,7 +123,10 @@ class Scheduler:
         return None
 
     def score(self, vm: VirtualMachine, view: NodeView) -> int:
-        return sum(weight * s.score(vm, view) for s, weight in self.scorers)
+        total = 0
+        for s, weight in self.scorers:
+            total += weight * s.score(vm, view)
+        return total
 
     def rank(self, vm: VirtualMachine, views: Sequence[NodeView]) -> list[NodeView]:
         """Feasible nodes, best first; raises NoSuitableNode with every filter's rejections."""
@@ -117,18 +135,26 @@ class Scheduler:
         self._offset += 1
         feasible: list[NodeView] = []
         rejections = Rejections()
+        checks = [(f.name, f.check) for f in self.filters]
+        enough = self.feasible_to_score or total + 1
         for i in range(total):
             view = views[(start + i) % total]
-            for f in self.filters:
-                reason = f.check(vm, view)
+            for name, check in checks:
+                reason = check(vm, view)
                 if reason is not None:
-                    rejections.add(f.name, view.node.id, reason)
+                    rejections.add(name, view.node.id, reason)
                     break
             else:
                 feasible.append(view)
-                if self.feasible_to_score and len(feasible) >= self.feasible_to_score:
+                if len(feasible) >= enough:
                     break
         if not feasible:
             raise NoSuitableNode(rejections.explain(total))
-        scored = sorted(((self.score(vm, v), v.node.id, v) for v in feasible), key=lambda t: (-t[0], t[1]))
+        score = self.score
+        scored = sorted([(-score(vm, v), v.node.id, v) for v in feasible], key=_order)
         return [v for _, _, v in scored]
+
+
+def _order(entry: tuple[int, str, NodeView]) -> tuple[int, str]:
+    """Best score first, ties by node id (the negated score sorts ascending)."""
+    return entry[0], entry[1]

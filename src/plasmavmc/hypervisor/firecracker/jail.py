@@ -61,6 +61,10 @@ def _cgroup_mounts() -> list[tuple[str, str]]:
     return [(p[2], p[1]) for p in (line.split() for line in lines) if len(p) > 3 and p[2] in ("cgroup", "cgroup2")]
 
 
+def cgroups_mounted() -> bool:
+    return bool(_cgroup_mounts())
+
+
 def cgroup_version(opts: JailerOptions) -> str:
     return detect_cgroup_version() if opts.cgroup_version == "auto" else opts.cgroup_version
 
@@ -69,6 +73,11 @@ def cgroup_limits(opts: JailerOptions, spec: VmSpec) -> list[str]:
     """`file=value` settings: CPU bandwidth of `vcpus` CPUs, memory of the guest plus overhead."""
     if not opts.cgroup_limits:
         return []
+    if not cgroups_mounted():
+        raise HypervisorError(
+            "the jailer's cgroup limits need a mounted cgroup hierarchy and none is mounted under /sys/fs/cgroup; "
+            "mount one, or set [hypervisors.firecracker] cgroup_limits = false"
+        )
     quota = spec.cpu.vcpus * CPU_PERIOD_US
     memory = (spec.memory.size_mib + opts.memory_overhead_mib) * MIB
     if cgroup_version(opts) == "2":

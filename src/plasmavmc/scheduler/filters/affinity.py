@@ -10,8 +10,11 @@ class AffinityFilter:
     name = "AffinityFilter"
 
     def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+        selector = vm.spec.placement.node_selector
+        if not selector:
+            return None
         labels = view.node.labels
-        for key, want in vm.spec.placement.node_selector.items():
+        for key, want in selector.items():
             if labels.get(key) != want:
                 have = labels.get(key)
                 return f"label {key}={want} wanted, node has {'none' if have is None else repr(have)}"

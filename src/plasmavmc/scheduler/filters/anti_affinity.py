@@ -14,6 +14,8 @@ class AntiAffinityFilter:
     name = "AntiAffinityFilter"
 
     def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+        if not view.groups:
+            return None
         group = group_of(vm)
         if group is not None and group in view.groups:
             return f"already runs a VM of anti-affinity group {vm.spec.placement.anti_affinity_group!r}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from plasmavmc.scheduler.framework import NodeView
-from plasmavmc.types.node import NodeState
 from plasmavmc.types.vm import VirtualMachine
 
 
@@ -11,5 +10,4 @@ class ReadyFilter:
     name = "ReadyFilter"
 
     def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
-        state = view.node.state
-        return None if state == NodeState.READY else f"node is {state.value}"
+        return None if view.ready else f"node is {view.node.state.value}"

@@ -1,7 +1,7 @@
 """ResourceFilter: the VM's vCPUs, memory and disk fit in what the node has left.
 
 Left = `allocatable` (capacity times the over-commit ratio, see core/nodes.py) minus `allocated`
-(the claims of the VMs placed there).
+(the claims of the VMs placed there); the node view works it out once per node record.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ class ResourceFilter:
     name = "ResourceFilter"
 
     def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
-        need = request_of(vm)
-        free = view.node.allocatable - view.node.allocated
+        need, free = request_of(vm), view.free
+        if need.vcpus <= free.vcpus and need.memory_mib <= free.memory_mib and need.storage_gib <= free.storage_gib:
+            return None
         short = [
             f"{label} {want} > {have} free"
             for label, want, have in (
@@ -25,4 +26,4 @@ class ResourceFilter:
             )
             if want > have
         ]
-        return ", ".join(short) if short else None
+        return ", ".join(short)

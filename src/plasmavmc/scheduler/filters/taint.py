@@ -25,8 +25,11 @@ class TaintFilter:
     name = "TaintFilter"
 
     def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+        taints = view.node.taints
+        if not taints:
+            return None
         tolerations = vm.spec.placement.tolerations
-        for taint in view.node.taints:
+        for taint in taints:
             if taint.effect in HARD_EFFECTS and not any(tolerates(t, taint) for t in tolerations):
                 return f"untolerated taint {taint.key}={taint.value}:{taint.effect}"
         return None
