@@ -58,7 +58,12 @@ class Proc:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.popen is not None and self.popen.poll() is None:
             self.popen.send_signal(sig)
-            self.popen.wait(timeout=30)
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()  # a process that ignores SIGTERM must not outlive its test
+                self.popen.wait(timeout=30)
+                raise AssertionError(f"{self.argv[2:4]} did not stop within 30 s of signal {sig}") from None
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
@@ -90,6 +95,17 @@ class Cluster:
                 pass
             time.sleep(0.1)  # polling an external process with a deadline
         raise AssertionError(f"cluster not ready in {timeout}s:\n{self.server.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """Stop agent and server (SIGTERM; a process that does not stop fails the test, killed) and
+        every hypervisor process of this cluster."""
+        try:
+            self.agent.stop()
+        finally:
+            try:
+                self.server.stop()
+            finally:
+                kill_leftover_qemu(self.root)
 
     def logs(self) -> str:
         return self.server.log.read_text()[-4000:] + "\n---agent---\n" + self.agent.log.read_text()[-4000:]
@@ -149,7 +165,13 @@ def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker:
     server.start()
     agent.start()
     cluster = Cluster(root, api, http, server, agent, node_id)
-    cluster.wait_ready()
+    try:
+        cluster.wait_ready()
+    except BaseException:
+        agent.kill()
+        server.kill()
+        kill_leftover_qemu(root)
+        raise
     return cluster
 
 
@@ -170,9 +192,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterat
     try:
         yield c
     finally:
-        c.agent.stop()
-        c.server.stop()
-        kill_leftover_qemu(root)
+        c.stop()
 
 
 @pytest.fixture(scope="module")
