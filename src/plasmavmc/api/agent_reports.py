@@ -10,7 +10,7 @@ from typing import Any
 
 from plasmavmc import validation
 from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
-from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
+from plasmavmc.api.convert import enum_from_proto, enum_to_proto, from_proto
 from plasmavmc.api.edge import ServicerContext, answer_unserved, unary
 from plasmavmc.core import reports
 from plasmavmc.core.context import Core
@@ -34,13 +34,16 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         validation.name(reported.id, "node.id")
         node = await self.core.nodes.heartbeat(reported)
         for vm in request.vms:
+            vm_id = validation.vm_id(vm.vm_id)
+            # the report's wire form identifies it: an unchanged one is skipped before it is decoded
+            report = vm.status.SerializeToString(deterministic=True)
+            if self.core.reports.unchanged(vm_id, node.id, report):
+                continue
             observed = from_proto(VmStatus, vm.status)
-            await reports.on_heartbeat_vm(
-                self.core, node.id, validation.vm_id(vm.vm_id), observed, reported.last_heartbeat
-            )
+            await reports.on_heartbeat_vm(self.core, node.id, vm_id, observed, reported.last_heartbeat, report)
         return agent_pb2.HeartbeatResponse(
             heartbeat_interval_seconds=self.heartbeat_interval,
-            node_state=to_proto(node, node_pb2.Node()).state,
+            node_state=node_pb2.NodeState.Name(enum_to_proto(node.state, node_pb2.NodeState.DESCRIPTOR)),
         )
 
     @unary

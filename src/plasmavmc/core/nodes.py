@@ -3,7 +3,9 @@
 The agent owns what it measures (capacity, hypervisors, address, accelerator); the control plane owns
 `allocated` (claims, see `placement.py`), `allocatable` (capacity times the `[scheduler]` over-commit
 ratios), the conditions and the administrative state (cordoned/draining). A heartbeat merges the two
-with compare-and-swap, so a claim made concurrently is never overwritten.
+with compare-and-swap, so a claim made concurrently is never overwritten; it merges into the scheduler
+cache's copy of the record first (a stale copy loses the compare-and-swap and the record is read), and
+puts what it wrote back into that cache.
 
 A node silent for longer than the heartbeat timeout turns NOT_READY (nothing new lands there) and its
 VMs get the `NodeUnresponsive` condition; its next heartbeat makes it READY and clears the condition,
@@ -73,8 +75,13 @@ class NodeRegistry:
         """Register or refresh a node from its agent's report."""
         key = keys.node(reported.id)
         now = int(time.time())
+        cached = self.cache.get(reported.id)
+        # First try against the scheduler cache's copy (no store read): the write is a compare-and-swap
+        # on that revision, so a stale copy only costs a Conflict, then the record is read.
+        current: Versioned[Node] | None = cached[0] if cached is not None else None
         while True:
-            current = await read(self._store, Node, key)
+            if current is None:
+                current = await read(self._store, Node, key)
             if current is None:
                 fresh = replace(
                     reported,
@@ -90,9 +97,11 @@ class NodeRegistry:
                 return fresh
             merged = _merge(current.value, reported, now, self.overcommit)
             try:
-                await self._store.put(key, codec.dumps(merged), expected_revision=current.revision)
+                revision = await self._store.put(key, codec.dumps(merged), expected_revision=current.revision)
             except Conflict:
+                current = None
                 continue
+            self.cache.put(Versioned(merged, revision, key))
             if current.value.state == NodeState.NOT_READY:
                 log.info("node %s is ready again", reported.id)
                 await node_health.flag_vms(self._store, reported.id, None)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.base import EventType, Store
-from plasmavmc.types.vm import VmStatus
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
@@ -37,14 +36,17 @@ def vm_id_of(key: str) -> str:
 
 @dataclass
 class ReportMemory:
-    """The last report applied per VM (node, observed status, record revision it was judged against)."""
+    """The last report applied per VM (node, observed status, record revision it was judged against).
 
-    _applied: dict[str, tuple[str, VmStatus, int]] = field(default_factory=dict)
+    A report is kept as its deterministic wire form (`VmStatus` message bytes): comparing those lets a
+    heartbeat skip an unchanged report without decoding it."""
+
+    _applied: dict[str, tuple[str, bytes, int]] = field(default_factory=dict)
     _latest: dict[str, int] = field(default_factory=dict)  # VM id -> newest record revision watched
     _watching: bool = False
     _epoch: int = 0  # bumped whenever the memory is reset: a report read before then is not remembered
 
-    def unchanged(self, vm_id: str, node_id: str, observed: VmStatus) -> bool:
+    def unchanged(self, vm_id: str, node_id: str, observed: bytes) -> bool:
         """True when this exact report was already applied and the VM record has not changed since."""
         if not self._watching:
             return False
@@ -58,7 +60,7 @@ class ReportMemory:
         """Take before reading the VM record; pass to `remember`."""
         return self._epoch
 
-    def remember(self, vm_id: str, node_id: str, observed: VmStatus, revision: int, epoch: int) -> None:
+    def remember(self, vm_id: str, node_id: str, observed: bytes, revision: int, epoch: int) -> None:
         """Record that `observed` from `node_id` was judged against record revision `revision`, read
         after `epoch` was taken (if the memory was reset since, the watch may have missed a change)."""
         if self._watching and epoch == self._epoch:

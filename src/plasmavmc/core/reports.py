@@ -72,14 +72,17 @@ async def on_exit(core: Core, node_id: str, vm_id: str, kind: ExitKind, observed
     await _apply(core, node_id, vm_id, lambda vm: _after_exit(vm, kind, observed))
 
 
-async def on_heartbeat_vm(core: Core, node_id: str, vm_id: str, observed: VmStatus, observed_at: int) -> None:
+async def on_heartbeat_vm(
+    core: Core, node_id: str, vm_id: str, observed: VmStatus, observed_at: int, report: bytes
+) -> None:
     """Refresh the VM's record from a heartbeat; a report already applied to the unchanged record is
-    skipped without a store read (`report_memory.py`)."""
+    skipped without a store read (`report_memory.py`). `report` identifies `observed` exactly (its
+    deterministic wire form): equal reports, and only those, have equal `report` bytes."""
     memory = core.reports
-    if memory.unchanged(vm_id, node_id, observed):
+    if memory.unchanged(vm_id, node_id, report):
         return
     epoch = memory.epoch()
     record = await _apply(core, node_id, vm_id, lambda vm: _refreshed(vm, observed, observed_at))
     if record is not None and observed_at > record.value.updated_at + 1:
         # judged against this record (not stale): the same report changes nothing until the record does
-        memory.remember(vm_id, node_id, observed, record.revision, epoch)
+        memory.remember(vm_id, node_id, report, record.revision, epoch)
