@@ -264,7 +264,7 @@ async def main() -> None:
     p.add_argument("--heartbeat-interval", type=float, default=5.0, help="of each simulated node")
     p.add_argument("--guest-dir", type=Path, default=GUEST_DIR)
     args = p.parse_args()
-    placement = [await placement_rates(int(n), args.placements, args.synchronous) for n in args.nodes.split(",")]
+    placement = [await placement_rates(int(n), args.placements, args.synchronous) for n in args.nodes.split(",") if n]
     api = (
         await api_run(args.api_vms, args.api_nodes, args.concurrency, args.guest_dir, args.heartbeat_interval)
         if args.api_vms

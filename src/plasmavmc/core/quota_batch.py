@@ -2,13 +2,15 @@
 
 Every create must write its org's quota record (usage), so within an org creates are serial; one
 commit each would cap an org at the store's commit rate divided by the reads around it. Instead,
-charges queue per org and a single drainer takes what has queued (up to `MAX_WRITES` writes), reads
-the org's and the projects' records once, admits the charges in arrival order while they fit (a
-charge that would cross a limit gets QUOTA_EXCEEDED, the ones after it still get their turn), and
-commits the admitted charges' own writes with the updated quota records, all or none. If that commit
-loses a compare-and-swap (a name claimed twice, or another server charged meanwhile) every admitted
-charge is retried on its own (`quotas.commit_locked`), so the outcome is exactly what one commit
-per charge would give; a charge whose keys collide with one already in the batch waits for its own.
+charges queue per org and a single drainer takes what has queued (up to `MAX_WRITES` writes), takes
+the org's and the projects' records as it last committed them (`quotas.remembered`; read when it
+does not know them), admits the charges in arrival order while they fit (a charge that would cross
+a limit gets QUOTA_EXCEEDED, the ones after it still get their turn), and commits the admitted
+charges' own writes with the updated quota records, all or none. Remembered records may be stale
+(another server wrote since), so a lost compare-and-swap, or a charge that would not fit, is decided
+again against fresh reads; if the commit loses even then (a name claimed twice), every charge is
+retried on its own (`quotas.commit_locked`), so the outcome is exactly what one commit per charge
+would give. A charge whose keys collide with one already in the batch waits for its own commit.
 """
 
 from __future__ import annotations
@@ -73,11 +75,45 @@ async def _drain(store: Store, org_id: str, queue: _OrgQueue) -> None:
 
 
 async def _commit_batch(store: Store, org_id: str, batch: list[_Charge]) -> None:
-    records = {"": await quotas.read_quota(store, org_id, "")}
-    for c in batch:
-        if c.project_id not in records:
-            records[c.project_id] = await quotas.read_quota(store, org_id, c.project_id)
-    usage = {p: r.value for p, r in records.items()}
+    """Admit and commit the batch against the remembered quota records. Those may be stale (another
+    server wrote since): a lost commit, or a charge that would not fit, is decided again against
+    fresh reads; a commit that loses even then falls back to one commit per charge."""
+    for fresh in (False, True):
+        if fresh:
+            quotas.forget(store, org_id)
+        records = await _records(store, org_id, {c.project_id for c in batch})
+        usage = {p: r.value for p, r in records.items()}
+        verdict = _admit([c for c in batch if not c.done.done()], usage, final=fresh)
+        if verdict is None:
+            continue
+        admitted, later = verdict
+        try:
+            if admitted:
+                await _commit_admitted(store, org_id, admitted, records, usage)
+        except Conflict:
+            continue
+        for c in later:
+            await _one(store, org_id, c)
+        return
+    for c in batch:  # someone lost a race: give every charge the answer it would get alone
+        if not c.done.done():
+            await _one(store, org_id, c)
+
+
+async def _records(store: Store, org_id: str, projects: set[str]) -> dict[str, Versioned[Quota]]:
+    known = quotas.remembered(store, org_id)
+    for project in sorted(projects | {""}):
+        if project not in known:
+            known[project] = await quotas.read_quota(store, org_id, project)
+    return {p: known[p] for p in projects | {""}}
+
+
+def _admit(
+    batch: list[_Charge], usage: dict[str, Quota], *, final: bool
+) -> tuple[list[_Charge], list[_Charge]] | None:
+    """The charges admitted in arrival order while they fit (`usage` is updated with them), and those
+    whose keys collide with an admitted one (for later). A charge that does not fit gets
+    QUOTA_EXCEEDED when the verdict is `final`; otherwise the answer is None (decide again, fresh)."""
     admitted: list[_Charge] = []
     later: list[_Charge] = []
     keys_taken: set[str] = set()
@@ -87,6 +123,8 @@ async def _commit_batch(store: Store, org_id: str, batch: list[_Charge]) -> None
             continue
         org, project = _charged(usage[""], c.delta), _charged(usage[c.project_id], c.delta)
         if (limit := project.exceeded() or org.exceeded()) is not None:
+            if not final:
+                return None
             scope = project if project.exceeded() else org
             c.done.set_exception(
                 QuotaExceeded(f"quota of {quotas.scope_name(scope)} exceeded: {limit}", field=limit.split()[0])
@@ -95,10 +133,7 @@ async def _commit_batch(store: Store, org_id: str, batch: list[_Charge]) -> None
         usage[""], usage[c.project_id] = org, project
         keys_taken |= {w.key for w in c.writes}
         admitted.append(c)
-    if admitted:
-        await _commit_admitted(store, admitted, records, usage)
-    for c in later:
-        await _one(store, org_id, c)
+    return admitted, later
 
 
 def _charged(quota: Quota, delta: QuotaUsage) -> Quota:
@@ -106,16 +141,16 @@ def _charged(quota: Quota, delta: QuotaUsage) -> Quota:
 
 
 async def _commit_admitted(
-    store: Store, admitted: list[_Charge], records: dict[str, Versioned[Quota]], usage: dict[str, Quota]
+    store: Store, org_id: str, admitted: list[_Charge], records: dict[str, Versioned[Quota]], usage: dict[str, Quota]
 ) -> None:
-    touched = {""} | {c.project_id for c in admitted}
-    quota_writes = [Write(records[p].key, codec.dumps(usage[p]), records[p].revision) for p in sorted(touched)]
-    try:
-        revision = await store.commit([*(w for c in admitted for w in c.writes), *quota_writes])
-    except Conflict:
-        for c in admitted:  # someone lost a race: give every charge the answer it would get alone
-            await _one(store, records[""].value.org_id, c)
-        return
+    """One commit of the admitted charges' writes and the quota records they charged (raises Conflict
+    and answers no one if it lost); the committed records are remembered."""
+    touched = sorted({""} | {c.project_id for c in admitted})
+    quota_writes = [Write(records[p].key, codec.dumps(usage[p]), records[p].revision) for p in touched]
+    revision = await store.commit([*(w for c in admitted for w in c.writes), *quota_writes])
+    known = quotas.remembered(store, org_id)
+    for p in touched:
+        known[p] = Versioned(usage[p], revision, records[p].key)
     for c in admitted:
         if not c.done.done():
             c.done.set_result(revision)

@@ -8,6 +8,10 @@ because the quota records' revisions fence them. Within one process a lock per o
 writes, so they do not spin on each other's compare-and-swap, and charges that arrive together share
 one commit (`quota_batch.py`).
 
+The batcher remembers the quota records it last committed (`remembered`), so a batch normally costs
+one commit and no reads; the memory is only a guess at the current revision — a stale one loses its
+compare-and-swap and the batch re-reads — and is forgotten by every other quota write of this process.
+
 A scope's record is created on first use (usage counted from then on, with no limits); `set_limits`
 replaces the limits and leaves the usage alone. Lowering a limit below the usage blocks new creates
 and removes nothing.
@@ -31,6 +35,7 @@ from plasmavmc.types.vm import VirtualMachine
 MAX_ROUNDS = 50
 
 _locks: weakref.WeakKeyDictionary[Store, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+_known: weakref.WeakKeyDictionary[Store, dict[str, dict[str, Versioned[Quota]]]] = weakref.WeakKeyDictionary()
 
 
 def usage_of(vm: VirtualMachine) -> QuotaUsage:
@@ -51,6 +56,17 @@ async def read_quota(store: Store, org_id: str, project_id: str) -> Versioned[Qu
     key = keys.quota(org_id, project_id)
     found = await read(store, Quota, key)
     return found or Versioned(Quota(org_id=org_id, project_id=project_id), 0, key)
+
+
+def remembered(store: Store, org_id: str) -> dict[str, Versioned[Quota]]:
+    """The org's quota records as this process last committed them, by project ("" is the org);
+    the caller holds `org_lock` and may update the dict after a successful commit."""
+    return _known.setdefault(store, {}).setdefault(org_id, {})
+
+
+def forget(store: Store, org_id: str) -> None:
+    """Drop what `remembered` holds for the org (after a lost compare-and-swap, or another write)."""
+    _known.get(store, {}).pop(org_id, None)
 
 
 def org_lock(store: Store, org_id: str) -> asyncio.Lock:
@@ -81,6 +97,7 @@ async def _commit_once(
 async def commit_locked(store: Store, org_id: str, project_id: str, delta: QuotaUsage, writes: Sequence[Write]) -> int:
     """`commit_charged` for a caller that holds `org_lock`: one charge, one commit, retried while
     only the quota records lost their compare-and-swap."""
+    forget(store, org_id)
     for _ in range(MAX_ROUNDS):
         read_at: list[int] = []
         try:
@@ -129,6 +146,7 @@ async def set_limits(store: Store, org_id: str, project_id: str, limits: Resourc
     _check_limits(limits)
     key = keys.quota(org_id, project_id)
     async with org_lock(store, org_id):
+        forget(store, org_id)
         for _ in range(MAX_ROUNDS):
             current = await read_quota(store, org_id, project_id)
             updated = replace(current.value, limits=limits)

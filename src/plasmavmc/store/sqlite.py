@@ -6,11 +6,15 @@ It owns the schema and the etcd-like semantics on top of it:
     meta(revision, compact_revision)                global revision; events up to compact_revision are gone
     events(id, revision, key, type, value)          the change log that `watch` replays and follows
 
-Every sqlite call runs on ONE worker thread that owns the connection, so the event loop never blocks and
-this process's writes are serialised. Writes are group-committed (`sqlite_writes.py`): the worker takes
-every write queued while the previous batch was committing and applies them in ONE `BEGIN IMMEDIATE`
-transaction, each in its own savepoint with its own expectation checks and its own revision, so a lost
-compare-and-swap fails alone. The write lock is taken before any expectation is read, which keeps
+Two worker threads own one connection each, so the event loop never blocks: the *writer* applies every
+write of this process, serialised, and the *reader* serves reads (get, list, watch), so a read never
+queues behind a commit's fsync or an event-log compaction; WAL lets it read the last committed state
+while the writer writes, and a caller answered after its commit reads that commit on the reader too.
+(An in-memory database exists per connection, so `":memory:"` runs both on the writer.)
+Writes are group-committed (`sqlite_writes.py`): the writer takes every write queued while the
+previous batch was committing and applies them in ONE `BEGIN IMMEDIATE` transaction, each in its own
+savepoint with its own expectation checks and its own revision, so a lost compare-and-swap fails
+alone. The write lock is taken before any expectation is read, which keeps
 compare-and-swap correct against other processes using the same file.
 
 Durability: `synchronous=FULL` by default. WAL with NORMAL already survives a killed process; FULL also
@@ -121,17 +125,18 @@ class SqliteStore(Store):
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
-        executor: ThreadPoolExecutor,
+        writer: _Worker,
+        reader: _Worker | None = None,
         *,
         retention: int = DEFAULT_RETENTION,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
-        """Use `SqliteStore.open`; `conn` must have been created on `executor`'s only thread."""
+        """Use `SqliteStore.open`; each worker's connection was created on its executor's only thread.
+        Without a `reader`, reads run on the writer."""
         if retention < 1:
             raise InvalidArgument("retention", "must keep at least one event")
-        self._conn = conn
-        self._executor = executor
+        self._conn, self._executor = writer
+        self._read_conn, self._read_executor = reader or writer
         self._retention = retention
         self._poll_interval = poll_interval
         self._changed = asyncio.Event()
@@ -153,17 +158,15 @@ class SqliteStore(Store):
         """Open (creating if needed) the database at `path`; `retention` is how many events to keep."""
         if synchronous not in ("NORMAL", "FULL"):
             raise InvalidArgument("synchronous", "must be NORMAL or FULL")
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plasmavmc-sqlite")
-        loop = asyncio.get_running_loop()
+        writer = await _start_worker("writer", functools.partial(_connect, str(path), synchronous), path)
+        if str(path) == ":memory:":
+            return cls(writer, retention=retention, poll_interval=poll_interval)
         try:
-            conn = await loop.run_in_executor(executor, _connect, str(path), synchronous)
-        except sqlite3.Error as exc:
-            executor.shutdown(wait=False)
-            raise StoreError(f"cannot open sqlite store {str(path)!r}: {exc}") from exc
+            reader = await _start_worker("reader", functools.partial(_connect_reader, str(path)), path)
         except BaseException:
-            executor.shutdown(wait=False)
+            await _stop_worker(writer)
             raise
-        return cls(conn, executor, retention=retention, poll_interval=poll_interval)
+        return cls(writer, reader, retention=retention, poll_interval=poll_interval)
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -173,7 +176,7 @@ class SqliteStore(Store):
             raise StoreError("sqlite store is closed")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+            return await loop.run_in_executor(self._read_executor, functools.partial(fn, *args))
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite: {exc}") from exc
 
@@ -183,11 +186,11 @@ class SqliteStore(Store):
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` inside one read transaction so everything it reads is one snapshot."""
-        self._conn.execute("BEGIN")
+        self._read_conn.execute("BEGIN")
         try:
-            return fn(self._conn)
+            return fn(self._read_conn)
         finally:
-            self._conn.execute("COMMIT")
+            self._read_conn.execute("COMMIT")
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -195,14 +198,14 @@ class SqliteStore(Store):
         return await self._run(self._get_sync, key)
 
     def _get_sync(self, key: str) -> KeyValue | None:
-        row = self._conn.execute(f"SELECT {_KV_COLUMNS} FROM kv WHERE key = ?", (key,)).fetchone()
+        row = self._read_conn.execute(f"SELECT {_KV_COLUMNS} FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else _row_to_kv(row)
 
     async def revision(self) -> int:
         return await self._run(self._revision_sync)
 
     def _revision_sync(self) -> int:
-        return int(self._conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
+        return int(self._read_conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
 
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int = 0) -> Page:
         if limit < 0:
@@ -304,14 +307,38 @@ class SqliteStore(Store):
             return
         self._closed = True
         await self._idle.wait()  # every queued commit is applied (and answered) first
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._conn.close)
-        except sqlite3.Error as exc:
-            raise StoreError(f"sqlite: closing failed: {exc}") from exc
+            if self._read_executor is not self._executor:
+                await _stop_worker((self._read_conn, self._read_executor))
+            await _stop_worker((self._conn, self._executor))
         finally:
-            self._executor.shutdown(wait=True)
             self._notify()  # watchers waiting for a change see the closed store at once
+
+
+_Worker = tuple[sqlite3.Connection, ThreadPoolExecutor]  # a connection and the only thread that uses it
+
+
+async def _start_worker(role: str, connect: Callable[[], sqlite3.Connection], path: Path | str) -> _Worker:
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"plasmavmc-sqlite-{role}")
+    try:
+        conn = await asyncio.get_running_loop().run_in_executor(executor, connect)
+    except sqlite3.Error as exc:
+        executor.shutdown(wait=False)
+        raise StoreError(f"cannot open sqlite store {str(path)!r}: {exc}") from exc
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
+    return conn, executor
+
+
+async def _stop_worker(worker: _Worker) -> None:
+    conn, executor = worker
+    try:
+        await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+    except sqlite3.Error as exc:
+        raise StoreError(f"sqlite: closing failed: {exc}") from exc
+    finally:
+        executor.shutdown(wait=True)
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -325,6 +352,18 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
         for statement in _SCHEMA:
             conn.execute(statement)
         conn.execute("COMMIT")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect_reader(path: str) -> sqlite3.Connection:
+    """A read-only connection to the database `_connect` opened (and set up)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA query_only = ON")
     except BaseException:
         conn.close()
         raise

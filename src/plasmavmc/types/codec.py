@@ -1,7 +1,9 @@
 """Generic conversion between the frozen dataclasses of `plasmavmc.types` and plain JSON data.
 
 One walker over the type hints serves every record, so adding a field never means touching a
-serialiser. Used by the store (records are JSON) and by the CLI's `-o json`.
+serialiser. Used by the store (records are JSON) and by the CLI's `-o json`. The walk over a type
+is done once: `_decoder` compiles a type into a function (cached), and `_encoder` does the same per
+runtime class, so a record costs only its own fields.
 """
 
 from __future__ import annotations
@@ -10,53 +12,80 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from enum import Enum
 from functools import cache
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_Convert = Callable[[Any], Any]
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # JSON already (exact classes: not enums)
 
 
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _same(data: Any) -> Any:
+    return data
 
 
 def to_data(obj: Any) -> Any:
     """A dataclass tree as JSON-ready dicts, lists, strings and numbers."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_data(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Enum):
-        return obj.value
-    if isinstance(obj, (list, tuple)):
-        return [to_data(x) for x in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_data(v) for k, v in obj.items()}
-    return obj
+    cls: Any = type(obj)
+    return obj if cls in _PLAIN else _encoder(cls)(obj)
+
+
+@cache
+def _encoder(cls: Any) -> _Convert:
+    if dataclasses.is_dataclass(cls):
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        return lambda obj: {name: to_data(getattr(obj, name)) for name in names}
+    if issubclass(cls, Enum):
+        return lambda obj: obj.value
+    if issubclass(cls, (list, tuple)):
+        return lambda obj: [to_data(x) for x in obj]
+    if issubclass(cls, dict):
+        return lambda obj: {str(k): to_data(v) for k, v in obj.items()}
+    return _same
 
 
 def from_data(tp: Any, data: Any) -> Any:
     """Rebuild a value of type `tp` from `to_data` output; unknown keys are ignored (forward compatible)."""
+    return _decoder(tp)(data)
+
+
+@cache
+def _decoder(tp: Any) -> _Convert:
     origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if data is None else from_data(args[0], data)
-    if origin is tuple:
-        return tuple(from_data(typing.get_args(tp)[0], x) for x in data)
-    if origin is list:
-        return [from_data(typing.get_args(tp)[0], x) for x in data]
+        inner = _decoder(next(a for a in args if a is not type(None)))
+        return lambda data: None if data is None else inner(data)
+    if origin in (tuple, list):
+        item = _decoder(args[0])
+        if item is _same:
+            return tuple if origin is tuple else list
+        return lambda data: origin(item(x) for x in data)
     if origin is dict:
-        vt = typing.get_args(tp)[1]
-        return {k: from_data(vt, v) for k, v in data.items()}
+        value = _decoder(args[1])
+        return dict if value is _same else lambda data: {k: value(v) for k, v in data.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = _hints(tp)
-        kwargs = {f.name: from_data(hints[f.name], data[f.name]) for f in dataclasses.fields(tp) if f.name in data}
-        return tp(**kwargs)
+        return _dataclass_decoder(tp)
     if isinstance(tp, type) and issubclass(tp, Enum):
-        return tp(data)
-    if tp is float and isinstance(data, int):
-        return float(data)
-    return data
+        return tp
+    if tp is float:
+        return lambda data: float(data) if isinstance(data, int) else data
+    return _same
+
+
+def _dataclass_decoder(cls: type) -> _Convert:
+    plan: list[tuple[str, _Convert]] | None = None  # (field, decoder), built on first use (types may nest)
+
+    def decode(data: Any) -> Any:
+        nonlocal plan
+        if plan is None:
+            hints = typing.get_type_hints(cls)
+            plan = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(cls)]
+        return cls(**{name: convert(data[name]) for name, convert in plan if name in data})
+
+    return decode
 
 
 def dumps(obj: Any) -> bytes:
