@@ -29,11 +29,6 @@ def _prefix(enum_desc: EnumDescriptor) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", enum_desc.name).upper() + "_"
 
 
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -51,34 +46,56 @@ def enum_from_proto(enum_cls: type[E], number: int, enum_desc: EnumDescriptor) -
     return None if name == "UNSPECIFIED" else enum_cls[name]
 
 
-def _set_scalar(msg: Message, fd: Any, value: Any) -> Any:
+def _set_scalar(fd: Any, value: Any) -> Any:
     if fd.enum_type is not None and isinstance(value, Enum):
         return enum_to_proto(value, fd.enum_type)
     return value
 
 
+class _Kind(Enum):
+    MAP = "map"
+    REPEATED_MESSAGE = "repeated message"
+    REPEATED = "repeated scalar"
+    MESSAGE = "message"
+    SCALAR = "scalar"
+
+
+def _kind(fd: Any) -> _Kind:
+    if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+        return _Kind.MAP
+    if fd.is_repeated:
+        return _Kind.REPEATED_MESSAGE if fd.message_type is not None else _Kind.REPEATED
+    return _Kind.MESSAGE if fd.message_type is not None else _Kind.SCALAR
+
+
+@cache
+def _fields(cls: Any, desc: Any) -> tuple[tuple[str, Any, _Kind], ...]:
+    """Each field of the dataclass `cls` with its descriptor in `desc` and its kind (walked once)."""
+    return tuple(
+        (f.name, desc.fields_by_name[f.name], _kind(desc.fields_by_name[f.name])) for f in dataclasses.fields(cls)
+    )
+
+
 def to_proto(obj: Any, msg: M) -> M:
     """Fill `msg` (a fresh message) from the dataclass `obj`; returns `msg`."""
-    desc = msg.DESCRIPTOR
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        fd = desc.fields_by_name[f.name]
+    cls: Any = type(obj)
+    for name, fd, kind in _fields(cls, msg.DESCRIPTOR):
+        value = getattr(obj, name)
         if value is None:
             continue
-        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-            getattr(msg, f.name).update({k: v for k, v in value.items()})
-        elif fd.is_repeated:
-            target = getattr(msg, f.name)
+        if kind is _Kind.MAP:
+            getattr(msg, name).update(value)
+        elif kind is _Kind.REPEATED_MESSAGE:
+            target = getattr(msg, name)
             for item in value:
-                if fd.message_type is not None:
-                    to_proto(item, target.add())
-                else:
-                    target.append(_set_scalar(msg, fd, item))
-        elif fd.message_type is not None:
-            to_proto(value, getattr(msg, f.name))
-            getattr(msg, f.name).SetInParent()
+                to_proto(item, target.add())
+        elif kind is _Kind.REPEATED:
+            getattr(msg, name).extend(_set_scalar(fd, item) for item in value)
+        elif kind is _Kind.MESSAGE:
+            to_proto(value, getattr(msg, name))
+            getattr(msg, name).SetInParent()
         else:
-            setattr(msg, f.name, _set_scalar(msg, fd, value))
+            setattr(msg, name, _set_scalar(fd, value))
     return msg
 
 
@@ -90,25 +107,34 @@ def _from_value(tp: Any, fd: Any, raw: Any) -> Any:
     return raw
 
 
+@cache
+def _reading(cls: Any, desc: Any) -> tuple[tuple[str, Any, _Kind, Any, bool], ...]:
+    """`_fields` with each field's value type (element type when repeated) and whether it is optional."""
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for name, fd, kind in _fields(cls, desc):
+        tp, optional = _unwrap_optional(hints[name])
+        if kind in (_Kind.REPEATED, _Kind.REPEATED_MESSAGE):
+            (tp,) = typing.get_args(tp)[:1]
+        plan.append((name, fd, kind, tp, optional))
+    return tuple(plan)
+
+
 def from_proto(cls: type[T], msg: Message) -> T:
     """Build the dataclass `cls` from `msg`; unset optional fields become None or the default."""
-    hints = _hints(cls)  # type: ignore[arg-type]
-    desc = msg.DESCRIPTOR
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        fd = desc.fields_by_name[f.name]
-        tp, optional = _unwrap_optional(hints[f.name])
-        raw = getattr(msg, f.name)
-        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-            kwargs[f.name] = dict(raw)
-        elif fd.is_repeated:
-            (elem_tp,) = typing.get_args(tp)[:1]
-            kwargs[f.name] = tuple(_from_value(elem_tp, fd, x) for x in raw)
-        elif fd.has_presence and not msg.HasField(f.name):
+    target: Any = cls
+    for name, fd, kind, tp, optional in _reading(target, msg.DESCRIPTOR):
+        raw = getattr(msg, name)
+        if kind is _Kind.MAP:
+            kwargs[name] = dict(raw)
+        elif kind in (_Kind.REPEATED, _Kind.REPEATED_MESSAGE):
+            kwargs[name] = tuple(_from_value(tp, fd, x) for x in raw)
+        elif fd.has_presence and not msg.HasField(name):
             if optional:
-                kwargs[f.name] = None
+                kwargs[name] = None
         else:
             value = _from_value(tp, fd, raw)
             if value is not None or optional:
-                kwargs[f.name] = value
+                kwargs[name] = value
     return cls(**kwargs)
