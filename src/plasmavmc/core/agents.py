@@ -37,9 +37,9 @@ def _translate(exc: grpc.aio.AioRpcError, node: Node) -> PlasmaError:
 class AgentClient:
     """The AgentService of one node."""
 
-    def __init__(self, node: Node, channel: grpc.aio.Channel) -> None:
+    def __init__(self, node: Node, stub: agent_pb2_grpc.AgentServiceStub) -> None:
         self.node = node
-        self._stub = agent_pb2_grpc.AgentServiceStub(channel)
+        self._stub = stub
 
     async def _call(self, method: str, request: object, timeout: float = CALL_TIMEOUT) -> object:
         try:
@@ -153,21 +153,24 @@ class AgentClient:
 
 
 class AgentPool:
-    """Channels to every agent the control plane talks to, keyed by address."""
+    """Channels (and their stubs) to every agent the control plane talks to, keyed by address."""
 
     def __init__(self) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, agent_pb2_grpc.AgentServiceStub] = {}
 
     def client(self, node: Node) -> AgentClient:
         if not node.agent_address:
             raise Unavailable(f"node {node.id} has not reported an agent address")
-        channel = self._channels.get(node.agent_address)
-        if channel is None:
+        stub = self._stubs.get(node.agent_address)
+        if stub is None:
             channel = grpc.aio.insecure_channel(node.agent_address)
             self._channels[node.agent_address] = channel
-        return AgentClient(node, channel)
+            stub = self._stubs[node.agent_address] = agent_pb2_grpc.AgentServiceStub(channel)
+        return AgentClient(node, stub)
 
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        self._stubs.clear()

@@ -66,5 +66,7 @@ class Core:
     async def agent_for(self, vm: VirtualMachine) -> AgentClient:
         if vm.node_id is None:
             raise Unavailable(f"VM {vm.id} is not placed on a node")
-        node = await self.nodes.get(vm.node_id)
-        return self.agents.client(node.value)
+        cached = self.nodes.cache.recent(vm.node_id)  # the scheduler's copy, if it is fresh
+        if cached is not None and cached.value.agent_address:
+            return self.agents.client(cached.value)
+        return self.agents.client((await self.nodes.get(vm.node_id)).value)

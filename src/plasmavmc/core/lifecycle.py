@@ -143,7 +143,9 @@ async def provision(core: Core, vm: Versioned[VirtualMachine], images: list[Imag
     except PlasmaError as err:
         await set_error(core, vm.key, f"create failed: {err.message}")
         raise
-    done = await mutate(core.store, VirtualMachine, vm.key, lambda v: _moved(v, VmState.STOPPED, "create"))
+    done = await mutate(
+        core.store, VirtualMachine, vm.key, lambda v: _moved(v, VmState.STOPPED, "create"), known=vm
+    )
     return done.value
 
 

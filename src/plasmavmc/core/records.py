@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from plasmavmc.errors import Conflict, NotFound
+from plasmavmc.errors import Conflict, NotFound, PlasmaError
 from plasmavmc.store.base import KeyValue, Store
 from plasmavmc.types import codec
 
@@ -44,14 +44,25 @@ async def mutate(
     fn: Callable[[T], T],
     *,
     missing: Callable[[], Exception] = lambda: NotFound("record not found"),
+    known: Versioned[T] | None = None,
 ) -> Versioned[T]:
-    """Read `key`, apply `fn`, write back with CAS; retry on conflict. `fn` may raise to abort."""
+    """Read `key`, apply `fn`, write back with CAS; retry on conflict. `fn` may raise to abort.
+    `known` (the record as the caller last wrote it) saves the first read; only the stored record
+    decides: a stale copy loses the compare-and-swap, and a copy `fn` refuses or leaves unchanged is
+    read again."""
     for _ in range(MAX_CAS_RETRIES):
-        current = await read(store, cls, key)
+        guessed, current, known = known is not None, known or await read(store, cls, key), None
         if current is None:
             raise missing()
-        updated = fn(current.value)
+        try:
+            updated = fn(current.value)
+        except PlasmaError:
+            if guessed:
+                continue  # judged on the caller's copy: judge again on the record
+            raise
         if updated == current.value:
+            if guessed:
+                continue
             return current
         try:
             rev = await store.put(key, codec.dumps(updated), expected_revision=current.revision)

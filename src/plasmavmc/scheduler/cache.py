@@ -112,6 +112,12 @@ class NodeCache:
         node = self._nodes.get(node_id)
         return None if node is None else (node, self._view(node_id))
 
+    def recent(self, node_id: str) -> Versioned[Node] | None:
+        """The node, when the cache was loaded no longer than `max_age` ago (None otherwise)."""
+        if time.monotonic() - self._loaded_at > self.max_age:
+            return None
+        return self._nodes.get(node_id)
+
     def put(self, node: Versioned[Node], add_group: str | None = None) -> None:
         """Record a node as this process just wrote (or read) it."""
         node_id = node.value.id
