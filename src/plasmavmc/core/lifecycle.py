@@ -108,7 +108,7 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
         raise AlreadyExists(
             f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name"
         ) from None
-    async with pending.driving(core.store, op):
+    async with pending.driving(core.store, op) as drive:
         try:
             placed = await place(core, Versioned(vm, rev, key))
         except PlasmaError:
@@ -116,7 +116,7 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
             await quotas.commit_charged(core.store, vm.org_id, vm.project_id, -usage, undo)
             OPERATIONS.labels("create", "error").inc()
             raise
-        result = await provision(core, placed, images)
+        result = await provision(core, placed, images, drive)
     OPERATIONS.labels("create", "ok").inc()
     return result
 
@@ -135,18 +135,24 @@ async def place(core: Core, vm: Versioned[VirtualMachine]) -> Versioned[VirtualM
     return result
 
 
-async def provision(core: Core, vm: Versioned[VirtualMachine], images: list[Image]) -> VirtualMachine:
-    """CREATING -> STOPPED once the node's agent made the VM's disks; ERROR (with reason) if it fails."""
+async def provision(
+    core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving | None = None
+) -> VirtualMachine:
+    """CREATING -> STOPPED once the node's agent made the VM's disks; ERROR (with reason) if it fails.
+    With `drive`, the STOPPED write also finishes the pending create."""
     try:
         agent = await core.agent_for(vm.value)
         await agent.create_vm(vm.value, images)
     except PlasmaError as err:
         await set_error(core, vm.key, f"create failed: {err.message}")
         raise
-    done = await mutate(
-        core.store, VirtualMachine, vm.key, lambda v: _moved(v, VmState.STOPPED, "create"), known=vm
+    also = [drive.finish_write()] if drive else []
+    stopped = await mutate(
+        core.store, VirtualMachine, vm.key, lambda v: _moved(v, VmState.STOPPED, "create"), known=vm, also=also
     )
-    return done.value
+    if drive:
+        drive.finished = True
+    return stopped.value
 
 
 def _moved(vm: VirtualMachine, target: VmState, operation: str, **changes: object) -> VirtualMachine:

@@ -84,13 +84,26 @@ async def release(store: Store, pending: Pending) -> None:
             await store.put(pending.key, orphan.encode(), expected_revision=kv.mod_revision)
 
 
+@dataclass
+class Driving:
+    """An operation being driven; its last step may finish the record in its own commit."""
+
+    pending: Pending
+    finished: bool = False
+
+    def finish_write(self) -> Write:
+        """The write that finishes the record: commit it with the last step, then set `finished`."""
+        return Write(self.pending.key, None)
+
+
 @contextlib.asynccontextmanager
-async def driving(store: Store, pending: Pending) -> AsyncIterator[None]:
-    """Around an operation's steps: an outcome (success or a final PlasmaError) finishes the record;
-    anything else (a retryable failure, the caller cancelled, a bug) releases it to the leader, which
-    then finishes the operation."""
+async def driving(store: Store, pending: Pending) -> AsyncIterator[Driving]:
+    """Around an operation's steps: an outcome (success or a final PlasmaError) finishes the record
+    (unless the last step already did); anything else (a retryable failure, the caller cancelled, a
+    bug) releases it to the leader, which then finishes the operation."""
+    drive = Driving(pending)
     try:
-        yield
+        yield drive
     except PlasmaError as err:
         if err.retryable:
             with contextlib.suppress(Exception):
@@ -102,4 +115,5 @@ async def driving(store: Store, pending: Pending) -> AsyncIterator[None]:
         with contextlib.suppress(Exception):
             await release(store, pending)
         raise
-    await finish(store, pending)
+    if not drive.finished:
+        await finish(store, pending)

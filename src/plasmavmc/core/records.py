@@ -8,12 +8,12 @@ read-modify-write: the function it applies may raise (e.g. INVALID_STATE), and t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from plasmavmc.errors import Conflict, NotFound, PlasmaError
-from plasmavmc.store.base import KeyValue, Store
+from plasmavmc.store.base import KeyValue, Store, Write
 from plasmavmc.types import codec
 
 T = TypeVar("T")
@@ -45,11 +45,12 @@ async def mutate(
     *,
     missing: Callable[[], Exception] = lambda: NotFound("record not found"),
     known: Versioned[T] | None = None,
+    also: Sequence[Write] = (),
 ) -> Versioned[T]:
     """Read `key`, apply `fn`, write back with CAS; retry on conflict. `fn` may raise to abort.
     `known` (the record as the caller last wrote it) saves the first read; only the stored record
     decides: a stale copy loses the compare-and-swap, and a copy `fn` refuses or leaves unchanged is
-    read again."""
+    read again. `also` is committed with the record's write (alone if the record needs no change)."""
     for _ in range(MAX_CAS_RETRIES):
         guessed, current, known = known is not None, known or await read(store, cls, key), None
         if current is None:
@@ -63,9 +64,11 @@ async def mutate(
         if updated == current.value:
             if guessed:
                 continue
+            if also:
+                await store.commit(also)
             return current
         try:
-            rev = await store.put(key, codec.dumps(updated), expected_revision=current.revision)
+            rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also])
         except Conflict:
             continue
         return Versioned(updated, rev, key)
