@@ -1,9 +1,11 @@
 """Scheduler throughput: placements per second with claims persisted, and 10,000 VMs through the API.
 
     .venv/bin/python -m bench.scheduler_bench [--nodes 1000,5000,10000] [--placements 2000]
-        [--api-vms 10000] [--api-nodes 1000] [--concurrency 64] [--synchronous NORMAL|FULL]
+        [--stores sqlite,etcd] [--api-vms 10000] [--api-nodes 1000] [--concurrency 64]
+        [--synchronous NORMAL|FULL]
 
-Part 1 (`placement`), per fleet size: N SIMULATED node records in a SQLite store; M PENDING VMs are
+Part 1 (`placement`), per store and fleet size: N SIMULATED node records in a SQLite store, or in a
+real etcd this script starts (tests/etcd.py: loopback, random ports, temp dir); M PENDING VMs are
 placed by `core.placement.claim` (scheduler ranking from the node cache + the one-commit claim) with 16
 placements in flight; every claim is committed. Baseline, same run: the naive way — re-read every
 node from the store and filter/score all of them for each VM (cache max_age 0, no sampling).
@@ -21,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
@@ -43,7 +47,8 @@ from plasmavmc.images.local import LocalImageStore
 from plasmavmc.scheduler import build
 from plasmavmc.scheduler.framework import NodeView
 from plasmavmc.store import keys
-from plasmavmc.store.base import Write
+from plasmavmc.store.base import Store, Write
+from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types import codec
 from plasmavmc.types.node import Node, NodeCapacity
@@ -51,6 +56,7 @@ from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
 from tests.conftest import GUEST_DIR, Proc, free_port
 from tests.e2e.helpers import GUEST_IMAGE
+from tests.etcd import EtcdCluster
 
 SIM = HypervisorType.SIMULATED
 SPEC = VmSpec(
@@ -59,13 +65,13 @@ SPEC = VmSpec(
     disks=(DiskSpec(id="root", source=DiskSource(image_id=GUEST_IMAGE), size_gib=1),),
 )
 IN_FLIGHT = 16
+SEED_CHUNK = 100  # node records per seeding commit (etcd takes at most 128 operations per transaction)
 
 
-async def _core(root: Path, nodes: int, synchronous: Literal["NORMAL", "FULL"]) -> Core:
-    store = await SqliteStore.open(root / "state.db", synchronous=synchronous)
+async def _core(store: Store, root: Path, nodes: int) -> Core:
     cap = NodeCapacity(64, 256 * 1024, 4096)
     now = int(time.time())
-    for start in range(0, nodes, 1000):
+    for start in range(0, nodes, SEED_CHUNK):
         writes = [
             Write(
                 keys.node(f"sim-{i:05d}"),
@@ -75,7 +81,7 @@ async def _core(root: Path, nodes: int, synchronous: Literal["NORMAL", "FULL"]) 
                     )
                 ),
             )
-            for i in range(start, min(nodes, start + 1000))
+            for i in range(start, min(nodes, start + SEED_CHUNK))
         ]
         await store.commit(writes)
     return Core(store, ImageCatalog(store), LocalImageStore(root / "images"), NodeRegistry(store, 3600), AgentPool())
@@ -138,10 +144,30 @@ async def _commit_ceiling(core: Core, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def placement_rates(nodes: int, placements: int, synchronous: Literal["NORMAL", "FULL"]) -> dict[str, object]:
-    with tempfile.TemporaryDirectory() as tmp:
-        core = await _core(Path(tmp), nodes, synchronous)
+@contextlib.asynccontextmanager
+async def _store(backend: str, root: Path, synchronous: Literal["NORMAL", "FULL"]) -> AsyncIterator[Store]:
+    """A fresh store of `backend` (etcd: a real one started here, stopped afterwards)."""
+    etcd = EtcdCluster.start(root / "etcd") if backend == "etcd" else None
+    try:
+        if etcd is not None:
+            store: Store = await EtcdStore.open(etcd.endpoints)
+        else:
+            store = await SqliteStore.open(root / "state.db", synchronous=synchronous)
         try:
+            yield store
+        finally:
+            await store.close()
+    finally:
+        if etcd is not None:
+            etcd.stop()
+
+
+async def placement_rates(
+    backend: str, nodes: int, placements: int, synchronous: Literal["NORMAL", "FULL"]
+) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with _store(backend, Path(tmp), synchronous) as store:
+            core = await _core(store, Path(tmp), nodes)
             vms = await _pending(core, placements)
             await core.nodes.cache.reload()
             seconds = await _place_all(core, vms)
@@ -150,10 +176,9 @@ async def placement_rates(nodes: int, placements: int, synchronous: Literal["NOR
             naive = min(50, max(5, 200_000 // nodes))
             base_seconds = await _naive_all(core, await _pending(core, naive))
             ceiling = await _commit_ceiling(core, placements)
-        finally:
-            await core.store.close()
     rate, base = placements / seconds, naive / base_seconds
     return {
+        "store": backend,
         "nodes": nodes,
         "placements": placements,
         "seconds": round(seconds, 3),
@@ -257,14 +282,21 @@ async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--nodes", default="1000,5000,10000")
     p.add_argument("--placements", type=int, default=2000)
-    p.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="FULL")
+    p.add_argument("--stores", default="sqlite,etcd", help="placement part: sqlite, etcd or both")
+    p.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="FULL", help="of the SQLite store")
     p.add_argument("--api-vms", type=int, default=10_000)
     p.add_argument("--api-nodes", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--heartbeat-interval", type=float, default=5.0, help="of each simulated node")
     p.add_argument("--guest-dir", type=Path, default=GUEST_DIR)
     args = p.parse_args()
-    placement = [await placement_rates(int(n), args.placements, args.synchronous) for n in args.nodes.split(",") if n]
+    placement = [
+        await placement_rates(backend, int(n), args.placements, args.synchronous)
+        for backend in args.stores.split(",")
+        if backend
+        for n in args.nodes.split(",")
+        if n
+    ]
     api = (
         await api_run(args.api_vms, args.api_nodes, args.concurrency, args.guest_dir, args.heartbeat_interval)
         if args.api_vms
@@ -272,7 +304,6 @@ async def main() -> None:
     )
     emit(
         "scheduler",
-        store="sqlite",
         synchronous=args.synchronous,
         in_flight=IN_FLIGHT,
         placement=placement,
