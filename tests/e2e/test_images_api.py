@@ -25,9 +25,10 @@ import pytest
 from aiohttp import web
 
 from plasmavmc.client import PlasmaClient
-from plasmavmc.errors import ErrorCode, ImageNotFound, InvalidState, PermissionDenied, PlasmaError
+from plasmavmc.errors import ErrorCode, ImageNotFound, InvalidState, PermissionDenied, PlasmaError, QuotaExceeded
 from plasmavmc.images.s3 import S3ImageStore, S3Settings
 from plasmavmc.types.image import ImageFormat, ImageStatus, Visibility
+from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, MemorySpec, VmSpec
 from plasmavmc.v1 import image_pb2
 from tests.conftest import Cluster, Proc, free_port, kill_leftover_qemu, needs_qemu, write_configs
@@ -284,6 +285,23 @@ async def test_list_is_paginated(images: PlasmaClient) -> None:
         if not token:
             break
     assert set(seen) == made and len(seen) == len(made)
+
+
+async def test_max_images_counts_every_image_of_the_org(images: PlasmaClient) -> None:
+    org = "org-img-quota"
+    await images.set_quota(org, "", ResourceLimits(max_images=2))
+    first = await images.upload_image(org, "q-1", chunks_of(raw_disk(4096)))
+    with pytest.raises(PlasmaError):  # refused after its record was written: the count comes back
+        await images.upload_image(org, "q-bad", chunks_of(raw_disk(4096)), checksum="0" * 64)
+    await images.upload_image(org, "q-2", chunks_of(raw_disk(4096)))
+    with pytest.raises(QuotaExceeded, match="max_images"):
+        await images.upload_image(org, "q-3", chunks_of(raw_disk(4096)))
+    assert sorted(i.name for i in await images.list_images(org) if i.org_id == org) == ["q-1", "q-2"]
+    assert (await images.get_quota(org)).usage.images == 2
+    await images.delete_image(org, first.id)
+    assert (await images.get_quota(org)).usage.images == 1
+    await images.upload_image(org, "q-3", chunks_of(raw_disk(4096)))
+    assert (await images.get_quota(org)).usage.images == 2
 
 
 @pytest.fixture

@@ -121,7 +121,8 @@ def _admit(
         if keys_taken & {w.key for w in c.writes}:
             later.append(c)
             continue
-        org, project = _charged(usage[""], c.delta), _charged(usage[c.project_id], c.delta)
+        org = _charged(usage[""], c.delta)
+        project = _charged(usage[c.project_id], c.delta) if c.project_id else org  # "": org-wide
         if (limit := project.exceeded() or org.exceeded()) is not None:
             if not final:
                 return None
@@ -130,7 +131,7 @@ def _admit(
                 QuotaExceeded(f"quota of {quotas.scope_name(scope)} exceeded: {limit}", field=limit.split()[0])
             )
             continue
-        usage[""], usage[c.project_id] = org, project
+        usage[c.project_id], usage[""] = project, org
         keys_taken |= {w.key for w in c.writes}
         admitted.append(c)
     return admitted, later

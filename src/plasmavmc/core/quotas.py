@@ -48,7 +48,8 @@ def usage_of(vm: VirtualMachine) -> QuotaUsage:
 
 
 def _scopes(org_id: str, project_id: str) -> list[tuple[str, str]]:
-    return [(org_id, ""), (org_id, project_id)]
+    """The records a change is counted in: the org's, and the project's unless it is org-wide ("")."""
+    return [(org_id, ""), (org_id, project_id)] if project_id else [(org_id, "")]
 
 
 async def read_quota(store: Store, org_id: str, project_id: str) -> Versioned[Quota]:
@@ -87,8 +88,7 @@ async def _commit_once(
         current = await read_quota(store, org, project)
         read_at.append(current.revision)
         updated = replace(current.value, usage=(current.value.usage + delta).clamped())
-        charging = delta.vms > 0 or delta.vcpus > 0
-        if charging and (limit := updated.exceeded()) is not None:
+        if delta.charges and (limit := updated.exceeded()) is not None:
             raise QuotaExceeded(f"quota of {scope_name(updated)} exceeded: {limit}", field=limit.split()[0])
         quota_writes.append(Write(current.key, codec.dumps(updated), current.revision))
     return await store.commit([*writes, *quota_writes])
@@ -116,7 +116,7 @@ async def commit_charged(store: Store, org_id: str, project_id: str, delta: Quot
     arrive together share one commit (`quota_batch.py`). A conflict on the quota records is retried
     here; one on the caller's own writes propagates as CONFLICT.
     """
-    if delta.vms > 0 or delta.vcpus > 0:
+    if delta.charges:
         from plasmavmc.core import quota_batch  # it builds on this module
 
         return await quota_batch.submit(store, org_id, project_id, delta, writes)

@@ -14,6 +14,10 @@ Deletion is refused (INVALID_STATE) while a VM's disk or another image's `kernel
 names the image: deleting a base under a running VM's overlay would break it. A deletion marks the
 record DELETED first, then removes the bytes, then the record; a crash between leaves a DELETED record
 (hidden from Get/List) that deleting again finishes.
+
+Every image record counts in its org's `max_images` quota (org-wide, `quotas.commit_charged`): it is
+charged in the commit that writes the record (QUOTA_EXCEEDED, and nothing written, when the org is
+full) and given back in the commit that removes it, so a failed upload gives its count back too.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Protocol
 
 from plasmavmc import validation
+from plasmavmc.core import quotas
 from plasmavmc.core.records import Versioned, decode, mutate, read, replace, retry_on_conflict
 from plasmavmc.errors import ImageNotFound, InvalidArgument, InvalidState, PermissionDenied, PlasmaError, Unimplemented
 from plasmavmc.images import ingest, qemu_img
@@ -47,12 +52,14 @@ from plasmavmc.types.image import (
     UrlSource,
     Visibility,
 )
+from plasmavmc.types.quota import QuotaUsage
 from plasmavmc.types.vm import VirtualMachine
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 BOOT_METADATA = ("kernel_id", "ramdisk_id", "kernel_cmdline")
+IMAGE = QuotaUsage(images=1)  # what one image record counts in its org's quota
 
 
 class VmDiskSource(Protocol):
@@ -269,7 +276,7 @@ class ImageService:
         marked = await self._set(current.key, lambda i: _stamped(i, status=ImageStatus.DELETED))
         if marked.value.checksum:
             await self.files.delete(BlobRef.of(marked.value))
-        await self.store.delete(current.key)
+        await self._remove(current.key)
         log.info("image %s deleted", image_id)
 
     async def close(self) -> None:
@@ -302,9 +309,23 @@ class ImageService:
         return users
 
     async def _create(self, image: Image) -> Versioned[Image]:
+        """Write the new record, counted in its org's `max_images` in the same commit."""
         key = key_of(image)
-        rev = await self.store.put(key, codec.dumps(image), expected_revision=0)
+        writes = [Write(key, codec.dumps(image), 0)]
+        rev = await quotas.commit_charged(self.store, image.org_id, "", IMAGE, writes)
         return Versioned(image, rev, key)
+
+    async def _remove(self, key: str) -> None:
+        """Delete the record and give its org's image quota back, in one commit (once, however many
+        callers race to remove it)."""
+
+        async def attempt() -> None:
+            found = await read(self.store, Image, key)
+            if found is not None:
+                writes = [Write(key, None, found.revision)]
+                await quotas.commit_charged(self.store, found.value.org_id, "", -IMAGE, writes)
+
+        await retry_on_conflict(attempt)
 
     async def _set(self, key: str, fn: Callable[[Image], Image]) -> Versioned[Image]:
         return await mutate(self.store, Image, key, fn, missing=lambda: ImageNotFound("image record vanished"))
@@ -350,6 +371,6 @@ class ImageService:
             found = await read(self.store, Image, key)
             if found is not None and found.value.checksum:
                 await self.files.delete(BlobRef.of(found.value))
-            await self.store.delete(key)
+            await self._remove(key)
         except PlasmaError as err:
             log.warning("could not discard failed upload %s: %s", key, err)

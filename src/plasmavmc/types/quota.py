@@ -35,6 +35,11 @@ class QuotaUsage:
             self.images + other.images,
         )
 
+    @property
+    def charges(self) -> bool:
+        """Whether this change takes anything (then it is checked against the limits first)."""
+        return any(v > 0 for v in (self.vms, self.vcpus, self.memory_mib, self.storage_gib, self.images))
+
     def __neg__(self) -> QuotaUsage:
         return QuotaUsage(-self.vms, -self.vcpus, -self.memory_mib, -self.storage_gib, -self.images)
 
