@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types import codec
+from plasmavmc.types.image import Image, ImageStatus
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 from tests.conftest import Cluster, kill_leftover_qemu, needs_qemu, start_cluster
@@ -80,5 +81,45 @@ async def test_restarted_server_finishes_an_interrupted_create(single: Cluster) 
         while await store.list_all(keys.PENDING) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)  # the adopter deletes the record just after the VM's last write
         assert await store.list_all(keys.PENDING) == []
+    finally:
+        await store.close()
+
+
+async def test_restarted_server_removes_an_upload_its_predecessor_was_receiving(single: Cluster) -> None:
+    """No image stays UPLOADING forever: the dead server's ingest is adopted and abandoned, and the org's
+    image count comes back."""
+    store = await SqliteStore.open(single.root / "state.db")
+    sent = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b"\0" * 65536
+        sent.set()
+        await asyncio.Event().wait()  # never finishes: the server dies first
+        yield b""
+
+    try:
+        async with await PlasmaClient.connect(single.api) as client:
+            upload = asyncio.ensure_future(client.upload_image(ORG, "cut-short", stalled()))
+            await asyncio.wait_for(sent.wait(), DEADLINE)
+            deadline = time.monotonic() + DEADLINE
+            while not await store.list_all(keys.PENDING) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # polling what another process writes, with a deadline
+            images = [codec.loads(Image, kv.value) for kv in await store.list_all(keys.IMAGES + ORG + "/")]
+            assert [(i.name, i.status) for i in images] == [("cut-short", ImageStatus.UPLOADING)]
+            assert (await client.get_quota(ORG)).usage.images == 1
+            single.server.kill(signal.SIGKILL)
+            with pytest.raises(PlasmaError):
+                await asyncio.wait_for(upload, DEADLINE)
+        single.server.start()
+        single.wait_ready()
+        deadline = time.monotonic() + DEADLINE
+        while (await store.list_all(keys.PENDING) or await store.list_all(keys.IMAGES + ORG + "/")) and (
+            time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.1)  # the new leader adopts the ingest and removes the image
+        assert await store.list_all(keys.IMAGES + ORG + "/") == []
+        assert await store.list_all(keys.PENDING) == []
+        async with await PlasmaClient.connect(single.api) as client:
+            assert (await client.get_quota(ORG)).usage.images == 0
     finally:
         await store.close()

@@ -9,7 +9,8 @@ after any prefix of the original operation ran (exactly-once effect):
 - stop: RUNNING -> STOPPING -> the agent stops it unless it is already down -> STOPPED.
 
 Any other state means the operation's outcome is already recorded (or was overtaken by another one,
-say a delete), and there is nothing left to do.
+say a delete), and there is nothing left to do. An image ingest is not finished but abandoned
+(`images.service.abandon`): its bytes went with the server that was receiving them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from plasmavmc.core.context import Core
 from plasmavmc.core.pending import Op, Pending
 from plasmavmc.core.records import Versioned, mutate, read
 from plasmavmc.errors import NotFound, PlasmaError
+from plasmavmc.images import service as image_service
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine, VmStatus
 
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 
 async def finish_operation(core: Core, op: Pending) -> None:
     """Drive `op` to its outcome. Raises a retryable PlasmaError when it cannot progress yet."""
+    if op.op == Op.IMAGE:
+        await image_service.abandon(core.store, core.image_files, op.vm_key)
+        return
     vm = await read(core.store, VirtualMachine, op.vm_key)
     if vm is None:
         return  # deleted meanwhile: nothing to finish

@@ -27,6 +27,7 @@ class Op(StrEnum):
     CREATE = "create"
     START = "start"
     STOP = "stop"
+    IMAGE = "image"  # an image ingest: `vm_key`/`vm_id` name the image record (`images/service.py`)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,12 @@ record DELETED first, then removes the bytes, then the record; a crash between l
 Every image record counts in its org's `max_images` quota (org-wide, `quotas.commit_charged`): it is
 charged in the commit that writes the record (QUOTA_EXCEEDED, and nothing written, when the org is
 full) and given back in the commit that removes it, so a failed upload gives its count back too.
+
+An ingest (upload, import, conversion) is a pending operation (`core/pending.py`) owned by the server
+doing it, recorded in the commit that creates the image record and finished when the image is
+AVAILABLE, ERROR or gone. If that server dies mid-way, the leader adopts the operation and `abandon`s
+it: an upload is removed, bytes and all, like any failed upload; an import or conversion ends in ERROR
+saying it was interrupted. No image stays PENDING, UPLOADING or CONVERTING forever.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import Protocol
 
 from plasmavmc import validation
-from plasmavmc.core import quotas
+from plasmavmc.core import pending, quotas
 from plasmavmc.core.records import Versioned, decode, mutate, read, replace, retry_on_conflict
 from plasmavmc.errors import ImageNotFound, InvalidArgument, InvalidState, PermissionDenied, PlasmaError, Unimplemented
 from plasmavmc.images import ingest, qemu_img
@@ -60,6 +66,7 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 BOOT_METADATA = ("kernel_id", "ramdisk_id", "kernel_cmdline")
 IMAGE = QuotaUsage(images=1)  # what one image record counts in its org's quota
+INGESTING = frozenset({ImageStatus.PENDING, ImageStatus.UPLOADING, ImageStatus.CONVERTING})
 
 
 class VmDiskSource(Protocol):
@@ -102,8 +109,10 @@ def _stamped(image: Image, **changes: object) -> Image:
 
 class ImageService:
     def __init__(self, store: Store, catalog: ImageCatalog, files: ImageStore, staging: Path,
-                 vm_disks: VmDiskSource | None = None) -> None:
+                 vm_disks: VmDiskSource | None = None, owner: str = "") -> None:
+        """`owner`: the id of this server, owner of the ingests it starts (see `abandon`)."""
         self.store = store
+        self.owner = owner
         self.vm_disks = vm_disks
         self.catalog = catalog
         self.files = files
@@ -151,14 +160,15 @@ class ImageService:
         ingest.check_new(new)
         if new.source is not None and (new.source.url or new.source.snapshot):
             raise InvalidArgument("metadata.source", "UploadImage takes the bytes in the stream; leave source empty")
-        created = await self._create(_record(new, ImageStatus.UPLOADING, ImageSource(upload=UploadSource())))
-        try:
-            async with ingest.staged(self.staging) as tmp:
-                sha256 = await ingest.receive(chunks, tmp)
-                return await self._store(created, tmp, sha256, new, "chunk")
-        except BaseException:
-            await asyncio.shield(self._discard(created.key))
-            raise
+        created, op = await self._create(_record(new, ImageStatus.UPLOADING, ImageSource(upload=UploadSource())))
+        async with pending.driving(self.store, op):
+            try:
+                async with ingest.staged(self.staging) as tmp:
+                    sha256 = await ingest.receive(chunks, tmp)
+                    return await self._store(created, tmp, sha256, new, "chunk")
+            except BaseException:
+                await asyncio.shield(self._discard(created.key))
+                raise
 
     async def create(self, new: NewImage) -> Image:
         """CreateImage: a URL import or a VM disk export runs in the background (PENDING now)."""
@@ -170,18 +180,22 @@ class ImageService:
             snapshot, base = await self.vm_disks.check(new.org_id, source.snapshot)
             new = _inherit(new, base)
             validation.labels(new.metadata, "metadata")
-            created = await self._create(_record(new, ImageStatus.PENDING, ImageSource(snapshot=snapshot)))
-            self._background(self._import_vm_disk(created, new, snapshot))
+            created, op = await self._create(_record(new, ImageStatus.PENDING, ImageSource(snapshot=snapshot)))
+            self._background(op, self._import_vm_disk(created, new, snapshot))
             return created.value
         if source.url is None:
             raise InvalidArgument("source", "a url or snapshot source is required here; upload bytes with UploadImage")
         url = ingest.check_url(source.url.url)
-        created = await self._create(_record(new, ImageStatus.PENDING, ImageSource(url=UrlSource(url=url))))
-        self._background(self._import_url(created, new, url))
+        created, op = await self._create(_record(new, ImageStatus.PENDING, ImageSource(url=UrlSource(url=url))))
+        self._background(op, self._import_url(created, new, url))
         return created.value
 
-    def _background(self, work: Coroutine[None, None, None]) -> None:
-        task = asyncio.create_task(work)
+    def _background(self, op: pending.Pending, work: Coroutine[None, None, None]) -> None:
+        async def driven() -> None:
+            async with pending.driving(self.store, op):
+                await work
+
+        task = asyncio.create_task(driven())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -231,16 +245,17 @@ class ImageService:
             metadata=dict(src.metadata),
             format=target,
         )
-        created = await self._create(_record(new, ImageStatus.CONVERTING, src.source))
-        try:
-            async with ingest.staged(self.staging) as raw, ingest.staged(self.staging) as out:
-                await self.files.get_file(BlobRef.of(src), raw)
-                await qemu_img.convert(raw, src.format, out, target)
-                sha256 = await asyncio.to_thread(sha256_file, out)
-                return await self._store(created, out, sha256, new, "target_format")
-        except PlasmaError as err:
-            await self._fail(created.key, f"conversion failed: {err.message}")
-            raise
+        created, op = await self._create(_record(new, ImageStatus.CONVERTING, src.source))
+        async with pending.driving(self.store, op):
+            try:
+                async with ingest.staged(self.staging) as raw, ingest.staged(self.staging) as out:
+                    await self.files.get_file(BlobRef.of(src), raw)
+                    await qemu_img.convert(raw, src.format, out, target)
+                    sha256 = await asyncio.to_thread(sha256_file, out)
+                    return await self._store(created, out, sha256, new, "target_format")
+            except PlasmaError as err:
+                await self._fail(created.key, f"conversion failed: {err.message}")
+                raise
 
     async def download_ready(self, org_id: str, image_id: str) -> Image:
         image = await self.get(org_id, image_id)
@@ -276,7 +291,7 @@ class ImageService:
         marked = await self._set(current.key, lambda i: _stamped(i, status=ImageStatus.DELETED))
         if marked.value.checksum:
             await self.files.delete(BlobRef.of(marked.value))
-        await self._remove(current.key)
+        await remove(self.store, current.key)
         log.info("image %s deleted", image_id)
 
     async def close(self) -> None:
@@ -308,24 +323,14 @@ class ImageService:
                 users.append(f"image {other.id}")
         return users
 
-    async def _create(self, image: Image) -> Versioned[Image]:
-        """Write the new record, counted in its org's `max_images` in the same commit."""
+    async def _create(self, image: Image) -> tuple[Versioned[Image], pending.Pending]:
+        """Write the new record, counted in its org's `max_images`, with the pending record of its
+        ingest (owned by this server), in one commit."""
         key = key_of(image)
-        writes = [Write(key, codec.dumps(image), 0)]
+        op = pending.begin(pending.Op.IMAGE, key, image.id, self.owner)
+        writes = [Write(key, codec.dumps(image), 0), pending.begin_write(op)]
         rev = await quotas.commit_charged(self.store, image.org_id, "", IMAGE, writes)
-        return Versioned(image, rev, key)
-
-    async def _remove(self, key: str) -> None:
-        """Delete the record and give its org's image quota back, in one commit (once, however many
-        callers race to remove it)."""
-
-        async def attempt() -> None:
-            found = await read(self.store, Image, key)
-            if found is not None:
-                writes = [Write(key, None, found.revision)]
-                await quotas.commit_charged(self.store, found.value.org_id, "", -IMAGE, writes)
-
-        await retry_on_conflict(attempt)
+        return Versioned(image, rev, key), op
 
     async def _set(self, key: str, fn: Callable[[Image], Image]) -> Versioned[Image]:
         return await mutate(self.store, Image, key, fn, missing=lambda: ImageNotFound("image record vanished"))
@@ -355,22 +360,58 @@ class ImageService:
             raise
 
     async def _fail(self, key: str, reason: str) -> None:
-        """ERROR with the reason; any bytes already stored are removed."""
-        try:
-            failed = await self._set(
-                key, lambda i: _stamped(i, status=ImageStatus.ERROR, metadata={**i.metadata, "error": reason[:255]})
-            )
-            if failed.value.checksum:
-                await self.files.delete(BlobRef.of(failed.value))
-        except PlasmaError as err:
-            log.warning("could not record failure on %s: %s", key, err)
+        await fail(self.store, self.files, key, reason)
 
     async def _discard(self, key: str) -> None:
-        """Remove a failed upload entirely: its bytes (if any were stored) and its record."""
-        try:
-            found = await read(self.store, Image, key)
-            if found is not None and found.value.checksum:
-                await self.files.delete(BlobRef.of(found.value))
-            await self._remove(key)
-        except PlasmaError as err:
-            log.warning("could not discard failed upload %s: %s", key, err)
+        await discard(self.store, self.files, key)
+
+
+async def fail(store: Store, files: ImageStore, key: str, reason: str) -> None:
+    """ERROR with the reason; any bytes already stored are removed."""
+    try:
+        failed = await mutate(
+            store,
+            Image,
+            key,
+            lambda i: _stamped(i, status=ImageStatus.ERROR, metadata={**i.metadata, "error": reason[:255]}),
+            missing=lambda: ImageNotFound("image record vanished"),
+        )
+        if failed.value.checksum:
+            await files.delete(BlobRef.of(failed.value))
+    except PlasmaError as err:
+        log.warning("could not record failure on %s: %s", key, err)
+
+
+async def discard(store: Store, files: ImageStore, key: str) -> None:
+    """Remove a failed upload entirely: its bytes (if any were stored) and its record."""
+    try:
+        found = await read(store, Image, key)
+        if found is not None and found.value.checksum:
+            await files.delete(BlobRef.of(found.value))
+        await remove(store, key)
+    except PlasmaError as err:
+        log.warning("could not discard failed upload %s: %s", key, err)
+
+
+async def remove(store: Store, key: str) -> None:
+    """Delete the record and give its org's image quota back, in one commit (once, however many
+    callers race to remove it)."""
+
+    async def attempt() -> None:
+        found = await read(store, Image, key)
+        if found is not None:
+            await quotas.commit_charged(store, found.value.org_id, "", -IMAGE, [Write(key, None, found.revision)])
+
+    await retry_on_conflict(attempt)
+
+
+async def abandon(store: Store, files: ImageStore, key: str) -> None:
+    """The server ingesting this image died (its pending record was adopted): an upload leaves nothing,
+    as a failed upload does; an import or a conversion ends in ERROR. A finished image is left alone."""
+    found = await read(store, Image, key)
+    if found is None or found.value.status not in INGESTING:
+        return
+    if found.value.source.upload is not None:
+        await discard(store, files, key)
+    else:
+        await fail(store, files, key, "interrupted: the server doing it stopped; create the image again")

@@ -81,7 +81,7 @@ def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
     images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),
-                          VmDisks(core))
+                          VmDisks(core), owner=core.server_id)
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
