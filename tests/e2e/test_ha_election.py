@@ -104,6 +104,23 @@ async def test_leader_whose_lease_is_gone_steps_down(replicas: list[Replica]) ->
     assert (await one_leader(replicas)).leadership.server_id  # someone leads again (maybe the same replica)
 
 
+async def test_a_lone_leader_that_wins_again_restarts_its_work(etcd: EtcdCluster) -> None:
+    """Alone, the replica whose lease was revoked wins the next election itself: the work it started
+    under the old lease still stops (another replica could have led in between), then starts anew."""
+    store = await EtcdStore.open(etcd.endpoints)
+    alone = Replica(store, "alone")
+    try:
+        await one_leader([alone])
+        old = alone.leadership._lease
+        await revoke(store, old)
+        await asyncio.wait_for(alone.stopped_working.wait(), DEADLINE)
+        await one_leader([alone])
+        assert alone.leadership._lease not in (0, old)
+    finally:
+        await alone.stop()
+        await store.close()
+
+
 async def test_sole_leadership_always_leads() -> None:
     sole = SoleLeadership("only")
     ran = asyncio.Event()

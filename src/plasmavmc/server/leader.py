@@ -96,6 +96,7 @@ class EtcdLeadership(Leadership):
         self._store = store
         self._ttl = ttl
         self._lease = 0
+        self._work_lease = 0  # the lease the running leader work was started under
         self._lease_deadline = 0.0  # monotonic time by which our lease surely expires unless refreshed
         self._leader_gone = asyncio.Event()
         self._registered = asyncio.Event()
@@ -148,17 +149,19 @@ class EtcdLeadership(Leadership):
         self._leader_id = leader
 
     async def _align(self, work: asyncio.Task[None] | None, leader_work: LeaderWork) -> asyncio.Task[None] | None:
-        """Start the leader's work when we lead, stop it when we don't."""
+        """Start the leader's work when we lead, stop it when we don't. Work started under a lease that
+        ended is stopped even if we won again with a new lease: another replica may have led meanwhile."""
         if work is not None and work.done():
             if not work.cancelled() and work.exception() is not None:
                 log.error("leader loops failed; restarting them", exc_info=work.exception())
             work = None
-        if self.is_leader and work is None:
-            return asyncio.create_task(leader_work())
-        if not self.is_leader and work is not None:
+        if work is not None and (not self.is_leader or self._work_lease != self._lease):
             log.warning("lost leadership: stopping the control loops")
             await _cancel(work)
-            return None
+            work = None
+        if self.is_leader and work is None:
+            self._work_lease = self._lease
+            return asyncio.create_task(leader_work())
         return work
 
     async def _watch_leader(self) -> None:
