@@ -29,7 +29,7 @@ from plasmavmc.types import (
     VmState,
     VmStatus,
 )
-from plasmavmc.types.codec import dumps, loads, to_data
+from plasmavmc.types.codec import dumps, loads, peek, to_data
 from plasmavmc.types.image import UrlSource
 from plasmavmc.types.node import Taint
 from plasmavmc.types.vm import Condition, NumaNode
@@ -147,3 +147,10 @@ def test_image_and_node_roundtrip() -> None:
     assert loads(Image, dumps(image)) == image
     back = loads(Node, dumps(node))
     assert back == node and all(type(h) is HypervisorType for h in back.hypervisors)
+
+
+def test_peek_decodes_just_the_named_fields() -> None:
+    vm = VirtualMachine(
+        id="i", name="n", org_id="o", project_id="p", spec=VmSpec(), state=VmState.RUNNING, updated_at=7
+    )
+    assert peek(VirtualMachine, dumps(vm), "state", "updated_at") == (VmState.RUNNING, 7)

@@ -12,6 +12,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Callable
 from enum import Enum
 from functools import cache
 from typing import Any, TypeVar
@@ -46,9 +47,9 @@ def enum_from_proto(enum_cls: type[E], number: int, enum_desc: EnumDescriptor) -
     return None if name == "UNSPECIFIED" else enum_cls[name]
 
 
-def _set_scalar(fd: Any, value: Any) -> Any:
-    if fd.enum_type is not None and isinstance(value, Enum):
-        return enum_to_proto(value, fd.enum_type)
+def _to_scalar(enum_desc: EnumDescriptor | None, value: Any) -> Any:
+    if enum_desc is not None and isinstance(value, Enum):
+        return enum_to_proto(value, enum_desc)
     return value
 
 
@@ -69,54 +70,61 @@ def _kind(fd: Any) -> _Kind:
 
 
 @cache
-def _fields(cls: Any, desc: Any) -> tuple[tuple[str, Any, _Kind], ...]:
-    """Each field of the dataclass `cls` with its descriptor in `desc` and its kind (walked once)."""
-    return tuple(
-        (f.name, desc.fields_by_name[f.name], _kind(desc.fields_by_name[f.name])) for f in dataclasses.fields(cls)
-    )
+def _fields(cls: Any, desc: Any) -> tuple[tuple[str, _Kind, EnumDescriptor | None], ...]:
+    """Each field of the dataclass `cls` with its kind in `desc` and its proto enum, if it is one
+    (descriptors are walked once per pair, not per message)."""
+    plan = []
+    for f in dataclasses.fields(cls):
+        fd = desc.fields_by_name[f.name]
+        plan.append((f.name, _kind(fd), fd.enum_type))
+    return tuple(plan)
 
 
 def to_proto(obj: Any, msg: M) -> M:
     """Fill `msg` (a fresh message) from the dataclass `obj`; returns `msg`."""
     cls: Any = type(obj)
-    for name, fd, kind in _fields(cls, msg.DESCRIPTOR):
+    for name, kind, enum_desc in _fields(cls, msg.DESCRIPTOR):
         value = getattr(obj, name)
         if value is None:
             continue
-        if kind is _Kind.MAP:
+        if kind is _Kind.SCALAR:
+            setattr(msg, name, _to_scalar(enum_desc, value))
+        elif kind is _Kind.MESSAGE:
+            to_proto(value, getattr(msg, name))
+            getattr(msg, name).SetInParent()
+        elif kind is _Kind.MAP:
             getattr(msg, name).update(value)
         elif kind is _Kind.REPEATED_MESSAGE:
             target = getattr(msg, name)
             for item in value:
                 to_proto(item, target.add())
-        elif kind is _Kind.REPEATED:
-            getattr(msg, name).extend(_set_scalar(fd, item) for item in value)
-        elif kind is _Kind.MESSAGE:
-            to_proto(value, getattr(msg, name))
-            getattr(msg, name).SetInParent()
         else:
-            setattr(msg, name, _set_scalar(fd, value))
+            getattr(msg, name).extend(_to_scalar(enum_desc, item) for item in value)
     return msg
 
 
-def _from_value(tp: Any, fd: Any, raw: Any) -> Any:
+def _reader(tp: Any, fd: Any) -> Callable[[Any], Any] | None:
+    """How to turn one wire value of field `fd` into a `tp` (None: as it is)."""
     if fd.message_type is not None:
-        return from_proto(tp, raw)
+        return lambda raw: from_proto(tp, raw)
     if fd.enum_type is not None:
-        return enum_from_proto(tp, raw, fd.enum_type)
-    return raw
+        enum_desc = fd.enum_type
+        return lambda raw: enum_from_proto(tp, raw, enum_desc)
+    return None
 
 
 @cache
-def _reading(cls: Any, desc: Any) -> tuple[tuple[str, Any, _Kind, Any, bool], ...]:
-    """`_fields` with each field's value type (element type when repeated) and whether it is optional."""
+def _reading(cls: Any, desc: Any) -> tuple[tuple[str, _Kind, Callable[[Any], Any] | None, bool, bool], ...]:
+    """Per field: its kind, how to read one value, whether the message tracks its presence, and
+    whether the dataclass field is optional."""
     hints = typing.get_type_hints(cls)
     plan = []
-    for name, fd, kind in _fields(cls, desc):
+    for name, kind, _ in _fields(cls, desc):
+        fd = desc.fields_by_name[name]
         tp, optional = _unwrap_optional(hints[name])
         if kind in (_Kind.REPEATED, _Kind.REPEATED_MESSAGE):
             (tp,) = typing.get_args(tp)[:1]
-        plan.append((name, fd, kind, tp, optional))
+        plan.append((name, kind, _reader(tp, fd), bool(fd.has_presence), optional))
     return tuple(plan)
 
 
@@ -124,17 +132,18 @@ def from_proto(cls: type[T], msg: Message) -> T:
     """Build the dataclass `cls` from `msg`; unset optional fields become None or the default."""
     kwargs: dict[str, Any] = {}
     target: Any = cls
-    for name, fd, kind, tp, optional in _reading(target, msg.DESCRIPTOR):
+    for name, kind, read, tracked, optional in _reading(target, msg.DESCRIPTOR):
+        if tracked and not msg.HasField(name):
+            if optional:
+                kwargs[name] = None
+            continue
         raw = getattr(msg, name)
         if kind is _Kind.MAP:
             kwargs[name] = dict(raw)
-        elif kind in (_Kind.REPEATED, _Kind.REPEATED_MESSAGE):
-            kwargs[name] = tuple(_from_value(tp, fd, x) for x in raw)
-        elif fd.has_presence and not msg.HasField(name):
-            if optional:
-                kwargs[name] = None
+        elif kind is _Kind.REPEATED or kind is _Kind.REPEATED_MESSAGE:
+            kwargs[name] = tuple(raw) if read is None else tuple(read(x) for x in raw)
         else:
-            value = _from_value(tp, fd, raw)
+            value = raw if read is None else read(raw)
             if value is not None or optional:
                 kwargs[name] = value
     return cls(**kwargs)

@@ -83,6 +83,8 @@ async def on_heartbeat_vm(
         return
     epoch = memory.epoch()
     record = await _apply(core, node_id, vm_id, lambda vm: _refreshed(vm, observed, observed_at))
-    if record is not None and observed_at > record.value.updated_at + 1:
-        # judged against this record (not stale): the same report changes nothing until the record does
+    if record is not None and (record.value.state != VmState.RUNNING or observed_at > record.value.updated_at + 1):
+        # judged against this record: the same report changes nothing until the record does. (A report
+        # older than the record's last change is judged again later, unless the record is not RUNNING:
+        # then `_refreshed` leaves it as it is whenever the report was made.)
         memory.remember(vm_id, node_id, report, record.revision, epoch)

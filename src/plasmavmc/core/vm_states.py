@@ -100,9 +100,9 @@ class VmStates:
         if entry is not None and entry.revision >= revision:
             return  # older than what a later page already told us
         try:
-            vm = codec.loads(VirtualMachine, value)
+            state, updated_at = codec.peek(VirtualMachine, value, "state", "updated_at")
         except (ValueError, TypeError, KeyError) as err:  # the full pass reads (and reports) it
             log.warning("vm state index: record %s at revision %d does not decode: %s", key, revision, err)
             self._entries.pop(key, None)
             return
-        self._entries[key] = Entry(vm.state, vm.updated_at, revision)
+        self._entries[key] = Entry(state, updated_at, revision)

@@ -81,7 +81,7 @@ def _dataclass_decoder(cls: type) -> _Convert:
     def decode(data: Any) -> Any:
         nonlocal plan
         if plan is None:
-            hints = typing.get_type_hints(cls)
+            hints = _field_types(cls)
             plan = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(cls)]
         return cls(**{name: convert(data[name]) for name, convert in plan if name in data})
 
@@ -90,6 +90,20 @@ def _dataclass_decoder(cls: type) -> _Convert:
 
 def dumps(obj: Any) -> bytes:
     return json.dumps(to_data(obj), separators=(",", ":"), sort_keys=True).encode()
+
+
+def peek(cls: type, raw: bytes, *names: str) -> tuple[Any, ...]:
+    """Just the named fields of a `cls` record, decoded, without building the record (for indexes that
+    keep a field or two of every record); a missing field raises KeyError."""
+    data = json.loads(raw)
+    target: Any = cls
+    hints = _field_types(target)
+    return tuple(_decoder(hints[name])(data[name]) for name in names)
+
+
+@cache
+def _field_types(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def loads(cls: type[T], raw: bytes) -> T:
