@@ -136,22 +136,17 @@ async def place(core: Core, vm: Versioned[VirtualMachine]) -> Versioned[VirtualM
 
 
 async def provision(
-    core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving | None = None
+    core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving
 ) -> VirtualMachine:
-    """CREATING -> STOPPED once the node's agent made the VM's disks; ERROR (with reason) if it fails.
-    With `drive`, the STOPPED write also finishes the pending create."""
+    """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
+    (with reason) if it fails."""
     try:
         agent = await core.agent_for(vm.value)
         await agent.create_vm(vm.value, images)
     except PlasmaError as err:
         await set_error(core, vm.key, f"create failed: {err.message}")
         raise
-    also = [drive.finish_write()] if drive else []
-    stopped = await mutate(
-        core.store, VirtualMachine, vm.key, lambda v: _moved(v, VmState.STOPPED, "create"), known=vm, also=also
-    )
-    if drive:
-        drive.finished = True
+    stopped = await drive.last_step(VirtualMachine, vm.key, lambda v: _moved(v, VmState.STOPPED, "create"), known=vm)
     return stopped.value
 
 

@@ -14,13 +14,17 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import TypeVar
 
+from plasmavmc.core.records import Versioned, mutate
 from plasmavmc.errors import Conflict, PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue, Store, Write
+
+T = TypeVar("T")
 
 
 class Op(StrEnum):
@@ -87,22 +91,29 @@ async def release(store: Store, pending: Pending) -> None:
 
 @dataclass
 class Driving:
-    """An operation being driven; its last step may finish the record in its own commit."""
+    """An operation being driven (see `driving`)."""
 
+    store: Store
     pending: Pending
     finished: bool = False
 
-    def finish_write(self) -> Write:
-        """The write that finishes the record: commit it with the last step, then set `finished`."""
-        return Write(self.pending.key, None)
+    async def last_step(
+        self, cls: type[T], key: str, fn: Callable[[T], T], *, known: Versioned[T] | None = None
+    ) -> Versioned[T]:
+        """The operation's last state change (`records.mutate`), committed together with the removal of
+        the pending record: the outcome and the end of the operation are one write."""
+        done = await mutate(self.store, cls, key, fn, known=known, also=[Write(self.pending.key, None)])
+        self.finished = True
+        return done
 
 
 @contextlib.asynccontextmanager
 async def driving(store: Store, pending: Pending) -> AsyncIterator[Driving]:
     """Around an operation's steps: an outcome (success or a final PlasmaError) finishes the record
-    (unless the last step already did); anything else (a retryable failure, the caller cancelled, a
-    bug) releases it to the leader, which then finishes the operation."""
-    drive = Driving(pending)
+    (unless `Driving.last_step` already did, in the same commit as the outcome); anything else (a
+    retryable failure, the caller cancelled, a bug) releases it to the leader, which then finishes the
+    operation."""
+    drive = Driving(store, pending)
     try:
         yield drive
     except PlasmaError as err:

@@ -47,7 +47,7 @@ async def start(core: Core, ref: VmRef) -> VirtualMachine:
     agent = await core.agent_for(found.value)
     began = time.perf_counter()
     op = await _begin(core, pending.Op.START, found)
-    async with pending.driving(core.store, op):
+    async with pending.driving(core.store, op) as drive:
         await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STARTING, "start"))
         try:
             await agent.start_vm(found.value.id)
@@ -56,7 +56,7 @@ async def start(core: Core, ref: VmRef) -> VirtualMachine:
             await set_error(core, found.key, f"start failed: {err.message}")
             OPERATIONS.labels("start", "error").inc()
             raise
-        done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _running(vm, observed, "start"))
+        done = await drive.last_step(VirtualMachine, found.key, lambda vm: _running(vm, observed, "start"))
     BOOT_SECONDS.observe(time.perf_counter() - began)
     OPERATIONS.labels("start", "ok").inc()
     return done.value
@@ -72,7 +72,7 @@ async def stop(core: Core, ref: VmRef, force: bool, timeout_seconds: int) -> Vir
     check_transition(found.value.state, VmState.STOPPING, operation="stop")
     agent = await core.agent_for(found.value)
     op = await _begin(core, pending.Op.STOP, found)
-    async with pending.driving(core.store, op):
+    async with pending.driving(core.store, op) as drive:
         await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STOPPING, "stop"))
         try:
             await agent.stop_vm(found.value.id, timeout_seconds or DEFAULT_STOP_TIMEOUT, force)
@@ -80,7 +80,7 @@ async def stop(core: Core, ref: VmRef, force: bool, timeout_seconds: int) -> Vir
             await set_error(core, found.key, f"stop failed: {err.message}")
             OPERATIONS.labels("stop", "error").inc()
             raise
-        done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _stopped(vm, "stop"))
+        done = await drive.last_step(VirtualMachine, found.key, lambda vm: _stopped(vm, "stop"))
     OPERATIONS.labels("stop", "ok").inc()
     return done.value
 

@@ -203,7 +203,7 @@ class ImageService:
         assert self.vm_disks is not None
         field = "source.snapshot"
         try:
-            await self._set(created.key, lambda i: _stamped(i, status=ImageStatus.UPLOADING))
+            await _set(self.store, created.key, lambda i: _stamped(i, status=ImageStatus.UPLOADING))
             async with ingest.staged(self.staging) as tmp:
                 sha256 = await ingest.receive(self.vm_disks.export(new.org_id, source), tmp, field)
                 await self._store(created, tmp, sha256, new, field)
@@ -215,7 +215,7 @@ class ImageService:
 
     async def _import_url(self, created: Versioned[Image], new: NewImage, url: str) -> None:
         try:
-            await self._set(created.key, lambda i: _stamped(i, status=ImageStatus.UPLOADING))
+            await _set(self.store, created.key, lambda i: _stamped(i, status=ImageStatus.UPLOADING))
             async with ingest.staged(self.staging) as tmp:
                 sha256 = await ingest.receive(ingest.download(url), tmp, "source.url.url")
                 await self._store(created, tmp, sha256, new, "source.url.url")
@@ -288,7 +288,7 @@ class ImageService:
             raise InvalidState(
                 f"image {image_id} is in use by {', '.join(users[:5])}: delete those first", field="image_id"
             )
-        marked = await self._set(current.key, lambda i: _stamped(i, status=ImageStatus.DELETED))
+        marked = await _set(self.store, current.key, lambda i: _stamped(i, status=ImageStatus.DELETED))
         if marked.value.checksum:
             await self.files.delete(BlobRef.of(marked.value))
         await remove(self.store, current.key)
@@ -332,9 +332,6 @@ class ImageService:
         rev = await quotas.commit_charged(self.store, image.org_id, "", IMAGE, writes)
         return Versioned(image, rev, key), op
 
-    async def _set(self, key: str, fn: Callable[[Image], Image]) -> Versioned[Image]:
-        return await mutate(self.store, Image, key, fn, missing=lambda: ImageNotFound("image record vanished"))
-
     async def _store(self, created: Versioned[Image], tmp: Path, sha256: str, new: NewImage, field: str) -> Image:
         judged = await ingest.judge(tmp, sha256, new, field)
         ref = BlobRef(created.value.org_id, created.value.id, version_of(sha256))
@@ -354,7 +351,7 @@ class ImageService:
             )
 
         try:
-            return (await self._set(created.key, available)).value
+            return (await _set(self.store, created.key, available)).value
         except BaseException:
             await asyncio.shield(self.files.delete(ref))
             raise
@@ -366,15 +363,15 @@ class ImageService:
         await discard(self.store, self.files, key)
 
 
+async def _set(store: Store, key: str, fn: Callable[[Image], Image]) -> Versioned[Image]:
+    return await mutate(store, Image, key, fn, missing=lambda: ImageNotFound("image record vanished"))
+
+
 async def fail(store: Store, files: ImageStore, key: str, reason: str) -> None:
     """ERROR with the reason; any bytes already stored are removed."""
     try:
-        failed = await mutate(
-            store,
-            Image,
-            key,
-            lambda i: _stamped(i, status=ImageStatus.ERROR, metadata={**i.metadata, "error": reason[:255]}),
-            missing=lambda: ImageNotFound("image record vanished"),
+        failed = await _set(
+            store, key, lambda i: _stamped(i, status=ImageStatus.ERROR, metadata={**i.metadata, "error": reason[:255]})
         )
         if failed.value.checksum:
             await files.delete(BlobRef.of(failed.value))
