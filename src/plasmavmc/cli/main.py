@@ -1,6 +1,7 @@
 """`plasmavmc`: the command-line client, a thin layer over `PlasmaClient`.
 
-    plasmavmc [--addr URL] [--org ORG] [--project P] [-o table|json] vm|node|image ...
+    plasmavmc [--addr URL] [--org ORG] [--project P] [-o table|json] [--ca PEM] vm|node|image|quota ...
+    plasmavmc pki init DIR | pki node NODE_ID --dir DIR      (local: a dev cluster's certificates)
 
 `main(argv)` returns the exit code instead of exiting, so tests run the CLI in-process: 0 on success,
 1 for an error the server or the network reported (`error: CODE: message (field: x)` on stderr, never a
@@ -15,7 +16,7 @@ import os
 import sys
 
 from plasmavmc.cli import commands as cmd
-from plasmavmc.cli import image_commands, quota_commands, vm_device_commands
+from plasmavmc.cli import image_commands, pki_commands, quota_commands, vm_device_commands
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.errors import PlasmaError
 from plasmavmc.types.vm import HypervisorType
@@ -57,9 +58,13 @@ def _globals(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", default=env("PLASMAVMC_PROJECT", "default"),
                         help="project (env PLASMAVMC_PROJECT; default %(default)s)")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
-    parser.add_argument("--ca-file", help="CA certificate (PEM) that signed the server's certificate")
-    parser.add_argument("--cert-file", help="client certificate (PEM) for mutual TLS")
-    parser.add_argument("--key-file", help="client private key (PEM) for mutual TLS")
+    parser.add_argument("--ca", "--ca-file", dest="ca_file", default=env("PLASMAVMC_CA_FILE"),
+                        help="CA certificate (PEM) that signed the server's certificate; implies TLS "
+                             "(env PLASMAVMC_CA_FILE)")
+    parser.add_argument("--cert-file", default=env("PLASMAVMC_CERT_FILE"),
+                        help="client certificate (PEM) for mutual TLS (env PLASMAVMC_CERT_FILE)")
+    parser.add_argument("--key-file", default=env("PLASMAVMC_KEY_FILE"),
+                        help="client private key (PEM) for mutual TLS (env PLASMAVMC_KEY_FILE)")
     parser.add_argument("--token", default=env("PLASMAVMC_TOKEN"),
                         help="bearer token sent with every call (env PLASMAVMC_TOKEN)")
 
@@ -142,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _node_parsers(sub)
     _image_parsers(sub)
     quota_commands.add_parsers(sub)
+    pki_commands.add_parsers(sub)
     return parser
 
 
@@ -182,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         tls = _tls(parser, args)
     except SystemExit as exc:  # usage error (2) or --help (0): argparse has printed why
         return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "local", None) is not None:  # `pki`: files only, no server
+        code: int = args.local(args)
+        return code
     try:
         return asyncio.run(_run(args, tls))
     except ConnectionFailed as err:

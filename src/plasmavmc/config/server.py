@@ -189,9 +189,16 @@ class ImageStoreSettings:
 @dataclass(frozen=True)
 class AgentsSettings:
     """ext ``[agents]``: ``heartbeat_timeout_seconds`` (default 15) — a node whose agent has not reported
-    for this long is NotReady."""
+    for this long is NotReady.
+
+    ext ``[agents.tls]``: how the control plane dials agents — ``cert_file``/``key_file`` its own
+    certificate (`plasmavmc pki init` writes control-plane.pem/.key), ``ca_file`` the cluster CA that
+    agents' certificates must chain to; each agent must then present the certificate of the node it
+    registered as. Absent: plain gRPC (the one-machine loopback default).
+    """
 
     heartbeat_timeout_seconds: int = setting(15, check=check_positive)
+    tls: TlsSettings | None = None
 
 
 @dataclass(frozen=True)
