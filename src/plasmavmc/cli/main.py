@@ -127,6 +127,11 @@ def _node_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         if action == "drain":
             p.add_argument("--allow-disk-loss", action="store_true",
                            help="move VMs although their disks are recreated empty from their images")
+    p = node.add_parser("delete", help="remove a NOT_READY node without VMs (its agent stopped for good)")
+    p.add_argument("node_id", metavar="ID")
+    p.add_argument("--force", action="store_true",
+                   help="remove it whatever its state; VMs still on it are flagged and can then be deleted")
+    p.set_defaults(func=cmd.node_delete)
 
 
 def _image_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
