@@ -9,9 +9,11 @@ Refused calls target the real VM, which afterwards runs on with the same QEMU pr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,13 +27,13 @@ from google.protobuf.message import Message
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.errors import NodeNotFound
 from plasmavmc.hypervisor.process import is_running
-from plasmavmc.pki import identity
+from plasmavmc.pki import certs, identity
 from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 from plasmavmc.v1 import agent_pb2
 from plasmavmc.wire.convert import to_proto
-from tests.conftest import kill_leftover_qemu, needs_qemu
+from tests.conftest import Proc, kill_leftover_qemu, needs_qemu, write_configs
 from tests.e2e.helpers import ORG, PROJECT, tiny_spec
 from tests.e2e.tls_cluster import NODE_A, NODE_B, Pem, TlsCluster, control_plane_claim, self_signed, start_tls_cluster
 
@@ -240,3 +242,34 @@ def test_cli_over_tls(tls: TlsCluster) -> None:
     assert refused.returncode == 1 and "cannot reach" in refused.stderr
 
 
+
+
+async def test_server_only_tls_needs_just_the_ca(tmp_path: Path, guest_dir: Path) -> None:
+    """`[server.tls]` without `ca_file`: clients verify the server with the CA and present nothing; agent
+    reports are then not authenticated, and the server says so."""
+    pki = tmp_path / "pki"
+    certs.init(pki)
+    server_cfg, _, api_addr, _, _ = write_configs(tmp_path, guest_dir, "unused")
+    with server_cfg.open("a") as f:
+        f.write(f'[server.tls]\ncert_file = "{pki}/api.pem"\nkey_file = "{pki}/api.key"\n')
+    server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(server_cfg)], tmp_path / "s.log")
+    server.start()
+    try:
+        async with await PlasmaClient.connect(f"https://{api_addr}", tls=ClientTls(str(pki / "ca.pem"))) as good:
+            deadline = time.monotonic() + 60
+            while True:  # poll the starting server with a deadline
+                try:
+                    assert await good.list_nodes() == []
+                    break
+                except ConnectionFailed:
+                    assert time.monotonic() < deadline, (tmp_path / "s.log").read_text()[-2000:]
+                    await asyncio.sleep(0.2)
+        rogue = tmp_path / "rogue.pem"
+        rogue.write_bytes(control_plane_claim().cert)
+        for tls in (None, ClientTls(str(rogue))):
+            async with await PlasmaClient.connect(api_addr, tls=tls) as bad:
+                with pytest.raises(ConnectionFailed):
+                    await bad.list_nodes()
+        assert "agent heartbeats and reports are NOT authenticated" in (tmp_path / "s.log").read_text()
+    finally:
+        server.stop()
