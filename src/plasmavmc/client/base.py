@@ -5,7 +5,7 @@ responses; it names an RPC as `self._vm_stub.CreateVm` (an `Rpc`: service and me
 channel) and calls it through `_unary` / `_stream` here, which run it on the current endpoint and move
 to the next one (`endpoints.py`) while the server cannot be reached — a stream only before its first
 message. Every failure — including one raised half-way through a server stream — reaches the caller as
-our own `PlasmaError` (`VmNotFound`, `InvalidState`, …) rebuilt by `api.status.from_rpc_error`, never as
+our own `PlasmaError` (`VmNotFound`, `InvalidState`, …) rebuilt by `wire.status.from_rpc_error`, never as
 a raw `grpc.aio.AioRpcError`.
 """
 
@@ -19,10 +19,10 @@ import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
-from plasmavmc.api.status import from_rpc_error
 from plasmavmc.client.endpoints import ClientTls, Endpoints, open_channel, parse_addr
 from plasmavmc.errors import PlasmaError, Unavailable
 from plasmavmc.v1 import image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.wire.status import from_rpc_error
 
 __all__ = ["ClientBase", "ClientTls", "ConnectionFailed", "Endpoints", "Rpc", "open_channel", "parse_addr"]
 
