@@ -37,6 +37,10 @@ def check_spec_for(hypervisor: HypervisorType, spec: VmSpec) -> None:
         from plasmavmc.hypervisor.firecracker.spec import check_spec
 
         check_spec(spec)
+    elif hypervisor is HypervisorType.MVISOR:
+        from plasmavmc.hypervisor.mvisor.spec import check_spec as check_mvisor
+
+        check_mvisor(spec)
 
 
 def from_settings(settings: AgentSettings) -> HypervisorRegistry:
@@ -51,6 +55,12 @@ def from_settings(settings: AgentSettings) -> HypervisorRegistry:
             from plasmavmc.hypervisor.firecracker.backend import backend_from_settings
 
             registry.register(backend_from_settings(settings))
+        elif name == "mvisor":
+            from plasmavmc.hypervisor.mvisor.backend import MvisorBackend
+
+            mv = settings.hypervisors.mvisor
+            registry.register(MvisorBackend(mv.mvisor_path, settings.hypervisors.kvm.qemu_img_path,
+                                            Path(mv.runtime_dir), Path(mv.bios_path)))
         elif name == "simulated":  # scale tests and benchmarks only: boots nothing
             from plasmavmc.hypervisor.simulated import SimulatedBackend
 
