@@ -24,11 +24,13 @@ from plasmavmc.errors import InvalidArgument, PlasmaError, VmNotFound
 from plasmavmc.hypervisor.process import is_running
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskBus, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
+from tests import binaries
 from tests import firecracker_guest as fc
 from tests.conftest import Cluster, kill_leftover_qemu, start_cluster
 from tests.e2e.helpers import ORG, PROJECT, console_until
 
-pytestmark = pytest.mark.skipif(fc.missing() is not None, reason=str(fc.missing()))
+pytestmark = [binaries.require(*fc.BINARIES),
+              pytest.mark.skipif(fc.capability_missing() is not None, reason=str(fc.capability_missing()))]
 IMAGE = "plasmavmc-pvh"
 
 
