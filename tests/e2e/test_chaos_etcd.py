@@ -23,8 +23,6 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from plasmavmc.client import PlasmaClient
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
@@ -33,9 +31,9 @@ from plasmavmc.types.node import NodeCapacity
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 from tests.e2e.simulated import SIM, NodeSpec, SimCluster, sim_cluster, sim_spec
-from tests.etcd import ETCD, SKIP_REASON, EtcdCluster
+from tests.etcd import EtcdCluster, needs_etcd
 
-pytestmark = pytest.mark.skipif(ETCD is None, reason=SKIP_REASON)
+pytestmark = needs_etcd
 
 ORG, PROJECT = "org-x", "proj-x"
 CLIENTS = 16

@@ -18,9 +18,9 @@ from plasmavmc.cli.main import main
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.quota import ResourceLimits
 from tests.e2e.test_ha_failover import HaCluster, Replica
-from tests.etcd import ETCD, SKIP_REASON, EtcdCluster
+from tests.etcd import EtcdCluster, needs_etcd
 
-pytestmark = pytest.mark.skipif(ETCD is None, reason=SKIP_REASON)
+pytestmark = needs_etcd
 DEADLINE = 60.0
 
 

@@ -120,7 +120,7 @@ class MvisorBackend(HypervisorBackend):
             supported_nic_models=(NicModel.VIRTIO_NET,), accelerator="kvm")
 
     def supports(self, vm_spec: VmSpec) -> None:
-        spec.check_spec(vm_spec)
+        spec.check(vm_spec, None)
 
     # ---------------------------------------------------------------- files
 

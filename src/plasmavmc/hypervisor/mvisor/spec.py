@@ -21,11 +21,21 @@ from typing import Any
 
 from plasmavmc.hypervisor.base import LocalImage, UnsupportedFeature
 from plasmavmc.hypervisor.common import device_id, mac_address, tap_name
+from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.types.vm import DiskBus, DiskCache, NicModel, VirtualMachine, VmSpec
 
 MACHINE_TYPES = ("", "q35")
 MAX_VCPUS = 64
 CHIPSET = ("q35-host", "kvm-irqchip", "kvm-clock", "firmware-config", "dummy-device", "ich9-lpc", "ps2")
+
+
+def check(spec: VmSpec, boot: BootImage | None) -> None:
+    """mvisor's spec check (`spec_check.SpecCheck`): the spec, then whether the image boots by firmware."""
+    check_spec(spec)
+    if boot is not None and boot.has_kernel:
+        raise UnsupportedFeature(
+            "direct_kernel_boot", f"image {boot.image_id} boots a kernel directly; mvisor boots only by firmware "
+            "from the disk's own bootloader: use an image without kernel_id (or hypervisor kvm)", field="spec.disks")
 
 
 def check_spec(spec: VmSpec) -> None:
