@@ -240,6 +240,12 @@ def test_cli_over_tls(tls: TlsCluster) -> None:
     env.pop("PLASMAVMC_KEY_FILE")
     refused = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
     assert refused.returncode == 1 and "cannot reach" in refused.stderr
+    config = tls.cluster.root / "client.toml"  # the same three files from the client config instead
+    config.write_text(f'endpoints = ["https://{tls.cluster.api}"]\nca_file = "{tls.pki}/ca.pem"\n'
+                      f'cert_file = "{tls.pki}/client.pem"\nkey_file = "{tls.pki}/client.key"\n')
+    argv = [str(BIN / "plasmavmc"), "--config", str(config), "node", "list"]
+    configured = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert configured.returncode == 0 and NODE_A in configured.stdout, configured.stderr
 
 
 

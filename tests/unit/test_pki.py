@@ -82,3 +82,16 @@ def test_a_certificate_naming_two_identities_names_none() -> None:
            .sign(key, hashes.SHA256()))
     assert identity.of_certificate(cert) == identity.node("n1")
     assert identity.of_certificate(two) is None
+
+
+@pytest.mark.parametrize(("toml", "says"), [
+    ('cert_file = "/x.pem"\n', "cert_file and key_file go together"),
+    ("ca_file = 3\n", "the strings ca_file, cert_file, key_file"),
+    ('ca_fil = "/x.pem"\n', "expected only"),
+])
+def test_client_config_tls_keys_are_checked(tmp_path: Path, toml: str, says: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "client.toml"
+    config.write_text(toml)
+    assert main(["--config", str(config), "--endpoint", "127.0.0.1:1", "node", "list"]) == 1
+    assert says in capsys.readouterr().err

@@ -6,7 +6,9 @@
 Endpoints (the first source that names any wins): `--endpoint`/`--addr` (repeatable, or a comma list),
 env `PLASMAVMC_ENDPOINTS` or `PLASMAVMC_ADDR` (comma lists), `endpoints = [...]` in the client config
 file (`--config`, env `PLASMAVMC_CLIENT_CONFIG`, default `~/.config/plasmavmc/client.toml` when it
-exists), else `http://127.0.0.1:8080`. Calls move to the next endpoint while one cannot be reached;
+exists), else `http://127.0.0.1:8080`. TLS files: `--ca`/`--cert-file`/`--key-file`, else env
+`PLASMAVMC_CA_FILE`/`PLASMAVMC_CERT_FILE`/`PLASMAVMC_KEY_FILE`, else `ca_file`/`cert_file`/`key_file` in
+the client config file. Calls move to the next endpoint while one cannot be reached;
 `-v` prints which endpoint answered on stderr.
 
 `main(argv)` returns the exit code instead of exiting, so tests run the CLI in-process: 0 on success,
@@ -22,6 +24,7 @@ import os
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from plasmavmc.cli import commands as cmd
 from plasmavmc.cli import image_commands, pki_commands, quota_commands, vm_device_commands
@@ -179,20 +182,40 @@ def _tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClientTls
     return ClientTls(ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
 
 
-def _config_endpoints(path: str | None) -> list[str]:
-    """`endpoints` of the client config file (none when the default file does not exist)."""
+CONFIG_TLS_KEYS = ("ca_file", "cert_file", "key_file")
+
+
+def _client_config(path: str | None) -> dict[str, Any]:
+    """The client config file: `endpoints = [...]` and the TLS files `ca_file`, `cert_file`, `key_file`
+    (all optional; nothing when the default file does not exist)."""
     file = Path(os.path.expanduser(path or DEFAULT_CLIENT_CONFIG))
     if path is None and not file.exists():
-        return []
+        return {}
     try:
         data = tomllib.loads(file.read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ValueError(f"client config {file}: {err}") from None
-    unknown = sorted(set(data) - {"endpoints"})
+    unknown = sorted(set(data) - {"endpoints", *CONFIG_TLS_KEYS})
     found = data.get("endpoints", [])
-    if unknown or not isinstance(found, list) or not all(isinstance(e, str) for e in found):
-        raise ValueError(f"client config {file}: expected only `endpoints = [\"http://host:port\", ...]`")
+    files_ok = all(isinstance(data.get(k, ""), str) for k in CONFIG_TLS_KEYS)
+    if unknown or not isinstance(found, list) or not all(isinstance(e, str) for e in found) or not files_ok:
+        raise ValueError(f"client config {file}: expected only `endpoints = [\"http://host:port\", ...]` and "
+                         "the strings ca_file, cert_file, key_file")
+    return data
+
+
+def _config_endpoints(path: str | None) -> list[str]:
+    found: list[str] = _client_config(path).get("endpoints", [])
     return found
+
+
+def config_tls(path: str | None) -> ClientTls | None:
+    """TLS files from the client config file (used when no TLS flag or env variable names any)."""
+    config = _client_config(path)
+    tls = ClientTls(*(config.get(k) for k in CONFIG_TLS_KEYS))
+    if (tls.cert_file is None) != (tls.key_file is None):
+        raise ValueError(f"client config {path or DEFAULT_CLIENT_CONFIG}: cert_file and key_file go together")
+    return None if tls == ClientTls() else tls
 
 
 def endpoints_of(args: argparse.Namespace) -> list[str]:
@@ -206,6 +229,7 @@ def endpoints_of(args: argparse.Namespace) -> list[str]:
 
 
 async def _run(args: argparse.Namespace, tls: ClientTls | None) -> int:
+    tls = tls or config_tls(args.config)
     args.endpoints = endpoints_of(args)
     args.addr = args.endpoints[0]
     async with await PlasmaClient.connect(args.endpoints, tls=tls, token=args.token) as client:
