@@ -46,7 +46,8 @@ class ServerSection:
     """``[server]``: ``addr`` is the gRPC API listen address (spec, default 0.0.0.0:8080).
 
     ext ``metrics_addr`` (default 0.0.0.0:8081): the health/metrics HTTP listener (spec Appendix B).
-    ``[server.tls]`` is optional; with ``ca_file`` set, clients must present certificates (mTLS).
+    ``[server.tls]`` is optional; with ``ca_file`` set, clients must present certificates (mTLS) and
+    agent heartbeats/reports are accepted only from the certificate of the node they name.
     """
 
     addr: str = setting("0.0.0.0:8080", check=check_addr)
@@ -199,6 +200,10 @@ class AgentsSettings:
 
     heartbeat_timeout_seconds: int = setting(15, check=check_positive)
     tls: TlsSettings | None = None
+
+    def cross_check(self) -> Iterable[tuple[str, str]]:
+        if self.tls is not None and self.tls.ca_file is None:
+            yield "tls.ca_file", "required: the CA that signed the agents' node certificates"
 
 
 @dataclass(frozen=True)
