@@ -28,6 +28,7 @@ import grpc
 from plasmavmc import validation
 from plasmavmc.api.status import from_rpc_error
 from plasmavmc.errors import HypervisorError
+from plasmavmc.iam.credentials import default_credential
 from plasmavmc.types.image import Image
 from plasmavmc.v1 import image_pb2, image_pb2_grpc
 
@@ -37,9 +38,13 @@ GIB = 1024**3
 
 class ImageCache:
     def __init__(
-        self, root: Path, channel: grpc.aio.Channel | Sequence[grpc.aio.Channel], capacity_bytes: int = 100 * GIB
+        self, root: Path, channel: grpc.aio.Channel | Sequence[grpc.aio.Channel], capacity_bytes: int = 100 * GIB,
+        credential: str | None = None,
     ) -> None:
-        """`channel`: the control plane, or several replicas of it (tried in turn while unreachable)."""
+        """`channel`: the control plane, or several replicas of it (tried in turn while unreachable);
+        `credential`: sent with each download (default: `iam.credentials.default_credential()`)."""
+        credential = default_credential() if credential is None else credential
+        self._metadata = (("authorization", f"Bearer {credential}"),) if credential else ()
         self.root = root
         self.capacity = capacity_bytes
         channels = list(channel) if isinstance(channel, Sequence) else [channel]
@@ -141,7 +146,7 @@ class ImageCache:
                 digest = hashlib.sha256()
                 try:
                     with tmp.open("wb") as out:
-                        async for part in stub.DownloadImage(request):
+                        async for part in stub.DownloadImage(request, metadata=self._metadata):
                             digest.update(part.chunk)
                             await asyncio.to_thread(out.write, part.chunk)
                     break

@@ -15,7 +15,7 @@ import os
 import sys
 
 from plasmavmc.cli import commands as cmd
-from plasmavmc.cli import image_commands, quota_commands, vm_device_commands
+from plasmavmc.cli import iam_commands, image_commands, quota_commands, vm_device_commands
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.errors import PlasmaError
 from plasmavmc.types.vm import HypervisorType
@@ -61,7 +61,9 @@ def _globals(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cert-file", help="client certificate (PEM) for mutual TLS")
     parser.add_argument("--key-file", help="client private key (PEM) for mutual TLS")
     parser.add_argument("--token", default=env("PLASMAVMC_TOKEN"),
-                        help="bearer token sent with every call (env PLASMAVMC_TOKEN)")
+                        help="token or API key sent with every call (env PLASMAVMC_TOKEN; default: "
+                             "$PLASMAVMC_CREDENTIALS, ~/.config/plasmavmc/credentials, "
+                             "/var/lib/plasmavmc/admin.token)")
 
 
 def _vm_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     _node_parsers(sub)
     _image_parsers(sub)
     quota_commands.add_parsers(sub)
+    iam_commands.add_parsers(sub)
     return parser
 
 
