@@ -20,12 +20,12 @@ import grpc
 
 from plasmavmc.api import caller
 from plasmavmc.api.authz_rules import RULES, Rule, Scope
-from plasmavmc.api.status import to_grpc_status
 from plasmavmc.errors import PlasmaError, Unauthenticated, Unimplemented
 from plasmavmc.iam.audit import AuditEntry, AuditLog
 from plasmavmc.iam.authn import bearer
 from plasmavmc.iam.gate import Gate
 from plasmavmc.iam.model import Caller
+from plasmavmc.wire.status import to_grpc_status
 
 PUBLIC_PREFIXES = ("/plasmavmc.v1.",)
 PASSTHROUGH_PREFIXES = ("/plasmavmc.agent.v1.",)  # node-certificate checks belong to the transport

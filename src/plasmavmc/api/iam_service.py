@@ -13,7 +13,6 @@ from typing import Any
 
 from plasmavmc.api import caller
 from plasmavmc.api.authz_rules import vm_scope
-from plasmavmc.api.edge import ServicerContext, unary
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.errors import InvalidArgument, NotFound
 from plasmavmc.iam import apikeys
@@ -22,6 +21,7 @@ from plasmavmc.iam.authn import CONSOLE_SCOPE
 from plasmavmc.iam.gate import Iam
 from plasmavmc.iam.model import Binding, Principal, PrincipalKind, Role
 from plasmavmc.v1 import iam_pb2, iam_pb2_grpc, types_pb2
+from plasmavmc.wire.edge import ServicerContext, unary
 
 Ctx = ServicerContext
 MAX_TOKEN_SECONDS = 7 * 86400

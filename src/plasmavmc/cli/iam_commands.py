@@ -17,9 +17,8 @@ import time
 
 from plasmavmc.cli import output as out
 from plasmavmc.client import PlasmaClient
-from plasmavmc.iam import credentials as creds
-from plasmavmc.iam.audit import AuditFilter
-from plasmavmc.iam.model import Binding, PrincipalKind, Role
+from plasmavmc.config import credentials as creds
+from plasmavmc.types.iam import AuditFilter, Binding, PrincipalKind, Role
 
 LOGIN_SECONDS = 12 * 3600
 

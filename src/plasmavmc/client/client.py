@@ -22,7 +22,7 @@ from plasmavmc.client.images import ImageMixin
 from plasmavmc.client.nodes import NodeMixin
 from plasmavmc.client.quotas import QuotaMixin
 from plasmavmc.client.vms import VmMixin
-from plasmavmc.iam.credentials import default_credential
+from plasmavmc.config.credentials import default_credential
 
 
 class PlasmaClient(VmMixin, NodeMixin, ImageMixin, QuotaMixin, IamMixin):

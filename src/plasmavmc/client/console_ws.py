@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from plasmavmc.config.credentials import default_credential
 from plasmavmc.errors import InvalidArgument, PlasmaError, Unavailable
-from plasmavmc.iam.credentials import default_credential
 
 
 def console_url(gateway: str, org_id: str, project_id: str, vm: str, console_type: str = "serial") -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from plasmavmc.client.base import ClientBase
-from plasmavmc.iam.audit import AuditEntry, AuditFilter
-from plasmavmc.iam.model import Binding, Org, Principal, PrincipalKind, Project, Role
+from plasmavmc.types.iam import AuditEntry, AuditFilter, Binding, Org, Principal, PrincipalKind, Project, Role
 from plasmavmc.v1 import iam_pb2, iam_pb2_grpc, vm_pb2
 
 

@@ -12,45 +12,16 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
 from plasmavmc.types import codec
+from plasmavmc.types.iam import AuditEntry, AuditFilter
+
+__all__ = ["AuditEntry", "AuditFilter", "AuditLog"]
 
 log = logging.getLogger(__name__)
 BATCH = 256
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    time_ns: int
-    principal: str  # "" when no credential was presented or it was not valid
-    action: str
-    org_id: str
-    project_id: str
-    resource: str
-    result: str  # "OK" or the spec error code
-    source: str  # the peer address
-    id: str = ""
-
-
-@dataclass(frozen=True)
-class AuditFilter:
-    org_id: str = ""
-    project_id: str = ""
-    principal: str = ""
-    since_ns: int = 0
-    until_ns: int = 0
-    limit: int = 100
-
-    def matches(self, entry: AuditEntry) -> bool:
-        return (
-            (not self.org_id or entry.org_id == self.org_id)
-            and (not self.project_id or entry.project_id == self.project_id)
-            and (not self.principal or entry.principal == self.principal)
-            and (not self.until_ns or entry.time_ns < self.until_ns)
-        )
 
 
 class AuditLog:

@@ -1,4 +1,4 @@
-"""The identity records (orgs, projects, principals, bindings, API keys, signing keys) and the roles.
+"""The roles and their actions, and the server-side identity records (API keys, signing keys, callers).
 
 Action names follow spec §10.1: `plasmavmc:<resource>:<verb>`. A role is a set of actions; a binding
 gives a principal a role at system scope (org "" and project ""), org scope (project "") or project
@@ -8,21 +8,12 @@ scope. `SYSTEM` is the org id of the platform itself (public images live there).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+
+from plasmavmc.types.iam import Binding, Org, Principal, PrincipalKind, Project, Role
+
+__all__ = ["ApiKey", "Binding", "Caller", "Org", "Principal", "PrincipalKind", "Project", "Role", "SigningKey"]
 
 SYSTEM = "system"
-
-
-class Role(StrEnum):
-    SYSTEM_ADMIN = "system-admin"
-    ORG_ADMIN = "org-admin"
-    PROJECT_MEMBER = "project-member"
-    PROJECT_VIEWER = "project-viewer"
-
-
-class PrincipalKind(StrEnum):
-    USER = "user"
-    SERVICE_ACCOUNT = "service_account"
 
 
 def _actions(resource: str, *verbs: str) -> frozenset[str]:
@@ -61,50 +52,6 @@ ROLE_ACTIONS: dict[Role, frozenset[str]] = {
 ORG_LEVEL_FROM_PROJECT: frozenset[str] = (
     _actions("images", "get", "list", "download", "create", "upload", "convert") | _actions("quotas", "get")
 )
-
-
-@dataclass(frozen=True)
-class Org:
-    id: str
-    display_name: str = ""
-    created_at: int = 0
-
-
-@dataclass(frozen=True)
-class Project:
-    org_id: str
-    id: str
-    display_name: str = ""
-    created_at: int = 0
-
-
-@dataclass(frozen=True)
-class Principal:
-    id: str
-    kind: PrincipalKind = PrincipalKind.USER
-    org_id: str = ""  # home org; "" for platform operators
-    display_name: str = ""
-    created_at: int = 0
-
-
-@dataclass(frozen=True)
-class Binding:
-    principal_id: str
-    role: Role
-    org_id: str = ""  # "" = system scope
-    project_id: str = ""  # "" = the whole org (or system)
-
-    def covers(self, org_id: str, project_id: str) -> bool:
-        """Whether this binding's scope contains (org_id, project_id); project "" means the org itself."""
-        if not self.org_id:
-            return True
-        if self.org_id != org_id:
-            return False
-        return not self.project_id or self.project_id == project_id
-
-    def touches(self, org_id: str) -> bool:
-        """Whether the binding lies anywhere inside `org_id` (or above it)."""
-        return not self.org_id or self.org_id == org_id
 
 
 @dataclass(frozen=True)
