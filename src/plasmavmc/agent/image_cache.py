@@ -42,9 +42,9 @@ class ImageCache:
         credential: str | None = None,
     ) -> None:
         """`channel`: the control plane, or several replicas of it (tried in turn while unreachable);
-        `credential`: sent with each download (default: `iam.credentials.default_credential()`)."""
-        credential = default_credential() if credential is None else credential
-        self._metadata = (("authorization", f"Bearer {credential}"),) if credential else ()
+        `credential`: sent with each download (default: `config.credentials.default_credential()`, looked
+        up at each download, so a bootstrap file the server writes after the agent started is found)."""
+        self._credential = credential
         self.root = root
         self.capacity = capacity_bytes
         channels = list(channel) if isinstance(channel, Sequence) else [channel]
@@ -52,6 +52,10 @@ class ImageCache:
         self._locks: dict[str, asyncio.Lock] = {}
         self._evicting = asyncio.Lock()
         self.downloads = 0  # completed downloads, for the agent's metrics and the tests
+
+    def _auth(self) -> tuple[tuple[str, str], ...]:
+        credential = default_credential() if self._credential is None else self._credential
+        return (("authorization", f"Bearer {credential}"),) if credential else ()
 
     def path_of(self, image: Image) -> Path:
         validation.name(image.id, "image.id")
@@ -146,7 +150,7 @@ class ImageCache:
                 digest = hashlib.sha256()
                 try:
                     with tmp.open("wb") as out:
-                        async for part in stub.DownloadImage(request, metadata=self._metadata):
+                        async for part in stub.DownloadImage(request, metadata=self._auth()):
                             digest.update(part.chunk)
                             await asyncio.to_thread(out.write, part.chunk)
                     break
