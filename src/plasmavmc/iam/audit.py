@@ -22,6 +22,7 @@ __all__ = ["AuditEntry", "AuditFilter", "AuditLog"]
 
 log = logging.getLogger(__name__)
 BATCH = 256
+LINGER = 0.05  # after the first entry, wait this long for more: fewer, larger commits under load
 
 
 class AuditLog:
@@ -48,6 +49,7 @@ class AuditLog:
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=prune_every)
+                    await asyncio.sleep(LINGER)
                 self._wake.clear()
                 try:
                     await self.flush()

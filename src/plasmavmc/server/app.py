@@ -80,8 +80,10 @@ async def build_core(settings: ServerSettings) -> Core:
     )
 
 
-def grpc_server(core: Core, settings: ServerSettings, iam: Iam) -> grpc.aio.Server:
-    server = grpc.aio.server(interceptors=[AuthInterceptor(iam.gate, iam.audit)])
+def grpc_server(core: Core, settings: ServerSettings, iam: Iam,
+                interceptor: grpc.aio.ServerInterceptor | None = None) -> grpc.aio.Server:
+    """Every service on one gRPC server; `interceptor` replaces the auth interceptor (benchmarks only)."""
+    server = grpc.aio.server(interceptors=[interceptor or AuthInterceptor(iam.gate, iam.audit)])
     iam_pb2_grpc.add_IamServiceServicer_to_server(IamServicer(core, iam), server)
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
