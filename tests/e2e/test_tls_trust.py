@@ -229,7 +229,7 @@ async def test_api_requires_the_cluster_ca(tls: TlsCluster) -> None:
 
 
 def test_cli_over_tls(tls: TlsCluster) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLASMAVMC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLASMAVMC_") or k == "PLASMAVMC_CREDENTIALS"}
     env.update(PLASMAVMC_CERT_FILE=str(tls.pki / "client.pem"), PLASMAVMC_KEY_FILE=str(tls.pki / "client.key"))
     argv = [str(BIN / "plasmavmc"), "--addr", f"https://{tls.cluster.api}", "--ca", str(tls.pki / "ca.pem"),
             "node", "list"]

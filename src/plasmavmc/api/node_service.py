@@ -14,8 +14,6 @@ from plasmavmc.wire.convert import to_proto
 from plasmavmc.wire.edge import ServicerContext, unary
 
 Ctx = ServicerContext
-#: the action `DeleteNode` is authorized as (spec §10.1 naming; the authorizer's table refers to it)
-DELETE_NODE_ACTION = "plasmavmc:nodes:delete"
 
 
 def node_msg(node: Node) -> node_pb2.Node:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from plasmavmc.cli import commands as cmd
-from plasmavmc.cli import image_commands, pki_commands, quota_commands, vm_device_commands
+from plasmavmc.cli import iam_commands, image_commands, pki_commands, quota_commands, vm_device_commands
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.client.endpoints import split_endpoints
 from plasmavmc.errors import PlasmaError
@@ -84,7 +84,9 @@ def _globals(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-file", default=env("PLASMAVMC_KEY_FILE"),
                         help="client private key (PEM) for mutual TLS (env PLASMAVMC_KEY_FILE)")
     parser.add_argument("--token", default=env("PLASMAVMC_TOKEN"),
-                        help="bearer token sent with every call (env PLASMAVMC_TOKEN)")
+                        help="token or API key sent with every call (env PLASMAVMC_TOKEN; default: "
+                             "$PLASMAVMC_CREDENTIALS, ~/.config/plasmavmc/credentials, "
+                             "/var/lib/plasmavmc/admin.token)")
 
 
 def _vm_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _image_parsers(sub)
     quota_commands.add_parsers(sub)
     pki_commands.add_parsers(sub)
+    iam_commands.add_parsers(sub)
     return parser
 
 
