@@ -25,7 +25,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import Message
 
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
-from plasmavmc.errors import NodeNotFound
+from plasmavmc.errors import NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.process import is_running
 from plasmavmc.pki import certs, identity
 from plasmavmc.types.node import Node, NodeCapacity
@@ -216,6 +216,35 @@ async def test_crash_report_from_another_node_moves_nothing(
     after = await api.get_vm(ORG, PROJECT, running.id)
     assert after.state == VmState.RUNNING and after.status.last_error is None
     assert running.status.host_pid is not None and is_running(running.status.host_pid)
+
+
+async def test_an_address_pointing_at_another_nodes_agent_fails_the_handshake(
+    tls: TlsCluster, api: PlasmaClient
+) -> None:
+    """node-b, with its own certificate, registers node-a's agent address; a VM placed on node-b never
+    reaches node-a's agent: the control plane dials expecting node-b's certificate and gets node-a's."""
+    real = await api.get_node(NODE_A)
+    decoy = Node(id=NODE_B, name=NODE_B, capacity=real.capacity, hypervisors=real.hypervisors,
+                 agent_address=real.agent_address)
+    assert await heartbeat(tls, NODE_B, decoy) == SERVED
+    await api.cordon_node(NODE_A)  # so the scheduler picks node-b
+    try:
+        with pytest.raises(PlasmaError):
+            await api.create_vm("tls-decoy", ORG, PROJECT, tiny_spec())
+    finally:
+        await api.uncordon_node(NODE_A)
+        await api.cordon_node(NODE_B)
+    placed = [vm for vm in await api.list_all_vms(ORG, PROJECT) if vm.name == "tls-decoy"]
+    method = SERVICE.methods_by_name["GetVmStatus"]
+    async with tls.agent_channel(tls.pem("control-plane")) as channel:
+        for vm in placed:  # whatever record the failed create left, node-a's agent never heard of it
+            status = agent_pb2.GetVmStatusRequest(vm_id=vm.id)
+            with pytest.raises(grpc.aio.AioRpcError) as gone:
+                await channel.unary_unary(f"/{SERVICE.full_name}/{method.name}",
+                                          request_serializer=lambda m: m.SerializeToString())(status, timeout=30)
+            assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    assert [vm.state for vm in placed] == [VmState.ERROR], placed
+    assert NODE_B in (placed[0].status.last_error or ""), placed[0].status
 
 
 async def test_api_requires_the_cluster_ca(tls: TlsCluster) -> None:
