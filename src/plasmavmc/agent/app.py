@@ -24,6 +24,8 @@ from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import PlasmaError
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
+from plasmavmc.observe.grpc_services import HealthAndReflection
+from plasmavmc.observe.interceptor import ObservingInterceptor
 from plasmavmc.shutdown import until_terminated
 
 log = logging.getLogger(__name__)
@@ -63,13 +65,15 @@ async def run(settings: AgentSettings) -> None:
     vms = NodeVms(settings.agent.node_id, registry, cache, reporter)
     await vms.adopt()
     cache.prune_pins(set(vms.handles))
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[ObservingInterceptor()])
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), server)
+    health = HealthAndReflection(server, ["plasmavmc.agent.v1.AgentService"])
     if settings.agent.tls is not None:
         server.add_secure_port(settings.agent.addr, server_credentials(settings.agent.tls))
     else:
         server.add_insecure_port(settings.agent.addr)
     await server.start()
+    await health.set_serving(True)
     beat = asyncio.create_task(heartbeat_forever(settings, registry, vms, reporter))
     log.info(
         "plasmavmc-agent %s serving on %s (hypervisors: %s)",
@@ -80,6 +84,7 @@ async def run(settings: AgentSettings) -> None:
     try:
         await until_terminated()
     finally:
+        await health.set_serving(False)
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat

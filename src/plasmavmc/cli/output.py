@@ -145,9 +145,12 @@ def image_row(image: Image) -> list[str]:
 
 
 def event_line(event: VmEvent) -> str:
-    """`2025-01-02T03:04:05Z  state_changed  STOPPED -> STARTING` (one line per watched event)."""
-    change = f"{upper(event.previous_state)} -> {upper(event.state)}"
-    return f"{iso_time(event.timestamp)}  {event.type.value}  {change}"
+    """`2025-01-02T03:04:05Z  r1234  state_changed  Started  STARTING -> RUNNING  by alice  vm …`."""
+    if event.vm is not None:  # the INITIAL record
+        return f"{iso_time(event.timestamp)}  r{event.revision}  {event.type.value}  {upper(event.state)}"
+    who = f"  by {event.actor}" if event.actor else ""
+    return (f"{iso_time(event.timestamp)}  r{event.revision}  {event.type.value}  {event.reason}  "
+            f"{event.message}{who}  vm {event.vm_id}")
 
 
 def dump_json(obj: Any, *, compact: bool = False) -> str:

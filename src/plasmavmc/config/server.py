@@ -195,6 +195,16 @@ class AgentsSettings:
 
 
 @dataclass(frozen=True)
+class EventsSettings:
+    """ext ``[events]``: the VM event history kept (``max_age_seconds``, default 7 days; ``max_per_vm``,
+    default 200); ``enabled = false`` stops writing events (for overhead measurements only)."""
+
+    enabled: bool = setting(True)
+    max_age_seconds: int = setting(7 * 24 * 3600, check=check_positive)
+    max_per_vm: int = setting(200, check=check_positive)
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything `plasmavmc-server` is configured with (spec §9.1 plus the ext keys of each section)."""
 
@@ -205,6 +215,7 @@ class ServerSettings:
     image_store: ImageStoreSettings = field(default_factory=ImageStoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     agents: AgentsSettings = field(default_factory=AgentsSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
 
 
 

@@ -10,7 +10,9 @@ import uuid
 from dataclasses import dataclass, field
 
 from plasmavmc import validation
+from plasmavmc.core import vm_events  # noqa: F401  (registers the VM event deriver)
 from plasmavmc.core.agents import AgentClient, AgentPool
+from plasmavmc.core.event_retention import Retention
 from plasmavmc.core.nodes import NodeRegistry
 from plasmavmc.core.records import Versioned, read
 from plasmavmc.core.report_memory import ReportMemory
@@ -49,6 +51,7 @@ class Core:
     reports: ReportMemory = field(default_factory=ReportMemory)
     # this replica's id: owner of the operations it drives (core/pending.py); fresh per process
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    event_retention: Retention = field(default_factory=Retention)
 
     async def find_vm(self, ref: VmRef) -> Versioned[VirtualMachine]:
         ref = ref.validated()

@@ -14,12 +14,12 @@ import uuid
 from dataclasses import dataclass
 
 from plasmavmc import validation
-from plasmavmc.core import pending, placement, quotas
+from plasmavmc.core import pending, placement, quotas, vm_events
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.records import Versioned, decode, mutate, read, replace, retry_on_conflict
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, PlasmaError
 from plasmavmc.hypervisor.registry import check_spec_for
-from plasmavmc.metrics import OPERATIONS, SCHEDULER_LATENCY
+from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
 from plasmavmc.store.base import Page, Write
 from plasmavmc.types import codec
@@ -102,7 +102,8 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
     # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
     op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
     try:
-        claims = [Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0), pending.begin_write(op)]
+        claims = [Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0), pending.begin_write(op),
+                  *vm_events.created(vm)]
         rev = await quotas.commit_charged(core.store, vm.org_id, vm.project_id, usage, claims)
     except Conflict:
         raise AlreadyExists(
@@ -243,6 +244,7 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
             Write(vm.key, None, current.revision),
             Write(keys.vm_name(vm.value.org_id, vm.value.project_id, vm.value.name), None),
             *placement.release_writes(current.value, node),
+            *vm_events.deleted(current.value),
         ]
         gone = -quotas.usage_of(vm.value)
         await quotas.commit_charged(core.store, vm.value.org_id, vm.value.project_id, gone, writes)

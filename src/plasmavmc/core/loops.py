@@ -8,7 +8,8 @@
 - reconcile: desired vs actual on the VM records (`core/reconcile.py`); woken by VM changes, at most
   once per `min_gap`, and every `interval` anyway. The pass works from a watched index of VM states
   (`core/vm_states.py`, which is also its doorbell); the full pass that decodes every record runs at
-  least every `FULL_PASS_INTERVAL` seconds, and whenever the index is not ready.
+  least every `FULL_PASS_INTERVAL` seconds, and whenever the index is not ready;
+- events: the VM event history is bounded (`core/event_retention.py`), every `EVENTS_INTERVAL`.
 
 Each pass reads the whole current state and acts on it, never on the event that woke it, so a missed,
 repeated or compacted watch only delays work by one interval: the watch is a doorbell, not a queue.
@@ -22,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from plasmavmc.core import pending
+from plasmavmc.core import event_retention, pending
 from plasmavmc.core.adopt import finish_operation
 from plasmavmc.core.context import Core
 from plasmavmc.core.reconcile import heartbeat_pass, reconcile_indexed, reconcile_once
@@ -37,6 +38,7 @@ LiveServers = Callable[[], Awaitable[set[str]]]
 DEFAULT_INTERVAL = 2.0
 RECONCILE_MIN_GAP = 0.5
 FULL_PASS_INTERVAL = 60.0  # seconds between full reconcile passes (the safety net under the index)
+EVENTS_INTERVAL = 60.0  # seconds between event retention passes (core/event_retention.py)
 
 
 class Doorbell:
@@ -135,6 +137,10 @@ async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEF
         await pending_bell.wait(interval)
         return 0.0
 
+    async def events_step() -> float:
+        await event_retention.compact(core.store, core.event_retention)
+        return EVENTS_INTERVAL
+
     async def heartbeat_step() -> float:
         return min(await heartbeat_pass(core), interval * 5)
 
@@ -156,6 +162,7 @@ async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEF
             group.create_task(vm_states.run())
             group.create_task(_repeat("pending", pending_step, interval))
             group.create_task(_repeat("heartbeat", heartbeat_step, interval))
+            group.create_task(_repeat("events", events_step, EVENTS_INTERVAL))
             group.create_task(_repeat("reconcile", reconcile_step, interval))
     finally:
         adopter.cancel_all()

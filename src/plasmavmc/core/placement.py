@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from plasmavmc.core import vm_events
 from plasmavmc.core.context import Core
 from plasmavmc.core.records import Versioned, read, replace
 from plasmavmc.errors import Conflict, NoSuitableNode
@@ -98,6 +99,7 @@ async def _try_node(
         node = cached[0]
         placed = placer(vm.value, node_id)
         claimed, writes = claim_writes(vm, node, placed)
+        writes += vm_events.derive_writes(vm.value, placed)
         old: Versioned[Node] | None = None
         if moving_from is not None:
             old = await read(core.store, Node, keys.node(moving_from))

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 
-from plasmavmc.core import pending
+from plasmavmc.core import pending, vm_events
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.lifecycle import _moved, set_error
 from plasmavmc.core.records import Versioned, mutate, replace
 from plasmavmc.errors import InvalidState, PlasmaError
-from plasmavmc.metrics import BOOT_SECONDS, OPERATIONS
+from plasmavmc.observe.metrics import BOOT_SECONDS, OPERATIONS
+from plasmavmc.types.events import VmEventType
 from plasmavmc.types.states import VmState, check_transition
 from plasmavmc.types.vm import VirtualMachine, VmStatus
 
@@ -102,6 +103,8 @@ async def reboot(core: Core, ref: VmRef, *, hard: bool) -> VirtualMachine:
         await set_error(core, found.key, f"{operation} failed: {err.message}")
         OPERATIONS.labels(operation, "error").inc()
         raise
-    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _running(vm, observed, operation))
+    said = vm_events.writes([vm_events.event(found.value, VmEventType.OPERATION, operation.capitalize() + (
+        "ed" if operation == "reboot" else ""), f"{operation} done")])
+    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _running(vm, observed, operation), also=said)
     OPERATIONS.labels(operation, "ok").inc()
     return done.value

@@ -18,7 +18,7 @@ from plasmavmc.core.context import Core
 from plasmavmc.core.lifecycle import finish_delete
 from plasmavmc.core.records import decode, read
 from plasmavmc.core.vm_states import VmStates
-from plasmavmc.metrics import HEARTBEAT_AGE, NODE_ALLOCATED_VCPUS, NODE_CAPACITY_VCPUS, VMS_TOTAL
+from plasmavmc.observe.metrics import HEARTBEAT_AGE, NODE_ALLOCATED_VCPUS, NODE_CAPACITY_VCPUS, VMS_TOTAL
 from plasmavmc.store import keys
 from plasmavmc.types.node import NodeState
 from plasmavmc.types.states import VmState

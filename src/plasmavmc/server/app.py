@@ -21,8 +21,10 @@ from plasmavmc.api.node_service import NodeServicer
 from plasmavmc.api.quota_service import QuotaServicer
 from plasmavmc.api.vm_service import VmServicer
 from plasmavmc.config.server import ServerSettings
+from plasmavmc.core import vm_events
 from plasmavmc.core.agents import AgentPool
 from plasmavmc.core.context import Core
+from plasmavmc.core.event_retention import Retention
 from plasmavmc.core.loops import run_loops
 from plasmavmc.core.nodes import NodeRegistry, Overcommit
 from plasmavmc.core.vm_disks import VmDisks
@@ -31,6 +33,8 @@ from plasmavmc.images.backends import open_image_store, staging_dir
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.seed import seed_guest_dir
 from plasmavmc.images.service import ImageService
+from plasmavmc.observe.grpc_services import HealthAndReflection
+from plasmavmc.observe.interceptor import ObservingInterceptor
 from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.server.http import start_http
 from plasmavmc.server.leader import Leadership, leadership_for
@@ -70,14 +74,20 @@ async def build_core(settings: ServerSettings) -> Core:
     sched = settings.scheduler
     overcommit = Overcommit(sched.cpu_overcommit_ratio, sched.memory_overcommit_ratio, sched.storage_overcommit_ratio)
     nodes = NodeRegistry(store, settings.agents.heartbeat_timeout_seconds, overcommit)
+    vm_events.ENABLED = settings.events.enabled
     return Core(
         store=store, catalog=catalog, image_files=files, nodes=nodes, agents=AgentPool(),
         scheduler=build_scheduler(sched),
+        event_retention=Retention(settings.events.max_age_seconds, settings.events.max_per_vm),
     )
 
 
-def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
-    server = grpc.aio.server()
+API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavmc.v1.NodeService",
+                "plasmavmc.v1.QuotaService", "plasmavmc.agent.v1.AgentService")
+
+
+def grpc_server(core: Core, settings: ServerSettings) -> tuple[grpc.aio.Server, HealthAndReflection]:
+    server = grpc.aio.server(interceptors=[ObservingInterceptor()])
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
     images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),
@@ -90,7 +100,7 @@ def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
         server.add_secure_port(settings.server.addr, server_credentials(settings.server.tls))
     else:
         server.add_insecure_port(settings.server.addr)
-    return server
+    return server, HealthAndReflection(server, API_SERVICES)
 
 
 async def registered(leadership: Leadership, task: asyncio.Task[None]) -> None:
@@ -104,7 +114,7 @@ async def registered(leadership: Leadership, task: asyncio.Task[None]) -> None:
 
 async def run(settings: ServerSettings) -> None:
     core = await build_core(settings)
-    server = grpc_server(core, settings)
+    server, health = grpc_server(core, settings)
     leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)
     loop_task = asyncio.create_task(
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL))
@@ -112,12 +122,14 @@ async def run(settings: ServerSettings) -> None:
     await registered(leadership, loop_task)
     memory_task = asyncio.create_task(core.reports.run(core.store), name="report-memory")
     await server.start()
+    await health.set_serving(True)
     http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
     log.info("plasmavmc-server serving gRPC on %s, HTTP on %s", settings.server.addr, settings.server.metrics_addr)
     try:
         await until_terminated()
     finally:
         log.info("plasmavmc-server stopping")
+        await health.set_serving(False)
         for task in (loop_task, memory_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -15,3 +15,13 @@ NODE_CAPACITY_VCPUS = Gauge("plasmavmc_node_capacity_vcpus", "Node vCPU capacity
 NODE_ALLOCATED_VCPUS = Gauge("plasmavmc_node_allocated_vcpus", "Allocated vCPUs", ["node"])
 SCHEDULER_LATENCY = Histogram("plasmavmc_scheduler_latency_seconds", "Scheduling latency")
 HEARTBEAT_AGE = Gauge("plasmavmc_agent_heartbeat_age_seconds", "Time since heartbeat", ["node"])
+
+# -- beyond §12.2 (issue 17): per-RPC, replica, node capacity, images -----------------------------------
+RPC_HANDLED = Counter(
+    "plasmavmc_grpc_server_handled_total", "gRPC calls completed, by service, method and status code",
+    ["service", "method", "code"],
+)
+RPC_SECONDS = Histogram(
+    "plasmavmc_grpc_server_handling_seconds", "gRPC call duration (streams: until they end)",
+    ["service", "method"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
