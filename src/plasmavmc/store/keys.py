@@ -16,7 +16,7 @@ PENDING = ROOT + "scheduler/pending/"
 ANTI_AFFINITY = ROOT + "scheduler/anti_affinity/"
 QUOTAS = ROOT + "quotas/"
 SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its lease (server/leader.py)
-EVENTS = ROOT + "events/"  # VM events, written with the change they describe (core/vm_events.py)
+EVENTS = ROOT + "events/"  # VM events, written with the change they describe (core/vms/events.py)
 LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
 
 

@@ -1,6 +1,6 @@
 """VM events: what happened to a VM (a state change, an operation, a failure, a condition change).
 
-An event is stored in the same store commit as the change it describes (`core/vm_events.py`), under
+An event is stored in the same store commit as the change it describes (`core/vms/events.py`), under
 `plasmavmc/events/{org}/{project}/{vm}/...`; its `revision` is that commit's store revision, so a
 `WatchVm` client that remembers the last revision it saw resumes from `revision + 1` with nothing lost
 or repeated. `StoredEvent` is the stored form (no revision: the key's mod_revision is the revision);

@@ -1,6 +1,6 @@
 """`WatchVm` and `GetConsole` on the control plane: streams built on the store's watch and the agent.
 
-A watch streams the stored events (`core/vm_events.py`) of one VM or of a whole project, in revision
+A watch streams the stored events (`core/vms/events.py`) of one VM or of a whole project, in revision
 order: with `send_initial` the current record first, then every event written after it. With
 `start_revision` > 0 it first replays the kept events from that revision on (read with one list, which
 also gives the revision the follow starts after), so a client that resumes from the last revision it saw
@@ -14,8 +14,8 @@ import time
 from collections.abc import AsyncIterator
 
 from plasmavmc import validation
-from plasmavmc.core import vm_events
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import VmNotFound
 from plasmavmc.store import keys
 from plasmavmc.store.base import EventType, KeyValue

@@ -10,9 +10,9 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from plasmavmc.api.status import to_grpc_status
 from plasmavmc.errors import ErrorCode, PlasmaError, Unimplemented
 from plasmavmc.observe import logctx
+from plasmavmc.wire.status import to_grpc_status
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")

@@ -17,10 +17,10 @@ import secrets
 import time
 from collections.abc import Sequence
 
-from plasmavmc.core.records import on_change
 from plasmavmc.observe import logctx
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue, Store, Write
+from plasmavmc.store.records import on_change
 from plasmavmc.types import codec
 from plasmavmc.types.events import StoredEvent, VmEvent, VmEventType
 from plasmavmc.types.states import VmState

@@ -9,12 +9,12 @@ snapshot holds disks only. Restore is allowed on a RUNNING or STOPPED VM; the VM
 from __future__ import annotations
 
 from plasmavmc import validation
-from plasmavmc.core import vm_events
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import InvalidState, PlasmaError
-from plasmavmc.hypervisor.base import SnapshotInfo
 from plasmavmc.observe.metrics import OPERATIONS
 from plasmavmc.types.events import VmEventType
+from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 
-from plasmavmc.core import pending, vm_events
+from plasmavmc.core import pending
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.lifecycle import _moved, set_error
-from plasmavmc.core.records import Versioned, mutate, replace
+from plasmavmc.core.vms import events as vm_events
+from plasmavmc.core.vms.lifecycle import _moved, set_error
 from plasmavmc.errors import InvalidState, PlasmaError
 from plasmavmc.observe.metrics import BOOT_SECONDS, OPERATIONS
+from plasmavmc.store.records import Versioned, mutate, replace
 from plasmavmc.types.events import VmEventType
 from plasmavmc.types.states import VmState, check_transition
 from plasmavmc.types.vm import VirtualMachine, VmStatus
