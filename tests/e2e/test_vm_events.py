@@ -12,11 +12,11 @@ from plasmavmc.client import PlasmaClient
 from plasmavmc.types.events import VmEvent, VmEventType
 from plasmavmc.types.states import VmState
 from tests.conftest import Cluster, needs_qemu
-from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
+from tests.e2e.helpers import ORG, PROJECT, tiny_spec
 
 pytestmark = needs_qemu
 DEADLINE = 120.0
-LIFE = ["Accepted", "Scheduled", "Created", "Starting", "Started", "SnapshotTaken", "Rebooted",
+LIFE = ["Accepted", "Scheduled", "Created", "Starting", "Started", "GuestReady", "SnapshotTaken", "Rebooted",
         "Stopping", "Stopped", "Deleting", "Deleted"]
 
 
@@ -45,7 +45,7 @@ async def test_watch_resumed_after_a_kill_sees_every_event_once(cluster: Cluster
     first = asyncio.create_task(_collect(cluster.api, received, None, set()))
     vm = await client.create_vm("ev-1", ORG, PROJECT, tiny_spec())
     await client.start_vm(ORG, PROJECT, vm.id)
-    await console_until(client, vm.id, "PLASMAVMC-READY name=ev-1 ", timeout=DEADLINE)
+    await _until(received, vm.id, "GuestReady")
     await client.snapshot_vm(ORG, PROJECT, vm.id, "s1")
     await _until(received, vm.id, "SnapshotTaken")
     first.cancel()  # the client dies mid-stream; what follows happens while nobody watches
@@ -68,7 +68,7 @@ async def test_watch_resumed_after_a_kill_sees_every_event_once(cluster: Cluster
     revisions = [e.revision for e in mine]
     assert revisions == sorted(revisions)
     assert mine[4].type is VmEventType.STATE_CHANGED and mine[4].state is VmState.RUNNING
-    assert mine[6].type is VmEventType.OPERATION and mine[6].actor == "anonymous"
+    assert mine[7].type is VmEventType.OPERATION and mine[7].actor == "anonymous"
     assert mine[0].actor == "anonymous"
 
     kept = [e async for e in client.vm_events(ORG, PROJECT, vm.id)]  # by id: the VM is gone

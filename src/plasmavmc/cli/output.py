@@ -115,7 +115,17 @@ def vm_details(vm: VirtualMachine) -> str:
         ("Labels", labels or "-"),
         ("Last error", vm.status.last_error or "-"),
         ("Created", f"{iso_time(vm.created_at)} ({age(vm.created_at)} ago)" if vm.created_at else "-"),
+        ("Last boot", boot_line(vm)),
     ])
+
+
+def boot_line(vm: VirtualMachine) -> str:
+    """`placed +0.05s, image_ready +0.40s, ..., ready +2.91s (total 3.52s)`: the last start, step by step."""
+    steps = vm.status.boot.steps()
+    if not steps:
+        return "-"
+    total = sum(seconds for _, seconds in steps)
+    return ", ".join(f"{name} +{seconds:.2f}s" for name, seconds in steps) + f" (total {total:.2f}s)"
 
 
 def node_row(node: Node) -> list[str]:

@@ -8,7 +8,7 @@ VMS_TOTAL = Gauge("plasmavmc_vms_total", "Total VMs by state", ["state"])
 OPERATIONS = Counter("plasmavmc_vm_operations_total", "VM operations by type and result", ["operation", "result"])
 BOOT_SECONDS = Histogram(
     "plasmavmc_vm_boot_seconds",
-    "VM boot time: start requested to hypervisor running",
+    "VM boot time: start requested to the guest's readiness line on its console",
     buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60),
 )
 NODE_CAPACITY_VCPUS = Gauge("plasmavmc_node_capacity_vcpus", "Node vCPU capacity", ["node"])

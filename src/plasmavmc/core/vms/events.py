@@ -3,9 +3,10 @@ operation that keeps the record as it is (reboot, reset, snapshot, restore).
 
 `derive(old, new)` turns a record change into events: a state change (reason from the target state:
 Scheduled, Created, Starting, Started, Stopping, Stopped, Failed, Deleting), a condition set or
-cleared, a spec change (disk or NIC attached/detached, resize), a labels/metadata update. Usage-only
-changes (heartbeats) yield nothing. `records.on_change` makes every `mutate` of a VM commit these
-writes in the same store commit as the record, so an event exists exactly when its change does.
+cleared, the guest's readiness (GuestReady), a spec change (disk or NIC attached/detached, resize),
+a labels/metadata update. Usage-only changes (heartbeats) yield nothing. `records.on_change` makes
+every `mutate` of a VM commit these writes in the same store commit as the record, so an event exists
+exactly when its change does.
 
 Keys are `plasmavmc/events/{org}/{project}/{vm}/{ns}-{random}`; the key's mod_revision is the event's
 revision. `ENABLED` switches event writing off (the overhead benchmark compares both).
@@ -90,7 +91,15 @@ def derive(old: VirtualMachine, new: VirtualMachine) -> list[StoredEvent]:
     out = [_state_event(old, new)] if old.state != new.state else []
     if new.status.last_error and new.status.last_error != old.status.last_error and not out:
         out.append(event(new, VmEventType.FAILED, "Failed", new.status.last_error))
-    return out + _condition_events(old, new) + _spec_events(old, new)
+    return out + _condition_events(old, new) + _spec_events(old, new) + _ready_events(old, new)
+
+
+def _ready_events(old: VirtualMachine, new: VirtualMachine) -> list[StoredEvent]:
+    was, now = old.status.boot, new.status.boot
+    if now.ready_at <= 0 or was.ready_at > 0:
+        return []
+    took = now.ready_at - now.start_requested_at
+    return [event(new, VmEventType.CONDITION_CHANGED, "GuestReady", f"guest ready {took:.2f}s after the start")]
 
 
 def writes(events: Sequence[StoredEvent]) -> list[Write]:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.vms import boot, placement
 from plasmavmc.core.vms import events as vm_events
-from plasmavmc.core.vms import placement
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, PlasmaError
 from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
@@ -28,7 +28,7 @@ from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
 from plasmavmc.types.states import VmState, check_transition, transition
-from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmSpec
+from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmSpec, VmStatus
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE = 100
@@ -82,6 +82,7 @@ def _validate(req: CreateVm) -> None:
 
 
 async def create(core: Core, req: CreateVm) -> VirtualMachine:
+    accepted = boot.now()
     _validate(req)
     images = await images_for(core, req.org_id, req.spec)
     now = int(time.time())
@@ -97,6 +98,7 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
         created_by=req.created_by,
         labels=req.labels,
         metadata=req.metadata,
+        status=VmStatus(boot=boot.accepted(accepted)),
     )
     key = keys.vm(vm.org_id, vm.project_id, vm.id)
     name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
@@ -130,7 +132,8 @@ async def place(core: Core, vm: Versioned[VirtualMachine]) -> Versioned[VirtualM
 
     def placer(current: VirtualMachine, node_id: str) -> VirtualMachine:
         state = transition(current.state, VmState.CREATING, vm_id=current.id, operation="place")
-        return replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
+        placed = replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
+        return boot.stamped(placed, placed_at=boot.now())
 
     result = await placement.claim(core, vm, placer)
     SCHEDULER_LATENCY.observe(time.perf_counter() - started)
@@ -143,13 +146,17 @@ async def provision(
 ) -> VirtualMachine:
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
     (with reason) if it fails."""
+    def _made(v: VirtualMachine) -> VirtualMachine:
+        return boot.stamped(_moved(v, VmState.STOPPED, "create"), image_ready_at=ready_at)
+
     try:
         agent = await core.agent_for(vm.value)
         await agent.create_vm(vm.value, images)
+        ready_at = boot.now()
     except PlasmaError as err:
         await set_error(core, vm.key, f"create failed: {err.message}")
         raise
-    stopped = await drive.last_step(VirtualMachine, vm.key, lambda v: _moved(v, VmState.STOPPED, "create"), known=vm)
+    stopped = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
     return stopped.value
 
 

@@ -12,10 +12,11 @@ import time
 
 from plasmavmc.core import pending
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.vms import boot
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.lifecycle import _moved, set_error
 from plasmavmc.errors import InvalidState, PlasmaError
-from plasmavmc.observe.metrics import BOOT_SECONDS, OPERATIONS
+from plasmavmc.observe.metrics import OPERATIONS
 from plasmavmc.store.records import Versioned, mutate, replace
 from plasmavmc.types.events import VmEventType
 from plasmavmc.types.states import VmState, check_transition
@@ -33,7 +34,11 @@ def _running(vm: VirtualMachine, observed: VmStatus, operation: str) -> VirtualM
         accelerator=observed.accelerator,
         last_error=None,
     )
-    return _moved(vm, VmState.RUNNING, operation, status=status)
+    return boot.with_node_times(_moved(vm, VmState.RUNNING, operation, status=status), observed.boot)
+
+
+def _starting(vm: VirtualMachine) -> VirtualMachine:
+    return boot.start_requested(_moved(vm, VmState.STARTING, "start"), boot.now())
 
 
 async def _begin(core: Core, op: pending.Op, vm: Versioned[VirtualMachine]) -> pending.Pending:
@@ -47,10 +52,9 @@ async def start(core: Core, ref: VmRef) -> VirtualMachine:
     found = await core.find_vm(ref)
     check_transition(found.value.state, VmState.STARTING, operation="start")
     agent = await core.agent_for(found.value)
-    began = time.perf_counter()
     op = await _begin(core, pending.Op.START, found)
     async with pending.driving(core.store, op) as drive:
-        await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STARTING, "start"))
+        await mutate(core.store, VirtualMachine, found.key, _starting)
         try:
             await agent.start_vm(found.value.id)
             observed = await agent.status(found.value.id)
@@ -59,7 +63,6 @@ async def start(core: Core, ref: VmRef) -> VirtualMachine:
             OPERATIONS.labels("start", "error").inc()
             raise
         done = await drive.last_step(VirtualMachine, found.key, lambda vm: _running(vm, observed, "start"))
-    BOOT_SECONDS.observe(time.perf_counter() - began)
     OPERATIONS.labels("start", "ok").inc()
     return done.value
 
