@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -89,6 +90,12 @@ class Cluster:
     agent: Proc
     node_id: str
 
+    @property
+    def agent_http(self) -> str:
+        """The agent's HTTP port (/health, /ready, /metrics), as written in its config."""
+        addr = tomllib.loads((self.root / "agent.toml").read_text())["agent"]["metrics_addr"]
+        return f"http://{addr}"
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -160,6 +167,7 @@ def write_configs(root: Path, guest: Path, node_id: str,
     agent_cfg.write_text(
         f'[agent]\nnode_id = "{node_id}"\ncontrol_plane = "http://127.0.0.1:{api}"\n'
         f'addr = "127.0.0.1:{agent_port}"\nheartbeat_interval_seconds = 1\n'
+        f'metrics_addr = "127.0.0.1:{free_port()}"\n'
         f'[hypervisors]\nenabled = [{enabled}]\n[hypervisors.kvm]\nruntime_dir = "{run_dir}/kvm"\n{fc_section}'
         f'[storage]\nimage_cache_dir = "{root}/cache"\nruntime_dir = "{root}/vms"\n'
         f'[logging]\nlevel = "info"\nformat = "text"\n'

@@ -19,12 +19,14 @@ from plasmavmc.api.image_service import ImageServicer
 from plasmavmc.api.node_service import NodeServicer
 from plasmavmc.api.quota_service import QuotaServicer
 from plasmavmc.api.vm_service import VmServicer
+from plasmavmc.config.schema import package_version
 from plasmavmc.config.server import ServerSettings
 from plasmavmc.core.agents import AgentPool
 from plasmavmc.core.context import Core
 from plasmavmc.core.images import ImageService
 from plasmavmc.core.loops.event_retention import Retention
 from plasmavmc.core.loops.runner import run_loops
+from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.core.nodes.registry import NodeRegistry, Overcommit
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.disks import VmDisks
@@ -34,6 +36,7 @@ from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.seed import seed_guest_dir
 from plasmavmc.observe.grpc_services import HealthAndReflection
 from plasmavmc.observe.interceptor import ObservingInterceptor
+from plasmavmc.observe.metrics import BUILD_INFO
 from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.server.http import start_http
 from plasmavmc.server.leader import Leadership, leadership_for
@@ -120,16 +123,20 @@ async def run(settings: ServerSettings) -> None:
     )
     await registered(leadership, loop_task)
     memory_task = asyncio.create_task(core.reports.run(core.store), name="report-memory")
+    vm_states = VmStates(core.store, RECONCILE_INTERVAL)  # this replica's own index, for its gauges
+    states_task = asyncio.create_task(vm_states.run(), name="vm-states")
+    BUILD_INFO.labels(package_version(), "server").set(1)
     await server.start()
     await health.set_serving(True)
-    http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
+    http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership,
+                            vm_states=vm_states)
     log.info("plasmavmc-server serving gRPC on %s, HTTP on %s", settings.server.addr, settings.server.metrics_addr)
     try:
         await until_terminated()
     finally:
         log.info("plasmavmc-server stopping")
         await health.set_serving(False)
-        for task in (loop_task, memory_task):
+        for task in (loop_task, memory_task, states_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -1,23 +1,22 @@
 """Desired-vs-actual reconcile of the VM records: level-triggered, safe to run twice.
 
-Each pass: VMs soft-deleted while their agent was unreachable are cleaned up, and the gauges of spec
-§12.2 are refreshed from the store. Node heartbeat expiry is `heartbeat_pass`. Only the leader runs
-these passes (`core/loops/runner.py` schedules them: on every change under the watched prefix, and at least
-every interval); a pass that fails is logged and the next one tries again. `reconcile_indexed` works
-from the watched `VmStates` index (cost: the VMs due for cleanup); `reconcile_once` reads every record
-and is the safety net, run now and then and whenever the index is not ready.
+Each pass: VMs soft-deleted while their agent was unreachable are cleaned up (the gauges of spec §12.2
+are set on every replica at scrape time: `core/gauges.py`). Node heartbeat expiry is `heartbeat_pass`.
+Only the leader runs these passes (`core/loops/runner.py` schedules them: on every change under the
+watched prefix, and at least every interval); a pass that fails is logged and the next one tries
+again. `reconcile_indexed` works from the watched `VmStates` index (cost: the VMs due for cleanup);
+`reconcile_once` reads every record and is the safety net, run now and then and whenever the index is
+not ready.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.core.vms.lifecycle import finish_delete
-from plasmavmc.observe.metrics import HEARTBEAT_AGE, NODE_ALLOCATED_VCPUS, NODE_CAPACITY_VCPUS, VMS_TOTAL
 from plasmavmc.store import keys
 from plasmavmc.store.records import decode, read
 from plasmavmc.types.node import NodeState
@@ -36,9 +35,6 @@ async def heartbeat_pass(core: Core) -> float:
     next_expiry = core.nodes.heartbeat_timeout
     for node in await core.nodes.list():
         n = node.value
-        NODE_CAPACITY_VCPUS.labels(n.id).set(n.capacity.vcpus)
-        NODE_ALLOCATED_VCPUS.labels(n.id).set(n.allocated.vcpus)
-        HEARTBEAT_AGE.labels(n.id).set(max(0.0, now - n.last_heartbeat))
         if n.state == NodeState.READY:
             next_expiry = min(next_expiry, n.last_heartbeat + core.nodes.heartbeat_timeout - now)
     return max(next_expiry, 0.0) + 0.5  # a little after, so the record is past the deadline
@@ -47,13 +43,10 @@ async def heartbeat_pass(core: Core) -> float:
 async def reconcile_once(core: Core) -> None:
     """The full pass: read and decode every VM record."""
     now = time.time()
-    states: Counter[VmState] = Counter()
     for kv in await core.store.list_all(keys.VMS):
         vm = decode(VirtualMachine, kv)
-        states[vm.value.state] += 1
         if vm.value.state == VmState.DELETED and now - vm.value.updated_at > DELETE_GRACE:
             await finish_delete(core, vm)
-    _set_gauges(states)
 
 
 async def reconcile_indexed(core: Core, index: VmStates) -> None:
@@ -64,9 +57,3 @@ async def reconcile_indexed(core: Core, index: VmStates) -> None:
             vm = await read(core.store, VirtualMachine, key)
             if vm is not None and vm.value.state == VmState.DELETED:
                 await finish_delete(core, vm)
-    _set_gauges(index.counts())
-
-
-def _set_gauges(states: Counter[VmState]) -> None:
-    for state in VmState:
-        VMS_TOTAL.labels(state.value).set(states[state])
