@@ -46,11 +46,14 @@ class ServerSection:
     """``[server]``: ``addr`` is the gRPC API listen address (spec, default 0.0.0.0:8080).
 
     ext ``metrics_addr`` (default 0.0.0.0:8081): the health/metrics HTTP listener (spec Appendix B).
+    ext ``rpc_metrics`` (default true): the gRPC interceptor (request ids, log fields, per-RPC metrics);
+    false only to measure what it costs (`bench.observability_bench`).
     ``[server.tls]`` is optional; with ``ca_file`` set, clients must present certificates (mTLS).
     """
 
     addr: str = setting("0.0.0.0:8080", check=check_addr)
     metrics_addr: str = setting("0.0.0.0:8081", check=check_addr)
+    rpc_metrics: bool = setting(True)
     tls: TlsSettings | None = None
 
 

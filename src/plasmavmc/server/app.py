@@ -89,7 +89,8 @@ API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavm
 
 
 def grpc_server(core: Core, settings: ServerSettings) -> tuple[grpc.aio.Server, HealthAndReflection]:
-    server = grpc.aio.server(interceptors=[ObservingInterceptor()])
+    observing = [ObservingInterceptor()] if settings.server.rpc_metrics else []
+    server = grpc.aio.server(interceptors=observing)
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
     images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),
