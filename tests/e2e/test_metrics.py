@@ -24,7 +24,7 @@ from plasmavmc.client import PlasmaClient
 from plasmavmc.errors import VmNotFound
 from plasmavmc.types.vm import BootSpec
 from plasmavmc.v1 import vm_pb2, vm_pb2_grpc
-from tests.conftest import needs_qemu
+from tests.conftest import ADMIN_CREDENTIAL, needs_qemu
 from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
 from tests.e2e.test_ha_failover import HaCluster, ha  # noqa: F401  (the two-replica fixture)
 from tests.etcd import needs_etcd
@@ -158,10 +158,11 @@ async def test_health_reflection_and_request_ids(ha: HaCluster) -> None:  # noqa
             names = {s.name for s in replies[0].list_services_response.service}
             assert {service, "grpc.health.v1.Health"} <= names, names
 
+    token = ADMIN_CREDENTIAL.read_text().strip()
     async with grpc.aio.insecure_channel(b.api) as channel:
         call = vm_pb2_grpc.VmServiceStub(channel).GetVm(
             vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id="no-such-vm")),
-            metadata=[("x-request-id", "req-obs-42")], timeout=10)
+            metadata=[("x-request-id", "req-obs-42"), ("authorization", f"Bearer {token}")], timeout=10)
         try:
             await call
             raise AssertionError("GetVm of a missing VM answered")
@@ -176,4 +177,4 @@ async def test_health_reflection_and_request_ids(ha: HaCluster) -> None:  # noqa
         except VmNotFound as err:
             assert re.search(r"\(request id [0-9a-f]{16}\)$", err.message), err.message
     logged = (ha.root / "b.log").read_text()
-    assert re.search(r"GetVm failed: VM_NOT_FOUND: .*request_id=req-obs-42", logged), logged[-2000:]
+    assert re.search(r"GetVm failed: VM_NOT_FOUND: .*request_id=req-obs-42.*principal=admin", logged), logged[-3000:]

@@ -68,8 +68,8 @@ async def test_watch_resumed_after_a_kill_sees_every_event_once(cluster: Cluster
     revisions = [e.revision for e in mine]
     assert revisions == sorted(revisions)
     assert mine[4].type is VmEventType.STATE_CHANGED and mine[4].state is VmState.RUNNING
-    assert mine[7].type is VmEventType.OPERATION and mine[7].actor == "anonymous"
-    assert mine[0].actor == "anonymous"
+    assert mine[7].type is VmEventType.OPERATION and mine[7].actor == "admin"
+    assert mine[0].actor == "admin"  # the bootstrap admin the tests call as
 
     kept = [e async for e in client.vm_events(ORG, PROJECT, vm.id)]  # by id: the VM is gone
     assert [e.id for e in kept] == [e.id for e in mine]
@@ -100,5 +100,5 @@ async def test_cli_events_and_one_vm_watch(cluster: Cluster, client: PlasmaClien
     assert proc.returncode == 0, err.decode()
     lines = out.decode().splitlines()
     assert [line.split()[3] for line in lines] == ["Accepted", "Scheduled", "Created", "Updated"], lines
-    assert all(f"vm {vm.id}" in line and "by anonymous" in line for line in lines)
+    assert all(f"vm {vm.id}" in line and "by admin" in line for line in lines)
     await client.delete_vm(ORG, PROJECT, vm.id)

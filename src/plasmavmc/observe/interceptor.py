@@ -1,7 +1,8 @@
 """The server interceptor every gRPC call passes through: request id, log fields, per-RPC metrics.
 
 For each call it binds the log context (`logctx`: request id from `x-request-id` or a new one, the
-principal, method, and the org / project / VM the request names), counts it by service, method and
+method, and the org / project / VM / node the request names; the auth interceptor after it adds the
+authenticated principal), counts it by service, method and
 status code (`plasmavmc_grpc_server_handled_total`) and times it (`..._handling_seconds`). Streams
 are timed until they end. The request id reaches the client in error answers (`api/edge.py`).
 """
@@ -9,6 +10,7 @@ are timed until they end. The request id reaches the client in error answers (`a
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,7 +22,12 @@ from plasmavmc.observe import logctx
 from plasmavmc.observe.metrics import RPC_HANDLED, RPC_SECONDS
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
-PUBLIC_PREFIX = "/plasmavmc.v1."  # calls of users (the agent service's callers are nodes)
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_id(offered: str) -> str:
+    """The caller's `x-request-id` when it is a plain token (it reaches logs and answers), else a new one."""
+    return offered if REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex[:16]
 
 
 def _scope_of(request: Any) -> dict[str, str]:
@@ -104,12 +111,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         full = str(details.method)
         service, _, method = full.strip("/").rpartition("/")
         metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
-        fields = {
-            "request_id": metadata.get("x-request-id", "")[:64] or uuid.uuid4().hex[:16],
-            "principal": metadata.get("x-plasmavmc-principal", "anonymous")[:128]
-            if full.startswith(PUBLIC_PREFIX) else "",
-            "method": method,
-        }
+        fields = {"request_id": _request_id(metadata.get("x-request-id", "")), "method": method}
 
         def bind(request: Any) -> float:
             logctx.bind(**fields, **(_scope_of(request) if request is not None else {}))
