@@ -1,0 +1,194 @@
+"""`BridgeProvider`: the embedded default `NetworkProvider` (one node, zero services).
+
+What it owns on this node, all named from its settings so two providers (two "nodes" in tests, or a
+test beside a real agent) never touch each other's:
+* a bridge per tenant network (`<prefix>b<hash of network id>`) holding the network's gateway address;
+* a persistent tap per port (the name the control plane chose; the hypervisor opens it by name);
+* one nftables table pair (`rules.py`), re-rendered whole from the port records on each change;
+* a dnsmasq per network with DHCP on (`dhcp.py`);
+* its records: `<state_dir>/ports/<port id>.json` (the `PortRequest` as told) and `<state_dir>/net-<id>/`.
+
+Records are the truth after an agent restart: `create_port` of a recorded port re-plumbs what is missing
+without touching what exists, so running VMs keep their taps. The last port of a network takes the
+network's bridge and dnsmasq with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from plasmavmc.errors import InvalidArgument, NotFound
+from plasmavmc.network.base import NetworkProvider
+from plasmavmc.network.bridge import dhcp, links, nft, rules
+from plasmavmc.types import codec
+from plasmavmc.types.network import Port, PortRequest, SecurityGroup
+
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_TABLE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    state_dir: Path
+    table: str = "plasmavmc"  # the nftables table name (bridge and inet families)
+    prefix: str = "pvm"  # link-name prefix of bridges (at most 5 characters)
+
+
+def _check_ip(value: str, field: str) -> None:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError as exc:
+        raise InvalidArgument(field, f"{value[:60]!r} is not an IPv4 address") from exc
+
+
+def check_request(req: PortRequest) -> None:
+    """Everything that reaches a link name, an nft ruleset or dnsmasq's argv is checked here."""
+    if not _ID.fullmatch(req.port_id) or not _ID.fullmatch(req.network.id):
+        raise InvalidArgument("port_id", "port and network ids must match [A-Za-z0-9][A-Za-z0-9_.-]*")
+    if not _IFNAME.fullmatch(req.tap_device):
+        raise InvalidArgument("tap_device", f"{req.tap_device[:40]!r} is not an interface name")
+    if not _MAC.fullmatch(req.mac_address):
+        raise InvalidArgument("mac_address", f"{req.mac_address[:40]!r} is not a lower-case MAC address")
+    try:
+        subnet = req.network.subnet
+    except (ValueError, AssertionError) as exc:
+        raise InvalidArgument("network.cidr", f"{req.network.cidr[:60]!r} is not an IPv4 network") from exc
+    _check_ip(req.network.gateway_ip, "network.gateway")
+    for ip in req.ip_addresses:
+        _check_ip(ip, "ip_addresses")
+        if ipaddress.IPv4Address(ip) not in subnet:
+            raise InvalidArgument("ip_addresses", f"{ip} is not in {subnet}")
+    check_groups(req.security_groups)
+
+
+def check_groups(groups: Sequence[SecurityGroup]) -> None:
+    for group in groups:
+        for rule in group.rules:
+            if rule.remote_cidr:
+                try:
+                    ipaddress.IPv4Network(rule.remote_cidr, strict=False)
+                except ValueError as exc:
+                    raise InvalidArgument("security_groups.rules.remote_cidr", str(exc)) from exc
+            for ip in rule.remote_ips:
+                _check_ip(ip, "security_groups.rules.remote_ips")
+            if not (0 <= rule.port_min <= 65535 and 0 <= rule.port_max <= 65535):
+                raise InvalidArgument("security_groups.rules.port_min", "ports are 0..65535")
+
+
+class BridgeProvider(NetworkProvider):
+    name = "bridge"
+
+    def __init__(self, settings: BridgeSettings) -> None:
+        if not _TABLE.fullmatch(settings.table):
+            raise InvalidArgument("network.table", f"{settings.table!r} is not an nftables table name")
+        if not _IFNAME.fullmatch(settings.prefix) or len(settings.prefix) > 5:
+            raise InvalidArgument("network.prefix", "at most 5 characters of [A-Za-z0-9_.-]")
+        self.settings = settings
+        self._ports_dir = settings.state_dir / "ports"
+        self._ports_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = asyncio.Lock()
+
+    def bridge_name(self, network_id: str) -> str:
+        return f"{self.settings.prefix}b{hashlib.sha256(network_id.encode()).hexdigest()[:9]}"
+
+    def _net_dir(self, network_id: str) -> Path:
+        return self.settings.state_dir / f"net-{network_id}"
+
+    def _records(self) -> list[PortRequest]:
+        return [codec.loads(PortRequest, p.read_bytes()) for p in sorted(self._ports_dir.glob("*.json"))]
+
+    def _record(self, port_id: str) -> PortRequest:
+        path = self._ports_dir / f"{port_id}.json"
+        if not _ID.fullmatch(port_id) or not path.exists():
+            raise NotFound(f"port {port_id[:80]!r} is not plumbed on this node", field="port_id")
+        return codec.loads(PortRequest, path.read_bytes())
+
+    def _save(self, req: PortRequest) -> None:
+        tmp = self._ports_dir / f"{req.port_id}.json.tmp"
+        tmp.write_bytes(codec.dumps(req))
+        tmp.replace(self._ports_dir / f"{req.port_id}.json")
+
+    async def _apply_rules(self, records: Sequence[PortRequest]) -> None:
+        nets = {r.network.id: r.network for r in records}
+        plumbing = [rules.NetworkPlumbing(n, self.bridge_name(n.id)) for n in nets.values()]
+        if any(n.egress_nat for n in nets.values()):
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+        await nft.apply(rules.ruleset(self.settings.table, plumbing, records))
+
+    async def _plumb_network(self, req: PortRequest, records: Sequence[PortRequest]) -> None:
+        bridge = self.bridge_name(req.network.id)
+        await links.ensure_bridge(bridge, req.network.gateway_ip, req.network.subnet.prefixlen)
+        if req.network.dhcp:
+            same = [r for r in records if r.network.id == req.network.id]
+            await dhcp.ensure(req.network, bridge, self._net_dir(req.network.id), same)
+
+    async def create_port(self, req: PortRequest) -> Port:
+        check_request(req)
+        async with self._lock:
+            self._save(req)
+            records = self._records()
+            await self._plumb_network(req, records)
+            await links.ensure_tap(req.tap_device, self.bridge_name(req.network.id))
+            await self._apply_rules(records)
+        return _port(req)
+
+    async def delete_port(self, port_id: str) -> None:
+        async with self._lock:
+            try:
+                req = self._record(port_id)
+            except NotFound:
+                return
+            await links.delete(req.tap_device)
+            (self._ports_dir / f"{port_id}.json").unlink()
+            records = self._records()
+            same = [r for r in records if r.network.id == req.network.id]
+            net_dir = self._net_dir(req.network.id)
+            if same:
+                if req.network.dhcp:
+                    await dhcp.ensure(req.network, self.bridge_name(req.network.id), net_dir, same)
+            else:
+                await dhcp.stop(net_dir)
+                await links.delete(self.bridge_name(req.network.id))
+                shutil.rmtree(net_dir, ignore_errors=True)
+            await self._apply_rules(records)
+
+    async def get_port(self, port_id: str) -> Port:
+        return _port(self._record(port_id))
+
+    async def update_security_groups(self, port_id: str, groups: Sequence[SecurityGroup]) -> None:
+        check_groups(groups)
+        async with self._lock:
+            req = replace(self._record(port_id), security_groups=tuple(groups))
+            self._save(req)
+            await self._apply_rules(self._records())
+
+    async def ports(self) -> list[Port]:
+        return [_port(r) for r in self._records()]
+
+    async def teardown(self) -> None:
+        """Remove everything this provider plumbed (tests, node decommissioning)."""
+        for req in self._records():
+            await self.delete_port(req.port_id)
+        with contextlib.suppress(nft.NftFailed):
+            await nft.apply(rules.teardown(self.settings.table))
+
+    async def close(self) -> None:
+        return None
+
+
+def _port(req: PortRequest) -> Port:
+    return Port(
+        id=req.port_id, network_id=req.network.id, mac_address=req.mac_address,
+        ip_addresses=req.ip_addresses, security_groups=tuple(g.id for g in req.security_groups),
+        tap_device=req.tap_device,
+    )
