@@ -15,6 +15,10 @@ ASSIGNMENTS = ROOT + "scheduler/assignments/"
 PENDING = ROOT + "scheduler/pending/"
 ANTI_AFFINITY = ROOT + "scheduler/anti_affinity/"
 QUOTAS = ROOT + "quotas/"
+NETWORKS = ROOT + "networks/"  # tenant networks: networks/<org>/<project>/<id>
+PORTS = ROOT + "ports/"  # a NIC's port: ports/<network id>/<port id>
+IPAM = ROOT + "ipam/"  # an address claim: ipam/<network id>/<ip> -> port id (compare-and-swap)
+VNIS = ROOT + "vnis/"  # an overlay segment claim: vnis/<vni> -> network id
 SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its lease (server/leader.py)
 LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
 
@@ -73,3 +77,36 @@ def quota(org_id: str, project_id: str = "") -> str:
     if not project_id:
         return f"{QUOTAS}org/{_part(org_id)}"
     return f"{QUOTAS}project/{_part(org_id)}/{_part(project_id)}"
+
+
+def network(org_id: str, project_id: str, network_id: str) -> str:
+    return f"{NETWORKS}{_part(org_id)}/{_part(project_id)}/{_part(network_id)}"
+
+
+def networks_in(org_id: str, project_id: str) -> str:
+    return f"{NETWORKS}{_part(org_id)}/{_part(project_id)}/"
+
+
+def network_name(org_id: str, project_id: str, name: str) -> str:
+    """Claims a network name within its project: value is the network id."""
+    return f"{NAMES}network/{_part(org_id)}/{_part(project_id)}/{_part(name)}"
+
+
+def port(network_id: str, port_id: str) -> str:
+    return f"{PORTS}{_part(network_id)}/{_part(port_id)}"
+
+
+def ports_in(network_id: str) -> str:
+    return f"{PORTS}{_part(network_id)}/"
+
+
+def address(network_id: str, ip: str) -> str:
+    return f"{IPAM}{_part(network_id)}/{_part(ip)}"
+
+
+def addresses_in(network_id: str) -> str:
+    return f"{IPAM}{_part(network_id)}/"
+
+
+def vni(number: int) -> str:
+    return f"{VNIS}{number:08d}"
