@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from plasmavmc.types.network import Direction, Network, PortRequest, Protocol, SecurityRule
 
 RETURN_TRAFFIC = (
-    "tcp flags & ack == ack accept",
-    "icmp type { echo-reply, destination-unreachable, time-exceeded } accept",
+    "tcp flags & ack == ack",
+    "icmp type { echo-reply, destination-unreachable, time-exceeded }",
 )
 
 
@@ -33,7 +33,7 @@ class NetworkPlumbing:
     bridge: str
 
 
-def _rule(rule: SecurityRule) -> list[str]:
+def _rule(rule: SecurityRule, verdict: str) -> list[str]:
     """nft statements for one rule, seen from the port (ingress: remote = source)."""
     peer = "saddr" if rule.direction == Direction.INGRESS else "daddr"
     remotes: list[str] = []
@@ -51,31 +51,33 @@ def _rule(rule: SecurityRule) -> list[str]:
             match.append(f"th dport {ports}")
     elif rule.protocol == Protocol.ICMP:
         match.append("meta l4proto icmp")
-    return [" ".join(match) + " accept"]
+    return [" ".join(match) + f" {verdict}"]
 
 
 def _port_chains(port: PortRequest, gateway: str) -> list[str]:
+    """A port's two chains. The egress one ends allowed traffic with `return`, not `accept`: an accept
+    would end the whole base chain, and the receiving port's ingress chain would never be consulted."""
     tap, ips = port.tap_device, ", ".join(port.ip_addresses) or "0.0.0.0"
     rules = [r for g in port.security_groups for r in g.rules]
     egress = [
         f"ether saddr != {port.mac_address} drop",
         f"ether type arp arp saddr ether != {port.mac_address} drop",
         f"ether type arp arp saddr ip != {{ {ips}, 0.0.0.0 }} drop",
-        "ether type arp accept",
+        "ether type arp return",
         "ether type != ip drop",
-        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp dport 67 accept",
+        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp dport 67 return",
         f"ip saddr != {{ {ips} }} drop",
-        f"ip daddr {gateway} udp dport {{ 53, 67 }} accept",
-        *RETURN_TRAFFIC,
-        *[s for r in rules if r.direction == Direction.EGRESS for s in _rule(r)],
+        f"ip daddr {gateway} udp dport {{ 53, 67 }} return",
+        *[f"{m} return" for m in RETURN_TRAFFIC],
+        *[s for r in rules if r.direction == Direction.EGRESS for s in _rule(r, "return")],
         "drop",
     ]
     ingress = [
         "ether type arp accept",
         "ether type != ip drop",
-        *RETURN_TRAFFIC,
+        *[f"{m} accept" for m in RETURN_TRAFFIC],
         f"ip saddr {gateway} udp sport {{ 53, 67 }} accept",
-        *[s for r in rules if r.direction == Direction.INGRESS for s in _rule(r)],
+        *[s for r in rules if r.direction == Direction.INGRESS for s in _rule(r, "accept")],
         "drop",
     ]
     return [_chain(f"out_{tap}", egress), _chain(f"in_{tap}", ingress)]
