@@ -80,7 +80,7 @@ async def test_bridge_plumbing_and_dhcp(provider: NetworkProvider, tmp_path: Pat
         pytest.skip("bridge-specific plumbing")
     req = port_req(2)
     await provider.create_port(req)
-    bridge = provider.bridge_name(NET.id)
+    bridge = provider.bridge_name(NET)
     assert await links.exists(bridge)
     state = tmp_path / "net" / f"net-{NET.id}"
     assert (state / "hosts").read_text() == f"{req.mac_address},{req.ip_addresses[0]}\n"

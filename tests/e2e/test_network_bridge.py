@@ -216,7 +216,7 @@ async def test_agent_restart_heals_plumbing(configured: World) -> None:
     provider told the ports again, as an agent is on restart; the guests keep running and reconnect."""
     w = configured
     a2 = w.guests["a2"].ip
-    bridge = w.provider.bridge_name(w.guests["a1"].network.id)
+    bridge = w.provider.bridge_name(w.guests["a1"].network)
     await links.delete(bridge)
     await nft.apply(rules.teardown(w.provider.settings.table))
     await dhcp.stop(w.provider.settings.state_dir / f"net-{w.guests['a1'].network.id}")

@@ -16,6 +16,7 @@ import grpc
 
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.node import describe_node
+from plasmavmc.agent.ports import NodePorts
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.agent.service import AgentServicer
 from plasmavmc.agent.vms import NodeVms
@@ -23,6 +24,7 @@ from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import PlasmaError
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
+from plasmavmc.network.registry import make_provider
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.v1 import agent_pb2_grpc
 
@@ -61,7 +63,10 @@ async def run(settings: AgentSettings) -> None:
     cache_bytes = settings.storage.cache_size_gib * 1024**3
     cache = ImageCache(Path(settings.storage.image_cache_dir), reporter.channels, cache_bytes)
     cache.remove_partials()  # downloads a killed agent left half-done
-    vms = NodeVms(settings.agent.node_id, registry, cache, reporter)
+    net = settings.network
+    ports = NodePorts(make_provider(net.provider, Path(net.state_dir), net.bridge_name))
+    await ports.restore()  # before adoption: running VMs find their taps plumbed
+    vms = NodeVms(settings.agent.node_id, registry, cache, reporter, ports)
     await vms.adopt()
     cache.prune_pins(set(vms.handles))
     server = grpc.aio.server()

@@ -36,5 +36,13 @@ class NetworkProvider(abc.ABC):
         """Every port this provider has plumbed on this node (for adoption and leak checks)."""
 
     @abc.abstractmethod
+    async def vm_ports(self, vm_id: str) -> list[Port]:
+        """The ports plumbed for one VM (what deleting the VM removes)."""
+
+    @abc.abstractmethod
+    async def restore(self) -> None:
+        """Re-plumb every recorded port, adding only what is missing (agent start)."""
+
+    @abc.abstractmethod
     async def close(self) -> None:
         """Release client resources; plumbing stays (VMs keep running across agent restarts)."""

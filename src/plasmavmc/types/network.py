@@ -11,6 +11,7 @@ so a provider never reads the store. Default: ingress denied, egress allowed onl
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -93,3 +94,8 @@ class Port:
     ip_addresses: tuple[str, ...]
     security_groups: tuple[str, ...] = ()
     tap_device: str = ""
+
+
+def port_id_for(vm_id: str, nic_id: str) -> str:
+    """The port id of a VM's NIC: derived, so the control plane and the node agree without a lookup."""
+    return str(uuid.uuid5(uuid.UUID(vm_id), f"port/{nic_id}"))

@@ -37,10 +37,14 @@ def random_mac() -> str:
 
 
 async def create(store: Store, network: Network, *, vm_id: str = "", nic_id: str = "", mac: str | None = None,
-                 ip: str | None = None, security_groups: tuple[str, ...] = ()) -> PortRecord:
+                 ip: str | None = None, security_groups: tuple[str, ...] = (), port_id: str = "") -> PortRecord:
+    """A new port; with `port_id` given, creating it again returns the existing one (a retried create)."""
     if mac is not None and not _MAC.fullmatch(mac.lower()):
         raise InvalidArgument("mac_address", f"{mac[:40]!r} is not a MAC address")
-    port_id = str(uuid.uuid4())
+    port_id = port_id or str(uuid.uuid4())
+    existing = await read(store, PortRecord, keys.port(network.id, port_id))
+    if existing is not None:
+        return existing.value
     address = await ipam.allocate(store, network, port_id, ip)
     port = Port(id=port_id, network_id=network.id, mac_address=(mac or random_mac()).lower(),
                 ip_addresses=(address,), security_groups=security_groups)

@@ -2,7 +2,8 @@
 
 What it owns on this node, all named from its settings so two providers (two "nodes" in tests, or a
 test beside a real agent) never touch each other's:
-* a bridge per tenant network (`<prefix>b<hash of network id>`) holding the network's gateway address;
+* a bridge per tenant network (`<prefix><VNI as 6 hex digits>`, the same name on every node) holding the
+  network's gateway address;
 * a persistent tap per port (the name the control plane chose; the hypervisor opens it by name);
 * one nftables table pair (`rules.py`), re-rendered whole from the port records on each change;
 * a dnsmasq per network with DHCP on (`dhcp.py`);
@@ -29,7 +30,7 @@ from plasmavmc.errors import InvalidArgument, NotFound
 from plasmavmc.network.base import NetworkProvider
 from plasmavmc.network.bridge import dhcp, links, nft, rules
 from plasmavmc.types import codec
-from plasmavmc.types.network import Port, PortRequest, SecurityGroup
+from plasmavmc.types.network import Network, Port, PortRequest, SecurityGroup
 
 _IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -42,6 +43,13 @@ class BridgeSettings:
     state_dir: Path
     table: str = "plasmavmc"  # the nftables table name (bridge and inet families)
     prefix: str = "pvm"  # link-name prefix of bridges (at most 5 characters)
+
+    @classmethod
+    def from_bridge_name(cls, state_dir: Path, bridge_name: str) -> BridgeSettings:
+        """`[network] bridge_name` is the stem of every name: the nftables table (non-identifier
+        characters as `_`) and, by its first 5 characters, each network's bridge."""
+        table = re.sub(r"[^A-Za-z0-9_]", "_", bridge_name)
+        return cls(state_dir, table if table[:1].isalpha() else f"t{table}", bridge_name[:5])
 
 
 def _check_ip(value: str, field: str) -> None:
@@ -98,8 +106,10 @@ class BridgeProvider(NetworkProvider):
         self._ports_dir.mkdir(parents=True, exist_ok=True)
         self._lock = asyncio.Lock()
 
-    def bridge_name(self, network_id: str) -> str:
-        return f"{self.settings.prefix}b{hashlib.sha256(network_id.encode()).hexdigest()[:9]}"
+    def bridge_name(self, network: Network) -> str:
+        if network.vni:
+            return f"{self.settings.prefix}{network.vni:06x}"
+        return f"{self.settings.prefix}h{hashlib.sha256(network.id.encode()).hexdigest()[:9]}"
 
     def _net_dir(self, network_id: str) -> Path:
         return self.settings.state_dir / f"net-{network_id}"
@@ -120,13 +130,13 @@ class BridgeProvider(NetworkProvider):
 
     async def _apply_rules(self, records: Sequence[PortRequest]) -> None:
         nets = {r.network.id: r.network for r in records}
-        plumbing = [rules.NetworkPlumbing(n, self.bridge_name(n.id)) for n in nets.values()]
+        plumbing = [rules.NetworkPlumbing(n, self.bridge_name(n)) for n in nets.values()]
         if any(n.egress_nat for n in nets.values()):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
         await nft.apply(rules.ruleset(self.settings.table, plumbing, records))
 
     async def _plumb_network(self, req: PortRequest, records: Sequence[PortRequest]) -> None:
-        bridge = self.bridge_name(req.network.id)
+        bridge = self.bridge_name(req.network)
         await links.ensure_bridge(bridge, req.network.gateway_ip, req.network.subnet.prefixlen)
         if req.network.dhcp:
             same = [r for r in records if r.network.id == req.network.id]
@@ -138,7 +148,7 @@ class BridgeProvider(NetworkProvider):
             self._save(req)
             records = self._records()
             await self._plumb_network(req, records)
-            await links.ensure_tap(req.tap_device, self.bridge_name(req.network.id))
+            await links.ensure_tap(req.tap_device, self.bridge_name(req.network))
             await self._apply_rules(records)
         return _port(req)
 
@@ -155,10 +165,10 @@ class BridgeProvider(NetworkProvider):
             net_dir = self._net_dir(req.network.id)
             if same:
                 if req.network.dhcp:
-                    await dhcp.ensure(req.network, self.bridge_name(req.network.id), net_dir, same)
+                    await dhcp.ensure(req.network, self.bridge_name(req.network), net_dir, same)
             else:
                 await dhcp.stop(net_dir)
-                await links.delete(self.bridge_name(req.network.id))
+                await links.delete(self.bridge_name(req.network))
                 shutil.rmtree(net_dir, ignore_errors=True)
             await self._apply_rules(records)
 
@@ -174,6 +184,13 @@ class BridgeProvider(NetworkProvider):
 
     async def ports(self) -> list[Port]:
         return [_port(r) for r in self._records()]
+
+    async def vm_ports(self, vm_id: str) -> list[Port]:
+        return [_port(r) for r in self._records() if r.vm_id == vm_id]
+
+    async def restore(self) -> None:
+        for req in self._records():
+            await self.create_port(req)
 
     async def teardown(self) -> None:
         """Remove everything this provider plumbed (tests, node decommissioning)."""
