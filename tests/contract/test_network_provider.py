@@ -51,8 +51,6 @@ def netns() -> Iterator[str]:
 @pytest.fixture(params=sorted(PROVIDER_FACTORIES))
 async def provider(request: pytest.FixtureRequest, netns: str, tmp_path: Path) -> AsyncIterator[NetworkProvider]:
     made = PROVIDER_FACTORIES[request.param](tmp_path / "net")
-    if isinstance(made, str):
-        pytest.skip(made)
     yield made
     if isinstance(made, BridgeProvider):
         await made.teardown()

@@ -27,6 +27,7 @@ from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import open_console
 from plasmavmc.network.bridge import links
 from plasmavmc.types.vm import NetworkSpec, VirtualMachine
+from tests import binaries
 from tests.conftest import Cluster, needs_qemu, start_cluster
 from tests.contract.backends import run
 from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
@@ -34,7 +35,7 @@ from tests.e2e.test_qemu_api import WsStream
 from tests.netns import unique_name
 
 INNER = "PLASMAVMC_NETNS_INNER"
-pytestmark = [needs_qemu, pytest.mark.timeout(900)]
+pytestmark = [needs_qemu, binaries.require("nft", "dnsmasq", "ip"), pytest.mark.timeout(900)]
 inner_only = pytest.mark.skipif(INNER not in os.environ, reason="runs inside its own netns (see the outer test)")
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.network import Direction, Network, PortRequest, Protocol, SecurityGroup, SecurityRule
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import ConsoleType, NetworkSpec
+from tests import binaries
 from tests.conftest import short_run_dir
 from tests.contract.backends import BACKEND_FACTORIES, BOOT_DEADLINE_S, BackendProfile, read_until, run
 from tests.netns import inside_netns, unique_name
@@ -115,9 +115,9 @@ async def _boot(world: World, profile: BackendProfile, store: SqliteStore, name:
 
 @pytest.fixture(scope="module")
 async def world(netns: str, outside: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    binaries.require_now("qemu-system-x86_64", "qemu-img", "nft", "dnsmasq", "ip")
     made = BACKEND_FACTORIES["qemu"]()
-    if isinstance(made, str) or shutil.which("dnsmasq") is None or shutil.which("nft") is None:
-        pytest.skip(made if isinstance(made, str) else "dnsmasq / nft not installed")
+    assert not isinstance(made, str), made
     root = tmp_path_factory.mktemp("networld")
     store = await SqliteStore.open(root / "state.db")
     provider = BridgeProvider(BridgeSettings(state_dir=root / "net", table="pve2e", prefix="pve"))
