@@ -87,3 +87,20 @@ async def test_default_network_once_and_delete_rules(store: Store) -> None:
     with pytest.raises(PlasmaError) as err:
         await networks.get(store, "org1", "proj1", "default")
     assert err.value.field == "network_id"
+
+
+async def test_networks_count_in_quota(store: Store) -> None:
+    from plasmavmc.core import quotas
+    from plasmavmc.errors import QuotaExceeded
+    from plasmavmc.types.quota import ResourceLimits
+
+    await quotas.set_limits(store, "org1", "proj1", ResourceLimits(max_networks=2))
+    await _net(store, "10.66.0.0/24", "q1")
+    await _net(store, "10.66.1.0/24", "q2")
+    with pytest.raises(QuotaExceeded) as err:
+        await _net(store, "10.66.2.0/24", "q3")
+    assert "max_networks" in err.value.message
+    assert (await quotas.get(store, "org1", "proj1")).usage.networks == 2
+    await networks.delete(store, "org1", "proj1", "q1")
+    await _net(store, "10.66.2.0/24", "q3")  # the freed slot is usable again
+    assert [n.name for n in await networks.list_networks(store, "org1", "proj1")].count("q3") == 1

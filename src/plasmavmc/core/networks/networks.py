@@ -3,7 +3,8 @@
 A network belongs to an org/project; its name is unique in the project (`names/network/...`). Each
 network gets an overlay segment id (VNI) claimed once across the whole deployment (`vnis/<n>`), which
 the bridge provider uses for VXLAN and OVN as its tunnel key. The project's `default` network is made
-on first use (`ensure_default`); two servers racing to make it both end up with the same one.
+on first use (`ensure_default`); two servers racing to make it both end up with the same one. Networks
+count in the `max_networks` quota of their project and org (charged in the creating commit).
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ import uuid
 from dataclasses import dataclass
 
 from plasmavmc import validation
+from plasmavmc.core import quotas
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NotFound
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
 from plasmavmc.store.records import read
 from plasmavmc.types import codec
 from plasmavmc.types.network import Network
+from plasmavmc.types.quota import QuotaUsage
 
 DEFAULT_NAME = "default"
 DEFAULT_CIDR = "10.0.0.0/24"
 VNI_MAX = (1 << 24) - 1
 MIN_PREFIX, MAX_PREFIX = 8, 29
+ONE_NETWORK = QuotaUsage(networks=1)  # counted in `max_networks` of the project and its org
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ async def create(store: Store, req: NetworkRequest) -> Network:
         )
         name_key = keys.network_name(req.org_id, req.project_id, req.name)
         try:
-            await store.commit([
+            await quotas.commit_charged(store, req.org_id, req.project_id, ONE_NETWORK, [
                 Write(name_key, network_id.encode(), 0),
                 Write(keys.vni(vni), network_id.encode(), 0),
                 Write(keys.network(req.org_id, req.project_id, network_id), codec.dumps(network), 0),
@@ -124,7 +128,7 @@ async def delete(store: Store, org_id: str, project_id: str, ref: str) -> Networ
                            field="network_id")
     rec = await store.get(keys.network(org_id, project_id, network.id))
     assert rec is not None
-    await store.commit([
+    await quotas.commit_charged(store, org_id, project_id, -ONE_NETWORK, [
         Write(rec.key, None, rec.mod_revision),
         Write(keys.network_name(org_id, project_id, network.name), None),
         Write(keys.vni(network.vni), None),
