@@ -60,8 +60,8 @@ async def port_setup(root: Path, count: int) -> dict[str, float]:
 
 
 async def _measure(a: ConsoleStream, b: ConsoleStream, ip_b: str) -> tuple[float, float]:
-    await run(b, f"nc -l -p 5001 -e dd if=/dev/zero bs=65536 count={BYTES // 65536} >/dev/null 2>&1 & true")
-    out = await run(a, f"time sh -c 'nc {ip_b} 5001 | wc -c' 2>&1", 180)
+    await run(b, f"nc -l -p 5001 -e dd if=/dev/zero bs=65536 count={BYTES // 65536} </dev/null >/dev/null 2>&1 & true")
+    out = await run(a, f"time sh -c 'nc {ip_b} 5001 </dev/null | wc -c' 2>&1", 180)
     got = re.search(r"^(\d+)$", out, re.M)
     real = re.search(r"real\s+(\d+)m\s*([\d.]+)s", out)
     assert got and int(got.group(1)) == BYTES and real, out

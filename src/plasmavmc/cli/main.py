@@ -23,7 +23,7 @@ import tomllib
 from pathlib import Path
 
 from plasmavmc.cli import commands as cmd
-from plasmavmc.cli import image_commands, quota_commands, vm_device_commands
+from plasmavmc.cli import image_commands, network_commands, quota_commands, vm_device_commands
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.client.endpoints import split_endpoints
 from plasmavmc.errors import PlasmaError
@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _node_parsers(sub)
     _image_parsers(sub)
     quota_commands.add_parsers(sub)
+    network_commands.add_parsers(sub)
     return parser
 
 

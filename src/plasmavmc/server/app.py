@@ -16,6 +16,7 @@ import grpc
 
 from plasmavmc.api.agent_reports import AgentReportServicer
 from plasmavmc.api.image_service import ImageServicer
+from plasmavmc.api.network_service import NetworkServicer
 from plasmavmc.api.node_service import NodeServicer
 from plasmavmc.api.quota_service import QuotaServicer
 from plasmavmc.api.vm_service import VmServicer
@@ -39,7 +40,14 @@ from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.etcd_conn import EtcdTls
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.vm import HypervisorType
-from plasmavmc.v1 import agent_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import (
+    agent_pb2_grpc,
+    image_pb2_grpc,
+    network_pb2_grpc,
+    node_pb2_grpc,
+    quota_pb2_grpc,
+    vm_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
@@ -84,6 +92,7 @@ def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
+    network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(core), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentReportServicer(core, HEARTBEAT_INTERVAL), server)
     if settings.server.tls is not None:
         server.add_secure_port(settings.server.addr, server_credentials(settings.server.tls))

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aplasmavmc/v1/network.proto\x12\x0cplasmavmc.v1\"\x95\x01\n\x07Network\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x63idr\x18\x02 \x01(\t\x12\x0f\n\x07gateway\x18\x03 \x01(\t\x12\x0c\n\x04\x64hcp\x18\x04 \x01(\x08\x12\x12\n\negress_nat\x18\x05 \x01(\x08\x12\x0b\n\x03vni\x18\x06 \x01(\r\x12\x0e\n\x06org_id\x18\x07 \x01(\t\x12\x12\n\nproject_id\x18\x08 \x01(\t\x12\x0c\n\x04name\x18\t \x01(\t\"\xc7\x01\n\x0cSecurityRule\x12*\n\tdirection\x18\x01 \x01(\x0e\x32\x17.plasmavmc.v1.Direction\x12(\n\x08protocol\x18\x02 \x01(\x0e\x32\x16.plasmavmc.v1.Protocol\x12\x10\n\x08port_min\x18\x03 \x01(\r\x12\x10\n\x08port_max\x18\x04 \x01(\r\x12\x13\n\x0bremote_cidr\x18\x05 \x01(\t\x12\x14\n\x0cremote_group\x18\x06 \x01(\t\x12\x12\n\nremote_ips\x18\x07 \x03(\t\"x\n\rSecurityGroup\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x05rules\x18\x02 \x03(\x0b\x32\x1a.plasmavmc.v1.SecurityRule\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06org_id\x18\x04 \x01(\t\x12\x12\n\nproject_id\x18\x05 \x01(\t\"\xca\x01\n\x0bNetworkPort\x12\x0f\n\x07port_id\x18\x01 \x01(\t\x12&\n\x07network\x18\x02 \x01(\x0b\x32\x15.plasmavmc.v1.Network\x12\x13\n\x0bmac_address\x18\x03 \x01(\t\x12\x14\n\x0cip_addresses\x18\x04 \x03(\t\x12\x12\n\ntap_device\x18\x05 \x01(\t\x12\x34\n\x0fsecurity_groups\x18\x06 \x03(\x0b\x32\x1b.plasmavmc.v1.SecurityGroup\x12\r\n\x05vm_id\x18\x07 \x01(\t*S\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44IRECTION_INGRESS\x10\x01\x12\x14\n\x10\x44IRECTION_EGRESS\x10\x02*m\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n\x0cPROTOCOL_ANY\x10\x01\x12\x10\n\x0cPROTOCOL_TCP\x10\x02\x12\x10\n\x0cPROTOCOL_UDP\x10\x03\x12\x11\n\rPROTOCOL_ICMP\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aplasmavmc/v1/network.proto\x12\x0cplasmavmc.v1\"\x95\x01\n\x07Network\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x63idr\x18\x02 \x01(\t\x12\x0f\n\x07gateway\x18\x03 \x01(\t\x12\x0c\n\x04\x64hcp\x18\x04 \x01(\x08\x12\x12\n\negress_nat\x18\x05 \x01(\x08\x12\x0b\n\x03vni\x18\x06 \x01(\r\x12\x0e\n\x06org_id\x18\x07 \x01(\t\x12\x12\n\nproject_id\x18\x08 \x01(\t\x12\x0c\n\x04name\x18\t \x01(\t\"\xc7\x01\n\x0cSecurityRule\x12*\n\tdirection\x18\x01 \x01(\x0e\x32\x17.plasmavmc.v1.Direction\x12(\n\x08protocol\x18\x02 \x01(\x0e\x32\x16.plasmavmc.v1.Protocol\x12\x10\n\x08port_min\x18\x03 \x01(\r\x12\x10\n\x08port_max\x18\x04 \x01(\r\x12\x13\n\x0bremote_cidr\x18\x05 \x01(\t\x12\x14\n\x0cremote_group\x18\x06 \x01(\t\x12\x12\n\nremote_ips\x18\x07 \x03(\t\"x\n\rSecurityGroup\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x05rules\x18\x02 \x03(\x0b\x32\x1a.plasmavmc.v1.SecurityRule\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06org_id\x18\x04 \x01(\t\x12\x12\n\nproject_id\x18\x05 \x01(\t\"\xca\x01\n\x0bNetworkPort\x12\x0f\n\x07port_id\x18\x01 \x01(\t\x12&\n\x07network\x18\x02 \x01(\x0b\x32\x15.plasmavmc.v1.Network\x12\x13\n\x0bmac_address\x18\x03 \x01(\t\x12\x14\n\x0cip_addresses\x18\x04 \x03(\t\x12\x12\n\ntap_device\x18\x05 \x01(\t\x12\x34\n\x0fsecurity_groups\x18\x06 \x03(\x0b\x32\x1b.plasmavmc.v1.SecurityGroup\x12\r\n\x05vm_id\x18\x07 \x01(\t\"\x97\x01\n\x14\x43reateNetworkRequest\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04\x63idr\x18\x04 \x01(\t\x12\x0f\n\x07gateway\x18\x05 \x01(\t\x12\x11\n\x04\x64hcp\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\negress_nat\x18\x07 \x01(\x08\x42\x07\n\x05_dhcp\"A\n\nNetworkRef\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\"9\n\x13ListNetworksRequest\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\"?\n\x14ListNetworksResponse\x12\'\n\x08networks\x18\x01 \x03(\x0b\x32\x15.plasmavmc.v1.Network*S\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44IRECTION_INGRESS\x10\x01\x12\x14\n\x10\x44IRECTION_EGRESS\x10\x02*m\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n\x0cPROTOCOL_ANY\x10\x01\x12\x10\n\x0cPROTOCOL_TCP\x10\x02\x12\x10\n\x0cPROTOCOL_UDP\x10\x03\x12\x11\n\rPROTOCOL_ICMP\x10\x04\x32\xb4\x02\n\x0eNetworkService\x12J\n\rCreateNetwork\x12\".plasmavmc.v1.CreateNetworkRequest\x1a\x15.plasmavmc.v1.Network\x12=\n\nGetNetwork\x12\x18.plasmavmc.v1.NetworkRef\x1a\x15.plasmavmc.v1.Network\x12U\n\x0cListNetworks\x12!.plasmavmc.v1.ListNetworksRequest\x1a\".plasmavmc.v1.ListNetworksResponse\x12@\n\rDeleteNetwork\x12\x18.plasmavmc.v1.NetworkRef\x1a\x15.plasmavmc.v1.Networkb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plasmavmc.v1.network_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIRECTION']._serialized_start=725
-  _globals['_DIRECTION']._serialized_end=808
-  _globals['_PROTOCOL']._serialized_start=810
-  _globals['_PROTOCOL']._serialized_end=919
+  _globals['_DIRECTION']._serialized_start=1070
+  _globals['_DIRECTION']._serialized_end=1153
+  _globals['_PROTOCOL']._serialized_start=1155
+  _globals['_PROTOCOL']._serialized_end=1264
   _globals['_NETWORK']._serialized_start=45
   _globals['_NETWORK']._serialized_end=194
   _globals['_SECURITYRULE']._serialized_start=197
@@ -43,4 +43,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SECURITYGROUP']._serialized_end=518
   _globals['_NETWORKPORT']._serialized_start=521
   _globals['_NETWORKPORT']._serialized_end=723
+  _globals['_CREATENETWORKREQUEST']._serialized_start=726
+  _globals['_CREATENETWORKREQUEST']._serialized_end=877
+  _globals['_NETWORKREF']._serialized_start=879
+  _globals['_NETWORKREF']._serialized_end=944
+  _globals['_LISTNETWORKSREQUEST']._serialized_start=946
+  _globals['_LISTNETWORKSREQUEST']._serialized_end=1003
+  _globals['_LISTNETWORKSRESPONSE']._serialized_start=1005
+  _globals['_LISTNETWORKSRESPONSE']._serialized_end=1068
+  _globals['_NETWORKSERVICE']._serialized_start=1267
+  _globals['_NETWORKSERVICE']._serialized_end=1575
 # @@protoc_insertion_point(module_scope)

@@ -100,3 +100,45 @@ class NetworkPort(_message.Message):
     security_groups: _containers.RepeatedCompositeFieldContainer[SecurityGroup]
     vm_id: str
     def __init__(self, port_id: _Optional[str] = ..., network: _Optional[_Union[Network, _Mapping]] = ..., mac_address: _Optional[str] = ..., ip_addresses: _Optional[_Iterable[str]] = ..., tap_device: _Optional[str] = ..., security_groups: _Optional[_Iterable[_Union[SecurityGroup, _Mapping]]] = ..., vm_id: _Optional[str] = ...) -> None: ...
+
+class CreateNetworkRequest(_message.Message):
+    __slots__ = ("org_id", "project_id", "name", "cidr", "gateway", "dhcp", "egress_nat")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CIDR_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    DHCP_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_NAT_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    name: str
+    cidr: str
+    gateway: str
+    dhcp: bool
+    egress_nat: bool
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., cidr: _Optional[str] = ..., gateway: _Optional[str] = ..., dhcp: _Optional[bool] = ..., egress_nat: _Optional[bool] = ...) -> None: ...
+
+class NetworkRef(_message.Message):
+    __slots__ = ("org_id", "project_id", "network")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    network: str
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., network: _Optional[str] = ...) -> None: ...
+
+class ListNetworksRequest(_message.Message):
+    __slots__ = ("org_id", "project_id")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
+
+class ListNetworksResponse(_message.Message):
+    __slots__ = ("networks",)
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    networks: _containers.RepeatedCompositeFieldContainer[Network]
+    def __init__(self, networks: _Optional[_Iterable[_Union[Network, _Mapping]]] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from plasmavmc.v1 import network_pb2 as plasmavmc_dot_v1_dot_network__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +23,208 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class NetworkServiceStub:
+    """Tenant networks of a project. A network is addressed by id or by name (unique in its project).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateNetwork = channel.unary_unary(
+                '/plasmavmc.v1.NetworkService/CreateNetwork',
+                request_serializer=plasmavmc_dot_v1_dot_network__pb2.CreateNetworkRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_network__pb2.Network.FromString,
+                _registered_method=True)
+        self.GetNetwork = channel.unary_unary(
+                '/plasmavmc.v1.NetworkService/GetNetwork',
+                request_serializer=plasmavmc_dot_v1_dot_network__pb2.NetworkRef.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_network__pb2.Network.FromString,
+                _registered_method=True)
+        self.ListNetworks = channel.unary_unary(
+                '/plasmavmc.v1.NetworkService/ListNetworks',
+                request_serializer=plasmavmc_dot_v1_dot_network__pb2.ListNetworksRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_network__pb2.ListNetworksResponse.FromString,
+                _registered_method=True)
+        self.DeleteNetwork = channel.unary_unary(
+                '/plasmavmc.v1.NetworkService/DeleteNetwork',
+                request_serializer=plasmavmc_dot_v1_dot_network__pb2.NetworkRef.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_network__pb2.Network.FromString,
+                _registered_method=True)
+
+
+class NetworkServiceServicer:
+    """Tenant networks of a project. A network is addressed by id or by name (unique in its project).
+    """
+
+    def CreateNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNetworks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteNetwork(self, request, context):
+        """Refused with INVALID_STATE while a NIC is on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NetworkServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNetwork,
+                    request_deserializer=plasmavmc_dot_v1_dot_network__pb2.CreateNetworkRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_network__pb2.Network.SerializeToString,
+            ),
+            'GetNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNetwork,
+                    request_deserializer=plasmavmc_dot_v1_dot_network__pb2.NetworkRef.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_network__pb2.Network.SerializeToString,
+            ),
+            'ListNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNetworks,
+                    request_deserializer=plasmavmc_dot_v1_dot_network__pb2.ListNetworksRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_network__pb2.ListNetworksResponse.SerializeToString,
+            ),
+            'DeleteNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNetwork,
+                    request_deserializer=plasmavmc_dot_v1_dot_network__pb2.NetworkRef.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_network__pb2.Network.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'plasmavmc.v1.NetworkService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('plasmavmc.v1.NetworkService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NetworkService:
+    """Tenant networks of a project. A network is addressed by id or by name (unique in its project).
+    """
+
+    @staticmethod
+    def CreateNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.NetworkService/CreateNetwork',
+            plasmavmc_dot_v1_dot_network__pb2.CreateNetworkRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_network__pb2.Network.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.NetworkService/GetNetwork',
+            plasmavmc_dot_v1_dot_network__pb2.NetworkRef.SerializeToString,
+            plasmavmc_dot_v1_dot_network__pb2.Network.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.NetworkService/ListNetworks',
+            plasmavmc_dot_v1_dot_network__pb2.ListNetworksRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_network__pb2.ListNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.NetworkService/DeleteNetwork',
+            plasmavmc_dot_v1_dot_network__pb2.NetworkRef.SerializeToString,
+            plasmavmc_dot_v1_dot_network__pb2.Network.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
