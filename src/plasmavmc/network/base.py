@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
-from plasmavmc.types.network import Port, PortRequest, SecurityGroup
+from plasmavmc.types.network import Network, Port, PortRequest, SecurityGroup
 
 
 class NetworkProvider(abc.ABC):
@@ -30,6 +30,11 @@ class NetworkProvider(abc.ABC):
 
     @abc.abstractmethod
     async def update_security_groups(self, port_id: str, groups: Sequence[SecurityGroup]) -> None: ...
+
+    @abc.abstractmethod
+    async def update_peers(self, network: Network, peers: Sequence[str]) -> None:
+        """The underlay addresses of the other nodes with ports on `network` (bridge: the VXLAN flood
+        list; an engine with its own tunnel control, such as OVN, ignores it)."""
 
     @abc.abstractmethod
     async def ports(self) -> list[Port]:

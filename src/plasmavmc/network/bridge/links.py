@@ -78,3 +78,49 @@ async def delete(name: str) -> None:
     except NetlinkError as exc:
         if exc.code != errno.ENODEV:
             raise NetlinkFailed(f"cannot delete {name}: {exc}") from exc
+
+
+async def ensure_vxlan(name: str, vni: int, local: str, port: int, bridge: str) -> None:
+    """A VXLAN device `name` (segment `vni`, sourced from the underlay address `local`), up, on `bridge`.
+    Flooding goes to the peers given by `add_flood_peer`; unicast MACs are learned from what arrives."""
+    try:
+        async with AsyncIPRoute() as ipr:
+            index = await _index(ipr, name)
+            if index is None:
+                await ipr.link("add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_local=local,
+                               vxlan_port=port, vxlan_learning=1)
+                index = await _index(ipr, name)
+                assert index is not None
+            master = await _index(ipr, bridge)
+            await ipr.link("set", index=index, master=master, state="up")
+    except NetlinkError as exc:
+        raise NetlinkFailed(f"cannot set up VXLAN {name} (VNI {vni}): {exc}") from exc
+
+
+async def flood_peers(name: str) -> set[str]:
+    """The remote endpoints `name` floods broadcast/unknown traffic to (all-zero MAC FDB entries)."""
+    async with AsyncIPRoute() as ipr:
+        index = await _index(ipr, name)
+        if index is None:
+            return set()
+        out: set[str] = set()
+        async for entry in await ipr.fdb("dump", ifindex=index):
+            if entry.get("NDA_LLADDR") == "00:00:00:00:00:00" and entry.get("NDA_DST"):
+                out.add(str(entry.get("NDA_DST")))
+        return out
+
+
+async def set_flood_peers(name: str, peers: set[str]) -> None:
+    """Make `peers` exactly the flood list of VXLAN device `name` (head-end replication)."""
+    have = await flood_peers(name)
+    try:
+        async with AsyncIPRoute() as ipr:
+            index = await _index(ipr, name)
+            if index is None:
+                return
+            for peer in sorted(peers - have):
+                await ipr.fdb("append", ifindex=index, lladdr="00:00:00:00:00:00", dst=peer)
+            for peer in sorted(have - peers):
+                await ipr.fdb("del", ifindex=index, lladdr="00:00:00:00:00:00", dst=peer)
+    except NetlinkError as exc:
+        raise NetlinkFailed(f"cannot set the flood peers of {name}: {exc}") from exc

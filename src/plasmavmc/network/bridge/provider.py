@@ -9,6 +9,11 @@ test beside a real agent) never touch each other's:
 * a dnsmasq per network with DHCP on (`dhcp.py`);
 * its records: `<state_dir>/ports/<port id>.json` (the `PortRequest` as told) and `<state_dir>/net-<id>/`.
 
+Between nodes (`vxlan_local` set): a VXLAN device per network (`<prefix>v<VNI hex>`, segment = the
+network's VNI) on its bridge; broadcast and unknown unicast go to every peer node of the network
+(`update_peers`, head-end replication), unicast MACs are learned. Anti-spoofing and security groups apply
+at each port's own node.
+
 Records are the truth after an agent restart: `create_port` of a recorded port re-plumbs what is missing
 without touching what exists, so running VMs keep their taps. The last port of a network takes the
 network's bridge and dnsmasq with it.
@@ -20,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
+import json
 import re
 import shutil
 from collections.abc import Sequence
@@ -43,13 +49,15 @@ class BridgeSettings:
     state_dir: Path
     table: str = "plasmavmc"  # the nftables table name (bridge and inet families)
     prefix: str = "pvm"  # link-name prefix of bridges (at most 5 characters)
+    vxlan_local: str = ""  # this node's underlay IPv4; "" = no VXLAN (networks stay on this node)
+    vxlan_port: int = 4789
 
     @classmethod
-    def from_bridge_name(cls, state_dir: Path, bridge_name: str) -> BridgeSettings:
+    def from_bridge_name(cls, state_dir: Path, bridge_name: str, vxlan_local: str = "") -> BridgeSettings:
         """`[network] bridge_name` is the stem of every name: the nftables table (non-identifier
         characters as `_`) and, by its first 5 characters, each network's bridge."""
         table = re.sub(r"[^A-Za-z0-9_]", "_", bridge_name)
-        return cls(state_dir, table if table[:1].isalpha() else f"t{table}", bridge_name[:5])
+        return cls(state_dir, table if table[:1].isalpha() else f"t{table}", bridge_name[:5], vxlan_local)
 
 
 def _check_ip(value: str, field: str) -> None:
@@ -111,6 +119,12 @@ class BridgeProvider(NetworkProvider):
             return f"{self.settings.prefix}{network.vni:06x}"
         return f"{self.settings.prefix}h{hashlib.sha256(network.id.encode()).hexdigest()[:9]}"
 
+    def vxlan_name(self, network: Network) -> str:
+        return f"{self.settings.prefix}v{network.vni:06x}"
+
+    def _vxlan(self, network: Network) -> bool:
+        return bool(self.settings.vxlan_local and network.vni)
+
     def _net_dir(self, network_id: str) -> Path:
         return self.settings.state_dir / f"net-{network_id}"
 
@@ -133,11 +147,17 @@ class BridgeProvider(NetworkProvider):
         plumbing = [rules.NetworkPlumbing(n, self.bridge_name(n)) for n in nets.values()]
         if any(n.egress_nat for n in nets.values()):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
-        await nft.apply(rules.ruleset(self.settings.table, plumbing, records))
+        tunnels = [self.vxlan_name(n) for n in nets.values() if self._vxlan(n)]
+        await nft.apply(rules.ruleset(self.settings.table, plumbing, records, tunnels))
 
     async def _plumb_network(self, req: PortRequest, records: Sequence[PortRequest]) -> None:
         bridge = self.bridge_name(req.network)
         await links.ensure_bridge(bridge, req.network.gateway_ip, req.network.subnet.prefixlen)
+        if self._vxlan(req.network):
+            vxlan = self.vxlan_name(req.network)
+            await links.ensure_vxlan(vxlan, req.network.vni, self.settings.vxlan_local, self.settings.vxlan_port,
+                                     bridge)
+            await links.set_flood_peers(vxlan, self._peers(req.network.id))
         if req.network.dhcp:
             same = [r for r in records if r.network.id == req.network.id]
             await dhcp.ensure(req.network, bridge, self._net_dir(req.network.id), same)
@@ -168,6 +188,8 @@ class BridgeProvider(NetworkProvider):
                     await dhcp.ensure(req.network, self.bridge_name(req.network), net_dir, same)
             else:
                 await dhcp.stop(net_dir)
+                if self._vxlan(req.network):
+                    await links.delete(self.vxlan_name(req.network))
                 await links.delete(self.bridge_name(req.network))
                 shutil.rmtree(net_dir, ignore_errors=True)
             await self._apply_rules(records)
@@ -181,6 +203,21 @@ class BridgeProvider(NetworkProvider):
             req = replace(self._record(port_id), security_groups=tuple(groups))
             self._save(req)
             await self._apply_rules(self._records())
+
+    def _peers(self, network_id: str) -> set[str]:
+        path = self._net_dir(network_id) / "peers.json"
+        return set(json.loads(path.read_text())) if path.exists() else set()
+
+    async def update_peers(self, network: Network, peers: Sequence[str]) -> None:
+        for peer in peers:
+            _check_ip(peer, "peers")
+        async with self._lock:
+            net_dir = self._net_dir(network.id)
+            if not net_dir.exists():
+                return  # no port of this network here: nothing to connect
+            (net_dir / "peers.json").write_text(json.dumps(sorted(set(peers) - {self.settings.vxlan_local})))
+            if self._vxlan(network):
+                await links.set_flood_peers(self.vxlan_name(network), self._peers(network.id))
 
     async def ports(self) -> list[Port]:
         return [_port(r) for r in self._records()]

@@ -88,13 +88,17 @@ def _chain(name: str, body: Sequence[str], hook: str = "") -> str:
     return "\n".join(lines)
 
 
-def bridge_table(table: str, ports: Sequence[PortRequest]) -> str:
+def bridge_table(table: str, ports: Sequence[PortRequest], tunnels: Sequence[str] = ()) -> str:
+    """`tunnels`: VXLAN devices; each node's dnsmasq serves only its own ports, so DHCP never crosses one."""
     dispatch_fwd = [f'iifname "{p.tap_device}" jump out_{p.tap_device}' for p in ports]
     dispatch_fwd += [f'oifname "{p.tap_device}" jump in_{p.tap_device}' for p in ports]
     dispatch_in = [f'iifname "{p.tap_device}" jump out_{p.tap_device}' for p in ports]
+    dispatch_in += [f'iifname "{t}" udp dport 67 drop' for t in tunnels]
+    dispatch_out = [f'oifname "{t}" udp sport 67 drop' for t in tunnels]
     chains = [c for p in ports for c in _port_chains(p, p.network.gateway_ip)]
     chains.append(_chain("forward", dispatch_fwd, "type filter hook forward priority 0; policy accept;"))
     chains.append(_chain("input", dispatch_in, "type filter hook input priority 0; policy accept;"))
+    chains.append(_chain("output", dispatch_out, "type filter hook output priority 0; policy accept;"))
     return f"table bridge {table} {{\n" + "\n".join(chains) + "\n}\n"
 
 
@@ -125,12 +129,13 @@ def inet_table(table: str, nets: Sequence[NetworkPlumbing]) -> str:
     )
 
 
-def ruleset(table: str, nets: Sequence[NetworkPlumbing], ports: Sequence[PortRequest]) -> str:
+def ruleset(table: str, nets: Sequence[NetworkPlumbing], ports: Sequence[PortRequest],
+            tunnels: Sequence[str] = ()) -> str:
     """The whole ruleset as one `nft -f` transaction: (re)create both tables from scratch."""
     return (
         f"table bridge {table}\ndelete table bridge {table}\n"
         f"table inet {table}\ndelete table inet {table}\n"
-        + bridge_table(table, ports) + inet_table(table, nets)
+        + bridge_table(table, ports, tunnels) + inet_table(table, nets)
     )
 
 
