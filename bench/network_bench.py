@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from bench.common import emit, median
-from plasmavmc.core.networks.nics import default_group
+from plasmavmc.core.networks.groups import default_group
 from plasmavmc.hypervisor.base import ConsoleStream, VmHandle
 from plasmavmc.hypervisor.common import tap_name
 from plasmavmc.network.bridge import links, nft, rules

@@ -127,8 +127,8 @@ def device_id(value: str, field: str) -> str:
 
 
 def nic(spec: NetworkSpec, where: str) -> NetworkSpec:
-    """A NIC on a tenant network; `ip_address` (IPv4) asks IPAM for that address. Named security
-    groups are refused until the group API exists (every port gets its network's `default` group)."""
+    """A NIC on a tenant network; `ip_address` (IPv4) asks IPAM for that address; `security_groups`
+    names groups of the VM's project (none: the network's built-in `default` group)."""
     device_id(spec.id, f"{where}.id")
     name(spec.network_id, f"{where}.network_id")
     if spec.mac_address is not None and not _MAC_RE.fullmatch(spec.mac_address):
@@ -138,9 +138,8 @@ def nic(spec: NetworkSpec, where: str) -> NetworkSpec:
             ipaddress.IPv4Address(spec.ip_address)
         except ValueError as exc:
             raise InvalidArgument(f"{where}.ip_address", f"{spec.ip_address[:60]!r} is not an IPv4 address") from exc
-    if spec.security_groups:
-        raise Unimplemented(f"{where}.security_groups: named security groups are not implemented yet "
-                            "(every port gets its network's default group)")
+    for i, group in enumerate(spec.security_groups):
+        name(group, f"{where}.security_groups[{i}]")
     return spec
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from plasmavmc.errors import AlreadyExists, InvalidArgument, InvalidState, QuotaExceeded
+from plasmavmc.errors import AlreadyExists, InvalidArgument, InvalidState, PlasmaError, QuotaExceeded
 from plasmavmc.types.node import NodeCapacity
 from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.vm import NetworkSpec, VmSpec
@@ -67,3 +67,38 @@ async def test_networks_api_and_cli(tmp_path: Path, guest_dir: Path) -> None:
         with pytest.raises(QuotaExceeded):
             await c.client.create_network(ORG, PROJECT, "second", "10.43.0.0/24")
         assert (await c.client.get_quota(ORG, PROJECT)).usage.networks == 1
+
+
+async def test_security_groups_api_and_cli(tmp_path: Path, guest_dir: Path) -> None:
+    specs: list[NodeSpec] = [("sim-1", NodeCapacity(8, 65536, 1000), {})]
+    async with sim_cluster(tmp_path, guest_dir, specs) as c:
+        assert (await cli_json(c.api, "sg", "create", "web"))["rules"] == []
+        got = await cli_json(c.api, "sg", "rule-add", "web", "--protocol", "tcp", "--port", "8000-8080",
+                             "--remote-cidr", "10.0.0.0/8")
+        assert got["rules"][0]["port_min"] == 8000 and got["rules"][0]["port_max"] == 8080
+        got = await cli_json(c.api, "sg", "rule-add", "web", "--protocol", "icmp", "--remote-group", "web")
+        assert len(got["rules"]) == 2 and got["rules"][1]["remote_group"] == "web"
+        code, out, _ = await cli(c.api, "sg", "get", "web")
+        assert code == 0 and "8000-8080" in out and "group web" in out
+        for argv, field in ((["--protocol", "icmp", "--port", "22"], "port_min"),
+                            (["--remote-cidr", "10.0.0.300/8"], "remote_cidr")):
+            code, _, err = await cli(c.api, "sg", "rule-add", "web", *argv)
+            assert code != 0 and field in err, err
+        assert len((await c.client.get_security_group(ORG, PROJECT, "web")).rules) == 2  # nothing changed
+        with pytest.raises(InvalidArgument) as reserved:
+            await c.client.create_security_group(ORG, PROJECT, "default")
+        assert reserved.value.field == "name"
+
+        spec = dataclasses.replace(sim_spec(), network=(NetworkSpec(id="nic0", security_groups=("web",)),))
+        vm = await c.client.create_vm("api", ORG, PROJECT, spec, SIM)
+        assert vm.spec.network[0].security_groups == ("web",)
+        missing = dataclasses.replace(sim_spec(), network=(NetworkSpec(id="nic0", security_groups=("nope",)),))
+        with pytest.raises(PlasmaError) as nope:
+            await c.client.create_vm("api2", ORG, PROJECT, missing, SIM)
+        assert nope.value.field == "spec.network[0].security_groups[0]"
+        with pytest.raises(InvalidState):
+            await c.client.delete_security_group(ORG, PROJECT, "web")
+        assert (await cli_json(c.api, "sg", "rule-remove", "web", "1"))["rules"][0]["protocol"] == "icmp"
+        await c.client.delete_vm(ORG, PROJECT, vm.id, force=True)
+        await c.client.delete_security_group(ORG, PROJECT, "web")
+        assert await c.client.list_security_groups(ORG, PROJECT) == []

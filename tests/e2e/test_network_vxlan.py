@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import netns as pnetns
 
-from plasmavmc.core.networks.nics import default_group
+from plasmavmc.core.networks.groups import default_group
 from plasmavmc.hypervisor.base import ConsoleStream, HypervisorBackend, VmHandle
 from plasmavmc.hypervisor.common import tap_name
 from plasmavmc.network.bridge import links

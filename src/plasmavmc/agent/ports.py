@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from plasmavmc.network.base import NetworkProvider
-from plasmavmc.types.network import PortRequest, port_id_for
+from plasmavmc.types.network import PortRequest, SecurityGroup, port_id_for
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ class NodePorts:
             return
         for port in await self.provider.vm_ports(vm_id):
             await self.provider.delete_port(port.id)
+
+    async def update_security(self, port_id: str, groups: Sequence[SecurityGroup]) -> None:
+        if self.provider is not None:
+            await self.provider.update_security_groups(port_id, groups)
 
     async def restore(self) -> None:
         if self.provider is not None:

@@ -23,7 +23,7 @@ import tomllib
 from pathlib import Path
 
 from plasmavmc.cli import commands as cmd
-from plasmavmc.cli import image_commands, network_commands, quota_commands, vm_device_commands
+from plasmavmc.cli import image_commands, network_commands, quota_commands, sg_commands, vm_device_commands
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.client.endpoints import split_endpoints
 from plasmavmc.errors import PlasmaError
@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _image_parsers(sub)
     quota_commands.add_parsers(sub)
     network_commands.add_parsers(sub)
+    sg_commands.add_parsers(sub)
     return parser
 
 

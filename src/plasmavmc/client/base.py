@@ -68,6 +68,7 @@ class ClientBase:
     _image_stub = _Service(image_pb2_grpc.ImageServiceStub)
     _quota_stub = _Service(quota_pb2_grpc.QuotaServiceStub)
     _network_stub = _Service(network_pb2_grpc.NetworkServiceStub)
+    _sg_stub = _Service(network_pb2_grpc.SecurityGroupServiceStub)
 
     def __init__(self, endpoints: Endpoints, *, token: str | None = None, call_timeout: float | None = None) -> None:
         self._endpoints = endpoints

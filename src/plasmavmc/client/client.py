@@ -20,13 +20,13 @@ from types import TracebackType
 from plasmavmc.client.base import ClientTls
 from plasmavmc.client.endpoints import Endpoints
 from plasmavmc.client.images import ImageMixin
-from plasmavmc.client.networks import NetworkMixin
+from plasmavmc.client.networks import NetworkMixin, SecurityGroupMixin
 from plasmavmc.client.nodes import NodeMixin
 from plasmavmc.client.quotas import QuotaMixin
 from plasmavmc.client.vms import VmMixin
 
 
-class PlasmaClient(VmMixin, NodeMixin, ImageMixin, QuotaMixin, NetworkMixin):
+class PlasmaClient(VmMixin, NodeMixin, ImageMixin, QuotaMixin, NetworkMixin, SecurityGroupMixin):
     """A client of one PlasmaVMC server or several replicas; VM, node, image, quota and network methods."""
 
     @classmethod

@@ -13,7 +13,7 @@ import grpc
 
 from plasmavmc.errors import PlasmaError, Unavailable
 from plasmavmc.types.image import Image
-from plasmavmc.types.network import PortRequest
+from plasmavmc.types.network import PortRequest, SecurityGroup
 from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmStatus
@@ -116,6 +116,12 @@ class AgentClient:
         if port is not None:
             to_proto(port, req.port)
         await self._call("AttachNic", req, timeout=DEVICE_TIMEOUT)
+
+    async def update_port_security(self, port_id: str, groups: Sequence[SecurityGroup]) -> None:
+        req = agent_pb2.UpdatePortSecurityRequest(port_id=port_id)
+        for group in groups:
+            to_proto(group, req.security_groups.add())
+        await self._call("UpdatePortSecurity", req)
 
     async def detach_nic(self, vm_id: str, nic_id: str) -> None:
         req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=nic_id)

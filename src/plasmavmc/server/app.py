@@ -19,6 +19,7 @@ from plasmavmc.api.image_service import ImageServicer
 from plasmavmc.api.network_service import NetworkServicer
 from plasmavmc.api.node_service import NodeServicer
 from plasmavmc.api.quota_service import QuotaServicer
+from plasmavmc.api.security_group_service import SecurityGroupServicer
 from plasmavmc.api.vm_service import VmServicer
 from plasmavmc.config.server import ServerSettings
 from plasmavmc.core.agents import AgentPool
@@ -93,6 +94,7 @@ def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
     network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(core), server)
+    network_pb2_grpc.add_SecurityGroupServiceServicer_to_server(SecurityGroupServicer(core), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentReportServicer(core, HEARTBEAT_INTERVAL), server)
     if settings.server.tls is not None:
         server.add_secure_port(settings.server.addr, server_credentials(settings.server.tls))

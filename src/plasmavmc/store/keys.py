@@ -18,6 +18,7 @@ QUOTAS = ROOT + "quotas/"
 NETWORKS = ROOT + "networks/"  # tenant networks: networks/<org>/<project>/<id>
 PORTS = ROOT + "ports/"  # a NIC's port: ports/<network id>/<port id>
 IPAM = ROOT + "ipam/"  # an address claim: ipam/<network id>/<ip> -> port id (compare-and-swap)
+SECGROUPS = ROOT + "secgroups/"  # security groups: secgroups/<org>/<project>/<name>
 VNIS = ROOT + "vnis/"  # an overlay segment claim: vnis/<vni> -> network id
 SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its lease (server/leader.py)
 LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
@@ -110,3 +111,11 @@ def addresses_in(network_id: str) -> str:
 
 def vni(number: int) -> str:
     return f"{VNIS}{number:08d}"
+
+
+def secgroup(org_id: str, project_id: str, name: str) -> str:
+    return f"{SECGROUPS}{_part(org_id)}/{_part(project_id)}/{_part(name)}"
+
+
+def secgroups_in(org_id: str, project_id: str) -> str:
+    return f"{SECGROUPS}{_part(org_id)}/{_part(project_id)}/"

@@ -128,6 +128,14 @@ class AttachNicRequest(_message.Message):
     port: _network_pb2.NetworkPort
     def __init__(self, vm_id: _Optional[str] = ..., nic: _Optional[_Union[_types_pb2.NetworkSpec, _Mapping]] = ..., port: _Optional[_Union[_network_pb2.NetworkPort, _Mapping]] = ...) -> None: ...
 
+class UpdatePortSecurityRequest(_message.Message):
+    __slots__ = ("port_id", "security_groups")
+    PORT_ID_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    port_id: str
+    security_groups: _containers.RepeatedCompositeFieldContainer[_network_pb2.SecurityGroup]
+    def __init__(self, port_id: _Optional[str] = ..., security_groups: _Optional[_Iterable[_Union[_network_pb2.SecurityGroup, _Mapping]]] = ...) -> None: ...
+
 class DetachDeviceRequest(_message.Message):
     __slots__ = ("vm_id", "device_id")
     VM_ID_FIELD_NUMBER: _ClassVar[int]

@@ -142,3 +142,39 @@ class ListNetworksResponse(_message.Message):
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     networks: _containers.RepeatedCompositeFieldContainer[Network]
     def __init__(self, networks: _Optional[_Iterable[_Union[Network, _Mapping]]] = ...) -> None: ...
+
+class SecurityGroupRules(_message.Message):
+    __slots__ = ("org_id", "project_id", "name", "rules")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    name: str
+    rules: _containers.RepeatedCompositeFieldContainer[SecurityRule]
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[SecurityRule, _Mapping]]] = ...) -> None: ...
+
+class SecurityGroupRef(_message.Message):
+    __slots__ = ("org_id", "project_id", "name")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    name: str
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListSecurityGroupsRequest(_message.Message):
+    __slots__ = ("org_id", "project_id")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
+
+class ListSecurityGroupsResponse(_message.Message):
+    __slots__ = ("security_groups",)
+    SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    security_groups: _containers.RepeatedCompositeFieldContainer[SecurityGroup]
+    def __init__(self, security_groups: _Optional[_Iterable[_Union[SecurityGroup, _Mapping]]] = ...) -> None: ...

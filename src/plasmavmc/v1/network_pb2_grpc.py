@@ -228,3 +228,258 @@ class NetworkService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class SecurityGroupServiceStub:
+    """Security groups of a project, addressed by name ("default" is every network's built-in group:
+    egress anywhere, ingress from the same network). Rules allow; inbound is denied unless a rule allows
+    it. Changing a group's rules updates every port in the project that uses it, on its node.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateSecurityGroup = channel.unary_unary(
+                '/plasmavmc.v1.SecurityGroupService/CreateSecurityGroup',
+                request_serializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRules.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.FromString,
+                _registered_method=True)
+        self.GetSecurityGroup = channel.unary_unary(
+                '/plasmavmc.v1.SecurityGroupService/GetSecurityGroup',
+                request_serializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRef.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.FromString,
+                _registered_method=True)
+        self.ListSecurityGroups = channel.unary_unary(
+                '/plasmavmc.v1.SecurityGroupService/ListSecurityGroups',
+                request_serializer=plasmavmc_dot_v1_dot_network__pb2.ListSecurityGroupsRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_network__pb2.ListSecurityGroupsResponse.FromString,
+                _registered_method=True)
+        self.SetSecurityGroupRules = channel.unary_unary(
+                '/plasmavmc.v1.SecurityGroupService/SetSecurityGroupRules',
+                request_serializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRules.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.FromString,
+                _registered_method=True)
+        self.DeleteSecurityGroup = channel.unary_unary(
+                '/plasmavmc.v1.SecurityGroupService/DeleteSecurityGroup',
+                request_serializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRef.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.FromString,
+                _registered_method=True)
+
+
+class SecurityGroupServiceServicer:
+    """Security groups of a project, addressed by name ("default" is every network's built-in group:
+    egress anywhere, ingress from the same network). Rules allow; inbound is denied unless a rule allows
+    it. Changing a group's rules updates every port in the project that uses it, on its node.
+    """
+
+    def CreateSecurityGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecurityGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecurityGroups(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSecurityGroupRules(self, request, context):
+        """replaces the rules
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSecurityGroup(self, request, context):
+        """INVALID_STATE while in use
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SecurityGroupServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateSecurityGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSecurityGroup,
+                    request_deserializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRules.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.SerializeToString,
+            ),
+            'GetSecurityGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecurityGroup,
+                    request_deserializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRef.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.SerializeToString,
+            ),
+            'ListSecurityGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecurityGroups,
+                    request_deserializer=plasmavmc_dot_v1_dot_network__pb2.ListSecurityGroupsRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_network__pb2.ListSecurityGroupsResponse.SerializeToString,
+            ),
+            'SetSecurityGroupRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSecurityGroupRules,
+                    request_deserializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRules.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.SerializeToString,
+            ),
+            'DeleteSecurityGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSecurityGroup,
+                    request_deserializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRef.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'plasmavmc.v1.SecurityGroupService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('plasmavmc.v1.SecurityGroupService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SecurityGroupService:
+    """Security groups of a project, addressed by name ("default" is every network's built-in group:
+    egress anywhere, ingress from the same network). Rules allow; inbound is denied unless a rule allows
+    it. Changing a group's rules updates every port in the project that uses it, on its node.
+    """
+
+    @staticmethod
+    def CreateSecurityGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.SecurityGroupService/CreateSecurityGroup',
+            plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRules.SerializeToString,
+            plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecurityGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.SecurityGroupService/GetSecurityGroup',
+            plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRef.SerializeToString,
+            plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecurityGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.SecurityGroupService/ListSecurityGroups',
+            plasmavmc_dot_v1_dot_network__pb2.ListSecurityGroupsRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_network__pb2.ListSecurityGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSecurityGroupRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.SecurityGroupService/SetSecurityGroupRules',
+            plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRules.SerializeToString,
+            plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSecurityGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.SecurityGroupService/DeleteSecurityGroup',
+            plasmavmc_dot_v1_dot_network__pb2.SecurityGroupRef.SerializeToString,
+            plasmavmc_dot_v1_dot_network__pb2.SecurityGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

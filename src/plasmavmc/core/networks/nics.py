@@ -12,28 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from plasmavmc.core.networks import networks, ports
+from plasmavmc.core.networks import groups, networks, ports
 from plasmavmc.errors import NotFound, PlasmaError
 from plasmavmc.hypervisor.common import tap_name
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
 from plasmavmc.store.records import read
-from plasmavmc.types.network import (
-    Direction,
-    Network,
-    PortRequest,
-    SecurityGroup,
-    SecurityRule,
-    port_id_for,
-)
+from plasmavmc.types.network import Network, PortRequest, port_id_for
 from plasmavmc.types.vm import NetworkSpec, VirtualMachine
-
-
-def default_group(network: Network) -> SecurityGroup:
-    return SecurityGroup(id="default", name="default", rules=(
-        SecurityRule(Direction.EGRESS),
-        SecurityRule(Direction.INGRESS, remote_cidr=network.cidr),
-    ))
 
 
 async def _network(store: Store, vm: VirtualMachine, ref: str, field: str) -> Network:
@@ -47,8 +33,14 @@ async def _network(store: Store, vm: VirtualMachine, ref: str, field: str) -> Ne
 
 async def allocate_nic(store: Store, vm: VirtualMachine, nic: NetworkSpec, field: str) -> NetworkSpec:
     network = await _network(store, vm, nic.network_id, f"{field}.network_id")
+    for i, name in enumerate(nic.security_groups):
+        if name != groups.DEFAULT:
+            try:
+                await groups.get(store, vm.org_id, vm.project_id, name)
+            except NotFound as exc:
+                raise NotFound(exc.message, field=f"{field}.security_groups[{i}]") from exc
     rec = await ports.create(store, network, vm_id=vm.id, nic_id=nic.id, mac=nic.mac_address, ip=nic.ip_address,
-                             port_id=port_id_for(vm.id, nic.id))
+                             port_id=port_id_for(vm.id, nic.id), security_groups=nic.security_groups)
     return dataclasses.replace(nic, network_id=network.id, mac_address=rec.port.mac_address,
                                ip_address=rec.port.ip_addresses[0])
 
@@ -74,7 +66,7 @@ async def port_request(store: Store, vm: VirtualMachine, nic: NetworkSpec) -> Po
     return PortRequest(
         port_id=rec.port.id, network=network, mac_address=rec.port.mac_address,
         ip_addresses=rec.port.ip_addresses, tap_device=tap_name(vm.id, nic.id),
-        security_groups=(default_group(network),), vm_id=vm.id,
+        security_groups=await groups.resolve(store, network, rec.port.security_groups), vm_id=vm.id,
     )
 
 
