@@ -7,8 +7,9 @@ too (its I/O threads could not be moved into a namespace after the fact). The in
 `PLASMAVMC_NETNS_INNER` is set.
 
 Inner: two VMs created with a NIC on `default` (made on first use) show their MAC and IPv4 in GetVm,
-get exactly that address from DHCP, ping each other; deleting them removes taps, the bridge, the
-dnsmasq process, and their addresses are handed out again.
+get exactly that address from DHCP, ping each other; a rule added to n2's security group through the
+API opens a TCP port on the node at once and removing it closes it; deleting the VMs removes taps, the
+bridge, the dnsmasq process, and their addresses are handed out again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import open_console
 from plasmavmc.network.bridge import links
+from plasmavmc.types.network import Direction, Protocol, SecurityRule
 from plasmavmc.types.vm import NetworkSpec, VirtualMachine
 from tests import binaries
 from tests.conftest import Cluster, needs_qemu, start_cluster
@@ -35,6 +37,10 @@ from tests.e2e.test_qemu_api import WsStream
 from tests.netns import unique_name
 
 INNER = "PLASMAVMC_NETNS_INNER"
+# n2's group: outbound anywhere, ping from the members of `default` (n1), nothing else inbound
+WEB_BASE = (SecurityRule(Direction.EGRESS),
+            SecurityRule(Direction.INGRESS, Protocol.ICMP, remote_group="default"))
+OPEN_5555 = SecurityRule(Direction.INGRESS, Protocol.TCP, 5555, 5555, "0.0.0.0/0")
 pytestmark = [needs_qemu, binaries.require("nft", "dnsmasq", "ip"), pytest.mark.timeout(900)]
 inner_only = pytest.mark.skipif(INNER not in os.environ, reason="runs inside its own netns (see the outer test)")
 
@@ -50,7 +56,7 @@ def test_api_cluster_in_its_own_namespace() -> None:
         done = subprocess.run(argv, env={**os.environ, INNER: "1"}, capture_output=True, text=True, timeout=880,
                               cwd=Path(__file__).parents[2])
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-        assert re.search(r"\b4 passed\b", done.stdout), done.stdout[-3000:]
+        assert re.search(r"\b5 passed\b", done.stdout), done.stdout[-3000:]
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
@@ -73,8 +79,10 @@ async def api(net_cluster: Cluster) -> AsyncIterator[PlasmaClient]:
 @pytest.fixture(scope="module")
 async def vms(api: PlasmaClient) -> AsyncIterator[list[VirtualMachine]]:
     made: list[VirtualMachine] = []
-    for name in ("n1", "n2"):
-        spec = dataclasses.replace(tiny_spec(), network=(NetworkSpec(id="nic0", network_id="default"),))
+    await api.create_security_group(ORG, PROJECT, "web", WEB_BASE)
+    for name, groups in (("n1", ()), ("n2", ("web",))):
+        nic = NetworkSpec(id="nic0", network_id="default", security_groups=groups)
+        spec = dataclasses.replace(tiny_spec(), network=(nic,))
         vm = await api.create_vm(name, ORG, PROJECT, spec)
         made.append(vm)
         await api.start_vm(ORG, PROJECT, vm.id)
@@ -112,6 +120,25 @@ async def test_inner_dhcp_and_ping(net_cluster: Cluster, api: PlasmaClient, vms:
         assert re.search(r"[123] packets received", out), out
     finally:
         await shell.close()
+
+
+@inner_only
+async def test_inner_security_group_change_reaches_the_node(net_cluster: Cluster, api: PlasmaClient,
+                                                            vms: list[VirtualMachine]) -> None:
+    n2_ip = (await api.get_vm(ORG, PROJECT, vms[1].id)).spec.network[0].ip_address
+    server = WsStream(await open_console(net_cluster.http, ORG, PROJECT, vms[1].id))
+    client = WsStream(await open_console(net_cluster.http, ORG, PROJECT, vms[0].id))
+    connect = f"nc -w 3 {n2_ip} 5555 </dev/null 2>&1"
+    try:
+        await run(server, "nc -ll -p 5555 -e echo port-opened </dev/null >/dev/null 2>&1 & true")
+        assert "port-opened" not in await run(client, connect, 60)
+        await api.set_security_group_rules(ORG, PROJECT, "web", [*WEB_BASE, OPEN_5555])
+        assert "port-opened" in await run(client, connect, 60)
+        await api.set_security_group_rules(ORG, PROJECT, "web", WEB_BASE)
+        assert "port-opened" not in await run(client, connect, 60)
+    finally:
+        await server.close()
+        await client.close()
 
 
 @inner_only
