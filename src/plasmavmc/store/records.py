@@ -14,11 +14,10 @@ from typing import Generic, TypeVar
 
 from plasmavmc.errors import Conflict, NotFound, PlasmaError
 from plasmavmc.store.base import KeyValue, Store, Write
+from plasmavmc.store.cas import MAX_CAS_RETRIES, attempts, backoff
 from plasmavmc.types import codec
 
 T = TypeVar("T")
-
-MAX_CAS_RETRIES = 20
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ async def mutate(
     `known` (the record as the caller last wrote it) saves the first read; only the stored record
     decides: a stale copy loses the compare-and-swap, and a copy `fn` refuses or leaves unchanged is
     read again. `also` is committed with the record's write (alone if the record needs no change)."""
-    for _ in range(MAX_CAS_RETRIES):
+    for attempt in attempts(key):
         guessed, current, known = known is not None, known or await read(store, cls, key), None
         if current is None:
             raise missing()
@@ -70,18 +69,20 @@ async def mutate(
         try:
             rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also])
         except Conflict:
+            await backoff(attempt)
             continue
         return Versioned(updated, rev, key)
-    raise Conflict(f"{key}: too many concurrent updates, try again")
+    raise AssertionError("unreachable: attempts() raises when exhausted")
 
 
 async def retry_on_conflict(op: Callable[[], Awaitable[T]]) -> T:
-    """Run a read-then-commit operation again while it loses compare-and-swap races."""
-    for _ in range(MAX_CAS_RETRIES - 1):
+    """Run a read-then-commit operation again while it loses compare-and-swap races (bounded, with
+    backoff); the last loss propagates as the operation's own CONFLICT."""
+    for attempt in range(MAX_CAS_RETRIES - 1):
         try:
             return await op()
         except Conflict:
-            continue
+            await backoff(attempt)
     return await op()
 
 

@@ -68,7 +68,7 @@ async def _create(core: Core, vm: Versioned[VirtualMachine]) -> None:
     agent = await core.agent_for(vm.value)
     if await _agent_status(agent, vm.value.id) is None:
         await agent.create_vm(vm.value, await lifecycle.images_for(core, vm.value.org_id, vm.value.spec))
-    await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle._moved(v, VmState.STOPPED, "create"))
+    await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle.moved(v, VmState.STOPPED, "create"))
 
 
 async def _to(
@@ -76,7 +76,7 @@ async def _to(
 ) -> Versioned[VirtualMachine] | None:
     """The VM in `target` (moved there from `source` if need be); None if it is in neither."""
     if vm.value.state == source:
-        return await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle._moved(v, target, operation))
+        return await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle.moved(v, target, operation))
     return vm if vm.value.state == target else None
 
 

@@ -12,7 +12,7 @@ import time
 
 from plasmavmc.core import pending
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms.lifecycle import _moved, set_error
+from plasmavmc.core.vms.lifecycle import moved, set_error
 from plasmavmc.errors import InvalidState, PlasmaError
 from plasmavmc.metrics import BOOT_SECONDS, OPERATIONS
 from plasmavmc.store.records import Versioned, mutate, replace
@@ -31,7 +31,7 @@ def _running(vm: VirtualMachine, observed: VmStatus, operation: str) -> VirtualM
         accelerator=observed.accelerator,
         last_error=None,
     )
-    return _moved(vm, VmState.RUNNING, operation, status=status)
+    return moved(vm, VmState.RUNNING, operation, status=status)
 
 
 async def _begin(core: Core, op: pending.Op, vm: Versioned[VirtualMachine]) -> pending.Pending:
@@ -48,7 +48,7 @@ async def start(core: Core, ref: VmRef) -> VirtualMachine:
     began = time.perf_counter()
     op = await _begin(core, pending.Op.START, found)
     async with pending.driving(core.store, op) as drive:
-        await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STARTING, "start"))
+        await mutate(core.store, VirtualMachine, found.key, lambda vm: moved(vm, VmState.STARTING, "start"))
         try:
             await agent.start_vm(found.value.id)
             observed = await agent.status(found.value.id)
@@ -64,7 +64,7 @@ async def start(core: Core, ref: VmRef) -> VirtualMachine:
 
 def _stopped(vm: VirtualMachine, operation: str) -> VirtualMachine:
     status = replace(vm.status, actual_state=VmState.STOPPED, host_pid=None)
-    return _moved(vm, VmState.STOPPED, operation, status=status)
+    return moved(vm, VmState.STOPPED, operation, status=status)
 
 
 async def stop(core: Core, ref: VmRef, force: bool, timeout_seconds: int) -> VirtualMachine:
@@ -73,7 +73,7 @@ async def stop(core: Core, ref: VmRef, force: bool, timeout_seconds: int) -> Vir
     agent = await core.agent_for(found.value)
     op = await _begin(core, pending.Op.STOP, found)
     async with pending.driving(core.store, op) as drive:
-        await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STOPPING, "stop"))
+        await mutate(core.store, VirtualMachine, found.key, lambda vm: moved(vm, VmState.STOPPING, "stop"))
         try:
             await agent.stop_vm(found.value.id, timeout_seconds or DEFAULT_STOP_TIMEOUT, force)
         except PlasmaError as err:
