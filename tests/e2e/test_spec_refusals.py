@@ -37,7 +37,7 @@ from tests.e2e.helpers import GUEST_IMAGE, ORG, tiny_spec
 
 PROJ = "proj-spec-refusals"
 NO_KERNEL = "no-kernel"  # replaced by the uploaded image's id
-KVM, FC = HypervisorType.KVM, HypervisorType.FIRECRACKER
+KVM, FC, MV = HypervisorType.KVM, HypervisorType.FIRECRACKER, HypervisorType.MVISOR
 
 
 def _spec(**changes: object) -> VmSpec:
@@ -79,6 +79,20 @@ REFUSED = [
     ("fc writethrough cache", FC, _spec(disks=_disk(cache=DiskCache.WRITETHROUGH)), "spec.disks[0].cache"),
     ("fc e1000", FC, _spec(network=(NetworkSpec(id="eth0", model=NicModel.E1000),)), "spec.network[0].model"),
     ("fc image without kernel", FC, _spec(disks=_disk(source=DiskSource(image_id=NO_KERNEL))), "spec.disks"),
+    ("mvisor tpm", MV, _spec(security=SecuritySpec(tpm=True)), "spec.security.tpm"),
+    ("mvisor secure boot", MV, _spec(security=SecuritySpec(secure_boot=True)), "spec.security.secure_boot"),
+    ("mvisor numa", MV, _spec(memory=MemorySpec(numa_nodes=(NumaNode(cpus=(0,), memory_mib=256),))),
+     "spec.memory.numa_nodes"),
+    ("mvisor machine type microvm", MV, _spec(boot=_boot("microvm")), "spec.boot.machine_type"),
+    ("mvisor three vcpus", MV, _spec(cpu=CpuSpec(vcpus=3)), "spec.cpu.vcpus"),
+    ("mvisor two sockets", MV, _spec(cpu=CpuSpec(vcpus=2, sockets=2)), "spec.cpu.sockets"),
+    ("mvisor cpu model", MV, _spec(cpu=CpuSpec(cpu_model="host")), "spec.cpu.cpu_model"),
+    ("mvisor hugepages", MV, _spec(memory=MemorySpec(hugepages=True)), "spec.memory.hugepages"),
+    ("mvisor kernel args", MV, _spec(boot=BootSpec(kernel_args="quiet")), "spec.boot.kernel_args"),
+    ("mvisor ide disk", MV, _spec(disks=_disk(bus=DiskBus.IDE)), "spec.disks[0].bus"),
+    ("mvisor writethrough cache", MV, _spec(disks=_disk(cache=DiskCache.WRITETHROUGH)), "spec.disks[0].cache"),
+    ("mvisor e1000", MV, _spec(network=(NetworkSpec(id="eth0", model=NicModel.E1000),)), "spec.network[0].model"),
+    ("mvisor image with a kernel", MV, _spec(), "spec.disks"),
 ]
 
 

@@ -8,6 +8,7 @@ from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import HypervisorError, Unimplemented
 from plasmavmc.hypervisor.base import HypervisorBackend
 from plasmavmc.hypervisor.firecracker import spec as firecracker_spec
+from plasmavmc.hypervisor.mvisor import spec as mvisor_spec
 from plasmavmc.hypervisor.qemu import spec as qemu_spec
 from plasmavmc.hypervisor.spec_check import BootImage, SpecCheck, accept_all
 from plasmavmc.types.vm import HypervisorType, VmSpec
@@ -37,6 +38,7 @@ class HypervisorRegistry:
 SPEC_CHECKS: dict[HypervisorType, SpecCheck] = {
     HypervisorType.KVM: qemu_spec.check,
     HypervisorType.FIRECRACKER: firecracker_spec.check,
+    HypervisorType.MVISOR: mvisor_spec.check,
     HypervisorType.SIMULATED: accept_all,
 }
 
@@ -59,6 +61,12 @@ def from_settings(settings: AgentSettings) -> HypervisorRegistry:
             from plasmavmc.hypervisor.firecracker.backend import backend_from_settings
 
             registry.register(backend_from_settings(settings))
+        elif name == "mvisor":
+            from plasmavmc.hypervisor.mvisor.backend import MvisorBackend
+
+            mv = settings.hypervisors.mvisor
+            registry.register(MvisorBackend(mv.mvisor_path, settings.hypervisors.kvm.qemu_img_path,
+                                            Path(mv.runtime_dir), Path(mv.bios_path)))
         elif name == "simulated":  # scale tests and benchmarks only: boots nothing
             from plasmavmc.hypervisor.simulated import SimulatedBackend
 
