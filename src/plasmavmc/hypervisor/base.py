@@ -157,6 +157,11 @@ class HypervisorBackend(abc.ABC):
     async def delete(self, handle: VmHandle) -> None:
         """Kill if running and remove every file `create` and `start` made."""
 
+    async def purge(self, vm_id: str) -> None:
+        """Remove what is left of a VM this node holds no handle for (a create cut short by a crash);
+        nothing to do for a backend that keeps no files."""
+        return None
+
     @abc.abstractmethod
     async def status(self, handle: VmHandle) -> VmStatus: ...
 
