@@ -2,9 +2,9 @@
 between losses.
 
 Every CAS retry loop in the control plane iterates `attempts(what)`: at most `MAX_CAS_RETRIES` rounds,
-then CONFLICT (retryable) naming what kept changing. After a lost round the loop awaits `backoff(n)`:
-nothing the first time (a single race is the common case), then a jittered exponential wait capped at
-`BACKOFF_CAP_S`, so writers that keep colliding spread out instead of spinning.
+then CONFLICT (retryable) naming what kept changing. After a lost round the loop awaits `backoff(n)`: a
+jittered wait of up to 1 ms, doubling per loss to `MAX_BACKOFF`, so writers that keep colliding spread
+out instead of spinning.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from collections.abc import Iterator
 
 from plasmavmc.errors import Conflict
 
-MAX_CAS_RETRIES = 20
-BACKOFF_BASE_S = 0.001
-BACKOFF_CAP_S = 0.05
+MAX_CAS_RETRIES = 60
+MAX_BACKOFF = 0.05  # seconds: the longest pause between two attempts of one retry loop
 
 
 def attempts(what: str, limit: int = MAX_CAS_RETRIES) -> Iterator[int]:
@@ -26,7 +25,6 @@ def attempts(what: str, limit: int = MAX_CAS_RETRIES) -> Iterator[int]:
     raise Conflict(f"{what}: still changing after {limit} compare-and-swap attempts, try again")
 
 
-async def backoff(lost: int) -> None:
-    """Wait after losing round `lost` (0-based): no wait after the first loss, then up to 2^n ms (capped)."""
-    if lost > 0:
-        await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**lost)))
+async def backoff(attempt: int) -> None:
+    """Pause after the `attempt`-th lost race (0-based): up to 1 ms, doubling to `MAX_BACKOFF`, jittered."""
+    await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF, 0.001 * 2**attempt)))

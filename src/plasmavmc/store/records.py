@@ -3,6 +3,8 @@
 `Versioned` pairs a domain record with the store revision it was read at; every write passes that
 revision back as the expectation, so two writers can never both win. `mutate()` is the retry loop for
 read-modify-write: the function it applies may raise (e.g. INVALID_STATE), and then nothing is written.
+Both retry loops back off (jittered, growing to `MAX_BACKOFF`) after each lost race, so writers of one
+hot record (a node, a quota) take turns instead of spinning until they give up with CONFLICT.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from typing import Generic, TypeVar
 
 from plasmavmc.errors import Conflict, NotFound, PlasmaError
 from plasmavmc.store.base import KeyValue, Store, Write
-from plasmavmc.store.cas import MAX_CAS_RETRIES, attempts, backoff
+from plasmavmc.store.cas import MAX_BACKOFF, MAX_CAS_RETRIES, attempts, backoff
 from plasmavmc.types import codec
 
 T = TypeVar("T")
+__all__ = ["MAX_BACKOFF", "MAX_CAS_RETRIES", "Versioned", "backoff", "decode", "mutate", "read", "replace",
+           "retry_on_conflict"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,7 @@ async def mutate(
 
 
 async def retry_on_conflict(op: Callable[[], Awaitable[T]]) -> T:
-    """Run a read-then-commit operation again while it loses compare-and-swap races (bounded, with
-    backoff); the last loss propagates as the operation's own CONFLICT."""
+    """Run a read-then-commit operation again while it loses compare-and-swap races."""
     for attempt in range(MAX_CAS_RETRIES - 1):
         try:
             return await op()
