@@ -21,9 +21,9 @@ from plasmavmc.client import PlasmaClient
 from plasmavmc.errors import PlasmaError, VmNotFound
 from plasmavmc.hypervisor.crashpoints import ENV
 from plasmavmc.types.states import VmState
-from tests.conftest import Cluster, Proc, kill_leftover_qemu, needs_qemu, write_configs
+from tests.conftest import Cluster, needs_qemu, start_cluster
 from tests.e2e.helpers import ORG, tiny_spec
-from tests.e2e.test_agent_restart import agent_argv, agent_back, server_argv
+from tests.e2e.test_agent_restart import agent_back
 
 pytestmark = needs_qemu
 PROJ = "proj-crash-steps"
@@ -34,19 +34,11 @@ START_STEPS = ("start:spawned", "after start")
 
 @pytest.fixture(scope="module")
 def crash_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("crash-steps")
-    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest_dir, "node-1")
-    c = Cluster(root, api, http, Proc(server_argv(server_cfg), root / "server.log"),
-                Proc(agent_argv(agent_cfg), root / "agent.log"), "node-1")
-    c.server.start()
-    c.agent.start()
+    c = start_cluster(tmp_path_factory.mktemp("crash-steps"), guest_dir)
     try:
-        c.wait_ready()
         yield c
     finally:
-        c.agent.stop()
-        c.server.stop()
-        kill_leftover_qemu(root)
+        c.stop()
 
 
 @pytest.fixture(scope="module")
