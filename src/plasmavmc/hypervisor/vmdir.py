@@ -25,12 +25,13 @@ import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from plasmavmc.errors import HypervisorError, InvalidState
 from plasmavmc.hypervisor import crashpoints
 from plasmavmc.hypervisor.base import HypervisorBackend, LocalImage, VmHandle
 from plasmavmc.hypervisor.common import checked_vm_id, write_atomic
+from plasmavmc.hypervisor.process import Process
 from plasmavmc.types.codec import dumps, loads
 from plasmavmc.types.vm import VirtualMachine
 
@@ -44,12 +45,26 @@ class HasRoot(Protocol):
     def root(self) -> Path: ...
 
 
-class VmDirBackend(HypervisorBackend):
+P = TypeVar("P", bound=HasRoot)
+
+
+class VmDirBackend(HypervisorBackend, Generic[P]):
+    """The base of a backend whose VMs are processes with a runtime directory; `P` is its path layout."""
+
     def __init__(self, runtime_dir: Path) -> None:
         self.runtime_dir = runtime_dir.absolute()
         self._locks: dict[str, asyncio.Lock] = {}
 
     # ---------------------------------------------------------------- what each backend provides
+
+    @abc.abstractmethod
+    def _paths(self, handle: VmHandle) -> P:
+        """The VM's path layout (its `root` is `vm_dir(handle.vm_id)`)."""
+
+    @abc.abstractmethod
+    def _process(self, paths: P) -> Process | None:
+        """The VM's running hypervisor process, checked against pid reuse; None when it does not run.
+        The caller closes it."""
 
     @abc.abstractmethod
     async def _end_for_delete(self, handle: VmHandle) -> None:
@@ -61,6 +76,13 @@ class VmDirBackend(HypervisorBackend):
         return None
 
     # ---------------------------------------------------------------- layout and files
+
+    def _running_pid(self, paths: P) -> int | None:
+        process = self._process(paths)
+        if process is None:
+            return None
+        process.close()
+        return process.pid
 
     def vm_dir(self, vm_id: str) -> Path:
         return self.runtime_dir / checked_vm_id(vm_id)

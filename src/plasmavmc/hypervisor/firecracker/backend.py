@@ -71,7 +71,7 @@ API_READY_S = 10.0
 REBOOT_STOP_TIMEOUT_S = 30.0
 
 
-class FirecrackerBackend(VmDirBackend):
+class FirecrackerBackend(VmDirBackend[FcPaths]):
     def __init__(self, fc_path: str, jailer_path: str, runtime_dir: Path, *,
                  jailer: JailerOptions | None = None, qemu_img_path: str = "qemu-img",
                  balloon: bool = False, diff_snapshots: bool = False) -> None:
@@ -109,12 +109,11 @@ class FirecrackerBackend(VmDirBackend):
         return FcPaths.of(self.runtime_dir, handle.vm_id, jailed=handle.details.get("jailed") == "true",
                           exec_name=handle.details.get("exec_name", self.exec_name))
 
-    def _running_pid(self, paths: FcPaths) -> int | None:
-        process = launch.running(paths, paths.root.name)
-        if process is None:
-            return None
-        process.close()
-        return process.pid
+    def _paths(self, handle: VmHandle) -> FcPaths:
+        return self.paths(handle)
+
+    def _process(self, paths: FcPaths) -> Process | None:
+        return launch.running(paths, paths.root.name)
 
     # ---------------------------------------------------------------- create
 
@@ -236,7 +235,7 @@ class FirecrackerBackend(VmDirBackend):
             await self._stop(self.paths(handle), timeout, "stop")
 
     async def _stop(self, paths: FcPaths, grace_s: float, reason: str) -> None:
-        process = launch.running(paths, paths.root.name)
+        process = self._process(paths)
         if process is None:
             return  # already stopped: stop is idempotent
         with process:
@@ -251,7 +250,7 @@ class FirecrackerBackend(VmDirBackend):
             await self._kill(self.paths(handle), "kill")
 
     async def _kill(self, paths: FcPaths, reason: str) -> None:
-        process = launch.running(paths, paths.root.name)
+        process = self._process(paths)
         if process is not None:
             await self._abort(paths, process, reason)
 

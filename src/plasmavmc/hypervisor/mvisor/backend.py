@@ -100,7 +100,7 @@ class _ReadOnlyConsole:
         await self._output.close()
 
 
-class MvisorBackend(VmDirBackend):
+class MvisorBackend(VmDirBackend[_Paths]):
     def __init__(self, mvisor_path: str, qemu_img_path: str, runtime_dir: Path, bios_path: Path) -> None:
         self.mvisor_path = shutil.which(mvisor_path) or mvisor_path
         self.qemu_img_path = qemu_img_path
@@ -129,13 +129,6 @@ class MvisorBackend(VmDirBackend):
     def _process(self, paths: _Paths) -> Process | None:
         pid = read_pidfile(paths.pidfile)
         return open_process(pid, str(paths.config)) if pid is not None else None
-
-    def _running_pid(self, paths: _Paths) -> int | None:
-        process = self._process(paths)
-        if process is None:
-            return None
-        process.close()
-        return process.pid
 
     def _run_facts(self, paths: _Paths) -> dict[str, int]:
         """started.json as numbers (pid, started_at, log_offset)."""

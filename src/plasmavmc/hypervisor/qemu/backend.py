@@ -76,7 +76,7 @@ def _host_memory_gib() -> int:
     return 1
 
 
-class QemuBackend(VmDirBackend):
+class QemuBackend(VmDirBackend[RuntimePaths]):
     def __init__(self, qemu_path: str, qemu_img_path: str, runtime_dir: Path, accel: str = "auto") -> None:
         self.qemu_path = qemu_path
         self.qemu_img_path = qemu_img_path
@@ -257,13 +257,6 @@ class QemuBackend(VmDirBackend):
 
     def _forget(self, vm_id: str) -> None:
         self._usage.forget(vm_id)
-
-    def _running_pid(self, paths: RuntimePaths) -> int | None:
-        process = self._process(paths)
-        if process is None:
-            return None
-        process.close()
-        return process.pid
 
     # ---------------------------------------------------------------- observation
 
