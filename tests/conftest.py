@@ -110,6 +110,12 @@ class Cluster:
     node_id: str
 
     @property
+    def agent_http(self) -> str:
+        """The agent's HTTP port (/health, /ready, /metrics), as written in its config."""
+        addr = tomllib.loads((self.root / "agent.toml").read_text())["agent"]["metrics_addr"]
+        return f"http://{addr}"
+
+    @property
     def console(self) -> str:
         """The console gateway's URL (`[server] console_addr` of this cluster's server.toml)."""
         cfg = tomllib.loads((self.root / "server.toml").read_text())
@@ -187,6 +193,7 @@ def write_configs(root: Path, guest: Path, node_id: str,
     agent_cfg.write_text(
         f'[agent]\nnode_id = "{node_id}"\ncontrol_plane = "http://127.0.0.1:{api}"\n'
         f'addr = "127.0.0.1:{agent_port}"\nheartbeat_interval_seconds = 1\n'
+        f'metrics_addr = "127.0.0.1:{free_port()}"\n'
         f'[hypervisors]\nenabled = [{enabled}]\n[hypervisors.kvm]\nruntime_dir = "{run_dir}/kvm"\n{fc_section}'
         f'[storage]\nimage_cache_dir = "{root}/cache"\nruntime_dir = "{root}/vms"\n'
         f'[logging]\nlevel = "info"\nformat = "text"\n'
@@ -196,13 +203,19 @@ def write_configs(root: Path, guest: Path, node_id: str,
 
 def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False) -> Cluster:
     server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker)
+    return launch(root, server_cfg, agent_cfg, api, http, node_id)
+
+
+def launch(root: Path, server_cfg: Path, agent_cfg: Path, api: str, http: str, node_id: str,
+           timeout: float = 30.0) -> Cluster:
+    """Start server and agent from their config files; both are stopped again if they do not get ready."""
     server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(server_cfg)], root / "server.log")
     agent = Proc([sys.executable, "-m", "plasmavmc.agent.main", "-c", str(agent_cfg)], root / "agent.log")
     server.start()
     agent.start()
     cluster = Cluster(root, api, http, server, agent, node_id)
     try:
-        cluster.wait_ready()
+        cluster.wait_ready(timeout)
     except BaseException:
         agent.kill()
         server.kill()

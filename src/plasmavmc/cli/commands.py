@@ -129,7 +129,15 @@ async def vm_console(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 
 async def vm_watch(client: PlasmaClient, args: argparse.Namespace) -> int:
-    async for event in client.watch_vm(*_scope(args), args.vm, send_initial=True):
+    events = client.watch_vm(*_scope(args), args.vm, send_initial=bool(args.vm) and not args.since,
+                             start_revision=args.since)
+    async for event in events:
+        out.emit(out.dump_json(event, compact=True) if _json(args) else out.event_line(event))
+    return 0
+
+
+async def vm_events(client: PlasmaClient, args: argparse.Namespace) -> int:
+    async for event in client.vm_events(*_scope(args), args.vm, follow=args.follow):
         out.emit(out.dump_json(event, compact=True) if _json(args) else out.event_line(event))
     return 0
 
@@ -159,6 +167,16 @@ async def node_action(client: PlasmaClient, args: argparse.Namespace) -> int:
         out.emit(out.dump_json(node))
     else:
         out.emit(out.table(out.NODE_COLUMNS, [out.node_row(node)]))
+    return 0
+
+
+async def node_delete(client: PlasmaClient, args: argparse.Namespace) -> int:
+    orphaned = await client.delete_node(args.node_id, args.force)
+    if _json(args):
+        out.emit(out.dump_json({"node_id": args.node_id, "deleted": True, "orphaned_vms": orphaned}))
+    else:
+        note = f" ({orphaned} VMs were still assigned to it: they are flagged and can be deleted)" if orphaned else ""
+        out.emit(f"node {args.node_id} deleted{note}")
     return 0
 
 

@@ -90,7 +90,7 @@ async def _start(core: Core, vm: Versioned[VirtualMachine]) -> None:
         await agent.start_vm(vm.value.id)
         observed = await agent.status(vm.value.id)
     final = observed
-    await mutate(core.store, VirtualMachine, vm.key, lambda v: power._running(v, final, "start"))
+    await mutate(core.store, VirtualMachine, vm.key, lambda v: power.running(v, final, "start"))
 
 
 async def _stop(core: Core, vm: Versioned[VirtualMachine]) -> None:
@@ -101,4 +101,4 @@ async def _stop(core: Core, vm: Versioned[VirtualMachine]) -> None:
     observed = await _agent_status(agent, vm.value.id)
     if observed is not None and observed.actual_state == VmState.RUNNING:
         await agent.stop_vm(vm.value.id, power.DEFAULT_STOP_TIMEOUT, False)
-    await mutate(core.store, VirtualMachine, vm.key, lambda v: power._stopped(v, "stop"))
+    await mutate(core.store, VirtualMachine, vm.key, lambda v: power.stopped(v, "stop"))
