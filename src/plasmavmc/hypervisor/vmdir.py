@@ -67,9 +67,18 @@ class VmDirBackend(HypervisorBackend, Generic[P]):
         The caller closes it."""
 
     @abc.abstractmethod
+    async def _stop(self, paths: P, grace_s: float, reason: str) -> None:
+        """Ask the guest to power off, kill the process after `grace_s`; nothing if it does not run.
+        The lock is held; `reason` is recorded so the exit is known as requested."""
+
+    @abc.abstractmethod
+    async def _kill(self, paths: P, reason: str) -> None:
+        """Kill the process at once (recording `reason`); nothing if it does not run. The lock is held."""
+
     async def _end_for_delete(self, handle: VmHandle) -> None:
-        """Kill this VM's hypervisor process if it runs (the lock is held) and release what it held
-        outside the directory (cgroups, ...)."""
+        """Kill the process (the lock is held); a backend that holds more outside the directory
+        (cgroups, ...) releases it here too."""
+        await self._kill(self._paths(handle), "delete")
 
     def _forget(self, vm_id: str) -> None:
         """Drop per-VM state kept in memory (usage meters, ...); the default keeps none."""
@@ -129,6 +138,29 @@ class VmDirBackend(HypervisorBackend, Generic[P]):
         except (FileNotFoundError, ValueError):
             return {}
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    # ---------------------------------------------------------------- power operations on the process
+
+    async def stop(self, handle: VmHandle, timeout: float) -> None:
+        async with self._lock(handle.vm_id):
+            await self._stop(self._paths(handle), timeout, "stop")
+
+    async def kill(self, handle: VmHandle) -> None:
+        async with self._lock(handle.vm_id):
+            await self._kill(self._paths(handle), "kill")
+
+    async def _restart(self, handle: VmHandle, grace_s: float, reason: str) -> None:
+        """A cold reboot (`grace_s` > 0: the guest powers off, killed after `grace_s`) or a hard reset
+        (0: killed at once), then a fresh process (`start`)."""
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            if self._running_pid(paths) is None:
+                raise InvalidState(f"cannot {reason} VM {handle.vm_id}: it is not running")
+            if grace_s > 0:
+                await self._stop(paths, grace_s, reason)
+            else:
+                await self._kill(paths, reason)
+        await self.start(handle)
 
     # ---------------------------------------------------------------- adoption and removal
 

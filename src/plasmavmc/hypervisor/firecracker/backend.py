@@ -230,10 +230,6 @@ class FirecrackerBackend(VmDirBackend[FcPaths]):
         if self.balloon:
             await api.put("/balloon", spec.balloon(0))
 
-    async def stop(self, handle: VmHandle, timeout: float) -> None:
-        async with self._lock(handle.vm_id):
-            await self._stop(self.paths(handle), timeout, "stop")
-
     async def _stop(self, paths: FcPaths, grace_s: float, reason: str) -> None:
         process = self._process(paths)
         if process is None:
@@ -244,10 +240,6 @@ class FirecrackerBackend(VmDirBackend[FcPaths]):
                 await FirecrackerApi(paths.api_sock, timeout=min(grace_s, 5.0) or 1.0).action("SendCtrlAltDel")
             if not await process.wait(grace_s):
                 await process.kill()
-
-    async def kill(self, handle: VmHandle) -> None:
-        async with self._lock(handle.vm_id):
-            await self._kill(self.paths(handle), "kill")
 
     async def _kill(self, paths: FcPaths, reason: str) -> None:
         process = self._process(paths)
@@ -261,17 +253,6 @@ class FirecrackerBackend(VmDirBackend[FcPaths]):
     async def reset(self, handle: VmHandle) -> None:
         """A hard reset: kill, then a fresh start (Firecracker cannot reset a running VM)."""
         await self._restart(handle, 0.0, "reset")
-
-    async def _restart(self, handle: VmHandle, grace_s: float, reason: str) -> None:
-        paths = self.paths(handle)
-        async with self._lock(handle.vm_id):
-            if self._running_pid(paths) is None:
-                raise InvalidState(f"cannot {reason} VM {handle.vm_id}: it is not running")
-            if grace_s > 0:
-                await self._stop(paths, grace_s, reason)
-            else:
-                await self._kill(paths, reason)
-        await self.start(handle)
 
     async def _end_for_delete(self, handle: VmHandle) -> None:
         paths = self.paths(handle)

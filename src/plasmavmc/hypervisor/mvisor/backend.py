@@ -196,13 +196,11 @@ class MvisorBackend(VmDirBackend[_Paths]):
             raise HypervisorError(f"mvisor exited at once: {_tail(paths.launch_log)} {_tail(paths.console_log)}")
         process.close()
 
-    async def stop(self, handle: VmHandle, timeout: float) -> None:
-        async with self._lock(handle.vm_id):
-            await self._end(self._paths(handle), "stop", timeout)
+    async def _stop(self, paths: _Paths, grace_s: float, reason: str) -> None:
+        await self._end(paths, reason, grace_s)
 
-    async def kill(self, handle: VmHandle) -> None:
-        async with self._lock(handle.vm_id):
-            await self._end(self._paths(handle), "kill", 0.0)
+    async def _kill(self, paths: _Paths, reason: str) -> None:
+        await self._end(paths, reason, 0.0)
 
     async def _end(self, paths: _Paths, reason: str, grace_s: float) -> None:
         """SIGTERM (mvisor flushes its disks and exits) and SIGKILL after `grace_s`; 0 kills at once."""
@@ -221,17 +219,6 @@ class MvisorBackend(VmDirBackend[_Paths]):
 
     async def reset(self, handle: VmHandle) -> None:
         await self._restart(handle, 0.0, "reset")
-
-    async def _restart(self, handle: VmHandle, grace_s: float, reason: str) -> None:
-        paths = self._paths(handle)
-        async with self._lock(handle.vm_id):
-            if self._running_pid(paths) is None:
-                raise InvalidState(f"cannot {reason} VM {handle.vm_id}: it is not running")
-            await self._end(paths, reason, grace_s)
-            await self._launch(paths, self._load_vm(paths)[0])
-
-    async def _end_for_delete(self, handle: VmHandle) -> None:
-        await self._end(self._paths(handle), "delete", 0.0)
 
     def _forget(self, vm_id: str) -> None:
         self._cpu.pop(vm_id, None)

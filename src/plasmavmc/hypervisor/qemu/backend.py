@@ -206,10 +206,6 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
             await process.kill()
             raise HypervisorError(f"qemu started but its run state is {state!r}, not running")
 
-    async def stop(self, handle: VmHandle, timeout: float) -> None:
-        async with self._lock(handle.vm_id):
-            await self._stop(self._paths(handle), timeout, "stop")
-
     async def _stop(self, paths: RuntimePaths, grace_s: float, reason: str) -> None:
         process = self._process(paths)
         if process is None:
@@ -223,10 +219,6 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
                 await process.kill()
         await self._stop_watcher(paths.root.name)
 
-    async def kill(self, handle: VmHandle) -> None:
-        async with self._lock(handle.vm_id):
-            await self._kill(self._paths(handle), "kill")
-
     async def _kill(self, paths: RuntimePaths, reason: str) -> None:
         process = self._process(paths)
         if process is None:
@@ -238,12 +230,7 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
 
     async def reboot(self, handle: VmHandle) -> None:
         """A cold reboot: graceful stop (killed after REBOOT_STOP_TIMEOUT_S), then a fresh start."""
-        paths = self._paths(handle)
-        async with self._lock(handle.vm_id):
-            if self._running_pid(paths) is None:
-                raise InvalidState(f"cannot reboot VM {handle.vm_id}: it is not running")
-            await self._stop(paths, REBOOT_STOP_TIMEOUT_S, "reboot")
-        await self.start(handle)
+        await self._restart(handle, REBOOT_STOP_TIMEOUT_S, "reboot")
 
     async def reset(self, handle: VmHandle) -> None:
         paths = self._paths(handle)
@@ -251,9 +238,6 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
             if self._running_pid(paths) is None:
                 raise InvalidState(f"cannot reset VM {handle.vm_id}: it is not running")
             await qmp.execute(paths.qmp, "system_reset")
-
-    async def _end_for_delete(self, handle: VmHandle) -> None:
-        await self._kill(self._paths(handle), "delete")
 
     def _forget(self, vm_id: str) -> None:
         self._usage.forget(vm_id)
