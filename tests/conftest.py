@@ -107,6 +107,12 @@ class Cluster:
     node_id: str
 
     @property
+    def agent_http(self) -> str:
+        """The agent's HTTP port (/health, /ready, /metrics), as written in its config."""
+        addr = tomllib.loads((self.root / "agent.toml").read_text())["agent"]["metrics_addr"]
+        return f"http://{addr}"
+
+    @property
     def console(self) -> str:
         """The console gateway's URL (`[server] console_addr` of this cluster's server.toml)."""
         cfg = tomllib.loads((self.root / "server.toml").read_text())
@@ -184,6 +190,7 @@ def write_configs(root: Path, guest: Path, node_id: str,
     agent_cfg.write_text(
         f'[agent]\nnode_id = "{node_id}"\ncontrol_plane = "http://127.0.0.1:{api}"\n'
         f'addr = "127.0.0.1:{agent_port}"\nheartbeat_interval_seconds = 1\n'
+        f'metrics_addr = "127.0.0.1:{free_port()}"\n'
         f'[hypervisors]\nenabled = [{enabled}]\n[hypervisors.kvm]\nruntime_dir = "{run_dir}/kvm"\n{fc_section}'
         f'[storage]\nimage_cache_dir = "{root}/cache"\nruntime_dir = "{root}/vms"\n'
         f'[logging]\nlevel = "info"\nformat = "text"\n'
