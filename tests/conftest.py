@@ -170,8 +170,8 @@ def short_run_dir(root: Path) -> Path:
     return link.resolve()
 
 
-def write_configs(root: Path, guest: Path, node_id: str,
-                  firecracker: bool = False) -> tuple[Path, Path, str, str, str]:
+def write_configs(root: Path, guest: Path, node_id: str, firecracker: bool = False,
+                  network_provider: str = "none") -> tuple[Path, Path, str, str, str]:
     run_dir = short_run_dir(root)
     api, http, agent_port, console = free_port(), free_port(), free_port(), free_port()
     seeds, enabled, fc_section = f'"{guest}"', '"kvm"', ""
@@ -193,13 +193,17 @@ def write_configs(root: Path, guest: Path, node_id: str,
         f'metrics_addr = "127.0.0.1:{free_port()}"\n'
         f'[hypervisors]\nenabled = [{enabled}]\n[hypervisors.kvm]\nruntime_dir = "{run_dir}/kvm"\n{fc_section}'
         f'[storage]\nimage_cache_dir = "{root}/cache"\nruntime_dir = "{root}/vms"\n'
+        # "none" unless a test runs the cluster inside a network namespace of its own: agents in the
+        # host's namespace leave NICs bare taps (tests/e2e/test_network_api.py runs the bridge provider)
+        f'[network]\nprovider = "{network_provider}"\nbridge_name = "pvapi"\nstate_dir = "{root}/net"\n'
         f'[logging]\nlevel = "info"\nformat = "text"\n'
     )
     return server_cfg, agent_cfg, f"127.0.0.1:{api}", f"http://127.0.0.1:{http}", f"127.0.0.1:{agent_port}"
 
 
-def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False) -> Cluster:
-    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker)
+def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False,
+                  network_provider: str = "none") -> Cluster:
+    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker, network_provider)
     return launch(root, server_cfg, agent_cfg, api, http, node_id)
 
 

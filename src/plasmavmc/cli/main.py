@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from plasmavmc.cli import commands as cmd
-from plasmavmc.cli import iam_commands, image_commands, pki_commands, quota_commands, vm_device_commands
+from plasmavmc.cli import (
+    iam_commands,
+    image_commands,
+    network_commands,
+    pki_commands,
+    quota_commands,
+    sg_commands,
+    vm_device_commands,
+)
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.client.endpoints import split_endpoints
 from plasmavmc.errors import PlasmaError
@@ -180,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     quota_commands.add_parsers(sub)
     pki_commands.add_parsers(sub)
     iam_commands.add_parsers(sub)
+    network_commands.add_parsers(sub)
+    sg_commands.add_parsers(sub)
     return parser
 
 

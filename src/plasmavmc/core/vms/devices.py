@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from plasmavmc import validation
 from plasmavmc.core import quotas
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.networks import nics
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.lifecycle import BOOTABLE_FORMATS
 from plasmavmc.errors import Conflict, InvalidArgument, InvalidState, PlasmaError
@@ -119,7 +120,12 @@ async def attach_nic(core: Core, ref: VmRef, nic: NetworkSpec) -> VirtualMachine
         raise InvalidArgument("nic.id", f"VM {vm.id} already has a NIC {nic.id!r}")
     check_spec_for(vm.hypervisor, _respec(vm, network=(*vm.spec.network, nic)).spec)
     agent = await core.agent_for(vm)
-    await agent.attach_nic(vm.id, nic)
+    nic = await nics.allocate_nic(core.store, vm, nic, "nic")
+    try:
+        await agent.attach_nic(vm.id, nic, await nics.port_request(core.store, vm, nic))
+    except PlasmaError:
+        await nics.release_nic(core.store, vm, nic)
+        raise
     return await _record(core, ref, lambda v: _respec(v, network=(*v.spec.network, nic)), 0,
                          lambda: agent.detach_nic(vm.id, nic.id), "attach_nic")
 
@@ -136,4 +142,6 @@ async def detach_nic(core: Core, ref: VmRef, nic_id: str) -> VirtualMachine:
     def remaining(v: VirtualMachine) -> VirtualMachine:
         return _respec(v, network=tuple(n for n in v.spec.network if n.id != nic_id))
 
-    return await _record(core, ref, remaining, 0, lambda: agent.attach_nic(vm.id, nic), "detach_nic")
+    updated = await _record(core, ref, remaining, 0, lambda: agent.attach_nic(vm.id, nic), "detach_nic")
+    await nics.release_nic(core.store, vm, nic)
+    return updated
