@@ -17,6 +17,7 @@ from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+from plasmavmc.wire.channels import RECONNECT_OPTIONS
 from plasmavmc.wire.convert import from_proto, to_proto
 from plasmavmc.wire.status import from_rpc_error
 
@@ -163,7 +164,7 @@ class AgentPool:
             raise Unavailable(f"node {node.id} has not reported an agent address")
         stub = self._stubs.get(node.agent_address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(node.agent_address)
+            channel = grpc.aio.insecure_channel(node.agent_address, options=RECONNECT_OPTIONS)
             self._channels[node.agent_address] = channel
             stub = self._stubs[node.agent_address] = agent_pb2_grpc.AgentServiceStub(channel)
         return AgentClient(node, stub)
