@@ -16,7 +16,6 @@ import asyncio
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,16 +26,9 @@ from bench.common import emit, median
 from plasmavmc.client import PlasmaClient
 from plasmavmc.v1 import node_pb2, node_pb2_grpc
 from tests.conftest import GUEST_DIR, Proc, write_configs
+from tests.e2e.helpers import health_ok
 
 DEADLINE_S = 60.0
-
-
-def health_ok(http: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{http}/health", timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 async def first_answer(call: Callable[[], Awaitable[object]], started: float) -> float:

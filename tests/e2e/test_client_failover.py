@@ -8,7 +8,6 @@ import asyncio
 import shutil
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,19 +16,12 @@ import pytest
 from plasmavmc.cli.main import main
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.quota import ResourceLimits
-from tests.e2e.test_ha_failover import HaCluster, Replica
+from tests.e2e.helpers import health_ok
+from tests.e2e.test_ha_failover import HaCluster
 from tests.etcd import EtcdCluster, needs_etcd
 
 pytestmark = needs_etcd
 DEADLINE = 60.0
-
-
-def healthy(replica: Replica) -> bool:
-    try:
-        with urllib.request.urlopen(f"{replica.http}/health", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -40,7 +32,7 @@ def three(guest_dir: Path) -> Iterator[HaCluster]:
     try:
         replicas = [cluster.start_replica(name) for name in ("a", "b", "c")]
         deadline = time.monotonic() + DEADLINE
-        while not all(healthy(r) for r in replicas):
+        while not all(health_ok(r.http) for r in replicas):
             assert time.monotonic() < deadline, cluster.logs()
             time.sleep(0.1)  # polling external processes, with a deadline
         yield cluster
