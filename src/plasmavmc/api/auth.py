@@ -69,7 +69,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return
         scope = call.scope
         self.audit.record(AuditEntry(
-            time.time_ns(), call.caller.principal_id if call.caller else "", call.rule.action or "authenticated",
+            time.time_ns(), call.caller.principal_id if call.caller else "", call.rule.action,
             scope.org_id if scope else "", scope.project_id if scope else "", scope.resource if scope else "",
             result, call.source))
 
@@ -84,7 +84,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if call.caller.via == "ticket":
                 raise Unauthenticated("a console ticket is good for the console gateway only")
             call.scope = rule.scope(request)
-            if rule.action:
+            if rule.decide:
                 await self.gate.require(call.caller, rule.action, call.scope.org_id, call.scope.project_id,
                                         call.scope.missing)
         except PlasmaError as err:

@@ -1,7 +1,8 @@
 """The audit log: who did (or was refused) what, on which resource, when, with what result, from where.
 
-Entries are queued and written in batches by one background task (`run`), so recording costs the
-request no store round trip; `flush()` writes what is queued now (tests, shutdown). Keys sort by time
+Entries are queued and written in batches by one background task (`run`, at most about one commit a
+second), so recording costs the request no store round trip and the store's writer little; `flush()`
+writes what is queued now (listing, shutdown). A server killed -9 loses at most the last second. Keys sort by time
 (`audit/<ns>/<id>`); `prune` drops entries older than the retention and keeps at most `max_entries`.
 """
 
@@ -22,7 +23,8 @@ __all__ = ["AuditEntry", "AuditFilter", "AuditLog"]
 
 log = logging.getLogger(__name__)
 BATCH = 256
-LINGER = 0.05  # after the first entry, wait this long for more: fewer, larger commits under load
+LINGER = 1.0  # after the first entry, gather for this long: about one audit commit a second under load,
+# not one per call (each commit costs the store's writer an fsync). `flush()` writes at once.
 
 
 class AuditLog:
