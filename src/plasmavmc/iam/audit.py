@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import secrets
 import time
-import uuid
 
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
@@ -32,17 +33,19 @@ class AuditLog:
         self.store = store
         self.retention_ns = retention_seconds * 1_000_000_000
         self.max_entries = max_entries
-        self._queue: list[AuditEntry] = []
+        self._queue: list[tuple[str, AuditEntry]] = []  # (key, entry)
+        self._prefix = secrets.token_hex(4)  # this replica's part of each key: replicas never collide
+        self._seq = itertools.count()
         self._wake = asyncio.Event()
 
     def record(self, entry: AuditEntry) -> None:
-        self._queue.append(entry if entry.id else AuditEntry(**{**entry.__dict__, "id": uuid.uuid4().hex[:12]}))
+        self._queue.append((keys.audit_entry(entry.time_ns, f"{self._prefix}{next(self._seq):x}"), entry))
         self._wake.set()
 
     async def flush(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
-            await self.store.commit([Write(keys.audit_entry(e.time_ns, e.id), codec.dumps(e)) for e in batch])
+            await self.store.commit([Write(key, codec.dumps(entry)) for key, entry in batch])
 
     async def run(self, prune_every: float = 60.0) -> None:
         """Write queued entries as they come; prune now and then. Runs until cancelled (then flushes)."""
