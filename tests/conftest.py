@@ -28,6 +28,7 @@ import pytest
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.images.guest.build import build_guest
+from tests import binaries
 
 GUEST_DIR = Path(os.environ.get("PLASMAVMC_GUEST_DIR", "/var/cache/plasmavmc/guest"))
 
@@ -45,8 +46,16 @@ def _admin_credential() -> Path:
 
 
 ADMIN_CREDENTIAL = _admin_credential()
-QEMU = shutil.which("qemu-system-x86_64")
-needs_qemu = pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed (README set-up installs it)")
+QEMU = binaries.path("qemu-system-x86_64")
+needs_qemu = binaries.require("qemu-system-x86_64", "qemu-img")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{binaries.MISSING_MARK}(reason): a binary CI requires is missing")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    binaries.fail_if_marked(item)
 
 
 def free_port() -> int:
@@ -184,13 +193,19 @@ def write_configs(root: Path, guest: Path, node_id: str,
 
 def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False) -> Cluster:
     server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker)
+    return launch(root, server_cfg, agent_cfg, api, http, node_id)
+
+
+def launch(root: Path, server_cfg: Path, agent_cfg: Path, api: str, http: str, node_id: str,
+           timeout: float = 30.0) -> Cluster:
+    """Start server and agent from their config files; both are stopped again if they do not get ready."""
     server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(server_cfg)], root / "server.log")
     agent = Proc([sys.executable, "-m", "plasmavmc.agent.main", "-c", str(agent_cfg)], root / "agent.log")
     server.start()
     agent.start()
     cluster = Cluster(root, api, http, server, agent, node_id)
     try:
-        cluster.wait_ready()
+        cluster.wait_ready(timeout)
     except BaseException:
         agent.kill()
         server.kill()
