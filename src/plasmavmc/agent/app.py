@@ -33,6 +33,7 @@ from plasmavmc.observe.metrics import BUILD_INFO
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2_grpc
+from plasmavmc.wire.peer import control_plane_only
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,16 @@ def endpoints(settings: AgentSettings) -> list[str]:
     return list(dict.fromkeys(eps))
 
 
+def agent_server(settings: AgentSettings) -> grpc.aio.Server:
+    """The AgentService's server: with `[agent.tls] ca_file`, only the control plane's certificate may call."""
+    tls = settings.agent.tls
+    if tls is not None and tls.mutual:
+        return grpc.aio.server(interceptors=[ObservingInterceptor(), control_plane_only()])
+    log.warning("the AgentService on %s accepts any caller (no [agent.tls] ca_file): keep it on loopback "
+                "or set up mutual TLS", settings.agent.addr)
+    return grpc.aio.server(interceptors=[ObservingInterceptor()])
+
+
 async def run(settings: AgentSettings) -> None:
     registry = from_settings(settings)
     credentials = channel_credentials(settings.agent.tls) if settings.agent.tls else None
@@ -74,7 +85,7 @@ async def run(settings: AgentSettings) -> None:
     vms = NodeVms(settings.agent.node_id, registry, cache, reporter)
     await vms.adopt()
     cache.prune_pins(set(vms.handles))
-    server = grpc.aio.server(interceptors=[ObservingInterceptor()])
+    server = agent_server(settings)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), server)
     health = HealthAndReflection(server, ["plasmavmc.agent.v1.AgentService"])
     metrics = AgentMetrics(settings.agent.node_id, cache)

@@ -73,7 +73,9 @@ class AgentSection:
     (0.0.0.0 / ::) replaced by loopback.
     ext ``metrics_addr`` (default 0.0.0.0:8084): the agent's HTTP port (/health, /ready, /metrics).
     ext ``heartbeat_interval_seconds`` (default 5), ext ``labels``: string map reported with the node.
-    ``[agent.tls]`` (spec) is optional; with ``ca_file`` the agent requires client certificates.
+    ``[agent.tls]`` (spec) is optional: the agent's certificate (from `plasmavmc pki node`), served on
+    ``addr`` and presented to the control plane; with ``ca_file`` the agent verifies the control plane
+    against it and serves only the control plane's certificate.
     """
 
     node_id: str = setting("", check=matches(NODE_ID_RE, "node id"))
