@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plasmavmc.errors import PlasmaError
+from plasmavmc.network.bridge import command
 
 
 class DaemonFailed(PlasmaError):
@@ -34,20 +35,9 @@ def running_pid(pidfile: Path, marker: str) -> int | None:
 
 async def start(argv: Sequence[str], cwd: Path, within_s: float = 30.0) -> None:
     """Run a self-daemonizing program; its foreground parent's exit (and stderr) is the sync point."""
-    try:
-        proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.PIPE, start_new_session=True)
-    except OSError as exc:
-        raise DaemonFailed(f"cannot execute {argv[0]}: {exc}") from exc
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), within_s)
-    except TimeoutError as exc:
-        proc.kill()
-        await proc.wait()
-        raise DaemonFailed(f"{argv[0]} did not finish starting within {within_s:.0f}s") from exc
-    if proc.returncode != 0:
-        raise DaemonFailed(f"{argv[0]} failed: {err.decode(errors='replace').strip()[:500]}")
+    code, err = await command.run(argv, cwd=cwd, within_s=within_s)
+    if code != 0:
+        raise DaemonFailed(f"{argv[0]} failed: {err[:500]}")
 
 
 def signal_daemon(pidfile: Path, marker: str, sig: int) -> bool:
