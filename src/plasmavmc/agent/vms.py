@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
+from plasmavmc.agent.boot_watch import BootWatch
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.ports import NodePorts
 from plasmavmc.agent.reporter import Reporter, vm_report
@@ -27,6 +28,7 @@ from plasmavmc.types.network import PortRequest
 from plasmavmc.types.runtime import ExitKind, SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmStatus
+from plasmavmc.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
 REPORT_RETRY_MAX = 5.0
@@ -46,6 +48,7 @@ class NodeVms:
         # why each VM's last run ended unasked: heartbeats carry it too, so the reason reaches the
         # control plane even when a heartbeat wins the race with the exit report
         self._exits: dict[str, ExitReport] = {}
+        self.boots = BootWatch(self._report_ready)
 
     def lookup(self, vm_id: str) -> tuple[HypervisorBackend, VmHandle]:
         handle = self.handles.get(vm_id)
@@ -101,7 +104,14 @@ class NodeVms:
 
     async def start(self, vm_id: str) -> None:
         backend, handle = self.lookup(vm_id)
-        await backend.start(handle)
+        console = await self.boots.before_start(backend, handle)
+        try:
+            await backend.start(handle)
+        except BaseException:
+            if console is not None:
+                await console.close()
+            raise
+        self.boots.started(backend, handle, console)
         self._exits.pop(vm_id, None)
         self._supervise(backend, handle)
 
@@ -132,12 +142,15 @@ class NodeVms:
 
     async def delete(self, vm_id: str) -> None:
         if vm_id not in self.handles:
+            for backend in self.registry.all():  # a create cut short may have left a directory
+                await backend.purge(vm_id)
             self.cache.unpin(vm_id)
             await self.ports.unplumb_vm(vm_id)
             return  # already gone: delete is idempotent
         backend, handle = self.lookup(vm_id)
         await self._unsupervise(vm_id)
         await backend.delete(handle)
+        self.boots.forget(vm_id)
         await self.ports.unplumb_vm(vm_id)
         del self.handles[vm_id]
         self.cache.unpin(vm_id)  # its disks are gone: the cached bases may be evicted now
@@ -148,7 +161,7 @@ class NodeVms:
         exited = self._exits.get(vm_id)
         if exited is not None and status.actual_state == VmState.STOPPED and not status.last_error:
             status = dataclasses.replace(status, last_error=exited.reason)
-        return status
+        return self.boots.merged(vm_id, status)
 
     # Devices and snapshots: straight to the backend (it keeps the VM's spec on the node up to date).
 
@@ -229,13 +242,20 @@ class NodeVms:
         status = await backend.status(handle)
         if report.kind != ExitKind.REQUESTED:
             status = VmStatus(**{**status.__dict__, "last_error": report.reason})
+        await self._deliver(vm_report(handle.vm_id, status, report.kind))
+
+    async def _report_ready(self, vm_id: str) -> None:
+        """The guest printed its readiness line: tell the control plane now, not at the next heartbeat."""
+        await self._deliver(vm_report(vm_id, await self.status(vm_id)))
+
+    async def _deliver(self, report: agent_pb2.VmReport) -> None:
         delay = 0.2
         while True:
             try:
-                await self.reporter.report(self.node_id, vm_report(handle.vm_id, status, report.kind))
+                await self.reporter.report(self.node_id, report)
                 return
             except PlasmaError as err:
-                log.warning("report on VM %s not delivered (%s); retrying", handle.vm_id, err)
+                log.warning("report on VM %s not delivered (%s); retrying", report.vm_id, err)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, REPORT_RETRY_MAX)
 
@@ -243,3 +263,4 @@ class NodeVms:
         """Stop supervising (the VMs keep running: they outlive the agent)."""
         for vm_id in list(self._supervisors):
             await self._unsupervise(vm_id)
+        await self.boots.close()

@@ -21,6 +21,7 @@ IPAM = ROOT + "ipam/"  # an address claim: ipam/<network id>/<ip> -> port id (co
 SECGROUPS = ROOT + "secgroups/"  # security groups: secgroups/<org>/<project>/<name>
 VNIS = ROOT + "vnis/"  # an overlay segment claim: vnis/<vni> -> network id
 SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its lease (server/leader.py)
+EVENTS = ROOT + "events/"  # VM events, written with the change they describe (core/vms/events.py)
 LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
 IAM = ROOT + "iam/"  # identity records (iam/model.py)
 AUDIT = ROOT + "audit/"  # audit entries, oldest first (iam/audit.py)
@@ -80,6 +81,17 @@ def quota(org_id: str, project_id: str = "") -> str:
     if not project_id:
         return f"{QUOTAS}org/{_part(org_id)}"
     return f"{QUOTAS}project/{_part(org_id)}/{_part(project_id)}"
+
+
+def vm_events_in(org_id: str, project_id: str, vm_id: str | None = None) -> str:
+    """The events of one VM, or (vm_id None) of every VM of a project."""
+    base = f"{EVENTS}{_part(org_id)}/{_part(project_id)}/"
+    return base if vm_id is None else f"{base}{_part(vm_id)}/"
+
+
+def vm_event(org_id: str, project_id: str, vm_id: str, stamp: str) -> str:
+    """One event; `stamp` sorts by time within the VM (nanoseconds, then a random tail)."""
+    return f"{vm_events_in(org_id, project_id, vm_id)}{_part(stamp)}"
 
 
 def network(org_id: str, project_id: str, network_id: str) -> str:
