@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+BUILD_INFO = Gauge("plasmavmc_build_info", "Always 1; the labels say which code runs", ["version", "revision"])
 VMS_TOTAL = Gauge("plasmavmc_vms_total", "Total VMs by state", ["state"])
 OPERATIONS = Counter("plasmavmc_vm_operations_total", "VM operations by type and result", ["operation", "result"])
 BOOT_SECONDS = Histogram(

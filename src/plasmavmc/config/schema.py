@@ -428,12 +428,11 @@ def config_path(cli_value: str | None, env: Mapping[str, str]) -> tuple[str | No
 
 
 def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """The version line of `-V`: package version and git revision (see `plasmavmc.version`)."""
+    from plasmavmc.version import build_info
 
-    try:
-        return version("plasmavmc")
-    except PackageNotFoundError:
-        return "0.0.0+unknown"
+    info = build_info()
+    return f"{info['version']} (git {info['revision']})"
 
 
 def settings_or_exit(fn: Callable[[list[str], Mapping[str, str]], T], argv: list[str],

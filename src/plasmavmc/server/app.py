@@ -30,6 +30,7 @@ from plasmavmc.grpc_tls import server_credentials
 from plasmavmc.images.backends import open_image_store, staging_dir
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.seed import seed_guest_dir
+from plasmavmc.metrics import BUILD_INFO
 from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.server.http import start_http
 from plasmavmc.server.leader import Leadership, leadership_for
@@ -40,6 +41,7 @@ from plasmavmc.store.etcd_conn import EtcdTls
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.vm import HypervisorType
 from plasmavmc.v1 import agent_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.version import build_info
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
@@ -102,6 +104,7 @@ async def registered(leadership: Leadership, task: asyncio.Task[None]) -> None:
 
 
 async def run(settings: ServerSettings) -> None:
+    BUILD_INFO.labels(**build_info()).set(1)
     core = await build_core(settings)
     server = grpc_server(core, settings)
     leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)

@@ -242,8 +242,7 @@ class QemuBackend(HypervisorBackend):
             self._ensure_watcher(paths, process)  # it quits QEMU once the guest has powered off
             with contextlib.suppress(HypervisorError):  # QMP gone or busy: the deadline still holds
                 await qmp.execute(paths.qmp, "system_powerdown")
-            if not await process.wait(grace_s):
-                await process.kill()
+            await process.wait_or_kill(grace_s, f"qemu of vm {paths.root.name}")
         await self._stop_watcher(paths.root.name)
 
     async def kill(self, handle: VmHandle) -> None:

@@ -1,0 +1,17 @@
+"""The command areas of `plasmavmc`, in `--help` order. Adding an area is one module with
+`add_parsers(sub)` (see `cli/common.py`) plus one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from plasmavmc.cli import completion_commands, image_commands, node_commands, quota_commands, vm_commands
+from plasmavmc.cli.common import Subparsers
+
+AREAS: tuple[Callable[[Subparsers], None], ...] = (
+    vm_commands.add_parsers,
+    node_commands.add_parsers,
+    image_commands.add_parsers,
+    quota_commands.add_parsers,
+    completion_commands.add_parsers,
+)
