@@ -23,6 +23,7 @@ from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import PlasmaError
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
+from plasmavmc.sdnotify import notify
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.v1 import agent_pb2_grpc
 
@@ -77,9 +78,11 @@ async def run(settings: AgentSettings) -> None:
         settings.agent.addr,
         ", ".join(h.value for h in registry.available()),
     )
+    notify(f"READY=1\nSTATUS=node {settings.agent.node_id} serving on {settings.agent.addr}")
     try:
         await until_terminated()
     finally:
+        notify("STOPPING=1")
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat

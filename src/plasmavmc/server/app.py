@@ -32,6 +32,7 @@ from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.seed import seed_guest_dir
 from plasmavmc.metrics import BUILD_INFO
 from plasmavmc.scheduler import build as build_scheduler
+from plasmavmc.sdnotify import notify
 from plasmavmc.server.http import start_http
 from plasmavmc.server.leader import Leadership, leadership_for
 from plasmavmc.shutdown import until_terminated
@@ -116,9 +117,11 @@ async def run(settings: ServerSettings) -> None:
     await server.start()
     http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
     log.info("plasmavmc-server serving gRPC on %s, HTTP on %s", settings.server.addr, settings.server.metrics_addr)
+    notify(f"READY=1\nSTATUS=serving gRPC on {settings.server.addr}")  # store open, member registered, serving
     try:
         await until_terminated()
     finally:
+        notify("STOPPING=1")
         log.info("plasmavmc-server stopping")
         for task in (loop_task, memory_task):
             task.cancel()

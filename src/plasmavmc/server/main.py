@@ -7,7 +7,7 @@ import os
 import sys
 
 from plasmavmc.config.logs import setup_logging
-from plasmavmc.config.schema import settings_or_exit
+from plasmavmc.config.schema import check_config, settings_or_exit
 from plasmavmc.config.server import parse_server_args
 from plasmavmc.errors import PlasmaError
 from plasmavmc.server.app import run
@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_or_exit(
         parse_server_args, sys.argv[1:] if argv is None else argv, os.environ, "plasmavmc-server"
     )
+    if "--check-config" in (sys.argv[1:] if argv is None else argv):
+        return check_config("plasmavmc-server", settings)
     setup_logging(settings.logging.level, settings.logging.format)
     try:
         asyncio.run(run(settings))
