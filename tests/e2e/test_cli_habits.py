@@ -79,6 +79,12 @@ async def _flags_formats_filters(c: SimCluster) -> None:
     details = await ok(c, "vm", "get", web["id"], "--project", "p1")
     assert "Conditions:" in details and "\x1b[" not in details  # no color when stdout is not a terminal
     assert (await js(c, "node", "get", "sim-1"))["id"] == "sim-1"
+    everywhere = (await ok(c, "vm", "list", "--all-projects", "-o", "value", "-c", "project", "-c", "name")
+                  ).splitlines()
+    assert sorted(everywhere) == ["p1 db-1", "p1 web-1"]
+    on_node = sorted((await ok(c, "node", "vms", "sim-1", "-o", "value", "-c", "name")).split())
+    placed = sorted(v["name"] for v in await js(c, "vm", "list", "--project", "p1") if v["node_id"] == "sim-1")
+    assert "web-1" in on_node and on_node == placed
 
 
 async def _images(c: SimCluster, tmp_path: Path) -> None:

@@ -59,7 +59,8 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
     @unary
     async def ListVms(self, request: vm_pb2.ListVmsRequest, context: Ctx) -> Any:
         vms, token = await lifecycle.list_vms(
-            self.core, request.org_id, request.project_id, request.page_size, request.page_token
+            self.core, request.org_id, request.project_id, request.page_size, request.page_token,
+            request.all_projects,
         )
         return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
 

@@ -2,7 +2,8 @@
 
 `node drain` follows the drain (the node's `Drain` condition) until it ends or `--wait` runs out: it
 exits 0 only when every VM moved; otherwise it exits 1 naming each VM that stayed and why.
-`node vms N` lists the VMs placed on a node in the current `--project` (client-side filter).
+`node vms N` lists the VMs of every project of the `--org` placed on a node (ListVms all_projects, then a
+client-side filter on the node).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import time
 
 from plasmavmc.cli import output as out
-from plasmavmc.cli.common import Subparsers, confirm, find_node, scope, seconds
+from plasmavmc.cli.common import Subparsers, confirm, find_node, seconds
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.node import Node, NodeCondition
 
@@ -88,8 +89,9 @@ async def node_drain(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 async def node_vms(client: PlasmaClient, args: argparse.Namespace) -> int:
     node = await find_node(client, args.node)
-    vms = [vm for vm in await client.list_all_vms(*scope(args)) if vm.node_id == node.id]
-    return out.show(args, vms, out.VM_COLUMNS, out.vm_row)
+    listed = await client.list_all_vms(args.org, "", all_projects=True)
+    vms = [vm for vm in listed if vm.node_id == node.id]
+    return out.show(args, vms, ("PROJECT", *out.VM_COLUMNS), lambda vm: [vm.project_id, *out.vm_row(vm)])
 
 
 def add_parsers(sub: Subparsers) -> None:
@@ -104,7 +106,7 @@ def add_parsers(sub: Subparsers) -> None:
                                 ("uncordon", "make a node schedulable again", node_uncordon),
                                 ("drain", "cordon a node and move its VMs away (asks first on a terminal)",
                                  node_drain),
-                                ("vms", "list the --project's VMs placed on a node", node_vms)):
+                                ("vms", "list the VMs (of every project of --org) placed on a node", node_vms)):
         p = node.add_parser(action, help=help_)
         p.add_argument("node", metavar="NODE", help="node id or name")
         p.set_defaults(func=func)

@@ -2,9 +2,10 @@
 `vm_device_commands.py`).
 
 `vm list` filters (`--state`, `--node`, `--label k=v`) are applied client-side: ListVms has no filter
-fields. Every waiting command is bounded by `--wait SECONDS` and says what it waited for: when the
-time runs out the command returns with `error: TIMEOUT: vm X: still STOPPING after 0.05s waiting for
-STOPPED` (exit 1) — the operation itself goes on on the server.
+fields; `--all-projects` is server-side (ListVmsRequest.all_projects). Every waiting command is bounded
+by `--wait SECONDS` and says what it waited for: when the time runs out the command returns with
+`error: TIMEOUT: vm X: still STOPPING after 0.05s waiting for STOPPED` (exit 1) — the operation itself
+goes on on the server.
 """
 
 from __future__ import annotations
@@ -92,7 +93,11 @@ def matches(vm: VirtualMachine, args: argparse.Namespace) -> bool:
 
 
 async def vm_list(client: PlasmaClient, args: argparse.Namespace) -> int:
-    vms = [vm for vm in await client.list_all_vms(*scope(args)) if matches(vm, args)]
+    org, project = scope(args)
+    listed = await client.list_all_vms(org, "" if args.all_projects else project, all_projects=args.all_projects)
+    vms = [vm for vm in listed if matches(vm, args)]
+    if args.all_projects:
+        return out.show(args, vms, ("PROJECT", *out.VM_COLUMNS), lambda vm: [vm.project_id, *out.vm_row(vm)])
     return _show_vms(args, vms, as_list=True)
 
 
@@ -172,7 +177,9 @@ def _create_parser(vm: Subparsers) -> None:
 
 
 def _list_parser(vm: Subparsers) -> None:
-    p = vm.add_parser("list", help="list the project's VMs (filters are applied client-side)")
+    p = vm.add_parser("list", help="list the project's VMs (--state/--node/--label are applied client-side)")
+    p.add_argument("--all-projects", action="store_true",
+                   help="every project of the --org (server-side; for admins once IAM lands)")
     p.add_argument("--state", action="append", default=[], metavar="STATE",
                    help="only VMs in this state, e.g. RUNNING (repeatable: any of them)")
     p.add_argument("--node", action="append", default=[], metavar="NODE_ID",
