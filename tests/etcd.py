@@ -9,7 +9,6 @@ them all. Fixtures built on it live where they are used (tests/contract/conftest
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,8 +17,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ETCD = shutil.which("etcd")
-SKIP_REASON = "etcd is not installed (scripts/setup installs Debian's etcd-server)"
+from tests import binaries
+
+ETCD = binaries.path("etcd")
+needs_etcd = binaries.require("etcd")
 
 
 def free_port() -> int:
@@ -46,7 +47,7 @@ class EtcdMember:
         return f"http://127.0.0.1:{self.peer_port}"
 
     def argv(self, initial_cluster: str, token: str) -> list[str]:
-        assert ETCD is not None, SKIP_REASON
+        assert ETCD is not None, binaries.missing("etcd")
         flags = {
             "--name": self.name,
             "--data-dir": str(self.data_dir),

@@ -17,6 +17,7 @@ from plasmavmc.core import quotas
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.vms.lifecycle import BOOTABLE_FORMATS
 from plasmavmc.errors import Conflict, InvalidArgument, InvalidState, PlasmaError
+from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.metrics import OPERATIONS
 from plasmavmc.store.base import Write
 from plasmavmc.store.records import Versioned, replace
@@ -83,6 +84,7 @@ async def attach_disk(core: Core, ref: VmRef, disk: DiskSpec) -> VirtualMachine:
     vm = found.value
     if any(d.id == disk.id for d in vm.spec.disks):
         raise InvalidArgument("disk.id", f"VM {vm.id} already has a disk {disk.id!r}")
+    check_spec_for(vm.hypervisor, _respec(vm, disks=(*vm.spec.disks, disk)).spec)
     agent = await core.agent_for(vm)
     await agent.attach_disk(vm, disk, await _image_for(core, vm, disk))
     return await _record(core, ref, lambda v: _respec(v, disks=(*v.spec.disks, disk)), disk.size_gib,
@@ -113,6 +115,7 @@ async def attach_nic(core: Core, ref: VmRef, nic: NetworkSpec) -> VirtualMachine
     vm = found.value
     if any(n.id == nic.id for n in vm.spec.network):
         raise InvalidArgument("nic.id", f"VM {vm.id} already has a NIC {nic.id!r}")
+    check_spec_for(vm.hypervisor, _respec(vm, network=(*vm.spec.network, nic)).spec)
     agent = await core.agent_for(vm)
     await agent.attach_nic(vm.id, nic)
     return await _record(core, ref, lambda v: _respec(v, network=(*v.spec.network, nic)), 0,
