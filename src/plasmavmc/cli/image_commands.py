@@ -188,8 +188,9 @@ def _change_parsers(image: Subparsers) -> None:
     p.add_argument("file", metavar="FILE", help="the image file; - reads stdin")
     p.add_argument("--name", help="image name (default: the file name)")
     p.add_argument("--visibility", choices=visibilities, default="private", help="who may use the image")
-    p.add_argument("--share", action="append", metavar="ORG", help="with --visibility shared (repeatable)")
-    p.add_argument("--checksum", help="expected sha256; the upload fails if the bytes differ")
+    p.add_argument("--share", action="append", metavar="ORG",
+                   help="with --visibility shared (repeatable; default: none)")
+    p.add_argument("--checksum", help="expected sha256; the upload fails if the bytes differ (default: not checked)")
     p.add_argument("--min-disk-gib", type=int, default=0, help="smallest root disk a VM may use it with")
     p.add_argument("--min-memory-mib", type=int, default=0, help="least memory a VM may use it with")
     p.set_defaults(func=image_upload)
@@ -203,7 +204,8 @@ def _change_parsers(image: Subparsers) -> None:
     p.add_argument("disk_id", metavar="DISK_ID", help="id of the disk in the VM spec, e.g. root")
     p.add_argument("--name", required=True, help="name of the new image")
     p.add_argument("--visibility", choices=visibilities, default="private", help="who may use the image")
-    p.add_argument("--share", action="append", metavar="ORG", help="with --visibility shared (repeatable)")
+    p.add_argument("--share", action="append", metavar="ORG",
+                   help="with --visibility shared (repeatable; default: none)")
     p.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
                    help="wait until the image is available (0: return the pending record at once)")
     p.set_defaults(func=image_create_from_vm)
@@ -216,7 +218,8 @@ def _change_parsers(image: Subparsers) -> None:
     p.add_argument("image", metavar="IMAGE", help="image id or name")
     p.add_argument("--name", help="new name (default: unchanged)")
     p.add_argument("--visibility", choices=visibilities, help="new visibility (default: unchanged)")
-    p.add_argument("--share", action="append", metavar="ORG", help="share with this org (repeatable)")
+    p.add_argument("--share", action="append", metavar="ORG",
+                   help="share with this org (repeatable; default: unchanged)")
     p.set_defaults(func=image_update)
     p = image.add_parser("delete", help="delete an image (refused while a VM uses it; asks first on a terminal)")
     p.add_argument("image", metavar="IMAGE", help="image id or name")

@@ -192,9 +192,7 @@ class Process:
     async def terminate(self, grace_s: float, sig: int = signal.SIGTERM) -> None:
         """Send `sig`, wait up to `grace_s` seconds, then SIGKILL and wait for the exit."""
         self.send_signal(sig)
-        if await self.wait(grace_s):
-            return
-        await self.kill()
+        await self.wait_or_kill(grace_s, f"process {self.pid} (signal {sig})")
 
     async def wait_or_kill(self, grace_s: float, what: str) -> bool:
         """Wait up to `grace_s` for a graceful exit; else log the forced kill and SIGKILL. True if graceful."""
