@@ -75,7 +75,7 @@ async def _flags_formats_filters(c: SimCluster) -> None:
     picked = await js(c, "vm", "get", "web-1", "--project", "p1", "-c", "id", "-c", "state")
     assert picked == {"id": web["id"], "state": "running"}
     code, _, err = await run(c, "vm", "list", "-c", "colour")
-    assert code == 2 and "no column 'colour'" in err
+    assert code == 2 and "-c colour: no such column" in err
     details = await ok(c, "vm", "get", web["id"], "--project", "p1")
     assert "Conditions:" in details and "\x1b[" not in details  # no color when stdout is not a terminal
     assert (await js(c, "node", "get", "sim-1"))["id"] == "sim-1"
@@ -131,6 +131,9 @@ async def _quota_and_scheduler_hints(c: SimCluster) -> None:
     assert cleared["limits"]["max_vms"] is None and cleared["limits"]["max_vcpus"] == 4
     code, _, err = await run(c, "quota", "set", "--project", "p2")
     assert code == 2 and "nothing to change" in err
+    code, _, err = await run(c, "quota", "set", "--max-vms", "1", "--project", "p2", "-o", "json", "-c", "bogus")
+    assert code == 2 and "bogus" in err  # refused before anything was sent: the limit is unchanged
+    assert (await js(c, "quota", "get", "--project", "p2"))["limits"]["max_vms"] is None
     code, _, err = await run(c, "vm", "create", "big", "--image", "plasmavmc-tiny", "--hypervisor", "simulated",
                              "--vcpus", "3", "--start", "--wait", "30", "--project", "p2")
     assert code == 1 and "NO_SUITABLE_NODE" in err and "cpu_overcommit_ratio" in err, err

@@ -8,6 +8,7 @@ take the connected client and the parsed arguments and return the exit code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -84,6 +85,28 @@ async def find_node(client: PlasmaClient, ref: str) -> Node:
     if found is None:
         raise NodeNotFound(f"node {ref!r} not found (neither an id nor a name)", field="node")
     return found  # type: ignore[no-any-return]
+
+
+def shows(parser: argparse.ArgumentParser, record: type, columns: tuple[str, ...]) -> None:
+    """Declare what a command (or a whole area) prints, so `-c NAME` is checked before anything is sent."""
+    parser.set_defaults(shows=(record, columns))
+
+
+def check_columns(args: argparse.Namespace) -> None:
+    """Refuse `-c` names the command's output does not have (a usage error: nothing is sent)."""
+    record, columns = getattr(args, "shows", (None, ()))
+    if not args.columns or record is None:
+        return
+    if args.output in ("json", "yaml"):
+        known = [f.name for f in dataclasses.fields(record)]
+        bad = [n for n in args.columns if n not in known]
+        what = "field"
+    else:
+        known = list(columns)
+        bad = [n for n in args.columns if n.upper() not in columns]
+        what = "column"
+    if bad:
+        raise UsageError(f"-c {bad[0]}: no such {what} in this output ({what}s: {', '.join(known)})")
 
 
 def confirm(args: argparse.Namespace, question: str) -> None:

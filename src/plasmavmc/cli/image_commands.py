@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from plasmavmc.cli import output as out
-from plasmavmc.cli.common import Subparsers, confirm, find_image, input_file, output_file
+from plasmavmc.cli.common import Subparsers, confirm, find_image, input_file, output_file, shows
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus, Visibility
 
@@ -174,7 +174,9 @@ async def image_delete(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Subparsers) -> None:
     """`plasmavmc image ...`."""
-    image = sub.add_parser("image", help="images").add_subparsers(dest="command", required=True)
+    area = sub.add_parser("image", help="images")
+    shows(area, Image, out.IMAGE_COLUMNS)
+    image = area.add_subparsers(dest="command", required=True)
     image.add_parser("list", help="list the images the org can use").set_defaults(func=image_list)
     p = image.add_parser("get", help="show one image")
     p.add_argument("image", metavar="IMAGE", help="image id or name")

@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 from plasmavmc.cli.areas import AREAS
-from plasmavmc.cli.common import Declined, UsageError
+from plasmavmc.cli.common import Declined, UsageError, check_columns
 from plasmavmc.cli.options import add_globals, resolve, subparsers_of
 from plasmavmc.cli.output import ColumnError
 from plasmavmc.cli.profiles import ProfileError
@@ -100,6 +100,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace | int:
     try:
         resolve(args)
     except (ProfileError, ValueError) as err:
+        return _fail(str(err), 2)
+    try:
+        check_columns(args)
+    except UsageError as err:
         return _fail(str(err), 2)
     if (args.cert_file is None) != (args.key_file is None):
         try:

@@ -14,9 +14,10 @@ import sys
 import time
 
 from plasmavmc.cli import output as out
-from plasmavmc.cli.common import Subparsers, confirm, find_node, seconds
+from plasmavmc.cli.common import Subparsers, confirm, find_node, seconds, shows
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.node import Node, NodeCondition
+from plasmavmc.types.vm import VirtualMachine
 
 DRAIN = "Drain"
 POLL_S = 0.2
@@ -96,7 +97,9 @@ async def node_vms(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Subparsers) -> None:
     """`plasmavmc node ...`."""
-    node = sub.add_parser("node", help="compute nodes").add_subparsers(dest="command", required=True)
+    area = sub.add_parser("node", help="compute nodes")
+    shows(area, Node, out.NODE_COLUMNS)
+    node = area.add_subparsers(dest="command", required=True)
     p = node.add_parser("list", help="list nodes")
     p.add_argument("--state", action="append", type=str.upper, default=[], metavar="STATE",
                    help="only nodes in this state, e.g. READY (repeatable; client-side)")
@@ -110,6 +113,7 @@ def add_parsers(sub: Subparsers) -> None:
         p = node.add_parser(action, help=help_)
         p.add_argument("node", metavar="NODE", help="node id or name")
         p.set_defaults(func=func)
+    shows(node.choices["vms"], VirtualMachine, ("PROJECT", *out.VM_COLUMNS))
     drain = node.choices["drain"]
     drain.add_argument("--allow-disk-loss", action="store_true",
                        help="move VMs although their disks are recreated empty from their images")

@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 
 from plasmavmc.cli import output as out
-from plasmavmc.cli.common import Subparsers, UsageError
+from plasmavmc.cli.common import Subparsers, UsageError, shows
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.quota import Quota, ResourceLimits
 
@@ -36,7 +36,9 @@ def _limit(text: str) -> int:
 
 
 def add_parsers(sub: Subparsers) -> None:
-    quota = sub.add_parser("quota", help="quotas").add_subparsers(dest="command", required=True)
+    area = sub.add_parser("quota", help="quotas")
+    shows(area, Quota, ("ORG", "PROJECT"))
+    quota = area.add_subparsers(dest="command", required=True)
     get = quota.add_parser("get", help="show the limits and usage of the project (or the org)")
     get.set_defaults(func=quota_get)
     put = quota.add_parser("set", help="change some limits of the project (or the org); the others stay")

@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 
 from plasmavmc.cli import output as out
 from plasmavmc.cli import vm_device_commands
-from plasmavmc.cli.common import Handler, Subparsers, confirm, find_image, label, positive, scope, seconds
+from plasmavmc.cli.common import Handler, Subparsers, confirm, find_image, label, positive, scope, seconds, shows
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
@@ -180,6 +180,7 @@ def _list_parser(vm: Subparsers) -> None:
     p = vm.add_parser("list", help="list the project's VMs (--state/--node/--label are applied client-side)")
     p.add_argument("--all-projects", action="store_true",
                    help="every project of the --org (server-side; for admins once IAM lands)")
+    shows(p, VirtualMachine, ("PROJECT", *out.VM_COLUMNS))
     p.add_argument("--state", action="append", default=[], metavar="STATE",
                    help="only VMs in this state, e.g. RUNNING (repeatable: any of them)")
     p.add_argument("--node", action="append", default=[], metavar="NODE_ID",
@@ -191,7 +192,9 @@ def _list_parser(vm: Subparsers) -> None:
 
 def add_parsers(sub: Subparsers) -> None:
     """`plasmavmc vm ...`."""
-    vm = sub.add_parser("vm", help="virtual machines").add_subparsers(dest="command", required=True)
+    area = sub.add_parser("vm", help="virtual machines")
+    shows(area, VirtualMachine, out.VM_COLUMNS)
+    vm = area.add_subparsers(dest="command", required=True)
 
     def one(name: str, help_: str, func: Handler) -> argparse.ArgumentParser:
         parser = vm.add_parser(name, help=help_)

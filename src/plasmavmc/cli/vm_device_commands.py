@@ -28,9 +28,10 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from plasmavmc.cli import output as out
-from plasmavmc.cli.common import Handler, Subparsers, confirm, scope
+from plasmavmc.cli.common import Handler, Subparsers, confirm, scope, shows
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import ConsoleSocket, open_console
+from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.vm import DiskSource, DiskSpec, NetworkSpec, VirtualMachine
 
 ESCAPE = b"\x1d"  # Ctrl-]
@@ -60,7 +61,7 @@ def add_parsers(vm: Subparsers) -> None:
         "snapshot_id", help="name of the new snapshot")
     one("restore", "restore a snapshot (asks first on a terminal)", vm_restore).add_argument(
         "snapshot_id", help="snapshot to restore")
-    one("snapshots", "list the VM's snapshots", vm_snapshots)
+    shows(one("snapshots", "list the VM's snapshots", vm_snapshots), SnapshotInfo, out.SNAPSHOT_COLUMNS)
     one("delete-snapshot", "delete a snapshot (asks first on a terminal)", vm_delete_snapshot).add_argument(
         "snapshot_id", help="snapshot to delete")
 
