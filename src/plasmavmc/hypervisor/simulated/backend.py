@@ -128,6 +128,10 @@ class SimulatedBackend(HypervisorBackend):
     async def kill(self, handle: VmHandle) -> None:
         self._exit(handle, ExitKind.REQUESTED)
 
+    def power_off(self, vm_id: str) -> None:
+        """Make a running simulated guest power itself off (e.g. one that ignored ACPI finally gives in)."""
+        self._exit(self._vms[vm_id].handle, ExitKind.GUEST_POWEROFF)
+
     def crash(self, vm_id: str) -> None:
         """Make a running simulated VM exit as if its hypervisor process died (for failure tests)."""
         self._exit(self._vms[vm_id].handle, ExitKind.CRASHED)
