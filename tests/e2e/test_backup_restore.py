@@ -4,13 +4,17 @@ before the backup began is there, and the restored server runs normally (SIMULAT
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.node import NodeCapacity
+from tests import binaries
 from tests.e2e.simulated import SIM, sim_cluster, sim_spec
+from tests.etcd import EtcdCluster
 
 NODES = [("sim-1", NodeCapacity(4096, 4194304, 100000), {}), ("sim-2", NodeCapacity(4096, 4194304, 100000), {})]
 
@@ -64,3 +68,23 @@ async def test_backup_under_load_restores_every_acknowledged_vm(tmp_path: Path, 
         assert restored <= set(acked)
         vm = await fresh.client.create_vm("after-restore", "org-b", "proj-b", sim_spec(), SIM)
         assert (await fresh.client.get_vm("org-b", "proj-b", vm.id)).name == "after-restore"
+
+
+@binaries.require("etcd", "etcdctl")
+async def test_etcd_backup_is_a_snapshot(tmp_path: Path) -> None:
+    etcd = await asyncio.to_thread(EtcdCluster.start, tmp_path / "etcd")
+    try:
+        cfg = tmp_path / "server.toml"
+        cfg.write_text(f'[store]\nbackend = "etcd"\nchainfire_endpoints = ["{etcd.endpoints[0]}"]\n')
+        code, out = await _server_cmd("backup", str(tmp_path / "etcd.snap"), "-c", str(cfg))
+        assert code == 0 and "etcd snapshot" in out, out
+        status = await asyncio.create_subprocess_exec(
+            "etcdctl", "snapshot", "status", str(tmp_path / "etcd.snap"), "-w", "json",
+            env={**os.environ, "ETCDCTL_API": "3"}, stdout=asyncio.subprocess.PIPE,
+        )
+        report, _ = await asyncio.wait_for(status.communicate(), 60)
+        assert status.returncode == 0 and json.loads(report)["totalKey"] >= 0
+        code, out = await _server_cmd("restore", str(tmp_path / "etcd.snap"), "-c", str(cfg))
+        assert code == 0 and "etcdctl snapshot restore" in out and "nothing was changed" in out
+    finally:
+        await asyncio.to_thread(etcd.stop)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,14 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from tests import binaries
 from tests.conftest import free_port
-from tests.etcd import ETCD, SKIP_REASON, EtcdCluster
+from tests.etcd import EtcdCluster
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@binaries.require("systemd-analyze")
 def test_units_verify(tmp_path: Path) -> None:
     units = sorted((REPO / "deploy" / "systemd").glob("*.service"))
     assert {u.name for u in units} == {"plasmavmc-server.service", "plasmavmc-agent.service"}
@@ -90,7 +90,7 @@ def _server(tmp_path: Path, endpoint: str, notify: Path, name: str) -> tuple[sub
     return proc, http
 
 
-@pytest.mark.skipif(ETCD is None, reason=SKIP_REASON)
+@binaries.require("etcd")
 def test_ready_only_once_the_store_is_reachable(tmp_path: Path) -> None:
     with notify_socket(tmp_path / "notify.sock") as sock:
         # no store: the server gives up, and never said READY
