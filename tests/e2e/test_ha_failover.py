@@ -77,6 +77,7 @@ class HaCluster:
         endpoints = ", ".join(f'"{url}"' for url in self.etcd.endpoints)
         cfg.write_text(
             f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
+            f'console_addr = "127.0.0.1:{free_port()}"\n'
             f'[store]\nbackend = "etcd"\nendpoints = [{endpoints}]\nlease_ttl_seconds = {LEASE_TTL}\n'
             f'[image_store]\nbackend = "local"\npath = "{self.root}/images"\nseed_dirs = ["{self.guest}"]\n'
             f'[agents]\nheartbeat_timeout_seconds = 20\n[logging]\nlevel = "info"\nformat = "text"\n'
@@ -93,6 +94,7 @@ class HaCluster:
         cfg.write_text(
             f'[agent]\nnode_id = "node-1"\ncontrol_planes = [{planes}]\n'
             f'addr = "127.0.0.1:{free_port()}"\nheartbeat_interval_seconds = 1\n'
+            f'metrics_addr = "127.0.0.1:{free_port()}"\n'
             f'[hypervisors]\nenabled = ["kvm"]\n[hypervisors.kvm]\nruntime_dir = "{short_run_dir(self.root)}/kvm"\n'
             f'[storage]\nimage_cache_dir = "{self.root}/cache"\nruntime_dir = "{self.root}/vms"\n'
             f'[logging]\nlevel = "info"\nformat = "text"\n'

@@ -283,8 +283,8 @@ async def test_list_is_paginated(images: PlasmaClient) -> None:
     seen: list[str] = []
     token = ""
     while True:
-        reply = await images._image_stub.ListImages(
-            image_pb2.ListImagesRequest(org_id=org, page_size=2, page_token=token)
+        reply = await images._unary(
+            images._image_stub.ListImages, image_pb2.ListImagesRequest(org_id=org, page_size=2, page_token=token)
         )
         assert len(reply.images) <= 2
         seen += [i.id for i in reply.images if i.org_id == org]

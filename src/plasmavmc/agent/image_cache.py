@@ -9,6 +9,12 @@ A VM's disks are overlays whose backing file is the cached base, so a base must 
 a VM on this node uses it: `fetch(..., pin_for=vm_id)` records the VM's pins in `<cache>/.pins/<vm_id>`
 (a file, so pins survive an agent restart) and `unpin(vm_id)` drops them when the VM is deleted. The
 size limit is soft: if every cached file is pinned, a needed image is still fetched (and logged).
+`NodeVms` pins every image a VM's disks (and their kernel and initrd) use when it creates the VM or
+hot-plugs a disk.
+
+A download in progress is a `.<sha256>.<pid>.partial` file beside its final place: eviction counts its
+bytes as used (it never evicts one), and `remove_partials()` — run when the agent starts — removes those
+a killed agent left behind, which nothing would ever finish or account for.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from pathlib import Path
 import grpc
 
 from plasmavmc import validation
+from plasmavmc.config.credentials import default_credential
 from plasmavmc.errors import HypervisorError
+from plasmavmc.observe.metrics import IMAGE_CACHE_FETCHES
 from plasmavmc.types.image import Image
 from plasmavmc.v1 import image_pb2, image_pb2_grpc
 from plasmavmc.wire.status import from_rpc_error
@@ -37,9 +45,13 @@ GIB = 1024**3
 
 class ImageCache:
     def __init__(
-        self, root: Path, channel: grpc.aio.Channel | Sequence[grpc.aio.Channel], capacity_bytes: int = 100 * GIB
+        self, root: Path, channel: grpc.aio.Channel | Sequence[grpc.aio.Channel], capacity_bytes: int = 100 * GIB,
+        credential: str | None = None,
     ) -> None:
-        """`channel`: the control plane, or several replicas of it (tried in turn while unreachable)."""
+        """`channel`: the control plane, or several replicas of it (tried in turn while unreachable);
+        `credential`: sent with each download (default: `config.credentials.default_credential()`, looked
+        up at each download, so a bootstrap file the server writes after the agent started is found)."""
+        self._credential = credential
         self.root = root
         self.capacity = capacity_bytes
         channels = list(channel) if isinstance(channel, Sequence) else [channel]
@@ -47,6 +59,10 @@ class ImageCache:
         self._locks: dict[str, asyncio.Lock] = {}
         self._evicting = asyncio.Lock()
         self.downloads = 0  # completed downloads, for the agent's metrics and the tests
+
+    def _auth(self) -> tuple[tuple[str, str], ...]:
+        credential = default_credential() if self._credential is None else self._credential
+        return (("authorization", f"Bearer {credential}"),) if credential else ()
 
     def path_of(self, image: Image) -> Path:
         validation.name(image.id, "image.id")
@@ -62,7 +78,9 @@ class ImageCache:
         async with lock:
             if path.exists():
                 os.utime(path)
+                IMAGE_CACHE_FETCHES.labels("hit").inc()
             else:
+                IMAGE_CACHE_FETCHES.labels("miss").inc()
                 await self._make_room(image.size_bytes)
                 await self._download(image, org_id, path)
         return path
@@ -99,7 +117,25 @@ class ImageCache:
     def pinned(self) -> set[Path]:
         return {Path(p) for f in (self.root / ".pins").glob("[!.]*") for p in self._read_pins(f)}
 
+    def remove_partials(self) -> int:
+        """Remove every partial download (call at start, before any fetch); returns how many."""
+        removed = 0
+        for path in self.root.glob("[!.]*/.*.partial"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+                log.info("image cache: removed partial download %s", path)
+        return removed
+
     # --- eviction ------------------------------------------------------------------------------------
+
+    def partial_bytes(self) -> int:
+        """Bytes held by downloads in progress (and any partial file left behind)."""
+        total = 0
+        for path in self.root.glob("[!.]*/.*.partial"):
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
 
     def entries(self) -> list[tuple[float, int, Path]]:
         """Cached images as (last use, size, path), least recently used first."""
@@ -113,7 +149,7 @@ class ImageCache:
     async def _make_room(self, needed: int) -> None:
         async with self._evicting:
             entries = self.entries()
-            used = sum(size for _, size, _ in entries)
+            used = sum(size for _, size, _ in entries) + self.partial_bytes()
             keep = self.pinned() | {Path(p) for p, lock in self._locks.items() if lock.locked()}
             for _, size, path in entries:
                 if used + needed <= self.capacity:
@@ -141,7 +177,7 @@ class ImageCache:
                 digest = hashlib.sha256()
                 try:
                     with tmp.open("wb") as out:
-                        async for part in stub.DownloadImage(request):
+                        async for part in stub.DownloadImage(request, metadata=self._auth()):
                             digest.update(part.chunk)
                             await asyncio.to_thread(out.write, part.chunk)
                     break

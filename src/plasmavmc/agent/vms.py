@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 
+from plasmavmc.agent.boot_watch import BootWatch
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.errors import PlasmaError, Unimplemented, VmNotFound
@@ -25,6 +26,7 @@ from plasmavmc.types.image import Image
 from plasmavmc.types.runtime import ExitKind, SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmStatus
+from plasmavmc.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
 REPORT_RETRY_MAX = 5.0
@@ -42,6 +44,7 @@ class NodeVms:
         # why each VM's last run ended unasked: heartbeats carry it too, so the reason reaches the
         # control plane even when a heartbeat wins the race with the exit report
         self._exits: dict[str, ExitReport] = {}
+        self.boots = BootWatch(self._report_ready)
 
     def lookup(self, vm_id: str) -> tuple[HypervisorBackend, VmHandle]:
         handle = self.handles.get(vm_id)
@@ -65,15 +68,16 @@ class NodeVms:
                         task = asyncio.create_task(self._report_exit(backend, handle, why))
                         self._supervisors[handle.vm_id] = task
 
-    async def _local_image(self, image: Image, org_id: str, by_id: Mapping[str, Image]) -> LocalImage:
+    async def _local_image(self, vm_id: str, image: Image, org_id: str, by_id: Mapping[str, Image]) -> LocalImage:
+        """The image on this node, pinned for the VM (its overlay sits on it) until the VM is deleted."""
         kernel = by_id.get(image.metadata.get("kernel_id", ""))
         initrd = by_id.get(image.metadata.get("ramdisk_id", ""))
         return LocalImage(
             image_id=image.id,
-            disk_path=await self.cache.fetch(image, org_id),
+            disk_path=await self.cache.fetch(image, org_id, pin_for=vm_id),
             disk_format=image.format.value,
-            kernel_path=await self.cache.fetch(kernel, org_id) if kernel else None,
-            initrd_path=await self.cache.fetch(initrd, org_id) if initrd else None,
+            kernel_path=await self.cache.fetch(kernel, org_id, pin_for=vm_id) if kernel else None,
+            initrd_path=await self.cache.fetch(initrd, org_id, pin_for=vm_id) if initrd else None,
             kernel_cmdline=image.metadata.get("kernel_cmdline", ""),
         )
 
@@ -82,7 +86,7 @@ class NodeVms:
         out: dict[str, LocalImage] = {}
         for disk in vm.spec.disks:
             image = by_id[disk.source.image_id or ""]
-            out[image.id] = await self._local_image(image, vm.org_id, by_id)
+            out[image.id] = await self._local_image(vm.id, image, vm.org_id, by_id)
         return out
 
     async def create(self, vm: VirtualMachine, images: list[Image]) -> VmHandle:
@@ -95,7 +99,14 @@ class NodeVms:
 
     async def start(self, vm_id: str) -> None:
         backend, handle = self.lookup(vm_id)
-        await backend.start(handle)
+        console = await self.boots.before_start(backend, handle)
+        try:
+            await backend.start(handle)
+        except BaseException:
+            if console is not None:
+                await console.close()
+            raise
+        self.boots.started(backend, handle, console)
         self._exits.pop(vm_id, None)
         self._supervise(backend, handle)
 
@@ -131,6 +142,7 @@ class NodeVms:
         backend, handle = self.lookup(vm_id)
         await self._unsupervise(vm_id)
         await backend.delete(handle)
+        self.boots.forget(vm_id)
         del self.handles[vm_id]
         self.cache.unpin(vm_id)  # its disks are gone: the cached bases may be evicted now
 
@@ -140,13 +152,13 @@ class NodeVms:
         exited = self._exits.get(vm_id)
         if exited is not None and status.actual_state == VmState.STOPPED and not status.last_error:
             status = dataclasses.replace(status, last_error=exited.reason)
-        return status
+        return self.boots.merged(vm_id, status)
 
     # Devices and snapshots: straight to the backend (it keeps the VM's spec on the node up to date).
 
     async def attach_disk(self, vm_id: str, org_id: str, disk: DiskSpec, image: Image | None) -> None:
         backend, handle = self.lookup(vm_id)
-        local = await self._local_image(image, org_id, {image.id: image}) if image is not None else None
+        local = await self._local_image(vm_id, image, org_id, {image.id: image}) if image is not None else None
         await backend.attach_disk(handle, disk, local)
 
     async def detach_disk(self, vm_id: str, disk_id: str) -> None:
@@ -218,13 +230,20 @@ class NodeVms:
         status = await backend.status(handle)
         if report.kind != ExitKind.REQUESTED:
             status = VmStatus(**{**status.__dict__, "last_error": report.reason})
+        await self._deliver(vm_report(handle.vm_id, status, report.kind))
+
+    async def _report_ready(self, vm_id: str) -> None:
+        """The guest printed its readiness line: tell the control plane now, not at the next heartbeat."""
+        await self._deliver(vm_report(vm_id, await self.status(vm_id)))
+
+    async def _deliver(self, report: agent_pb2.VmReport) -> None:
         delay = 0.2
         while True:
             try:
-                await self.reporter.report(self.node_id, vm_report(handle.vm_id, status, report.kind))
+                await self.reporter.report(self.node_id, report)
                 return
             except PlasmaError as err:
-                log.warning("report on VM %s not delivered (%s); retrying", handle.vm_id, err)
+                log.warning("report on VM %s not delivered (%s); retrying", report.vm_id, err)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, REPORT_RETRY_MAX)
 
@@ -232,3 +251,4 @@ class NodeVms:
         """Stop supervising (the VMs keep running: they outlive the agent)."""
         for vm_id in list(self._supervisors):
             await self._unsupervise(vm_id)
+        await self.boots.close()

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from plasmavmc.cli import completion_commands, image_commands, node_commands, quota_commands, vm_commands
+from plasmavmc.cli import (
+    completion_commands,
+    iam_commands,
+    image_commands,
+    node_commands,
+    pki_commands,
+    quota_commands,
+    vm_commands,
+)
 from plasmavmc.cli.common import Subparsers
 
 AREAS: tuple[Callable[[Subparsers], None], ...] = (
@@ -13,5 +21,7 @@ AREAS: tuple[Callable[[Subparsers], None], ...] = (
     node_commands.add_parsers,
     image_commands.add_parsers,
     quota_commands.add_parsers,
+    iam_commands.add_parsers,
+    pki_commands.add_parsers,
     completion_commands.add_parsers,
 )

@@ -3,8 +3,10 @@
     plasmavmc [global options] AREA COMMAND [options] [global options]
 
 Global options (`cli/options.py`) go before or after the subcommand; their values come from the flag,
-else the CLI's environment variables (`PLASMAVMC_ENDPOINT`, `PLASMAVMC_CLOUD`, ...), else the profile
-(`cli/profiles.py`), else the default. The command areas are listed in `cli/areas.py`.
+else the CLI's environment variables (`PLASMAVMC_ENDPOINT(S)`, `PLASMAVMC_CLOUD`, ...), else the profile
+(`cli/profiles.py`), else the default. Several endpoints (repeat `--endpoint` or a comma list): calls
+move to the next while one cannot be reached; `-v` says which answered. The command areas are listed
+in `cli/areas.py`; `pki` commands work on local files only (no server).
 
 `main(argv)` returns the exit code instead of exiting, so tests run the CLI in-process: 0 on success,
 1 for an error the server or the network reported (`error: CODE: message (field: x)` on stderr, never a
@@ -30,7 +32,7 @@ from plasmavmc.errors import PlasmaError
 from plasmavmc.version import version_line
 
 #: commands that run until interrupted: Ctrl-C is their normal way out, so it exits 0
-_FOLLOWERS = frozenset({"vm_console", "vm_watch"})
+_FOLLOWERS = frozenset({"vm_console", "vm_watch", "vm_events"})
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -71,8 +73,12 @@ async def _run(args: argparse.Namespace) -> int:
     if getattr(args, "offline", False):  # needs no server (completion)
         code: int = await args.func(None, args)
         return code
-    async with await PlasmaClient.connect(args.endpoint, tls=_tls(args), token=args.token) as client:
-        code = await args.func(client, args)
+    async with await PlasmaClient.connect(args.endpoints, tls=_tls(args), token=args.token) as client:
+        try:
+            code = await args.func(client, args)
+        finally:
+            if args.verbose:
+                print(f"answered by {client.answered_by or 'no endpoint'}", file=sys.stderr)
         return code
 
 
@@ -107,7 +113,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace | int:
         return _fail(str(err), 2)
     if (args.cert_file is None) != (args.key_file is None):
         try:
-            parser.error("--cert-file and --key-file go together")
+            parser.error("cert_file and key_file go together (--cert-file and --key-file)")
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 2
     return args
@@ -118,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if isinstance(args, int):
         return args
+    if getattr(args, "local", None) is not None:  # `pki`: files only, no server
+        code: int = args.local(args)
+        return code
     try:
         return asyncio.run(_run(args))
     except ConnectionFailed as err:

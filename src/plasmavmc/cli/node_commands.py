@@ -2,7 +2,8 @@
 
 `node drain` follows the drain (the node's `Drain` condition) until it ends or `--wait` runs out: it
 exits 0 only when every VM moved; otherwise it exits 1 naming each VM that stayed and why.
-`node vms N` lists the VMs of every project of the `--org` placed on a node (ListVms all_projects, then a
+`node delete N` removes a node record (NodeService.DeleteNode). `node vms N` lists the VMs of every
+project of the `--org` placed on a node (ListVms all_projects, then a
 client-side filter on the node).
 """
 
@@ -95,6 +96,18 @@ async def node_vms(client: PlasmaClient, args: argparse.Namespace) -> int:
     return out.show(args, vms, ("PROJECT", *out.VM_COLUMNS), lambda vm: [vm.project_id, *out.vm_row(vm)])
 
 
+async def node_delete(client: PlasmaClient, args: argparse.Namespace) -> int:
+    node = await find_node(client, args.node)
+    confirm(args, f"delete node {node.id} from the cluster?")
+    orphaned = await client.delete_node(node.id, args.force)
+    if args.output in ("json", "yaml"):
+        out.emit(out.render(args.output, None, {"node_id": node.id, "deleted": True, "orphaned_vms": orphaned}, (), []))
+    else:
+        note = f" ({orphaned} VMs were still assigned to it: they are flagged and can be deleted)" if orphaned else ""
+        out.emit(f"node {node.id} deleted{note}")
+    return 0
+
+
 def add_parsers(sub: Subparsers) -> None:
     """`plasmavmc node ...`."""
     area = sub.add_parser("node", help="compute nodes")
@@ -109,11 +122,16 @@ def add_parsers(sub: Subparsers) -> None:
                                 ("uncordon", "make a node schedulable again", node_uncordon),
                                 ("drain", "cordon a node and move its VMs away (asks first on a terminal)",
                                  node_drain),
-                                ("vms", "list the VMs (of every project of --org) placed on a node", node_vms)):
+                                ("vms", "list the VMs (of every project of --org) placed on a node", node_vms),
+                                ("delete", "remove a NOT_READY node without VMs (its agent stopped for good; asks "
+                                           "first on a terminal)", node_delete)):
         p = node.add_parser(action, help=help_)
         p.add_argument("node", metavar="NODE", help="node id or name")
         p.set_defaults(func=func)
     shows(node.choices["vms"], VirtualMachine, ("PROJECT", *out.VM_COLUMNS))
+    node.choices["delete"].add_argument(
+        "--force", action="store_true",
+        help="remove it whatever its state; VMs still on it are flagged and can then be deleted")
     drain = node.choices["drain"]
     drain.add_argument("--allow-disk-loss", action="store_true",
                        help="move VMs although their disks are recreated empty from their images")

@@ -6,8 +6,8 @@ subcommand parser with `SUPPRESS` (a value given after the subcommand lands in t
 one not given leaves the top parser's value alone). `resolve()` then fills each still-unset option
 in this order: flag > environment variable > the selected profile (`cli.profiles`) > built-in default.
 
-The CLI reads its own variables (`PLASMAVMC_ENDPOINT`, `PLASMAVMC_CLOUD`, ...); `PLASMAVMC_ADDR` is the
-server's listen address (spec §9.3) and is not read here.
+The CLI reads its own variables (`PLASMAVMC_ENDPOINT` or `PLASMAVMC_ENDPOINTS`, `PLASMAVMC_CLOUD`, ...);
+`PLASMAVMC_ADDR` is the server's listen address (spec §9.3) and is not read here.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plasmavmc.cli.profiles import Profile, load_profile
+from plasmavmc.client.endpoints import split_endpoints
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 FORMATS = ("table", "json", "yaml", "value")
@@ -50,9 +51,12 @@ class Global:
 
 
 GLOBALS = (
-    Global(("--endpoint", "--addr"), "endpoint", "server API address: http://host:port, https://host:port or "
-           "host:port", "PLASMAVMC_ENDPOINT", "endpoints[0]", DEFAULT_ENDPOINT),
-    Global(("--cloud",), "cloud", "named profile in ~/.config/plasmavmc/config.toml", "PLASMAVMC_CLOUD",
+    Global(("--endpoint", "--addr"), "endpoints", "server API address: http://host:port, https://host:port or "
+           "host:port; repeat it or give a comma list for several replicas (calls move on while one is down)",
+           "PLASMAVMC_ENDPOINT(S)", "endpoints", DEFAULT_ENDPOINT, (("action", "append"),)),
+    Global(("--config",), "config_file", "the CLI's profile file", "PLASMAVMC_CLIENT_CONFIG", None,
+           shown="~/.config/plasmavmc/config.toml, else ~/.config/plasmavmc/client.toml"),
+    Global(("--cloud",), "cloud", "named profile ([clouds.NAME]) in the profile file", "PLASMAVMC_CLOUD",
            shown="the file's default_cloud"),
     Global(("--org",), "org", "organization", "PLASMAVMC_ORG", "org", "default"),
     Global(("--project",), "project", "project", "PLASMAVMC_PROJECT", "project", "default"),
@@ -60,14 +64,18 @@ GLOBALS = (
            (("choices", FORMATS),)),
     Global(("-c", "--column"), "columns", "show only this column (repeatable; table/value: header names, "
            "json/yaml: field names)", extra=(("action", "append"),), shown="all"),
-    Global(("--ca-file",), "ca_file", "CA certificate (PEM) that signed the server's certificate",
-           "PLASMAVMC_CA_FILE", "ca"),
-    Global(("--cert-file",), "cert_file", "client certificate (PEM) for mutual TLS", "PLASMAVMC_CERT_FILE", "cert"),
-    Global(("--key-file",), "key_file", "client private key (PEM) for mutual TLS", "PLASMAVMC_KEY_FILE", "key"),
-    Global(("--token",), "token", "bearer token sent with every call", "PLASMAVMC_TOKEN", "token"),
+    Global(("--ca", "--ca-file"), "ca_file", "CA certificate (PEM) that signed the server's certificate; implies "
+           "TLS", "PLASMAVMC_CA_FILE", "ca_file"),
+    Global(("--cert-file",), "cert_file", "client certificate (PEM) for mutual TLS", "PLASMAVMC_CERT_FILE",
+           "cert_file"),
+    Global(("--key-file",), "key_file", "client private key (PEM) for mutual TLS", "PLASMAVMC_KEY_FILE", "key_file"),
+    Global(("--token",), "token", "token or API key sent with every call", "PLASMAVMC_TOKEN", "token",
+           shown="$PLASMAVMC_CREDENTIALS, ~/.config/plasmavmc/credentials, /var/lib/plasmavmc/admin.token"),
     Global(("--gateway",), "gateway", "console WebSocket gateway URL", "PLASMAVMC_GATEWAY", "gateway",
-           shown="the endpoint's host, port 8081"),
+           shown="the endpoint's host, port 8083"),
     Global(("-y", "--yes"), "yes", "do not ask before destructive commands", default=False,
+           extra=(("action", "store_true"),)),
+    Global(("-v", "--verbose"), "verbose", "say which endpoint answered (stderr)", default=False,
            extra=(("action", "store_true"),)),
 )
 
@@ -99,12 +107,21 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> P
     """Fill every unset global from env, then the profile, then its default; returns the profile used."""
     env = os.environ if env is None else env
     cloud = args.cloud or env.get("PLASMAVMC_CLOUD") or None
-    profile = load_profile(cloud, env)
+    profile = load_profile(cloud, env, args.config_file or env.get("PLASMAVMC_CLIENT_CONFIG") or None)
     for g in GLOBALS:
-        if getattr(args, g.dest, None) in (None, False) and not g.is_switch:
-            value = (env.get(g.env) if g.env else None) or (profile.get(g.profile_key) if g.profile_key else None)
+        if getattr(args, g.dest, None) in (None, False, []) and not g.is_switch:
+            value = _env(g, env) or (profile.get(g.profile_key) if g.profile_key else None)
             setattr(args, g.dest, value or g.default)
     if args.output not in FORMATS:
         raise ValueError(f"output format {args.output!r} (from env or profile): expected one of {', '.join(FORMATS)}")
+    args.endpoints = split_endpoints(args.endpoints)
+    args.endpoint = args.addr = args.endpoints[0]
     args.cloud = profile.name
     return profile
+
+
+def _env(g: Global, env: Mapping[str, str]) -> Any:
+    if g.dest == "endpoints":  # a comma list in either variable
+        found = env.get("PLASMAVMC_ENDPOINTS") or env.get("PLASMAVMC_ENDPOINT")
+        return [found] if found else None
+    return env.get(g.env) if g.env else None

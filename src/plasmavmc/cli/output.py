@@ -129,6 +129,7 @@ def vm_details(vm: VirtualMachine) -> str:
         ("Labels", labels or "-"),
         ("Last error", vm.status.last_error or "-"),
         ("Created", f"{iso_time(vm.created_at)} ({age(vm.created_at)} ago)" if vm.created_at else "-"),
+        ("Last boot", boot_line(vm)),
         ("Conditions", conditions(vm.status.conditions)),
     ])
 
@@ -143,6 +144,15 @@ def conditions(items: Sequence[Any]) -> str:
 def snapshot_row(snap: SnapshotInfo) -> list[str]:
     return [snap.id, iso_time(snap.created_at), age(snap.created_at),
             "memory+disks" if snap.memory else "disks", ",".join(snap.disk_ids) or "-"]
+
+
+def boot_line(vm: VirtualMachine) -> str:
+    """`placed +0.05s, image_ready +0.40s, ..., ready +2.91s (total 3.52s)`: the last start, step by step."""
+    steps = vm.status.boot.steps()
+    if not steps:
+        return "-"
+    total = sum(seconds for _, seconds in steps)
+    return ", ".join(f"{name} +{seconds:.2f}s" for name, seconds in steps) + f" (total {total:.2f}s)"
 
 
 def node_row(node: Node) -> list[str]:
@@ -172,9 +182,12 @@ def image_row(image: Image) -> list[str]:
 
 
 def event_line(event: VmEvent) -> str:
-    """`2025-01-02T03:04:05Z  state_changed  STOPPED -> STARTING` (one line per watched event)."""
-    change = f"{upper(event.previous_state)} -> {upper(event.state)}"
-    return f"{iso_time(event.timestamp)}  {event.type.value}  {change}"
+    """`2025-01-02T03:04:05Z  r1234  state_changed  Started  STARTING -> RUNNING  by alice  vm …`."""
+    if event.vm is not None:  # the INITIAL record
+        return f"{iso_time(event.timestamp)}  r{event.revision}  {event.type.value}  {upper(event.state)}"
+    who = f"  by {event.actor}" if event.actor else ""
+    return (f"{iso_time(event.timestamp)}  r{event.revision}  {event.type.value}  {event.reason}  "
+            f"{event.message}{who}  vm {event.vm_id}")
 
 
 def dump_json(obj: Any, *, compact: bool = False) -> str:

@@ -1,4 +1,4 @@
-"""`plasmavmc vm create|list|get|start|stop|reboot|reset|delete|watch` (devices, console and snapshots:
+"""`plasmavmc vm create|list|get|start|stop|reboot|reset|delete|watch|events` (devices, console and snapshots:
 `vm_device_commands.py`).
 
 `vm list` filters (`--state`, `--node`, `--label k=v`) are applied client-side: ListVms has no filter
@@ -146,7 +146,15 @@ async def vm_delete(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 
 async def vm_watch(client: PlasmaClient, args: argparse.Namespace) -> int:
-    async for event in client.watch_vm(*scope(args), args.vm, send_initial=True):
+    events = client.watch_vm(*scope(args), args.vm, send_initial=bool(args.vm) and not args.since,
+                             start_revision=args.since)
+    async for event in events:
+        out.emit(out.dump_json(event, compact=True) if _json(args) else out.event_line(event))
+    return 0
+
+
+async def vm_events(client: PlasmaClient, args: argparse.Namespace) -> int:
+    async for event in client.vm_events(*scope(args), args.vm, follow=args.follow):
         out.emit(out.dump_json(event, compact=True) if _json(args) else out.event_line(event))
     return 0
 
@@ -218,4 +226,10 @@ def add_parsers(sub: Subparsers) -> None:
     one("delete", "delete a VM (asks first on a terminal)", vm_delete).add_argument(
         "--force", action="store_true", help="delete even if running")
     vm_device_commands.add_parsers(vm)
-    one("watch", "print the VM's events as they happen", vm_watch)
+    p = vm.add_parser("watch", help="follow the events of a VM (or, without VM, of the whole project)")
+    p.add_argument("vm", nargs="?", default="", help="VM id or name (default: every VM of the project)")
+    p.add_argument("--since", type=int, default=0, metavar="REVISION",
+                   help="replay the kept events from this store revision on first (0: none)")
+    p.set_defaults(func=vm_watch)
+    p = one("events", "print the VM's kept events (type, reason, message, actor, revision)", vm_events)
+    p.add_argument("-f", "--follow", action="store_true", help="then follow new events")

@@ -12,7 +12,7 @@
     plasmavmc vm snapshots web-1 / vm delete-snapshot web-1 before-upgrade
 
 The gateway URL is the global `--gateway` (env PLASMAVMC_GATEWAY, profile key `gateway`), else the API
-host on port 8081 (spec App. B).
+host on port 8083 (`[server] console_addr`).
 """
 
 from __future__ import annotations
@@ -70,14 +70,15 @@ def _gateway(args: argparse.Namespace) -> str:
     if args.gateway:
         return str(args.gateway)
     host = urlsplit(args.endpoint if "//" in args.endpoint else f"//{args.endpoint}").hostname or "127.0.0.1"
-    return f"http://{host}:8081"
+    return f"http://{host}:8083"
 
 
 async def vm_console(client: PlasmaClient, args: argparse.Namespace) -> int:
     if not args.interactive:
         return await _print_console(client, args)
     org, project = scope(args)
-    async with await open_console(_gateway(args), org, project, args.vm) as console:
+    ticket = await client.create_console_ticket(org, project, args.vm)  # 60 s, this VM only
+    async with await open_console(_gateway(args), org, project, args.vm, ticket=ticket.ticket) as console:
         with _raw_terminal():
             await _interact(console)
     return 0

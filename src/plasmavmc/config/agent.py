@@ -71,8 +71,11 @@ class AgentSection:
     ext ``addr`` (default 0.0.0.0:8082, spec Appendix B): the AgentService listen address.
     ext ``advertise_addr``: the address the control plane dials; default ``addr`` with a wildcard host
     (0.0.0.0 / ::) replaced by loopback.
+    ext ``metrics_addr`` (default 0.0.0.0:8084): the agent's HTTP port (/health, /ready, /metrics).
     ext ``heartbeat_interval_seconds`` (default 5), ext ``labels``: string map reported with the node.
-    ``[agent.tls]`` (spec) is optional; with ``ca_file`` the agent requires client certificates.
+    ``[agent.tls]`` (spec) is optional: the agent's certificate (from `plasmavmc pki node`), served on
+    ``addr`` and presented to the control plane; with ``ca_file`` the agent verifies the control plane
+    against it and serves only the control plane's certificate.
     """
 
     node_id: str = setting("", check=matches(NODE_ID_RE, "node id"))
@@ -80,6 +83,7 @@ class AgentSection:
     control_planes: tuple[str, ...] = setting((), check=each(check_url))
     addr: str = setting("0.0.0.0:8082", check=check_addr)
     advertise_addr: str = setting("", check=check_addr)
+    metrics_addr: str = setting("0.0.0.0:8084", check=check_addr)
     heartbeat_interval_seconds: int = setting(5, check=check_positive)
     labels: dict[str, str] = field(default_factory=dict, metadata={"check": _check_labels})
     tls: TlsSettings | None = None

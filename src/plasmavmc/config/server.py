@@ -36,6 +36,7 @@ IMAGE_STORE_BACKENDS: tuple[str, ...] = ("local", "s3")
 
 SERVER_ENV: dict[str, str] = {
     "PLASMAVMC_ADDR": "server.addr",
+    "PLASMAVMC_BOOTSTRAP_CREDENTIAL": "iam.bootstrap_credential_path",
     "PLASMAVMC_LOG_LEVEL": "logging.level",
 }
 """Environment variables (spec §9.3) → keys; PLASMAVMC_CONFIG is handled separately (it names the file)."""
@@ -46,11 +47,18 @@ class ServerSection:
     """``[server]``: ``addr`` is the gRPC API listen address (spec, default 0.0.0.0:8080).
 
     ext ``metrics_addr`` (default 0.0.0.0:8081): the health/metrics HTTP listener (spec Appendix B).
-    ``[server.tls]`` is optional; with ``ca_file`` set, clients must present certificates (mTLS).
+    ext ``console_addr`` (default 0.0.0.0:8083): the WebSocket console gateway (serial, VNC); every
+    connection needs a console ticket or token with ``plasmavmc:vms:console`` on the VM.
+    ext ``rpc_metrics`` (default true): the gRPC interceptor (request ids, log fields, per-RPC metrics);
+    false only to measure what it costs (`bench.observability_bench`).
+    ``[server.tls]`` is optional; with ``ca_file`` set, clients must present certificates (mTLS) and
+    agent heartbeats/reports are accepted only from the certificate of the node they name.
     """
 
     addr: str = setting("0.0.0.0:8080", check=check_addr)
     metrics_addr: str = setting("0.0.0.0:8081", check=check_addr)
+    console_addr: str = setting("0.0.0.0:8083", check=check_addr)
+    rpc_metrics: bool = setting(True)
     tls: TlsSettings | None = None
 
 
@@ -105,11 +113,22 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class IamSettings:
-    """``[iam]`` (spec): all optional; without an endpoint the server does no remote IAM calls."""
+    """``[iam]`` (spec): all optional. Without ``endpoint`` the built-in RBAC decides (role bindings in the
+    state store); with it, an external IAM is asked (``POST {endpoint}/v1/authorize``), authenticating
+    with the token in ``token_path`` as ``service_account``.
+
+    ext ``bootstrap_credential_path`` (default /var/lib/plasmavmc/admin.token): on a store with no
+    ``admin`` principal the server makes one (system-admin) and writes its API key here, mode 0600 (a
+    key already in the file is registered instead). The CLI on the same machine reads it.
+    ext ``audit_retention_days`` (default 30) and ``audit_max_entries`` (default 100000) bound the log.
+    """
 
     endpoint: str | None = setting(None, check=check_url)
     service_account: str | None = None
     token_path: str | None = setting(None, check=check_abs_path)
+    bootstrap_credential_path: str = setting("/var/lib/plasmavmc/admin.token", check=check_abs_path)
+    audit_retention_days: int = setting(30, check=check_positive)
+    audit_max_entries: int = setting(100_000, check=check_positive)
 
 
 def _check_weight(value: int) -> int:
@@ -189,9 +208,30 @@ class ImageStoreSettings:
 @dataclass(frozen=True)
 class AgentsSettings:
     """ext ``[agents]``: ``heartbeat_timeout_seconds`` (default 15) — a node whose agent has not reported
-    for this long is NotReady."""
+    for this long is NotReady.
+
+    ext ``[agents.tls]``: how the control plane dials agents — ``cert_file``/``key_file`` its own
+    certificate (`plasmavmc pki init` writes control-plane.pem/.key), ``ca_file`` the cluster CA that
+    agents' certificates must chain to; each agent must then present the certificate of the node it
+    registered as. Absent: plain gRPC (the one-machine loopback default).
+    """
 
     heartbeat_timeout_seconds: int = setting(15, check=check_positive)
+    tls: TlsSettings | None = None
+
+    def cross_check(self) -> Iterable[tuple[str, str]]:
+        if self.tls is not None and self.tls.ca_file is None:
+            yield "tls.ca_file", "required: the CA that signed the agents' node certificates"
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """ext ``[events]``: the VM event history kept (``max_age_seconds``, default 7 days; ``max_per_vm``,
+    default 200); ``enabled = false`` stops writing events (for overhead measurements only)."""
+
+    enabled: bool = setting(True)
+    max_age_seconds: int = setting(7 * 24 * 3600, check=check_positive)
+    max_per_vm: int = setting(200, check=check_positive)
 
 
 @dataclass(frozen=True)
@@ -205,6 +245,7 @@ class ServerSettings:
     image_store: ImageStoreSettings = field(default_factory=ImageStoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     agents: AgentsSettings = field(default_factory=AgentsSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
 
 
 

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 from plasmavmc import validation
 from plasmavmc.core.agents import AgentClient, AgentPool
+from plasmavmc.core.loops.event_retention import Retention
 from plasmavmc.core.nodes.registry import NodeRegistry
 from plasmavmc.core.nodes.report_memory import ReportMemory
-from plasmavmc.errors import Unavailable, VmNotFound
+from plasmavmc.core.vms import events as vm_events  # noqa: F401  (registers the VM event deriver)
+from plasmavmc.errors import Unavailable, vm_not_found
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.store_base import ImageStore
 from plasmavmc.scheduler import build as build_scheduler
@@ -49,6 +51,7 @@ class Core:
     reports: ReportMemory = field(default_factory=ReportMemory)
     # this replica's id: owner of the operations it drives (core/pending.py); fresh per process
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    event_retention: Retention = field(default_factory=Retention)
 
     async def find_vm(self, ref: VmRef) -> Versioned[VirtualMachine]:
         ref = ref.validated()
@@ -56,11 +59,11 @@ class Core:
         if not validation.is_uuid(vm_id):
             kv = await self.store.get(keys.vm_name(ref.org_id, ref.project_id, ref.vm))
             if kv is None:
-                raise VmNotFound(f"no VM named {ref.vm!r} in {ref.org_id}/{ref.project_id}", field="vm.vm_id")
+                raise vm_not_found(ref.org_id, ref.project_id, ref.vm)
             vm_id = kv.value.decode()
         found = await read(self.store, VirtualMachine, keys.vm(ref.org_id, ref.project_id, vm_id))
         if found is None:
-            raise VmNotFound(f"VM {ref.vm!r} does not exist in {ref.org_id}/{ref.project_id}", field="vm.vm_id")
+            raise vm_not_found(ref.org_id, ref.project_id, ref.vm)
         return found
 
     async def agent_for(self, vm: VirtualMachine) -> AgentClient:

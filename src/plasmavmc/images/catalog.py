@@ -9,10 +9,10 @@ caller may not see, exactly as for one that does not exist.
 from __future__ import annotations
 
 from plasmavmc import validation
-from plasmavmc.errors import ImageNotFound
+from plasmavmc.errors import image_not_found
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
-from plasmavmc.store.records import Versioned, decode, read
+from plasmavmc.store.records import Versioned, decode, read, retry_on_conflict
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, Visibility
 
@@ -45,7 +45,7 @@ class ImageCatalog:
             image = decode(Image, kv).value
             if image.id == image_id and visible(image, org_id):
                 return image
-        raise ImageNotFound(f"image {image_id!r} does not exist or is not visible to org {org_id!r}", field=field)
+        raise image_not_found(org_id, image_id, field)
 
     async def list(self, org_id: str) -> list[Image]:
         out = []
@@ -56,11 +56,16 @@ class ImageCatalog:
         return sorted(out, key=lambda i: (i.name, i.id))
 
     async def put_if_changed(self, image: Image) -> Versioned[Image]:
-        """Create or replace `image` (used to register seed images; idempotent)."""
+        """Create or replace `image` (used to register seed images; idempotent, also against replicas
+        registering the same image at the same time)."""
         key = key_of(image)
-        current = await read(self._store, Image, key)
-        if current is not None and current.value == image:
-            return current
-        expected = 0 if current is None else current.revision
-        rev = await self._store.put(key, codec.dumps(image), expected_revision=expected)
-        return Versioned(image, rev, key)
+
+        async def attempt() -> Versioned[Image]:
+            current = await read(self._store, Image, key)
+            if current is not None and current.value == image:
+                return current
+            expected = 0 if current is None else current.revision
+            rev = await self._store.put(key, codec.dumps(image), expected_revision=expected)
+            return Versioned(image, rev, key)
+
+        return await retry_on_conflict(attempt)

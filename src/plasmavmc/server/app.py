@@ -15,25 +15,36 @@ from pathlib import Path
 import grpc
 
 from plasmavmc.api.agent_reports import AgentReportServicer
+from plasmavmc.api.auth import AuthInterceptor
+from plasmavmc.api.iam_service import IamServicer
 from plasmavmc.api.image_service import ImageServicer
 from plasmavmc.api.node_service import NodeServicer
 from plasmavmc.api.quota_service import QuotaServicer
 from plasmavmc.api.vm_service import VmServicer
+from plasmavmc.config.schema import package_version
 from plasmavmc.config.server import ServerSettings
 from plasmavmc.core.agents import AgentPool
 from plasmavmc.core.context import Core
 from plasmavmc.core.images import ImageService
+from plasmavmc.core.loops.event_retention import Retention
 from plasmavmc.core.loops.runner import run_loops
+from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.core.nodes.registry import NodeRegistry, Overcommit
+from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.disks import VmDisks
-from plasmavmc.grpc_tls import server_credentials
+from plasmavmc.grpc_tls import channel_credentials, server_credentials
+from plasmavmc.iam.gate import Iam
 from plasmavmc.images.backends import open_image_store, staging_dir
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.seed import seed_guest_dir
-from plasmavmc.metrics import BUILD_INFO
+from plasmavmc.observe.grpc_services import HealthAndReflection
+from plasmavmc.observe.interceptor import ObservingInterceptor
+from plasmavmc.observe.metrics import BUILD_INFO
 from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.sdnotify import notify
+from plasmavmc.server.console_ws import start_console
 from plasmavmc.server.http import start_http
+from plasmavmc.server.iam_wiring import build_iam
 from plasmavmc.server.leader import Leadership, leadership_for
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.store.base import Store
@@ -41,8 +52,7 @@ from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.etcd_conn import EtcdTls
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.vm import HypervisorType
-from plasmavmc.v1 import agent_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
-from plasmavmc.version import build_info
+from plasmavmc.v1 import agent_pb2_grpc, iam_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
@@ -63,6 +73,25 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def agent_credentials(settings: ServerSettings) -> grpc.ChannelCredentials | None:
+    tls = settings.agents.tls
+    if tls is None:
+        log.warning("calls to agents are plain gRPC: anyone who can reach an agent's port can drive it "
+                    "(set [agents.tls] and the agents' [agent.tls] ca_file for mutual TLS)")
+        return None
+    return channel_credentials(tls)
+
+
+def reports_authenticated(settings: ServerSettings) -> bool:
+    """Agent reports are checked against node certificates only when the API requires client certs."""
+    tls = settings.server.tls
+    if tls is None or not tls.mutual:
+        log.warning("agent heartbeats and reports are NOT authenticated (no [server.tls] ca_file): any caller "
+                    "of %s can register nodes; keep it on loopback or set up mutual TLS", settings.server.addr)
+        return False
+    return True
+
+
 async def build_core(settings: ServerSettings) -> Core:
     store = await open_store(settings)
     catalog = ImageCatalog(store)
@@ -72,14 +101,25 @@ async def build_core(settings: ServerSettings) -> Core:
     sched = settings.scheduler
     overcommit = Overcommit(sched.cpu_overcommit_ratio, sched.memory_overcommit_ratio, sched.storage_overcommit_ratio)
     nodes = NodeRegistry(store, settings.agents.heartbeat_timeout_seconds, overcommit)
+    vm_events.ENABLED = settings.events.enabled
     return Core(
-        store=store, catalog=catalog, image_files=files, nodes=nodes, agents=AgentPool(),
+        store=store, catalog=catalog, image_files=files, nodes=nodes, agents=AgentPool(agent_credentials(settings)),
         scheduler=build_scheduler(sched),
+        event_retention=Retention(settings.events.max_age_seconds, settings.events.max_per_vm),
     )
 
 
-def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
-    server = grpc.aio.server()
+API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavmc.v1.NodeService",
+                "plasmavmc.v1.QuotaService", "plasmavmc.v1.IamService", "plasmavmc.agent.v1.AgentService")
+
+
+def grpc_server(core: Core, settings: ServerSettings, iam: Iam,
+                interceptor: grpc.aio.ServerInterceptor | None = None) -> grpc.aio.Server:
+    """Every service on one gRPC server; `interceptor` replaces the auth interceptor (benchmarks only).
+    The observing interceptor (request ids, log fields, RPC metrics) comes first, so it sees refusals too."""
+    observing = [ObservingInterceptor()] if settings.server.rpc_metrics else []
+    server = grpc.aio.server(interceptors=[*observing, interceptor or AuthInterceptor(iam.gate, iam.audit)])
+    iam_pb2_grpc.add_IamServiceServicer_to_server(IamServicer(core, iam), server)
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
     images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),
@@ -87,7 +127,8 @@ def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentReportServicer(core, HEARTBEAT_INTERVAL), server)
+    reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(reports, server)
     if settings.server.tls is not None:
         server.add_secure_port(settings.server.addr, server_credentials(settings.server.tls))
     else:
@@ -105,30 +146,41 @@ async def registered(leadership: Leadership, task: asyncio.Task[None]) -> None:
 
 
 async def run(settings: ServerSettings) -> None:
-    BUILD_INFO.labels(**build_info()).set(1)
     core = await build_core(settings)
-    server = grpc_server(core, settings)
+    iam = await build_iam(core.store, settings.iam)
+    server = grpc_server(core, settings, iam)
+    health = HealthAndReflection(server, API_SERVICES)
     leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)
     loop_task = asyncio.create_task(
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL))
     )
     await registered(leadership, loop_task)
     memory_task = asyncio.create_task(core.reports.run(core.store), name="report-memory")
+    audit_task = asyncio.create_task(iam.audit.run(), name="audit-log")
+    vm_states = VmStates(core.store, RECONCILE_INTERVAL)  # this replica's own index, for its gauges
+    states_task = asyncio.create_task(vm_states.run(), name="vm-states")
+    BUILD_INFO.labels(package_version(), "server").set(1)
     await server.start()
-    http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
-    log.info("plasmavmc-server serving gRPC on %s, HTTP on %s", settings.server.addr, settings.server.metrics_addr)
+    await health.set_serving(True)
+    http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership,
+                            vm_states=vm_states)
+    console = await start_console(core, iam, *split_addr(settings.server.console_addr))
+    log.info("plasmavmc-server serving gRPC on %s, HTTP on %s, consoles on %s", settings.server.addr,
+             settings.server.metrics_addr, settings.server.console_addr)
     notify(f"READY=1\nSTATUS=serving gRPC on {settings.server.addr}")  # store open, member registered, serving
     try:
         await until_terminated()
     finally:
         notify("STOPPING=1")
         log.info("plasmavmc-server stopping")
-        for task in (loop_task, memory_task):
+        await health.set_serving(False)
+        for task in (loop_task, memory_task, audit_task, states_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await server.stop(grace=2)
         await http.cleanup()
+        await console.cleanup()
         await core.agents.close()
         await core.store.close()
         await core.image_files.close()

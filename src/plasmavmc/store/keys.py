@@ -16,7 +16,10 @@ PENDING = ROOT + "scheduler/pending/"
 ANTI_AFFINITY = ROOT + "scheduler/anti_affinity/"
 QUOTAS = ROOT + "quotas/"
 SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its lease (server/leader.py)
+EVENTS = ROOT + "events/"  # VM events, written with the change they describe (core/vms/events.py)
 LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
+IAM = ROOT + "iam/"  # identity records (iam/model.py)
+AUDIT = ROOT + "audit/"  # audit entries, oldest first (iam/audit.py)
 
 
 def _part(value: str) -> str:
@@ -73,3 +76,51 @@ def quota(org_id: str, project_id: str = "") -> str:
     if not project_id:
         return f"{QUOTAS}org/{_part(org_id)}"
     return f"{QUOTAS}project/{_part(org_id)}/{_part(project_id)}"
+
+
+def vm_events_in(org_id: str, project_id: str, vm_id: str | None = None) -> str:
+    """The events of one VM, or (vm_id None) of every VM of a project."""
+    base = f"{EVENTS}{_part(org_id)}/{_part(project_id)}/"
+    return base if vm_id is None else f"{base}{_part(vm_id)}/"
+
+
+def vm_event(org_id: str, project_id: str, vm_id: str, stamp: str) -> str:
+    """One event; `stamp` sorts by time within the VM (nanoseconds, then a random tail)."""
+    return f"{vm_events_in(org_id, project_id, vm_id)}{_part(stamp)}"
+
+
+def iam_org(org_id: str) -> str:
+    return f"{IAM}orgs/{_part(org_id)}"
+
+
+def iam_project(org_id: str, project_id: str) -> str:
+    return f"{IAM}projects/{_part(org_id)}/{_part(project_id)}"
+
+
+def iam_projects_in(org_id: str) -> str:
+    return f"{IAM}projects/{_part(org_id)}/"
+
+
+def iam_principal(principal_id: str) -> str:
+    return f"{IAM}principals/{_part(principal_id)}"
+
+
+def iam_bindings_of(principal_id: str) -> str:
+    return f"{IAM}bindings/{_part(principal_id)}/"
+
+
+def iam_binding(principal_id: str, role: str, org_id: str, project_id: str) -> str:
+    """One role binding; `*` stands for the empty (system / whole-org) scope parts."""
+    return f"{iam_bindings_of(principal_id)}{_part(role)}/{_part(org_id or '*')}/{_part(project_id or '*')}"
+
+
+def iam_api_key(key_id: str) -> str:
+    return f"{IAM}api_keys/{_part(key_id)}"
+
+
+def iam_signing_key(kid: str) -> str:
+    return f"{IAM}signing_keys/{_part(kid)}"
+
+
+def audit_entry(timestamp_ns: int, entry_id: str) -> str:
+    return f"{AUDIT}{timestamp_ns:020d}/{_part(entry_id)}"

@@ -35,6 +35,7 @@ TABLE: dict[ErrorCode, tuple[grpc.StatusCode, type[PlasmaError]]] = {
     ErrorCode.ALREADY_EXISTS: (grpc.StatusCode.ALREADY_EXISTS, e.AlreadyExists),
     ErrorCode.CONFLICT: (grpc.StatusCode.ABORTED, e.Conflict),
     ErrorCode.PERMISSION_DENIED: (grpc.StatusCode.PERMISSION_DENIED, e.PermissionDenied),
+    ErrorCode.UNAUTHENTICATED: (grpc.StatusCode.UNAUTHENTICATED, e.Unauthenticated),
     ErrorCode.UNIMPLEMENTED: (grpc.StatusCode.UNIMPLEMENTED, e.Unimplemented),
     ErrorCode.UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, e.Unavailable),
     ErrorCode.STORE_ERROR: (grpc.StatusCode.UNAVAILABLE, e.StoreError),
@@ -51,7 +52,7 @@ _BY_GRPC = {
     grpc.StatusCode.UNAVAILABLE: ErrorCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.UNAVAILABLE,
     grpc.StatusCode.PERMISSION_DENIED: ErrorCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED: ErrorCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED: ErrorCode.UNAUTHENTICATED,
 }
 
 
@@ -61,17 +62,27 @@ def _pack(msg: object) -> any_pb2.Any:
     return packed
 
 
-def to_grpc_status(err: PlasmaError) -> grpc.Status:
+class _Status(grpc.Status):  # type: ignore[misc]
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[tuple[str, object], ...]):
+        self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
+
+
+def to_grpc_status(err: PlasmaError, request_id: str = "") -> grpc.Status:
+    """The status for `err`; with `request_id`, the message ends `(request id ...)` and the trailing
+    metadata carries `x-request-id`, so a caller can quote it."""
     grpc_code = TABLE.get(err.code, (grpc.StatusCode.INTERNAL, PlasmaError))[0]
     info = error_details_pb2.ErrorInfo(reason=str(err.code), domain=DOMAIN)
     if err.field:
         info.metadata["field"] = err.field
     detail = types_pb2.ErrorDetail(code=str(err.code), field=err.field or "", retryable=err.retryable)
+    message = f"{err.message} (request id {request_id})" if request_id else err.message
     status = status_pb2.Status(
-        code=getattr(code_pb2, grpc_code.name), message=err.message, details=[_pack(info), _pack(detail)]
+        code=getattr(code_pb2, grpc_code.name), message=message, details=[_pack(info), _pack(detail)]
     )
     result: grpc.Status = rpc_status.to_status(status)
-    return result
+    if not request_id:
+        return result
+    return _Status(result.code, result.details, (*result.trailing_metadata, ("x-request-id", request_id)))
 
 
 def error_from_detail(code: ErrorCode, message: str, field: str | None) -> PlasmaError:

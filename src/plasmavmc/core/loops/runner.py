@@ -1,14 +1,16 @@
 """The leader's control loops (spec §10.3): level-triggered, watch-driven, safe to run twice.
 
 - pending: operations in flight (`plasmavmc/scheduler/pending/...`) whose owner is no longer a live
-  server are adopted and finished (`core/loops/adopt.py`); woken by changes under the pending prefix and in
-  the live-server registry (a replica's lease ending), and every `interval` anyway;
+  server, or whose own lease ended (no progress: `core/pending.py`), are adopted and finished
+  (`core/loops/adopt.py`); woken by changes under the pending prefix and in the live-server registry (a
+  replica's lease ending), and every `interval` anyway;
 - heartbeat: nodes silent past the timeout become NOT_READY; it sleeps until the earliest node could
   expire;
 - reconcile: desired vs actual on the VM records (`core/loops/reconcile.py`); woken by VM changes, at most
   once per `min_gap`, and every `interval` anyway. The pass works from a watched index of VM states
   (`core/loops/vm_states.py`, which is also its doorbell); the full pass that decodes every record runs at
-  least every `FULL_PASS_INTERVAL` seconds, and whenever the index is not ready.
+  least every `FULL_PASS_INTERVAL` seconds, and whenever the index is not ready;
+- events: the VM event history is bounded (`core/loops/event_retention.py`), every `EVENTS_INTERVAL`.
 
 Each pass reads the whole current state and acts on it, never on the event that woke it, so a missed,
 repeated or compacted watch only delays work by one interval: the watch is a doorbell, not a queue.
@@ -24,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from plasmavmc.core import pending
 from plasmavmc.core.context import Core
+from plasmavmc.core.loops import event_retention
 from plasmavmc.core.loops.adopt import finish_operation
 from plasmavmc.core.loops.reconcile import heartbeat_pass, reconcile_indexed, reconcile_once
 from plasmavmc.core.loops.vm_states import VmStates
@@ -37,6 +40,7 @@ LiveServers = Callable[[], Awaitable[set[str]]]
 DEFAULT_INTERVAL = 2.0
 RECONCILE_MIN_GAP = 0.5
 FULL_PASS_INTERVAL = 60.0  # seconds between full reconcile passes (the safety net under the index)
+EVENTS_INTERVAL = 60.0  # seconds between event retention passes (core/loops/event_retention.py)
 
 
 class Doorbell:
@@ -80,8 +84,7 @@ class PendingLoop:
         for kv in await self._core.store.list_all(keys.PENDING):
             if kv.key in self._active:
                 continue
-            owner = pending.Pending.decode(kv.value).owner
-            if owner in live:
+            if not pending.due(pending.Pending.decode(kv.value), live, time.time_ns()):
                 continue
             self._active[kv.key] = asyncio.create_task(self._finish(kv))
 
@@ -92,7 +95,8 @@ class PendingLoop:
             if op is None:
                 return  # someone else changed it first
             try:
-                await finish_operation(self._core, op)
+                async with pending.renewing(store, op):
+                    await finish_operation(self._core, op)
             except BaseException as err:
                 with contextlib.suppress(PlasmaError):
                     await pending.release(store, op)  # ownerless again: a later pass retries
@@ -135,6 +139,10 @@ async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEF
         await pending_bell.wait(interval)
         return 0.0
 
+    async def events_step() -> float:
+        await event_retention.compact(core.store, core.event_retention)
+        return EVENTS_INTERVAL
+
     async def heartbeat_step() -> float:
         return min(await heartbeat_pass(core), interval * 5)
 
@@ -156,6 +164,7 @@ async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEF
             group.create_task(vm_states.run())
             group.create_task(_repeat("pending", pending_step, interval))
             group.create_task(_repeat("heartbeat", heartbeat_step, interval))
+            group.create_task(_repeat("events", events_step, EVENTS_INTERVAL))
             group.create_task(_repeat("reconcile", reconcile_step, interval))
     finally:
         adopter.cancel_all()

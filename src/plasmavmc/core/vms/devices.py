@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 from plasmavmc import validation
 from plasmavmc.core import quotas
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.lifecycle import BOOTABLE_FORMATS
 from plasmavmc.errors import Conflict, InvalidArgument, InvalidState, PlasmaError
 from plasmavmc.hypervisor.registry import check_spec_for
-from plasmavmc.metrics import OPERATIONS
+from plasmavmc.observe.metrics import OPERATIONS
 from plasmavmc.store.base import Write
 from plasmavmc.store.records import Versioned, replace
 from plasmavmc.types import codec
@@ -47,9 +48,10 @@ async def _record(core: Core, ref: VmRef, change: Callable[[VirtualMachine], Vir
             found = await core.find_vm(ref)
             updated = change(found.value)
             write = Write(found.key, codec.dumps(updated), found.revision)
+            described = vm_events.derive_writes(found.value, updated)
             try:
                 await quotas.commit_charged(core.store, updated.org_id, updated.project_id,
-                                            QuotaUsage(storage_gib=storage_gib), [write])
+                                            QuotaUsage(storage_gib=storage_gib), [write, *described])
             except Conflict:
                 continue
             OPERATIONS.labels(operation, "ok").inc()

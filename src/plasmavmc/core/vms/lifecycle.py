@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms import placement
-from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, PlasmaError
+from plasmavmc.core.vms import boot, placement
+from plasmavmc.core.vms import events as vm_events
+from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.common import boot_disk
 from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.hypervisor.spec_check import BootImage
-from plasmavmc.metrics import OPERATIONS, SCHEDULER_LATENCY
+from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
 from plasmavmc.store.base import Page, Write
 from plasmavmc.store.records import Versioned, decode, mutate, read, replace, retry_on_conflict
@@ -29,7 +30,7 @@ from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
 from plasmavmc.types.states import VmState, check_transition, transition
-from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmSpec
+from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmSpec, VmStatus
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE = 100
@@ -90,6 +91,7 @@ def _validate(req: CreateVm) -> None:
 
 
 async def create(core: Core, req: CreateVm) -> VirtualMachine:
+    accepted = boot.now()
     _validate(req)
     images = await images_for(core, req.org_id, req.spec)
     check_spec_for(req.hypervisor, req.spec, boot_image(req.spec, images))
@@ -106,6 +108,7 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
         created_by=req.created_by,
         labels=req.labels,
         metadata=req.metadata,
+        status=VmStatus(boot=boot.accepted(accepted)),
     )
     key = keys.vm(vm.org_id, vm.project_id, vm.id)
     name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
@@ -113,7 +116,8 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
     # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
     op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
     try:
-        claims = [Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0), pending.begin_write(op)]
+        claims = [Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0), pending.begin_write(op),
+                  *vm_events.created(vm)]
         rev = await quotas.commit_charged(core.store, vm.org_id, vm.project_id, usage, claims)
     except Conflict:
         raise AlreadyExists(
@@ -138,7 +142,8 @@ async def place(core: Core, vm: Versioned[VirtualMachine]) -> Versioned[VirtualM
 
     def placer(current: VirtualMachine, node_id: str) -> VirtualMachine:
         state = transition(current.state, VmState.CREATING, vm_id=current.id, operation="place")
-        return replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
+        placed = replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
+        return boot.stamped(placed, placed_at=boot.now())
 
     result = await placement.claim(core, vm, placer)
     SCHEDULER_LATENCY.observe(time.perf_counter() - started)
@@ -151,13 +156,17 @@ async def provision(
 ) -> VirtualMachine:
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
     (with reason) if it fails."""
+    def _made(v: VirtualMachine) -> VirtualMachine:
+        return boot.stamped(_moved(v, VmState.STOPPED, "create"), image_ready_at=ready_at)
+
     try:
         agent = await core.agent_for(vm.value)
         await agent.create_vm(vm.value, images)
+        ready_at = boot.now()
     except PlasmaError as err:
         await set_error(core, vm.key, f"create failed: {err.message}")
         raise
-    stopped = await drive.last_step(VirtualMachine, vm.key, lambda v: _moved(v, VmState.STOPPED, "create"), known=vm)
+    stopped = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
     return stopped.value
 
 
@@ -246,6 +255,8 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
         try:
             agent = await core.agent_for(vm.value)
             await agent.delete_vm(vm.value.id)
+        except NodeNotFound:  # the node was deleted (`node delete --force`): nothing left to clean there
+            log.warning("vm %s: node %s no longer exists; nothing to clean up there", vm.value.id, vm.value.node_id)
         except PlasmaError as err:
             log.warning("vm %s: cleanup on node %s deferred: %s", vm.value.id, vm.value.node_id, err)
             return False
@@ -261,6 +272,7 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
             Write(vm.key, None, current.revision),
             Write(keys.vm_name(vm.value.org_id, vm.value.project_id, vm.value.name), None),
             *placement.release_writes(current.value, node),
+            *vm_events.deleted(current.value),
         ]
         gone = -quotas.usage_of(vm.value)
         await quotas.commit_charged(core.store, vm.value.org_id, vm.value.project_id, gone, writes)
