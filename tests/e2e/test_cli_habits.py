@@ -20,6 +20,7 @@ from plasmavmc.types.states import VmState
 from tests.e2e.simulated import SimCluster, sim_cluster
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("PLASMAVMC_") and k != "NO_COLOR"}
+ENV["PLASMAVMC_CREDENTIALS"] = os.environ["PLASMAVMC_CREDENTIALS"]  # the session's admin key (tests/conftest.py)
 
 
 async def run(c: SimCluster, *argv: str, env: dict[str, str] | None = None,

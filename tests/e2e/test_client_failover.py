@@ -80,9 +80,9 @@ async def test_cli_takes_endpoints_and_says_which_answered(
     monkeypatch.delenv("PLASMAVMC_ENDPOINTS")
     assert await asyncio.to_thread(main, ["-v", "--config", str(config), "--org", "org-c", "quota", "get"]) == 0
     assert f"answered by {replicas['b'].api}" in capsys.readouterr().err
-    config.write_text('endpoints = "not a list"\n')
-    assert await asyncio.to_thread(main, ["--config", str(config), "quota", "get"]) == 1
-    assert "expected only `endpoints" in capsys.readouterr().err
+    config.write_text("endpoints = 42\n")
+    assert await asyncio.to_thread(main, ["--config", str(config), "quota", "get"]) == 2  # nothing sent
+    assert "endpoints must be a list of URLs" in capsys.readouterr().err
 
 
 def test_only_reads_or_never_sent_calls_are_resent() -> None:
