@@ -3,32 +3,36 @@
 `Versioned` pairs a domain record with the store revision it was read at; every write passes that
 revision back as the expectation, so two writers can never both win. `mutate()` is the retry loop for
 read-modify-write: the function it applies may raise (e.g. INVALID_STATE), and then nothing is written.
+A record type may have a deriver (`on_change`): writes that describe a change (VM events), computed
+from the old and new record and committed with it.
 Both retry loops back off (jittered, growing to `MAX_BACKOFF`) after each lost race, so writers of one
 hot record (a node, a quota) take turns instead of spinning until they give up with CONFLICT.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from plasmavmc.errors import Conflict, NotFound, PlasmaError
 from plasmavmc.store.base import KeyValue, Store, Write
+from plasmavmc.store.cas import MAX_BACKOFF, MAX_CAS_RETRIES, attempts, backoff
 from plasmavmc.types import codec
 
 T = TypeVar("T")
+__all__ = ["MAX_BACKOFF", "MAX_CAS_RETRIES", "Versioned", "backoff", "decode", "mutate", "read", "replace",
+           "retry_on_conflict"]
 
-MAX_CAS_RETRIES = 60
-MAX_BACKOFF = 0.05  # seconds: the longest pause between two attempts of one retry loop
+
+Deriver = Callable[[Any, Any], Sequence[Write]]
+_DERIVERS: dict[type, Deriver] = {}
 
 
-async def backoff(attempt: int) -> None:
-    """Pause after the `attempt`-th lost race (0-based): up to 1 ms, doubling to `MAX_BACKOFF`, jittered."""
-    await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF, 0.001 * 2**attempt)))
+def on_change(cls: type[T], deriver: Callable[[T, T], Sequence[Write]]) -> None:
+    """Commit `deriver(old, new)`'s writes with every `mutate` of a `cls` record."""
+    _DERIVERS[cls] = deriver
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ async def mutate(
     `known` (the record as the caller last wrote it) saves the first read; only the stored record
     decides: a stale copy loses the compare-and-swap, and a copy `fn` refuses or leaves unchanged is
     read again. `also` is committed with the record's write (alone if the record needs no change)."""
-    for attempt in range(MAX_CAS_RETRIES):
+    for attempt in attempts(key):
         guessed, current, known = known is not None, known or await read(store, cls, key), None
         if current is None:
             raise missing()
@@ -77,13 +81,15 @@ async def mutate(
             if also:
                 await store.commit(also)
             return current
+        derive = _DERIVERS.get(cls)
+        derived = derive(current.value, updated) if derive is not None else ()
         try:
-            rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also])
+            rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also, *derived])
         except Conflict:
             await backoff(attempt)
             continue
         return Versioned(updated, rev, key)
-    raise Conflict(f"{key}: too many concurrent updates, try again")
+    raise AssertionError("unreachable: attempts() raises when exhausted")
 
 
 async def retry_on_conflict(op: Callable[[], Awaitable[T]]) -> T:

@@ -10,7 +10,8 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from plasmavmc.errors import PlasmaError, Unimplemented
+from plasmavmc.errors import ErrorCode, PlasmaError, Unimplemented
+from plasmavmc.observe import logctx
 from plasmavmc.wire.status import to_grpc_status
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,15 @@ ServicerContext: TypeAlias = Any
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+    request_id = logctx.get("request_id")
     if isinstance(exc, PlasmaError):
-        await context.abort_with_status(to_grpc_status(exc))
+        level = logging.ERROR if exc.code == ErrorCode.INTERNAL else logging.WARNING
+        log.log(level, "%s failed: %s: %s", method, exc.code, exc.message,
+                extra={"code": str(exc.code), "field": exc.field or ""})
+        await context.abort_with_status(to_grpc_status(exc, request_id))
     log.exception("unexpected error in %s", method)
-    await context.abort_with_status(to_grpc_status(PlasmaError(f"internal error in {method}: {type(exc).__name__}")))
+    internal = PlasmaError(f"internal error in {method}: {type(exc).__name__}")
+    await context.abort_with_status(to_grpc_status(internal, request_id))
 
 
 def unary(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
