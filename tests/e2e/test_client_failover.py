@@ -53,6 +53,9 @@ async def test_client_keeps_working_when_its_replica_dies(three: HaCluster) -> N
         for victim in ("a", "b"):
             used = client.answered_by
             replicas[victim].proc.kill()
+            # a read first: a change whose connection the kill cut mid-call is (truthfully) not resent
+            assert (await client.get_quota("org-f", "p")).limits.max_vms is not None
+            assert client.answered_by not in (used, addrs[0])
             for n in range(2, 5):  # every call answered, by a live replica
                 quota = await client.set_quota("org-f", "p", ResourceLimits(max_vms=n))
                 assert quota.limits.max_vms == n
@@ -83,6 +86,9 @@ async def test_cli_takes_endpoints_and_says_which_answered(
     config.write_text("endpoints = 42\n")
     assert await asyncio.to_thread(main, ["--config", str(config), "quota", "get"]) == 2  # nothing sent
     assert "endpoints must be a list of URLs" in capsys.readouterr().err
+    config.write_text('endpoint_list = ["x"]\n')  # a typo is an error naming the key, not a default
+    assert await asyncio.to_thread(main, ["--config", str(config), "quota", "get"]) != 0
+    assert "endpoint_list" in capsys.readouterr().err
 
 
 def test_only_reads_or_never_sent_calls_are_resent() -> None:

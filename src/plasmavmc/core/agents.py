@@ -2,10 +2,15 @@
 
 One gRPC channel per agent address, reused; every failure comes back as our error tree (the agent's own
 `PlasmaError` survives the wire through `wire/status.py`; an unreachable agent is `Unavailable`).
+A channel that failed to connect (the agent was down) fails calls at once until its reconnect backoff
+ends; a call on such a channel first gives it up to `RECONNECT_WAIT` to connect, so the first call after
+an agent came back (its heartbeat already made the VM RUNNING) does not fail for a stale backoff.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -27,6 +32,8 @@ CALL_TIMEOUT = 30.0
 DEVICE_TIMEOUT = 120.0  # a hot-unplug waits for the guest to let the device go
 SNAPSHOT_TIMEOUT = 600.0  # a memory snapshot writes all of the guest's RAM
 EXPORT_TIMEOUT = 3600.0  # a disk export flattens and streams a whole disk
+RECONNECT_WAIT = 1.5  # seconds a call waits for a channel in reconnect backoff (its backoff is at most 1 s)
+_NOT_YET = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.CONNECTING)
 
 
 def _translate(exc: grpc.aio.AioRpcError, node: Node) -> PlasmaError:
@@ -39,11 +46,26 @@ def _translate(exc: grpc.aio.AioRpcError, node: Node) -> PlasmaError:
 class AgentClient:
     """The AgentService of one node."""
 
-    def __init__(self, node: Node, stub: agent_pb2_grpc.AgentServiceStub) -> None:
+    def __init__(
+        self, node: Node, stub: agent_pb2_grpc.AgentServiceStub, channel: grpc.aio.Channel | None = None
+    ) -> None:
         self.node = node
         self._stub = stub
+        self._channel = channel
+
+    async def _connected(self) -> None:
+        """If the channel is waiting out a reconnect backoff, let it connect (up to `RECONNECT_WAIT`)."""
+        if self._channel is None:
+            return
+        state = self._channel.get_state(try_to_connect=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RECONNECT_WAIT):
+                while state in _NOT_YET:
+                    await self._channel.wait_for_state_change(state)
+                    state = self._channel.get_state(try_to_connect=True)
 
     async def _call(self, method: str, request: object, timeout: float = CALL_TIMEOUT) -> object:
+        await self._connected()
         try:
             return await getattr(self._stub, method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
@@ -184,7 +206,7 @@ class AgentPool:
             channel = agent_channel(node.agent_address, node.id, self._credentials, RECONNECT_OPTIONS)
             self._channels[key] = channel
             stub = self._stubs[key] = agent_pb2_grpc.AgentServiceStub(channel)
-        return AgentClient(node, stub)
+        return AgentClient(node, stub, self._channels[key])
 
     async def close(self) -> None:
         for channel in self._channels.values():
