@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import dataclasses
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -130,8 +131,11 @@ async def guests(root: Path, runs: int) -> dict[str, object]:
 
 async def main(ports: int, runs: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="pvnet-bench-"))
-    setup = await port_setup(root, ports)
-    traffic = await guests(root, runs)
+    try:
+        setup = await port_setup(root, ports)
+        traffic = await guests(root, runs)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     emit("network_bench", port_setup=setup, guest_to_guest=traffic, runs=runs,
          note="QEMU under TCG: guest CPU bounds both paths; the ratio is what the provider adds")
 
