@@ -9,9 +9,11 @@ from plasmavmc.cli import (
     completion_commands,
     iam_commands,
     image_commands,
+    network_commands,
     node_commands,
     pki_commands,
     quota_commands,
+    sg_commands,
     vm_commands,
 )
 from plasmavmc.cli.common import Subparsers
@@ -21,6 +23,8 @@ AREAS: tuple[Callable[[Subparsers], None], ...] = (
     node_commands.add_parsers,
     image_commands.add_parsers,
     quota_commands.add_parsers,
+    network_commands.add_parsers,
+    sg_commands.add_parsers,
     iam_commands.add_parsers,
     pki_commands.add_parsers,
     completion_commands.add_parsers,

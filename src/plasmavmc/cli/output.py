@@ -111,7 +111,7 @@ def vm_details(vm: VirtualMachine) -> str:
         f"{d.id}={d.source.image_id or d.source.volume_id or '-'}:{d.size_gib}GiB" for d in vm.spec.disks
     )
     nics = ", ".join(f"{n.id}={n.network_id}" + (f"@{n.mac_address}" if n.mac_address else "")
-                     for n in vm.spec.network)
+                     + (f" ip {n.ip_address}" if n.ip_address else "") for n in vm.spec.network)
     labels = ",".join(f"{k}={v}" for k, v in sorted(vm.labels.items()))
     return details([
         ("ID", vm.id),

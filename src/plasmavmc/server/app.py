@@ -18,8 +18,10 @@ from plasmavmc.api.agent_reports import AgentReportServicer
 from plasmavmc.api.auth import AuthInterceptor
 from plasmavmc.api.iam_service import IamServicer
 from plasmavmc.api.image_service import ImageServicer
+from plasmavmc.api.network_service import NetworkServicer
 from plasmavmc.api.node_service import NodeServicer
 from plasmavmc.api.quota_service import QuotaServicer
+from plasmavmc.api.security_group_service import SecurityGroupServicer
 from plasmavmc.api.vm_service import VmServicer
 from plasmavmc.config.schema import package_version
 from plasmavmc.config.server import ServerSettings
@@ -52,7 +54,15 @@ from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.etcd_conn import EtcdTls
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.vm import HypervisorType
-from plasmavmc.v1 import agent_pb2_grpc, iam_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import (
+    agent_pb2_grpc,
+    iam_pb2_grpc,
+    image_pb2_grpc,
+    network_pb2_grpc,
+    node_pb2_grpc,
+    quota_pb2_grpc,
+    vm_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
@@ -127,6 +137,8 @@ def grpc_server(core: Core, settings: ServerSettings, iam: Iam,
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
+    network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(core), server)
+    network_pb2_grpc.add_SecurityGroupServiceServicer_to_server(SecurityGroupServicer(core), server)
     reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
     agent_pb2_grpc.add_AgentServiceServicer_to_server(reports, server)
     if settings.server.tls is not None:
