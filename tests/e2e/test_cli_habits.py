@@ -19,13 +19,17 @@ from plasmavmc.types.node import NodeCapacity
 from plasmavmc.types.states import VmState
 from tests.e2e.simulated import SimCluster, sim_cluster
 
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("PLASMAVMC_") and k != "NO_COLOR"}
-ENV["PLASMAVMC_CREDENTIALS"] = os.environ["PLASMAVMC_CREDENTIALS"]  # the session's admin key (tests/conftest.py)
+KEEP = ("PLASMAVMC_CREDENTIALS", "PLASMAVMC_BOOTSTRAP_CREDENTIAL")  # the test session's admin credential
+
+
+def _env() -> dict[str, str]:
+    """The environment without the caller's CLI settings (read at call time: conftest sets credentials)."""
+    return {k: v for k, v in os.environ.items() if (not k.startswith("PLASMAVMC_") or k in KEEP) and k != "NO_COLOR"}
 
 
 async def run(c: SimCluster, *argv: str, env: dict[str, str] | None = None,
               stdin: bytes | None = None) -> tuple[int, bytes, str]:
-    environ = {**ENV, "PLASMAVMC_ENDPOINT": c.api, "PLASMAVMC_CLI_CONFIG": str(c.root / "none.toml"), **(env or {})}
+    environ = {**_env(), "PLASMAVMC_ENDPOINT": c.api, "PLASMAVMC_CLI_CONFIG": str(c.root / "none.toml"), **(env or {})}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "plasmavmc.cli", *argv, env=environ, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

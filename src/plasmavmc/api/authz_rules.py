@@ -116,7 +116,9 @@ SG = "/plasmavmc.v1.SecurityGroupService/"
 RULES: dict[str, Rule] = {
     VM + "CreateVm": _rule("plasmavmc:vms:create", lambda r: project_scope(r.org_id, r.project_id, "vm")),
     VM + "GetVm": _vm("get", False),
-    VM + "ListVms": _rule("plasmavmc:vms:list", lambda r: project_scope(r.org_id, r.project_id, "vm"), False),
+    # all_projects: the whole org's VMs, so the caller needs the permission on the org (admins)
+    VM + "ListVms": _rule("plasmavmc:vms:list", lambda r: org_scope(r.org_id, "vm") if r.all_projects
+                          else project_scope(r.org_id, r.project_id, "vm"), False),
     VM + "UpdateVm": _vm("update"),
     VM + "DeleteVm": _vm("delete"),
     VM + "StartVm": _vm("start"),

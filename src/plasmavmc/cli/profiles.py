@@ -45,7 +45,7 @@ class Profile:
         if value is None:
             return None
         if key == "endpoints":
-            items = [value] if isinstance(value, str) else value
+            items = value
             if not isinstance(items, list) or not all(isinstance(e, str) for e in items):
                 raise ProfileError(f"profile {self.name or '(top level)'}: endpoints must be a list of URLs")
             return items
@@ -64,7 +64,11 @@ def config_file(env: Mapping[str, str], path: str | None = None) -> tuple[Path, 
 
 
 def _normal(section: Mapping[str, Any]) -> dict[str, Any]:
-    return {ALIASES.get(k, k): v for k, v in section.items() if k not in ("clouds", "default_cloud")}
+    """Aliases to their key; `endpoint = "URL"` (one) becomes `endpoints = ["URL"]`."""
+    found = {ALIASES.get(k, k): v for k, v in section.items() if k not in ("clouds", "default_cloud")}
+    if "endpoint" in section and isinstance(section["endpoint"], str):
+        found["endpoints"] = [section["endpoint"]]
+    return found
 
 
 def load_profile(name: str | None, env: Mapping[str, str], path: str | None = None) -> Profile:
