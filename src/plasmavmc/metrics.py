@@ -15,3 +15,6 @@ NODE_CAPACITY_VCPUS = Gauge("plasmavmc_node_capacity_vcpus", "Node vCPU capacity
 NODE_ALLOCATED_VCPUS = Gauge("plasmavmc_node_allocated_vcpus", "Allocated vCPUs", ["node"])
 SCHEDULER_LATENCY = Histogram("plasmavmc_scheduler_latency_seconds", "Scheduling latency")
 HEARTBEAT_AGE = Gauge("plasmavmc_agent_heartbeat_age_seconds", "Time since heartbeat", ["node"])
+CORRUPT_RECORDS = Counter(
+    "plasmavmc_corrupt_records_total", "Stored records that failed to decode (skipped or moved aside)", ["kind"]
+)

@@ -25,6 +25,7 @@ from plasmavmc.errors import PlasmaError
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
 from plasmavmc.shutdown import until_terminated
+from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ async def run(settings: AgentSettings) -> None:
     vms = NodeVms(settings.agent.node_id, registry, cache, reporter)
     await vms.adopt()
     cache.prune_pins(set(vms.handles))
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[RequestGuard()])
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), server)
     if settings.agent.tls is not None:
         server.add_secure_port(settings.agent.addr, server_credentials(settings.agent.tls))

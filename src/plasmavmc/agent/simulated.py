@@ -38,6 +38,7 @@ from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.image import Image
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.vm import HypervisorType, VirtualMachine
+from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)
 AGENT_VERSION = "simulated"
@@ -145,7 +146,7 @@ class SimulatedFleet:
 
     async def start(self) -> None:
         """Serve AgentService, register every node (first heartbeat), then heartbeat periodically."""
-        self._server = grpc.aio.server()
+        self._server = grpc.aio.server(interceptors=[RequestGuard()])
         agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.vms), self._server)
         self._server.add_insecure_port(self.addr)
         await self._server.start()

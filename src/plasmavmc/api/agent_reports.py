@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plasmavmc import validation
+from plasmavmc import validation, validation_reports
 from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
 from plasmavmc.api.convert import enum_from_proto, enum_to_proto, from_proto
 from plasmavmc.api.edge import ServicerContext, answer_unserved, unary
@@ -30,8 +30,7 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @unary
     async def Heartbeat(self, request: agent_pb2.HeartbeatRequest, context: Ctx) -> Any:
-        reported = from_proto(Node, request.node)
-        validation.name(reported.id, "node.id")
+        reported = validation_reports.node(from_proto(Node, request.node))
         node = await self.core.nodes.heartbeat(reported)
         for vm in request.vms:
             vm_id = validation.vm_id(vm.vm_id)

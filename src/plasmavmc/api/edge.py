@@ -1,5 +1,6 @@
 """Decorators every servicer method goes through: our errors become gRPC statuses (via `status.py`),
-anything unexpected is logged and answered INTERNAL without leaking a traceback to the caller."""
+anything unexpected is logged with a request id and answered INTERNAL with that id, without leaking
+a traceback to the caller."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import grpc
 
 from plasmavmc.api.status import to_grpc_status
 from plasmavmc.errors import PlasmaError, Unimplemented
+from plasmavmc.wire.guard import internal
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -22,8 +24,7 @@ ServicerContext: TypeAlias = Any
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
     if isinstance(exc, PlasmaError):
         await context.abort_with_status(to_grpc_status(exc))
-    log.exception("unexpected error in %s", method)
-    await context.abort_with_status(to_grpc_status(PlasmaError(f"internal error in {method}: {type(exc).__name__}")))
+    await context.abort_with_status(to_grpc_status(internal(method, exc)))
 
 
 def unary(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
@@ -54,13 +55,18 @@ def stream(fn: Callable[..., AsyncIterator[R]]) -> Callable[..., AsyncIterator[R
     return wrapper
 
 
-def unimplemented(feature: str) -> Callable[..., Awaitable[Any]]:
-    """A servicer method for an RPC whose feature has not landed: UNIMPLEMENTED, naming the feature."""
+def unimplemented(feature: str, streaming: bool = False) -> Callable[..., Any]:
+    """A servicer method for an RPC whose feature has not landed: UNIMPLEMENTED, naming the feature
+    (an async generator when the RPC answers with a stream, as gRPC expects of those)."""
 
     async def method(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort_with_status(to_grpc_status(Unimplemented(f"not implemented yet: {feature}")))
 
-    return method
+    async def stream_method(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await method(self, request, context)
+        yield  # unreachable: abort raises; makes this an async generator
+
+    return stream_method if streaming else method
 
 
 def answer_unserved(servicer: type, service: Any, why: str) -> None:
@@ -68,4 +74,4 @@ def answer_unserved(servicer: type, service: Any, why: str) -> None:
     ServiceDescriptor) it does not define itself: for services whose RPCs two processes split."""
     for method in service.methods:
         if method.name not in servicer.__dict__:
-            setattr(servicer, method.name, unimplemented(why))
+            setattr(servicer, method.name, unimplemented(why, method.server_streaming))

@@ -18,6 +18,7 @@ from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.lifecycle import BOOTABLE_FORMATS
 from plasmavmc.core.records import Versioned, replace
 from plasmavmc.errors import Conflict, InvalidArgument, InvalidState, PlasmaError
+from plasmavmc.limits import MAX_DISKS_PER_VM, MAX_NICS_PER_VM
 from plasmavmc.metrics import OPERATIONS
 from plasmavmc.store.base import Write
 from plasmavmc.types import codec
@@ -83,6 +84,8 @@ async def attach_disk(core: Core, ref: VmRef, disk: DiskSpec) -> VirtualMachine:
     vm = found.value
     if any(d.id == disk.id for d in vm.spec.disks):
         raise InvalidArgument("disk.id", f"VM {vm.id} already has a disk {disk.id!r}")
+    if len(vm.spec.disks) >= MAX_DISKS_PER_VM:
+        raise InvalidArgument("disk", f"VM {vm.id} already has the most disks a VM may have ({MAX_DISKS_PER_VM})")
     agent = await core.agent_for(vm)
     await agent.attach_disk(vm, disk, await _image_for(core, vm, disk))
     return await _record(core, ref, lambda v: _respec(v, disks=(*v.spec.disks, disk)), disk.size_gib,
@@ -113,6 +116,8 @@ async def attach_nic(core: Core, ref: VmRef, nic: NetworkSpec) -> VirtualMachine
     vm = found.value
     if any(n.id == nic.id for n in vm.spec.network):
         raise InvalidArgument("nic.id", f"VM {vm.id} already has a NIC {nic.id!r}")
+    if len(vm.spec.network) >= MAX_NICS_PER_VM:
+        raise InvalidArgument("nic", f"VM {vm.id} already has the most NICs a VM may have ({MAX_NICS_PER_VM})")
     agent = await core.agent_for(vm)
     await agent.attach_nic(vm.id, nic)
     return await _record(core, ref, lambda v: _respec(v, network=(*v.spec.network, nic)), 0,

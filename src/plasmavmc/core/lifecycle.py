@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from plasmavmc import validation
 from plasmavmc.core import pending, placement, quotas
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.records import Versioned, decode, mutate, read, replace, retry_on_conflict
+from plasmavmc.core.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, PlasmaError
 from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.metrics import OPERATIONS, SCHEDULER_LATENCY
@@ -179,7 +179,7 @@ async def list_vms(
     page: Page = await core.store.list(
         prefix, start_after=prefix + token if token else None, limit=page_size or DEFAULT_PAGE
     )
-    vms = [decode(VirtualMachine, kv).value for kv in page.items]
+    vms = [found.value for found in decode_all(VirtualMachine, page.items)]
     next_token = page.next_start_after.removeprefix(prefix) if page.next_start_after else ""
     return vms, next_token
 

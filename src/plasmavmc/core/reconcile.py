@@ -16,7 +16,7 @@ from collections import Counter
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.lifecycle import finish_delete
-from plasmavmc.core.records import decode, read
+from plasmavmc.core.records import decode_all, read
 from plasmavmc.core.vm_states import VmStates
 from plasmavmc.metrics import HEARTBEAT_AGE, NODE_ALLOCATED_VCPUS, NODE_CAPACITY_VCPUS, VMS_TOTAL
 from plasmavmc.store import keys
@@ -48,8 +48,7 @@ async def reconcile_once(core: Core) -> None:
     """The full pass: read and decode every VM record."""
     now = time.time()
     states: Counter[VmState] = Counter()
-    for kv in await core.store.list_all(keys.VMS):
-        vm = decode(VirtualMachine, kv)
+    for vm in decode_all(VirtualMachine, await core.store.list_all(keys.VMS)):
         states[vm.value.state] += 1
         if vm.value.state == VmState.DELETED and now - vm.value.updated_at > DELETE_GRACE:
             await finish_delete(core, vm)

@@ -9,7 +9,7 @@ caller may not see, exactly as for one that does not exist.
 from __future__ import annotations
 
 from plasmavmc import validation
-from plasmavmc.core.records import Versioned, decode, read
+from plasmavmc.core.records import Versioned, decode_all, read
 from plasmavmc.errors import ImageNotFound
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
@@ -41,16 +41,16 @@ class ImageCatalog:
             found = await read(self._store, Image, key)
             if found is not None and visible(found.value, org_id):
                 return found.value
-        for kv in await self._store.list_all(keys.IMAGES):
-            image = decode(Image, kv).value
+        for found in decode_all(Image, await self._store.list_all(keys.IMAGES)):
+            image = found.value
             if image.id == image_id and visible(image, org_id):
                 return image
         raise ImageNotFound(f"image {image_id!r} does not exist or is not visible to org {org_id!r}", field=field)
 
     async def list(self, org_id: str) -> list[Image]:
         out = []
-        for kv in await self._store.list_all(keys.IMAGES):
-            image = decode(Image, kv).value
+        for found in decode_all(Image, await self._store.list_all(keys.IMAGES)):
+            image = found.value
             if visible(image, org_id):
                 out.append(image)
         return sorted(out, key=lambda i: (i.name, i.id))

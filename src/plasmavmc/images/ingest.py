@@ -64,7 +64,7 @@ def check_new(new: NewImage) -> None:
         raise InvalidArgument("min_disk_gib", f"at most {validation.MAX_DISK_GIB}")
     if new.min_memory_mib > validation.MAX_MEMORY_MIB:
         raise InvalidArgument("min_memory_mib", f"at most {validation.MAX_MEMORY_MIB}")
-    validation.labels(new.metadata, "metadata")
+    validation.image_metadata(new.metadata)
 
 
 def check_sharing(org_id: str, visibility: Visibility | None, shared_orgs: tuple[str, ...]) -> None:

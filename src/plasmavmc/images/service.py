@@ -39,7 +39,7 @@ from typing import Protocol
 
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
-from plasmavmc.core.records import Versioned, decode, mutate, read, replace, retry_on_conflict
+from plasmavmc.core.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
 from plasmavmc.errors import ImageNotFound, InvalidArgument, InvalidState, PermissionDenied, PlasmaError, Unimplemented
 from plasmavmc.images import ingest, qemu_img
 from plasmavmc.images.catalog import ImageCatalog, key_of
@@ -179,7 +179,7 @@ class ImageService:
                 raise Unimplemented("images from a VM's disk are not available in this process")
             snapshot, base = await self.vm_disks.check(new.org_id, source.snapshot)
             new = _inherit(new, base)
-            validation.labels(new.metadata, "metadata")
+            validation.image_metadata(new.metadata)
             created, op = await self._create(_record(new, ImageStatus.PENDING, ImageSource(snapshot=snapshot)))
             self._background(op, self._import_vm_disk(created, new, snapshot))
             return created.value
@@ -313,12 +313,12 @@ class ImageService:
 
     async def _users(self, image_id: str) -> list[str]:
         users = []
-        for kv in await self.store.list_all(keys.VMS):
-            vm = decode(VirtualMachine, kv).value
+        for found in decode_all(VirtualMachine, await self.store.list_all(keys.VMS)):
+            vm = found.value
             if any(d.source.image_id == image_id for d in vm.spec.disks):
                 users.append(f"VM {vm.org_id}/{vm.project_id}/{vm.name}")
-        for kv in await self.store.list_all(keys.IMAGES):
-            other = decode(Image, kv).value
+        for record in decode_all(Image, await self.store.list_all(keys.IMAGES)):
+            other = record.value
             if image_id in (other.metadata.get("kernel_id"), other.metadata.get("ramdisk_id")):
                 users.append(f"image {other.id}")
         return users

@@ -41,6 +41,7 @@ from plasmavmc.store.etcd_conn import EtcdTls
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.vm import HypervisorType
 from plasmavmc.v1 import image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
@@ -77,7 +78,7 @@ async def build_core(settings: ServerSettings) -> Core:
 
 
 def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[RequestGuard()])
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
     images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),

@@ -1,0 +1,191 @@
+"""The request guard every gRPC port runs first (public API, AgentService on server and agent).
+
+A gRPC interceptor that, before any servicer code runs, turns each request into either a checked
+message or an INVALID_ARGUMENT answer naming the field:
+
+- bytes that do not decode as the method's request type (the stock gRPC answer would be UNKNOWN);
+- an enum field holding a number the proto does not define (proto3 enums are open: the parser keeps it);
+- an UNSPECIFIED value inside a repeated enum or a map of enums (a list of "nothing" is never meant);
+- a string or bytes field longer than `MAX_FIELD_BYTES` (the field-specific limits live in
+  `validation.py`; this is the floor under all of them), or a repeated field / map with more than
+  `MAX_REPEATED` entries.
+
+It also gives any exception that escapes a servicer a request id: the answer is INTERNAL carrying the id,
+the log has the traceback and the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from plasmavmc.api.status import to_grpc_status
+from plasmavmc.errors import InvalidArgument, PlasmaError
+
+log = logging.getLogger(__name__)
+MAX_FIELD_BYTES = 64 * 1024
+#: image upload chunks are the one field allowed to be large (gRPC's own 4 MiB message cap bounds them)
+BULK_FIELDS = frozenset({"plasmavmc.v1.UploadImageRequest.chunk"})
+MAX_REPEATED = 1024
+DRAIN_SECONDS = 1.0
+
+
+class _Undecodable:
+    """What the guarded deserializer returns for bytes that are not a message of the method's type."""
+
+    def __init__(self, error: PlasmaError) -> None:
+        self.error = error
+
+
+def internal(method: str, exc: BaseException) -> PlasmaError:
+    """The INTERNAL error to answer for an unexpected exception, logged with its traceback under a
+    fresh request id that the answer carries too."""
+    request_id = uuid.uuid4().hex[:16]
+    log.error("unexpected error in %s (request id %s)", method, request_id, exc_info=exc)
+    return PlasmaError(f"internal error in {method}: {type(exc).__name__} (request id {request_id})")
+
+
+def _check_enum(fd: FieldDescriptor, value: int, where: str, repeated: bool) -> None:
+    enum = fd.enum_type
+    assert enum is not None
+    known = enum.values_by_number
+    if value not in known:
+        raise InvalidArgument(where, f"{value} is not a {enum.name} value")
+    if repeated and value == 0:
+        raise InvalidArgument(where, f"{known[0].name} is not allowed in a list")
+
+
+def _check_value(fd: FieldDescriptor, value: Any, where: str, repeated: bool) -> None:
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        check_message(value, where)
+    elif fd.type == FieldDescriptor.TYPE_ENUM:
+        _check_enum(fd, value, where, repeated)
+    elif isinstance(value, str | bytes) and len(value) > MAX_FIELD_BYTES and fd.full_name not in BULK_FIELDS:
+        raise InvalidArgument(where, f"longer than {MAX_FIELD_BYTES} bytes ({len(value)})")
+
+
+def check_message(msg: Message, prefix: str = "") -> None:
+    """Raise `InvalidArgument` naming the first field of `msg` the guard refuses (see module docstring)."""
+    for fd, value in msg.ListFields():
+        where = f"{prefix}{fd.name}"
+        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            if len(value) > MAX_REPEATED:
+                raise InvalidArgument(where, f"at most {MAX_REPEATED} entries")
+            key_fd, val_fd = fd.message_type.fields_by_name["key"], fd.message_type.fields_by_name["value"]
+            for key in value:
+                _check_value(key_fd, key, f"{where}[{str(key)[:40]}]", False)
+                _check_value(val_fd, value[key], f"{where}[{str(key)[:40]}]", True)
+        elif fd.is_repeated:
+            if len(value) > MAX_REPEATED:
+                raise InvalidArgument(where, f"at most {MAX_REPEATED} entries")
+            for i, item in enumerate(value):
+                _check_value(fd, item, f"{where}[{i}]", True)
+        else:
+            _check_value(fd, value, where, False)
+
+
+def _decoder(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    def decode(data: bytes) -> Any:
+        if deserialize is None:
+            return data
+        try:
+            msg = deserialize(data)
+        except Exception as exc:
+            type_name = getattr(getattr(deserialize, "__self__", None), "__name__", "request")
+            return _Undecodable(InvalidArgument("request", f"not a valid {type_name} message ({type(exc).__name__})"))
+        try:
+            check_message(msg, "")
+        except InvalidArgument as err:
+            return _Undecodable(err)
+        return msg
+
+    return decode
+
+
+async def _refuse(context: grpc.aio.ServicerContext, err: PlasmaError) -> None:
+    await context.abort_with_status(to_grpc_status(err))
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for item in requests:
+        if isinstance(item, _Undecodable):
+            raise item.error
+        yield item
+
+
+async def _drain(requests: Any) -> None:
+    """Read what is left of a refused request stream (bounded by `DRAIN_SECONDS`) before the status
+    goes out: a server that answers a bidirectional stream before reading it races the client's
+    writes, and the client then sees a transport INTERNAL instead of our answer."""
+    async def read_all() -> None:
+        async for _ in requests:
+            pass
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(read_all(), DRAIN_SECONDS)
+
+
+async def _fail(context: grpc.aio.ServicerContext, exc: Exception, method: str, requests: Any) -> None:
+    """Answer for `exc`, which escaped the servicer: our errors as they are, anything else INTERNAL."""
+    if requests is not None:
+        await _drain(requests)
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    await _refuse(context, exc if isinstance(exc, PlasmaError) else internal(method, exc))
+
+
+def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """`handler` with its requests decoded and checked by the guard, and unexpected errors given ids."""
+    kind = ("stream" if handler.request_streaming else "unary") + "_" + (
+        "stream" if handler.response_streaming else "unary")
+    behavior: Callable[..., Any] = getattr(handler, kind)
+
+    async def first(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Undecodable):
+            await _refuse(context, request.error)
+        if handler.request_streaming:
+            return _checked_stream(request)
+        return request
+
+    async def unary_out(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behavior(await first(request, context), context)
+        except Exception as exc:
+            await _fail(context, exc, method, request if handler.request_streaming else None)
+
+    async def stream_out(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for item in behavior(await first(request, context), context):
+                yield item
+        except Exception as exc:
+            await _fail(context, exc, method, request if handler.request_streaming else None)
+
+    wrapped = stream_out if handler.response_streaming else unary_out
+    make = getattr(grpc, f"{kind}_rpc_method_handler")
+    result: grpc.RpcMethodHandler = make(
+        wrapped, request_deserializer=_decoder(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
+    return result
+
+
+class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Install with `grpc.aio.server(interceptors=[RequestGuard()])` on every port."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _guard(handler, handler_call_details.method)

@@ -1,0 +1,142 @@
+"""Fuzz every RPC of every service against a real server and agent: no input may answer INTERNAL or
+UNKNOWN (issue 13).
+
+Services: the public API (VmService, ImageService, NodeService, QuotaService), the AgentService half on
+the server (Heartbeat, ReportStatus) and the AgentService on the agent's port. Each round sends one
+random or boundary message (see `messages.py`; some are plain garbage bytes, sent through a raw channel)
+to every method, until the time budget is spent. Afterwards the server must still list nodes and VMs and
+answer `/ready` 200: nothing the fuzzer stored may poison a list or a probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+
+from plasmavmc.agent.v1 import agent_pb2
+from plasmavmc.client import PlasmaClient
+from plasmavmc.v1 import image_pb2, node_pb2, quota_pb2, vm_pb2
+from tests.conftest import Cluster, start_cluster
+from tests.fuzz.messages import random_message
+
+BUDGET_SECONDS = 45.0
+CALL_TIMEOUT = 5.0
+PARALLEL = 8
+BAD = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+PUBLIC = [m.DESCRIPTOR.services_by_name[n] for m, n in
+          ((vm_pb2, "VmService"), (image_pb2, "ImageService"), (node_pb2, "NodeService"), (quota_pb2, "QuotaService"))]
+AGENT = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
+
+
+@dataclass(frozen=True)
+class Target:
+    where: str
+    channel: grpc.aio.Channel
+    method: object  # a MethodDescriptor
+
+    @property
+    def path(self) -> str:
+        m = self.method
+        return f"/{m.containing_service.full_name}/{m.name}"  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def fuzz_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[Cluster]:
+    c = start_cluster(tmp_path_factory.mktemp("fuzz"), guest_dir, node_id="fuzz-node")
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+async def _stream_in(call: Any, target: Target, seed: int) -> None:
+    """Write 1-3 messages to a request stream, stopping once the server has answered (a server may refuse
+    the first message before it reads the rest), then half-close."""
+    for i in range(1 + seed % 3):
+        if call.done():
+            break
+        try:
+            await call.write(random_message(target.method.input_type, seed * 7 + i))  # type: ignore[attr-defined]
+        except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+            break
+    with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.AioRpcError):
+        await call.done_writing()
+
+
+async def _call(target: Target, seed: int) -> tuple[grpc.StatusCode, str]:
+    m: Any = target.method
+    ch = target.channel
+    try:
+        if m.client_streaming:
+            call: Any = (ch.stream_stream if m.server_streaming else ch.stream_unary)(target.path)(timeout=CALL_TIMEOUT)
+            await _stream_in(call, target, seed)
+            if m.server_streaming:
+                await _drain(call)
+            else:
+                await call
+        elif m.server_streaming:
+            await _drain(ch.unary_stream(target.path)(random_message(m.input_type, seed), timeout=CALL_TIMEOUT))
+        else:
+            await ch.unary_unary(target.path)(random_message(m.input_type, seed), timeout=CALL_TIMEOUT)
+    except grpc.aio.AioRpcError as exc:
+        return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+async def _drain(call: Any) -> None:
+    """Read a few items of a response stream (a followed console never ends by itself)."""
+    count = 0
+    while (item := await call.read()) is not grpc.aio.EOF:
+        count += 1
+        if count >= 4 or not item:
+            call.cancel()
+            return
+
+
+async def test_no_input_answers_internal_or_unknown(fuzz_cluster: Cluster) -> None:
+    agent_addr = tomllib.loads((fuzz_cluster.root / "agent.toml").read_text())["agent"]["addr"]
+    async with grpc.aio.insecure_channel(fuzz_cluster.api) as api, grpc.aio.insecure_channel(agent_addr) as agent:
+        targets = [Target("api", api, m) for s in PUBLIC for m in s.methods]
+        targets += [Target("server-agent", api, m) for m in AGENT.methods]
+        targets += [Target("agent", agent, m) for m in AGENT.methods]
+        bad: list[str] = []
+        calls = 0
+        by_code: dict[str, int] = {}
+        deadline = time.monotonic() + BUDGET_SECONDS
+        seed = 0
+        gate = asyncio.Semaphore(PARALLEL)
+
+        async def one(target: Target, s: int) -> None:
+            nonlocal calls
+            async with gate:
+                code, details = await _call(target, s)
+            calls += 1
+            by_code[code.name] = by_code.get(code.name, 0) + 1
+            if code in BAD:
+                bad.append(f"{target.where} {target.path} seed={s}: {code.name} {details[:200]}")
+
+        while time.monotonic() < deadline:
+            await asyncio.gather(*(one(t, seed * 1000 + i) for i, t in enumerate(targets)))
+            seed += 1
+        print(f"fuzz: {calls} calls over {len(targets)} methods in {seed} rounds: {by_code}")
+        assert not bad, f"{len(bad)} of {calls} calls answered INTERNAL/UNKNOWN:\n" + "\n".join(bad[:40])
+    await _still_serves(fuzz_cluster)
+
+
+async def _still_serves(cluster: Cluster) -> None:
+    async with await PlasmaClient.connect(cluster.api) as client:
+        nodes = await client.list_nodes()
+        assert any(n.id == cluster.node_id for n in nodes)
+        await client.list_all_vms("org-fuzz", "proj-fuzz")
+    async with aiohttp.ClientSession() as session, session.get(f"{cluster.http}/ready") as resp:
+        assert resp.status == 200, await resp.text()
