@@ -38,9 +38,8 @@ from plasmavmc.client import PlasmaClient
 from plasmavmc.config.server import SchedulerSettings
 from plasmavmc.core.agents import AgentPool
 from plasmavmc.core.context import Core
-from plasmavmc.core.nodes import NodeRegistry
-from plasmavmc.core.placement import claim, claim_writes
-from plasmavmc.core.records import Versioned, decode, replace
+from plasmavmc.core.nodes.registry import NodeRegistry
+from plasmavmc.core.vms.placement import claim, claim_writes
 from plasmavmc.errors import PlasmaError
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.local import LocalImageStore
@@ -49,6 +48,7 @@ from plasmavmc.scheduler.framework import NodeView
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
 from plasmavmc.store.etcd import EtcdStore
+from plasmavmc.store.records import Versioned, decode, replace
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types import codec
 from plasmavmc.types.node import Node, NodeCapacity

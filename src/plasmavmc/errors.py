@@ -3,7 +3,7 @@
 Every failure a caller can see is a `PlasmaError` carrying one of the spec's codes (Appendix A, plus the
 few generic ones an API needs) and, where input was at fault, the name of the field. Foreign errors
 (QMP, sqlite, OS, gRPC) are translated into this tree at the boundary where they occur, with
-`raise ... from exc`. The API layer maps `code` to a gRPC status in one table (`api/status.py`).
+`raise ... from exc`. The API layer maps `code` to a gRPC status in one table (`wire/status.py`).
 
     PlasmaError (code, message, field, retryable)
     ├── InvalidArgument        INVALID_ARGUMENT  bad input, names the field

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from plasmavmc.errors import InvalidArgument, InvalidState, NotFound, PlasmaError, Unimplemented
-from plasmavmc.hypervisor.base import ConsoleStream, ExitKind, HypervisorBackend, LocalImage, VmHandle
+from plasmavmc.hypervisor.base import ConsoleStream, HypervisorBackend, LocalImage, VmHandle
 from plasmavmc.hypervisor.process import is_running
 from plasmavmc.images import qemu_img
+from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import BootSpec, ConsoleType, DiskSpec, NetworkSpec, VmSpec
 from tests.contract.backends import BACKEND_FACTORIES, BOOT_DEADLINE_S, BackendProfile, read_until, run

@@ -21,13 +21,14 @@ from pathlib import Path
 import pytest
 
 from plasmavmc.errors import HypervisorError, InvalidArgument, PlasmaError
-from plasmavmc.hypervisor.base import ConsoleStream, ExitKind, LocalImage, UnsupportedFeature, VmHandle
+from plasmavmc.hypervisor.base import ConsoleStream, LocalImage, UnsupportedFeature, VmHandle
 from plasmavmc.hypervisor.firecracker import jail
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
 from plasmavmc.hypervisor.process import is_running
 from plasmavmc.hypervisor.qemu.accel import hardware_kvm
 from plasmavmc.images.guest.build import build_guest
+from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     BootSpec,

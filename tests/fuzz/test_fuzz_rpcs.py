@@ -23,9 +23,8 @@ import aiohttp
 import grpc
 import pytest
 
-from plasmavmc.agent.v1 import agent_pb2
 from plasmavmc.client import PlasmaClient
-from plasmavmc.v1 import image_pb2, node_pb2, quota_pb2, vm_pb2
+from plasmavmc.v1 import agent_pb2, image_pb2, node_pb2, quota_pb2, vm_pb2
 from tests.conftest import Cluster, start_cluster
 from tests.fuzz.messages import random_message
 

@@ -22,8 +22,6 @@ import grpc
 import grpc.aio
 import pytest
 
-from plasmavmc.api.convert import from_proto, to_proto
-from plasmavmc.api.status import to_grpc_status
 from plasmavmc.cli.main import main
 from plasmavmc.client import PlasmaClient
 from plasmavmc.errors import InvalidState, NodeNotFound, PlasmaError, VmNotFound
@@ -32,6 +30,8 @@ from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import CpuSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
 from plasmavmc.v1 import node_pb2, node_pb2_grpc, types_pb2, vm_pb2, vm_pb2_grpc
+from plasmavmc.wire.convert import from_proto, to_proto
+from plasmavmc.wire.status import to_grpc_status
 
 NOW = int(time.time())
 

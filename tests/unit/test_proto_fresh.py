@@ -29,8 +29,7 @@ def test_generated_code_matches_proto(tmp_path: Path) -> None:
 
 
 def test_every_spec_rpc_is_declared() -> None:
-    from plasmavmc.agent.v1 import agent_pb2
-    from plasmavmc.v1 import image_pb2, node_pb2, vm_pb2
+    from plasmavmc.v1 import agent_pb2, image_pb2, node_pb2, vm_pb2
 
     def methods(module: object, service: str) -> set[str]:
         return {m.name for m in module.DESCRIPTOR.services_by_name[service].methods}  # type: ignore[attr-defined]
@@ -76,8 +75,8 @@ def test_every_spec_rpc_is_declared() -> None:
 
 def test_each_side_of_agent_service_names_the_other_for_what_it_does_not_serve() -> None:
     from plasmavmc.agent.service import AgentServicer
-    from plasmavmc.agent.v1 import agent_pb2
     from plasmavmc.api.agent_reports import AgentReportServicer
+    from plasmavmc.v1 import agent_pb2
 
     methods = {m.name for m in agent_pb2.DESCRIPTOR.services_by_name["AgentService"].methods}
     reports = {"Heartbeat", "ReportStatus"}

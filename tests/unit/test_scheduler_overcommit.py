@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from plasmavmc.core.nodes import NodeRegistry, Overcommit
+from plasmavmc.core.nodes.registry import NodeRegistry, Overcommit
 from plasmavmc.scheduler.filters import ResourceFilter
 from plasmavmc.scheduler.framework import NodeView
 from plasmavmc.store.sqlite import SqliteStore

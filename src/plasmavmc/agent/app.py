@@ -18,13 +18,13 @@ from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.node import describe_node
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.agent.service import AgentServicer
-from plasmavmc.agent.v1 import agent_pb2_grpc
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import PlasmaError
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
 from plasmavmc.shutdown import until_terminated
+from plasmavmc.v1 import agent_pb2_grpc
 from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)

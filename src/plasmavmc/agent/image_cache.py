@@ -26,10 +26,10 @@ from pathlib import Path
 import grpc
 
 from plasmavmc import validation
-from plasmavmc.api.status import from_rpc_error
 from plasmavmc.errors import HypervisorError
 from plasmavmc.types.image import Image
 from plasmavmc.v1 import image_pb2, image_pb2_grpc
+from plasmavmc.wire.status import from_rpc_error
 
 log = logging.getLogger(__name__)
 GIB = 1024**3

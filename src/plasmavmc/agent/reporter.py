@@ -12,15 +12,14 @@ from collections.abc import Sequence
 
 import grpc
 
-from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
-from plasmavmc.api.convert import enum_to_proto, to_proto
-from plasmavmc.api.status import from_rpc_error
 from plasmavmc.errors import Unavailable
 from plasmavmc.grpc_tls import target_of
-from plasmavmc.hypervisor.base import ExitKind
 from plasmavmc.types.node import Node
+from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.vm import VmStatus
-from plasmavmc.v1 import node_pb2, types_pb2
+from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2, types_pb2
+from plasmavmc.wire.convert import enum_to_proto, to_proto
+from plasmavmc.wire.status import from_rpc_error
 
 log = logging.getLogger(__name__)
 TIMEOUT = 10.0

@@ -12,14 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from plasmavmc import validation
-from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
 from plasmavmc.agent.vms import NodeVms
-from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
-from plasmavmc.api.edge import ServicerContext, answer_unserved, stream, unary
 from plasmavmc.errors import InvalidArgument, PlasmaError
 from plasmavmc.types.image import Image
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine
-from plasmavmc.v1 import types_pb2, vm_pb2
+from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2, vm_pb2
+from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
+from plasmavmc.wire.edge import ServicerContext, answer_unserved, stream, unary
 
 Ctx = ServicerContext
 ON_CONTROL_PLANE = "served by the control plane, not by a node agent"

@@ -28,7 +28,6 @@ import grpc
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.agent.service import AgentServicer
-from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.errors import HypervisorError, PlasmaError, VmNotFound
 from plasmavmc.hypervisor.base import HypervisorBackend, VmHandle
@@ -38,6 +37,7 @@ from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.image import Image
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.vm import HypervisorType, VirtualMachine
+from plasmavmc.v1 import agent_pb2, agent_pb2_grpc
 from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)

@@ -19,16 +19,10 @@ from pathlib import Path
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.errors import PlasmaError, Unimplemented, VmNotFound
-from plasmavmc.hypervisor.base import (
-    ExitKind,
-    ExitReport,
-    HypervisorBackend,
-    LocalImage,
-    SnapshotInfo,
-    VmHandle,
-)
+from plasmavmc.hypervisor.base import ExitReport, HypervisorBackend, LocalImage, VmHandle
 from plasmavmc.hypervisor.registry import HypervisorRegistry
 from plasmavmc.types.image import Image
+from plasmavmc.types.runtime import ExitKind, SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmStatus
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from plasmavmc import validation, validation_reports
-from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
-from plasmavmc.api.convert import enum_from_proto, enum_to_proto, from_proto
-from plasmavmc.api.edge import ServicerContext, answer_unserved, unary
-from plasmavmc.core import reports
 from plasmavmc.core.context import Core
-from plasmavmc.hypervisor.base import ExitKind
+from plasmavmc.core.nodes import reports
 from plasmavmc.types.node import Node
+from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.vm import VmStatus
-from plasmavmc.v1 import node_pb2, types_pb2
+from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2, types_pb2
+from plasmavmc.wire.convert import enum_from_proto, enum_to_proto, from_proto
+from plasmavmc.wire.edge import ServicerContext, answer_unserved, unary
 
 Ctx = ServicerContext
 ON_AGENT = "served by the node agent (port 8082), not by the control plane"

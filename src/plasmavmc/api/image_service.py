@@ -1,8 +1,8 @@
-"""`plasmavmc.v1.ImageService`: validate -> `images.service.ImageService` -> convert.
+"""`plasmavmc.v1.ImageService`: validate -> `core.images.ImageService` -> convert.
 
 Every RPC of spec §5.1. UploadImage is a client stream whose first message is the CreateImageRequest
 and the rest are byte chunks; if the stream ends early or breaks, the image is removed again (see
-`images/service.py`). DownloadImage streams from an offset, so an interrupted download can resume.
+`core/images.py`). DownloadImage streams from an offset, so an interrupted download can resume.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from plasmavmc import validation
-from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
-from plasmavmc.api.edge import ServicerContext, stream, unary
 from plasmavmc.core.context import Core
+from plasmavmc.core.images import ImageService
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.images.ingest import NewImage
-from plasmavmc.images.service import ImageService
 from plasmavmc.types.image import Image, ImageFormat, Visibility
 from plasmavmc.v1 import image_pb2, image_pb2_grpc, types_pb2
+from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
+from plasmavmc.wire.edge import ServicerContext, stream, unary
 
 Ctx = ServicerContext
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from plasmavmc import validation
-from plasmavmc.api.convert import to_proto
-from plasmavmc.api.edge import ServicerContext, unary
 from plasmavmc.core.context import Core
-from plasmavmc.core.drain import start_drain
+from plasmavmc.core.nodes.drain import start_drain
 from plasmavmc.types.node import Node, NodeState
 from plasmavmc.v1 import node_pb2, node_pb2_grpc
+from plasmavmc.wire.convert import to_proto
+from plasmavmc.wire.edge import ServicerContext, unary
 
 Ctx = ServicerContext
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from plasmavmc.api.convert import from_proto, to_proto
-from plasmavmc.api.edge import ServicerContext, unary
 from plasmavmc.core import quotas
 from plasmavmc.core.context import Core
 from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.v1 import quota_pb2, quota_pb2_grpc
+from plasmavmc.wire.convert import from_proto, to_proto
+from plasmavmc.wire.edge import ServicerContext, unary
 
 Ctx = ServicerContext
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from plasmavmc.api.convert import enum_from_proto, from_proto, to_proto
-from plasmavmc.api.edge import ServicerContext, stream, unary
-from plasmavmc.core import devices, lifecycle, power, snapshots, watch
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.vms import devices, lifecycle, power, snapshots, watch
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
+from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
+from plasmavmc.wire.edge import ServicerContext, stream, unary
 
 Ctx = ServicerContext
 

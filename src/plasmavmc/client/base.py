@@ -17,9 +17,9 @@ import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
-from plasmavmc.api.status import from_rpc_error
 from plasmavmc.errors import PlasmaError, Unavailable
 from plasmavmc.v1 import image_pb2_grpc, node_pb2_grpc, vm_pb2_grpc
+from plasmavmc.wire.status import from_rpc_error
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 

@@ -8,10 +8,10 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from plasmavmc.api.convert import enum_to_proto, from_proto
 from plasmavmc.client.base import ClientBase
 from plasmavmc.types.image import Image, ImageFormat, OsType, Visibility
 from plasmavmc.v1 import image_pb2
+from plasmavmc.wire.convert import enum_to_proto, from_proto
 
 
 def _enum(value: Any, descriptor: Any) -> Any:

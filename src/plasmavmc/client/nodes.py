@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from plasmavmc.api.convert import from_proto
 from plasmavmc.client.base import ClientBase
 from plasmavmc.types.node import Node
 from plasmavmc.v1 import node_pb2
+from plasmavmc.wire.convert import from_proto
 
 
 class NodeMixin(ClientBase):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from plasmavmc.api.convert import from_proto, to_proto
 from plasmavmc.client.base import ClientBase
 from plasmavmc.types.quota import Quota, ResourceLimits
 from plasmavmc.v1 import quota_pb2, quota_pb2_grpc
+from plasmavmc.wire.convert import from_proto, to_proto
 
 
 class QuotaMixin(ClientBase):

@@ -10,14 +10,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Collection
 
-from plasmavmc.api.convert import enum_to_proto, from_proto, to_proto
 from plasmavmc.client.base import ClientBase
 from plasmavmc.errors import InvalidState, VmNotFound
-from plasmavmc.hypervisor.base import SnapshotInfo
 from plasmavmc.types.events import VmEvent, VmEventType
+from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
 from plasmavmc.v1 import types_pb2, vm_pb2
+from plasmavmc.wire.convert import enum_to_proto, from_proto, to_proto
 
 #: states a VM never leaves on its own: waiting for anything else from here is pointless
 _TERMINAL = frozenset({VmState.FAILED, VmState.DELETED})

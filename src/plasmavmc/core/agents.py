@@ -1,7 +1,7 @@
 """Calls from the control plane to node agents (`plasmavmc.agent.v1.AgentService`).
 
 One gRPC channel per agent address, reused; every failure comes back as our error tree (the agent's own
-`PlasmaError` survives the wire through `api/status.py`; an unreachable agent is `Unavailable`).
+`PlasmaError` survives the wire through `wire/status.py`; an unreachable agent is `Unavailable`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ from typing import Any
 
 import grpc
 
-from plasmavmc.agent.v1 import agent_pb2, agent_pb2_grpc
-from plasmavmc.api.convert import from_proto, to_proto
-from plasmavmc.api.status import from_rpc_error
 from plasmavmc.errors import PlasmaError, Unavailable
-from plasmavmc.hypervisor.base import SnapshotInfo
 from plasmavmc.types.image import Image
 from plasmavmc.types.node import Node
+from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmStatus
-from plasmavmc.v1 import types_pb2
+from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+from plasmavmc.wire.convert import from_proto, to_proto
+from plasmavmc.wire.status import from_rpc_error
 
 CALL_TIMEOUT = 30.0
 DEVICE_TIMEOUT = 120.0  # a hot-unplug waits for the guest to let the device go

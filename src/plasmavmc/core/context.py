@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 from plasmavmc import validation
 from plasmavmc.core.agents import AgentClient, AgentPool
-from plasmavmc.core.nodes import NodeRegistry
-from plasmavmc.core.records import Versioned, read
-from plasmavmc.core.report_memory import ReportMemory
+from plasmavmc.core.nodes.registry import NodeRegistry
+from plasmavmc.core.nodes.report_memory import ReportMemory
 from plasmavmc.errors import Unavailable, VmNotFound
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.store_base import ImageStore
@@ -21,6 +20,7 @@ from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.scheduler.framework import Scheduler
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
+from plasmavmc.store.records import Versioned, read
 from plasmavmc.types.vm import VirtualMachine
 
 
@@ -45,7 +45,7 @@ class Core:
     nodes: NodeRegistry
     agents: AgentPool
     scheduler: Scheduler = field(default_factory=build_scheduler)
-    # the last heartbeat report applied per VM, so identical ones skip the store (core/report_memory.py)
+    # the last heartbeat report applied per VM, so identical ones skip the store (core/nodes/report_memory.py)
     reports: ReportMemory = field(default_factory=ReportMemory)
     # this replica's id: owner of the operations it drives (core/pending.py); fresh per process
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])

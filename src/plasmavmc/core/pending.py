@@ -5,7 +5,7 @@ together with its first state change and deletes it once the VM reached the outc
 the operation and its *owner*, the server id of the replica driving it. While the owner is alive it is
 the only driver; when the owner dies (a replica killed in the middle of CreateVm), the leader adopts the
 record — compare-and-swap of the owner field, so two adopters cannot both win — and finishes the
-operation from whatever state the VM reached (`core/adopt.py`). Every step is level-triggered, so a
+operation from whatever state the VM reached (`core/loops/adopt.py`). Every step is level-triggered, so a
 step done twice (before the kill, and again by the adopter) has the effect of doing it once.
 """
 
@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from plasmavmc.core.records import Versioned, mutate
 from plasmavmc.errors import Conflict, PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue, Store, Write
+from plasmavmc.store.records import Versioned, mutate
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ class Op(StrEnum):
     CREATE = "create"
     START = "start"
     STOP = "stop"
-    IMAGE = "image"  # an image ingest: `vm_key`/`vm_id` name the image record (`images/service.py`)
+    IMAGE = "image"  # an image ingest: `vm_key`/`vm_id` name the image record (`core/images.py`)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
 from plasmavmc.errors import ErrorCode, PlasmaError, Unimplemented
+from plasmavmc.types.runtime import ExitKind, SnapshotInfo
 from plasmavmc.types.vm import (
     ConsoleType,
     DiskBus,
@@ -101,22 +101,6 @@ class VmHandle:
     runtime_dir: str
     name: str = ""
     details: dict[str, str] = field(default_factory=dict)  # backend-specific, e.g. the accelerator
-
-
-@dataclass(frozen=True)
-class SnapshotInfo:
-    """A snapshot as `list_snapshots` reports it (field names match the `VmSnapshot` message)."""
-
-    id: str
-    created_at: int
-    memory: bool  # RAM and device state saved too, not only disks
-    disk_ids: tuple[str, ...] = ()
-
-
-class ExitKind(StrEnum):
-    REQUESTED = "requested"  # stop/kill/delete asked for it
-    GUEST_POWEROFF = "guest_poweroff"  # the guest shut itself down
-    CRASHED = "crashed"  # killed or died without being asked
 
 
 @dataclass(frozen=True)

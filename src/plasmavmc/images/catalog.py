@@ -9,10 +9,10 @@ caller may not see, exactly as for one that does not exist.
 from __future__ import annotations
 
 from plasmavmc import validation
-from plasmavmc.core.records import Versioned, decode_all, read
 from plasmavmc.errors import ImageNotFound
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
+from plasmavmc.store.records import Versioned, decode_all, read
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, Visibility
 

@@ -18,10 +18,10 @@ import logging
 import time
 from collections.abc import Sequence
 
-from plasmavmc.core.records import Versioned, decode_all
 from plasmavmc.scheduler.framework import NodeView
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
+from plasmavmc.store.records import Versioned, decode_all
 from plasmavmc.types.node import Node
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ counts) and keeps the reasons, so `NO_SUITABLE_NODE` says how many nodes each fi
 Like Kubernetes' `percentageOfNodesToScore`, ranking stops filtering once `feasible_to_score` nodes
 passed, starting at a rotating offset so successive VMs spread over the whole fleet; that keeps a
 placement at a few hundred plugin calls at 10,000 nodes. The ranking is advice: the claim
-(`core/placement.py`) re-checks the node under compare-and-swap and moves on to the next one.
+(`core/vms/placement.py`) re-checks the node under compare-and-swap and moves on to the next one.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 
-from plasmavmc.agent.v1 import agent_pb2_grpc
 from plasmavmc.api.agent_reports import AgentReportServicer
 from plasmavmc.api.image_service import ImageServicer
 from plasmavmc.api.node_service import NodeServicer
@@ -23,14 +22,14 @@ from plasmavmc.api.vm_service import VmServicer
 from plasmavmc.config.server import ServerSettings
 from plasmavmc.core.agents import AgentPool
 from plasmavmc.core.context import Core
-from plasmavmc.core.loops import run_loops
-from plasmavmc.core.nodes import NodeRegistry, Overcommit
-from plasmavmc.core.vm_disks import VmDisks
+from plasmavmc.core.images import ImageService
+from plasmavmc.core.loops.runner import run_loops
+from plasmavmc.core.nodes.registry import NodeRegistry, Overcommit
+from plasmavmc.core.vms.disks import VmDisks
 from plasmavmc.grpc_tls import server_credentials
 from plasmavmc.images.backends import open_image_store, staging_dir
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.seed import seed_guest_dir
-from plasmavmc.images.service import ImageService
 from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.server.http import start_http
 from plasmavmc.server.leader import Leadership, leadership_for
@@ -40,7 +39,7 @@ from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.etcd_conn import EtcdTls
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.vm import HypervisorType
-from plasmavmc.v1 import image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import agent_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
 from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)

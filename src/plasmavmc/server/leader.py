@@ -1,6 +1,6 @@
 """Which control-plane replica runs the control loops, and which replicas are alive.
 
-Every replica serves the API; exactly one — the leader — runs the loops of `core/loops.py`. `run()`
+Every replica serves the API; exactly one — the leader — runs the loops of `core/loops/runner.py`. `run()`
 keeps `leader_work` running while this replica leads and cancels it the moment leadership is lost.
 
 - `SoleLeadership` (SQLite, one server): always the leader; the only live server is itself.

@@ -16,7 +16,7 @@ PENDING = ROOT + "scheduler/pending/"
 ANTI_AFFINITY = ROOT + "scheduler/anti_affinity/"
 QUOTAS = ROOT + "quotas/"
 SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its lease (server/leader.py)
-QUARANTINE = ROOT + "quarantine/"  # unreadable records moved aside (core/records.quarantine)
+QUARANTINE = ROOT + "quarantine/"  # unreadable records moved aside (store/records.quarantine)
 LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
 
 

@@ -1,6 +1,6 @@
 """The VirtualMachine resource and its parts (spec §3.1, §3.3, §4.2).
 
-Field names match the protobuf messages one to one, so `api/convert.py` maps them generically; lists are
+Field names match the protobuf messages one to one, so `wire/convert.py` maps them generically; lists are
 tuples so that records stay immutable; changes make a new record with `dataclasses.replace`.
 """
 

@@ -27,8 +27,8 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from plasmavmc.api.status import to_grpc_status
 from plasmavmc.errors import InvalidArgument, PlasmaError
+from plasmavmc.wire.status import to_grpc_status
 
 log = logging.getLogger(__name__)
 MAX_FIELD_BYTES = 64 * 1024

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
-from plasmavmc.hypervisor.base import ExitKind, ExitReport
+from plasmavmc.hypervisor.base import ExitReport
 from plasmavmc.hypervisor.common import write_atomic
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
 from plasmavmc.hypervisor.process import Process, open_process, read_pidfile
+from plasmavmc.types.runtime import ExitKind
 
 JAILER_TIMEOUT_S = 30.0
 CLEAN_EXIT = "exiting successfully"

@@ -37,7 +37,6 @@ from plasmavmc.hypervisor.base import (
     ExitReport,
     HypervisorBackend,
     LocalImage,
-    SnapshotInfo,
     UnsupportedFeature,
     VmHandle,
 )
@@ -49,6 +48,7 @@ from plasmavmc.hypervisor.qemu.accel import choose_accelerator, host_tsc_khz
 from plasmavmc.hypervisor.qemu.runtime import STOP_REQUESTED, RuntimePaths
 from plasmavmc.hypervisor.qemu.usage import UsageMeter
 from plasmavmc.types.codec import dumps, loads
+from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     ConsoleType,

@@ -21,10 +21,11 @@ import contextlib
 import logging
 
 from plasmavmc.errors import HypervisorError
-from plasmavmc.hypervisor.base import ExitKind, ExitReport
+from plasmavmc.hypervisor.base import ExitReport
 from plasmavmc.hypervisor.process import Process
 from plasmavmc.hypervisor.qemu.qmp import QmpSession
 from plasmavmc.hypervisor.qemu.runtime import GUEST_PANIC, GUEST_SHUTDOWN, STOP_REQUESTED, RuntimePaths
+from plasmavmc.types.runtime import ExitKind
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from plasmavmc.errors import VmNotFound
 from plasmavmc.hypervisor.base import (
     BackendCapabilities,
     ConsoleStream,
-    ExitKind,
     ExitReport,
     HypervisorBackend,
     LocalImage,
     VmHandle,
 )
+from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     ConsoleType,

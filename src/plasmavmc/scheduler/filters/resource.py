@@ -1,6 +1,6 @@
 """ResourceFilter: the VM's vCPUs, memory and disk fit in what the node has left.
 
-Left = `allocatable` (capacity times the over-commit ratio, see core/nodes.py) minus `allocated`
+Left = `allocatable` (capacity times the over-commit ratio, see core/nodes/registry.py) minus `allocated`
 (the claims of the VMs placed there); the node view works it out once per node record.
 """
 

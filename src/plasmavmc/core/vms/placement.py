@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plasmavmc.core.context import Core
-from plasmavmc.core.records import Versioned, read, replace
 from plasmavmc.errors import Conflict, NoSuitableNode
 from plasmavmc.scheduler.framework import group_of, request_of
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
+from plasmavmc.store.records import Versioned, read, replace
 from plasmavmc.types import codec
 from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.types.vm import VirtualMachine

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 
 from plasmavmc.core.context import Core
-from plasmavmc.core.placement import read_assignment
-from plasmavmc.core.records import Versioned, mutate, replace
+from plasmavmc.core.vms.placement import read_assignment
 from plasmavmc.errors import PlasmaError
-from plasmavmc.hypervisor.base import ExitKind
 from plasmavmc.store import keys
+from plasmavmc.store.records import Versioned, mutate, replace
+from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.states import VmState, can_transition
 from plasmavmc.types.vm import VirtualMachine, VmStatus
 

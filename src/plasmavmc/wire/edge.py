@@ -11,9 +11,9 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from plasmavmc.api.status import to_grpc_status
 from plasmavmc.errors import PlasmaError, Unimplemented
 from plasmavmc.wire.guard import internal
+from plasmavmc.wire.status import to_grpc_status
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")

@@ -22,10 +22,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from plasmavmc.core import lifecycle, node_health, placement, power
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.records import Versioned, mutate, read, replace
+from plasmavmc.core.nodes import health as node_health
+from plasmavmc.core.vms import lifecycle, placement, power
 from plasmavmc.errors import InvalidState, PlasmaError
+from plasmavmc.store.records import Versioned, mutate, read, replace
 from plasmavmc.types.image import Image
 from plasmavmc.types.node import Node, NodeCondition, NodeState
 from plasmavmc.types.states import VmState, transition

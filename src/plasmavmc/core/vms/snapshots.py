@@ -11,8 +11,8 @@ from __future__ import annotations
 from plasmavmc import validation
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.errors import InvalidState, PlasmaError
-from plasmavmc.hypervisor.base import SnapshotInfo
 from plasmavmc.metrics import OPERATIONS
+from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 

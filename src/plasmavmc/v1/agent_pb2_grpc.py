@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from plasmavmc.agent.v1 import agent_pb2 as plasmavmc_dot_agent_dot_v1_dot_agent__pb2
+from plasmavmc.v1 import agent_pb2 as plasmavmc_dot_v1_dot_agent__pb2
 from plasmavmc.v1 import types_pb2 as plasmavmc_dot_v1_dot_types__pb2
 from plasmavmc.v1 import vm_pb2 as plasmavmc_dot_v1_dot_vm__pb2
 
@@ -20,7 +20,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in plasmavmc/agent/v1/agent_pb2_grpc.py depends on'
+        + ' but the generated code in plasmavmc/v1/agent_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -38,108 +38,108 @@ class AgentServiceStub:
         """
         self.CreateVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/CreateVm',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.CreateVmRequest.SerializeToString,
-                response_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmHandle.FromString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.CreateVmRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_agent__pb2.VmHandle.FromString,
                 _registered_method=True)
         self.StartVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/StartVm',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StartVmRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.StartVmRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.StopVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/StopVm',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StopVmRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.StopVmRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.DeleteVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/DeleteVm',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DeleteVmRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.DeleteVmRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.GetVmStatus = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/GetVmStatus',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.GetVmStatusRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.GetVmStatusRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.VmStatus.FromString,
                 _registered_method=True)
         self.Heartbeat = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/Heartbeat',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
-                response_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
         self.ReportStatus = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/ReportStatus',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ReportStatusRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.ReportStatusRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.RebootVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/RebootVm',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.ResetVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/ResetVm',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.KillVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/KillVm',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.StreamConsole = channel.unary_stream(
                 '/plasmavmc.agent.v1.AgentService/StreamConsole',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StreamConsoleRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.StreamConsoleRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
                 _registered_method=True)
         self.ConsoleSession = channel.stream_stream(
                 '/plasmavmc.agent.v1.AgentService/ConsoleSession',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ConsoleInput.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.ConsoleInput.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
                 _registered_method=True)
         self.AttachDisk = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/AttachDisk',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachDiskRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.AttachDiskRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.DetachDisk = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/DetachDisk',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.AttachNic = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/AttachNic',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachNicRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.AttachNicRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.DetachNic = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/DetachNic',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.SnapshotVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/SnapshotVm',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.VmSnapshot.FromString,
                 _registered_method=True)
         self.RestoreVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/RestoreVm',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.ListSnapshots = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/ListSnapshots',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsResponse.FromString,
                 _registered_method=True)
         self.DeleteSnapshot = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/DeleteSnapshot',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.ExportDisk = channel.unary_stream(
                 '/plasmavmc.agent.v1.AgentService/ExportDisk',
-                request_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskRequest.SerializeToString,
-                response_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskChunk.FromString,
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.ExportDiskRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_agent__pb2.ExportDiskChunk.FromString,
                 _registered_method=True)
 
 
@@ -284,108 +284,108 @@ def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateVm': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateVm,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.CreateVmRequest.FromString,
-                    response_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmHandle.SerializeToString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.CreateVmRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_agent__pb2.VmHandle.SerializeToString,
             ),
             'StartVm': grpc.unary_unary_rpc_method_handler(
                     servicer.StartVm,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StartVmRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.StartVmRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'StopVm': grpc.unary_unary_rpc_method_handler(
                     servicer.StopVm,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StopVmRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.StopVmRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'DeleteVm': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteVm,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DeleteVmRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.DeleteVmRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'GetVmStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetVmStatus,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.GetVmStatusRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.GetVmStatusRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.VmStatus.SerializeToString,
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.HeartbeatRequest.FromString,
-                    response_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.HeartbeatResponse.SerializeToString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.HeartbeatRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_agent__pb2.HeartbeatResponse.SerializeToString,
             ),
             'ReportStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportStatus,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ReportStatusRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.ReportStatusRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'RebootVm': grpc.unary_unary_rpc_method_handler(
                     servicer.RebootVm,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'ResetVm': grpc.unary_unary_rpc_method_handler(
                     servicer.ResetVm,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'KillVm': grpc.unary_unary_rpc_method_handler(
                     servicer.KillVm,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'StreamConsole': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamConsole,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StreamConsoleRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.StreamConsoleRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.SerializeToString,
             ),
             'ConsoleSession': grpc.stream_stream_rpc_method_handler(
                     servicer.ConsoleSession,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ConsoleInput.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.ConsoleInput.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.SerializeToString,
             ),
             'AttachDisk': grpc.unary_unary_rpc_method_handler(
                     servicer.AttachDisk,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachDiskRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.AttachDiskRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'DetachDisk': grpc.unary_unary_rpc_method_handler(
                     servicer.DetachDisk,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'AttachNic': grpc.unary_unary_rpc_method_handler(
                     servicer.AttachNic,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachNicRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.AttachNicRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'DetachNic': grpc.unary_unary_rpc_method_handler(
                     servicer.DetachNic,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'SnapshotVm': grpc.unary_unary_rpc_method_handler(
                     servicer.SnapshotVm,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.SnapshotRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_vm__pb2.VmSnapshot.SerializeToString,
             ),
             'RestoreVm': grpc.unary_unary_rpc_method_handler(
                     servicer.RestoreVm,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.SnapshotRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'ListSnapshots': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSnapshots,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsResponse.SerializeToString,
             ),
             'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSnapshot,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.FromString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.SnapshotRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'ExportDisk': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportDisk,
-                    request_deserializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskRequest.FromString,
-                    response_serializer=plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskChunk.SerializeToString,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.ExportDiskRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_agent__pb2.ExportDiskChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -413,8 +413,8 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/CreateVm',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.CreateVmRequest.SerializeToString,
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmHandle.FromString,
+            plasmavmc_dot_v1_dot_agent__pb2.CreateVmRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.VmHandle.FromString,
             options,
             channel_credentials,
             insecure,
@@ -440,7 +440,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/StartVm',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StartVmRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.StartVmRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -467,7 +467,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/StopVm',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StopVmRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.StopVmRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -494,7 +494,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/DeleteVm',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DeleteVmRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.DeleteVmRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -521,7 +521,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/GetVmStatus',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.GetVmStatusRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.GetVmStatusRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.VmStatus.FromString,
             options,
             channel_credentials,
@@ -548,8 +548,8 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/Heartbeat',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
+            plasmavmc_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -575,7 +575,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/ReportStatus',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ReportStatusRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.ReportStatusRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -602,7 +602,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/RebootVm',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -629,7 +629,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/ResetVm',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -656,7 +656,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/KillVm',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -683,7 +683,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/StreamConsole',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.StreamConsoleRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.StreamConsoleRequest.SerializeToString,
             plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
             options,
             channel_credentials,
@@ -710,7 +710,7 @@ class AgentService:
             request_iterator,
             target,
             '/plasmavmc.agent.v1.AgentService/ConsoleSession',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ConsoleInput.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.ConsoleInput.SerializeToString,
             plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
             options,
             channel_credentials,
@@ -737,7 +737,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/AttachDisk',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachDiskRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.AttachDiskRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -764,7 +764,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/DetachDisk',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -791,7 +791,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/AttachNic',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.AttachNicRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.AttachNicRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -818,7 +818,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/DetachNic',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -845,7 +845,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/SnapshotVm',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
             plasmavmc_dot_v1_dot_vm__pb2.VmSnapshot.FromString,
             options,
             channel_credentials,
@@ -872,7 +872,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/RestoreVm',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -899,7 +899,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/ListSnapshots',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
             plasmavmc_dot_v1_dot_vm__pb2.ListSnapshotsResponse.FromString,
             options,
             channel_credentials,
@@ -926,7 +926,7 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/DeleteSnapshot',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -953,8 +953,8 @@ class AgentService:
             request,
             target,
             '/plasmavmc.agent.v1.AgentService/ExportDisk',
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskRequest.SerializeToString,
-            plasmavmc_dot_agent_dot_v1_dot_agent__pb2.ExportDiskChunk.FromString,
+            plasmavmc_dot_v1_dot_agent__pb2.ExportDiskRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.ExportDiskChunk.FromString,
             options,
             channel_credentials,
             insecure,

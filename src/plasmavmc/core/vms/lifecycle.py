@@ -14,14 +14,15 @@ import uuid
 from dataclasses import dataclass
 
 from plasmavmc import validation
-from plasmavmc.core import pending, placement, quotas
+from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
+from plasmavmc.core.vms import placement
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, PlasmaError
 from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
 from plasmavmc.store.base import Page, Write
+from plasmavmc.store.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node

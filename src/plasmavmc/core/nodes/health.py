@@ -11,10 +11,10 @@ import logging
 import time
 from collections.abc import Collection
 
-from plasmavmc.core.records import mutate, replace
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
+from plasmavmc.store.records import mutate, replace
 from plasmavmc.types.vm import Condition, VirtualMachine
 
 log = logging.getLogger(__name__)

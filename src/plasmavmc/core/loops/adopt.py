@@ -10,20 +10,20 @@ after any prefix of the original operation ran (exactly-once effect):
 
 Any other state means the operation's outcome is already recorded (or was overtaken by another one,
 say a delete), and there is nothing left to do. An image ingest is not finished but abandoned
-(`images.service.abandon`): its bytes went with the server that was receiving them.
+(`core.images.abandon`): its bytes went with the server that was receiving them.
 """
 
 from __future__ import annotations
 
 import logging
 
-from plasmavmc.core import lifecycle, power
+from plasmavmc.core import images as image_service
 from plasmavmc.core.agents import AgentClient
 from plasmavmc.core.context import Core
 from plasmavmc.core.pending import Op, Pending
-from plasmavmc.core.records import Versioned, mutate, read
+from plasmavmc.core.vms import lifecycle, power
 from plasmavmc.errors import NotFound, PlasmaError
-from plasmavmc.images import service as image_service
+from plasmavmc.store.records import Versioned, mutate, read
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine, VmStatus
 

@@ -12,10 +12,10 @@ import time
 
 from plasmavmc.core import pending
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.lifecycle import _moved, set_error
-from plasmavmc.core.records import Versioned, mutate, replace
+from plasmavmc.core.vms.lifecycle import _moved, set_error
 from plasmavmc.errors import InvalidState, PlasmaError
 from plasmavmc.metrics import BOOT_SECONDS, OPERATIONS
+from plasmavmc.store.records import Versioned, mutate, replace
 from plasmavmc.types.states import VmState, check_transition
 from plasmavmc.types.vm import VirtualMachine, VmStatus
 

@@ -2,7 +2,7 @@
 
 Each pass: VMs soft-deleted while their agent was unreachable are cleaned up, and the gauges of spec
 §12.2 are refreshed from the store. Node heartbeat expiry is `heartbeat_pass`. Only the leader runs
-these passes (`core/loops.py` schedules them: on every change under the watched prefix, and at least
+these passes (`core/loops/runner.py` schedules them: on every change under the watched prefix, and at least
 every interval); a pass that fails is logged and the next one tries again. `reconcile_indexed` works
 from the watched `VmStates` index (cost: the VMs due for cleanup); `reconcile_once` reads every record
 and is the safety net, run now and then and whenever the index is not ready.
@@ -15,11 +15,11 @@ import time
 from collections import Counter
 
 from plasmavmc.core.context import Core
-from plasmavmc.core.lifecycle import finish_delete
-from plasmavmc.core.records import decode_all, read
-from plasmavmc.core.vm_states import VmStates
+from plasmavmc.core.loops.vm_states import VmStates
+from plasmavmc.core.vms.lifecycle import finish_delete
 from plasmavmc.metrics import HEARTBEAT_AGE, NODE_ALLOCATED_VCPUS, NODE_CAPACITY_VCPUS, VMS_TOTAL
 from plasmavmc.store import keys
+from plasmavmc.store.records import decode_all, read
 from plasmavmc.types.node import NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine

@@ -20,12 +20,12 @@ import math
 import time
 from dataclasses import dataclass
 
-from plasmavmc.core import node_health
-from plasmavmc.core.records import CorruptRecord, Versioned, decode, mutate, quarantine, read, replace
+from plasmavmc.core.nodes import health as node_health
 from plasmavmc.errors import Conflict, NodeNotFound
 from plasmavmc.scheduler.cache import NodeCache
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
+from plasmavmc.store.records import CorruptRecord, Versioned, decode, mutate, quarantine, read, replace
 from plasmavmc.types import codec
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 

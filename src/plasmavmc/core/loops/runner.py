@@ -1,13 +1,13 @@
 """The leader's control loops (spec §10.3): level-triggered, watch-driven, safe to run twice.
 
 - pending: operations in flight (`plasmavmc/scheduler/pending/...`) whose owner is no longer a live
-  server are adopted and finished (`core/adopt.py`); woken by changes under the pending prefix and in
+  server are adopted and finished (`core/loops/adopt.py`); woken by changes under the pending prefix and in
   the live-server registry (a replica's lease ending), and every `interval` anyway;
 - heartbeat: nodes silent past the timeout become NOT_READY; it sleeps until the earliest node could
   expire;
-- reconcile: desired vs actual on the VM records (`core/reconcile.py`); woken by VM changes, at most
+- reconcile: desired vs actual on the VM records (`core/loops/reconcile.py`); woken by VM changes, at most
   once per `min_gap`, and every `interval` anyway. The pass works from a watched index of VM states
-  (`core/vm_states.py`, which is also its doorbell); the full pass that decodes every record runs at
+  (`core/loops/vm_states.py`, which is also its doorbell); the full pass that decodes every record runs at
   least every `FULL_PASS_INTERVAL` seconds, and whenever the index is not ready.
 
 Each pass reads the whole current state and acts on it, never on the event that woke it, so a missed,
@@ -23,10 +23,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from plasmavmc.core import pending
-from plasmavmc.core.adopt import finish_operation
 from plasmavmc.core.context import Core
-from plasmavmc.core.reconcile import heartbeat_pass, reconcile_indexed, reconcile_once
-from plasmavmc.core.vm_states import VmStates
+from plasmavmc.core.loops.adopt import finish_operation
+from plasmavmc.core.loops.reconcile import heartbeat_pass, reconcile_indexed, reconcile_once
+from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue, Store

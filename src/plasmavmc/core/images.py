@@ -39,7 +39,6 @@ from typing import Protocol
 
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
-from plasmavmc.core.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
 from plasmavmc.errors import ImageNotFound, InvalidArgument, InvalidState, PermissionDenied, PlasmaError, Unimplemented
 from plasmavmc.images import ingest, qemu_img
 from plasmavmc.images.catalog import ImageCatalog, key_of
@@ -47,6 +46,7 @@ from plasmavmc.images.ingest import NewImage
 from plasmavmc.images.store_base import BlobRef, ImageStore, sha256_file, version_of
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
+from plasmavmc.store.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
 from plasmavmc.types import codec
 from plasmavmc.types.image import (
     Image,
@@ -70,7 +70,7 @@ INGESTING = frozenset({ImageStatus.PENDING, ImageStatus.UPLOADING, ImageStatus.C
 
 
 class VmDiskSource(Protocol):
-    """Disks of VMs as image sources (`core/vm_disks.py`)."""
+    """Disks of VMs as image sources (`core/vms/disks.py`)."""
 
     async def check(self, org_id: str, source: SnapshotSource) -> tuple[SnapshotSource, Image | None]:
         """The canonical source and the image the disk was made from; raises naming the bad field."""

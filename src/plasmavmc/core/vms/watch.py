@@ -11,8 +11,8 @@ import time
 from collections.abc import AsyncIterator
 
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.records import decode
 from plasmavmc.store.base import EventType, KeyValue
+from plasmavmc.store.records import decode
 from plasmavmc.types.events import VmEvent, VmEventType
 from plasmavmc.types.vm import VirtualMachine
 

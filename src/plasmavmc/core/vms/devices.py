@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from plasmavmc import validation
 from plasmavmc.core import quotas
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.lifecycle import BOOTABLE_FORMATS
-from plasmavmc.core.records import Versioned, replace
+from plasmavmc.core.vms.lifecycle import BOOTABLE_FORMATS
 from plasmavmc.errors import Conflict, InvalidArgument, InvalidState, PlasmaError
 from plasmavmc.limits import MAX_DISKS_PER_VM, MAX_NICS_PER_VM
 from plasmavmc.metrics import OPERATIONS
 from plasmavmc.store.base import Write
+from plasmavmc.store.records import Versioned, replace
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageStatus
 from plasmavmc.types.quota import QuotaUsage

@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator
 
 from plasmavmc import validation
 from plasmavmc.core.context import Core
-from plasmavmc.core.placement import read_assignment
-from plasmavmc.core.records import decode, read
+from plasmavmc.core.vms.placement import read_assignment
 from plasmavmc.errors import ImageNotFound, InvalidArgument, InvalidState, VmNotFound
 from plasmavmc.store import keys
+from plasmavmc.store.records import decode, read
 from plasmavmc.types.image import Image, SnapshotSource
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
@@ -30,7 +30,7 @@ DISK_FIELD = "source.snapshot.disk_id"
 
 
 class VmDisks:
-    """`images.service.VmDiskSource` over the control plane's store and node agents."""
+    """`core.images.VmDiskSource` over the control plane's store and node agents."""
 
     def __init__(self, core: Core) -> None:
         self.core = core

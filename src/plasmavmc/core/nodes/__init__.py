@@ -1,0 +1,1 @@
+"""Nodes and what they report: registry, health, agent reports, drain."""

@@ -1,0 +1,1 @@
+"""VM lifecycle: create/start/stop/delete, power operations, devices, snapshots, disks, placement, watch."""
