@@ -158,8 +158,11 @@ def write_configs(root: Path, guest: Path, node_id: str,
     return server_cfg, agent_cfg, f"127.0.0.1:{api}", f"http://127.0.0.1:{http}", f"127.0.0.1:{agent_port}"
 
 
-def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False) -> Cluster:
+def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False,
+                  server_extra: str = "") -> Cluster:
+    """`server_extra`: TOML appended to the server's config (sections the defaults leave out)."""
     server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker)
+    server_cfg.write_text(server_cfg.read_text() + server_extra)
     server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(server_cfg)], root / "server.log")
     agent = Proc([sys.executable, "-m", "plasmavmc.agent.main", "-c", str(agent_cfg)], root / "agent.log")
     server.start()

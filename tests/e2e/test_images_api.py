@@ -38,6 +38,7 @@ from tests.s3 import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFs, seaweedfs
 __all__ = ["seaweedfs"]
 pytestmark = [needs_qemu]
 OTHER = "org-img-other"
+FILES_HOST = "127.0.0.3"
 
 
 def start_image_cluster(root: Path, guest: Path, s3: SeaweedFs | None) -> Cluster:
@@ -50,6 +51,8 @@ def start_image_cluster(root: Path, guest: Path, s3: SeaweedFs | None) -> Cluste
         )
         assert 'backend = "s3"' in text
         server_cfg.write_text(text)
+    # URL imports may reach only this loopback address (the default refuses every loopback address)
+    server_cfg.write_text(server_cfg.read_text() + f'[images]\nurl_allow_cidrs = ["{FILES_HOST}/32"]\n')
     server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(server_cfg)], root / "server.log")
     agent = Proc([sys.executable, "-m", "plasmavmc.agent.main", "-c", str(agent_cfg)], root / "agent.log")
     server.start()
@@ -311,9 +314,9 @@ async def http_files(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, FILES_HOST, port)
     await site.start()
-    yield f"http://127.0.0.1:{port}/files", tmp_path
+    yield f"http://{FILES_HOST}:{port}/files", tmp_path
     await runner.cleanup()
 
 

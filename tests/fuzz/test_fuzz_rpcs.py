@@ -32,6 +32,10 @@ BUDGET_SECONDS = 45.0
 CALL_TIMEOUT = 5.0
 PARALLEL = 8
 BAD = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+#: what the gRPC client library (not our server: its INTERNAL answers carry a request id) reports when a
+#: request stream is still being written as the server's answer arrives; rare, and the same call is
+#: then sent again: the server's answer to a message does not depend on that timing
+TRANSPORT_RACE = "Internal error from Core"
 PUBLIC = [m.DESCRIPTOR.services_by_name[n] for m, n in
           ((vm_pb2, "VmService"), (image_pb2, "ImageService"), (node_pb2, "NodeService"), (quota_pb2, "QuotaService"))]
 AGENT = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
@@ -119,6 +123,10 @@ async def test_no_input_answers_internal_or_unknown(fuzz_cluster: Cluster) -> No
             nonlocal calls
             async with gate:
                 code, details = await _call(target, s)
+                for _ in range(2):
+                    if details != TRANSPORT_RACE:
+                        break
+                    code, details = await _call(target, s)
             calls += 1
             by_code[code.name] = by_code.get(code.name, 0) + 1
             if code in BAD:

@@ -29,6 +29,8 @@ from plasmavmc.core.vms.disks import VmDisks
 from plasmavmc.grpc_tls import server_credentials
 from plasmavmc.images.backends import open_image_store, staging_dir
 from plasmavmc.images.catalog import ImageCatalog
+from plasmavmc.images.fetch import UrlPolicy
+from plasmavmc.images.ingest import MAX_IMAGE_BYTES, IngestLimits
 from plasmavmc.images.seed import seed_guest_dir
 from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.server.http import start_http
@@ -76,12 +78,19 @@ async def build_core(settings: ServerSettings) -> Core:
     )
 
 
+def ingest_limits(settings: ServerSettings) -> IngestLimits:
+    """The `[images]` bounds on image ingest; URL imports may never reach this server's own addresses."""
+    conf = settings.images
+    policy = UrlPolicy.of(conf.url_allow_cidrs, conf.url_timeout_seconds, conf.url_max_redirects, MAX_IMAGE_BYTES)
+    return IngestLimits(conf.max_virtual_size_gib, policy)
+
+
 def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
     server = grpc.aio.server(interceptors=[RequestGuard()])
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
     images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),
-                          VmDisks(core), owner=core.server_id)
+                          VmDisks(core), owner=core.server_id, limits=ingest_limits(settings))
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)

@@ -65,7 +65,7 @@ def _check_enum(fd: FieldDescriptor, value: int, where: str, repeated: bool) -> 
 
 def _check_value(fd: FieldDescriptor, value: Any, where: str, repeated: bool) -> None:
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
-        check_message(value, where)
+        check_message(value, f"{where}.")
     elif fd.type == FieldDescriptor.TYPE_ENUM:
         _check_enum(fd, value, where, repeated)
     elif isinstance(value, str | bytes) and len(value) > MAX_FIELD_BYTES and fd.full_name not in BULK_FIELDS:
@@ -110,7 +110,7 @@ def _decoder(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], An
     return decode
 
 
-async def _refuse(context: grpc.aio.ServicerContext, err: PlasmaError) -> None:
+async def _refuse(context: Any, err: PlasmaError) -> None:
     await context.abort_with_status(to_grpc_status(err))
 
 
@@ -133,10 +133,28 @@ async def _drain(requests: Any) -> None:
         await asyncio.wait_for(read_all(), DRAIN_SECONDS)
 
 
-async def _fail(context: grpc.aio.ServicerContext, exc: Exception, method: str, requests: Any) -> None:
+class _Draining:
+    """The servicer context of a request-streaming call: before an abort sends the status, the rest of
+    the request stream is read (see `_drain`). Everything else is the real context."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, requests: Any) -> None:
+        self._context = context
+        self._requests = requests
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, *args: Any, **kwargs: Any) -> None:
+        await _drain(self._requests)
+        await self._context.abort(*args, **kwargs)
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        await _drain(self._requests)
+        await self._context.abort_with_status(status)
+
+
+async def _fail(context: Any, exc: Exception, method: str) -> None:
     """Answer for `exc`, which escaped the servicer: our errors as they are, anything else INTERNAL."""
-    if requests is not None:
-        await _drain(requests)
     if isinstance(exc, grpc.aio.AbortError):
         raise exc
     await _refuse(context, exc if isinstance(exc, PlasmaError) else internal(method, exc))
@@ -148,25 +166,30 @@ def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
         "stream" if handler.response_streaming else "unary")
     behavior: Callable[..., Any] = getattr(handler, kind)
 
-    async def first(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def first(request: Any, context: Any) -> Any:
         if isinstance(request, _Undecodable):
             await _refuse(context, request.error)
         if handler.request_streaming:
             return _checked_stream(request)
         return request
 
+    def ctx(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return _Draining(context, request) if handler.request_streaming else context
+
     async def unary_out(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        context = ctx(request, context)
         try:
             return await behavior(await first(request, context), context)
         except Exception as exc:
-            await _fail(context, exc, method, request if handler.request_streaming else None)
+            await _fail(context, exc, method)
 
     async def stream_out(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        context = ctx(request, context)
         try:
             async for item in behavior(await first(request, context), context):
                 yield item
         except Exception as exc:
-            await _fail(context, exc, method, request if handler.request_streaming else None)
+            await _fail(context, exc, method)
 
     wrapped = stream_out if handler.response_streaming else unary_out
     make = getattr(grpc, f"{kind}_rpc_method_handler")
