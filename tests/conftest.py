@@ -26,10 +26,19 @@ import pytest
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.images.guest.build import build_guest
+from tests import binaries
 
 GUEST_DIR = Path(os.environ.get("PLASMAVMC_GUEST_DIR", "/var/cache/plasmavmc/guest"))
-QEMU = shutil.which("qemu-system-x86_64")
-needs_qemu = pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed (README set-up installs it)")
+QEMU = binaries.path("qemu-system-x86_64")
+needs_qemu = binaries.require("qemu-system-x86_64", "qemu-img")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{binaries.MISSING_MARK}(reason): a binary CI requires is missing")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    binaries.fail_if_marked(item)
 
 
 def free_port() -> int:

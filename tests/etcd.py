@@ -2,14 +2,15 @@
 
 `EtcdCluster.start(root, members=N)` runs N `etcd` processes (Debian's `etcd-server`, installed by
 scripts/setup) on random free loopback ports, each with its own data dir under `root`, and waits until
-every member answers `/health`. `kill(i)` ends one member with SIGKILL (as a crash would); `stop()` ends
-them all. Fixtures built on it live where they are used (tests/contract/conftest.py, tests/e2e).
+every member answers `/health`. `kill(i)` ends one member with SIGKILL (as a crash would), `restart(i)`
+starts it again on its data dir, `leader_index()` names the raft leader; `stop()` ends them all.
+Fixtures built on it live where they are used (tests/contract/conftest.py, tests/e2e).
 """
 
 from __future__ import annotations
 
 import contextlib
-import shutil
+import json
 import signal
 import socket
 import subprocess
@@ -18,8 +19,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ETCD = shutil.which("etcd")
-SKIP_REASON = "etcd is not installed (scripts/setup installs Debian's etcd-server)"
+from tests import binaries
+
+ETCD = binaries.path("etcd")
+needs_etcd = binaries.require("etcd")
 
 
 def free_port() -> int:
@@ -46,7 +49,7 @@ class EtcdMember:
         return f"http://127.0.0.1:{self.peer_port}"
 
     def argv(self, initial_cluster: str, token: str) -> list[str]:
-        assert ETCD is not None, SKIP_REASON
+        assert ETCD is not None, binaries.missing("etcd")
         flags = {
             "--name": self.name,
             "--data-dir": str(self.data_dir),
@@ -129,6 +132,36 @@ class EtcdCluster:
 
     def kill(self, index: int) -> None:
         self.members[index].kill()
+
+    def restart(self, index: int) -> None:
+        """Start a killed member again on its data dir (it rejoins the cluster it was part of)."""
+        member = self.members[index]
+        assert not member.running(), f"{member.name} is running"
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        with member.log.open("ab") as out:
+            member.popen = subprocess.Popen(
+                member.argv(initial, f"plasmavmc-test-{self.root.name}"),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def leader_index(self) -> int | None:
+        """The index of the member the running members agree leads raft, or None (an election)."""
+        ids: dict[str, int] = {}
+        leaders: set[str] = set()
+        for i, member in enumerate(self.members):
+            if not member.running():
+                continue
+            request = urllib.request.Request(f"{member.client_url}/v3/maintenance/status", data=b"{}", method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=1) as resp:
+                    status = json.loads(resp.read())
+            except OSError:
+                continue
+            ids[str(status["header"]["member_id"])] = i
+            leaders.add(str(status.get("leader", "")))
+        if len(leaders) != 1:
+            return None
+        return ids.get(leaders.pop())
 
     def stop(self) -> None:
         for member in self.members:

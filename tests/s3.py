@@ -9,10 +9,8 @@ request, and returns a handle whose `stop()` ends the process. Tests needing it 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests import binaries
 from tests.conftest import free_port
 
-WEED = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
-needs_weed = pytest.mark.skipif(WEED is None, reason="SeaweedFS `weed` is not installed (scripts/setup installs it)")
+WEED = binaries.path("weed")
+needs_weed = binaries.require("weed")
 ACCESS_KEY, SECRET_KEY, BUCKET = "plasmavmc-test", "plasmavmc-test-secret", "vm-images"
 _PORT_FLAGS = (
     "master.port",
@@ -113,8 +112,7 @@ def start_seaweedfs(root: Path, timeout: float = 60.0) -> SeaweedFs:
 
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFs]:
-    if WEED is None:
-        pytest.skip("SeaweedFS `weed` is not installed (scripts/setup installs it)")
+    binaries.require_now("weed")
     server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
     try:
         yield server

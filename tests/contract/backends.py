@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from plasmavmc.hypervisor.base import ConsoleStream, HypervisorBackend, LocalImage, VmHandle
 from plasmavmc.types.vm import BootSpec, DiskSource, DiskSpec, MemorySpec, VirtualMachine, VmSpec
+from tests import binaries
 
 GUEST_DIR = Path(os.environ.get("PLASMAVMC_GUEST_DIR", "/var/cache/plasmavmc/guest"))
 BOOT_DEADLINE_S = 120.0  # TCG on a busy two-core host
@@ -109,9 +109,9 @@ def _qemu_vm(name: str, hotplug: bool = False) -> VirtualMachine:
 
 
 def _qemu() -> BackendProfile | str:
-    qemu, qemu_img = shutil.which("qemu-system-x86_64"), shutil.which("qemu-img")
-    if qemu is None or qemu_img is None:
-        return "qemu-system-x86_64 / qemu-img are not installed (scripts/setup installs them)"
+    binaries.require_now("qemu-system-x86_64", "qemu-img")  # skips, or fails under CI
+    qemu, qemu_img = binaries.path("qemu-system-x86_64"), binaries.path("qemu-img")
+    assert qemu is not None and qemu_img is not None
     from plasmavmc.hypervisor.qemu import QemuBackend
 
     return BackendProfile(
@@ -133,7 +133,8 @@ BACKEND_FACTORIES: dict[str, Callable[[], BackendProfile | str]] = {
 def _firecracker() -> BackendProfile | str:
     from tests import firecracker_guest as fc
 
-    why = fc.missing()
+    binaries.require_now(*fc.BINARIES)
+    why = fc.capability_missing()
     return why if why is not None else BackendProfile(
         name="firecracker", make_backend=fc.backend, guest=fc.images, vm=fc.vm, ready=lambda h: fc.READY,
         shell=False)

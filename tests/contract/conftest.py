@@ -22,7 +22,8 @@ import pytest
 from plasmavmc.store.base import Store
 from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.sqlite import SqliteStore
-from tests.etcd import ETCD, SKIP_REASON, EtcdCluster
+from tests import binaries
+from tests.etcd import EtcdCluster
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,7 @@ async def _sqlite(request: pytest.FixtureRequest, tmp_path: Path, options: Store
 
 @pytest.fixture(scope="session")
 def etcd_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    if ETCD is None:
-        pytest.skip(SKIP_REASON)
+    binaries.require_now("etcd")
     cluster = EtcdCluster.start(tmp_path_factory.mktemp("etcd"))
     try:
         yield cluster

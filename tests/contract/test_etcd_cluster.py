@@ -19,9 +19,9 @@ import pytest
 from plasmavmc.errors import StoreError
 from plasmavmc.store.base import WatchEvent
 from plasmavmc.store.etcd import EtcdStore
-from tests.etcd import ETCD, SKIP_REASON, EtcdCluster
+from tests.etcd import EtcdCluster, needs_etcd
 
-pytestmark = pytest.mark.skipif(ETCD is None, reason=SKIP_REASON)
+pytestmark = needs_etcd
 
 DEADLINE = 30.0
 WRITERS = 4

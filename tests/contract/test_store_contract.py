@@ -13,7 +13,7 @@ from typing import Protocol
 
 import pytest
 
-from plasmavmc.errors import Conflict
+from plasmavmc.errors import Conflict, InvalidArgument
 from plasmavmc.store.base import Compacted, EventType, Store, WatchEvent, Write
 
 DEADLINE = 5.0  # seconds: generous; a passing run never waits this long
@@ -279,6 +279,66 @@ async def test_commit_events_share_the_revision_in_write_order(store: Store) -> 
         (EventType.DELETE, "t/a", rev),
         (EventType.PUT, "t/m", rev),
     ]
+
+
+# -- op ids: a retried commit recognises its own success ----------------------------------------------
+
+
+async def test_replayed_op_id_answers_its_revision_and_writes_nothing(backend: Backend) -> None:
+    store, other = await backend.open(), await backend.open()
+    writes = [Write("t/vm", b"v", expected_revision=0), Write("t/name", b"n", expected_revision=0)]
+    rev = await store.commit(writes, op_id="create-1")
+    # the same commit resent (by another handle too, as after a fail-over): its own earlier success,
+    # not a lost compare-and-swap
+    assert await store.commit(writes, op_id="create-1") == rev
+    assert await other.commit(writes, op_id="create-1") == rev
+    assert await store.revision() == rev
+    vm = await store.get("t/vm")
+    assert vm is not None and vm.mod_revision == rev
+
+
+async def test_replayed_op_id_after_later_writes_changes_nothing(store: Store) -> None:
+    rev = await store.commit([Write("t/a", b"1", expected_revision=0)], op_id="op-a")
+    later = await store.put("t/a", b"2", expected_revision=rev)
+    assert await store.commit([Write("t/a", b"1", expected_revision=0)], op_id="op-a") == rev
+    kv = await store.get("t/a")
+    assert kv is not None and (kv.value, kv.mod_revision) == (b"2", later)
+    assert await store.revision() == later
+
+
+async def test_other_op_id_still_conflicts(store: Store) -> None:
+    await store.commit([Write("t/a", b"1", expected_revision=0)], op_id="op-1")
+    with pytest.raises(Conflict, match="t/a"):
+        await store.commit([Write("t/a", b"2", expected_revision=0)], op_id="op-2")
+    kv = await store.get("t/a")
+    assert kv is not None and kv.value == b"1"
+
+
+async def test_failed_op_id_can_succeed_later(store: Store) -> None:
+    rev = await store.put("t/a", b"1")
+    with pytest.raises(Conflict):
+        await store.commit([Write("t/a", b"2", expected_revision=rev + 100)], op_id="op-late")
+    new = await store.commit([Write("t/a", b"2", expected_revision=rev)], op_id="op-late")
+    assert new > rev
+
+
+async def test_op_ids_are_invisible_to_list_and_watch(store: Store) -> None:
+    start = await store.revision() + 1
+    rev = await store.commit([Write("t/a", b"1", expected_revision=0)], op_id="op-hidden")
+    second = await store.commit([Write("t/b", b"2", expected_revision=0)])  # an op id of its own
+    assert [kv.key for kv in (await store.list("")).items] == ["t/a", "t/b"]
+    pages = [await store.list("", limit=1), await store.list("", start_after="t/a", limit=1)]
+    assert [kv.key for page in pages for kv in page.items] == ["t/a", "t/b"]
+    async with watching(store, "", start) as watch:
+        events = [await next_event(watch) for _ in range(2)]
+    assert [(e.key, e.revision) for e in events] == [("t/a", rev), ("t/b", second)]
+
+
+@pytest.mark.parametrize("op_id", ["", "a b", "x" * 129, "\x00", "é"])
+async def test_bad_op_id_is_refused_naming_it(store: Store, op_id: str) -> None:
+    with pytest.raises(InvalidArgument, match="op_id"):
+        await store.commit([Write("t/a", b"1", expected_revision=0)], op_id=op_id)
+    assert await store.get("t/a") is None
 
 
 # -- list ---------------------------------------------------------------------------------------------

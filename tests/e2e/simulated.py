@@ -40,6 +40,7 @@ class SimCluster:
     server: Proc
     fleet: SimulatedFleet
     client: PlasmaClient
+    http: str = ""  # http://host:port of /health, /ready, /metrics
 
     def logs(self) -> str:
         return self.server.log.read_text()[-4000:]
@@ -69,12 +70,14 @@ async def sim_cluster(
     *,
     heartbeat_timeout: int = 15,
     heartbeat_interval: float = 1.0,
+    store_toml: str | None = None,
 ) -> AsyncIterator[SimCluster]:
+    """`store_toml`: the `[store]` section (default: SQLite under `root`)."""
     api, http, agents = free_port(), free_port(), free_port()
     cfg = root / "server.toml"
+    store = store_toml or f'[store]\nbackend = "sqlite"\npath = "{root}/state.db"\n'
     cfg.write_text(
-        f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
-        f'[store]\nbackend = "sqlite"\npath = "{root}/state.db"\n'
+        f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n{store}'
         f'[image_store]\nbackend = "local"\npath = "{root}/images"\nseed_dirs = ["{guest}"]\n'
         f'[scheduler]\ndefault_hypervisor = "simulated"\n'
         f"[agents]\nheartbeat_timeout_seconds = {heartbeat_timeout}\n"
@@ -91,7 +94,7 @@ async def sim_cluster(
         await fleet.start()
         await _poll_http(f"http://127.0.0.1:{http}/ready", 30, server)
         async with await PlasmaClient.connect(f"127.0.0.1:{api}") as client:
-            yield SimCluster(root, f"127.0.0.1:{api}", server, fleet, client)
+            yield SimCluster(root, f"127.0.0.1:{api}", server, fleet, client, f"http://127.0.0.1:{http}")
     finally:
         if fleet is not None:
             await fleet.stop()

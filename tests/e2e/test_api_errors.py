@@ -10,7 +10,14 @@ from dataclasses import replace
 import pytest
 
 from plasmavmc.client import PlasmaClient
-from plasmavmc.errors import AlreadyExists, ErrorCode, ImageNotFound, InvalidState, PlasmaError, VmNotFound
+from plasmavmc.errors import (
+    AlreadyExists,
+    ErrorCode,
+    ImageNotFound,
+    InvalidArgument,
+    InvalidState,
+    VmNotFound,
+)
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, MemorySpec, VmSpec
 from tests.e2e.helpers import ORG, PROJECT, tiny_spec
 
@@ -45,7 +52,7 @@ async def test_bad_create_names_the_field_and_writes_nothing(
     client: PlasmaClient, case: str, name: str, spec: VmSpec, field: str
 ) -> None:
     before = await client.list_all_vms(ORG, PROJ)
-    with pytest.raises(PlasmaError) as info:
+    with pytest.raises(InvalidArgument) as info:
         await client.create_vm(name, ORG, PROJ, spec)
     assert info.value.code == ErrorCode.INVALID_ARGUMENT, info.value
     assert info.value.field == field

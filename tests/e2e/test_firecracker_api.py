@@ -20,15 +20,17 @@ from pathlib import Path
 import pytest
 
 from plasmavmc.client import PlasmaClient
-from plasmavmc.errors import PlasmaError
+from plasmavmc.errors import InvalidArgument, PlasmaError, VmNotFound
 from plasmavmc.hypervisor.process import is_running
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskBus, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
+from tests import binaries
 from tests import firecracker_guest as fc
 from tests.conftest import Cluster, kill_leftover_qemu, start_cluster
 from tests.e2e.helpers import ORG, PROJECT, console_until
 
-pytestmark = pytest.mark.skipif(fc.missing() is not None, reason=str(fc.missing()))
+pytestmark = [binaries.require(*fc.BINARIES),
+              pytest.mark.skipif(fc.capability_missing() is not None, reason=str(fc.capability_missing()))]
 IMAGE = "plasmavmc-pvh"
 
 
@@ -73,13 +75,13 @@ async def test_create_start_console_stop_delete(fc_client: PlasmaClient, fc_clus
     await console_until(fc_client, vm.id, "ctrl-alt-del", timeout=10)  # stop was the guest's soft power-off
     await fc_client.delete_vm(ORG, PROJECT, vm.id)
     runtime = fc_cluster.root / "run" / "fc" / vm.id
-    with pytest.raises(PlasmaError):
+    with pytest.raises(VmNotFound):
         await fc_client.wait_for_state(ORG, PROJECT, vm.id, {VmState.DELETED}, 30)
     assert not runtime.exists()
 
 
 async def test_unsupported_spec_is_refused_naming_the_feature(fc_client: PlasmaClient) -> None:
-    with pytest.raises(PlasmaError) as err:
+    with pytest.raises(InvalidArgument) as err:
         await fc_client.create_vm("fc-scsi", ORG, PROJECT, pvh_spec(DiskBus.SCSI),
                                   hypervisor=HypervisorType.FIRECRACKER)
     assert "scsi" in err.value.message.lower() or "disk_bus" in err.value.message, err.value

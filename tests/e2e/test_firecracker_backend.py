@@ -43,10 +43,12 @@ from plasmavmc.types.vm import (
     NicModel,
     SecuritySpec,
 )
+from tests import binaries
 from tests import firecracker_guest as fc
 from tests.contract.backends import read_until
 
-pytestmark = pytest.mark.skipif(fc.missing() is not None, reason=str(fc.missing()))
+pytestmark = [binaries.require(*fc.BINARIES),
+              pytest.mark.skipif(fc.capability_missing() is not None, reason=str(fc.capability_missing()))]
 DEADLINE_S = 30.0
 
 

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -30,16 +29,14 @@ import pytest
 from qemu.qmp import QMPClient
 
 from plasmavmc.images.guest.build import GuestManifest, build_guest, verify_image
+from tests import binaries
 
 DEFAULT_GUEST_DIR = "/var/cache/plasmavmc/guest"
 READY_TIMEOUT = 90.0
 SHELL_TIMEOUT = 30.0
 POWEROFF_TIMEOUT = 60.0
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None,
-    reason="qemu-system-x86_64 / qemu-img not installed",
-)
+pytestmark = binaries.require("qemu-system-x86_64", "qemu-img")
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import pytest
 from plasmavmc.server.leader import LEADER, EtcdLeadership, SoleLeadership
 from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.etcd_lease import revoke
-from tests.etcd import ETCD, SKIP_REASON, EtcdCluster
+from tests.etcd import EtcdCluster, needs_etcd
 
-pytestmark = pytest.mark.skipif(ETCD is None, reason=SKIP_REASON)
+pytestmark = needs_etcd
 
 TTL = 2
 DEADLINE = 15.0

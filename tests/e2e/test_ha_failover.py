@@ -36,9 +36,9 @@ from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 from tests.conftest import Proc, free_port, kill_leftover_qemu, needs_qemu, short_run_dir
 from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
-from tests.etcd import ETCD, SKIP_REASON, EtcdCluster
+from tests.etcd import EtcdCluster, needs_etcd
 
-pytestmark = [needs_qemu, pytest.mark.skipif(ETCD is None, reason=SKIP_REASON)]
+pytestmark = [needs_qemu, needs_etcd]
 
 LEASE_TTL = 3  # seconds; the default is 5
 DEADLINE = 60.0

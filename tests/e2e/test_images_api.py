@@ -25,7 +25,14 @@ import pytest
 from aiohttp import web
 
 from plasmavmc.client import PlasmaClient
-from plasmavmc.errors import ErrorCode, ImageNotFound, InvalidState, PermissionDenied, PlasmaError, QuotaExceeded
+from plasmavmc.errors import (
+    ErrorCode,
+    ImageNotFound,
+    InvalidArgument,
+    InvalidState,
+    PermissionDenied,
+    QuotaExceeded,
+)
 from plasmavmc.images.s3 import S3ImageStore, S3Settings
 from plasmavmc.types.image import ImageFormat, ImageStatus, Visibility
 from plasmavmc.types.quota import ResourceLimits
@@ -179,7 +186,7 @@ async def test_qcow2_with_backing_file_is_refused(images: PlasmaClient, tmp_path
         ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", "/etc/passwd", str(evil), "1M"],
         check=True,
     )
-    with pytest.raises(PlasmaError, match="backing file") as err:
+    with pytest.raises(InvalidArgument, match="backing file") as err:
         await images.upload_image(ORG, "evil", chunks_of(evil.read_bytes()))
     assert err.value.code == ErrorCode.INVALID_ARGUMENT and err.value.field == "chunk"
     assert "evil" not in {i.name for i in await images.list_images(ORG)}
@@ -187,10 +194,10 @@ async def test_qcow2_with_backing_file_is_refused(images: PlasmaClient, tmp_path
 
 async def test_declared_checksum_and_format_must_match_the_content(images: PlasmaClient) -> None:
     data = raw_disk(1024 * 1024)
-    with pytest.raises(PlasmaError) as err:
+    with pytest.raises(InvalidArgument) as err:
         await images.upload_image(ORG, "badsum", chunks_of(data), checksum="0" * 64)
     assert (err.value.code, err.value.field) == (ErrorCode.INVALID_ARGUMENT, "checksum")
-    with pytest.raises(PlasmaError) as err:
+    with pytest.raises(InvalidArgument) as err:
         await images.upload_image(ORG, "badfmt", chunks_of(data), image_format=ImageFormat.QCOW2)
     assert (err.value.code, err.value.field) == (ErrorCode.INVALID_ARGUMENT, "format")
     names = {i.name for i in await images.list_images(ORG)}
@@ -207,7 +214,7 @@ async def test_convert_through_all_four_formats_keeps_the_bytes(images: PlasmaCl
         assert converted.checksum == hashlib.sha256(await download(images, ORG, converted.id)).hexdigest()
         current = converted
     assert await download(images, ORG, current.id) == data
-    with pytest.raises(PlasmaError) as err:
+    with pytest.raises(InvalidArgument) as err:
         await images.convert_image(ORG, current.id, ImageFormat.RAW)
     assert (err.value.code, err.value.field) == (ErrorCode.INVALID_ARGUMENT, "target_format")
 
@@ -279,8 +286,8 @@ async def test_list_is_paginated(images: PlasmaClient) -> None:
     seen: list[str] = []
     token = ""
     while True:
-        reply = await images._image_stub.ListImages(
-            image_pb2.ListImagesRequest(org_id=org, page_size=2, page_token=token)
+        reply = await images._unary(
+            images._image_stub.ListImages, image_pb2.ListImagesRequest(org_id=org, page_size=2, page_token=token)
         )
         assert len(reply.images) <= 2
         seen += [i.id for i in reply.images if i.org_id == org]
@@ -294,7 +301,7 @@ async def test_max_images_counts_every_image_of_the_org(images: PlasmaClient) ->
     org = "org-img-quota"
     await images.set_quota(org, "", ResourceLimits(max_images=2))
     first = await images.upload_image(org, "q-1", chunks_of(raw_disk(4096)))
-    with pytest.raises(PlasmaError):  # refused after its record was written: the count comes back
+    with pytest.raises(InvalidArgument):  # refused after its record was written: the count comes back
         await images.upload_image(org, "q-bad", chunks_of(raw_disk(4096)), checksum="0" * 64)
     await images.upload_image(org, "q-2", chunks_of(raw_disk(4096)))
     with pytest.raises(QuotaExceeded, match="max_images"):

@@ -1,10 +1,12 @@
 """The agent's image cache against a real control plane: pull-through verified by sha256, concurrent
 fetches of one image download it once, least-recently-used eviction under the size limit, and images
-pinned by a VM are never evicted."""
+pinned by a VM are never evicted; a VM created through the API pins its base image until deleted;
+partial downloads count for eviction and are removed when the agent starts again."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +16,9 @@ import grpc
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.image import Image
-from tests.conftest import Cluster
+from plasmavmc.types.states import VmState
+from tests.conftest import Cluster, needs_qemu
+from tests.e2e.helpers import GUEST_IMAGE, tiny_spec
 
 ORG = "org-cache"
 MIB = 1024 * 1024
@@ -56,3 +60,37 @@ async def test_lru_eviction_spares_recent_and_pinned(client: PlasmaClient, clust
         pd = await cache.fetch(d, ORG)
         assert not pa.exists() and pb.exists() and pd.exists()
     assert cache.downloads == 5
+
+
+async def test_partial_downloads_count_for_eviction_and_go_on_restart(
+    client: PlasmaClient, cluster: Cluster, tmp_path: Path
+) -> None:
+    a, b = [(await upload(client, f"partial-{n}"))[0] for n in "ab"]
+    async with grpc.aio.insecure_channel(cluster.api) as channel:
+        cache = ImageCache(tmp_path, channel, 2 * MIB + MIB // 2)  # room for two
+        pb = await cache.fetch(b, ORG)
+        (tmp_path / a.id).mkdir()
+        left = tmp_path / a.id / f".{a.checksum}.999999.partial"  # a killed agent's half download
+        left.write_bytes(b"\0" * MIB)
+        pa = await cache.fetch(a, ORG)  # b + the partial + a is over the limit: b goes
+        assert pa.exists() and not pb.exists()
+        assert left.exists()  # eviction never removes a download that may be in progress
+        restarted = ImageCache(tmp_path, channel, 2 * MIB + MIB // 2)
+        assert restarted.remove_partials() == 1
+        assert not left.exists() and pa.read_bytes()
+        assert not list(tmp_path.rglob("*.partial"))
+
+
+@needs_qemu
+async def test_a_vm_pins_its_base_image_until_deleted(client: PlasmaClient, cluster: Cluster) -> None:
+    vm = await client.create_vm("pinned-1", "org-pin", "p", tiny_spec())
+    created = await client.wait_for_state("org-pin", "p", vm.id, {VmState.STOPPED}, 120)
+    pin_file = cluster.root / "cache" / ".pins" / vm.id
+    pinned = json.loads(pin_file.read_text())
+    base = [p for p in pinned if f"/{GUEST_IMAGE}/" in p]
+    assert base and Path(base[0]).exists(), pinned
+    await client.delete_vm("org-pin", "p", created.id)
+    async with asyncio.timeout(60):
+        while pin_file.exists():
+            await asyncio.sleep(0.1)  # polling the agent's cleanup, with a deadline
+    assert Path(base[0]).exists()  # unpinned, not removed: eviction may take it when room is needed

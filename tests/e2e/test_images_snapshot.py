@@ -21,7 +21,7 @@ import pytest
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import ConsoleSocket, open_console
-from plasmavmc.errors import ErrorCode, PlasmaError
+from plasmavmc.errors import ErrorCode, InvalidState, PlasmaError, VmNotFound
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSource, DiskSpec, VirtualMachine
@@ -95,7 +95,7 @@ async def test_bad_requests_are_refused_and_change_nothing(client: PlasmaClient,
             await client.create_image_from_vm(ORG, "never", vm_id, disk_id)
         assert caught.value.code == code, (vm_id, disk_id, caught.value)
         assert caught.value.field == field, (vm_id, disk_id, caught.value)
-    with pytest.raises(PlasmaError) as caught:  # another org cannot reach this org's VM
+    with pytest.raises(VmNotFound) as caught:  # another org cannot reach this org's VM
         await client.create_image_from_vm("org-snap-other", "never", source.id, "root")
     assert caught.value.code == ErrorCode.VM_NOT_FOUND
     assert "no disk 'data'" in str(await _message(client, source.id, "data"))
@@ -118,7 +118,7 @@ async def test_image_from_a_disk_carries_the_guest_s_file(
     await shell_run(cluster, source.id, f"echo {TOKEN} > /from-vm.txt && sync")
 
     before = await image_ids(client)
-    with pytest.raises(PlasmaError) as caught:  # a running guest would change the disk under the copy
+    with pytest.raises(InvalidState) as caught:  # a running guest would change the disk under the copy
         await client.create_image_from_vm(ORG, "while-running", source.id, "root")
     assert caught.value.code == ErrorCode.INVALID_STATE and "stop it first" in caught.value.message
     assert await image_ids(client) == before

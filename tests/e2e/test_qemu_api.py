@@ -13,7 +13,7 @@ import pytest
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import ConsoleSocket, open_console
-from plasmavmc.errors import PlasmaError
+from plasmavmc.errors import InvalidArgument, PlasmaError
 from plasmavmc.hypervisor.qemu.cmdline import tap_name
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import BootSpec, DiskSpec, NetworkSpec, VirtualMachine
@@ -145,7 +145,7 @@ async def test_snapshot_restore_through_the_api(client: PlasmaClient, q35: Virtu
     assert vm.state is VmState.RUNNING
     out = await run(shell, "cat /later; cat /kept")
     assert "No such file" in out and "kept" in out, out
-    with pytest.raises(PlasmaError, match="snapshot_id"):
+    with pytest.raises(InvalidArgument, match="snapshot_id"):
         await client.snapshot_vm(ORG, PROJECT, q35.id, "Bad Id")
     await client.delete_snapshot(ORG, PROJECT, q35.id, "api-1")
     assert await client.list_snapshots(ORG, PROJECT, q35.id) == []

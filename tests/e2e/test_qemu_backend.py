@@ -8,7 +8,6 @@ this file keeps what only QEMU has: its own error output surfacing when it canno
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import uuid
 from pathlib import Path
 
@@ -18,11 +17,12 @@ from plasmavmc.errors import HypervisorError
 from plasmavmc.hypervisor.qemu import QemuBackend
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSource, DiskSpec, VirtualMachine, VmSpec
+from tests import binaries
 from tests.contract.backends import BACKEND_FACTORIES, BackendProfile
 
-QEMU = shutil.which("qemu-system-x86_64")
-QEMU_IMG = shutil.which("qemu-img")
-pytestmark = pytest.mark.skipif(QEMU is None or QEMU_IMG is None, reason="qemu-system-x86_64 is not installed")
+QEMU = binaries.path("qemu-system-x86_64")
+QEMU_IMG = binaries.path("qemu-img")
+pytestmark = binaries.require("qemu-system-x86_64", "qemu-img")
 
 
 def make_vm(name: str) -> VirtualMachine:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import uuid
 from pathlib import Path
@@ -23,10 +22,12 @@ from plasmavmc.hypervisor.firecracker.jail import JailerOptions, cgroups_mounted
 from plasmavmc.hypervisor.process import read_pidfile
 from plasmavmc.images.pvh_guest.build import IMAGE_NAME, READY_LINE, build_seed
 from plasmavmc.types.vm import DiskSource, DiskSpec, MemorySpec, VirtualMachine, VmSpec
+from tests import binaries
 
 SEED_DIR = Path(os.environ.get("PLASMAVMC_PVH_GUEST_DIR", "/var/cache/plasmavmc/pvh-guest"))
-FIRECRACKER = shutil.which("firecracker")
-JAILER = shutil.which("jailer")
+BINARIES = ("firecracker", "jailer", "as", "ld")  # `as`/`ld` build the PVH test guest
+FIRECRACKER = binaries.path("firecracker")
+JAILER = binaries.path("jailer")
 JAIL_UID = 10123  # an unprivileged uid with no account: the jail makes everything it needs
 READY = READY_LINE.encode()
 READY_LINE_RE = re.escape(READY_LINE)
@@ -34,15 +35,16 @@ _images: dict[str, LocalImage] = {}
 
 
 def missing() -> str | None:
-    """Why Firecracker tests cannot run here, or None."""
-    if FIRECRACKER is None or JAILER is None:
-        return "firecracker/jailer are not installed (scripts/install-firecracker installs them)"
+    """Why Firecracker cannot run here (a binary or a capability), or None."""
+    return binaries.missing(*BINARIES) or capability_missing()
+
+
+def capability_missing() -> str | None:
+    """Why this machine cannot run Firecracker although its binaries are installed (kept as skips)."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "/dev/kvm is not available"
     if not cgroups_mounted():
         return "no cgroup hierarchy is mounted (e.g. inside a chroot): the jailer cannot set limits here"
-    if shutil.which("as") is None or shutil.which("ld") is None:
-        return "binutils (as, ld) are needed to build the PVH test guest"
     return None
 
 

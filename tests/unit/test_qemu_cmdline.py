@@ -119,7 +119,8 @@ def test_vm_id_must_be_a_uuid() -> None:
     (VmSpec(cpu=CpuSpec(cpu_model="evil,+vmx")), "cpu_model"),
     (VmSpec(cpu=CpuSpec(vcpus=3, sockets=2)), "cpu_topology"),
     (VmSpec(memory=MemorySpec(numa_nodes=(NumaNode(),))), "numa"),
-    (VmSpec(security=SecuritySpec(tpm=True)), "secure_boot/tpm"),
+    (VmSpec(security=SecuritySpec(tpm=True)), "tpm"),
+    (VmSpec(security=SecuritySpec(secure_boot=True)), "secure_boot"),
     (VmSpec(disks=(DiskSpec(bus=DiskBus.IDE, source=DiskSource(image_id="i")),)), "disk_bus_ide"),
     (VmSpec(disks=(DiskSpec(source=DiskSource(volume_id="v")),)), "volumes"),
     (VmSpec(network=(NetworkSpec(model=NicModel.E1000),)), "nic_model_e1000"),
@@ -141,3 +142,11 @@ def test_cache_modes_and_cpu_model() -> None:
 def test_microvm_needs_a_kernel() -> None:
     with pytest.raises(UnsupportedFeature):
         build_argv("qemu", vm(), PATHS, replace(IMAGE, kernel_path=None), "tcg")
+
+
+def test_zero_sockets_means_one() -> None:
+    """0 is what a plain gRPC client sends for an unset `sockets`: it must boot as one socket."""
+    spec = VmSpec(cpu=CpuSpec(vcpus=2, sockets=0))
+    check_spec(spec)
+    argv = build_argv("qemu", vm(cpu=spec.cpu), PATHS, IMAGE, "tcg")
+    assert value_after(argv, "-smp") == ["2,sockets=1,cores=2,threads=1"]

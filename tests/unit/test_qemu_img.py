@@ -4,7 +4,6 @@ QEMU open another host file are refused, conversion keeps every byte."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,8 +12,9 @@ import pytest
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.images import qemu_img
 from plasmavmc.types.image import ImageFormat
+from tests import binaries
 
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed (qemu-utils)")
+pytestmark = binaries.require("qemu-img")
 
 
 def make(path: Path, *args: str) -> Path:

@@ -61,6 +61,7 @@ async def run(settings: AgentSettings) -> None:
     reporter = Reporter(endpoints(settings), credentials)
     cache_bytes = settings.storage.cache_size_gib * 1024**3
     cache = ImageCache(Path(settings.storage.image_cache_dir), reporter.channels, cache_bytes)
+    cache.remove_partials()  # downloads a killed agent left half-done
     vms = NodeVms(settings.agent.node_id, registry, cache, reporter)
     await vms.adopt()
     cache.prune_pins(set(vms.handles))

@@ -9,6 +9,12 @@ A VM's disks are overlays whose backing file is the cached base, so a base must 
 a VM on this node uses it: `fetch(..., pin_for=vm_id)` records the VM's pins in `<cache>/.pins/<vm_id>`
 (a file, so pins survive an agent restart) and `unpin(vm_id)` drops them when the VM is deleted. The
 size limit is soft: if every cached file is pinned, a needed image is still fetched (and logged).
+`NodeVms` pins every image a VM's disks (and their kernel and initrd) use when it creates the VM or
+hot-plugs a disk.
+
+A download in progress is a `.<sha256>.<pid>.partial` file beside its final place: eviction counts its
+bytes as used (it never evicts one), and `remove_partials()` — run when the agent starts — removes those
+a killed agent left behind, which nothing would ever finish or account for.
 """
 
 from __future__ import annotations
@@ -99,7 +105,25 @@ class ImageCache:
     def pinned(self) -> set[Path]:
         return {Path(p) for f in (self.root / ".pins").glob("[!.]*") for p in self._read_pins(f)}
 
+    def remove_partials(self) -> int:
+        """Remove every partial download (call at start, before any fetch); returns how many."""
+        removed = 0
+        for path in self.root.glob("[!.]*/.*.partial"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+                log.info("image cache: removed partial download %s", path)
+        return removed
+
     # --- eviction ------------------------------------------------------------------------------------
+
+    def partial_bytes(self) -> int:
+        """Bytes held by downloads in progress (and any partial file left behind)."""
+        total = 0
+        for path in self.root.glob("[!.]*/.*.partial"):
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
 
     def entries(self) -> list[tuple[float, int, Path]]:
         """Cached images as (last use, size, path), least recently used first."""
@@ -113,7 +137,7 @@ class ImageCache:
     async def _make_room(self, needed: int) -> None:
         async with self._evicting:
             entries = self.entries()
-            used = sum(size for _, size, _ in entries)
+            used = sum(size for _, size, _ in entries) + self.partial_bytes()
             keep = self.pinned() | {Path(p) for p, lock in self._locks.items() if lock.locked()}
             for _, size, path in entries:
                 if used + needed <= self.capacity:

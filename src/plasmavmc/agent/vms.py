@@ -65,15 +65,16 @@ class NodeVms:
                         task = asyncio.create_task(self._report_exit(backend, handle, why))
                         self._supervisors[handle.vm_id] = task
 
-    async def _local_image(self, image: Image, org_id: str, by_id: Mapping[str, Image]) -> LocalImage:
+    async def _local_image(self, vm_id: str, image: Image, org_id: str, by_id: Mapping[str, Image]) -> LocalImage:
+        """The image on this node, pinned for the VM (its overlay sits on it) until the VM is deleted."""
         kernel = by_id.get(image.metadata.get("kernel_id", ""))
         initrd = by_id.get(image.metadata.get("ramdisk_id", ""))
         return LocalImage(
             image_id=image.id,
-            disk_path=await self.cache.fetch(image, org_id),
+            disk_path=await self.cache.fetch(image, org_id, pin_for=vm_id),
             disk_format=image.format.value,
-            kernel_path=await self.cache.fetch(kernel, org_id) if kernel else None,
-            initrd_path=await self.cache.fetch(initrd, org_id) if initrd else None,
+            kernel_path=await self.cache.fetch(kernel, org_id, pin_for=vm_id) if kernel else None,
+            initrd_path=await self.cache.fetch(initrd, org_id, pin_for=vm_id) if initrd else None,
             kernel_cmdline=image.metadata.get("kernel_cmdline", ""),
         )
 
@@ -82,7 +83,7 @@ class NodeVms:
         out: dict[str, LocalImage] = {}
         for disk in vm.spec.disks:
             image = by_id[disk.source.image_id or ""]
-            out[image.id] = await self._local_image(image, vm.org_id, by_id)
+            out[image.id] = await self._local_image(vm.id, image, vm.org_id, by_id)
         return out
 
     async def create(self, vm: VirtualMachine, images: list[Image]) -> VmHandle:
@@ -146,7 +147,7 @@ class NodeVms:
 
     async def attach_disk(self, vm_id: str, org_id: str, disk: DiskSpec, image: Image | None) -> None:
         backend, handle = self.lookup(vm_id)
-        local = await self._local_image(image, org_id, {image.id: image}) if image is not None else None
+        local = await self._local_image(vm_id, image, org_id, {image.id: image}) if image is not None else None
         await backend.attach_disk(handle, disk, local)
 
     async def detach_disk(self, vm_id: str, disk_id: str) -> None:

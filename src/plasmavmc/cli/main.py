@@ -1,6 +1,12 @@
 """`plasmavmc`: the command-line client, a thin layer over `PlasmaClient`.
 
-    plasmavmc [--addr URL] [--org ORG] [--project P] [-o table|json] vm|node|image ...
+    plasmavmc [--endpoint URL]... [--org ORG] [--project P] [-o table|json] [-v] vm|node|image ...
+
+Endpoints (the first source that names any wins): `--endpoint`/`--addr` (repeatable, or a comma list),
+env `PLASMAVMC_ENDPOINTS` or `PLASMAVMC_ADDR` (comma lists), `endpoints = [...]` in the client config
+file (`--config`, env `PLASMAVMC_CLIENT_CONFIG`, default `~/.config/plasmavmc/client.toml` when it
+exists), else `http://127.0.0.1:8080`. Calls move to the next endpoint while one cannot be reached;
+`-v` prints which endpoint answered on stderr.
 
 `main(argv)` returns the exit code instead of exiting, so tests run the CLI in-process: 0 on success,
 1 for an error the server or the network reported (`error: CODE: message (field: x)` on stderr, never a
@@ -13,14 +19,18 @@ import argparse
 import asyncio
 import os
 import sys
+import tomllib
+from pathlib import Path
 
 from plasmavmc.cli import commands as cmd
 from plasmavmc.cli import image_commands, quota_commands, vm_device_commands
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
+from plasmavmc.client.endpoints import split_endpoints
 from plasmavmc.errors import PlasmaError
 from plasmavmc.types.vm import HypervisorType
 
 DEFAULT_ADDR = "http://127.0.0.1:8080"
+DEFAULT_CLIENT_CONFIG = "~/.config/plasmavmc/client.toml"
 
 #: commands that run until interrupted: Ctrl-C is their normal way out, so it exits 0
 _FOLLOWERS = frozenset({cmd.vm_console, cmd.vm_watch})
@@ -49,9 +59,14 @@ def _seconds(text: str) -> float:
 
 def _globals(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
-    parser.add_argument("--addr", default=env("PLASMAVMC_ADDR", DEFAULT_ADDR),
-                        help="server address: http://host:port, https://host:port or host:port "
-                             "(env PLASMAVMC_ADDR; default %(default)s)")
+    parser.add_argument("--endpoint", "--addr", dest="endpoints", action="append", default=[], metavar="URL",
+                        help="server address: http://host:port, https://host:port or host:port; repeat it "
+                             "or give a comma list for several replicas (env PLASMAVMC_ENDPOINTS or "
+                             f"PLASMAVMC_ADDR; default {DEFAULT_ADDR})")
+    parser.add_argument("--config", default=env("PLASMAVMC_CLIENT_CONFIG"), metavar="FILE",
+                        help="client config file with `endpoints = [...]` (env PLASMAVMC_CLIENT_CONFIG; "
+                             f"default {DEFAULT_CLIENT_CONFIG} when it exists)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="say which endpoint answered (stderr)")
     parser.add_argument("--org", default=env("PLASMAVMC_ORG", "default"),
                         help="organization (env PLASMAVMC_ORG; default %(default)s)")
     parser.add_argument("--project", default=env("PLASMAVMC_PROJECT", "default"),
@@ -153,9 +168,41 @@ def _tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClientTls
     return ClientTls(ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
 
 
+def _config_endpoints(path: str | None) -> list[str]:
+    """`endpoints` of the client config file (none when the default file does not exist)."""
+    file = Path(os.path.expanduser(path or DEFAULT_CLIENT_CONFIG))
+    if path is None and not file.exists():
+        return []
+    try:
+        data = tomllib.loads(file.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"client config {file}: {err}") from None
+    unknown = sorted(set(data) - {"endpoints"})
+    found = data.get("endpoints", [])
+    if unknown or not isinstance(found, list) or not all(isinstance(e, str) for e in found):
+        raise ValueError(f"client config {file}: expected only `endpoints = [\"http://host:port\", ...]`")
+    return found
+
+
+def endpoints_of(args: argparse.Namespace) -> list[str]:
+    """The endpoints to use: flags, else env, else the config file, else the default."""
+    env = os.environ.get("PLASMAVMC_ENDPOINTS") or os.environ.get("PLASMAVMC_ADDR") or ""
+    for source in (args.endpoints, [env], None):
+        found = [e for e in (source if source is not None else _config_endpoints(args.config)) if e.strip(" ,")]
+        if found:
+            return split_endpoints(found)
+    return [DEFAULT_ADDR]
+
+
 async def _run(args: argparse.Namespace, tls: ClientTls | None) -> int:
-    async with await PlasmaClient.connect(args.addr, tls=tls, token=args.token) as client:
-        code: int = await args.func(client, args)
+    args.endpoints = endpoints_of(args)
+    args.addr = args.endpoints[0]
+    async with await PlasmaClient.connect(args.endpoints, tls=tls, token=args.token) as client:
+        try:
+            code: int = await args.func(client, args)
+        finally:
+            if args.verbose:
+                print(f"answered by {client.answered_by or 'no endpoint'}", file=sys.stderr)
         return code
 
 

@@ -1,48 +1,32 @@
-"""The plumbing every `PlasmaClient` service mixin shares: channel set-up, call metadata, error translation.
+"""The plumbing every `PlasmaClient` service mixin shares: stubs, call metadata, fail-over, errors.
 
-Each service mixin (`vms.py`, `nodes.py`, `images.py`) only builds requests and converts responses; it
-calls RPCs through `_unary` / `_stream` here, so that every failure — including one raised half-way
-through a server stream — reaches the caller as our own `PlasmaError` (`VmNotFound`, `InvalidState`, …)
-rebuilt by `api.status.from_rpc_error`, never as a raw `grpc.aio.AioRpcError`.
+Each service mixin (`vms.py`, `nodes.py`, `images.py`, `quotas.py`) only builds requests and converts
+responses; it names an RPC as `self._vm_stub.CreateVm` (an `Rpc`: service and method, not yet bound to a
+channel) and calls it through `_unary` / `_stream` here, which run it on the current endpoint and move
+to the next one (`endpoints.py`) while the server cannot be reached — a stream only before its first
+message. Every failure — including one raised half-way through a server stream — reaches the caller as
+our own `PlasmaError` (`VmNotFound`, `InvalidState`, …) rebuilt by `wire.status.from_rpc_error`, never as
+a raw `grpc.aio.AioRpcError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
+from plasmavmc.client.endpoints import ClientTls, Endpoints, open_channel, parse_addr
 from plasmavmc.errors import PlasmaError, Unavailable
-from plasmavmc.v1 import image_pb2_grpc, node_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
 from plasmavmc.wire.status import from_rpc_error
 
+__all__ = ["ClientBase", "ClientTls", "ConnectionFailed", "Endpoints", "Rpc", "open_channel", "parse_addr"]
+
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-
-@dataclass(frozen=True)
-class ClientTls:
-    """PEM files for a TLS channel: the CA that signed the server, and our own cert/key for mTLS.
-
-    `ca_file=None` trusts the system roots; `cert_file`/`key_file` go together (both or neither).
-    """
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-
-    def credentials(self) -> Any:
-        """The `grpc.ChannelCredentials` these files describe; raises OSError if one is unreadable."""
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("TLS client certificate and key must be given together")
-        ca = Path(self.ca_file).read_bytes() if self.ca_file else None
-        key = Path(self.key_file).read_bytes() if self.key_file else None
-        cert = Path(self.cert_file).read_bytes() if self.cert_file else None
-        return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
 
 class ConnectionFailed(Unavailable):
@@ -58,71 +42,106 @@ class ConnectionFailed(Unavailable):
         self.reason = reason
 
 
-def parse_addr(addr: str, tls: ClientTls | None) -> tuple[str, bool]:
-    """`http://h:p` / `https://h:p` / `h:p` -> (gRPC target, secure?). TLS files force a secure channel."""
-    addr = addr.strip()
-    secure = tls is not None
-    if addr.startswith("https://"):
-        target, secure = addr.removeprefix("https://"), True
-    elif addr.startswith("http://"):
-        target = addr.removeprefix("http://")
-    else:
-        target = addr
-    target = target.rstrip("/")
-    if not target:
-        raise ValueError(f"invalid server address {addr!r}")
-    return target, secure
+@dataclass(frozen=True)
+class Rpc:
+    """One RPC of one service, bound to a channel only when it is called."""
+
+    stub: Any  # the generated stub class, e.g. `vm_pb2_grpc.VmServiceStub`
+    method: str
 
 
-def open_channel(addr: str, tls: ClientTls | None) -> Any:
-    """A lazily connecting `grpc.aio.Channel` to `addr` (no I/O happens until the first call)."""
-    target, secure = parse_addr(addr, tls)
-    if secure:
-        return grpc.aio.secure_channel(target, (tls or ClientTls()).credentials())
-    return grpc.aio.insecure_channel(target)
+class _Service:
+    """`service.Method` → `Rpc(stub, "Method")`."""
+
+    def __init__(self, stub: Any) -> None:
+        self._stub = stub
+
+    def __getattr__(self, method: str) -> Rpc:
+        return Rpc(self._stub, method)
 
 
 class ClientBase:
-    """State shared by the service mixins: the channel, the three stubs, metadata and the call helpers."""
+    """State shared by the service mixins: the endpoints, the services, metadata and the call helpers."""
 
-    def __init__(
-        self, channel: Any, addr: str, *, token: str | None = None, call_timeout: float | None = None
-    ) -> None:
-        self._channel = channel
-        self._addr = addr
+    _vm_stub = _Service(vm_pb2_grpc.VmServiceStub)
+    _node_stub = _Service(node_pb2_grpc.NodeServiceStub)
+    _image_stub = _Service(image_pb2_grpc.ImageServiceStub)
+    _quota_stub = _Service(quota_pb2_grpc.QuotaServiceStub)
+
+    def __init__(self, endpoints: Endpoints, *, token: str | None = None, call_timeout: float | None = None) -> None:
+        self._endpoints = endpoints
         self._timeout = call_timeout
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
-        self._vm_stub: Any = vm_pb2_grpc.VmServiceStub(channel)
-        self._node_stub: Any = node_pb2_grpc.NodeServiceStub(channel)
-        self._image_stub: Any = image_pb2_grpc.ImageServiceStub(channel)
+        self._stubs: dict[tuple[int, Any], Any] = {}
 
     @property
     def addr(self) -> str:
-        """The address this client was connected to, as given."""
-        return self._addr
+        """The endpoint this client uses now."""
+        return self._endpoints.addrs[self._endpoints.current]
 
-    def _error(self, exc: grpc.aio.AioRpcError) -> PlasmaError:
+    @property
+    def endpoints(self) -> list[str]:
+        """Every endpoint this client may use, in order."""
+        return list(self._endpoints.addrs)
+
+    @property
+    def answered_by(self) -> str | None:
+        """The endpoint that gave the last answer (None before any)."""
+        return self._endpoints.answered
+
+    def _bind(self, rpc: Rpc) -> tuple[int, Any]:
+        """The current endpoint's index and `rpc` bound to its channel."""
+        index = self._endpoints.current
+        if (index, rpc.stub) not in self._stubs:
+            self._stubs[(index, rpc.stub)] = rpc.stub(self._endpoints.channel(index))
+        return index, getattr(self._stubs[(index, rpc.stub)], rpc.method)
+
+    def _error(self, exc: grpc.aio.AioRpcError, index: int) -> PlasmaError:
         keys = {key for key, _ in (exc.trailing_metadata() or ())}
         if exc.code() == grpc.StatusCode.UNAVAILABLE and _STATUS_DETAILS_KEY not in keys:
-            return ConnectionFailed(self._addr, exc.details() or "")
+            return ConnectionFailed(self._endpoints.addrs[index], exc.details() or "")
         return from_rpc_error(exc)
 
-    async def _unary(self, rpc: Any, request: Message) -> Any:
-        """Call a unary RPC; a failure is raised as the `PlasmaError` it carries."""
-        try:
-            return await rpc(request, metadata=self._metadata, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise self._error(exc) from None
+    async def _failed(self, error: PlasmaError, index: int, attempt: int) -> None:
+        """Raise `error` unless it says the endpoint is unreachable and attempts are left; then move on."""
+        if not isinstance(error, ConnectionFailed) or attempt >= self._endpoints.attempts - 1:
+            raise error
+        self._endpoints.fail_over(index)
+        await self._endpoints.pause(attempt)
 
-    async def _stream(self, rpc: Any, request: Message) -> AsyncIterator[Any]:
-        """Iterate a server-streaming RPC; closing the iterator early cancels the call."""
-        call = rpc(request, metadata=self._metadata)
-        try:
-            async for message in call:
-                yield message
-        except grpc.aio.AioRpcError as exc:
-            raise self._error(exc) from None
-        finally:
-            call.cancel()
+    async def _unary(self, rpc: Rpc, request: Message) -> Any:
+        """Call a unary RPC, failing over while the server is unreachable; a failure is raised as the
+        `PlasmaError` it carries."""
+        for attempt in range(self._endpoints.attempts):
+            index, call = self._bind(rpc)
+            try:
+                reply = await call(request, metadata=self._metadata, timeout=self._timeout)
+            except grpc.aio.AioRpcError as exc:
+                await self._failed(self._error(exc, index), index, attempt)
+                continue
+            self._endpoints.answered = self._endpoints.addrs[index]
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _stream(self, rpc: Rpc, request: Message) -> AsyncIterator[Any]:
+        """Iterate a server-streaming RPC (failing over until its first message); closing the iterator
+        early cancels the call."""
+        for attempt in range(self._endpoints.attempts):
+            index, bound = self._bind(rpc)
+            call = bound(request, metadata=self._metadata)
+            started = False
+            try:
+                async for message in call:
+                    if not started:
+                        started, self._endpoints.answered = True, self._endpoints.addrs[index]
+                    yield message
+                return
+            except grpc.aio.AioRpcError as exc:
+                error = self._error(exc, index)
+                if started:
+                    raise error from None
+                await self._failed(error, index, attempt)
+            finally:
+                call.cancel()

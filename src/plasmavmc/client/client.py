@@ -14,9 +14,11 @@ the service methods live in mixins over one shared `ClientBase`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 
-from plasmavmc.client.base import ClientTls, open_channel
+from plasmavmc.client.base import ClientTls
+from plasmavmc.client.endpoints import Endpoints
 from plasmavmc.client.images import ImageMixin
 from plasmavmc.client.nodes import NodeMixin
 from plasmavmc.client.quotas import QuotaMixin
@@ -24,29 +26,31 @@ from plasmavmc.client.vms import VmMixin
 
 
 class PlasmaClient(VmMixin, NodeMixin, ImageMixin, QuotaMixin):
-    """One connection to a PlasmaVMC server; VM, node, image and quota methods on it."""
+    """A client of one PlasmaVMC server or several replicas; VM, node, image and quota methods on it."""
 
     @classmethod
     async def connect(
         cls,
-        addr: str,
+        addr: str | Sequence[str],
         *,
         tls: ClientTls | None = None,
         token: str | None = None,
         call_timeout: float | None = None,
     ) -> PlasmaClient:
-        """Open a channel to `addr` (`http://host:port`, `https://host:port` or `host:port`).
+        """A client of the server at `addr` (`http://host:port`, `https://host:port` or `host:port`), or
+        of several replicas: a list, or a comma-separated string. Calls go to one endpoint and move to
+        the next while it cannot be reached (`answered_by` says which one answered last).
 
         `https://` or `tls` make a TLS channel (mTLS with a client cert/key). `token` is sent as
         `authorization: Bearer <token>` with every call. `call_timeout` is the deadline of each unary call in
         seconds (None: no deadline). The channel connects lazily: an unreachable server shows up as
         `ConnectionFailed` on the first call.
         """
-        return cls(open_channel(addr, tls), addr, token=token, call_timeout=call_timeout)
+        return cls(Endpoints(addr, tls), token=token, call_timeout=call_timeout)
 
     async def close(self) -> None:
-        """Close the channel, cancelling calls still in flight."""
-        await self._channel.close()
+        """Close the channels, cancelling calls still in flight."""
+        await self._endpoints.close()
 
     async def __aenter__(self) -> PlasmaClient:
         return self

@@ -87,10 +87,12 @@ class ImageMixin(ClientBase):
             async for chunk in chunks:
                 yield image_pb2.UploadImageRequest(chunk=chunk)
 
+        index, upload = self._bind(self._image_stub.UploadImage)  # a stream of chunks: sent once, no fail-over
         try:
-            reply = await self._image_stub.UploadImage(requests(), metadata=self._metadata)
+            reply = await upload(requests(), metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, index) from None
+        self._endpoints.answered = self._endpoints.addrs[index]
         return from_proto(Image, reply)
 
     async def import_image(self, org_id: str, name: str, url: str, *, checksum: str = "") -> Image:

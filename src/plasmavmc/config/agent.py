@@ -138,10 +138,11 @@ class FirecrackerSettings:
 @dataclass(frozen=True)
 class MvisorSettings:
     """ext ``[hypervisors.mvisor]``: ``mvisor_path`` (default ``mvisor``, looked up on PATH),
-    ``runtime_dir``."""
+    ``runtime_dir``, ``bios_path`` (SeaBIOS as ``scripts/install-mvisor`` installs it)."""
 
     mvisor_path: str = setting("mvisor", check=check_command)
     runtime_dir: str = setting("/var/run/plasmavmc/mvisor", check=check_abs_path)
+    bios_path: str = setting("/usr/local/share/mvisor/bios-256k.bin", check=check_abs_path)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,20 @@ the only driver; when the owner dies (a replica killed in the middle of CreateVm
 record — compare-and-swap of the owner field, so two adopters cannot both win — and finishes the
 operation from whatever state the VM reached (`core/loops/adopt.py`). Every step is level-triggered, so a
 step done twice (before the kill, and again by the adopter) has the effect of doing it once.
+
+Each record also carries a lease of its own (`lease_until_ns`, wall clock): the driver renews it every
+`lease / 3` while the operation is being driven (`driving`), so an operation that stopped making
+progress although its owner lives on — its driver gave up but could not release the record during a
+store outage, say — is due (`due`) once the lease ends, and the leader takes it over like a dead
+owner's. A record without a lease (0, written before leases existed) is judged by its owner alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +33,9 @@ from plasmavmc.store.base import KeyValue, Store, Write
 from plasmavmc.store.records import Versioned, mutate
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+OP_LEASE = 15.0  # seconds an operation may go without progress before the leader takes it over
 
 
 class Op(StrEnum):
@@ -41,6 +52,7 @@ class Pending:
     vm_id: str
     owner: str
     at_ns: int
+    lease_until_ns: int = 0  # 0: no lease (judged by the owner's liveness only)
 
     @property
     def key(self) -> str:
@@ -52,11 +64,23 @@ class Pending:
     @staticmethod
     def decode(raw: bytes) -> Pending:
         data = json.loads(raw)
-        return Pending(Op(data["op"]), data["vm_key"], data["vm_id"], data["owner"], int(data["at_ns"]))
+        return Pending(
+            Op(data["op"]), data["vm_key"], data["vm_id"], data["owner"], int(data["at_ns"]),
+            int(data.get("lease_until_ns", 0)),
+        )
+
+    def leased(self, owner: str, lease: float) -> Pending:
+        """This operation owned by `owner`, its lease ending `lease` seconds from now."""
+        return Pending(self.op, self.vm_key, self.vm_id, owner, self.at_ns, time.time_ns() + int(lease * 1e9))
 
 
-def begin(op: Op, vm_key: str, vm_id: str, owner: str) -> Pending:
-    return Pending(op, vm_key, vm_id, owner, time.time_ns())
+def begin(op: Op, vm_key: str, vm_id: str, owner: str, *, lease: float = OP_LEASE) -> Pending:
+    return Pending(op, vm_key, vm_id, owner, time.time_ns()).leased(owner, lease)
+
+
+def due(record: Pending, live: set[str], now_ns: int) -> bool:
+    """Whether the leader should take `record` over: its owner is gone, or its lease ended."""
+    return record.owner not in live or 0 < record.lease_until_ns < now_ns
 
 
 def begin_write(pending: Pending) -> Write:
@@ -71,8 +95,7 @@ async def finish(store: Store, pending: Pending) -> None:
 
 async def adopt(store: Store, kv: KeyValue, new_owner: str) -> Pending | None:
     """Take over a dead owner's record; None when another adopter (or the owner) changed it first."""
-    taken = Pending.decode(kv.value)
-    mine = Pending(taken.op, taken.vm_key, taken.vm_id, new_owner, taken.at_ns)
+    mine = Pending.decode(kv.value).leased(new_owner, OP_LEASE)
     try:
         await store.put(kv.key, mine.encode(), expected_revision=kv.mod_revision)
     except Conflict:
@@ -107,15 +130,48 @@ class Driving:
         return done
 
 
+async def renew(store: Store, pending: Pending, lease: float) -> bool:
+    """Extend the record's lease; False when it is gone or someone else owns it now (stop renewing)."""
+    kv = await store.get(pending.key)
+    if kv is None or Pending.decode(kv.value).owner != pending.owner:
+        return False
+    with contextlib.suppress(Conflict):  # changed meanwhile: the next renewal looks again
+        await store.put(pending.key, pending.leased(pending.owner, lease).encode(), expected_revision=kv.mod_revision)
+    return True
+
+
+async def _renew_forever(store: Store, pending: Pending, lease: float) -> None:
+    while True:
+        await asyncio.sleep(lease / 3)
+        try:
+            if not await renew(store, pending, lease):
+                return
+        except PlasmaError as err:  # the store is out: the next renewal tries again
+            log.warning("pending %s: lease not renewed: %s", pending.key, err)
+
+
 @contextlib.asynccontextmanager
-async def driving(store: Store, pending: Pending) -> AsyncIterator[Driving]:
-    """Around an operation's steps: an outcome (success or a final PlasmaError) finishes the record
-    (unless `Driving.last_step` already did, in the same commit as the outcome); anything else (a
-    retryable failure, the caller cancelled, a bug) releases it to the leader, which then finishes the
-    operation."""
+async def renewing(store: Store, pending: Pending, lease: float = OP_LEASE) -> AsyncIterator[None]:
+    """Keep the record's lease alive while the block runs."""
+    task = asyncio.create_task(_renew_forever(store, pending, lease))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def driving(store: Store, pending: Pending, *, lease: float = OP_LEASE) -> AsyncIterator[Driving]:
+    """Around an operation's steps, renewing its lease: an outcome (success or a final PlasmaError)
+    finishes the record (unless `Driving.last_step` already did, in the same commit as the outcome);
+    anything else (a retryable failure, the caller cancelled, a bug) releases it to the leader, which then
+    finishes the operation."""
     drive = Driving(store, pending)
     try:
-        yield drive
+        async with renewing(store, pending, lease):
+            yield drive
     except PlasmaError as err:
         if err.retryable:
             with contextlib.suppress(Exception):

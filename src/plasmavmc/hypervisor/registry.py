@@ -7,6 +7,10 @@ from pathlib import Path
 from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import HypervisorError, Unimplemented
 from plasmavmc.hypervisor.base import HypervisorBackend
+from plasmavmc.hypervisor.firecracker import spec as firecracker_spec
+from plasmavmc.hypervisor.mvisor import spec as mvisor_spec
+from plasmavmc.hypervisor.qemu import spec as qemu_spec
+from plasmavmc.hypervisor.spec_check import BootImage, SpecCheck, accept_all
 from plasmavmc.types.vm import HypervisorType, VmSpec
 
 
@@ -30,13 +34,19 @@ class HypervisorRegistry:
         return list(self._backends.values())
 
 
-def check_spec_for(hypervisor: HypervisorType, spec: VmSpec) -> None:
-    """The refusals of `hypervisor`'s `supports()` that depend on the spec alone, for the control plane
-    to apply before it stores anything (UnsupportedFeature, naming feature and field)."""
-    if hypervisor is HypervisorType.FIRECRACKER:
-        from plasmavmc.hypervisor.firecracker.spec import check_spec
+#: One pure spec check per backend (`spec_check.SpecCheck`); the backend's `supports()` runs the same one.
+SPEC_CHECKS: dict[HypervisorType, SpecCheck] = {
+    HypervisorType.KVM: qemu_spec.check,
+    HypervisorType.FIRECRACKER: firecracker_spec.check,
+    HypervisorType.MVISOR: mvisor_spec.check,
+    HypervisorType.SIMULATED: accept_all,
+}
 
-        check_spec(spec)
+
+def check_spec_for(hypervisor: HypervisorType, spec: VmSpec, boot: BootImage | None = None) -> None:
+    """`hypervisor`'s refusals of `spec` (and of the boot image, when given), for the control plane to
+    apply before it stores anything: UnsupportedFeature (INVALID_ARGUMENT) naming feature and field."""
+    SPEC_CHECKS.get(hypervisor, accept_all)(spec, boot)
 
 
 def from_settings(settings: AgentSettings) -> HypervisorRegistry:
@@ -51,6 +61,12 @@ def from_settings(settings: AgentSettings) -> HypervisorRegistry:
             from plasmavmc.hypervisor.firecracker.backend import backend_from_settings
 
             registry.register(backend_from_settings(settings))
+        elif name == "mvisor":
+            from plasmavmc.hypervisor.mvisor.backend import MvisorBackend
+
+            mv = settings.hypervisors.mvisor
+            registry.register(MvisorBackend(mv.mvisor_path, settings.hypervisors.kvm.qemu_img_path,
+                                            Path(mv.runtime_dir), Path(mv.bios_path)))
         elif name == "simulated":  # scale tests and benchmarks only: boots nothing
             from plasmavmc.hypervisor.simulated import SimulatedBackend
 

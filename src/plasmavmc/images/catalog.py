@@ -12,7 +12,7 @@ from plasmavmc import validation
 from plasmavmc.errors import ImageNotFound
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
-from plasmavmc.store.records import Versioned, decode_all, read
+from plasmavmc.store.records import Versioned, decode_all, read, retry_on_conflict
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, Visibility
 
@@ -56,11 +56,16 @@ class ImageCatalog:
         return sorted(out, key=lambda i: (i.name, i.id))
 
     async def put_if_changed(self, image: Image) -> Versioned[Image]:
-        """Create or replace `image` (used to register seed images; idempotent)."""
+        """Create or replace `image` (used to register seed images; idempotent, also against replicas
+        registering the same image at the same time)."""
         key = key_of(image)
-        current = await read(self._store, Image, key)
-        if current is not None and current.value == image:
-            return current
-        expected = 0 if current is None else current.revision
-        rev = await self._store.put(key, codec.dumps(image), expected_revision=expected)
-        return Versioned(image, rev, key)
+
+        async def attempt() -> Versioned[Image]:
+            current = await read(self._store, Image, key)
+            if current is not None and current.value == image:
+                return current
+            expected = 0 if current is None else current.revision
+            rev = await self._store.put(key, codec.dumps(image), expected_revision=expected)
+            return Versioned(image, rev, key)
+
+        return await retry_on_conflict(attempt)

@@ -4,7 +4,8 @@
 store answers and at least one agent is online; it says which part is missing in its JSON body. It
 also reports leadership (`leader`: whether this replica runs the control loops, `leader_id`: who
 does): every replica serves the API, so a follower is ready too; a replica that sees no leader at all
-is not ready, since nothing would finish the operations of a dead replica.
+is not ready, since nothing would finish the operations of a dead replica. On etcd, `store_endpoint`
+is the member this replica talks to now (it moves on when that member fails).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from plasmavmc.core.context import Core
 from plasmavmc.server import console_ws
 from plasmavmc.server.leader import Leadership
+from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.types.node import NodeState
 
 
@@ -32,6 +34,8 @@ async def _ready(request: web.Request) -> web.Response:
         body["store"] = "ok"
     except Exception as exc:
         body["store"] = f"error: {exc}"
+    if isinstance(core.store, EtcdStore):
+        body["store_endpoint"] = core.store.conn.current_endpoint
     nodes = [n.value for n in await core.nodes.list()] if body["store"] == "ok" else []
     online = [
         n.id

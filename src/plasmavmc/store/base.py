@@ -8,6 +8,11 @@ Modelled on etcd v3 so that the SQLite default and the etcd backend share one co
 - `put(key, value, expected_revision=R)` is compare-and-swap on the key's `mod_revision`: R == 0 means
   "must not exist", R is None means unconditional; a lost race raises `Conflict` naming the key;
 - `commit(writes)` applies several puts/deletes atomically, each with its own expectation, all or none;
+  `commit(writes, op_id=X)` names the commit: the same op id committed again (a retry after an
+  ambiguous failure: a lost reply, a dropped connection, a deadline) recognises its own earlier success
+  and returns that commit's revision instead of failing its own compare. Op ids are remembered for at
+  least `OP_ID_RETENTION` seconds; a commit with expectations and no op id gets a fresh one, so a
+  backend's own resend of it is recognised the same way;
 - `list(prefix)` pages in key order (`start_after`, `limit`) and reports the revision it read at;
 - `watch(prefix, start_revision)` yields every change with revision >= start_revision, in order, then
   follows new ones; history older than what the store kept raises `Compacted` so the caller re-lists.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -61,8 +67,15 @@ class Write:
     expected_revision: int | None = None  # None: unconditional; 0: must not exist; R: mod_revision == R
 
 
-def check_writes(writes: Sequence[Write]) -> None:
-    """What every backend refuses before writing: empty keys, negative expectations, a key twice."""
+OP_ID_RETENTION = 600.0  # seconds an applied op id is remembered at least (retries come within seconds)
+_OP_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def check_writes(writes: Sequence[Write], op_id: str | None = None) -> None:
+    """What every backend refuses before writing: empty keys, negative expectations, a key twice, an
+    op id that is not 1-128 characters of letters, digits and `._:-`."""
+    if op_id is not None and not _OP_ID.fullmatch(op_id):
+        raise InvalidArgument("op_id", "must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
     seen: set[str] = set()
     for write in writes:
         if not write.key:
@@ -96,8 +109,11 @@ class Store(abc.ABC):
         """Delete `key`; False when it did not exist. Raises `Conflict` when the expectation fails."""
 
     @abc.abstractmethod
-    async def commit(self, writes: Sequence[Write]) -> int:
-        """Apply all writes atomically (or none, raising `Conflict`); returns the new revision."""
+    async def commit(self, writes: Sequence[Write], *, op_id: str | None = None) -> int:
+        """Apply all writes atomically (or none, raising `Conflict`); returns the new revision.
+
+        With `op_id`, a commit already applied under that id is not applied again: its revision is
+        returned (the retry of an ambiguous failure recognises its own success)."""
 
     @abc.abstractmethod
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int = 0) -> Page:

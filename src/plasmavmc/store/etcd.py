@@ -7,6 +7,13 @@ etcd already has the semantics the contract is modelled on, so this module is mo
 - compare-and-swap and `commit` are one `Txn`: a `MOD` compare per expectation (etcd reports 0 for a
   missing key, which is exactly "must not exist"), the writes as success ops; on failure the txn reads
   the compared keys back so the `Conflict` names the key that lost;
+- op ids (`commit(op_id=)`): the Txn also creates a marker key `\0op/<op_id>` (compared "must not
+  exist", so a commit applies at most once) bound to a lease that expires after `OP_ID_RETENTION`-ish
+  seconds (one lease granted per `OP_LEASE_ROTATE` seconds serves every commit meanwhile). When the
+  Txn fails and the marker exists, the commit had been applied: a resend after a lost reply (our
+  connection's fail-over retries, a caller's retry) answers the marker's revision, not `Conflict`.
+  Every guarded commit without an op id gets a fresh one. Markers start with byte 0xFF, which no UTF-8
+  key contains, so they sort after every key: `list` ranges stop before them, `watch` skips them;
 - `list` is a `Range` over the prefix (`start_after` + NUL as the start key, `more` for the next page);
 - `watch` is a `Watch` stream over the prefix from a revision. When the connection drops, the stream is
   re-opened (on another member if need be) from the revision after the last event delivered, so no
@@ -20,16 +27,22 @@ clusters normally compact by themselves with `--auto-compaction-*`). Leases — 
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import grpc.aio
 
 from plasmavmc.errors import Conflict, InvalidArgument, StoreError
+from plasmavmc.store import base
 from plasmavmc.store.base import Compacted, EventType, KeyValue, Page, Store, WatchEvent, Write, check_writes
 from plasmavmc.store.etcd_conn import DEFAULT_CALL_TIMEOUT, EtcdConnection, EtcdTls, Stubs, is_unavailable, translate
 from plasmavmc.store.etcdpb import kv_pb2, rpc_pb2
 
 NUL = b"\x00"
+OP_MARKER = b"\xffop/"  # under the namespace: the marker key of an applied op id (after every UTF-8 key)
+OP_LEASE_ROTATE = 60.0  # seconds one op-marker lease is used for new markers
 
 
 def range_end(prefix: bytes) -> bytes:
@@ -50,6 +63,8 @@ class EtcdStore(Store):
         self._ns = namespace.encode()
         self._retention = retention
         self._compacted = 0
+        self._op_lease: tuple[int, float] | None = None  # (lease id, monotonic time granted)
+        self._op_lease_lock = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -81,12 +96,19 @@ class EtcdStore(Store):
     def _ours(self, raw: bytes) -> str:
         return raw[len(self._ns) :].decode()
 
+    def _is_marker(self, raw: bytes) -> bool:
+        return raw.startswith(self._ns + OP_MARKER)
+
+    def _marker(self, op_id: str) -> bytes:
+        return self._ns + OP_MARKER + op_id.encode()
+
     def _kv(self, kv: kv_pb2.KeyValue) -> KeyValue:
         return KeyValue(self._ours(kv.key), kv.value, kv.create_revision, kv.mod_revision)
 
     def _range_of(self, prefix: str) -> tuple[bytes, bytes]:
         start = self.key(prefix)
-        return (start or NUL), range_end(start)
+        end, cap = range_end(start), self._ns + b"\xff"  # cap: before the op markers
+        return (start or NUL), (cap if end == NUL or end > cap else end)
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -138,45 +160,94 @@ class EtcdStore(Store):
         _, changed = await self._commit([Write(key, None, expected_revision)])
         return changed > 0
 
-    async def commit(self, writes: Sequence[Write]) -> int:
-        return (await self._commit(writes))[0]
+    async def commit(self, writes: Sequence[Write], *, op_id: str | None = None) -> int:
+        return (await self._commit(writes, op_id))[0]
 
-    async def _commit(self, writes: Sequence[Write]) -> tuple[int, int]:
+    async def _commit(self, writes: Sequence[Write], op_id: str | None = None) -> tuple[int, int]:
         """One Txn; returns (revision after it, how many writes changed something)."""
-        check_writes(writes)
+        check_writes(writes, op_id)
         guarded = [w for w in writes if w.expected_revision is not None]
-        request = rpc_pb2.TxnRequest(
-            compare=[
-                rpc_pb2.Compare(
-                    result=rpc_pb2.Compare.EQUAL,
-                    target=rpc_pb2.Compare.MOD,
-                    key=self.key(w.key),
-                    mod_revision=w.expected_revision or 0,
-                )
-                for w in guarded
-            ],
-            success=[self._op(w) for w in writes],
-            failure=[
-                rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=self.key(w.key), keys_only=True))
-                for w in guarded
-            ],
-        )
-
-        async def rpc(stubs: Stubs, timeout: float) -> rpc_pb2.TxnResponse:
-            response: rpc_pb2.TxnResponse = await stubs.kv.Txn(request, timeout=timeout)
-            return response
-
-        response = await self.conn.call(rpc, "txn")
+        if op_id is None and guarded:
+            op_id = uuid.uuid4().hex  # our own resends of this commit recognise it
+        if op_id is None:
+            response = await self._txn(self._request(writes, guarded, None, 0))
+        else:
+            response = await self._txn_with_marker(writes, guarded, op_id)
+        marker = self._marker(op_id) if op_id is not None else None
         if not response.succeeded:
-            raise self._conflict(guarded, response)
+            kvs = response.responses[0].response_range.kvs if marker is not None else ()
+            if kvs:  # the marker exists: this op was applied earlier (its reply was lost)
+                return int(kvs[0].mod_revision), len(writes)
+            raise self._conflict(guarded, response.responses[1 if marker is not None else 0 :])
+        ops = response.responses[1 if marker is not None else 0 :]
         changed = sum(
             1 if op.WhichOneof("response") == "response_put" else int(op.response_delete_range.deleted)
-            for op in response.responses
+            for op in ops
         )
         revision = int(response.header.revision)
         if changed:
             await self._maybe_compact(revision)
         return revision, changed
+
+    async def _txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        async def rpc(stubs: Stubs, timeout: float) -> rpc_pb2.TxnResponse:
+            response: rpc_pb2.TxnResponse = await stubs.kv.Txn(request, timeout=timeout)
+            return response
+
+        return await self.conn.call(rpc, "txn")
+
+    async def _txn_with_marker(
+        self, writes: Sequence[Write], guarded: Sequence[Write], op_id: str
+    ) -> rpc_pb2.TxnResponse:
+        """The Txn carrying the op-id marker; once more on a fresh lease if the current one is gone."""
+        lease = await self._marker_lease(fresh=False)
+        try:
+            return await self._txn(self._request(writes, guarded, op_id, lease))
+        except StoreError as exc:
+            if "lease not found" not in exc.message:
+                raise
+        lease = await self._marker_lease(fresh=True)
+        return await self._txn(self._request(writes, guarded, op_id, lease))
+
+    def _request(
+        self, writes: Sequence[Write], guarded: Sequence[Write], op_id: str | None, lease: int
+    ) -> rpc_pb2.TxnRequest:
+        """Compare every expectation (and the marker's absence), write all; on failure read them back."""
+        checks = [(self.key(w.key), w.expected_revision or 0) for w in guarded]
+        success = [self._op(w) for w in writes]
+        if op_id is not None:
+            marker = self._marker(op_id)
+            checks.insert(0, (marker, 0))
+            success.insert(0, rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=marker, lease=lease)))
+        return rpc_pb2.TxnRequest(
+            compare=[
+                rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.MOD, key=key, mod_revision=rev)
+                for key, rev in checks
+            ],
+            success=success,
+            failure=[
+                rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key, keys_only=True)) for key, _ in checks
+            ],
+        )
+
+    async def _marker_lease(self, *, fresh: bool) -> int:
+        """The lease op markers are written with: granted anew every `OP_LEASE_ROTATE` seconds, for
+        `OP_ID_RETENTION + OP_LEASE_ROTATE` seconds, so each marker lives at least `OP_ID_RETENTION`."""
+        async with self._op_lease_lock:
+            current = self._op_lease
+            if current is not None and not fresh and time.monotonic() - current[1] < OP_LEASE_ROTATE:
+                return current[0]
+            ttl = int(base.OP_ID_RETENTION + OP_LEASE_ROTATE)
+
+            async def rpc(stubs: Stubs, timeout: float) -> rpc_pb2.LeaseGrantResponse:
+                response: rpc_pb2.LeaseGrantResponse = await stubs.lease.LeaseGrant(
+                    rpc_pb2.LeaseGrantRequest(TTL=ttl), timeout=timeout
+                )
+                return response
+
+            lease = int((await self.conn.call(rpc, "lease grant")).ID)
+            self._op_lease = (lease, time.monotonic())
+            return lease
 
     def _op(self, write: Write) -> rpc_pb2.RequestOp:
         if write.value is None:
@@ -184,8 +255,8 @@ class EtcdStore(Store):
         return rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=self.key(write.key), value=write.value))
 
     @staticmethod
-    def _conflict(guarded: Sequence[Write], response: rpc_pb2.TxnResponse) -> Conflict:
-        for write, op in zip(guarded, response.responses, strict=True):
+    def _conflict(guarded: Sequence[Write], responses: Sequence[rpc_pb2.ResponseOp]) -> Conflict:
+        for write, op in zip(guarded, responses, strict=True):
             kvs = op.response_range.kvs
             found = int(kvs[0].mod_revision) if kvs else 0
             if found != write.expected_revision:
@@ -252,6 +323,8 @@ class EtcdStore(Store):
             if response.canceled:
                 raise StoreError(f"etcd cancelled the watch: {response.cancel_reason or 'no reason given'}")
             for event in response.events:
+                if self._is_marker(event.kv.key):
+                    continue
                 kind = EventType.DELETE if event.type == kv_pb2.Event.DELETE else EventType.PUT
                 value = b"" if kind is EventType.DELETE else event.kv.value
                 yield WatchEvent(kind, self._ours(event.kv.key), value, int(event.kv.mod_revision))

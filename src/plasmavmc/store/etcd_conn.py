@@ -4,13 +4,14 @@ It owns the endpoint list (`http://host:port` or `https://...` URLs, spec §9.1 
 client TLS, per-call deadlines and the translation of gRPC failures into our error tree.
 
 One channel per endpoint, created lazily; calls go to the *current* endpoint. When a call fails with
-UNAVAILABLE (the member is down or the connection dropped) the connection moves on to the next endpoint
-and the call is retried, a bounded number of times with a short backoff. etcd members forward writes
-to their leader, so any live member serves any request.
+UNAVAILABLE (the member is down or the connection dropped) or DEADLINE_EXCEEDED (a member stuck in an
+election, a partition) the connection moves on to the next endpoint and the call is retried, a bounded
+number of times with an exponential backoff. etcd members forward writes to their leader, so any live
+member serves any request.
 
 Retrying a write whose reply was lost is safe for this store's writes: unconditional puts and deletes
-are idempotent, and a compare-and-swap that had in fact been applied fails its retry with `Conflict`,
-which every caller already handles by re-reading (a spurious `Conflict`, never a double write).
+are idempotent, and every compare-and-swap carries an op id (`EtcdStore`), so a resend of one that had
+in fact been applied recognises its own success instead of failing its own compare.
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ class EtcdConnection:
         self._closed = False
 
     @property
+    def current_endpoint(self) -> str:
+        """The `host:port` of the member calls go to now."""
+        return self._endpoints[self._current].target
+
+    @property
     def endpoint_count(self) -> int:
         return len(self._endpoints)
 
@@ -139,7 +145,7 @@ class EtcdConnection:
             try:
                 return await rpc(stubs, self.timeout)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                if not is_retryable(exc) or attempt == attempts - 1:
                     raise translate(exc, what) from exc
                 self.fail_over(index)
                 await asyncio.sleep(RETRY_BACKOFF * (2 ** (attempt // len(self._endpoints))))
@@ -169,3 +175,8 @@ def translate(exc: grpc.aio.AioRpcError, what: str) -> StoreError:
 
 def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def is_retryable(exc: grpc.aio.AioRpcError) -> bool:
+    """A failure another member (or a moment later) may not have: down, dropped, or timed out."""
+    return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)

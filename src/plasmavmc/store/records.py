@@ -3,6 +3,8 @@
 `Versioned` pairs a domain record with the store revision it was read at; every write passes that
 revision back as the expectation, so two writers can never both win. `mutate()` is the retry loop for
 read-modify-write: the function it applies may raise (e.g. INVALID_STATE), and then nothing is written.
+Both retry loops back off (jittered, growing to `MAX_BACKOFF`) after each lost race, so writers of one
+hot record (a node, a quota) take turns instead of spinning until they give up with CONFLICT.
 
 A stored record that does not decode (written by a bug, an older release or by hand) raises
 `CorruptRecord` where one record is read, and is skipped where many are (`decode_all`): either way it is
@@ -13,9 +15,11 @@ record can be re-created from its source (a node's next heartbeat).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -29,7 +33,13 @@ from plasmavmc.types import codec
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-MAX_CAS_RETRIES = 20
+MAX_CAS_RETRIES = 60
+MAX_BACKOFF = 0.05  # seconds: the longest pause between two attempts of one retry loop
+
+
+async def backoff(attempt: int) -> None:
+    """Pause after the `attempt`-th lost race (0-based): up to 1 ms, doubling to `MAX_BACKOFF`, jittered."""
+    await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF, 0.001 * 2**attempt)))
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ async def mutate(
     `known` (the record as the caller last wrote it) saves the first read; only the stored record
     decides: a stale copy loses the compare-and-swap, and a copy `fn` refuses or leaves unchanged is
     read again. `also` is committed with the record's write (alone if the record needs no change)."""
-    for _ in range(MAX_CAS_RETRIES):
+    for attempt in range(MAX_CAS_RETRIES):
         guessed, current, known = known is not None, known or await read(store, cls, key), None
         if current is None:
             raise missing()
@@ -113,6 +123,7 @@ async def mutate(
         try:
             rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also])
         except Conflict:
+            await backoff(attempt)
             continue
         return Versioned(updated, rev, key)
     raise Conflict(f"{key}: too many concurrent updates, try again")
@@ -120,11 +131,11 @@ async def mutate(
 
 async def retry_on_conflict(op: Callable[[], Awaitable[T]]) -> T:
     """Run a read-then-commit operation again while it loses compare-and-swap races."""
-    for _ in range(MAX_CAS_RETRIES - 1):
+    for attempt in range(MAX_CAS_RETRIES - 1):
         try:
             return await op()
         except Conflict:
-            continue
+            await backoff(attempt)
     return await op()
 
 

@@ -5,6 +5,7 @@ It owns the schema and the etcd-like semantics on top of it:
     kv(key, value, create_revision, mod_revision)   the current data
     meta(revision, compact_revision)                global revision; events up to compact_revision are gone
     events(id, revision, key, type, value)          the change log that `watch` replays and follows
+    ops(op_id, revision, changed, at)               applied op ids (`commit(op_id=)`), kept a while
 
 Two worker threads own one connection each, so the event loop never blocks: the *writer* applies every
 write of this process, serialised, and the *reader* serves reads (get, list, watch), so a read never
@@ -52,11 +53,11 @@ from plasmavmc.store.base import (
     Write,
     check_writes,
 )
-from plasmavmc.store.sqlite_writes import Outcome, apply_batch
+from plasmavmc.store.sqlite_writes import Commit, Outcome, apply_batch
 
 T = TypeVar("T")
 _Outcomes = list[Outcome]
-_Queued = tuple[tuple[Write, ...], "asyncio.Future[tuple[int, int]]"]  # a commit and its caller's answer
+_Queued = tuple[Commit, "asyncio.Future[tuple[int, int]]"]  # a commit and its caller's answer
 
 DEFAULT_RETENTION = 10_000
 DEFAULT_POLL_INTERVAL = 0.2
@@ -85,6 +86,13 @@ _SCHEMA = (
         value BLOB NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS events_by_revision ON events (revision)",
+    """CREATE TABLE IF NOT EXISTS ops (
+        op_id TEXT PRIMARY KEY,
+        revision INTEGER NOT NULL,
+        changed INTEGER NOT NULL,
+        at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ops_by_time ON ops (at)",
 )
 
 _KV_COLUMNS = "key, value, create_revision, mod_revision"
@@ -222,22 +230,22 @@ class SqliteStore(Store):
         _, changed = await self._commit([Write(key, None, expected_revision)])
         return changed > 0
 
-    async def commit(self, writes: Sequence[Write]) -> int:
-        revision, _ = await self._commit(writes)
+    async def commit(self, writes: Sequence[Write], *, op_id: str | None = None) -> int:
+        revision, _ = await self._commit(writes, op_id)
         return revision
 
-    async def _commit(self, writes: Sequence[Write]) -> tuple[int, int]:
+    async def _commit(self, writes: Sequence[Write], op_id: str | None = None) -> tuple[int, int]:
         """`commit`, also returning how many writes changed something (deletes of missing keys don't).
 
         The commit joins the queue of the next batch (`sqlite_writes.apply_batch`); the caller is
         answered once that batch committed. Shielded: a cancelled caller's commit is still applied.
         """
-        check_writes(writes)
+        check_writes(writes, op_id)
         if self._closed:
             raise StoreError("sqlite store is closed")
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[int, int]] = loop.create_future()
-        self._queued.append((tuple(writes), answer))
+        self._queued.append((Commit(tuple(writes), op_id), answer))
         if self._batch is None:
             self._start_batch(loop)
         return await asyncio.shield(answer)
@@ -246,7 +254,7 @@ class SqliteStore(Store):
         """Hand every queued commit (up to `MAX_BATCH`) to the worker thread as one transaction."""
         batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
         job = loop.run_in_executor(
-            self._executor, apply_batch, self._conn, [writes for writes, _ in batch], self._retention
+            self._executor, apply_batch, self._conn, [commit for commit, _ in batch], self._retention
         )
         self._batch = job
         self._idle.clear()

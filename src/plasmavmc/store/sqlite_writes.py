@@ -12,6 +12,10 @@ and applies them inside ONE `BEGIN IMMEDIATE` transaction, so the whole batch co
 - it gets its own revision (one per commit, shared by its writes), in queue order; a commit that
   changes nothing (deletes of missing keys) gets no new revision.
 
+A commit with an op id that the `ops` table already holds is not applied again: its outcome is the
+revision and change count recorded when it was (a retry recognising its own success). Op ids older than
+`OP_ID_RETENTION` are forgotten, a batch at a time.
+
 Callers are answered only after the batch's COMMIT returned; when the transaction itself fails (a
 sqlite error), every commit of the batch fails and nothing of it was written.
 
@@ -23,10 +27,12 @@ write: the log keeps between `retention` and `retention + slack` events, never f
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from plasmavmc.errors import Conflict
-from plasmavmc.store.base import EventType, Write
+from plasmavmc.store.base import OP_ID_RETENTION, EventType, Write
 
 #: one commit's outcome: (revision, how many writes changed something), or the Conflict it raised
 Outcome = tuple[int, int] | Conflict
@@ -34,21 +40,35 @@ Outcome = tuple[int, int] | Conflict
 _SAVEPOINT = "plasmavmc_write"
 
 
+@dataclass(frozen=True)
+class Commit:
+    """One queued `commit`: its writes and its op id (None: not named)."""
+
+    writes: tuple[Write, ...]
+    op_id: str | None = None
+
+
 def compaction_slack(retention: int) -> int:
     """How far past the retention the event log may grow before it is compacted (about a tenth)."""
     return max(1, retention // 10)
 
 
-def apply_batch(conn: sqlite3.Connection, batch: Sequence[tuple[Write, ...]], retention: int) -> list[Outcome]:
+def apply_batch(conn: sqlite3.Connection, batch: Sequence[Commit], retention: int) -> list[Outcome]:
     """Apply every commit of `batch` in one transaction; one outcome per commit, in order."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        now = time.time()
+        conn.execute("DELETE FROM ops WHERE at < ?", (now - OP_ID_RETENTION,))
         start = revision = int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
         outcomes: list[Outcome] = []
-        for writes in batch:
+        for commit in batch:
+            replayed = _replayed(conn, commit.op_id)
+            if replayed is not None:
+                outcomes.append(replayed)
+                continue
             conn.execute(f"SAVEPOINT {_SAVEPOINT}")
             try:
-                changed = _apply_one(conn, writes, revision + 1)
+                changed = _apply_one(conn, commit.writes, revision + 1)
             except Conflict as conflict:
                 conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
                 conn.execute(f"RELEASE {_SAVEPOINT}")
@@ -58,6 +78,11 @@ def apply_batch(conn: sqlite3.Connection, batch: Sequence[tuple[Write, ...]], re
             if changed:
                 revision += 1
             outcomes.append((revision, changed))
+            if commit.op_id is not None:
+                conn.execute(
+                    "INSERT INTO ops (op_id, revision, changed, at) VALUES (?, ?, ?, ?)",
+                    (commit.op_id, revision, changed, now),
+                )
         if revision != start:
             conn.execute("UPDATE meta SET revision = ? WHERE id = 0", (revision,))
             _maybe_compact(conn, retention)
@@ -67,6 +92,14 @@ def apply_batch(conn: sqlite3.Connection, batch: Sequence[tuple[Write, ...]], re
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _replayed(conn: sqlite3.Connection, op_id: str | None) -> Outcome | None:
+    """The recorded outcome of an op id already applied, or None."""
+    if op_id is None:
+        return None
+    row = conn.execute("SELECT revision, changed FROM ops WHERE op_id = ?", (op_id,)).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
 
 
 def _apply_one(conn: sqlite3.Connection, writes: tuple[Write, ...], new: int) -> int:

@@ -2,24 +2,30 @@
 
 Each pass: VMs soft-deleted while their agent was unreachable are cleaned up, and the gauges of spec
 §12.2 are refreshed from the store. Node heartbeat expiry is `heartbeat_pass`. Only the leader runs
-these passes (`core/loops/runner.py` schedules them: on every change under the watched prefix, and at least
-every interval); a pass that fails is logged and the next one tries again. `reconcile_indexed` works
-from the watched `VmStates` index (cost: the VMs due for cleanup); `reconcile_once` reads every record
-and is the safety net, run now and then and whenever the index is not ready.
+these passes (`core/loops/runner.py` schedules them: on every change under the watched prefix, and at
+least every interval); a pass that fails is logged and the next one tries again. One record that fails
+(a lost race, an undecodable record, a store error) is logged and skipped: the pass goes on with the
+rest. `reconcile_indexed` works from the watched `VmStates` index (cost: the VMs due for cleanup);
+`reconcile_once` reads every record and is the safety net, run now and then and whenever the index is
+not ready.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.core.vms.lifecycle import finish_delete
+from plasmavmc.errors import PlasmaError
 from plasmavmc.metrics import HEARTBEAT_AGE, NODE_ALLOCATED_VCPUS, NODE_CAPACITY_VCPUS, VMS_TOTAL
 from plasmavmc.store import keys
-from plasmavmc.store.records import decode_all, read
+from plasmavmc.store.base import KeyValue
+from plasmavmc.store.records import Versioned, decode, read
 from plasmavmc.types.node import NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
@@ -48,11 +54,16 @@ async def reconcile_once(core: Core) -> None:
     """The full pass: read and decode every VM record."""
     now = time.time()
     states: Counter[VmState] = Counter()
-    for vm in decode_all(VirtualMachine, await core.store.list_all(keys.VMS)):
-        states[vm.value.state] += 1
-        if vm.value.state == VmState.DELETED and now - vm.value.updated_at > DELETE_GRACE:
-            await finish_delete(core, vm)
+    for kv in await core.store.list_all(keys.VMS):
+        await _each(kv.key, functools.partial(_reconcile_record, core, kv, now, states))
     _set_gauges(states)
+
+
+async def _reconcile_record(core: Core, kv: KeyValue, now: float, states: Counter[VmState]) -> None:
+    vm = decode(VirtualMachine, kv)
+    states[vm.value.state] += 1
+    if vm.value.state == VmState.DELETED and now - vm.value.updated_at > DELETE_GRACE:
+        await finish_delete(core, vm)
 
 
 async def reconcile_indexed(core: Core, index: VmStates) -> None:
@@ -60,10 +71,24 @@ async def reconcile_indexed(core: Core, index: VmStates) -> None:
     now = time.time()
     for key, entry in index.in_state(VmState.DELETED):
         if now - entry.updated_at > DELETE_GRACE:
-            vm = await read(core.store, VirtualMachine, key)
-            if vm is not None and vm.value.state == VmState.DELETED:
-                await finish_delete(core, vm)
+            await _each(key, functools.partial(_finish_if_deleted, core, key))
     _set_gauges(index.counts())
+
+
+async def _finish_if_deleted(core: Core, key: str) -> None:
+    vm: Versioned[VirtualMachine] | None = await read(core.store, VirtualMachine, key)
+    if vm is not None and vm.value.state == VmState.DELETED:
+        await finish_delete(core, vm)
+
+
+async def _each(key: str, step: Callable[[], Awaitable[None]]) -> None:
+    """One record's step of a pass; its failure is logged and the pass goes on."""
+    try:
+        await step()
+    except PlasmaError as err:
+        log.warning("reconcile: %s skipped this pass: %s", key, err)
+    except Exception:
+        log.exception("reconcile: %s skipped this pass", key)
 
 
 def _set_gauges(states: Counter[VmState]) -> None:

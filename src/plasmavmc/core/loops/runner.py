@@ -1,8 +1,9 @@
 """The leader's control loops (spec §10.3): level-triggered, watch-driven, safe to run twice.
 
 - pending: operations in flight (`plasmavmc/scheduler/pending/...`) whose owner is no longer a live
-  server are adopted and finished (`core/loops/adopt.py`); woken by changes under the pending prefix and in
-  the live-server registry (a replica's lease ending), and every `interval` anyway;
+  server, or whose own lease ended (no progress: `core/pending.py`), are adopted and finished
+  (`core/loops/adopt.py`); woken by changes under the pending prefix and in the live-server registry (a
+  replica's lease ending), and every `interval` anyway;
 - heartbeat: nodes silent past the timeout become NOT_READY; it sleeps until the earliest node could
   expire;
 - reconcile: desired vs actual on the VM records (`core/loops/reconcile.py`); woken by VM changes, at most
@@ -80,8 +81,7 @@ class PendingLoop:
         for kv in await self._core.store.list_all(keys.PENDING):
             if kv.key in self._active:
                 continue
-            owner = pending.Pending.decode(kv.value).owner
-            if owner in live:
+            if not pending.due(pending.Pending.decode(kv.value), live, time.time_ns()):
                 continue
             self._active[kv.key] = asyncio.create_task(self._finish(kv))
 
@@ -92,7 +92,8 @@ class PendingLoop:
             if op is None:
                 return  # someone else changed it first
             try:
-                await finish_operation(self._core, op)
+                async with pending.renewing(store, op):
+                    await finish_operation(self._core, op)
             except BaseException as err:
                 with contextlib.suppress(PlasmaError):
                     await pending.release(store, op)  # ownerless again: a later pass retries

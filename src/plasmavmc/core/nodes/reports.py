@@ -2,7 +2,11 @@
 
 A hypervisor process that exits without being asked moves its VM out of RUNNING: a guest power-off to
 STOPPED, a crash to ERROR with `last_error` naming the cause. Heartbeats refresh resource usage and
-catch anything a lost report missed (the agent says STOPPED while the record says RUNNING). Exits that
+catch anything a lost report missed (the agent says STOPPED while the record says RUNNING). They also
+converge: a VM in ERROR whose process the agent reports RUNNING (an agent killed between the
+hypervisor's start and the record, an agent outage during a stop that never happened) becomes RUNNING
+through the transition table, its stale `last_error` cleared, so start, stop and delete work on it as
+on any running VM; a RUNNING record with a stale `last_error` has it cleared the same way. Exits that
 an operation requested are that operation's business and are ignored here. A heartbeat report identical
 to the last one applied to an unchanged record is skipped (`report_memory.py`).
 """
@@ -15,6 +19,7 @@ from collections.abc import Callable
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.vms.placement import read_assignment
+from plasmavmc.core.vms.power import _running
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.records import Versioned, mutate, replace
@@ -43,9 +48,14 @@ def _refreshed(vm: VirtualMachine, observed: VmStatus, observed_at: int) -> Virt
     if vm.state == VmState.RUNNING and observed.actual_state == VmState.STOPPED:
         gone = observed.last_error or "hypervisor process is gone"  # the agent's reason, when it knows
         return _after_exit(vm, ExitKind.CRASHED, replace(observed, last_error=gone))
-    if vm.state != VmState.RUNNING or observed.actual_state != VmState.RUNNING:
+    if observed.actual_state != VmState.RUNNING:
         return vm
-    if vm.status.resource_usage == observed.resource_usage:
+    if vm.state == VmState.ERROR or (vm.state == VmState.RUNNING and vm.status.last_error):
+        log.warning("vm %s: its process runs on its node: RUNNING (was %s: %s)",
+                    vm.id, vm.state.value, vm.status.last_error)
+        converged = _running(vm, observed, "converge")
+        return replace(converged, status=replace(converged.status, resource_usage=observed.resource_usage))
+    if vm.state != VmState.RUNNING or vm.status.resource_usage == observed.resource_usage:
         return vm
     return replace(vm, status=replace(vm.status, resource_usage=observed.resource_usage))
 

@@ -17,6 +17,7 @@ from plasmavmc.core import quotas
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.vms.lifecycle import BOOTABLE_FORMATS
 from plasmavmc.errors import Conflict, InvalidArgument, InvalidState, PlasmaError
+from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.limits import MAX_DISKS_PER_VM, MAX_NICS_PER_VM
 from plasmavmc.metrics import OPERATIONS
 from plasmavmc.store.base import Write
@@ -86,6 +87,7 @@ async def attach_disk(core: Core, ref: VmRef, disk: DiskSpec) -> VirtualMachine:
         raise InvalidArgument("disk.id", f"VM {vm.id} already has a disk {disk.id!r}")
     if len(vm.spec.disks) >= MAX_DISKS_PER_VM:
         raise InvalidArgument("disk", f"VM {vm.id} already has the most disks a VM may have ({MAX_DISKS_PER_VM})")
+    check_spec_for(vm.hypervisor, _respec(vm, disks=(*vm.spec.disks, disk)).spec)
     agent = await core.agent_for(vm)
     await agent.attach_disk(vm, disk, await _image_for(core, vm, disk))
     return await _record(core, ref, lambda v: _respec(v, disks=(*v.spec.disks, disk)), disk.size_gib,
@@ -118,6 +120,7 @@ async def attach_nic(core: Core, ref: VmRef, nic: NetworkSpec) -> VirtualMachine
         raise InvalidArgument("nic.id", f"VM {vm.id} already has a NIC {nic.id!r}")
     if len(vm.spec.network) >= MAX_NICS_PER_VM:
         raise InvalidArgument("nic", f"VM {vm.id} already has the most NICs a VM may have ({MAX_NICS_PER_VM})")
+    check_spec_for(vm.hypervisor, _respec(vm, network=(*vm.spec.network, nic)).spec)
     agent = await core.agent_for(vm)
     await agent.attach_nic(vm.id, nic)
     return await _record(core, ref, lambda v: _respec(v, network=(*v.spec.network, nic)), 0,

@@ -18,7 +18,9 @@ from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.vms import placement
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, PlasmaError
+from plasmavmc.hypervisor.common import boot_disk
 from plasmavmc.hypervisor.registry import check_spec_for
+from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
 from plasmavmc.store.base import Page, Write
@@ -70,12 +72,19 @@ async def images_for(core: Core, org_id: str, spec: VmSpec) -> list[Image]:
     return list(found.values())
 
 
+def boot_image(spec: VmSpec, images: list[Image]) -> BootImage | None:
+    """What the backends' spec checks need to know of the boot disk's image."""
+    disk = boot_disk(spec)
+    image = next((i for i in images if disk is not None and i.id == disk.source.image_id), None)
+    return None if image is None else BootImage(image.id, has_kernel=bool(image.metadata.get("kernel_id")))
+
+
 def _validate(req: CreateVm) -> None:
     validation.name(req.name, "name")
     validation.name(req.org_id, "org_id")
     validation.name(req.project_id, "project_id")
     validation.vm_spec(req.spec)
-    check_spec_for(req.hypervisor, req.spec)
+    check_spec_for(req.hypervisor, req.spec)  # the spec alone, before the images are looked up
     validation.labels(req.labels, "labels")
     validation.labels(req.metadata, "metadata")
 
@@ -83,6 +92,7 @@ def _validate(req: CreateVm) -> None:
 async def create(core: Core, req: CreateVm) -> VirtualMachine:
     _validate(req)
     images = await images_for(core, req.org_id, req.spec)
+    check_spec_for(req.hypervisor, req.spec, boot_image(req.spec, images))
     now = int(time.time())
     vm = VirtualMachine(
         id=str(uuid.uuid4()),

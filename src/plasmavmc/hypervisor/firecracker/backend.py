@@ -102,7 +102,7 @@ class FirecrackerBackend(HypervisorBackend):
         )
 
     def supports(self, vm_spec: VmSpec) -> None:
-        spec.check_spec(vm_spec)
+        spec.check(vm_spec, None)
 
     # ---------------------------------------------------------------- helpers
 

@@ -16,6 +16,7 @@ from plasmavmc.errors import InvalidArgument
 from plasmavmc.hypervisor.base import LocalImage, UnsupportedFeature
 from plasmavmc.hypervisor.common import boot_disk, device_id, mac_address, tap_name
 from plasmavmc.hypervisor.firecracker.layout import INITRD, KERNEL, disk_file
+from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.types.vm import DiskBus, DiskCache, DiskSpec, NicModel, VirtualMachine, VmSpec
 
 MAX_VCPUS = 32
@@ -23,6 +24,15 @@ MACHINE_TYPES = ("", "microvm", "firecracker")
 ELF_MAGIC = b"\x7fELF"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CACHE_TYPES = {DiskCache.NONE: "Writeback", DiskCache.WRITEBACK: "Writeback"}
+
+
+def check(spec: VmSpec, boot: BootImage | None) -> None:
+    """Firecracker's spec check (`spec_check.SpecCheck`): the spec, then the boot image's kernel."""
+    check_spec(spec)
+    if boot is not None and not boot.has_kernel:
+        raise UnsupportedFeature("firmware_boot", f"image {boot.image_id} has no kernel and firecracker boots "
+                                 "a kernel directly: use an image with a kernel_id, or hypervisor kvm with "
+                                 "machine_type=q35", field="spec.disks")
 
 
 def check_spec(spec: VmSpec) -> None:

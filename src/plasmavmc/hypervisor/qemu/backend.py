@@ -44,6 +44,7 @@ from plasmavmc.hypervisor.common import write_atomic
 from plasmavmc.hypervisor.console import SerialConsole, SocketStream, bound_log
 from plasmavmc.hypervisor.process import Process, open_process, read_pidfile, run_daemonizing
 from plasmavmc.hypervisor.qemu import cmdline, disks, hotplug, qmp, snapshots, watch
+from plasmavmc.hypervisor.qemu import spec as qemu_spec
 from plasmavmc.hypervisor.qemu.accel import choose_accelerator, host_tsc_khz
 from plasmavmc.hypervisor.qemu.runtime import STOP_REQUESTED, RuntimePaths
 from plasmavmc.hypervisor.qemu.usage import UsageMeter
@@ -107,10 +108,7 @@ class QemuBackend(HypervisorBackend):
         )
 
     def supports(self, spec: VmSpec) -> None:
-        cmdline.check_spec(spec)
-        if spec.memory.hugepages:
-            raise UnsupportedFeature("hugepages", "huge pages are not configured on this node",
-                                     field="spec.memory.hugepages")
+        qemu_spec.check(spec, None)
 
     # ---------------------------------------------------------------- helpers
 

@@ -52,33 +52,40 @@ def machine_of(spec: VmSpec) -> str:
     return spec.boot.machine_type or DEFAULT_MACHINE
 
 
+def sockets_of(spec: VmSpec) -> int:
+    """`cpu.sockets`, where 0 (what a plain gRPC client sends when it leaves it unset) means 1."""
+    return spec.cpu.sockets or 1
+
+
 def cores_per_socket(spec: VmSpec) -> int:
     cpu = spec.cpu
-    return cpu.cores_per_socket or max(cpu.vcpus // max(cpu.sockets, 1), 1)
+    return cpu.cores_per_socket or max(cpu.vcpus // sockets_of(spec), 1)
 
 
 def check_spec(spec: VmSpec) -> None:
     """Raise `UnsupportedFeature` for anything in `spec` this argv builder cannot express."""
     machine = machine_of(spec)
     if machine not in MACHINES:
-        raise UnsupportedFeature("machine_type", f"{machine!r}; this backend runs {', '.join(MACHINES)}",
-                                 field="spec.boot.machine_type")
-    cpu = spec.cpu
-    if cpu.vcpus < 1 or cpu.sockets < 1 or cpu.sockets * cores_per_socket(spec) != cpu.vcpus:
-        raise UnsupportedFeature("cpu_topology", f"{cpu.sockets} sockets x {cores_per_socket(spec)} "
+        raise UnsupportedFeature("machine_type", f"{machine!r}; this backend runs {', '.join(MACHINES)} "
+                                 "(leave it empty for microvm)", field="spec.boot.machine_type")
+    cpu, sockets = spec.cpu, sockets_of(spec)
+    if cpu.vcpus < 1 or cpu.sockets < 0 or sockets * cores_per_socket(spec) != cpu.vcpus:
+        raise UnsupportedFeature("cpu_topology", f"{sockets} sockets x {cores_per_socket(spec)} "
                                  f"cores != {cpu.vcpus} vcpus", field="spec.cpu")
     if cpu.cpu_model is not None and cpu.cpu_model not in CPU_MODELS:
         raise UnsupportedFeature("cpu_model", f"{cpu.cpu_model!r} is not in the allowed list",
                                  field="spec.cpu.cpu_model")
     if spec.memory.numa_nodes:
         raise UnsupportedFeature("numa", "NUMA topology is not supported yet", field="spec.memory.numa_nodes")
-    if spec.security.secure_boot or spec.security.tpm:
-        raise UnsupportedFeature("secure_boot/tpm", "no UEFI secure boot or vTPM yet", field="spec.security")
+    if spec.security.secure_boot:
+        raise UnsupportedFeature("secure_boot", "no UEFI secure boot yet", field="spec.security.secure_boot")
+    if spec.security.tpm:
+        raise UnsupportedFeature("tpm", "no vTPM yet", field="spec.security.tpm")
     for disk in spec.disks:
         if disk.bus is not DiskBus.VIRTIO:
             raise UnsupportedFeature(f"disk_bus_{disk.bus.value}", "only virtio disks are supported",
                                      field="spec.disks.bus")
-        if disk.source.image_id is None:
+        if disk.source.volume_id:  # no source at all is a blank disk (AttachDisk)
             raise UnsupportedFeature("volumes", "disks from volumes are not supported yet",
                                      field="spec.disks.source")
     for nic in spec.network:
@@ -153,7 +160,7 @@ _BUSES = {"microvm": _Bus("virtio-blk-device", "virtio-net-device", ""),
 def _base(vm: VirtualMachine, paths: RuntimePaths, accel: str) -> list[str]:
     spec = vm.spec
     machine = _MICROVM if machine_of(spec) == "microvm" else "q35"
-    smp = f"{spec.cpu.vcpus},sockets={spec.cpu.sockets},cores={cores_per_socket(spec)},threads=1"
+    smp = f"{spec.cpu.vcpus},sockets={sockets_of(spec)},cores={cores_per_socket(spec)},threads=1"
     return [
         "-name", f"guest={opt(vm_name(vm.name))},debug-threads=on", "-uuid", str(uuid.UUID(vm.id)),
         "-machine", machine, "-accel", accel, "-cpu", cpu_model(spec, accel),
@@ -225,8 +232,8 @@ def build_argv(qemu: str, vm: VirtualMachine, paths: RuntimePaths, image: LocalI
     check_spec(vm.spec)
     machine = machine_of(vm.spec)
     if machine == "microvm" and (image is None or image.kernel_path is None):
-        raise UnsupportedFeature("firmware_boot", "microvm boots a kernel directly; the image has none",
-                                 field="spec.disks")
+        raise UnsupportedFeature("firmware_boot", "microvm boots a kernel directly and the image has none: "
+                                 "use machine_type=q35", field="spec.boot.machine_type")
     bus, ports = _BUSES[machine], pci_ports(vm.spec)
     return [qemu, *_base(vm, paths, accel), *_boot(vm, image, accel, tsc_khz), *_root_ports(vm.spec),
             *_disks(vm.spec.disks, paths, bus, ports), *_nics(vm, bus, ports)]

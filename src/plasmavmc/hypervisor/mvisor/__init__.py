@@ -1,0 +1,1 @@
+"""The mvisor backend: a KVM virtual machine monitor driven through a YAML configuration (spec §4.2)."""

@@ -1,0 +1,23 @@
+"""What a VmSpec means to the QEMU backend before anything starts: its one spec check (`check`).
+
+`cmdline.check_spec` owns what the argv builder can express; this adds what depends on the node
+(huge pages) and on the boot image (microvm boots a kernel directly: an image without one needs q35).
+"""
+
+from __future__ import annotations
+
+from plasmavmc.hypervisor.base import UnsupportedFeature
+from plasmavmc.hypervisor.qemu import cmdline
+from plasmavmc.hypervisor.spec_check import BootImage
+from plasmavmc.types.vm import VmSpec
+
+
+def check(spec: VmSpec, boot: BootImage | None) -> None:
+    cmdline.check_spec(spec)
+    if spec.memory.hugepages:
+        raise UnsupportedFeature("hugepages", "huge pages are not configured on this node",
+                                 field="spec.memory.hugepages")
+    if boot is not None and not boot.has_kernel and cmdline.machine_of(spec) == "microvm":
+        raise UnsupportedFeature(
+            "firmware_boot", f"image {boot.image_id} has no kernel and microvm boots a kernel directly: "
+            "use machine_type=q35 to boot the disk through firmware", field="spec.boot.machine_type")
