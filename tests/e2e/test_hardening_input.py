@@ -32,9 +32,10 @@ from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.image import ImageStatus
 from plasmavmc.types.vm import DiskSource, DiskSpec, MemorySpec, NetworkSpec
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2
-from tests.conftest import Cluster, free_port, start_cluster
+from tests.conftest import Cluster, free_port, needs_qemu, start_cluster
 from tests.e2e.helpers import ORG, PROJECT, tiny_spec
 
+pytestmark = [needs_qemu]
 ALLOWED_HOP = "127.0.0.2"  # the one loopback address this cluster's URL imports may reach
 ORG_H = "org-harden"
 

@@ -25,9 +25,10 @@ import pytest
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.v1 import agent_pb2, image_pb2, node_pb2, quota_pb2, vm_pb2
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, needs_qemu, start_cluster
 from tests.fuzz.messages import random_message
 
+pytestmark = [needs_qemu]
 BUDGET_SECONDS = 45.0
 CALL_TIMEOUT = 5.0
 PARALLEL = 8

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from plasmavmc.cli import commands as cmd
 from plasmavmc.cli import image_commands, quota_commands, vm_device_commands
+from plasmavmc.cli import output as out
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.client.endpoints import split_endpoints
 from plasmavmc.errors import PlasmaError
@@ -208,7 +209,7 @@ async def _run(args: argparse.Namespace, tls: ClientTls | None) -> int:
 
 def _fail(message: str) -> int:
     sys.stdout.flush()
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {out.printable(message)}", file=sys.stderr)
     return 1
 
 

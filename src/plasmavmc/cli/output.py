@@ -8,6 +8,7 @@ per resource; everything else (alignment, ages, sizes) is shared here.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from plasmavmc.types.vm import VirtualMachine
 
 VM_COLUMNS = ("ID", "NAME", "STATE", "NODE", "HYPERVISOR", "VCPUS", "MEMORY", "AGE")
 NODE_COLUMNS = ("ID", "STATE", "VCPUS", "MEMORY", "HYPERVISORS", "ACCEL", "HEARTBEAT")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 IMAGE_COLUMNS = ("ID", "NAME", "FORMAT", "SIZE", "VISIBILITY", "STATUS")
 
 
@@ -65,8 +67,15 @@ def upper(value: Any) -> str:
     return "-" if value is None else str(value.value if hasattr(value, "value") else value).upper()
 
 
+def printable(text: str) -> str:
+    """`text` with control characters (ANSI escapes, newlines, NUL) and bidirectional overrides shown
+    escaped (`\\x1b`): a name that came from the store can never drive the reader's terminal."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns left-aligned, two spaces apart, header first; no trailing spaces."""
+    """Columns left-aligned, two spaces apart, header first; no trailing spaces; cells `printable`."""
+    rows = [[printable(str(cell)) for cell in row] for row in rows]
     widths = [max(len(str(cell)) for cell in col) for col in zip(columns, *rows, strict=False)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
              for line in (columns, *rows)]
@@ -74,9 +83,9 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def details(pairs: Sequence[tuple[str, str]]) -> str:
-    """`KEY:  value` lines, values aligned."""
+    """`KEY:  value` lines, values aligned and `printable`."""
     width = max(len(k) for k, _ in pairs) + 1
-    return "\n".join(f"{(k + ':').ljust(width)}  {v}" for k, v in pairs)
+    return "\n".join(f"{(k + ':').ljust(width)}  {printable(v)}" for k, v in pairs)
 
 
 def vm_row(vm: VirtualMachine) -> list[str]:
@@ -147,7 +156,7 @@ def image_row(image: Image) -> list[str]:
 def event_line(event: VmEvent) -> str:
     """`2025-01-02T03:04:05Z  state_changed  STOPPED -> STARTING` (one line per watched event)."""
     change = f"{upper(event.previous_state)} -> {upper(event.state)}"
-    return f"{iso_time(event.timestamp)}  {event.type.value}  {change}"
+    return printable(f"{iso_time(event.timestamp)}  {event.type.value}  {change}")
 
 
 def dump_json(obj: Any, *, compact: bool = False) -> str:

@@ -9,8 +9,10 @@ history survives a reconnect), then follows it; a VNC session carries the raw RF
 VNC server (WebSocket subprotocol "binary", as noVNC-style clients ask). The gateway holds no state:
 each session is one `ConsoleSession` stream to the VM's node agent, which ends when the VM stops.
 
-Errors found before the upgrade are HTTP errors with a JSON body {code, message, field}; after it, the
-socket closes with code 1011 and the reason.
+Errors found before the upgrade are HTTP errors with a JSON body {code, message, field} (a bad
+`type`, org, project or VM reference is 400 naming it; anything unexpected 500 with a request id);
+after it, the socket closes with code 1011 and the reason. Input frames are at most `MAX_INPUT_FRAME`
+bytes (a larger one closes the socket with 1009, message too big).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from aiohttp import WSMsgType, web
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.errors import ErrorCode, InvalidArgument, PlasmaError
 from plasmavmc.types.vm import ConsoleType
+from plasmavmc.wire.guard import internal
 
 log = logging.getLogger(__name__)
 ROUTE = "/v1/orgs/{org}/projects/{project}/vms/{vm}/console"
@@ -72,6 +75,8 @@ async def console_session(request: web.Request) -> web.StreamResponse:
         agent = await core.agent_for(vm)
     except PlasmaError as err:
         return _error(err)
+    except Exception as exc:  # a bug: answered INTERNAL with a request id, traceback in the log
+        return _error(internal("console_session", exc))
     ws = web.WebSocketResponse(protocols=("binary",), heartbeat=30.0, max_msg_size=MAX_INPUT_FRAME)
     await ws.prepare(request)
     keys: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
