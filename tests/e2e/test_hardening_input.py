@@ -5,7 +5,8 @@
 - Hostile images: a truncated qcow2 and a qcow2 whose virtual size is over the configured bound are
   refused with a clear error, and nothing is stored.
 - Image boot metadata that would reach QEMU's `-append` (newline, NUL) is refused like `kernel_args`.
-- Counts: a VM with more disks or NICs than the documented limits is refused naming the field.
+- Counts: a VM with more disks or NICs than the documented limits is refused naming the field; a disk's
+  virtual size counts against `max_storage_gib`.
 - A poisoned heartbeat (`hypervisors = [0]`, a node name with an ANSI escape) is refused; an unreadable
   node record already in the store is moved aside and counted, and ListNodes, scheduling and `/ready`
   keep working.
@@ -26,10 +27,11 @@ import pytest
 from aiohttp import web
 
 from plasmavmc.client import PlasmaClient
-from plasmavmc.errors import ErrorCode, NoSuitableNode, PlasmaError
+from plasmavmc.errors import ErrorCode, NoSuitableNode, PlasmaError, QuotaExceeded
 from plasmavmc.store import keys
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.image import ImageStatus
+from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.vm import DiskSource, DiskSpec, MemorySpec, NetworkSpec
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2
 from tests.conftest import Cluster, free_port, needs_qemu, start_cluster
@@ -259,3 +261,21 @@ async def test_an_unreadable_node_record_is_moved_aside_and_counted(hcluster: Cl
         await store.close()
     async with aiohttp.ClientSession() as session, session.get(f"{hcluster.http}/metrics") as resp:
         assert 'plasmavmc_corrupt_records_total{kind="Node"}' in await resp.text()
+
+
+async def test_a_disks_virtual_size_counts_against_max_storage_gib(hclient: PlasmaClient, tmp_path: Path) -> None:
+    org, project = ORG_H, "proj-storage"
+    await hclient.set_quota(org, project, ResourceLimits(max_storage_gib=2))
+    image = await hclient.upload_image(org, "three-gib", one_chunk(qcow2(tmp_path / "3g.qcow2", "3G")))
+    assert image.min_disk_gib == 3  # a 200 KiB file that expands to 3 GiB
+    base = tiny_spec()
+    spec = replace(base, boot=replace(base.boot, machine_type="q35"),  # the image has no kernel: firmware boot
+                   disks=(DiskSpec(id="root", source=DiskSource(image_id=image.id), size_gib=1),))
+    with pytest.raises(PlasmaError) as info:
+        await hclient.create_vm("small-disk", org, project, spec)
+    assert info.value.code == ErrorCode.INVALID_ARGUMENT and info.value.field == "spec.disks[0].size_gib"
+    spec = replace(spec, disks=(replace(spec.disks[0], size_gib=3),))
+    with pytest.raises(QuotaExceeded, match="max_storage_gib"):
+        await hclient.create_vm("big-disk", org, project, spec)
+    assert await hclient.list_all_vms(org, project) == []
+    await hclient.delete_image(org, image.id)

@@ -76,6 +76,8 @@ async def _image_for(core: Core, vm: VirtualMachine, disk: DiskSpec) -> Image | 
     if image.status != ImageStatus.AVAILABLE or image.format not in BOOTABLE_FORMATS:
         raise InvalidArgument("disk.source.image_id", f"image {image.id} is {image.status.value} "
                               f"{image.format.value}: an available raw or qcow2 image is needed")
+    if image.min_disk_gib > disk.size_gib:  # the quota charges size_gib: it must cover the virtual size
+        raise InvalidArgument("disk.size_gib", f"image {image.id} needs {image.min_disk_gib} GiB")
     return image
 
 
