@@ -203,6 +203,7 @@ async def _server(root: Path, guest: Path) -> tuple[Proc, str]:
     cfg = root / "server.toml"
     cfg.write_text(
         f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
+        f'console_addr = "127.0.0.1:{free_port()}"\n'
         f'[store]\nbackend = "sqlite"\npath = "{root}/state.db"\n'
         f'[image_store]\nbackend = "local"\npath = "{root}/images"\nseed_dirs = ["{guest}"]\n'
         f'[scheduler]\ndefault_hypervisor = "simulated"\n[logging]\nlevel = "warning"\nformat = "text"\n'

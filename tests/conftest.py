@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -29,6 +31,21 @@ from plasmavmc.images.guest.build import build_guest
 from tests import binaries
 
 GUEST_DIR = Path(os.environ.get("PLASMAVMC_GUEST_DIR", "/var/cache/plasmavmc/guest"))
+
+
+def _admin_credential() -> Path:
+    """One system-admin API key for the whole test session, in one place: every server a test starts
+    registers it as its bootstrap credential (`PLASMAVMC_BOOTSTRAP_CREDENTIAL`, inherited by server
+    subprocesses), and every client and CLI finds it (`PLASMAVMC_CREDENTIALS`)."""
+    path = Path(tempfile.mkdtemp(prefix="pv-cred-")) / "admin.token"
+    path.write_text(f"pvk_{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}\n")
+    path.chmod(0o600)
+    os.environ["PLASMAVMC_BOOTSTRAP_CREDENTIAL"] = str(path)
+    os.environ["PLASMAVMC_CREDENTIALS"] = str(path)
+    return path
+
+
+ADMIN_CREDENTIAL = _admin_credential()
 QEMU = binaries.path("qemu-system-x86_64")
 needs_qemu = binaries.require("qemu-system-x86_64", "qemu-img")
 
@@ -89,6 +106,12 @@ class Cluster:
     agent: Proc
     node_id: str
 
+    @property
+    def console(self) -> str:
+        """The console gateway's URL (`[server] console_addr` of this cluster's server.toml)."""
+        cfg = tomllib.loads((self.root / "server.toml").read_text())
+        return f"http://{cfg['server']['console_addr']}"
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -144,7 +167,7 @@ def short_run_dir(root: Path) -> Path:
 def write_configs(root: Path, guest: Path, node_id: str,
                   firecracker: bool = False) -> tuple[Path, Path, str, str, str]:
     run_dir = short_run_dir(root)
-    api, http, agent_port = free_port(), free_port(), free_port()
+    api, http, agent_port, console = free_port(), free_port(), free_port(), free_port()
     seeds, enabled, fc_section = f'"{guest}"', '"kvm"', ""
     if firecracker:
         fc_seed, fc_section = _firecracker_config(root)
@@ -152,6 +175,7 @@ def write_configs(root: Path, guest: Path, node_id: str,
     server_cfg = root / "server.toml"
     server_cfg.write_text(
         f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
+        f'console_addr = "127.0.0.1:{console}"\n'
         f'[store]\nbackend = "sqlite"\npath = "{root}/state.db"\n'
         f'[image_store]\nbackend = "local"\npath = "{root}/images"\nseed_dirs = [{seeds}]\n'
         f'[agents]\nheartbeat_timeout_seconds = 10\n[logging]\nlevel = "info"\nformat = "text"\n'

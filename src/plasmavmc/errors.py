@@ -14,6 +14,7 @@ few generic ones an API needs) and, where input was at fault, the name of the fi
     ├── NoSuitableNode         NO_SUITABLE_NODE  scheduling found no node (explains why)
     ├── QuotaExceeded          QUOTA_EXCEEDED    names the limit
     ├── PermissionDenied       PERMISSION_DENIED
+    ├── Unauthenticated        UNAUTHENTICATED   missing, expired or tampered credential
     ├── Unimplemented          UNIMPLEMENTED     names the missing feature
     ├── Unavailable            UNAVAILABLE       a peer (agent, store) cannot be reached; retryable
     ├── HypervisorError        HYPERVISOR_ERROR  the backend failed
@@ -38,6 +39,7 @@ class ErrorCode(StrEnum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     CONFLICT = "CONFLICT"
     PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     UNAVAILABLE = "UNAVAILABLE"
     STORE_ERROR = "STORE_ERROR"
@@ -113,6 +115,10 @@ class PermissionDenied(PlasmaError):
     code = ErrorCode.PERMISSION_DENIED
 
 
+class Unauthenticated(PlasmaError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
 class Unimplemented(PlasmaError):
     code = ErrorCode.UNIMPLEMENTED
 
@@ -129,3 +135,13 @@ class HypervisorError(PlasmaError):
 class StoreError(PlasmaError):
     code = ErrorCode.STORE_ERROR
     retryable = True
+
+
+def vm_not_found(org_id: str, project_id: str, vm: str) -> VmNotFound:
+    """The one answer for a VM that does not exist *or* that the caller may not see (no hint which)."""
+    return VmNotFound(f"VM {vm!r} does not exist in {org_id}/{project_id}", field="vm.vm_id")
+
+
+def image_not_found(org_id: str, image_id: str, field: str = "image_id") -> ImageNotFound:
+    """The one answer for an image that does not exist or is not visible to `org_id`."""
+    return ImageNotFound(f"image {image_id!r} does not exist or is not visible to org {org_id!r}", field=field)

@@ -77,7 +77,8 @@ async def sim_cluster(
     cfg = root / "server.toml"
     store = store_toml or f'[store]\nbackend = "sqlite"\npath = "{root}/state.db"\n'
     cfg.write_text(
-        f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n{store}'
+        f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
+        f'console_addr = "127.0.0.1:{free_port()}"\n{store}'
         f'[image_store]\nbackend = "local"\npath = "{root}/images"\nseed_dirs = ["{guest}"]\n'
         f'[scheduler]\ndefault_hypervisor = "simulated"\n'
         f"[agents]\nheartbeat_timeout_seconds = {heartbeat_timeout}\n"

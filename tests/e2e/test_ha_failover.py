@@ -77,6 +77,7 @@ class HaCluster:
         endpoints = ", ".join(f'"{url}"' for url in self.etcd.endpoints)
         cfg.write_text(
             f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
+            f'console_addr = "127.0.0.1:{free_port()}"\n'
             f'[store]\nbackend = "etcd"\nendpoints = [{endpoints}]\nlease_ttl_seconds = {LEASE_TTL}\n'
             f'[image_store]\nbackend = "local"\npath = "{self.root}/images"\nseed_dirs = ["{self.guest}"]\n'
             f'[agents]\nheartbeat_timeout_seconds = 20\n[logging]\nlevel = "info"\nformat = "text"\n'

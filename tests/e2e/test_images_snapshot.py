@@ -52,7 +52,7 @@ class Shell:
 
 
 async def shell_run(cluster: Cluster, vm_id: str, command: str) -> str:
-    shell = Shell(await open_console(cluster.http, ORG, PROJECT, vm_id))
+    shell = Shell(await open_console(cluster.console, ORG, PROJECT, vm_id))
     try:
         return await run(shell, command)
     finally:

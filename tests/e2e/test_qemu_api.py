@@ -53,14 +53,14 @@ async def q35(client: PlasmaClient) -> AsyncIterator[VirtualMachine]:
 
 @pytest.fixture(scope="module")
 async def shell(cluster: Cluster, q35: VirtualMachine) -> AsyncIterator[WsStream]:
-    stream = WsStream(await open_console(cluster.http, ORG, PROJECT, q35.id))
+    stream = WsStream(await open_console(cluster.console, ORG, PROJECT, q35.id))
     yield stream
     await stream.close()
 
 
 async def test_websocket_console_types_and_replays(cluster: Cluster, q35: VirtualMachine, shell: WsStream) -> None:
     assert "ws-42" in await run(shell, "echo ws-$((6*7))")
-    again = WsStream(await open_console(cluster.http, ORG, PROJECT, "api-q35"))  # by name, a 2nd session
+    again = WsStream(await open_console(cluster.console, ORG, PROJECT, "api-q35"))  # by name, a 2nd session
     try:
         await read_until(again, b"ws-42", bytearray(), 20)  # the history survived the reconnect
     finally:
@@ -68,7 +68,7 @@ async def test_websocket_console_types_and_replays(cluster: Cluster, q35: Virtua
 
 
 async def test_vnc_through_the_gateway(cluster: Cluster, q35: VirtualMachine) -> None:
-    vnc = WsStream(await open_console(cluster.http, ORG, PROJECT, q35.id, "vnc"))
+    vnc = WsStream(await open_console(cluster.console, ORG, PROJECT, q35.id, "vnc"))
     try:
         await read_until(vnc, re.compile(rb"RFB 003\.00\d\n"), bytearray(), 20)
     finally:
@@ -77,15 +77,15 @@ async def test_vnc_through_the_gateway(cluster: Cluster, q35: VirtualMachine) ->
 
 async def test_gateway_refuses_bad_requests(cluster: Cluster) -> None:
     with pytest.raises(PlasmaError, match="404"):
-        await open_console(cluster.http, ORG, PROJECT, "no-such-vm")
+        await open_console(cluster.console, ORG, PROJECT, "no-such-vm")
     with pytest.raises(PlasmaError, match="400"):
-        await open_console(cluster.http, ORG, PROJECT, "api-q35", "telnet")
+        await open_console(cluster.console, ORG, PROJECT, "api-q35", "telnet")
 
 
 async def test_cli_interactive_console(cluster: Cluster, q35: VirtualMachine) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "plasmavmc.cli", "--addr", cluster.api, "--org", ORG, "--project", PROJECT,
-        "vm", "console", "-i", "--gateway", cluster.http, "api-q35",
+        "vm", "console", "-i", "--gateway", cluster.console, "api-q35",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
     seen = b""

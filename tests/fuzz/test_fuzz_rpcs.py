@@ -1,7 +1,9 @@
 """Fuzz every RPC of every service against a real server and agent: no input may answer INTERNAL or
 UNKNOWN (issue 13).
 
-Services: the public API (VmService, ImageService, NodeService, QuotaService), the AgentService half on
+Services: the public API (every service in `plasmavmc.v1`: VmService, ImageService, NodeService,
+QuotaService, IamService), called as the system admin so that requests reach the servicers behind
+authorization, the AgentService half on
 the server (Heartbeat, ReportStatus) and the AgentService on the agent's port. Each round sends one
 random or boundary message (see `messages.py`; some are plain garbage bytes, sent through a raw channel)
 to every method, until the time budget is spent. Afterwards the server must still list nodes and VMs and
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import pkgutil
 import time
 import tomllib
 from collections.abc import Iterator
@@ -23,23 +27,37 @@ import aiohttp
 import grpc
 import pytest
 
+import plasmavmc.v1
 from plasmavmc.client import PlasmaClient
-from plasmavmc.v1 import agent_pb2, image_pb2, node_pb2, quota_pb2, vm_pb2
-from tests.conftest import Cluster, needs_qemu, start_cluster
+from plasmavmc.v1 import agent_pb2
+from tests.conftest import ADMIN_CREDENTIAL, Cluster, needs_qemu, start_cluster
 from tests.fuzz.messages import random_message
 
 pytestmark = [needs_qemu]
 BUDGET_SECONDS = 45.0
 CALL_TIMEOUT = 5.0
+AUTH = (("authorization", f"Bearer {ADMIN_CREDENTIAL.read_text().strip()}"),)  # calls reach the servicers
+OPTIONS: dict[str, Any] = {"timeout": CALL_TIMEOUT, "metadata": AUTH}
 PARALLEL = 8
 BAD = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 #: what the gRPC client library (not our server: its INTERNAL answers carry a request id) reports when a
 #: request stream is still being written as the server's answer arrives; rare, and the same call is
 #: then sent again: the server's answer to a message does not depend on that timing
 TRANSPORT_RACE = "Internal error from Core"
-PUBLIC = [m.DESCRIPTOR.services_by_name[n] for m, n in
-          ((vm_pb2, "VmService"), (image_pb2, "ImageService"), (node_pb2, "NodeService"), (quota_pb2, "QuotaService"))]
 AGENT = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
+
+
+def _public_services() -> list[Any]:
+    """Every service the generated `plasmavmc.v1` modules define, except the AgentService."""
+    found = []
+    for info in pkgutil.iter_modules(plasmavmc.v1.__path__):
+        if info.name.endswith("_pb2"):
+            module = importlib.import_module(f"plasmavmc.v1.{info.name}")
+            found += [s for s in module.DESCRIPTOR.services_by_name.values() if s.full_name != AGENT.full_name]
+    return found
+
+
+PUBLIC = _public_services()
 
 
 @dataclass(frozen=True)
@@ -82,16 +100,17 @@ async def _call(target: Target, seed: int) -> tuple[grpc.StatusCode, str]:
     ch = target.channel
     try:
         if m.client_streaming:
-            call: Any = (ch.stream_stream if m.server_streaming else ch.stream_unary)(target.path)(timeout=CALL_TIMEOUT)
+            kind = ch.stream_stream if m.server_streaming else ch.stream_unary
+            call: Any = kind(target.path)(**OPTIONS)
             await _stream_in(call, target, seed)
             if m.server_streaming:
                 await _drain(call)
             else:
                 await call
         elif m.server_streaming:
-            await _drain(ch.unary_stream(target.path)(random_message(m.input_type, seed), timeout=CALL_TIMEOUT))
+            await _drain(ch.unary_stream(target.path)(random_message(m.input_type, seed), **OPTIONS))
         else:
-            await ch.unary_unary(target.path)(random_message(m.input_type, seed), timeout=CALL_TIMEOUT)
+            await ch.unary_unary(target.path)(random_message(m.input_type, seed), **OPTIONS)
     except grpc.aio.AioRpcError as exc:
         return exc.code(), exc.details() or ""
     return grpc.StatusCode.OK, ""

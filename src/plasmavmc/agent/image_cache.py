@@ -32,6 +32,7 @@ from pathlib import Path
 import grpc
 
 from plasmavmc import validation
+from plasmavmc.config.credentials import default_credential
 from plasmavmc.errors import HypervisorError
 from plasmavmc.types.image import Image
 from plasmavmc.v1 import image_pb2, image_pb2_grpc
@@ -43,9 +44,13 @@ GIB = 1024**3
 
 class ImageCache:
     def __init__(
-        self, root: Path, channel: grpc.aio.Channel | Sequence[grpc.aio.Channel], capacity_bytes: int = 100 * GIB
+        self, root: Path, channel: grpc.aio.Channel | Sequence[grpc.aio.Channel], capacity_bytes: int = 100 * GIB,
+        credential: str | None = None,
     ) -> None:
-        """`channel`: the control plane, or several replicas of it (tried in turn while unreachable)."""
+        """`channel`: the control plane, or several replicas of it (tried in turn while unreachable);
+        `credential`: sent with each download (default: `config.credentials.default_credential()`, looked
+        up at each download, so a bootstrap file the server writes after the agent started is found)."""
+        self._credential = credential
         self.root = root
         self.capacity = capacity_bytes
         channels = list(channel) if isinstance(channel, Sequence) else [channel]
@@ -53,6 +58,10 @@ class ImageCache:
         self._locks: dict[str, asyncio.Lock] = {}
         self._evicting = asyncio.Lock()
         self.downloads = 0  # completed downloads, for the agent's metrics and the tests
+
+    def _auth(self) -> tuple[tuple[str, str], ...]:
+        credential = default_credential() if self._credential is None else self._credential
+        return (("authorization", f"Bearer {credential}"),) if credential else ()
 
     def path_of(self, image: Image) -> Path:
         validation.name(image.id, "image.id")
@@ -165,7 +174,7 @@ class ImageCache:
                 digest = hashlib.sha256()
                 try:
                     with tmp.open("wb") as out:
-                        async for part in stub.DownloadImage(request):
+                        async for part in stub.DownloadImage(request, metadata=self._auth()):
                             digest.update(part.chunk)
                             await asyncio.to_thread(out.write, part.chunk)
                     break

@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from plasmavmc import validation
+from plasmavmc.api import caller
 from plasmavmc.core.context import Core
 from plasmavmc.core.images import ImageService
-from plasmavmc.errors import InvalidArgument
+from plasmavmc.core.vms.disks import VmDisks, vm_missing
+from plasmavmc.errors import InvalidArgument, PermissionDenied
 from plasmavmc.images.ingest import NewImage
 from plasmavmc.types.image import Image, ImageFormat, Visibility
 from plasmavmc.v1 import image_pb2, image_pb2_grpc, types_pb2
@@ -62,6 +64,26 @@ class ImageServicer(image_pb2_grpc.ImageServiceServicer):
     def __init__(self, core: Core, images: ImageService) -> None:
         self.core = core
         self.images = images
+        self.vm_disks = VmDisks(core)
+
+    async def _references(self, org_id: str, publish: bool, metadata: Any, source: Any = None) -> None:
+        """Authorize, as the caller, what a request names besides its own scope: publishing, the boot
+        images of `metadata` (visible to the org, else IMAGE_NOT_FOUND for that field) and the VM of a
+        snapshot source (in *its* project: NOT_FOUND if the caller cannot see it there)."""
+        validation.name(org_id, "org_id")
+        if publish:
+            await caller.require("plasmavmc:images:publish", org_id, "", lambda: PermissionDenied("publish"))
+        for key in ("kernel_id", "ramdisk_id"):
+            if metadata.get(key):
+                await self.core.catalog.get(org_id, metadata[key], field=f"metadata.{key}")
+        if source is not None and source.WhichOneof("kind") == "snapshot":
+            vm = await self.vm_disks.locate(org_id, source.snapshot.vm_id)
+            await caller.require("plasmavmc:vms:export", vm.org_id, vm.project_id,
+                                 lambda: vm_missing(org_id, source.snapshot.vm_id))
+
+    async def _check_new(self, request: Any) -> None:
+        await self._references(request.org_id, request.visibility == image_pb2.VISIBILITY_PUBLIC,
+                               request.metadata, request.source)
 
     @unary
     async def GetImage(self, request: image_pb2.GetImageRequest, context: Ctx) -> Any:
@@ -77,6 +99,7 @@ class ImageServicer(image_pb2_grpc.ImageServiceServicer):
 
     @unary
     async def CreateImage(self, request: image_pb2.CreateImageRequest, context: Ctx) -> Any:
+        await self._check_new(request)
         image = await self.images.create(from_proto(NewImage, request))
         return to_proto(image, image_pb2.Image())
 
@@ -85,13 +108,15 @@ class ImageServicer(image_pb2_grpc.ImageServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("part") != "metadata":
             raise InvalidArgument("metadata", "the first message of an upload must be the CreateImageRequest")
+        await self._check_new(first.metadata)
         new = from_proto(NewImage, first.metadata)
         image = await self.images.upload(new, _chunks(request_iterator))
         return to_proto(image, image_pb2.Image())
 
     @unary
     async def UpdateImage(self, request: image_pb2.UpdateImageRequest, context: Ctx) -> Any:
-        validation.name(request.org_id, "org_id")
+        publish = request.HasField("visibility") and request.visibility == image_pb2.VISIBILITY_PUBLIC
+        await self._references(request.org_id, publish, request.metadata if request.update_metadata else {})
         image = await self.images.update(request.org_id, request.image_id, _change(request))
         return to_proto(image, image_pb2.Image())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.vms import devices, lifecycle, power, snapshots, watch
 from plasmavmc.errors import InvalidArgument
@@ -24,13 +25,6 @@ def ref_of(msg: vm_pb2.VmRef) -> VmRef:
     return VmRef(msg.org_id, msg.project_id, msg.vm_id).validated()
 
 
-def principal_of(context: Ctx) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-plasmavmc-principal":
-            return str(value)[:128]
-    return "anonymous"
-
-
 class VmServicer(vm_pb2_grpc.VmServiceServicer):
     def __init__(self, core: Core, default_hypervisor: HypervisorType) -> None:
         self.core = core
@@ -48,7 +42,7 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             hypervisor=hypervisor,
             labels=dict(request.labels),
             metadata=dict(request.metadata),
-            created_by=principal_of(context),
+            created_by=caller.principal_id(),
         )
         return vm_msg(await lifecycle.create(self.core, req))
 

@@ -23,7 +23,7 @@ import tomllib
 from pathlib import Path
 
 from plasmavmc.cli import commands as cmd
-from plasmavmc.cli import image_commands, quota_commands, vm_device_commands
+from plasmavmc.cli import iam_commands, image_commands, quota_commands, vm_device_commands
 from plasmavmc.cli import output as out
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.client.endpoints import split_endpoints
@@ -77,7 +77,9 @@ def _globals(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cert-file", help="client certificate (PEM) for mutual TLS")
     parser.add_argument("--key-file", help="client private key (PEM) for mutual TLS")
     parser.add_argument("--token", default=env("PLASMAVMC_TOKEN"),
-                        help="bearer token sent with every call (env PLASMAVMC_TOKEN)")
+                        help="token or API key sent with every call (env PLASMAVMC_TOKEN; default: "
+                             "$PLASMAVMC_CREDENTIALS, ~/.config/plasmavmc/credentials, "
+                             "/var/lib/plasmavmc/admin.token)")
 
 
 def _vm_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -158,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     _node_parsers(sub)
     _image_parsers(sub)
     quota_commands.add_parsers(sub)
+    iam_commands.add_parsers(sub)
     return parser
 
 

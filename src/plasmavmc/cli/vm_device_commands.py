@@ -11,7 +11,7 @@
     plasmavmc vm restore web-1 before-upgrade
     plasmavmc vm snapshots web-1 / vm delete-snapshot web-1 before-upgrade
 
-The gateway URL is `--gateway`, or env PLASMAVMC_GATEWAY, or the API host on port 8081 (spec App. B).
+The gateway URL is `--gateway`, or env PLASMAVMC_GATEWAY, or the API host on port 8083 (`[server] console_addr`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def add_parsers(vm: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--no-follow", dest="follow", action="store_false", help="print the retained output and exit")
     p.add_argument("-i", "--interactive", action="store_true", help="type into the console (Ctrl-] quits)")
     p.add_argument("--gateway", default=os.environ.get("PLASMAVMC_GATEWAY"),
-                   help="console gateway URL (default: the API host, port 8081)")
+                   help="console gateway URL (env PLASMAVMC_GATEWAY; default: the API host, port 8083)")
     p = one("attach-disk", "attach a disk (hot-plug on a running q35 VM)", vm_attach_disk)
     p.add_argument("disk_id")
     p.add_argument("--size-gib", type=int, default=1)
@@ -67,14 +67,15 @@ def _gateway(args: argparse.Namespace) -> str:
     if args.gateway:
         return str(args.gateway)
     host = urlsplit(args.addr if "//" in args.addr else f"//{args.addr}").hostname or "127.0.0.1"
-    return f"http://{host}:8081"
+    return f"http://{host}:8083"
 
 
 async def vm_console(client: PlasmaClient, args: argparse.Namespace) -> int:
     if not args.interactive:
         return await cmd.vm_console(client, args)
     org, project = cmd._scope(args)
-    async with await open_console(_gateway(args), org, project, args.vm) as console:
+    ticket = await client.create_console_ticket(org, project, args.vm)  # 60 s, this VM only
+    async with await open_console(_gateway(args), org, project, args.vm, ticket=ticket.ticket) as console:
         with _raw_terminal():
             await _interact(console)
     return 0

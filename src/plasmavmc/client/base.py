@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from plasmavmc.client.endpoints import ClientTls, Endpoints, open_channel, parse_addr
 from plasmavmc.errors import PlasmaError, Unavailable
-from plasmavmc.v1 import image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import iam_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
 from plasmavmc.wire.status import from_rpc_error
 
 __all__ = ["ClientBase", "ClientTls", "ConnectionFailed", "Endpoints", "Rpc", "open_channel", "parse_addr"]
@@ -67,6 +67,7 @@ class ClientBase:
     _node_stub = _Service(node_pb2_grpc.NodeServiceStub)
     _image_stub = _Service(image_pb2_grpc.ImageServiceStub)
     _quota_stub = _Service(quota_pb2_grpc.QuotaServiceStub)
+    _iam_stub = _Service(iam_pb2_grpc.IamServiceStub)
 
     def __init__(self, endpoints: Endpoints, *, token: str | None = None, call_timeout: float | None = None) -> None:
         self._endpoints = endpoints

@@ -19,14 +19,16 @@ from types import TracebackType
 
 from plasmavmc.client.base import ClientTls
 from plasmavmc.client.endpoints import Endpoints
+from plasmavmc.client.iam import IamMixin
 from plasmavmc.client.images import ImageMixin
 from plasmavmc.client.nodes import NodeMixin
 from plasmavmc.client.quotas import QuotaMixin
 from plasmavmc.client.vms import VmMixin
+from plasmavmc.config.credentials import default_credential
 
 
-class PlasmaClient(VmMixin, NodeMixin, ImageMixin, QuotaMixin):
-    """A client of one PlasmaVMC server or several replicas; VM, node, image and quota methods on it."""
+class PlasmaClient(VmMixin, NodeMixin, ImageMixin, QuotaMixin, IamMixin):
+    """A client of one PlasmaVMC server or several replicas; VM, node, image, quota and IAM methods on it."""
 
     @classmethod
     async def connect(
@@ -41,12 +43,14 @@ class PlasmaClient(VmMixin, NodeMixin, ImageMixin, QuotaMixin):
         of several replicas: a list, or a comma-separated string. Calls go to one endpoint and move to
         the next while it cannot be reached (`answered_by` says which one answered last).
 
-        `https://` or `tls` make a TLS channel (mTLS with a client cert/key). `token` is sent as
-        `authorization: Bearer <token>` with every call. `call_timeout` is the deadline of each unary call in
+        `https://` or `tls` make a TLS channel (mTLS with a client cert/key). `token` (a token or API
+        key) is sent as `authorization: Bearer <token>` with every call; None looks it up as
+        `client/credentials.py` says, "" sends none. `call_timeout` is the deadline of each unary call in
         seconds (None: no deadline). The channel connects lazily: an unreachable server shows up as
         `ConnectionFailed` on the first call.
         """
-        return cls(Endpoints(addr, tls), token=token, call_timeout=call_timeout)
+        credential = default_credential() if token is None else token
+        return cls(Endpoints(addr, tls), token=credential or None, call_timeout=call_timeout)
 
     async def close(self) -> None:
         """Close the channels, cancelling calls still in flight."""

@@ -1,10 +1,13 @@
 """The client side of the interactive console gateway (`server/console_ws.py`): one WebSocket session.
 
-    async with open_console("http://host:8081", org, project, vm) as console:
+    async with open_console("http://host:8083", org, project, vm, ticket=t) as console:
         await console.send(b"uname -a\\n")
         async for chunk in console: ...
 
-The gateway lives on the server's HTTP port (the one serving /health and /metrics), not the gRPC port.
+The gateway has its own port (``[server] console_addr``, default 8083). It needs a credential allowing
+``plasmavmc:vms:console`` on the VM: a console ticket (`PlasmaClient.create_console_ticket`, sent as
+``?ticket=``) or a token / API key (sent as ``Authorization: Bearer``; by default the one
+`client/credentials.py` finds).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from plasmavmc.config.credentials import default_credential
 from plasmavmc.errors import InvalidArgument, PlasmaError, Unavailable
 
 
@@ -58,12 +62,17 @@ class ConsoleSocket:
         await self.close()
 
 
-async def open_console(gateway: str, org_id: str, project_id: str, vm: str,
-                       console_type: str = "serial") -> ConsoleSocket:
+async def open_console(gateway: str, org_id: str, project_id: str, vm: str, console_type: str = "serial",
+                       *, ticket: str | None = None, credential: str | None = None) -> ConsoleSocket:
     url = console_url(gateway, org_id, project_id, vm, console_type)
+    headers = {}
+    if ticket:
+        url += f"&ticket={quote(ticket, safe='')}"
+    elif token := (default_credential() if credential is None else credential):
+        headers["Authorization"] = f"Bearer {token}"
     session = aiohttp.ClientSession()
     try:
-        ws = await session.ws_connect(url, protocols=("binary",), heartbeat=30.0)
+        ws = await session.ws_connect(url, protocols=("binary",), heartbeat=30.0, headers=headers)
     except aiohttp.WSServerHandshakeError as exc:
         await session.close()
         raise PlasmaError(f"console refused ({exc.status}): {exc.message}") from None

@@ -37,6 +37,7 @@ IMAGE_STORE_BACKENDS: tuple[str, ...] = ("local", "s3")
 
 SERVER_ENV: dict[str, str] = {
     "PLASMAVMC_ADDR": "server.addr",
+    "PLASMAVMC_BOOTSTRAP_CREDENTIAL": "iam.bootstrap_credential_path",
     "PLASMAVMC_LOG_LEVEL": "logging.level",
 }
 """Environment variables (spec §9.3) → keys; PLASMAVMC_CONFIG is handled separately (it names the file)."""
@@ -47,11 +48,14 @@ class ServerSection:
     """``[server]``: ``addr`` is the gRPC API listen address (spec, default 0.0.0.0:8080).
 
     ext ``metrics_addr`` (default 0.0.0.0:8081): the health/metrics HTTP listener (spec Appendix B).
+    ext ``console_addr`` (default 0.0.0.0:8083): the WebSocket console gateway (serial, VNC); every
+    connection needs a console ticket or token with ``plasmavmc:vms:console`` on the VM.
     ``[server.tls]`` is optional; with ``ca_file`` set, clients must present certificates (mTLS).
     """
 
     addr: str = setting("0.0.0.0:8080", check=check_addr)
     metrics_addr: str = setting("0.0.0.0:8081", check=check_addr)
+    console_addr: str = setting("0.0.0.0:8083", check=check_addr)
     tls: TlsSettings | None = None
 
 
@@ -106,11 +110,22 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class IamSettings:
-    """``[iam]`` (spec): all optional; without an endpoint the server does no remote IAM calls."""
+    """``[iam]`` (spec): all optional. Without ``endpoint`` the built-in RBAC decides (role bindings in the
+    state store); with it, an external IAM is asked (``POST {endpoint}/v1/authorize``), authenticating
+    with the token in ``token_path`` as ``service_account``.
+
+    ext ``bootstrap_credential_path`` (default /var/lib/plasmavmc/admin.token): on a store with no
+    ``admin`` principal the server makes one (system-admin) and writes its API key here, mode 0600 (a
+    key already in the file is registered instead). The CLI on the same machine reads it.
+    ext ``audit_retention_days`` (default 30) and ``audit_max_entries`` (default 100000) bound the log.
+    """
 
     endpoint: str | None = setting(None, check=check_url)
     service_account: str | None = None
     token_path: str | None = setting(None, check=check_abs_path)
+    bootstrap_credential_path: str = setting("/var/lib/plasmavmc/admin.token", check=check_abs_path)
+    audit_retention_days: int = setting(30, check=check_positive)
+    audit_max_entries: int = setting(100_000, check=check_positive)
 
 
 def _check_weight(value: int) -> int:

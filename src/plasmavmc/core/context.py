@@ -13,7 +13,7 @@ from plasmavmc import validation
 from plasmavmc.core.agents import AgentClient, AgentPool
 from plasmavmc.core.nodes.registry import NodeRegistry
 from plasmavmc.core.nodes.report_memory import ReportMemory
-from plasmavmc.errors import Unavailable, VmNotFound
+from plasmavmc.errors import Unavailable, vm_not_found
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.store_base import ImageStore
 from plasmavmc.scheduler import build as build_scheduler
@@ -56,11 +56,11 @@ class Core:
         if not validation.is_uuid(vm_id):
             kv = await self.store.get(keys.vm_name(ref.org_id, ref.project_id, ref.vm))
             if kv is None:
-                raise VmNotFound(f"no VM named {ref.vm!r} in {ref.org_id}/{ref.project_id}", field="vm.vm_id")
+                raise vm_not_found(ref.org_id, ref.project_id, ref.vm)
             vm_id = kv.value.decode()
         found = await read(self.store, VirtualMachine, keys.vm(ref.org_id, ref.project_id, vm_id))
         if found is None:
-            raise VmNotFound(f"VM {ref.vm!r} does not exist in {ref.org_id}/{ref.project_id}", field="vm.vm_id")
+            raise vm_not_found(ref.org_id, ref.project_id, ref.vm)
         return found
 
     async def agent_for(self, vm: VirtualMachine) -> AgentClient:

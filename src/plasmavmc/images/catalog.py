@@ -9,7 +9,7 @@ caller may not see, exactly as for one that does not exist.
 from __future__ import annotations
 
 from plasmavmc import validation
-from plasmavmc.errors import ImageNotFound
+from plasmavmc.errors import image_not_found
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
 from plasmavmc.store.records import Versioned, decode_all, read, retry_on_conflict
@@ -45,7 +45,7 @@ class ImageCatalog:
             image = found.value
             if image.id == image_id and visible(image, org_id):
                 return image
-        raise ImageNotFound(f"image {image_id!r} does not exist or is not visible to org {org_id!r}", field=field)
+        raise image_not_found(org_id, image_id, field)
 
     async def list(self, org_id: str) -> list[Image]:
         out = []

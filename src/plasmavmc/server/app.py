@@ -15,6 +15,8 @@ from pathlib import Path
 import grpc
 
 from plasmavmc.api.agent_reports import AgentReportServicer
+from plasmavmc.api.auth import AuthInterceptor
+from plasmavmc.api.iam_service import IamServicer
 from plasmavmc.api.image_service import ImageServicer
 from plasmavmc.api.node_service import NodeServicer
 from plasmavmc.api.quota_service import QuotaServicer
@@ -27,13 +29,16 @@ from plasmavmc.core.loops.runner import run_loops
 from plasmavmc.core.nodes.registry import NodeRegistry, Overcommit
 from plasmavmc.core.vms.disks import VmDisks
 from plasmavmc.grpc_tls import server_credentials
+from plasmavmc.iam.gate import Iam
 from plasmavmc.images.backends import open_image_store, staging_dir
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.fetch import UrlPolicy
 from plasmavmc.images.ingest import MAX_IMAGE_BYTES, IngestLimits
 from plasmavmc.images.seed import seed_guest_dir
 from plasmavmc.scheduler import build as build_scheduler
+from plasmavmc.server.console_ws import start_console
 from plasmavmc.server.http import start_http
+from plasmavmc.server.iam_wiring import build_iam
 from plasmavmc.server.leader import Leadership, leadership_for
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.store.base import Store
@@ -41,7 +46,7 @@ from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.etcd_conn import EtcdTls
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.vm import HypervisorType
-from plasmavmc.v1 import agent_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import agent_pb2_grpc, iam_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
 from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)
@@ -85,8 +90,13 @@ def ingest_limits(settings: ServerSettings) -> IngestLimits:
     return IngestLimits(conf.max_virtual_size_gib, policy)
 
 
-def grpc_server(core: Core, settings: ServerSettings) -> grpc.aio.Server:
-    server = grpc.aio.server(interceptors=[RequestGuard()])
+def grpc_server(core: Core, settings: ServerSettings, iam: Iam,
+                interceptor: grpc.aio.ServerInterceptor | None = None) -> grpc.aio.Server:
+    """Every service on one gRPC server; `interceptor` replaces the auth interceptor (benchmarks only).
+    The request guard runs first: authorization reads fields of a request that must be decoded and sane."""
+    auth = interceptor or AuthInterceptor(iam.gate, iam.audit)
+    server = grpc.aio.server(interceptors=[RequestGuard(), auth])
+    iam_pb2_grpc.add_IamServiceServicer_to_server(IamServicer(core, iam), server)
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
     images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),
@@ -113,26 +123,31 @@ async def registered(leadership: Leadership, task: asyncio.Task[None]) -> None:
 
 async def run(settings: ServerSettings) -> None:
     core = await build_core(settings)
-    server = grpc_server(core, settings)
+    iam = await build_iam(core.store, settings.iam)
+    server = grpc_server(core, settings, iam)
     leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)
     loop_task = asyncio.create_task(
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL))
     )
     await registered(leadership, loop_task)
     memory_task = asyncio.create_task(core.reports.run(core.store), name="report-memory")
+    audit_task = asyncio.create_task(iam.audit.run(), name="audit-log")
     await server.start()
     http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
-    log.info("plasmavmc-server serving gRPC on %s, HTTP on %s", settings.server.addr, settings.server.metrics_addr)
+    console = await start_console(core, iam, *split_addr(settings.server.console_addr))
+    log.info("plasmavmc-server serving gRPC on %s, HTTP on %s, consoles on %s", settings.server.addr,
+             settings.server.metrics_addr, settings.server.console_addr)
     try:
         await until_terminated()
     finally:
         log.info("plasmavmc-server stopping")
-        for task in (loop_task, memory_task):
+        for task in (loop_task, memory_task, audit_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await server.stop(grace=2)
         await http.cleanup()
+        await console.cleanup()
         await core.agents.close()
         await core.store.close()
         await core.image_files.close()

@@ -16,7 +16,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from plasmavmc.core.context import Core
-from plasmavmc.server import console_ws
 from plasmavmc.server.leader import Leadership
 from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.types.node import NodeState
@@ -65,7 +64,6 @@ async def start_http(core: Core, host: str, port: int, *, leadership: Leadership
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get("/metrics", _metrics)
-    console_ws.add_routes(app)  # the WebSocket console gateway (spec §11.1)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -18,6 +18,8 @@ QUOTAS = ROOT + "quotas/"
 SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its lease (server/leader.py)
 QUARANTINE = ROOT + "quarantine/"  # unreadable records moved aside (store/records.quarantine)
 LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
+IAM = ROOT + "iam/"  # identity records (iam/model.py)
+AUDIT = ROOT + "audit/"  # audit entries, oldest first (iam/audit.py)
 
 
 def _part(value: str) -> str:
@@ -74,3 +76,40 @@ def quota(org_id: str, project_id: str = "") -> str:
     if not project_id:
         return f"{QUOTAS}org/{_part(org_id)}"
     return f"{QUOTAS}project/{_part(org_id)}/{_part(project_id)}"
+
+
+def iam_org(org_id: str) -> str:
+    return f"{IAM}orgs/{_part(org_id)}"
+
+
+def iam_project(org_id: str, project_id: str) -> str:
+    return f"{IAM}projects/{_part(org_id)}/{_part(project_id)}"
+
+
+def iam_projects_in(org_id: str) -> str:
+    return f"{IAM}projects/{_part(org_id)}/"
+
+
+def iam_principal(principal_id: str) -> str:
+    return f"{IAM}principals/{_part(principal_id)}"
+
+
+def iam_bindings_of(principal_id: str) -> str:
+    return f"{IAM}bindings/{_part(principal_id)}/"
+
+
+def iam_binding(principal_id: str, role: str, org_id: str, project_id: str) -> str:
+    """One role binding; `*` stands for the empty (system / whole-org) scope parts."""
+    return f"{iam_bindings_of(principal_id)}{_part(role)}/{_part(org_id or '*')}/{_part(project_id or '*')}"
+
+
+def iam_api_key(key_id: str) -> str:
+    return f"{IAM}api_keys/{_part(key_id)}"
+
+
+def iam_signing_key(kid: str) -> str:
+    return f"{IAM}signing_keys/{_part(kid)}"
+
+
+def audit_entry(timestamp_ns: int, entry_id: str) -> str:
+    return f"{AUDIT}{timestamp_ns:020d}/{_part(entry_id)}"

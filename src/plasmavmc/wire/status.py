@@ -35,6 +35,7 @@ TABLE: dict[ErrorCode, tuple[grpc.StatusCode, type[PlasmaError]]] = {
     ErrorCode.ALREADY_EXISTS: (grpc.StatusCode.ALREADY_EXISTS, e.AlreadyExists),
     ErrorCode.CONFLICT: (grpc.StatusCode.ABORTED, e.Conflict),
     ErrorCode.PERMISSION_DENIED: (grpc.StatusCode.PERMISSION_DENIED, e.PermissionDenied),
+    ErrorCode.UNAUTHENTICATED: (grpc.StatusCode.UNAUTHENTICATED, e.Unauthenticated),
     ErrorCode.UNIMPLEMENTED: (grpc.StatusCode.UNIMPLEMENTED, e.Unimplemented),
     ErrorCode.UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, e.Unavailable),
     ErrorCode.STORE_ERROR: (grpc.StatusCode.UNAVAILABLE, e.StoreError),
@@ -51,7 +52,7 @@ _BY_GRPC = {
     grpc.StatusCode.UNAVAILABLE: ErrorCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.UNAVAILABLE,
     grpc.StatusCode.PERMISSION_DENIED: ErrorCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED: ErrorCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED: ErrorCode.UNAUTHENTICATED,
 }
 
 

@@ -29,14 +29,22 @@ VM_FIELD = "source.snapshot.vm_id"
 DISK_FIELD = "source.snapshot.disk_id"
 
 
+def vm_missing(org_id: str, vm_id: str) -> VmNotFound:
+    return VmNotFound(f"VM {vm_id!r} does not exist in org {org_id!r}", field=VM_FIELD)
+
+
 class VmDisks:
     """`core.images.VmDiskSource` over the control plane's store and node agents."""
 
     def __init__(self, core: Core) -> None:
         self.core = core
 
+    async def locate(self, org_id: str, vm_id: str) -> VirtualMachine:
+        """The VM `vm_id` of `org_id`, in whichever project (a snapshot source names no project)."""
+        return await self._vm(validation.name(org_id, "org_id"), validation.vm_id(vm_id, VM_FIELD))
+
     async def _vm(self, org_id: str, vm_id: str) -> VirtualMachine:
-        missing = VmNotFound(f"VM {vm_id!r} does not exist in org {org_id!r}", field=VM_FIELD)
+        missing = vm_missing(org_id, vm_id)
         assignment = await read_assignment(self.core.store, vm_id)
         if assignment is not None:
             if assignment.org_id != org_id:

@@ -1,0 +1,91 @@
+"""The audit log: who did (or was refused) what, on which resource, when, with what result, from where.
+
+Entries are queued and written in batches by one background task (`run`), so recording costs the
+request no store round trip; `flush()` writes what is queued now (tests, shutdown). Keys sort by time
+(`audit/<ns>/<id>`); `prune` drops entries older than the retention and keeps at most `max_entries`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+from plasmavmc.store import keys
+from plasmavmc.store.base import Store, Write
+from plasmavmc.types import codec
+from plasmavmc.types.iam import AuditEntry, AuditFilter
+
+__all__ = ["AuditEntry", "AuditFilter", "AuditLog"]
+
+log = logging.getLogger(__name__)
+BATCH = 256
+LINGER = 0.05  # after the first entry, wait this long for more: fewer, larger commits under load
+
+
+class AuditLog:
+    def __init__(self, store: Store, retention_seconds: int = 30 * 86400, max_entries: int = 100_000) -> None:
+        self.store = store
+        self.retention_ns = retention_seconds * 1_000_000_000
+        self.max_entries = max_entries
+        self._queue: list[AuditEntry] = []
+        self._wake = asyncio.Event()
+
+    def record(self, entry: AuditEntry) -> None:
+        self._queue.append(entry if entry.id else AuditEntry(**{**entry.__dict__, "id": uuid.uuid4().hex[:12]}))
+        self._wake.set()
+
+    async def flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+            await self.store.commit([Write(keys.audit_entry(e.time_ns, e.id), codec.dumps(e)) for e in batch])
+
+    async def run(self, prune_every: float = 60.0) -> None:
+        """Write queued entries as they come; prune now and then. Runs until cancelled (then flushes)."""
+        next_prune = 0.0
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=prune_every)
+                    await asyncio.sleep(LINGER)
+                self._wake.clear()
+                try:
+                    await self.flush()
+                    if time.monotonic() >= next_prune:
+                        await self.prune()
+                        next_prune = time.monotonic() + prune_every
+                except Exception:  # a store hiccup must not end auditing; entries stay queued
+                    log.exception("audit log write failed; retrying")
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.flush())
+
+    async def prune(self) -> int:
+        cutoff = time.time_ns() - self.retention_ns
+        page = await self.store.list(keys.AUDIT, limit=0)
+        items = page.items
+        drop = [kv.key for kv in items if int(kv.key[len(keys.AUDIT):].split("/")[0]) < cutoff]
+        excess = len(items) - len(drop) - self.max_entries
+        if excess > 0:
+            drop += [kv.key for kv in items[len(drop):len(drop) + excess]]
+        for start in range(0, len(drop), BATCH):
+            await self.store.commit([Write(key, None) for key in drop[start:start + BATCH]])
+        return len(drop)
+
+    async def list(self, flt: AuditFilter) -> list[AuditEntry]:
+        """Entries matching `flt`, oldest first, at most `flt.limit`."""
+        start = keys.audit_entry(flt.since_ns, "0")[:-2] if flt.since_ns else None
+        found: list[AuditEntry] = []
+        after = start
+        while len(found) < flt.limit:
+            page = await self.store.list(keys.AUDIT, start_after=after, limit=500)
+            for kv in page.items:
+                entry = codec.loads(AuditEntry, kv.value)
+                if flt.matches(entry):
+                    found.append(entry)
+            if page.next_start_after is None:
+                break
+            after = page.next_start_after
+        return found[:flt.limit]

@@ -1,0 +1,48 @@
+"""The one place a request is let in: authenticate a credential, then authorize an action on a scope.
+
+A scope the caller may not see raises the resource's own not-found error (built by the caller of
+`require`, so it reads exactly like a truly missing resource); a visible scope without the action raises
+PERMISSION_DENIED. `Iam` bundles the parts the server wires together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from plasmavmc.errors import PermissionDenied, PlasmaError
+from plasmavmc.iam.audit import AuditLog
+from plasmavmc.iam.authn import Authenticator
+from plasmavmc.iam.authz import Authorizer, Decision
+from plasmavmc.iam.directory import Directory
+from plasmavmc.iam.model import Caller
+from plasmavmc.iam.tokens import TokenKeys
+
+
+@dataclass
+class Gate:
+    authn: Authenticator
+    authorizer: Authorizer
+
+    async def caller(self, credential: str | None) -> Caller:
+        return await self.authn.caller(credential)
+
+    async def decide(self, caller: Caller, action: str, org_id: str, project_id: str) -> Decision:
+        return await self.authorizer.decide(caller, action, org_id, project_id)
+
+    async def require(self, caller: Caller, action: str, org_id: str, project_id: str,
+                      missing: Callable[[], PlasmaError]) -> None:
+        decision = await self.decide(caller, action, org_id, project_id)
+        if decision is Decision.HIDDEN:
+            raise missing()
+        if decision is Decision.DENY:
+            where = "/".join(p for p in (org_id, project_id) if p) or "the platform"
+            raise PermissionDenied(f"{caller.principal_id} may not {action} in {where}")
+
+
+@dataclass
+class Iam:
+    directory: Directory
+    tokens: TokenKeys
+    gate: Gate
+    audit: AuditLog

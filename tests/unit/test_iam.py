@@ -1,0 +1,128 @@
+"""Credentials and decisions of `plasmavmc.iam`, over a real SQLite store: tokens (algorithm, key id,
+expiry, rotation), API keys (hashed, checked), the bootstrap file, and the role table."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import jwt
+import pytest
+
+from plasmavmc.errors import Unauthenticated
+from plasmavmc.iam import apikeys
+from plasmavmc.iam.authn import Authenticator
+from plasmavmc.iam.authz import Decision, rbac_decide
+from plasmavmc.iam.bootstrap import bootstrap
+from plasmavmc.iam.directory import Directory
+from plasmavmc.iam.model import Binding, Caller, Role
+from plasmavmc.iam.tokens import TokenKeys
+from plasmavmc.store import keys
+from plasmavmc.store.sqlite import SqliteStore
+from plasmavmc.types.iam import Principal
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = await SqliteStore.open(str(tmp_path / "state.db"))
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def test_token_round_trip_and_refusals(store: SqliteStore) -> None:
+    tokens = TokenKeys(store)
+    token = await tokens.issue("alice", 60)
+    claims = await tokens.verify(token)
+    assert claims is not None and claims.subject == "alice"
+    assert jwt.get_unverified_header(token)["alg"] == "HS256" and jwt.get_unverified_header(token)["kid"]
+    expired = await tokens.issue("alice", 60, now=time.time() - 120)
+    assert await tokens.verify(expired) is None
+    head, payload, _ = token.split(".")
+    unsigned = base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": jwt.get_unverified_header(token)["kid"]})
+                                        .encode()).decode().rstrip("=")
+    assert await tokens.verify(f"{unsigned}.{payload}.") is None  # alg "none" is never accepted
+    assert await tokens.verify(f"{head}.{payload}.AAAA") is None
+    assert await tokens.verify("not-a-token") is None
+
+
+async def test_rotation_keeps_old_tokens_until_the_key_is_retired(store: SqliteStore) -> None:
+    tokens = TokenKeys(store)
+    old_kid = (await tokens.signing_key()).kid
+    old = await tokens.issue("bob", 600)
+    new_kid = (await tokens.rotate()).kid
+    new = await tokens.issue("bob", 600)
+    assert jwt.get_unverified_header(new)["kid"] == new_kid != old_kid
+    other_replica = TokenKeys(store)  # another server reads the same ring
+    assert await other_replica.verify(old) is not None and await other_replica.verify(new) is not None
+    assert await tokens.retire(old_kid)
+    assert await TokenKeys(store).verify(old) is None
+    assert await TokenKeys(store).verify(new) is not None
+
+
+async def test_api_keys_are_stored_hashed_and_checked(store: SqliteStore) -> None:
+    directory = Directory(store)
+    await directory.create_principal(Principal("svc"))
+    key, record = apikeys.new_key("svc")
+    await directory.add_api_key(record)
+    raw = (await store.get(keys.iam_api_key(record.id)))
+    assert raw is not None and key.split("_", 2)[2].encode() not in raw.value  # only the argon2 hash is stored
+    authn = Authenticator(directory, TokenKeys(store))
+    assert (await authn.caller(key)).principal_id == "svc"
+    with pytest.raises(Unauthenticated):
+        await authn.caller(key[:-2] + ("AA" if not key.endswith("AA") else "BB"))
+    with pytest.raises(Unauthenticated):
+        await authn.caller(None)
+
+
+async def test_bootstrap_writes_a_private_admin_key_once(store: SqliteStore, tmp_path: Path) -> None:
+    path = tmp_path / "lib" / "admin.token"
+    directory = Directory(store)
+    assert await bootstrap(directory, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    caller = await Authenticator(directory, TokenKeys(store)).caller(path.read_text().strip())
+    assert caller.principal_id == "admin" and caller.is_system_admin()
+    assert not await bootstrap(directory, path)  # a second start changes nothing
+
+
+async def test_bootstrap_registers_a_key_already_in_the_file(store: SqliteStore, tmp_path: Path) -> None:
+    path = tmp_path / "admin.token"
+    key = f"pvk_{'a' * 16}_secret-given-by-the-operator"
+    path.write_text(key + "\n")
+    assert await bootstrap(Directory(store), path)
+    assert path.read_text().strip() == key
+    assert (await Authenticator(Directory(store), TokenKeys(store)).caller(key)).principal_id == "admin"
+
+
+def _caller(*bindings: Binding) -> Caller:
+    return Caller("p", bindings)
+
+
+@pytest.mark.parametrize(("binding", "action", "org", "project", "want"), [
+    (Binding("p", Role.PROJECT_VIEWER, "a", "w"), "plasmavmc:vms:get", "a", "w", Decision.ALLOW),
+    (Binding("p", Role.PROJECT_VIEWER, "a", "w"), "plasmavmc:vms:delete", "a", "w", Decision.DENY),
+    (Binding("p", Role.PROJECT_MEMBER, "a", "w"), "plasmavmc:vms:delete", "a", "w", Decision.ALLOW),
+    (Binding("p", Role.PROJECT_MEMBER, "a", "w"), "plasmavmc:vms:get", "a", "ops", Decision.HIDDEN),
+    (Binding("p", Role.PROJECT_MEMBER, "a", "w"), "plasmavmc:vms:get", "b", "w", Decision.HIDDEN),
+    (Binding("p", Role.PROJECT_MEMBER, "a", "w"), "plasmavmc:images:get", "a", "", Decision.ALLOW),
+    (Binding("p", Role.PROJECT_MEMBER, "a", "w"), "plasmavmc:images:delete", "a", "", Decision.DENY),
+    (Binding("p", Role.PROJECT_MEMBER, "a", "w"), "plasmavmc:nodes:drain", "", "", Decision.DENY),
+    (Binding("p", Role.ORG_ADMIN, "a"), "plasmavmc:images:delete", "a", "", Decision.ALLOW),
+    (Binding("p", Role.ORG_ADMIN, "a"), "plasmavmc:vms:reboot", "a", "any", Decision.ALLOW),
+    (Binding("p", Role.ORG_ADMIN, "a"), "plasmavmc:quotas:set", "a", "", Decision.DENY),
+    (Binding("p", Role.ORG_ADMIN, "a"), "plasmavmc:vms:get", "b", "w", Decision.HIDDEN),
+    (Binding("p", Role.SYSTEM_ADMIN), "plasmavmc:nodes:drain", "", "", Decision.ALLOW),
+    (Binding("p", Role.SYSTEM_ADMIN), "plasmavmc:quotas:set", "b", "w", Decision.ALLOW),
+])  # fmt: skip
+def test_role_table(binding: Binding, action: str, org: str, project: str, want: Decision) -> None:
+    assert rbac_decide(_caller(binding), action, org, project) is want
+
+
+def test_no_binding_sees_nothing_of_an_org() -> None:
+    assert rbac_decide(_caller(), "plasmavmc:vms:get", "a", "w") is Decision.HIDDEN
+    assert rbac_decide(_caller(), "plasmavmc:nodes:list", "", "") is Decision.DENY
