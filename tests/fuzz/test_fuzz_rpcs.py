@@ -138,6 +138,7 @@ async def test_no_input_answers_internal_or_unknown(fuzz_cluster: Cluster) -> No
         bad: list[str] = []
         calls = 0
         by_code: dict[str, int] = {}
+        slow: set[str] = set()  # followed streams (console, watch) run until the call's deadline
         deadline = time.monotonic() + BUDGET_SECONDS
         seed = SEED_BASE
         gate = asyncio.Semaphore(PARALLEL)
@@ -152,13 +153,16 @@ async def test_no_input_answers_internal_or_unknown(fuzz_cluster: Cluster) -> No
                     code, details = await _call(target, s)
             calls += 1
             by_code[code.name] = by_code.get(code.name, 0) + 1
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                slow.add(target.path.rpartition("/")[2])
             if code in BAD:
                 bad.append(f"{target.where} {target.path} seed={s}: {code.name} {details[:200]}")
 
         while time.monotonic() < deadline:
             await asyncio.gather(*(one(t, seed * 1000 + i) for i, t in enumerate(targets)))
             seed += 1
-        print(f"fuzz: {calls} calls over {len(targets)} methods in {seed - SEED_BASE} rounds: {by_code}")
+        print(f"fuzz: {calls} calls over {len(targets)} methods in {seed - SEED_BASE} rounds: {by_code}; "
+              f"deadline reached by {sorted(slow)}")
         assert not bad, f"{len(bad)} of {calls} calls answered INTERNAL/UNKNOWN:\n" + "\n".join(bad[:40])
     await _still_serves(fuzz_cluster)
 

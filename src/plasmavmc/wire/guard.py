@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from plasmavmc.errors import InvalidArgument, PlasmaError
@@ -53,43 +55,72 @@ def internal(method: str, exc: BaseException) -> PlasmaError:
     return PlasmaError(f"internal error in {method}: {type(exc).__name__} (request id {request_id})")
 
 
-def _check_enum(fd: FieldDescriptor, value: int, where: str, repeated: bool) -> None:
+@dataclass(frozen=True)
+class _Rule:
+    """What the guard checks of one field, worked out once per field descriptor."""
+
+    name: str
+    message: bool = False
+    enum: frozenset[int] | None = None  # the numbers the enum defines
+    enum_name: str = ""
+    sized: bool = False  # a string or bytes field under MAX_FIELD_BYTES
+    repeated: bool = False
+    key: _Rule | None = None  # set for a map: its key and value rules
+    value: _Rule | None = None
+
+
+@functools.cache
+def _rule(fd: FieldDescriptor) -> _Rule:
+    if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+        fields = fd.message_type.fields_by_name
+        return _Rule(fd.name, repeated=True, key=_rule(fields["key"]), value=_rule(fields["value"]))
     enum = fd.enum_type
-    assert enum is not None
-    known = enum.values_by_number
-    if value not in known:
-        raise InvalidArgument(where, f"{value} is not a {enum.name} value")
-    if repeated and value == 0:
-        raise InvalidArgument(where, f"{known[0].name} is not allowed in a list")
+    return _Rule(
+        fd.name,
+        message=fd.type == FieldDescriptor.TYPE_MESSAGE,
+        enum=None if enum is None else frozenset(enum.values_by_number),
+        enum_name="" if enum is None else enum.name,
+        sized=fd.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES) and fd.full_name not in BULK_FIELDS,
+        repeated=fd.is_repeated,
+    )
 
 
-def _check_value(fd: FieldDescriptor, value: Any, where: str, repeated: bool) -> None:
-    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+def _check_value(rule: _Rule, value: Any, where: str, in_list: bool) -> None:
+    if rule.message:
         check_message(value, f"{where}.")
-    elif fd.type == FieldDescriptor.TYPE_ENUM:
-        _check_enum(fd, value, where, repeated)
-    elif isinstance(value, str | bytes) and len(value) > MAX_FIELD_BYTES and fd.full_name not in BULK_FIELDS:
+    elif rule.enum is not None:
+        if value not in rule.enum:
+            raise InvalidArgument(where, f"{value} is not a {rule.enum_name} value")
+        if in_list and value == 0:
+            raise InvalidArgument(where, f"the UNSPECIFIED {rule.enum_name} is not allowed in a list")
+    elif rule.sized and len(value) > MAX_FIELD_BYTES:
         raise InvalidArgument(where, f"longer than {MAX_FIELD_BYTES} bytes ({len(value)})")
+
+
+@functools.cache
+def _rules(desc: Descriptor) -> dict[str, _Rule]:
+    """The rule of each field of a message type (one lookup per message checked, not per field)."""
+    return {fd.name: _rule(fd) for fd in desc.fields}
 
 
 def check_message(msg: Message, prefix: str = "") -> None:
     """Raise `InvalidArgument` naming the first field of `msg` the guard refuses (see module docstring)."""
+    rules = _rules(msg.DESCRIPTOR)
     for fd, value in msg.ListFields():
-        where = f"{prefix}{fd.name}"
-        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-            if len(value) > MAX_REPEATED:
-                raise InvalidArgument(where, f"at most {MAX_REPEATED} entries")
-            key_fd, val_fd = fd.message_type.fields_by_name["key"], fd.message_type.fields_by_name["value"]
+        rule = rules[fd.name]
+        if not rule.repeated:
+            _check_value(rule, value, prefix + rule.name, False)
+            continue
+        where = prefix + rule.name
+        if len(value) > MAX_REPEATED:
+            raise InvalidArgument(where, f"at most {MAX_REPEATED} entries")
+        if rule.key is not None and rule.value is not None:
             for key in value:
-                _check_value(key_fd, key, f"{where}[{str(key)[:40]}]", False)
-                _check_value(val_fd, value[key], f"{where}[{str(key)[:40]}]", True)
-        elif fd.is_repeated:
-            if len(value) > MAX_REPEATED:
-                raise InvalidArgument(where, f"at most {MAX_REPEATED} entries")
+                _check_value(rule.key, key, f"{where}[{str(key)[:40]}]", False)
+                _check_value(rule.value, value[key], f"{where}[{str(key)[:40]}]", True)
+        elif rule.message or rule.enum is not None or rule.sized:
             for i, item in enumerate(value):
-                _check_value(fd, item, f"{where}[{i}]", True)
-        else:
-            _check_value(fd, value, where, False)
+                _check_value(rule, item, f"{where}[{i}]", True)
 
 
 def _decoder(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
