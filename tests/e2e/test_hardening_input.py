@@ -34,7 +34,7 @@ from plasmavmc.types.image import ImageStatus
 from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.vm import DiskSource, DiskSpec, MemorySpec, NetworkSpec
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2
-from tests.conftest import Cluster, free_port, needs_qemu, start_cluster
+from tests.conftest import ADMIN_CREDENTIAL, Cluster, free_port, needs_qemu, start_cluster
 from tests.e2e.helpers import ORG, PROJECT, tiny_spec
 
 pytestmark = [needs_qemu]
@@ -279,3 +279,17 @@ async def test_a_disks_virtual_size_counts_against_max_storage_gib(hclient: Plas
         await hclient.create_vm("big-disk", org, project, spec)
     assert await hclient.list_all_vms(org, project) == []
     await hclient.delete_image(org, image.id)
+
+
+@pytest.mark.parametrize(("path", "payload", "field"), [
+    ("/plasmavmc.v1.VmService/CreateVm", b"\xff\xff\xff", "request"),  # not a message at all
+    ("/plasmavmc.v1.VmService/CreateVm", b"(c", "hypervisor"),  # hypervisor = 99, a number the enum lacks
+    ("/plasmavmc.agent.v1.AgentService/Heartbeat", b"\n\x06\n\x01n:\x01\x00", "node.hypervisors[0]"),  # [0]
+])
+async def test_raw_bytes_are_refused_naming_the_field(hcluster: Cluster, path: str, payload: bytes, field: str) -> None:
+    auth = (("authorization", f"Bearer {ADMIN_CREDENTIAL.read_text().strip()}"),)
+    async with grpc.aio.insecure_channel(hcluster.api) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await channel.unary_unary(path)(payload, timeout=30, metadata=auth)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (info.value.details() or "").startswith(f"{field}:")
