@@ -196,13 +196,19 @@ def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker:
     """`server_extra`: TOML appended to the server's config (sections the defaults leave out)."""
     server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker)
     server_cfg.write_text(server_cfg.read_text() + server_extra)
+    return launch(root, server_cfg, agent_cfg, api, http, node_id)
+
+
+def launch(root: Path, server_cfg: Path, agent_cfg: Path, api: str, http: str, node_id: str,
+           timeout: float = 30.0) -> Cluster:
+    """Start server and agent from their config files; both are stopped again if they do not get ready."""
     server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(server_cfg)], root / "server.log")
     agent = Proc([sys.executable, "-m", "plasmavmc.agent.main", "-c", str(agent_cfg)], root / "agent.log")
     server.start()
     agent.start()
     cluster = Cluster(root, api, http, server, agent, node_id)
     try:
-        cluster.wait_ready()
+        cluster.wait_ready(timeout)
     except BaseException:
         agent.kill()
         server.kill()

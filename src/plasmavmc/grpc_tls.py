@@ -1,4 +1,10 @@
-"""gRPC channel and server credentials from the `[*.tls]` settings, shared by server and agent."""
+"""gRPC channel and server credentials from the `[*.tls]` settings, shared by server and agent.
+
+A server with a `ca_file` requires every client to present a certificate chaining to it (who the
+certificate names is checked by the caller of `wire/peer.py`). A channel to an agent verifies the agent's
+certificate against the node id it is expected to hold (`agent_channel`), not against the address
+dialled: an address rerouted to another machine fails the handshake.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,14 @@ def channel_credentials(tls: TlsSettings) -> grpc.ChannelCredentials:
         private_key=Path(tls.key_file).read_bytes(),
         certificate_chain=Path(tls.cert_file).read_bytes(),
     )
+
+
+def agent_channel(address: str, node_id: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+    """A channel to the agent of `node_id` at `address`: TLS expecting that node's certificate if
+    `credentials` are given, plain gRPC otherwise."""
+    if credentials is None:
+        return grpc.aio.insecure_channel(address)
+    return grpc.aio.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", node_id)])
 
 
 def target_of(url: str) -> str:

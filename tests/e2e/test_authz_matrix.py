@@ -159,6 +159,8 @@ def other_cases() -> list[Case]:
         Case("UncordonNode", "PPPP", _unary("UncordonNode", lambda vm: node_pb2.UncordonNodeRequest(
             node_id="sim-1"), n)),
         Case("DrainNode", "PPPP", _unary("DrainNode", lambda vm: node_pb2.DrainNodeRequest(node_id="sim-1"), n)),
+        Case("DeleteNode", "PPPP", _unary("DeleteNode", lambda vm: node_pb2.DeleteNodeRequest(
+            node_id="sim-1", force=True), n)),
         Case("GetQuota", "OONN", _unary("GetQuota", lambda vm: quota_pb2.GetQuotaRequest(org_id="acme",
                                                                                        project_id="web"), q), nf),
         Case("SetQuota", "PPNN", _unary("SetQuota", lambda vm: quota_pb2.SetQuotaRequest(

@@ -338,6 +338,7 @@ def test_urls(url: str, ok: bool) -> None:
         ("server", "[agents]\nheartbeat_timeout_seconds = 0\n", "agents.heartbeat_timeout_seconds"),
         ("server", "[server.tls]\nkey_file = '/k'\nca_file = '/ca'\n", "server.tls.cert_file"),
         ("server", "[store.tls]\ncert_file = '/c'\n", "store.tls.key_file"),
+        ("server", "[agents.tls]\ncert_file = '/c'\nkey_file = '/k'\n", "agents.tls.ca_file"),
         ("server", "[image_store]\nbackend = 's3'\n", "image_store.endpoint"),
         ("agent", "[agent]\nnode_id = 'Node_1'\n", "agent.node_id"),
         ("agent", "[agent]\nnode_id = 'n'\nlabels = { '-x' = 'y' }\n", "agent.labels"),

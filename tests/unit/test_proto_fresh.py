@@ -61,7 +61,8 @@ def test_every_spec_rpc_is_declared() -> None:
         "DownloadImage",
         "ConvertImage",
     } <= methods(image_pb2, "ImageService")
-    assert {"ListNodes", "GetNode", "CordonNode", "UncordonNode", "DrainNode"} <= methods(node_pb2, "NodeService")
+    node_rpcs = {"ListNodes", "GetNode", "CordonNode", "UncordonNode", "DrainNode", "DeleteNode"}
+    assert node_rpcs <= methods(node_pb2, "NodeService")
     assert {
         "CreateVm",
         "StartVm",

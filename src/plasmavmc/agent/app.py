@@ -26,6 +26,7 @@ from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.v1 import agent_pb2_grpc
 from plasmavmc.wire.guard import RequestGuard
+from plasmavmc.wire.peer import control_plane_only
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,16 @@ def endpoints(settings: AgentSettings) -> list[str]:
     return list(dict.fromkeys(eps))
 
 
+def agent_server(settings: AgentSettings) -> grpc.aio.Server:
+    """The AgentService's server: with `[agent.tls] ca_file`, only the control plane's certificate may call."""
+    tls = settings.agent.tls
+    if tls is not None and tls.mutual:
+        return grpc.aio.server(interceptors=[control_plane_only(), RequestGuard()])
+    log.warning("the AgentService on %s accepts any caller (no [agent.tls] ca_file): keep it on loopback "
+                "or set up mutual TLS", settings.agent.addr)
+    return grpc.aio.server(interceptors=[RequestGuard()])
+
+
 async def run(settings: AgentSettings) -> None:
     registry = from_settings(settings)
     credentials = channel_credentials(settings.agent.tls) if settings.agent.tls else None
@@ -65,7 +76,7 @@ async def run(settings: AgentSettings) -> None:
     vms = NodeVms(settings.agent.node_id, registry, cache, reporter)
     await vms.adopt()
     cache.prune_pins(set(vms.handles))
-    server = grpc.aio.server(interceptors=[RequestGuard()])
+    server = agent_server(settings)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), server)
     if settings.agent.tls is not None:
         server.add_secure_port(settings.agent.addr, server_credentials(settings.agent.tls))

@@ -2,6 +2,13 @@
 
 Agents call these; the VM operations of the same service are served by the agents themselves, so here
 they answer UNIMPLEMENTED saying so.
+
+Trust: with `authenticate` (the API requires client certificates, `[server.tls] ca_file`) a report is
+accepted only from the certificate of the node it names, so no caller can register a made-up node,
+move another node's agent address or speak for another node's VMs. Without it (the loopback default)
+reports are taken on trust, which the server logs at start-up. Either way the control plane computes
+`allocatable` itself (`core/nodes/registry.py`) and a report about a VM counts only if the VM is
+assigned to the reporting node (`core/nodes/reports.py`).
 """
 
 from __future__ import annotations
@@ -11,25 +18,41 @@ from typing import Any
 from plasmavmc import validation, validation_reports
 from plasmavmc.core.context import Core
 from plasmavmc.core.nodes import reports
+from plasmavmc.errors import PermissionDenied
+from plasmavmc.pki import identity
 from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2, types_pb2
 from plasmavmc.wire.convert import enum_from_proto, enum_to_proto, from_proto
 from plasmavmc.wire.edge import ServicerContext, answer_unserved, unary
+from plasmavmc.wire.peer import peer_identity
 
 Ctx = ServicerContext
 ON_AGENT = "served by the node agent (port 8082), not by the control plane"
 
 
 class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, core: Core, heartbeat_interval: int) -> None:
+    def __init__(self, core: Core, heartbeat_interval: int, authenticate: bool = False) -> None:
         self.core = core
         self.heartbeat_interval = heartbeat_interval
+        self.authenticate = authenticate
+
+    def _speaks_for(self, context: Ctx, node_id: str, field: str) -> None:
+        """Refuse (PERMISSION_DENIED) a caller whose certificate does not name node `node_id`."""
+        if not self.authenticate:
+            return
+        who = peer_identity(context)
+        if who != identity.node(node_id):
+            raise PermissionDenied(
+                f"a report for node {node_id!r} needs that node's certificate; the caller presented {who or 'none'}",
+                field=field,
+            )
 
     @unary
     async def Heartbeat(self, request: agent_pb2.HeartbeatRequest, context: Ctx) -> Any:
         reported = validation_reports.node(from_proto(Node, request.node))
+        self._speaks_for(context, reported.id, "node.id")
         node = await self.core.nodes.heartbeat(reported)
         for vm in request.vms:
             vm_id = validation.vm_id(vm.vm_id)
@@ -47,6 +70,7 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
     @unary
     async def ReportStatus(self, request: agent_pb2.ReportStatusRequest, context: Ctx) -> Any:
         validation.name(request.node_id, "node_id")
+        self._speaks_for(context, request.node_id, "node_id")
         vm_id = validation.vm_id(request.report.vm_id, "report.vm_id")
         kind = enum_from_proto(ExitKind, request.report.exit_kind, agent_pb2.VmExitKind.DESCRIPTOR)
         observed = from_proto(VmStatus, request.report.status)

@@ -138,6 +138,7 @@ RULES: dict[str, Rule] = {
     NODE + "CordonNode": _node("cordon"),
     NODE + "UncordonNode": _node("uncordon"),
     NODE + "DrainNode": _node("drain"),
+    NODE + "DeleteNode": _node("delete"),
     QUOTA + "GetQuota": _rule("plasmavmc:quotas:get", lambda r: org_scope(r.org_id, "quota", r.project_id), False),
     QUOTA + "SetQuota": _rule("plasmavmc:quotas:set", lambda r: org_scope(r.org_id, "quota", r.project_id)),
     IAM + "CreateOrg": _rule("plasmavmc:iam:create_org", platform("iam")),

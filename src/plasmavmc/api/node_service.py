@@ -1,4 +1,4 @@
-"""`plasmavmc.v1.NodeService`: nodes as agents registered them; cordon, uncordon and drain."""
+"""`plasmavmc.v1.NodeService`: nodes as agents registered them; cordon, uncordon, drain and delete."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from plasmavmc import validation
 from plasmavmc.core.context import Core
 from plasmavmc.core.nodes.drain import start_drain
+from plasmavmc.core.nodes.removal import delete_node
 from plasmavmc.types.node import Node, NodeState
 from plasmavmc.v1 import node_pb2, node_pb2_grpc
 from plasmavmc.wire.convert import to_proto
@@ -49,3 +50,9 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     async def DrainNode(self, request: node_pb2.DrainNodeRequest, context: Ctx) -> Any:
         validation.name(request.node_id, "node_id")
         return node_msg(await start_drain(self.core, request.node_id, request.allow_disk_loss))
+
+    @unary
+    async def DeleteNode(self, request: node_pb2.DeleteNodeRequest, context: Ctx) -> Any:
+        validation.name(request.node_id, "node_id")
+        orphaned = await delete_node(self.core, request.node_id, request.force)
+        return node_pb2.DeleteNodeResponse(orphaned_vms=orphaned)

@@ -162,6 +162,16 @@ async def node_action(client: PlasmaClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def node_delete(client: PlasmaClient, args: argparse.Namespace) -> int:
+    orphaned = await client.delete_node(args.node_id, args.force)
+    if _json(args):
+        out.emit(out.dump_json({"node_id": args.node_id, "deleted": True, "orphaned_vms": orphaned}))
+    else:
+        note = f" ({orphaned} VMs were still assigned to it: they are flagged and can be deleted)" if orphaned else ""
+        out.emit(f"node {args.node_id} deleted{note}")
+    return 0
+
+
 # --- image ----------------------------------------------------------------------------------------
 
 

@@ -1,11 +1,14 @@
 """`plasmavmc`: the command-line client, a thin layer over `PlasmaClient`.
 
-    plasmavmc [--endpoint URL]... [--org ORG] [--project P] [-o table|json] [-v] vm|node|image ...
+    plasmavmc [--endpoint URL]... [--org ORG] [--project P] [-o table|json] [-v] [--ca PEM] vm|node|image|quota ...
+    plasmavmc pki init DIR | pki node NODE_ID --dir DIR      (local: a dev cluster's certificates)
 
 Endpoints (the first source that names any wins): `--endpoint`/`--addr` (repeatable, or a comma list),
 env `PLASMAVMC_ENDPOINTS` or `PLASMAVMC_ADDR` (comma lists), `endpoints = [...]` in the client config
 file (`--config`, env `PLASMAVMC_CLIENT_CONFIG`, default `~/.config/plasmavmc/client.toml` when it
-exists), else `http://127.0.0.1:8080`. Calls move to the next endpoint while one cannot be reached;
+exists), else `http://127.0.0.1:8080`. TLS files: `--ca`/`--cert-file`/`--key-file`, else env
+`PLASMAVMC_CA_FILE`/`PLASMAVMC_CERT_FILE`/`PLASMAVMC_KEY_FILE`, else `ca_file`/`cert_file`/`key_file` in
+the client config file. Calls move to the next endpoint while one cannot be reached;
 `-v` prints which endpoint answered on stderr.
 
 `main(argv)` returns the exit code instead of exiting, so tests run the CLI in-process: 0 on success,
@@ -21,9 +24,10 @@ import os
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from plasmavmc.cli import commands as cmd
-from plasmavmc.cli import iam_commands, image_commands, quota_commands, vm_device_commands
+from plasmavmc.cli import iam_commands, image_commands, pki_commands, quota_commands, vm_device_commands
 from plasmavmc.cli import output as out
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.client.endpoints import split_endpoints
@@ -73,9 +77,13 @@ def _globals(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", default=env("PLASMAVMC_PROJECT", "default"),
                         help="project (env PLASMAVMC_PROJECT; default %(default)s)")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
-    parser.add_argument("--ca-file", help="CA certificate (PEM) that signed the server's certificate")
-    parser.add_argument("--cert-file", help="client certificate (PEM) for mutual TLS")
-    parser.add_argument("--key-file", help="client private key (PEM) for mutual TLS")
+    parser.add_argument("--ca", "--ca-file", dest="ca_file", default=env("PLASMAVMC_CA_FILE"),
+                        help="CA certificate (PEM) that signed the server's certificate; implies TLS "
+                             "(env PLASMAVMC_CA_FILE)")
+    parser.add_argument("--cert-file", default=env("PLASMAVMC_CERT_FILE"),
+                        help="client certificate (PEM) for mutual TLS (env PLASMAVMC_CERT_FILE)")
+    parser.add_argument("--key-file", default=env("PLASMAVMC_KEY_FILE"),
+                        help="client private key (PEM) for mutual TLS (env PLASMAVMC_KEY_FILE)")
     parser.add_argument("--token", default=env("PLASMAVMC_TOKEN"),
                         help="token or API key sent with every call (env PLASMAVMC_TOKEN; default: "
                              "$PLASMAVMC_CREDENTIALS, ~/.config/plasmavmc/credentials, "
@@ -140,6 +148,11 @@ def _node_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         if action == "drain":
             p.add_argument("--allow-disk-loss", action="store_true",
                            help="move VMs although their disks are recreated empty from their images")
+    p = node.add_parser("delete", help="remove a NOT_READY node without VMs (its agent stopped for good)")
+    p.add_argument("node_id", metavar="ID")
+    p.add_argument("--force", action="store_true",
+                   help="remove it whatever its state; VMs still on it are flagged and can then be deleted")
+    p.set_defaults(func=cmd.node_delete)
 
 
 def _image_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -160,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _node_parsers(sub)
     _image_parsers(sub)
     quota_commands.add_parsers(sub)
+    pki_commands.add_parsers(sub)
     iam_commands.add_parsers(sub)
     return parser
 
@@ -172,20 +186,40 @@ def _tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClientTls
     return ClientTls(ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
 
 
-def _config_endpoints(path: str | None) -> list[str]:
-    """`endpoints` of the client config file (none when the default file does not exist)."""
+CONFIG_TLS_KEYS = ("ca_file", "cert_file", "key_file")
+
+
+def _client_config(path: str | None) -> dict[str, Any]:
+    """The client config file: `endpoints = [...]` and the TLS files `ca_file`, `cert_file`, `key_file`
+    (all optional; nothing when the default file does not exist)."""
     file = Path(os.path.expanduser(path or DEFAULT_CLIENT_CONFIG))
     if path is None and not file.exists():
-        return []
+        return {}
     try:
         data = tomllib.loads(file.read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ValueError(f"client config {file}: {err}") from None
-    unknown = sorted(set(data) - {"endpoints"})
+    unknown = sorted(set(data) - {"endpoints", *CONFIG_TLS_KEYS})
     found = data.get("endpoints", [])
-    if unknown or not isinstance(found, list) or not all(isinstance(e, str) for e in found):
-        raise ValueError(f"client config {file}: expected only `endpoints = [\"http://host:port\", ...]`")
+    files_ok = all(isinstance(data.get(k, ""), str) for k in CONFIG_TLS_KEYS)
+    if unknown or not isinstance(found, list) or not all(isinstance(e, str) for e in found) or not files_ok:
+        raise ValueError(f"client config {file}: expected only `endpoints = [\"http://host:port\", ...]` and "
+                         "the strings ca_file, cert_file, key_file")
+    return data
+
+
+def _config_endpoints(path: str | None) -> list[str]:
+    found: list[str] = _client_config(path).get("endpoints", [])
     return found
+
+
+def config_tls(path: str | None) -> ClientTls | None:
+    """TLS files from the client config file (used when no TLS flag or env variable names any)."""
+    config = _client_config(path)
+    tls = ClientTls(*(config.get(k) for k in CONFIG_TLS_KEYS))
+    if (tls.cert_file is None) != (tls.key_file is None):
+        raise ValueError(f"client config {path or DEFAULT_CLIENT_CONFIG}: cert_file and key_file go together")
+    return None if tls == ClientTls() else tls
 
 
 def endpoints_of(args: argparse.Namespace) -> list[str]:
@@ -199,6 +233,7 @@ def endpoints_of(args: argparse.Namespace) -> list[str]:
 
 
 async def _run(args: argparse.Namespace, tls: ClientTls | None) -> int:
+    tls = tls or config_tls(args.config)
     args.endpoints = endpoints_of(args)
     args.addr = args.endpoints[0]
     async with await PlasmaClient.connect(args.endpoints, tls=tls, token=args.token) as client:
@@ -233,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         tls = _tls(parser, args)
     except SystemExit as exc:  # usage error (2) or --help (0): argparse has printed why
         return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "local", None) is not None:  # `pki`: files only, no server
+        code: int = args.local(args)
+        return code
     try:
         return asyncio.run(_run(args, tls))
     except ConnectionFailed as err:

@@ -44,3 +44,9 @@ class NodeMixin(ClientBase):
         `allow_disk_loss` are VMs with disks moved; otherwise they are reported as not movable."""
         request = node_pb2.DrainNodeRequest(node_id=node_id, allow_disk_loss=allow_disk_loss)
         return from_proto(Node, await self._unary(self._node_stub.DrainNode, request))
+
+    async def delete_node(self, node_id: str, force: bool = False) -> int:
+        """Remove a NOT_READY node without VMs (`force`: any node; its VMs are flagged and can be
+        deleted). Returns how many VMs were still assigned to it."""
+        request = node_pb2.DeleteNodeRequest(node_id=node_id, force=force)
+        return int((await self._unary(self._node_stub.DeleteNode, request)).orphaned_vms)

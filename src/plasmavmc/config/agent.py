@@ -72,7 +72,9 @@ class AgentSection:
     ext ``advertise_addr``: the address the control plane dials; default ``addr`` with a wildcard host
     (0.0.0.0 / ::) replaced by loopback.
     ext ``heartbeat_interval_seconds`` (default 5), ext ``labels``: string map reported with the node.
-    ``[agent.tls]`` (spec) is optional; with ``ca_file`` the agent requires client certificates.
+    ``[agent.tls]`` (spec) is optional: the agent's certificate (from `plasmavmc pki node`), served on
+    ``addr`` and presented to the control plane; with ``ca_file`` the agent verifies the control plane
+    against it and serves only the control plane's certificate.
     """
 
     node_id: str = setting("", check=matches(NODE_ID_RE, "node id"))

@@ -50,7 +50,8 @@ class ServerSection:
     ext ``metrics_addr`` (default 0.0.0.0:8081): the health/metrics HTTP listener (spec Appendix B).
     ext ``console_addr`` (default 0.0.0.0:8083): the WebSocket console gateway (serial, VNC); every
     connection needs a console ticket or token with ``plasmavmc:vms:console`` on the VM.
-    ``[server.tls]`` is optional; with ``ca_file`` set, clients must present certificates (mTLS).
+    ``[server.tls]`` is optional; with ``ca_file`` set, clients must present certificates (mTLS) and
+    agent heartbeats/reports are accepted only from the certificate of the node they name.
     """
 
     addr: str = setting("0.0.0.0:8080", check=check_addr)
@@ -229,9 +230,20 @@ class ImagesSettings:
 @dataclass(frozen=True)
 class AgentsSettings:
     """ext ``[agents]``: ``heartbeat_timeout_seconds`` (default 15) — a node whose agent has not reported
-    for this long is NotReady."""
+    for this long is NotReady.
+
+    ext ``[agents.tls]``: how the control plane dials agents — ``cert_file``/``key_file`` its own
+    certificate (`plasmavmc pki init` writes control-plane.pem/.key), ``ca_file`` the cluster CA that
+    agents' certificates must chain to; each agent must then present the certificate of the node it
+    registered as. Absent: plain gRPC (the one-machine loopback default).
+    """
 
     heartbeat_timeout_seconds: int = setting(15, check=check_positive)
+    tls: TlsSettings | None = None
+
+    def cross_check(self) -> Iterable[tuple[str, str]]:
+        if self.tls is not None and self.tls.ca_file is None:
+            yield "tls.ca_file", "required: the CA that signed the agents' node certificates"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from plasmavmc.errors import PlasmaError, Unavailable
+from plasmavmc.grpc_tls import agent_channel
 from plasmavmc.types.image import Image
 from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import SnapshotInfo
@@ -152,20 +153,25 @@ class AgentClient:
 
 
 class AgentPool:
-    """Channels (and their stubs) to every agent the control plane talks to, keyed by address."""
+    """Channels (and their stubs) to every agent the control plane talks to, keyed by node and address.
 
-    def __init__(self) -> None:
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[str, agent_pb2_grpc.AgentServiceStub] = {}
+    With `credentials` (`[agents.tls]`) each channel is mutual TLS and accepts only the certificate of
+    the node it was opened for (`grpc_tls.agent_channel`)."""
+
+    def __init__(self, credentials: grpc.ChannelCredentials | None = None) -> None:
+        self._credentials = credentials
+        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
+        self._stubs: dict[tuple[str, str], agent_pb2_grpc.AgentServiceStub] = {}
 
     def client(self, node: Node) -> AgentClient:
         if not node.agent_address:
             raise Unavailable(f"node {node.id} has not reported an agent address")
-        stub = self._stubs.get(node.agent_address)
+        key = (node.id, node.agent_address)
+        stub = self._stubs.get(key)
         if stub is None:
-            channel = grpc.aio.insecure_channel(node.agent_address)
-            self._channels[node.agent_address] = channel
-            stub = self._stubs[node.agent_address] = agent_pb2_grpc.AgentServiceStub(channel)
+            channel = agent_channel(node.agent_address, node.id, self._credentials)
+            self._channels[key] = channel
+            stub = self._stubs[key] = agent_pb2_grpc.AgentServiceStub(channel)
         return AgentClient(node, stub)
 
     async def close(self) -> None:

@@ -28,7 +28,7 @@ from plasmavmc.core.images import ImageService
 from plasmavmc.core.loops.runner import run_loops
 from plasmavmc.core.nodes.registry import NodeRegistry, Overcommit
 from plasmavmc.core.vms.disks import VmDisks
-from plasmavmc.grpc_tls import server_credentials
+from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.iam.gate import Iam
 from plasmavmc.images.backends import open_image_store, staging_dir
 from plasmavmc.images.catalog import ImageCatalog
@@ -68,6 +68,25 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def agent_credentials(settings: ServerSettings) -> grpc.ChannelCredentials | None:
+    tls = settings.agents.tls
+    if tls is None:
+        log.warning("calls to agents are plain gRPC: anyone who can reach an agent's port can drive it "
+                    "(set [agents.tls] and the agents' [agent.tls] ca_file for mutual TLS)")
+        return None
+    return channel_credentials(tls)
+
+
+def reports_authenticated(settings: ServerSettings) -> bool:
+    """Agent reports are checked against node certificates only when the API requires client certs."""
+    tls = settings.server.tls
+    if tls is None or not tls.mutual:
+        log.warning("agent heartbeats and reports are NOT authenticated (no [server.tls] ca_file): any caller "
+                    "of %s can register nodes; keep it on loopback or set up mutual TLS", settings.server.addr)
+        return False
+    return True
+
+
 async def build_core(settings: ServerSettings) -> Core:
     store = await open_store(settings)
     catalog = ImageCatalog(store)
@@ -78,7 +97,7 @@ async def build_core(settings: ServerSettings) -> Core:
     overcommit = Overcommit(sched.cpu_overcommit_ratio, sched.memory_overcommit_ratio, sched.storage_overcommit_ratio)
     nodes = NodeRegistry(store, settings.agents.heartbeat_timeout_seconds, overcommit)
     return Core(
-        store=store, catalog=catalog, image_files=files, nodes=nodes, agents=AgentPool(),
+        store=store, catalog=catalog, image_files=files, nodes=nodes, agents=AgentPool(agent_credentials(settings)),
         scheduler=build_scheduler(sched),
     )
 
@@ -104,7 +123,8 @@ def grpc_server(core: Core, settings: ServerSettings, iam: Iam,
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentReportServicer(core, HEARTBEAT_INTERVAL), server)
+    reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(reports, server)
     if settings.server.tls is not None:
         server.add_secure_port(settings.server.addr, server_credentials(settings.server.tls))
     else:

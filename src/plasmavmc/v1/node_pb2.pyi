@@ -137,3 +137,17 @@ class DrainNodeRequest(_message.Message):
     node_id: str
     allow_disk_loss: bool
     def __init__(self, node_id: _Optional[str] = ..., allow_disk_loss: _Optional[bool] = ...) -> None: ...
+
+class DeleteNodeRequest(_message.Message):
+    __slots__ = ("node_id", "force")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    force: bool
+    def __init__(self, node_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class DeleteNodeResponse(_message.Message):
+    __slots__ = ("orphaned_vms",)
+    ORPHANED_VMS_FIELD_NUMBER: _ClassVar[int]
+    orphaned_vms: int
+    def __init__(self, orphaned_vms: _Optional[int] = ...) -> None: ...

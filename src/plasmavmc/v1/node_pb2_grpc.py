@@ -59,6 +59,11 @@ class NodeServiceStub:
                 request_serializer=plasmavmc_dot_v1_dot_node__pb2.DrainNodeRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_node__pb2.Node.FromString,
                 _registered_method=True)
+        self.DeleteNode = channel.unary_unary(
+                '/plasmavmc.v1.NodeService/DeleteNode',
+                request_serializer=plasmavmc_dot_v1_dot_node__pb2.DeleteNodeRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_node__pb2.DeleteNodeResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -94,6 +99,12 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +132,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.DrainNode,
                     request_deserializer=plasmavmc_dot_v1_dot_node__pb2.DrainNodeRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_node__pb2.Node.SerializeToString,
+            ),
+            'DeleteNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNode,
+                    request_deserializer=plasmavmc_dot_v1_dot_node__pb2.DeleteNodeRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_node__pb2.DeleteNodeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +274,33 @@ class NodeService:
             '/plasmavmc.v1.NodeService/DrainNode',
             plasmavmc_dot_v1_dot_node__pb2.DrainNodeRequest.SerializeToString,
             plasmavmc_dot_v1_dot_node__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.v1.NodeService/DeleteNode',
+            plasmavmc_dot_v1_dot_node__pb2.DeleteNodeRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_node__pb2.DeleteNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,7 +56,7 @@ def _merge(current: Node, reported: Node, now: int, overcommit: Overcommit) -> N
     return replace(
         reported,
         state=state,
-        allocatable=overcommit.apply(reported.allocatable),
+        allocatable=overcommit.apply(reported.capacity),
         allocated=current.allocated,
         taints=current.taints,
         conditions=current.conditions,
@@ -86,7 +86,7 @@ class NodeRegistry:
                 fresh = replace(
                     reported,
                     state=NodeState.READY,
-                    allocatable=self.overcommit.apply(reported.allocatable),
+                    allocatable=self.overcommit.apply(reported.capacity),
                     last_heartbeat=now,
                 )
                 try:

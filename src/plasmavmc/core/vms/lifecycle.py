@@ -17,7 +17,7 @@ from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.vms import placement
-from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, PlasmaError
+from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.common import boot_disk
 from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.hypervisor.spec_check import BootImage
@@ -239,6 +239,8 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
         try:
             agent = await core.agent_for(vm.value)
             await agent.delete_vm(vm.value.id)
+        except NodeNotFound:  # the node was deleted (`node delete --force`): nothing left to clean there
+            log.warning("vm %s: node %s no longer exists; nothing to clean up there", vm.value.id, vm.value.node_id)
         except PlasmaError as err:
             log.warning("vm %s: cleanup on node %s deferred: %s", vm.value.id, vm.value.node_id, err)
             return False
