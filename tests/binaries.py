@@ -28,6 +28,9 @@ INSTALLED_BY = {
     "jailer": "scripts/install-firecracker installs it",
     "as": "binutils (scripts/setup) installs it",
     "ld": "binutils (scripts/setup) installs it",
+    "nft": "scripts/setup installs Debian's nftables",
+    "dnsmasq": "scripts/setup installs Debian's dnsmasq-base",
+    "ip": "scripts/setup installs iproute2",
 }
 
 

@@ -107,6 +107,12 @@ class Cluster:
     node_id: str
 
     @property
+    def agent_http(self) -> str:
+        """The agent's HTTP port (/health, /ready, /metrics), as written in its config."""
+        addr = tomllib.loads((self.root / "agent.toml").read_text())["agent"]["metrics_addr"]
+        return f"http://{addr}"
+
+    @property
     def console(self) -> str:
         """The console gateway's URL (`[server] console_addr` of this cluster's server.toml)."""
         cfg = tomllib.loads((self.root / "server.toml").read_text())
@@ -164,8 +170,8 @@ def short_run_dir(root: Path) -> Path:
     return link.resolve()
 
 
-def write_configs(root: Path, guest: Path, node_id: str,
-                  firecracker: bool = False) -> tuple[Path, Path, str, str, str]:
+def write_configs(root: Path, guest: Path, node_id: str, firecracker: bool = False,
+                  network_provider: str = "none") -> tuple[Path, Path, str, str, str]:
     run_dir = short_run_dir(root)
     api, http, agent_port, console = free_port(), free_port(), free_port(), free_port()
     seeds, enabled, fc_section = f'"{guest}"', '"kvm"', ""
@@ -184,17 +190,21 @@ def write_configs(root: Path, guest: Path, node_id: str,
     agent_cfg.write_text(
         f'[agent]\nnode_id = "{node_id}"\ncontrol_plane = "http://127.0.0.1:{api}"\n'
         f'addr = "127.0.0.1:{agent_port}"\nheartbeat_interval_seconds = 1\n'
+        f'metrics_addr = "127.0.0.1:{free_port()}"\n'
         f'[hypervisors]\nenabled = [{enabled}]\n[hypervisors.kvm]\nruntime_dir = "{run_dir}/kvm"\n{fc_section}'
         f'[storage]\nimage_cache_dir = "{root}/cache"\nruntime_dir = "{root}/vms"\n'
+        # "none" unless a test runs the cluster inside a network namespace of its own: agents in the
+        # host's namespace leave NICs bare taps (tests/e2e/test_network_api.py runs the bridge provider)
+        f'[network]\nprovider = "{network_provider}"\nbridge_name = "pvapi"\nstate_dir = "{root}/net"\n'
         f'[logging]\nlevel = "info"\nformat = "text"\n'
     )
     return server_cfg, agent_cfg, f"127.0.0.1:{api}", f"http://127.0.0.1:{http}", f"127.0.0.1:{agent_port}"
 
 
 def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False,
-                  server_extra: str = "") -> Cluster:
+                  network_provider: str = "none", server_extra: str = "") -> Cluster:
     """`server_extra`: TOML appended to the server's config (sections the defaults leave out)."""
-    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker)
+    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker, network_provider)
     server_cfg.write_text(server_cfg.read_text() + server_extra)
     return launch(root, server_cfg, agent_cfg, api, http, node_id)
 

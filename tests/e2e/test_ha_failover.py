@@ -94,6 +94,7 @@ class HaCluster:
         cfg.write_text(
             f'[agent]\nnode_id = "node-1"\ncontrol_planes = [{planes}]\n'
             f'addr = "127.0.0.1:{free_port()}"\nheartbeat_interval_seconds = 1\n'
+            f'metrics_addr = "127.0.0.1:{free_port()}"\n'
             f'[hypervisors]\nenabled = ["kvm"]\n[hypervisors.kvm]\nruntime_dir = "{short_run_dir(self.root)}/kvm"\n'
             f'[storage]\nimage_cache_dir = "{self.root}/cache"\nruntime_dir = "{self.root}/vms"\n'
             f'[logging]\nlevel = "info"\nformat = "text"\n'

@@ -130,7 +130,8 @@ class FakeVms(vm_pb2_grpc.VmServiceServicer):
         if vm.state is VmState.STARTING:
             vm = replace(vm, state=VmState.RUNNING)
             self.s.vms[vm.id] = vm
-            change = VmEvent(VmEventType.STATE_CHANGED, VmState.STARTING, vm.state, vm, 2, NOW + 1)
+            change = VmEvent(VmEventType.STATE_CHANGED, VmState.STARTING, vm.state, None, 2, NOW + 1,
+                             "Started", "STARTING -> RUNNING", "alice", vm.id, "e2")
             yield to_proto(change, vm_pb2.VmEvent())
 
 
@@ -432,8 +433,10 @@ def test_watch_table_and_json_lines(fake: FakeState, capsys: pytest.CaptureFixtu
     _seed(fake, _vm(1, VmState.STARTING))
     assert main(["vm", "watch", "web-1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[1:] for line in lines] == [["initial", "-", "->", "STARTING"],
-                                                    ["state_changed", "STARTING", "->", "RUNNING"]]
+    assert [line.split()[1:] for line in lines] == [
+        ["r1", "initial", "STARTING"],
+        ["r2", "state_changed", "Started", "STARTING", "->", "RUNNING", "by", "alice", "vm", "vm-0001"],
+    ]
     assert lines[0].split()[0] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW))
 
     fake.vms["vm-0001"] = _vm(1, VmState.STARTING)
@@ -442,7 +445,8 @@ def test_watch_table_and_json_lines(fake: FakeState, capsys: pytest.CaptureFixtu
     assert [(e["type"], e["previous_state"], e["state"]) for e in events] == [
         ("initial", None, "starting"), ("state_changed", "starting", "running")
     ]
-    assert events[1]["vm"]["id"] == "vm-0001"
+    assert events[0]["vm"]["id"] == "vm-0001" and events[1]["vm"] is None
+    assert (events[1]["reason"], events[1]["actor"], events[1]["revision"]) == ("Started", "alice", 2)
 
 
 # --- nodes ------------------------------------------------------------------------------------------

@@ -83,8 +83,11 @@ def test_nic_validation() -> None:
         validation.nic(NetworkSpec(id="nic0", mac_address="52:54:00:aa:bb"), "nic")
     with pytest.raises(InvalidArgument, match=r"nic\.id"):
         validation.nic(NetworkSpec(id="Nic,0"), "nic")
-    with pytest.raises(Unimplemented, match="ip_address"):
-        validation.nic(NetworkSpec(id="nic0", ip_address="10.0.0.2"), "nic")
+    validation.nic(NetworkSpec(id="nic0", ip_address="10.0.0.2"), "nic")  # IPAM hands out exactly that
+    with pytest.raises(InvalidArgument, match=r"nic\.ip_address"):
+        validation.nic(NetworkSpec(id="nic0", ip_address="10.0.0"), "nic")
+    with pytest.raises(Unimplemented, match="security_groups"):
+        validation.nic(NetworkSpec(id="nic0", security_groups=("web",)), "nic")
     with pytest.raises(InvalidArgument, match="duplicate"):
         validation.vm_spec(VmSpec(disks=(ROOT,), network=(NetworkSpec(id="a"), NetworkSpec(id="a"))))
 

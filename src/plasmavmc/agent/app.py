@@ -13,17 +13,27 @@ import time
 from pathlib import Path
 
 import grpc
+from prometheus_client import REGISTRY
 
+from plasmavmc.agent.http import start_agent_http
 from plasmavmc.agent.image_cache import ImageCache
+from plasmavmc.agent.metrics import AgentMetrics
 from plasmavmc.agent.node import describe_node
+from plasmavmc.agent.ports import NodePorts
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.agent.service import AgentServicer
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.config.agent import AgentSettings
+from plasmavmc.config.schema import package_version
 from plasmavmc.errors import PlasmaError
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
+from plasmavmc.network.registry import make_provider
+from plasmavmc.observe.grpc_services import HealthAndReflection
+from plasmavmc.observe.interceptor import ObservingInterceptor
+from plasmavmc.observe.metrics import BUILD_INFO
 from plasmavmc.shutdown import until_terminated
+from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2_grpc
 from plasmavmc.wire.guard import RequestGuard
 from plasmavmc.wire.peer import control_plane_only
@@ -32,18 +42,20 @@ log = logging.getLogger(__name__)
 
 
 async def heartbeat_forever(
-    settings: AgentSettings, registry: HypervisorRegistry, vms: NodeVms, reporter: Reporter
+    settings: AgentSettings, registry: HypervisorRegistry, vms: NodeVms, reporter: Reporter, metrics: AgentMetrics
 ) -> None:
     interval = float(settings.agent.heartbeat_interval_seconds)
     while True:
+        statuses: dict[str, VmStatus] = {}
         try:
             node = describe_node(settings, registry)
-            reports = []
             for vm_id in list(vms.handles):
                 with contextlib.suppress(PlasmaError):
-                    reports.append(vm_report(vm_id, await vms.status(vm_id)))
+                    statuses[vm_id] = await vms.status(vm_id)
             node = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
-            await reporter.heartbeat(node, reports)
+            metrics.note(statuses, delivered=False)
+            await reporter.heartbeat(node, [vm_report(vm_id, s) for vm_id, s in statuses.items()])
+            metrics.note(statuses, delivered=True)
         except PlasmaError as err:
             log.warning("heartbeat failed: %s", err)
         except Exception:
@@ -60,10 +72,10 @@ def agent_server(settings: AgentSettings) -> grpc.aio.Server:
     """The AgentService's server: with `[agent.tls] ca_file`, only the control plane's certificate may call."""
     tls = settings.agent.tls
     if tls is not None and tls.mutual:
-        return grpc.aio.server(interceptors=[control_plane_only(), RequestGuard()])
+        return grpc.aio.server(interceptors=[ObservingInterceptor(), control_plane_only(), RequestGuard()])
     log.warning("the AgentService on %s accepts any caller (no [agent.tls] ca_file): keep it on loopback "
                 "or set up mutual TLS", settings.agent.addr)
-    return grpc.aio.server(interceptors=[RequestGuard()])
+    return grpc.aio.server(interceptors=[ObservingInterceptor(), RequestGuard()])
 
 
 async def run(settings: AgentSettings) -> None:
@@ -73,17 +85,28 @@ async def run(settings: AgentSettings) -> None:
     cache_bytes = settings.storage.cache_size_gib * 1024**3
     cache = ImageCache(Path(settings.storage.image_cache_dir), reporter.channels, cache_bytes)
     cache.remove_partials()  # downloads a killed agent left half-done
-    vms = NodeVms(settings.agent.node_id, registry, cache, reporter)
+    net = settings.network
+    ports = NodePorts(make_provider(net.provider, Path(net.state_dir), net.bridge_name))
+    await ports.restore()  # before adoption: running VMs find their taps plumbed
+    vms = NodeVms(settings.agent.node_id, registry, cache, reporter, ports)
     await vms.adopt()
     cache.prune_pins(set(vms.handles))
     server = agent_server(settings)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), server)
+    health = HealthAndReflection(server, ["plasmavmc.agent.v1.AgentService"])
+    metrics = AgentMetrics(settings.agent.node_id, cache)
+    REGISTRY.register(metrics)
+    BUILD_INFO.labels(package_version(), "agent").set(1)
+    host, _, port = settings.agent.metrics_addr.rpartition(":")
+    beat_every = float(settings.agent.heartbeat_interval_seconds)
+    http = await start_agent_http(metrics, host.strip("[]"), int(port), beat_every)
     if settings.agent.tls is not None:
         server.add_secure_port(settings.agent.addr, server_credentials(settings.agent.tls))
     else:
         server.add_insecure_port(settings.agent.addr)
     await server.start()
-    beat = asyncio.create_task(heartbeat_forever(settings, registry, vms, reporter))
+    await health.set_serving(True)
+    beat = asyncio.create_task(heartbeat_forever(settings, registry, vms, reporter, metrics))
     log.info(
         "plasmavmc-agent %s serving on %s (hypervisors: %s)",
         settings.agent.node_id,
@@ -93,9 +116,12 @@ async def run(settings: AgentSettings) -> None:
     try:
         await until_terminated()
     finally:
+        await health.set_serving(False)
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
         await vms.close()
         await server.stop(grace=2)
+        await http.cleanup()
+        REGISTRY.unregister(metrics)
         await reporter.close()

@@ -34,6 +34,7 @@ import grpc
 from plasmavmc import validation
 from plasmavmc.config.credentials import default_credential
 from plasmavmc.errors import HypervisorError
+from plasmavmc.observe.metrics import IMAGE_CACHE_FETCHES
 from plasmavmc.types.image import Image
 from plasmavmc.v1 import image_pb2, image_pb2_grpc
 from plasmavmc.wire.status import from_rpc_error
@@ -77,7 +78,9 @@ class ImageCache:
         async with lock:
             if path.exists():
                 os.utime(path)
+                IMAGE_CACHE_FETCHES.labels("hit").inc()
             else:
+                IMAGE_CACHE_FETCHES.labels("miss").inc()
                 await self._make_room(image.size_bytes)
                 await self._download(image, org_id, path)
         return path

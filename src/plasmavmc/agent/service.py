@@ -15,6 +15,7 @@ from plasmavmc import validation
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.errors import InvalidArgument, PlasmaError
 from plasmavmc.types.image import Image
+from plasmavmc.types.network import PortRequest, SecurityGroup
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2, vm_pb2
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
@@ -52,7 +53,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         for n, disk in enumerate(vm.spec.disks):
             if disk.source.image_id not in have:
                 raise InvalidArgument(f"vm.spec.disks[{n}].source.image_id", "no such image in the request's images")
-        handle = await self.vms.create(vm, images)
+        ports = [from_proto(PortRequest, p) for p in request.ports]
+        handle = await self.vms.create(vm, images, ports)
         return to_proto(handle, agent_pb2.VmHandle())
 
     @unary
@@ -154,7 +156,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     @unary
     async def AttachNic(self, request: agent_pb2.AttachNicRequest, context: Ctx) -> Any:
         nic = validation.nic(from_proto(NetworkSpec, request.nic), "nic")
-        await self.vms.attach_nic(validation.vm_id(request.vm_id), nic)
+        port = from_proto(PortRequest, request.port) if request.HasField("port") else None
+        await self.vms.attach_nic(validation.vm_id(request.vm_id), nic, port)
+        return types_pb2.Empty()
+
+    @unary
+    async def UpdatePortSecurity(self, request: agent_pb2.UpdatePortSecurityRequest, context: Ctx) -> Any:
+        groups = [from_proto(SecurityGroup, g) for g in request.security_groups]
+        await self.vms.ports.update_security(request.port_id, groups)
         return types_pb2.Empty()
 
     @unary

@@ -13,18 +13,22 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
+from plasmavmc.agent.boot_watch import BootWatch
 from plasmavmc.agent.image_cache import ImageCache
+from plasmavmc.agent.ports import NodePorts
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.errors import PlasmaError, Unimplemented, VmNotFound
 from plasmavmc.hypervisor.base import ExitReport, HypervisorBackend, LocalImage, VmHandle
 from plasmavmc.hypervisor.registry import HypervisorRegistry
 from plasmavmc.types.image import Image
+from plasmavmc.types.network import PortRequest
 from plasmavmc.types.runtime import ExitKind, SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmStatus
+from plasmavmc.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
 REPORT_RETRY_MAX = 5.0
@@ -32,8 +36,10 @@ EXPORT_CHUNK = 1024 * 1024
 
 
 class NodeVms:
-    def __init__(self, node_id: str, registry: HypervisorRegistry, cache: ImageCache, reporter: Reporter) -> None:
+    def __init__(self, node_id: str, registry: HypervisorRegistry, cache: ImageCache, reporter: Reporter,
+                 ports: NodePorts | None = None) -> None:
         self.node_id = node_id
+        self.ports = ports or NodePorts(None)
         self.registry = registry
         self.cache = cache
         self.reporter = reporter
@@ -42,6 +48,7 @@ class NodeVms:
         # why each VM's last run ended unasked: heartbeats carry it too, so the reason reaches the
         # control plane even when a heartbeat wins the race with the exit report
         self._exits: dict[str, ExitReport] = {}
+        self.boots = BootWatch(self._report_ready)
 
     def lookup(self, vm_id: str) -> tuple[HypervisorBackend, VmHandle]:
         handle = self.handles.get(vm_id)
@@ -86,17 +93,25 @@ class NodeVms:
             out[image.id] = await self._local_image(vm.id, image, vm.org_id, by_id)
         return out
 
-    async def create(self, vm: VirtualMachine, images: list[Image]) -> VmHandle:
+    async def create(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = ()) -> VmHandle:
         backend = self.registry.get(vm.hypervisor)
         backend.supports(vm.spec)
         local: Mapping[str, LocalImage] = await self._local_images(vm, images)
+        await self.ports.plumb(ports)  # taps exist, on their bridges, before the hypervisor opens them
         handle = await backend.create(vm, local)
         self.handles[vm.id] = handle
         return handle
 
     async def start(self, vm_id: str) -> None:
         backend, handle = self.lookup(vm_id)
-        await backend.start(handle)
+        console = await self.boots.before_start(backend, handle)
+        try:
+            await backend.start(handle)
+        except BaseException:
+            if console is not None:
+                await console.close()
+            raise
+        self.boots.started(backend, handle, console)
         self._exits.pop(vm_id, None)
         self._supervise(backend, handle)
 
@@ -128,10 +143,13 @@ class NodeVms:
     async def delete(self, vm_id: str) -> None:
         if vm_id not in self.handles:
             self.cache.unpin(vm_id)
+            await self.ports.unplumb_vm(vm_id)
             return  # already gone: delete is idempotent
         backend, handle = self.lookup(vm_id)
         await self._unsupervise(vm_id)
         await backend.delete(handle)
+        self.boots.forget(vm_id)
+        await self.ports.unplumb_vm(vm_id)
         del self.handles[vm_id]
         self.cache.unpin(vm_id)  # its disks are gone: the cached bases may be evicted now
 
@@ -141,7 +159,7 @@ class NodeVms:
         exited = self._exits.get(vm_id)
         if exited is not None and status.actual_state == VmState.STOPPED and not status.last_error:
             status = dataclasses.replace(status, last_error=exited.reason)
-        return status
+        return self.boots.merged(vm_id, status)
 
     # Devices and snapshots: straight to the backend (it keeps the VM's spec on the node up to date).
 
@@ -154,13 +172,16 @@ class NodeVms:
         backend, handle = self.lookup(vm_id)
         await backend.detach_disk(handle, disk_id)
 
-    async def attach_nic(self, vm_id: str, nic: NetworkSpec) -> None:
+    async def attach_nic(self, vm_id: str, nic: NetworkSpec, port: PortRequest | None = None) -> None:
         backend, handle = self.lookup(vm_id)
+        if port is not None:
+            await self.ports.plumb([port])
         await backend.attach_nic(handle, nic)
 
     async def detach_nic(self, vm_id: str, nic_id: str) -> None:
         backend, handle = self.lookup(vm_id)
         await backend.detach_nic(handle, nic_id)
+        await self.ports.unplumb_nic(vm_id, nic_id)
 
     async def snapshot(self, vm_id: str, snapshot_id: str) -> SnapshotInfo:
         backend, handle = self.lookup(vm_id)
@@ -219,13 +240,20 @@ class NodeVms:
         status = await backend.status(handle)
         if report.kind != ExitKind.REQUESTED:
             status = VmStatus(**{**status.__dict__, "last_error": report.reason})
+        await self._deliver(vm_report(handle.vm_id, status, report.kind))
+
+    async def _report_ready(self, vm_id: str) -> None:
+        """The guest printed its readiness line: tell the control plane now, not at the next heartbeat."""
+        await self._deliver(vm_report(vm_id, await self.status(vm_id)))
+
+    async def _deliver(self, report: agent_pb2.VmReport) -> None:
         delay = 0.2
         while True:
             try:
-                await self.reporter.report(self.node_id, vm_report(handle.vm_id, status, report.kind))
+                await self.reporter.report(self.node_id, report)
                 return
             except PlasmaError as err:
-                log.warning("report on VM %s not delivered (%s); retrying", handle.vm_id, err)
+                log.warning("report on VM %s not delivered (%s); retrying", report.vm_id, err)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, REPORT_RETRY_MAX)
 
@@ -233,3 +261,4 @@ class NodeVms:
         """Stop supervising (the VMs keep running: they outlive the agent)."""
         for vm_id in list(self._supervisors):
             await self._unsupervise(vm_id)
+        await self.boots.close()

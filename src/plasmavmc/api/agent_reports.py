@@ -76,6 +76,8 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         observed = from_proto(VmStatus, request.report.status)
         if kind is not None:
             await reports.on_exit(self.core, request.node_id, vm_id, kind, observed)
+        else:
+            await reports.on_status(self.core, request.node_id, vm_id, observed)
         return types_pb2.Empty()
 
 

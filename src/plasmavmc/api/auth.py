@@ -25,6 +25,7 @@ from plasmavmc.iam.audit import AuditEntry, AuditLog
 from plasmavmc.iam.authn import bearer
 from plasmavmc.iam.gate import Gate
 from plasmavmc.iam.model import Caller
+from plasmavmc.observe import logctx
 from plasmavmc.wire.status import to_grpc_status
 
 PUBLIC_PREFIXES = ("/plasmavmc.v1.",)
@@ -89,8 +90,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                                         call.scope.missing)
         except PlasmaError as err:
             self._record(call, str(err.code))
-            await context.abort_with_status(to_grpc_status(err))
+            await context.abort_with_status(to_grpc_status(err, logctx.get("request_id")))
         caller.CURRENT.set(caller.Admitted(call.caller, self.gate))  # type: ignore[arg-type]
+        logctx.bind(principal=call.caller.principal_id if call.caller else "")  # log fields, event actor
         return call
 
     def _finish(self, call: _Call, context: Any) -> None:

@@ -90,6 +90,11 @@ def _node(verb: str, mutating: bool = True) -> Rule:
     return Rule(f"plasmavmc:nodes:{verb}", node_scope, mutating)
 
 
+def _project(resource: str, verb: str, what: str, mutating: bool = True) -> Rule:
+    """A project-scoped resource (networks, security groups): the request names org_id and project_id."""
+    return Rule(f"plasmavmc:{resource}:{verb}", lambda r: project_scope(r.org_id, r.project_id, what), mutating)
+
+
 def _iam_org(verb: str, mutating: bool = True, org: Callable[[Any], str] = lambda r: r.org_id) -> Rule:
     return Rule(f"plasmavmc:iam:{verb}", lambda r: org_scope(org(r), "iam") if org(r) else platform("iam")(r),
                 mutating)
@@ -104,6 +109,8 @@ IMAGE = "/plasmavmc.v1.ImageService/"
 NODE = "/plasmavmc.v1.NodeService/"
 QUOTA = "/plasmavmc.v1.QuotaService/"
 IAM = "/plasmavmc.v1.IamService/"
+NETWORK = "/plasmavmc.v1.NetworkService/"
+SG = "/plasmavmc.v1.SecurityGroupService/"
 
 RULES: dict[str, Rule] = {
     VM + "CreateVm": _rule("plasmavmc:vms:create", lambda r: project_scope(r.org_id, r.project_id, "vm")),
@@ -141,6 +148,15 @@ RULES: dict[str, Rule] = {
     NODE + "DeleteNode": _node("delete"),
     QUOTA + "GetQuota": _rule("plasmavmc:quotas:get", lambda r: org_scope(r.org_id, "quota", r.project_id), False),
     QUOTA + "SetQuota": _rule("plasmavmc:quotas:set", lambda r: org_scope(r.org_id, "quota", r.project_id)),
+    NETWORK + "CreateNetwork": _project("networks", "create", "network"),
+    NETWORK + "GetNetwork": _project("networks", "get", "network", False),
+    NETWORK + "ListNetworks": _project("networks", "list", "network", False),
+    NETWORK + "DeleteNetwork": _project("networks", "delete", "network"),
+    SG + "CreateSecurityGroup": _project("security_groups", "create", "security_group"),
+    SG + "GetSecurityGroup": _project("security_groups", "get", "security_group", False),
+    SG + "ListSecurityGroups": _project("security_groups", "list", "security_group", False),
+    SG + "SetSecurityGroupRules": _project("security_groups", "update", "security_group"),
+    SG + "DeleteSecurityGroup": _project("security_groups", "delete", "security_group"),
     IAM + "CreateOrg": _rule("plasmavmc:iam:create_org", platform("iam")),
     IAM + "ListOrgs": _authenticated(False),
     IAM + "CreateProject": _iam_org("create_project"),

@@ -132,5 +132,10 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
 
     @stream
     async def WatchVm(self, request: vm_pb2.WatchVmRequest, context: Ctx) -> AsyncIterator[Any]:
-        async for event in watch.watch_vm(self.core, ref_of(request.vm), request.send_initial):
+        msg = request.vm
+        ref = VmRef(msg.org_id, msg.project_id, msg.vm_id)  # vm_id "": the whole project (checked in core)
+        if not msg.vm_id and request.send_initial:
+            raise InvalidArgument("send_initial", "needs one VM (vm.vm_id)")
+        events = watch.watch_vm(self.core, ref, request.send_initial, request.start_revision, request.history_only)
+        async for event in events:
             yield to_proto(event, vm_pb2.VmEvent())

@@ -129,7 +129,15 @@ async def vm_console(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 
 async def vm_watch(client: PlasmaClient, args: argparse.Namespace) -> int:
-    async for event in client.watch_vm(*_scope(args), args.vm, send_initial=True):
+    events = client.watch_vm(*_scope(args), args.vm, send_initial=bool(args.vm) and not args.since,
+                             start_revision=args.since)
+    async for event in events:
+        out.emit(out.dump_json(event, compact=True) if _json(args) else out.event_line(event))
+    return 0
+
+
+async def vm_events(client: PlasmaClient, args: argparse.Namespace) -> int:
+    async for event in client.vm_events(*_scope(args), args.vm, follow=args.follow):
         out.emit(out.dump_json(event, compact=True) if _json(args) else out.event_line(event))
     return 0
 

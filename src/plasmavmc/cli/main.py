@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from plasmavmc.cli import commands as cmd
-from plasmavmc.cli import iam_commands, image_commands, pki_commands, quota_commands, vm_device_commands
+from plasmavmc.cli import (
+    iam_commands,
+    image_commands,
+    network_commands,
+    pki_commands,
+    quota_commands,
+    sg_commands,
+    vm_device_commands,
+)
 from plasmavmc.cli import output as out
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.client.endpoints import split_endpoints
@@ -38,7 +46,7 @@ DEFAULT_ADDR = "http://127.0.0.1:8080"
 DEFAULT_CLIENT_CONFIG = "~/.config/plasmavmc/client.toml"
 
 #: commands that run until interrupted: Ctrl-C is their normal way out, so it exits 0
-_FOLLOWERS = frozenset({cmd.vm_console, cmd.vm_watch})
+_FOLLOWERS = frozenset({cmd.vm_console, cmd.vm_watch, cmd.vm_events})
 
 
 def _label(text: str) -> tuple[str, str]:
@@ -134,7 +142,13 @@ def _vm_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     one("delete", "delete a VM", cmd.vm_delete).add_argument(
         "--force", action="store_true", help="delete even if running")
     vm_device_commands.add_parsers(vm)  # console, attach/detach disk and NIC, snapshots
-    one("watch", "print the VM's events as they happen", cmd.vm_watch)
+    p = vm.add_parser("watch", help="follow the events of a VM (or, without VM, of the whole project)")
+    p.add_argument("vm", nargs="?", default="", help="VM id or name (default: every VM of the project)")
+    p.add_argument("--since", type=int, default=0, metavar="REVISION",
+                   help="replay the kept events from this store revision on first")
+    p.set_defaults(func=cmd.vm_watch)
+    p = one("events", "print the VM's kept events (type, reason, message, actor, revision)", cmd.vm_events)
+    p.add_argument("-f", "--follow", action="store_true", help="then follow new events")
 
 
 def _node_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -175,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     quota_commands.add_parsers(sub)
     pki_commands.add_parsers(sub)
     iam_commands.add_parsers(sub)
+    network_commands.add_parsers(sub)
+    sg_commands.add_parsers(sub)
     return parser
 
 

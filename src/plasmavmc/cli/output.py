@@ -106,7 +106,7 @@ def vm_details(vm: VirtualMachine) -> str:
         f"{d.id}={d.source.image_id or d.source.volume_id or '-'}:{d.size_gib}GiB" for d in vm.spec.disks
     )
     nics = ", ".join(f"{n.id}={n.network_id}" + (f"@{n.mac_address}" if n.mac_address else "")
-                     for n in vm.spec.network)
+                     + (f" ip {n.ip_address}" if n.ip_address else "") for n in vm.spec.network)
     labels = ",".join(f"{k}={v}" for k, v in sorted(vm.labels.items()))
     return details([
         ("ID", vm.id),
@@ -124,7 +124,17 @@ def vm_details(vm: VirtualMachine) -> str:
         ("Labels", labels or "-"),
         ("Last error", vm.status.last_error or "-"),
         ("Created", f"{iso_time(vm.created_at)} ({age(vm.created_at)} ago)" if vm.created_at else "-"),
+        ("Last boot", boot_line(vm)),
     ])
+
+
+def boot_line(vm: VirtualMachine) -> str:
+    """`placed +0.05s, image_ready +0.40s, ..., ready +2.91s (total 3.52s)`: the last start, step by step."""
+    steps = vm.status.boot.steps()
+    if not steps:
+        return "-"
+    total = sum(seconds for _, seconds in steps)
+    return ", ".join(f"{name} +{seconds:.2f}s" for name, seconds in steps) + f" (total {total:.2f}s)"
 
 
 def node_row(node: Node) -> list[str]:
@@ -154,9 +164,12 @@ def image_row(image: Image) -> list[str]:
 
 
 def event_line(event: VmEvent) -> str:
-    """`2025-01-02T03:04:05Z  state_changed  STOPPED -> STARTING` (one line per watched event)."""
-    change = f"{upper(event.previous_state)} -> {upper(event.state)}"
-    return printable(f"{iso_time(event.timestamp)}  {event.type.value}  {change}")
+    """`2025-01-02T03:04:05Z  r1234  state_changed  Started  STARTING -> RUNNING  by alice  vm …` (printable)."""
+    if event.vm is not None:  # the INITIAL record
+        return printable(f"{iso_time(event.timestamp)}  r{event.revision}  {event.type.value}  {upper(event.state)}")
+    who = f"  by {event.actor}" if event.actor else ""
+    return printable(f"{iso_time(event.timestamp)}  r{event.revision}  {event.type.value}  {event.reason}  "
+                     f"{event.message}{who}  vm {event.vm_id}")
 
 
 def dump_json(obj: Any, *, compact: bool = False) -> str:

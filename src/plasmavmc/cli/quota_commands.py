@@ -14,13 +14,14 @@ from plasmavmc.cli import output as out
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.quota import Quota, ResourceLimits
 
-LIMITS = ("max_vms", "max_vcpus", "max_memory_gib", "max_storage_gib", "max_images")
+LIMITS = ("max_vms", "max_vcpus", "max_memory_gib", "max_storage_gib", "max_images", "max_networks")
 USAGE = (
     ("vms", "max_vms", ""),
     ("vcpus", "max_vcpus", ""),
     ("memory_mib", "max_memory_gib", " GiB"),
     ("storage_gib", "max_storage_gib", " GiB"),
     ("images", "max_images", ""),
+    ("networks", "max_networks", ""),
 )
 
 

@@ -1,6 +1,6 @@
 """The plumbing every `PlasmaClient` service mixin shares: stubs, call metadata, fail-over, errors.
 
-Each service mixin (`vms.py`, `nodes.py`, `images.py`, `quotas.py`) only builds requests and converts
+Each service mixin (`vms.py`, `nodes.py`, `images.py`, `quotas.py`, `networks.py`) only builds requests and converts
 responses; it names an RPC as `self._vm_stub.CreateVm` (an `Rpc`: service and method, not yet bound to a
 channel) and calls it through `_unary` / `_stream` here, which run it on the current endpoint and move
 to the next one (`endpoints.py`) while the server cannot be reached — a stream only before its first
@@ -21,7 +21,14 @@ from google.protobuf.message import Message
 
 from plasmavmc.client.endpoints import ClientTls, Endpoints, open_channel, parse_addr
 from plasmavmc.errors import PlasmaError, Unavailable
-from plasmavmc.v1 import iam_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import (
+    iam_pb2_grpc,
+    image_pb2_grpc,
+    network_pb2_grpc,
+    node_pb2_grpc,
+    quota_pb2_grpc,
+    vm_pb2_grpc,
+)
 from plasmavmc.wire.status import from_rpc_error
 
 __all__ = ["ClientBase", "ClientTls", "ConnectionFailed", "Endpoints", "Rpc", "open_channel", "parse_addr"]
@@ -68,6 +75,8 @@ class ClientBase:
     _image_stub = _Service(image_pb2_grpc.ImageServiceStub)
     _quota_stub = _Service(quota_pb2_grpc.QuotaServiceStub)
     _iam_stub = _Service(iam_pb2_grpc.IamServiceStub)
+    _network_stub = _Service(network_pb2_grpc.NetworkServiceStub)
+    _sg_stub = _Service(network_pb2_grpc.SecurityGroupServiceStub)
 
     def __init__(self, endpoints: Endpoints, *, token: str | None = None, call_timeout: float | None = None) -> None:
         self._endpoints = endpoints

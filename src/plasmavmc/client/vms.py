@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Collection
+from dataclasses import replace
 
 from plasmavmc.client.base import ClientBase
 from plasmavmc.errors import InvalidState, VmNotFound
@@ -184,12 +185,29 @@ class VmMixin(ClientBase):
             yield bytes(message.data)
 
     async def watch_vm(
-        self, org_id: str, project_id: str, vm: str, send_initial: bool = True
+        self, org_id: str, project_id: str, vm: str, send_initial: bool = True, *,
+        start_revision: int = 0, history_only: bool = False,
     ) -> AsyncIterator[VmEvent]:
-        """The VM's changes as they are stored; with `send_initial` the first event is the current record."""
-        request = vm_pb2.WatchVmRequest(vm=_ref(org_id, project_id, vm), send_initial=send_initial)
+        """The VM's events (vm "" : every VM of the project) as they are stored; with `send_initial` the
+        first event is the current record; `start_revision` replays the kept events from there on."""
+        request = vm_pb2.WatchVmRequest(vm=vm_pb2.VmRef(org_id=org_id, project_id=project_id, vm_id=vm),
+                                        send_initial=send_initial, start_revision=start_revision,
+                                        history_only=history_only)
         async for message in self._stream(self._vm_stub.WatchVm, request):
             yield from_proto(VmEvent, message)
+
+    async def vm_events(
+        self, org_id: str, project_id: str, vm: str, *, after: VmEvent | None = None,
+        seen: Collection[str] = (), follow: bool = False,
+    ) -> AsyncIterator[VmEvent]:
+        """The kept events (and with `follow` the new ones); resume after the last event received with
+        `after` = it and `seen` = the ids received at its revision: nothing lost, nothing repeated."""
+        start = after.revision if after is not None else 1
+        async for event in self.watch_vm(org_id, project_id, vm, False, start_revision=start,
+                                         history_only=not follow):
+            if after is not None and event.revision == after.revision and event.id in {after.id, *seen}:
+                continue
+            yield event
 
     async def wait_for_state(
         self, org_id: str, project_id: str, vm: str, states: Collection[VmState], timeout: float
@@ -225,14 +243,18 @@ class VmMixin(ClientBase):
         wanted: frozenset[VmState],
         seen: list[VmState | None],
     ) -> VirtualMachine | None:
+        last: VirtualMachine | None = None
         async for event in self.watch_vm(org_id, project_id, vm, send_initial=True):
             seen[0] = event.state
+            last = event.vm or last
             deleted = event.type is VmEventType.DELETED or event.state is VmState.DELETED
-            if event.state in wanted or (deleted and VmState.DELETED in wanted):
-                return event.vm
+            if deleted and VmState.DELETED in wanted and last is not None:
+                return replace(last, state=VmState.DELETED)
+            if event.state in wanted and not deleted:
+                return event.vm or await self.get_vm(org_id, project_id, vm)
             if deleted:
                 raise VmNotFound(f"vm {vm} was deleted while waiting for it", field="vm")
             if event.state in _TERMINAL:
-                detail = event.vm.status.last_error or "no error recorded"
+                detail = event.message or (last.status.last_error if last else None) or "no error recorded"
                 raise InvalidState(f"vm {vm} is {event.state.value.upper()}: {detail}")
         return None

@@ -80,6 +80,7 @@ class AgentSection:
     ext ``addr`` (default 0.0.0.0:8082, spec Appendix B): the AgentService listen address.
     ext ``advertise_addr``: the address the control plane dials; default ``addr`` with a wildcard host
     (0.0.0.0 / ::) replaced by loopback.
+    ext ``metrics_addr`` (default 0.0.0.0:8084): the agent's HTTP port (/health, /ready, /metrics).
     ext ``heartbeat_interval_seconds`` (default 5), ext ``labels``: string map reported with the node.
     ``[agent.tls]`` (spec) is optional: the agent's certificate (from `plasmavmc pki node`), served on
     ``addr`` and presented to the control plane; with ``ca_file`` the agent verifies the control plane
@@ -91,6 +92,7 @@ class AgentSection:
     control_planes: tuple[str, ...] = setting((), check=each(check_url))
     addr: str = setting("0.0.0.0:8082", check=check_addr)
     advertise_addr: str = setting("", check=check_addr)
+    metrics_addr: str = setting("0.0.0.0:8084", check=check_addr)
     heartbeat_interval_seconds: int = setting(5, check=check_positive)
     labels: dict[str, str] = field(default_factory=dict, metadata={"check": _check_labels})
     tls: TlsSettings | None = None
@@ -183,10 +185,15 @@ class StorageSettings:
 @dataclass(frozen=True)
 class NetworkSettings:
     """``[network]`` (spec): ``overlay_endpoint`` (optional URL), ``bridge_name`` (a Linux interface
-    name, at most 15 characters; default plasmavmc0)."""
+    name, at most 15 characters; default plasmavmc0): the stem of the bridge provider's names — its
+    nftables table, and by its first 5 characters each tenant network's bridge (``plasm<VNI hex>``).
+    Ext keys: ``provider`` ("bridge", the embedded Linux-bridge provider, or "none": NICs are bare taps
+    on no bridge, as before tenant networks), ``state_dir`` (the provider's port records)."""
 
     overlay_endpoint: str | None = setting(None, check=check_url)
     bridge_name: str = setting("plasmavmc0", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
+    provider: str = setting("bridge", check=one_of("bridge", "none"))
+    state_dir: str = setting("/var/lib/plasmavmc/network", check=check_abs_path)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 This module owns the two log formats of spec §9 (`[logging] format`): ``json`` writes one JSON object
 per line (``ts``, ``level``, ``logger``, ``msg``, ``exc`` when an exception is attached, plus any
-``extra=`` fields), for log shippers; ``text`` writes one readable line, for people. It also owns the
+``extra=`` fields, plus the request's context fields of `observe/logctx.py`), for log shippers;
+``text`` writes one readable line, for people. It also owns the
 spelling of log levels (``LOG_LEVELS``), which the config validator reuses so that a level accepted in
 a config file is always one `setup_logging` understands.
 
@@ -17,6 +18,8 @@ import logging
 import sys
 import time
 from typing import Any, TextIO
+
+from plasmavmc.observe.logctx import ContextFilter
 
 TRACE = 5
 """Below DEBUG: wire-level chatter (QMP messages, gRPC payloads)."""
@@ -106,6 +109,7 @@ def setup_logging(level: str, fmt: str, stream: TextIO | None = None) -> None:
         old.close()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())  # request id, principal, method, org, project, VM, node
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(numeric)

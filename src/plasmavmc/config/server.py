@@ -50,6 +50,8 @@ class ServerSection:
     ext ``metrics_addr`` (default 0.0.0.0:8081): the health/metrics HTTP listener (spec Appendix B).
     ext ``console_addr`` (default 0.0.0.0:8083): the WebSocket console gateway (serial, VNC); every
     connection needs a console ticket or token with ``plasmavmc:vms:console`` on the VM.
+    ext ``rpc_metrics`` (default true): the gRPC interceptor (request ids, log fields, per-RPC metrics);
+    false only to measure what it costs (`bench.observability_bench`).
     ``[server.tls]`` is optional; with ``ca_file`` set, clients must present certificates (mTLS) and
     agent heartbeats/reports are accepted only from the certificate of the node they name.
     """
@@ -57,6 +59,7 @@ class ServerSection:
     addr: str = setting("0.0.0.0:8080", check=check_addr)
     metrics_addr: str = setting("0.0.0.0:8081", check=check_addr)
     console_addr: str = setting("0.0.0.0:8083", check=check_addr)
+    rpc_metrics: bool = setting(True)
     tls: TlsSettings | None = None
 
 
@@ -247,6 +250,16 @@ class AgentsSettings:
 
 
 @dataclass(frozen=True)
+class EventsSettings:
+    """ext ``[events]``: the VM event history kept (``max_age_seconds``, default 7 days; ``max_per_vm``,
+    default 200); ``enabled = false`` stops writing events (for overhead measurements only)."""
+
+    enabled: bool = setting(True)
+    max_age_seconds: int = setting(7 * 24 * 3600, check=check_positive)
+    max_per_vm: int = setting(200, check=check_positive)
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything `plasmavmc-server` is configured with (spec §9.1 plus the ext keys of each section)."""
 
@@ -258,6 +271,7 @@ class ServerSettings:
     images: ImagesSettings = field(default_factory=ImagesSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     agents: AgentsSettings = field(default_factory=AgentsSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
 
 
 

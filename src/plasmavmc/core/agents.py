@@ -14,6 +14,7 @@ import grpc
 from plasmavmc.errors import PlasmaError, Unavailable
 from plasmavmc.grpc_tls import agent_channel
 from plasmavmc.types.image import Image
+from plasmavmc.types.network import PortRequest, SecurityGroup
 from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmStatus
@@ -47,10 +48,12 @@ class AgentClient:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, self.node) from None
 
-    async def create_vm(self, vm: VirtualMachine, images: Sequence[Image]) -> None:
+    async def create_vm(self, vm: VirtualMachine, images: Sequence[Image], ports: Sequence[PortRequest] = ()) -> None:
         req = agent_pb2.CreateVmRequest(vm=to_proto(vm, types_pb2.VirtualMachine()))
         for image in images:
             to_proto(image, req.images.add())
+        for port in ports:
+            to_proto(port, req.ports.add())
         await self._call("CreateVm", req, timeout=600.0)
 
     async def start_vm(self, vm_id: str) -> None:
@@ -109,9 +112,17 @@ class AgentClient:
         req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=disk_id)
         await self._call("DetachDisk", req, timeout=DEVICE_TIMEOUT)
 
-    async def attach_nic(self, vm_id: str, nic: NetworkSpec) -> None:
+    async def attach_nic(self, vm_id: str, nic: NetworkSpec, port: PortRequest | None = None) -> None:
         req = agent_pb2.AttachNicRequest(vm_id=vm_id, nic=to_proto(nic, types_pb2.NetworkSpec()))
+        if port is not None:
+            to_proto(port, req.port)
         await self._call("AttachNic", req, timeout=DEVICE_TIMEOUT)
+
+    async def update_port_security(self, port_id: str, groups: Sequence[SecurityGroup]) -> None:
+        req = agent_pb2.UpdatePortSecurityRequest(port_id=port_id)
+        for group in groups:
+            to_proto(group, req.security_groups.add())
+        await self._call("UpdatePortSecurity", req)
 
     async def detach_nic(self, vm_id: str, nic_id: str) -> None:
         req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=nic_id)

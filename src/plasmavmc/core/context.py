@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 from plasmavmc import validation
 from plasmavmc.core.agents import AgentClient, AgentPool
+from plasmavmc.core.loops.event_retention import Retention
 from plasmavmc.core.nodes.registry import NodeRegistry
 from plasmavmc.core.nodes.report_memory import ReportMemory
+from plasmavmc.core.vms import events as vm_events  # noqa: F401  (registers the VM event deriver)
 from plasmavmc.errors import Unavailable, vm_not_found
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.store_base import ImageStore
@@ -49,6 +51,7 @@ class Core:
     reports: ReportMemory = field(default_factory=ReportMemory)
     # this replica's id: owner of the operations it drives (core/pending.py); fresh per process
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    event_retention: Retention = field(default_factory=Retention)
 
     async def find_vm(self, ref: VmRef) -> Versioned[VirtualMachine]:
         ref = ref.validated()

@@ -18,15 +18,21 @@ from plasmavmc.api.agent_reports import AgentReportServicer
 from plasmavmc.api.auth import AuthInterceptor
 from plasmavmc.api.iam_service import IamServicer
 from plasmavmc.api.image_service import ImageServicer
+from plasmavmc.api.network_service import NetworkServicer
 from plasmavmc.api.node_service import NodeServicer
 from plasmavmc.api.quota_service import QuotaServicer
+from plasmavmc.api.security_group_service import SecurityGroupServicer
 from plasmavmc.api.vm_service import VmServicer
+from plasmavmc.config.schema import package_version
 from plasmavmc.config.server import ServerSettings
 from plasmavmc.core.agents import AgentPool
 from plasmavmc.core.context import Core
 from plasmavmc.core.images import ImageService
+from plasmavmc.core.loops.event_retention import Retention
 from plasmavmc.core.loops.runner import run_loops
+from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.core.nodes.registry import NodeRegistry, Overcommit
+from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.disks import VmDisks
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.iam.gate import Iam
@@ -35,6 +41,9 @@ from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.fetch import UrlPolicy
 from plasmavmc.images.ingest import MAX_IMAGE_BYTES, IngestLimits
 from plasmavmc.images.seed import seed_guest_dir
+from plasmavmc.observe.grpc_services import HealthAndReflection
+from plasmavmc.observe.interceptor import ObservingInterceptor
+from plasmavmc.observe.metrics import BUILD_INFO
 from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.server.console_ws import start_console
 from plasmavmc.server.http import start_http
@@ -46,7 +55,15 @@ from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.etcd_conn import EtcdTls
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.vm import HypervisorType
-from plasmavmc.v1 import agent_pb2_grpc, iam_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import (
+    agent_pb2_grpc,
+    iam_pb2_grpc,
+    image_pb2_grpc,
+    network_pb2_grpc,
+    node_pb2_grpc,
+    quota_pb2_grpc,
+    vm_pb2_grpc,
+)
 from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)
@@ -96,9 +113,11 @@ async def build_core(settings: ServerSettings) -> Core:
     sched = settings.scheduler
     overcommit = Overcommit(sched.cpu_overcommit_ratio, sched.memory_overcommit_ratio, sched.storage_overcommit_ratio)
     nodes = NodeRegistry(store, settings.agents.heartbeat_timeout_seconds, overcommit)
+    vm_events.ENABLED = settings.events.enabled
     return Core(
         store=store, catalog=catalog, image_files=files, nodes=nodes, agents=AgentPool(agent_credentials(settings)),
         scheduler=build_scheduler(sched),
+        event_retention=Retention(settings.events.max_age_seconds, settings.events.max_per_vm),
     )
 
 
@@ -109,12 +128,18 @@ def ingest_limits(settings: ServerSettings) -> IngestLimits:
     return IngestLimits(conf.max_virtual_size_gib, policy)
 
 
+API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavmc.v1.NodeService",
+                "plasmavmc.v1.QuotaService", "plasmavmc.v1.IamService", "plasmavmc.agent.v1.AgentService")
+
+
 def grpc_server(core: Core, settings: ServerSettings, iam: Iam,
                 interceptor: grpc.aio.ServerInterceptor | None = None) -> grpc.aio.Server:
     """Every service on one gRPC server; `interceptor` replaces the auth interceptor (benchmarks only).
-    The request guard runs first: authorization reads fields of a request that must be decoded and sane."""
+    The observing interceptor (request ids, log fields, RPC metrics) comes first, so it sees refusals too;
+    then the request guard: authorization reads fields of a request that must be decoded and sane."""
+    observing = [ObservingInterceptor()] if settings.server.rpc_metrics else []
     auth = interceptor or AuthInterceptor(iam.gate, iam.audit)
-    server = grpc.aio.server(interceptors=[RequestGuard(), auth])
+    server = grpc.aio.server(interceptors=[*observing, RequestGuard(), auth])
     iam_pb2_grpc.add_IamServiceServicer_to_server(IamServicer(core, iam), server)
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
@@ -123,6 +148,8 @@ def grpc_server(core: Core, settings: ServerSettings, iam: Iam,
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
+    network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(core), server)
+    network_pb2_grpc.add_SecurityGroupServiceServicer_to_server(SecurityGroupServicer(core), server)
     reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
     agent_pb2_grpc.add_AgentServiceServicer_to_server(reports, server)
     if settings.server.tls is not None:
@@ -145,6 +172,7 @@ async def run(settings: ServerSettings) -> None:
     core = await build_core(settings)
     iam = await build_iam(core.store, settings.iam)
     server = grpc_server(core, settings, iam)
+    health = HealthAndReflection(server, API_SERVICES)
     leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)
     loop_task = asyncio.create_task(
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL))
@@ -152,8 +180,13 @@ async def run(settings: ServerSettings) -> None:
     await registered(leadership, loop_task)
     memory_task = asyncio.create_task(core.reports.run(core.store), name="report-memory")
     audit_task = asyncio.create_task(iam.audit.run(), name="audit-log")
+    vm_states = VmStates(core.store, RECONCILE_INTERVAL)  # this replica's own index, for its gauges
+    states_task = asyncio.create_task(vm_states.run(), name="vm-states")
+    BUILD_INFO.labels(package_version(), "server").set(1)
     await server.start()
-    http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership)
+    await health.set_serving(True)
+    http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership,
+                            vm_states=vm_states)
     console = await start_console(core, iam, *split_addr(settings.server.console_addr))
     log.info("plasmavmc-server serving gRPC on %s, HTTP on %s, consoles on %s", settings.server.addr,
              settings.server.metrics_addr, settings.server.console_addr)
@@ -161,7 +194,8 @@ async def run(settings: ServerSettings) -> None:
         await until_terminated()
     finally:
         log.info("plasmavmc-server stopping")
-        for task in (loop_task, memory_task, audit_task):
+        await health.set_serving(False)
+        for task in (loop_task, memory_task, audit_task, states_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -41,7 +41,7 @@ from plasmavmc.iam.authn import bearer
 from plasmavmc.iam.gate import Iam
 from plasmavmc.iam.model import Caller
 from plasmavmc.types.vm import ConsoleType, VirtualMachine
-from plasmavmc.wire.guard import internal
+from plasmavmc.wire.guard import internal, request_id
 
 log = logging.getLogger(__name__)
 ROUTE = "/v1/orgs/{org}/projects/{project}/vms/{vm}/console"
@@ -124,7 +124,8 @@ async def console_session(request: web.Request) -> web.StreamResponse:
         _audit(request, ref, None, err.code.value)
         return _error(err)
     except Exception as exc:  # a bug: answered INTERNAL with a request id, traceback in the log
-        return _error(internal("console_session", exc))
+        bug = internal("console_session", exc)
+        return _error(PlasmaError(f"{bug.message} (request id {request_id()})"))
     _audit(request, ref, caller, "OK")
     ws = web.WebSocketResponse(protocols=("binary",), heartbeat=30.0, max_msg_size=MAX_INPUT_FRAME)
     await ws.prepare(request)

@@ -3,6 +3,8 @@
 `Versioned` pairs a domain record with the store revision it was read at; every write passes that
 revision back as the expectation, so two writers can never both win. `mutate()` is the retry loop for
 read-modify-write: the function it applies may raise (e.g. INVALID_STATE), and then nothing is written.
+A record type may have a deriver (`on_change`): writes that describe a change (VM events), computed
+from the old and new record and committed with it.
 Both retry loops back off (jittered, growing to `MAX_BACKOFF`) after each lost race, so writers of one
 hot record (a node, a quota) take turns instead of spinning until they give up with CONFLICT.
 
@@ -22,10 +24,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from plasmavmc.errors import Conflict, NotFound, PlasmaError
-from plasmavmc.metrics import CORRUPT_RECORDS
+from plasmavmc.observe.metrics import CORRUPT_RECORDS
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue, Store, Write
 from plasmavmc.types import codec
@@ -40,6 +42,15 @@ MAX_BACKOFF = 0.05  # seconds: the longest pause between two attempts of one ret
 async def backoff(attempt: int) -> None:
     """Pause after the `attempt`-th lost race (0-based): up to 1 ms, doubling to `MAX_BACKOFF`, jittered."""
     await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF, 0.001 * 2**attempt)))
+
+
+Deriver = Callable[[Any, Any], Sequence[Write]]
+_DERIVERS: dict[type, Deriver] = {}
+
+
+def on_change(cls: type[T], deriver: Callable[[T, T], Sequence[Write]]) -> None:
+    """Commit `deriver(old, new)`'s writes with every `mutate` of a `cls` record."""
+    _DERIVERS[cls] = deriver
 
 
 @dataclass(frozen=True)
@@ -120,8 +131,10 @@ async def mutate(
             if also:
                 await store.commit(also)
             return current
+        derive = _DERIVERS.get(cls)
+        derived = derive(current.value, updated) if derive is not None else ()
         try:
-            rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also])
+            rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also, *derived])
         except Conflict:
             await backoff(attempt)
             continue

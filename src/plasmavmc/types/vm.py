@@ -160,6 +160,33 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class BootTimeline:
+    """When each step of the VM's last start happened (unix seconds; 0: not reached). The control plane
+    writes the first four, the node agent the last three (see proto `BootTimeline`)."""
+
+    accepted_at: float = 0.0
+    placed_at: float = 0.0
+    image_ready_at: float = 0.0
+    start_requested_at: float = 0.0
+    process_up_at: float = 0.0
+    first_output_at: float = 0.0
+    ready_at: float = 0.0
+
+    def steps(self) -> list[tuple[str, float]]:
+        """(step, seconds since the previous step) for every step reached, in order."""
+        marks = [("placed", self.placed_at), ("image_ready", self.image_ready_at),
+                 ("start_requested", self.start_requested_at), ("process_up", self.process_up_at),
+                 ("first_output", self.first_output_at), ("ready", self.ready_at)]
+        out, last = [], self.accepted_at
+        for name, at in marks:
+            if at <= 0 or last <= 0:
+                break
+            out.append((name, at - last))
+            last = at
+        return out
+
+
+@dataclass(frozen=True)
 class VmStatus:
     actual_state: VmState = VmState.PENDING
     host_pid: int | None = None
@@ -169,6 +196,7 @@ class VmStatus:
     last_error: str | None = None
     conditions: tuple[Condition, ...] = ()
     accelerator: str = ""  # "kvm" or "tcg" for QEMU: what the backend actually used
+    boot: BootTimeline = field(default_factory=BootTimeline)
 
 
 @dataclass(frozen=True)

@@ -257,7 +257,7 @@ class Condition(_message.Message):
     def __init__(self, type: _Optional[str] = ..., status: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_transition_at: _Optional[int] = ...) -> None: ...
 
 class VmStatus(_message.Message):
-    __slots__ = ("actual_state", "host_pid", "started_at", "ip_addresses", "resource_usage", "last_error", "conditions", "accelerator")
+    __slots__ = ("actual_state", "host_pid", "started_at", "ip_addresses", "resource_usage", "last_error", "conditions", "accelerator", "boot")
     ACTUAL_STATE_FIELD_NUMBER: _ClassVar[int]
     HOST_PID_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -266,6 +266,7 @@ class VmStatus(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     ACCELERATOR_FIELD_NUMBER: _ClassVar[int]
+    BOOT_FIELD_NUMBER: _ClassVar[int]
     actual_state: VmState
     host_pid: int
     started_at: int
@@ -274,7 +275,26 @@ class VmStatus(_message.Message):
     last_error: str
     conditions: _containers.RepeatedCompositeFieldContainer[Condition]
     accelerator: str
-    def __init__(self, actual_state: _Optional[_Union[VmState, str]] = ..., host_pid: _Optional[int] = ..., started_at: _Optional[int] = ..., ip_addresses: _Optional[_Iterable[str]] = ..., resource_usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., last_error: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., accelerator: _Optional[str] = ...) -> None: ...
+    boot: BootTimeline
+    def __init__(self, actual_state: _Optional[_Union[VmState, str]] = ..., host_pid: _Optional[int] = ..., started_at: _Optional[int] = ..., ip_addresses: _Optional[_Iterable[str]] = ..., resource_usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., last_error: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., accelerator: _Optional[str] = ..., boot: _Optional[_Union[BootTimeline, _Mapping]] = ...) -> None: ...
+
+class BootTimeline(_message.Message):
+    __slots__ = ("accepted_at", "placed_at", "image_ready_at", "start_requested_at", "process_up_at", "first_output_at", "ready_at")
+    ACCEPTED_AT_FIELD_NUMBER: _ClassVar[int]
+    PLACED_AT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_READY_AT_FIELD_NUMBER: _ClassVar[int]
+    START_REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_UP_AT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_OUTPUT_AT_FIELD_NUMBER: _ClassVar[int]
+    READY_AT_FIELD_NUMBER: _ClassVar[int]
+    accepted_at: float
+    placed_at: float
+    image_ready_at: float
+    start_requested_at: float
+    process_up_at: float
+    first_output_at: float
+    ready_at: float
+    def __init__(self, accepted_at: _Optional[float] = ..., placed_at: _Optional[float] = ..., image_ready_at: _Optional[float] = ..., start_requested_at: _Optional[float] = ..., process_up_at: _Optional[float] = ..., first_output_at: _Optional[float] = ..., ready_at: _Optional[float] = ...) -> None: ...
 
 class VirtualMachine(_message.Message):
     __slots__ = ("id", "name", "org_id", "project_id", "state", "spec", "status", "node_id", "hypervisor", "created_at", "updated_at", "created_by", "metadata", "labels")

@@ -15,11 +15,19 @@ class VmEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VM_EVENT_TYPE_UPDATED: _ClassVar[VmEventType]
     VM_EVENT_TYPE_STATE_CHANGED: _ClassVar[VmEventType]
     VM_EVENT_TYPE_DELETED: _ClassVar[VmEventType]
+    VM_EVENT_TYPE_CREATED: _ClassVar[VmEventType]
+    VM_EVENT_TYPE_OPERATION: _ClassVar[VmEventType]
+    VM_EVENT_TYPE_FAILED: _ClassVar[VmEventType]
+    VM_EVENT_TYPE_CONDITION_CHANGED: _ClassVar[VmEventType]
 VM_EVENT_TYPE_UNSPECIFIED: VmEventType
 VM_EVENT_TYPE_INITIAL: VmEventType
 VM_EVENT_TYPE_UPDATED: VmEventType
 VM_EVENT_TYPE_STATE_CHANGED: VmEventType
 VM_EVENT_TYPE_DELETED: VmEventType
+VM_EVENT_TYPE_CREATED: VmEventType
+VM_EVENT_TYPE_OPERATION: VmEventType
+VM_EVENT_TYPE_FAILED: VmEventType
+VM_EVENT_TYPE_CONDITION_CHANGED: VmEventType
 
 class VmRef(_message.Message):
     __slots__ = ("org_id", "project_id", "vm_id")
@@ -202,28 +210,42 @@ class ConsoleData(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class WatchVmRequest(_message.Message):
-    __slots__ = ("vm", "send_initial")
+    __slots__ = ("vm", "send_initial", "start_revision", "history_only")
     VM_FIELD_NUMBER: _ClassVar[int]
     SEND_INITIAL_FIELD_NUMBER: _ClassVar[int]
+    START_REVISION_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_ONLY_FIELD_NUMBER: _ClassVar[int]
     vm: VmRef
     send_initial: bool
-    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., send_initial: _Optional[bool] = ...) -> None: ...
+    start_revision: int
+    history_only: bool
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., send_initial: _Optional[bool] = ..., start_revision: _Optional[int] = ..., history_only: _Optional[bool] = ...) -> None: ...
 
 class VmEvent(_message.Message):
-    __slots__ = ("type", "previous_state", "state", "vm", "revision", "timestamp")
+    __slots__ = ("type", "previous_state", "state", "vm", "revision", "timestamp", "reason", "message", "actor", "vm_id", "id")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     VM_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     type: VmEventType
     previous_state: _types_pb2.VmState
     state: _types_pb2.VmState
     vm: _types_pb2.VirtualMachine
     revision: int
     timestamp: int
-    def __init__(self, type: _Optional[_Union[VmEventType, str]] = ..., previous_state: _Optional[_Union[_types_pb2.VmState, str]] = ..., state: _Optional[_Union[_types_pb2.VmState, str]] = ..., vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., revision: _Optional[int] = ..., timestamp: _Optional[int] = ...) -> None: ...
+    reason: str
+    message: str
+    actor: str
+    vm_id: str
+    id: str
+    def __init__(self, type: _Optional[_Union[VmEventType, str]] = ..., previous_state: _Optional[_Union[_types_pb2.VmState, str]] = ..., state: _Optional[_Union[_types_pb2.VmState, str]] = ..., vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., revision: _Optional[int] = ..., timestamp: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., actor: _Optional[str] = ..., vm_id: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class VmSnapshot(_message.Message):
     __slots__ = ("id", "created_at", "memory", "disk_ids")

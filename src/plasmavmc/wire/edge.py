@@ -11,8 +11,8 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from plasmavmc.errors import PlasmaError, Unimplemented
-from plasmavmc.wire.guard import internal
+from plasmavmc.errors import ErrorCode, PlasmaError, Unimplemented
+from plasmavmc.observe import logctx
 from plasmavmc.wire.status import to_grpc_status
 
 log = logging.getLogger(__name__)
@@ -22,9 +22,15 @@ ServicerContext: TypeAlias = Any
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+    request_id = logctx.get("request_id")
     if isinstance(exc, PlasmaError):
-        await context.abort_with_status(to_grpc_status(exc))
-    await context.abort_with_status(to_grpc_status(internal(method, exc)))
+        level = logging.ERROR if exc.code == ErrorCode.INTERNAL else logging.WARNING
+        log.log(level, "%s failed: %s: %s", method, exc.code, exc.message,
+                extra={"code": str(exc.code), "field": exc.field or ""})
+        await context.abort_with_status(to_grpc_status(exc, request_id))
+    log.exception("unexpected error in %s", method)
+    internal = PlasmaError(f"internal error in {method}: {type(exc).__name__}")
+    await context.abort_with_status(to_grpc_status(internal, request_id))
 
 
 def unary(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:

@@ -10,8 +10,8 @@ message or an INVALID_ARGUMENT answer naming the field:
   `validation.py`; this is the floor under all of them), or a repeated field / map with more than
   `MAX_REPEATED` entries.
 
-It also gives any exception that escapes a servicer a request id: the answer is INTERNAL carrying the id,
-the log has the traceback and the same id.
+Every call gets a request id (the observing interceptor's, or one bound here): an exception that escapes
+a servicer answers INTERNAL carrying the id, and the log has the traceback with the same id.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from plasmavmc.errors import InvalidArgument, PlasmaError
+from plasmavmc.limits import MAX_FIELD_BYTES, MAX_REPEATED
+from plasmavmc.observe import logctx
 from plasmavmc.wire.status import to_grpc_status
 
 log = logging.getLogger(__name__)
-MAX_FIELD_BYTES = 64 * 1024
 #: image upload chunks are the one field allowed to be large (gRPC's own 4 MiB message cap bounds them)
 BULK_FIELDS = frozenset({"plasmavmc.v1.UploadImageRequest.chunk"})
-MAX_REPEATED = 1024
 DRAIN_SECONDS = 1.0
 
 
@@ -47,12 +47,21 @@ class _Undecodable:
         self.error = error
 
 
+def request_id() -> str:
+    """This call's request id: the observing interceptor's (`observe/logctx`), or a new one bound now,
+    so that every answer and log line of a port that does not observe can still be matched."""
+    rid = logctx.get("request_id")
+    if not rid:
+        rid = uuid.uuid4().hex[:16]
+        logctx.bind(request_id=rid)
+    return rid
+
+
 def internal(method: str, exc: BaseException) -> PlasmaError:
-    """The INTERNAL error to answer for an unexpected exception, logged with its traceback under a
-    fresh request id that the answer carries too."""
-    request_id = uuid.uuid4().hex[:16]
-    log.error("unexpected error in %s (request id %s)", method, request_id, exc_info=exc)
-    return PlasmaError(f"internal error in {method}: {type(exc).__name__} (request id {request_id})")
+    """The INTERNAL error to answer for an unexpected exception, logged with its traceback and the
+    request id (which `to_grpc_status` adds to the answer)."""
+    log.error("unexpected error in %s (request id %s)", method, request_id(), exc_info=exc)
+    return PlasmaError(f"internal error in {method}: {type(exc).__name__}")
 
 
 @dataclass(frozen=True)
@@ -142,7 +151,7 @@ def _decoder(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], An
 
 
 async def _refuse(context: Any, err: PlasmaError) -> None:
-    await context.abort_with_status(to_grpc_status(err))
+    await context.abort_with_status(to_grpc_status(err, request_id()))
 
 
 async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -208,6 +217,7 @@ def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
         return _Draining(context, request) if handler.request_streaming else context
 
     async def unary_out(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        request_id()
         context = ctx(request, context)
         try:
             return await behavior(await first(request, context), context)
@@ -215,6 +225,7 @@ def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
             await _fail(context, exc, method)
 
     async def stream_out(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        request_id()
         context = ctx(request, context)
         try:
             async for item in behavior(await first(request, context), context):

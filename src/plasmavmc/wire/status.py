@@ -29,6 +29,7 @@ TABLE: dict[ErrorCode, tuple[grpc.StatusCode, type[PlasmaError]]] = {
     ErrorCode.NOT_FOUND: (grpc.StatusCode.NOT_FOUND, e.NotFound),
     ErrorCode.NO_SUITABLE_NODE: (grpc.StatusCode.RESOURCE_EXHAUSTED, e.NoSuitableNode),
     ErrorCode.QUOTA_EXCEEDED: (grpc.StatusCode.RESOURCE_EXHAUSTED, e.QuotaExceeded),
+    ErrorCode.NETWORK_FULL: (grpc.StatusCode.RESOURCE_EXHAUSTED, e.NetworkFull),
     ErrorCode.HYPERVISOR_ERROR: (grpc.StatusCode.INTERNAL, e.HypervisorError),
     ErrorCode.INVALID_STATE: (grpc.StatusCode.FAILED_PRECONDITION, e.InvalidState),
     ErrorCode.INVALID_ARGUMENT: (grpc.StatusCode.INVALID_ARGUMENT, e.InvalidArgument),
@@ -62,17 +63,27 @@ def _pack(msg: object) -> any_pb2.Any:
     return packed
 
 
-def to_grpc_status(err: PlasmaError) -> grpc.Status:
+class _Status(grpc.Status):  # type: ignore[misc]
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[tuple[str, object], ...]):
+        self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
+
+
+def to_grpc_status(err: PlasmaError, request_id: str = "") -> grpc.Status:
+    """The status for `err`; with `request_id`, the message ends `(request id ...)` and the trailing
+    metadata carries `x-request-id`, so a caller can quote it."""
     grpc_code = TABLE.get(err.code, (grpc.StatusCode.INTERNAL, PlasmaError))[0]
     info = error_details_pb2.ErrorInfo(reason=str(err.code), domain=DOMAIN)
     if err.field:
         info.metadata["field"] = err.field
     detail = types_pb2.ErrorDetail(code=str(err.code), field=err.field or "", retryable=err.retryable)
+    message = f"{err.message} (request id {request_id})" if request_id else err.message
     status = status_pb2.Status(
-        code=getattr(code_pb2, grpc_code.name), message=err.message, details=[_pack(info), _pack(detail)]
+        code=getattr(code_pb2, grpc_code.name), message=message, details=[_pack(info), _pack(detail)]
     )
     result: grpc.Status = rpc_status.to_status(status)
-    return result
+    if not request_id:
+        return result
+    return _Status(result.code, result.details, (*result.trailing_metadata, ("x-request-id", request_id)))
 
 
 def error_from_detail(code: ErrorCode, message: str, field: str | None) -> PlasmaError:

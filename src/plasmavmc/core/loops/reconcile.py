@@ -1,13 +1,13 @@
 """Desired-vs-actual reconcile of the VM records: level-triggered, safe to run twice.
 
-Each pass: VMs soft-deleted while their agent was unreachable are cleaned up, and the gauges of spec
-§12.2 are refreshed from the store. Node heartbeat expiry is `heartbeat_pass`. Only the leader runs
-these passes (`core/loops/runner.py` schedules them: on every change under the watched prefix, and at
-least every interval); a pass that fails is logged and the next one tries again. One record that fails
-(a lost race, an undecodable record, a store error) is logged and skipped: the pass goes on with the
-rest. `reconcile_indexed` works from the watched `VmStates` index (cost: the VMs due for cleanup);
-`reconcile_once` reads every record and is the safety net, run now and then and whenever the index is
-not ready.
+Each pass: VMs soft-deleted while their agent was unreachable are cleaned up (the gauges of spec §12.2
+are set on every replica at scrape time: `core/gauges.py`). Node heartbeat expiry is `heartbeat_pass`.
+Only the leader runs these passes (`core/loops/runner.py` schedules them: on every change under the
+watched prefix, and at least every interval); a pass that fails is logged and the next one tries again.
+One record that fails (a lost race, an undecodable record, a store error) is logged and skipped: the
+pass goes on with the rest. `reconcile_indexed` works from the watched `VmStates` index (cost: the VMs
+due for cleanup); `reconcile_once` reads every record and is the safety net, run now and then and
+whenever the index is not ready.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.core.vms.lifecycle import finish_delete
 from plasmavmc.errors import PlasmaError
-from plasmavmc.metrics import HEARTBEAT_AGE, NODE_ALLOCATED_VCPUS, NODE_CAPACITY_VCPUS, VMS_TOTAL
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue
 from plasmavmc.store.records import Versioned, decode, read
@@ -42,9 +40,6 @@ async def heartbeat_pass(core: Core) -> float:
     next_expiry = core.nodes.heartbeat_timeout
     for node in await core.nodes.list():
         n = node.value
-        NODE_CAPACITY_VCPUS.labels(n.id).set(n.capacity.vcpus)
-        NODE_ALLOCATED_VCPUS.labels(n.id).set(n.allocated.vcpus)
-        HEARTBEAT_AGE.labels(n.id).set(max(0.0, now - n.last_heartbeat))
         if n.state == NodeState.READY:
             next_expiry = min(next_expiry, n.last_heartbeat + core.nodes.heartbeat_timeout - now)
     return max(next_expiry, 0.0) + 0.5  # a little after, so the record is past the deadline
@@ -53,15 +48,12 @@ async def heartbeat_pass(core: Core) -> float:
 async def reconcile_once(core: Core) -> None:
     """The full pass: read and decode every VM record."""
     now = time.time()
-    states: Counter[VmState] = Counter()
     for kv in await core.store.list_all(keys.VMS):
-        await _each(kv.key, functools.partial(_reconcile_record, core, kv, now, states))
-    _set_gauges(states)
+        await _each(kv.key, functools.partial(_reconcile_record, core, kv, now))
 
 
-async def _reconcile_record(core: Core, kv: KeyValue, now: float, states: Counter[VmState]) -> None:
+async def _reconcile_record(core: Core, kv: KeyValue, now: float) -> None:
     vm = decode(VirtualMachine, kv)
-    states[vm.value.state] += 1
     if vm.value.state == VmState.DELETED and now - vm.value.updated_at > DELETE_GRACE:
         await finish_delete(core, vm)
 
@@ -72,7 +64,6 @@ async def reconcile_indexed(core: Core, index: VmStates) -> None:
     for key, entry in index.in_state(VmState.DELETED):
         if now - entry.updated_at > DELETE_GRACE:
             await _each(key, functools.partial(_finish_if_deleted, core, key))
-    _set_gauges(index.counts())
 
 
 async def _finish_if_deleted(core: Core, key: str) -> None:
@@ -89,8 +80,3 @@ async def _each(key: str, step: Callable[[], Awaitable[None]]) -> None:
         log.warning("reconcile: %s skipped this pass: %s", key, err)
     except Exception:
         log.exception("reconcile: %s skipped this pass", key)
-
-
-def _set_gauges(states: Counter[VmState]) -> None:
-    for state in VmState:
-        VMS_TOTAL.labels(state.value).set(states[state])

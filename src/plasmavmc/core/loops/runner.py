@@ -9,7 +9,8 @@
 - reconcile: desired vs actual on the VM records (`core/loops/reconcile.py`); woken by VM changes, at most
   once per `min_gap`, and every `interval` anyway. The pass works from a watched index of VM states
   (`core/loops/vm_states.py`, which is also its doorbell); the full pass that decodes every record runs at
-  least every `FULL_PASS_INTERVAL` seconds, and whenever the index is not ready.
+  least every `FULL_PASS_INTERVAL` seconds, and whenever the index is not ready;
+- events: the VM event history is bounded (`core/loops/event_retention.py`), every `EVENTS_INTERVAL`.
 
 Each pass reads the whole current state and acts on it, never on the event that woke it, so a missed,
 repeated or compacted watch only delays work by one interval: the watch is a doorbell, not a queue.
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from plasmavmc.core import pending
 from plasmavmc.core.context import Core
+from plasmavmc.core.loops import event_retention
 from plasmavmc.core.loops.adopt import finish_operation
 from plasmavmc.core.loops.reconcile import heartbeat_pass, reconcile_indexed, reconcile_once
 from plasmavmc.core.loops.vm_states import VmStates
@@ -38,6 +40,7 @@ LiveServers = Callable[[], Awaitable[set[str]]]
 DEFAULT_INTERVAL = 2.0
 RECONCILE_MIN_GAP = 0.5
 FULL_PASS_INTERVAL = 60.0  # seconds between full reconcile passes (the safety net under the index)
+EVENTS_INTERVAL = 60.0  # seconds between event retention passes (core/loops/event_retention.py)
 
 
 class Doorbell:
@@ -136,6 +139,10 @@ async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEF
         await pending_bell.wait(interval)
         return 0.0
 
+    async def events_step() -> float:
+        await event_retention.compact(core.store, core.event_retention)
+        return EVENTS_INTERVAL
+
     async def heartbeat_step() -> float:
         return min(await heartbeat_pass(core), interval * 5)
 
@@ -157,6 +164,7 @@ async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEF
             group.create_task(vm_states.run())
             group.create_task(_repeat("pending", pending_step, interval))
             group.create_task(_repeat("heartbeat", heartbeat_step, interval))
+            group.create_task(_repeat("events", events_step, EVENTS_INTERVAL))
             group.create_task(_repeat("reconcile", reconcile_step, interval))
     finally:
         adopter.cancel_all()

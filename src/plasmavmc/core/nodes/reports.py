@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from plasmavmc.core.context import Core
+from plasmavmc.core.vms import boot
 from plasmavmc.core.vms.placement import read_assignment
 from plasmavmc.core.vms.power import _running
 from plasmavmc.errors import PlasmaError
@@ -55,6 +56,8 @@ def _refreshed(vm: VirtualMachine, observed: VmStatus, observed_at: int) -> Virt
                     vm.id, vm.state.value, vm.status.last_error)
         converged = _running(vm, observed, "converge")
         return replace(converged, status=replace(converged.status, resource_usage=observed.resource_usage))
+    if vm.state == VmState.RUNNING:
+        vm = boot.with_node_times(vm, observed.boot)
     if vm.state != VmState.RUNNING or vm.status.resource_usage == observed.resource_usage:
         return vm
     return replace(vm, status=replace(vm.status, resource_usage=observed.resource_usage))
@@ -69,17 +72,34 @@ async def _apply(
         log.info("report from node %s about VM %s that is not assigned to it: ignored", node_id, vm_id)
         return None
     key = keys.vm(assignment.org_id, assignment.project_id, vm_id)
+    before: list[VirtualMachine] = []
+
+    def observed(vm: VirtualMachine) -> VirtualMachine:
+        before[:] = [vm]
+        return change(vm)
+
     try:
-        return await mutate(core.store, VirtualMachine, key, change)
+        after = await mutate(core.store, VirtualMachine, key, observed)
     except PlasmaError as err:
         log.warning("report on VM %s not applied: %s", vm_id, err)
         return None
+    if before:
+        boot.observe_ready(before[0].status.boot, after.value.status.boot)
+    return after
 
 
 async def on_exit(core: Core, node_id: str, vm_id: str, kind: ExitKind, observed: VmStatus) -> None:
     if kind == ExitKind.REQUESTED:
         return
     await _apply(core, node_id, vm_id, lambda vm: _after_exit(vm, kind, observed))
+
+
+async def on_status(core: Core, node_id: str, vm_id: str, observed: VmStatus) -> None:
+    """A report outside heartbeats that is not an exit: the guest became ready (boot timeline)."""
+    def merged(vm: VirtualMachine) -> VirtualMachine:
+        return boot.with_node_times(vm, observed.boot) if vm.state == VmState.RUNNING else vm
+
+    await _apply(core, node_id, vm_id, merged)
 
 
 async def on_heartbeat_vm(

@@ -15,11 +15,13 @@ from collections.abc import Awaitable, Callable
 from plasmavmc import validation
 from plasmavmc.core import quotas
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.networks import nics
+from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.lifecycle import BOOTABLE_FORMATS
 from plasmavmc.errors import Conflict, InvalidArgument, InvalidState, PlasmaError
 from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.limits import MAX_DISKS_PER_VM, MAX_NICS_PER_VM
-from plasmavmc.metrics import OPERATIONS
+from plasmavmc.observe.metrics import OPERATIONS
 from plasmavmc.store.base import Write
 from plasmavmc.store.records import Versioned, replace
 from plasmavmc.types import codec
@@ -48,9 +50,10 @@ async def _record(core: Core, ref: VmRef, change: Callable[[VirtualMachine], Vir
             found = await core.find_vm(ref)
             updated = change(found.value)
             write = Write(found.key, codec.dumps(updated), found.revision)
+            described = vm_events.derive_writes(found.value, updated)
             try:
                 await quotas.commit_charged(core.store, updated.org_id, updated.project_id,
-                                            QuotaUsage(storage_gib=storage_gib), [write])
+                                            QuotaUsage(storage_gib=storage_gib), [write, *described])
             except Conflict:
                 continue
             OPERATIONS.labels(operation, "ok").inc()
@@ -124,7 +127,12 @@ async def attach_nic(core: Core, ref: VmRef, nic: NetworkSpec) -> VirtualMachine
         raise InvalidArgument("nic", f"VM {vm.id} already has the most NICs a VM may have ({MAX_NICS_PER_VM})")
     check_spec_for(vm.hypervisor, _respec(vm, network=(*vm.spec.network, nic)).spec)
     agent = await core.agent_for(vm)
-    await agent.attach_nic(vm.id, nic)
+    nic = await nics.allocate_nic(core.store, vm, nic, "nic")
+    try:
+        await agent.attach_nic(vm.id, nic, await nics.port_request(core.store, vm, nic))
+    except PlasmaError:
+        await nics.release_nic(core.store, vm, nic)
+        raise
     return await _record(core, ref, lambda v: _respec(v, network=(*v.spec.network, nic)), 0,
                          lambda: agent.detach_nic(vm.id, nic.id), "attach_nic")
 
@@ -141,4 +149,6 @@ async def detach_nic(core: Core, ref: VmRef, nic_id: str) -> VirtualMachine:
     def remaining(v: VirtualMachine) -> VirtualMachine:
         return _respec(v, network=tuple(n for n in v.spec.network if n.id != nic_id))
 
-    return await _record(core, ref, remaining, 0, lambda: agent.attach_nic(vm.id, nic), "detach_nic")
+    updated = await _record(core, ref, remaining, 0, lambda: agent.attach_nic(vm.id, nic), "detach_nic")
+    await nics.release_nic(core.store, vm, nic)
+    return updated

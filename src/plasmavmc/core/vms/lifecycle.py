@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms import placement
+from plasmavmc.core.networks import nics
+from plasmavmc.core.vms import boot, placement
+from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.common import boot_disk
 from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.hypervisor.spec_check import BootImage
-from plasmavmc.metrics import OPERATIONS, SCHEDULER_LATENCY
+from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
 from plasmavmc.store.base import Page, Write
 from plasmavmc.store.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
@@ -29,7 +31,7 @@ from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
 from plasmavmc.types.states import VmState, check_transition, transition
-from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmSpec
+from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmSpec, VmStatus
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE = 100
@@ -90,6 +92,7 @@ def _validate(req: CreateVm) -> None:
 
 
 async def create(core: Core, req: CreateVm) -> VirtualMachine:
+    accepted = boot.now()
     _validate(req)
     images = await images_for(core, req.org_id, req.spec)
     check_spec_for(req.hypervisor, req.spec, boot_image(req.spec, images))
@@ -106,16 +109,24 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
         created_by=req.created_by,
         labels=req.labels,
         metadata=req.metadata,
+        status=VmStatus(boot=boot.accepted(accepted)),
     )
     key = keys.vm(vm.org_id, vm.project_id, vm.id)
     name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
+    if await core.store.get(name_key) is not None:  # before any port is made for it
+        raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name")
+    vm = await nics.allocate(core.store, vm)
     usage = quotas.usage_of(vm)
     # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
     op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
     try:
-        claims = [Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0), pending.begin_write(op)]
+        claims = [Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0), pending.begin_write(op),
+                  *vm_events.created(vm)]
         rev = await quotas.commit_charged(core.store, vm.org_id, vm.project_id, usage, claims)
-    except Conflict:
+    except PlasmaError as err:
+        await nics.release(core.store, vm)
+        if not isinstance(err, Conflict):
+            raise
         raise AlreadyExists(
             f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name"
         ) from None
@@ -125,6 +136,7 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
         except PlasmaError:
             undo = [Write(key, None), Write(name_key, None), Write(op.key, None)]
             await quotas.commit_charged(core.store, vm.org_id, vm.project_id, -usage, undo)
+            await nics.release(core.store, vm)
             OPERATIONS.labels("create", "error").inc()
             raise
         result = await provision(core, placed, images, drive)
@@ -138,7 +150,8 @@ async def place(core: Core, vm: Versioned[VirtualMachine]) -> Versioned[VirtualM
 
     def placer(current: VirtualMachine, node_id: str) -> VirtualMachine:
         state = transition(current.state, VmState.CREATING, vm_id=current.id, operation="place")
-        return replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
+        placed = replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
+        return boot.stamped(placed, placed_at=boot.now())
 
     result = await placement.claim(core, vm, placer)
     SCHEDULER_LATENCY.observe(time.perf_counter() - started)
@@ -151,13 +164,17 @@ async def provision(
 ) -> VirtualMachine:
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
     (with reason) if it fails."""
+    def _made(v: VirtualMachine) -> VirtualMachine:
+        return boot.stamped(_moved(v, VmState.STOPPED, "create"), image_ready_at=ready_at)
+
     try:
         agent = await core.agent_for(vm.value)
-        await agent.create_vm(vm.value, images)
+        await agent.create_vm(vm.value, images, await nics.port_requests(core.store, vm.value))
+        ready_at = boot.now()
     except PlasmaError as err:
         await set_error(core, vm.key, f"create failed: {err.message}")
         raise
-    stopped = await drive.last_step(VirtualMachine, vm.key, lambda v: _moved(v, VmState.STOPPED, "create"), known=vm)
+    stopped = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
     return stopped.value
 
 
@@ -256,9 +273,11 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
             Write(vm.key, None, current.revision),
             Write(keys.vm_name(vm.value.org_id, vm.value.project_id, vm.value.name), None),
             *placement.release_writes(current.value, node),
+            *vm_events.deleted(current.value),
         ]
         gone = -quotas.usage_of(vm.value)
         await quotas.commit_charged(core.store, vm.value.org_id, vm.value.project_id, gone, writes)
+        await nics.release(core.store, vm.value)  # after the record: a crash between leaks a claim, never a live port
 
     await retry_on_conflict(remove)
     log.info("vm %s deleted", vm.value.id)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plasmavmc.core.context import Core
+from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import Conflict, NoSuitableNode
 from plasmavmc.scheduler.framework import group_of, request_of
 from plasmavmc.store import keys
@@ -98,6 +99,7 @@ async def _try_node(
         node = cached[0]
         placed = placer(vm.value, node_id)
         claimed, writes = claim_writes(vm, node, placed)
+        writes += vm_events.derive_writes(vm.value, placed)
         old: Versioned[Node] | None = None
         if moving_from is not None:
             old = await read(core.store, Node, keys.node(moving_from))

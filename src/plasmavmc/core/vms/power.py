@@ -12,10 +12,13 @@ import time
 
 from plasmavmc.core import pending
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.vms import boot
+from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.lifecycle import _moved, set_error
 from plasmavmc.errors import InvalidState, PlasmaError
-from plasmavmc.metrics import BOOT_SECONDS, OPERATIONS
+from plasmavmc.observe.metrics import OPERATIONS
 from plasmavmc.store.records import Versioned, mutate, replace
+from plasmavmc.types.events import VmEventType
 from plasmavmc.types.states import VmState, check_transition
 from plasmavmc.types.vm import VirtualMachine, VmStatus
 
@@ -31,7 +34,11 @@ def _running(vm: VirtualMachine, observed: VmStatus, operation: str) -> VirtualM
         accelerator=observed.accelerator,
         last_error=None,
     )
-    return _moved(vm, VmState.RUNNING, operation, status=status)
+    return boot.with_node_times(_moved(vm, VmState.RUNNING, operation, status=status), observed.boot)
+
+
+def _starting(vm: VirtualMachine) -> VirtualMachine:
+    return boot.start_requested(_moved(vm, VmState.STARTING, "start"), boot.now())
 
 
 async def _begin(core: Core, op: pending.Op, vm: Versioned[VirtualMachine]) -> pending.Pending:
@@ -45,10 +52,9 @@ async def start(core: Core, ref: VmRef) -> VirtualMachine:
     found = await core.find_vm(ref)
     check_transition(found.value.state, VmState.STARTING, operation="start")
     agent = await core.agent_for(found.value)
-    began = time.perf_counter()
     op = await _begin(core, pending.Op.START, found)
     async with pending.driving(core.store, op) as drive:
-        await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STARTING, "start"))
+        await mutate(core.store, VirtualMachine, found.key, _starting)
         try:
             await agent.start_vm(found.value.id)
             observed = await agent.status(found.value.id)
@@ -57,7 +63,6 @@ async def start(core: Core, ref: VmRef) -> VirtualMachine:
             OPERATIONS.labels("start", "error").inc()
             raise
         done = await drive.last_step(VirtualMachine, found.key, lambda vm: _running(vm, observed, "start"))
-    BOOT_SECONDS.observe(time.perf_counter() - began)
     OPERATIONS.labels("start", "ok").inc()
     return done.value
 
@@ -102,6 +107,8 @@ async def reboot(core: Core, ref: VmRef, *, hard: bool) -> VirtualMachine:
         await set_error(core, found.key, f"{operation} failed: {err.message}")
         OPERATIONS.labels(operation, "error").inc()
         raise
-    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _running(vm, observed, operation))
+    said = vm_events.writes([vm_events.event(found.value, VmEventType.OPERATION, operation.capitalize() + (
+        "ed" if operation == "reboot" else ""), f"{operation} done")])
+    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _running(vm, observed, operation), also=said)
     OPERATIONS.labels(operation, "ok").inc()
     return done.value

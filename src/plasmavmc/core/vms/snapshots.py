@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from plasmavmc import validation
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import InvalidState, PlasmaError
-from plasmavmc.metrics import OPERATIONS
+from plasmavmc.observe.metrics import OPERATIONS
+from plasmavmc.types.events import VmEventType
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
@@ -36,6 +38,8 @@ async def take(core: Core, ref: VmRef, snapshot_id: str) -> SnapshotInfo:
         OPERATIONS.labels("snapshot", "error").inc()
         raise
     OPERATIONS.labels("snapshot", "ok").inc()
+    await vm_events.record(core.store, vm, VmEventType.OPERATION, "SnapshotTaken",
+                           f"snapshot {snapshot_id} ({'disks and memory' if snap.memory else 'disks'})")
     return snap
 
 
@@ -48,6 +52,7 @@ async def restore(core: Core, ref: VmRef, snapshot_id: str) -> VirtualMachine:
         OPERATIONS.labels("restore", "error").inc()
         raise
     OPERATIONS.labels("restore", "ok").inc()
+    await vm_events.record(core.store, vm, VmEventType.OPERATION, "SnapshotRestored", f"snapshot {snapshot_id}")
     return (await core.find_vm(ref)).value
 
 

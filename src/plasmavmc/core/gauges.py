@@ -1,0 +1,66 @@
+"""The cluster gauges of a replica, set from the store when it is scraped (`server/http.py`).
+
+Every replica, follower or leader, answers a scrape with the same truth: VMs by state from this
+replica's watched index of VM states (`core/loops/vm_states.py`, one decode per change; a fresh list
+while the index is not ready), nodes (capacity, allocation, state, heartbeat age) and images from one
+read each. A node or state that disappeared is dropped from the gauges, not left at its last value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from plasmavmc.core.context import Core
+from plasmavmc.core.loops.vm_states import VmStates
+from plasmavmc.observe import metrics as m
+from plasmavmc.store import keys
+from plasmavmc.store.records import decode
+from plasmavmc.types import codec
+from plasmavmc.types.image import Image, ImageStatus
+from plasmavmc.types.node import Node, NodeState
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import VirtualMachine
+
+GIB, MIB = 1024**3, 1024**2
+_PER_NODE = (m.NODE_CAPACITY_VCPUS, m.NODE_ALLOCATED_VCPUS, m.NODE_CAPACITY_MEMORY, m.NODE_ALLOCATED_MEMORY,
+             m.NODE_CAPACITY_STORAGE, m.NODE_ALLOCATED_STORAGE, m.HEARTBEAT_AGE)
+
+
+async def _vm_counts(core: Core, index: VmStates | None) -> Counter[VmState]:
+    if index is not None and index.ready:
+        return index.counts()
+    found: Counter[VmState] = Counter()
+    for kv in await core.store.list_all(keys.VMS):
+        found[codec.peek(VirtualMachine, kv.value, "state")[0]] += 1
+    return found
+
+
+def _set_node(n: Node, now: float) -> None:
+    m.NODE_CAPACITY_VCPUS.labels(n.id).set(n.capacity.vcpus)
+    m.NODE_ALLOCATED_VCPUS.labels(n.id).set(n.allocated.vcpus)
+    m.NODE_CAPACITY_MEMORY.labels(n.id).set(n.capacity.memory_mib * MIB)
+    m.NODE_ALLOCATED_MEMORY.labels(n.id).set(n.allocated.memory_mib * MIB)
+    m.NODE_CAPACITY_STORAGE.labels(n.id).set(n.capacity.storage_gib * GIB)
+    m.NODE_ALLOCATED_STORAGE.labels(n.id).set(n.allocated.storage_gib * GIB)
+    m.HEARTBEAT_AGE.labels(n.id).set(max(0.0, now - n.last_heartbeat))
+    for state in NodeState:
+        m.NODE_STATE.labels(n.id, state.value).set(1 if n.state == state else 0)
+
+
+async def refresh(core: Core, index: VmStates | None, is_leader: bool) -> None:
+    counts = await _vm_counts(core, index)
+    for state in VmState:
+        m.VMS_TOTAL.labels(state.value).set(counts[state])
+    nodes = [v.value for v in await core.nodes.list()]
+    for gauge in (*_PER_NODE, m.NODE_STATE):
+        gauge.clear()
+    now = time.time()
+    for node in nodes:
+        _set_node(node, now)
+    images = [decode(Image, kv).value for kv in await core.store.list_all(keys.IMAGES)]
+    by_status = Counter(i.status for i in images)
+    for status in ImageStatus:
+        m.IMAGES.labels(status.value).set(by_status[status])
+    m.IMAGE_BYTES.set(sum(i.size_bytes for i in images))
+    m.LEADER.set(1 if is_leader else 0)
