@@ -75,10 +75,13 @@ class Proc:
     argv: list[str]
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # added to this process's environment
 
     def start(self) -> None:
         out = self.log.open("ab")
-        self.popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        env = {**os.environ, **self.env} if self.env else None
+        self.popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                      env=env)
         out.close()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -171,13 +174,17 @@ def short_run_dir(root: Path) -> Path:
 
 
 def write_configs(root: Path, guest: Path, node_id: str, firecracker: bool = False,
-                  network_provider: str = "none") -> tuple[Path, Path, str, str, str]:
+                  network_provider: str = "none", mvisor: str | None = None) -> tuple[Path, Path, str, str, str]:
+    """`mvisor`: the mvisor binary, to enable that backend too (firmware from /usr/local/share/mvisor)."""
     run_dir = short_run_dir(root)
     api, http, agent_port, console = free_port(), free_port(), free_port(), free_port()
     seeds, enabled, fc_section = f'"{guest}"', '"kvm"', ""
     if firecracker:
         fc_seed, fc_section = _firecracker_config(root)
         seeds, enabled = f'{seeds}, "{fc_seed}"', '"kvm", "firecracker"'
+    if mvisor:
+        enabled += ', "mvisor"'
+        fc_section += f'[hypervisors.mvisor]\nmvisor_path = "{mvisor}"\nruntime_dir = "{run_dir}/mv"\n'
     server_cfg = root / "server.toml"
     server_cfg.write_text(
         f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
@@ -202,9 +209,10 @@ def write_configs(root: Path, guest: Path, node_id: str, firecracker: bool = Fal
 
 
 def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False,
-                  network_provider: str = "none", server_extra: str = "") -> Cluster:
+                  network_provider: str = "none", mvisor: str | None = None, server_extra: str = "") -> Cluster:
     """`server_extra`: TOML appended to the server's config (sections the defaults leave out)."""
-    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker, network_provider)
+    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker, network_provider,
+                                                        mvisor)
     server_cfg.write_text(server_cfg.read_text() + server_extra)
     return launch(root, server_cfg, agent_cfg, api, http, node_id)
 
@@ -229,7 +237,7 @@ def launch(root: Path, server_cfg: Path, agent_cfg: Path, api: str, http: str, n
 
 def kill_leftover_qemu(root: Path) -> None:
     """Hypervisor processes outlive the agent by design; a test's own ones are ended with it."""
-    for pidfile in root.glob("run/kvm/*/*.pid"):
+    for pidfile in [*root.glob("run/kvm/*/*.pid"), *root.glob("run/mv/*/*.pid")]:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
     run = root / "run"

@@ -38,9 +38,12 @@ async def test_boot_timeline_of_a_qemu_boot(cluster: Cluster, client: PlasmaClie
     assert began <= boot.accepted_at
     total = sum(seconds for _, seconds in steps)
     assert abs(total - (boot.ready_at - boot.accepted_at)) < 1e-6
-    # the client's own create -> readiness-line time; both watch the same console log, so they see the
-    # line within a poll interval or two of each other
-    assert abs(total - (seen - began)) < 1.0, (total, seen - began, steps)
+    # the client's own create -> readiness-line time: the agent and the client's console stream follow the
+    # same console log, but the client's copy comes through the server, so it sees the line a little later
+    # (up to a second or so on a loaded machine), never much earlier
+    observed = seen - began
+    assert boot.ready_at <= seen + 0.5, (boot.ready_at, seen)
+    assert abs(total - observed) < max(1.0, 0.05 * observed), (total, observed, steps)
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "plasmavmc.cli", "--addr", cluster.api, "--org", ORG, "--project", PROJECT,

@@ -106,7 +106,7 @@ async def test_inner_dhcp_and_ping(net_cluster: Cluster, api: PlasmaClient, vms:
     ips = []
     for vm in vms:
         nic = (await api.get_vm(ORG, PROJECT, vm.id)).spec.network[0]
-        shell = WsStream(await open_console(net_cluster.http, ORG, PROJECT, vm.id))
+        shell = WsStream(await open_console(net_cluster.console, ORG, PROJECT, vm.id))
         try:
             out = await run(shell, "ip link set eth0 up; udhcpc -i eth0 -n -q -t 8 -T 2 -s /bin/true 2>&1", 90)
             assert f"lease of {nic.ip_address} obtained" in out, out
@@ -114,7 +114,7 @@ async def test_inner_dhcp_and_ping(net_cluster: Cluster, api: PlasmaClient, vms:
         finally:
             await shell.close()
         ips.append(nic.ip_address)
-    shell = WsStream(await open_console(net_cluster.http, ORG, PROJECT, vms[0].id))
+    shell = WsStream(await open_console(net_cluster.console, ORG, PROJECT, vms[0].id))
     try:
         out = await run(shell, f"ping -c 3 -W 3 {ips[1]}", 90)
         assert re.search(r"[123] packets received", out), out
@@ -126,8 +126,8 @@ async def test_inner_dhcp_and_ping(net_cluster: Cluster, api: PlasmaClient, vms:
 async def test_inner_security_group_change_reaches_the_node(net_cluster: Cluster, api: PlasmaClient,
                                                             vms: list[VirtualMachine]) -> None:
     n2_ip = (await api.get_vm(ORG, PROJECT, vms[1].id)).spec.network[0].ip_address
-    server = WsStream(await open_console(net_cluster.http, ORG, PROJECT, vms[1].id))
-    client = WsStream(await open_console(net_cluster.http, ORG, PROJECT, vms[0].id))
+    server = WsStream(await open_console(net_cluster.console, ORG, PROJECT, vms[1].id))
+    client = WsStream(await open_console(net_cluster.console, ORG, PROJECT, vms[0].id))
     connect = f"nc -w 3 {n2_ip} 5555 </dev/null 2>&1"
     try:
         await run(server, "nc -ll -p 5555 -e echo port-opened </dev/null >/dev/null 2>&1 & true")

@@ -142,6 +142,8 @@ class NodeVms:
 
     async def delete(self, vm_id: str) -> None:
         if vm_id not in self.handles:
+            for backend in self.registry.all():  # a create cut short may have left a directory
+                await backend.purge(vm_id)
             self.cache.unpin(vm_id)
             await self.ports.unplumb_vm(vm_id)
             return  # already gone: delete is idempotent

@@ -3,8 +3,8 @@
 Action names extend spec §10.1 to every RPC (`plasmavmc:<resource>:<verb>`). A scope function reads the
 org/project a request addresses (validating the names: bad input is INVALID_ARGUMENT naming the field)
 and says what to answer when the caller may not see it: the resource's own not-found error, worded like
-a truly missing one. An empty action means "any authenticated caller" (the servicer narrows the answer
-to what the caller may see). References *inside* a request (a VM in an image source, `kernel_id` in
+a truly missing one. A rule with `decide=False` admits any authenticated caller (the servicer narrows
+the answer to what the caller may see). References *inside* a request (a VM in an image source, `kernel_id` in
 image metadata) are authorized by the servicer through `api/caller.py`.
 """
 
@@ -31,6 +31,7 @@ class Rule:
     action: str
     scope: Callable[[Any], Scope]
     mutating: bool
+    decide: bool = True  # False: any authenticated caller (the servicer narrows); `action` names it in the audit
 
 
 def _org(org_id: str, field: str = "org_id") -> str:
@@ -100,8 +101,8 @@ def _iam_org(verb: str, mutating: bool = True, org: Callable[[Any], str] = lambd
                 mutating)
 
 
-def _authenticated(mutating: bool) -> Rule:
-    return Rule("", platform("iam"), mutating)
+def _authenticated(verb: str, mutating: bool) -> Rule:
+    return Rule(f"plasmavmc:iam:{verb}", platform("iam"), mutating, decide=False)
 
 
 VM = "/plasmavmc.v1.VmService/"
@@ -158,7 +159,7 @@ RULES: dict[str, Rule] = {
     SG + "SetSecurityGroupRules": _project("security_groups", "update", "security_group"),
     SG + "DeleteSecurityGroup": _project("security_groups", "delete", "security_group"),
     IAM + "CreateOrg": _rule("plasmavmc:iam:create_org", platform("iam")),
-    IAM + "ListOrgs": _authenticated(False),
+    IAM + "ListOrgs": _authenticated("list_orgs", False),
     IAM + "CreateProject": _iam_org("create_project"),
     IAM + "ListProjects": _iam_org("list", False),
     IAM + "CreatePrincipal": _iam_org("create_principal", org=lambda r: r.principal.org_id),
@@ -166,9 +167,9 @@ RULES: dict[str, Rule] = {
     IAM + "CreateBinding": _iam_org("create_binding"),
     IAM + "DeleteBinding": _iam_org("delete_binding"),
     IAM + "ListBindings": _iam_org("list", False),
-    IAM + "CreateApiKey": _authenticated(True),  # the servicer authorizes against the principal's org
-    IAM + "IssueToken": _authenticated(True),
-    IAM + "WhoAmI": _authenticated(False),
+    IAM + "CreateApiKey": _authenticated("create_api_key", True),  # the servicer decides on the principal's org
+    IAM + "IssueToken": _authenticated("issue_token", True),  # for the caller itself
+    IAM + "WhoAmI": _authenticated("whoami", False),
     IAM + "RotateSigningKey": _rule("plasmavmc:iam:rotate_keys", platform("iam")),
     IAM + "CreateConsoleTicket": _vm("console"),
     IAM + "ListAuditEvents": Rule(

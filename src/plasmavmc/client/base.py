@@ -49,6 +49,19 @@ class ConnectionFailed(Unavailable):
         self.reason = reason
 
 
+_READ_ONLY = ("Get", "List", "Watch", "Download")
+_NEVER_SENT = ("failed to connect", "connection refused", "dns resolution failed", "name resolution")
+
+
+def resendable(rpc: Rpc, error: ConnectionFailed) -> bool:
+    """Whether `rpc` may go to the next endpoint after `error`: a read always may; a change only when the
+    request surely never reached a server (refused, unresolvable) — a connection dropped mid-call may
+    have carried it, and sending it again would answer ALREADY_EXISTS or INVALID_STATE for its own
+    success, so that failure is the caller's answer (the next call uses the next endpoint)."""
+    reason = error.reason.lower()
+    return rpc.method.startswith(_READ_ONLY) or any(words in reason for words in _NEVER_SENT)
+
+
 @dataclass(frozen=True)
 class Rpc:
     """One RPC of one service, bound to a channel only when it is called."""
@@ -114,11 +127,14 @@ class ClientBase:
             return ConnectionFailed(self._endpoints.addrs[index], exc.details() or "")
         return from_rpc_error(exc)
 
-    async def _failed(self, error: PlasmaError, index: int, attempt: int) -> None:
-        """Raise `error` unless it says the endpoint is unreachable and attempts are left; then move on."""
-        if not isinstance(error, ConnectionFailed) or attempt >= self._endpoints.attempts - 1:
+    async def _failed(self, rpc: Rpc, error: PlasmaError, index: int, attempt: int) -> None:
+        """Move on from an unreachable endpoint; raise `error` unless `rpc` may be sent again (below)
+        and attempts are left."""
+        if not isinstance(error, ConnectionFailed):
             raise error
         self._endpoints.fail_over(index)
+        if attempt >= self._endpoints.attempts - 1 or not resendable(rpc, error):
+            raise error
         await self._endpoints.pause(attempt)
 
     async def _unary(self, rpc: Rpc, request: Message) -> Any:
@@ -129,7 +145,7 @@ class ClientBase:
             try:
                 reply = await call(request, metadata=self._metadata, timeout=self._timeout)
             except grpc.aio.AioRpcError as exc:
-                await self._failed(self._error(exc, index), index, attempt)
+                await self._failed(rpc, self._error(exc, index), index, attempt)
                 continue
             self._endpoints.answered = self._endpoints.addrs[index]
             return reply
@@ -152,6 +168,6 @@ class ClientBase:
                 error = self._error(exc, index)
                 if started:
                     raise error from None
-                await self._failed(error, index, attempt)
+                await self._failed(rpc, error, index, attempt)
             finally:
                 call.cancel()

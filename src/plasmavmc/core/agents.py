@@ -19,6 +19,7 @@ from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+from plasmavmc.wire.channels import RECONNECT_OPTIONS
 from plasmavmc.wire.convert import from_proto, to_proto
 from plasmavmc.wire.status import from_rpc_error
 
@@ -180,7 +181,7 @@ class AgentPool:
         key = (node.id, node.agent_address)
         stub = self._stubs.get(key)
         if stub is None:
-            channel = agent_channel(node.agent_address, node.id, self._credentials)
+            channel = agent_channel(node.agent_address, node.id, self._credentials, RECONNECT_OPTIONS)
             self._channels[key] = channel
             stub = self._stubs[key] = agent_pb2_grpc.AgentServiceStub(channel)
         return AgentClient(node, stub)

@@ -17,11 +17,9 @@ record can be re-created from its source (a node's next heartbeat).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -30,18 +28,13 @@ from plasmavmc.errors import Conflict, NotFound, PlasmaError
 from plasmavmc.observe.metrics import CORRUPT_RECORDS
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue, Store, Write
+from plasmavmc.store.cas import MAX_BACKOFF, MAX_CAS_RETRIES, attempts, backoff
 from plasmavmc.types import codec
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-MAX_CAS_RETRIES = 60
-MAX_BACKOFF = 0.05  # seconds: the longest pause between two attempts of one retry loop
-
-
-async def backoff(attempt: int) -> None:
-    """Pause after the `attempt`-th lost race (0-based): up to 1 ms, doubling to `MAX_BACKOFF`, jittered."""
-    await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF, 0.001 * 2**attempt)))
+__all__ = ["MAX_BACKOFF", "MAX_CAS_RETRIES", "CorruptRecord", "Versioned", "backoff", "decode", "decode_all",
+           "mutate", "quarantine", "read", "replace", "retry_on_conflict"]
 
 
 Deriver = Callable[[Any, Any], Sequence[Write]]
@@ -115,7 +108,7 @@ async def mutate(
     `known` (the record as the caller last wrote it) saves the first read; only the stored record
     decides: a stale copy loses the compare-and-swap, and a copy `fn` refuses or leaves unchanged is
     read again. `also` is committed with the record's write (alone if the record needs no change)."""
-    for attempt in range(MAX_CAS_RETRIES):
+    for attempt in attempts(key):
         guessed, current, known = known is not None, known or await read(store, cls, key), None
         if current is None:
             raise missing()
@@ -139,7 +132,7 @@ async def mutate(
             await backoff(attempt)
             continue
         return Versioned(updated, rev, key)
-    raise Conflict(f"{key}: too many concurrent updates, try again")
+    raise AssertionError("unreachable: attempts() raises when exhausted")
 
 
 async def retry_on_conflict(op: Callable[[], Awaitable[T]]) -> T:

@@ -23,6 +23,7 @@ from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.limits import MAX_DISKS_PER_VM, MAX_NICS_PER_VM
 from plasmavmc.observe.metrics import OPERATIONS
 from plasmavmc.store.base import Write
+from plasmavmc.store.cas import attempts, backoff
 from plasmavmc.store.records import Versioned, replace
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageStatus
@@ -32,7 +33,6 @@ from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine
 
 log = logging.getLogger(__name__)
 CAN_CHANGE = (VmState.RUNNING, VmState.STOPPED)
-MAX_ROUNDS = 20
 
 
 async def _changeable(core: Core, ref: VmRef, operation: str) -> Versioned[VirtualMachine]:
@@ -46,7 +46,7 @@ async def _changeable(core: Core, ref: VmRef, operation: str) -> Versioned[Virtu
 async def _record(core: Core, ref: VmRef, change: Callable[[VirtualMachine], VirtualMachine],
                   storage_gib: int, undo: Callable[[], Awaitable[None]], operation: str) -> VirtualMachine:
     try:
-        for _ in range(MAX_ROUNDS):
+        for attempt in attempts(f"{operation} on VM {ref.vm}"):
             found = await core.find_vm(ref)
             updated = change(found.value)
             write = Write(found.key, codec.dumps(updated), found.revision)
@@ -55,10 +55,11 @@ async def _record(core: Core, ref: VmRef, change: Callable[[VirtualMachine], Vir
                 await quotas.commit_charged(core.store, updated.org_id, updated.project_id,
                                             QuotaUsage(storage_gib=storage_gib), [write, *described])
             except Conflict:
+                await backoff(attempt)
                 continue
             OPERATIONS.labels(operation, "ok").inc()
             return updated
-        raise Conflict(f"{operation}: the VM record kept changing, try again")
+        raise AssertionError("unreachable: attempts() raises when exhausted")
     except PlasmaError:
         OPERATIONS.labels(operation, "error").inc()
         try:

@@ -165,7 +165,7 @@ async def provision(
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
     (with reason) if it fails."""
     def _made(v: VirtualMachine) -> VirtualMachine:
-        return boot.stamped(_moved(v, VmState.STOPPED, "create"), image_ready_at=ready_at)
+        return boot.stamped(moved(v, VmState.STOPPED, "create"), image_ready_at=ready_at)
 
     try:
         agent = await core.agent_for(vm.value)
@@ -178,7 +178,9 @@ async def provision(
     return stopped.value
 
 
-def _moved(vm: VirtualMachine, target: VmState, operation: str, **changes: object) -> VirtualMachine:
+def moved(vm: VirtualMachine, target: VmState, operation: str, **changes: object) -> VirtualMachine:
+    """`vm` in state `target`, the pair checked against the transition table (INVALID_STATE otherwise):
+    the one way a VM record changes state, for every module of core."""
     state = transition(vm.state, target, vm_id=vm.id, operation=operation)
     return replace(vm, state=state, updated_at=int(time.time()), **changes)
 
@@ -186,7 +188,7 @@ def _moved(vm: VirtualMachine, target: VmState, operation: str, **changes: objec
 async def set_error(core: Core, key: str, message: str) -> None:
     def apply(vm: VirtualMachine) -> VirtualMachine:
         status = replace(vm.status, actual_state=VmState.ERROR, last_error=message)
-        return _moved(vm, VmState.ERROR, "fail", status=status)
+        return moved(vm, VmState.ERROR, "fail", status=status)
 
     try:
         await mutate(core.store, VirtualMachine, key, apply)
@@ -243,7 +245,7 @@ async def delete(core: Core, ref: VmRef, force: bool) -> None:
         if vm.state == VmState.DELETED:
             return vm
         check_transition(vm.state, VmState.DELETED, operation="delete")
-        return _moved(vm, VmState.DELETED, "delete")
+        return moved(vm, VmState.DELETED, "delete")
 
     marked = await mutate(core.store, VirtualMachine, found.key, mark)
     OPERATIONS.labels("delete", "ok").inc()

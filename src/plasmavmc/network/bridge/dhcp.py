@@ -13,16 +13,11 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from plasmavmc.errors import PlasmaError
-from plasmavmc.hypervisor.process import open_process, read_pidfile, run_daemonizing
+from plasmavmc.network.bridge import daemon
 from plasmavmc.types.network import Network, PortRequest
 
 DNSMASQ = "dnsmasq"
 LEASE_TIME = "12h"
-
-
-class DhcpFailed(PlasmaError):
-    """dnsmasq could not be started."""
 
 
 def argv(network: Network, bridge: str, state: Path) -> list[str]:
@@ -45,32 +40,16 @@ def write_hosts(state: Path, ports: Sequence[PortRequest]) -> None:
 
 
 def running(state: Path) -> bool:
-    pid = read_pidfile(state / "dnsmasq.pid")
-    proc = open_process(pid, str(state)) if pid else None
-    if proc is None:
-        return False
-    proc.close()
-    return True
+    return daemon.running_pid(state / "dnsmasq.pid", str(state)) is not None
 
 
 async def ensure(network: Network, bridge: str, state: Path, ports: Sequence[PortRequest]) -> None:
     """dnsmasq serving `ports` on `bridge`: started if not running, else told to re-read its hosts."""
     state.mkdir(parents=True, exist_ok=True)
     write_hosts(state, ports)
-    pid = read_pidfile(state / "dnsmasq.pid")
-    proc = open_process(pid, str(state)) if pid else None
-    if proc is not None:
-        with proc:
-            proc.send_signal(signal.SIGHUP)
-        return
-    result = await run_daemonizing(argv(network, bridge, state), cwd=state, within_s=30.0)
-    if result.returncode != 0:
-        raise DhcpFailed(f"dnsmasq for network {network.id} failed: {result.stderr[:500]}")
+    if not daemon.signal_daemon(state / "dnsmasq.pid", str(state), signal.SIGHUP):
+        await daemon.start(argv(network, bridge, state), cwd=state)
 
 
 async def stop(state: Path) -> None:
-    pid = read_pidfile(state / "dnsmasq.pid")
-    proc = open_process(pid, str(state)) if pid else None
-    if proc is not None:
-        with proc:
-            await proc.terminate(5.0)
+    await daemon.stop(state / "dnsmasq.pid", str(state))

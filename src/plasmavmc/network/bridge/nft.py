@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from plasmavmc.errors import PlasmaError
+from plasmavmc.network.bridge import command
 
 NFT = "nft"
 
@@ -14,21 +15,9 @@ class NftFailed(PlasmaError):
 
 
 async def apply(ruleset: str, within_s: float = 30.0) -> None:
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            NFT, "-f", "-", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as exc:
-        raise NftFailed(f"cannot execute {NFT}: {exc}") from exc
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(ruleset.encode()), within_s)
-    except TimeoutError as exc:
-        proc.kill()
-        await proc.wait()
-        raise NftFailed(f"{NFT} did not finish within {within_s:.0f}s") from exc
-    if proc.returncode != 0:
-        raise NftFailed(f"{NFT} refused the ruleset: {err.decode(errors='replace').strip()[:2000]}")
+    code, err = await command.run([NFT, "-f", "-"], stdin=ruleset.encode(), within_s=within_s)
+    if code != 0:
+        raise NftFailed(f"{NFT} refused the ruleset: {err[:2000]}")
 
 
 async def list_table(family: str, table: str) -> str:
