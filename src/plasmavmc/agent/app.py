@@ -32,6 +32,7 @@ from plasmavmc.network.registry import make_provider
 from plasmavmc.observe.grpc_services import HealthAndReflection
 from plasmavmc.observe.interceptor import ObservingInterceptor
 from plasmavmc.observe.metrics import BUILD_INFO
+from plasmavmc.sdnotify import notify
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2_grpc
@@ -113,10 +114,12 @@ async def run(settings: AgentSettings) -> None:
         settings.agent.addr,
         ", ".join(h.value for h in registry.available()),
     )
+    notify(f"READY=1\nSTATUS=node {settings.agent.node_id} serving on {settings.agent.addr}")
     try:
         await until_terminated()
     finally:
         await health.set_serving(False)
+        notify("STOPPING=1")
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat

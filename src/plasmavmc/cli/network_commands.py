@@ -16,7 +16,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     create = net.add_parser("create", help="create a network")
     create.add_argument("name")
     create.add_argument("--cidr", required=True, help="IPv4 network, /8 to /29, e.g. 10.20.0.0/24")
-    create.add_argument("--gateway", default="", help="default: the first host address")
+    create.add_argument("--gateway-ip", dest="gateway_ip", default="",
+                        help="the gateway address (default: the first host address)")
     create.add_argument("--no-dhcp", dest="dhcp", action="store_false", help="no DHCP server on this network")
     create.add_argument("--egress-nat", action="store_true", help="let guests reach outside networks (NAT)")
     create.set_defaults(func=network_create)
@@ -40,7 +41,7 @@ def _show(args: argparse.Namespace, found: list[Network]) -> int:
 
 
 async def network_create(client: PlasmaClient, args: argparse.Namespace) -> int:
-    made = await client.create_network(args.org, args.project, args.name, args.cidr, gateway=args.gateway,
+    made = await client.create_network(args.org, args.project, args.name, args.cidr, gateway=args.gateway_ip,
                                        dhcp=args.dhcp, egress_nat=args.egress_nat)
     return _show(args, [made])
 

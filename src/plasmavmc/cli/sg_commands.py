@@ -34,8 +34,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         p.set_defaults(func=func)
     add = sg.add_parser("rule-add", help="allow traffic")
     add.add_argument("name")
-    add.add_argument("--direction", choices=[d.value for d in Direction], default="ingress")
-    add.add_argument("--protocol", choices=[p.value for p in Protocol], default="tcp")
+    add.add_argument("--direction", choices=[d.value for d in Direction], default="ingress",
+                     help="traffic the rule lets in (ingress) or out (egress)")
+    add.add_argument("--protocol", choices=[p.value for p in Protocol], default="tcp", help="IP protocol")
     add.add_argument("--port", type=_ports, metavar="N[-M]", help="tcp/udp port or range (default: all)")
     remote = add.add_mutually_exclusive_group()
     remote.add_argument("--remote-cidr", default="", help="peer addresses (default: anywhere)")

@@ -241,6 +241,8 @@ def agent_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("-l", "--log-level", metavar="LEVEL", help="log level (env PLASMAVMC_LOG_LEVEL)")
     parser.add_argument("--addr", metavar="ADDR", help="AgentService listen address")
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration (file, environment, flags), print it and exit")
     return parser
 
 

@@ -111,14 +111,38 @@ class Rejections:
         if len(shown) < REASONS_SHOWN:
             shown.append(f"{node_id}: {reason}")
 
-    def explain(self, total: int) -> str:
+    def explain(self, total: int, none_left: str = "no nodes are registered") -> str:
         if total == 0:
-            return "no node can run this VM: no nodes are registered"
+            return f"no node can run this VM: {none_left}"
         parts = [
             f"{name} rejected {count} ({'; '.join(self.samples[name])}{'; ...' if count > REASONS_SHOWN else ''})"
             for name, count in self.counts.most_common()
         ]
-        return f"no node can run this VM: {total} nodes, " + ", ".join(parts)
+        hints = [h for h in (hint(name, self.samples[name]) for name, _ in self.counts.most_common()) if h]
+        tail = f". To change this: {'; '.join(hints)}" if hints else ""
+        return f"no node can run this VM: {total} nodes, " + ", ".join(parts) + tail
+
+
+#: per filter, what would change its verdict: (words in a rejection reason, the config key or flag)
+HINTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "ResourceFilter": (
+        ("vCPU", "raise [scheduler] cpu_overcommit_ratio in the server config, or ask for fewer --vcpus"),
+        ("memory", "raise [scheduler] memory_overcommit_ratio, or ask for less --memory-mib"),
+        ("storage", "raise [scheduler] storage_overcommit_ratio, or ask for a smaller --disk-gib"),
+    ),
+    "ReadyFilter": (("", "uncordon a node (plasmavmc node uncordon N) or start its agent"),),
+    "HypervisorFilter": (("", "enable the hypervisor on a node ([hypervisors] enabled in the agent config) "
+                              "or pick another with --hypervisor"),),
+    "TaintFilter": (("", "add a matching spec.placement.tolerations entry, or remove the node's taint"),),
+    "AffinityFilter": (("", "relax spec.placement.node_selector, or label a node to match"),),
+    "AntiAffinityFilter": (("", "use another spec.placement.anti_affinity_group, or add nodes"),),
+}
+
+
+def hint(filter_name: str, reasons: Sequence[str]) -> str:
+    """What to change so that `filter_name` passes, from the words of its rejections."""
+    text = " ".join(reasons)
+    return "; ".join(h for words, h in HINTS.get(filter_name, ()) if words in text)
 
 
 @dataclass
@@ -142,8 +166,12 @@ class Scheduler:
             total += weight * s.score(cycle, view)
         return total
 
-    def rank(self, cycle: Cycle, views: Sequence[NodeView]) -> list[NodeView]:
-        """Feasible nodes, best first; raises NoSuitableNode with every filter's rejections."""
+    def rank(self, cycle: Cycle, views: Sequence[NodeView],
+             none_left: str = "no nodes are registered") -> list[NodeView]:
+        """Feasible nodes, best first; raises NoSuitableNode with every filter's rejections.
+
+        `none_left` says why there is no node at all (a drain passes "no node other than N is registered").
+        """
         total = len(views)
         start = self._offset % total if total else 0
         self._offset += 1
@@ -163,7 +191,7 @@ class Scheduler:
                 if len(feasible) >= enough:
                     break
         if not feasible:
-            raise NoSuitableNode(rejections.explain(total))
+            raise NoSuitableNode(rejections.explain(total, none_left))
         score = self.score
         scored = sorted([(-score(cycle, v), v.node.id, v) for v in feasible], key=_order)
         return [v for _, _, v in scored]

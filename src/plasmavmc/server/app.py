@@ -45,6 +45,7 @@ from plasmavmc.observe.grpc_services import HealthAndReflection
 from plasmavmc.observe.interceptor import ObservingInterceptor
 from plasmavmc.observe.metrics import BUILD_INFO
 from plasmavmc.scheduler import build as build_scheduler
+from plasmavmc.sdnotify import notify
 from plasmavmc.server.console_ws import start_console
 from plasmavmc.server.http import start_http
 from plasmavmc.server.iam_wiring import build_iam
@@ -190,9 +191,11 @@ async def run(settings: ServerSettings) -> None:
     console = await start_console(core, iam, *split_addr(settings.server.console_addr))
     log.info("plasmavmc-server serving gRPC on %s, HTTP on %s, consoles on %s", settings.server.addr,
              settings.server.metrics_addr, settings.server.console_addr)
+    notify(f"READY=1\nSTATUS=serving gRPC on {settings.server.addr}")  # store open, member registered, serving
     try:
         await until_terminated()
     finally:
+        notify("STOPPING=1")
         log.info("plasmavmc-server stopping")
         await health.set_serving(False)
         for task in (loop_task, memory_task, audit_task, states_task):

@@ -88,6 +88,7 @@ async def move(core: Core, vm: Versioned[VirtualMachine], from_node: str, allow_
     # an unreachable node cannot confirm the VM stopped: moving it could leave two copies running
     await (await core.agent_for(vm.value)).status(vm.value.id)
     was_running = vm.value.state == VmState.RUNNING
+    await placement.check_fits(core, vm.value, from_node)  # before the stop: a VM that cannot move keeps running
     if was_running:
         await power.stop(core, ref, force=False, timeout_seconds=STOP_TIMEOUT)
     elif vm.value.state != VmState.STOPPED:

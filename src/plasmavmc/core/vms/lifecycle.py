@@ -197,15 +197,22 @@ async def set_error(core: Core, key: str, message: str) -> None:
 
 
 async def list_vms(
-    core: Core, org_id: str, project_id: str, page_size: int, token: str
+    core: Core, org_id: str, project_id: str, page_size: int, token: str, all_projects: bool = False
 ) -> tuple[list[VirtualMachine], str]:
+    """One page of a project's VMs (or, with `all_projects`, of every project of the org)."""
     validation.name(org_id, "org_id")
-    validation.name(project_id, "project_id")
+    if all_projects and project_id:
+        raise InvalidArgument("project_id", "must be empty with all_projects")
+    if not all_projects:
+        validation.name(project_id, "project_id")
     if page_size > MAX_PAGE:
         raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
     if token:
-        validation.vm_id(token, "page_token")
-    prefix = keys.vms_in(org_id, project_id)
+        project, _, vm_id = token.rpartition("/") if all_projects else ("", "", token)
+        if all_projects:
+            validation.name(project, "page_token")
+        validation.vm_id(vm_id, "page_token")
+    prefix = keys.vms_in(org_id, None if all_projects else project_id)
     page: Page = await core.store.list(
         prefix, start_after=prefix + token if token else None, limit=page_size or DEFAULT_PAGE
     )

@@ -28,7 +28,7 @@ from plasmavmc.types import codec
 from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.types.vm import VirtualMachine
 
-__all__ = ["Assignment", "claim", "read_assignment", "release_writes", "request_of"]
+__all__ = ["Assignment", "check_fits", "claim", "read_assignment", "release_writes", "request_of"]
 
 MAX_ROUNDS = 50  # re-rankings before giving up with CONFLICT (each round tries TRY_NODES nodes)
 TRY_NODES = 5
@@ -114,6 +114,15 @@ async def _try_node(
     return Versioned(placed, rev, vm.key)
 
 
+async def check_fits(core: Core, vm: VirtualMachine, moving_from: str) -> None:
+    """Raise NO_SUITABLE_NODE (explained) unless some node other than `moving_from` could take `vm` now.
+
+    A drain asks this before it stops a VM, so a VM that cannot move is left running where it is.
+    """
+    views = [v for v in await core.nodes.cache.views(time.monotonic()) if v.node.id != moving_from]
+    core.scheduler.rank(Cycle.of(vm), views, f"no node other than {moving_from} is registered")
+
+
 async def claim(
     core: Core, vm: Versioned[VirtualMachine], placer: Placer, *, moving_from: str | None = None
 ) -> Versioned[VirtualMachine]:
@@ -124,10 +133,12 @@ async def claim(
     for attempt in range(MAX_ROUNDS):
         cycle = Cycle.of(current.value)  # the scheduler's state for this round, shared by its plugins
         views = await core.nodes.cache.views(fresh_since)
+        none_left = "no nodes are registered"
         if moving_from is not None:
+            none_left = f"no node other than {moving_from} is registered"
             views = [v for v in views if v.node.id != moving_from]
         try:
-            ranking = core.scheduler.rank(cycle, views)
+            ranking = core.scheduler.rank(cycle, views, none_left)
         except NoSuitableNode:
             if core.nodes.cache.loaded_since(started):
                 raise

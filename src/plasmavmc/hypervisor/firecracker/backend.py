@@ -238,8 +238,7 @@ class FirecrackerBackend(VmDirBackend[FcPaths]):
             launch.mark_stop(paths, process.pid, reason)
             with contextlib.suppress(HypervisorError):  # API gone or busy: the deadline still holds
                 await FirecrackerApi(paths.api_sock, timeout=min(grace_s, 5.0) or 1.0).action("SendCtrlAltDel")
-            if not await process.wait(grace_s):
-                await process.kill()
+            await process.wait_or_kill(grace_s, f"firecracker of vm {paths.root.name}")
 
     async def _kill(self, paths: FcPaths, reason: str) -> None:
         process = self._process(paths)

@@ -215,8 +215,7 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
             self._ensure_watcher(paths, process)  # it quits QEMU once the guest has powered off
             with contextlib.suppress(HypervisorError):  # QMP gone or busy: the deadline still holds
                 await qmp.execute(paths.qmp, "system_powerdown")
-            if not await process.wait(grace_s):
-                await process.kill()
+            await process.wait_or_kill(grace_s, f"qemu of vm {paths.root.name}")
         await self._stop_watcher(paths.root.name)
 
     async def _kill(self, paths: RuntimePaths, reason: str) -> None:
