@@ -3,7 +3,8 @@
 Walks a message descriptor and fills each field, at random, with nothing, a boundary value (0, -1,
 the type's extremes, an unknown enum number, a 100 KB string, control characters) or a plausible value
 (a UUID, a short name, a known enum number), so that a run reaches both the edge checks and the code
-behind them. Seeded: a failing message can be rebuilt from its seed.
+behind them. Long lists (40, 200 entries) only at the top level, so nested lists cannot multiply into
+messages of millions of fields. Seeded: a failing message can be rebuilt from its seed.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _fill(msg: Message, desc: Descriptor, rng: random.Random, depth: int) -> Non
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
             target = getattr(msg, fd.name)
             key_fd, val_fd = fd.message_type.fields_by_name["key"], fd.message_type.fields_by_name["value"]
-            for _ in range(rng.choice((0, 1, 3, 80))):
+            for _ in range(rng.choice((0, 1, 3, 80) if depth == 0 else (0, 1, 3))):
                 key = _scalar(key_fd, rng)
                 if val_fd.message_type is not None:
                     if depth < MAX_DEPTH:
@@ -77,7 +78,7 @@ def _fill(msg: Message, desc: Descriptor, rng: random.Random, depth: int) -> Non
                     target[key] = _scalar(val_fd, rng)
         elif fd.is_repeated:
             target = getattr(msg, fd.name)
-            for _ in range(rng.choice((0, 1, 2, 3, 40, 200))):
+            for _ in range(rng.choice((0, 1, 2, 3, 40, 200) if depth == 0 else (0, 1, 2, 3))):
                 if fd.message_type is not None:
                     if depth >= MAX_DEPTH:
                         break

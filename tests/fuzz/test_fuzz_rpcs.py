@@ -138,7 +138,8 @@ async def test_no_input_answers_internal_or_unknown(fuzz_cluster: Cluster) -> No
         bad: list[str] = []
         calls = 0
         by_code: dict[str, int] = {}
-        slow: set[str] = set()  # followed streams (console, watch) run until the call's deadline
+        slow: set[str] = set()
+        slowest: dict[str, float] = {}  # followed streams (console, watch) run until the call's deadline
         deadline = time.monotonic() + BUDGET_SECONDS
         seed = SEED_BASE
         gate = asyncio.Semaphore(PARALLEL)
@@ -146,12 +147,15 @@ async def test_no_input_answers_internal_or_unknown(fuzz_cluster: Cluster) -> No
         async def one(target: Target, s: int) -> None:
             nonlocal calls
             async with gate:
+                started = time.monotonic()
                 code, details = await _call(target, s)
                 for _ in range(2):
                     if details != TRANSPORT_RACE:
                         break
                     code, details = await _call(target, s)
             calls += 1
+            name = target.path.rpartition("/")[2]
+            slowest[name] = max(slowest.get(name, 0.0), time.monotonic() - started)
             by_code[code.name] = by_code.get(code.name, 0) + 1
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 slow.add(target.path.rpartition("/")[2])
@@ -162,7 +166,8 @@ async def test_no_input_answers_internal_or_unknown(fuzz_cluster: Cluster) -> No
             await asyncio.gather(*(one(t, seed * 1000 + i) for i, t in enumerate(targets)))
             seed += 1
         print(f"fuzz: {calls} calls over {len(targets)} methods in {seed - SEED_BASE} rounds: {by_code}; "
-              f"deadline reached by {sorted(slow)}")
+              f"deadline reached by {sorted(slow)}; slowest: "
+              f"{sorted(((round(v, 1), k) for k, v in slowest.items()), reverse=True)[:6]}")
         assert not bad, f"{len(bad)} of {calls} calls answered INTERNAL/UNKNOWN:\n" + "\n".join(bad[:40])
     await _still_serves(fuzz_cluster)
 

@@ -153,4 +153,14 @@ def from_proto(cls: type[T], msg: Message) -> T:
             value = raw if read is None else read(raw)
             if value is not None or optional:
                 kwargs[name] = value
+    missing = [n for n in _required(target) if n not in kwargs]
+    if missing:  # a field without a default left unset (an UNSPECIFIED enum): the sender's error
+        raise InvalidArgument(missing[0], f"required in {msg.DESCRIPTOR.name}")
     return cls(**kwargs)
+
+
+@cache
+def _required(cls: Any) -> tuple[str, ...]:
+    """The fields of dataclass `cls` that have no default."""
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
