@@ -14,10 +14,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +33,7 @@ from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.vm import DiskSource, DiskSpec, MemorySpec, NetworkSpec
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2
 from tests.conftest import ADMIN_CREDENTIAL, Cluster, free_port, needs_qemu, start_cluster
-from tests.e2e.helpers import ORG, PROJECT, tiny_spec
+from tests.e2e.helpers import ORG, PROJECT, tiny_spec, until
 
 pytestmark = [needs_qemu]
 ALLOWED_HOP = "127.0.0.2"  # the one loopback address this cluster's URL imports may reach
@@ -85,14 +83,6 @@ class Target:
 
     def url(self, host: str | None = None) -> str:
         return f"http://{host or self.host}:{self.port}/disk.raw"
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.1)  # polling the server's state with a deadline
 
 
 async def names(client: PlasmaClient) -> set[str]:

@@ -16,8 +16,7 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, MemorySpec, VmSpec
 from plasmavmc.v1 import image_pb2
 from tests.conftest import Cluster, Proc, free_port, kill_leftover_qemu, needs_qemu, write_configs
-from tests.e2e.helpers import ORG, PROJECT, console_until
+from tests.e2e.helpers import ORG, PROJECT, console_until, until
 from tests.s3 import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFs, seaweedfs
 
 __all__ = ["seaweedfs"]
@@ -108,14 +107,6 @@ async def chunks_of(data: bytes, size: int = 256 * 1024) -> AsyncIterator[bytes]
 
 async def download(client: PlasmaClient, org: str, image_id: str) -> bytes:
     return b"".join([c async for c in client.download_image(org, image_id)])
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.1)  # polling the server's state with a deadline
 
 
 async def stored_leftovers(c: ImgCluster) -> list[str]:
