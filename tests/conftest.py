@@ -209,9 +209,11 @@ def write_configs(root: Path, guest: Path, node_id: str, firecracker: bool = Fal
 
 
 def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False,
-                  network_provider: str = "none", mvisor: str | None = None) -> Cluster:
+                  network_provider: str = "none", mvisor: str | None = None, server_extra: str = "") -> Cluster:
+    """`server_extra`: TOML appended to the server's config (sections the defaults leave out)."""
     server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker, network_provider,
                                                         mvisor)
+    server_cfg.write_text(server_cfg.read_text() + server_extra)
     return launch(root, server_cfg, agent_cfg, api, http, node_id)
 
 

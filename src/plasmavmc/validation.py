@@ -12,17 +12,26 @@ import re
 import uuid
 
 from plasmavmc.errors import InvalidArgument, Unimplemented
+from plasmavmc.limits import (
+    KERNEL_ARGS_MAX,
+    LABEL_VALUE_MAX,
+    MAX_DISK_GIB,
+    MAX_DISKS_PER_VM,
+    MAX_LABELS,
+    MAX_MEMORY_MIB,
+    MAX_NICS_PER_VM,
+    MAX_TOLERATIONS,
+    MAX_VCPUS,
+    MIN_MEMORY_MIB,
+    NAME_MAX,
+)
 from plasmavmc.types.vm import DiskBus, DiskSpec, NetworkSpec, VmSpec
 
-NAME_MAX = 63
+__all__ = ["MAX_DISK_GIB", "MAX_MEMORY_MIB", "NAME_MAX"]
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?")
 _KERNEL_ARGS_RE = re.compile(r"[A-Za-z0-9._=,:/+ -]*")
-MAX_VCPUS = 256
-MIN_MEMORY_MIB = 64
-MAX_MEMORY_MIB = 1024 * 1024
-MAX_DISK_GIB = 16 * 1024
-MAX_LABELS = 64
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def name(value: str, field: str) -> str:
@@ -66,8 +75,35 @@ def labels(values: dict[str, str], field: str) -> dict[str, str]:
     for key, val in values.items():
         if len(key) > NAME_MAX or not _LABEL_KEY_RE.fullmatch(key):
             raise InvalidArgument(f"{field}[{key[:40]}]", "invalid key")
-        if len(val) > 255:
-            raise InvalidArgument(f"{field}[{key}]", "value longer than 255 characters")
+        text(val, f"{field}[{key}]", LABEL_VALUE_MAX)
+    return values
+
+
+def text(value: str, field: str, max_len: int) -> str:
+    """Free text: at most `max_len` characters, no control characters (newlines, NUL, ANSI escapes)."""
+    if len(value) > max_len:
+        raise InvalidArgument(field, f"at most {max_len} characters, got {len(value)}")
+    if _CONTROL_RE.search(value):
+        raise InvalidArgument(field, "must not contain control characters (newline, NUL, escape sequences)")
+    return value
+
+
+def kernel_args(value: str, field: str) -> str:
+    """Kernel command-line words: `spec.boot.kernel_args` and an image's `kernel_cmdline` metadata alike."""
+    if len(value) > KERNEL_ARGS_MAX or not _KERNEL_ARGS_RE.fullmatch(value):
+        raise InvalidArgument(field, f"at most {KERNEL_ARGS_MAX} characters of [A-Za-z0-9._=,:/+ -]")
+    return value
+
+
+def image_metadata(values: dict[str, str], field: str = "metadata") -> dict[str, str]:
+    """Image metadata: label rules, and the boot keys by the rules of the VM fields they stand for
+    (`kernel_cmdline` is kernel arguments like `spec.boot.kernel_args`; the ids are image names)."""
+    labels(values, field)
+    if "kernel_cmdline" in values:
+        kernel_args(values["kernel_cmdline"], f"{field}[kernel_cmdline]")
+    for key in ("kernel_id", "ramdisk_id"):
+        if values.get(key):
+            name(values[key], f"{field}[{key}]")
     return values
 
 
@@ -97,6 +133,8 @@ def _memory(spec: VmSpec) -> None:
 def _disks(spec: VmSpec) -> None:
     if not spec.disks:
         raise InvalidArgument("spec.disks", "at least one disk (with an image source) is required")
+    if len(spec.disks) > MAX_DISKS_PER_VM:
+        raise InvalidArgument("spec.disks", f"at most {MAX_DISKS_PER_VM} disks per VM, got {len(spec.disks)}")
     seen: set[str] = set()
     for i, disk in enumerate(spec.disks):
         where = f"spec.disks[{i}]"
@@ -156,6 +194,8 @@ def attached_disk(disk: DiskSpec, where: str = "disk") -> DiskSpec:
 
 
 def _networks(nics: tuple[NetworkSpec, ...]) -> None:
+    if len(nics) > MAX_NICS_PER_VM:
+        raise InvalidArgument("spec.network", f"at most {MAX_NICS_PER_VM} NICs per VM, got {len(nics)}")
     seen: set[str] = set()
     for i, spec in enumerate(nics):
         nic(spec, f"spec.network[{i}]")
@@ -165,7 +205,6 @@ def _networks(nics: tuple[NetworkSpec, ...]) -> None:
 
 
 TAINT_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
-MAX_TOLERATIONS = 16
 
 
 def _placement(spec: VmSpec) -> None:
@@ -190,8 +229,7 @@ def vm_spec(spec: VmSpec) -> VmSpec:
     _memory(spec)
     _disks(spec)
     _networks(spec.network)
-    if len(spec.boot.kernel_args) > 512 or not _KERNEL_ARGS_RE.fullmatch(spec.boot.kernel_args):
-        raise InvalidArgument("spec.boot.kernel_args", "at most 512 characters of [A-Za-z0-9._=,:/+ -]")
+    kernel_args(spec.boot.kernel_args, "spec.boot.kernel_args")
     if spec.boot.machine_type:
         name(spec.boot.machine_type, "spec.boot.machine_type")
     return spec

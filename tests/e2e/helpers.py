@@ -7,6 +7,7 @@ import asyncio
 import re
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, MemorySpec, VmSpec
@@ -50,3 +51,11 @@ def health_ok(http: str) -> bool:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.1)  # polling the server's state with a deadline

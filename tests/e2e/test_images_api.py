@@ -16,8 +16,7 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +38,13 @@ from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, MemorySpec, VmSpec
 from plasmavmc.v1 import image_pb2
 from tests.conftest import Cluster, Proc, free_port, kill_leftover_qemu, needs_qemu, write_configs
-from tests.e2e.helpers import ORG, PROJECT, console_until
+from tests.e2e.helpers import ORG, PROJECT, console_until, until
 from tests.s3 import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFs, seaweedfs
 
 __all__ = ["seaweedfs"]
 pytestmark = [needs_qemu]
 OTHER = "org-img-other"
+FILES_HOST = "127.0.0.3"
 
 
 def start_image_cluster(root: Path, guest: Path, s3: SeaweedFs | None) -> Cluster:
@@ -57,6 +57,8 @@ def start_image_cluster(root: Path, guest: Path, s3: SeaweedFs | None) -> Cluste
         )
         assert 'backend = "s3"' in text
         server_cfg.write_text(text)
+    # URL imports may reach only this loopback address (the default refuses every loopback address)
+    server_cfg.write_text(server_cfg.read_text() + f'[images]\nurl_allow_cidrs = ["{FILES_HOST}/32"]\n')
     server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(server_cfg)], root / "server.log")
     agent = Proc([sys.executable, "-m", "plasmavmc.agent.main", "-c", str(agent_cfg)], root / "agent.log")
     server.start()
@@ -105,14 +107,6 @@ async def chunks_of(data: bytes, size: int = 256 * 1024) -> AsyncIterator[bytes]
 
 async def download(client: PlasmaClient, org: str, image_id: str) -> bytes:
     return b"".join([c async for c in client.download_image(org, image_id)])
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.1)  # polling the server's state with a deadline
 
 
 async def stored_leftovers(c: ImgCluster) -> list[str]:
@@ -318,9 +312,9 @@ async def http_files(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, FILES_HOST, port)
     await site.start()
-    yield f"http://127.0.0.1:{port}/files", tmp_path
+    yield f"http://{FILES_HOST}:{port}/files", tmp_path
     await runner.cleanup()
 
 

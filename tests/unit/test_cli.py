@@ -492,6 +492,15 @@ def test_node_list_table_and_json(fake: FakeState, capsys: pytest.CaptureFixture
     assert data[0]["hypervisors"] == ["kvm", "firecracker"]
 
 
+def test_node_list_prints_control_characters_escaped(fake: FakeState, capsys: pytest.CaptureFixture[str]) -> None:
+    """A record stored before names were checked (or by a buggy agent) cannot drive the terminal."""
+    fake.nodes = {"evil": replace(_node("evil\x1b[2J\x1b[31m"), accelerator="tcg\nkvm\u202e")}
+    assert main(["node", "list"]) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\u202e" not in printed and len(printed.splitlines()) == 2
+    assert "evil\\x1b[2J\\x1b[31m" in printed and "tcg\\nkvm\\u202e" in printed
+
+
 def test_node_cordon(fake: FakeState, capsys: pytest.CaptureFixture[str]) -> None:
     fake.nodes = {"node-a": _node("node-a")}
     assert main(["-o", "json", "node", "cordon", "node-a"]) == 0

@@ -36,6 +36,7 @@ from plasmavmc.sdnotify import notify
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2_grpc
+from plasmavmc.wire.guard import RequestGuard
 from plasmavmc.wire.peer import control_plane_only
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,10 @@ def agent_server(settings: AgentSettings) -> grpc.aio.Server:
     """The AgentService's server: with `[agent.tls] ca_file`, only the control plane's certificate may call."""
     tls = settings.agent.tls
     if tls is not None and tls.mutual:
-        return grpc.aio.server(interceptors=[ObservingInterceptor(), control_plane_only()])
+        return grpc.aio.server(interceptors=[ObservingInterceptor(), control_plane_only(), RequestGuard()])
     log.warning("the AgentService on %s accepts any caller (no [agent.tls] ca_file): keep it on loopback "
                 "or set up mutual TLS", settings.agent.addr)
-    return grpc.aio.server(interceptors=[ObservingInterceptor()])
+    return grpc.aio.server(interceptors=[ObservingInterceptor(), RequestGuard()])
 
 
 async def run(settings: AgentSettings) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from plasmavmc import validation
 from plasmavmc.agent.vms import NodeVms
-from plasmavmc.errors import PlasmaError
+from plasmavmc.errors import InvalidArgument, PlasmaError
 from plasmavmc.types.image import Image
 from plasmavmc.types.network import PortRequest, SecurityGroup
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine
@@ -26,6 +26,18 @@ ON_CONTROL_PLANE = "served by the control plane, not by a node agent"
 IDLE_END = 0.3  # without follow, a console stream ends once the history is sent and output pauses
 
 
+def _image(image: Image, field: str) -> Image:
+    """An image the control plane sends with a VM: its boot metadata reaches the hypervisor."""
+    validation.name(image.id, f"{field}.id")
+    validation.image_metadata(image.metadata, f"{field}.metadata")
+    return image
+
+
+def _device(vm_id: str, device_id: str, field: str) -> tuple[str, str]:
+    """(VM id, disk/NIC/snapshot id) of a device request, both checked."""
+    return validation.vm_id(vm_id), validation.device_id(device_id, field)
+
+
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, vms: NodeVms) -> None:
         self.vms = vms
@@ -34,7 +46,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def CreateVm(self, request: agent_pb2.CreateVmRequest, context: Ctx) -> Any:
         vm = from_proto(VirtualMachine, request.vm)
         validation.vm_id(vm.id, "vm.id")
-        images = [from_proto(Image, i) for i in request.images]
+        validation.name(vm.org_id, "vm.org_id")
+        validation.vm_spec(vm.spec)
+        images = [_image(from_proto(Image, i), f"images[{n}]") for n, i in enumerate(request.images)]
+        have = {i.id for i in images}
+        for n, disk in enumerate(vm.spec.disks):
+            if disk.source.image_id not in have:
+                raise InvalidArgument(f"vm.spec.disks[{n}].source.image_id", "no such image in the request's images")
         ports = [from_proto(PortRequest, p) for p in request.ports]
         handle = await self.vms.create(vm, images, ports)
         return to_proto(handle, agent_pb2.VmHandle())
@@ -125,19 +143,21 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     @unary
     async def AttachDisk(self, request: agent_pb2.AttachDiskRequest, context: Ctx) -> Any:
         vm_id = validation.vm_id(request.vm_id)
-        image = from_proto(Image, request.image) if request.HasField("image") else None
-        await self.vms.attach_disk(vm_id, request.org_id, from_proto(DiskSpec, request.disk), image)
+        image = _image(from_proto(Image, request.image), "image") if request.HasField("image") else None
+        disk = validation.attached_disk(from_proto(DiskSpec, request.disk))
+        await self.vms.attach_disk(vm_id, validation.name(request.org_id, "org_id"), disk, image)
         return types_pb2.Empty()
 
     @unary
     async def DetachDisk(self, request: agent_pb2.DetachDeviceRequest, context: Ctx) -> Any:
-        await self.vms.detach_disk(validation.vm_id(request.vm_id), request.device_id)
+        await self.vms.detach_disk(*_device(request.vm_id, request.device_id, "device_id"))
         return types_pb2.Empty()
 
     @unary
     async def AttachNic(self, request: agent_pb2.AttachNicRequest, context: Ctx) -> Any:
+        nic = validation.nic(from_proto(NetworkSpec, request.nic), "nic")
         port = from_proto(PortRequest, request.port) if request.HasField("port") else None
-        await self.vms.attach_nic(validation.vm_id(request.vm_id), from_proto(NetworkSpec, request.nic), port)
+        await self.vms.attach_nic(validation.vm_id(request.vm_id), nic, port)
         return types_pb2.Empty()
 
     @unary
@@ -148,17 +168,17 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @unary
     async def DetachNic(self, request: agent_pb2.DetachDeviceRequest, context: Ctx) -> Any:
-        await self.vms.detach_nic(validation.vm_id(request.vm_id), request.device_id)
+        await self.vms.detach_nic(*_device(request.vm_id, request.device_id, "device_id"))
         return types_pb2.Empty()
 
     @unary
     async def SnapshotVm(self, request: agent_pb2.SnapshotRequest, context: Ctx) -> Any:
-        snap = await self.vms.snapshot(validation.vm_id(request.vm_id), request.snapshot_id)
+        snap = await self.vms.snapshot(*_device(request.vm_id, request.snapshot_id, "snapshot_id"))
         return to_proto(snap, vm_pb2.VmSnapshot())
 
     @unary
     async def RestoreVm(self, request: agent_pb2.SnapshotRequest, context: Ctx) -> Any:
-        await self.vms.restore(validation.vm_id(request.vm_id), request.snapshot_id)
+        await self.vms.restore(*_device(request.vm_id, request.snapshot_id, "snapshot_id"))
         return types_pb2.Empty()
 
     @unary
@@ -168,14 +188,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @unary
     async def DeleteSnapshot(self, request: agent_pb2.SnapshotRequest, context: Ctx) -> Any:
-        await self.vms.delete_snapshot(validation.vm_id(request.vm_id), request.snapshot_id)
+        await self.vms.delete_snapshot(*_device(request.vm_id, request.snapshot_id, "snapshot_id"))
         return types_pb2.Empty()
 
     @stream
     async def ExportDisk(self, request: agent_pb2.ExportDiskRequest, context: Ctx) -> AsyncIterator[Any]:
-        vm_id = validation.vm_id(request.vm_id)
+        vm_id, disk_id = _device(request.vm_id, request.disk_id, "disk_id")
         offset = 0
-        async with contextlib.aclosing(self.vms.export_disk(vm_id, request.disk_id)) as parts:
+        async with contextlib.aclosing(self.vms.export_disk(vm_id, disk_id)) as parts:
             async for fmt, size, chunk in parts:
                 yield agent_pb2.ExportDiskChunk(chunk=chunk, offset=offset, total_size=size, format=fmt)
                 offset += len(chunk)

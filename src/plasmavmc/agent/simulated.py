@@ -39,6 +39,7 @@ from plasmavmc.types.network import PortRequest
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.vm import HypervisorType, VirtualMachine
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc
+from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)
 AGENT_VERSION = "simulated"
@@ -146,7 +147,7 @@ class SimulatedFleet:
 
     async def start(self) -> None:
         """Serve AgentService, register every node (first heartbeat), then heartbeat periodically."""
-        self._server = grpc.aio.server()
+        self._server = grpc.aio.server(interceptors=[RequestGuard()])
         agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.vms), self._server)
         self._server.add_insecure_port(self.addr)
         await self._server.start()

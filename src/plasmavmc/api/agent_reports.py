@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plasmavmc import validation
+from plasmavmc import validation, validation_reports
 from plasmavmc.core.context import Core
 from plasmavmc.core.nodes import reports
 from plasmavmc.errors import PermissionDenied
@@ -51,8 +51,7 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @unary
     async def Heartbeat(self, request: agent_pb2.HeartbeatRequest, context: Ctx) -> Any:
-        reported = from_proto(Node, request.node)
-        validation.name(reported.id, "node.id")
+        reported = validation_reports.node(from_proto(Node, request.node))
         self._speaks_for(context, reported.id, "node.id")
         node = await self.core.nodes.heartbeat(reported)
         for vm in request.vms:

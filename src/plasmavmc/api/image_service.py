@@ -43,7 +43,7 @@ def _change(request: Any) -> Any:
     shared = tuple(request.shared_orgs)
     metadata = dict(request.metadata) if request.update_metadata else None
     if metadata is not None:
-        validation.labels(metadata, "metadata")
+        validation.image_metadata(metadata)
 
     def apply(image: Image) -> Image:
         new_visibility = visibility or image.visibility

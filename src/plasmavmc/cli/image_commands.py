@@ -139,7 +139,8 @@ async def image_create_from_vm(client: PlasmaClient, args: argparse.Namespace) -
         await asyncio.sleep(POLL_S)  # polling the API until the export ends or the deadline passes
         image = await client.get_image(args.org, image.id)
     if image.status == ImageStatus.ERROR:
-        print(f"error: image {image.id}: {image.metadata.get('error', 'export failed')}", file=sys.stderr)
+        print(f"error: image {image.id}: {out.printable(image.metadata.get('error', 'export failed'))}",
+              file=sys.stderr)
         return 1
     if args.wait and image.status != ImageStatus.AVAILABLE:
         print(f"error: image {image.id} is still {image.status.value} after {args.wait}s", file=sys.stderr)

@@ -25,7 +25,7 @@ from typing import Any
 from plasmavmc.cli.areas import AREAS
 from plasmavmc.cli.common import Declined, UsageError, check_columns
 from plasmavmc.cli.options import add_globals, resolve, subparsers_of
-from plasmavmc.cli.output import ColumnError
+from plasmavmc.cli.output import ColumnError, printable
 from plasmavmc.cli.profiles import ProfileError
 from plasmavmc.client import ClientTls, ConnectionFailed, PlasmaClient
 from plasmavmc.errors import PlasmaError
@@ -84,7 +84,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _fail(message: str, code: int = 1) -> int:
     sys.stdout.flush()
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {printable(message)}", file=sys.stderr)
     return code
 
 

@@ -30,6 +30,7 @@ from plasmavmc.types.vm import VirtualMachine
 
 VM_COLUMNS = ("ID", "NAME", "STATE", "NODE", "HYPERVISOR", "VCPUS", "MEMORY", "AGE")
 NODE_COLUMNS = ("ID", "STATE", "VCPUS", "MEMORY", "HYPERVISORS", "ACCEL", "HEARTBEAT")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 IMAGE_COLUMNS = ("ID", "NAME", "FORMAT", "SIZE", "VISIBILITY", "STATUS")
 SNAPSHOT_COLUMNS = ("ID", "CREATED", "AGE", "CONTENT", "DISKS")
 
@@ -74,8 +75,17 @@ def upper(value: Any) -> str:
     return "-" if value is None else str(value.value if hasattr(value, "value") else value).upper()
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns left-aligned, two spaces apart, header first; no trailing spaces."""
+def printable(text: str) -> str:
+    """`text` with control characters (ANSI escapes, newlines, NUL) and bidirectional overrides shown
+    escaped (`\\x1b`): a name that came from the store can never drive the reader's terminal."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, painted: bool = False) -> str:
+    """Columns left-aligned, two spaces apart, header first; no trailing spaces; cells made `printable`
+    unless `painted` (the caller escaped them before adding its own color)."""
+    if not painted:
+        rows = [[printable(str(cell)) for cell in row] for row in rows]
     widths = [max(_width(str(cell)) for cell in col) for col in zip(columns, *rows, strict=False)]
     lines = ["  ".join(str(c) + " " * (w - _width(str(c))) for c, w in zip(line, widths, strict=True)).rstrip()
              for line in (columns, *rows)]
@@ -88,9 +98,9 @@ def _width(cell: str) -> int:
 
 
 def details(pairs: Sequence[tuple[str, str]]) -> str:
-    """`KEY:  value` lines, values aligned."""
+    """`KEY:  value` lines, values aligned and `printable`."""
     width = max(len(k) for k, _ in pairs) + 1
-    return "\n".join(f"{(k + ':').ljust(width)}  {v}" for k, v in pairs)
+    return "\n".join(f"{(k + ':').ljust(width)}  {printable(v)}" for k, v in pairs)
 
 
 def vm_row(vm: VirtualMachine) -> list[str]:
@@ -182,12 +192,12 @@ def image_row(image: Image) -> list[str]:
 
 
 def event_line(event: VmEvent) -> str:
-    """`2025-01-02T03:04:05Z  r1234  state_changed  Started  STARTING -> RUNNING  by alice  vm …`."""
+    """`2025-01-02T03:04:05Z  r1234  state_changed  Started  STARTING -> RUNNING  by alice  vm …` (printable)."""
     if event.vm is not None:  # the INITIAL record
-        return f"{iso_time(event.timestamp)}  r{event.revision}  {event.type.value}  {upper(event.state)}"
+        return printable(f"{iso_time(event.timestamp)}  r{event.revision}  {event.type.value}  {upper(event.state)}")
     who = f"  by {event.actor}" if event.actor else ""
-    return (f"{iso_time(event.timestamp)}  r{event.revision}  {event.type.value}  {event.reason}  "
-            f"{event.message}{who}  vm {event.vm_id}")
+    return printable(f"{iso_time(event.timestamp)}  r{event.revision}  {event.type.value}  {event.reason}  "
+                     f"{event.message}{who}  vm {event.vm_id}")
 
 
 def dump_json(obj: Any, *, compact: bool = False) -> str:
@@ -240,9 +250,11 @@ def render(fmt: str, names: Sequence[str] | None, obj: Any, columns: Sequence[st
             data = _pick_fields(data, names)
         return json.dumps(data, indent=2) if fmt == "json" else dump_yaml(data)
     cols, cells = _pick_columns(columns, rows, names) if names else (list(columns), [list(r) for r in rows])
+    cells = [[printable(str(c)) for c in row] for row in cells]
     if fmt == "value":
         return "\n".join(" ".join(row) for row in cells)
-    return table(cols, [[color(c) if h == "STATE" else c for h, c in zip(cols, row, strict=True)] for row in cells])
+    painted = [[color(c) if h == "STATE" else c for h, c in zip(cols, row, strict=True)] for row in cells]
+    return table(cols, painted, painted=True)
 
 
 def show(args: Any, obj: Any, columns: Sequence[str], row: Callable[[Any], Sequence[str]]) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from plasmavmc import validation
 from plasmavmc.config.schema import (
     LoggingSettings,
     Override,
@@ -38,6 +39,8 @@ from plasmavmc.config.schema import (
     setting,
     split_addr,
 )
+from plasmavmc.errors import InvalidArgument
+from plasmavmc.limits import LABEL_VALUE_MAX, MAX_LABELS
 
 NODE_ID_RE = r"[a-z0-9][a-z0-9._-]{0,62}"
 DEFAULT_CONTROL_PLANE = "http://127.0.0.1:8080"
@@ -52,11 +55,17 @@ _LABEL_KEY_RE = r"[A-Za-z0-9]([A-Za-z0-9._/-]{0,62})"
 
 
 def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The rules the control plane applies to the labels of a heartbeat (`validation.labels`), so a node
+    whose labels it would refuse does not start."""
     key_check = matches(_LABEL_KEY_RE, "label key")
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels")
     for key, value in labels.items():
         key_check(key)
-        if len(value) > 256:
-            raise ValueError(f"label {key!r}: value longer than 256 characters")
+        try:
+            validation.text(value, key, LABEL_VALUE_MAX)
+        except InvalidArgument as err:
+            raise ValueError(f"label {key!r}: {err.message}") from None
     return labels
 
 

@@ -9,6 +9,7 @@ map onto which keys.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -205,6 +206,30 @@ class ImageStoreSettings:
             yield "endpoint", "backend 's3' needs an endpoint URL"
 
 
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address or CIDR block (e.g. 10.0.0.0/8)") from None
+    return value
+
+
+@dataclass(frozen=True)
+class ImagesSettings:
+    """ext ``[images]``: what image ingest accepts.
+
+    ``max_virtual_size_gib`` (default 2048): an image whose virtual (expanded) size is larger is refused.
+    ``url_allow_cidrs`` (default none): addresses a URL import may reach although they are loopback,
+    link-local, private, multicast, reserved or this server's own (all refused by default).
+    ``url_timeout_seconds`` (default 3600) and ``url_max_redirects`` (default 5) bound one URL import.
+    """
+
+    max_virtual_size_gib: int = setting(2048, check=check_positive)
+    url_allow_cidrs: tuple[str, ...] = setting((), check=each(_check_cidr))
+    url_timeout_seconds: int = setting(3600, check=check_positive)
+    url_max_redirects: int = setting(5, check=check_positive)
+
+
 @dataclass(frozen=True)
 class AgentsSettings:
     """ext ``[agents]``: ``heartbeat_timeout_seconds`` (default 15) — a node whose agent has not reported
@@ -243,6 +268,7 @@ class ServerSettings:
     iam: IamSettings = field(default_factory=IamSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     image_store: ImageStoreSettings = field(default_factory=ImageStoreSettings)
+    images: ImagesSettings = field(default_factory=ImagesSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     agents: AgentsSettings = field(default_factory=AgentsSettings)
     events: EventsSettings = field(default_factory=EventsSettings)

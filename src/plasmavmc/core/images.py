@@ -40,13 +40,13 @@ from typing import Protocol
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.errors import ImageNotFound, InvalidArgument, InvalidState, PermissionDenied, PlasmaError, Unimplemented
-from plasmavmc.images import ingest, qemu_img
+from plasmavmc.images import fetch, ingest, qemu_img
 from plasmavmc.images.catalog import ImageCatalog, key_of
-from plasmavmc.images.ingest import NewImage
+from plasmavmc.images.ingest import IngestLimits, NewImage
 from plasmavmc.images.store_base import BlobRef, ImageStore, sha256_file, version_of
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
-from plasmavmc.store.records import Versioned, decode, mutate, read, replace, retry_on_conflict
+from plasmavmc.store.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
 from plasmavmc.types import codec
 from plasmavmc.types.image import (
     Image,
@@ -109,9 +109,11 @@ def _stamped(image: Image, **changes: object) -> Image:
 
 class ImageService:
     def __init__(self, store: Store, catalog: ImageCatalog, files: ImageStore, staging: Path,
-                 vm_disks: VmDiskSource | None = None, owner: str = "") -> None:
-        """`owner`: the id of this server, owner of the ingests it starts (see `abandon`)."""
+                 vm_disks: VmDiskSource | None = None, owner: str = "", limits: IngestLimits | None = None) -> None:
+        """`owner`: the id of this server, owner of the ingests it starts (see `abandon`); `limits`:
+        the `[images]` bounds on what ingest accepts."""
         self.store = store
+        self.limits = limits or IngestLimits()
         self.owner = owner
         self.vm_disks = vm_disks
         self.catalog = catalog
@@ -179,13 +181,14 @@ class ImageService:
                 raise Unimplemented("images from a VM's disk are not available in this process")
             snapshot, base = await self.vm_disks.check(new.org_id, source.snapshot)
             new = _inherit(new, base)
-            validation.labels(new.metadata, "metadata")
+            validation.image_metadata(new.metadata)
             created, op = await self._create(_record(new, ImageStatus.PENDING, ImageSource(snapshot=snapshot)))
             self._background(op, self._import_vm_disk(created, new, snapshot))
             return created.value
         if source.url is None:
             raise InvalidArgument("source", "a url or snapshot source is required here; upload bytes with UploadImage")
-        url = ingest.check_url(source.url.url)
+        url = source.url.url
+        await fetch.resolve(url, self.limits.url)  # refused now, before any record, if the first hop is
         created, op = await self._create(_record(new, ImageStatus.PENDING, ImageSource(url=UrlSource(url=url))))
         self._background(op, self._import_url(created, new, url))
         return created.value
@@ -217,7 +220,7 @@ class ImageService:
         try:
             await _set(self.store, created.key, lambda i: _stamped(i, status=ImageStatus.UPLOADING))
             async with ingest.staged(self.staging) as tmp:
-                sha256 = await ingest.receive(ingest.download(url), tmp, "source.url.url")
+                sha256 = await ingest.receive(fetch.download(url, self.limits.url), tmp, "source.url.url")
                 await self._store(created, tmp, sha256, new, "source.url.url")
         except PlasmaError as err:
             await self._fail(created.key, err.message)
@@ -313,12 +316,12 @@ class ImageService:
 
     async def _users(self, image_id: str) -> list[str]:
         users = []
-        for kv in await self.store.list_all(keys.VMS):
-            vm = decode(VirtualMachine, kv).value
+        for found in decode_all(VirtualMachine, await self.store.list_all(keys.VMS)):
+            vm = found.value
             if any(d.source.image_id == image_id for d in vm.spec.disks):
                 users.append(f"VM {vm.org_id}/{vm.project_id}/{vm.name}")
-        for kv in await self.store.list_all(keys.IMAGES):
-            other = decode(Image, kv).value
+        for record in decode_all(Image, await self.store.list_all(keys.IMAGES)):
+            other = record.value
             if image_id in (other.metadata.get("kernel_id"), other.metadata.get("ramdisk_id")):
                 users.append(f"image {other.id}")
         return users
@@ -333,7 +336,7 @@ class ImageService:
         return Versioned(image, rev, key), op
 
     async def _store(self, created: Versioned[Image], tmp: Path, sha256: str, new: NewImage, field: str) -> Image:
-        judged = await ingest.judge(tmp, sha256, new, field)
+        judged = await ingest.judge(tmp, sha256, new, field, self.limits.max_virtual_gib)
         ref = BlobRef(created.value.org_id, created.value.id, version_of(sha256))
         await self.files.put_file(ref, tmp)
 

@@ -14,6 +14,7 @@ from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from plasmavmc.iam.model import ApiKey, Binding, Org, Principal, Project, Role
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
+from plasmavmc.store.records import decode_all
 from plasmavmc.types import codec
 
 T = TypeVar("T")
@@ -34,7 +35,7 @@ class Directory:
         return None if kv is None else codec.loads(cls, kv.value)
 
     async def _list(self, cls: type[T], prefix: str) -> list[T]:
-        return [codec.loads(cls, kv.value) for kv in await self.store.list_all(prefix)]
+        return [found.value for found in decode_all(cls, await self.store.list_all(prefix))]
 
     async def create_org(self, org_id: str, display_name: str = "") -> Org:
         org = Org(validation.name(org_id, "org_id"), display_name[:128], int(time.time()))
@@ -48,7 +49,7 @@ class Directory:
         return await self._list(Org, keys.IAM + "orgs/")
 
     async def create_project(self, org_id: str, project_id: str, display_name: str = "") -> Project:
-        await self.require_scope(org_id, "")
+        await self.require_scope(validation.name(org_id, "org_id"), "")
         project = Project(org_id, validation.name(project_id, "project_id"), display_name[:128], int(time.time()))
         await self._create(keys.iam_project(org_id, project.id), project, f"project {org_id}/{project.id}")
         return project

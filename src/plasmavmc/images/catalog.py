@@ -12,7 +12,7 @@ from plasmavmc import validation
 from plasmavmc.errors import image_not_found
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
-from plasmavmc.store.records import Versioned, decode, read, retry_on_conflict
+from plasmavmc.store.records import Versioned, decode_all, read, retry_on_conflict
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, Visibility
 
@@ -41,16 +41,16 @@ class ImageCatalog:
             found = await read(self._store, Image, key)
             if found is not None and visible(found.value, org_id):
                 return found.value
-        for kv in await self._store.list_all(keys.IMAGES):
-            image = decode(Image, kv).value
+        for found in decode_all(Image, await self._store.list_all(keys.IMAGES)):
+            image = found.value
             if image.id == image_id and visible(image, org_id):
                 return image
         raise image_not_found(org_id, image_id, field)
 
     async def list(self, org_id: str) -> list[Image]:
         out = []
-        for kv in await self._store.list_all(keys.IMAGES):
-            image = decode(Image, kv).value
+        for found in decode_all(Image, await self._store.list_all(keys.IMAGES)):
+            image = found.value
             if visible(image, org_id):
                 out.append(image)
         return sorted(out, key=lambda i: (i.name, i.id))

@@ -19,11 +19,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 from plasmavmc import validation
 from plasmavmc.errors import InvalidArgument, PermissionDenied
 from plasmavmc.images import qemu_img
+from plasmavmc.images.fetch import UrlPolicy
 from plasmavmc.images.qemu_img import ImageInfo
 from plasmavmc.types.image import Architecture, ImageFormat, ImageSource, OsType, Visibility
 
@@ -32,6 +31,7 @@ MAX_IMAGE_BYTES = 256 * GIB
 SYSTEM_ORG = "system"
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 URL_TIMEOUT_S = 3600
+DEFAULT_MAX_VIRTUAL_GIB = 2048
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def check_new(new: NewImage) -> None:
         raise InvalidArgument("min_disk_gib", f"at most {validation.MAX_DISK_GIB}")
     if new.min_memory_mib > validation.MAX_MEMORY_MIB:
         raise InvalidArgument("min_memory_mib", f"at most {validation.MAX_MEMORY_MIB}")
-    validation.labels(new.metadata, "metadata")
+    validation.image_metadata(new.metadata)
 
 
 def check_sharing(org_id: str, visibility: Visibility | None, shared_orgs: tuple[str, ...]) -> None:
@@ -110,33 +110,28 @@ async def receive(chunks: AsyncIterator[bytes], dest: Path, field_name: str = "c
     return digest.hexdigest()
 
 
-async def judge(path: Path, sha256: str, new: NewImage, field_name: str = "chunk") -> Judged:
-    """The facts about a staged file; INVALID_ARGUMENT (naming the field) if it is not what was declared."""
+async def judge(path: Path, sha256: str, new: NewImage, field_name: str = "chunk",
+                max_virtual_gib: int = DEFAULT_MAX_VIRTUAL_GIB) -> Judged:
+    """The facts about a staged file; INVALID_ARGUMENT (naming the field) if it is not what was declared,
+    is larger than `max_virtual_gib` once expanded, or fails `qemu-img check`."""
     if new.checksum and new.checksum != sha256:
         raise InvalidArgument("checksum", f"declared {new.checksum[:16]}..., received data has {sha256[:16]}...")
     info = await qemu_img.inspect(path, field_name)
     if new.format is not None and new.format != info.format:
         raise InvalidArgument("format", f"declared {new.format.value}, but the content is {info.format.value}")
     needed = -(-info.virtual_size // GIB)
+    if needed > max_virtual_gib:
+        raise InvalidArgument(field_name, f"the image's virtual size ({info.virtual_size} bytes) is over this "
+                                          f"platform's bound of {max_virtual_gib} GiB ([images] max_virtual_size_gib)")
+    await qemu_img.check(path, info.format, field_name)
     if new.min_disk_gib and needed > new.min_disk_gib:
         raise InvalidArgument("min_disk_gib", f"{new.min_disk_gib} GiB is less than the image's {needed} GiB")
     return Judged(info, sha256, path.stat().st_size, max(new.min_disk_gib, needed))
 
 
-def check_url(url: str) -> str:
-    if not re.fullmatch(r"https?://[^\s]{1,2000}", url):
-        raise InvalidArgument("source.url.url", "must be an http:// or https:// URL")
-    return url
+@dataclass(frozen=True)
+class IngestLimits:
+    """What image ingest accepts beyond the request itself (server config `[images]`)."""
 
-
-async def download(url: str) -> AsyncIterator[bytes]:
-    """The body of `url` in chunks; a non-2xx answer is INVALID_ARGUMENT naming the URL field."""
-    timeout = aiohttp.ClientTimeout(total=URL_TIMEOUT_S)
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
-            if resp.status // 100 != 2:
-                raise InvalidArgument("source.url.url", f"{url[:200]} answered HTTP {resp.status}")
-            async for chunk in resp.content.iter_chunked(1024 * 1024):
-                yield chunk
-    except aiohttp.ClientError as exc:
-        raise InvalidArgument("source.url.url", f"cannot download {url[:200]}: {exc}") from exc
+    max_virtual_gib: int = DEFAULT_MAX_VIRTUAL_GIB
+    url: UrlPolicy = field(default_factory=UrlPolicy)

@@ -4,8 +4,9 @@ An image is whatever its bytes say, never what its name or its uploader claims: 
 `qemu-img info --output=json` (format probed from content) under resource limits (the OpenStack
 practice: a crafted header must not eat the host's memory or CPU), maps qemu's format name to ours and
 refuses anything that could make QEMU open another file on the host — a backing file, a qcow2 external
-data file, a vmdk extent that is not the file itself. `convert()` always names both formats (`-f`, `-O`),
-so nothing is probed twice, and writes through a temporary name renamed into place.
+data file, a vmdk extent that is not the file itself. `check()` runs `qemu-img check` under the same
+limits: an image becomes AVAILABLE only if it is consistent. `convert()` always names both formats
+(`-f`, `-O`), so nothing is probed twice, and writes through a temporary name renamed into place.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ INFO_TIMEOUT_S = 60.0
 CONVERT_TIMEOUT_S = 3600.0
 INFO_MEMORY_LIMIT = 1024**3  # address space for `qemu-img info` on an untrusted file
 INFO_CPU_LIMIT_S = 30
+CHECK_TIMEOUT_S = 600.0
+#: `qemu-img check` exit codes: clean, only leaked clusters, format has no check
+CHECK_OK, CHECK_LEAKS_ONLY, CHECK_UNSUPPORTED = 0, 3, 63
 
 #: our format -> qemu's driver name (VHD is qemu's "vpc")
 QEMU_FORMAT = {ImageFormat.RAW: "raw", ImageFormat.QCOW2: "qcow2", ImageFormat.VMDK: "vmdk", ImageFormat.VHD: "vpc"}
@@ -107,6 +111,27 @@ def check_info(info: dict[str, Any], path: Path, field: str = "image") -> ImageI
         return ImageInfo(_OURS[fmt], int(info["virtual-size"]), int(info.get("actual-size", 0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise QemuImgError("qemu-img info gave no virtual size") from exc
+
+
+async def check(path: Path, fmt: ImageFormat, field: str = "image") -> None:
+    """`qemu-img check` (under the same limits as `info`): INVALID_ARGUMENT if the image is corrupt
+    or cannot be checked (a truncated qcow2 opens fine but its tables point past its end). Leaked
+    clusters are harmless and pass; a format qemu cannot check (raw, vhd) passes unchecked."""
+    argv = [QEMU_IMG, "check", "--output=json", "-f", QEMU_FORMAT[fmt], str(path)]
+    try:
+        code, out, err = await _run(argv, CHECK_TIMEOUT_S, limited=True)
+    except TimeoutError:
+        raise InvalidArgument(field, "qemu-img could not check the image in time") from None
+    if code in (CHECK_OK, CHECK_LEAKS_ONLY, CHECK_UNSUPPORTED):
+        return
+    try:
+        corruptions = int(json.loads(out).get("corruptions", 0))
+    except (ValueError, AttributeError):
+        corruptions = 0
+    first = err.decode(errors="replace").strip().splitlines()[:1]
+    why = f"{corruptions} corruption(s)" if corruptions else "the check could not complete"
+    raise InvalidArgument(field, f"{fmt.value} image fails its consistency check: {why}"
+                                 + (f" ({first[0][:200]})" if first else ""))
 
 
 async def convert(src: Path, src_format: ImageFormat, dest: Path, dest_format: ImageFormat) -> None:

@@ -44,3 +44,6 @@ IMAGE_CACHE_FETCHES = Counter("plasmavmc_agent_image_cache_fetches_total",
                               "Image fetches on a node: hit (cached) or miss (downloaded)", ["result"])
 IMAGES = Gauge("plasmavmc_images", "Images by status", ["status"])
 IMAGE_BYTES = Gauge("plasmavmc_image_store_bytes", "Bytes of all images in the image store")
+CORRUPT_RECORDS = Counter(
+    "plasmavmc_corrupt_records_total", "Stored records that failed to decode (skipped or moved aside)", ["kind"]
+)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from plasmavmc.scheduler.framework import NodeView
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
-from plasmavmc.store.records import Versioned, decode
+from plasmavmc.store.records import Versioned, decode_all
 from plasmavmc.types.node import Node
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,9 @@ class NodeCache:
             seen.add(node_id)
             mine = self._nodes.get(node_id)
             if mine is None or mine.revision < kv.mod_revision:  # a newer claim of ours is kept
-                self._nodes[node_id] = decode(Node, kv)
-                changed.add(node_id)
+                for node in decode_all(Node, [kv]):
+                    self._nodes[node_id] = node
+                    changed.add(node_id)
         for gone in set(self._nodes) - seen:
             del self._nodes[gone]
         changed |= {n for n in set(groups) | set(self._groups) if groups.get(n) != self._groups.get(n)}
@@ -136,11 +137,12 @@ class NodeCache:
         """Re-read one node after a lost compare-and-swap; `groups_too` (the VM has an anti-affinity
         group, whose key may be what conflicted) also makes the next `views()` reload in the background."""
         kv = await self._store.get(keys.node(node_id))
-        if kv is None:
+        readable = decode_all(Node, [] if kv is None else [kv])
+        if not readable:
             self._nodes.pop(node_id, None)
             self._rebuild()
             return
-        self.put(decode(Node, kv))
+        self.put(readable[0])
         if groups_too:
             self._loaded_at = min(self._loaded_at, time.monotonic() - self.max_age - 1)
 

@@ -38,6 +38,8 @@ from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.iam.gate import Iam
 from plasmavmc.images.backends import open_image_store, staging_dir
 from plasmavmc.images.catalog import ImageCatalog
+from plasmavmc.images.fetch import UrlPolicy
+from plasmavmc.images.ingest import MAX_IMAGE_BYTES, IngestLimits
 from plasmavmc.images.seed import seed_guest_dir
 from plasmavmc.observe.grpc_services import HealthAndReflection
 from plasmavmc.observe.interceptor import ObservingInterceptor
@@ -63,6 +65,7 @@ from plasmavmc.v1 import (
     quota_pb2_grpc,
     vm_pb2_grpc,
 )
+from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
@@ -119,6 +122,13 @@ async def build_core(settings: ServerSettings) -> Core:
     )
 
 
+def ingest_limits(settings: ServerSettings) -> IngestLimits:
+    """The `[images]` bounds on image ingest; URL imports may never reach this server's own addresses."""
+    conf = settings.images
+    policy = UrlPolicy.of(conf.url_allow_cidrs, conf.url_timeout_seconds, conf.url_max_redirects, MAX_IMAGE_BYTES)
+    return IngestLimits(conf.max_virtual_size_gib, policy)
+
+
 API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavmc.v1.NodeService",
                 "plasmavmc.v1.QuotaService", "plasmavmc.v1.IamService", "plasmavmc.agent.v1.AgentService")
 
@@ -126,14 +136,16 @@ API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavm
 def grpc_server(core: Core, settings: ServerSettings, iam: Iam,
                 interceptor: grpc.aio.ServerInterceptor | None = None) -> grpc.aio.Server:
     """Every service on one gRPC server; `interceptor` replaces the auth interceptor (benchmarks only).
-    The observing interceptor (request ids, log fields, RPC metrics) comes first, so it sees refusals too."""
+    The observing interceptor (request ids, log fields, RPC metrics) comes first, so it sees refusals too;
+    then the request guard: authorization reads fields of a request that must be decoded and sane."""
     observing = [ObservingInterceptor()] if settings.server.rpc_metrics else []
-    server = grpc.aio.server(interceptors=[*observing, interceptor or AuthInterceptor(iam.gate, iam.audit)])
+    auth = interceptor or AuthInterceptor(iam.gate, iam.audit)
+    server = grpc.aio.server(interceptors=[*observing, RequestGuard(), auth])
     iam_pb2_grpc.add_IamServiceServicer_to_server(IamServicer(core, iam), server)
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
     vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
     images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),
-                          VmDisks(core), owner=core.server_id)
+                          VmDisks(core), owner=core.server_id, limits=ingest_limits(settings))
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)

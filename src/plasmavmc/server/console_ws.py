@@ -16,8 +16,10 @@ history survives a reconnect), then follows it; a VNC session carries the raw RF
 VNC server (WebSocket subprotocol "binary", as noVNC-style clients ask). The gateway holds no state:
 each session is one `ConsoleSession` stream to the VM's node agent, which ends when the VM stops.
 
-Errors found before the upgrade are HTTP errors with a JSON body {code, message, field}; after it, the
-socket closes with code 1011 and the reason.
+Errors found before the upgrade are HTTP errors with a JSON body {code, message, field} (a bad
+`type`, org, project or VM reference is 400 naming it; anything unexpected 500 with a request id);
+after it, the socket closes with code 1011 and the reason. Input frames are at most `MAX_INPUT_FRAME`
+bytes (a larger one closes the socket with 1009, message too big).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from plasmavmc.iam.authn import bearer
 from plasmavmc.iam.gate import Iam
 from plasmavmc.iam.model import Caller
 from plasmavmc.types.vm import ConsoleType, VirtualMachine
+from plasmavmc.wire.guard import internal, request_id
 
 log = logging.getLogger(__name__)
 ROUTE = "/v1/orgs/{org}/projects/{project}/vms/{vm}/console"
@@ -120,6 +123,9 @@ async def console_session(request: web.Request) -> web.StreamResponse:
     except PlasmaError as err:
         _audit(request, ref, None, err.code.value)
         return _error(err)
+    except Exception as exc:  # a bug: answered INTERNAL with a request id, traceback in the log
+        bug = internal("console_session", exc)
+        return _error(PlasmaError(f"{bug.message} (request id {request_id()})"))
     _audit(request, ref, caller, "OK")
     ws = web.WebSocketResponse(protocols=("binary",), heartbeat=30.0, max_msg_size=MAX_INPUT_FRAME)
     await ws.prepare(request)

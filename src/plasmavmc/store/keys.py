@@ -21,6 +21,7 @@ IPAM = ROOT + "ipam/"  # an address claim: ipam/<network id>/<ip> -> port id (co
 SECGROUPS = ROOT + "secgroups/"  # security groups: secgroups/<org>/<project>/<name>
 VNIS = ROOT + "vnis/"  # an overlay segment claim: vnis/<vni> -> network id
 SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its lease (server/leader.py)
+QUARANTINE = ROOT + "quarantine/"  # unreadable records moved aside (store/records.quarantine)
 EVENTS = ROOT + "events/"  # VM events, written with the change they describe (core/vms/events.py)
 LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
 IAM = ROOT + "iam/"  # identity records (iam/model.py)

@@ -7,23 +7,34 @@ A record type may have a deriver (`on_change`): writes that describe a change (V
 from the old and new record and committed with it.
 Both retry loops back off (jittered, growing to `MAX_BACKOFF`) after each lost race, so writers of one
 hot record (a node, a quota) take turns instead of spinning until they give up with CONFLICT.
+
+A stored record that does not decode (written by a bug, an older release or by hand) raises
+`CorruptRecord` where one record is read, and is skipped where many are (`decode_all`): either way it is
+logged and counted in `plasmavmc_corrupt_records_total`, so one bad record never takes down a list, a
+probe or a loop. `quarantine()` moves such a record aside under `keys.QUARANTINE` where the
+record can be re-created from its source (a node's next heartbeat).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from plasmavmc.errors import Conflict, NotFound, PlasmaError
+from plasmavmc.observe.metrics import CORRUPT_RECORDS
+from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue, Store, Write
 from plasmavmc.store.cas import MAX_BACKOFF, MAX_CAS_RETRIES, attempts, backoff
 from plasmavmc.types import codec
 
 T = TypeVar("T")
-__all__ = ["MAX_BACKOFF", "MAX_CAS_RETRIES", "Versioned", "backoff", "decode", "mutate", "read", "replace",
-           "retry_on_conflict"]
+log = logging.getLogger(__name__)
+__all__ = ["MAX_BACKOFF", "MAX_CAS_RETRIES", "CorruptRecord", "Versioned", "backoff", "decode", "decode_all",
+           "mutate", "quarantine", "read", "replace", "retry_on_conflict"]
 
 
 Deriver = Callable[[Any, Any], Sequence[Write]]
@@ -42,8 +53,40 @@ class Versioned(Generic[T]):
     key: str
 
 
+class CorruptRecord(PlasmaError):
+    """A stored record that does not decode as its type."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"stored record {key} is unreadable ({why}); it is reported and skipped")
+        self.key = key
+
+
 def decode(cls: type[T], kv: KeyValue) -> Versioned[T]:
-    return Versioned(codec.loads(cls, kv.value), kv.mod_revision, kv.key)
+    try:
+        return Versioned(codec.loads(cls, kv.value), kv.mod_revision, kv.key)
+    except Exception as exc:
+        CORRUPT_RECORDS.labels(cls.__name__).inc()
+        log.error("stored %s record %s does not decode: %s: %s", cls.__name__, kv.key, type(exc).__name__, exc)
+        raise CorruptRecord(kv.key, type(exc).__name__) from exc
+
+
+def decode_all(cls: type[T], kvs: Iterable[KeyValue]) -> list[Versioned[T]]:
+    """Every record of `kvs` that decodes; the others are reported (by `decode`) and left out."""
+    out = []
+    for kv in kvs:
+        with contextlib.suppress(CorruptRecord):
+            out.append(decode(cls, kv))
+    return out
+
+
+async def quarantine(store: Store, kv: KeyValue) -> None:
+    """Move an unreadable record aside (same bytes under `keys.QUARANTINE`), unless it changed meanwhile."""
+    aside = keys.QUARANTINE + kv.key.removeprefix(keys.ROOT)
+    try:
+        await store.commit([Write(aside, kv.value, None), Write(kv.key, None, kv.mod_revision)])
+    except Conflict:
+        return  # rewritten meanwhile: the new record is judged when next read
+    log.warning("moved unreadable record %s aside to %s", kv.key, aside)
 
 
 async def read(store: Store, cls: type[T], key: str) -> Versioned[T] | None:

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.message import Message
 
+from plasmavmc.errors import InvalidArgument
+
 T = TypeVar("T")
 E = TypeVar("E", bound=Enum)
 M = TypeVar("M", bound=Message)
@@ -42,9 +44,14 @@ def enum_to_proto(value: Enum, enum_desc: EnumDescriptor) -> int:
     return number
 
 
-def enum_from_proto(enum_cls: type[E], number: int, enum_desc: EnumDescriptor) -> E | None:
-    name = enum_desc.values_by_number[number].name.removeprefix(_prefix(enum_desc))
-    return None if name == "UNSPECIFIED" else enum_cls[name]
+def enum_from_proto(enum_cls: type[E], number: int, enum_desc: EnumDescriptor, field: str = "") -> E | None:
+    """The member for wire value `number`; INVALID_ARGUMENT naming `field` for a number this side does
+    not know (proto3 enums are open: a peer may send any int32)."""
+    try:
+        name = enum_desc.values_by_number[number].name.removeprefix(_prefix(enum_desc))
+        return None if name == "UNSPECIFIED" else enum_cls[name]
+    except KeyError:
+        raise InvalidArgument(field or enum_desc.name, f"{number} is not a known {enum_desc.name} value") from None
 
 
 def _to_scalar(enum_desc: EnumDescriptor | None, value: Any) -> Any:
@@ -109,7 +116,7 @@ def _reader(tp: Any, fd: Any) -> Callable[[Any], Any] | None:
         return lambda raw: from_proto(tp, raw)
     if fd.enum_type is not None:
         enum_desc = fd.enum_type
-        return lambda raw: enum_from_proto(tp, raw, enum_desc)
+        return lambda raw: enum_from_proto(tp, raw, enum_desc, fd.name)
     return None
 
 
@@ -146,4 +153,14 @@ def from_proto(cls: type[T], msg: Message) -> T:
             value = raw if read is None else read(raw)
             if value is not None or optional:
                 kwargs[name] = value
+    missing = [n for n in _required(target) if n not in kwargs]
+    if missing:  # a field without a default left unset (an UNSPECIFIED enum): the sender's error
+        raise InvalidArgument(missing[0], f"required in {msg.DESCRIPTOR.name}")
     return cls(**kwargs)
+
+
+@cache
+def _required(cls: Any) -> tuple[str, ...]:
+    """The fields of dataclass `cls` that have no default."""
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)

@@ -79,13 +79,18 @@ def stream(fn: Callable[..., AsyncIterator[R]]) -> Callable[..., AsyncIterator[R
     return wrapper
 
 
-def unimplemented(feature: str) -> Callable[..., Awaitable[Any]]:
-    """A servicer method for an RPC whose feature has not landed: UNIMPLEMENTED, naming the feature."""
+def unimplemented(feature: str, streaming: bool = False) -> Callable[..., Any]:
+    """A servicer method for an RPC whose feature has not landed: UNIMPLEMENTED, naming the feature
+    (an async generator when the RPC answers with a stream, as gRPC expects of those)."""
 
     async def method(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort_with_status(to_grpc_status(Unimplemented(f"not implemented yet: {feature}")))
 
-    return method
+    async def stream_method(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await method(self, request, context)
+        yield  # unreachable: abort raises; makes this an async generator
+
+    return stream_method if streaming else method
 
 
 def answer_unserved(servicer: type, service: Any, why: str) -> None:
@@ -93,4 +98,4 @@ def answer_unserved(servicer: type, service: Any, why: str) -> None:
     ServiceDescriptor) it does not define itself: for services whose RPCs two processes split."""
     for method in service.methods:
         if method.name not in servicer.__dict__:
-            setattr(servicer, method.name, unimplemented(why))
+            setattr(servicer, method.name, unimplemented(why, method.server_streaming))

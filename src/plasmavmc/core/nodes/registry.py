@@ -26,7 +26,7 @@ from plasmavmc.scheduler.cache import NodeCache
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
 from plasmavmc.store.cas import attempts, backoff
-from plasmavmc.store.records import Versioned, decode, mutate, read, replace
+from plasmavmc.store.records import CorruptRecord, Versioned, decode, mutate, quarantine, read, replace
 from plasmavmc.types import codec
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 
@@ -82,7 +82,7 @@ class NodeRegistry:
         current: Versioned[Node] | None = cached[0] if cached is not None else None
         for attempt in attempts(f"node {reported.id}"):
             if current is None:
-                current = await read(self._store, Node, key)
+                current = await self._read_or_quarantine(key)
             if current is None:
                 fresh = replace(
                     reported,
@@ -111,6 +111,16 @@ class NodeRegistry:
             return merged
         raise AssertionError("unreachable: attempts() raises when exhausted")
 
+    async def _read_or_quarantine(self, key: str) -> Versioned[Node] | None:
+        """The node record at `key`; an unreadable one is moved aside and counts as absent."""
+        try:
+            return await read(self._store, Node, key)
+        except CorruptRecord:
+            kv = await self._store.get(key)
+            if kv is not None:
+                await quarantine(self._store, kv)
+            return None
+
     async def get(self, node_id: str) -> Versioned[Node]:
         found = await read(self._store, Node, keys.node(node_id))
         if found is None:
@@ -118,7 +128,15 @@ class NodeRegistry:
         return found
 
     async def list(self) -> list[Versioned[Node]]:
-        return [decode(Node, kv) for kv in await self._store.list_all(keys.NODES)]
+        """Every readable node; an unreadable node record is moved aside (its agent's next heartbeat
+        registers the node again)."""
+        out = []
+        for kv in await self._store.list_all(keys.NODES):
+            try:
+                out.append(decode(Node, kv))
+            except CorruptRecord:
+                await quarantine(self._store, kv)
+        return out
 
     async def set_admin_state(self, node_id: str, state: NodeState | None) -> Node:
         """Cordon (CORDONED), start a drain (DRAINING) or uncordon (None: back to READY or NOT_READY)."""

@@ -20,6 +20,7 @@ from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.lifecycle import BOOTABLE_FORMATS
 from plasmavmc.errors import Conflict, InvalidArgument, InvalidState, PlasmaError
 from plasmavmc.hypervisor.registry import check_spec_for
+from plasmavmc.limits import MAX_DISKS_PER_VM, MAX_NICS_PER_VM
 from plasmavmc.observe.metrics import OPERATIONS
 from plasmavmc.store.base import Write
 from plasmavmc.store.cas import attempts, backoff
@@ -79,6 +80,8 @@ async def _image_for(core: Core, vm: VirtualMachine, disk: DiskSpec) -> Image | 
     if image.status != ImageStatus.AVAILABLE or image.format not in BOOTABLE_FORMATS:
         raise InvalidArgument("disk.source.image_id", f"image {image.id} is {image.status.value} "
                               f"{image.format.value}: an available raw or qcow2 image is needed")
+    if image.min_disk_gib > disk.size_gib:  # the quota charges size_gib: it must cover the virtual size
+        raise InvalidArgument("disk.size_gib", f"image {image.id} needs {image.min_disk_gib} GiB")
     return image
 
 
@@ -88,6 +91,8 @@ async def attach_disk(core: Core, ref: VmRef, disk: DiskSpec) -> VirtualMachine:
     vm = found.value
     if any(d.id == disk.id for d in vm.spec.disks):
         raise InvalidArgument("disk.id", f"VM {vm.id} already has a disk {disk.id!r}")
+    if len(vm.spec.disks) >= MAX_DISKS_PER_VM:
+        raise InvalidArgument("disk", f"VM {vm.id} already has the most disks a VM may have ({MAX_DISKS_PER_VM})")
     check_spec_for(vm.hypervisor, _respec(vm, disks=(*vm.spec.disks, disk)).spec)
     agent = await core.agent_for(vm)
     await agent.attach_disk(vm, disk, await _image_for(core, vm, disk))
@@ -119,6 +124,8 @@ async def attach_nic(core: Core, ref: VmRef, nic: NetworkSpec) -> VirtualMachine
     vm = found.value
     if any(n.id == nic.id for n in vm.spec.network):
         raise InvalidArgument("nic.id", f"VM {vm.id} already has a NIC {nic.id!r}")
+    if len(vm.spec.network) >= MAX_NICS_PER_VM:
+        raise InvalidArgument("nic", f"VM {vm.id} already has the most NICs a VM may have ({MAX_NICS_PER_VM})")
     check_spec_for(vm.hypervisor, _respec(vm, network=(*vm.spec.network, nic)).spec)
     agent = await core.agent_for(vm)
     nic = await nics.allocate_nic(core.store, vm, nic, "nic")

@@ -26,7 +26,7 @@ from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
 from plasmavmc.store.base import Page, Write
-from plasmavmc.store.records import Versioned, decode, mutate, read, replace, retry_on_conflict
+from plasmavmc.store.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
@@ -216,7 +216,7 @@ async def list_vms(
     page: Page = await core.store.list(
         prefix, start_after=prefix + token if token else None, limit=page_size or DEFAULT_PAGE
     )
-    vms = [decode(VirtualMachine, kv).value for kv in page.items]
+    vms = [found.value for found in decode_all(VirtualMachine, page.items)]
     next_token = page.next_start_after.removeprefix(prefix) if page.next_start_after else ""
     return vms, next_token
 

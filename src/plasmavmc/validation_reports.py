@@ -1,0 +1,71 @@
+"""Validation of what a node agent reports (Heartbeat, ReportStatus), before anything is stored.
+
+An agent is a caller like any other: a report that could not be read back, stored, summed or printed
+safely is refused with INVALID_ARGUMENT naming the field, so one bad heartbeat can never leave a node
+record that poisons ListNodes, scheduling or `/ready` (issue 13).
+"""
+
+from __future__ import annotations
+
+import re
+
+from plasmavmc import validation
+from plasmavmc.errors import InvalidArgument
+from plasmavmc.limits import (
+    MAX_NODE_CONDITIONS,
+    MAX_NODE_MEMORY_MIB,
+    MAX_NODE_STORAGE_GIB,
+    MAX_NODE_VCPUS,
+    MAX_TAINTS,
+    NAME_MAX,
+    TEXT_MAX,
+)
+from plasmavmc.types.node import Node, NodeCapacity
+
+_ADDRESS_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
+ACCELERATORS = ("kvm", "tcg")
+
+
+def capacity(value: NodeCapacity, field: str) -> NodeCapacity:
+    for part, top in (("vcpus", MAX_NODE_VCPUS), ("memory_mib", MAX_NODE_MEMORY_MIB),
+                      ("storage_gib", MAX_NODE_STORAGE_GIB)):
+        number = getattr(value, part)
+        if not 0 <= number <= top:
+            raise InvalidArgument(f"{field}.{part}", f"must be between 0 and {top}, got {number}")
+    return value
+
+
+def agent_address(value: str, field: str) -> str:
+    if value and (len(value) > 300 or not _ADDRESS_RE.fullmatch(value) or int(value.rpartition(":")[2]) > 65535):
+        raise InvalidArgument(field, f"{value[:80]!r} is not host:port")
+    return value
+
+
+def node(reported: Node, field: str = "node") -> Node:
+    """A node as its agent reports it in a heartbeat."""
+    validation.name(reported.id, f"{field}.id")
+    if reported.name:
+        validation.name(reported.name, f"{field}.name")
+    capacity(reported.capacity, f"{field}.capacity")
+    capacity(reported.allocatable, f"{field}.allocatable")
+    capacity(reported.allocated, f"{field}.allocated")
+    if None in reported.hypervisors or len(set(reported.hypervisors)) != len(reported.hypervisors):
+        raise InvalidArgument(f"{field}.hypervisors", "each hypervisor once, none unspecified")
+    validation.labels(reported.labels, f"{field}.labels")
+    if len(reported.taints) > MAX_TAINTS:
+        raise InvalidArgument(f"{field}.taints", f"at most {MAX_TAINTS}")
+    for i, taint in enumerate(reported.taints):
+        validation.labels({taint.key: taint.value}, f"{field}.taints[{i}]")
+        if taint.effect not in validation.TAINT_EFFECTS:
+            raise InvalidArgument(f"{field}.taints[{i}].effect", f"one of {validation.TAINT_EFFECTS[1:]} or empty")
+    if len(reported.conditions) > MAX_NODE_CONDITIONS:
+        raise InvalidArgument(f"{field}.conditions", f"at most {MAX_NODE_CONDITIONS}")
+    for i, cond in enumerate(reported.conditions):
+        validation.text(cond.type, f"{field}.conditions[{i}].type", NAME_MAX)
+        validation.text(cond.reason, f"{field}.conditions[{i}].reason", TEXT_MAX)
+        validation.text(cond.message, f"{field}.conditions[{i}].message", TEXT_MAX)
+    validation.text(reported.agent_version, f"{field}.agent_version", NAME_MAX)
+    agent_address(reported.agent_address, f"{field}.agent_address")
+    if reported.accelerator and not set(reported.accelerator.split(",")) <= set(ACCELERATORS):
+        raise InvalidArgument(f"{field}.accelerator", f"a comma-separated list of {ACCELERATORS}, or empty")
+    return reported
