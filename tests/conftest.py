@@ -75,10 +75,13 @@ class Proc:
     argv: list[str]
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # added to this process's environment
 
     def start(self) -> None:
         out = self.log.open("ab")
-        self.popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        env = {**os.environ, **self.env} if self.env else None
+        self.popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                      env=env)
         out.close()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -170,14 +173,18 @@ def short_run_dir(root: Path) -> Path:
     return link.resolve()
 
 
-def write_configs(root: Path, guest: Path, node_id: str,
-                  firecracker: bool = False) -> tuple[Path, Path, str, str, str]:
+def write_configs(root: Path, guest: Path, node_id: str, firecracker: bool = False,
+                  network_provider: str = "none", mvisor: str | None = None) -> tuple[Path, Path, str, str, str]:
+    """`mvisor`: the mvisor binary, to enable that backend too (firmware from /usr/local/share/mvisor)."""
     run_dir = short_run_dir(root)
     api, http, agent_port, console = free_port(), free_port(), free_port(), free_port()
     seeds, enabled, fc_section = f'"{guest}"', '"kvm"', ""
     if firecracker:
         fc_seed, fc_section = _firecracker_config(root)
         seeds, enabled = f'{seeds}, "{fc_seed}"', '"kvm", "firecracker"'
+    if mvisor:
+        enabled += ', "mvisor"'
+        fc_section += f'[hypervisors.mvisor]\nmvisor_path = "{mvisor}"\nruntime_dir = "{run_dir}/mv"\n'
     server_cfg = root / "server.toml"
     server_cfg.write_text(
         f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
@@ -193,13 +200,18 @@ def write_configs(root: Path, guest: Path, node_id: str,
         f'metrics_addr = "127.0.0.1:{free_port()}"\n'
         f'[hypervisors]\nenabled = [{enabled}]\n[hypervisors.kvm]\nruntime_dir = "{run_dir}/kvm"\n{fc_section}'
         f'[storage]\nimage_cache_dir = "{root}/cache"\nruntime_dir = "{root}/vms"\n'
+        # "none" unless a test runs the cluster inside a network namespace of its own: agents in the
+        # host's namespace leave NICs bare taps (tests/e2e/test_network_api.py runs the bridge provider)
+        f'[network]\nprovider = "{network_provider}"\nbridge_name = "pvapi"\nstate_dir = "{root}/net"\n'
         f'[logging]\nlevel = "info"\nformat = "text"\n'
     )
     return server_cfg, agent_cfg, f"127.0.0.1:{api}", f"http://127.0.0.1:{http}", f"127.0.0.1:{agent_port}"
 
 
-def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False) -> Cluster:
-    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker)
+def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False,
+                  network_provider: str = "none", mvisor: str | None = None) -> Cluster:
+    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker, network_provider,
+                                                        mvisor)
     return launch(root, server_cfg, agent_cfg, api, http, node_id)
 
 
@@ -223,7 +235,7 @@ def launch(root: Path, server_cfg: Path, agent_cfg: Path, api: str, http: str, n
 
 def kill_leftover_qemu(root: Path) -> None:
     """Hypervisor processes outlive the agent by design; a test's own ones are ended with it."""
-    for pidfile in root.glob("run/kvm/*/*.pid"):
+    for pidfile in [*root.glob("run/kvm/*/*.pid"), *root.glob("run/mv/*/*.pid")]:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
     run = root / "run"

@@ -13,6 +13,7 @@ few generic ones an API needs) and, where input was at fault, the name of the fi
     ├── Conflict               CONFLICT          compare-and-swap lost; retry reads again
     ├── NoSuitableNode         NO_SUITABLE_NODE  scheduling found no node (explains why)
     ├── QuotaExceeded          QUOTA_EXCEEDED    names the limit
+    ├── NetworkFull            NETWORK_FULL      a network has no free address left (IPAM)
     ├── PermissionDenied       PERMISSION_DENIED
     ├── Unauthenticated        UNAUTHENTICATED   missing, expired or tampered credential
     ├── Unimplemented          UNIMPLEMENTED     names the missing feature
@@ -33,6 +34,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
     NO_SUITABLE_NODE = "NO_SUITABLE_NODE"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    NETWORK_FULL = "NETWORK_FULL"
     HYPERVISOR_ERROR = "HYPERVISOR_ERROR"
     INVALID_STATE = "INVALID_STATE"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
@@ -109,6 +111,10 @@ class NoSuitableNode(PlasmaError):
 
 class QuotaExceeded(PlasmaError):
     code = ErrorCode.QUOTA_EXCEEDED
+
+
+class NetworkFull(PlasmaError):
+    code = ErrorCode.NETWORK_FULL
 
 
 class PermissionDenied(PlasmaError):

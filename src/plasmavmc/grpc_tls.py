@@ -8,6 +8,7 @@ dialled: an address rerouted to another machine fails the handshake.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -31,12 +32,14 @@ def channel_credentials(tls: TlsSettings) -> grpc.ChannelCredentials:
     )
 
 
-def agent_channel(address: str, node_id: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+def agent_channel(address: str, node_id: str, credentials: grpc.ChannelCredentials | None,
+                  options: Sequence[tuple[str, int]] = ()) -> grpc.aio.Channel:
     """A channel to the agent of `node_id` at `address`: TLS expecting that node's certificate if
-    `credentials` are given, plain gRPC otherwise."""
+    `credentials` are given, plain gRPC otherwise; `options` are extra channel options."""
     if credentials is None:
-        return grpc.aio.insecure_channel(address)
-    return grpc.aio.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", node_id)])
+        return grpc.aio.insecure_channel(address, options=list(options))
+    return grpc.aio.secure_channel(address, credentials,
+                                   options=[*options, ("grpc.ssl_target_name_override", node_id)])
 
 
 def target_of(url: str) -> str:

@@ -7,6 +7,7 @@ kernel command line and a QEMU option string; nothing user-supplied reaches any 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 
@@ -126,15 +127,19 @@ def device_id(value: str, field: str) -> str:
 
 
 def nic(spec: NetworkSpec, where: str) -> NetworkSpec:
-    """A NIC is a tap device the hypervisor creates (no bridge, no IPAM yet: `ip_address` is refused)."""
+    """A NIC on a tenant network; `ip_address` (IPv4) asks IPAM for that address; `security_groups`
+    names groups of the VM's project (none: the network's built-in `default` group)."""
     device_id(spec.id, f"{where}.id")
     name(spec.network_id, f"{where}.network_id")
     if spec.mac_address is not None and not _MAC_RE.fullmatch(spec.mac_address):
         raise InvalidArgument(f"{where}.mac_address", f"{spec.mac_address[:40]!r} is not a MAC address")
     if spec.ip_address is not None:
-        raise Unimplemented(f"{where}.ip_address: IP address management (NetworkProvider) is not implemented yet")
-    if spec.security_groups:
-        raise Unimplemented(f"{where}.security_groups: security groups are not implemented yet")
+        try:
+            ipaddress.IPv4Address(spec.ip_address)
+        except ValueError as exc:
+            raise InvalidArgument(f"{where}.ip_address", f"{spec.ip_address[:60]!r} is not an IPv4 address") from exc
+    for i, group in enumerate(spec.security_groups):
+        name(group, f"{where}.security_groups[{i}]")
     return spec
 
 

@@ -141,3 +141,40 @@ def _firecracker() -> BackendProfile | str:
 
 
 BACKEND_FACTORIES["firecracker"] = _firecracker
+
+
+# ---------------------------------------------------------------- mvisor, BIOS test guest (boot sector)
+
+
+def _mvisor() -> BackendProfile | str:
+    import shutil
+    import tempfile
+
+    from tests import bios_guest
+
+    why = bios_guest.mvisor_missing() or bios_guest.mvisor_cannot_boot(Path(tempfile.mkdtemp(prefix="mvprobe-")))
+    if why is not None:
+        return why
+    from plasmavmc.hypervisor.mvisor.backend import MvisorBackend
+
+    mvisor, qemu_img = shutil.which("mvisor"), shutil.which("qemu-img")
+    assert mvisor is not None and qemu_img is not None
+    disk: dict[str, LocalImage] = {}
+
+    async def images() -> dict[str, LocalImage]:
+        if not disk:
+            path = await bios_guest.build_disk(Path(tempfile.mkdtemp(prefix="biosguest-")) / "disk.raw")
+            disk["bios"] = LocalImage(image_id="bios", disk_path=path, disk_format="raw")
+        return disk
+
+    def vm(name: str, hotplug: bool = False) -> VirtualMachine:
+        spec = VmSpec(disks=(DiskSpec(id="root", source=DiskSource(image_id="bios"), size_gib=1),),
+                      memory=MemorySpec(size_mib=64))
+        return VirtualMachine(id=str(uuid.uuid4()), name=name, org_id="org", project_id="proj", spec=spec)
+
+    return BackendProfile(
+        name="mvisor", make_backend=lambda runtime: MvisorBackend(mvisor, qemu_img, runtime, bios_guest.MVISOR_BIOS),
+        guest=images, vm=vm, ready=lambda h: bios_guest.READY, shell=False)
+
+
+BACKEND_FACTORIES["mvisor"] = _mvisor

@@ -1,10 +1,12 @@
-"""Helpers for end-to-end tests: VM specs from the default guest, console reading with deadlines."""
+"""Helpers for end-to-end tests: VM specs from the default guest, console reading with deadlines, a
+server's liveness."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
+import urllib.request
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, MemorySpec, VmSpec
@@ -39,3 +41,12 @@ async def console_until(client: PlasmaClient, vm: str, pattern: str, count: int 
         return await asyncio.wait_for(follow(), max(0.1, deadline - time.monotonic()))
     except TimeoutError:
         raise AssertionError(f"{pattern!r} x{count} not seen in {timeout}s; console: {seen[-2000:]!r}") from None
+
+
+def health_ok(http: str) -> bool:
+    """Whether the server at `http` (http://host:port of its health port) answers `/health` with 200."""
+    try:
+        with urllib.request.urlopen(f"{http}/health", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False

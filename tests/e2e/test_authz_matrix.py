@@ -16,6 +16,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import re
+import stat
+import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable
@@ -347,7 +352,12 @@ async def test_hidden_reads_exactly_like_missing(world: World) -> None:
     with pytest.raises(PlasmaError) as missing:
         await world.admin.get_vm("acme", "web", "ghost")
     assert hidden is not None
-    assert hidden.message.replace("target", "X") == missing.value.message.replace("ghost", "X")
+
+    def without_request_id(message: str) -> str:  # each answer names its own request id (observability)
+        return re.sub(r" ?\(request id [^)]*\)", "", message)
+
+    assert (without_request_id(hidden.message).replace("target", "X")
+            == without_request_id(missing.value.message).replace("ghost", "X"))
     assert hidden.field == missing.value.field
 
 
@@ -413,3 +423,26 @@ async def test_console_gateway_needs_the_console_action_on_that_vm(world: World)
     with pytest.raises(grpc.aio.AioRpcError) as info:  # a ticket is no API credential
         await world.stubs["vm"].GetVm(vm_pb2.GetVmRequest(vm=_vm("target")), metadata=_metadata(ticket))
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def _cli(world: World, home: Path, *args: str, env_extra: dict[str, str] | None = None) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLASMAVMC_")}
+    env.update({"HOME": str(home), **(env_extra or {})})
+    done = subprocess.run([sys.executable, "-m", "plasmavmc.cli", "--addr", world.sim.api, *args],
+                          capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_cli_login_saves_a_token_the_next_commands_use(world: World, tmp_path: Path) -> None:
+    key = await world.admin.create_api_key("viewer")
+    out = await asyncio.to_thread(_cli, world, tmp_path, "login", "--api-key", key)
+    saved = tmp_path / ".config" / "plasmavmc" / "credentials"
+    assert str(saved) in out and stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert not saved.read_text().startswith("pvk_")  # the token, not the key
+    who = await asyncio.to_thread(_cli, world, tmp_path, "iam", "whoami")
+    assert who.splitlines()[0] == "principal viewer" and "project-viewer" in who
+    admin_env = {"PLASMAVMC_CREDENTIALS": os.environ["PLASMAVMC_CREDENTIALS"]}
+    audit = await asyncio.to_thread(_cli, world, tmp_path, "-o", "json", "audit", "list", "--principal", "viewer",
+                                    env_extra=admin_env)
+    assert any(e["action"] == "plasmavmc:iam:issue_token" and e["result"] == "OK" for e in json.loads(audit))

@@ -1,6 +1,7 @@
 """Client fail-over: three server replicas on one real etcd; a `PlasmaClient` (and the CLI) given all
 three endpoints keeps working when the replica it used is killed -9, and then the next one too, and
-says which endpoint answered."""
+says which endpoint answered. A change whose connection dropped mid-call is not resent (it may have
+been applied)."""
 
 from __future__ import annotations
 
@@ -8,28 +9,22 @@ import asyncio
 import shutil
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from plasmavmc.cli.main import main
-from plasmavmc.client import PlasmaClient
+from plasmavmc.client import ConnectionFailed, PlasmaClient
+from plasmavmc.client.base import Rpc, resendable
 from plasmavmc.types.quota import ResourceLimits
-from tests.e2e.test_ha_failover import HaCluster, Replica
+from plasmavmc.v1 import vm_pb2_grpc
+from tests.e2e.helpers import health_ok
+from tests.e2e.test_ha_failover import HaCluster
 from tests.etcd import EtcdCluster, needs_etcd
 
 pytestmark = needs_etcd
 DEADLINE = 60.0
-
-
-def healthy(replica: Replica) -> bool:
-    try:
-        with urllib.request.urlopen(f"{replica.http}/health", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -40,7 +35,7 @@ def three(guest_dir: Path) -> Iterator[HaCluster]:
     try:
         replicas = [cluster.start_replica(name) for name in ("a", "b", "c")]
         deadline = time.monotonic() + DEADLINE
-        while not all(healthy(r) for r in replicas):
+        while not all(health_ok(r.http) for r in replicas):
             assert time.monotonic() < deadline, cluster.logs()
             time.sleep(0.1)  # polling external processes, with a deadline
         yield cluster
@@ -88,3 +83,11 @@ async def test_cli_takes_endpoints_and_says_which_answered(
     config.write_text('endpoints = "not a list"\n')
     assert await asyncio.to_thread(main, ["--config", str(config), "quota", "get"]) == 1
     assert "expected only `endpoints" in capsys.readouterr().err
+
+
+def test_only_reads_or_never_sent_calls_are_resent() -> None:
+    refused = ConnectionFailed("h:1", "failed to connect to all addresses; last error: Connection refused")
+    dropped = ConnectionFailed("h:1", "Socket closed")
+    create, get = Rpc(vm_pb2_grpc.VmServiceStub, "CreateVm"), Rpc(vm_pb2_grpc.VmServiceStub, "GetVm")
+    assert resendable(create, refused) and resendable(get, refused) and resendable(get, dropped)
+    assert not resendable(create, dropped)  # it may have been applied: resending could answer falsely

@@ -26,10 +26,11 @@ from plasmavmc.cli.main import main
 from plasmavmc.client import PlasmaClient
 from plasmavmc.errors import InvalidState, NodeNotFound, PlasmaError, VmNotFound
 from plasmavmc.types.events import VmEvent, VmEventType
+from plasmavmc.types.image import Image
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import CpuSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
-from plasmavmc.v1 import node_pb2, node_pb2_grpc, types_pb2, vm_pb2, vm_pb2_grpc
+from plasmavmc.v1 import image_pb2, image_pb2_grpc, node_pb2, node_pb2_grpc, types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import from_proto, to_proto
 from plasmavmc.wire.status import to_grpc_status
 
@@ -156,6 +157,14 @@ class FakeNodes(node_pb2_grpc.NodeServiceServicer):
         return to_proto(node, node_pb2.Node())
 
 
+class FakeImages(image_pb2_grpc.ImageServiceServicer):
+    """Every image id exists (so `vm create --image ID` resolves); names are not known."""
+
+    async def GetImage(self, request: image_pb2.GetImageRequest, context: Any) -> image_pb2.Image:
+        image = Image(id=request.image_id, name=request.image_id, org_id=request.org_id)
+        return to_proto(image, image_pb2.Image())
+
+
 class FakeServer:
     """A grpc.aio server in a thread of its own, so tests may call `asyncio.run` (inside `main`) freely."""
 
@@ -172,6 +181,7 @@ class FakeServer:
         node_pb2_grpc.add_NodeServiceServicer_to_server(  # type: ignore[no-untyped-call]
             FakeNodes(self.state), self.server
         )
+        image_pb2_grpc.add_ImageServiceServicer_to_server(FakeImages(), self.server)  # type: ignore[no-untyped-call]
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
 
@@ -199,9 +209,13 @@ def server() -> Iterator[FakeServer]:
 
 @pytest.fixture
 def fake(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> FakeState:
-    for name in ("PLASMAVMC_ADDR", "PLASMAVMC_ORG", "PLASMAVMC_PROJECT", "PLASMAVMC_TOKEN"):
+    for name in (
+        "PLASMAVMC_ENDPOINT", "PLASMAVMC_CLOUD", "PLASMAVMC_OUTPUT", "PLASMAVMC_ORG", "PLASMAVMC_PROJECT",
+        "PLASMAVMC_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PLASMAVMC_ADDR", f"http://127.0.0.1:{server.port}")
+    monkeypatch.setenv("PLASMAVMC_ENDPOINT", f"http://127.0.0.1:{server.port}")
+    monkeypatch.setenv("PLASMAVMC_CLI_CONFIG", "/nonexistent/plasmavmc.toml")  # no profile of the user
     return server.reset()
 
 
@@ -371,7 +385,8 @@ def test_invalid_state_without_field(fake: FakeState, capsys: pytest.CaptureFixt
 
 def test_node_not_found(fake: FakeState, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["node", "cordon", "ghost"]) == 1
-    assert capsys.readouterr().err == "error: NODE_NOT_FOUND: node 'ghost' not found (field: node_id)\n"
+    assert capsys.readouterr().err == (
+        "error: NODE_NOT_FOUND: node 'ghost' not found (neither an id nor a name) (field: node)\n")
 
 
 @pytest.mark.parametrize(
@@ -383,7 +398,7 @@ def test_node_not_found(fake: FakeState, capsys: pytest.CaptureFixture[str]) -> 
         ["vm", "create", "x", "--image", "i", "--label", "novalue"],
         ["vm", "create", "x", "--image", "i", "--vcpus", "0"],
         ["vm", "create", "x", "--image", "i", "--hypervisor", "xen"],
-        ["-o", "yaml", "vm", "list"],
+        ["-o", "xml", "vm", "list"],
         ["--cert-file", "c.pem", "vm", "list"],  # a client cert needs its key
         ["vm", "frobnicate"],
     ],

@@ -126,3 +126,17 @@ def test_role_table(binding: Binding, action: str, org: str, project: str, want:
 def test_no_binding_sees_nothing_of_an_org() -> None:
     assert rbac_decide(_caller(), "plasmavmc:vms:get", "a", "w") is Decision.HIDDEN
     assert rbac_decide(_caller(), "plasmavmc:nodes:list", "", "") is Decision.DENY
+
+
+def test_every_public_rpc_has_an_authorization_rule() -> None:
+    from plasmavmc.api.authz_rules import RULES
+    from plasmavmc.v1 import iam_pb2, image_pb2, network_pb2, node_pb2, quota_pb2, vm_pb2
+
+    methods = {f"/{service.full_name}/{m.name}"
+               for module in (vm_pb2, image_pb2, node_pb2, quota_pb2, iam_pb2, network_pb2)
+               for service in module.DESCRIPTOR.services_by_name.values() for m in service.methods}
+    assert methods == set(RULES)
+    for name, rule in RULES.items():
+        assert rule.action.startswith(("plasmavmc:vms:", "plasmavmc:images:", "plasmavmc:nodes:",
+                                       "plasmavmc:quotas:", "plasmavmc:iam:", "plasmavmc:audit:",
+                                       "plasmavmc:networks:", "plasmavmc:security_groups:")), name

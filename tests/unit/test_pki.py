@@ -93,5 +93,5 @@ def test_client_config_tls_keys_are_checked(tmp_path: Path, toml: str, says: str
                                             capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "client.toml"
     config.write_text(toml)
-    assert main(["--config", str(config), "--endpoint", "127.0.0.1:1", "node", "list"]) == 1
+    assert main(["--config", str(config), "--endpoint", "127.0.0.1:1", "node", "list"]) == 2  # nothing sent
     assert says in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 
 from plasmavmc import validation
 from plasmavmc.client.console_ws import console_url
-from plasmavmc.errors import InvalidArgument, NotFound, Unimplemented
+from plasmavmc.errors import InvalidArgument, NotFound
 from plasmavmc.hypervisor.base import UnsupportedFeature
 from plasmavmc.hypervisor.qemu import hotplug, snapshots
 from plasmavmc.hypervisor.qemu.runtime import RuntimePaths
@@ -83,8 +83,12 @@ def test_nic_validation() -> None:
         validation.nic(NetworkSpec(id="nic0", mac_address="52:54:00:aa:bb"), "nic")
     with pytest.raises(InvalidArgument, match=r"nic\.id"):
         validation.nic(NetworkSpec(id="Nic,0"), "nic")
-    with pytest.raises(Unimplemented, match="ip_address"):
-        validation.nic(NetworkSpec(id="nic0", ip_address="10.0.0.2"), "nic")
+    validation.nic(NetworkSpec(id="nic0", ip_address="10.0.0.2"), "nic")  # IPAM hands out exactly that
+    with pytest.raises(InvalidArgument, match=r"nic\.ip_address"):
+        validation.nic(NetworkSpec(id="nic0", ip_address="10.0.0"), "nic")
+    validation.nic(NetworkSpec(id="nic0", security_groups=("web",)), "nic")
+    with pytest.raises(InvalidArgument, match=r"nic\.security_groups\[0\]"):
+        validation.nic(NetworkSpec(id="nic0", security_groups=("../x",)), "nic")
     with pytest.raises(InvalidArgument, match="duplicate"):
         validation.vm_spec(VmSpec(disks=(ROOT,), network=(NetworkSpec(id="a"), NetworkSpec(id="a"))))
 

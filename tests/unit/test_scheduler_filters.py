@@ -14,7 +14,7 @@ from plasmavmc.scheduler.filters import (
     ResourceFilter,
     TaintFilter,
 )
-from plasmavmc.scheduler.framework import Filter, NodeView
+from plasmavmc.scheduler.framework import Cycle, Filter, NodeView
 from plasmavmc.types.node import Node, NodeCapacity, NodeState, Taint
 from plasmavmc.types.vm import (
     CpuSpec,
@@ -158,4 +158,4 @@ CASES: list[tuple[str, Filter, VirtualMachine, NodeView, str | None]] = [
 
 @pytest.mark.parametrize(("case", "flt", "the_vm", "view", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_filter(case: str, flt: Filter, the_vm: VirtualMachine, view: NodeView, expected: str | None) -> None:
-    assert flt.check(the_vm, view) == expected
+    assert flt.check(Cycle.of(the_vm), view) == expected

@@ -8,7 +8,7 @@ import pytest
 
 from plasmavmc.core.nodes.registry import NodeRegistry, Overcommit
 from plasmavmc.scheduler.filters import ResourceFilter
-from plasmavmc.scheduler.framework import NodeView
+from plasmavmc.scheduler.framework import Cycle, NodeView
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.types.vm import CpuSpec, MemorySpec, VirtualMachine, VmSpec
@@ -41,6 +41,6 @@ async def test_heartbeat_applies_the_ratios_and_the_filter_honours_them(tmp_path
             project_id="p",
             spec=VmSpec(cpu=CpuSpec(vcpus=6), memory=MemorySpec(size_mib=1024)),
         )
-        assert ResourceFilter().check(vm, NodeView(again)) is None  # 6 vCPUs on a 4-core node at 2.0
+        assert ResourceFilter().check(Cycle.of(vm), NodeView(again)) is None  # 6 vCPUs on a 4-core node at 2.0
     finally:
         await store.close()

@@ -7,7 +7,7 @@ import pytest
 from plasmavmc.config.server import SchedulerSettings
 from plasmavmc.errors import NoSuitableNode
 from plasmavmc.scheduler import build
-from plasmavmc.scheduler.framework import NodeView
+from plasmavmc.scheduler.framework import Cycle, NodeView
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.vm import CpuSpec, DiskSpec, HypervisorType, MemorySpec, PlacementSpec, VirtualMachine, VmSpec
 
@@ -39,17 +39,17 @@ def view(node_id: str, used_vcpus: int = 0, state: NodeState = NodeState.READY, 
 
 
 def test_least_allocated_node_ranks_first() -> None:
-    ranked = build().rank(vm(), [view("busy", 6), view("idle", 0), view("half", 4)])
+    ranked = build().rank(Cycle.of(vm()), [view("busy", 6), view("idle", 0), view("half", 4)])
     assert [v.node.id for v in ranked] == ["idle", "half", "busy"]
 
 
 def test_weights_decide_between_locality_and_load() -> None:
     views = [view("idle-b", 0, zone="b"), view("busy-a", 4, zone="a")]
-    assert build().rank(vm(zone="a"), views)[0].node.id == "busy-a"
+    assert build().rank(Cycle.of(vm(zone="a")), views)[0].node.id == "busy-a"
     no_locality = build(SchedulerSettings(locality_weight=0))
-    assert no_locality.rank(vm(zone="a"), views)[0].node.id == "idle-b"
+    assert no_locality.rank(Cycle.of(vm(zone="a")), views)[0].node.id == "idle-b"
     load_heavy = build(SchedulerSettings(least_allocated_weight=5))
-    assert load_heavy.rank(vm(zone="a"), views)[0].node.id == "idle-b"
+    assert load_heavy.rank(Cycle.of(vm(zone="a")), views)[0].node.id == "idle-b"
 
 
 def test_zero_weight_turns_a_scorer_off() -> None:
@@ -60,7 +60,7 @@ def test_zero_weight_turns_a_scorer_off() -> None:
 def test_no_suitable_node_counts_every_filter_and_says_why() -> None:
     views = [view("full-1", 8), view("full-2", 8), view("cordoned", 0, NodeState.CORDONED)]
     with pytest.raises(NoSuitableNode) as err:
-        build().rank(vm(), views)
+        build().rank(Cycle.of(vm()), views)
     message = err.value.message
     assert "3 nodes" in message
     assert "ResourceFilter rejected 2" in message and "full-1: vCPU 1 > 0 free" in message
@@ -69,13 +69,13 @@ def test_no_suitable_node_counts_every_filter_and_says_why() -> None:
 
 def test_no_nodes_at_all() -> None:
     with pytest.raises(NoSuitableNode, match="no nodes are registered"):
-        build().rank(vm(), [])
+        build().rank(Cycle.of(vm()), [])
 
 
 def test_feasible_limit_scores_a_sample_and_rotates_over_the_fleet() -> None:
     scheduler = build(SchedulerSettings(feasible_nodes_to_score=2))
     views = [view(f"n{i}") for i in range(6)]
-    first = {v.node.id for v in scheduler.rank(vm(), views)}
-    second = {v.node.id for v in scheduler.rank(vm(), views)}
+    first = {v.node.id for v in scheduler.rank(Cycle.of(vm()), views)}
+    second = {v.node.id for v in scheduler.rank(Cycle.of(vm()), views)}
     assert len(first) == 2 and len(second) == 2
     assert first != second

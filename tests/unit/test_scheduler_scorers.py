@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plasmavmc.scheduler.framework import NodeView, Scorer
+from plasmavmc.scheduler.framework import Cycle, NodeView, Scorer
 from plasmavmc.scheduler.scorers import BalancedResourceScorer, LeastAllocatedScorer, LocalityScorer
 from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.types.vm import CpuSpec, MemorySpec, PlacementSpec, VirtualMachine, VmSpec
@@ -51,4 +51,4 @@ CASES: list[tuple[str, Scorer, VirtualMachine, NodeView, int]] = [
 
 @pytest.mark.parametrize(("case", "scorer", "the_vm", "view", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_scorer(case: str, scorer: Scorer, the_vm: VirtualMachine, view: NodeView, expected: int) -> None:
-    assert scorer.score(the_vm, view) == expected
+    assert scorer.score(Cycle.of(the_vm), view) == expected

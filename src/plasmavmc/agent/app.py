@@ -19,6 +19,7 @@ from plasmavmc.agent.http import start_agent_http
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.metrics import AgentMetrics
 from plasmavmc.agent.node import describe_node
+from plasmavmc.agent.ports import NodePorts
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.agent.service import AgentServicer
 from plasmavmc.agent.vms import NodeVms
@@ -27,9 +28,11 @@ from plasmavmc.config.schema import package_version
 from plasmavmc.errors import PlasmaError
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
+from plasmavmc.network.registry import make_provider
 from plasmavmc.observe.grpc_services import HealthAndReflection
 from plasmavmc.observe.interceptor import ObservingInterceptor
 from plasmavmc.observe.metrics import BUILD_INFO
+from plasmavmc.sdnotify import notify
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2_grpc
@@ -82,7 +85,10 @@ async def run(settings: AgentSettings) -> None:
     cache_bytes = settings.storage.cache_size_gib * 1024**3
     cache = ImageCache(Path(settings.storage.image_cache_dir), reporter.channels, cache_bytes)
     cache.remove_partials()  # downloads a killed agent left half-done
-    vms = NodeVms(settings.agent.node_id, registry, cache, reporter)
+    net = settings.network
+    ports = NodePorts(make_provider(net.provider, Path(net.state_dir), net.bridge_name))
+    await ports.restore()  # before adoption: running VMs find their taps plumbed
+    vms = NodeVms(settings.agent.node_id, registry, cache, reporter, ports)
     await vms.adopt()
     cache.prune_pins(set(vms.handles))
     server = agent_server(settings)
@@ -107,10 +113,12 @@ async def run(settings: AgentSettings) -> None:
         settings.agent.addr,
         ", ".join(h.value for h in registry.available()),
     )
+    notify(f"READY=1\nSTATUS=node {settings.agent.node_id} serving on {settings.agent.addr}")
     try:
         await until_terminated()
     finally:
         await health.set_serving(False)
+        notify("STOPPING=1")
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat

@@ -9,12 +9,14 @@ import sys
 from plasmavmc.agent.app import run
 from plasmavmc.config.agent import parse_agent_args
 from plasmavmc.config.logs import setup_logging
-from plasmavmc.config.schema import settings_or_exit
+from plasmavmc.config.schema import check_config, settings_or_exit
 from plasmavmc.errors import PlasmaError
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = settings_or_exit(parse_agent_args, sys.argv[1:] if argv is None else argv, os.environ, "plasmavmc-agent")
+    if "--check-config" in (sys.argv[1:] if argv is None else argv):
+        return check_config("plasmavmc-agent", settings)
     setup_logging(settings.logging.level, settings.logging.format)
     try:
         asyncio.run(run(settings))

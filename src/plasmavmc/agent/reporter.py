@@ -18,6 +18,7 @@ from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2, types_pb2
+from plasmavmc.wire.channels import RECONNECT_OPTIONS
 from plasmavmc.wire.convert import enum_to_proto, to_proto
 from plasmavmc.wire.status import from_rpc_error
 
@@ -34,7 +35,10 @@ class Reporter:
     def __init__(self, endpoints: Sequence[str], credentials: grpc.ChannelCredentials | None = None) -> None:
         targets = [target_of(e) for e in endpoints]
         self.channels = [
-            grpc.aio.secure_channel(t, credentials) if credentials else grpc.aio.insecure_channel(t) for t in targets
+            grpc.aio.secure_channel(t, credentials, options=RECONNECT_OPTIONS)
+            if credentials
+            else grpc.aio.insecure_channel(t, options=RECONNECT_OPTIONS)
+            for t in targets
         ]
         self._stubs = [agent_pb2_grpc.AgentServiceStub(c) for c in self.channels]
         self._preferred = 0

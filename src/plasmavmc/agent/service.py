@@ -15,6 +15,7 @@ from plasmavmc import validation
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.errors import PlasmaError
 from plasmavmc.types.image import Image
+from plasmavmc.types.network import PortRequest, SecurityGroup
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2, vm_pb2
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
@@ -34,7 +35,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         vm = from_proto(VirtualMachine, request.vm)
         validation.vm_id(vm.id, "vm.id")
         images = [from_proto(Image, i) for i in request.images]
-        handle = await self.vms.create(vm, images)
+        ports = [from_proto(PortRequest, p) for p in request.ports]
+        handle = await self.vms.create(vm, images, ports)
         return to_proto(handle, agent_pb2.VmHandle())
 
     @unary
@@ -134,7 +136,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @unary
     async def AttachNic(self, request: agent_pb2.AttachNicRequest, context: Ctx) -> Any:
-        await self.vms.attach_nic(validation.vm_id(request.vm_id), from_proto(NetworkSpec, request.nic))
+        port = from_proto(PortRequest, request.port) if request.HasField("port") else None
+        await self.vms.attach_nic(validation.vm_id(request.vm_id), from_proto(NetworkSpec, request.nic), port)
+        return types_pb2.Empty()
+
+    @unary
+    async def UpdatePortSecurity(self, request: agent_pb2.UpdatePortSecurityRequest, context: Ctx) -> Any:
+        groups = [from_proto(SecurityGroup, g) for g in request.security_groups]
+        await self.vms.ports.update_security(request.port_id, groups)
         return types_pb2.Empty()
 
     @unary

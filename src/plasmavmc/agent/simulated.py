@@ -35,6 +35,7 @@ from plasmavmc.hypervisor.registry import HypervisorRegistry
 from plasmavmc.hypervisor.simulated import SimulatedBackend
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.image import Image
+from plasmavmc.types.network import PortRequest
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.vm import HypervisorType, VirtualMachine
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc
@@ -92,7 +93,7 @@ class FleetVms(NodeVms):
         node_id, handle = copies[-1]
         return self.backends[node_id], handle
 
-    async def create(self, vm: VirtualMachine, images: list[Image]) -> VmHandle:
+    async def create(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = ()) -> VmHandle:
         backend = self.backends.get(vm.node_id or "")
         if backend is None:
             raise HypervisorError(f"node {vm.node_id} is not a simulated node of this fleet")

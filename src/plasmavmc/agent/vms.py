@@ -13,16 +13,18 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
 from plasmavmc.agent.boot_watch import BootWatch
 from plasmavmc.agent.image_cache import ImageCache
+from plasmavmc.agent.ports import NodePorts
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.errors import PlasmaError, Unimplemented, VmNotFound
 from plasmavmc.hypervisor.base import ExitReport, HypervisorBackend, LocalImage, VmHandle
 from plasmavmc.hypervisor.registry import HypervisorRegistry
 from plasmavmc.types.image import Image
+from plasmavmc.types.network import PortRequest
 from plasmavmc.types.runtime import ExitKind, SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmStatus
@@ -34,8 +36,10 @@ EXPORT_CHUNK = 1024 * 1024
 
 
 class NodeVms:
-    def __init__(self, node_id: str, registry: HypervisorRegistry, cache: ImageCache, reporter: Reporter) -> None:
+    def __init__(self, node_id: str, registry: HypervisorRegistry, cache: ImageCache, reporter: Reporter,
+                 ports: NodePorts | None = None) -> None:
         self.node_id = node_id
+        self.ports = ports or NodePorts(None)
         self.registry = registry
         self.cache = cache
         self.reporter = reporter
@@ -89,10 +93,11 @@ class NodeVms:
             out[image.id] = await self._local_image(vm.id, image, vm.org_id, by_id)
         return out
 
-    async def create(self, vm: VirtualMachine, images: list[Image]) -> VmHandle:
+    async def create(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = ()) -> VmHandle:
         backend = self.registry.get(vm.hypervisor)
         backend.supports(vm.spec)
         local: Mapping[str, LocalImage] = await self._local_images(vm, images)
+        await self.ports.plumb(ports)  # taps exist, on their bridges, before the hypervisor opens them
         handle = await backend.create(vm, local)
         self.handles[vm.id] = handle
         return handle
@@ -137,12 +142,16 @@ class NodeVms:
 
     async def delete(self, vm_id: str) -> None:
         if vm_id not in self.handles:
+            for backend in self.registry.all():  # a create cut short may have left a directory
+                await backend.purge(vm_id)
             self.cache.unpin(vm_id)
+            await self.ports.unplumb_vm(vm_id)
             return  # already gone: delete is idempotent
         backend, handle = self.lookup(vm_id)
         await self._unsupervise(vm_id)
         await backend.delete(handle)
         self.boots.forget(vm_id)
+        await self.ports.unplumb_vm(vm_id)
         del self.handles[vm_id]
         self.cache.unpin(vm_id)  # its disks are gone: the cached bases may be evicted now
 
@@ -165,13 +174,16 @@ class NodeVms:
         backend, handle = self.lookup(vm_id)
         await backend.detach_disk(handle, disk_id)
 
-    async def attach_nic(self, vm_id: str, nic: NetworkSpec) -> None:
+    async def attach_nic(self, vm_id: str, nic: NetworkSpec, port: PortRequest | None = None) -> None:
         backend, handle = self.lookup(vm_id)
+        if port is not None:
+            await self.ports.plumb([port])
         await backend.attach_nic(handle, nic)
 
     async def detach_nic(self, vm_id: str, nic_id: str) -> None:
         backend, handle = self.lookup(vm_id)
         await backend.detach_nic(handle, nic_id)
+        await self.ports.unplumb_nic(vm_id, nic_id)
 
     async def snapshot(self, vm_id: str, snapshot_id: str) -> SnapshotInfo:
         backend, handle = self.lookup(vm_id)

@@ -70,12 +70,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return
         scope = call.scope
         self.audit.record(AuditEntry(
-            time.time_ns(), call.caller.principal_id if call.caller else "", call.rule.action or "authenticated",
+            time.time_ns(), call.caller.principal_id if call.caller else "", call.rule.action,
             scope.org_id if scope else "", scope.project_id if scope else "", scope.resource if scope else "",
             result, call.source))
 
     async def _admit(self, rule: Rule | None, request: Any, context: Any) -> _Call:
-        """Authenticate and authorize, or abort the call (and audit the refusal)."""
+        """Authenticate and authorize, or abort the call (and audit the refusal). `request` may be a
+        `_FirstMessage`: a client stream's first message is read only once the caller is authenticated."""
         call = _Call(rule or Rule("unknown", lambda r: Scope("", "", "", lambda: PlasmaError("")), True),
                      str(context.peer() or ""))
         try:
@@ -84,8 +85,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             call.caller = await self.gate.caller(credential_of(context))
             if call.caller.via == "ticket":
                 raise Unauthenticated("a console ticket is good for the console gateway only")
+            if isinstance(request, _FirstMessage):
+                request = await request.read()
             call.scope = rule.scope(request)
-            if rule.action:
+            if rule.decide:
                 await self.gate.require(call.caller, rule.action, call.scope.org_id, call.scope.project_id,
                                         call.scope.missing)
         except PlasmaError as err:
@@ -137,8 +140,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _stream_unary(self, inner: Any, rule: Rule | None) -> Callable[..., Awaitable[Any]]:
         async def guarded(requests: AsyncIterator[Any], context: Any) -> Any:
-            first = await anext(aiter(requests), None)
-            call = await self._admit(rule, first if first is not None else _Empty(), context)
+            head = _FirstMessage(requests)
+            call = await self._admit(rule, head, context)
+            first = head.message
 
             async def replay() -> AsyncIterator[Any]:
                 if first is not None:
@@ -152,6 +156,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 self._finish(call, context)
 
         return guarded
+
+
+class _FirstMessage:
+    """A client stream's first message, read on demand (after authentication) and kept for replay."""
+
+    def __init__(self, requests: AsyncIterator[Any]) -> None:
+        self.requests = requests
+        self.message: Any = None
+
+    async def read(self) -> Any:
+        self.message = await anext(aiter(self.requests), None)
+        return _Empty() if self.message is None else self.message
 
 
 class _Empty:

@@ -3,8 +3,8 @@
 Action names extend spec §10.1 to every RPC (`plasmavmc:<resource>:<verb>`). A scope function reads the
 org/project a request addresses (validating the names: bad input is INVALID_ARGUMENT naming the field)
 and says what to answer when the caller may not see it: the resource's own not-found error, worded like
-a truly missing one. An empty action means "any authenticated caller" (the servicer narrows the answer
-to what the caller may see). References *inside* a request (a VM in an image source, `kernel_id` in
+a truly missing one. A rule with `decide=False` admits any authenticated caller (the servicer narrows
+the answer to what the caller may see). References *inside* a request (a VM in an image source, `kernel_id` in
 image metadata) are authorized by the servicer through `api/caller.py`.
 """
 
@@ -31,6 +31,7 @@ class Rule:
     action: str
     scope: Callable[[Any], Scope]
     mutating: bool
+    decide: bool = True  # False: any authenticated caller (the servicer narrows); `action` names it in the audit
 
 
 def _org(org_id: str, field: str = "org_id") -> str:
@@ -90,13 +91,18 @@ def _node(verb: str, mutating: bool = True) -> Rule:
     return Rule(f"plasmavmc:nodes:{verb}", node_scope, mutating)
 
 
+def _project(resource: str, verb: str, what: str, mutating: bool = True) -> Rule:
+    """A project-scoped resource (networks, security groups): the request names org_id and project_id."""
+    return Rule(f"plasmavmc:{resource}:{verb}", lambda r: project_scope(r.org_id, r.project_id, what), mutating)
+
+
 def _iam_org(verb: str, mutating: bool = True, org: Callable[[Any], str] = lambda r: r.org_id) -> Rule:
     return Rule(f"plasmavmc:iam:{verb}", lambda r: org_scope(org(r), "iam") if org(r) else platform("iam")(r),
                 mutating)
 
 
-def _authenticated(mutating: bool) -> Rule:
-    return Rule("", platform("iam"), mutating)
+def _authenticated(verb: str, mutating: bool) -> Rule:
+    return Rule(f"plasmavmc:iam:{verb}", platform("iam"), mutating, decide=False)
 
 
 VM = "/plasmavmc.v1.VmService/"
@@ -104,6 +110,8 @@ IMAGE = "/plasmavmc.v1.ImageService/"
 NODE = "/plasmavmc.v1.NodeService/"
 QUOTA = "/plasmavmc.v1.QuotaService/"
 IAM = "/plasmavmc.v1.IamService/"
+NETWORK = "/plasmavmc.v1.NetworkService/"
+SG = "/plasmavmc.v1.SecurityGroupService/"
 
 RULES: dict[str, Rule] = {
     VM + "CreateVm": _rule("plasmavmc:vms:create", lambda r: project_scope(r.org_id, r.project_id, "vm")),
@@ -141,8 +149,17 @@ RULES: dict[str, Rule] = {
     NODE + "DeleteNode": _node("delete"),
     QUOTA + "GetQuota": _rule("plasmavmc:quotas:get", lambda r: org_scope(r.org_id, "quota", r.project_id), False),
     QUOTA + "SetQuota": _rule("plasmavmc:quotas:set", lambda r: org_scope(r.org_id, "quota", r.project_id)),
+    NETWORK + "CreateNetwork": _project("networks", "create", "network"),
+    NETWORK + "GetNetwork": _project("networks", "get", "network", False),
+    NETWORK + "ListNetworks": _project("networks", "list", "network", False),
+    NETWORK + "DeleteNetwork": _project("networks", "delete", "network"),
+    SG + "CreateSecurityGroup": _project("security_groups", "create", "security_group"),
+    SG + "GetSecurityGroup": _project("security_groups", "get", "security_group", False),
+    SG + "ListSecurityGroups": _project("security_groups", "list", "security_group", False),
+    SG + "SetSecurityGroupRules": _project("security_groups", "update", "security_group"),
+    SG + "DeleteSecurityGroup": _project("security_groups", "delete", "security_group"),
     IAM + "CreateOrg": _rule("plasmavmc:iam:create_org", platform("iam")),
-    IAM + "ListOrgs": _authenticated(False),
+    IAM + "ListOrgs": _authenticated("list_orgs", False),
     IAM + "CreateProject": _iam_org("create_project"),
     IAM + "ListProjects": _iam_org("list", False),
     IAM + "CreatePrincipal": _iam_org("create_principal", org=lambda r: r.principal.org_id),
@@ -150,9 +167,9 @@ RULES: dict[str, Rule] = {
     IAM + "CreateBinding": _iam_org("create_binding"),
     IAM + "DeleteBinding": _iam_org("delete_binding"),
     IAM + "ListBindings": _iam_org("list", False),
-    IAM + "CreateApiKey": _authenticated(True),  # the servicer authorizes against the principal's org
-    IAM + "IssueToken": _authenticated(True),
-    IAM + "WhoAmI": _authenticated(False),
+    IAM + "CreateApiKey": _authenticated("create_api_key", True),  # the servicer decides on the principal's org
+    IAM + "IssueToken": _authenticated("issue_token", True),  # for the caller itself
+    IAM + "WhoAmI": _authenticated("whoami", False),
     IAM + "RotateSigningKey": _rule("plasmavmc:iam:rotate_keys", platform("iam")),
     IAM + "CreateConsoleTicket": _vm("console"),
     IAM + "ListAuditEvents": Rule(

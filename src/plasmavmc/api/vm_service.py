@@ -12,7 +12,7 @@ from plasmavmc.errors import InvalidArgument
 from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
-from plasmavmc.wire.edge import ServicerContext, stream, unary
+from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
 
 Ctx = ServicerContext
 
@@ -53,7 +53,8 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
     @unary
     async def ListVms(self, request: vm_pb2.ListVmsRequest, context: Ctx) -> Any:
         vms, token = await lifecycle.list_vms(
-            self.core, request.org_id, request.project_id, request.page_size, request.page_token
+            self.core, request.org_id, request.project_id, request.page_size, request.page_token,
+            request.all_projects,
         )
         return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
 
@@ -70,13 +71,13 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
 
     @unary
     async def StartVm(self, request: vm_pb2.StartVmRequest, context: Ctx) -> Any:
-        return vm_msg(await power.start(self.core, ref_of(request.vm)))
+        return vm_msg(await uncancelled(power.start(self.core, ref_of(request.vm))))
 
     @unary
     async def StopVm(self, request: vm_pb2.StopVmRequest, context: Ctx) -> Any:
         if request.timeout_seconds > 3600:
             raise InvalidArgument("timeout_seconds", "at most 3600")
-        vm = await power.stop(self.core, ref_of(request.vm), request.force, request.timeout_seconds)
+        vm = await uncancelled(power.stop(self.core, ref_of(request.vm), request.force, request.timeout_seconds))
         return vm_msg(vm)
 
     @unary

@@ -46,7 +46,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("verb", choices=("create",))
     p.add_argument("principal_id")
     p.add_argument("--home-org", default="", help="home org (default: none, a platform operator)")
-    p.add_argument("--service-account", action="store_true")
+    p.add_argument("--service-account", action="store_true", help="a service account, not a user")
     p.set_defaults(func=principal_create)
     for verb, help_ in (("bind", "give a principal a role"), ("unbind", "take a role away")):
         p = iam.add_parser(verb, help=help_)
@@ -64,10 +64,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="command", required=True)
     p = audit.add_parser("list", help="audit entries, oldest first")
     p.add_argument("--scope-org", default="", help="only this org (default: all the caller may read)")
-    p.add_argument("--scope-project", default="")
-    p.add_argument("--principal", default="")
+    p.add_argument("--scope-project", default="", help="only this project (default: all)")
+    p.add_argument("--principal", default="", help="only this principal's calls (default: everyone's)")
     p.add_argument("--since", type=float, default=0, metavar="SECONDS", help="only the last SECONDS")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=int, default=100, help="at most this many entries")
     p.set_defaults(func=audit_list)
 
 

@@ -1,9 +1,10 @@
-"""`plasmavmc image upload|download|create-from-vm|convert|update|delete` (list/get: `commands.py`).
+"""`plasmavmc image list|get|upload|download|create-from-vm|convert|update|delete`; images by id or name.
 
 Uploads and downloads stream the file in chunks (never all in memory) and draw a progress bar on
 stderr when it is a terminal; a download goes to a temp file renamed into place when complete, so an
-interrupted download never leaves a file that looks whole. The file path is the user's own, on their
-own machine; it never reaches the server.
+interrupted download never leaves a file that looks whole, and an existing file is only replaced with
+`--force`. `-` as FILE means stdout (download) or stdin (upload). The file path is the user's own, on
+their own machine; it never reaches the server.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 from plasmavmc.cli import output as out
+from plasmavmc.cli.common import Subparsers, confirm, find_image, input_file, output_file, shows
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus, Visibility
 
@@ -53,31 +56,35 @@ class Progress:
             sys.stderr.write("\n")
 
 
-async def _file_chunks(path: Path, progress: Progress, digest: hashlib._Hash) -> AsyncIterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := await asyncio.to_thread(f.read, CHUNK):
-            digest.update(chunk)
-            progress.add(len(chunk))
-            yield chunk
+async def _file_chunks(f: BinaryIO, progress: Progress, digest: hashlib._Hash) -> AsyncIterator[bytes]:
+    while chunk := await asyncio.to_thread(f.read, CHUNK):
+        digest.update(chunk)
+        progress.add(len(chunk))
+        yield chunk
 
 
-def _show(args: argparse.Namespace, image: Image) -> int:
-    if args.output == "json":
-        out.emit(out.dump_json(image))
-    else:
-        out.emit(out.table(out.IMAGE_COLUMNS, [out.image_row(image)]))
-    return 0
+def _show(args: argparse.Namespace, image: Image | list[Image]) -> int:
+    return out.show(args, image, out.IMAGE_COLUMNS, out.image_row)
+
+
+async def image_list(client: PlasmaClient, args: argparse.Namespace) -> int:
+    return _show(args, await client.list_images(args.org))
+
+
+async def image_get(client: PlasmaClient, args: argparse.Namespace) -> int:
+    return _show(args, await find_image(client, args.org, args.image))
 
 
 async def image_upload(client: PlasmaClient, args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    progress = Progress(f"upload {path.name}", path.stat().st_size)
+    source, size = input_file(args.file)
+    name = args.name or ("stdin" if args.file == "-" else Path(args.file).name)
+    progress = Progress(f"upload {name}", size)
     digest = hashlib.sha256()
     try:
         image = await client.upload_image(
             args.org,
-            args.name or path.name,
-            _file_chunks(path, progress, digest),
+            name,
+            _file_chunks(source, progress, digest),
             visibility=Visibility(args.visibility),
             shared_orgs=tuple(args.share or ()),
             checksum=args.checksum or "",
@@ -86,6 +93,8 @@ async def image_upload(client: PlasmaClient, args: argparse.Namespace) -> int:
         )
     finally:
         progress.finish()
+        if args.file != "-":
+            source.close()
     if image.checksum != digest.hexdigest():
         print(f"error: server stored sha256 {image.checksum}, the file has {digest.hexdigest()}", file=sys.stderr)
         return 1
@@ -93,27 +102,29 @@ async def image_upload(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 
 async def image_download(client: PlasmaClient, args: argparse.Namespace) -> int:
-    image = await client.get_image(args.org, args.image_id)
-    dest = Path(args.file)
-    tmp = dest.with_name(f".{dest.name}.partial")
+    image = await find_image(client, args.org, args.image)
+    sink, dest = output_file(args.file, args.force)
     progress = Progress(f"download {image.name}", image.size_bytes)
     digest = hashlib.sha256()
     try:
-        with tmp.open("wb") as f:
-            async for chunk in client.download_image(args.org, image.id):
-                digest.update(chunk)
-                await asyncio.to_thread(f.write, chunk)
-                progress.add(len(chunk))
+        async for chunk in client.download_image(args.org, image.id):
+            digest.update(chunk)
+            await asyncio.to_thread(sink.write, chunk)
+            progress.add(len(chunk))
+        sink.flush()
         if digest.hexdigest() != image.checksum:
             print(
                 f"error: downloaded bytes have sha256 {digest.hexdigest()}, expected {image.checksum}", file=sys.stderr
             )
             return 1
-        os.replace(tmp, dest)
+        if dest is not None:
+            os.replace(sink.name, dest)
     finally:
         progress.finish()
-        tmp.unlink(missing_ok=True)
-    print(f"{dest}: {out.human_bytes(image.size_bytes)}, sha256 {image.checksum}", file=sys.stderr)
+        if dest is not None:
+            sink.close()
+            Path(sink.name).unlink(missing_ok=True)
+    print(f"{dest or 'stdout'}: {out.human_bytes(image.size_bytes)}, sha256 {image.checksum}", file=sys.stderr)
     return 0
 
 
@@ -137,14 +148,15 @@ async def image_create_from_vm(client: PlasmaClient, args: argparse.Namespace) -
 
 
 async def image_convert(client: PlasmaClient, args: argparse.Namespace) -> int:
-    image = await client.convert_image(args.org, args.image_id, ImageFormat(args.to), args.name or "")
+    image_id = (await find_image(client, args.org, args.image)).id
+    image = await client.convert_image(args.org, image_id, ImageFormat(args.to), args.name or "")
     return _show(args, image)
 
 
 async def image_update(client: PlasmaClient, args: argparse.Namespace) -> int:
     image = await client.update_image(
         args.org,
-        args.image_id,
+        (await find_image(client, args.org, args.image)).id,
         name=args.name,
         visibility=Visibility(args.visibility) if args.visibility else None,
         shared_orgs=tuple(args.share or ()),
@@ -153,47 +165,64 @@ async def image_update(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 
 async def image_delete(client: PlasmaClient, args: argparse.Namespace) -> int:
-    await client.delete_image(args.org, args.image_id)
-    print(f"image {args.image_id} deleted", file=sys.stderr)
+    image = await find_image(client, args.org, args.image)
+    confirm(args, f"delete image {image.id} ({image.name})?")
+    await client.delete_image(args.org, image.id)
+    print(f"image {image.id} deleted", file=sys.stderr)
     return 0
 
 
-def add_parsers(image: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The image subcommands beyond list/get, under `plasmavmc image`."""
+def add_parsers(sub: Subparsers) -> None:
+    """`plasmavmc image ...`."""
+    area = sub.add_parser("image", help="images")
+    shows(area, Image, out.IMAGE_COLUMNS)
+    image = area.add_subparsers(dest="command", required=True)
+    image.add_parser("list", help="list the images the org can use").set_defaults(func=image_list)
+    p = image.add_parser("get", help="show one image")
+    p.add_argument("image", metavar="IMAGE", help="image id or name")
+    p.set_defaults(func=image_get)
+    _change_parsers(image)
+
+
+def _change_parsers(image: Subparsers) -> None:
     visibilities = [v.value for v in Visibility]
     p = image.add_parser("upload", help="upload a disk image file (format detected by the server)")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the image file; - reads stdin")
     p.add_argument("--name", help="image name (default: the file name)")
-    p.add_argument("--visibility", choices=visibilities, default="private")
-    p.add_argument("--share", action="append", metavar="ORG", help="with --visibility shared (repeatable)")
-    p.add_argument("--checksum", help="expected sha256; the upload fails if the bytes differ")
-    p.add_argument("--min-disk-gib", type=int, default=0)
-    p.add_argument("--min-memory-mib", type=int, default=0)
+    p.add_argument("--visibility", choices=visibilities, default="private", help="who may use the image")
+    p.add_argument("--share", action="append", metavar="ORG",
+                   help="with --visibility shared (repeatable; default: none)")
+    p.add_argument("--checksum", help="expected sha256; the upload fails if the bytes differ (default: not checked)")
+    p.add_argument("--min-disk-gib", type=int, default=0, help="smallest root disk a VM may use it with")
+    p.add_argument("--min-memory-mib", type=int, default=0, help="least memory a VM may use it with")
     p.set_defaults(func=image_upload)
     p = image.add_parser("download", help="download an image's bytes to FILE (sha256 checked)")
-    p.add_argument("image_id", metavar="ID")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("image", metavar="IMAGE", help="image id or name")
+    p.add_argument("file", metavar="FILE", help="where to write it; - writes stdout")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.set_defaults(func=image_download)
     p = image.add_parser("create-from-vm", help="make an image from a disk of a stopped VM")
     p.add_argument("vm", metavar="VM", help="VM id or name (in --project)")
-    p.add_argument("disk_id", metavar="DISK_ID")
+    p.add_argument("disk_id", metavar="DISK_ID", help="id of the disk in the VM spec, e.g. root")
     p.add_argument("--name", required=True, help="name of the new image")
-    p.add_argument("--visibility", choices=visibilities, default="private")
-    p.add_argument("--share", action="append", metavar="ORG", help="with --visibility shared (repeatable)")
+    p.add_argument("--visibility", choices=visibilities, default="private", help="who may use the image")
+    p.add_argument("--share", action="append", metavar="ORG",
+                   help="with --visibility shared (repeatable; default: none)")
     p.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
                    help="wait until the image is available (0: return the pending record at once)")
     p.set_defaults(func=image_create_from_vm)
     p = image.add_parser("convert", help="make a new image in another format")
-    p.add_argument("image_id", metavar="ID")
-    p.add_argument("--to", required=True, choices=[f.value for f in ImageFormat])
+    p.add_argument("image", metavar="IMAGE", help="image id or name")
+    p.add_argument("--to", required=True, choices=[f.value for f in ImageFormat], help="target format")
     p.add_argument("--name", help="name of the new image (default: <name>-<format>)")
     p.set_defaults(func=image_convert)
     p = image.add_parser("update", help="rename or change who can see an image")
-    p.add_argument("image_id", metavar="ID")
-    p.add_argument("--name")
-    p.add_argument("--visibility", choices=visibilities)
-    p.add_argument("--share", action="append", metavar="ORG")
+    p.add_argument("image", metavar="IMAGE", help="image id or name")
+    p.add_argument("--name", help="new name (default: unchanged)")
+    p.add_argument("--visibility", choices=visibilities, help="new visibility (default: unchanged)")
+    p.add_argument("--share", action="append", metavar="ORG",
+                   help="share with this org (repeatable; default: unchanged)")
     p.set_defaults(func=image_update)
-    p = image.add_parser("delete", help="delete an image (refused while a VM uses it)")
-    p.add_argument("image_id", metavar="ID")
+    p = image.add_parser("delete", help="delete an image (refused while a VM uses it; asks first on a terminal)")
+    p.add_argument("image", metavar="IMAGE", help="image id or name")
     p.set_defaults(func=image_delete)

@@ -1,28 +1,37 @@
-"""How the `plasmavmc` CLI shows records: aligned tables for people, JSON (`-o json`) for programs.
+"""How the `plasmavmc` CLI shows records: aligned tables for people; JSON, YAML or bare values for programs.
 
-JSON is always `plasmavmc.types.codec.to_data` of the domain dataclasses — the same shape the store and
-the API use — so scripts never depend on the table layout. Table rows are built by one small function
-per resource; everything else (alignment, ages, sizes) is shared here.
+JSON/YAML are always `plasmavmc.types.codec.to_data` of the domain dataclasses — the same shape the store
+and the API use — so scripts never depend on the table layout. `-o value` prints the table's cells
+without a header, one row per line, space separated (for `read` and `xargs`). `-c NAME` keeps only the
+named columns (table/value: header names, any case; json/yaml: top-level field names). Table rows are
+built by one small function per resource; everything else (alignment, ages, sizes, color) is shared
+here. Color is used only when stdout is a terminal and `NO_COLOR` is unset (https://no-color.org).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import yaml
 
 from plasmavmc.types.codec import to_data
 from plasmavmc.types.events import VmEvent
 from plasmavmc.types.image import Image
 from plasmavmc.types.node import Node
+from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.vm import VirtualMachine
 
 VM_COLUMNS = ("ID", "NAME", "STATE", "NODE", "HYPERVISOR", "VCPUS", "MEMORY", "AGE")
 NODE_COLUMNS = ("ID", "STATE", "VCPUS", "MEMORY", "HYPERVISORS", "ACCEL", "HEARTBEAT")
 IMAGE_COLUMNS = ("ID", "NAME", "FORMAT", "SIZE", "VISIBILITY", "STATUS")
+SNAPSHOT_COLUMNS = ("ID", "CREATED", "AGE", "CONTENT", "DISKS")
 
 
 def to_seconds(stamp: int) -> float:
@@ -67,10 +76,15 @@ def upper(value: Any) -> str:
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Columns left-aligned, two spaces apart, header first; no trailing spaces."""
-    widths = [max(len(str(cell)) for cell in col) for col in zip(columns, *rows, strict=False)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+    widths = [max(_width(str(cell)) for cell in col) for col in zip(columns, *rows, strict=False)]
+    lines = ["  ".join(str(c) + " " * (w - _width(str(c))) for c, w in zip(line, widths, strict=True)).rstrip()
              for line in (columns, *rows)]
     return "\n".join(lines)
+
+
+def _width(cell: str) -> int:
+    """Printed width: color escapes take no room."""
+    return len(re.sub(r"\x1b\[[0-9;]*m", "", cell))
 
 
 def details(pairs: Sequence[tuple[str, str]]) -> str:
@@ -97,7 +111,7 @@ def vm_details(vm: VirtualMachine) -> str:
         f"{d.id}={d.source.image_id or d.source.volume_id or '-'}:{d.size_gib}GiB" for d in vm.spec.disks
     )
     nics = ", ".join(f"{n.id}={n.network_id}" + (f"@{n.mac_address}" if n.mac_address else "")
-                     for n in vm.spec.network)
+                     + (f" ip {n.ip_address}" if n.ip_address else "") for n in vm.spec.network)
     labels = ",".join(f"{k}={v}" for k, v in sorted(vm.labels.items()))
     return details([
         ("ID", vm.id),
@@ -116,7 +130,20 @@ def vm_details(vm: VirtualMachine) -> str:
         ("Last error", vm.status.last_error or "-"),
         ("Created", f"{iso_time(vm.created_at)} ({age(vm.created_at)} ago)" if vm.created_at else "-"),
         ("Last boot", boot_line(vm)),
+        ("Conditions", conditions(vm.status.conditions)),
     ])
+
+
+def conditions(items: Sequence[Any]) -> str:
+    """`NodeUnresponsive=True (AgentLost: no heartbeat for 20s, 3m ago)`, one per line; `-` when none."""
+    lines = [f"{c.type}={c.status} ({c.reason}{': ' + c.message if c.message else ''}"
+             f"{', ' + age(c.last_transition_at) + ' ago' if c.last_transition_at else ''})" for c in items]
+    return ("\n" + " " * 13).join(lines) or "-"
+
+
+def snapshot_row(snap: SnapshotInfo) -> list[str]:
+    return [snap.id, iso_time(snap.created_at), age(snap.created_at),
+            "memory+disks" if snap.memory else "disks", ",".join(snap.disk_ids) or "-"]
 
 
 def boot_line(vm: VirtualMachine) -> str:
@@ -174,3 +201,68 @@ def emit(text: str) -> None:
     """Print one block to stdout (looked up at call time, so redirection and capture see it)."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+class ColumnError(ValueError):
+    """`-c NAME` names no column of this output."""
+
+
+def dump_yaml(obj: Any) -> str:
+    """One YAML document of a dataclass (or a list of them), keys in field order."""
+    return str(yaml.safe_dump(to_data(obj), sort_keys=False, default_flow_style=False)).rstrip("\n")
+
+
+def _pick_fields(data: Any, names: Sequence[str]) -> Any:
+    if isinstance(data, list):
+        return [_pick_fields(item, names) for item in data]
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ColumnError(f"no field {missing[0]!r} (fields: {', '.join(data)})")
+    return {n: data[n] for n in names}
+
+
+def _pick_columns(columns: Sequence[str], rows: Sequence[Sequence[str]],
+                  names: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    index = {c.lower(): i for i, c in enumerate(columns)}
+    missing = [n for n in names if n.lower() not in index]
+    if missing:
+        raise ColumnError(f"no column {missing[0]!r} (columns: {', '.join(columns)})")
+    picked = [index[n.lower()] for n in names]
+    return [columns[i] for i in picked], [[row[i] for i in picked] for row in rows]
+
+
+def render(fmt: str, names: Sequence[str] | None, obj: Any, columns: Sequence[str],
+           rows: Sequence[Sequence[str]]) -> str:
+    """`obj` (a record or list) in format `fmt`; `columns`/`rows` are its table form."""
+    if fmt in ("json", "yaml"):
+        data = to_data(obj)
+        if names:
+            data = _pick_fields(data, names)
+        return json.dumps(data, indent=2) if fmt == "json" else dump_yaml(data)
+    cols, cells = _pick_columns(columns, rows, names) if names else (list(columns), [list(r) for r in rows])
+    if fmt == "value":
+        return "\n".join(" ".join(row) for row in cells)
+    return table(cols, [[color(c) if h == "STATE" else c for h, c in zip(cols, row, strict=True)] for row in cells])
+
+
+def show(args: Any, obj: Any, columns: Sequence[str], row: Callable[[Any], Sequence[str]]) -> int:
+    """Print a record or a list of records in the `-o` format with the `-c` columns; returns 0."""
+    items = obj if isinstance(obj, list) else [obj]
+    text = render(args.output, args.columns, obj, columns, [row(i) for i in items])
+    if text:
+        emit(text)
+    return 0
+
+
+_COLORS = {"RUNNING": "32", "READY": "32", "AVAILABLE": "32", "ERROR": "31", "FAILED": "31",
+           "NOT_READY": "31", "STOPPED": "33", "CORDONED": "33", "DRAINING": "33"}
+
+
+def use_color() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def color(cell: str) -> str:
+    """The state cell in a color that says good/bad/idle — only on a terminal without NO_COLOR."""
+    code = _COLORS.get(cell)
+    return f"\x1b[{code}m{cell}\x1b[0m" if code and use_color() else cell

@@ -11,7 +11,8 @@
     plasmavmc vm restore web-1 before-upgrade
     plasmavmc vm snapshots web-1 / vm delete-snapshot web-1 before-upgrade
 
-The gateway URL is `--gateway`, or env PLASMAVMC_GATEWAY, or the API host on port 8083 (`[server] console_addr`).
+The gateway URL is the global `--gateway` (env PLASMAVMC_GATEWAY, profile key `gateway`), else the API
+host on port 8083 (`[server] console_addr`).
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ import tty
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from plasmavmc.cli import commands as cmd
 from plasmavmc.cli import output as out
+from plasmavmc.cli.common import Handler, Subparsers, confirm, scope, shows
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import ConsoleSocket, open_console
-from plasmavmc.types.vm import DiskSource, DiskSpec, NetworkSpec
+from plasmavmc.types.runtime import SnapshotInfo
+from plasmavmc.types.vm import DiskSource, DiskSpec, NetworkSpec, VirtualMachine
 
 ESCAPE = b"\x1d"  # Ctrl-]
 
 
-def add_parsers(vm: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def one(name: str, help_: str, func: cmd.Handler) -> argparse.ArgumentParser:
+def add_parsers(vm: Subparsers) -> None:
+    def one(name: str, help_: str, func: Handler) -> argparse.ArgumentParser:
         parser = vm.add_parser(name, help=help_)
         parser.add_argument("vm", help="VM id or name")
         parser.set_defaults(func=func)
@@ -45,40 +47,57 @@ def add_parsers(vm: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = one("console", "the serial console (output; -i to type into it)", vm_console)
     p.add_argument("--no-follow", dest="follow", action="store_false", help="print the retained output and exit")
     p.add_argument("-i", "--interactive", action="store_true", help="type into the console (Ctrl-] quits)")
-    p.add_argument("--gateway", default=os.environ.get("PLASMAVMC_GATEWAY"),
-                   help="console gateway URL (env PLASMAVMC_GATEWAY; default: the API host, port 8083)")
     p = one("attach-disk", "attach a disk (hot-plug on a running q35 VM)", vm_attach_disk)
-    p.add_argument("disk_id")
-    p.add_argument("--size-gib", type=int, default=1)
+    p.add_argument("disk_id", help="id of the new disk in the VM spec")
+    p.add_argument("--size-gib", type=int, default=1, help="disk size in GiB")
     p.add_argument("--image", help="make the disk from this image (default: blank)")
-    one("detach-disk", "detach a disk", vm_detach_disk).add_argument("disk_id")
+    one("detach-disk", "detach a disk", vm_detach_disk).add_argument("disk_id", help="id of the disk")
     p = one("attach-nic", "attach a NIC (a tap device; hot-plug on a running q35 VM)", vm_attach_nic)
-    p.add_argument("nic_id")
-    p.add_argument("--network", default="default")
+    p.add_argument("nic_id", help="id of the new NIC in the VM spec")
+    p.add_argument("--network", default="default", help="network id")
     p.add_argument("--mac", help="MAC address (default: derived from the VM and NIC ids)")
-    one("detach-nic", "detach a NIC", vm_detach_nic).add_argument("nic_id")
-    one("snapshot", "snapshot the disks (and memory, when running)", vm_snapshot).add_argument("snapshot_id")
-    one("restore", "restore a snapshot", vm_restore).add_argument("snapshot_id")
-    one("snapshots", "list the VM's snapshots", vm_snapshots)
-    one("delete-snapshot", "delete a snapshot", vm_delete_snapshot).add_argument("snapshot_id")
+    one("detach-nic", "detach a NIC", vm_detach_nic).add_argument("nic_id", help="id of the NIC")
+    one("snapshot", "snapshot the disks (and memory, when running)", vm_snapshot).add_argument(
+        "snapshot_id", help="name of the new snapshot")
+    one("restore", "restore a snapshot (asks first on a terminal)", vm_restore).add_argument(
+        "snapshot_id", help="snapshot to restore")
+    shows(one("snapshots", "list the VM's snapshots", vm_snapshots), SnapshotInfo, out.SNAPSHOT_COLUMNS)
+    one("delete-snapshot", "delete a snapshot (asks first on a terminal)", vm_delete_snapshot).add_argument(
+        "snapshot_id", help="snapshot to delete")
 
 
 def _gateway(args: argparse.Namespace) -> str:
     if args.gateway:
         return str(args.gateway)
-    host = urlsplit(args.addr if "//" in args.addr else f"//{args.addr}").hostname or "127.0.0.1"
+    host = urlsplit(args.endpoint if "//" in args.endpoint else f"//{args.endpoint}").hostname or "127.0.0.1"
     return f"http://{host}:8083"
 
 
 async def vm_console(client: PlasmaClient, args: argparse.Namespace) -> int:
     if not args.interactive:
-        return await cmd.vm_console(client, args)
-    org, project = cmd._scope(args)
+        return await _print_console(client, args)
+    org, project = scope(args)
     ticket = await client.create_console_ticket(org, project, args.vm)  # 60 s, this VM only
     async with await open_console(_gateway(args), org, project, args.vm, ticket=ticket.ticket) as console:
         with _raw_terminal():
             await _interact(console)
     return 0
+
+
+async def _print_console(client: PlasmaClient, args: argparse.Namespace) -> int:
+    sink = getattr(sys.stdout, "buffer", None)
+    async for chunk in client.console(*scope(args), args.vm, follow=args.follow):
+        if sink is not None:
+            sink.write(chunk)
+            sink.flush()
+        else:
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+    return 0
+
+
+def _show_vm(args: argparse.Namespace, vm: VirtualMachine) -> int:
+    return out.show(args, vm, out.VM_COLUMNS, out.vm_row)
 
 
 @contextlib.contextmanager
@@ -124,47 +143,44 @@ async def _interact(console: ConsoleSocket) -> None:
 
 async def vm_attach_disk(client: PlasmaClient, args: argparse.Namespace) -> int:
     disk = DiskSpec(id=args.disk_id, size_gib=args.size_gib, source=DiskSource(image_id=args.image))
-    vm = await client.attach_disk(*cmd._scope(args), args.vm, disk)
-    return cmd._show_vms(args, [vm], as_list=False)
+    vm = await client.attach_disk(*scope(args), args.vm, disk)
+    return _show_vm(args, vm)
 
 
 async def vm_detach_disk(client: PlasmaClient, args: argparse.Namespace) -> int:
-    return cmd._show_vms(args, [await client.detach_disk(*cmd._scope(args), args.vm, args.disk_id)], as_list=False)
+    return _show_vm(args, await client.detach_disk(*scope(args), args.vm, args.disk_id))
 
 
 async def vm_attach_nic(client: PlasmaClient, args: argparse.Namespace) -> int:
     nic = NetworkSpec(id=args.nic_id, network_id=args.network, mac_address=args.mac)
-    return cmd._show_vms(args, [await client.attach_nic(*cmd._scope(args), args.vm, nic)], as_list=False)
+    return _show_vm(args, await client.attach_nic(*scope(args), args.vm, nic))
 
 
 async def vm_detach_nic(client: PlasmaClient, args: argparse.Namespace) -> int:
-    return cmd._show_vms(args, [await client.detach_nic(*cmd._scope(args), args.vm, args.nic_id)], as_list=False)
+    return _show_vm(args, await client.detach_nic(*scope(args), args.vm, args.nic_id))
 
 
 async def vm_snapshot(client: PlasmaClient, args: argparse.Namespace) -> int:
-    snap = await client.snapshot_vm(*cmd._scope(args), args.vm, args.snapshot_id)
-    out.emit(out.dump_json(snap) if cmd._json(args) else f"snapshot {snap.id} taken "
-             f"({'disks + memory' if snap.memory else 'disks'})")
+    snap = await client.snapshot_vm(*scope(args), args.vm, args.snapshot_id)
+    if args.output != "table":
+        return out.show(args, snap, out.SNAPSHOT_COLUMNS, out.snapshot_row)
+    out.emit(f"snapshot {snap.id} taken ({'disks + memory' if snap.memory else 'disks'})")
     return 0
 
 
 async def vm_restore(client: PlasmaClient, args: argparse.Namespace) -> int:
-    vm = await client.restore_vm(*cmd._scope(args), args.vm, args.snapshot_id)
-    return cmd._show_vms(args, [vm], as_list=False)
+    confirm(args, f"restore vm {args.vm} to snapshot {args.snapshot_id} (its current disks are replaced)?")
+    vm = await client.restore_vm(*scope(args), args.vm, args.snapshot_id)
+    return _show_vm(args, vm)
 
 
 async def vm_snapshots(client: PlasmaClient, args: argparse.Namespace) -> int:
-    snaps = await client.list_snapshots(*cmd._scope(args), args.vm)
-    if cmd._json(args):
-        out.emit(out.dump_json(snaps))
-        return 0
-    for snap in snaps:
-        out.emit(f"{snap.id}\t{snap.created_at}\t{'memory+disks' if snap.memory else 'disks'}\t"
-                 f"{','.join(snap.disk_ids)}")
-    return 0
+    snaps = await client.list_snapshots(*scope(args), args.vm)
+    return out.show(args, snaps, out.SNAPSHOT_COLUMNS, out.snapshot_row)
 
 
 async def vm_delete_snapshot(client: PlasmaClient, args: argparse.Namespace) -> int:
-    await client.delete_snapshot(*cmd._scope(args), args.vm, args.snapshot_id)
+    confirm(args, f"delete snapshot {args.snapshot_id} of vm {args.vm}?")
+    await client.delete_snapshot(*scope(args), args.vm, args.snapshot_id)
     out.emit(f"snapshot {args.snapshot_id} deleted")
     return 0

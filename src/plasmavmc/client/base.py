@@ -1,6 +1,6 @@
 """The plumbing every `PlasmaClient` service mixin shares: stubs, call metadata, fail-over, errors.
 
-Each service mixin (`vms.py`, `nodes.py`, `images.py`, `quotas.py`) only builds requests and converts
+Each service mixin (`vms.py`, `nodes.py`, `images.py`, `quotas.py`, `networks.py`) only builds requests and converts
 responses; it names an RPC as `self._vm_stub.CreateVm` (an `Rpc`: service and method, not yet bound to a
 channel) and calls it through `_unary` / `_stream` here, which run it on the current endpoint and move
 to the next one (`endpoints.py`) while the server cannot be reached — a stream only before its first
@@ -21,7 +21,14 @@ from google.protobuf.message import Message
 
 from plasmavmc.client.endpoints import ClientTls, Endpoints, open_channel, parse_addr
 from plasmavmc.errors import PlasmaError, Unavailable
-from plasmavmc.v1 import iam_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import (
+    iam_pb2_grpc,
+    image_pb2_grpc,
+    network_pb2_grpc,
+    node_pb2_grpc,
+    quota_pb2_grpc,
+    vm_pb2_grpc,
+)
 from plasmavmc.wire.status import from_rpc_error
 
 __all__ = ["ClientBase", "ClientTls", "ConnectionFailed", "Endpoints", "Rpc", "open_channel", "parse_addr"]
@@ -40,6 +47,19 @@ class ConnectionFailed(Unavailable):
         super().__init__(f"cannot reach {addr}")
         self.addr = addr
         self.reason = reason
+
+
+_READ_ONLY = ("Get", "List", "Watch", "Download")
+_NEVER_SENT = ("failed to connect", "connection refused", "dns resolution failed", "name resolution")
+
+
+def resendable(rpc: Rpc, error: ConnectionFailed) -> bool:
+    """Whether `rpc` may go to the next endpoint after `error`: a read always may; a change only when the
+    request surely never reached a server (refused, unresolvable) — a connection dropped mid-call may
+    have carried it, and sending it again would answer ALREADY_EXISTS or INVALID_STATE for its own
+    success, so that failure is the caller's answer (the next call uses the next endpoint)."""
+    reason = error.reason.lower()
+    return rpc.method.startswith(_READ_ONLY) or any(words in reason for words in _NEVER_SENT)
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,8 @@ class ClientBase:
     _image_stub = _Service(image_pb2_grpc.ImageServiceStub)
     _quota_stub = _Service(quota_pb2_grpc.QuotaServiceStub)
     _iam_stub = _Service(iam_pb2_grpc.IamServiceStub)
+    _network_stub = _Service(network_pb2_grpc.NetworkServiceStub)
+    _sg_stub = _Service(network_pb2_grpc.SecurityGroupServiceStub)
 
     def __init__(self, endpoints: Endpoints, *, token: str | None = None, call_timeout: float | None = None) -> None:
         self._endpoints = endpoints
@@ -105,11 +127,14 @@ class ClientBase:
             return ConnectionFailed(self._endpoints.addrs[index], exc.details() or "")
         return from_rpc_error(exc)
 
-    async def _failed(self, error: PlasmaError, index: int, attempt: int) -> None:
-        """Raise `error` unless it says the endpoint is unreachable and attempts are left; then move on."""
-        if not isinstance(error, ConnectionFailed) or attempt >= self._endpoints.attempts - 1:
+    async def _failed(self, rpc: Rpc, error: PlasmaError, index: int, attempt: int) -> None:
+        """Move on from an unreachable endpoint; raise `error` unless `rpc` may be sent again (below)
+        and attempts are left."""
+        if not isinstance(error, ConnectionFailed):
             raise error
         self._endpoints.fail_over(index)
+        if attempt >= self._endpoints.attempts - 1 or not resendable(rpc, error):
+            raise error
         await self._endpoints.pause(attempt)
 
     async def _unary(self, rpc: Rpc, request: Message) -> Any:
@@ -120,7 +145,7 @@ class ClientBase:
             try:
                 reply = await call(request, metadata=self._metadata, timeout=self._timeout)
             except grpc.aio.AioRpcError as exc:
-                await self._failed(self._error(exc, index), index, attempt)
+                await self._failed(rpc, self._error(exc, index), index, attempt)
                 continue
             self._endpoints.answered = self._endpoints.addrs[index]
             return reply
@@ -143,6 +168,6 @@ class ClientBase:
                 error = self._error(exc, index)
                 if started:
                     raise error from None
-                await self._failed(error, index, attempt)
+                await self._failed(rpc, error, index, attempt)
             finally:
                 call.cancel()

@@ -21,14 +21,15 @@ from plasmavmc.client.base import ClientTls
 from plasmavmc.client.endpoints import Endpoints
 from plasmavmc.client.iam import IamMixin
 from plasmavmc.client.images import ImageMixin
+from plasmavmc.client.networks import NetworkMixin, SecurityGroupMixin
 from plasmavmc.client.nodes import NodeMixin
 from plasmavmc.client.quotas import QuotaMixin
 from plasmavmc.client.vms import VmMixin
 from plasmavmc.config.credentials import default_credential
 
 
-class PlasmaClient(VmMixin, NodeMixin, ImageMixin, QuotaMixin, IamMixin):
-    """A client of one PlasmaVMC server or several replicas; VM, node, image, quota and IAM methods on it."""
+class PlasmaClient(VmMixin, NodeMixin, ImageMixin, QuotaMixin, IamMixin, NetworkMixin, SecurityGroupMixin):
+    """A client of one PlasmaVMC server or several replicas; VM, node, image, quota, IAM and network methods."""
 
     @classmethod
     async def connect(

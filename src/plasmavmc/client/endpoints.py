@@ -5,8 +5,7 @@ Every replica of the control plane serves the whole API, so a client given sever
 UNAVAILABLE: refused, reset, unresolvable). A full round of endpoints that all failed is followed by a
 short pause (`ROUND_BACKOFF`, doubled per round) before the next, for `FAIL_OVER_ROUNDS` rounds.
 
-Channels are opened lazily with a short gRPC reconnect backoff (`RECONNECT_OPTIONS`): gRPC's default
-(1 s initial, growing to 120 s) left calls failing for seconds after a restarted server was back.
+Channels are opened lazily with a short gRPC reconnect backoff (`wire/channels.py`).
 """
 
 from __future__ import annotations
@@ -21,15 +20,12 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from plasmavmc.wire.channels import RECONNECT_OPTIONS
+
 log = logging.getLogger(__name__)
 
 FAIL_OVER_ROUNDS = 3
 ROUND_BACKOFF = 0.1  # seconds after a round in which every endpoint failed; doubled per round
-RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-)
 
 
 @dataclass(frozen=True)

@@ -65,21 +65,22 @@ class VmMixin(ClientBase):
         return _vm(await self._unary(self._vm_stub.GetVm, request))
 
     async def list_vms(
-        self, org_id: str, project_id: str, page_size: int = 0, page_token: str = ""
+        self, org_id: str, project_id: str, page_size: int = 0, page_token: str = "", all_projects: bool = False
     ) -> tuple[list[VirtualMachine], str]:
-        """One page of the project's VMs and the token of the next page ("" after the last)."""
+        """One page of the project's VMs (`all_projects`: the org's; project_id "") and the next page's token."""
         request = vm_pb2.ListVmsRequest(
-            org_id=org_id, project_id=project_id, page_size=page_size, page_token=page_token
+            org_id=org_id, project_id=project_id, page_size=page_size, page_token=page_token,
+            all_projects=all_projects,
         )
         response = await self._unary(self._vm_stub.ListVms, request)
         return [_vm(m) for m in response.vms], str(response.next_page_token)
 
-    async def list_all_vms(self, org_id: str, project_id: str) -> list[VirtualMachine]:
-        """Every VM of the project, following the page tokens."""
+    async def list_all_vms(self, org_id: str, project_id: str, all_projects: bool = False) -> list[VirtualMachine]:
+        """Every VM of the project (or of every project of the org), following the page tokens."""
         result: list[VirtualMachine] = []
         token = ""
         while True:
-            page, token = await self.list_vms(org_id, project_id, page_token=token)
+            page, token = await self.list_vms(org_id, project_id, page_token=token, all_projects=all_projects)
             result.extend(page)
             if not token:
                 return result

@@ -176,10 +176,15 @@ class StorageSettings:
 @dataclass(frozen=True)
 class NetworkSettings:
     """``[network]`` (spec): ``overlay_endpoint`` (optional URL), ``bridge_name`` (a Linux interface
-    name, at most 15 characters; default plasmavmc0)."""
+    name, at most 15 characters; default plasmavmc0): the stem of the bridge provider's names — its
+    nftables table, and by its first 5 characters each tenant network's bridge (``plasm<VNI hex>``).
+    Ext keys: ``provider`` ("bridge", the embedded Linux-bridge provider, or "none": NICs are bare taps
+    on no bridge, as before tenant networks), ``state_dir`` (the provider's port records)."""
 
     overlay_endpoint: str | None = setting(None, check=check_url)
     bridge_name: str = setting("plasmavmc0", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
+    provider: str = setting("bridge", check=one_of("bridge", "none"))
+    state_dir: str = setting("/var/lib/plasmavmc/network", check=check_abs_path)
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,8 @@ def agent_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("-l", "--log-level", metavar="LEVEL", help="log level (env PLASMAVMC_LOG_LEVEL)")
     parser.add_argument("--addr", metavar="ADDR", help="AgentService listen address")
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration (file, environment, flags), print it and exit")
     return parser
 
 

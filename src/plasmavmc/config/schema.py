@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import re
 import sys
 import tomllib
@@ -82,6 +83,9 @@ def _check_port(port: str) -> int:
 
 def split_addr(addr: str) -> tuple[str, int]:
     """``"host:port"`` / ``"[v6]:port"`` → (host without brackets, port); ValueError if malformed."""
+    if "://" in addr:
+        raise ValueError(f"a listen address is host:port, not a URL; got {addr!r} (PLASMAVMC_ADDR is the "
+                         "server's listen address; the plasmavmc CLI reads PLASMAVMC_ENDPOINT)")
     host, sep, port = addr.rpartition(":")
     if not sep:
         raise ValueError(f"expected host:port, got {addr!r}")
@@ -428,12 +432,27 @@ def config_path(cli_value: str | None, env: Mapping[str, str]) -> tuple[str | No
 
 
 def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """The version line of `-V`: package version and git revision (see `plasmavmc.version`)."""
+    from plasmavmc.version import build_info
 
-    try:
-        return version("plasmavmc")
-    except PackageNotFoundError:
-        return "0.0.0+unknown"
+    info = build_info()
+    return f"{info['version']} (git {info['revision']})"
+
+
+def check_config(prog: str, settings: Any) -> int:
+    """`--check-config`: the settings were valid (else settings_or_exit exited 2); show them, return 0."""
+    print(f"{prog}: configuration OK")
+    print(json.dumps(_redacted(dataclasses.asdict(settings)), indent=2, default=str))
+    return 0
+
+
+def _redacted(data: Any) -> Any:
+    """Settings as shown by --check-config: secrets replaced by "***"."""
+    if isinstance(data, dict):
+        return {k: "***" if k in ("secret_key", "password", "token") and v else _redacted(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_redacted(v) for v in data]
+    return data
 
 
 def settings_or_exit(fn: Callable[[list[str], Mapping[str, str]], T], argv: list[str],

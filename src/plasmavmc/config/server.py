@@ -258,6 +258,8 @@ def server_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("-l", "--log-level", metavar="LEVEL", help="log level (env PLASMAVMC_LOG_LEVEL)")
     parser.add_argument("--metrics-addr", metavar="ADDR", help="health/metrics HTTP listen address")
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration (file, environment, flags), print it and exit")
     return parser
 
 

@@ -14,10 +14,12 @@ import grpc
 from plasmavmc.errors import PlasmaError, Unavailable
 from plasmavmc.grpc_tls import agent_channel
 from plasmavmc.types.image import Image
+from plasmavmc.types.network import PortRequest, SecurityGroup
 from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+from plasmavmc.wire.channels import RECONNECT_OPTIONS
 from plasmavmc.wire.convert import from_proto, to_proto
 from plasmavmc.wire.status import from_rpc_error
 
@@ -47,10 +49,12 @@ class AgentClient:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, self.node) from None
 
-    async def create_vm(self, vm: VirtualMachine, images: Sequence[Image]) -> None:
+    async def create_vm(self, vm: VirtualMachine, images: Sequence[Image], ports: Sequence[PortRequest] = ()) -> None:
         req = agent_pb2.CreateVmRequest(vm=to_proto(vm, types_pb2.VirtualMachine()))
         for image in images:
             to_proto(image, req.images.add())
+        for port in ports:
+            to_proto(port, req.ports.add())
         await self._call("CreateVm", req, timeout=600.0)
 
     async def start_vm(self, vm_id: str) -> None:
@@ -109,9 +113,17 @@ class AgentClient:
         req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=disk_id)
         await self._call("DetachDisk", req, timeout=DEVICE_TIMEOUT)
 
-    async def attach_nic(self, vm_id: str, nic: NetworkSpec) -> None:
+    async def attach_nic(self, vm_id: str, nic: NetworkSpec, port: PortRequest | None = None) -> None:
         req = agent_pb2.AttachNicRequest(vm_id=vm_id, nic=to_proto(nic, types_pb2.NetworkSpec()))
+        if port is not None:
+            to_proto(port, req.port)
         await self._call("AttachNic", req, timeout=DEVICE_TIMEOUT)
+
+    async def update_port_security(self, port_id: str, groups: Sequence[SecurityGroup]) -> None:
+        req = agent_pb2.UpdatePortSecurityRequest(port_id=port_id)
+        for group in groups:
+            to_proto(group, req.security_groups.add())
+        await self._call("UpdatePortSecurity", req)
 
     async def detach_nic(self, vm_id: str, nic_id: str) -> None:
         req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=nic_id)
@@ -169,7 +181,7 @@ class AgentPool:
         key = (node.id, node.agent_address)
         stub = self._stubs.get(key)
         if stub is None:
-            channel = agent_channel(node.agent_address, node.id, self._credentials)
+            channel = agent_channel(node.agent_address, node.id, self._credentials, RECONNECT_OPTIONS)
             self._channels[key] = channel
             stub = self._stubs[key] = agent_pb2_grpc.AgentServiceStub(channel)
         return AgentClient(node, stub)

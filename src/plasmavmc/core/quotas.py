@@ -42,6 +42,7 @@ from plasmavmc import validation
 from plasmavmc.errors import Conflict, InvalidArgument, QuotaExceeded
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
+from plasmavmc.store.cas import attempts, backoff
 from plasmavmc.store.records import Versioned, read, replace
 from plasmavmc.types import codec
 from plasmavmc.types.quota import Quota, QuotaUsage, ResourceLimits
@@ -113,7 +114,7 @@ async def commit_locked(store: Store, org_id: str, project_id: str, delta: Quota
     """`commit_charged` for a caller that holds `org_lock`: one charge, one commit, retried while
     only the quota records lost their compare-and-swap."""
     forget(store, org_id)
-    for _ in range(MAX_ROUNDS):
+    for attempt in attempts(f"quota of {org_id}/{project_id}", MAX_ROUNDS):
         read_at: list[int] = []
         try:
             return await _commit_once(store, org_id, project_id, delta, writes, read_at)
@@ -121,7 +122,8 @@ async def commit_locked(store: Store, org_id: str, project_id: str, delta: Quota
             now = [(await read_quota(store, o, p)).revision for o, p in _scopes(org_id, project_id)]
             if now == read_at:
                 raise  # the caller's writes lost, not the quota records
-    raise Conflict(f"quota of {org_id}/{project_id}: too many concurrent updates, try again")
+            await backoff(attempt)
+    raise AssertionError("unreachable: attempts() raises when exhausted")
 
 
 async def commit_charged(store: Store, org_id: str, project_id: str, delta: QuotaUsage, writes: Sequence[Write]) -> int:
@@ -160,15 +162,16 @@ async def set_limits(store: Store, org_id: str, project_id: str, limits: Resourc
     key = keys.quota(org_id, project_id)
     async with org_lock(store, org_id):
         forget(store, org_id)
-        for _ in range(MAX_ROUNDS):
+        for attempt in attempts(f"quota of {org_id}/{project_id}", MAX_ROUNDS):
             current = await read_quota(store, org_id, project_id)
             updated = replace(current.value, limits=limits)
             try:
                 await store.put(key, codec.dumps(updated), expected_revision=current.revision)
             except Conflict:
+                await backoff(attempt)
                 continue
             return updated
-    raise Conflict(f"quota of {org_id}/{project_id}: too many concurrent updates, try again")
+    raise AssertionError("unreachable: attempts() raises when exhausted")
 
 
 # Group commit of quota charges

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from plasmavmc.errors import ErrorCode, PlasmaError, Unimplemented
+from plasmavmc.errors import InvalidArgument, PlasmaError, Unimplemented
 from plasmavmc.types.runtime import ExitKind, SnapshotInfo
 from plasmavmc.types.vm import (
     ConsoleType,
@@ -31,13 +31,12 @@ from plasmavmc.types.vm import (
 )
 
 
-class UnsupportedFeature(PlasmaError):
-    """The backend cannot run this spec; `feature` names what it lacks."""
-
-    code = ErrorCode.INVALID_ARGUMENT
+class UnsupportedFeature(InvalidArgument):
+    """The backend cannot run this spec; `feature` names what it lacks (an INVALID_ARGUMENT, so callers
+    in process and over the wire catch the same class)."""
 
     def __init__(self, feature: str, message: str, *, field: str | None = None) -> None:
-        super().__init__(f"unsupported feature {feature}: {message}", field=field)
+        PlasmaError.__init__(self, f"unsupported feature {feature}: {message}", field=field)
         self.feature = feature
 
 
@@ -156,6 +155,11 @@ class HypervisorBackend(abc.ABC):
     @abc.abstractmethod
     async def delete(self, handle: VmHandle) -> None:
         """Kill if running and remove every file `create` and `start` made."""
+
+    async def purge(self, vm_id: str) -> None:
+        """Remove what is left of a VM this node holds no handle for (a create cut short by a crash);
+        nothing to do for a backend that keeps no files."""
+        return None
 
     @abc.abstractmethod
     async def status(self, handle: VmHandle) -> VmStatus: ...

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
+
+log = logging.getLogger(__name__)
 
 _POLL_FALLBACK_S = 0.05
 _EXEC_RETRIES = 50
@@ -189,9 +192,15 @@ class Process:
     async def terminate(self, grace_s: float, sig: int = signal.SIGTERM) -> None:
         """Send `sig`, wait up to `grace_s` seconds, then SIGKILL and wait for the exit."""
         self.send_signal(sig)
+        await self.wait_or_kill(grace_s, f"process {self.pid} (signal {sig})")
+
+    async def wait_or_kill(self, grace_s: float, what: str) -> bool:
+        """Wait up to `grace_s` for a graceful exit; else log the forced kill and SIGKILL. True if graceful."""
         if await self.wait(grace_s):
-            return
+            return True
+        log.warning("%s: still running %gs after the graceful stop request; killing it (SIGKILL)", what, grace_s)
         await self.kill()
+        return False
 
     async def kill(self, within_s: float = 10.0) -> None:
         self.send_signal(signal.SIGKILL)

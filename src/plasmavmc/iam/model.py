@@ -24,6 +24,8 @@ VIEW = (
     _actions("vms", "get", "list", "watch", "list_snapshots")
     | _actions("images", "get", "list", "download")
     | _actions("quotas", "get")
+    | _actions("networks", "get", "list")
+    | _actions("security_groups", "get", "list")
 )
 MEMBER = (
     VIEW
@@ -31,6 +33,8 @@ MEMBER = (
                "detach_disk", "attach_nic", "detach_nic", "console", "snapshot", "restore",
                "delete_snapshot", "export")
     | _actions("images", "create", "upload", "convert")
+    | _actions("networks", "create", "delete")
+    | _actions("security_groups", "create", "update", "delete")
 )
 ORG_ADMIN = (
     MEMBER

@@ -1,8 +1,10 @@
 """The scheduler pipeline (spec §6): filters, then weighted scorers, over a view of the nodes.
 
-Plugins are pure functions of (vm, node): a `Filter` returns None to pass or a reason to reject, a
-`Scorer` an int 0-100. `Scheduler.rank` runs every filter on each node (in order; the first rejection
-counts) and keeps the reasons, so `NO_SUITABLE_NODE` says how many nodes each filter rejected and why.
+Plugins are pure functions of (cycle, node): a `Filter` returns None to pass or a reason to reject, a
+`Scorer` an int 0-100. The `Cycle` is built once per placement (`Cycle.of(vm)`): it carries the VM and
+what the plugins derive from it, so no plugin keeps state of its own. `Scheduler.rank` runs every filter
+on each node (in order; the first rejection counts) and keeps the reasons, so `NO_SUITABLE_NODE` says how
+many nodes each filter rejected and why.
 
 Like Kubernetes' `percentageOfNodesToScore`, ranking stops filtering once `feasible_to_score` nodes
 passed, starting at a rotating offset so successive VMs spread over the whole fleet; that keeps a
@@ -25,20 +27,32 @@ MAX_SCORE = 100
 REASONS_SHOWN = 3
 
 
-_last_request: list[tuple[VirtualMachine, NodeCapacity]] = []
-
-
 def request_of(vm: VirtualMachine) -> NodeCapacity:
-    """What a VM claims on its node (remembered for the last VM asked about: a ranking asks per node)."""
-    if _last_request and _last_request[0][0] is vm:
-        return _last_request[0][1]
-    need = NodeCapacity(
+    """What a VM claims on its node."""
+    return NodeCapacity(
         vcpus=vm.spec.cpu.vcpus,
         memory_mib=vm.spec.memory.size_mib,
         storage_gib=sum(d.size_gib for d in vm.spec.disks),
     )
-    _last_request[:] = [(vm, need)]
-    return need
+
+
+@dataclass(eq=False)
+class Cycle:
+    """One placement's state, built once per placement and handed to every plugin call of it.
+
+    `need` is worked out once instead of per node; `last_view`/`last_shares` let the resource scorers
+    share their arithmetic for the node being scored (`scorers/fractions.py`). It lives as long as the
+    placement does: nothing outlives it, nothing is keyed on the identity of another cycle's objects.
+    """
+
+    vm: VirtualMachine
+    need: NodeCapacity
+    last_view: NodeView | None = None
+    last_shares: tuple[float, float] = (0.0, 0.0)
+
+    @classmethod
+    def of(cls, vm: VirtualMachine) -> Cycle:
+        return cls(vm, request_of(vm))
 
 
 def group_of(vm: VirtualMachine) -> str | None:
@@ -73,15 +87,15 @@ class NodeView:
 class Filter(Protocol):
     name: str
 
-    def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
-        """None when `view` can take `vm`, else why not (without the node id: the pipeline adds it)."""
+    def check(self, cycle: Cycle, view: NodeView) -> str | None:
+        """None when `view` can take `cycle.vm`, else why not (without the node id: the pipeline adds it)."""
 
 
 class Scorer(Protocol):
     name: str
 
-    def score(self, vm: VirtualMachine, view: NodeView) -> int:
-        """0 (worst) to 100 (best) for putting `vm` on a node that passed every filter."""
+    def score(self, cycle: Cycle, view: NodeView) -> int:
+        """0 (worst) to 100 (best) for putting `cycle.vm` on a node that passed every filter."""
 
 
 @dataclass
@@ -97,14 +111,38 @@ class Rejections:
         if len(shown) < REASONS_SHOWN:
             shown.append(f"{node_id}: {reason}")
 
-    def explain(self, total: int) -> str:
+    def explain(self, total: int, none_left: str = "no nodes are registered") -> str:
         if total == 0:
-            return "no node can run this VM: no nodes are registered"
+            return f"no node can run this VM: {none_left}"
         parts = [
             f"{name} rejected {count} ({'; '.join(self.samples[name])}{'; ...' if count > REASONS_SHOWN else ''})"
             for name, count in self.counts.most_common()
         ]
-        return f"no node can run this VM: {total} nodes, " + ", ".join(parts)
+        hints = [h for h in (hint(name, self.samples[name]) for name, _ in self.counts.most_common()) if h]
+        tail = f". To change this: {'; '.join(hints)}" if hints else ""
+        return f"no node can run this VM: {total} nodes, " + ", ".join(parts) + tail
+
+
+#: per filter, what would change its verdict: (words in a rejection reason, the config key or flag)
+HINTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "ResourceFilter": (
+        ("vCPU", "raise [scheduler] cpu_overcommit_ratio in the server config, or ask for fewer --vcpus"),
+        ("memory", "raise [scheduler] memory_overcommit_ratio, or ask for less --memory-mib"),
+        ("storage", "raise [scheduler] storage_overcommit_ratio, or ask for a smaller --disk-gib"),
+    ),
+    "ReadyFilter": (("", "uncordon a node (plasmavmc node uncordon N) or start its agent"),),
+    "HypervisorFilter": (("", "enable the hypervisor on a node ([hypervisors] enabled in the agent config) "
+                              "or pick another with --hypervisor"),),
+    "TaintFilter": (("", "add a matching spec.placement.tolerations entry, or remove the node's taint"),),
+    "AffinityFilter": (("", "relax spec.placement.node_selector, or label a node to match"),),
+    "AntiAffinityFilter": (("", "use another spec.placement.anti_affinity_group, or add nodes"),),
+}
+
+
+def hint(filter_name: str, reasons: Sequence[str]) -> str:
+    """What to change so that `filter_name` passes, from the words of its rejections."""
+    text = " ".join(reasons)
+    return "; ".join(h for words, h in HINTS.get(filter_name, ()) if words in text)
 
 
 @dataclass
@@ -114,22 +152,26 @@ class Scheduler:
     feasible_to_score: int = 100  # 0: score every feasible node
     _offset: int = 0
 
-    def reject_reason(self, vm: VirtualMachine, view: NodeView) -> str | None:
+    def reject_reason(self, cycle: Cycle, view: NodeView) -> str | None:
         """The first filter's rejection as "Filter: reason", or None when every filter passes."""
         for f in self.filters:
-            reason = f.check(vm, view)
+            reason = f.check(cycle, view)
             if reason is not None:
                 return f"{f.name}: {reason}"
         return None
 
-    def score(self, vm: VirtualMachine, view: NodeView) -> int:
+    def score(self, cycle: Cycle, view: NodeView) -> int:
         total = 0
         for s, weight in self.scorers:
-            total += weight * s.score(vm, view)
+            total += weight * s.score(cycle, view)
         return total
 
-    def rank(self, vm: VirtualMachine, views: Sequence[NodeView]) -> list[NodeView]:
-        """Feasible nodes, best first; raises NoSuitableNode with every filter's rejections."""
+    def rank(self, cycle: Cycle, views: Sequence[NodeView],
+             none_left: str = "no nodes are registered") -> list[NodeView]:
+        """Feasible nodes, best first; raises NoSuitableNode with every filter's rejections.
+
+        `none_left` says why there is no node at all (a drain passes "no node other than N is registered").
+        """
         total = len(views)
         start = self._offset % total if total else 0
         self._offset += 1
@@ -140,7 +182,7 @@ class Scheduler:
         for i in range(total):
             view = views[(start + i) % total]
             for name, check in checks:
-                reason = check(vm, view)
+                reason = check(cycle, view)
                 if reason is not None:
                     rejections.add(name, view.node.id, reason)
                     break
@@ -149,9 +191,9 @@ class Scheduler:
                 if len(feasible) >= enough:
                     break
         if not feasible:
-            raise NoSuitableNode(rejections.explain(total))
+            raise NoSuitableNode(rejections.explain(total, none_left))
         score = self.score
-        scored = sorted([(-score(vm, v), v.node.id, v) for v in feasible], key=_order)
+        scored = sorted([(-score(cycle, v), v.node.id, v) for v in feasible], key=_order)
         return [v for _, _, v in scored]
 
 

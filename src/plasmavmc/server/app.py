@@ -18,8 +18,10 @@ from plasmavmc.api.agent_reports import AgentReportServicer
 from plasmavmc.api.auth import AuthInterceptor
 from plasmavmc.api.iam_service import IamServicer
 from plasmavmc.api.image_service import ImageServicer
+from plasmavmc.api.network_service import NetworkServicer
 from plasmavmc.api.node_service import NodeServicer
 from plasmavmc.api.quota_service import QuotaServicer
+from plasmavmc.api.security_group_service import SecurityGroupServicer
 from plasmavmc.api.vm_service import VmServicer
 from plasmavmc.config.schema import package_version
 from plasmavmc.config.server import ServerSettings
@@ -41,6 +43,7 @@ from plasmavmc.observe.grpc_services import HealthAndReflection
 from plasmavmc.observe.interceptor import ObservingInterceptor
 from plasmavmc.observe.metrics import BUILD_INFO
 from plasmavmc.scheduler import build as build_scheduler
+from plasmavmc.sdnotify import notify
 from plasmavmc.server.console_ws import start_console
 from plasmavmc.server.http import start_http
 from plasmavmc.server.iam_wiring import build_iam
@@ -51,7 +54,15 @@ from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.store.etcd_conn import EtcdTls
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.vm import HypervisorType
-from plasmavmc.v1 import agent_pb2_grpc, iam_pb2_grpc, image_pb2_grpc, node_pb2_grpc, quota_pb2_grpc, vm_pb2_grpc
+from plasmavmc.v1 import (
+    agent_pb2_grpc,
+    iam_pb2_grpc,
+    image_pb2_grpc,
+    network_pb2_grpc,
+    node_pb2_grpc,
+    quota_pb2_grpc,
+    vm_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
@@ -126,6 +137,8 @@ def grpc_server(core: Core, settings: ServerSettings, iam: Iam,
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
+    network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(core), server)
+    network_pb2_grpc.add_SecurityGroupServiceServicer_to_server(SecurityGroupServicer(core), server)
     reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
     agent_pb2_grpc.add_AgentServiceServicer_to_server(reports, server)
     if settings.server.tls is not None:
@@ -167,9 +180,11 @@ async def run(settings: ServerSettings) -> None:
     console = await start_console(core, iam, *split_addr(settings.server.console_addr))
     log.info("plasmavmc-server serving gRPC on %s, HTTP on %s, consoles on %s", settings.server.addr,
              settings.server.metrics_addr, settings.server.console_addr)
+    notify(f"READY=1\nSTATUS=serving gRPC on {settings.server.addr}")  # store open, member registered, serving
     try:
         await until_terminated()
     finally:
+        notify("STOPPING=1")
         log.info("plasmavmc-server stopping")
         await health.set_serving(False)
         for task in (loop_task, memory_task, audit_task, states_task):

@@ -1,4 +1,5 @@
-"""`plasmavmc-server` entry point: settings (spec §9.1, §9.3, §9.4), logging, run."""
+"""`plasmavmc-server` entry point: settings (spec §9.1, §9.3, §9.4), logging, run; `--check-config`;
+`backup FILE` / `restore FILE` (server/backup.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import os
 import sys
 
 from plasmavmc.config.logs import setup_logging
-from plasmavmc.config.schema import settings_or_exit
+from plasmavmc.config.schema import check_config, settings_or_exit
 from plasmavmc.config.server import parse_server_args
 from plasmavmc.errors import PlasmaError
+from plasmavmc.server import backup
 from plasmavmc.server.app import run
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = settings_or_exit(
-        parse_server_args, sys.argv[1:] if argv is None else argv, os.environ, "plasmavmc-server"
-    )
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["backup"], ["restore"]):
+        return backup.main(args, os.environ)
+    settings = settings_or_exit(parse_server_args, args, os.environ, "plasmavmc-server")
+    if "--check-config" in args:
+        return check_config("plasmavmc-server", settings)
     setup_logging(settings.logging.level, settings.logging.format)
     try:
         asyncio.run(run(settings))

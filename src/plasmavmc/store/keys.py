@@ -15,6 +15,11 @@ ASSIGNMENTS = ROOT + "scheduler/assignments/"
 PENDING = ROOT + "scheduler/pending/"
 ANTI_AFFINITY = ROOT + "scheduler/anti_affinity/"
 QUOTAS = ROOT + "quotas/"
+NETWORKS = ROOT + "networks/"  # tenant networks: networks/<org>/<project>/<id>
+PORTS = ROOT + "ports/"  # a NIC's port: ports/<network id>/<port id>
+IPAM = ROOT + "ipam/"  # an address claim: ipam/<network id>/<ip> -> port id (compare-and-swap)
+SECGROUPS = ROOT + "secgroups/"  # security groups: secgroups/<org>/<project>/<name>
+VNIS = ROOT + "vnis/"  # an overlay segment claim: vnis/<vni> -> network id
 SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its lease (server/leader.py)
 EVENTS = ROOT + "events/"  # VM events, written with the change they describe (core/vms/events.py)
 LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
@@ -87,6 +92,47 @@ def vm_events_in(org_id: str, project_id: str, vm_id: str | None = None) -> str:
 def vm_event(org_id: str, project_id: str, vm_id: str, stamp: str) -> str:
     """One event; `stamp` sorts by time within the VM (nanoseconds, then a random tail)."""
     return f"{vm_events_in(org_id, project_id, vm_id)}{_part(stamp)}"
+
+
+def network(org_id: str, project_id: str, network_id: str) -> str:
+    return f"{NETWORKS}{_part(org_id)}/{_part(project_id)}/{_part(network_id)}"
+
+
+def networks_in(org_id: str, project_id: str) -> str:
+    return f"{NETWORKS}{_part(org_id)}/{_part(project_id)}/"
+
+
+def network_name(org_id: str, project_id: str, name: str) -> str:
+    """Claims a network name within its project: value is the network id."""
+    return f"{NAMES}network/{_part(org_id)}/{_part(project_id)}/{_part(name)}"
+
+
+def port(network_id: str, port_id: str) -> str:
+    return f"{PORTS}{_part(network_id)}/{_part(port_id)}"
+
+
+def ports_in(network_id: str) -> str:
+    return f"{PORTS}{_part(network_id)}/"
+
+
+def address(network_id: str, ip: str) -> str:
+    return f"{IPAM}{_part(network_id)}/{_part(ip)}"
+
+
+def addresses_in(network_id: str) -> str:
+    return f"{IPAM}{_part(network_id)}/"
+
+
+def vni(number: int) -> str:
+    return f"{VNIS}{number:08d}"
+
+
+def secgroup(org_id: str, project_id: str, name: str) -> str:
+    return f"{SECGROUPS}{_part(org_id)}/{_part(project_id)}/{_part(name)}"
+
+
+def secgroups_in(org_id: str, project_id: str) -> str:
+    return f"{SECGROUPS}{_part(org_id)}/{_part(project_id)}/"
 
 
 def iam_org(org_id: str) -> str:

@@ -11,26 +11,19 @@ hot record (a node, a quota) take turns instead of spinning until they give up w
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from plasmavmc.errors import Conflict, NotFound, PlasmaError
 from plasmavmc.store.base import KeyValue, Store, Write
+from plasmavmc.store.cas import MAX_BACKOFF, MAX_CAS_RETRIES, attempts, backoff
 from plasmavmc.types import codec
 
 T = TypeVar("T")
-
-MAX_CAS_RETRIES = 60
-MAX_BACKOFF = 0.05  # seconds: the longest pause between two attempts of one retry loop
-
-
-async def backoff(attempt: int) -> None:
-    """Pause after the `attempt`-th lost race (0-based): up to 1 ms, doubling to `MAX_BACKOFF`, jittered."""
-    await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF, 0.001 * 2**attempt)))
+__all__ = ["MAX_BACKOFF", "MAX_CAS_RETRIES", "Versioned", "backoff", "decode", "mutate", "read", "replace",
+           "retry_on_conflict"]
 
 
 Deriver = Callable[[Any, Any], Sequence[Write]]
@@ -72,7 +65,7 @@ async def mutate(
     `known` (the record as the caller last wrote it) saves the first read; only the stored record
     decides: a stale copy loses the compare-and-swap, and a copy `fn` refuses or leaves unchanged is
     read again. `also` is committed with the record's write (alone if the record needs no change)."""
-    for attempt in range(MAX_CAS_RETRIES):
+    for attempt in attempts(key):
         guessed, current, known = known is not None, known or await read(store, cls, key), None
         if current is None:
             raise missing()
@@ -96,7 +89,7 @@ async def mutate(
             await backoff(attempt)
             continue
         return Versioned(updated, rev, key)
-    raise Conflict(f"{key}: too many concurrent updates, try again")
+    raise AssertionError("unreachable: attempts() raises when exhausted")
 
 
 async def retry_on_conflict(op: Callable[[], Awaitable[T]]) -> T:

@@ -75,7 +75,6 @@ class AuditEntry:
     resource: str
     result: str  # "OK" or the spec error code
     source: str  # the peer address
-    id: str = ""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ class ResourceLimits:
     max_memory_gib: int | None = None
     max_storage_gib: int | None = None
     max_images: int | None = None
+    max_networks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -25,27 +26,25 @@ class QuotaUsage:
     memory_mib: int = 0
     storage_gib: int = 0
     images: int = 0
+    networks: int = 0
+
+    def _values(self) -> tuple[int, ...]:
+        return (self.vms, self.vcpus, self.memory_mib, self.storage_gib, self.images, self.networks)
 
     def __add__(self, other: QuotaUsage) -> QuotaUsage:
-        return QuotaUsage(
-            self.vms + other.vms,
-            self.vcpus + other.vcpus,
-            self.memory_mib + other.memory_mib,
-            self.storage_gib + other.storage_gib,
-            self.images + other.images,
-        )
+        return QuotaUsage(*(a + b for a, b in zip(self._values(), other._values(), strict=True)))
 
     @property
     def charges(self) -> bool:
         """Whether this change takes anything (then it is checked against the limits first)."""
-        return any(v > 0 for v in (self.vms, self.vcpus, self.memory_mib, self.storage_gib, self.images))
+        return any(v > 0 for v in self._values())
 
     def __neg__(self) -> QuotaUsage:
-        return QuotaUsage(-self.vms, -self.vcpus, -self.memory_mib, -self.storage_gib, -self.images)
+        return QuotaUsage(*(-v for v in self._values()))
 
     def clamped(self) -> QuotaUsage:
         """Never below zero (records made before usage was counted release more than they charged)."""
-        return QuotaUsage(*(max(0, v) for v in (self.vms, self.vcpus, self.memory_mib, self.storage_gib, self.images)))
+        return QuotaUsage(*(max(0, v) for v in self._values()))
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,7 @@ class Quota:
             ("max_memory_gib", None if lim.max_memory_gib is None else lim.max_memory_gib * 1024, use.memory_mib),
             ("max_storage_gib", lim.max_storage_gib, use.storage_gib),
             ("max_images", lim.max_images, use.images),
+            ("max_networks", lim.max_networks, use.networks),
         )
         for name, limit, used in checks:
             if limit is not None and used > limit:

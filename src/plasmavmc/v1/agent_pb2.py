@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from plasmavmc.v1 import types_pb2 as plasmavmc_dot_v1_dot_types__pb2
 from plasmavmc.v1 import image_pb2 as plasmavmc_dot_v1_dot_image__pb2
+from plasmavmc.v1 import network_pb2 as plasmavmc_dot_v1_dot_network__pb2
 from plasmavmc.v1 import node_pb2 as plasmavmc_dot_v1_dot_node__pb2
 from plasmavmc.v1 import vm_pb2 as plasmavmc_dot_v1_dot_vm__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18plasmavmc/v1/agent.proto\x12\x12plasmavmc.agent.v1\x1a\x18plasmavmc/v1/types.proto\x1a\x18plasmavmc/v1/image.proto\x1a\x17plasmavmc/v1/node.proto\x1a\x15plasmavmc/v1/vm.proto\"\xd7\x01\n\x08VmHandle\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x1c.plasmavmc.v1.HypervisorType\x12\x13\n\x0bruntime_dir\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12:\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32).plasmavmc.agent.v1.VmHandle.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\x0f\x43reateVmRequest\x12(\n\x02vm\x18\x01 \x01(\x0b\x32\x1c.plasmavmc.v1.VirtualMachine\x12#\n\x06images\x18\x02 \x03(\x0b\x32\x13.plasmavmc.v1.Image\"\x1f\n\x0eStartVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"F\n\rStopVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\r\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\" \n\x0f\x44\x65leteVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"#\n\x12GetVmStatusRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"#\n\x12VmOperationRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"5\n\x14StreamConsoleRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"\\\n\x0c\x43onsoleInput\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12/\n\x0c\x63onsole_type\x18\x02 \x01(\x0e\x32\x19.plasmavmc.v1.ConsoleType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"|\n\x11\x41ttachDiskRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12$\n\x04\x64isk\x18\x02 \x01(\x0b\x32\x16.plasmavmc.v1.DiskSpec\x12\"\n\x05image\x18\x03 \x01(\x0b\x32\x13.plasmavmc.v1.Image\x12\x0e\n\x06org_id\x18\x04 \x01(\t\"I\n\x10\x41ttachNicRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12&\n\x03nic\x18\x02 \x01(\x0b\x32\x19.plasmavmc.v1.NetworkSpec\"7\n\x13\x44\x65tachDeviceRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"5\n\x0fSnapshotRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\"3\n\x11\x45xportDiskRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64isk_id\x18\x02 \x01(\t\"T\n\x0f\x45xportDiskChunk\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x12\n\ntotal_size\x18\x03 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\"_\n\x10HeartbeatRequest\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.plasmavmc.v1.Node\x12)\n\x03vms\x18\x02 \x03(\x0b\x32\x1c.plasmavmc.agent.v1.VmReport\"d\n\x11HeartbeatResponse\x12\"\n\x1aheartbeat_interval_seconds\x18\x01 \x01(\r\x12+\n\nnode_state\x18\x02 \x01(\x0e\x32\x17.plasmavmc.v1.NodeState\"t\n\x08VmReport\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0b\x32\x16.plasmavmc.v1.VmStatus\x12\x31\n\texit_kind\x18\x03 \x01(\x0e\x32\x1e.plasmavmc.agent.v1.VmExitKind\"T\n\x13ReportStatusRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12,\n\x06report\x18\x02 \x01(\x0b\x32\x1c.plasmavmc.agent.v1.VmReport*\x81\x01\n\nVmExitKind\x12\x1c\n\x18VM_EXIT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16VM_EXIT_KIND_REQUESTED\x10\x01\x12\x1f\n\x1bVM_EXIT_KIND_GUEST_POWEROFF\x10\x02\x12\x18\n\x14VM_EXIT_KIND_CRASHED\x10\x03\x32\xe6\x0c\n\x0c\x41gentService\x12M\n\x08\x43reateVm\x12#.plasmavmc.agent.v1.CreateVmRequest\x1a\x1c.plasmavmc.agent.v1.VmHandle\x12\x42\n\x07StartVm\x12\".plasmavmc.agent.v1.StartVmRequest\x1a\x13.plasmavmc.v1.Empty\x12@\n\x06StopVm\x12!.plasmavmc.agent.v1.StopVmRequest\x1a\x13.plasmavmc.v1.Empty\x12\x44\n\x08\x44\x65leteVm\x12#.plasmavmc.agent.v1.DeleteVmRequest\x1a\x13.plasmavmc.v1.Empty\x12M\n\x0bGetVmStatus\x12&.plasmavmc.agent.v1.GetVmStatusRequest\x1a\x16.plasmavmc.v1.VmStatus\x12X\n\tHeartbeat\x12$.plasmavmc.agent.v1.HeartbeatRequest\x1a%.plasmavmc.agent.v1.HeartbeatResponse\x12L\n\x0cReportStatus\x12\'.plasmavmc.agent.v1.ReportStatusRequest\x1a\x13.plasmavmc.v1.Empty\x12G\n\x08RebootVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12\x46\n\x07ResetVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12\x45\n\x06KillVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12V\n\rStreamConsole\x12(.plasmavmc.agent.v1.StreamConsoleRequest\x1a\x19.plasmavmc.v1.ConsoleData0\x01\x12Q\n\x0e\x43onsoleSession\x12 .plasmavmc.agent.v1.ConsoleInput\x1a\x19.plasmavmc.v1.ConsoleData(\x01\x30\x01\x12H\n\nAttachDisk\x12%.plasmavmc.agent.v1.AttachDiskRequest\x1a\x13.plasmavmc.v1.Empty\x12J\n\nDetachDisk\x12\'.plasmavmc.agent.v1.DetachDeviceRequest\x1a\x13.plasmavmc.v1.Empty\x12\x46\n\tAttachNic\x12$.plasmavmc.agent.v1.AttachNicRequest\x1a\x13.plasmavmc.v1.Empty\x12I\n\tDetachNic\x12\'.plasmavmc.agent.v1.DetachDeviceRequest\x1a\x13.plasmavmc.v1.Empty\x12K\n\nSnapshotVm\x12#.plasmavmc.agent.v1.SnapshotRequest\x1a\x18.plasmavmc.v1.VmSnapshot\x12\x45\n\tRestoreVm\x12#.plasmavmc.agent.v1.SnapshotRequest\x1a\x13.plasmavmc.v1.Empty\x12\\\n\rListSnapshots\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a#.plasmavmc.v1.ListSnapshotsResponse\x12J\n\x0e\x44\x65leteSnapshot\x12#.plasmavmc.agent.v1.SnapshotRequest\x1a\x13.plasmavmc.v1.Empty\x12Z\n\nExportDisk\x12%.plasmavmc.agent.v1.ExportDiskRequest\x1a#.plasmavmc.agent.v1.ExportDiskChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18plasmavmc/v1/agent.proto\x12\x12plasmavmc.agent.v1\x1a\x18plasmavmc/v1/types.proto\x1a\x18plasmavmc/v1/image.proto\x1a\x1aplasmavmc/v1/network.proto\x1a\x17plasmavmc/v1/node.proto\x1a\x15plasmavmc/v1/vm.proto\"\xd7\x01\n\x08VmHandle\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x1c.plasmavmc.v1.HypervisorType\x12\x13\n\x0bruntime_dir\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12:\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32).plasmavmc.agent.v1.VmHandle.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8a\x01\n\x0f\x43reateVmRequest\x12(\n\x02vm\x18\x01 \x01(\x0b\x32\x1c.plasmavmc.v1.VirtualMachine\x12#\n\x06images\x18\x02 \x03(\x0b\x32\x13.plasmavmc.v1.Image\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.plasmavmc.v1.NetworkPort\"\x1f\n\x0eStartVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"F\n\rStopVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\r\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\" \n\x0f\x44\x65leteVmRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"#\n\x12GetVmStatusRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"#\n\x12VmOperationRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"5\n\x14StreamConsoleRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"\\\n\x0c\x43onsoleInput\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12/\n\x0c\x63onsole_type\x18\x02 \x01(\x0e\x32\x19.plasmavmc.v1.ConsoleType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"|\n\x11\x41ttachDiskRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12$\n\x04\x64isk\x18\x02 \x01(\x0b\x32\x16.plasmavmc.v1.DiskSpec\x12\"\n\x05image\x18\x03 \x01(\x0b\x32\x13.plasmavmc.v1.Image\x12\x0e\n\x06org_id\x18\x04 \x01(\t\"r\n\x10\x41ttachNicRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12&\n\x03nic\x18\x02 \x01(\x0b\x32\x19.plasmavmc.v1.NetworkSpec\x12\'\n\x04port\x18\x03 \x01(\x0b\x32\x19.plasmavmc.v1.NetworkPort\"b\n\x19UpdatePortSecurityRequest\x12\x0f\n\x07port_id\x18\x01 \x01(\t\x12\x34\n\x0fsecurity_groups\x18\x02 \x03(\x0b\x32\x1b.plasmavmc.v1.SecurityGroup\"7\n\x13\x44\x65tachDeviceRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"5\n\x0fSnapshotRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\"3\n\x11\x45xportDiskRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64isk_id\x18\x02 \x01(\t\"T\n\x0f\x45xportDiskChunk\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x12\n\ntotal_size\x18\x03 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\"_\n\x10HeartbeatRequest\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.plasmavmc.v1.Node\x12)\n\x03vms\x18\x02 \x03(\x0b\x32\x1c.plasmavmc.agent.v1.VmReport\"d\n\x11HeartbeatResponse\x12\"\n\x1aheartbeat_interval_seconds\x18\x01 \x01(\r\x12+\n\nnode_state\x18\x02 \x01(\x0e\x32\x17.plasmavmc.v1.NodeState\"t\n\x08VmReport\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0b\x32\x16.plasmavmc.v1.VmStatus\x12\x31\n\texit_kind\x18\x03 \x01(\x0e\x32\x1e.plasmavmc.agent.v1.VmExitKind\"T\n\x13ReportStatusRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12,\n\x06report\x18\x02 \x01(\x0b\x32\x1c.plasmavmc.agent.v1.VmReport*\x81\x01\n\nVmExitKind\x12\x1c\n\x18VM_EXIT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16VM_EXIT_KIND_REQUESTED\x10\x01\x12\x1f\n\x1bVM_EXIT_KIND_GUEST_POWEROFF\x10\x02\x12\x18\n\x14VM_EXIT_KIND_CRASHED\x10\x03\x32\xc0\r\n\x0c\x41gentService\x12M\n\x08\x43reateVm\x12#.plasmavmc.agent.v1.CreateVmRequest\x1a\x1c.plasmavmc.agent.v1.VmHandle\x12\x42\n\x07StartVm\x12\".plasmavmc.agent.v1.StartVmRequest\x1a\x13.plasmavmc.v1.Empty\x12@\n\x06StopVm\x12!.plasmavmc.agent.v1.StopVmRequest\x1a\x13.plasmavmc.v1.Empty\x12\x44\n\x08\x44\x65leteVm\x12#.plasmavmc.agent.v1.DeleteVmRequest\x1a\x13.plasmavmc.v1.Empty\x12M\n\x0bGetVmStatus\x12&.plasmavmc.agent.v1.GetVmStatusRequest\x1a\x16.plasmavmc.v1.VmStatus\x12X\n\tHeartbeat\x12$.plasmavmc.agent.v1.HeartbeatRequest\x1a%.plasmavmc.agent.v1.HeartbeatResponse\x12L\n\x0cReportStatus\x12\'.plasmavmc.agent.v1.ReportStatusRequest\x1a\x13.plasmavmc.v1.Empty\x12G\n\x08RebootVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12\x46\n\x07ResetVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12\x45\n\x06KillVm\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a\x13.plasmavmc.v1.Empty\x12V\n\rStreamConsole\x12(.plasmavmc.agent.v1.StreamConsoleRequest\x1a\x19.plasmavmc.v1.ConsoleData0\x01\x12Q\n\x0e\x43onsoleSession\x12 .plasmavmc.agent.v1.ConsoleInput\x1a\x19.plasmavmc.v1.ConsoleData(\x01\x30\x01\x12H\n\nAttachDisk\x12%.plasmavmc.agent.v1.AttachDiskRequest\x1a\x13.plasmavmc.v1.Empty\x12J\n\nDetachDisk\x12\'.plasmavmc.agent.v1.DetachDeviceRequest\x1a\x13.plasmavmc.v1.Empty\x12\x46\n\tAttachNic\x12$.plasmavmc.agent.v1.AttachNicRequest\x1a\x13.plasmavmc.v1.Empty\x12I\n\tDetachNic\x12\'.plasmavmc.agent.v1.DetachDeviceRequest\x1a\x13.plasmavmc.v1.Empty\x12X\n\x12UpdatePortSecurity\x12-.plasmavmc.agent.v1.UpdatePortSecurityRequest\x1a\x13.plasmavmc.v1.Empty\x12K\n\nSnapshotVm\x12#.plasmavmc.agent.v1.SnapshotRequest\x1a\x18.plasmavmc.v1.VmSnapshot\x12\x45\n\tRestoreVm\x12#.plasmavmc.agent.v1.SnapshotRequest\x1a\x13.plasmavmc.v1.Empty\x12\\\n\rListSnapshots\x12&.plasmavmc.agent.v1.VmOperationRequest\x1a#.plasmavmc.v1.ListSnapshotsResponse\x12J\n\x0e\x44\x65leteSnapshot\x12#.plasmavmc.agent.v1.SnapshotRequest\x1a\x13.plasmavmc.v1.Empty\x12Z\n\nExportDisk\x12%.plasmavmc.agent.v1.ExportDiskRequest\x1a#.plasmavmc.agent.v1.ExportDiskChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,48 +38,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VMHANDLE_DETAILSENTRY']._loaded_options = None
   _globals['_VMHANDLE_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_VMEXITKIND']._serialized_start=1682
-  _globals['_VMEXITKIND']._serialized_end=1811
-  _globals['_VMHANDLE']._serialized_start=149
-  _globals['_VMHANDLE']._serialized_end=364
-  _globals['_VMHANDLE_DETAILSENTRY']._serialized_start=318
-  _globals['_VMHANDLE_DETAILSENTRY']._serialized_end=364
-  _globals['_CREATEVMREQUEST']._serialized_start=366
-  _globals['_CREATEVMREQUEST']._serialized_end=462
-  _globals['_STARTVMREQUEST']._serialized_start=464
-  _globals['_STARTVMREQUEST']._serialized_end=495
-  _globals['_STOPVMREQUEST']._serialized_start=497
-  _globals['_STOPVMREQUEST']._serialized_end=567
-  _globals['_DELETEVMREQUEST']._serialized_start=569
-  _globals['_DELETEVMREQUEST']._serialized_end=601
-  _globals['_GETVMSTATUSREQUEST']._serialized_start=603
-  _globals['_GETVMSTATUSREQUEST']._serialized_end=638
-  _globals['_VMOPERATIONREQUEST']._serialized_start=640
-  _globals['_VMOPERATIONREQUEST']._serialized_end=675
-  _globals['_STREAMCONSOLEREQUEST']._serialized_start=677
-  _globals['_STREAMCONSOLEREQUEST']._serialized_end=730
-  _globals['_CONSOLEINPUT']._serialized_start=732
-  _globals['_CONSOLEINPUT']._serialized_end=824
-  _globals['_ATTACHDISKREQUEST']._serialized_start=826
-  _globals['_ATTACHDISKREQUEST']._serialized_end=950
-  _globals['_ATTACHNICREQUEST']._serialized_start=952
-  _globals['_ATTACHNICREQUEST']._serialized_end=1025
-  _globals['_DETACHDEVICEREQUEST']._serialized_start=1027
-  _globals['_DETACHDEVICEREQUEST']._serialized_end=1082
-  _globals['_SNAPSHOTREQUEST']._serialized_start=1084
-  _globals['_SNAPSHOTREQUEST']._serialized_end=1137
-  _globals['_EXPORTDISKREQUEST']._serialized_start=1139
-  _globals['_EXPORTDISKREQUEST']._serialized_end=1190
-  _globals['_EXPORTDISKCHUNK']._serialized_start=1192
-  _globals['_EXPORTDISKCHUNK']._serialized_end=1276
-  _globals['_HEARTBEATREQUEST']._serialized_start=1278
-  _globals['_HEARTBEATREQUEST']._serialized_end=1373
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1375
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1475
-  _globals['_VMREPORT']._serialized_start=1477
-  _globals['_VMREPORT']._serialized_end=1593
-  _globals['_REPORTSTATUSREQUEST']._serialized_start=1595
-  _globals['_REPORTSTATUSREQUEST']._serialized_end=1679
-  _globals['_AGENTSERVICE']._serialized_start=1814
-  _globals['_AGENTSERVICE']._serialized_end=3452
+  _globals['_VMEXITKIND']._serialized_start=1894
+  _globals['_VMEXITKIND']._serialized_end=2023
+  _globals['_VMHANDLE']._serialized_start=177
+  _globals['_VMHANDLE']._serialized_end=392
+  _globals['_VMHANDLE_DETAILSENTRY']._serialized_start=346
+  _globals['_VMHANDLE_DETAILSENTRY']._serialized_end=392
+  _globals['_CREATEVMREQUEST']._serialized_start=395
+  _globals['_CREATEVMREQUEST']._serialized_end=533
+  _globals['_STARTVMREQUEST']._serialized_start=535
+  _globals['_STARTVMREQUEST']._serialized_end=566
+  _globals['_STOPVMREQUEST']._serialized_start=568
+  _globals['_STOPVMREQUEST']._serialized_end=638
+  _globals['_DELETEVMREQUEST']._serialized_start=640
+  _globals['_DELETEVMREQUEST']._serialized_end=672
+  _globals['_GETVMSTATUSREQUEST']._serialized_start=674
+  _globals['_GETVMSTATUSREQUEST']._serialized_end=709
+  _globals['_VMOPERATIONREQUEST']._serialized_start=711
+  _globals['_VMOPERATIONREQUEST']._serialized_end=746
+  _globals['_STREAMCONSOLEREQUEST']._serialized_start=748
+  _globals['_STREAMCONSOLEREQUEST']._serialized_end=801
+  _globals['_CONSOLEINPUT']._serialized_start=803
+  _globals['_CONSOLEINPUT']._serialized_end=895
+  _globals['_ATTACHDISKREQUEST']._serialized_start=897
+  _globals['_ATTACHDISKREQUEST']._serialized_end=1021
+  _globals['_ATTACHNICREQUEST']._serialized_start=1023
+  _globals['_ATTACHNICREQUEST']._serialized_end=1137
+  _globals['_UPDATEPORTSECURITYREQUEST']._serialized_start=1139
+  _globals['_UPDATEPORTSECURITYREQUEST']._serialized_end=1237
+  _globals['_DETACHDEVICEREQUEST']._serialized_start=1239
+  _globals['_DETACHDEVICEREQUEST']._serialized_end=1294
+  _globals['_SNAPSHOTREQUEST']._serialized_start=1296
+  _globals['_SNAPSHOTREQUEST']._serialized_end=1349
+  _globals['_EXPORTDISKREQUEST']._serialized_start=1351
+  _globals['_EXPORTDISKREQUEST']._serialized_end=1402
+  _globals['_EXPORTDISKCHUNK']._serialized_start=1404
+  _globals['_EXPORTDISKCHUNK']._serialized_end=1488
+  _globals['_HEARTBEATREQUEST']._serialized_start=1490
+  _globals['_HEARTBEATREQUEST']._serialized_end=1585
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1587
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1687
+  _globals['_VMREPORT']._serialized_start=1689
+  _globals['_VMREPORT']._serialized_end=1805
+  _globals['_REPORTSTATUSREQUEST']._serialized_start=1807
+  _globals['_REPORTSTATUSREQUEST']._serialized_end=1891
+  _globals['_AGENTSERVICE']._serialized_start=2026
+  _globals['_AGENTSERVICE']._serialized_end=3754
 # @@protoc_insertion_point(module_scope)

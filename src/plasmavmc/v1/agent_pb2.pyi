@@ -1,5 +1,6 @@
 from plasmavmc.v1 import types_pb2 as _types_pb2
 from plasmavmc.v1 import image_pb2 as _image_pb2
+from plasmavmc.v1 import network_pb2 as _network_pb2
 from plasmavmc.v1 import node_pb2 as _node_pb2
 from plasmavmc.v1 import vm_pb2 as _vm_pb2
 from google.protobuf.internal import containers as _containers
@@ -44,12 +45,14 @@ class VmHandle(_message.Message):
     def __init__(self, vm_id: _Optional[str] = ..., backend: _Optional[_Union[_types_pb2.HypervisorType, str]] = ..., runtime_dir: _Optional[str] = ..., name: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CreateVmRequest(_message.Message):
-    __slots__ = ("vm", "images")
+    __slots__ = ("vm", "images", "ports")
     VM_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
     vm: _types_pb2.VirtualMachine
     images: _containers.RepeatedCompositeFieldContainer[_image_pb2.Image]
-    def __init__(self, vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_image_pb2.Image, _Mapping]]] = ...) -> None: ...
+    ports: _containers.RepeatedCompositeFieldContainer[_network_pb2.NetworkPort]
+    def __init__(self, vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_image_pb2.Image, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[_network_pb2.NetworkPort, _Mapping]]] = ...) -> None: ...
 
 class StartVmRequest(_message.Message):
     __slots__ = ("vm_id",)
@@ -116,12 +119,22 @@ class AttachDiskRequest(_message.Message):
     def __init__(self, vm_id: _Optional[str] = ..., disk: _Optional[_Union[_types_pb2.DiskSpec, _Mapping]] = ..., image: _Optional[_Union[_image_pb2.Image, _Mapping]] = ..., org_id: _Optional[str] = ...) -> None: ...
 
 class AttachNicRequest(_message.Message):
-    __slots__ = ("vm_id", "nic")
+    __slots__ = ("vm_id", "nic", "port")
     VM_ID_FIELD_NUMBER: _ClassVar[int]
     NIC_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
     vm_id: str
     nic: _types_pb2.NetworkSpec
-    def __init__(self, vm_id: _Optional[str] = ..., nic: _Optional[_Union[_types_pb2.NetworkSpec, _Mapping]] = ...) -> None: ...
+    port: _network_pb2.NetworkPort
+    def __init__(self, vm_id: _Optional[str] = ..., nic: _Optional[_Union[_types_pb2.NetworkSpec, _Mapping]] = ..., port: _Optional[_Union[_network_pb2.NetworkPort, _Mapping]] = ...) -> None: ...
+
+class UpdatePortSecurityRequest(_message.Message):
+    __slots__ = ("port_id", "security_groups")
+    PORT_ID_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    port_id: str
+    security_groups: _containers.RepeatedCompositeFieldContainer[_network_pb2.SecurityGroup]
+    def __init__(self, port_id: _Optional[str] = ..., security_groups: _Optional[_Iterable[_Union[_network_pb2.SecurityGroup, _Mapping]]] = ...) -> None: ...
 
 class DetachDeviceRequest(_message.Message):
     __slots__ = ("vm_id", "device_id")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18plasmavmc/v1/quota.proto\x12\x0cplasmavmc.v1\"\xe2\x01\n\x0eResourceLimits\x12\x14\n\x07max_vms\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x16\n\tmax_vcpus\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1b\n\x0emax_memory_gib\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x1c\n\x0fmax_storage_gib\x18\x04 \x01(\x04H\x03\x88\x01\x01\x12\x17\n\nmax_images\x18\x05 \x01(\rH\x04\x88\x01\x01\x42\n\n\x08_max_vmsB\x0c\n\n_max_vcpusB\x11\n\x0f_max_memory_gibB\x12\n\x10_max_storage_gibB\r\n\x0b_max_images\"a\n\nQuotaUsage\x12\x0b\n\x03vms\x18\x01 \x01(\r\x12\r\n\x05vcpus\x18\x02 \x01(\r\x12\x12\n\nmemory_mib\x18\x03 \x01(\x04\x12\x13\n\x0bstorage_gib\x18\x04 \x01(\x04\x12\x0e\n\x06images\x18\x05 \x01(\r\"\x82\x01\n\x05Quota\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12,\n\x06limits\x18\x03 \x01(\x0b\x32\x1c.plasmavmc.v1.ResourceLimits\x12\'\n\x05usage\x18\x04 \x01(\x0b\x32\x18.plasmavmc.v1.QuotaUsage\"5\n\x0fGetQuotaRequest\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\"c\n\x0fSetQuotaRequest\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12,\n\x06limits\x18\x03 \x01(\x0b\x32\x1c.plasmavmc.v1.ResourceLimits2\x8e\x01\n\x0cQuotaService\x12>\n\x08GetQuota\x12\x1d.plasmavmc.v1.GetQuotaRequest\x1a\x13.plasmavmc.v1.Quota\x12>\n\x08SetQuota\x12\x1d.plasmavmc.v1.SetQuotaRequest\x1a\x13.plasmavmc.v1.Quotab\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18plasmavmc/v1/quota.proto\x12\x0cplasmavmc.v1\"\x8e\x02\n\x0eResourceLimits\x12\x14\n\x07max_vms\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x16\n\tmax_vcpus\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1b\n\x0emax_memory_gib\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x1c\n\x0fmax_storage_gib\x18\x04 \x01(\x04H\x03\x88\x01\x01\x12\x17\n\nmax_images\x18\x05 \x01(\rH\x04\x88\x01\x01\x12\x19\n\x0cmax_networks\x18\x06 \x01(\rH\x05\x88\x01\x01\x42\n\n\x08_max_vmsB\x0c\n\n_max_vcpusB\x11\n\x0f_max_memory_gibB\x12\n\x10_max_storage_gibB\r\n\x0b_max_imagesB\x0f\n\r_max_networks\"s\n\nQuotaUsage\x12\x0b\n\x03vms\x18\x01 \x01(\r\x12\r\n\x05vcpus\x18\x02 \x01(\r\x12\x12\n\nmemory_mib\x18\x03 \x01(\x04\x12\x13\n\x0bstorage_gib\x18\x04 \x01(\x04\x12\x0e\n\x06images\x18\x05 \x01(\r\x12\x10\n\x08networks\x18\x06 \x01(\r\"\x82\x01\n\x05Quota\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12,\n\x06limits\x18\x03 \x01(\x0b\x32\x1c.plasmavmc.v1.ResourceLimits\x12\'\n\x05usage\x18\x04 \x01(\x0b\x32\x18.plasmavmc.v1.QuotaUsage\"5\n\x0fGetQuotaRequest\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\"c\n\x0fSetQuotaRequest\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12,\n\x06limits\x18\x03 \x01(\x0b\x32\x1c.plasmavmc.v1.ResourceLimits2\x8e\x01\n\x0cQuotaService\x12>\n\x08GetQuota\x12\x1d.plasmavmc.v1.GetQuotaRequest\x1a\x13.plasmavmc.v1.Quota\x12>\n\x08SetQuota\x12\x1d.plasmavmc.v1.SetQuotaRequest\x1a\x13.plasmavmc.v1.Quotab\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,15 +32,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plasmavmc.v1.quota_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESOURCELIMITS']._serialized_start=43
-  _globals['_RESOURCELIMITS']._serialized_end=269
-  _globals['_QUOTAUSAGE']._serialized_start=271
-  _globals['_QUOTAUSAGE']._serialized_end=368
-  _globals['_QUOTA']._serialized_start=371
-  _globals['_QUOTA']._serialized_end=501
-  _globals['_GETQUOTAREQUEST']._serialized_start=503
-  _globals['_GETQUOTAREQUEST']._serialized_end=556
-  _globals['_SETQUOTAREQUEST']._serialized_start=558
-  _globals['_SETQUOTAREQUEST']._serialized_end=657
-  _globals['_QUOTASERVICE']._serialized_start=660
-  _globals['_QUOTASERVICE']._serialized_end=802
+  _globals['_RESOURCELIMITS']._serialized_end=313
+  _globals['_QUOTAUSAGE']._serialized_start=315
+  _globals['_QUOTAUSAGE']._serialized_end=430
+  _globals['_QUOTA']._serialized_start=433
+  _globals['_QUOTA']._serialized_end=563
+  _globals['_GETQUOTAREQUEST']._serialized_start=565
+  _globals['_GETQUOTAREQUEST']._serialized_end=618
+  _globals['_SETQUOTAREQUEST']._serialized_start=620
+  _globals['_SETQUOTAREQUEST']._serialized_end=719
+  _globals['_QUOTASERVICE']._serialized_start=722
+  _globals['_QUOTASERVICE']._serialized_end=864
 # @@protoc_insertion_point(module_scope)

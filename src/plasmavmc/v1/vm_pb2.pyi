@@ -78,16 +78,18 @@ class GetVmRequest(_message.Message):
     def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ...) -> None: ...
 
 class ListVmsRequest(_message.Message):
-    __slots__ = ("org_id", "project_id", "page_size", "page_token")
+    __slots__ = ("org_id", "project_id", "page_size", "page_token", "all_projects")
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ALL_PROJECTS_FIELD_NUMBER: _ClassVar[int]
     org_id: str
     project_id: str
     page_size: int
     page_token: str
-    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    all_projects: bool
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., all_projects: _Optional[bool] = ...) -> None: ...
 
 class ListVmsResponse(_message.Message):
     __slots__ = ("vms", "next_page_token")

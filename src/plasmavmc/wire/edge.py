@@ -1,8 +1,10 @@
 """Decorators every servicer method goes through: our errors become gRPC statuses (via `status.py`),
-anything unexpected is logged and answered INTERNAL without leaking a traceback to the caller."""
+anything unexpected is logged and answered INTERNAL without leaking a traceback to the caller.
+`uncancelled` lets an operation finish although its caller went away (a CLI's `--wait` ran out)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +20,23 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 #: grpc ships no type information; servicer methods take their context as this alias
 ServicerContext: TypeAlias = Any
+
+
+_finishing: set[asyncio.Task[Any]] = set()  # operations whose callers left, kept referenced until done
+
+
+async def uncancelled(operation: Awaitable[R]) -> R:
+    """Await `operation` in its own task: a caller that gives up (RPC cancelled) does not cut it short."""
+    task = asyncio.ensure_future(operation)
+    _finishing.add(task)
+    task.add_done_callback(_forget)
+    return await asyncio.shield(task)
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _finishing.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a caller that left has been answered already (or never will be)
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:

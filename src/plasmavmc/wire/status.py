@@ -29,6 +29,7 @@ TABLE: dict[ErrorCode, tuple[grpc.StatusCode, type[PlasmaError]]] = {
     ErrorCode.NOT_FOUND: (grpc.StatusCode.NOT_FOUND, e.NotFound),
     ErrorCode.NO_SUITABLE_NODE: (grpc.StatusCode.RESOURCE_EXHAUSTED, e.NoSuitableNode),
     ErrorCode.QUOTA_EXCEEDED: (grpc.StatusCode.RESOURCE_EXHAUSTED, e.QuotaExceeded),
+    ErrorCode.NETWORK_FULL: (grpc.StatusCode.RESOURCE_EXHAUSTED, e.NetworkFull),
     ErrorCode.HYPERVISOR_ERROR: (grpc.StatusCode.INTERNAL, e.HypervisorError),
     ErrorCode.INVALID_STATE: (grpc.StatusCode.FAILED_PRECONDITION, e.InvalidState),
     ErrorCode.INVALID_ARGUMENT: (grpc.StatusCode.INVALID_ARGUMENT, e.InvalidArgument),

@@ -68,7 +68,7 @@ async def _create(core: Core, vm: Versioned[VirtualMachine]) -> None:
     agent = await core.agent_for(vm.value)
     if await _agent_status(agent, vm.value.id) is None:
         await agent.create_vm(vm.value, await lifecycle.images_for(core, vm.value.org_id, vm.value.spec))
-    await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle._moved(v, VmState.STOPPED, "create"))
+    await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle.moved(v, VmState.STOPPED, "create"))
 
 
 async def _to(
@@ -76,7 +76,7 @@ async def _to(
 ) -> Versioned[VirtualMachine] | None:
     """The VM in `target` (moved there from `source` if need be); None if it is in neither."""
     if vm.value.state == source:
-        return await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle._moved(v, target, operation))
+        return await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle.moved(v, target, operation))
     return vm if vm.value.state == target else None
 
 
@@ -90,7 +90,7 @@ async def _start(core: Core, vm: Versioned[VirtualMachine]) -> None:
         await agent.start_vm(vm.value.id)
         observed = await agent.status(vm.value.id)
     final = observed
-    await mutate(core.store, VirtualMachine, vm.key, lambda v: power._running(v, final, "start"))
+    await mutate(core.store, VirtualMachine, vm.key, lambda v: power.running(v, final, "start"))
 
 
 async def _stop(core: Core, vm: Versioned[VirtualMachine]) -> None:
@@ -101,4 +101,4 @@ async def _stop(core: Core, vm: Versioned[VirtualMachine]) -> None:
     observed = await _agent_status(agent, vm.value.id)
     if observed is not None and observed.actual_state == VmState.RUNNING:
         await agent.stop_vm(vm.value.id, power.DEFAULT_STOP_TIMEOUT, False)
-    await mutate(core.store, VirtualMachine, vm.key, lambda v: power._stopped(v, "stop"))
+    await mutate(core.store, VirtualMachine, vm.key, lambda v: power.stopped(v, "stop"))

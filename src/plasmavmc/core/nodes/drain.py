@@ -88,6 +88,7 @@ async def move(core: Core, vm: Versioned[VirtualMachine], from_node: str, allow_
     # an unreachable node cannot confirm the VM stopped: moving it could leave two copies running
     await (await core.agent_for(vm.value)).status(vm.value.id)
     was_running = vm.value.state == VmState.RUNNING
+    await placement.check_fits(core, vm.value, from_node)  # before the stop: a VM that cannot move keeps running
     if was_running:
         await power.stop(core, ref, force=False, timeout_seconds=STOP_TIMEOUT)
     elif vm.value.state != VmState.STOPPED:
@@ -102,7 +103,7 @@ async def move(core: Core, vm: Versioned[VirtualMachine], from_node: str, allow_
     moving = await placement.claim(core, current, placer, moving_from=from_node)
     await _step(core, moving, "create on the new node", lambda: _create(core, moving.value, images))
     await _cleanup_old(core, from_node, moving.value.id)
-    await mutate(core.store, VirtualMachine, moving.key, lambda v: lifecycle._moved(v, VmState.STOPPED, "move"))
+    await mutate(core.store, VirtualMachine, moving.key, lambda v: lifecycle.moved(v, VmState.STOPPED, "move"))
     if was_running:
         return await power.start(core, ref)
     return (await core.find_vm(ref)).value

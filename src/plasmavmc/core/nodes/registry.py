@@ -25,6 +25,7 @@ from plasmavmc.errors import Conflict, NodeNotFound
 from plasmavmc.scheduler.cache import NodeCache
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store
+from plasmavmc.store.cas import attempts, backoff
 from plasmavmc.store.records import Versioned, decode, mutate, read, replace
 from plasmavmc.types import codec
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
@@ -79,7 +80,7 @@ class NodeRegistry:
         # First try against the scheduler cache's copy (no store read): the write is a compare-and-swap
         # on that revision, so a stale copy only costs a Conflict, then the record is read.
         current: Versioned[Node] | None = cached[0] if cached is not None else None
-        while True:
+        for attempt in attempts(f"node {reported.id}"):
             if current is None:
                 current = await read(self._store, Node, key)
             if current is None:
@@ -92,6 +93,7 @@ class NodeRegistry:
                 try:
                     await self._store.put(key, codec.dumps(fresh), expected_revision=0)
                 except Conflict:
+                    await backoff(attempt)
                     continue
                 log.info("node %s registered (%s)", reported.id, reported.agent_address)
                 return fresh
@@ -100,12 +102,14 @@ class NodeRegistry:
                 revision = await self._store.put(key, codec.dumps(merged), expected_revision=current.revision)
             except Conflict:
                 current = None
+                await backoff(attempt)
                 continue
             self.cache.put(Versioned(merged, revision, key))
             if current.value.state == NodeState.NOT_READY:
                 log.info("node %s is ready again", reported.id)
                 await node_health.flag_vms(self._store, reported.id, None)
             return merged
+        raise AssertionError("unreachable: attempts() raises when exhausted")
 
     async def get(self, node_id: str) -> Versioned[Node]:
         found = await read(self._store, Node, keys.node(node_id))

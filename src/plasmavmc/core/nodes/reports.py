@@ -1,6 +1,7 @@
 """What agents tell the control plane: heartbeats (node + every VM's observed status) and exit reports.
 
-A hypervisor process that exits without being asked moves its VM out of RUNNING: a guest power-off to
+A hypervisor process that exits without being asked moves its VM out of RUNNING (through the transition
+table, `lifecycle.moved`, like every state change): a guest power-off to
 STOPPED, a crash to ERROR with `last_error` naming the cause. Heartbeats refresh resource usage and
 catch anything a lost report missed (the agent says STOPPED while the record says RUNNING). They also
 converge: a VM in ERROR whose process the agent reports RUNNING (an agent killed between the
@@ -14,13 +15,13 @@ to the last one applied to an unchanged record is skipped (`report_memory.py`).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.vms import boot
+from plasmavmc.core.vms.lifecycle import moved
 from plasmavmc.core.vms.placement import read_assignment
-from plasmavmc.core.vms.power import _running
+from plasmavmc.core.vms.power import running
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.records import Versioned, mutate, replace
@@ -40,7 +41,7 @@ def _after_exit(vm: VirtualMachine, kind: ExitKind, observed: VmStatus) -> Virtu
     error = None if target == VmState.STOPPED else (observed.last_error or "hypervisor process exited")
     status = replace(vm.status, actual_state=target, host_pid=None, last_error=error)
     log.warning("vm %s: %s -> %s (%s)", vm.id, vm.state.value, target.value, error or "guest powered off")
-    return replace(vm, state=target, status=status, updated_at=int(time.time()))
+    return moved(vm, target, "report an exit", status=status)  # through the transition table
 
 
 def _refreshed(vm: VirtualMachine, observed: VmStatus, observed_at: int) -> VirtualMachine:
@@ -54,7 +55,7 @@ def _refreshed(vm: VirtualMachine, observed: VmStatus, observed_at: int) -> Virt
     if vm.state == VmState.ERROR or (vm.state == VmState.RUNNING and vm.status.last_error):
         log.warning("vm %s: its process runs on its node: RUNNING (was %s: %s)",
                     vm.id, vm.state.value, vm.status.last_error)
-        converged = _running(vm, observed, "converge")
+        converged = running(vm, observed, "converge")
         return replace(converged, status=replace(converged.status, resource_usage=observed.resource_usage))
     if vm.state == VmState.RUNNING:
         vm = boot.with_node_times(vm, observed.boot)

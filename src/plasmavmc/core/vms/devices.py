@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from plasmavmc import validation
 from plasmavmc.core import quotas
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.networks import nics
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.lifecycle import BOOTABLE_FORMATS
 from plasmavmc.errors import Conflict, InvalidArgument, InvalidState, PlasmaError
 from plasmavmc.hypervisor.registry import check_spec_for
 from plasmavmc.observe.metrics import OPERATIONS
 from plasmavmc.store.base import Write
+from plasmavmc.store.cas import attempts, backoff
 from plasmavmc.store.records import Versioned, replace
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageStatus
@@ -30,7 +32,6 @@ from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine
 
 log = logging.getLogger(__name__)
 CAN_CHANGE = (VmState.RUNNING, VmState.STOPPED)
-MAX_ROUNDS = 20
 
 
 async def _changeable(core: Core, ref: VmRef, operation: str) -> Versioned[VirtualMachine]:
@@ -44,7 +45,7 @@ async def _changeable(core: Core, ref: VmRef, operation: str) -> Versioned[Virtu
 async def _record(core: Core, ref: VmRef, change: Callable[[VirtualMachine], VirtualMachine],
                   storage_gib: int, undo: Callable[[], Awaitable[None]], operation: str) -> VirtualMachine:
     try:
-        for _ in range(MAX_ROUNDS):
+        for attempt in attempts(f"{operation} on VM {ref.vm}"):
             found = await core.find_vm(ref)
             updated = change(found.value)
             write = Write(found.key, codec.dumps(updated), found.revision)
@@ -53,10 +54,11 @@ async def _record(core: Core, ref: VmRef, change: Callable[[VirtualMachine], Vir
                 await quotas.commit_charged(core.store, updated.org_id, updated.project_id,
                                             QuotaUsage(storage_gib=storage_gib), [write, *described])
             except Conflict:
+                await backoff(attempt)
                 continue
             OPERATIONS.labels(operation, "ok").inc()
             return updated
-        raise Conflict(f"{operation}: the VM record kept changing, try again")
+        raise AssertionError("unreachable: attempts() raises when exhausted")
     except PlasmaError:
         OPERATIONS.labels(operation, "error").inc()
         try:
@@ -119,7 +121,12 @@ async def attach_nic(core: Core, ref: VmRef, nic: NetworkSpec) -> VirtualMachine
         raise InvalidArgument("nic.id", f"VM {vm.id} already has a NIC {nic.id!r}")
     check_spec_for(vm.hypervisor, _respec(vm, network=(*vm.spec.network, nic)).spec)
     agent = await core.agent_for(vm)
-    await agent.attach_nic(vm.id, nic)
+    nic = await nics.allocate_nic(core.store, vm, nic, "nic")
+    try:
+        await agent.attach_nic(vm.id, nic, await nics.port_request(core.store, vm, nic))
+    except PlasmaError:
+        await nics.release_nic(core.store, vm, nic)
+        raise
     return await _record(core, ref, lambda v: _respec(v, network=(*v.spec.network, nic)), 0,
                          lambda: agent.detach_nic(vm.id, nic.id), "attach_nic")
 
@@ -136,4 +143,6 @@ async def detach_nic(core: Core, ref: VmRef, nic_id: str) -> VirtualMachine:
     def remaining(v: VirtualMachine) -> VirtualMachine:
         return _respec(v, network=tuple(n for n in v.spec.network if n.id != nic_id))
 
-    return await _record(core, ref, remaining, 0, lambda: agent.attach_nic(vm.id, nic), "detach_nic")
+    updated = await _record(core, ref, remaining, 0, lambda: agent.attach_nic(vm.id, nic), "detach_nic")
+    await nics.release_nic(core.store, vm, nic)
+    return updated

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.networks import nics
 from plasmavmc.core.vms import boot, placement
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
@@ -112,6 +113,9 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
     )
     key = keys.vm(vm.org_id, vm.project_id, vm.id)
     name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
+    if await core.store.get(name_key) is not None:  # before any port is made for it
+        raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name")
+    vm = await nics.allocate(core.store, vm)
     usage = quotas.usage_of(vm)
     # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
     op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
@@ -119,7 +123,10 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
         claims = [Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0), pending.begin_write(op),
                   *vm_events.created(vm)]
         rev = await quotas.commit_charged(core.store, vm.org_id, vm.project_id, usage, claims)
-    except Conflict:
+    except PlasmaError as err:
+        await nics.release(core.store, vm)
+        if not isinstance(err, Conflict):
+            raise
         raise AlreadyExists(
             f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name"
         ) from None
@@ -129,6 +136,7 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
         except PlasmaError:
             undo = [Write(key, None), Write(name_key, None), Write(op.key, None)]
             await quotas.commit_charged(core.store, vm.org_id, vm.project_id, -usage, undo)
+            await nics.release(core.store, vm)
             OPERATIONS.labels("create", "error").inc()
             raise
         result = await provision(core, placed, images, drive)
@@ -157,11 +165,11 @@ async def provision(
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
     (with reason) if it fails."""
     def _made(v: VirtualMachine) -> VirtualMachine:
-        return boot.stamped(_moved(v, VmState.STOPPED, "create"), image_ready_at=ready_at)
+        return boot.stamped(moved(v, VmState.STOPPED, "create"), image_ready_at=ready_at)
 
     try:
         agent = await core.agent_for(vm.value)
-        await agent.create_vm(vm.value, images)
+        await agent.create_vm(vm.value, images, await nics.port_requests(core.store, vm.value))
         ready_at = boot.now()
     except PlasmaError as err:
         await set_error(core, vm.key, f"create failed: {err.message}")
@@ -170,7 +178,9 @@ async def provision(
     return stopped.value
 
 
-def _moved(vm: VirtualMachine, target: VmState, operation: str, **changes: object) -> VirtualMachine:
+def moved(vm: VirtualMachine, target: VmState, operation: str, **changes: object) -> VirtualMachine:
+    """`vm` in state `target`, the pair checked against the transition table (INVALID_STATE otherwise):
+    the one way a VM record changes state, for every module of core."""
     state = transition(vm.state, target, vm_id=vm.id, operation=operation)
     return replace(vm, state=state, updated_at=int(time.time()), **changes)
 
@@ -178,7 +188,7 @@ def _moved(vm: VirtualMachine, target: VmState, operation: str, **changes: objec
 async def set_error(core: Core, key: str, message: str) -> None:
     def apply(vm: VirtualMachine) -> VirtualMachine:
         status = replace(vm.status, actual_state=VmState.ERROR, last_error=message)
-        return _moved(vm, VmState.ERROR, "fail", status=status)
+        return moved(vm, VmState.ERROR, "fail", status=status)
 
     try:
         await mutate(core.store, VirtualMachine, key, apply)
@@ -187,15 +197,22 @@ async def set_error(core: Core, key: str, message: str) -> None:
 
 
 async def list_vms(
-    core: Core, org_id: str, project_id: str, page_size: int, token: str
+    core: Core, org_id: str, project_id: str, page_size: int, token: str, all_projects: bool = False
 ) -> tuple[list[VirtualMachine], str]:
+    """One page of a project's VMs (or, with `all_projects`, of every project of the org)."""
     validation.name(org_id, "org_id")
-    validation.name(project_id, "project_id")
+    if all_projects and project_id:
+        raise InvalidArgument("project_id", "must be empty with all_projects")
+    if not all_projects:
+        validation.name(project_id, "project_id")
     if page_size > MAX_PAGE:
         raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
     if token:
-        validation.vm_id(token, "page_token")
-    prefix = keys.vms_in(org_id, project_id)
+        project, _, vm_id = token.rpartition("/") if all_projects else ("", "", token)
+        if all_projects:
+            validation.name(project, "page_token")
+        validation.vm_id(vm_id, "page_token")
+    prefix = keys.vms_in(org_id, None if all_projects else project_id)
     page: Page = await core.store.list(
         prefix, start_after=prefix + token if token else None, limit=page_size or DEFAULT_PAGE
     )
@@ -235,7 +252,7 @@ async def delete(core: Core, ref: VmRef, force: bool) -> None:
         if vm.state == VmState.DELETED:
             return vm
         check_transition(vm.state, VmState.DELETED, operation="delete")
-        return _moved(vm, VmState.DELETED, "delete")
+        return moved(vm, VmState.DELETED, "delete")
 
     marked = await mutate(core.store, VirtualMachine, found.key, mark)
     OPERATIONS.labels("delete", "ok").inc()
@@ -269,6 +286,7 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
         ]
         gone = -quotas.usage_of(vm.value)
         await quotas.commit_charged(core.store, vm.value.org_id, vm.value.project_id, gone, writes)
+        await nics.release(core.store, vm.value)  # after the record: a crash between leaks a claim, never a live port
 
     await retry_on_conflict(remove)
     log.info("vm %s deleted", vm.value.id)

@@ -19,15 +19,16 @@ from dataclasses import dataclass
 from plasmavmc.core.context import Core
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import Conflict, NoSuitableNode
-from plasmavmc.scheduler.framework import group_of, request_of
+from plasmavmc.scheduler.framework import Cycle, group_of, request_of
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
+from plasmavmc.store.cas import backoff
 from plasmavmc.store.records import Versioned, read, replace
 from plasmavmc.types import codec
 from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.types.vm import VirtualMachine
 
-__all__ = ["Assignment", "claim", "read_assignment", "release_writes", "request_of"]
+__all__ = ["Assignment", "check_fits", "claim", "read_assignment", "release_writes", "request_of"]
 
 MAX_ROUNDS = 50  # re-rankings before giving up with CONFLICT (each round tries TRY_NODES nodes)
 TRY_NODES = 5
@@ -88,13 +89,13 @@ def release_writes(vm: VirtualMachine, node: Versioned[Node] | None, *, keep_ass
 
 
 async def _try_node(
-    core: Core, vm: Versioned[VirtualMachine], node_id: str, placer: Placer, moving_from: str | None
+    core: Core, vm: Versioned[VirtualMachine], cycle: Cycle, node_id: str, placer: Placer, moving_from: str | None
 ) -> Versioned[VirtualMachine] | None:
     """Claim `node_id` for `vm` if it still fits; None when it does not or the commit lost a race."""
     cache = core.nodes.cache
     async with cache.lock(node_id):
         cached = cache.get(node_id)
-        if cached is None or core.scheduler.reject_reason(vm.value, cached[1]) is not None:
+        if cached is None or core.scheduler.reject_reason(cycle, cached[1]) is not None:
             return None
         node = cached[0]
         placed = placer(vm.value, node_id)
@@ -113,6 +114,15 @@ async def _try_node(
     return Versioned(placed, rev, vm.key)
 
 
+async def check_fits(core: Core, vm: VirtualMachine, moving_from: str) -> None:
+    """Raise NO_SUITABLE_NODE (explained) unless some node other than `moving_from` could take `vm` now.
+
+    A drain asks this before it stops a VM, so a VM that cannot move is left running where it is.
+    """
+    views = [v for v in await core.nodes.cache.views(time.monotonic()) if v.node.id != moving_from]
+    core.scheduler.rank(Cycle.of(vm), views, f"no node other than {moving_from} is registered")
+
+
 async def claim(
     core: Core, vm: Versioned[VirtualMachine], placer: Placer, *, moving_from: str | None = None
 ) -> Versioned[VirtualMachine]:
@@ -120,21 +130,25 @@ async def claim(
     started = time.monotonic()
     fresh_since: float | None = None
     current = vm
-    for _ in range(MAX_ROUNDS):
+    for attempt in range(MAX_ROUNDS):
+        cycle = Cycle.of(current.value)  # the scheduler's state for this round, shared by its plugins
         views = await core.nodes.cache.views(fresh_since)
+        none_left = "no nodes are registered"
         if moving_from is not None:
+            none_left = f"no node other than {moving_from} is registered"
             views = [v for v in views if v.node.id != moving_from]
         try:
-            ranking = core.scheduler.rank(current.value, views)
+            ranking = core.scheduler.rank(cycle, views, none_left)
         except NoSuitableNode:
             if core.nodes.cache.loaded_since(started):
                 raise
             fresh_since = started  # judged on cached data: confirm on a fresh read first
             continue
         for view in ranking[:TRY_NODES]:
-            placed = await _try_node(core, current, view.node.id, placer, moving_from)
+            placed = await _try_node(core, current, cycle, view.node.id, placer, moving_from)
             if placed is not None:
                 return placed
+        await backoff(attempt)  # every node tried lost its race: spread out before the next round
         reread = await read(core.store, VirtualMachine, vm.key)
         if reread is None:
             raise Conflict(f"VM {vm.value.id} was deleted while it was being placed")

@@ -14,7 +14,7 @@ from plasmavmc.core import pending
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.vms import boot
 from plasmavmc.core.vms import events as vm_events
-from plasmavmc.core.vms.lifecycle import _moved, set_error
+from plasmavmc.core.vms.lifecycle import moved, set_error
 from plasmavmc.errors import InvalidState, PlasmaError
 from plasmavmc.observe.metrics import OPERATIONS
 from plasmavmc.store.records import Versioned, mutate, replace
@@ -25,7 +25,9 @@ from plasmavmc.types.vm import VirtualMachine, VmStatus
 DEFAULT_STOP_TIMEOUT = 30
 
 
-def _running(vm: VirtualMachine, observed: VmStatus, operation: str) -> VirtualMachine:
+def running(vm: VirtualMachine, observed: VmStatus, operation: str) -> VirtualMachine:
+    """`vm` RUNNING as the node observed it (through the transition table): start, reboot, adoption and
+    a heartbeat that finds the process running all record it this way."""
     status = replace(
         vm.status,
         actual_state=VmState.RUNNING,
@@ -34,11 +36,11 @@ def _running(vm: VirtualMachine, observed: VmStatus, operation: str) -> VirtualM
         accelerator=observed.accelerator,
         last_error=None,
     )
-    return boot.with_node_times(_moved(vm, VmState.RUNNING, operation, status=status), observed.boot)
+    return boot.with_node_times(moved(vm, VmState.RUNNING, operation, status=status), observed.boot)
 
 
 def _starting(vm: VirtualMachine) -> VirtualMachine:
-    return boot.start_requested(_moved(vm, VmState.STARTING, "start"), boot.now())
+    return boot.start_requested(moved(vm, VmState.STARTING, "start"), boot.now())
 
 
 async def _begin(core: Core, op: pending.Op, vm: Versioned[VirtualMachine]) -> pending.Pending:
@@ -62,14 +64,15 @@ async def start(core: Core, ref: VmRef) -> VirtualMachine:
             await set_error(core, found.key, f"start failed: {err.message}")
             OPERATIONS.labels("start", "error").inc()
             raise
-        done = await drive.last_step(VirtualMachine, found.key, lambda vm: _running(vm, observed, "start"))
+        done = await drive.last_step(VirtualMachine, found.key, lambda vm: running(vm, observed, "start"))
     OPERATIONS.labels("start", "ok").inc()
     return done.value
 
 
-def _stopped(vm: VirtualMachine, operation: str) -> VirtualMachine:
+def stopped(vm: VirtualMachine, operation: str) -> VirtualMachine:
+    """`vm` STOPPED, its process gone (through the transition table)."""
     status = replace(vm.status, actual_state=VmState.STOPPED, host_pid=None)
-    return _moved(vm, VmState.STOPPED, operation, status=status)
+    return moved(vm, VmState.STOPPED, operation, status=status)
 
 
 async def stop(core: Core, ref: VmRef, force: bool, timeout_seconds: int) -> VirtualMachine:
@@ -78,14 +81,14 @@ async def stop(core: Core, ref: VmRef, force: bool, timeout_seconds: int) -> Vir
     agent = await core.agent_for(found.value)
     op = await _begin(core, pending.Op.STOP, found)
     async with pending.driving(core.store, op) as drive:
-        await mutate(core.store, VirtualMachine, found.key, lambda vm: _moved(vm, VmState.STOPPING, "stop"))
+        await mutate(core.store, VirtualMachine, found.key, lambda vm: moved(vm, VmState.STOPPING, "stop"))
         try:
             await agent.stop_vm(found.value.id, timeout_seconds or DEFAULT_STOP_TIMEOUT, force)
         except PlasmaError as err:
             await set_error(core, found.key, f"stop failed: {err.message}")
             OPERATIONS.labels("stop", "error").inc()
             raise
-        done = await drive.last_step(VirtualMachine, found.key, lambda vm: _stopped(vm, "stop"))
+        done = await drive.last_step(VirtualMachine, found.key, lambda vm: stopped(vm, "stop"))
     OPERATIONS.labels("stop", "ok").inc()
     return done.value
 
@@ -109,6 +112,6 @@ async def reboot(core: Core, ref: VmRef, *, hard: bool) -> VirtualMachine:
         raise
     said = vm_events.writes([vm_events.event(found.value, VmEventType.OPERATION, operation.capitalize() + (
         "ed" if operation == "reboot" else ""), f"{operation} done")])
-    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: _running(vm, observed, operation), also=said)
+    done = await mutate(core.store, VirtualMachine, found.key, lambda vm: running(vm, observed, operation), also=said)
     OPERATIONS.labels(operation, "ok").inc()
     return done.value

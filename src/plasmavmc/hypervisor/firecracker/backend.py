@@ -34,11 +34,11 @@ from pathlib import Path
 
 from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState
+from plasmavmc.hypervisor import crashpoints
 from plasmavmc.hypervisor.base import (
     BackendCapabilities,
     ConsoleStream,
     ExitReport,
-    HypervisorBackend,
     LocalImage,
     UnsupportedFeature,
     VmHandle,
@@ -52,7 +52,7 @@ from plasmavmc.hypervisor.firecracker.disks import make_disk, sparse_copy
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import API_SOCK, INITRD, KERNEL, LOG, METRICS, FcPaths, disk_file
 from plasmavmc.hypervisor.process import Process
-from plasmavmc.types.codec import dumps, loads
+from plasmavmc.hypervisor.vmdir import VmDirBackend
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     Condition,
@@ -71,19 +71,18 @@ API_READY_S = 10.0
 REBOOT_STOP_TIMEOUT_S = 30.0
 
 
-class FirecrackerBackend(HypervisorBackend):
+class FirecrackerBackend(VmDirBackend[FcPaths]):
     def __init__(self, fc_path: str, jailer_path: str, runtime_dir: Path, *,
                  jailer: JailerOptions | None = None, qemu_img_path: str = "qemu-img",
                  balloon: bool = False, diff_snapshots: bool = False) -> None:
         self.fc_path = shutil.which(fc_path) or fc_path
         self.jailer_path = shutil.which(jailer_path) or jailer_path
-        self.runtime_dir = runtime_dir.absolute()
+        super().__init__(runtime_dir)
         self.jailer = jailer or JailerOptions(enabled=False)
         self.qemu_img_path = qemu_img_path
         self.balloon = balloon  # give every VM a virtio-balloon (target 0 MiB) to reclaim memory later
         self.diff_snapshots = diff_snapshots  # dirty-page tracking on: later snapshots of a run are Diffs
         self.exec_name = Path(self.fc_path).name
-        self._locks: dict[str, asyncio.Lock] = {}
         self._cpu = usage.CpuMeter()
         self.last_api_ready_s: float | None = None  # exec → API socket ready, of the latest launch
 
@@ -110,31 +109,11 @@ class FirecrackerBackend(HypervisorBackend):
         return FcPaths.of(self.runtime_dir, handle.vm_id, jailed=handle.details.get("jailed") == "true",
                           exec_name=handle.details.get("exec_name", self.exec_name))
 
-    def _lock(self, vm_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(vm_id, asyncio.Lock())
+    def _paths(self, handle: VmHandle) -> FcPaths:
+        return self.paths(handle)
 
-    def _load(self, paths: FcPaths) -> tuple[VirtualMachine, dict[str, LocalImage]]:
-        try:
-            vm = loads(VirtualMachine, paths.vm.read_bytes())
-            raw = json.loads(paths.images.read_bytes())
-        except FileNotFoundError as exc:
-            raise InvalidState(f"VM {paths.root.name} was not created on this node") from exc
-        return vm, {key: LocalImage.from_json(value) for key, value in raw.items()}
-
-    def _running_pid(self, paths: FcPaths) -> int | None:
-        process = launch.running(paths, paths.root.name)
-        if process is None:
-            return None
-        process.close()
-        return process.pid
-
-    @staticmethod
-    def _started(paths: FcPaths) -> dict[str, str]:
-        try:
-            data: dict[str, str] = json.loads(paths.started.read_bytes())
-        except (FileNotFoundError, ValueError):
-            return {}
-        return data
+    def _process(self, paths: FcPaths) -> Process | None:
+        return launch.running(paths, paths.root.name)
 
     # ---------------------------------------------------------------- create
 
@@ -151,17 +130,16 @@ class FirecrackerBackend(HypervisorBackend):
         spec.boot_args(vm, boot)
         jailed = self.jailer.enabled
         paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name)
-        try:
-            paths.root.mkdir(parents=True, mode=0o700, exist_ok=True)
-            paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise HypervisorError(f"cannot create runtime dir {paths.root}: {exc}") from exc
-        await self._place_files(vm, boot, used, paths)
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
                           name=vm.name, details={"jailed": str(jailed).lower(), "exec_name": self.exec_name})
-        write_atomic(paths.vm, dumps(vm))
-        write_atomic(paths.images, json.dumps({k: v.to_json() for k, v in used.items()}).encode())
-        write_atomic(paths.handle, dumps(handle))
+        self._begin(handle)  # the directory and its handle first: from here on it is adoptable
+        try:
+            paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise HypervisorError(f"cannot create runtime dir {paths.guest}: {exc}") from exc
+        await self._place_files(vm, boot, used, paths)
+        crashpoints.reached("create:disks")
+        self._save_vm(paths, vm, used)
         return handle
 
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
@@ -206,6 +184,7 @@ class FirecrackerBackend(HypervisorBackend):
         process = launch.running(paths, vm.id)
         if process is None:
             raise HypervisorError(f"firecracker exited at once: {launch.tail(paths.launch_log)}")
+        crashpoints.reached("start:spawned")
         api = FirecrackerApi(paths.api_sock)
         try:
             await wait_for_socket(api, process.alive, API_READY_S)
@@ -229,7 +208,7 @@ class FirecrackerBackend(HypervisorBackend):
             pid = self._running_pid(paths)
             if pid is not None:
                 raise InvalidState(f"VM {handle.vm_id} is already running (pid {pid})")
-            vm, images = self._load(paths)
+            vm, images = self._load_vm(paths)
             boot = spec.check_kernel(image_for_boot(vm.spec, images))
             process, api = await self._launch(paths, vm)
             try:
@@ -251,27 +230,18 @@ class FirecrackerBackend(HypervisorBackend):
         if self.balloon:
             await api.put("/balloon", spec.balloon(0))
 
-    async def stop(self, handle: VmHandle, timeout: float) -> None:
-        async with self._lock(handle.vm_id):
-            await self._stop(self.paths(handle), timeout, "stop")
-
     async def _stop(self, paths: FcPaths, grace_s: float, reason: str) -> None:
-        process = launch.running(paths, paths.root.name)
+        process = self._process(paths)
         if process is None:
             return  # already stopped: stop is idempotent
         with process:
             launch.mark_stop(paths, process.pid, reason)
             with contextlib.suppress(HypervisorError):  # API gone or busy: the deadline still holds
                 await FirecrackerApi(paths.api_sock, timeout=min(grace_s, 5.0) or 1.0).action("SendCtrlAltDel")
-            if not await process.wait(grace_s):
-                await process.kill()
-
-    async def kill(self, handle: VmHandle) -> None:
-        async with self._lock(handle.vm_id):
-            await self._kill(self.paths(handle), "kill")
+            await process.wait_or_kill(grace_s, f"firecracker of vm {paths.root.name}")
 
     async def _kill(self, paths: FcPaths, reason: str) -> None:
-        process = launch.running(paths, paths.root.name)
+        process = self._process(paths)
         if process is not None:
             await self._abort(paths, process, reason)
 
@@ -283,31 +253,14 @@ class FirecrackerBackend(HypervisorBackend):
         """A hard reset: kill, then a fresh start (Firecracker cannot reset a running VM)."""
         await self._restart(handle, 0.0, "reset")
 
-    async def _restart(self, handle: VmHandle, grace_s: float, reason: str) -> None:
+    async def _end_for_delete(self, handle: VmHandle) -> None:
         paths = self.paths(handle)
-        async with self._lock(handle.vm_id):
-            if self._running_pid(paths) is None:
-                raise InvalidState(f"cannot {reason} VM {handle.vm_id}: it is not running")
-            if grace_s > 0:
-                await self._stop(paths, grace_s, reason)
-            else:
-                await self._kill(paths, reason)
-        await self.start(handle)
+        await self._kill(paths, "delete")
+        if paths.jailed:
+            await jail.remove_cgroups(handle.vm_id, self.jailer)
 
-    async def delete(self, handle: VmHandle) -> None:
-        paths = self.paths(handle)
-        async with self._lock(handle.vm_id):
-            await self._kill(paths, "delete")
-            if paths.jailed:
-                await jail.remove_cgroups(handle.vm_id, self.jailer)
-            try:
-                shutil.rmtree(paths.root)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise HypervisorError(f"cannot remove runtime dir {paths.root}: {exc}") from exc
-        self._locks.pop(handle.vm_id, None)
-        self._cpu.forget(handle.vm_id)
+    def _forget(self, vm_id: str) -> None:
+        self._cpu.forget(vm_id)
 
     # ---------------------------------------------------------------- observation
 
@@ -364,20 +317,11 @@ class FirecrackerBackend(HypervisorBackend):
         async with self._lock(handle.vm_id):  # no start while the copy is made
             if self._running_pid(paths) is not None:
                 raise InvalidState(f"VM {handle.vm_id} is running: stop it first to export a disk", field="vm_id")
-            vm, _ = self._load(paths)
+            vm, _ = self._load_vm(paths)
             if disk_id not in {d.id for d in vm.spec.disks}:
                 raise InvalidArgument("disk_id", f"VM {handle.vm_id} has no disk {disk_id!r}")
             await asyncio.to_thread(sparse_copy, paths.disk(disk_id), dest)
         return "raw"
-
-    async def handles(self) -> list[VmHandle]:
-        found = []
-        for path in sorted(self.runtime_dir.glob("*/handle.json")):
-            try:
-                found.append(loads(VmHandle, path.read_bytes()))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # a dir being created or deleted right now
-        return found
 
     async def set_balloon(self, handle: VmHandle, target_mib: int) -> None:
         """Ask the guest's balloon driver to give back memory down to `target_mib` inflated MiB."""
@@ -407,7 +351,7 @@ class FirecrackerBackend(HypervisorBackend):
         Stopped: the disks only."""
         paths = self.paths(handle)
         async with self._lock(handle.vm_id):
-            vm, _ = self._load(paths)
+            vm, _ = self._load_vm(paths)
             disk_ids = [d.id for d in vm.spec.disks]
             pid = self._running_pid(paths)
             if pid is None:
@@ -423,7 +367,7 @@ class FirecrackerBackend(HypervisorBackend):
         paths = self.paths(handle)
         async with self._lock(handle.vm_id):
             with_memory = snapshots.check_exists(paths, snapshot_id)
-            vm, _ = self._load(paths)
+            vm, _ = self._load_vm(paths)
             await self._kill(paths, "restore")
             await snapshots.restore_disks(paths, snapshot_id, [d.id for d in vm.spec.disks])
             if not with_memory:

@@ -30,11 +30,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState
+from plasmavmc.hypervisor import crashpoints
 from plasmavmc.hypervisor.base import (
     BackendCapabilities,
     ConsoleStream,
     ExitReport,
-    HypervisorBackend,
     LocalImage,
     UnsupportedFeature,
     VmHandle,
@@ -44,7 +44,7 @@ from plasmavmc.hypervisor.console import SerialConsole, bound_log
 from plasmavmc.hypervisor.mvisor import spec
 from plasmavmc.hypervisor.process import Process, cpu_seconds, launch_detached, open_process, read_pidfile, rss_bytes
 from plasmavmc.hypervisor.qemu import disks
-from plasmavmc.types.codec import dumps, loads
+from plasmavmc.hypervisor.vmdir import VmDirBackend
 from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
@@ -100,13 +100,12 @@ class _ReadOnlyConsole:
         await self._output.close()
 
 
-class MvisorBackend(HypervisorBackend):
+class MvisorBackend(VmDirBackend[_Paths]):
     def __init__(self, mvisor_path: str, qemu_img_path: str, runtime_dir: Path, bios_path: Path) -> None:
         self.mvisor_path = shutil.which(mvisor_path) or mvisor_path
         self.qemu_img_path = qemu_img_path
-        self.runtime_dir = runtime_dir.absolute()
+        super().__init__(runtime_dir)
         self.bios_path = bios_path
-        self._locks: dict[str, asyncio.Lock] = {}
         self._cpu: dict[str, tuple[float, float]] = {}
 
     def backend_type(self) -> HypervisorType:
@@ -127,30 +126,15 @@ class MvisorBackend(HypervisorBackend):
     def _paths(self, handle: VmHandle) -> _Paths:
         return _Paths(self.runtime_dir, handle.vm_id)
 
-    def _lock(self, vm_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(vm_id, asyncio.Lock())
-
-    def _load(self, paths: _Paths) -> VirtualMachine:
-        try:
-            return loads(VirtualMachine, paths.vm.read_bytes())
-        except FileNotFoundError as exc:
-            raise InvalidState(f"VM {paths.root.name} was not created on this node") from exc
-
     def _process(self, paths: _Paths) -> Process | None:
         pid = read_pidfile(paths.pidfile)
         return open_process(pid, str(paths.config)) if pid is not None else None
 
-    def _running_pid(self, paths: _Paths) -> int | None:
-        process = self._process(paths)
-        if process is None:
-            return None
-        process.close()
-        return process.pid
-
-    def _started(self, paths: _Paths) -> dict[str, int]:
+    def _run_facts(self, paths: _Paths) -> dict[str, int]:
+        """started.json as numbers (pid, started_at, log_offset)."""
         try:
-            return {k: int(v) for k, v in json.loads(paths.started.read_bytes()).items()}
-        except (FileNotFoundError, ValueError, TypeError):
+            return {k: int(v) for k, v in self._started(paths).items()}
+        except ValueError:
             return {}
 
     # ---------------------------------------------------------------- create
@@ -167,19 +151,15 @@ class MvisorBackend(HypervisorBackend):
         spec.check_boot_image(image_for_boot(vm.spec, used))
         paths = _Paths(self.runtime_dir, vm.id)
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.MVISOR, runtime_dir=str(paths.root), name=vm.name)
-        try:
-            paths.root.mkdir(parents=True, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise HypervisorError(f"cannot create runtime dir {paths.root}: {exc}") from exc
-        write_atomic(paths.handle, dumps(handle))  # first: whatever follows, the dir is adoptable
+        self._begin(handle)  # the directory and its handle first: from here on it is adoptable
         for disk in vm.spec.disks:
             image = used[disk.source.image_id or ""]
             await disks.create_overlay(self.qemu_img_path, paths.disk(disk.id), image.disk_path,
                                        image.disk_format, disk.size_gib)
+        crashpoints.reached("create:disks")
         config = spec.configuration(vm, {d.id: paths.disk(d.id) for d in vm.spec.disks}, self.bios_path)
         write_atomic(paths.config, spec.to_yaml(config).encode())
-        write_atomic(paths.images, json.dumps({k: v.to_json() for k, v in used.items()}).encode())
-        write_atomic(paths.vm, dumps(vm))
+        self._save_vm(paths, vm, used)
         return handle
 
     # ---------------------------------------------------------------- start / stop
@@ -190,7 +170,7 @@ class MvisorBackend(HypervisorBackend):
             pid = self._running_pid(paths)
             if pid is not None:
                 raise InvalidState(f"VM {handle.vm_id} is already running (pid {pid})")
-            vm = self._load(paths)
+            vm = self._load_vm(paths)[0]
             await self._launch(paths, vm)
 
     async def _launch(self, paths: _Paths, vm: VirtualMachine) -> None:
@@ -216,13 +196,11 @@ class MvisorBackend(HypervisorBackend):
             raise HypervisorError(f"mvisor exited at once: {_tail(paths.launch_log)} {_tail(paths.console_log)}")
         process.close()
 
-    async def stop(self, handle: VmHandle, timeout: float) -> None:
-        async with self._lock(handle.vm_id):
-            await self._end(self._paths(handle), "stop", timeout)
+    async def _stop(self, paths: _Paths, grace_s: float, reason: str) -> None:
+        await self._end(paths, reason, grace_s)
 
-    async def kill(self, handle: VmHandle) -> None:
-        async with self._lock(handle.vm_id):
-            await self._end(self._paths(handle), "kill", 0.0)
+    async def _kill(self, paths: _Paths, reason: str) -> None:
+        await self._end(paths, reason, 0.0)
 
     async def _end(self, paths: _Paths, reason: str, grace_s: float) -> None:
         """SIGTERM (mvisor flushes its disks and exits) and SIGKILL after `grace_s`; 0 kills at once."""
@@ -242,26 +220,8 @@ class MvisorBackend(HypervisorBackend):
     async def reset(self, handle: VmHandle) -> None:
         await self._restart(handle, 0.0, "reset")
 
-    async def _restart(self, handle: VmHandle, grace_s: float, reason: str) -> None:
-        paths = self._paths(handle)
-        async with self._lock(handle.vm_id):
-            if self._running_pid(paths) is None:
-                raise InvalidState(f"cannot {reason} VM {handle.vm_id}: it is not running")
-            await self._end(paths, reason, grace_s)
-            await self._launch(paths, self._load(paths))
-
-    async def delete(self, handle: VmHandle) -> None:
-        paths = self._paths(handle)
-        async with self._lock(handle.vm_id):
-            await self._end(paths, "delete", 0.0)
-            try:
-                shutil.rmtree(paths.root)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise HypervisorError(f"cannot remove runtime dir {paths.root}: {exc}") from exc
-        self._locks.pop(handle.vm_id, None)
-        self._cpu.pop(handle.vm_id, None)
+    def _forget(self, vm_id: str) -> None:
+        self._cpu.pop(vm_id, None)
 
     # ---------------------------------------------------------------- observation
 
@@ -271,7 +231,7 @@ class MvisorBackend(HypervisorBackend):
         if pid is None:
             return VmStatus(actual_state=VmState.STOPPED, accelerator="kvm")
         bound_log(paths.console_log)
-        started = self._started(paths)
+        started = self._run_facts(paths)
         return VmStatus(actual_state=VmState.RUNNING, host_pid=pid, started_at=started.get("started_at"),
                         accelerator="kvm", resource_usage=self._usage(handle.vm_id, pid))
 
@@ -286,7 +246,7 @@ class MvisorBackend(HypervisorBackend):
         """The process's end, or the guest's ACPI power-off (which only pauses mvisor: ended here)."""
         paths = self._paths(handle)
         process = self._process(paths)
-        started = self._started(paths)
+        started = self._run_facts(paths)
         if process is None:
             return self._classify(paths, started.get("pid"), started.get("log_offset", 0))
         with process:
@@ -335,19 +295,10 @@ class MvisorBackend(HypervisorBackend):
         async with self._lock(handle.vm_id):
             if self._running_pid(paths) is not None:
                 raise InvalidState(f"VM {handle.vm_id} is running: stop it first to export a disk", field="vm_id")
-            if disk_id not in {d.id for d in self._load(paths).spec.disks}:
+            if disk_id not in {d.id for d in self._load_vm(paths)[0].spec.disks}:
                 raise InvalidArgument("disk_id", f"VM {handle.vm_id} has no disk {disk_id!r}")
             await disks.export(self.qemu_img_path, paths.disk(disk_id), dest)
         return "qcow2"
-
-    async def handles(self) -> list[VmHandle]:
-        found = []
-        for path in sorted(self.runtime_dir.glob("*/handle.json")):
-            try:
-                found.append(loads(VmHandle, path.read_bytes()))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # a dir being created or deleted right now
-        return found
 
     # ---------------------------------------------------------------- not offered by mvisor
 

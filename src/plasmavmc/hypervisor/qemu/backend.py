@@ -24,18 +24,16 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState
-from plasmavmc.hypervisor import common
+from plasmavmc.hypervisor import common, crashpoints
 from plasmavmc.hypervisor.base import (
     BackendCapabilities,
     ConsoleStream,
     ExitReport,
-    HypervisorBackend,
     LocalImage,
     UnsupportedFeature,
     VmHandle,
@@ -48,7 +46,8 @@ from plasmavmc.hypervisor.qemu import spec as qemu_spec
 from plasmavmc.hypervisor.qemu.accel import choose_accelerator, host_tsc_khz
 from plasmavmc.hypervisor.qemu.runtime import STOP_REQUESTED, RuntimePaths
 from plasmavmc.hypervisor.qemu.usage import UsageMeter
-from plasmavmc.types.codec import dumps, loads
+from plasmavmc.hypervisor.vmdir import VmDirBackend
+from plasmavmc.types.codec import loads
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
@@ -77,11 +76,11 @@ def _host_memory_gib() -> int:
     return 1
 
 
-class QemuBackend(HypervisorBackend):
+class QemuBackend(VmDirBackend[RuntimePaths]):
     def __init__(self, qemu_path: str, qemu_img_path: str, runtime_dir: Path, accel: str = "auto") -> None:
         self.qemu_path = qemu_path
         self.qemu_img_path = qemu_img_path
-        self.runtime_dir = runtime_dir.absolute()
+        super().__init__(runtime_dir)
         longest = RuntimePaths.of(self.runtime_dir, "00000000-0000-0000-0000-000000000000").qmp_events
         if len(os.fsencode(longest)) >= _UNIX_PATH_MAX:  # QEMU cannot bind it; say so before any VM
             raise HypervisorError(f"runtime_dir {self.runtime_dir} is too long: unix socket paths under it "
@@ -89,7 +88,6 @@ class QemuBackend(HypervisorBackend):
         self.accelerator = choose_accelerator(accel)
         self._tsc_khz = host_tsc_khz()
         self._watchers: dict[str, asyncio.Task[None]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
         self._usage = UsageMeter()
 
     # ---------------------------------------------------------------- declarations
@@ -114,9 +112,6 @@ class QemuBackend(HypervisorBackend):
 
     def _paths(self, handle: VmHandle) -> RuntimePaths:
         return RuntimePaths.of(self.runtime_dir, handle.vm_id)
-
-    def _lock(self, vm_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(vm_id, asyncio.Lock())
 
     def _process(self, paths: RuntimePaths) -> Process | None:
         """The running QEMU of this VM, verified against pid reuse; None when it does not run."""
@@ -146,19 +141,6 @@ class QemuBackend(HypervisorBackend):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(task, 5.0)  # it ends with the process; cancelled if not
 
-    @staticmethod
-    def _save_vm(paths: RuntimePaths, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> None:
-        write_atomic(paths.images, json.dumps({k: v.to_json() for k, v in images.items()}).encode())
-        write_atomic(paths.vm, dumps(vm))
-
-    def _load_vm(self, paths: RuntimePaths) -> tuple[VirtualMachine, dict[str, LocalImage]]:
-        try:
-            vm = loads(VirtualMachine, paths.vm.read_bytes())
-            raw = json.loads(paths.images.read_bytes())
-        except FileNotFoundError as exc:
-            raise InvalidState(f"VM {paths.root.name} was not created on this node") from exc
-        return vm, {key: LocalImage.from_json(value) for key, value in raw.items()}
-
     # ---------------------------------------------------------------- lifecycle
 
     async def create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> VmHandle:
@@ -172,18 +154,14 @@ class QemuBackend(HypervisorBackend):
             if image is None:
                 raise InvalidArgument("spec.disks.source", f"image {disk.source.image_id!r} not provided")
             used[image.image_id] = image
-        try:
-            paths.root.mkdir(parents=True, mode=0o700, exist_ok=True)
-            paths.root.chmod(0o700)
-        except OSError as exc:
-            raise HypervisorError(f"cannot create runtime dir {paths.root}: {exc}") from exc
+        handle = VmHandle(vm_id=vm.id, backend=HypervisorType.KVM, runtime_dir=str(paths.root), name=vm.name)
+        self._begin(handle)  # the directory and its handle first: from here on it is adoptable
         for disk in vm.spec.disks:
             image = used[disk.source.image_id or ""]
             await disks.create_overlay(self.qemu_img_path, paths.disk(disk.id), image.disk_path,
                                        image.disk_format, disk.size_gib)
-        handle = VmHandle(vm_id=vm.id, backend=HypervisorType.KVM, runtime_dir=str(paths.root), name=vm.name)
+        crashpoints.reached("create:disks")
         self._save_vm(paths, vm, used)
-        write_atomic(paths.handle, dumps(handle))
         return handle
 
     async def start(self, handle: VmHandle) -> None:
@@ -207,14 +185,15 @@ class QemuBackend(HypervisorBackend):
             if process is None:
                 detail = result.stderr or "no error output"
                 raise HypervisorError(f"qemu started but is not running: {detail}")
+            crashpoints.reached("start:spawned")
             with process:
                 await self._check_running(paths, process)
                 started = {"accelerator": self.accelerator, "started_at": str(int(time.time())),
                            "pid": str(process.pid)}
                 write_atomic(paths.started, json.dumps(started).encode())
-                write_atomic(paths.handle, dumps(VmHandle(
+                self._write_handle(paths, VmHandle(
                     vm_id=handle.vm_id, backend=handle.backend, runtime_dir=str(paths.root),
-                    name=handle.name, details={**handle.details, **started})))
+                    name=handle.name, details={**handle.details, **started}))
                 self._ensure_watcher(paths, process)
 
     async def _check_running(self, paths: RuntimePaths, process: Process) -> None:
@@ -227,10 +206,6 @@ class QemuBackend(HypervisorBackend):
             await process.kill()
             raise HypervisorError(f"qemu started but its run state is {state!r}, not running")
 
-    async def stop(self, handle: VmHandle, timeout: float) -> None:
-        async with self._lock(handle.vm_id):
-            await self._stop(self._paths(handle), timeout, "stop")
-
     async def _stop(self, paths: RuntimePaths, grace_s: float, reason: str) -> None:
         process = self._process(paths)
         if process is None:
@@ -240,13 +215,8 @@ class QemuBackend(HypervisorBackend):
             self._ensure_watcher(paths, process)  # it quits QEMU once the guest has powered off
             with contextlib.suppress(HypervisorError):  # QMP gone or busy: the deadline still holds
                 await qmp.execute(paths.qmp, "system_powerdown")
-            if not await process.wait(grace_s):
-                await process.kill()
+            await process.wait_or_kill(grace_s, f"qemu of vm {paths.root.name}")
         await self._stop_watcher(paths.root.name)
-
-    async def kill(self, handle: VmHandle) -> None:
-        async with self._lock(handle.vm_id):
-            await self._kill(self._paths(handle), "kill")
 
     async def _kill(self, paths: RuntimePaths, reason: str) -> None:
         process = self._process(paths)
@@ -259,38 +229,17 @@ class QemuBackend(HypervisorBackend):
 
     async def reboot(self, handle: VmHandle) -> None:
         """A cold reboot: graceful stop (killed after REBOOT_STOP_TIMEOUT_S), then a fresh start."""
-        paths = self._paths(handle)
-        async with self._lock(handle.vm_id):
-            if self._running_pid(paths) is None:
-                raise InvalidState(f"cannot reboot VM {handle.vm_id}: it is not running")
-            await self._stop(paths, REBOOT_STOP_TIMEOUT_S, "reboot")
-        await self.start(handle)
+        await self._restart(handle, REBOOT_STOP_TIMEOUT_S, "reboot")
 
     async def reset(self, handle: VmHandle) -> None:
         paths = self._paths(handle)
-        if self._running_pid(paths) is None:
-            raise InvalidState(f"cannot reset VM {handle.vm_id}: it is not running")
-        await qmp.execute(paths.qmp, "system_reset")
-
-    async def delete(self, handle: VmHandle) -> None:
-        paths = self._paths(handle)
         async with self._lock(handle.vm_id):
-            await self._kill(paths, "delete")
-            self._usage.forget(handle.vm_id)
-            try:
-                shutil.rmtree(paths.root)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise HypervisorError(f"cannot remove runtime dir {paths.root}: {exc}") from exc
-        self._locks.pop(handle.vm_id, None)
+            if self._running_pid(paths) is None:
+                raise InvalidState(f"cannot reset VM {handle.vm_id}: it is not running")
+            await qmp.execute(paths.qmp, "system_reset")
 
-    def _running_pid(self, paths: RuntimePaths) -> int | None:
-        process = self._process(paths)
-        if process is None:
-            return None
-        process.close()
-        return process.pid
+    def _forget(self, vm_id: str) -> None:
+        self._usage.forget(vm_id)
 
     # ---------------------------------------------------------------- observation
 
@@ -338,14 +287,6 @@ class QemuBackend(HypervisorBackend):
         pid = read_pidfile(paths.pidfile) or self._started(paths).get("pid")
         return int(pid) if pid else None
 
-    @staticmethod
-    def _started(paths: RuntimePaths) -> dict[str, str]:
-        try:
-            data: dict[str, str] = json.loads(paths.started.read_bytes())
-        except (FileNotFoundError, ValueError):
-            return {}
-        return data
-
     async def wait_exit(self, handle: VmHandle) -> ExitReport:
         paths = self._paths(handle)
         process = self._process(paths)
@@ -369,15 +310,6 @@ class QemuBackend(HypervisorBackend):
             return await SocketStream.connect(paths.vnc_sock)
         return SerialConsole(paths.console_log, paths.console_sock,
                              alive=lambda: self._running_pid(paths) is not None)
-
-    async def handles(self) -> list[VmHandle]:
-        found = []
-        for path in sorted(self.runtime_dir.glob("*/handle.json")):
-            try:
-                found.append(loads(VmHandle, path.read_bytes()))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # a dir being created or deleted right now
-        return found
 
 
     # ---------------------------------------------------------------- devices (hotplug.py)

@@ -9,6 +9,8 @@ that claims a VM booted. State lives in memory only: a restarted simulated agent
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +39,8 @@ from plasmavmc.types.vm import (
 )
 
 BANNER = b"SIMULATED hypervisor: no guest runs here\n"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,6 +74,8 @@ class SimulatedBackend(HypervisorBackend):
     def __init__(self, runtime_dir: str = "simulated") -> None:
         self._runtime_dir = runtime_dir
         self._vms: dict[str, _SimVm] = {}
+        #: VMs whose "guest" ignores the ACPI power button: a graceful stop runs its whole timeout, then kills
+        self.ignores_acpi: set[str] = set()
 
     def backend_type(self) -> HypervisorType:
         return HypervisorType.SIMULATED
@@ -111,10 +117,20 @@ class SimulatedBackend(HypervisorBackend):
             vm.exited.set()
 
     async def stop(self, handle: VmHandle, timeout: float) -> None:
+        vm = self._get(handle)
+        if handle.vm_id in self.ignores_acpi and vm.running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(vm.exited.wait(), timeout)  # the power button is ignored: wait it out
+            log.warning("simulated vm %s: still running %gs after the graceful stop request; killed",
+                        handle.vm_id, timeout)
         self._exit(handle, ExitKind.REQUESTED)
 
     async def kill(self, handle: VmHandle) -> None:
         self._exit(handle, ExitKind.REQUESTED)
+
+    def power_off(self, vm_id: str) -> None:
+        """Make a running simulated guest power itself off (e.g. one that ignored ACPI finally gives in)."""
+        self._exit(self._vms[vm_id].handle, ExitKind.GUEST_POWEROFF)
 
     def crash(self, vm_id: str) -> None:
         """Make a running simulated VM exit as if its hypervisor process died (for failure tests)."""

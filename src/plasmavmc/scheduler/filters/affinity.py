@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from plasmavmc.scheduler.framework import NodeView
-from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.scheduler.framework import Cycle, NodeView
 
 
 class AffinityFilter:
     name = "AffinityFilter"
 
-    def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+    def check(self, cycle: Cycle, view: NodeView) -> str | None:
+        vm = cycle.vm
         selector = vm.spec.placement.node_selector
         if not selector:
             return None

@@ -6,14 +6,14 @@ node) key that must not exist, so two concurrent placements cannot both win the 
 
 from __future__ import annotations
 
-from plasmavmc.scheduler.framework import NodeView, group_of
-from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.scheduler.framework import Cycle, NodeView, group_of
 
 
 class AntiAffinityFilter:
     name = "AntiAffinityFilter"
 
-    def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+    def check(self, cycle: Cycle, view: NodeView) -> str | None:
+        vm = cycle.vm
         if not view.groups:
             return None
         group = group_of(vm)

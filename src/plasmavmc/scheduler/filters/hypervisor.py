@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from plasmavmc.scheduler.framework import NodeView
-from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.scheduler.framework import Cycle, NodeView
 
 
 class HypervisorFilter:
     name = "HypervisorFilter"
 
-    def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+    def check(self, cycle: Cycle, view: NodeView) -> str | None:
+        vm = cycle.vm
         if vm.hypervisor in view.node.hypervisors:
             return None
         offered = ", ".join(h.value for h in view.node.hypervisors) or "none"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from plasmavmc.scheduler.framework import NodeView
-from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.scheduler.framework import Cycle, NodeView
 
 
 class ReadyFilter:
     name = "ReadyFilter"
 
-    def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+    def check(self, cycle: Cycle, view: NodeView) -> str | None:
         return None if view.ready else f"node is {view.node.state.value}"

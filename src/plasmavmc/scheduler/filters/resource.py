@@ -6,15 +6,14 @@ Left = `allocatable` (capacity times the over-commit ratio, see core/nodes/regis
 
 from __future__ import annotations
 
-from plasmavmc.scheduler.framework import NodeView, request_of
-from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.scheduler.framework import Cycle, NodeView
 
 
 class ResourceFilter:
     name = "ResourceFilter"
 
-    def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
-        need, free = request_of(vm), view.free
+    def check(self, cycle: Cycle, view: NodeView) -> str | None:
+        need, free = cycle.need, view.free
         if need.vcpus <= free.vcpus and need.memory_mib <= free.memory_mib and need.storage_gib <= free.storage_gib:
             return None
         short = [

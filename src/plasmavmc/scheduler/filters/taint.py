@@ -6,9 +6,9 @@ or equal. Taints with effect PreferNoSchedule never reject (they are a preferenc
 
 from __future__ import annotations
 
-from plasmavmc.scheduler.framework import NodeView
+from plasmavmc.scheduler.framework import Cycle, NodeView
 from plasmavmc.types.node import Taint
-from plasmavmc.types.vm import Toleration, VirtualMachine
+from plasmavmc.types.vm import Toleration
 
 HARD_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 
@@ -24,7 +24,8 @@ def tolerates(toleration: Toleration, taint: Taint) -> bool:
 class TaintFilter:
     name = "TaintFilter"
 
-    def check(self, vm: VirtualMachine, view: NodeView) -> str | None:
+    def check(self, cycle: Cycle, view: NodeView) -> str | None:
+        vm = cycle.vm
         taints = view.node.taints
         if not taints:
             return None

@@ -3,14 +3,13 @@ neither resource is stranded (a node full of CPU with idle memory can take no mo
 
 from __future__ import annotations
 
-from plasmavmc.scheduler.framework import MAX_SCORE, NodeView
+from plasmavmc.scheduler.framework import MAX_SCORE, Cycle, NodeView
 from plasmavmc.scheduler.scorers.fractions import used_after
-from plasmavmc.types.vm import VirtualMachine
 
 
 class BalancedResourceScorer:
     name = "BalancedResourceScorer"
 
-    def score(self, vm: VirtualMachine, view: NodeView) -> int:
-        cpu, mem = used_after(vm, view)
+    def score(self, cycle: Cycle, view: NodeView) -> int:
+        cpu, mem = used_after(cycle, view)
         return round(MAX_SCORE * (1.0 - abs(cpu - mem)))

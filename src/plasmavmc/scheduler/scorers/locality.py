@@ -6,8 +6,7 @@ so this scorer then leaves the ranking to the others.
 
 from __future__ import annotations
 
-from plasmavmc.scheduler.framework import MAX_SCORE, NodeView
-from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.scheduler.framework import MAX_SCORE, Cycle, NodeView
 
 ZONE_LABEL = "zone"
 RACK_LABEL = "rack"
@@ -17,7 +16,8 @@ ZONE_ONLY = 60
 class LocalityScorer:
     name = "LocalityScorer"
 
-    def score(self, vm: VirtualMachine, view: NodeView) -> int:
+    def score(self, cycle: Cycle, view: NodeView) -> int:
+        vm = cycle.vm
         want = vm.spec.placement
         labels = view.node.labels
         if not want.zone or labels.get(ZONE_LABEL) != want.zone:

@@ -1,0 +1,164 @@
+"""Tenant networks through the real server and agent (bridge provider), the whole cluster in a netns.
+
+The outer test (`test_api_cluster_in_its_own_namespace`) makes a network namespace, brings its loopback
+up and runs this same file's inner tests there with pytest (`ip netns exec`, argv list): server,
+agent, QEMU guests, bridges, nftables and dnsmasq then all live in that namespace, and the gRPC client
+too (its I/O threads could not be moved into a namespace after the fact). The inner tests skip unless
+`PLASMAVMC_NETNS_INNER` is set.
+
+Inner: two VMs created with a NIC on `default` (made on first use) show their MAC and IPv4 in GetVm,
+get exactly that address from DHCP, ping each other; a rule added to n2's security group through the
+API opens a TCP port on the node at once and removing it closes it; deleting the VMs removes taps, the
+bridge, the dnsmasq process, and their addresses are handed out again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from plasmavmc.client import PlasmaClient
+from plasmavmc.client.console_ws import open_console
+from plasmavmc.network.bridge import links
+from plasmavmc.types.network import Direction, Protocol, SecurityRule
+from plasmavmc.types.vm import NetworkSpec, VirtualMachine
+from tests import binaries
+from tests.conftest import Cluster, needs_qemu, start_cluster
+from tests.contract.backends import run
+from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
+from tests.e2e.test_qemu_api import WsStream
+from tests.netns import unique_name
+
+INNER = "PLASMAVMC_NETNS_INNER"
+# n2's group: outbound anywhere, ping from the members of `default` (n1), nothing else inbound
+WEB_BASE = (SecurityRule(Direction.EGRESS),
+            SecurityRule(Direction.INGRESS, Protocol.ICMP, remote_group="default"))
+OPEN_5555 = SecurityRule(Direction.INGRESS, Protocol.TCP, 5555, 5555, "0.0.0.0/0")
+pytestmark = [needs_qemu, binaries.require("nft", "dnsmasq", "ip"), pytest.mark.timeout(900)]
+inner_only = pytest.mark.skipif(INNER not in os.environ, reason="runs inside its own netns (see the outer test)")
+
+
+@pytest.mark.skipif(INNER in os.environ, reason="this is the inner run")
+def test_api_cluster_in_its_own_namespace() -> None:
+    name = unique_name("api")
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        argv = ["ip", "netns", "exec", name, sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                "-k", "inner", __file__]
+        done = subprocess.run(argv, env={**os.environ, INNER: "1"}, capture_output=True, text=True, timeout=880,
+                              cwd=Path(__file__).parents[2])
+        assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+        assert re.search(r"\b5 passed\b", done.stdout), done.stdout[-3000:]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture(scope="module")
+def net_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[Cluster]:
+    c = start_cluster(tmp_path_factory.mktemp("netapi"), guest_dir, network_provider="bridge")
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+async def api(net_cluster: Cluster) -> AsyncIterator[PlasmaClient]:
+    async with await PlasmaClient.connect(net_cluster.api) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+async def vms(api: PlasmaClient) -> AsyncIterator[list[VirtualMachine]]:
+    made: list[VirtualMachine] = []
+    await api.create_security_group(ORG, PROJECT, "web", WEB_BASE)
+    for name, groups in (("n1", ()), ("n2", ("web",))):
+        nic = NetworkSpec(id="nic0", network_id="default", security_groups=groups)
+        spec = dataclasses.replace(tiny_spec(), network=(nic,))
+        vm = await api.create_vm(name, ORG, PROJECT, spec)
+        made.append(vm)
+        await api.start_vm(ORG, PROJECT, vm.id)
+    for vm in made:
+        await console_until(api, vm.id, f"PLASMAVMC-READY name={vm.name} ", timeout=180)
+    yield made
+    for vm in made:
+        await api.delete_vm(ORG, PROJECT, vm.id, force=True)
+
+
+@inner_only
+async def test_inner_nics_show_mac_and_address(api: PlasmaClient, vms: list[VirtualMachine]) -> None:
+    got = [await api.get_vm(ORG, PROJECT, vm.id) for vm in vms]
+    nics = [vm.spec.network[0] for vm in got]
+    assert all(n.mac_address and n.ip_address for n in nics)
+    assert len({n.ip_address for n in nics}) == 2 and nics[0].network_id == nics[1].network_id
+
+
+@inner_only
+async def test_inner_dhcp_and_ping(net_cluster: Cluster, api: PlasmaClient, vms: list[VirtualMachine]) -> None:
+    ips = []
+    for vm in vms:
+        nic = (await api.get_vm(ORG, PROJECT, vm.id)).spec.network[0]
+        shell = WsStream(await open_console(net_cluster.console, ORG, PROJECT, vm.id))
+        try:
+            out = await run(shell, "ip link set eth0 up; udhcpc -i eth0 -n -q -t 8 -T 2 -s /bin/true 2>&1", 90)
+            assert f"lease of {nic.ip_address} obtained" in out, out
+            await run(shell, f"ip addr add {nic.ip_address}/24 dev eth0")
+        finally:
+            await shell.close()
+        ips.append(nic.ip_address)
+    shell = WsStream(await open_console(net_cluster.console, ORG, PROJECT, vms[0].id))
+    try:
+        out = await run(shell, f"ping -c 3 -W 3 {ips[1]}", 90)
+        assert re.search(r"[123] packets received", out), out
+    finally:
+        await shell.close()
+
+
+@inner_only
+async def test_inner_security_group_change_reaches_the_node(net_cluster: Cluster, api: PlasmaClient,
+                                                            vms: list[VirtualMachine]) -> None:
+    n2_ip = (await api.get_vm(ORG, PROJECT, vms[1].id)).spec.network[0].ip_address
+    server = WsStream(await open_console(net_cluster.console, ORG, PROJECT, vms[1].id))
+    client = WsStream(await open_console(net_cluster.console, ORG, PROJECT, vms[0].id))
+    connect = f"nc -w 3 {n2_ip} 5555 </dev/null 2>&1"
+    try:
+        await run(server, "nc -ll -p 5555 -e echo port-opened </dev/null >/dev/null 2>&1 & true")
+        assert "port-opened" not in await run(client, connect, 60)
+        await api.set_security_group_rules(ORG, PROJECT, "web", [*WEB_BASE, OPEN_5555])
+        assert "port-opened" in await run(client, connect, 60)
+        await api.set_security_group_rules(ORG, PROJECT, "web", WEB_BASE)
+        assert "port-opened" not in await run(client, connect, 60)
+    finally:
+        await server.close()
+        await client.close()
+
+
+@inner_only
+async def test_inner_plumbing_exists(net_cluster: Cluster, vms: list[VirtualMachine]) -> None:
+    names = await links.names("pvapi")
+    assert len(names) == 1, names  # one bridge: both NICs are on the default network
+    hosts = list((net_cluster.root / "net").glob("net-*/hosts"))
+    assert len(hosts) == 1 and len(hosts[0].read_text().splitlines()) == 2
+
+
+@inner_only
+async def test_inner_delete_leaves_nothing(net_cluster: Cluster, api: PlasmaClient,
+                                           vms: list[VirtualMachine]) -> None:
+    before = [(await api.get_vm(ORG, PROJECT, vm.id)).spec.network[0].ip_address for vm in vms]
+    for vm in vms:
+        await api.delete_vm(ORG, PROJECT, vm.id, force=True)
+    assert await links.names("pvapi") == []
+    assert not list((net_cluster.root / "net").glob("net-*"))  # dnsmasq stopped, its state removed
+    again = await api.create_vm("n3", ORG, PROJECT, dataclasses.replace(
+        tiny_spec(), network=(NetworkSpec(id="nic0", network_id="default", ip_address=before[0]),)))
+    assert again.spec.network[0].ip_address == before[0]  # released: the same address can be had again
+    await api.delete_vm(ORG, PROJECT, again.id, force=True)
+    vms.clear()

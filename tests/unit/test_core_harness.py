@@ -1,0 +1,122 @@
+"""Core's lifecycle, placement, quota and report logic on the in-process harness (tests/core_harness.py).
+
+The real Core over a temp-file SQLite store; only the node agents are fakes (they stand in for the
+network: nothing here claims a VM booted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from plasmavmc.core import quotas
+from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.nodes import reports
+from plasmavmc.core.vms import lifecycle, power
+from plasmavmc.errors import InvalidArgument, QuotaExceeded, VmNotFound
+from plasmavmc.store import keys
+from plasmavmc.types.quota import ResourceLimits
+from plasmavmc.types.runtime import ExitKind
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import (
+    CpuSpec,
+    DiskSource,
+    DiskSpec,
+    HypervisorType,
+    MemorySpec,
+    SecuritySpec,
+    VirtualMachine,
+    VmSpec,
+    VmStatus,
+)
+from tests.core_harness import IMAGE, FakeAgent, FakeAgentPool, add_image, add_node, make_core
+
+ORG, PROJ, NODE = "org-h", "proj-h", "node-h"
+SPEC = VmSpec(cpu=CpuSpec(vcpus=2), memory=MemorySpec(size_mib=512),
+              disks=(DiskSpec(id="root", source=DiskSource(image_id=IMAGE), size_gib=2),))
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[Core]:
+    c = await make_core(tmp_path)
+    await add_node(c, NODE)
+    await add_image(c, "harness-kernel")
+    await add_image(c, IMAGE, kernel_id="harness-kernel")
+    try:
+        yield c
+    finally:
+        await c.store.close()
+
+
+def agent(core: Core) -> FakeAgent:
+    assert isinstance(core.agents, FakeAgentPool)
+    return core.agents.agents.setdefault(NODE, FakeAgent(NODE))
+
+
+async def create(core: Core, name: str, spec: VmSpec = SPEC) -> VirtualMachine:
+    req = lifecycle.CreateVm(name, ORG, PROJ, spec, HypervisorType.KVM, {}, {})
+    return await lifecycle.create(core, req)
+
+
+async def written(core: Core) -> tuple[int, int, int, int]:
+    """(VM records, node's allocated vCPUs, project's VM count, project's vCPUs) as stored."""
+    vms = await core.store.list_all(keys.VMS)
+    node = (await core.nodes.get(NODE)).value
+    usage = (await quotas.get(core.store, ORG, PROJ)).usage
+    return len(vms), node.allocated.vcpus, usage.vms, usage.vcpus
+
+
+async def test_create_start_stop_delete(core: Core) -> None:
+    vm = await create(core, "web")
+    assert (vm.state, vm.node_id) == (VmState.STOPPED, NODE)
+    assert await written(core) == (1, 2, 1, 2)
+    assert agent(core).vms == {vm.id: VmState.STOPPED}
+    ref = VmRef(ORG, PROJ, vm.id)
+    running = await power.start(core, ref)
+    assert running.state is VmState.RUNNING and running.status.host_pid
+    assert agent(core).vms[vm.id] is VmState.RUNNING
+    stopped = await power.stop(core, ref, force=False, timeout_seconds=5)
+    assert stopped.state is VmState.STOPPED and stopped.status.host_pid is None
+    await lifecycle.delete(core, ref, force=False)
+    with pytest.raises(VmNotFound):
+        await core.find_vm(ref)
+    assert await written(core) == (0, 0, 0, 0)
+    assert agent(core).vms == {} and agent(core).calls[-1] == "DeleteVm"
+
+
+async def test_quota_refusal_writes_nothing(core: Core) -> None:
+    await quotas.set_limits(core.store, ORG, "", ResourceLimits(max_vms=1))
+    first = await create(core, "one")
+    with pytest.raises(QuotaExceeded, match="max_vms"):
+        await create(core, "two")
+    assert await written(core) == (1, 2, 1, 2)
+    assert list(agent(core).vms) == [first.id]
+
+
+async def test_unsupported_spec_writes_nothing_and_asks_no_agent(core: Core) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        await create(core, "tpm", replace(SPEC, security=SecuritySpec(tpm=True)))
+    assert err.value.field == "spec.security.tpm"
+    assert await written(core) == (0, 0, 0, 0)
+    assert agent(core).calls == []
+
+
+async def test_reports_move_state_through_the_table(core: Core) -> None:
+    vm = await create(core, "reported")
+    ref = VmRef(ORG, PROJ, vm.id)
+    await power.start(core, ref)
+    await reports.on_exit(core, "another-node", vm.id, ExitKind.CRASHED, VmStatus(last_error="boom"))
+    assert (await core.find_vm(ref)).value.state is VmState.RUNNING  # not this node's VM: ignored
+    await reports.on_exit(core, NODE, vm.id, ExitKind.CRASHED, VmStatus(last_error="boom"))
+    crashed = (await core.find_vm(ref)).value
+    assert (crashed.state, crashed.status.last_error) == (VmState.ERROR, "boom")
+    await reports.on_exit(core, NODE, vm.id, ExitKind.GUEST_POWEROFF, VmStatus())
+    assert (await core.find_vm(ref)).value.state is VmState.ERROR  # only a RUNNING VM is moved by an exit
+    agent(core).vms[vm.id] = VmState.STOPPED  # what the node holds after the crash
+    await power.start(core, ref)
+    await reports.on_exit(core, NODE, vm.id, ExitKind.GUEST_POWEROFF, VmStatus())
+    powered_off = (await core.find_vm(ref)).value
+    assert (powered_off.state, powered_off.status.last_error) == (VmState.STOPPED, None)
