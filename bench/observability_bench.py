@@ -33,6 +33,7 @@ async def main() -> None:
     args = p.parse_args()
     runs: dict[str, list[float]] = {"on": [], "off": []}
     cpu: dict[str, list[float]] = {"on": [], "off": []}
+    errors: dict[str, list[int]] = {"on": [], "off": []}
     for i in range(args.pairs * 2):
         mode = "on" if i % 2 == 0 else "off"
         off = mode == "off"
@@ -41,8 +42,7 @@ async def main() -> None:
                                extra_config="[events]\nenabled = false\n" if off else "", baseline=False)
         runs[mode].append(float(str(result["seconds"])))
         cpu[mode].append(float(str(result["server_cpu_seconds"])))
-        if result["errors"]:
-            raise SystemExit(f"run {i} ({mode}) had errors: {result['first_error']}")
+        errors[mode].append(int(str(result["errors"])))  # e.g. nodes gone NOT_READY on an overloaded machine
     on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
     cpu_on, cpu_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
     emit("observability", vms=args.vms, nodes=args.nodes, concurrency=args.concurrency,
@@ -50,7 +50,8 @@ async def main() -> None:
          seconds_on=runs["on"], seconds_off=runs["off"], median_on=on, median_off=off,
          overhead_ratio=round(on / off, 3),
          server_cpu_seconds_on=cpu["on"], server_cpu_seconds_off=cpu["off"],
-         cpu_overhead_ratio=round(cpu_on / cpu_off, 3), target_ratio=1.05)
+         cpu_overhead_ratio=round(cpu_on / cpu_off, 3), errors_on=errors["on"], errors_off=errors["off"],
+         target_ratio=1.05)
 
 
 if __name__ == "__main__":

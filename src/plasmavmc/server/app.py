@@ -175,14 +175,15 @@ async def run(settings: ServerSettings) -> None:
     server = grpc_server(core, settings, iam)
     health = HealthAndReflection(server, API_SERVICES)
     leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)
+    # one watched index of VM states per replica: its gauges, and the leader's reconcile when it leads
+    vm_states = VmStates(core.store, RECONCILE_INTERVAL)
+    states_task = asyncio.create_task(vm_states.run(), name="vm-states")
     loop_task = asyncio.create_task(
-        leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL))
+        leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL, vm_states))
     )
     await registered(leadership, loop_task)
     memory_task = asyncio.create_task(core.reports.run(core.store), name="report-memory")
     audit_task = asyncio.create_task(iam.audit.run(), name="audit-log")
-    vm_states = VmStates(core.store, RECONCILE_INTERVAL)  # this replica's own index, for its gauges
-    states_task = asyncio.create_task(vm_states.run(), name="vm-states")
     BUILD_INFO.labels(package_version(), "server").set(1)
     await server.start()
     await health.set_serving(True)

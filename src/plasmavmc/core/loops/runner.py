@@ -127,10 +127,13 @@ async def _repeat(name: str, step: Callable[[], Awaitable[float]], fallback: flo
         await asyncio.sleep(wait)
 
 
-async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEFAULT_INTERVAL) -> None:
-    """The leader's loops, until cancelled (when leadership is lost or the server stops)."""
+async def run_loops(
+    core: Core, live_servers: LiveServers, interval: float = DEFAULT_INTERVAL, shared: VmStates | None = None
+) -> None:
+    """The leader's loops, until cancelled (when leadership is lost or the server stops). `shared`: the
+    replica's own running index of VM states, used instead of one of the loops' own."""
     pending_bell = Doorbell(core.store, [keys.PENDING, keys.SERVERS], interval)
-    vm_states = VmStates(core.store, interval)
+    vm_states = shared or VmStates(core.store, interval)
     adopter = PendingLoop(core, live_servers, interval)
     last_full = float("-inf")
 
@@ -161,7 +164,8 @@ async def run_loops(core: Core, live_servers: LiveServers, interval: float = DEF
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(pending_bell.run())
-            group.create_task(vm_states.run())
+            if shared is None:
+                group.create_task(vm_states.run())
             group.create_task(_repeat("pending", pending_step, interval))
             group.create_task(_repeat("heartbeat", heartbeat_step, interval))
             group.create_task(_repeat("events", events_step, EVENTS_INTERVAL))
