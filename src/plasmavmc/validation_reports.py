@@ -23,7 +23,7 @@ from plasmavmc.limits import (
 from plasmavmc.types.node import Node, NodeCapacity
 
 _ADDRESS_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
-ACCELERATORS = ("kvm", "tcg")
+ACCELERATORS = ("kvm", "tcg", "simulated")  # simulated: the scale backend's nodes
 
 
 def capacity(value: NodeCapacity, field: str) -> NodeCapacity:
