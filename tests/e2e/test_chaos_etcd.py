@@ -145,7 +145,7 @@ async def test_creates_stay_truthful_while_etcd_members_and_leaders_die(tmp_path
     etcd = EtcdCluster.start(tmp_path / "etcd", members=3)
     endpoints = ", ".join(f'"{url}"' for url in etcd.endpoints)
     store_toml = f'[store]\nbackend = "etcd"\nendpoints = [{endpoints}]\nlease_ttl_seconds = 3\n'
-    specs: list[NodeSpec] = [(f"sim-{i}", NodeCapacity(100_000, 1 << 30, 10_000_000), {}) for i in range(2)]
+    specs: list[NodeSpec] = [(f"sim-{i}", NodeCapacity(60_000, 1 << 30, 10_000_000), {}) for i in range(2)]
     store = None
     try:
         async with sim_cluster(tmp_path, guest_dir, specs, store_toml=store_toml) as cluster:

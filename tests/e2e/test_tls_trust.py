@@ -200,7 +200,7 @@ async def test_agent_address_changes_only_with_the_nodes_certificate(tls: TlsClu
 async def test_allocatable_is_computed_from_capacity(tls: TlsCluster, api: PlasmaClient) -> None:
     real = await api.get_node(NODE_A)
     inflated = Node(id=NODE_A, name=NODE_A, capacity=real.capacity, hypervisors=real.hypervisors,
-                    allocatable=NodeCapacity(100000, 10**9, 10**6), agent_address=real.agent_address)
+                    allocatable=NodeCapacity(60000, 10**9, 10**6), agent_address=real.agent_address)
     assert await heartbeat(tls, NODE_A, inflated) == SERVED  # node-a's own certificate: accepted …
     assert (await api.get_node(NODE_A)).allocatable == real.capacity  # … but allocatable is ours (ratios 1.0)
 

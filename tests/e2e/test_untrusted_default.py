@@ -22,7 +22,7 @@ def test_logs_say_reports_and_agent_calls_are_unauthenticated(cluster: Cluster) 
 async def test_inflated_allocatable_is_ignored(cluster: Cluster, client: PlasmaClient) -> None:
     real = await client.get_node(cluster.node_id)
     forged = Node(id=real.id, name=real.name, capacity=real.capacity, hypervisors=real.hypervisors,
-                  allocatable=NodeCapacity(100000, 10**9, 10**6), agent_address=real.agent_address)
+                  allocatable=NodeCapacity(60000, 10**9, 10**6), agent_address=real.agent_address)
     async with grpc.aio.insecure_channel(cluster.api) as channel:
         stub = agent_pb2_grpc.AgentServiceStub(channel)
         await stub.Heartbeat(agent_pb2.HeartbeatRequest(node=to_proto(forged, node_pb2.Node())), timeout=30)
