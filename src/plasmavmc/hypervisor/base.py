@@ -209,3 +209,22 @@ class HypervisorBackend(abc.ABC):
     @abc.abstractmethod
     async def handles(self) -> list[VmHandle]:
         """Every VM this backend has on this node (from runtime dirs): used to re-adopt after restart."""
+
+
+class FixedDevices:
+    """The device half of `HypervisorBackend` for a backend whose devices are fixed when the VM starts
+    (Firecracker, mvisor): every attach and detach is refused, naming the capability it lacks."""
+
+    fixed_devices_reason = "devices are fixed when the VM starts"
+
+    async def attach_disk(self, handle: VmHandle, disk: DiskSpec, image: LocalImage | None) -> None:
+        raise UnsupportedFeature("hot_plug_disk", self.fixed_devices_reason)
+
+    async def detach_disk(self, handle: VmHandle, disk_id: str) -> None:
+        raise UnsupportedFeature("hot_plug_disk", self.fixed_devices_reason)
+
+    async def attach_nic(self, handle: VmHandle, nic: NetworkSpec) -> None:
+        raise UnsupportedFeature("hot_plug_nic", self.fixed_devices_reason)
+
+    async def detach_nic(self, handle: VmHandle, nic_id: str) -> None:
+        raise UnsupportedFeature("hot_plug_nic", self.fixed_devices_reason)

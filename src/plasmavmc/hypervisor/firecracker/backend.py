@@ -39,6 +39,7 @@ from plasmavmc.hypervisor.base import (
     BackendCapabilities,
     ConsoleStream,
     ExitReport,
+    FixedDevices,
     LocalImage,
     UnsupportedFeature,
     VmHandle,
@@ -58,9 +59,7 @@ from plasmavmc.types.vm import (
     Condition,
     ConsoleType,
     DiskBus,
-    DiskSpec,
     HypervisorType,
-    NetworkSpec,
     NicModel,
     VirtualMachine,
     VmSpec,
@@ -71,7 +70,9 @@ API_READY_S = 10.0
 REBOOT_STOP_TIMEOUT_S = 30.0
 
 
-class FirecrackerBackend(VmDirBackend[FcPaths]):
+class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
+    fixed_devices_reason = "firecracker devices are fixed when the VM starts"
+
     def __init__(self, fc_path: str, jailer_path: str, runtime_dir: Path, *,
                  jailer: JailerOptions | None = None, qemu_img_path: str = "qemu-img",
                  balloon: bool = False, diff_snapshots: bool = False) -> None:
@@ -382,20 +383,6 @@ class FirecrackerBackend(VmDirBackend[FcPaths]):
                     await self._abort(paths, process, "restore failed")
                     raise
                 diffs.record_parent(paths, process.pid, snapshot_id)
-
-    # ---------------------------------------------------------------- not supported by Firecracker
-
-    async def attach_disk(self, handle: VmHandle, disk: DiskSpec, image: LocalImage | None) -> None:
-        raise UnsupportedFeature("hot_plug_disk", "firecracker devices are fixed when the VM starts")
-
-    async def detach_disk(self, handle: VmHandle, disk_id: str) -> None:
-        raise UnsupportedFeature("hot_plug_disk", "firecracker devices are fixed when the VM starts")
-
-    async def attach_nic(self, handle: VmHandle, nic: NetworkSpec) -> None:
-        raise UnsupportedFeature("hot_plug_nic", "firecracker devices are fixed when the VM starts")
-
-    async def detach_nic(self, handle: VmHandle, nic_id: str) -> None:
-        raise UnsupportedFeature("hot_plug_nic", "firecracker devices are fixed when the VM starts")
 
 
 def backend_from_settings(settings: AgentSettings) -> FirecrackerBackend:

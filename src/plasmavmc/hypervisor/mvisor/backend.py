@@ -35,6 +35,7 @@ from plasmavmc.hypervisor.base import (
     BackendCapabilities,
     ConsoleStream,
     ExitReport,
+    FixedDevices,
     LocalImage,
     UnsupportedFeature,
     VmHandle,
@@ -50,9 +51,7 @@ from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     ConsoleType,
     DiskBus,
-    DiskSpec,
     HypervisorType,
-    NetworkSpec,
     NicModel,
     ResourceUsage,
     VirtualMachine,
@@ -100,7 +99,9 @@ class _ReadOnlyConsole:
         await self._output.close()
 
 
-class MvisorBackend(VmDirBackend[_Paths]):
+class MvisorBackend(FixedDevices, VmDirBackend[_Paths]):
+    fixed_devices_reason = "mvisor has no control interface for hot-plug"
+
     def __init__(self, mvisor_path: str, qemu_img_path: str, runtime_dir: Path, bios_path: Path) -> None:
         self.mvisor_path = shutil.which(mvisor_path) or mvisor_path
         self.qemu_img_path = qemu_img_path
@@ -307,18 +308,6 @@ class MvisorBackend(VmDirBackend[_Paths]):
 
     async def restore(self, handle: VmHandle, snapshot_id: str) -> None:
         raise UnsupportedFeature("snapshots", "mvisor has no runtime snapshot through a public interface")
-
-    async def attach_disk(self, handle: VmHandle, disk: DiskSpec, image: LocalImage | None) -> None:
-        raise UnsupportedFeature("hot_plug_disk", "mvisor has no control interface for hot-plug")
-
-    async def detach_disk(self, handle: VmHandle, disk_id: str) -> None:
-        raise UnsupportedFeature("hot_plug_disk", "mvisor has no control interface for hot-plug")
-
-    async def attach_nic(self, handle: VmHandle, nic: NetworkSpec) -> None:
-        raise UnsupportedFeature("hot_plug_nic", "mvisor has no control interface for hot-plug")
-
-    async def detach_nic(self, handle: VmHandle, nic_id: str) -> None:
-        raise UnsupportedFeature("hot_plug_nic", "mvisor has no control interface for hot-plug")
 
 
 def _read_from(path: Path, offset: int) -> bytes:
