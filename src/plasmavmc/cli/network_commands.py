@@ -33,11 +33,7 @@ def _row(n: Network) -> list[str]:
 
 
 def _show(args: argparse.Namespace, found: list[Network]) -> int:
-    if args.output == "json":
-        out.emit(out.dump_json(found if args.command == "list" else found[0]))
-    else:
-        out.emit(out.table(COLUMNS, [_row(n) for n in found]))
-    return 0
+    return out.show(args, found if args.command == "list" else found[0], COLUMNS, _row)
 
 
 async def network_create(client: PlasmaClient, args: argparse.Namespace) -> int:
@@ -55,4 +51,8 @@ async def network_get(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 
 async def network_delete(client: PlasmaClient, args: argparse.Namespace) -> int:
-    return _show(args, [await client.delete_network(args.org, args.project, args.network)])
+    gone = await client.delete_network(args.org, args.project, args.network)
+    if args.output == "table":
+        out.emit(f"network {out.printable(gone.name)} deleted")
+        return 0
+    return _show(args, [gone])

@@ -55,12 +55,16 @@ def _rule_text(rule: SecurityRule) -> list[str]:
     return [rule.direction.value, rule.protocol.value, ports or "all", remote]
 
 
+RULE_COLUMNS = ("#", "DIRECTION", "PROTOCOL", "PORTS", "REMOTE")
+
+
 def _show(args: argparse.Namespace, group: SecurityGroup) -> int:
-    if args.output == "json":
-        out.emit(out.dump_json(group))
-        return 0
+    """A group in the `-o` format; its table is one row per rule, numbered as `rule-remove` takes them."""
     rows = [[str(i), *_rule_text(r)] for i, r in enumerate(group.rules, 1)]
-    out.emit(f"security group {group.name}\n" + out.table(("#", "DIRECTION", "PROTOCOL", "PORTS", "REMOTE"), rows))
+    text = out.render(args.output, args.columns, group, RULE_COLUMNS, rows)
+    if args.output == "table":
+        text = f"security group {out.printable(group.name)}\n{text}"
+    out.emit(text)
     return 0
 
 
@@ -70,11 +74,7 @@ async def sg_create(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 async def sg_list(client: PlasmaClient, args: argparse.Namespace) -> int:
     found = await client.list_security_groups(args.org, args.project)
-    if args.output == "json":
-        out.emit(out.dump_json(found))
-    else:
-        out.emit(out.table(("NAME", "RULES"), [[g.name, str(len(g.rules))] for g in found]))
-    return 0
+    return out.show(args, found, ("NAME", "RULES"), lambda g: [g.name, str(len(g.rules))])
 
 
 async def sg_get(client: PlasmaClient, args: argparse.Namespace) -> int:
@@ -82,7 +82,11 @@ async def sg_get(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 
 async def sg_delete(client: PlasmaClient, args: argparse.Namespace) -> int:
-    return _show(args, await client.delete_security_group(args.org, args.project, args.name))
+    gone = await client.delete_security_group(args.org, args.project, args.name)
+    if args.output == "table":
+        out.emit(f"security group {out.printable(gone.name)} deleted")
+        return 0
+    return _show(args, gone)
 
 
 async def sg_rule_add(client: PlasmaClient, args: argparse.Namespace) -> int:
