@@ -24,7 +24,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +44,10 @@ class DaemonResult:
     stderr: str
 
 
-def launch_detached(argv: Sequence[str], *, cwd: Path, stdout: Path | None, stderr: Path | None) -> int:
+def launch_detached(argv: Sequence[str], *, cwd: Path, stdout: Path | None, stderr: Path | None,
+                    env: Mapping[str, str] | None = None) -> int:
     """Start `argv` in its own session with stdin from /dev/null and output to files; return its pid.
+    `env` replaces the child's environment (None: the agent's own).
 
     The child is ours until it exits; a backend that must survive an agent restart records the pid in a
     pidfile and finds it again with `open_process`.
@@ -56,7 +58,7 @@ def launch_detached(argv: Sequence[str], *, cwd: Path, stdout: Path | None, stde
         try:
             proc = subprocess.Popen(
                 list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, env=env,
             )
         except OSError as exc:
             raise HypervisorError(f"cannot execute {argv[0]}: {exc}") from exc

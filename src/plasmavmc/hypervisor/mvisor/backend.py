@@ -180,15 +180,8 @@ class MvisorBackend(FixedDevices, VmDirBackend[_Paths]):
         paths.pidfile.unlink(missing_ok=True)
         argv = ["stdbuf", "-o0", "-e0", self.mvisor_path, "-c", str(paths.config), "-n", vm.name,
                 "-u", vm.id, "-p", str(paths.pidfile)]
-        env_display = os.environ.get("DISPLAY")
-        os.environ["DISPLAY"] = NO_DISPLAY
-        try:
-            pid = launch_detached(argv, cwd=paths.root, stdout=paths.console_log, stderr=paths.launch_log)
-        finally:
-            if env_display is None:
-                os.environ.pop("DISPLAY", None)
-            else:
-                os.environ["DISPLAY"] = env_display
+        pid = launch_detached(argv, cwd=paths.root, stdout=paths.console_log, stderr=paths.launch_log,
+                              env={**os.environ, "DISPLAY": NO_DISPLAY})
         write_atomic(paths.pidfile, str(pid).encode())  # mvisor rewrites it with the same pid
         write_atomic(paths.started, json.dumps({"pid": pid, "started_at": int(time.time()),
                                                 "log_offset": offset}).encode())
@@ -261,8 +254,14 @@ class MvisorBackend(FixedDevices, VmDirBackend[_Paths]):
         return self._classify(paths, process.pid, started.get("log_offset", 0))
 
     async def _power_off_seen(self, paths: _Paths, offset: int, process: Process) -> None:
+        """Follow the console from `offset`, reading only what is new (plus a line's worth of the last
+        read, so the line may straddle two reads), until mvisor says the guest powered off."""
+        seen = b""
         while process.alive():
-            if POWER_OFF_LINE in _read_from(paths.console_log, offset):
+            new = _read_from(paths.console_log, offset)
+            offset += len(new)
+            seen = seen[-len(POWER_OFF_LINE):] + new
+            if POWER_OFF_LINE in seen:
                 write_atomic(paths.stop_marker, f"{process.pid} guest_poweroff".encode())
                 await process.terminate(10.0)
                 return
