@@ -249,3 +249,13 @@ def rss_bytes(pid: int) -> int:
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0
+
+
+def tail(path: Path, size: int = 1500) -> str:
+    """The last `size` bytes of a process's log file as text, for error messages ("no error output")."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(os.fstat(f.fileno()).st_size - size, 0))
+            return f.read().decode(errors="replace").strip() or "no error output"
+    except OSError:
+        return "no error output"

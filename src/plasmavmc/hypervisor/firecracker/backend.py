@@ -52,7 +52,7 @@ from plasmavmc.hypervisor.firecracker.console import FifoConsole
 from plasmavmc.hypervisor.firecracker.disks import make_disk, sparse_copy
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import API_SOCK, INITRD, KERNEL, LOG, METRICS, FcPaths, disk_file
-from plasmavmc.hypervisor.process import Process
+from plasmavmc.hypervisor.process import Process, tail
 from plasmavmc.hypervisor.vmdir import VmDirBackend
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
@@ -184,7 +184,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         await launch.launch(argv, paths, jailed=paths.jailed)
         process = launch.running(paths, vm.id)
         if process is None:
-            raise HypervisorError(f"firecracker exited at once: {launch.tail(paths.launch_log)}")
+            raise HypervisorError(f"firecracker exited at once: {tail(paths.launch_log)}")
         crashpoints.reached("start:spawned")
         api = FirecrackerApi(paths.api_sock)
         try:
@@ -217,7 +217,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
                 await api.action("InstanceStart")
             except HypervisorError as exc:
                 await self._abort(paths, process, "start failed")
-                raise HypervisorError(f"{exc.message}; firecracker log: {launch.tail(paths.log, 600)}") from exc
+                raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
             process.close()
 
     async def _configure(self, api: FirecrackerApi, vm: VirtualMachine, boot: LocalImage) -> None:

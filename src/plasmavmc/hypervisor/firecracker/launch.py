@@ -27,7 +27,7 @@ from plasmavmc.errors import HypervisorError
 from plasmavmc.hypervisor.base import ExitReport
 from plasmavmc.hypervisor.common import write_atomic
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
-from plasmavmc.hypervisor.process import Process, open_process, read_pidfile
+from plasmavmc.hypervisor.process import Process, open_process, read_pidfile, tail
 from plasmavmc.types.runtime import ExitKind
 
 JAILER_TIMEOUT_S = 30.0
@@ -79,15 +79,6 @@ def _spawn(argv: Sequence[str], paths: FcPaths) -> subprocess.Popen[bytes]:
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
             raise HypervisorError(f"cannot execute {argv[0]}: {exc}") from exc
-
-
-def tail(path: Path, size: int = 1500) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(os.fstat(f.fileno()).st_size - size, 0))
-            return f.read().decode(errors="replace").strip() or "no error output"
-    except OSError:
-        return "no error output"
 
 
 def running(paths: FcPaths, vm_id: str) -> Process | None:

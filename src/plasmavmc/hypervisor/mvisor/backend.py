@@ -43,7 +43,15 @@ from plasmavmc.hypervisor.base import (
 from plasmavmc.hypervisor.common import image_for_boot, vm_name, write_atomic
 from plasmavmc.hypervisor.console import SerialConsole, bound_log
 from plasmavmc.hypervisor.mvisor import spec
-from plasmavmc.hypervisor.process import Process, cpu_seconds, launch_detached, open_process, read_pidfile, rss_bytes
+from plasmavmc.hypervisor.process import (
+    Process,
+    cpu_seconds,
+    launch_detached,
+    open_process,
+    read_pidfile,
+    rss_bytes,
+    tail,
+)
 from plasmavmc.hypervisor.qemu import disks
 from plasmavmc.hypervisor.vmdir import VmDirBackend
 from plasmavmc.types.runtime import ExitKind
@@ -187,7 +195,7 @@ class MvisorBackend(FixedDevices, VmDirBackend[_Paths]):
                                                 "log_offset": offset}).encode())
         process = open_process(pid, str(paths.config))
         if process is None or await process.wait(START_CHECK_S):
-            raise HypervisorError(f"mvisor exited at once: {_tail(paths.launch_log)} {_tail(paths.console_log)}")
+            raise HypervisorError(f"mvisor exited at once: {tail(paths.launch_log)} {tail(paths.console_log)}")
         process.close()
 
     async def _stop(self, paths: _Paths, grace_s: float, reason: str) -> None:
@@ -277,7 +285,7 @@ class MvisorBackend(FixedDevices, VmDirBackend[_Paths]):
                 if reason == "guest_poweroff":
                     return ExitReport(ExitKind.GUEST_POWEROFF, "the guest powered off (ACPI)")
                 return ExitReport(ExitKind.REQUESTED, f"{reason or 'stop'} requested")
-        return ExitReport(ExitKind.CRASHED, f"mvisor {pid} exited unexpectedly: {_tail(paths.launch_log, 400)}")
+        return ExitReport(ExitKind.CRASHED, f"mvisor {pid} exited unexpectedly: {tail(paths.launch_log, 400)}")
 
     async def console(self, handle: VmHandle, console_type: ConsoleType) -> ConsoleStream:
         if console_type is not ConsoleType.SERIAL:
@@ -317,7 +325,3 @@ def _read_from(path: Path, offset: int) -> bytes:
     except OSError:
         return b""
 
-
-def _tail(path: Path, size: int = 1500) -> str:
-    data = _read_from(path, max((path.stat().st_size if path.exists() else 0) - size, 0))
-    return data.decode(errors="replace").strip() or "no output"
