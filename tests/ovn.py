@@ -142,6 +142,12 @@ class OvnCentral:
             raise
         return central
 
+    def owned(self, prefix: str) -> list[str]:
+        """Every NB row marked as the provider's (`external_ids:plasmavmc-owner=prefix`): leak checks."""
+        tables = ("Logical_Switch", "Logical_Router", "Logical_Switch_Port", "Port_Group", "DHCP_Options")
+        return [f"{t}:{row}" for t in tables for row in self.nbctl(
+            "--bare", "--columns=_uuid", "find", t, f"external_ids:plasmavmc-owner={prefix}").split()]
+
     def nbctl(self, *args: str) -> str:
         return self.daemons.run(["ovn-nbctl", f"--db=unix:{self.root}/nb.sock", *args])
 
@@ -169,7 +175,9 @@ class OvnNode:
 
     @classmethod
     def start(cls, central: OvnCentral, chassis: str, encap_ip: str = "127.0.0.1", netns: str | None = None,
-              sb_remote: str | None = None) -> OvnNode:
+              sb_remote: str | None = None, underlay: str | None = None) -> OvnNode:
+        """`underlay`: an interface whose address (`encap_ip`/24) moves to an OVS bridge `br-phy`: the
+        userspace datapath sends Geneve only out of its own bridges (native tunnelling)."""
         d = _Daemons(Path(tempfile.mkdtemp(prefix="pvovn-n-", dir="/tmp")), netns)
         node = cls(d, chassis)
         try:
@@ -177,6 +185,12 @@ class OvnNode:
             node.vsctl("--no-wait", "init")
             d.spawn("vswitchd", ["ovs-vswitchd", node.ovs_db, f"--unixctl={d.root}/vswitchd.ctl",
                                  f"--log-file={d.root}/vswitchd.log"])
+            if underlay:
+                node.vsctl("add-br", "br-phy", "--", "set", "Bridge", "br-phy", "datapath_type=netdev", "--",
+                           "add-port", "br-phy", underlay)
+                d.run(["ip", "addr", "flush", "dev", underlay])
+                d.run(["ip", "addr", "add", f"{encap_ip}/24", "dev", "br-phy"])
+                d.run(["ip", "link", "set", "br-phy", "up"])
             node.vsctl("--no-wait", "set", "Open_vSwitch", ".", f"external_ids:system-id={chassis}",
                        f"external_ids:ovn-remote={sb_remote or central.sb_unix}",
                        "external_ids:ovn-encap-type=geneve", f"external_ids:ovn-encap-ip={encap_ip}",

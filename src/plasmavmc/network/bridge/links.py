@@ -55,7 +55,8 @@ async def ensure_bridge(name: str, address: str, prefixlen: int) -> None:
 
 async def ensure_tap(name: str, bridge: str | None) -> None:
     """A persistent tap `name` (root-owned; the hypervisor opens it by name), up, enslaved to `bridge`
-    (None: on no Linux bridge, e.g. for OVN, which adds it to its own switch)."""
+    (None: on no Linux bridge — released from one if it was — e.g. for OVN, which adds it to its own
+    switch)."""
     try:
         async with AsyncIPRoute() as ipr:
             index = await _index(ipr, name)
@@ -64,7 +65,7 @@ async def ensure_tap(name: str, bridge: str | None) -> None:
                 index = await _index(ipr, name)
                 assert index is not None
             if bridge is None:
-                await ipr.link("set", index=index, state="up")
+                await ipr.link("set", index=index, master=0, state="up")
             else:
                 await ipr.link("set", index=index, master=await _index(ipr, bridge), state="up")
     except NetlinkError as exc:

@@ -13,6 +13,7 @@ restart converges without churn. The provider calls them with `asyncio.to_thread
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -154,6 +155,20 @@ class Northbound(Session):
         idle = [r.name for r in rows if not r.ports and f"${r.name}_ip4" not in matches]
         if idle:
             self._commit([self.api.pg_del(name, if_exists=True) for name in idle])
+
+    def wait_applied(self, deadline_s: float = 10.0) -> bool:
+        """Bump `NB_Global.nb_cfg` and wait until every chassis has applied it (`hv_cfg`, what
+        `ovn-nbctl --wait=hv` does): a rule change then holds on the nodes when the call returns. False
+        when the deadline passes first (a chassis down): the rows are written and will be applied."""
+        row = self.api.db_list_rows("NB_Global").execute(check_error=True)[0]
+        target = row.nb_cfg + 1
+        self._commit([self.api.db_set("NB_Global", row.uuid, ("nb_cfg", target))])
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if self.api.db_list_rows("NB_Global").execute(check_error=True)[0].hv_cfg >= target:
+                return True
+            time.sleep(0.05)
+        return False
 
     def owned_rows(self) -> dict[str, list[str]]:
         """Names (or uuids) of every row we own, by table (leak checks)."""

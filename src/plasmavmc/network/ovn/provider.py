@@ -13,6 +13,7 @@ keep their taps. The last port of a network (cluster-wide, as the NB sees it) ta
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from plasmavmc.network.records import PortRecords, port_of
 from plasmavmc.types.network import Network, Port, PortRequest, SecurityGroup
 from plasmavmc.validation import OVSDB_ENDPOINT_RE
 
+log = logging.getLogger(__name__)
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}")
 
 
@@ -111,6 +113,9 @@ class OvnProvider(NetworkProvider):
             req = replace(self._store.get(port_id), security_groups=tuple(groups))
             self._store.save(req)
             await asyncio.to_thread(self.nb.set_groups, req, req.security_groups)
+            if not await asyncio.to_thread(self.nb.wait_applied):
+                log.warning("security groups of port %s written to the NB; not every chassis applied them "
+                            "within 10 s", port_id)
 
     async def update_peers(self, network: Network, peers: Sequence[str]) -> None:
         for peer in peers:
