@@ -183,6 +183,10 @@ class OvnNode:
         try:
             d.db("conf", VSWITCH_SCHEMA, [])
             node.vsctl("--no-wait", "init")
+            # the userspace datapath reads a guest's TCP with the checksum left to offload (virtio-net over
+            # a tap with vnet headers); without TSO/vnet-header support conntrack sees a bad checksum and
+            # OVN's stateful ACLs drop it (ICMP, checksummed in full, passes)
+            node.vsctl("--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true")
             d.spawn("vswitchd", ["ovs-vswitchd", node.ovs_db, f"--unixctl={d.root}/vswitchd.ctl",
                                  f"--log-file={d.root}/vswitchd.log"])
             if underlay:
@@ -203,6 +207,12 @@ class OvnNode:
             d.stop()
             raise
         return node
+
+    def uplink(self, device: str, physnet: str = "plasmavmc-external") -> None:
+        """`device` on an OVS bridge `br-ex` mapped to `physnet` (the egress NAT gateway's uplink)."""
+        self.vsctl("--may-exist", "add-br", "br-ex", "--", "set", "Bridge", "br-ex", "datapath_type=netdev", "--",
+                   "--may-exist", "add-port", "br-ex", device)
+        self.vsctl("set", "Open_vSwitch", ".", f"external_ids:ovn-bridge-mappings={physnet}:br-ex")
 
     def vsctl(self, *args: str) -> str:
         return self.daemons.run(["ovs-vsctl", f"--db={self.ovs_db}", "--timeout=20", *args])

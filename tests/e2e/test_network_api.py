@@ -37,7 +37,7 @@ from tests.conftest import Cluster, needs_qemu, start_cluster
 from tests.contract.backends import run
 from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
 from tests.e2e.test_qemu_api import WsStream
-from tests.netns import unique_name
+from tests.netns import outside, unique_name
 
 INNER = "PLASMAVMC_NETNS_INNER"
 # n2's group: outbound anywhere, ping from the members of `default` (n1), nothing else inbound
@@ -45,6 +45,7 @@ WEB_BASE = (SecurityRule(Direction.EGRESS),
             SecurityRule(Direction.INGRESS, Protocol.ICMP, remote_group="default"))
 OPEN_5555 = SecurityRule(Direction.INGRESS, Protocol.TCP, 5555, 5555, "0.0.0.0/0")
 PROVIDER = os.environ.get(INNER, "bridge")
+OUTSIDE_NEAR, OUTSIDE_SERVER, MARKER = "198.51.100.1", "198.51.100.2", "outside-says-hello"  # TEST-NET-2
 NEEDS = {"bridge": ("nft", "dnsmasq", "ip"), "ovn": ("ip", *ovn.CENTRAL_BINARIES, *ovn.NODE_BINARIES)}
 pytestmark = [needs_qemu, pytest.mark.timeout(900)]
 inner_only = pytest.mark.skipif(INNER not in os.environ, reason="runs inside its own netns (see the outer test)")
@@ -85,12 +86,24 @@ def ovn_world() -> Iterator[tuple[ovn.OvnCentral, ovn.OvnNode] | None]:
 
 
 @pytest.fixture(scope="module")
+def uplink(ovn_world: tuple[ovn.OvnCentral, ovn.OvnNode] | None) -> Iterator[str]:
+    """The "internet": a namespace behind a veth with a server on OUTSIDE_SERVER:8000. Bridge: the veth's
+    near end holds an address and the host routes (and masquerades) to it; OVN: it is the uplink on br-ex,
+    and OUTSIDE_SERVER is the routers' next hop."""
+    with outside("pvapiup", None if ovn_world else OUTSIDE_NEAR, OUTSIDE_SERVER, MARKER) as name:
+        if ovn_world is not None:
+            ovn_world[1].uplink("pvapiup")
+        yield name
+
+
+@pytest.fixture(scope="module")
 def net_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path,
-                ovn_world: tuple[ovn.OvnCentral, ovn.OvnNode] | None) -> Iterator[Cluster]:
+                ovn_world: tuple[ovn.OvnCentral, ovn.OvnNode] | None, uplink: str) -> Iterator[Cluster]:
     extra = ""
     if ovn_world is not None:
         central, node = ovn_world
-        extra = f'overlay_endpoint = "{central.nb_tcp}"\novs_endpoint = "{node.ovs_db}"\n'
+        extra = (f'overlay_endpoint = "{central.nb_tcp}"\novs_endpoint = "{node.ovs_db}"\n'
+                 f'external_cidr = "{OUTSIDE_SERVER.rsplit(".", 1)[0]}.0/24"\nexternal_gateway = "{OUTSIDE_SERVER}"\n')
     c = start_cluster(tmp_path_factory.mktemp("netapi"), guest_dir, network_provider=PROVIDER, network_extra=extra)
     try:
         yield c
@@ -211,9 +224,11 @@ async def test_inner_spoofed_source_is_dropped(net_cluster: Cluster, api: Plasma
 
 
 @inner_only
-async def test_inner_other_network_is_unreachable(net_cluster: Cluster, api: PlasmaClient,
-                                                  vms: list[VirtualMachine]) -> None:
-    await api.create_network(ORG, PROJECT, "other", "10.77.0.0/24")
+async def test_inner_other_network_is_unreachable_and_nat(net_cluster: Cluster, api: PlasmaClient,
+                                                          vms: list[VirtualMachine]) -> None:
+    """n3 on a second network (egress NAT on) and n1 (default network, NAT off) cannot reach each other;
+    the outside server answers n3 only."""
+    await api.create_network(ORG, PROJECT, "other", "10.77.0.0/24", egress_nat=True)
     nic = NetworkSpec(id="nic0", network_id="other")
     vm = await api.create_vm("n3", ORG, PROJECT, dataclasses.replace(tiny_spec(), network=(nic,)))
     try:
@@ -227,6 +242,9 @@ async def test_inner_other_network_is_unreachable(net_cluster: Cluster, api: Pla
         n1 = (await api.get_vm(ORG, PROJECT, vms[0].id)).spec.network[0].ip_address
         assert _received(await _shell_ip(net_cluster, api, vm, f"ping -c 2 -W 2 {n1}")) == 0
         assert _received(await _shell_ip(net_cluster, api, vms[0], f"ping -c 2 -W 2 {n3}")) == 0
+        fetch = f"nc -w 5 {OUTSIDE_SERVER} 8000 </dev/null 2>&1"
+        assert MARKER in await _shell_ip(net_cluster, api, vm, fetch)
+        assert MARKER not in await _shell_ip(net_cluster, api, vms[0], f"ip route add default via 10.0.0.1; {fetch}")
     finally:
         await api.delete_vm(ORG, PROJECT, vm.id, force=True)
         await api.delete_network(ORG, PROJECT, "other")

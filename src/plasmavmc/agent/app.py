@@ -88,7 +88,8 @@ async def run(settings: AgentSettings) -> None:
     cache.remove_partials()  # downloads a killed agent left half-done
     net = settings.network
     ports = NodePorts(make_provider(net.provider, Path(net.state_dir), net.bridge_name, net.overlay_endpoint,
-                                   net.ovs_endpoint, net.integration_bridge))
+                                   net.ovs_endpoint, net.integration_bridge, net.external_cidr,
+                                   net.external_gateway))
     await ports.restore()  # before adoption: running VMs find their taps plumbed
     vms = NodeVms(settings.agent.node_id, registry, cache, reporter, ports)
     await vms.adopt()

@@ -26,6 +26,8 @@ from plasmavmc.config.schema import (
     check_command,
     check_hypervisor,
     check_non_empty,
+    check_optional_cidr,
+    check_optional_ipv4,
     check_overlay_endpoint,
     check_ovsdb_endpoint,
     check_positive,
@@ -193,7 +195,10 @@ class NetworkSettings:
     (``plasm<VNI hex>``); the OVN provider's row prefix and owner mark.
     Ext keys: ``provider`` ("bridge", the embedded Linux-bridge provider; "ovn", the cluster engine at
     ``overlay_endpoint``; or "none": NICs are bare taps on no bridge), ``state_dir`` (the provider's port
-    records), ``ovs_endpoint`` (ovn: this node's Open_vSwitch DB), ``integration_bridge`` (ovn: br-int)."""
+    records), ``ovs_endpoint`` (ovn: this node's Open_vSwitch DB), ``integration_bridge`` (ovn: br-int),
+    ``external_cidr``/``external_gateway`` (ovn: the uplink subnet holding the routers' SNAT addresses and
+    its next hop, for networks with egress NAT; the gateway node maps ``plasmavmc-external`` to its
+    uplink bridge in ``ovn-bridge-mappings``)."""
 
     overlay_endpoint: str | None = setting(None, check=check_overlay_endpoint)
     bridge_name: str = setting("plasmavmc0", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
@@ -201,6 +206,8 @@ class NetworkSettings:
     state_dir: str = setting("/var/lib/plasmavmc/network", check=check_abs_path)
     ovs_endpoint: str = setting("unix:/var/run/openvswitch/db.sock", check=check_ovsdb_endpoint)
     integration_bridge: str = setting("br-int", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
+    external_cidr: str = setting("", check=check_optional_cidr)
+    external_gateway: str = setting("", check=check_optional_ipv4)
 
 
 @dataclass(frozen=True)

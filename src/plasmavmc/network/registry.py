@@ -12,7 +12,8 @@ from plasmavmc.network.ovn.provider import OvnProvider, OvnSettings
 
 def make_provider(kind: str, state_dir: Path, bridge_name: str, overlay_endpoint: str | None = None,
                   ovs_endpoint: str = "unix:/var/run/openvswitch/db.sock",
-                  integration_bridge: str = "br-int") -> NetworkProvider | None:
+                  integration_bridge: str = "br-int", external_cidr: str = "",
+                  external_gateway: str = "") -> NetworkProvider | None:
     """The provider named `kind`; None for "none" (NICs stay bare taps on no bridge)."""
     if kind == "none":
         return None
@@ -23,5 +24,6 @@ def make_provider(kind: str, state_dir: Path, bridge_name: str, overlay_endpoint
             raise InvalidArgument("network.overlay_endpoint", "the ovn provider needs the northbound DB "
                                   "(e.g. tcp:127.0.0.1:6641)")
         return OvnProvider(OvnSettings.from_bridge_name(state_dir, overlay_endpoint, ovs_endpoint,
-                                                        integration_bridge, bridge_name))
+                                                        integration_bridge, bridge_name, external_cidr,
+                                                        external_gateway))
     raise InvalidArgument("network.provider", f"unknown network provider {kind!r} (bridge, ovn, none)")

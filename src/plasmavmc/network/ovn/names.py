@@ -39,10 +39,14 @@ def switch_router_port(prefix: str, network: Network) -> str:
     return f"{prefix}-rs-{network.id}"
 
 
-def gateway_mac(network: Network) -> str:
-    """A locally administered unicast MAC for the network's gateway, stable across nodes."""
-    d = _digest("gw", network.id)
+def _mac(kind: str, network: Network) -> str:
+    """A locally administered unicast MAC, stable across nodes."""
+    d = _digest(kind, network.id)
     return "0a:" + ":".join(d[i:i + 2] for i in range(0, 10, 2))
+
+
+def gateway_mac(network: Network) -> str:
+    return _mac("gw", network)
 
 
 def port_group(prefix: str, network: Network, group_id: str) -> str:
@@ -52,3 +56,27 @@ def port_group(prefix: str, network: Network, group_id: str) -> str:
 def all_ports(prefix: str) -> str:
     """The port group of every port the provider plumbs: default deny inbound and outbound."""
     return f"{prefix}_all"
+
+
+EXTERNAL_NETWORK = "plasmavmc-external"  # the localnet's physical network: `ovn-bridge-mappings` on a gateway
+
+
+def external_switch(prefix: str) -> str:
+    return f"{prefix}-ext"
+
+
+def external_localnet(prefix: str) -> str:
+    return f"{prefix}-ext-localnet"
+
+
+def external_router_port(prefix: str, network: Network) -> str:
+    """The router's distributed gateway port on the external switch (holds its SNAT address)."""
+    return f"{prefix}-rx-{network.id}"
+
+
+def external_switch_port(prefix: str, network: Network) -> str:
+    return f"{prefix}-xs-{network.id}"
+
+
+def external_mac(network: Network) -> str:
+    return _mac("ext", network)

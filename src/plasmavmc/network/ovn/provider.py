@@ -13,6 +13,7 @@ keep their taps. The last port of a network (cluster-wide, as the NB sees it) ta
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from plasmavmc.errors import InvalidArgument, NotFound
 from plasmavmc.network.base import NetworkProvider
 from plasmavmc.network.bridge import links
 from plasmavmc.network.checks import IFNAME, check_groups, check_ip, check_request
+from plasmavmc.network.ovn import egress
 from plasmavmc.network.ovn.nb import Northbound
 from plasmavmc.network.ovn.vswitch import LocalSwitch
 from plasmavmc.network.records import PortRecords, port_of
@@ -40,14 +42,16 @@ class OvnSettings:
     ovs_endpoint: str = "unix:/var/run/openvswitch/db.sock"  # this node's Open_vSwitch DB
     integration_bridge: str = "br-int"
     prefix: str = "pvm"  # names and owner mark of every row (identifier, at most 16 characters)
+    external_cidr: str = ""  # egress NAT: the uplink's subnet (routers' SNAT addresses); "" = no way out
+    external_gateway: str = ""  # egress NAT: the next hop on the uplink
 
     @classmethod
     def from_bridge_name(cls, state_dir: Path, nb_endpoint: str, ovs_endpoint: str, integration_bridge: str,
-                         bridge_name: str) -> OvnSettings:
+                         bridge_name: str, external_cidr: str = "", external_gateway: str = "") -> OvnSettings:
         """`[network] bridge_name` is the stem of the prefix (non-identifier characters as `_`)."""
         prefix = re.sub(r"[^A-Za-z0-9_]", "_", bridge_name)[:16]
         return cls(state_dir, nb_endpoint, ovs_endpoint, integration_bridge,
-                   prefix if prefix[:1].isalpha() else f"p{prefix[:15]}")
+                   prefix if prefix[:1].isalpha() else f"p{prefix[:15]}", external_cidr, external_gateway)
 
 
 def check_settings(settings: OvnSettings) -> None:
@@ -60,6 +64,16 @@ def check_settings(settings: OvnSettings) -> None:
         raise InvalidArgument("network.integration_bridge", "not an interface name")
     if not _PREFIX.fullmatch(settings.prefix):
         raise InvalidArgument("network.prefix", "an identifier of at most 16 characters")
+    if bool(settings.external_cidr) != bool(settings.external_gateway):
+        raise InvalidArgument("network.external_gateway", "external_cidr and external_gateway go together")
+    if settings.external_cidr:
+        try:
+            uplink = ipaddress.IPv4Network(settings.external_cidr)
+        except ValueError as exc:
+            raise InvalidArgument("network.external_cidr", f"{settings.external_cidr[:60]!r}: {exc}") from exc
+        check_ip(settings.external_gateway, "network.external_gateway")
+        if ipaddress.IPv4Address(settings.external_gateway) not in uplink:
+            raise InvalidArgument("network.external_gateway", f"not in {uplink}")
 
 
 class OvnProvider(NetworkProvider):
@@ -75,6 +89,8 @@ class OvnProvider(NetworkProvider):
 
     async def _plumb(self, req: PortRequest) -> None:
         dhcp = await asyncio.to_thread(self.nb.ensure_network, req.network)
+        if req.network.egress_nat:
+            await asyncio.to_thread(self._egress, req.network)
         await asyncio.to_thread(self.nb.ensure_port, req, dhcp)
         await asyncio.to_thread(self.nb.set_groups, req, req.security_groups)
         await links.ensure_tap(req.tap_device, None)
@@ -99,9 +115,17 @@ class OvnProvider(NetworkProvider):
             self._store.remove(port_id)
             await asyncio.to_thread(self._forget_network, req.network)
 
+    def _egress(self, network: Network) -> None:
+        settings = self.settings
+        if not settings.external_cidr:
+            log.warning("network %s asks for egress NAT; this node has no [network] external_cidr", network.id)
+            return
+        egress.ensure(self.nb, network, settings.external_cidr, settings.external_gateway, self.ovs.chassis())
+
     def _forget_network(self, network: Network) -> None:
         if not self.nb.network_ports(network):
             self.nb.delete_network(network)
+            egress.forget(self.nb, network)
         self.nb.collect_groups()
 
     async def get_port(self, port_id: str) -> Port:

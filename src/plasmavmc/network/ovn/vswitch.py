@@ -36,3 +36,8 @@ class LocalSwitch(Session):
         rows = self.api.db_find_rows("Interface").execute(check_error=True)
         return {r.name: r.external_ids.get("iface-id", "") for r in rows
                 if r.external_ids.get(names.OWNER) == self.prefix}
+
+    def chassis(self) -> str:
+        """This node's chassis name (`external_ids:system-id`, what ovn-controller registers as)."""
+        rows = self.api.db_list_rows("Open_vSwitch").execute(check_error=True)
+        return str(rows[0].external_ids.get("system-id", "")) if rows else ""
