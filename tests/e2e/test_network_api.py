@@ -104,7 +104,8 @@ def net_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path,
         central, node = ovn_world
         extra = (f'overlay_endpoint = "{central.nb_tcp}"\novs_endpoint = "{node.ovs_db}"\n'
                  f'external_cidr = "{OUTSIDE_SERVER.rsplit(".", 1)[0]}.0/24"\nexternal_gateway = "{OUTSIDE_SERVER}"\n')
-    c = start_cluster(tmp_path_factory.mktemp("netapi"), guest_dir, network_provider=PROVIDER, network_extra=extra)
+    c = start_cluster(tmp_path_factory.mktemp("netapi"), guest_dir, network_provider=PROVIDER, network_extra=extra,
+                      server_extra="[scheduler]\ncpu_overcommit_ratio = 4\n")  # a third 1-vCPU guest on 2 cores
     try:
         yield c
     finally:
