@@ -90,9 +90,9 @@ def uplink(ovn_world: tuple[ovn.OvnCentral, ovn.OvnNode] | None) -> Iterator[str
     """The "internet": a namespace behind a veth with a server on OUTSIDE_SERVER:8000. Bridge: the veth's
     near end holds an address and the host routes (and masquerades) to it; OVN: it is the uplink on br-ex,
     and OUTSIDE_SERVER is the routers' next hop."""
-    with outside("pvapiup", None if ovn_world else OUTSIDE_NEAR, OUTSIDE_SERVER, MARKER) as name:
+    with outside("uplink0", None if ovn_world else OUTSIDE_NEAR, OUTSIDE_SERVER, MARKER) as name:
         if ovn_world is not None:
-            ovn_world[1].uplink("pvapiup")
+            ovn_world[1].uplink("uplink0")
         yield name
 
 
