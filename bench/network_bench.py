@@ -68,7 +68,7 @@ async def engine(kind: str, state: Path) -> AsyncIterator[Engine]:
 
         yield Engine(bridge, unplug_bridge, bridge.teardown)
         return
-    central = ovn.OvnCentral.start()
+    central = ovn.OvnCentral.start(listen=None)  # the bench namespace has no loopback up
     node = ovn.OvnNode.start(central, "bench")
     provider = OvnProvider(OvnSettings(state, central.nb_unix, node.ovs_db, prefix="pvb"))
 

@@ -127,13 +127,14 @@ class OvnCentral:
         return f"tcp:{self.listen}:{self.sb_port}"
 
     @classmethod
-    def start(cls, listen: str = "127.0.0.1", netns: str | None = None) -> OvnCentral:
+    def start(cls, listen: str | None = "127.0.0.1", netns: str | None = None) -> OvnCentral:
+        """`listen`: also serve NB and SB on TCP there (None: unix sockets only, e.g. loopback down)."""
         from tests.etcd import free_port
         d = _Daemons(Path(tempfile.mkdtemp(prefix="pvovn-c-", dir="/tmp")), netns)
-        central = cls(d, listen, free_port(), free_port())
+        central = cls(d, listen or "", free_port() if listen else 0, free_port() if listen else 0)
         try:
-            d.db("nb", NB_SCHEMA, [f"ptcp:{central.nb_port}:{listen}"])
-            d.db("sb", SB_SCHEMA, [f"ptcp:{central.sb_port}:{listen}"])
+            d.db("nb", NB_SCHEMA, [f"ptcp:{central.nb_port}:{listen}"] if listen else [])
+            d.db("sb", SB_SCHEMA, [f"ptcp:{central.sb_port}:{listen}"] if listen else [])
             d.spawn("northd", ["ovn-northd", f"--ovnnb-db=unix:{d.root}/nb.sock", f"--ovnsb-db=unix:{d.root}/sb.sock",
                                f"--unixctl={d.root}/northd.ctl", f"--log-file={d.root}/northd.log"])
             wait_for("ovn-northd", lambda: (d.root / "northd.ctl").exists())

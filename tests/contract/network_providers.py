@@ -53,7 +53,7 @@ def _bridge(state: Path) -> Case:
 
 def _ovn(state: Path) -> Case:
     ovn.require()
-    central = ovn.OvnCentral.start()
+    central = ovn.OvnCentral.start(listen=None)
     try:
         node = ovn.OvnNode.start(central, "pvt-ch1")
     except BaseException:
