@@ -5,8 +5,9 @@ Each "node" is a namespace of its own (the same underlay as the VXLAN test: a ve
 its `br-phy` so Geneve leaves through OVS) and ovn-controller, its own OVN provider and QEMU guest. The
 central (NB, SB, northd) runs in the first node; the second node's ovn-controller reaches the SB over
 the underlay. Each guest gets its address from OVN's native DHCP on its own chassis, then they ping
-each other across the Geneve tunnel that `ovs-vsctl show` and the SB's encaps name; deleting the ports
-leaves no NB row, OVS port or tap.
+each other across the Geneve tunnel that `ovs-vsctl show` and the SB's encaps name; a node's lost OVS
+port and logical port come back from its records while the guests run; deleting the ports leaves no NB
+row, OVS port or tap.
 """
 
 from __future__ import annotations
@@ -123,6 +124,29 @@ async def test_dhcp_per_chassis_and_ping_across(nodes: list[Node]) -> None:
     a, b = nodes
     assert a.console is not None
     out = await run(a.console, f"ping -c 3 -W 3 {b.req.ip_addresses[0]}", 90)
+    assert re.search(r"[123] packets received", out), out
+
+
+async def test_agent_restart_heals_plumbing(nodes: list[Node],
+                                            chassis: tuple[ovn.OvnCentral, list[ovn.OvnNode]]) -> None:
+    """The OVS port and the logical port lost while the guests run come back from a fresh provider's
+    records (what the agent does at start); the running guests reach each other again."""
+    central, _ = chassis
+    a, b = nodes
+    assert b.console is not None
+    ping = f"ping -c 2 -W 2 {a.req.ip_addresses[0]}"
+    a.ovn.vsctl("del-port", "br-int", a.req.tap_device)
+    central.nbctl("lsp-del", a.req.port_id)
+    assert not re.search(r"[12] packets received", await run(b.console, ping, 90))
+    again = OvnProvider(a.provider.settings)
+    try:
+        with entered(a.ns):
+            await again.restore()
+    finally:
+        await again.close()
+    ovn.wait_for("the port bound again", lambda: central.nbctl(
+        "get", "Logical_Switch_Port", a.req.port_id, "up").strip() == "true")
+    out = await run(b.console, f"ping -c 3 -W 3 {a.req.ip_addresses[0]}", 90)
     assert re.search(r"[123] packets received", out), out
 
 
