@@ -66,6 +66,7 @@ def node(reported: Node, field: str = "node") -> Node:
         validation.text(cond.message, f"{field}.conditions[{i}].message", TEXT_MAX)
     validation.text(reported.agent_version, f"{field}.agent_version", NAME_MAX)
     agent_address(reported.agent_address, f"{field}.agent_address")
+    validation.underlay_address(reported.underlay_address, f"{field}.underlay_address")
     if reported.accelerator and not set(reported.accelerator.split(",")) <= set(ACCELERATORS):
         raise InvalidArgument(f"{field}.accelerator", f"a comma-separated list of {ACCELERATORS}, or empty")
     return reported

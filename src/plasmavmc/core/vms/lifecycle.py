@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.networks import nics
+from plasmavmc.core.networks import nics, refresh
 from plasmavmc.core.vms import boot, placement
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
@@ -175,6 +175,7 @@ async def provision(
         await set_error(core, vm.key, f"create failed: {err.message}")
         raise
     stopped = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
+    await refresh.ports_changed(core, stopped.value, stopped.value.spec.network)
     return stopped.value
 
 
@@ -289,5 +290,6 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
         await nics.release(core.store, vm.value)  # after the record: a crash between leaks a claim, never a live port
 
     await retry_on_conflict(remove)
+    await refresh.ports_changed(core, vm.value, vm.value.spec.network)
     log.info("vm %s deleted", vm.value.id)
     return True
