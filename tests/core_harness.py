@@ -42,6 +42,7 @@ class FakeAgent:
     vms: dict[str, VmState] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     overlays: list[agent_pb2.UpdateNetworkPeersRequest] = field(default_factory=list)  # as told, in order
+    ports: dict[str, list[str]] = field(default_factory=dict)  # VM id -> the MACs of the ports told at create
     port_security: dict[str, agent_pb2.UpdatePortSecurityRequest] = field(default_factory=dict)  # the last, by port
 
     def _vm(self, vm_id: str) -> VmState:
@@ -52,6 +53,7 @@ class FakeAgent:
     async def CreateVm(self, request: agent_pb2.CreateVmRequest, timeout: float | None = None) -> Any:
         self.calls.append("CreateVm")
         self.vms[request.vm.id] = VmState.STOPPED
+        self.ports[request.vm.id] = [p.mac_address for p in request.ports]
         return agent_pb2.VmHandle(vm_id=request.vm.id)
 
     async def StartVm(self, request: agent_pb2.StartVmRequest, timeout: float | None = None) -> Any:

@@ -19,7 +19,7 @@ import pytest
 from plasmavmc import validation, validation_reports
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.networks import groups, networks, peers
-from plasmavmc.core.nodes import removal
+from plasmavmc.core.nodes import drain, removal
 from plasmavmc.core.vms import lifecycle
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.types.network import Direction, FdbEntry, Network, NetworkPeers, Protocol, SecurityRule
@@ -52,9 +52,10 @@ def agent(core: Core, node: str) -> FakeAgent:
 
 
 async def create(core: Core, name: str, node: str, network: str = "default",
-                 groups_: tuple[str, ...] = ()) -> VirtualMachine:
+                 groups_: tuple[str, ...] = (), pin: bool = True) -> VirtualMachine:
     nic = NetworkSpec(id="nic0", network_id=network, security_groups=groups_)
-    spec = dataclasses.replace(SPEC, network=(nic,), placement=PlacementSpec(node_selector={"host": node}))
+    spec = dataclasses.replace(SPEC, network=(nic,),
+                               placement=PlacementSpec(node_selector={"host": node} if pin else {}))
     vm = await lifecycle.create(core, lifecycle.CreateVm(name, ORG, PROJ, spec, HypervisorType.KVM, {}, {}))
     assert vm.node_id == node
     return vm
@@ -144,6 +145,29 @@ async def test_unrelated_group_is_not_pushed(core: Core) -> None:
     await create(core, "a", "node-a", groups_=("web",))
     await create(core, "b", "node-b")  # in `default` only: nobody names `default` as a remote group
     assert not agent(core, "node-a").port_security
+
+
+async def test_moved_vm_takes_its_port_along(tmp_path: Path) -> None:
+    """A cold move (drain) plumbs the VM's port on the new node and the overlays follow its MAC."""
+    core = await make_core(tmp_path)
+    try:
+        await add_node(core, "node-a", underlay=UNDERLAY["node-a"], labels={"host": "node-a"})
+        await add_image(core, "harness-kernel")
+        await add_image(core, IMAGE, kernel_id="harness-kernel")
+        x = await create(core, "x", "node-a", pin=False)  # the only node: x lands on node-a, unpinned
+        await add_node(core, "node-b", underlay=UNDERLAY["node-b"], labels={"host": "node-b"})
+        await create(core, "y", "node-b")
+        assert fdb(last_view(core, "node-b")) == {(mac(x), UNDERLAY["node-a"])}
+        await drain.move(core, await core.find_vm(VmRef(ORG, PROJ, x.id)), "node-a", allow_disk_loss=True)
+        assert agent(core, "node-b").ports[x.id] == [mac(x)]
+        after = last_view(core, "node-b")
+        assert list(after.peers) == [] and not after.fdb  # both on node-b now
+    finally:
+        await core.store.close()
+
+
+def mac(vm: VirtualMachine) -> str:
+    return vm.spec.network[0].mac_address
 
 
 def test_overlay_view_is_validated_naming_the_field() -> None:
