@@ -108,8 +108,10 @@ async def test_agent_restart_is_told_everything_again(core: Core) -> None:
     await create(core, "a", "node-a")
     b = await create(core, "b", "node-b")
     agent(core, "node-a").overlays.clear()
+    agent(core, "node-b").overlays.clear()
     assert await peers.push_node(core, "node-a") == 1
     assert fdb(last_view(core, "node-a")) == {(b.spec.network[0].mac_address, UNDERLAY["node-b"])}
+    assert list(last_view(core, "node-b").peers) == [UNDERLAY["node-a"]]  # its address may be new to the others
 
 
 async def test_removed_node_leaves_the_overlay(core: Core) -> None:

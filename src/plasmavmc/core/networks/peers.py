@@ -7,9 +7,9 @@ A node without an underlay address, or whose record is gone (node deleted), is n
 
 Every view carries the store revision read before the view was: an agent keeps the newest view it was
 told, so pushes racing each other converge on the last change. A push goes out after each change of
-placement — a VM created or deleted, a NIC attached or detached, a node removed — and to one node when
-its agent (re)starts (`push_node`). Best effort per node: a node that cannot be reached is logged; it is
-told again at its next change or agent start.
+placement — a VM created or deleted or moved, a NIC attached or detached, a node removed — and for every
+network of a node whose agent (re)started (`push_node`: its underlay address may be new). Best effort
+per node: a node that cannot be reached is logged; it is told again at its next change or agent start.
 """
 
 from __future__ import annotations
@@ -84,15 +84,18 @@ async def push_for_vms(core: Core, vms: Iterable[VirtualMachine]) -> None:
 
 
 async def push_node(core: Core, node_id: str) -> int:
-    """Everything one node must have (its agent restarted); returns how many networks it was told.
-    Runs in the background: a failure is logged, not raised."""
+    """A node's agent (re)started: every network it carries, to every node carrying it (its underlay
+    address may have changed with its config); returns how many networks. Runs in the background: a
+    failure is logged, not raised."""
     told = 0
     try:
         for kv in await core.store.list_all(keys.NETWORKS):
             network = codec.loads(Network, kv.value)
-            view = (await views(core, network)).get(node_id)
-            if view is not None:
-                told += await _tell(core, node_id, view)
+            found = await views(core, network)
+            if node_id in found:
+                told += 1
+                for node, view in found.items():
+                    await _tell(core, node, view)
     except PlasmaError as err:
         log.warning("node %s: overlay peers not pushed after its agent started: %s", node_id, err)
     return told
