@@ -8,7 +8,8 @@ Inner: networks `blue` and `red` made through the API; `b1` on blue pinned to no
 `r1` on red pinned to node-b (node selector on the agents' `host` label). Each node reports its underlay
 address; each node's VXLAN device for blue holds the other node as flood peer and a static FDB entry for
 the other node's port, as the control plane computed them. Every guest gets its API address by DHCP; b1
-and b2 ping each other across the tunnel; r1 reaches neither. An agent whose overlay entries and records
+and b2 ping each other across the tunnel and 1 MiB of TCP crosses it in full-size frames; r1 reaches
+neither. An agent whose overlay entries and records
 are gone gets them back from the control plane when it restarts. Deleting the VMs and the networks leaves
 no VXLAN device, bridge, tap, nftables rule or dnsmasq on either node.
 """
@@ -47,7 +48,7 @@ PREFIX = two_nodes.BRIDGE_NAME[:5]
 
 @pytest.mark.skipif(INNER in os.environ, reason="this is the inner run")
 def test_two_nodes_one_control_plane() -> None:
-    two_nodes.run_inside_hub(__file__, "inner", expect_passed=5, timeout=1700)
+    two_nodes.run_inside_hub(__file__, "inner", expect_passed=6, timeout=1700)
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,22 @@ async def test_inner_dhcp_and_ping_across_nodes_not_across_networks(
     for target in ("b1", "b2"):  # across nodes and on the same node: red reaches no blue guest
         out = await ping(cluster, vms["r1"], ips[target])
         assert re.search(r"\b0 packets received", out), out
+
+
+@inner_only
+async def test_inner_full_size_frames_cross_the_tunnel(cluster: TwoNodes, api: PlasmaClient,
+                                                       vms: dict[str, VirtualMachine]) -> None:
+    """1 MiB over TCP from b2 to b1: full-size frames (the guests' MTU is 1500) cross the VXLAN tunnel."""
+    b2_ip = (await api.get_vm(ORG, PROJECT, vms["b2"].id)).spec.network[0].ip_address
+    server = WsStream(await open_console(cluster.console, ORG, PROJECT, vms["b2"].id))
+    client = WsStream(await open_console(cluster.console, ORG, PROJECT, vms["b1"].id))
+    try:
+        await run(server, "nc -l -p 5001 -e dd if=/dev/zero bs=65536 count=16 </dev/null >/dev/null 2>&1 & true")
+        out = await run(client, f"nc -w 20 {b2_ip} 5001 </dev/null | wc -c", 120)
+        assert re.search(r"^1048576$", out, re.M), out
+    finally:
+        await server.close()
+        await client.close()
 
 
 @inner_only
