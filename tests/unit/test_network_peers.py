@@ -149,6 +149,21 @@ async def test_unrelated_group_is_not_pushed(core: Core) -> None:
     assert not agent(core, "node-a").port_security
 
 
+async def test_node_without_underlay_is_told_nothing(tmp_path: Path) -> None:
+    core = await make_core(tmp_path)
+    try:
+        await add_node(core, "solo")
+        await add_image(core, "harness-kernel")
+        await add_image(core, IMAGE, kernel_id="harness-kernel")
+        nic = NetworkSpec(id="nic0", network_id="default")
+        vm = await lifecycle.create(core, lifecycle.CreateVm("s", ORG, PROJ, dataclasses.replace(SPEC, network=(nic,)),
+                                                             HypervisorType.KVM, {}, {}))
+        assert vm.node_id == "solo" and agent(core, "solo").ports[vm.id] == [mac(vm)]
+        assert "UpdateNetworkPeers" not in agent(core, "solo").calls  # one machine: no tunnels, no extra call
+    finally:
+        await core.store.close()
+
+
 async def test_moved_vm_takes_its_port_along(tmp_path: Path) -> None:
     """A cold move (drain) plumbs the VM's port on the new node and the overlays follow its MAC."""
     core = await make_core(tmp_path)

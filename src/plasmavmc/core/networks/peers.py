@@ -42,13 +42,15 @@ async def _placed(core: Core, network: Network) -> list[tuple[str, str]]:
 
 
 async def views(core: Core, network: Network) -> dict[str, NetworkPeers]:
-    """What each node carrying `network` must have, by node id."""
+    """What each node carrying `network` with an underlay address must have, by node id."""
     revision = await core.store.revision()
     underlay = {n.value.id: n.value.underlay_address for n in await core.nodes.list()}
     placed = await _placed(core, network)
     vtep = {node: underlay.get(node, "") for node, _ in placed}
     out = {}
     for node, mine in vtep.items():
+        if not mine:
+            continue  # a node without an underlay address keeps its networks to itself: nothing to tell
         others = {n: v for n, v in vtep.items() if n != node and v and v != mine}
         fdb = sorted({FdbEntry(mac, others[n]) for n, mac in placed if n in others},
                      key=lambda e: (e.mac_address, e.remote))
