@@ -157,6 +157,22 @@ async def test_overlay_view_sets_forwarding_entries(nodes: list[Node]) -> None:
         assert await links.static_fdb(vxlan) == {}
 
 
+async def test_new_underlay_address_remakes_the_device(nodes: list[Node]) -> None:
+    """The node's underlay address changed (config) and its agent restarted: the VXLAN device is made again
+    from the new address, with the recorded overlay; back to the old one the same way."""
+    node = nodes[0]
+    vxlan = node.provider.vxlan_name(NET)
+    moved = BridgeProvider(dataclasses.replace(node.provider.settings, vxlan_local="192.0.2.11"))
+    with entered(node.ns):
+        assert await links.vxlan_local(vxlan) == UNDERLAY[0]
+        before = await links.flood_peers(vxlan)
+        await moved.restore()
+        assert await links.vxlan_local(vxlan) == "192.0.2.11"
+        assert await links.flood_peers(vxlan) == before
+        await node.provider.restore()
+        assert await links.vxlan_local(vxlan) == UNDERLAY[0]
+
+
 async def test_delete_removes_vxlan(nodes: list[Node], tmp_path: Path) -> None:
     node = nodes[1]
     assert node.req is not None

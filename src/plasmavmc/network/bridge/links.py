@@ -85,10 +85,15 @@ async def delete(name: str) -> None:
 
 async def ensure_vxlan(name: str, vni: int, local: str, port: int, bridge: str) -> None:
     """A VXLAN device `name` (segment `vni`, sourced from the underlay address `local`), up, on `bridge`.
-    Flooding goes to the peers given by `add_flood_peer`; unicast MACs are learned from what arrives."""
+    Flooding goes to the peers of `set_flood_peers`, known MACs to their node (`set_fdb`); other unicast
+    MACs are learned from what arrives. A device sourced from another address (the node's underlay address
+    changed) is made again."""
     try:
         async with AsyncIPRoute() as ipr:
             index = await _index(ipr, name)
+            if index is not None and await _vxlan_local(ipr, index) != local:
+                await ipr.link("del", index=index)  # made before the node's underlay address changed
+                index = None
             if index is None:
                 await ipr.link("add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_local=local,
                                vxlan_port=port, vxlan_learning=1)
@@ -98,6 +103,18 @@ async def ensure_vxlan(name: str, vni: int, local: str, port: int, bridge: str) 
             await ipr.link("set", index=index, master=master, state="up")
     except NetlinkError as exc:
         raise NetlinkFailed(f"cannot set up VXLAN {name} (VNI {vni}): {exc}") from exc
+
+
+async def _vxlan_local(ipr: AsyncIPRoute, index: int) -> str:
+    link = (await ipr.link("get", index=index))[0]
+    return str(link.get(("linkinfo", "data", "vxlan_local")) or "")
+
+
+async def vxlan_local(name: str) -> str:
+    """The underlay address VXLAN device `name` sends from ("" if there is no such device)."""
+    async with AsyncIPRoute() as ipr:
+        index = await _index(ipr, name)
+        return "" if index is None else await _vxlan_local(ipr, index)
 
 
 async def _fdb(name: str) -> list[tuple[str, str, int]]:
