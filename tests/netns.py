@@ -1,7 +1,5 @@
 """Test network namespaces: every network test runs its provider, taps and guests inside one of these.
 
-`run_pytest_inside()` runs a test file's inner tests with pytest in a fresh namespace of their own (for
-tests whose gRPC clients must live there from the start: their I/O threads cannot be moved afterwards).
 `inside_netns()` creates a namespace with a unique `pvnet-<pid>-<n>` name, moves the calling thread
 into it (new processes and netlink sockets follow) and on exit moves back and removes it, so bridges,
 nftables tables and dnsmasq processes never touch the host's network. Call it from the thread that
@@ -13,11 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from pyroute2 import netns
 
@@ -38,20 +32,3 @@ def inside_netns(kind: str = "t") -> Iterator[str]:
     finally:
         netns.popns()
         netns.remove(name)
-
-
-def run_pytest_inside(kind: str, test_file: str, k: str, flag: str, expect_passed: int, timeout: float) -> None:
-    """Make a namespace (loopback up) and run `pytest -k <k> <test_file>` inside it with env `flag` set
-    (the inner tests' marker); asserts the inner run passed exactly `expect_passed` tests."""
-    name = unique_name(kind)
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True, timeout=30)
-        argv = ["ip", "netns", "exec", name, sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                "-k", k, test_file]
-        done = subprocess.run(argv, env={**os.environ, flag: "1"}, capture_output=True, text=True, timeout=timeout,
-                              cwd=Path(__file__).parents[1])
-        assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-3000:]
-        assert re.search(rf"\b{expect_passed} passed\b", done.stdout), done.stdout[-3000:]
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, timeout=30)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ from pyroute2 import netns as pnetns
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.node import NodeState
 from tests.conftest import Proc, free_port, kill_leftover_qemu, short_run_dir
-from tests.netns import run_pytest_inside, unique_name
+from tests.netns import unique_name
 
 INNER = "PLASMAVMC_TWO_NODES_INNER"
 HUB_ADDR = "192.0.2.254"
@@ -56,8 +57,20 @@ def _ip(*args: str) -> None:
 
 
 def run_inside_hub(test_file: str, k: str, expect_passed: int, timeout: float = 1500) -> None:
-    """Make the hub namespace and run the inner tests of `test_file` in it."""
-    run_pytest_inside("hub", test_file, k, INNER, expect_passed, timeout)
+    """Make the hub namespace (loopback up) and run `pytest -k <k> <test_file>` inside it with `INNER`
+    set; asserts the inner run passed exactly `expect_passed` tests."""
+    hub = unique_name("hub")
+    _ip("netns", "add", hub)
+    try:
+        _ip("netns", "exec", hub, "ip", "link", "set", "lo", "up")
+        argv = ["ip", "netns", "exec", hub, sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                "-k", k, test_file]
+        done = subprocess.run(argv, env={**os.environ, INNER: "1"}, capture_output=True, text=True,
+                              timeout=timeout, cwd=Path(__file__).parents[1])
+        assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-3000:]
+        assert re.search(rf"\b{expect_passed} passed\b", done.stdout), done.stdout[-3000:]
+    finally:
+        subprocess.run(["ip", "netns", "del", hub], check=False, timeout=30)
 
 
 @dataclass

@@ -25,7 +25,6 @@ from plasmavmc.limits import (
     MIN_MEMORY_MIB,
     NAME_MAX,
 )
-from plasmavmc.types.network import NetworkPeers
 from plasmavmc.types.vm import DiskBus, DiskSpec, NetworkSpec, VmSpec
 
 __all__ = ["MAX_DISK_GIB", "MAX_MEMORY_MIB", "NAME_MAX"]
@@ -33,7 +32,6 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?")
 _KERNEL_ARGS_RE = re.compile(r"[A-Za-z0-9._=,:/+ -]*")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_LOWER_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
 def name(value: str, field: str) -> str:
@@ -49,35 +47,6 @@ def name(value: str, field: str) -> str:
             "letter or digit, and not contain '..'",
         )
     return value
-
-
-def underlay_address(value: str, field: str) -> str:
-    """A node's tunnel endpoint: "" (none) or one unicast IPv4 address."""
-    if not value:
-        return value
-    try:
-        addr = ipaddress.IPv4Address(value)
-    except ValueError as exc:
-        raise InvalidArgument(field, f"{value[:60]!r} is not an IPv4 address") from exc
-    if addr.is_unspecified or addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255"):
-        raise InvalidArgument(field, f"{value} is not a unicast address")
-    return value
-
-
-def network_peers(view: NetworkPeers) -> NetworkPeers:
-    """A network's overlay view as the control plane sends it to an agent (UpdateNetworkPeers)."""
-    name(view.network.id, "network.id")
-    if not 0 <= view.network.vni < 2**24:
-        raise InvalidArgument("network.vni", "a VXLAN segment id is 24 bits")
-    for i, peer in enumerate(view.peers):
-        underlay_address(peer, f"peers[{i}]")
-    for i, entry in enumerate(view.fdb):
-        if not _LOWER_MAC_RE.fullmatch(entry.mac_address):
-            raise InvalidArgument(f"fdb[{i}].mac_address", f"{entry.mac_address[:40]!r} is not a lower-case MAC")
-        if not entry.remote:
-            raise InvalidArgument(f"fdb[{i}].remote", "must not be empty")
-        underlay_address(entry.remote, f"fdb[{i}].remote")
-    return view
 
 
 def vm_id(value: str, field: str = "vm_id") -> str:

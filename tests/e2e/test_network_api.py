@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from tests.conftest import Cluster, needs_qemu, start_cluster
 from tests.contract.backends import run
 from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
 from tests.e2e.test_qemu_api import WsStream
-from tests.netns import run_pytest_inside
+from tests.netns import unique_name
 
 INNER = "PLASMAVMC_NETNS_INNER"
 # n2's group: outbound anywhere, ping from the members of `default` (n1), nothing else inbound
@@ -45,7 +47,18 @@ inner_only = pytest.mark.skipif(INNER not in os.environ, reason="runs inside its
 
 @pytest.mark.skipif(INNER in os.environ, reason="this is the inner run")
 def test_api_cluster_in_its_own_namespace() -> None:
-    run_pytest_inside("api", __file__, "inner", INNER, expect_passed=5, timeout=880)
+    name = unique_name("api")
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        argv = ["ip", "netns", "exec", name, sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                "-k", "inner", __file__]
+        done = subprocess.run(argv, env={**os.environ, INNER: "1"}, capture_output=True, text=True, timeout=880,
+                              cwd=Path(__file__).parents[2])
+        assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+        assert re.search(r"\b5 passed\b", done.stdout), done.stdout[-3000:]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from plasmavmc import validation, validation_reports
+from plasmavmc import validation_reports
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.networks import groups, networks, peers
 from plasmavmc.core.nodes import drain, removal
@@ -190,7 +190,7 @@ def mac(vm: VirtualMachine) -> str:
 def test_overlay_view_is_validated_naming_the_field() -> None:
     net = Network(id="n1", cidr="10.0.0.0/24", vni=5)
     good = NetworkPeers(net, ("192.0.2.2",), (FdbEntry("52:54:00:00:00:01", "192.0.2.2"),), 3)
-    assert validation.network_peers(good) is good
+    assert validation_reports.network_peers(good) is good
     for bad, field in (
         (dataclasses.replace(good, peers=("nope",)), "peers[0]"),
         (dataclasses.replace(good, peers=("0.0.0.0",)), "peers[0]"),
@@ -201,16 +201,16 @@ def test_overlay_view_is_validated_naming_the_field() -> None:
         (dataclasses.replace(good, network=dataclasses.replace(net, vni=1 << 24)), "network.vni"),
     ):
         with pytest.raises(InvalidArgument) as err:
-            validation.network_peers(bad)
+            validation_reports.network_peers(bad)
         assert err.value.field == field
 
 
 def test_underlay_address_is_validated() -> None:
-    assert validation.underlay_address("", "x") == ""
-    assert validation.underlay_address("10.1.2.3", "x") == "10.1.2.3"
+    assert validation_reports.underlay_address("", "x") == ""
+    assert validation_reports.underlay_address("10.1.2.3", "x") == "10.1.2.3"
     for bad in ("10.1.2", "::1", "0.0.0.0", "239.1.1.1", "255.255.255.255", "10.0.0.1; rm"):
         with pytest.raises(InvalidArgument) as err:
-            validation.underlay_address(bad, "node.underlay_address")
+            validation_reports.underlay_address(bad, "node.underlay_address")
         assert err.value.field == "node.underlay_address"
 
 

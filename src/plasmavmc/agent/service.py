@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from plasmavmc import validation
+from plasmavmc import validation, validation_reports
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.errors import InvalidArgument, PlasmaError
 from plasmavmc.types.image import Image
@@ -168,7 +168,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @unary
     async def UpdateNetworkPeers(self, request: agent_pb2.UpdateNetworkPeersRequest, context: Ctx) -> Any:
-        await self.vms.ports.update_overlay(validation.network_peers(from_proto(NetworkPeers, request)))
+        await self.vms.ports.update_overlay(validation_reports.network_peers(from_proto(NetworkPeers, request)))
         return types_pb2.Empty()
 
     @unary

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plasmavmc import validation
+from plasmavmc import validation, validation_reports
 from plasmavmc.config.schema import (
     LoggingSettings,
     Override,
@@ -72,7 +72,7 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
 def check_ipv4_or_empty(value: str) -> str:
     """`[network] underlay_address`: the rule the control plane applies to it in a heartbeat."""
     try:
-        return validation.underlay_address(value, "underlay_address")
+        return validation_reports.underlay_address(value, "underlay_address")
     except InvalidArgument as err:
         raise ValueError(err.message) from None
 

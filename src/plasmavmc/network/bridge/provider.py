@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from plasmavmc import validation
+from plasmavmc import validation_reports
 from plasmavmc.errors import InvalidArgument, NotFound
 from plasmavmc.network.base import NetworkProvider
 from plasmavmc.network.bridge import dhcp, links, nft, overlay, rules
@@ -217,7 +217,7 @@ class BridgeProvider(NetworkProvider):
                 await self._overlay(network, replace(had, peers=frozenset(peers)))
 
     async def update_overlay(self, view: NetworkPeers) -> None:
-        validation.network_peers(view)
+        validation_reports.network_peers(view)
         async with self._lock:
             fdb = frozenset((e.mac_address, e.remote) for e in view.fdb)
             await self._overlay(view.network, overlay.Overlay(frozenset(view.peers), fdb, view.revision))
