@@ -107,7 +107,7 @@ async def alternate(seed_dir: Path, runs: int, raw: Callable[[Path, int], Awaita
     with tempfile.TemporaryDirectory(prefix="boot-bench-") as tmp:
         work = Path(tmp)
         (work / "cluster").mkdir()
-        cluster = start_cluster(work / "cluster", seed_dir)
+        cluster = start_cluster(work / "cluster", seed_dir, ready_timeout=300)
         try:
             async with await PlasmaClient.connect(cluster.api) as client:
                 await warm_up(client)

@@ -83,7 +83,18 @@ async def _build(out_dir: Path) -> GuestManifest:
         return manifest
     finally:
         staging.discard()
-        await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)
+        await asyncio.to_thread(_remove_work, work)
+
+
+def _remove_work(work: Path) -> None:
+    """Remove the build's scratch directory — unless something is still mounted inside it (an interrupted
+    mmdebstrap's /proc, /sys, /dev): deleting through those would reach the host's."""
+    with open("/proc/mounts", encoding="utf-8") as mounts:
+        inside = [line.split()[1] for line in mounts if line.split()[1].startswith(f"{work}/")]
+    if inside:
+        log.error("not removing %s: still mounted inside it: %s", work, ", ".join(inside))
+        return
+    shutil.rmtree(work, ignore_errors=True)
 
 
 async def _write_boot_files(staging: Staging, root: Path) -> None:

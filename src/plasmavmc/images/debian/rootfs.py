@@ -1,6 +1,8 @@
 """The Debian 12 cloud image's root tree: `mmdebstrap` from deb.debian.org into a directory, then the
 files that make it a cloud guest (fstab by filesystem UUID, GRUB's config for firmware boot on the serial
-console, cloud-init limited to NoCloud, systemd-networkd enabled for cloud-init's network config).
+console, cloud-init limited to NoCloud, systemd-networkd enabled for cloud-init's network config, its
+wait-online bounded) and a small initramfs (only the virtio and ext4 modules: 6.5 MB instead of 36 MB,
+which TCG unpacks far faster), regenerated with `chroot ROOT update-initramfs`.
 
 No recommends, no docs/man/locales, and kernel modules no VM uses (sound, GPUs, media, wireless) are
 dropped at unpack time (dpkg path-exclude) to keep the image small. argv lists only.
@@ -43,6 +45,10 @@ def mmdebstrap_argv(root: Path) -> list[str]:
     argv += [f"--dpkgopt=path-exclude={p}" for p in _EXCLUDED]
     argv += [f"--dpkgopt=path-include={p}" for p in _KEPT]
     return [*argv, SUITE, str(root), MIRROR]
+
+
+INITRAMFS_CONF = "MODULES=list\nCOMPRESS=gzip\n"
+INITRAMFS_MODULES = ("virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "ext4")
 
 
 def kernel_files(root: Path) -> tuple[Path, Path, str]:
@@ -96,6 +102,9 @@ async def configure(root: Path, fs_uuid: str) -> str:
     _write(root, "etc/hostname", "debian\n")
     _write(root, "etc/machine-id", "")  # each VM makes its own at first boot
     await run(["systemctl", f"--root={root}", "enable", *NETWORKD_UNITS])
+    _write(root, "etc/initramfs-tools/conf.d/plasmavmc.conf", INITRAMFS_CONF)
+    _write(root, "etc/initramfs-tools/modules", "".join(f"{m}\n" for m in INITRAMFS_MODULES))
+    await run(["chroot", str(root), "update-initramfs", "-u", "-k", version])
     return version
 
 
