@@ -21,7 +21,7 @@ from plasmavmc.core.vms import boot, placement
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.common import boot_disk
-from plasmavmc.hypervisor.registry import check_spec_for
+from plasmavmc.hypervisor.registry import check_spec_for, spec_defaults_for
 from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
@@ -95,7 +95,9 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
     accepted = boot.now()
     _validate(req)
     images = await images_for(core, req.org_id, req.spec)
-    check_spec_for(req.hypervisor, req.spec, boot_image(req.spec, images))
+    boot_from = boot_image(req.spec, images)
+    req = replace(req, spec=spec_defaults_for(req.hypervisor, req.spec, boot_from))
+    check_spec_for(req.hypervisor, req.spec, boot_from)
     now = int(time.time())
     vm = VirtualMachine(
         id=str(uuid.uuid4()),
