@@ -12,7 +12,8 @@ VM states the leader's reconcile needs anyway).
 
 Per round: wall time of the creates and the server process's CPU seconds over them (user + system, from
 /proc). The server also works while no call runs (1,000 heartbeats every 5 s, the loops), and that part
-grows with the wall time, which swings with the machine's load: so each round also measures the server's
+grows with the wall time, which swings with the machine's load (on a loaded 2-core machine it can be most
+of the CPU: `--heartbeat-interval` makes it smaller, equally on both sides): so each round also measures the server's
 idle CPU rate for `--idle` seconds just before and just after the creates, and `create_cpu_seconds` is
 the CPU over the creates less the mean of the two rates times the wall time. Per pair (an `on` round and
 the `off` round right after it): the on / off ratios of wall time, raw CPU, create CPU and idle rate
@@ -39,9 +40,10 @@ OFF_CONFIG = "[events]\nenabled = false\n"
 
 async def _round(mode: str, args: argparse.Namespace) -> dict[str, object]:
     off = mode == "off"
-    result = await api_run(args.vms, args.nodes, args.concurrency, args.guest_dir, 5.0,
-                           server_keys=OFF_SERVER_KEYS if off else "", extra_config=OFF_CONFIG if off else "",
-                           baseline=False, idle_seconds=args.idle)
+    timeout = f"[agents]\nheartbeat_timeout_seconds = {max(15, round(3 * args.heartbeat_interval))}\n"
+    result = await api_run(args.vms, args.nodes, args.concurrency, args.guest_dir, args.heartbeat_interval,
+                           server_keys=OFF_SERVER_KEYS if off else "",
+                           extra_config=timeout + (OFF_CONFIG if off else ""), baseline=False, idle_seconds=args.idle)
     rates = [float(r) for r in result["server_idle_cpu_rates"]]  # type: ignore[attr-defined]
     seconds, cpu = float(str(result["seconds"])), float(str(result["server_cpu_seconds"]))
     return {"mode": mode, "load_average": [round(x, 1) for x in os.getloadavg()],
@@ -62,6 +64,8 @@ async def main() -> None:
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--pairs", type=int, default=2, help="on/off pairs, alternating")
+    p.add_argument("--heartbeat-interval", type=float, default=5.0,
+                   help="of each simulated node (the node timeout is set to 3 times it, at least 15 s)")
     p.add_argument("--idle", type=float, default=10.0, help="seconds of each idle CPU measurement")
     p.add_argument("--guest-dir", type=Path, default=GUEST_DIR)
     args = p.parse_args()
