@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plasmavmc import validation
+from plasmavmc import validation, validation_reports
 from plasmavmc.config.schema import (
     LoggingSettings,
     Override,
@@ -27,7 +27,6 @@ from plasmavmc.config.schema import (
     check_hypervisor,
     check_non_empty,
     check_optional_cidr,
-    check_optional_ipv4,
     check_overlay_endpoint,
     check_ovsdb_endpoint,
     check_positive,
@@ -71,6 +70,14 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
         except InvalidArgument as err:
             raise ValueError(f"label {key!r}: {err.message}") from None
     return labels
+
+
+def check_ipv4_or_empty(value: str) -> str:
+    """`[network] underlay_address`: the rule the control plane applies to it in a heartbeat."""
+    try:
+        return validation_reports.underlay_address(value, "underlay_address")
+    except InvalidArgument as err:
+        raise ValueError(err.message) from None
 
 
 @dataclass(frozen=True)
@@ -198,7 +205,9 @@ class NetworkSettings:
     records), ``ovs_endpoint`` (ovn: this node's Open_vSwitch DB), ``integration_bridge`` (ovn: br-int),
     ``external_cidr``/``external_gateway`` (ovn: the uplink subnet holding the routers' SNAT addresses and
     its next hop, for networks with egress NAT; the gateway node maps ``plasmavmc-external`` to its
-    uplink bridge in ``ovn-bridge-mappings``)."""
+    uplink bridge in ``ovn-bridge-mappings``), ``underlay_address`` (this node's IPv4 tunnel endpoint: the
+    source of its VXLAN devices, reported to the control plane and handed to the other nodes as their peer;
+    "" = networks stay on this node)."""
 
     overlay_endpoint: str | None = setting(None, check=check_overlay_endpoint)
     bridge_name: str = setting("plasmavmc0", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
@@ -207,7 +216,8 @@ class NetworkSettings:
     ovs_endpoint: str = setting("unix:/var/run/openvswitch/db.sock", check=check_ovsdb_endpoint)
     integration_bridge: str = setting("br-int", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
     external_cidr: str = setting("", check=check_optional_cidr)
-    external_gateway: str = setting("", check=check_optional_ipv4)
+    external_gateway: str = setting("", check=check_ipv4_or_empty)
+    underlay_address: str = setting("", check=check_ipv4_or_empty)
 
 
 @dataclass(frozen=True)

@@ -131,13 +131,6 @@ def check_optional_cidr(value: str) -> str:
     return value
 
 
-def check_optional_ipv4(value: str) -> str:
-    """"" or an IPv4 address."""
-    if value:
-        ipaddress.IPv4Address(value)
-    return value
-
-
 def check_overlay_endpoint(value: str) -> str:
     """``[network] overlay_endpoint``: an OVSDB endpoint (OVN's northbound DB) or, as before, a URL."""
     if value.startswith(("http://", "https://")):
