@@ -25,7 +25,7 @@ from plasmavmc.store.records import on_change
 from plasmavmc.types import codec
 from plasmavmc.types.events import StoredEvent, VmEvent, VmEventType
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.types.vm import VirtualMachine, VmSpec
 
 ENABLED = True
 S = VmState
@@ -79,11 +79,26 @@ def _spec_events(old: VirtualMachine, new: VirtualMachine) -> list[StoredEvent]:
     ):
         out += [event(new, VmEventType.UPDATED, f"{what}Attached", i) for i in sorted(after - before)]
         out += [event(new, VmEventType.UPDATED, f"{what}Detached", i) for i in sorted(before - after)]
-    if not out and old.spec != new.spec:
-        out.append(event(new, VmEventType.UPDATED, "Resized", "spec changed"))
+    if not out and (old.spec.cpu, old.spec.memory, old.spec.disks) != (new.spec.cpu, new.spec.memory, new.spec.disks):
+        out.append(event(new, VmEventType.UPDATED, "Resized", _resize_message(old.spec, new.spec)))
+    if old.spec.restart_policy != new.spec.restart_policy:
+        out.append(event(new, VmEventType.UPDATED, "RestartPolicyChanged",
+                         f"restart policy {old.spec.restart_policy.value} -> {new.spec.restart_policy.value}"))
     if (old.labels, old.metadata) != (new.labels, new.metadata):
         out.append(event(new, VmEventType.UPDATED, "Updated", "labels or metadata changed"))
     return out
+
+
+def _resize_message(old: VmSpec, new: VmSpec) -> str:
+    parts = []
+    if old.cpu.vcpus != new.cpu.vcpus:
+        parts.append(f"vcpus {old.cpu.vcpus} -> {new.cpu.vcpus}")
+    if old.memory.size_mib != new.memory.size_mib:
+        parts.append(f"memory {old.memory.size_mib} -> {new.memory.size_mib} MiB")
+    sizes = {d.id: d.size_gib for d in old.disks}
+    parts += [f"disk {d.id} {sizes[d.id]} -> {d.size_gib} GiB" for d in new.disks
+              if d.id in sizes and sizes[d.id] != d.size_gib]
+    return ", ".join(parts) or "spec changed"
 
 
 def derive(old: VirtualMachine, new: VirtualMachine) -> list[StoredEvent]:
