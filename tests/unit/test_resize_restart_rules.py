@@ -9,6 +9,7 @@ import time
 import pytest
 
 from plasmavmc import validation
+from plasmavmc.cli.output import restart_line
 from plasmavmc.core.vms import restarts
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.store import keys
@@ -111,3 +112,10 @@ def test_each_decision_is_an_event_and_the_index_follows_the_schedule() -> None:
     never = _vm(P.NEVER)
     events, index = _reasons(never, restarts.after_exit(never, K.CRASHED, "killed"))
     assert "NotRestarted" in events and index == []
+
+
+def test_vm_get_shows_the_policy_and_the_schedule() -> None:
+    assert restart_line(_vm(P.NEVER)) == "never"
+    due = _vm(P.ALWAYS, restarts=2, restart_due_at=int(time.time()) + 4, restart_reason="RestartedAfterCrash")
+    line = restart_line(due)
+    assert line.startswith("always (2 restarts in a row; next in ") and line.endswith("s: RestartedAfterCrash)")
