@@ -5,7 +5,9 @@ nothing changed (VM spec, node allocation, quota usage); the agent's port checks
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import sys
 import tomllib
 from collections.abc import AsyncIterator
 
@@ -17,7 +19,7 @@ from plasmavmc.errors import InvalidArgument, InvalidState, NoSuitableNode, Quot
 from plasmavmc.types.events import VmEventType
 from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import VirtualMachine, VmResize
+from plasmavmc.types.vm import RestartPolicy, VirtualMachine, VmResize
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, vm_pb2
 from tests.conftest import Cluster, needs_qemu
 from tests.e2e.helpers import ORG, PROJECT, console_until, shell_run, tiny_spec
@@ -135,3 +137,30 @@ async def test_agent_port_checks_the_resize_too(client: PlasmaClient, cluster: C
             assert field in (refused.value.details() or ""), refused.value.details()
     vm = await client.get_vm(ORG, RESIZE_PROJECT, stopped.id)
     assert vm.spec == stopped.spec
+
+
+async def _cli(cluster: Cluster, *argv: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "plasmavmc.cli", "--addr", cluster.api, "--org", ORG, "--project", RESIZE_PROJECT,
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_resize_grow_disk_and_restart_policy(client: PlasmaClient, cluster: Cluster,
+                                                       stopped: VirtualMachine) -> None:
+    code, _, err = await _cli(cluster, "vm", "resize", stopped.name, "--vcpus", "2", "--memory-mib", "384")
+    assert code == 0, err
+    code, _, err = await _cli(cluster, "vm", "grow-disk", stopped.name, "root", "--size-gib", "3")
+    assert code == 0, err
+    code, _, err = await _cli(cluster, "vm", "update", stopped.name, "--restart-policy", "on-failure")
+    assert code == 0, err
+    vm = await client.get_vm(ORG, RESIZE_PROJECT, stopped.id)
+    assert (vm.spec.cpu.vcpus, vm.spec.memory.size_mib, vm.spec.disks[0].size_gib) == (2, 384, 3)
+    assert vm.spec.restart_policy is RestartPolicy.ON_FAILURE
+    code, out, _ = await _cli(cluster, "vm", "get", stopped.name)
+    assert code == 0 and "on-failure" in out, out
+    code, _, err = await _cli(cluster, "vm", "grow-disk", stopped.name, "root", "--size-gib", "1")
+    assert code == 1 and "INVALID_ARGUMENT" in err and "disk_sizes[root].size_gib" in err, err
+    code, _, err = await _cli(cluster, "vm", "resize", stopped.name)
+    assert code == 2 and "--vcpus" in err, err
