@@ -119,3 +119,10 @@ def test_vm_get_shows_the_policy_and_the_schedule() -> None:
     due = _vm(P.ALWAYS, restarts=2, restart_due_at=int(time.time()) + 4, restart_reason="RestartedAfterCrash")
     line = restart_line(due)
     assert line.startswith("always (2 restarts in a row; next in ") and line.endswith("s: RestartedAfterCrash)")
+
+
+def test_setting_never_calls_a_scheduled_restart_off() -> None:
+    scheduled = restarts.after_exit(_vm(P.ALWAYS), K.CRASHED, "killed")
+    off = restarts.unscheduled(scheduled)
+    assert off.status.restart_due_at == 0 and off.status.restart_reason == ""
+    assert _reasons(scheduled, off)[1] == [keys.restart(scheduled.id) + "=delete"]

@@ -17,7 +17,7 @@ from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.networks import nics
-from plasmavmc.core.vms import boot, placement
+from plasmavmc.core.vms import boot, placement, restarts
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.common import boot_disk
@@ -238,6 +238,8 @@ async def update(
 
     def apply(vm: VirtualMachine) -> VirtualMachine:
         policy = vm.spec.restart_policy if restart_policy is None else restart_policy
+        if policy == RestartPolicy.NEVER:
+            vm = restarts.unscheduled(vm)  # a restart already scheduled is called off
         return replace(
             vm,
             labels=vm.labels if labels is None else labels,
