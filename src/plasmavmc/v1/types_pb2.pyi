@@ -188,8 +188,18 @@ class SecuritySpec(_message.Message):
     tpm: bool
     def __init__(self, secure_boot: _Optional[bool] = ..., tpm: _Optional[bool] = ...) -> None: ...
 
+class CloudInitSpec(_message.Message):
+    __slots__ = ("user_data", "ssh_authorized_keys", "hostname")
+    USER_DATA_FIELD_NUMBER: _ClassVar[int]
+    SSH_AUTHORIZED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    user_data: str
+    ssh_authorized_keys: _containers.RepeatedScalarFieldContainer[str]
+    hostname: str
+    def __init__(self, user_data: _Optional[str] = ..., ssh_authorized_keys: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ...) -> None: ...
+
 class VmSpec(_message.Message):
-    __slots__ = ("cpu", "memory", "disks", "network", "boot", "security", "placement", "restart_policy")
+    __slots__ = ("cpu", "memory", "disks", "network", "boot", "security", "placement", "cloud_init", "restart_policy")
     CPU_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
     DISKS_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +207,7 @@ class VmSpec(_message.Message):
     BOOT_FIELD_NUMBER: _ClassVar[int]
     SECURITY_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_INIT_FIELD_NUMBER: _ClassVar[int]
     RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
     cpu: CpuSpec
     memory: MemorySpec
@@ -205,8 +216,9 @@ class VmSpec(_message.Message):
     boot: BootSpec
     security: SecuritySpec
     placement: PlacementSpec
+    cloud_init: CloudInitSpec
     restart_policy: RestartPolicy
-    def __init__(self, cpu: _Optional[_Union[CpuSpec, _Mapping]] = ..., memory: _Optional[_Union[MemorySpec, _Mapping]] = ..., disks: _Optional[_Iterable[_Union[DiskSpec, _Mapping]]] = ..., network: _Optional[_Iterable[_Union[NetworkSpec, _Mapping]]] = ..., boot: _Optional[_Union[BootSpec, _Mapping]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ..., placement: _Optional[_Union[PlacementSpec, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, str]] = ...) -> None: ...
+    def __init__(self, cpu: _Optional[_Union[CpuSpec, _Mapping]] = ..., memory: _Optional[_Union[MemorySpec, _Mapping]] = ..., disks: _Optional[_Iterable[_Union[DiskSpec, _Mapping]]] = ..., network: _Optional[_Iterable[_Union[NetworkSpec, _Mapping]]] = ..., boot: _Optional[_Union[BootSpec, _Mapping]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ..., placement: _Optional[_Union[PlacementSpec, _Mapping]] = ..., cloud_init: _Optional[_Union[CloudInitSpec, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, str]] = ...) -> None: ...
 
 class Toleration(_message.Message):
     __slots__ = ("key", "value", "effect")
