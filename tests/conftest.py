@@ -250,6 +250,20 @@ def kill_leftover_qemu(root: Path) -> None:
         shutil.rmtree(run.resolve(), ignore_errors=True)
 
 
+@contextlib.contextmanager
+def restartable_cluster(root: Path, guest: Path, server_extra: str = "") -> Iterator[Cluster]:
+    """A cluster whose agent a test may kill and start again (`cluster.agent.kill()/.start()`): its
+    server takes three 1-vCPU VMs on a two-core host (over-commit 4); everything it ran ends with it."""
+    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, "node-1")
+    with server_cfg.open("a") as f:
+        f.write("[scheduler]\ncpu_overcommit_ratio = 4.0\n" + server_extra)
+    c = launch(root, server_cfg, agent_cfg, api, http, "node-1")
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("cluster")

@@ -55,7 +55,7 @@ async def heartbeat_forever(
                     statuses[vm_id] = await vms.status(vm_id)
             node = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
             metrics.note(statuses, delivered=False)
-            await reporter.heartbeat(node, [vm_report(vm_id, s) for vm_id, s in statuses.items()])
+            await reporter.heartbeat(node, [vm_report(vm_id, s, vms.exit_kind(vm_id)) for vm_id, s in statuses.items()])
             metrics.note(statuses, delivered=True)
         except PlasmaError as err:
             log.warning("heartbeat failed: %s", err)
