@@ -31,6 +31,8 @@ TEXT_MAX = 1024
 MAX_NODE_VCPUS = 65_536
 MAX_NODE_MEMORY_MIB = 1 << 32
 MAX_NODE_STORAGE_GIB = 1 << 30
+#: VMs one node may report in a heartbeat (its `vms` and `gone_vm_ids` lists)
+MAX_NODE_VMS = 16_384
 #: floors on every gRPC port (see wire/guard.py)
 MAX_FIELD_BYTES = 64 * 1024
 MAX_REPEATED = 1024

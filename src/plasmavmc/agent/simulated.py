@@ -2,7 +2,8 @@
 
 One gRPC server serves `AgentService` for every simulated node (they all advertise its address), with
 the real `AgentServicer`, the real image cache and the real reporter; only the hypervisor is
-simulated, so nothing boots. Each node heartbeats on its own schedule with its own VM reports, and
+simulated, so nothing boots. Each node heartbeats on its own schedule with its own VM reports (delta
+heartbeats, `agent/heartbeats.py`, as a real agent), and
 `pause()` / `resume()` silence one node's heartbeats to simulate a failed node.
 
 Routing: calls carry a VM id, not a node id, so the fleet finds the node by VM. During a cold move a VM
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import grpc
 
+from plasmavmc.agent import heartbeats
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.agent.service import AgentServicer
@@ -132,16 +134,24 @@ class FleetReporter(Reporter):
 
 class SimulatedFleet:
     def __init__(
-        self, control_plane: str, addr: str, nodes: Sequence[Node], cache_dir: Path, heartbeat_interval: float = 5.0
+        self,
+        control_plane: str | Sequence[str],
+        addr: str,
+        nodes: Sequence[Node],
+        cache_dir: Path,
+        heartbeat_interval: float = 5.0,
     ) -> None:
+        """`control_plane`: one endpoint or several (replicas, tried in order as a real agent does)."""
+        planes = [control_plane] if isinstance(control_plane, str) else list(control_plane)
         self.addr = addr
         self.nodes = {n.id: n for n in nodes}
         self.heartbeat_interval = heartbeat_interval
         self.backends = {n.id: SimulatedBackend(f"simulated/{n.id}") for n in nodes}
-        self.reporter = FleetReporter([control_plane])
+        self.reporter = FleetReporter(planes)
         self.vms = FleetVms(self.backends, ImageCache(cache_dir, self.reporter.channels[0]), self.reporter)
         self.reporter.fleet = self.vms
         self.paused: set[str] = set()
+        self.deltas: dict[str, heartbeats.DeltaState] = {}  # per node: what the control plane acknowledged
         self._server: grpc.aio.Server | None = None
         self._beats: list[asyncio.Task[None]] = []
 
@@ -177,7 +187,8 @@ class SimulatedFleet:
             with contextlib.suppress(PlasmaError):
                 reports.append(vm_report(vm_id, await self.vms.status(vm_id)))
         now = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
-        await self.reporter.heartbeat(now, reports)
+        state = self.deltas.setdefault(node_id, heartbeats.DeltaState())
+        await heartbeats.send(self.reporter, now, reports, state)
 
     async def _beat_forever(self, node_id: str, index: int) -> None:
         # spread the nodes' heartbeats over the interval instead of sending them in one burst
