@@ -67,7 +67,7 @@ async def deltas_flow(c: SimCluster, at_least: int = 2) -> DeltaState:
     return await until(
         lambda: asyncio.sleep(0, c.fleet.deltas.get(NODE)),
         lambda s: s is not None and s.since_full >= at_least,
-        20,
+        60,
         "deltas accepted",
     )  # type: ignore[return-value]
 
@@ -82,8 +82,8 @@ async def test_lost_delta_is_healed_by_resync(tmp_path: Path, guest_dir: Path, s
         # the hypervisor of one VM is gone, and neither the exit report nor the delta saying so arrives
         backend = c.fleet.backends[NODE]
         backend._vms[ids[0]].running = False
-        reports = [vm_report(v, await c.fleet.vms.status(v)) for v in c.fleet.vms.vms_on(NODE)]
-        request, current = state.request(reports)
+        statuses = {v: await c.fleet.vms.status(v) for v in c.fleet.vms.vms_on(NODE)}
+        request, current = state.request(statuses)
         assert request.delta and ids[0] in [r.vm_id for r in request.vms]
         state.answered(request, current, resync=False)  # the agent believes it was delivered
         before = state.resyncs
@@ -91,7 +91,7 @@ async def test_lost_delta_is_healed_by_resync(tmp_path: Path, guest_dir: Path, s
         # the next delta carries no change but a digest the server's copy does not match: resync, then
         # a full heartbeat with the STOPPED report moves the record out of RUNNING
         lost = await until(lambda: c.client.get_vm(ORG, PROJECT, ids[0]), lambda v: v.state == VmState.ERROR,
-                           20, "the lost report applied")
+                           60, "the lost report applied")
         assert "gone" in (lost.status.last_error or "")
         assert state.resyncs > before
         for vm_id in ids[1:]:

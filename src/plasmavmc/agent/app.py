@@ -21,7 +21,7 @@ from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.metrics import AgentMetrics
 from plasmavmc.agent.node import describe_node
 from plasmavmc.agent.ports import NodePorts
-from plasmavmc.agent.reporter import Reporter, vm_report
+from plasmavmc.agent.reporter import Reporter
 from plasmavmc.agent.service import AgentServicer
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.config.agent import AgentSettings
@@ -57,7 +57,7 @@ async def heartbeat_forever(
                     statuses[vm_id] = await vms.status(vm_id)
             node = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
             metrics.note(statuses, delivered=False)
-            await heartbeats.send(reporter, node, [vm_report(vm_id, s) for vm_id, s in statuses.items()], deltas)
+            await heartbeats.send(reporter, node, statuses, deltas)
             metrics.note(statuses, delivered=True)
         except PlasmaError as err:
             log.warning("heartbeat failed: %s", err)

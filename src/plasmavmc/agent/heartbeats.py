@@ -13,10 +13,11 @@ here: the next one carries its changes again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 
-from plasmavmc.agent.reporter import Reporter
+from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.types.node import Node
+from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2
 from plasmavmc.wire.report_digest import NodeDigest, entry, report_bytes
 
@@ -31,19 +32,30 @@ class DeltaState:
         self.acked: NodeDigest | None = None
         self.since_full = 0
         self.resyncs = 0  # deltas the control plane answered with `resync`
+        self._reports: dict[str, tuple[VmStatus, agent_pb2.VmReport, int]] = {}  # per VM: last status, report, hash
 
-    def request(self, reports: Sequence[agent_pb2.VmReport]) -> tuple[agent_pb2.HeartbeatRequest, NodeDigest]:
-        """The heartbeat's VM part (full or delta), and the digest it would leave acknowledged."""
+    def request(self, statuses: Mapping[str, VmStatus]) -> tuple[agent_pb2.HeartbeatRequest, NodeDigest]:
+        """The heartbeat's VM part (full or delta), and the digest it would leave acknowledged. A VM
+        whose status equals the one last seen reuses its report and hash (no conversion, no hashing)."""
         current = NodeDigest()
-        for report in reports:
-            current.set(report.vm_id, entry(report.vm_id, report_bytes(report.status)))
+        reports: dict[str, agent_pb2.VmReport] = {}
+        for vm_id, status in statuses.items():
+            known = self._reports.get(vm_id)
+            if known is None or known[0] != status:
+                report = vm_report(vm_id, status)
+                known = (status, report, entry(vm_id, report_bytes(report.status)))
+                self._reports[vm_id] = known
+            reports[vm_id] = known[1]
+            current.set(vm_id, known[2])
+        for gone in [v for v in self._reports if v not in statuses]:
+            del self._reports[gone]
         request = agent_pb2.HeartbeatRequest(digest=current.digest, vm_count=len(current))
         acked = self.acked
         if acked is None or self.since_full + 1 >= self.full_every:
-            request.vms.extend(reports)
+            request.vms.extend(reports.values())
             return request, current
         request.delta = True
-        request.vms.extend(r for r in reports if acked.entries.get(r.vm_id) != current.entries[r.vm_id])
+        request.vms.extend(r for v, r in reports.items() if acked.entries.get(v) != current.entries[v])
         request.gone_vm_ids.extend(v for v in acked.entries if v not in current.entries)
         return request, current
 
@@ -57,11 +69,11 @@ class DeltaState:
 
 
 async def send(
-    reporter: Reporter, node: Node, reports: Sequence[agent_pb2.VmReport], state: DeltaState
+    reporter: Reporter, node: Node, statuses: Mapping[str, VmStatus], state: DeltaState
 ) -> agent_pb2.HeartbeatResponse:
     """One heartbeat for `node`; a `resync` answer is followed at once by a full heartbeat."""
     for _ in range(2):
-        request, current = state.request(reports)
+        request, current = state.request(statuses)
         response = await reporter.heartbeat(node, request)
         state.answered(request, current, response.resync)
         if not response.resync:

@@ -28,7 +28,7 @@ import grpc
 
 from plasmavmc.agent import heartbeats
 from plasmavmc.agent.image_cache import ImageCache
-from plasmavmc.agent.reporter import Reporter, vm_report
+from plasmavmc.agent.reporter import Reporter
 from plasmavmc.agent.service import AgentServicer
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.errors import HypervisorError, PlasmaError, VmNotFound
@@ -165,30 +165,32 @@ class SimulatedFleet:
 
         deadline = time.monotonic() + REGISTER_TIMEOUT
 
-        async def register(node_id: str) -> None:
+        async def register(node_id: str, index: int) -> None:
             delay = 0.1
             async with limit:
                 while True:  # like a real agent: keep trying until the control plane answers
                     try:
-                        return await self.heartbeat(node_id)
+                        await self.heartbeat(node_id)
+                        break
                     except PlasmaError:
                         if time.monotonic() > deadline:
                             raise
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
+            # heartbeats from now on, as a real agent (not once the whole fleet has registered)
+            self._beats.append(asyncio.create_task(self._beat_forever(node_id, index)))
 
-        await asyncio.gather(*(register(n) for n in self.nodes))
-        self._beats = [asyncio.create_task(self._beat_forever(n, i)) for i, n in enumerate(self.nodes)]
+        await asyncio.gather(*(register(n, i) for i, n in enumerate(self.nodes)))
 
     async def heartbeat(self, node_id: str) -> None:
         node = self.nodes[node_id]
-        reports = []
+        statuses = {}
         for vm_id in self.vms.vms_on(node_id):
             with contextlib.suppress(PlasmaError):
-                reports.append(vm_report(vm_id, await self.vms.status(vm_id)))
+                statuses[vm_id] = await self.vms.status(vm_id)
         now = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
         state = self.deltas.setdefault(node_id, heartbeats.DeltaState())
-        await heartbeats.send(self.reporter, now, reports, state)
+        await heartbeats.send(self.reporter, now, statuses, state)
 
     async def _beat_forever(self, node_id: str, index: int) -> None:
         # spread the nodes' heartbeats over the interval instead of sending them in one burst

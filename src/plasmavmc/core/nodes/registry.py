@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 #: states an administrator set; a heartbeat does not override them
 ADMIN_STATES = frozenset({NodeState.CORDONED, NodeState.DRAINING, NodeState.MAINTENANCE})
 ABSORB_EVERY = 1.0  # seconds between a follower's reads of the leader's liveness table
+REFLAG_EVERY = 60.0  # seconds between passes that re-flag the VMs of every NOT_READY node
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class NodeRegistry:
         self.cache = NodeCache(store)
         self.liveness = Liveness(heartbeat_timeout)
         self._absorbed_at = float("-inf")
+        self._reflagged_at = float("-inf")
         self.digests = ReportDigests()  # this replica's copy of each node's VM-report digest
         self.vm_index: node_health.NodeIndex | None = None  # the replica's per-node index, once wired
 
@@ -193,9 +195,11 @@ class NodeRegistry:
         """Mark READY nodes not heard from within the timeout (`Liveness.expires_at`) NOT_READY; returns
         their ids.
 
-        Level-triggered: the VMs of every NOT_READY node are (re)flagged on each pass, so a flag lost to a
-        crash between the two writes is set by the next pass (flagging a flagged VM writes nothing)."""
+        The VMs of a node that expires now are flagged at once; those of every NOT_READY node again every
+        `REFLAG_EVERY` seconds (level-triggered: a flag lost to a crash between the two writes is set then;
+        flagging a flagged VM writes nothing, but reads it, so not on every pass)."""
         expired = []
+        reflag = time.monotonic() - self._reflagged_at >= REFLAG_EVERY
         nodes = await self.list()
         silent = [n.value.id for n in nodes if n.value.state == NodeState.NOT_READY]
         for node in nodes:
@@ -209,9 +213,13 @@ class NodeRegistry:
                 self.cache.put(await mutate(self._store, Node, node.key, stale))
                 log.warning("node %s missed heartbeats: NOT_READY", node.value.id)
                 expired.append(node.value.id)
-        if expired or silent:
+        if expired or (silent and reflag):
+            if reflag:
+                self._reflagged_at = time.monotonic()
             # re-read: a node that heartbeated meanwhile has had its VMs' flags cleared; leave them so
-            still = [n.value.id for n in await self.list() if n.value.state == NodeState.NOT_READY]
+            wanted = set(expired) | (set(silent) if reflag else set())
+            still = [n.value.id for n in await self.list()
+                     if n.value.state == NodeState.NOT_READY and n.value.id in wanted]
             why = f"its node has not sent a heartbeat for over {self.heartbeat_timeout:g}s"
             await node_health.flag_vms(self._store, still, why, self.vm_index)
         return expired

@@ -1,0 +1,242 @@
+"""Fleet scale: a real server (SQLite) and 1,000 SIMULATED nodes, grown to 10,000 and 100,000 VMs in one run.
+
+    nice -n 10 .venv/bin/python -m bench.fleet_bench [--vms 10000,100000] [--nodes 1000]
+        [--concurrency 64] [--heartbeat-interval 5] [--idle-seconds 30] [--restart-watch 60]
+
+The server runs as its own process, the simulated agents (`plasmavmc.agent.simulated`, real AgentService,
+real reporter and delta heartbeats, simulated hypervisor) in a second one. VMs are created through the
+API (`--concurrency` in flight) in blocks of 10,000; at each size listed in `--vms`:
+
+- `creates_per_s` of every block (target: flat within 15 %: `block_spread` = (max - min) / max);
+- idle: the server's and the agents' CPU over `--idle-seconds` with nothing asked of the API, as a
+  share of one core (target ≤ 0.15 for the server at 100,000), and the server's RSS (≤ 300 MiB);
+- restart (at the largest size only): the server is stopped and started again; seconds until `/ready`,
+  until the `plasmavmc_vms_total` gauges add up to the VM count (target ≤ 5 s), and how many of the
+  nodes, all heartbeating throughout, were seen NOT_READY in the `--restart-watch` seconds after (0).
+
+Heartbeat of one node holding 10,000 VMs (in this process, the agent's own code: `agent/heartbeats.py`):
+bytes and agent CPU of a delta heartbeat when nothing changed, against the full heartbeat (every VM's
+report, what every heartbeat was before) measured in the same run: `ratio` = delta / full.
+
+Prints one JSON document; it records the load average at the start and end of each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from bench.common import emit
+from bench.scheduler_bench import SIM, SPEC, _calls, _cpu_seconds, _server, _wait_line
+from plasmavmc.agent.heartbeats import DeltaState
+from plasmavmc.agent.simulated import simulated_node
+from plasmavmc.client import PlasmaClient
+from plasmavmc.errors import PlasmaError
+from plasmavmc.types.node import NodeCapacity, NodeState
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import VmStatus
+from plasmavmc.v1 import node_pb2
+from plasmavmc.wire.convert import to_proto
+from tests.conftest import GUEST_DIR, Proc, free_port
+
+BLOCK = 10_000
+_TOTAL = re.compile(r'^plasmavmc_vms_total\{state="[a-z_]+"\} ([0-9.e+]+)$', re.M)
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def _pid_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, ""
+    except OSError:
+        return 0, ""
+
+
+async def _vms_counted(http: str) -> int:
+    status, text = await asyncio.to_thread(_get, f"{http}/metrics")
+    return int(sum(float(v) for v in _TOTAL.findall(text))) if status == 200 else -1
+
+
+async def _idle(server: Proc, agents_pid: int, seconds: float) -> dict[str, object]:
+    assert server.popen is not None
+    load = _load()
+    s0, a0, t0 = _cpu_seconds(server), _pid_cpu(agents_pid), time.monotonic()
+    await asyncio.sleep(seconds)  # measuring: nothing is asked of the server meanwhile
+    wall = time.monotonic() - t0
+    return {
+        "seconds": round(wall, 1),
+        "server_cpu_share": round((_cpu_seconds(server) - s0) / wall, 3),
+        "agents_cpu_share": round((_pid_cpu(agents_pid) - a0) / wall, 3),
+        "server_rss_mib": _rss_mib(server.popen.pid),
+        "agents_rss_mib": _rss_mib(agents_pid),
+        "load_before": load,
+        "load_after": _load(),
+    }
+
+
+async def _restart(server: Proc, api: str, http: str, vms: int, nodes: int, watch: float) -> dict[str, object]:
+    server.stop()
+    started = time.monotonic()
+    server.start()
+    ready = gauges = None
+    seen_not_ready: set[str] = set()
+    async with await PlasmaClient.connect(api) as client:
+        while time.monotonic() - started < watch or gauges is None:
+            if ready is None and (await asyncio.to_thread(_get, f"{http}/ready"))[0] == 200:
+                ready = time.monotonic() - started
+            if gauges is None and await _vms_counted(http) == vms:
+                gauges = time.monotonic() - started
+            try:
+                listed = await client.list_nodes()
+            except PlasmaError:
+                listed = []
+            seen_not_ready |= {n.id for n in listed if n.state == NodeState.NOT_READY}
+            if time.monotonic() - started > watch * 3:
+                break
+            await asyncio.sleep(0.25)  # sampling the restarted server with a deadline
+    return {
+        "seconds_to_ready": None if ready is None else round(ready, 2),
+        "seconds_to_correct_gauges": None if gauges is None else round(gauges, 2),
+        "nodes": nodes,
+        "heartbeating_nodes_seen_not_ready": len(seen_not_ready),
+        "watched_seconds": watch,
+        "load": _load(),
+    }
+
+
+def heartbeat_cost(vms: int) -> dict[str, object]:
+    """One node with `vms` VMs: bytes and CPU of a delta heartbeat with no change vs a full one."""
+    statuses = {str(uuid.uuid4()): VmStatus(actual_state=VmState.RUNNING, started_at=1_700_000_000 + i,
+                                            accelerator="simulated") for i in range(vms)}
+
+    node = to_proto(simulated_node("sim-00000", "127.0.0.1:9000", NodeCapacity(64, 256 * 1024, 4096)), node_pb2.Node())
+
+    def beat(state: DeltaState) -> tuple[int, float]:
+        t0 = time.process_time()
+        request, current = state.request(statuses)
+        request.node.CopyFrom(node)
+        size = len(request.SerializeToString())  # what gRPC does with it
+        spent = time.process_time() - t0
+        state.answered(request, current, resync=False)
+        return size, spent
+
+    full_bytes, full_cpu = beat(DeltaState())
+    steady = DeltaState()
+    beat(steady)
+    delta_bytes, delta_cpu = beat(steady)
+    return {
+        "vms": vms,
+        "full_bytes": full_bytes,
+        "full_agent_cpu_ms": round(full_cpu * 1000, 1),
+        "delta_bytes": delta_bytes,
+        "delta_agent_cpu_ms": round(delta_cpu * 1000, 1),
+        "bytes_ratio": round(delta_bytes / full_bytes, 5),
+        "cpu_ratio": round(delta_cpu / full_cpu, 2),
+    }
+
+
+async def fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float, idle_s: float,
+                watch: float) -> dict[str, object]:
+    blocks: list[dict[str, object]] = []
+    at: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="scale-loops-fleet-") as tmp:
+        root = Path(tmp)
+        server, api = await _server(root, GUEST_DIR)
+        http = re.search(r'metrics_addr = "([^"]+)"', (root / "server.toml").read_text())
+        assert http is not None
+        metrics = f"http://{http.group(1)}"
+        agents = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "plasmavmc.agent.simulated", "--control-plane", api,
+            "--addr", f"127.0.0.1:{free_port()}", "--nodes", str(nodes), "--vcpus", "4096",
+            "--memory-mib", str(1 << 24), "--storage-gib", str(1 << 20), "--cache-dir", str(root / "cache"),
+            "--heartbeat-interval", str(heartbeat), stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            await _wait_line(agents, "READY", 300)
+            async with await PlasmaClient.connect(api) as client:
+                errors: list[str] = []
+
+                async def create(i: int) -> None:
+                    try:
+                        await client.create_vm(f"vm-{i:06d}", "org-f", f"proj-{i % 10}", SPEC, SIM)
+                    except PlasmaError as err:
+                        errors.append(err.message)
+
+                done = 0
+                for size in sizes:
+                    while done < size:
+                        load = _load()
+                        seconds = await _calls(BLOCK, concurrency, lambda i, d=done: create(d + i))
+                        done += BLOCK
+                        blocks.append({"vms_after": done, "creates_per_s": round(BLOCK / seconds, 1),
+                                       "load": load})
+                    at[str(size)] = await _idle(server, agents.pid, idle_s)
+                rates = [float(b["creates_per_s"]) for b in blocks]  # type: ignore[arg-type]
+                restart = await _restart(server, api, metrics, done, nodes, watch)
+        finally:
+            if agents.returncode is None:
+                agents.terminate()
+            await agents.wait()
+            server.stop()
+    return {
+        "nodes": nodes,
+        "concurrency": concurrency,
+        "heartbeat_interval_s": heartbeat,
+        "blocks": blocks,
+        "block_spread": round((max(rates) - min(rates)) / max(rates), 3),
+        "errors": len(errors),
+        "first_error": errors[:1],
+        "idle": at,
+        "restart": restart,
+    }
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--vms", default="10000,100000", help="sizes (multiples of 10,000) measured when reached")
+    p.add_argument("--nodes", type=int, default=1000)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--heartbeat-interval", type=float, default=5.0)
+    p.add_argument("--idle-seconds", type=float, default=30.0)
+    p.add_argument("--restart-watch", type=float, default=60.0)
+    p.add_argument("--heartbeat-vms", type=int, default=10_000)
+    args = p.parse_args()
+    sizes = sorted(int(s) for s in args.vms.split(",") if s)
+    result = await fleet(sizes, args.nodes, args.concurrency, args.heartbeat_interval, args.idle_seconds,
+                         args.restart_watch)
+    emit(
+        "fleet",
+        fleet=result,
+        heartbeat=heartbeat_cost(args.heartbeat_vms),
+        targets={"block_spread": 0.15, "idle_server_cpu_share_at_100000": 0.15, "server_rss_mib": 300,
+                 "seconds_to_correct_gauges": 5, "heartbeating_nodes_seen_not_ready": 0},
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
