@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
-import sys
 import tempfile
 import time
 import urllib.request
@@ -35,17 +35,28 @@ import uuid
 from pathlib import Path
 
 from bench.common import emit
-from bench.scheduler_bench import SIM, SPEC, _calls, _cpu_seconds, _server, _wait_line
+from bench.scheduler_bench import SIM, SPEC, _calls, _cpu_seconds, creator, server_and_agents
 from plasmavmc.agent.heartbeats import DeltaState
 from plasmavmc.agent.simulated import simulated_node
 from plasmavmc.client import PlasmaClient
+from plasmavmc.core.agents import AgentPool
+from plasmavmc.core.context import Core
+from plasmavmc.core.loops.reconcile import reconcile_once
+from plasmavmc.core.loops.vm_states import VmStates
+from plasmavmc.core.nodes.registry import NodeRegistry
 from plasmavmc.errors import PlasmaError
+from plasmavmc.images.catalog import ImageCatalog
+from plasmavmc.images.local import LocalImageStore
+from plasmavmc.store import keys
+from plasmavmc.store.base import Store, Write
+from plasmavmc.store.sqlite import SqliteStore
+from plasmavmc.types import codec
 from plasmavmc.types.node import NodeCapacity, NodeState
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import VmStatus
+from plasmavmc.types.vm import VirtualMachine, VmStatus
 from plasmavmc.v1 import node_pb2
 from plasmavmc.wire.convert import to_proto
-from tests.conftest import GUEST_DIR, Proc, free_port
+from tests.conftest import GUEST_DIR, Proc
 
 BLOCK = 10_000
 _TOTAL = re.compile(r'^plasmavmc_vms_total\{state="[a-z_]+"\} ([0-9.e+]+)$', re.M)
@@ -160,49 +171,87 @@ def heartbeat_cost(vms: int) -> dict[str, object]:
     }
 
 
+async def _max_stall(stop: asyncio.Event) -> float:
+    """The longest the event loop went without running this ticker (which asks to run every 1 ms)."""
+    worst, last = 0.0, time.perf_counter()
+    while not stop.is_set():
+        await asyncio.sleep(0.001)
+        now = time.perf_counter()
+        worst, last = max(worst, now - last - 0.001), now
+    return worst
+
+
+async def index_rebuild(vms: int, nodes: int) -> dict[str, object]:
+    """A SQLite store holding `vms` VM records (as the fleet run leaves them): how long the watched
+    state index (the gauges' source, and the per-node index) takes to be ready after a restart, and the
+    longest event-loop stall meanwhile; the same for one full reconcile pass."""
+    with tempfile.TemporaryDirectory(prefix="scale-loops-index-") as tmp:
+        store = await SqliteStore.open(Path(tmp) / "state.db", synchronous="NORMAL")
+        try:
+            for start in range(0, vms, 500):
+                writes = []
+                for i in range(start, min(start + 500, vms)):
+                    vm = VirtualMachine(id=str(uuid.uuid4()), name=f"vm-{i:06d}", org_id="org-f",
+                                        project_id=f"proj-{i % 10}", state=VmState.STOPPED, spec=SPEC,
+                                        node_id=f"sim-{i % nodes:05d}", hypervisor=SIM, updated_at=int(time.time()))
+                    writes.append(Write(keys.vm(vm.org_id, vm.project_id, vm.id), codec.dumps(vm)))
+                await store.commit(writes)
+            out: dict[str, object] = {"vms": vms, "load_before": _load()}
+            for name, work in (("index", _index_ready), ("full_reconcile_pass", _full_pass)):
+                stop = asyncio.Event()
+                ticker = asyncio.create_task(_max_stall(stop))
+                t0 = time.perf_counter()
+                await work(store)
+                out[f"{name}_seconds"] = round(time.perf_counter() - t0, 2)
+                stop.set()
+                out[f"{name}_max_loop_stall_ms"] = round(await ticker * 1000, 1)
+            out["load_after"] = _load()
+            return out
+        finally:
+            await store.close()
+
+
+async def _index_ready(store: Store) -> None:
+    index = VmStates(store, 1.0)
+    task = asyncio.create_task(index.run())
+    while not index.ready:
+        await asyncio.sleep(0.01)  # polling this process's own index
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _full_pass(store: Store) -> None:
+    core = Core(store, ImageCatalog(store), LocalImageStore(Path(tempfile.gettempdir())), NodeRegistry(store, 15),
+                AgentPool())
+    await reconcile_once(core)
+
+
 async def fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float, idle_s: float,
-                watch: float) -> dict[str, object]:
+                watch: float, block: int = BLOCK) -> dict[str, object]:
     blocks: list[dict[str, object]] = []
     at: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="scale-loops-fleet-") as tmp:
         root = Path(tmp)
-        server, api = await _server(root, GUEST_DIR)
-        http = re.search(r'metrics_addr = "([^"]+)"', (root / "server.toml").read_text())
-        assert http is not None
-        metrics = f"http://{http.group(1)}"
-        agents = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "plasmavmc.agent.simulated", "--control-plane", api,
-            "--addr", f"127.0.0.1:{free_port()}", "--nodes", str(nodes), "--vcpus", "4096",
-            "--memory-mib", str(1 << 24), "--storage-gib", str(1 << 20), "--cache-dir", str(root / "cache"),
-            "--heartbeat-interval", str(heartbeat), stdout=asyncio.subprocess.PIPE,
-        )
-        try:
-            await _wait_line(agents, "READY", 300)
+        big = ("--vcpus", "4096", "--memory-mib", str(1 << 24), "--storage-gib", str(1 << 20))
+        async with server_and_agents(root, GUEST_DIR, nodes, heartbeat, agent_args=big) as (server, api, agents):
+            http = re.search(r'metrics_addr = "([^"]+)"', (root / "server.toml").read_text())
+            assert http is not None
+            metrics = f"http://{http.group(1)}"
             async with await PlasmaClient.connect(api) as client:
                 errors: list[str] = []
-
-                async def create(i: int) -> None:
-                    try:
-                        await client.create_vm(f"vm-{i:06d}", "org-f", f"proj-{i % 10}", SPEC, SIM)
-                    except PlasmaError as err:
-                        errors.append(err.message)
-
+                create = creator(client, "org-f", errors)
                 done = 0
                 for size in sizes:
                     while done < size:
                         load = _load()
-                        seconds = await _calls(BLOCK, concurrency, lambda i, d=done: create(d + i))
-                        done += BLOCK
-                        blocks.append({"vms_after": done, "creates_per_s": round(BLOCK / seconds, 1),
+                        seconds = await _calls(block, concurrency, lambda i, d=done: create(d + i))
+                        done += block
+                        blocks.append({"vms_after": done, "creates_per_s": round(block / seconds, 1),
                                        "load": load})
                     at[str(size)] = await _idle(server, agents.pid, idle_s)
                 rates = [float(b["creates_per_s"]) for b in blocks]  # type: ignore[arg-type]
                 restart = await _restart(server, api, metrics, done, nodes, watch)
-        finally:
-            if agents.returncode is None:
-                agents.terminate()
-            await agents.wait()
-            server.stop()
     return {
         "nodes": nodes,
         "concurrency": concurrency,
@@ -218,19 +267,21 @@ async def fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float
 
 async def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--vms", default="10000,100000", help="sizes (multiples of 10,000) measured when reached")
+    p.add_argument("--vms", default="10000,100000", help="sizes (multiples of --block) measured when reached")
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--heartbeat-interval", type=float, default=5.0)
     p.add_argument("--idle-seconds", type=float, default=30.0)
     p.add_argument("--restart-watch", type=float, default=60.0)
     p.add_argument("--heartbeat-vms", type=int, default=10_000)
+    p.add_argument("--block", type=int, default=BLOCK, help="VMs per timed block (sizes are multiples of it)")
     args = p.parse_args()
     sizes = sorted(int(s) for s in args.vms.split(",") if s)
     result = await fleet(sizes, args.nodes, args.concurrency, args.heartbeat_interval, args.idle_seconds,
-                         args.restart_watch)
+                         args.restart_watch, args.block)
     emit(
         "fleet",
+        index_rebuild=await index_rebuild(max(sizes), args.nodes),
         fleet=result,
         heartbeat=heartbeat_cost(args.heartbeat_vms),
         targets={"block_spread": 0.15, "idle_server_cpu_share_at_100000": 0.15, "server_rss_mib": 300,

@@ -24,6 +24,7 @@ import logging
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
@@ -45,17 +46,19 @@ class Entry:
 
 
 class VmStates:
-    """VM record key -> (state, updated_at, node), from one list then a watch; node -> its VM keys."""
+    """VM record key -> (state, updated_at, node), from one list then a watch; and the keys by node and
+    by state, so counts, a node's VMs and the DELETED ones cost what they return, not the fleet."""
 
     def __init__(self, store: Store, retry: float) -> None:
         self._store, self._retry = store, retry
         self._entries: dict[str, Entry] = {}
         self._by_node: dict[str, set[str]] = {}
+        self._by_state: dict[VmState, set[str]] = {}
         self.ready = False
         self.rang = asyncio.Event()
 
     def counts(self) -> Counter[VmState]:
-        return Counter(e.state for e in self._entries.values())
+        return Counter({state: len(keys_) for state, keys_ in self._by_state.items()})
 
     def keys_on(self, node_ids: Collection[str]) -> list[str] | None:
         """The record keys of the VMs on these nodes; None while not ready (the caller reads the store)."""
@@ -64,7 +67,8 @@ class VmStates:
         return sorted(key for node in node_ids for key in self._by_node.get(node, ()))
 
     def in_state(self, state: VmState) -> list[tuple[str, Entry]]:
-        return [(k, e) for k, e in self._entries.items() if e.state == state]
+        """The entries in `state` (cost: how many there are, not how many VMs)."""
+        return [(k, self._entries[k]) for k in self._by_state.get(state, ())]
 
     async def wait(self, timeout: float) -> None:
         """Until a VM record changes (or `timeout` seconds pass)."""
@@ -87,6 +91,7 @@ class VmStates:
     async def _follow(self) -> None:
         self._entries.clear()
         self._by_node.clear()
+        self._by_state.clear()
         start: int | None = None
         after: str | None = None
         while True:
@@ -122,20 +127,20 @@ class VmStates:
             self._drop(key)
             return
         state, updated_at, node_id = fields
-        if entry is not None and entry.node_id != node_id:
+        if entry is not None:
             self._drop(key)
         self._entries[key] = Entry(state, updated_at, revision, node_id)
+        self._by_state.setdefault(state, set()).add(key)
         if node_id:
             self._by_node.setdefault(node_id, set()).add(key)
 
     def _drop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
-        if entry is not None and entry.node_id:
-            on_node = self._by_node.get(entry.node_id)
-            if on_node is not None:
-                on_node.discard(key)
-                if not on_node:
-                    del self._by_node[entry.node_id]
+        if entry is None:
+            return
+        _discard(self._by_state, entry.state, key)
+        if entry.node_id:
+            _discard(self._by_node, entry.node_id, key)
 
 
 def _peek(value: bytes) -> tuple[VmState, int, str | None] | Exception:
@@ -148,3 +153,12 @@ def _peek(value: bytes) -> tuple[VmState, int, str | None] | Exception:
 
 def _peek_all(items: Sequence[KeyValue]) -> list[tuple[VmState, int, str | None] | Exception]:
     return [_peek(kv.value) for kv in items]
+
+
+def _discard(index: dict[Any, set[str]], group: Any, key: str) -> None:
+    """Remove `key` from `index[group]`, and the group when it is left empty."""
+    members = index.get(group)
+    if members is not None:
+        members.discard(key)
+        if not members:
+            del index[group]
