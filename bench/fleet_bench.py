@@ -110,7 +110,8 @@ async def _idle(server: Proc, agents_pid: int, seconds: float) -> dict[str, obje
     }
 
 
-async def _restart(server: Proc, api: str, http: str, vms: int, nodes: int, watch: float) -> dict[str, object]:
+async def _restart(server: Proc, api: str, http: str, nodes: int, watch: float) -> dict[str, object]:
+    vms = await _vms_counted(http)  # the VM records there are (the index is current before the restart)
     server.stop()
     started = time.monotonic()
     server.start()
@@ -132,6 +133,7 @@ async def _restart(server: Proc, api: str, http: str, vms: int, nodes: int, watc
             await asyncio.sleep(0.25)  # sampling the restarted server with a deadline
     return {
         "seconds_to_ready": None if ready is None else round(ready, 2),
+        "vms": vms,
         "seconds_to_correct_gauges": None if gauges is None else round(gauges, 2),
         "nodes": nodes,
         "heartbeating_nodes_seen_not_ready": len(seen_not_ready),
@@ -251,7 +253,7 @@ async def fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float
                                        "load": load})
                     at[str(size)] = await _idle(server, agents.pid, idle_s)
                 rates = [float(b["creates_per_s"]) for b in blocks]  # type: ignore[arg-type]
-                restart = await _restart(server, api, metrics, done, nodes, watch)
+                restart = await _restart(server, api, metrics, nodes, watch)
     return {
         "nodes": nodes,
         "concurrency": concurrency,

@@ -187,6 +187,7 @@ async def run(settings: ServerSettings) -> None:
     audit_task = asyncio.create_task(iam.audit.run(), name="audit-log")
     BUILD_INFO.labels(package_version(), "server").set(1)
     await server.start()
+    core.nodes.liveness.grant_grace()  # agents can reach this replica only from now on
     await health.set_serving(True)
     http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership,
                             vm_states=vm_states)
