@@ -14,6 +14,15 @@ API (`--concurrency` in flight) in blocks of 10,000; at each size listed in `--v
   until the `plasmavmc_vms_total` gauges add up to the VM count (target ≤ 5 s), and how many of the
   nodes, all heartbeating throughout, were seen NOT_READY in the `--restart-watch` seconds after (0).
 
+`--seed` (for a machine too busy to create 100,000 VMs through the API in the time there is): each size
+is written straight into the store as STOPPED VM records over the nodes (the agents do not hold them, so
+heartbeats carry none of them), then one server run per size — and one on an empty store, the baseline —
+creates one `--block` through the API and measures idle cost; the largest also the restart.
+
+`index_rebuild`: in this process, a SQLite store with the largest size of VM records: seconds until the
+watched state index is ready (what the gauges wait for after a restart) and one full reconcile pass,
+each with the longest event-loop stall meanwhile (target: a few ms).
+
 Heartbeat of one node holding 10,000 VMs (in this process, the agent's own code: `agent/heartbeats.py`):
 bytes and agent CPU of a delta heartbeat when nothing changed, against the full heartbeat (every VM's
 report, what every heartbeat was before) measured in the same run: `ratio` = delta / full.
@@ -183,6 +192,50 @@ async def _max_stall(stop: asyncio.Event) -> float:
     return worst
 
 
+async def _seed(store: Store, vms: int, nodes: int) -> None:
+    """`vms` STOPPED VM records spread over the simulated nodes, written straight into the store."""
+    for start in range(0, vms, 500):
+        writes = []
+        for i in range(start, min(start + 500, vms)):
+            vm = VirtualMachine(id=str(uuid.uuid4()), name=f"seed-{i:06d}", org_id="org-f",
+                                project_id=f"proj-{i % 10}", state=VmState.STOPPED, spec=SPEC,
+                                node_id=f"sim-{i % nodes:05d}", hypervisor=SIM, updated_at=int(time.time()))
+            writes.append(Write(keys.vm(vm.org_id, vm.project_id, vm.id), codec.dumps(vm)))
+        await store.commit(writes)
+
+
+async def seeded_fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float, idle_s: float,
+                       watch: float, block: int) -> dict[str, object]:
+    """One server run per size on a store seeded with that many VM records (0 first, the baseline):
+    one block of creates through the API, then idle cost; at the largest, the restart."""
+    runs: list[dict[str, object]] = []
+    for size in [0, *sizes]:
+        with tempfile.TemporaryDirectory(prefix="scale-loops-fleet-") as tmp:
+            root = Path(tmp)
+            if size:
+                store = await SqliteStore.open(root / "state.db")
+                await _seed(store, size, nodes)
+                await store.close()
+            big = ("--vcpus", "4096", "--memory-mib", str(1 << 24), "--storage-gib", str(1 << 20))
+            cluster = server_and_agents(root, GUEST_DIR, nodes, heartbeat, agent_args=big)
+            async with cluster as (server, api, agents), await PlasmaClient.connect(api) as client:
+                http = re.search(r'metrics_addr = "([^"]+)"', (root / "server.toml").read_text())
+                assert http is not None
+                errors: list[str] = []
+                create = creator(client, "org-f", errors)
+                load = _load()
+                seconds = await _calls(block, concurrency, create)
+                run: dict[str, object] = {"vms_before": size, "creates": block, "creates_per_s":
+                                          round(block / seconds, 1), "load": load, "errors": len(errors)}
+                run["idle"] = await _idle(server, agents.pid, idle_s)
+                if size == max(sizes):
+                    run["restart"] = await _restart(server, api, f"http://{http.group(1)}", nodes, watch)
+            runs.append(run)
+    rates = [float(r["creates_per_s"]) for r in runs]  # type: ignore[arg-type]
+    return {"nodes": nodes, "concurrency": concurrency, "heartbeat_interval_s": heartbeat, "runs": runs,
+            "creates_per_s_spread": round((max(rates) - min(rates)) / max(rates), 3)}
+
+
 async def index_rebuild(vms: int, nodes: int) -> dict[str, object]:
     """A SQLite store holding `vms` VM records (as the fleet run leaves them): how long the watched
     state index (the gauges' source, and the per-node index) takes to be ready after a restart, and the
@@ -190,14 +243,7 @@ async def index_rebuild(vms: int, nodes: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="scale-loops-index-") as tmp:
         store = await SqliteStore.open(Path(tmp) / "state.db", synchronous="NORMAL")
         try:
-            for start in range(0, vms, 500):
-                writes = []
-                for i in range(start, min(start + 500, vms)):
-                    vm = VirtualMachine(id=str(uuid.uuid4()), name=f"vm-{i:06d}", org_id="org-f",
-                                        project_id=f"proj-{i % 10}", state=VmState.STOPPED, spec=SPEC,
-                                        node_id=f"sim-{i % nodes:05d}", hypervisor=SIM, updated_at=int(time.time()))
-                    writes.append(Write(keys.vm(vm.org_id, vm.project_id, vm.id), codec.dumps(vm)))
-                await store.commit(writes)
+            await _seed(store, vms, nodes)
             out: dict[str, object] = {"vms": vms, "load_before": _load()}
             for name, work in (("index", _index_ready), ("full_reconcile_pass", _full_pass)):
                 stop = asyncio.Event()
@@ -277,10 +323,14 @@ async def main() -> None:
     p.add_argument("--restart-watch", type=float, default=60.0)
     p.add_argument("--heartbeat-vms", type=int, default=10_000)
     p.add_argument("--block", type=int, default=BLOCK, help="VMs per timed block (sizes are multiples of it)")
+    p.add_argument("--seed", action="store_true",
+                   help="write each size's VM records straight into the store (a server run per size, "
+                        "one --block of API creates each) instead of creating them all through the API")
     args = p.parse_args()
     sizes = sorted(int(s) for s in args.vms.split(",") if s)
-    result = await fleet(sizes, args.nodes, args.concurrency, args.heartbeat_interval, args.idle_seconds,
-                         args.restart_watch, args.block)
+    run = seeded_fleet if args.seed else fleet
+    result = await run(sizes, args.nodes, args.concurrency, args.heartbeat_interval, args.idle_seconds,
+                       args.restart_watch, args.block)
     emit(
         "fleet",
         index_rebuild=await index_rebuild(max(sizes), args.nodes),
