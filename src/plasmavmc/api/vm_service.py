@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.vms import devices, lifecycle, power, snapshots, watch
 from plasmavmc.errors import InvalidArgument
-from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
+from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec, without_secrets
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
 from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
@@ -18,7 +19,8 @@ Ctx = ServicerContext
 
 
 def vm_msg(vm: VirtualMachine) -> types_pb2.VirtualMachine:
-    return to_proto(vm, types_pb2.VirtualMachine())
+    """Every VM this service returns goes through here: the user-data secret is never sent back."""
+    return to_proto(without_secrets(vm), types_pb2.VirtualMachine())
 
 
 def ref_of(msg: vm_pb2.VmRef) -> VmRef:
@@ -139,4 +141,6 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             raise InvalidArgument("send_initial", "needs one VM (vm.vm_id)")
         events = watch.watch_vm(self.core, ref, request.send_initial, request.start_revision, request.history_only)
         async for event in events:
+            if event.vm is not None:
+                event = replace(event, vm=without_secrets(event.vm))
             yield to_proto(event, vm_pb2.VmEvent())
