@@ -35,8 +35,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
+import sys
 import tempfile
 import time
 import urllib.request
@@ -216,24 +218,38 @@ async def seeded_fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat
                 store = await SqliteStore.open(root / "state.db")
                 await _seed(store, size, nodes)
                 await store.close()
-            big = ("--vcpus", "4096", "--memory-mib", str(1 << 24), "--storage-gib", str(1 << 20))
-            cluster = server_and_agents(root, GUEST_DIR, nodes, heartbeat, agent_args=big)
-            async with cluster as (server, api, agents), await PlasmaClient.connect(api) as client:
-                http = re.search(r'metrics_addr = "([^"]+)"', (root / "server.toml").read_text())
-                assert http is not None
-                errors: list[str] = []
-                create = creator(client, "org-f", errors)
-                load = _load()
-                seconds = await _calls(block, concurrency, create)
-                run: dict[str, object] = {"vms_before": size, "creates": block, "creates_per_s":
-                                          round(block / seconds, 1), "load": load, "errors": len(errors)}
-                run["idle"] = await _idle(server, agents.pid, idle_s)
-                if size == max(sizes):
-                    run["restart"] = await _restart(server, api, f"http://{http.group(1)}", nodes, watch)
+            try:
+                run = await _seeded_run(root, size, max(sizes), nodes, concurrency, heartbeat, idle_s, watch, block)
+            except (OSError, RuntimeError, PlasmaError) as err:  # a run this machine could not finish
+                run = {"vms_before": size, "failed": f"{type(err).__name__}: {err}"[:300], "load": _load()}
+            print(f"run: {json.dumps(run)}", file=sys.stderr, flush=True)
             runs.append(run)
-    rates = [float(r["creates_per_s"]) for r in runs]  # type: ignore[arg-type]
+    rates = [float(r["creates_per_s"]) for r in runs if "creates_per_s" in r]  # type: ignore[arg-type]
     return {"nodes": nodes, "concurrency": concurrency, "heartbeat_interval_s": heartbeat, "runs": runs,
-            "creates_per_s_spread": round((max(rates) - min(rates)) / max(rates), 3)}
+            "creates_per_s_spread": round((max(rates) - min(rates)) / max(rates), 3) if rates else None}
+
+
+async def _seeded_run(root: Path, size: int, largest: int, nodes: int, concurrency: int, heartbeat: float,
+                      idle_s: float, watch: float, block: int) -> dict[str, object]:
+    if size:
+        store = await SqliteStore.open(root / "state.db")
+        await _seed(store, size, nodes)
+        await store.close()
+    big = ("--vcpus", "4096", "--memory-mib", str(1 << 24), "--storage-gib", str(1 << 20), "--register-timeout", "900")
+    cluster = server_and_agents(root, GUEST_DIR, nodes, heartbeat, agent_args=big)
+    async with cluster as (server, api, agents), await PlasmaClient.connect(api) as client:
+        http = re.search(r'metrics_addr = "([^"]+)"', (root / "server.toml").read_text())
+        assert http is not None
+        errors: list[str] = []
+        create = creator(client, "org-f", errors)
+        load = _load()
+        seconds = await _calls(block, concurrency, create)
+        run: dict[str, object] = {"vms_before": size, "creates": block, "creates_per_s":
+                                  round(block / seconds, 1), "load": load, "errors": len(errors)}
+        run["idle"] = await _idle(server, agents.pid, idle_s)
+        if size == largest:
+            run["restart"] = await _restart(server, api, f"http://{http.group(1)}", nodes, watch)
+    return run
 
 
 async def index_rebuild(vms: int, nodes: int) -> dict[str, object]:
@@ -328,6 +344,8 @@ async def main() -> None:
                         "one --block of API creates each) instead of creating them all through the API")
     args = p.parse_args()
     sizes = sorted(int(s) for s in args.vms.split(",") if s)
+    beat = heartbeat_cost(args.heartbeat_vms)
+    print(f"heartbeat: {json.dumps(beat)}", file=sys.stderr, flush=True)
     run = seeded_fleet if args.seed else fleet
     result = await run(sizes, args.nodes, args.concurrency, args.heartbeat_interval, args.idle_seconds,
                        args.restart_watch, args.block)
@@ -335,7 +353,7 @@ async def main() -> None:
         "fleet",
         index_rebuild=await index_rebuild(max(sizes), args.nodes),
         fleet=result,
-        heartbeat=heartbeat_cost(args.heartbeat_vms),
+        heartbeat=beat,
         targets={"block_spread": 0.15, "idle_server_cpu_share_at_100000": 0.15, "server_rss_mib": 300,
                  "seconds_to_correct_gauges": 5, "heartbeating_nodes_seen_not_ready": 0},
     )

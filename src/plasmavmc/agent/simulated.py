@@ -140,12 +140,14 @@ class SimulatedFleet:
         nodes: Sequence[Node],
         cache_dir: Path,
         heartbeat_interval: float = 5.0,
+        register_timeout: float = REGISTER_TIMEOUT,
     ) -> None:
         """`control_plane`: one endpoint or several (replicas, tried in order as a real agent does)."""
         planes = [control_plane] if isinstance(control_plane, str) else list(control_plane)
         self.addr = addr
         self.nodes = {n.id: n for n in nodes}
         self.heartbeat_interval = heartbeat_interval
+        self.register_timeout = register_timeout
         self.backends = {n.id: SimulatedBackend(f"simulated/{n.id}") for n in nodes}
         self.reporter = FleetReporter(planes)
         self.vms = FleetVms(self.backends, ImageCache(cache_dir, self.reporter.channels[0]), self.reporter)
@@ -163,7 +165,7 @@ class SimulatedFleet:
         await self._server.start()
         limit = asyncio.Semaphore(REGISTER_CONCURRENCY)
 
-        deadline = time.monotonic() + REGISTER_TIMEOUT
+        deadline = time.monotonic() + self.register_timeout
 
         async def register(node_id: str, index: int) -> None:
             delay = 0.1
@@ -233,6 +235,8 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--storage-gib", type=int, default=4096)
     p.add_argument("--zones", type=int, default=1, help="label nodes zone=z0..z{N-1}, round robin")
     p.add_argument("--heartbeat-interval", type=float, default=5.0)
+    p.add_argument("--register-timeout", type=float, default=REGISTER_TIMEOUT,
+                   help="seconds a node keeps trying its first heartbeat")
     p.add_argument("--cache-dir", type=Path, required=True)
     return p.parse_args(argv)
 
@@ -243,7 +247,8 @@ async def _serve(args: argparse.Namespace) -> None:
         simulated_node(f"{args.prefix}-{i:05d}", args.addr, capacity, {"zone": f"z{i % args.zones}"})
         for i in range(args.nodes)
     ]
-    fleet = SimulatedFleet(args.control_plane, args.addr, nodes, args.cache_dir, args.heartbeat_interval)
+    fleet = SimulatedFleet(args.control_plane, args.addr, nodes, args.cache_dir, args.heartbeat_interval,
+                           args.register_timeout)
     await fleet.start()
     log.info("%d simulated nodes registered; serving on %s", len(nodes), args.addr)
     print(f"READY {len(nodes)}", flush=True)
