@@ -13,15 +13,20 @@ here: the next one carries its changes again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.types.node import Node
+from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2
 from plasmavmc.wire.report_digest import NodeDigest, entry, report_bytes
 
 FULL_EVERY = 12  # heartbeats between full ones (one minute at the default 5 s interval)
+
+
+def _no_exit(vm_id: str) -> ExitKind | None:
+    return None
 
 
 class DeltaState:
@@ -32,18 +37,23 @@ class DeltaState:
         self.acked: NodeDigest | None = None
         self.since_full = 0
         self.resyncs = 0  # deltas the control plane answered with `resync`
-        self._reports: dict[str, tuple[VmStatus, agent_pb2.VmReport, int]] = {}  # per VM: last status, report, hash
+        # per VM: the last (status, exit kind), its report and its hash
+        self._reports: dict[str, tuple[tuple[VmStatus, ExitKind | None], agent_pb2.VmReport, int]] = {}
 
-    def request(self, statuses: Mapping[str, VmStatus]) -> tuple[agent_pb2.HeartbeatRequest, NodeDigest]:
+    def request(
+        self, statuses: Mapping[str, VmStatus], exit_kind: Callable[[str], ExitKind | None] = _no_exit
+    ) -> tuple[agent_pb2.HeartbeatRequest, NodeDigest]:
         """The heartbeat's VM part (full or delta), and the digest it would leave acknowledged. A VM
-        whose status equals the one last seen reuses its report and hash (no conversion, no hashing)."""
+        whose status (and exit kind) equals the one last seen reuses its report and hash (no conversion,
+        no hashing)."""
         current = NodeDigest()
         reports: dict[str, agent_pb2.VmReport] = {}
         for vm_id, status in statuses.items():
+            kind = exit_kind(vm_id)
             known = self._reports.get(vm_id)
-            if known is None or known[0] != status:
-                report = vm_report(vm_id, status)
-                known = (status, report, entry(vm_id, report_bytes(report.status)))
+            if known is None or known[0] != (status, kind):
+                report = vm_report(vm_id, status, kind)
+                known = ((status, kind), report, entry(vm_id, report_bytes(report)))
                 self._reports[vm_id] = known
             reports[vm_id] = known[1]
             current.set(vm_id, known[2])
@@ -69,11 +79,12 @@ class DeltaState:
 
 
 async def send(
-    reporter: Reporter, node: Node, statuses: Mapping[str, VmStatus], state: DeltaState
+    reporter: Reporter, node: Node, statuses: Mapping[str, VmStatus], state: DeltaState,
+    exit_kind: Callable[[str], ExitKind | None] = _no_exit,
 ) -> agent_pb2.HeartbeatResponse:
     """One heartbeat for `node`; a `resync` answer is followed at once by a full heartbeat."""
     for _ in range(2):
-        request, current = state.request(statuses)
+        request, current = state.request(statuses, exit_kind)
         response = await reporter.heartbeat(node, request)
         state.answered(request, current, response.resync)
         if not response.resync:

@@ -192,7 +192,7 @@ class SimulatedFleet:
                 statuses[vm_id] = await self.vms.status(vm_id)
         now = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
         state = self.deltas.setdefault(node_id, heartbeats.DeltaState())
-        await heartbeats.send(self.reporter, now, statuses, state)
+        await heartbeats.send(self.reporter, now, statuses, state, self.vms.exit_kind)
 
     async def _beat_forever(self, node_id: str, index: int) -> None:
         # spread the nodes' heartbeats over the interval instead of sending them in one burst

@@ -79,11 +79,12 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         for vm in request.vms:
             # the report's wire form identifies it: an unchanged one is skipped before it is decoded
             report = report_bytes(vm.status)
-            seen.append((vm.vm_id, report))
+            seen.append((vm.vm_id, report_bytes(vm)))  # the digest covers the whole report (exit kind too)
             if self.core.reports.unchanged(vm.vm_id, node.id, report):
                 continue
             observed = from_proto(VmStatus, vm.status)
-            await reports.on_heartbeat_vm(self.core, node.id, vm.vm_id, observed, reported.last_heartbeat, report)
+            kind = enum_from_proto(ExitKind, vm.exit_kind, agent_pb2.VmExitKind.DESCRIPTOR, "vms.exit_kind")
+            await reports.on_heartbeat_vm(self.core, node.id, vm.vm_id, observed, reported.last_heartbeat, report, kind)
         digests = self.core.nodes.digests
         resync = False
         if request.delta:

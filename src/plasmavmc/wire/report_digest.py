@@ -2,7 +2,7 @@
 
 A delta heartbeat (`agent.proto` HeartbeatRequest) carries only the VM reports that changed, plus a
 digest of the whole list: the XOR over the node's VMs of the first 8 bytes (big-endian) of
-BLAKE2b(vm_id, 0x00, the deterministic wire form of its VmStatus). XOR makes it incremental: setting,
+BLAKE2b(vm_id, 0x00, the deterministic wire form of its VmReport). XOR makes it incremental: setting,
 replacing or removing one VM's entry costs one hash, whatever the node holds. Equal digests and counts
 mean (up to a 2^-64 chance) that both sides hold the same reports.
 """
@@ -15,7 +15,8 @@ from google.protobuf.message import Message
 
 
 def report_bytes(status: Message) -> bytes:
-    """The deterministic wire form of a VmStatus: what the digest hashes."""
+    """The deterministic wire form of a message (a VmReport: what the digest hashes; a VmStatus: what
+    the report memory compares)."""
     return status.SerializeToString(deterministic=True)
 
 
