@@ -178,6 +178,7 @@ async def run(settings: ServerSettings) -> None:
     # one watched index of VM states per replica: its gauges, and the leader's reconcile when it leads
     vm_states = VmStates(core.store, RECONCILE_INTERVAL)
     states_task = asyncio.create_task(vm_states.run(), name="vm-states")
+    core.nodes.vm_index = vm_states  # also the per-node index of VMs (NOT_READY flags, drains)
     loop_task = asyncio.create_task(
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL, vm_states))
     )
@@ -186,6 +187,7 @@ async def run(settings: ServerSettings) -> None:
     audit_task = asyncio.create_task(iam.audit.run(), name="audit-log")
     BUILD_INFO.labels(package_version(), "server").set(1)
     await server.start()
+    core.nodes.liveness.grant_grace()  # agents can reach this replica only from now on
     await health.set_serving(True)
     http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership,
                             vm_states=vm_states)
