@@ -5,7 +5,8 @@
 Through a real server and agent (SQLite, one node), VMs are created and started one after another,
 each waited for until its guest's ready line is on the console, until `--vms` are ready or the host
 refuses: the run stops before a VM would leave less than `--floor-gib` (default 4) of MemAvailable,
-since other processes share the machine. Then, with every VM idle, over a `--window` seconds:
+since other processes share the machine (or after `--budget-s`, on a busy machine). Then, with every
+VM idle, over `--window` seconds:
 
 * `per_vm`: each QEMU's RSS and PSS, and the part beyond guest RAM (`hypervisor/footprint.py`);
   the per-VM overhead as the agent reports it (GetVm `resource_usage.memory_overhead_*`);
@@ -48,19 +49,27 @@ def mem_available() -> int:
 def start(root: Path, tb_size_mib: int) -> Cluster:
     root.mkdir(parents=True, exist_ok=True)
     server_cfg, agent_cfg, api, http, _ = write_configs(root, GUEST_DIR, "density")
+    # 100 one-vCPU idle VMs on a 2-core host: vCPUs (and the 1 GiB sparse disks) over-committed on purpose
+    server_cfg.write_text(server_cfg.read_text()
+                          + "[scheduler]\ncpu_overcommit_ratio = 64.0\nstorage_overcommit_ratio = 20.0\n")
     text = agent_cfg.read_text().replace("heartbeat_interval_seconds = 1", "heartbeat_interval_seconds = 5")
     agent_cfg.write_text(text.replace("[hypervisors.kvm]\n", f"[hypervisors.kvm]\ntcg_tb_size_mib = {tb_size_mib}\n"))
     return launch(root, server_cfg, agent_cfg, api, http, "density")
 
 
-async def fill(client: PlasmaClient, count: int, memory_mib: int, floor: int) -> tuple[list[str], list[float], str]:
-    """Start VMs one after another until `count` are ready or the next would cross `floor`."""
+async def fill(client: PlasmaClient, count: int, memory_mib: int, floor: int,
+               budget_s: float) -> tuple[list[str], list[float], str]:
+    """Start VMs one after another until `count` are ready, the next would cross `floor`, or `budget_s`
+    (0: none) has passed."""
     ids: list[str] = []
     boots: list[float] = []
     step = (memory_mib + 128) * MIB  # guest + a generous overhead: the next VM must fit above the floor
+    began = time.monotonic()
     for i in range(count):
         if mem_available() - step < floor:
             return ids, boots, f"stopped at {i}: MemAvailable {mem_available() // MIB} MiB near the floor"
+        if budget_s and time.monotonic() - began > budget_s:
+            return ids, boots, f"stopped at {i}: the time budget of {budget_s:.0f} s was spent"
         began = time.perf_counter()
         vm = await client.create_vm(f"d-{i}", ORG, PROJECT, tiny_spec(memory_mib))
         ids.append(vm.id)
@@ -90,14 +99,15 @@ async def idle_figures(client: PlasmaClient, ids: list[str], memory_mib: int, wi
     }
 
 
-async def phase(root: Path, tb_size_mib: int, count: int, memory_mib: int, floor: int, window: float) -> dict[str, Any]:
+async def phase(root: Path, tb_size_mib: int, count: int, memory_mib: int, floor: int, window: float,
+                budget_s: float = 0.0) -> dict[str, Any]:
     cluster = start(root, tb_size_mib)
     try:
         assert cluster.agent.popen is not None
         agent_pid = cluster.agent.popen.pid
         async with await PlasmaClient.connect(cluster.api) as client:
             agent0, avail0 = rss_bytes(agent_pid), mem_available()
-            ids, boots, why = await fill(client, count, memory_mib, floor)
+            ids, boots, why = await fill(client, count, memory_mib, floor, budget_s)
             if not ids:
                 return {"tcg_tb_size_mib": tb_size_mib, "vms_ready": 0, "stopped": why}
             figures = await idle_figures(client, ids, memory_mib, window)
@@ -121,7 +131,8 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="density-fast-") as tmp:
         load0 = os.getloadavg()
         before = await phase(Path(tmp) / "before", 0, args.before, args.memory_mib, floor, args.window)
-        after = await phase(Path(tmp) / "after", args.tb_size_mib, args.vms, args.memory_mib, floor, args.window)
+        after = await phase(Path(tmp) / "after", args.tb_size_mib, args.vms, args.memory_mib, floor, args.window,
+                            args.budget_s)
         load1 = os.getloadavg()
     ratio = None
     if "per_vm" in before and "per_vm" in after:
@@ -141,4 +152,5 @@ if __name__ == "__main__":
     parser.add_argument("--tb-size-mib", type=int, default=32, help="the cap of the 'after' phase")
     parser.add_argument("--floor-gib", type=float, default=4.0, help="never leave less MemAvailable than this")
     parser.add_argument("--window", type=float, default=20.0, help="seconds of idle CPU measurement")
+    parser.add_argument("--budget-s", type=float, default=0.0, help="stop starting VMs after this long (0: never)")
     asyncio.run(main(parser.parse_args()))
