@@ -12,10 +12,14 @@ and leave the VM count unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import tomllib
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from plasmavmc.client import PlasmaClient
@@ -23,9 +27,10 @@ from plasmavmc.client.console_ws import open_console
 from plasmavmc.errors import InvalidArgument, NotFound, PlasmaError, VmNotFound
 from plasmavmc.hypervisor.process import is_running
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import HypervisorType, VirtualMachine
-from plasmavmc.v1 import types_pb2, vm_pb2
+from plasmavmc.types.vm import CloneSource, HypervisorType, VirtualMachine
+from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2, vm_pb2
 from plasmavmc.wire.convert import to_proto
+from plasmavmc.wire.status import from_rpc_error
 from tests import binaries
 from tests import firecracker_guest as fc
 from tests.conftest import Cluster
@@ -149,3 +154,21 @@ async def test_bad_clone_requests_name_the_field_and_change_nothing(client: Plas
     assert await vm_count(client) == count
     for vm in (qemu, source):
         await client.delete_vm(ORG, PROJECT, vm.id, force=True)
+
+
+async def test_agent_port_validates_the_clone_source(clone_cluster: Cluster) -> None:
+    """The agent checks a clone's source itself (its port is validated like the API's)."""
+    addr = tomllib.loads((clone_cluster.root / "agent.toml").read_text())["agent"]["addr"]
+    vm = fc.vm("direct")
+    cases = [(CloneSource(vm_id="not-a-uuid", snapshot_id="s1"), "vm.source_snapshot.vm_id"),
+             (CloneSource(vm_id=str(uuid.uuid4()), snapshot_id="bad id!"), "vm.source_snapshot.snapshot_id")]
+    async with grpc.aio.insecure_channel(addr) as channel:
+        for source, field in cases:
+            request = agent_pb2.CreateVmRequest(
+                vm=to_proto(dataclasses.replace(vm, hypervisor=HypervisorType.FIRECRACKER, source_snapshot=source),
+                            types_pb2.VirtualMachine()))
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await agent_pb2_grpc.AgentServiceStub(channel).CreateVm(request)
+            error = from_rpc_error(err.value)
+            assert isinstance(error, InvalidArgument) and error.field == field, error
+    assert not (clone_cluster.root / "run" / "fc" / vm.id).exists()
