@@ -30,6 +30,7 @@ from typing import Any
 
 from bench.common import emit, median
 from plasmavmc.client import PlasmaClient
+from plasmavmc.config.agent import KvmSettings
 from plasmavmc.hypervisor import footprint
 from plasmavmc.hypervisor.process import cpu_seconds, rss_bytes
 from tests.conftest import GUEST_DIR, Cluster, kill_leftover_qemu, launch, write_configs
@@ -149,7 +150,8 @@ if __name__ == "__main__":
     parser.add_argument("--vms", type=int, default=100)
     parser.add_argument("--before", type=int, default=4, help="VMs in the uncapped baseline phase")
     parser.add_argument("--memory-mib", type=int, default=128)
-    parser.add_argument("--tb-size-mib", type=int, default=32, help="the cap of the 'after' phase")
+    parser.add_argument("--tb-size-mib", type=int, default=KvmSettings.tcg_tb_size_mib,
+                        help="the cap of the 'after' phase")
     parser.add_argument("--floor-gib", type=float, default=4.0, help="never leave less MemAvailable than this")
     parser.add_argument("--window", type=float, default=20.0, help="seconds of idle CPU measurement")
     parser.add_argument("--budget-s", type=float, default=0.0, help="stop starting VMs after this long (0: never)")

@@ -1,6 +1,6 @@
 """Per-VM host overhead, end to end with a real server, agent and QEMU tiny guest.
 
-* QEMU runs under TCG with its translation cache capped (`-accel tcg,tb-size=32`, the
+* QEMU runs under TCG with its translation cache capped (`-accel tcg,tb-size=64`, the
   `[hypervisors.kvm] tcg_tb_size_mib` default) — checked on the real process's command line;
 * the agent reports the VM's memory beyond guest RAM (`resource_usage.memory_overhead_rss_mib` /
   `_pss_mib`, from /proc/PID/smaps) and its PSS, and the figures are sane: above zero, below the whole
@@ -51,7 +51,7 @@ async def test_overhead_is_reported_and_reserved(cluster: Cluster, client: Plasm
     assert pid
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     accel = argv[argv.index(b"-accel") + 1]
-    assert accel in (b"tcg,tb-size=32", b"kvm"), accel
+    assert accel in (b"tcg,tb-size=64", b"kvm"), accel
 
     usage = await reported_usage(client, vm.id)
     assert 0 < usage.memory_overhead_rss_mib < usage.memory_used_mib, usage

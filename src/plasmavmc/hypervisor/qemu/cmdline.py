@@ -162,7 +162,7 @@ _BUSES = {"microvm": _Bus("virtio-blk-device", "virtio-net-device", ""),
 def accel_arg(accel: str, tb_size_mib: int) -> str:
     """`-accel`'s value: under TCG with the translation cache capped at `tb_size_mib` (0: QEMU's own
     default, up to 1 GiB per VM, grown as the guest runs new code: the largest per-VM cost beyond guest
-    RAM; 32 MiB costs the tiny guest no measurable boot time, see README "Per-VM overhead")."""
+    RAM; 64 MiB holds all the tiny guest translates while it boots (no flush), see README "Per-VM overhead")."""
     return f"tcg,tb-size={int(tb_size_mib)}" if accel == "tcg" and tb_size_mib > 0 else accel
 
 
