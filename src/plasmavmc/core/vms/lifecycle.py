@@ -3,7 +3,9 @@ delete. Power operations are in `power.py`.
 
 Create is PENDING -> CREATING (placed: node claim + assignment in one commit) -> STOPPED (the agent made
 the disks). Input is validated completely before the first write, so bad input changes nothing; a VM
-that no node can take is removed again and the caller gets NO_SUITABLE_NODE with the reasons.
+that no node can take is removed again and the caller gets NO_SUITABLE_NODE with the reasons. With
+`start` (a spec extension) the agent also starts it and the last write records RUNNING; with
+`source_snapshot` it is a clone (`clones.py`).
 """
 
 from __future__ import annotations
