@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
+from plasmavmc import validation
 from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms import devices, lifecycle, power, snapshots, watch
+from plasmavmc.core.vms import devices, lifecycle, power, resize, snapshots, watch
 from plasmavmc.errors import InvalidArgument, vm_not_found
-from plasmavmc.types.vm import CloneSource, DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
+from plasmavmc.types.vm import (
+    CloneSource,
+    DiskSpec,
+    HypervisorType,
+    NetworkSpec,
+    RestartPolicy,
+    VirtualMachine,
+    VmSpec,
+    without_secrets,
+)
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
 from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
@@ -18,7 +29,8 @@ Ctx = ServicerContext
 
 
 def vm_msg(vm: VirtualMachine) -> types_pb2.VirtualMachine:
-    return to_proto(vm, types_pb2.VirtualMachine())
+    """Every VM this service returns goes through here: the user-data secret is never sent back."""
+    return to_proto(without_secrets(vm), types_pb2.VirtualMachine())
 
 
 def ref_of(msg: vm_pb2.VmRef) -> VmRef:
@@ -71,7 +83,17 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
     async def UpdateVm(self, request: vm_pb2.UpdateVmRequest, context: Ctx) -> Any:
         labels = dict(request.labels) if request.update_labels else None
         metadata = dict(request.metadata) if request.update_metadata else None
-        return vm_msg(await lifecycle.update(self.core, ref_of(request.vm), labels, metadata))
+        policy = enum_from_proto(RestartPolicy, request.restart_policy, types_pb2.RestartPolicy.DESCRIPTOR,
+                                 "restart_policy")
+        change = validation.vm_resize_of(request.vcpus, request.memory_mib,
+                                         ((d.disk_id, d.size_gib) for d in request.disk_sizes))
+        lifecycle.check_update(labels, metadata)  # all input checked before the first write
+        ref = ref_of(request.vm)
+        if change:
+            vm = await resize.resize(self.core, ref, change)
+            if labels is None and metadata is None and policy is None:
+                return vm_msg(vm)
+        return vm_msg(await lifecycle.update(self.core, ref, labels, metadata, policy))
 
     @unary
     async def DeleteVm(self, request: vm_pb2.DeleteVmRequest, context: Ctx) -> Any:
@@ -148,4 +170,6 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             raise InvalidArgument("send_initial", "needs one VM (vm.vm_id)")
         events = watch.watch_vm(self.core, ref, request.send_initial, request.start_revision, request.history_only)
         async for event in events:
+            if event.vm is not None:
+                event = replace(event, vm=without_secrets(event.vm))
             yield to_proto(event, vm_pb2.VmEvent())

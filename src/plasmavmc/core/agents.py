@@ -19,10 +19,10 @@ import grpc
 from plasmavmc.errors import PlasmaError, Unavailable
 from plasmavmc.grpc_tls import agent_channel
 from plasmavmc.types.image import Image
-from plasmavmc.types.network import PortRequest, SecurityGroup
+from plasmavmc.types.network import NetworkPeers, PortRequest, SecurityGroup
 from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import SnapshotInfo
-from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmStatus
+from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmResize, VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 from plasmavmc.wire.channels import RECONNECT_OPTIONS
 from plasmavmc.wire.convert import from_proto, to_proto
@@ -131,6 +131,12 @@ class AgentClient:
             to_proto(image, req.image)
         await self._call("AttachDisk", req, timeout=DEVICE_TIMEOUT)
 
+    async def resize_vm(self, vm_id: str, change: VmResize) -> None:
+        req = agent_pb2.ResizeVmRequest(vm_id=vm_id, vcpus=change.vcpus, memory_mib=change.memory_mib)
+        for disk_id, size in sorted(change.disk_sizes.items()):
+            req.disk_sizes.add(disk_id=disk_id, size_gib=size)
+        await self._call("ResizeVm", req, timeout=DEVICE_TIMEOUT)
+
     async def detach_disk(self, vm_id: str, disk_id: str) -> None:
         req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=disk_id)
         await self._call("DetachDisk", req, timeout=DEVICE_TIMEOUT)
@@ -146,6 +152,9 @@ class AgentClient:
         for group in groups:
             to_proto(group, req.security_groups.add())
         await self._call("UpdatePortSecurity", req)
+
+    async def update_network_peers(self, view: NetworkPeers) -> None:
+        await self._call("UpdateNetworkPeers", to_proto(view, agent_pb2.UpdateNetworkPeersRequest()))
 
     async def detach_nic(self, vm_id: str, nic_id: str) -> None:
         req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=nic_id)

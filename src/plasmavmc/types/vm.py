@@ -6,6 +6,7 @@ tuples so that records stay immutable; changes make a new record with `dataclass
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -34,6 +35,14 @@ class DiskCache(StrEnum):
 class NicModel(StrEnum):
     VIRTIO_NET = "virtio_net"
     E1000 = "e1000"
+
+
+class RestartPolicy(StrEnum):
+    """What happens when a VM's hypervisor ends without an API call asking for it (core/vms/restarts.py)."""
+
+    NEVER = "never"  # stays down (the default: nothing is started behind the user's back)
+    ON_FAILURE = "on-failure"  # restarted after a crash or a host reboot; a guest power-off stays STOPPED
+    ALWAYS = "always"  # restarted after a crash, a host reboot or a guest power-off
 
 
 class ConsoleType(StrEnum):
@@ -130,6 +139,17 @@ class PlacementSpec:
 
 
 @dataclass(frozen=True)
+class CloudInitSpec:
+    """The cloud-init NoCloud seed of a VM (`hypervisor/cloudinit.py` renders it on the node).
+
+    `user_data` is a secret: the public API renders it as "" (`without_secrets`, `api/vm_service.vm_msg`)."""
+
+    user_data: str = ""
+    ssh_authorized_keys: tuple[str, ...] = ()
+    hostname: str = ""  # "" = the VM's name
+
+
+@dataclass(frozen=True)
 class VmSpec:
     cpu: CpuSpec = field(default_factory=CpuSpec)
     memory: MemorySpec = field(default_factory=MemorySpec)
@@ -138,6 +158,20 @@ class VmSpec:
     boot: BootSpec = field(default_factory=BootSpec)
     security: SecuritySpec = field(default_factory=SecuritySpec)
     placement: PlacementSpec = field(default_factory=PlacementSpec)
+    cloud_init: CloudInitSpec | None = None  # None: no seed disk
+    restart_policy: RestartPolicy = RestartPolicy.NEVER
+
+
+@dataclass(frozen=True)
+class VmResize:
+    """A resize of a stopped VM (UpdateVm, and the agent's ResizeVm); 0 / absent: unchanged."""
+
+    vcpus: int = 0
+    memory_mib: int = 0
+    disk_sizes: dict[str, int] = field(default_factory=dict)  # disk id -> new size (GiB), only larger
+
+    def __bool__(self) -> bool:
+        return bool(self.vcpus or self.memory_mib or self.disk_sizes)
 
 
 @dataclass(frozen=True)
@@ -200,6 +234,10 @@ class VmStatus:
     conditions: tuple[Condition, ...] = ()
     accelerator: str = ""  # "kvm" or "tcg" for QEMU: what the backend actually used
     boot: BootTimeline = field(default_factory=BootTimeline)
+    restarts: int = 0  # automatic restarts in a row (restart policy); back to 0 after a stable run
+    last_restart_at: int = 0  # unix seconds of the last automatic restart (0: none)
+    restart_due_at: int = 0  # an automatic restart is scheduled for then (0: none)
+    restart_reason: str = ""  # why: RestartedAfterCrash, RestartedAfterHostReboot, RestartedAfterPowerOff
 
 
 @dataclass(frozen=True)
@@ -228,3 +266,12 @@ class VirtualMachine:
     metadata: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     source_snapshot: CloneSource | None = None  # set on a clone (hypervisor/firecracker/clones.py)
+
+
+def without_secrets(vm: VirtualMachine) -> VirtualMachine:
+    """`vm` as the public API shows it to anyone: the cloud-init user-data (a secret) left out."""
+    seed = vm.spec.cloud_init
+    if seed is None or not seed.user_data:
+        return vm
+    spec = dataclasses.replace(vm.spec, cloud_init=dataclasses.replace(seed, user_data=""))
+    return dataclasses.replace(vm, spec=spec)

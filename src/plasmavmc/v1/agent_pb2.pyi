@@ -18,10 +18,12 @@ class VmExitKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VM_EXIT_KIND_REQUESTED: _ClassVar[VmExitKind]
     VM_EXIT_KIND_GUEST_POWEROFF: _ClassVar[VmExitKind]
     VM_EXIT_KIND_CRASHED: _ClassVar[VmExitKind]
+    VM_EXIT_KIND_HOST_REBOOT: _ClassVar[VmExitKind]
 VM_EXIT_KIND_UNSPECIFIED: VmExitKind
 VM_EXIT_KIND_REQUESTED: VmExitKind
 VM_EXIT_KIND_GUEST_POWEROFF: VmExitKind
 VM_EXIT_KIND_CRASHED: VmExitKind
+VM_EXIT_KIND_HOST_REBOOT: VmExitKind
 
 class VmHandle(_message.Message):
     __slots__ = ("vm_id", "backend", "runtime_dir", "name", "details")
@@ -118,6 +120,18 @@ class AttachDiskRequest(_message.Message):
     org_id: str
     def __init__(self, vm_id: _Optional[str] = ..., disk: _Optional[_Union[_types_pb2.DiskSpec, _Mapping]] = ..., image: _Optional[_Union[_image_pb2.Image, _Mapping]] = ..., org_id: _Optional[str] = ...) -> None: ...
 
+class ResizeVmRequest(_message.Message):
+    __slots__ = ("vm_id", "vcpus", "memory_mib", "disk_sizes")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    DISK_SIZES_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    vcpus: int
+    memory_mib: int
+    disk_sizes: _containers.RepeatedCompositeFieldContainer[_vm_pb2.DiskSize]
+    def __init__(self, vm_id: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mib: _Optional[int] = ..., disk_sizes: _Optional[_Iterable[_Union[_vm_pb2.DiskSize, _Mapping]]] = ...) -> None: ...
+
 class AttachNicRequest(_message.Message):
     __slots__ = ("vm_id", "nic", "port")
     VM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +149,26 @@ class UpdatePortSecurityRequest(_message.Message):
     port_id: str
     security_groups: _containers.RepeatedCompositeFieldContainer[_network_pb2.SecurityGroup]
     def __init__(self, port_id: _Optional[str] = ..., security_groups: _Optional[_Iterable[_Union[_network_pb2.SecurityGroup, _Mapping]]] = ...) -> None: ...
+
+class FdbEntry(_message.Message):
+    __slots__ = ("mac_address", "remote")
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_FIELD_NUMBER: _ClassVar[int]
+    mac_address: str
+    remote: str
+    def __init__(self, mac_address: _Optional[str] = ..., remote: _Optional[str] = ...) -> None: ...
+
+class UpdateNetworkPeersRequest(_message.Message):
+    __slots__ = ("network", "peers", "fdb", "revision")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    FDB_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    network: _network_pb2.Network
+    peers: _containers.RepeatedScalarFieldContainer[str]
+    fdb: _containers.RepeatedCompositeFieldContainer[FdbEntry]
+    revision: int
+    def __init__(self, network: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., peers: _Optional[_Iterable[str]] = ..., fdb: _Optional[_Iterable[_Union[FdbEntry, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class DetachDeviceRequest(_message.Message):
     __slots__ = ("vm_id", "device_id")

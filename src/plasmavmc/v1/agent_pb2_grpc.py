@@ -116,9 +116,19 @@ class AgentServiceStub:
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ResizeVm = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/ResizeVm',
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.ResizeVmRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
         self.UpdatePortSecurity = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/UpdatePortSecurity',
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.UpdatePortSecurityRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
+        self.UpdateNetworkPeers = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/UpdateNetworkPeers',
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.UpdateNetworkPeersRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
         self.SnapshotVm = channel.unary_unary(
@@ -252,8 +262,23 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResizeVm(self, request, context):
+        """New vCPUs / memory / larger disks for a stopped VM (disks grown with qemu-img resize).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdatePortSecurity(self, request, context):
         """A plumbed port's security groups changed (resolved by the control plane); NOT_FOUND if not here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNetworkPeers(self, request, context):
+        """A tenant network's overlay forwarding on this node, as the store has it: the other nodes carrying the
+        network and where each of their ports' MACs lives (bridge provider: VXLAN flood list + FDB entries).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -374,9 +399,19 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
+            'ResizeVm': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeVm,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.ResizeVmRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
             'UpdatePortSecurity': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdatePortSecurity,
                     request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.UpdatePortSecurityRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
+            'UpdateNetworkPeers': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNetworkPeers,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.UpdateNetworkPeersRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'SnapshotVm': grpc.unary_unary_rpc_method_handler(
@@ -848,6 +883,33 @@ class AgentService:
             _registered_method=True)
 
     @staticmethod
+    def ResizeVm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/ResizeVm',
+            plasmavmc_dot_v1_dot_agent__pb2.ResizeVmRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def UpdatePortSecurity(request,
             target,
             options=(),
@@ -863,6 +925,33 @@ class AgentService:
             target,
             '/plasmavmc.agent.v1.AgentService/UpdatePortSecurity',
             plasmavmc_dot_v1_dot_agent__pb2.UpdatePortSecurityRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNetworkPeers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/UpdateNetworkPeers',
+            plasmavmc_dot_v1_dot_agent__pb2.UpdateNetworkPeersRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.networks import nics
-from plasmavmc.core.vms import boot, clones, placement
+from plasmavmc.core.networks import nics, refresh
+from plasmavmc.core.vms import boot, clones, placement, restarts
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.common import boot_disk
-from plasmavmc.hypervisor.registry import check_spec_for
+from plasmavmc.hypervisor.registry import check_spec_for, spec_defaults_for
 from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
@@ -33,7 +33,7 @@ from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
 from plasmavmc.types.states import VmState, check_transition, transition
-from plasmavmc.types.vm import CloneSource, HypervisorType, VirtualMachine, VmSpec, VmStatus
+from plasmavmc.types.vm import CloneSource, HypervisorType, RestartPolicy, VirtualMachine, VmSpec, VmStatus
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE = 100
@@ -104,7 +104,9 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
         req = await clones.resolve(core, req)
     _validate(req)
     images = await images_for(core, req.org_id, req.spec)
-    check_spec_for(req.hypervisor, req.spec, boot_image(req.spec, images))
+    boot_from = boot_image(req.spec, images)
+    req = replace(req, spec=spec_defaults_for(req.hypervisor, req.spec, boot_from))
+    check_spec_for(req.hypervisor, req.spec, boot_from)
     now = int(time.time())
     vm = VirtualMachine(
         id=str(uuid.uuid4()),
@@ -197,6 +199,7 @@ async def provision(
             await set_error(core, vm.key, f"start failed: {err.message}")
             raise
     done = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
+    await refresh.ports_changed(core, done.value, done.value.spec.network)
     return done.value
 
 
@@ -261,20 +264,30 @@ async def list_vms(
     return vms, next_token
 
 
-async def update(
-    core: Core, ref: VmRef, labels: dict[str, str] | None, metadata: dict[str, str] | None
-) -> VirtualMachine:
+def check_update(labels: dict[str, str] | None, metadata: dict[str, str] | None) -> None:
     if labels is not None:
         validation.labels(labels, "labels")
     if metadata is not None:
         validation.labels(metadata, "metadata")
+
+
+async def update(
+    core: Core, ref: VmRef, labels: dict[str, str] | None, metadata: dict[str, str] | None,
+    restart_policy: RestartPolicy | None = None,
+) -> VirtualMachine:
+    """Labels, metadata and the restart policy (any state); a resize is `resize.py`'s."""
+    check_update(labels, metadata)
     found = await core.find_vm(ref)
 
     def apply(vm: VirtualMachine) -> VirtualMachine:
+        policy = vm.spec.restart_policy if restart_policy is None else restart_policy
+        if policy == RestartPolicy.NEVER:
+            vm = restarts.unscheduled(vm)  # a restart already scheduled is called off
         return replace(
             vm,
             labels=vm.labels if labels is None else labels,
             metadata=vm.metadata if metadata is None else metadata,
+            spec=replace(vm.spec, restart_policy=policy),
             updated_at=int(time.time()),
         )
 
@@ -329,5 +342,6 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
         await nics.release(core.store, vm.value)  # after the record: a crash between leaks a claim, never a live port
 
     await retry_on_conflict(remove)
+    await refresh.ports_changed(core, vm.value, vm.value.spec.network)
     log.info("vm %s deleted", vm.value.id)
     return True
