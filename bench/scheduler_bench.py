@@ -45,7 +45,7 @@ from plasmavmc.errors import PlasmaError
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.local import LocalImageStore
 from plasmavmc.scheduler import build
-from plasmavmc.scheduler.framework import Cycle, NodeView
+from plasmavmc.scheduler.framework import NodeView
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
 from plasmavmc.store.etcd import EtcdStore
@@ -122,8 +122,9 @@ async def _naive_all(core: Core, vms: list[Versioned[VirtualMachine]]) -> float:
     for vm in vms:
         nodes = [decode(Node, kv) for kv in await core.store.list_all(keys.NODES, page_size=5000)]
         by_id = {n.value.id: n for n in nodes}
-        best = scheduler.rank(Cycle.of(vm.value), [NodeView(n.value) for n in nodes])[0]
-        _, writes = claim_writes(vm, by_id[best.node.id], _placer(vm.value, best.node.id))
+        cycle = scheduler.cycle(vm.value)
+        best = scheduler.rank(cycle, [NodeView(n.value) for n in nodes])[0]
+        _, writes = claim_writes(vm, by_id[best.node.id], _placer(vm.value, best.node.id), cycle.need)
         await core.store.commit(writes)
     return time.perf_counter() - started
 

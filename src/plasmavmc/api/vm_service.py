@@ -10,8 +10,9 @@ from plasmavmc import validation
 from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.vms import devices, lifecycle, power, resize, snapshots, watch
-from plasmavmc.errors import InvalidArgument
+from plasmavmc.errors import InvalidArgument, vm_not_found
 from plasmavmc.types.vm import (
+    CloneSource,
     DiskSpec,
     HypervisorType,
     NetworkSpec,
@@ -45,6 +46,11 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
     async def CreateVm(self, request: vm_pb2.CreateVmRequest, context: Ctx) -> Any:
         chosen = enum_from_proto(HypervisorType, request.hypervisor, types_pb2.HypervisorType.DESCRIPTOR)
         hypervisor = chosen if chosen is not None else self.default_hypervisor
+        source = None
+        if request.HasField("source_snapshot"):  # a clone: the source VM is authorized as the caller
+            source = from_proto(CloneSource, request.source_snapshot)
+            org, project, named = request.org_id, request.project_id, source.vm_id
+            await caller.require("plasmavmc:vms:get", org, project, lambda: vm_not_found(org, project, named))
         req = lifecycle.CreateVm(
             name=request.name,
             org_id=request.org_id,
@@ -54,6 +60,10 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             labels=dict(request.labels),
             metadata=dict(request.metadata),
             created_by=caller.principal_id(),
+            source_snapshot=source,
+            spec_given=request.HasField("spec"),
+            hypervisor_given=chosen is not None,
+            start=request.start,
         )
         return vm_msg(await lifecycle.create(self.core, req))
 

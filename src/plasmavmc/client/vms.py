@@ -44,8 +44,10 @@ class VmMixin(ClientBase):
         hypervisor: HypervisorType = HypervisorType.KVM,
         labels: dict[str, str] | None = None,
         metadata: dict[str, str] | None = None,
+        *,
+        start: bool = False,
     ) -> VirtualMachine:
-        """Create a VM (it is scheduled and provisioned, not started)."""
+        """Create a VM (scheduled and provisioned; with `start`, started too: RUNNING on return)."""
         request = vm_pb2.CreateVmRequest(
             name=name,
             org_id=org_id,
@@ -56,6 +58,17 @@ class VmMixin(ClientBase):
             ),
             labels=labels or {},
             metadata=metadata or {},
+            start=start,
+        )
+        return _vm(await self._unary(self._vm_stub.CreateVm, request))
+
+    async def clone_vm(self, name: str, org_id: str, project_id: str, source_vm: str, snapshot_id: str, *,
+                       start: bool = True, labels: dict[str, str] | None = None) -> VirtualMachine:
+        """Create a Firecracker VM from snapshot `snapshot_id` of `source_vm` (id or name, same project):
+        a spec extension; with `start` (default) it runs on return, resumed where the snapshot was."""
+        request = vm_pb2.CreateVmRequest(
+            name=name, org_id=org_id, project_id=project_id, labels=labels or {}, start=start,
+            source_snapshot=types_pb2.CloneSource(vm_id=source_vm, snapshot_id=snapshot_id),
         )
         return _vm(await self._unary(self._vm_stub.CreateVm, request))
 

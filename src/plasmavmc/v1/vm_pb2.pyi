@@ -40,7 +40,7 @@ class VmRef(_message.Message):
     def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., vm_id: _Optional[str] = ...) -> None: ...
 
 class CreateVmRequest(_message.Message):
-    __slots__ = ("name", "org_id", "project_id", "spec", "hypervisor", "metadata", "labels")
+    __slots__ = ("name", "org_id", "project_id", "spec", "hypervisor", "metadata", "labels", "source_snapshot", "start")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,8 @@ class CreateVmRequest(_message.Message):
     HYPERVISOR_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     name: str
     org_id: str
     project_id: str
@@ -69,7 +71,9 @@ class CreateVmRequest(_message.Message):
     hypervisor: _types_pb2.HypervisorType
     metadata: _containers.ScalarMap[str, str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., spec: _Optional[_Union[_types_pb2.VmSpec, _Mapping]] = ..., hypervisor: _Optional[_Union[_types_pb2.HypervisorType, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    source_snapshot: _types_pb2.CloneSource
+    start: bool
+    def __init__(self, name: _Optional[str] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., spec: _Optional[_Union[_types_pb2.VmSpec, _Mapping]] = ..., hypervisor: _Optional[_Union[_types_pb2.HypervisorType, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., source_snapshot: _Optional[_Union[_types_pb2.CloneSource, _Mapping]] = ..., start: _Optional[bool] = ...) -> None: ...
 
 class GetVmRequest(_message.Message):
     __slots__ = ("vm",)
