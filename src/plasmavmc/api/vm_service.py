@@ -7,18 +7,31 @@ from typing import Any
 
 from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms import devices, lifecycle, power, snapshots, watch
+from plasmavmc.core.vms import devices, lifecycle, listing, power, snapshots, watch
+from plasmavmc.core.vms.listing import VmFilter
 from plasmavmc.errors import InvalidArgument
+from plasmavmc.observe.metrics import VM_READS
+from plasmavmc.store.base import KeyValue
+from plasmavmc.store.records import decode
+from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
 from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
 
 Ctx = ServicerContext
+FROM_CACHE, FROM_STORE = VM_READS.labels("cache"), VM_READS.labels("store")
 
 
 def vm_msg(vm: VirtualMachine) -> types_pb2.VirtualMachine:
     return to_proto(vm, types_pb2.VirtualMachine())
+
+
+def _state(value: int) -> VmState:
+    state = enum_from_proto(VmState, value, types_pb2.VmState.DESCRIPTOR, "states")
+    if state is None:
+        raise InvalidArgument("states", "VM_STATE_UNSPECIFIED is not a state to filter by")
+    return state
 
 
 def ref_of(msg: vm_pb2.VmRef) -> VmRef:
@@ -48,13 +61,27 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
 
     @unary
     async def GetVm(self, request: vm_pb2.GetVmRequest, context: Ctx) -> Any:
-        return vm_msg((await self.core.find_vm(ref_of(request.vm))).value)
+        ref = request.vm
+        found = await self.core.vm_reads.find(ref.org_id, ref.project_id, ref.vm_id) if self.core.vm_reads else None
+        if found is None:
+            FROM_STORE.inc()
+            return vm_msg((await self.core.find_vm(ref_of(ref))).value)
+        FROM_CACHE.inc()
+        key, entry = found
+        if entry.memo is None:  # rendered once per change of the record, then served as it is
+            entry.memo = vm_msg(decode(VirtualMachine, KeyValue(key, entry.value, 0, entry.revision)).value)
+        return entry.memo
 
     @unary
     async def ListVms(self, request: vm_pb2.ListVmsRequest, context: Ctx) -> Any:
-        vms, token = await lifecycle.list_vms(
+        where = VmFilter(
+            states=frozenset(_state(s) for s in request.states),
+            node_ids=frozenset(request.node_ids),
+            labels=dict(request.labels),
+        )
+        vms, token = await listing.list_vms(
             self.core, request.org_id, request.project_id, request.page_size, request.page_token,
-            request.all_projects,
+            request.all_projects, where,
         )
         return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
 
