@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from plasmavmc.api import caller
@@ -12,7 +12,8 @@ from plasmavmc.core.vms.listing import VmFilter
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.observe.metrics import VM_READS
 from plasmavmc.store.base import KeyValue
-from plasmavmc.store.records import decode
+from plasmavmc.store.records import CorruptRecord, decode
+from plasmavmc.store.watched import Entry
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
@@ -25,6 +26,16 @@ FROM_CACHE, FROM_STORE = VM_READS.labels("cache"), VM_READS.labels("store")
 
 def vm_msg(vm: VirtualMachine) -> types_pb2.VirtualMachine:
     return to_proto(vm, types_pb2.VirtualMachine())
+
+
+def rendered(key: str, entry: Entry) -> bytes:
+    """The watched entry's record as a serialized VirtualMachine message, rendered once per change of the
+    record; the stored bytes are dropped then (the message is a sixth of their size)."""
+    if entry.memo is None:
+        message = vm_msg(decode(VirtualMachine, KeyValue(key, entry.value, 0, entry.revision)).value)
+        entry.memo, entry.value = message.SerializeToString(), b""
+    assert isinstance(entry.memo, bytes)
+    return entry.memo
 
 
 def _state(value: int) -> VmState:
@@ -68,12 +79,16 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             return vm_msg((await self.core.find_vm(ref_of(ref))).value)
         FROM_CACHE.inc()
         key, entry = found
-        if entry.memo is None:  # rendered once per change of the record, then served as it is
-            entry.memo = vm_msg(decode(VirtualMachine, KeyValue(key, entry.value, 0, entry.revision)).value)
-        return entry.memo
+        return types_pb2.VirtualMachine.FromString(rendered(key, entry))
 
     @unary
     async def ListVms(self, request: vm_pb2.ListVmsRequest, context: Ctx) -> Any:
+        if not (request.states or request.node_ids or request.labels):
+            items, token = await listing.list_page(
+                self.core, request.org_id, request.project_id, request.page_size, request.page_token,
+                request.all_projects,
+            )
+            return vm_pb2.ListVmsResponse(vms=self._render_page(items), next_page_token=token)
         where = VmFilter(
             states=frozenset(_state(s) for s in request.states),
             node_ids=frozenset(request.node_ids),
@@ -84,6 +99,22 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             request.all_projects, where,
         )
         return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
+
+    def _render_page(self, items: Sequence[KeyValue]) -> list[types_pb2.VirtualMachine]:
+        """The page's records as messages: what the watched copy rendered when it holds the same revision,
+        rendered now otherwise (and kept there when it does); an unreadable record is left out."""
+        copy = self.core.vm_reads.records if self.core.vm_reads else None
+        out = []
+        for kv in items:
+            entry = copy.get(kv.key) if copy else None
+            try:
+                if entry is not None and entry.revision == kv.mod_revision:
+                    out.append(types_pb2.VirtualMachine.FromString(rendered(kv.key, entry)))
+                else:
+                    out.append(vm_msg(decode(VirtualMachine, kv).value))
+            except CorruptRecord:
+                continue  # reported and counted by decode
+        return out
 
     @unary
     async def UpdateVm(self, request: vm_pb2.UpdateVmRequest, context: Ctx) -> Any:

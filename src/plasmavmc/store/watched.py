@@ -12,7 +12,8 @@ process's own latest write under the prefix: a caller always reads what it wrote
 them (etcd: milliseconds; SQLite from another process: its poll interval).
 
 Each `Entry` has a `memo` slot for what a reader derives from the value (a decoded record, a rendered
-message): it goes with the entry when the key changes, so it is never stale.
+message): it goes with the entry when the key changes, so it is never stale. Once its memo is set, the
+reader may drop the value (to hold less: the API keeps a VM as its serialized message only).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ page costs a bounded amount whatever the fleet size and the filter's selectivity
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from plasmavmc import validation
@@ -16,6 +17,7 @@ from plasmavmc.core.context import Core
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.limits import MAX_LABELS
 from plasmavmc.store import keys
+from plasmavmc.store.base import KeyValue
 from plasmavmc.store.records import decode_all
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
@@ -75,6 +77,17 @@ def _check(org_id: str, project_id: str, page_size: int, token: str, all_project
         validation.vm_id(vm_id, "page_token")
 
 
+async def list_page(
+    core: Core, org_id: str, project_id: str, page_size: int, token: str, all_projects: bool = False
+) -> tuple[tuple[KeyValue, ...], str]:
+    """One unfiltered page as the stored records (the API renders them, reusing what GetVm rendered)."""
+    _check(org_id, project_id, page_size, token, all_projects)
+    prefix = keys.vms_in(org_id, None if all_projects else project_id)
+    page = await core.store.list(prefix, start_after=prefix + token if token else None,
+                                 limit=page_size or DEFAULT_PAGE)
+    return page.items, page.next_start_after.removeprefix(prefix) if page.next_start_after else ""
+
+
 async def list_vms(
     core: Core,
     org_id: str,
@@ -109,3 +122,4 @@ async def list_vms(
         if scanned >= MAX_SCANNED:
             return found, page.next_start_after.removeprefix(prefix)
         start = page.next_start_after
+        await asyncio.sleep(0)  # decoding is the cost: let other calls run between steps
