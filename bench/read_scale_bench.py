@@ -120,7 +120,7 @@ async def serve_baselines(port: int) -> None:
     server = grpc.aio.server()
     handler = grpc.method_handlers_generic_handler("bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
     server.add_generic_rpc_handlers((handler,))
-    vm_pb2_grpc.add_VmServiceServicer_to_server(Canned(), server)  # type: ignore[no-untyped-call]
+    vm_pb2_grpc.add_VmServiceServicer_to_server(Canned(), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print("READY", flush=True)
@@ -207,7 +207,7 @@ async def baselines(concurrency: int, calls: int, vm: VirtualMachine) -> dict[st
             raise RuntimeError("the baseline server did not start")
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             echo = channel.unary_unary(ECHO)
-            stub = vm_pb2_grpc.VmServiceStub(channel)  # type: ignore[no-untyped-call]
+            stub = vm_pb2_grpc.VmServiceStub(channel)
             request = vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=vm.id))
             payload = request.SerializeToString()
             await load(500, concurrency, lambda i: echo(payload))  # warm-up
@@ -227,7 +227,7 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
     ids = sorted(vm.id for vm in vms)
     out: dict[str, Any] = {"vms": len(vms)}
     async with grpc.aio.insecure_channel(api) as channel:
-        stub = vm_pb2_grpc.VmServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub = vm_pb2_grpc.VmServiceStub(channel)
         progress("until GetVm comes from the watched copy")
         out["seconds_until_served_from_cache"] = round(await until_cached(stub, http, vms[0], auth), 2)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
 from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
 
 Ctx = ServicerContext
+RENDER_SLICE = 25  # records a ListVms page renders between yields to the event loop
 FROM_CACHE, FROM_STORE = VM_READS.labels("cache"), VM_READS.labels("store")
 
 
@@ -88,7 +90,7 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
                 self.core, request.org_id, request.project_id, request.page_size, request.page_token,
                 request.all_projects,
             )
-            return vm_pb2.ListVmsResponse(vms=self._render_page(items), next_page_token=token)
+            return vm_pb2.ListVmsResponse(vms=await self._render_page(items), next_page_token=token)
         where = VmFilter(
             states=frozenset(_state(s) for s in request.states),
             node_ids=frozenset(request.node_ids),
@@ -100,12 +102,15 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
         )
         return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
 
-    def _render_page(self, items: Sequence[KeyValue]) -> list[types_pb2.VirtualMachine]:
+    async def _render_page(self, items: Sequence[KeyValue]) -> list[types_pb2.VirtualMachine]:
         """The page's records as messages: what the watched copy rendered when it holds the same revision,
-        rendered now otherwise (and kept there when it does); an unreadable record is left out."""
+        rendered now otherwise (and kept there when it does); an unreadable record is left out. Rendering
+        is the cost: other calls run between slices of `RENDER_SLICE` records."""
         copy = self.core.vm_reads.records if self.core.vm_reads else None
         out = []
-        for kv in items:
+        for i, kv in enumerate(items):
+            if i and not i % RENDER_SLICE:
+                await asyncio.sleep(0)
             entry = copy.get(kv.key) if copy else None
             try:
                 if entry is not None and entry.revision == kv.mod_revision:

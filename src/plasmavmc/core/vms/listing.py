@@ -25,7 +25,7 @@ from plasmavmc.types.vm import VirtualMachine
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_SCANNED = 1000  # records one filtered page reads at most
-FILTER_STEP = 250  # records read per store call while filtering
+FILTER_STEP = 100  # records read (and decoded) per store call while filtering
 MAX_FILTER_VALUES = 100  # node ids (or states) one filter may name
 
 
