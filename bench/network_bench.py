@@ -60,7 +60,7 @@ async def port_setup(root: Path, count: int) -> dict[str, float]:
             "create_ms_last": round(create[-1] * 1000, 1), "delete_ms_median": round(median(delete) * 1000, 1)}
 
 
-async def _measure(a: ConsoleStream, b: ConsoleStream, ip_b: str) -> tuple[float, float]:
+async def measure_pair(a: ConsoleStream, b: ConsoleStream, ip_b: str) -> tuple[float, float]:
     await run(b, f"nc -l -p 5001 -e dd if=/dev/zero bs=65536 count={BYTES // 65536} </dev/null >/dev/null 2>&1 & true")
     out = await run(a, f"time sh -c 'nc {ip_b} 5001 </dev/null | wc -c' 2>&1", 180)
     got = re.search(r"^(\d+)$", out, re.M)
@@ -107,9 +107,9 @@ async def guests(root: Path, runs: int) -> dict[str, object]:
         samples: dict[str, list[tuple[float, float]]] = {"provider": [], "plain": []}
         for _ in range(runs):
             await provider.restore()  # back onto the provider's bridge, rules rendered again
-            samples["provider"].append(await _measure(consoles[0], consoles[1], reqs[1].ip_addresses[0]))
+            samples["provider"].append(await measure_pair(consoles[0], consoles[1], reqs[1].ip_addresses[0]))
             await _plain([r.tap_device for r in reqs])
-            samples["plain"].append(await _measure(consoles[0], consoles[1], reqs[1].ip_addresses[0]))
+            samples["plain"].append(await measure_pair(consoles[0], consoles[1], reqs[1].ip_addresses[0]))
     finally:
         for console in consoles:
             await console.close()
@@ -118,13 +118,18 @@ async def guests(root: Path, runs: int) -> dict[str, object]:
             await backend.delete(handle)
         await provider.teardown()
         await links.delete(PLAIN)
+    return traffic_figures(samples, "provider", "plain")
+
+
+def traffic_figures(samples: dict[str, list[tuple[float, float]]], path: str, baseline: str) -> dict[str, object]:
+    """Medians of (MiB/s, RTT ms) samples per path, and the ratios of `path` over `baseline`."""
     mib = {k: median([s[0] for s in v]) for k, v in samples.items()}
     rtt = {k: median([s[1] for s in v]) for k, v in samples.items()}
     return {
         "tcp_mib_s": {k: round(v, 2) for k, v in mib.items()},
         "rtt_ms": {k: round(v, 3) for k, v in rtt.items()},
-        "ratio_throughput_provider_over_plain": round(mib["provider"] / mib["plain"], 3),
-        "ratio_rtt_provider_over_plain": round(rtt["provider"] / rtt["plain"], 3),
+        f"ratio_throughput_{path}_over_{baseline}": round(mib[path] / mib[baseline], 3),
+        f"ratio_rtt_{path}_over_{baseline}": round(rtt[path] / rtt[baseline], 3),
         "samples": samples,
     }
 

@@ -234,11 +234,21 @@ async def _calls(count: int, concurrency: int, call: object) -> float:
     return time.perf_counter() - started
 
 
+async def _idle_cpu_rate(server: Proc, seconds: float) -> float:
+    """The server's CPU seconds per second while no API call runs (heartbeats, loops), over `seconds`."""
+    before = _cpu_seconds(server)
+    await asyncio.sleep(seconds)  # a measuring window, not a wait for anything
+    return (_cpu_seconds(server) - before) / seconds
+
+
 async def api_run(vms: int, nodes: int, concurrency: int, guest: Path, heartbeat: float,
-                  server_keys: str = "", extra_config: str = "", baseline: bool = True) -> dict[str, object]:
+                  server_keys: str = "", extra_config: str = "", baseline: bool = True,
+                  idle_seconds: float = 0.0) -> dict[str, object]:
     """`server_keys` (in `[server]`) and `extra_config` (tables appended) go into the server's config;
-    `baseline`: also time as many GetQuota calls."""
+    `baseline`: also time as many GetQuota calls; `idle_seconds`: also measure the server's background CPU
+    rate (heartbeats, loops) over that long just before and just after the creates."""
     base = 0.0
+    idle: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         server, api = await _server(root, guest, server_keys, extra_config)
@@ -269,9 +279,11 @@ async def api_run(vms: int, nodes: int, concurrency: int, guest: Path, heartbeat
                     except PlasmaError as err:
                         errors.append(err.message)
 
+                idle += [await _idle_cpu_rate(server, idle_seconds)] if idle_seconds else []
                 cpu_before = _cpu_seconds(server)
                 seconds = await _calls(vms, concurrency, create)
                 server_cpu = _cpu_seconds(server) - cpu_before
+                idle += [await _idle_cpu_rate(server, idle_seconds)] if idle_seconds else []
                 if baseline:
                     base = await _calls(vms, concurrency, lambda i: client.get_quota("org-b", f"proj-{i % 10}"))
                 used = (await client.get_quota("org-b")).usage.vms
@@ -287,6 +299,7 @@ async def api_run(vms: int, nodes: int, concurrency: int, guest: Path, heartbeat
         "heartbeat_interval_s": heartbeat,
         "seconds": round(seconds, 2),
         "server_cpu_seconds": round(server_cpu, 2),
+        "server_idle_cpu_rates": [round(rate, 3) for rate in idle],  # before, after the creates
         "creates_per_s": round(vms / seconds, 1),
         "errors": len(errors),
         "first_error": errors[:1],

@@ -209,12 +209,14 @@ def write_configs(root: Path, guest: Path, node_id: str, firecracker: bool = Fal
 
 
 def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False,
-                  network_provider: str = "none", mvisor: str | None = None, server_extra: str = "") -> Cluster:
-    """`server_extra`: TOML appended to the server's config (sections the defaults leave out)."""
+                  network_provider: str = "none", mvisor: str | None = None, server_extra: str = "",
+                  ready_timeout: float = 30.0) -> Cluster:
+    """`server_extra`: TOML appended to the server's config (sections the defaults leave out);
+    `ready_timeout`: longer for a big seed image (the server checks and copies it before it serves)."""
     server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker, network_provider,
                                                         mvisor)
     server_cfg.write_text(server_cfg.read_text() + server_extra)
-    return launch(root, server_cfg, agent_cfg, api, http, node_id)
+    return launch(root, server_cfg, agent_cfg, api, http, node_id, timeout=ready_timeout)
 
 
 def launch(root: Path, server_cfg: Path, agent_cfg: Path, api: str, http: str, node_id: str,

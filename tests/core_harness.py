@@ -41,6 +41,9 @@ class FakeAgent:
     node_id: str
     vms: dict[str, VmState] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    overlays: list[agent_pb2.UpdateNetworkPeersRequest] = field(default_factory=list)  # as told, in order
+    ports: dict[str, list[str]] = field(default_factory=dict)  # VM id -> the MACs of the ports told at create
+    port_security: dict[str, agent_pb2.UpdatePortSecurityRequest] = field(default_factory=dict)  # the last, by port
 
     def _vm(self, vm_id: str) -> VmState:
         if vm_id not in self.vms:
@@ -50,6 +53,7 @@ class FakeAgent:
     async def CreateVm(self, request: agent_pb2.CreateVmRequest, timeout: float | None = None) -> Any:
         self.calls.append("CreateVm")
         self.vms[request.vm.id] = VmState.STOPPED
+        self.ports[request.vm.id] = [p.mac_address for p in request.ports]
         return agent_pb2.VmHandle(vm_id=request.vm.id)
 
     async def StartVm(self, request: agent_pb2.StartVmRequest, timeout: float | None = None) -> Any:
@@ -77,6 +81,19 @@ class FakeAgent:
         return types_pb2.VmStatus(actual_state=state, host_pid=next(_pids) if running else 0)
 
 
+    async def UpdateNetworkPeers(self, request: agent_pb2.UpdateNetworkPeersRequest,
+                                 timeout: float | None = None) -> Any:
+        self.calls.append("UpdateNetworkPeers")
+        self.overlays.append(request)
+        return types_pb2.Empty()
+
+    async def UpdatePortSecurity(self, request: agent_pb2.UpdatePortSecurityRequest,
+                                 timeout: float | None = None) -> Any:
+        self.calls.append("UpdatePortSecurity")
+        self.port_security[request.port_id] = request
+        return types_pb2.Empty()
+
+
 class FakeAgentPool(AgentPool):
     """Core's `AgentPool` with one `FakeAgent` per node instead of a gRPC channel."""
 
@@ -95,10 +112,12 @@ async def make_core(root: Path) -> Core:
                 FakeAgentPool())
 
 
-async def add_node(core: Core, node_id: str, vcpus: int = 8, memory_mib: int = 16384) -> Node:
+async def add_node(core: Core, node_id: str, vcpus: int = 8, memory_mib: int = 16384, underlay: str = "",
+                   labels: dict[str, str] | None = None) -> Node:
     capacity = NodeCapacity(vcpus=vcpus, memory_mib=memory_mib, storage_gib=500)
     node = Node(id=node_id, name=node_id, state=NodeState.READY, capacity=capacity, allocatable=capacity,
-                hypervisors=(HypervisorType.KVM, HypervisorType.FIRECRACKER), agent_address=f"fake:{node_id}")
+                hypervisors=(HypervisorType.KVM, HypervisorType.FIRECRACKER), agent_address=f"fake:{node_id}",
+                labels=dict(labels or {}), underlay_address=underlay)
     return await core.nodes.heartbeat(node)
 
 

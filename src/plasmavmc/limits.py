@@ -31,6 +31,10 @@ TEXT_MAX = 1024
 MAX_NODE_VCPUS = 65_536
 MAX_NODE_MEMORY_MIB = 1 << 32
 MAX_NODE_STORAGE_GIB = 1 << 30
+#: cloud-init (`spec.cloud_init`): user-data bytes (a secret; EC2 allows 16 KiB too), keys and key length
+USER_DATA_MAX = 16 * 1024
+MAX_SSH_KEYS = 16
+SSH_KEY_MAX = 8 * 1024
 #: floors on every gRPC port (see wire/guard.py)
 MAX_FIELD_BYTES = 64 * 1024
 MAX_REPEATED = 1024

@@ -20,18 +20,26 @@ from plasmavmc.limits import (
     MAX_LABELS,
     MAX_MEMORY_MIB,
     MAX_NICS_PER_VM,
+    MAX_SSH_KEYS,
     MAX_TOLERATIONS,
     MAX_VCPUS,
     MIN_MEMORY_MIB,
     NAME_MAX,
+    SSH_KEY_MAX,
+    USER_DATA_MAX,
 )
-from plasmavmc.types.vm import DiskBus, DiskSpec, NetworkSpec, VmSpec
+from plasmavmc.types.vm import CloudInitSpec, DiskBus, DiskSpec, NetworkSpec, VmSpec
 
 __all__ = ["MAX_DISK_GIB", "MAX_MEMORY_MIB", "NAME_MAX"]
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?")
 _KERNEL_ARGS_RE = re.compile(r"[A-Za-z0-9._=,:/+ -]*")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_SSH_KEY_RE = re.compile(
+    r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+    r" [A-Za-z0-9+/]+={0,3}( [^\x00-\x1f\x7f]*)?")
+USER_DATA_KINDS = ("#cloud-config\n", "#!")
 
 
 def name(value: str, field: str) -> str:
@@ -222,6 +230,25 @@ def _placement(spec: VmSpec) -> None:
             name(value, f"spec.placement.{field}")
 
 
+def cloud_init(spec: CloudInitSpec, where: str = "spec.cloud_init") -> CloudInitSpec:
+    """The cloud-init seed's fields: user-data size and kind, OpenSSH public keys, an RFC 1123 hostname."""
+    size = len(spec.user_data.encode())
+    if size > USER_DATA_MAX:
+        raise InvalidArgument(f"{where}.user_data", f"at most {USER_DATA_MAX} bytes, got {size}")
+    if spec.user_data and (not spec.user_data.startswith(USER_DATA_KINDS) or "\x00" in spec.user_data):
+        raise InvalidArgument(f"{where}.user_data", "must start with '#cloud-config' (a line of its own) or "
+                              "'#!' (a script), and hold no NUL")
+    if len(spec.ssh_authorized_keys) > MAX_SSH_KEYS:
+        raise InvalidArgument(f"{where}.ssh_authorized_keys", f"at most {MAX_SSH_KEYS} keys")
+    for i, key in enumerate(spec.ssh_authorized_keys):
+        if len(key) > SSH_KEY_MAX or not _SSH_KEY_RE.fullmatch(key):
+            raise InvalidArgument(f"{where}.ssh_authorized_keys[{i}]", "not one OpenSSH public key line "
+                                  f"('TYPE BASE64 [COMMENT]', at most {SSH_KEY_MAX} characters)")
+    if spec.hostname and not _HOSTNAME_RE.fullmatch(spec.hostname):
+        raise InvalidArgument(f"{where}.hostname", "1-63 of [A-Za-z0-9-], not starting or ending with '-'")
+    return spec
+
+
 def vm_spec(spec: VmSpec) -> VmSpec:
     """Check a whole VmSpec; returns it unchanged."""
     _cpu(spec)
@@ -232,4 +259,6 @@ def vm_spec(spec: VmSpec) -> VmSpec:
     kernel_args(spec.boot.kernel_args, "spec.boot.kernel_args")
     if spec.boot.machine_type:
         name(spec.boot.machine_type, "spec.boot.machine_type")
+    if spec.cloud_init is not None:
+        cloud_init(spec.cloud_init)
     return spec

@@ -2,11 +2,13 @@
 
 An agent is a caller like any other: a report that could not be read back, stored, summed or printed
 safely is refused with INVALID_ARGUMENT naming the field, so one bad heartbeat can never leave a node
-record that poisons ListNodes, scheduling or `/ready` (issue 13).
+record that poisons ListNodes, scheduling or `/ready` (issue 13). The same goes the other way for the
+overlay views the control plane sends an agent (`network_peers`, UpdateNetworkPeers).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from plasmavmc import validation
@@ -20,9 +22,11 @@ from plasmavmc.limits import (
     NAME_MAX,
     TEXT_MAX,
 )
+from plasmavmc.types.network import NetworkPeers
 from plasmavmc.types.node import Node, NodeCapacity
 
 _ADDRESS_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
+_LOWER_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 ACCELERATORS = ("kvm", "tcg", "simulated")  # simulated: the scale backend's nodes
 
 
@@ -66,6 +70,37 @@ def node(reported: Node, field: str = "node") -> Node:
         validation.text(cond.message, f"{field}.conditions[{i}].message", TEXT_MAX)
     validation.text(reported.agent_version, f"{field}.agent_version", NAME_MAX)
     agent_address(reported.agent_address, f"{field}.agent_address")
+    underlay_address(reported.underlay_address, f"{field}.underlay_address")
     if reported.accelerator and not set(reported.accelerator.split(",")) <= set(ACCELERATORS):
         raise InvalidArgument(f"{field}.accelerator", f"a comma-separated list of {ACCELERATORS}, or empty")
     return reported
+
+
+def underlay_address(value: str, field: str) -> str:
+    """A node's tunnel endpoint (`[network] underlay_address`, a heartbeat, an overlay view): "" (none) or
+    one unicast IPv4 address."""
+    if not value:
+        return value
+    try:
+        addr = ipaddress.IPv4Address(value)
+    except ValueError as exc:
+        raise InvalidArgument(field, f"{value[:60]!r} is not an IPv4 address") from exc
+    if addr.is_unspecified or addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255"):
+        raise InvalidArgument(field, f"{value} is not a unicast address")
+    return value
+
+
+def network_peers(view: NetworkPeers) -> NetworkPeers:
+    """A network's overlay view as the control plane sends it to an agent (UpdateNetworkPeers)."""
+    validation.name(view.network.id, "network.id")
+    if not 0 <= view.network.vni < 2**24:
+        raise InvalidArgument("network.vni", "a VXLAN segment id is 24 bits")
+    for i, peer in enumerate(view.peers):
+        underlay_address(peer, f"peers[{i}]")
+    for i, entry in enumerate(view.fdb):
+        if not _LOWER_MAC_RE.fullmatch(entry.mac_address):
+            raise InvalidArgument(f"fdb[{i}].mac_address", f"{entry.mac_address[:40]!r} is not a lower-case MAC")
+        if not entry.remote:
+            raise InvalidArgument(f"fdb[{i}].remote", "must not be empty")
+        underlay_address(entry.remote, f"fdb[{i}].remote")
+    return view

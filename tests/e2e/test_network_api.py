@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -34,7 +32,7 @@ from tests.conftest import Cluster, needs_qemu, start_cluster
 from tests.contract.backends import run
 from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
 from tests.e2e.test_qemu_api import WsStream
-from tests.netns import unique_name
+from tests.netns import run_file_in_netns
 
 INNER = "PLASMAVMC_NETNS_INNER"
 # n2's group: outbound anywhere, ping from the members of `default` (n1), nothing else inbound
@@ -47,18 +45,7 @@ inner_only = pytest.mark.skipif(INNER not in os.environ, reason="runs inside its
 
 @pytest.mark.skipif(INNER in os.environ, reason="this is the inner run")
 def test_api_cluster_in_its_own_namespace() -> None:
-    name = unique_name("api")
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        argv = ["ip", "netns", "exec", name, sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                "-k", "inner", __file__]
-        done = subprocess.run(argv, env={**os.environ, INNER: "1"}, capture_output=True, text=True, timeout=880,
-                              cwd=Path(__file__).parents[2])
-        assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-        assert re.search(r"\b5 passed\b", done.stdout), done.stdout[-3000:]
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+    run_file_in_netns("api", __file__, INNER, passed=5, timeout=880)
 
 
 @pytest.fixture(scope="module")

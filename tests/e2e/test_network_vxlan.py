@@ -25,7 +25,7 @@ from plasmavmc.hypervisor.base import ConsoleStream, HypervisorBackend, VmHandle
 from plasmavmc.hypervisor.common import tap_name
 from plasmavmc.network.bridge import links
 from plasmavmc.network.bridge.provider import BridgeProvider, BridgeSettings
-from plasmavmc.types.network import Network, PortRequest
+from plasmavmc.types.network import FdbEntry, Network, NetworkPeers, PortRequest
 from plasmavmc.types.vm import ConsoleType, NetworkSpec
 from tests import binaries
 from tests.conftest import short_run_dir
@@ -133,6 +133,44 @@ async def test_dhcp_per_node_and_ping_across(nodes: list[Node]) -> None:
     assert a.console is not None and b.req is not None
     out = await run(a.console, f"ping -c 3 -W 3 {b.req.ip_addresses[0]}", 90)
     assert re.search(r"[123] packets received", out), out
+
+
+async def test_overlay_view_sets_forwarding_entries(nodes: list[Node]) -> None:
+    """What the control plane tells (`update_overlay`) becomes the device's flood list and static FDB; an
+    older view than the recorded one changes nothing; after a restart the record brings them back."""
+    node, other = nodes[0], nodes[1]
+    assert other.req is not None
+    remote, mac = UNDERLAY[1], other.req.mac_address
+    with entered(node.ns):
+        vxlan = node.provider.vxlan_name(NET)
+        await node.provider.update_overlay(NetworkPeers(NET, (remote,), (FdbEntry(mac, remote),), revision=10))
+        assert await links.static_fdb(vxlan) == {mac: remote}
+        assert await links.flood_peers(vxlan) == {remote}
+        await node.provider.update_overlay(NetworkPeers(NET, (), (), revision=9))  # a late, older push
+        assert await links.static_fdb(vxlan) == {mac: remote}
+        assert await links.flood_peers(vxlan) == {remote}
+        await links.delete(vxlan)  # what an agent restart finds missing is re-plumbed from the records
+        await node.provider.restore()
+        assert await links.static_fdb(vxlan) == {mac: remote}
+        assert await links.flood_peers(vxlan) == {remote}
+        await node.provider.update_overlay(NetworkPeers(NET, (remote,), (), revision=11))
+        assert await links.static_fdb(vxlan) == {}
+
+
+async def test_new_underlay_address_remakes_the_device(nodes: list[Node]) -> None:
+    """The node's underlay address changed (config) and its agent restarted: the VXLAN device is made again
+    from the new address, with the recorded overlay; back to the old one the same way."""
+    node = nodes[0]
+    vxlan = node.provider.vxlan_name(NET)
+    moved = BridgeProvider(dataclasses.replace(node.provider.settings, vxlan_local="192.0.2.11"))
+    with entered(node.ns):
+        assert await links.vxlan_local(vxlan) == UNDERLAY[0]
+        before = await links.flood_peers(vxlan)
+        await moved.restore()
+        assert await links.vxlan_local(vxlan) == "192.0.2.11"
+        assert await links.flood_peers(vxlan) == before
+        await node.provider.restore()
+        assert await links.vxlan_local(vxlan) == UNDERLAY[0]
 
 
 async def test_delete_removes_vxlan(nodes: list[Node], tmp_path: Path) -> None:

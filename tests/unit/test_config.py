@@ -350,6 +350,8 @@ def test_urls(url: str, ok: bool) -> None:
         ("agent", "[agent]\nnode_id = 'n'\n[storage]\ncache_size_gib = -1\n", "storage.cache_size_gib"),
         ("agent", "[agent]\nnode_id = 'n'\n[network]\nbridge_name = 'a-very-long-bridge-name'\n",
          "network.bridge_name"),
+        ("agent", "[agent]\nnode_id = 'n'\n[network]\nunderlay_address = '10.0.0'\n", "network.underlay_address"),
+        ("agent", "[agent]\nnode_id = 'n'\n[network]\nunderlay_address = '0.0.0.0'\n", "network.underlay_address"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, which: str, text: str, key: str) -> None:
@@ -357,6 +359,12 @@ def test_bad_values_name_the_key(tmp_path: Path, which: str, text: str, key: str
     problems = problems_of(fn, text, tmp_path)
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"'{key}': ")
+
+
+def test_underlay_address_is_read(tmp_path: Path) -> None:
+    assert agent("[agent]\nnode_id = 'n'\n", tmp_path).network.underlay_address == ""
+    a = agent("[agent]\nnode_id = 'n'\n[network]\nunderlay_address = '192.0.2.7'\n", tmp_path)
+    assert a.network.underlay_address == "192.0.2.7"
 
 
 def test_log_level_spellings_are_accepted() -> None:

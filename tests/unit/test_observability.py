@@ -1,9 +1,11 @@
 """Pure parts of observability: which VM record changes are events (heartbeats are not), event
 retention, the boot timeline's steps, structured log fields (and no tokens in them), and that the
-Grafana dashboard only uses metrics that exist."""
+Grafana dashboard only uses metrics that exist; what the observing interceptor works out once per
+method or message type (scope fields, metric children) and per call (request ids)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import io
 import json
@@ -12,14 +14,17 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import grpc
+
 from plasmavmc.config.logs import setup_logging
 from plasmavmc.core.loops.event_retention import Retention, _expired
 from plasmavmc.core.vms import events
-from plasmavmc.observe import logctx
+from plasmavmc.observe import interceptor, logctx
 from plasmavmc.observe import metrics as m
 from plasmavmc.types.events import VmEventType
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import BootTimeline, Condition, ResourceUsage, VirtualMachine
+from plasmavmc.types.vm import BootTimeline, Condition, DiskSpec, MemorySpec, ResourceUsage, VirtualMachine
+from plasmavmc.v1 import vm_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 VM = VirtualMachine(id="11111111-2222-3333-4444-555555555555", name="web", org_id="o", project_id="p",
@@ -117,3 +122,60 @@ def test_dashboard_uses_only_metrics_that_exist() -> None:
         ROOT / "src/plasmavmc/agent/metrics.py").read_text())}
     assert used <= server | agent, used - server - agent
     assert len(dashboard["panels"]) >= 15
+
+
+def test_spec_and_label_changes_are_events() -> None:
+    disk = replace(VM, spec=replace(VM.spec, disks=(DiskSpec(id="data"),)))
+    assert [(e.type, e.reason, e.message) for e in events.derive(VM, disk)] == [
+        (VmEventType.UPDATED, "DiskAttached", "data")]
+    assert [e.reason for e in events.derive(disk, VM)] == ["DiskDetached"]
+    bigger = replace(VM, spec=replace(VM.spec, memory=MemorySpec(size_mib=512)))
+    assert [e.reason for e in events.derive(VM, bigger)] == ["Resized"]
+    assert [e.reason for e in events.derive(VM, replace(VM, labels={"a": "b"}))] == ["Updated"]
+
+
+def test_events_of_one_instant_get_distinct_keys() -> None:
+    same = [events.event(VM, VmEventType.UPDATED, "Updated", str(i)) for i in range(200)]
+    same = [replace(e, timestamp_ns=1) for e in same]
+    stored = events.writes(same)
+    assert len({w.key for w in stored}) == 200
+    assert all(w.key.startswith(f"plasmavmc/events/o/p/{VM.id}/{1:020d}-") for w in stored)
+
+
+def test_request_scope_from_a_vm_ref_or_flat_fields() -> None:
+    ref = vm_pb2.StartVmRequest(vm=vm_pb2.VmRef(org_id="o1", project_id="p1", vm_id="v1"))
+    assert interceptor._scope_of(ref) == {"org": "o1", "project": "p1", "vm_id": "v1"}
+    flat = vm_pb2.CreateVmRequest(org_id="o2", project_id="p2")
+    assert interceptor._scope_of(flat) == {"org": "o2", "project": "p2"}
+    assert interceptor._scope_of(object()) == {}  # e.g. a request the guard could not decode
+
+
+def test_request_ids_offered_or_new() -> None:
+    assert interceptor._request_id("abc-1.2:3") == "abc-1.2:3"
+    fresh = {interceptor._request_id(bad) for bad in ("", "has space", "x" * 65, "a\nb")}
+    assert len(fresh) == 4 and all(re.fullmatch(r"[0-9a-f]{16}", rid) for rid in fresh)
+
+
+def test_rpc_metrics_count_each_code_once() -> None:
+    method = interceptor._method("/plasmavmc.v1.TestService/Probe")
+    assert interceptor._method("/plasmavmc.v1.TestService/Probe") is method
+
+    class Ctx:
+        def __init__(self, code: object) -> None:
+            self._code = code
+
+        def code(self) -> object:
+            return self._code
+
+    def count(code: str) -> float:
+        value = m.RPC_HANDLED.labels("plasmavmc.v1.TestService", "Probe", code)._value.get()
+        return float(value)
+
+    before = {code: count(code) for code in ("OK", "NOT_FOUND", "CANCELLED")}
+    method.done(0.0, Ctx(None), None)
+    method.done(0.0, Ctx(None), None)
+    method.done(0.0, Ctx(grpc.StatusCode.NOT_FOUND), None)
+    method.done(0.0, Ctx(None), asyncio.CancelledError())
+    assert {code: count(code) - before[code] for code in before} == {"OK": 2, "NOT_FOUND": 1, "CANCELLED": 1}
+    seconds = m.RPC_SECONDS.labels("plasmavmc.v1.TestService", "Probe")
+    assert seconds._sum.get() > 0

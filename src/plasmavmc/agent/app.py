@@ -87,7 +87,7 @@ async def run(settings: AgentSettings) -> None:
     cache = ImageCache(Path(settings.storage.image_cache_dir), reporter.channels, cache_bytes)
     cache.remove_partials()  # downloads a killed agent left half-done
     net = settings.network
-    ports = NodePorts(make_provider(net.provider, Path(net.state_dir), net.bridge_name))
+    ports = NodePorts(make_provider(net.provider, Path(net.state_dir), net.bridge_name, net.underlay_address))
     await ports.restore()  # before adoption: running VMs find their taps plumbed
     vms = NodeVms(settings.agent.node_id, registry, cache, reporter, ports)
     await vms.adopt()

@@ -11,6 +11,8 @@ from plasmavmc.hypervisor.registry import HypervisorRegistry
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 
 AGENT_VERSION = "0.1.0"
+#: when this agent process started: the control plane re-sends overlay forwarding when it changes
+STARTED_AT = int(time.time())
 
 
 def host_memory_mib() -> int:
@@ -47,4 +49,6 @@ def describe_node(settings: AgentSettings, registry: HypervisorRegistry) -> Node
         last_heartbeat=int(time.time()),
         agent_address=settings.agent.advertise_addr,
         accelerator=",".join(accelerators),
+        underlay_address=settings.network.underlay_address,
+        agent_started_at=STARTED_AT,
     )

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from plasmavmc.network.base import NetworkProvider
-from plasmavmc.types.network import PortRequest, SecurityGroup, port_id_for
+from plasmavmc.types.network import NetworkPeers, PortRequest, SecurityGroup, port_id_for
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ class NodePorts:
     async def update_security(self, port_id: str, groups: Sequence[SecurityGroup]) -> None:
         if self.provider is not None:
             await self.provider.update_security_groups(port_id, groups)
+
+    async def update_overlay(self, view: NetworkPeers) -> None:
+        if self.provider is not None:
+            await self.provider.update_overlay(view)
 
     async def restore(self) -> None:
         if self.provider is not None:

@@ -11,11 +11,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from plasmavmc import validation
+from plasmavmc import validation, validation_reports
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.errors import InvalidArgument, PlasmaError
 from plasmavmc.types.image import Image
-from plasmavmc.types.network import PortRequest, SecurityGroup
+from plasmavmc.types.network import NetworkPeers, PortRequest, SecurityGroup
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2, vm_pb2
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
@@ -164,6 +164,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def UpdatePortSecurity(self, request: agent_pb2.UpdatePortSecurityRequest, context: Ctx) -> Any:
         groups = [from_proto(SecurityGroup, g) for g in request.security_groups]
         await self.vms.ports.update_security(request.port_id, groups)
+        return types_pb2.Empty()
+
+    @unary
+    async def UpdateNetworkPeers(self, request: agent_pb2.UpdateNetworkPeersRequest, context: Ctx) -> Any:
+        await self.vms.ports.update_overlay(validation_reports.network_peers(from_proto(NetworkPeers, request)))
         return types_pb2.Empty()
 
     @unary

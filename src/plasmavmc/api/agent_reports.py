@@ -13,10 +13,12 @@ assigned to the reporting node (`core/nodes/reports.py`).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from plasmavmc import validation, validation_reports
 from plasmavmc.core.context import Core
+from plasmavmc.core.networks import peers
 from plasmavmc.core.nodes import reports
 from plasmavmc.errors import PermissionDenied
 from plasmavmc.pki import identity
@@ -37,6 +39,18 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         self.core = core
         self.heartbeat_interval = heartbeat_interval
         self.authenticate = authenticate
+        self._agent_starts: dict[str, int] = {}  # node id -> the agent start last seen by this replica
+        self._tasks: set[asyncio.Task[int]] = set()
+
+    def _on_agent_start(self, node: Node) -> None:
+        """A node whose agent (re)started since this replica last heard from it is told every network
+        overlay it carries again, in the background (the heartbeat is not held up)."""
+        if not node.agent_started_at or self._agent_starts.get(node.id) == node.agent_started_at:
+            return
+        self._agent_starts[node.id] = node.agent_started_at
+        task = asyncio.get_running_loop().create_task(peers.push_node(self.core, node.id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _speaks_for(self, context: Ctx, node_id: str, field: str) -> None:
         """Refuse (PERMISSION_DENIED) a caller whose certificate does not name node `node_id`."""
@@ -54,6 +68,7 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         reported = validation_reports.node(from_proto(Node, request.node))
         self._speaks_for(context, reported.id, "node.id")
         node = await self.core.nodes.heartbeat(reported)
+        self._on_agent_start(node)
         for vm in request.vms:
             vm_id = validation.vm_id(vm.vm_id)
             # the report's wire form identifies it: an unchanged one is skipped before it is decoded

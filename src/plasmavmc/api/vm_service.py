@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from plasmavmc.api import caller
@@ -16,7 +17,7 @@ from plasmavmc.store.base import KeyValue
 from plasmavmc.store.records import CorruptRecord, decode
 from plasmavmc.store.watched import Entry
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
+from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec, without_secrets
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
 from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
@@ -27,7 +28,8 @@ FROM_CACHE, FROM_STORE = VM_READS.labels("cache"), VM_READS.labels("store")
 
 
 def vm_msg(vm: VirtualMachine) -> types_pb2.VirtualMachine:
-    return to_proto(vm, types_pb2.VirtualMachine())
+    """Every VM this service returns goes through here: the user-data secret is never sent back."""
+    return to_proto(without_secrets(vm), types_pb2.VirtualMachine())
 
 
 def rendered(key: str, entry: Entry) -> bytes:
@@ -202,4 +204,6 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             raise InvalidArgument("send_initial", "needs one VM (vm.vm_id)")
         events = watch.watch_vm(self.core, ref, request.send_initial, request.start_revision, request.history_only)
         async for event in events:
+            if event.vm is not None:
+                event = replace(event, vm=without_secrets(event.vm))
             yield to_proto(event, vm_pb2.VmEvent())

@@ -97,12 +97,26 @@ def _silence_stdout() -> None:
         pass
 
 
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The CLI's own arguments and what follows the first `--` (a remote command: `vm ssh VM -- CMD`;
+    argparse's subparsers cannot take a `--` themselves)."""
+    if "--" not in argv:
+        return argv, []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1:]
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace | int:
     parser = build_parser()
+    own, after = _split(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(own)
+        if after and not hasattr(args, "remote_command"):
+            parser.error(f"unrecognized arguments: -- {' '.join(after)}")
     except SystemExit as exc:  # usage error (2) or --help/--version (0): argparse has printed why
         return exc.code if isinstance(exc.code, int) else 2
+    if after:
+        args.remote_command = after
     try:
         resolve(args)
     except (ProfileError, ValueError) as err:

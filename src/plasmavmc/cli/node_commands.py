@@ -39,7 +39,8 @@ async def node_list(client: PlasmaClient, args: argparse.Namespace) -> int:
 async def node_get(client: PlasmaClient, args: argparse.Namespace) -> int:
     node = await find_node(client, args.node)
     if args.output == "table" and not args.columns:
-        out.emit(out.table(out.NODE_COLUMNS, [out.node_row(node)]) + "\nconditions: " + out.conditions(node.conditions))
+        out.emit(out.table(out.NODE_COLUMNS, [out.node_row(node)]) + "\nconditions: " + out.conditions(node.conditions)
+                 + f"\nunderlay: {node.underlay_address or '-'}")
         return 0
     return _show(args, node)
 

@@ -14,8 +14,8 @@ import argparse
 import asyncio
 from collections.abc import Awaitable
 
+from plasmavmc.cli import guest_commands, vm_device_commands
 from plasmavmc.cli import output as out
-from plasmavmc.cli import vm_device_commands
 from plasmavmc.cli.common import Handler, Subparsers, confirm, find_image, label, positive, scope, seconds, shows
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.states import VmState
@@ -65,8 +65,10 @@ async def vm_create(client: PlasmaClient, args: argparse.Namespace) -> int:
         cpu=CpuSpec(vcpus=args.vcpus),
         memory=MemorySpec(size_mib=args.memory_mib),
         disks=(root,),
-        network=tuple(NetworkSpec(id=f"nic{i}", network_id=net) for i, net in enumerate(args.network)),
+        network=tuple(NetworkSpec(id=f"nic{i}", network_id=net, security_groups=tuple(args.security_group))
+                      for i, net in enumerate(args.network)),
         boot=BootSpec(kernel_args=args.kernel_args, machine_type=args.machine_type),
+        cloud_init=guest_commands.cloud_init_spec(args),
     )
     vm = await client.create_vm(
         args.name, org, project, spec, hypervisor=HypervisorType(args.hypervisor), labels=dict(args.label)
@@ -173,12 +175,15 @@ def _create_parser(vm: Subparsers) -> None:
     p.add_argument("--hypervisor", choices=[h.value for h in HypervisorType], default=HypervisorType.KVM.value,
                    help="hypervisor backend")
     p.add_argument("--machine-type", choices=("microvm", "q35"), default="",
-                   help="QEMU machine type (empty: the backend's choice)")
+                   help="QEMU machine type (empty: microvm for an image with a kernel, q35 for one without)")
     p.add_argument("--kernel-args", default="", help="appended to the image's kernel command line")
     p.add_argument("--network", action="append", default=[], metavar="NETWORK_ID",
                    help="attach a NIC on this network (repeatable)")
+    p.add_argument("--security-group", action="append", default=[], metavar="GROUP",
+                   help="security group of every NIC (repeatable; none: the network's built-in default)")
     p.add_argument("--label", action="append", type=label, default=[], metavar="KEY=VALUE",
                    help="label the VM (repeatable)")
+    guest_commands.add_cloud_init_args(p)
     p.add_argument("--start", action="store_true", help="start the VM once it is created")
     p.add_argument("--wait", type=seconds, metavar="SECONDS",
                    help="wait at most this long until RUNNING (with --start) or created (default: do not wait)")
@@ -227,6 +232,7 @@ def add_parsers(sub: Subparsers) -> None:
     one("delete", "delete a VM (asks first on a terminal)", vm_delete).add_argument(
         "--force", action="store_true", help="delete even if running")
     vm_device_commands.add_parsers(vm)
+    guest_commands.add_ssh_parser(vm)
     p = vm.add_parser("watch", help="follow the events of a VM (or, without VM, of the whole project)")
     p.add_argument("vm", nargs="?", default="", help="VM id or name (default: every VM of the project)")
     p.add_argument("--since", type=int, default=0, metavar="REVISION",

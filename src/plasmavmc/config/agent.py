@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plasmavmc import validation
+from plasmavmc import validation, validation_reports
 from plasmavmc.config.schema import (
     LoggingSettings,
     Override,
@@ -67,6 +67,14 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
         except InvalidArgument as err:
             raise ValueError(f"label {key!r}: {err.message}") from None
     return labels
+
+
+def check_ipv4_or_empty(value: str) -> str:
+    """`[network] underlay_address`: the rule the control plane applies to it in a heartbeat."""
+    try:
+        return validation_reports.underlay_address(value, "underlay_address")
+    except InvalidArgument as err:
+        raise ValueError(err.message) from None
 
 
 @dataclass(frozen=True)
@@ -188,12 +196,15 @@ class NetworkSettings:
     name, at most 15 characters; default plasmavmc0): the stem of the bridge provider's names — its
     nftables table, and by its first 5 characters each tenant network's bridge (``plasm<VNI hex>``).
     Ext keys: ``provider`` ("bridge", the embedded Linux-bridge provider, or "none": NICs are bare taps
-    on no bridge, as before tenant networks), ``state_dir`` (the provider's port records)."""
+    on no bridge, as before tenant networks), ``state_dir`` (the provider's port records),
+    ``underlay_address`` (this node's IPv4 tunnel endpoint: the source of its VXLAN devices, reported to
+    the control plane and handed to the other nodes as their peer; "" = networks stay on this node)."""
 
     overlay_endpoint: str | None = setting(None, check=check_url)
     bridge_name: str = setting("plasmavmc0", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
     provider: str = setting("bridge", check=one_of("bridge", "none"))
     state_dir: str = setting("/var/lib/plasmavmc/network", check=check_abs_path)
+    underlay_address: str = setting("", check=check_ipv4_or_empty)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import grpc
 from plasmavmc.errors import PlasmaError, Unavailable
 from plasmavmc.grpc_tls import agent_channel
 from plasmavmc.types.image import Image
-from plasmavmc.types.network import PortRequest, SecurityGroup
+from plasmavmc.types.network import NetworkPeers, PortRequest, SecurityGroup
 from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmStatus
@@ -146,6 +146,9 @@ class AgentClient:
         for group in groups:
             to_proto(group, req.security_groups.add())
         await self._call("UpdatePortSecurity", req)
+
+    async def update_network_peers(self, view: NetworkPeers) -> None:
+        await self._call("UpdateNetworkPeers", to_proto(view, agent_pb2.UpdateNetworkPeersRequest()))
 
     async def detach_nic(self, vm_id: str, nic_id: str) -> None:
         req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=nic_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from plasmavmc.config.agent import AgentSettings
@@ -41,6 +42,18 @@ SPEC_CHECKS: dict[HypervisorType, SpecCheck] = {
     HypervisorType.MVISOR: mvisor_spec.check,
     HypervisorType.SIMULATED: accept_all,
 }
+
+
+#: Per backend, the spec with its defaults that depend on the boot image filled in (QEMU: the machine).
+SPEC_DEFAULTS: dict[HypervisorType, Callable[[VmSpec, BootImage | None], VmSpec]] = {
+    HypervisorType.KVM: qemu_spec.with_image_defaults,
+}
+
+
+def spec_defaults_for(hypervisor: HypervisorType, spec: VmSpec, boot: BootImage | None) -> VmSpec:
+    """`spec` as `hypervisor` would run it with this boot image, what the user left empty filled in."""
+    fill = SPEC_DEFAULTS.get(hypervisor)
+    return spec if fill is None else fill(spec, boot)
 
 
 def check_spec_for(hypervisor: HypervisorType, spec: VmSpec, boot: BootImage | None = None) -> None:

@@ -77,6 +77,7 @@ async def seed_guest_dir(catalog: ImageCatalog, files: ImageStore, guest_dir: Pa
         manifest,
         name,
         manifest.root_disk,
+        format=ImageFormat(manifest.root_disk_format),  # raw (tiny guest) or qcow2 (debian-12)
         min_disk_gib=1,
         min_memory_mib=64,
         metadata={"kernel_id": kernel.id, "ramdisk_id": initrd.id, "kernel_cmdline": manifest.cmdline},

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
-from plasmavmc.types.network import Network, Port, PortRequest, SecurityGroup
+from plasmavmc.types.network import Network, NetworkPeers, Port, PortRequest, SecurityGroup
 
 
 class NetworkProvider(abc.ABC):
@@ -35,6 +35,13 @@ class NetworkProvider(abc.ABC):
     async def update_peers(self, network: Network, peers: Sequence[str]) -> None:
         """The underlay addresses of the other nodes with ports on `network` (bridge: the VXLAN flood
         list; an engine with its own tunnel control, such as OVN, ignores it)."""
+
+    async def update_overlay(self, view: NetworkPeers) -> None:
+        """The control plane's view of `view.network` for this node: its peers and, per port on another
+        node, the MAC and that node's underlay address. A provider with per-MAC forwarding (bridge: static
+        VXLAN FDB entries) overrides this and keeps only the newest view (`view.revision`); by default only
+        the peers are passed on."""
+        await self.update_peers(view.network, view.peers)
 
     @abc.abstractmethod
     async def ports(self) -> list[Port]:

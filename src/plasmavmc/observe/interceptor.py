@@ -5,15 +5,19 @@ method, and the org / project / VM / node the request names; the auth intercepto
 authenticated principal), counts it by service, method and
 status code (`plasmavmc_grpc_server_handled_total`) and times it (`..._handling_seconds`). Streams
 are timed until they end. The request id reaches the client in error answers (`api/edge.py`).
+
+It runs on every call (heartbeats included), so what can be worked out once is: the metric children
+of a method (`_Method`, one per method name), and which fields of a request type name the scope
+(`_plan`, one per message class). Per call there is one wrapper and no label lookup.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import grpc
@@ -23,20 +27,61 @@ from plasmavmc.observe.metrics import RPC_HANDLED, RPC_SECONDS
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_SCOPE = (("org", "org_id"), ("project", "project_id"), ("vm_id", "vm_id"), ("node", "node_id"))
 
 
 def _request_id(offered: str) -> str:
     """The caller's `x-request-id` when it is a plain token (it reaches logs and answers), else a new one."""
-    return offered if REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex[:16]
+    return offered if offered and REQUEST_ID.fullmatch(offered) else logctx.new_request_id()
+
+
+def _offered_id(details: grpc.HandlerCallDetails) -> str:
+    for key, value in details.invocation_metadata or ():
+        if key == "x-request-id" and isinstance(value, str):
+            return value
+    return ""
+
+
+@cache
+def _plan(cls: Any) -> tuple[bool, tuple[tuple[str, str], ...]]:
+    """For a request class: whether its scope is in a `vm` VmRef field, and (log field, attribute) pairs
+    of the org / project / VM / node fields it has."""
+    fields: Any = getattr(getattr(cls, "DESCRIPTOR", None), "fields_by_name", {})
+    ref: Any = getattr(fields.get("vm"), "message_type", None)
+    names = ref.fields_by_name if ref is not None and "org_id" in ref.fields_by_name else fields
+    return names is not fields, tuple((k, v) for k, v in _SCOPE if v in names)
 
 
 def _scope_of(request: Any) -> dict[str, str]:
     """org / project / VM id named by a request (a `vm` VmRef, or `org_id` / `project_id` fields)."""
-    fields = getattr(getattr(request, "DESCRIPTOR", None), "fields_by_name", {})
-    ref = request.vm if "vm" in fields and hasattr(request.vm, "org_id") else request
-    names = getattr(getattr(ref, "DESCRIPTOR", None), "fields_by_name", {})
-    out = {"org": "org_id", "project": "project_id", "vm_id": "vm_id", "node": "node_id"}
-    return {k: str(getattr(ref, v))[:128] for k, v in out.items() if v in names}
+    via_vm, attrs = _plan(request.__class__)
+    ref = request.vm if via_vm else request
+    return {k: str(getattr(ref, v))[:128] for k, v in attrs}
+
+
+@dataclass
+class _Method:
+    """One method's metric children: the latency histogram, and a counter per status code seen."""
+
+    service: str
+    name: str
+    seconds: Any = None
+    handled: dict[str, Any] = field(default_factory=dict)
+
+    def done(self, started: float, context: Any, exc: BaseException | None) -> None:
+        code = _code(context, exc)
+        counter = self.handled.get(code)
+        if counter is None:
+            counter = self.handled[code] = RPC_HANDLED.labels(self.service, self.name, code)
+        counter.inc()
+        self.seconds.observe(time.perf_counter() - started)
+
+
+@cache
+def _method(full: str) -> _Method:
+    """Per method name, made when the first call that has a handler arrives (so names are bounded)."""
+    service, _, name = full.strip("/").rpartition("/")
+    return _Method(service, name, RPC_SECONDS.labels(service, name))
 
 
 async def _items(result: Any) -> AsyncIterator[Any]:
@@ -55,44 +100,54 @@ def _code(context: Any, exc: BaseException | None) -> str:
         return str(code.name)
     if exc is None:
         return "OK"
-    return "CANCELLED" if isinstance(exc, BaseException) and not isinstance(exc, Exception) else "UNKNOWN"
+    return "CANCELLED" if not isinstance(exc, Exception) else "UNKNOWN"
 
 
-Bind = Callable[[Any], float]
-Done = Callable[[float, Any, "BaseException | None"], None]
+@dataclass(frozen=True)
+class _Call:
+    """What one call binds and reports to; `single`: its request is one message naming the scope."""
+
+    method: _Method
+    request_id: str
+    single: bool
+
+    def begin(self, request: Any) -> float:
+        logctx.bind(request_id=self.request_id, method=self.method.name)
+        if self.single:
+            logctx.bind(**_scope_of(request))
+        return time.perf_counter()
 
 
-@contextlib.contextmanager
-def _observed(bind: Bind, done: Done, request: Any, context: Any) -> Iterator[None]:
-    started = bind(request)
-    try:
-        yield
-    except BaseException as err:
-        done(started, context, err)
-        raise
-    done(started, context, None)
+def _answering(inner: Any, call: _Call) -> Any:
+    """Wrap a handler that answers one message (unary-unary, stream-unary)."""
+
+    async def answer(request: Any, context: Any) -> Any:
+        started = call.begin(request)
+        try:
+            result = await inner(request, context)
+        except BaseException as err:
+            call.method.done(started, context, err)
+            raise
+        call.method.done(started, context, None)
+        return result
+
+    return answer
 
 
-def _answering(inner: Any, bind: Bind, done: Done, single: bool) -> Any:
-    """Wrap a handler that answers one message (unary-unary, stream-unary); `single`: its request is
-    one message whose fields name the scope (otherwise a stream)."""
-
-    async def call(request: Any, context: Any) -> Any:
-        with _observed(bind, done, request if single else None, context):
-            return await inner(request, context)
-
-    return call
-
-
-def _streaming(inner: Any, bind: Bind, done: Done, single: bool) -> Any:
+def _streaming(inner: Any, call: _Call) -> Any:
     """Wrap a handler that answers a stream (unary-stream, stream-stream); timed until it ends."""
 
-    async def call(request: Any, context: Any) -> AsyncIterator[Any]:
-        with _observed(bind, done, request if single else None, context):
+    async def answer(request: Any, context: Any) -> AsyncIterator[Any]:
+        started = call.begin(request)
+        try:
             async for item in _items(inner(request, context)):
                 yield item
+        except BaseException as err:
+            call.method.done(started, context, err)
+            raise
+        call.method.done(started, context, None)
 
-    return call
+    return answer
 
 
 _KINDS = (  # handler attribute, wrapper, request is one message, grpc's handler factory
@@ -108,22 +163,11 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return None
-        full = str(details.method)
-        service, _, method = full.strip("/").rpartition("/")
-        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
-        fields = {"request_id": _request_id(metadata.get("x-request-id", "")), "method": method}
-
-        def bind(request: Any) -> float:
-            logctx.bind(**fields, **(_scope_of(request) if request is not None else {}))
-            return time.perf_counter()
-
-        def done(started: float, context: Any, exc: BaseException | None) -> None:
-            RPC_HANDLED.labels(service, method, _code(context, exc)).inc()
-            RPC_SECONDS.labels(service, method).observe(time.perf_counter() - started)
-
+        method = _method(str(details.method))
+        request_id = _request_id(_offered_id(details))
         for attr, wrap, single, factory in _KINDS:
             inner = getattr(handler, attr)
             if inner is not None:
-                return factory(wrap(inner, bind, done, single), handler.request_deserializer,
+                return factory(wrap(inner, _Call(method, request_id, single)), handler.request_deserializer,
                                handler.response_serializer)
         return handler

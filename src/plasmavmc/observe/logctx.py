@@ -1,6 +1,6 @@
 """Per-request fields carried in contextvars: request id, principal, method, org, project, VM, node.
 
-The gRPC interceptor (`server/interceptor.py`) sets them when a call begins; core code adds the VM or
+The gRPC interceptor (`observe/interceptor.py`) sets them when a call begins; core code adds the VM or
 node it works on (`bind`). `ContextFilter` copies every set field onto each log record, so a JSON log
 line carries them as fields (never inside the message text), and the event writer takes its actor from
 `principal`. Only identifiers live here: never tokens or other secrets.
@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import random
 
 FIELDS = ("request_id", "principal", "method", "org", "project", "vm_id", "node")
 _VARS: dict[str, contextvars.ContextVar[str]] = {
     name: contextvars.ContextVar(f"plasmavmc_{name}", default="") for name in FIELDS
 }
+_IDS = random.Random()  # seeded from os.urandom once: ids must be unique, not secret (no syscall per call)
+
+
+def new_request_id() -> str:
+    """A fresh request id: 16 hex digits."""
+    return f"{_IDS.getrandbits(64):016x}"
 
 
 def get(name: str) -> str:

@@ -96,6 +96,24 @@ class Port:
     tap_device: str = ""
 
 
+@dataclass(frozen=True)
+class FdbEntry:
+    """A port on another node: its MAC and that node's underlay (tunnel endpoint) address."""
+
+    mac_address: str
+    remote: str
+
+
+@dataclass(frozen=True)
+class NetworkPeers:
+    """One network's overlay forwarding as one node must have it, computed from the store at `revision`."""
+
+    network: Network
+    peers: tuple[str, ...] = ()  # underlay addresses of the other nodes with ports on the network
+    fdb: tuple[FdbEntry, ...] = ()
+    revision: int = 0
+
+
 def port_id_for(vm_id: str, nic_id: str) -> str:
     """The port id of a VM's NIC: derived, so the control plane and the node agree without a lookup."""
     return str(uuid.uuid5(uuid.UUID(vm_id), f"port/{nic_id}"))

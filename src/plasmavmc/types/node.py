@@ -68,3 +68,5 @@ class Node:
     last_heartbeat: int = 0
     agent_address: str = ""  # where the control plane reaches this node's AgentService
     accelerator: str = ""  # what `accel = "auto"` chose on this node: "kvm" or "tcg"
+    underlay_address: str = ""  # the node's tunnel endpoint (IPv4) for tenant-network overlays; "" = none
+    agent_started_at: int = 0  # when the agent process started (unix seconds): a new value = a restart

@@ -6,6 +6,7 @@ tuples so that records stay immutable; changes make a new record with `dataclass
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -130,6 +131,17 @@ class PlacementSpec:
 
 
 @dataclass(frozen=True)
+class CloudInitSpec:
+    """The cloud-init NoCloud seed of a VM (`hypervisor/cloudinit.py` renders it on the node).
+
+    `user_data` is a secret: the public API renders it as "" (`without_secrets`, `api/vm_service.vm_msg`)."""
+
+    user_data: str = ""
+    ssh_authorized_keys: tuple[str, ...] = ()
+    hostname: str = ""  # "" = the VM's name
+
+
+@dataclass(frozen=True)
 class VmSpec:
     cpu: CpuSpec = field(default_factory=CpuSpec)
     memory: MemorySpec = field(default_factory=MemorySpec)
@@ -138,6 +150,7 @@ class VmSpec:
     boot: BootSpec = field(default_factory=BootSpec)
     security: SecuritySpec = field(default_factory=SecuritySpec)
     placement: PlacementSpec = field(default_factory=PlacementSpec)
+    cloud_init: CloudInitSpec | None = None  # None: no seed disk
 
 
 @dataclass(frozen=True)
@@ -215,3 +228,12 @@ class VirtualMachine:
     created_by: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+
+
+def without_secrets(vm: VirtualMachine) -> VirtualMachine:
+    """`vm` as the public API shows it to anyone: the cloud-init user-data (a secret) left out."""
+    seed = vm.spec.cloud_init
+    if seed is None or not seed.user_data:
+        return vm
+    spec = dataclasses.replace(vm.spec, cloud_init=dataclasses.replace(seed, user_data=""))
+    return dataclasses.replace(vm, spec=spec)

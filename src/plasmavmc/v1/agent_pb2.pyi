@@ -136,6 +136,26 @@ class UpdatePortSecurityRequest(_message.Message):
     security_groups: _containers.RepeatedCompositeFieldContainer[_network_pb2.SecurityGroup]
     def __init__(self, port_id: _Optional[str] = ..., security_groups: _Optional[_Iterable[_Union[_network_pb2.SecurityGroup, _Mapping]]] = ...) -> None: ...
 
+class FdbEntry(_message.Message):
+    __slots__ = ("mac_address", "remote")
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_FIELD_NUMBER: _ClassVar[int]
+    mac_address: str
+    remote: str
+    def __init__(self, mac_address: _Optional[str] = ..., remote: _Optional[str] = ...) -> None: ...
+
+class UpdateNetworkPeersRequest(_message.Message):
+    __slots__ = ("network", "peers", "fdb", "revision")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    FDB_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    network: _network_pb2.Network
+    peers: _containers.RepeatedScalarFieldContainer[str]
+    fdb: _containers.RepeatedCompositeFieldContainer[FdbEntry]
+    revision: int
+    def __init__(self, network: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., peers: _Optional[_Iterable[str]] = ..., fdb: _Optional[_Iterable[_Union[FdbEntry, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+
 class DetachDeviceRequest(_message.Message):
     __slots__ = ("vm_id", "device_id")
     VM_ID_FIELD_NUMBER: _ClassVar[int]

@@ -121,6 +121,11 @@ class AgentServiceStub:
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.UpdatePortSecurityRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
+        self.UpdateNetworkPeers = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/UpdateNetworkPeers',
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.UpdateNetworkPeersRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
         self.SnapshotVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/SnapshotVm',
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.SnapshotRequest.SerializeToString,
@@ -259,6 +264,14 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateNetworkPeers(self, request, context):
+        """A tenant network's overlay forwarding on this node, as the store has it: the other nodes carrying the
+        network and where each of their ports' MACs lives (bridge provider: VXLAN flood list + FDB entries).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SnapshotVm(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -377,6 +390,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
             'UpdatePortSecurity': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdatePortSecurity,
                     request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.UpdatePortSecurityRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
+            'UpdateNetworkPeers': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNetworkPeers,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.UpdateNetworkPeersRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'SnapshotVm': grpc.unary_unary_rpc_method_handler(
@@ -863,6 +881,33 @@ class AgentService:
             target,
             '/plasmavmc.agent.v1.AgentService/UpdatePortSecurity',
             plasmavmc_dot_v1_dot_agent__pb2.UpdatePortSecurityRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNetworkPeers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/UpdateNetworkPeers',
+            plasmavmc_dot_v1_dot_agent__pb2.UpdateNetworkPeersRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,

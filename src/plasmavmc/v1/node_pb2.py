@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from plasmavmc.v1 import types_pb2 as plasmavmc_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17plasmavmc/v1/node.proto\x12\x0cplasmavmc.v1\x1a\x18plasmavmc/v1/types.proto\"F\n\x0cNodeCapacity\x12\r\n\x05vcpus\x18\x01 \x01(\r\x12\x12\n\nmemory_mib\x18\x02 \x01(\x04\x12\x13\n\x0bstorage_gib\x18\x03 \x01(\x04\"3\n\x05Taint\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06\x65\x66\x66\x65\x63t\x18\x03 \x01(\t\"j\n\rNodeCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x1a\n\x12last_transition_at\x18\x05 \x01(\x04\"\x99\x04\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.plasmavmc.v1.NodeState\x12,\n\x08\x63\x61pacity\x18\x04 \x01(\x0b\x32\x1a.plasmavmc.v1.NodeCapacity\x12/\n\x0b\x61llocatable\x18\x05 \x01(\x0b\x32\x1a.plasmavmc.v1.NodeCapacity\x12-\n\tallocated\x18\x06 \x01(\x0b\x32\x1a.plasmavmc.v1.NodeCapacity\x12\x31\n\x0bhypervisors\x18\x07 \x03(\x0e\x32\x1c.plasmavmc.v1.HypervisorType\x12.\n\x06labels\x18\x08 \x03(\x0b\x32\x1e.plasmavmc.v1.Node.LabelsEntry\x12#\n\x06taints\x18\t \x03(\x0b\x32\x13.plasmavmc.v1.Taint\x12/\n\nconditions\x18\n \x03(\x0b\x32\x1b.plasmavmc.v1.NodeCondition\x12\x15\n\ragent_version\x18\x0b \x01(\t\x12\x16\n\x0elast_heartbeat\x18\x0c \x01(\x04\x12\x15\n\ragent_address\x18\r \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65lerator\x18\x0e \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"O\n\x11ListNodesResponse\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.plasmavmc.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"$\n\x11\x43ordonNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"&\n\x13UncordonNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"<\n\x10\x44rainNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61llow_disk_loss\x18\x02 \x01(\x08\"3\n\x11\x44\x65leteNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"*\n\x12\x44\x65leteNodeResponse\x12\x14\n\x0corphaned_vms\x18\x01 \x01(\r*\xa5\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_STATE_READY\x10\x01\x12\x18\n\x14NODE_STATE_NOT_READY\x10\x02\x12\x17\n\x13NODE_STATE_CORDONED\x10\x03\x12\x17\n\x13NODE_STATE_DRAINING\x10\x04\x12\x1a\n\x16NODE_STATE_MAINTENANCE\x10\x05\x32\xb4\x03\n\x0bNodeService\x12L\n\tListNodes\x12\x1e.plasmavmc.v1.ListNodesRequest\x1a\x1f.plasmavmc.v1.ListNodesResponse\x12;\n\x07GetNode\x12\x1c.plasmavmc.v1.GetNodeRequest\x1a\x12.plasmavmc.v1.Node\x12\x41\n\nCordonNode\x12\x1f.plasmavmc.v1.CordonNodeRequest\x1a\x12.plasmavmc.v1.Node\x12\x45\n\x0cUncordonNode\x12!.plasmavmc.v1.UncordonNodeRequest\x1a\x12.plasmavmc.v1.Node\x12?\n\tDrainNode\x12\x1e.plasmavmc.v1.DrainNodeRequest\x1a\x12.plasmavmc.v1.Node\x12O\n\nDeleteNode\x12\x1f.plasmavmc.v1.DeleteNodeRequest\x1a .plasmavmc.v1.DeleteNodeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17plasmavmc/v1/node.proto\x12\x0cplasmavmc.v1\x1a\x18plasmavmc/v1/types.proto\"F\n\x0cNodeCapacity\x12\r\n\x05vcpus\x18\x01 \x01(\r\x12\x12\n\nmemory_mib\x18\x02 \x01(\x04\x12\x13\n\x0bstorage_gib\x18\x03 \x01(\x04\"3\n\x05Taint\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06\x65\x66\x66\x65\x63t\x18\x03 \x01(\t\"j\n\rNodeCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x1a\n\x12last_transition_at\x18\x05 \x01(\x04\"\xcf\x04\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.plasmavmc.v1.NodeState\x12,\n\x08\x63\x61pacity\x18\x04 \x01(\x0b\x32\x1a.plasmavmc.v1.NodeCapacity\x12/\n\x0b\x61llocatable\x18\x05 \x01(\x0b\x32\x1a.plasmavmc.v1.NodeCapacity\x12-\n\tallocated\x18\x06 \x01(\x0b\x32\x1a.plasmavmc.v1.NodeCapacity\x12\x31\n\x0bhypervisors\x18\x07 \x03(\x0e\x32\x1c.plasmavmc.v1.HypervisorType\x12.\n\x06labels\x18\x08 \x03(\x0b\x32\x1e.plasmavmc.v1.Node.LabelsEntry\x12#\n\x06taints\x18\t \x03(\x0b\x32\x13.plasmavmc.v1.Taint\x12/\n\nconditions\x18\n \x03(\x0b\x32\x1b.plasmavmc.v1.NodeCondition\x12\x15\n\ragent_version\x18\x0b \x01(\t\x12\x16\n\x0elast_heartbeat\x18\x0c \x01(\x04\x12\x15\n\ragent_address\x18\r \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65lerator\x18\x0e \x01(\t\x12\x19\n\x10underlay_address\x18\xdc\x01 \x01(\t\x12\x19\n\x10\x61gent_started_at\x18\xdd\x01 \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"O\n\x11ListNodesResponse\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.plasmavmc.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"$\n\x11\x43ordonNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"&\n\x13UncordonNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"<\n\x10\x44rainNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61llow_disk_loss\x18\x02 \x01(\x08\"3\n\x11\x44\x65leteNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"*\n\x12\x44\x65leteNodeResponse\x12\x14\n\x0corphaned_vms\x18\x01 \x01(\r*\xa5\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_STATE_READY\x10\x01\x12\x18\n\x14NODE_STATE_NOT_READY\x10\x02\x12\x17\n\x13NODE_STATE_CORDONED\x10\x03\x12\x17\n\x13NODE_STATE_DRAINING\x10\x04\x12\x1a\n\x16NODE_STATE_MAINTENANCE\x10\x05\x32\xb4\x03\n\x0bNodeService\x12L\n\tListNodes\x12\x1e.plasmavmc.v1.ListNodesRequest\x1a\x1f.plasmavmc.v1.ListNodesResponse\x12;\n\x07GetNode\x12\x1c.plasmavmc.v1.GetNodeRequest\x1a\x12.plasmavmc.v1.Node\x12\x41\n\nCordonNode\x12\x1f.plasmavmc.v1.CordonNodeRequest\x1a\x12.plasmavmc.v1.Node\x12\x45\n\x0cUncordonNode\x12!.plasmavmc.v1.UncordonNodeRequest\x1a\x12.plasmavmc.v1.Node\x12?\n\tDrainNode\x12\x1e.plasmavmc.v1.DrainNodeRequest\x1a\x12.plasmavmc.v1.Node\x12O\n\nDeleteNode\x12\x1f.plasmavmc.v1.DeleteNodeRequest\x1a .plasmavmc.v1.DeleteNodeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODE_LABELSENTRY']._loaded_options = None
   _globals['_NODE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_NODESTATE']._serialized_start=1253
-  _globals['_NODESTATE']._serialized_end=1418
+  _globals['_NODESTATE']._serialized_start=1307
+  _globals['_NODESTATE']._serialized_end=1472
   _globals['_NODECAPACITY']._serialized_start=67
   _globals['_NODECAPACITY']._serialized_end=137
   _globals['_TAINT']._serialized_start=139
@@ -43,25 +43,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODECONDITION']._serialized_start=192
   _globals['_NODECONDITION']._serialized_end=298
   _globals['_NODE']._serialized_start=301
-  _globals['_NODE']._serialized_end=838
-  _globals['_NODE_LABELSENTRY']._serialized_start=793
-  _globals['_NODE_LABELSENTRY']._serialized_end=838
-  _globals['_LISTNODESREQUEST']._serialized_start=840
-  _globals['_LISTNODESREQUEST']._serialized_end=897
-  _globals['_LISTNODESRESPONSE']._serialized_start=899
-  _globals['_LISTNODESRESPONSE']._serialized_end=978
-  _globals['_GETNODEREQUEST']._serialized_start=980
-  _globals['_GETNODEREQUEST']._serialized_end=1013
-  _globals['_CORDONNODEREQUEST']._serialized_start=1015
-  _globals['_CORDONNODEREQUEST']._serialized_end=1051
-  _globals['_UNCORDONNODEREQUEST']._serialized_start=1053
-  _globals['_UNCORDONNODEREQUEST']._serialized_end=1091
-  _globals['_DRAINNODEREQUEST']._serialized_start=1093
-  _globals['_DRAINNODEREQUEST']._serialized_end=1153
-  _globals['_DELETENODEREQUEST']._serialized_start=1155
-  _globals['_DELETENODEREQUEST']._serialized_end=1206
-  _globals['_DELETENODERESPONSE']._serialized_start=1208
-  _globals['_DELETENODERESPONSE']._serialized_end=1250
-  _globals['_NODESERVICE']._serialized_start=1421
-  _globals['_NODESERVICE']._serialized_end=1857
+  _globals['_NODE']._serialized_end=892
+  _globals['_NODE_LABELSENTRY']._serialized_start=847
+  _globals['_NODE_LABELSENTRY']._serialized_end=892
+  _globals['_LISTNODESREQUEST']._serialized_start=894
+  _globals['_LISTNODESREQUEST']._serialized_end=951
+  _globals['_LISTNODESRESPONSE']._serialized_start=953
+  _globals['_LISTNODESRESPONSE']._serialized_end=1032
+  _globals['_GETNODEREQUEST']._serialized_start=1034
+  _globals['_GETNODEREQUEST']._serialized_end=1067
+  _globals['_CORDONNODEREQUEST']._serialized_start=1069
+  _globals['_CORDONNODEREQUEST']._serialized_end=1105
+  _globals['_UNCORDONNODEREQUEST']._serialized_start=1107
+  _globals['_UNCORDONNODEREQUEST']._serialized_end=1145
+  _globals['_DRAINNODEREQUEST']._serialized_start=1147
+  _globals['_DRAINNODEREQUEST']._serialized_end=1207
+  _globals['_DELETENODEREQUEST']._serialized_start=1209
+  _globals['_DELETENODEREQUEST']._serialized_end=1260
+  _globals['_DELETENODERESPONSE']._serialized_start=1262
+  _globals['_DELETENODERESPONSE']._serialized_end=1304
+  _globals['_NODESERVICE']._serialized_start=1475
+  _globals['_NODESERVICE']._serialized_end=1911
 # @@protoc_insertion_point(module_scope)

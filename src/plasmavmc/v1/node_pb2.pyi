@@ -58,7 +58,7 @@ class NodeCondition(_message.Message):
     def __init__(self, type: _Optional[str] = ..., status: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_transition_at: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "state", "capacity", "allocatable", "allocated", "hypervisors", "labels", "taints", "conditions", "agent_version", "last_heartbeat", "agent_address", "accelerator")
+    __slots__ = ("id", "name", "state", "capacity", "allocatable", "allocated", "hypervisors", "labels", "taints", "conditions", "agent_version", "last_heartbeat", "agent_address", "accelerator", "underlay_address", "agent_started_at")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,8 @@ class Node(_message.Message):
     LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     AGENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ACCELERATOR_FIELD_NUMBER: _ClassVar[int]
+    UNDERLAY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: NodeState
@@ -94,7 +96,9 @@ class Node(_message.Message):
     last_heartbeat: int
     agent_address: str
     accelerator: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., capacity: _Optional[_Union[NodeCapacity, _Mapping]] = ..., allocatable: _Optional[_Union[NodeCapacity, _Mapping]] = ..., allocated: _Optional[_Union[NodeCapacity, _Mapping]] = ..., hypervisors: _Optional[_Iterable[_Union[_types_pb2.HypervisorType, str]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., taints: _Optional[_Iterable[_Union[Taint, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[NodeCondition, _Mapping]]] = ..., agent_version: _Optional[str] = ..., last_heartbeat: _Optional[int] = ..., agent_address: _Optional[str] = ..., accelerator: _Optional[str] = ...) -> None: ...
+    underlay_address: str
+    agent_started_at: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., capacity: _Optional[_Union[NodeCapacity, _Mapping]] = ..., allocatable: _Optional[_Union[NodeCapacity, _Mapping]] = ..., allocated: _Optional[_Union[NodeCapacity, _Mapping]] = ..., hypervisors: _Optional[_Iterable[_Union[_types_pb2.HypervisorType, str]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., taints: _Optional[_Iterable[_Union[Taint, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[NodeCondition, _Mapping]]] = ..., agent_version: _Optional[str] = ..., last_heartbeat: _Optional[int] = ..., agent_address: _Optional[str] = ..., accelerator: _Optional[str] = ..., underlay_address: _Optional[str] = ..., agent_started_at: _Optional[int] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18plasmavmc/v1/types.proto\x12\x0cplasmavmc.v1\"\x07\n\x05\x45mpty\"i\n\x07\x43puSpec\x12\r\n\x05vcpus\x18\x01 \x01(\r\x12\x18\n\x10\x63ores_per_socket\x18\x02 \x01(\r\x12\x0f\n\x07sockets\x18\x03 \x01(\r\x12\x16\n\tcpu_model\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x0c\n\n_cpu_model\"8\n\x08NumaNode\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04\x63pus\x18\x02 \x03(\r\x12\x12\n\nmemory_mib\x18\x03 \x01(\x04\"]\n\nMemorySpec\x12\x10\n\x08size_mib\x18\x01 \x01(\x04\x12\x11\n\thugepages\x18\x02 \x01(\x08\x12*\n\nnuma_nodes\x18\x03 \x03(\x0b\x32\x16.plasmavmc.v1.NumaNode\"=\n\nDiskSource\x12\x12\n\x08image_id\x18\x01 \x01(\tH\x00\x12\x13\n\tvolume_id\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\xc6\x01\n\x08\x44iskSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06source\x18\x02 \x01(\x0b\x32\x18.plasmavmc.v1.DiskSource\x12\x10\n\x08size_gib\x18\x03 \x01(\x04\x12\"\n\x03\x62us\x18\x04 \x01(\x0e\x32\x15.plasmavmc.v1.DiskBus\x12&\n\x05\x63\x61\x63he\x18\x05 \x01(\x0e\x32\x17.plasmavmc.v1.DiskCache\x12\x17\n\nboot_index\x18\x06 \x01(\rH\x00\x88\x01\x01\x42\r\n\x0b_boot_index\"\xbf\x01\n\x0bNetworkSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nnetwork_id\x18\x02 \x01(\t\x12\x18\n\x0bmac_address\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nip_address\x18\x04 \x01(\tH\x01\x88\x01\x01\x12%\n\x05model\x18\x05 \x01(\x0e\x32\x16.plasmavmc.v1.NicModel\x12\x17\n\x0fsecurity_groups\x18\x06 \x03(\tB\x0e\n\x0c_mac_addressB\r\n\x0b_ip_address\"5\n\x08\x42ootSpec\x12\x13\n\x0bkernel_args\x18\x01 \x01(\t\x12\x14\n\x0cmachine_type\x18\x02 \x01(\t\"0\n\x0cSecuritySpec\x12\x13\n\x0bsecure_boot\x18\x01 \x01(\x08\x12\x0b\n\x03tpm\x18\x02 \x01(\x08\"\xad\x02\n\x06VmSpec\x12\"\n\x03\x63pu\x18\x01 \x01(\x0b\x32\x15.plasmavmc.v1.CpuSpec\x12(\n\x06memory\x18\x02 \x01(\x0b\x32\x18.plasmavmc.v1.MemorySpec\x12%\n\x05\x64isks\x18\x03 \x03(\x0b\x32\x16.plasmavmc.v1.DiskSpec\x12*\n\x07network\x18\x04 \x03(\x0b\x32\x19.plasmavmc.v1.NetworkSpec\x12$\n\x04\x62oot\x18\x05 \x01(\x0b\x32\x16.plasmavmc.v1.BootSpec\x12,\n\x08security\x18\x06 \x01(\x0b\x32\x1a.plasmavmc.v1.SecuritySpec\x12.\n\tplacement\x18\x07 \x01(\x0b\x32\x1b.plasmavmc.v1.PlacementSpec\"8\n\nToleration\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06\x65\x66\x66\x65\x63t\x18\x03 \x01(\t\"\xf2\x01\n\rPlacementSpec\x12\x44\n\rnode_selector\x18\x01 \x03(\x0b\x32-.plasmavmc.v1.PlacementSpec.NodeSelectorEntry\x12-\n\x0btolerations\x18\x02 \x03(\x0b\x32\x18.plasmavmc.v1.Toleration\x12\x1b\n\x13\x61nti_affinity_group\x18\x03 \x01(\t\x12\x0c\n\x04zone\x18\x04 \x01(\t\x12\x0c\n\x04rack\x18\x05 \x01(\t\x1a\x33\n\x11NodeSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa4\x01\n\rResourceUsage\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x01\x12\x17\n\x0fmemory_used_mib\x18\x02 \x01(\x04\x12\x17\n\x0f\x64isk_read_bytes\x18\x03 \x01(\x04\x12\x18\n\x10\x64isk_write_bytes\x18\x04 \x01(\x04\x12\x18\n\x10network_rx_bytes\x18\x05 \x01(\x04\x12\x18\n\x10network_tx_bytes\x18\x06 \x01(\x04\"f\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x1a\n\x12last_transition_at\x18\x05 \x01(\x04\"\xe2\x02\n\x08VmStatus\x12+\n\x0c\x61\x63tual_state\x18\x01 \x01(\x0e\x32\x15.plasmavmc.v1.VmState\x12\x15\n\x08host_pid\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x17\n\nstarted_at\x18\x03 \x01(\x04H\x01\x88\x01\x01\x12\x14\n\x0cip_addresses\x18\x04 \x03(\t\x12\x33\n\x0eresource_usage\x18\x05 \x01(\x0b\x32\x1b.plasmavmc.v1.ResourceUsage\x12\x17\n\nlast_error\x18\x06 \x01(\tH\x02\x88\x01\x01\x12+\n\nconditions\x18\x07 \x03(\x0b\x32\x17.plasmavmc.v1.Condition\x12\x13\n\x0b\x61\x63\x63\x65lerator\x18\x08 \x01(\t\x12(\n\x04\x62oot\x18\t \x01(\x0b\x32\x1a.plasmavmc.v1.BootTimelineB\x0b\n\t_host_pidB\r\n\x0b_started_atB\r\n\x0b_last_error\"\xac\x01\n\x0c\x42ootTimeline\x12\x13\n\x0b\x61\x63\x63\x65pted_at\x18\x01 \x01(\x01\x12\x11\n\tplaced_at\x18\x02 \x01(\x01\x12\x16\n\x0eimage_ready_at\x18\x03 \x01(\x01\x12\x1a\n\x12start_requested_at\x18\x04 \x01(\x01\x12\x15\n\rprocess_up_at\x18\x05 \x01(\x01\x12\x17\n\x0f\x66irst_output_at\x18\x06 \x01(\x01\x12\x10\n\x08ready_at\x18\x07 \x01(\x01\"\xa8\x04\n\x0eVirtualMachine\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06org_id\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.plasmavmc.v1.VmState\x12\"\n\x04spec\x18\x06 \x01(\x0b\x32\x14.plasmavmc.v1.VmSpec\x12&\n\x06status\x18\x07 \x01(\x0b\x32\x16.plasmavmc.v1.VmStatus\x12\x14\n\x07node_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x12\x30\n\nhypervisor\x18\t \x01(\x0e\x32\x1c.plasmavmc.v1.HypervisorType\x12\x12\n\ncreated_at\x18\n \x01(\x04\x12\x12\n\nupdated_at\x18\x0b \x01(\x04\x12\x12\n\ncreated_by\x18\x0c \x01(\t\x12<\n\x08metadata\x18\r \x03(\x0b\x32*.plasmavmc.v1.VirtualMachine.MetadataEntry\x12\x38\n\x06labels\x18\x0e \x03(\x0b\x32(.plasmavmc.v1.VirtualMachine.LabelsEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\n\n\x08_node_id\"=\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08*\x81\x02\n\x07VmState\x12\x18\n\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10VM_STATE_PENDING\x10\x01\x12\x15\n\x11VM_STATE_CREATING\x10\x02\x12\x14\n\x10VM_STATE_STOPPED\x10\x03\x12\x15\n\x11VM_STATE_STARTING\x10\x04\x12\x14\n\x10VM_STATE_RUNNING\x10\x05\x12\x15\n\x11VM_STATE_STOPPING\x10\x06\x12\x16\n\x12VM_STATE_MIGRATING\x10\x07\x12\x12\n\x0eVM_STATE_ERROR\x10\x08\x12\x13\n\x0fVM_STATE_FAILED\x10\t\x12\x14\n\x10VM_STATE_DELETED\x10\n*\xa6\x01\n\x0eHypervisorType\x12\x1f\n\x1bHYPERVISOR_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13HYPERVISOR_TYPE_KVM\x10\x01\x12\x1f\n\x1bHYPERVISOR_TYPE_FIRECRACKER\x10\x02\x12\x1a\n\x16HYPERVISOR_TYPE_MVISOR\x10\x03\x12\x1d\n\x19HYPERVISOR_TYPE_SIMULATED\x10\x04*]\n\x07\x44iskBus\x12\x18\n\x14\x44ISK_BUS_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISK_BUS_VIRTIO\x10\x01\x12\x11\n\rDISK_BUS_SCSI\x10\x02\x12\x10\n\x0c\x44ISK_BUS_IDE\x10\x03*s\n\tDiskCache\x12\x1a\n\x16\x44ISK_CACHE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISK_CACHE_NONE\x10\x01\x12\x18\n\x14\x44ISK_CACHE_WRITEBACK\x10\x02\x12\x1b\n\x17\x44ISK_CACHE_WRITETHROUGH\x10\x03*T\n\x08NicModel\x12\x19\n\x15NIC_MODEL_UNSPECIFIED\x10\x00\x12\x18\n\x14NIC_MODEL_VIRTIO_NET\x10\x01\x12\x13\n\x0fNIC_MODEL_E1000\x10\x02*Z\n\x0b\x43onsoleType\x12\x1c\n\x18\x43ONSOLE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONSOLE_TYPE_SERIAL\x10\x01\x12\x14\n\x10\x43ONSOLE_TYPE_VNC\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18plasmavmc/v1/types.proto\x12\x0cplasmavmc.v1\"\x07\n\x05\x45mpty\"i\n\x07\x43puSpec\x12\r\n\x05vcpus\x18\x01 \x01(\r\x12\x18\n\x10\x63ores_per_socket\x18\x02 \x01(\r\x12\x0f\n\x07sockets\x18\x03 \x01(\r\x12\x16\n\tcpu_model\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x0c\n\n_cpu_model\"8\n\x08NumaNode\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04\x63pus\x18\x02 \x03(\r\x12\x12\n\nmemory_mib\x18\x03 \x01(\x04\"]\n\nMemorySpec\x12\x10\n\x08size_mib\x18\x01 \x01(\x04\x12\x11\n\thugepages\x18\x02 \x01(\x08\x12*\n\nnuma_nodes\x18\x03 \x03(\x0b\x32\x16.plasmavmc.v1.NumaNode\"=\n\nDiskSource\x12\x12\n\x08image_id\x18\x01 \x01(\tH\x00\x12\x13\n\tvolume_id\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\xc6\x01\n\x08\x44iskSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06source\x18\x02 \x01(\x0b\x32\x18.plasmavmc.v1.DiskSource\x12\x10\n\x08size_gib\x18\x03 \x01(\x04\x12\"\n\x03\x62us\x18\x04 \x01(\x0e\x32\x15.plasmavmc.v1.DiskBus\x12&\n\x05\x63\x61\x63he\x18\x05 \x01(\x0e\x32\x17.plasmavmc.v1.DiskCache\x12\x17\n\nboot_index\x18\x06 \x01(\rH\x00\x88\x01\x01\x42\r\n\x0b_boot_index\"\xbf\x01\n\x0bNetworkSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nnetwork_id\x18\x02 \x01(\t\x12\x18\n\x0bmac_address\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nip_address\x18\x04 \x01(\tH\x01\x88\x01\x01\x12%\n\x05model\x18\x05 \x01(\x0e\x32\x16.plasmavmc.v1.NicModel\x12\x17\n\x0fsecurity_groups\x18\x06 \x03(\tB\x0e\n\x0c_mac_addressB\r\n\x0b_ip_address\"5\n\x08\x42ootSpec\x12\x13\n\x0bkernel_args\x18\x01 \x01(\t\x12\x14\n\x0cmachine_type\x18\x02 \x01(\t\"0\n\x0cSecuritySpec\x12\x13\n\x0bsecure_boot\x18\x01 \x01(\x08\x12\x0b\n\x03tpm\x18\x02 \x01(\x08\"Q\n\rCloudInitSpec\x12\x11\n\tuser_data\x18\x01 \x01(\t\x12\x1b\n\x13ssh_authorized_keys\x18\x02 \x03(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\"\xdf\x02\n\x06VmSpec\x12\"\n\x03\x63pu\x18\x01 \x01(\x0b\x32\x15.plasmavmc.v1.CpuSpec\x12(\n\x06memory\x18\x02 \x01(\x0b\x32\x18.plasmavmc.v1.MemorySpec\x12%\n\x05\x64isks\x18\x03 \x03(\x0b\x32\x16.plasmavmc.v1.DiskSpec\x12*\n\x07network\x18\x04 \x03(\x0b\x32\x19.plasmavmc.v1.NetworkSpec\x12$\n\x04\x62oot\x18\x05 \x01(\x0b\x32\x16.plasmavmc.v1.BootSpec\x12,\n\x08security\x18\x06 \x01(\x0b\x32\x1a.plasmavmc.v1.SecuritySpec\x12.\n\tplacement\x18\x07 \x01(\x0b\x32\x1b.plasmavmc.v1.PlacementSpec\x12\x30\n\ncloud_init\x18\xf0\x01 \x01(\x0b\x32\x1b.plasmavmc.v1.CloudInitSpec\"8\n\nToleration\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06\x65\x66\x66\x65\x63t\x18\x03 \x01(\t\"\xf2\x01\n\rPlacementSpec\x12\x44\n\rnode_selector\x18\x01 \x03(\x0b\x32-.plasmavmc.v1.PlacementSpec.NodeSelectorEntry\x12-\n\x0btolerations\x18\x02 \x03(\x0b\x32\x18.plasmavmc.v1.Toleration\x12\x1b\n\x13\x61nti_affinity_group\x18\x03 \x01(\t\x12\x0c\n\x04zone\x18\x04 \x01(\t\x12\x0c\n\x04rack\x18\x05 \x01(\t\x1a\x33\n\x11NodeSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa4\x01\n\rResourceUsage\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x01\x12\x17\n\x0fmemory_used_mib\x18\x02 \x01(\x04\x12\x17\n\x0f\x64isk_read_bytes\x18\x03 \x01(\x04\x12\x18\n\x10\x64isk_write_bytes\x18\x04 \x01(\x04\x12\x18\n\x10network_rx_bytes\x18\x05 \x01(\x04\x12\x18\n\x10network_tx_bytes\x18\x06 \x01(\x04\"f\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x1a\n\x12last_transition_at\x18\x05 \x01(\x04\"\xe2\x02\n\x08VmStatus\x12+\n\x0c\x61\x63tual_state\x18\x01 \x01(\x0e\x32\x15.plasmavmc.v1.VmState\x12\x15\n\x08host_pid\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x17\n\nstarted_at\x18\x03 \x01(\x04H\x01\x88\x01\x01\x12\x14\n\x0cip_addresses\x18\x04 \x03(\t\x12\x33\n\x0eresource_usage\x18\x05 \x01(\x0b\x32\x1b.plasmavmc.v1.ResourceUsage\x12\x17\n\nlast_error\x18\x06 \x01(\tH\x02\x88\x01\x01\x12+\n\nconditions\x18\x07 \x03(\x0b\x32\x17.plasmavmc.v1.Condition\x12\x13\n\x0b\x61\x63\x63\x65lerator\x18\x08 \x01(\t\x12(\n\x04\x62oot\x18\t \x01(\x0b\x32\x1a.plasmavmc.v1.BootTimelineB\x0b\n\t_host_pidB\r\n\x0b_started_atB\r\n\x0b_last_error\"\xac\x01\n\x0c\x42ootTimeline\x12\x13\n\x0b\x61\x63\x63\x65pted_at\x18\x01 \x01(\x01\x12\x11\n\tplaced_at\x18\x02 \x01(\x01\x12\x16\n\x0eimage_ready_at\x18\x03 \x01(\x01\x12\x1a\n\x12start_requested_at\x18\x04 \x01(\x01\x12\x15\n\rprocess_up_at\x18\x05 \x01(\x01\x12\x17\n\x0f\x66irst_output_at\x18\x06 \x01(\x01\x12\x10\n\x08ready_at\x18\x07 \x01(\x01\"\xa8\x04\n\x0eVirtualMachine\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06org_id\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.plasmavmc.v1.VmState\x12\"\n\x04spec\x18\x06 \x01(\x0b\x32\x14.plasmavmc.v1.VmSpec\x12&\n\x06status\x18\x07 \x01(\x0b\x32\x16.plasmavmc.v1.VmStatus\x12\x14\n\x07node_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x12\x30\n\nhypervisor\x18\t \x01(\x0e\x32\x1c.plasmavmc.v1.HypervisorType\x12\x12\n\ncreated_at\x18\n \x01(\x04\x12\x12\n\nupdated_at\x18\x0b \x01(\x04\x12\x12\n\ncreated_by\x18\x0c \x01(\t\x12<\n\x08metadata\x18\r \x03(\x0b\x32*.plasmavmc.v1.VirtualMachine.MetadataEntry\x12\x38\n\x06labels\x18\x0e \x03(\x0b\x32(.plasmavmc.v1.VirtualMachine.LabelsEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\n\n\x08_node_id\"=\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08*\x81\x02\n\x07VmState\x12\x18\n\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10VM_STATE_PENDING\x10\x01\x12\x15\n\x11VM_STATE_CREATING\x10\x02\x12\x14\n\x10VM_STATE_STOPPED\x10\x03\x12\x15\n\x11VM_STATE_STARTING\x10\x04\x12\x14\n\x10VM_STATE_RUNNING\x10\x05\x12\x15\n\x11VM_STATE_STOPPING\x10\x06\x12\x16\n\x12VM_STATE_MIGRATING\x10\x07\x12\x12\n\x0eVM_STATE_ERROR\x10\x08\x12\x13\n\x0fVM_STATE_FAILED\x10\t\x12\x14\n\x10VM_STATE_DELETED\x10\n*\xa6\x01\n\x0eHypervisorType\x12\x1f\n\x1bHYPERVISOR_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13HYPERVISOR_TYPE_KVM\x10\x01\x12\x1f\n\x1bHYPERVISOR_TYPE_FIRECRACKER\x10\x02\x12\x1a\n\x16HYPERVISOR_TYPE_MVISOR\x10\x03\x12\x1d\n\x19HYPERVISOR_TYPE_SIMULATED\x10\x04*]\n\x07\x44iskBus\x12\x18\n\x14\x44ISK_BUS_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISK_BUS_VIRTIO\x10\x01\x12\x11\n\rDISK_BUS_SCSI\x10\x02\x12\x10\n\x0c\x44ISK_BUS_IDE\x10\x03*s\n\tDiskCache\x12\x1a\n\x16\x44ISK_CACHE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISK_CACHE_NONE\x10\x01\x12\x18\n\x14\x44ISK_CACHE_WRITEBACK\x10\x02\x12\x1b\n\x17\x44ISK_CACHE_WRITETHROUGH\x10\x03*T\n\x08NicModel\x12\x19\n\x15NIC_MODEL_UNSPECIFIED\x10\x00\x12\x18\n\x14NIC_MODEL_VIRTIO_NET\x10\x01\x12\x13\n\x0fNIC_MODEL_E1000\x10\x02*Z\n\x0b\x43onsoleType\x12\x1c\n\x18\x43ONSOLE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONSOLE_TYPE_SERIAL\x10\x01\x12\x14\n\x10\x43ONSOLE_TYPE_VNC\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,18 +37,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VIRTUALMACHINE_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_VIRTUALMACHINE_LABELSENTRY']._loaded_options = None
   _globals['_VIRTUALMACHINE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_VMSTATE']._serialized_start=2903
-  _globals['_VMSTATE']._serialized_end=3160
-  _globals['_HYPERVISORTYPE']._serialized_start=3163
-  _globals['_HYPERVISORTYPE']._serialized_end=3329
-  _globals['_DISKBUS']._serialized_start=3331
-  _globals['_DISKBUS']._serialized_end=3424
-  _globals['_DISKCACHE']._serialized_start=3426
-  _globals['_DISKCACHE']._serialized_end=3541
-  _globals['_NICMODEL']._serialized_start=3543
-  _globals['_NICMODEL']._serialized_end=3627
-  _globals['_CONSOLETYPE']._serialized_start=3629
-  _globals['_CONSOLETYPE']._serialized_end=3719
+  _globals['_VMSTATE']._serialized_start=3036
+  _globals['_VMSTATE']._serialized_end=3293
+  _globals['_HYPERVISORTYPE']._serialized_start=3296
+  _globals['_HYPERVISORTYPE']._serialized_end=3462
+  _globals['_DISKBUS']._serialized_start=3464
+  _globals['_DISKBUS']._serialized_end=3557
+  _globals['_DISKCACHE']._serialized_start=3559
+  _globals['_DISKCACHE']._serialized_end=3674
+  _globals['_NICMODEL']._serialized_start=3676
+  _globals['_NICMODEL']._serialized_end=3760
+  _globals['_CONSOLETYPE']._serialized_start=3762
+  _globals['_CONSOLETYPE']._serialized_end=3852
   _globals['_EMPTY']._serialized_start=42
   _globals['_EMPTY']._serialized_end=49
   _globals['_CPUSPEC']._serialized_start=51
@@ -67,28 +67,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BOOTSPEC']._serialized_end=822
   _globals['_SECURITYSPEC']._serialized_start=824
   _globals['_SECURITYSPEC']._serialized_end=872
-  _globals['_VMSPEC']._serialized_start=875
-  _globals['_VMSPEC']._serialized_end=1176
-  _globals['_TOLERATION']._serialized_start=1178
-  _globals['_TOLERATION']._serialized_end=1234
-  _globals['_PLACEMENTSPEC']._serialized_start=1237
-  _globals['_PLACEMENTSPEC']._serialized_end=1479
-  _globals['_PLACEMENTSPEC_NODESELECTORENTRY']._serialized_start=1428
-  _globals['_PLACEMENTSPEC_NODESELECTORENTRY']._serialized_end=1479
-  _globals['_RESOURCEUSAGE']._serialized_start=1482
-  _globals['_RESOURCEUSAGE']._serialized_end=1646
-  _globals['_CONDITION']._serialized_start=1648
-  _globals['_CONDITION']._serialized_end=1750
-  _globals['_VMSTATUS']._serialized_start=1753
-  _globals['_VMSTATUS']._serialized_end=2107
-  _globals['_BOOTTIMELINE']._serialized_start=2110
-  _globals['_BOOTTIMELINE']._serialized_end=2282
-  _globals['_VIRTUALMACHINE']._serialized_start=2285
-  _globals['_VIRTUALMACHINE']._serialized_end=2837
-  _globals['_VIRTUALMACHINE_METADATAENTRY']._serialized_start=2731
-  _globals['_VIRTUALMACHINE_METADATAENTRY']._serialized_end=2778
-  _globals['_VIRTUALMACHINE_LABELSENTRY']._serialized_start=2780
-  _globals['_VIRTUALMACHINE_LABELSENTRY']._serialized_end=2825
-  _globals['_ERRORDETAIL']._serialized_start=2839
-  _globals['_ERRORDETAIL']._serialized_end=2900
+  _globals['_CLOUDINITSPEC']._serialized_start=874
+  _globals['_CLOUDINITSPEC']._serialized_end=955
+  _globals['_VMSPEC']._serialized_start=958
+  _globals['_VMSPEC']._serialized_end=1309
+  _globals['_TOLERATION']._serialized_start=1311
+  _globals['_TOLERATION']._serialized_end=1367
+  _globals['_PLACEMENTSPEC']._serialized_start=1370
+  _globals['_PLACEMENTSPEC']._serialized_end=1612
+  _globals['_PLACEMENTSPEC_NODESELECTORENTRY']._serialized_start=1561
+  _globals['_PLACEMENTSPEC_NODESELECTORENTRY']._serialized_end=1612
+  _globals['_RESOURCEUSAGE']._serialized_start=1615
+  _globals['_RESOURCEUSAGE']._serialized_end=1779
+  _globals['_CONDITION']._serialized_start=1781
+  _globals['_CONDITION']._serialized_end=1883
+  _globals['_VMSTATUS']._serialized_start=1886
+  _globals['_VMSTATUS']._serialized_end=2240
+  _globals['_BOOTTIMELINE']._serialized_start=2243
+  _globals['_BOOTTIMELINE']._serialized_end=2415
+  _globals['_VIRTUALMACHINE']._serialized_start=2418
+  _globals['_VIRTUALMACHINE']._serialized_end=2970
+  _globals['_VIRTUALMACHINE_METADATAENTRY']._serialized_start=2864
+  _globals['_VIRTUALMACHINE_METADATAENTRY']._serialized_end=2911
+  _globals['_VIRTUALMACHINE_LABELSENTRY']._serialized_start=2913
+  _globals['_VIRTUALMACHINE_LABELSENTRY']._serialized_end=2958
+  _globals['_ERRORDETAIL']._serialized_start=2972
+  _globals['_ERRORDETAIL']._serialized_end=3033
 # @@protoc_insertion_point(module_scope)

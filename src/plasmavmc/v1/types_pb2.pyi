@@ -177,8 +177,18 @@ class SecuritySpec(_message.Message):
     tpm: bool
     def __init__(self, secure_boot: _Optional[bool] = ..., tpm: _Optional[bool] = ...) -> None: ...
 
+class CloudInitSpec(_message.Message):
+    __slots__ = ("user_data", "ssh_authorized_keys", "hostname")
+    USER_DATA_FIELD_NUMBER: _ClassVar[int]
+    SSH_AUTHORIZED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    user_data: str
+    ssh_authorized_keys: _containers.RepeatedScalarFieldContainer[str]
+    hostname: str
+    def __init__(self, user_data: _Optional[str] = ..., ssh_authorized_keys: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ...) -> None: ...
+
 class VmSpec(_message.Message):
-    __slots__ = ("cpu", "memory", "disks", "network", "boot", "security", "placement")
+    __slots__ = ("cpu", "memory", "disks", "network", "boot", "security", "placement", "cloud_init")
     CPU_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
     DISKS_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +196,7 @@ class VmSpec(_message.Message):
     BOOT_FIELD_NUMBER: _ClassVar[int]
     SECURITY_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_INIT_FIELD_NUMBER: _ClassVar[int]
     cpu: CpuSpec
     memory: MemorySpec
     disks: _containers.RepeatedCompositeFieldContainer[DiskSpec]
@@ -193,7 +204,8 @@ class VmSpec(_message.Message):
     boot: BootSpec
     security: SecuritySpec
     placement: PlacementSpec
-    def __init__(self, cpu: _Optional[_Union[CpuSpec, _Mapping]] = ..., memory: _Optional[_Union[MemorySpec, _Mapping]] = ..., disks: _Optional[_Iterable[_Union[DiskSpec, _Mapping]]] = ..., network: _Optional[_Iterable[_Union[NetworkSpec, _Mapping]]] = ..., boot: _Optional[_Union[BootSpec, _Mapping]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ..., placement: _Optional[_Union[PlacementSpec, _Mapping]] = ...) -> None: ...
+    cloud_init: CloudInitSpec
+    def __init__(self, cpu: _Optional[_Union[CpuSpec, _Mapping]] = ..., memory: _Optional[_Union[MemorySpec, _Mapping]] = ..., disks: _Optional[_Iterable[_Union[DiskSpec, _Mapping]]] = ..., network: _Optional[_Iterable[_Union[NetworkSpec, _Mapping]]] = ..., boot: _Optional[_Union[BootSpec, _Mapping]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ..., placement: _Optional[_Union[PlacementSpec, _Mapping]] = ..., cloud_init: _Optional[_Union[CloudInitSpec, _Mapping]] = ...) -> None: ...
 
 class Toleration(_message.Message):
     __slots__ = ("key", "value", "effect")

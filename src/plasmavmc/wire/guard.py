@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +51,7 @@ def request_id() -> str:
     so that every answer and log line of a port that does not observe can still be matched."""
     rid = logctx.get("request_id")
     if not rid:
-        rid = uuid.uuid4().hex[:16]
+        rid = logctx.new_request_id()
         logctx.bind(request_id=rid)
     return rid
 

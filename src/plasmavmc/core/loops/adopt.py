@@ -20,6 +20,7 @@ import logging
 from plasmavmc.core import images as image_service
 from plasmavmc.core.agents import AgentClient
 from plasmavmc.core.context import Core
+from plasmavmc.core.networks import nics, refresh
 from plasmavmc.core.pending import Op, Pending
 from plasmavmc.core.vms import lifecycle, power
 from plasmavmc.errors import NotFound, PlasmaError
@@ -67,8 +68,10 @@ async def _create(core: Core, vm: Versioned[VirtualMachine]) -> None:
         return
     agent = await core.agent_for(vm.value)
     if await _agent_status(agent, vm.value.id) is None:
-        await agent.create_vm(vm.value, await lifecycle.images_for(core, vm.value.org_id, vm.value.spec))
+        await agent.create_vm(vm.value, await lifecycle.images_for(core, vm.value.org_id, vm.value.spec),
+                              await nics.port_requests(core.store, vm.value))
     await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle.moved(v, VmState.STOPPED, "create"))
+    await refresh.ports_changed(core, vm.value, vm.value.spec.network)
 
 
 async def _to(

@@ -40,7 +40,9 @@ LiveServers = Callable[[], Awaitable[set[str]]]
 DEFAULT_INTERVAL = 2.0
 RECONCILE_MIN_GAP = 0.5
 FULL_PASS_INTERVAL = 60.0  # seconds between full reconcile passes (the safety net under the index)
-EVENTS_INTERVAL = 60.0  # seconds between event retention passes (core/loops/event_retention.py)
+# seconds between event retention passes (core/loops/event_retention.py): a pass reads every event key
+# (~0.3 s of CPU per 30,000 events), and the bounds it keeps (days, hundreds per VM) need no finer step
+EVENTS_INTERVAL = 600.0
 
 
 class Doorbell:

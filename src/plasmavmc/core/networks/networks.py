@@ -9,6 +9,7 @@ count in the `max_networks` quota of their project and org (charged in the creat
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import random
 import uuid
@@ -61,13 +62,23 @@ def validate(req: NetworkRequest) -> None:
             raise InvalidArgument("network.gateway", f"{gateway} is not a host address of {subnet}")
 
 
+def first_host(cidr: str) -> str:
+    return str(next(ipaddress.IPv4Network(cidr, strict=True).hosts()))
+
+
+def _resolved(network: Network) -> Network:
+    """The gateway as the datapath uses it: records written before it was stored have "" (first host)."""
+    return network if network.gateway else dataclasses.replace(network, gateway=network.gateway_ip)
+
+
 async def create(store: Store, req: NetworkRequest) -> Network:
     validate(req)
     network_id = str(uuid.uuid4())
     for _ in range(20):
         vni = random.randint(1, VNI_MAX)
         network = Network(
-            id=network_id, cidr=req.cidr, gateway=req.gateway, dhcp=req.dhcp, egress_nat=req.egress_nat,
+            id=network_id, cidr=req.cidr, gateway=req.gateway or first_host(req.cidr), dhcp=req.dhcp,
+            egress_nat=req.egress_nat,
             vni=vni, org_id=req.org_id, project_id=req.project_id, name=req.name,
         )
         name_key = keys.network_name(req.org_id, req.project_id, req.name)
@@ -100,12 +111,12 @@ async def get(store: Store, org_id: str, project_id: str, ref: str) -> Network:
     found = await read(store, Network, keys.network(org_id, project_id, network_id))
     if found is None:
         raise NotFound(f"network {ref!r} not found in {org_id}/{project_id}", field="network_id")
-    return found.value
+    return _resolved(found.value)
 
 
 async def list_networks(store: Store, org_id: str, project_id: str) -> list[Network]:
     kvs = await store.list_all(keys.networks_in(org_id, project_id))
-    return [codec.loads(Network, kv.value) for kv in kvs]
+    return [_resolved(codec.loads(Network, kv.value)) for kv in kvs]
 
 
 async def ensure_default(store: Store, org_id: str, project_id: str) -> Network:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.networks import nics, refresh
 from plasmavmc.core.nodes import health as node_health
 from plasmavmc.core.vms import lifecycle, placement, power
 from plasmavmc.errors import InvalidState, PlasmaError
@@ -103,6 +104,7 @@ async def move(core: Core, vm: Versioned[VirtualMachine], from_node: str, allow_
     moving = await placement.claim(core, current, placer, moving_from=from_node)
     await _step(core, moving, "create on the new node", lambda: _create(core, moving.value, images))
     await _cleanup_old(core, from_node, moving.value.id)
+    await refresh.ports_changed(core, moving.value, moving.value.spec.network)  # its MACs live elsewhere now
     await mutate(core.store, VirtualMachine, moving.key, lambda v: lifecycle.moved(v, VmState.STOPPED, "move"))
     if was_running:
         return await power.start(core, ref)
@@ -111,7 +113,7 @@ async def move(core: Core, vm: Versioned[VirtualMachine], from_node: str, allow_
 
 async def _create(core: Core, vm: VirtualMachine, images: list[Image]) -> None:
     agent = await core.agent_for(vm)
-    await agent.create_vm(vm, images)
+    await agent.create_vm(vm, images, await nics.port_requests(core.store, vm))
 
 
 async def _step(core: Core, vm: Versioned[VirtualMachine], what: str, op: Callable[[], Awaitable[None]]) -> None:

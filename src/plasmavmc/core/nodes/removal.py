@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 
 from plasmavmc.core.context import Core
+from plasmavmc.core.networks import peers
 from plasmavmc.core.nodes import health
 from plasmavmc.errors import InvalidState
+from plasmavmc.store.records import read
 from plasmavmc.types.node import NodeState
+from plasmavmc.types.vm import VirtualMachine
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ async def delete_node(core: Core, node_id: str, force: bool) -> int:
     await core.nodes.cache.refresh(node_id)
     if vm_keys:
         await health.flag_vms(core.store, node_id, f"its node {node_id} was deleted")
+        vms = [vm.value for key in vm_keys if (vm := await read(core.store, VirtualMachine, key)) is not None]
+        await peers.push_for_vms(core, vms)  # the other nodes drop this one from their overlays
     log.warning("node %s deleted%s (%d VMs were assigned to it)", node_id, " with force" if force else "",
                 len(vm_keys))
     return len(vm_keys)

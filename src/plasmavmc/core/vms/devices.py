@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from plasmavmc import validation
 from plasmavmc.core import quotas
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.networks import nics
+from plasmavmc.core.networks import nics, refresh
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.lifecycle import BOOTABLE_FORMATS
 from plasmavmc.errors import Conflict, InvalidArgument, InvalidState, PlasmaError
@@ -134,8 +134,10 @@ async def attach_nic(core: Core, ref: VmRef, nic: NetworkSpec) -> VirtualMachine
     except PlasmaError:
         await nics.release_nic(core.store, vm, nic)
         raise
-    return await _record(core, ref, lambda v: _respec(v, network=(*v.spec.network, nic)), 0,
-                         lambda: agent.detach_nic(vm.id, nic.id), "attach_nic")
+    updated = await _record(core, ref, lambda v: _respec(v, network=(*v.spec.network, nic)), 0,
+                            lambda: agent.detach_nic(vm.id, nic.id), "attach_nic")
+    await refresh.ports_changed(core, updated, (nic,))
+    return updated
 
 
 async def detach_nic(core: Core, ref: VmRef, nic_id: str) -> VirtualMachine:
@@ -152,4 +154,5 @@ async def detach_nic(core: Core, ref: VmRef, nic_id: str) -> VirtualMachine:
 
     updated = await _record(core, ref, remaining, 0, lambda: agent.attach_nic(vm.id, nic), "detach_nic")
     await nics.release_nic(core.store, vm, nic)
+    await refresh.ports_changed(core, updated, (nic,))
     return updated

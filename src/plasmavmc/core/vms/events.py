@@ -14,7 +14,7 @@ revision. `ENABLED` switches event writing off (the overhead benchmark compares 
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from collections.abc import Sequence
 
@@ -28,6 +28,7 @@ from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 
 ENABLED = True
+_SUFFIX = random.Random()  # seeded from os.urandom once; the key suffix must be unique, not secret
 S = VmState
 _REASONS: dict[VmState, str] = {
     S.PENDING: "Pending", S.CREATING: "Scheduled", S.STOPPED: "Stopped", S.STARTING: "Starting",
@@ -58,6 +59,8 @@ def _state_event(old: VirtualMachine, new: VirtualMachine) -> StoredEvent:
 
 
 def _condition_events(old: VirtualMachine, new: VirtualMachine) -> list[StoredEvent]:
+    if old.status.conditions == new.status.conditions:
+        return []
     before = {c.type: c for c in old.status.conditions}
     after = {c.type: c for c in new.status.conditions}
     out = []
@@ -73,14 +76,15 @@ def _condition_events(old: VirtualMachine, new: VirtualMachine) -> list[StoredEv
 
 def _spec_events(old: VirtualMachine, new: VirtualMachine) -> list[StoredEvent]:
     out = []
-    for what, before, after in (
-        ("Disk", {d.id for d in old.spec.disks}, {d.id for d in new.spec.disks}),
-        ("Nic", {n.id for n in old.spec.network}, {n.id for n in new.spec.network}),
-    ):
-        out += [event(new, VmEventType.UPDATED, f"{what}Attached", i) for i in sorted(after - before)]
-        out += [event(new, VmEventType.UPDATED, f"{what}Detached", i) for i in sorted(before - after)]
-    if not out and old.spec != new.spec:
-        out.append(event(new, VmEventType.UPDATED, "Resized", "spec changed"))
+    if old.spec != new.spec:
+        for what, before, after in (
+            ("Disk", {d.id for d in old.spec.disks}, {d.id for d in new.spec.disks}),
+            ("Nic", {n.id for n in old.spec.network}, {n.id for n in new.spec.network}),
+        ):
+            out += [event(new, VmEventType.UPDATED, f"{what}Attached", i) for i in sorted(after - before)]
+            out += [event(new, VmEventType.UPDATED, f"{what}Detached", i) for i in sorted(before - after)]
+        if not out:
+            out.append(event(new, VmEventType.UPDATED, "Resized", "spec changed"))
     if (old.labels, old.metadata) != (new.labels, new.metadata):
         out.append(event(new, VmEventType.UPDATED, "Updated", "labels or metadata changed"))
     return out
@@ -107,7 +111,7 @@ def writes(events: Sequence[StoredEvent]) -> list[Write]:
         return []
     out = []
     for e in events:
-        stamp = f"{e.timestamp_ns:020d}-{secrets.token_hex(4)}"
+        stamp = f"{e.timestamp_ns:020d}-{_SUFFIX.getrandbits(32):08x}"
         out.append(Write(keys.vm_event(e.org_id, e.project_id, e.vm_id, stamp), codec.dumps(e), 0))
     return out
 

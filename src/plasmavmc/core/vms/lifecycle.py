@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.networks import nics
+from plasmavmc.core.networks import nics, refresh
 from plasmavmc.core.vms import boot, placement
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.common import boot_disk
-from plasmavmc.hypervisor.registry import check_spec_for
+from plasmavmc.hypervisor.registry import check_spec_for, spec_defaults_for
 from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
@@ -93,7 +93,9 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
     accepted = boot.now()
     _validate(req)
     images = await images_for(core, req.org_id, req.spec)
-    check_spec_for(req.hypervisor, req.spec, boot_image(req.spec, images))
+    boot_from = boot_image(req.spec, images)
+    req = replace(req, spec=spec_defaults_for(req.hypervisor, req.spec, boot_from))
+    check_spec_for(req.hypervisor, req.spec, boot_from)
     now = int(time.time())
     vm = VirtualMachine(
         id=str(uuid.uuid4()),
@@ -173,6 +175,7 @@ async def provision(
         await set_error(core, vm.key, f"create failed: {err.message}")
         raise
     stopped = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
+    await refresh.ports_changed(core, stopped.value, stopped.value.spec.network)
     return stopped.value
 
 
@@ -262,5 +265,6 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
         await nics.release(core.store, vm.value)  # after the record: a crash between leaks a claim, never a live port
 
     await retry_on_conflict(remove)
+    await refresh.ports_changed(core, vm.value, vm.value.spec.network)
     log.info("vm %s deleted", vm.value.id)
     return True

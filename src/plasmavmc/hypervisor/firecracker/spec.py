@@ -69,6 +69,8 @@ def _check_platform(spec: VmSpec) -> None:
         (spec.security.tpm, "tpm", "firecracker has no TPM", "spec.security.tpm"),
         (spec.boot.machine_type not in MACHINE_TYPES, "machine_type",
          f"firecracker has one machine type, not {spec.boot.machine_type!r}", "spec.boot.machine_type"),
+        (spec.cloud_init is not None, "cloud_init", "firecracker attaches no cloud-init seed disk yet: use "
+         "hypervisor kvm", "spec.cloud_init"),
     )
     for refused, feature, message, field in refusals:
         if refused:

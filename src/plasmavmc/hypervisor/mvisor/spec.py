@@ -58,6 +58,8 @@ def check_spec(spec: VmSpec) -> None:
         (bool(spec.boot.kernel_args), "kernel_args",
          "mvisor boots by firmware from the disk's own bootloader: kernel arguments cannot be passed",
          "spec.boot.kernel_args"),
+        (spec.cloud_init is not None, "cloud_init", "mvisor attaches no cloud-init seed disk yet: use "
+         "hypervisor kvm", "spec.cloud_init"),
     )
     for refused, feature, message, field in refusals:
         if refused:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState
-from plasmavmc.hypervisor import common, crashpoints
+from plasmavmc.hypervisor import cloudinit, common, crashpoints
 from plasmavmc.hypervisor.base import (
     BackendCapabilities,
     ConsoleStream,
@@ -174,6 +174,7 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
             vm, images = self._load_vm(paths)
             argv = cmdline.build_argv(self.qemu_path, vm, paths, common.image_for_boot(vm.spec, images),
                                       self.accelerator, tsc_khz=self._tsc_khz)
+            await asyncio.to_thread(cloudinit.write_seed, paths.root, vm)  # this boot's NICs
             hotplug.write_ports(paths, vm.spec)
             for stale in (paths.pidfile, paths.qmp, paths.qmp_events, paths.console_sock, paths.vnc_sock):
                 stale.unlink(missing_ok=True)
@@ -365,6 +366,7 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
                 hotplug.require_hotplug(vm.spec)
                 await hotplug.plug_nic(paths, vm, nic)
             self._save_vm(paths, updated, images)
+            await asyncio.to_thread(cloudinit.write_seed, paths.root, updated)  # the next boot's NICs
 
     async def detach_nic(self, handle: VmHandle, nic_id: str) -> None:
         paths = self._paths(handle)
@@ -375,6 +377,7 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
                 hotplug.require_hotplug(vm.spec)
                 await hotplug.unplug_nic(paths, nic_id)
             self._save_vm(paths, updated, images)
+            await asyncio.to_thread(cloudinit.write_seed, paths.root, updated)
 
     # ---------------------------------------------------------------- snapshots (snapshots.py)
 

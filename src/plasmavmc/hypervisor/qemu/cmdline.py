@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.hypervisor.base import LocalImage, UnsupportedFeature
+from plasmavmc.hypervisor.cloudinit import SEED_FILE
 from plasmavmc.hypervisor.common import device_id, mac_address, tap_name, vm_name
 from plasmavmc.hypervisor.qemu.runtime import RuntimePaths
 from plasmavmc.types.vm import DiskBus, DiskSpec, NicModel, VirtualMachine, VmSpec
@@ -225,6 +226,16 @@ def _nics(vm: VirtualMachine, bus: _Bus, ports: dict[str, str]) -> list[str]:
     return argv
 
 
+def _seed(vm: VirtualMachine, paths: RuntimePaths, bus: _Bus) -> list[str]:
+    """The cloud-init seed (`cloudinit.SEED_FILE`, rebuilt by the backend at each start) as a read-only
+    virtio disk after every other; its ids cannot collide with a disk's (`drive-*`, `disk-*`)."""
+    if vm.spec.cloud_init is None:
+        return []
+    seed = opt(str(paths.root / SEED_FILE))
+    return ["-drive", f"file={seed},format=raw,if=none,id=cidata-drive,readonly=on",
+            "-device", f"{bus.blk},drive=cidata-drive,id=cidata-dev"]
+
+
 def build_argv(qemu: str, vm: VirtualMachine, paths: RuntimePaths, image: LocalImage | None,
                accel: str, *, tsc_khz: int | None = None) -> list[str]:
     """The full QEMU argv for `vm`; `image` is the boot disk's image (its kernel boots directly);
@@ -236,7 +247,7 @@ def build_argv(qemu: str, vm: VirtualMachine, paths: RuntimePaths, image: LocalI
                                  "use machine_type=q35", field="spec.boot.machine_type")
     bus, ports = _BUSES[machine], pci_ports(vm.spec)
     return [qemu, *_base(vm, paths, accel), *_boot(vm, image, accel, tsc_khz), *_root_ports(vm.spec),
-            *_disks(vm.spec.disks, paths, bus, ports), *_nics(vm, bus, ports)]
+            *_disks(vm.spec.disks, paths, bus, ports), *_nics(vm, bus, ports), *_seed(vm, paths, bus)]
 
 
 def pidfile_marker(paths: RuntimePaths) -> str:

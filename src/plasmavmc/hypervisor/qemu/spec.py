@@ -6,10 +6,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from plasmavmc.hypervisor.base import UnsupportedFeature
 from plasmavmc.hypervisor.qemu import cmdline
 from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.types.vm import VmSpec
+
+
+def with_image_defaults(spec: VmSpec, boot: BootImage | None) -> VmSpec:
+    """The machine follows the image unless the user chose one: an image without a kernel boots through
+    firmware, so it gets q35 (microvm, the default, needs a kernel)."""
+    if spec.boot.machine_type or boot is None or boot.has_kernel:
+        return spec
+    return dataclasses.replace(spec, boot=dataclasses.replace(spec.boot, machine_type="q35"))
 
 
 def check(spec: VmSpec, boot: BootImage | None) -> None:

@@ -38,7 +38,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -204,27 +204,31 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def builder_recipe() -> str:
-    """sha256 over this builder's source and guest scripts: a changed recipe means rebuild."""
+def builder_recipe(package_name: str | None = None) -> str:
+    """sha256 over a builder package's source and guest scripts (this one's by default): a changed
+    recipe means rebuild."""
     digest = hashlib.sha256()
-    package = resources.files(__package__ or "plasmavmc.images.guest")
+    package = resources.files(package_name or __package__ or "plasmavmc.images.guest")
     for entry in sorted(package.iterdir(), key=lambda e: e.name):
         if entry.is_file() and entry.name.endswith((".py", ".sh")):
             digest.update(f"{entry.name}\0".encode() + entry.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def verify_image(out_dir: Path) -> GuestManifest | None:
-    """The manifest if ``out_dir`` holds a complete image of this recipe matching it, else None."""
+def verify_image(
+    out_dir: Path, *, name: str = IMAGE_NAME, recipe: str | None = None, artefacts: Sequence[str] = ARTEFACTS
+) -> GuestManifest | None:
+    """The manifest if ``out_dir`` holds a complete image ``name`` of ``recipe`` (this builder's by
+    default) with exactly ``artefacts``, every file matching it; else None."""
     try:
         manifest = load_manifest(out_dir)
     except GuestBuildError:
         return None
-    if manifest.name != IMAGE_NAME or manifest.format_version != MANIFEST_FORMAT:
+    if manifest.name != name or manifest.format_version != MANIFEST_FORMAT:
         return None
-    if manifest.recipe != builder_recipe():
+    if manifest.recipe != (recipe or builder_recipe()):
         return None
-    if {f.name for f in manifest.files} != set(ARTEFACTS):
+    if {f.name for f in manifest.files} != set(artefacts):
         return None
     for entry in manifest.files:
         path = Path(out_dir) / entry.name
@@ -350,9 +354,9 @@ class Staging:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def describe(self) -> tuple[GuestFile, ...]:
+    def describe(self, names: Sequence[str] = ARTEFACTS) -> tuple[GuestFile, ...]:
         return tuple(
-            GuestFile(name, self.pending[name].stat().st_size, sha256_file(self.pending[name])) for name in ARTEFACTS
+            GuestFile(name, self.pending[name].stat().st_size, sha256_file(self.pending[name])) for name in names
         )
 
     def commit(self, manifest: GuestManifest) -> None:
@@ -377,7 +381,7 @@ class Staging:
 
 
 @contextlib.asynccontextmanager
-async def _build_lock(out_dir: Path) -> AsyncIterator[None]:
+async def build_lock(out_dir: Path) -> AsyncIterator[None]:
     with (out_dir / ".build.lock").open("a") as fh:
         await asyncio.to_thread(fcntl.flock, fh.fileno(), fcntl.LOCK_EX)
         try:
@@ -388,17 +392,25 @@ async def _build_lock(out_dir: Path) -> AsyncIterator[None]:
 
 async def build_guest(out_dir: Path, *, force: bool = False) -> GuestManifest:
     """Build (or reuse, unless ``force``) the guest image in ``out_dir``; return its manifest."""
+    return await build_or_reuse(out_dir, force, lambda d: verify_image(d), _build)
+
+
+async def build_or_reuse(
+    out_dir: Path, force: bool, verify: Callable[[Path], GuestManifest | None],
+    build: Callable[[Path], Coroutine[Any, Any, GuestManifest]],
+) -> GuestManifest:
+    """Under the directory's build lock: the image ``verify`` accepts (unless ``force``), else ``build``."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    async with _build_lock(out_dir):
+    async with build_lock(out_dir):
         if not force:
-            existing = await asyncio.to_thread(verify_image, out_dir)
+            existing = await asyncio.to_thread(verify, out_dir)
             if existing is not None:
-                log.info("guest image in %s is up to date (%s)", out_dir, existing.kernel_version)
+                log.info("image %s in %s is up to date (%s)", existing.name, out_dir, existing.kernel_version)
                 return existing
         started = time.monotonic()
-        manifest = await _build(out_dir)
-        log.info("built guest image in %s in %.1fs", out_dir, time.monotonic() - started)
+        manifest = await build(out_dir)
+        log.info("built image %s in %s in %.1fs", manifest.name, out_dir, time.monotonic() - started)
         return manifest
 
 
@@ -460,20 +472,28 @@ async def _write_artefacts(
 # --------------------------------------------------------------------------- CLI
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m plasmavmc.images.guest.build --out DIR [--force]``."""
-    parser = argparse.ArgumentParser(description="Build the plasmavmc-tiny guest image.")
+def builder_main(
+    description: str, build: Callable[[Path, bool], Coroutine[Any, Any, GuestManifest]], argv: Sequence[str] | None
+) -> int:
+    """The command line of an image builder: ``--out DIR [--force]``, the manifest printed as JSON."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", required=True, type=Path, help="image directory")
     parser.add_argument("--force", action="store_true", help="rebuild even if the image is valid")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        manifest = asyncio.run(build_guest(args.out, force=args.force))
+        manifest = asyncio.run(build(args.out, args.force))
     except GuestBuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(manifest.to_json(), indent=2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m plasmavmc.images.guest.build --out DIR [--force]``."""
+    return builder_main("Build the plasmavmc-tiny guest image.", lambda out, force: build_guest(out, force=force),
+                        argv)
 
 
 if __name__ == "__main__":

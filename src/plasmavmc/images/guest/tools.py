@@ -9,8 +9,6 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
-
 
 class GuestBuildError(Exception):
     """The guest image could not be built (tool failure, unexpected package content, ...)."""
@@ -19,19 +17,20 @@ class GuestBuildError(Exception):
 # --------------------------------------------------------------------------- processes
 
 
-async def run(argv: Sequence[str], *, cwd: Path | None = None) -> bytes:
-    """Run argv (never a shell), return stdout; GuestBuildError with stderr on failure."""
+async def run(argv: Sequence[str], *, cwd: Path | None = None, stdin: bytes | None = None) -> bytes:
+    """Run argv (never a shell) with `stdin` as its input, return stdout; GuestBuildError with stderr on
+    failure."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
     except OSError as exc:
         raise GuestBuildError(f"cannot run {argv[0]!r}: {exc}") from exc
-    out, err = await proc.communicate()
+    out, err = await proc.communicate(stdin)
     if proc.returncode != 0:
         detail = err.decode(errors="replace").strip()
         raise GuestBuildError(f"{' '.join(argv)} failed with exit {proc.returncode}: {detail}")

@@ -14,6 +14,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from plasmavmc.errors import PlasmaError
 
+NUD_NOARP, NUD_PERMANENT, NTF_SELF = 0x40, 0x80, 0x02  # linux/neighbour.h
+ZERO_MAC = "00:00:00:00:00:00"  # a VXLAN FDB entry for this MAC is a flood (head-end replication) target
+
 
 class NetlinkFailed(PlasmaError):
     """A netlink request failed (reported as the provider's internal error, with the device named)."""
@@ -82,10 +85,15 @@ async def delete(name: str) -> None:
 
 async def ensure_vxlan(name: str, vni: int, local: str, port: int, bridge: str) -> None:
     """A VXLAN device `name` (segment `vni`, sourced from the underlay address `local`), up, on `bridge`.
-    Flooding goes to the peers given by `add_flood_peer`; unicast MACs are learned from what arrives."""
+    Flooding goes to the peers of `set_flood_peers`, known MACs to their node (`set_fdb`); other unicast
+    MACs are learned from what arrives. A device sourced from another address (the node's underlay address
+    changed) is made again."""
     try:
         async with AsyncIPRoute() as ipr:
             index = await _index(ipr, name)
+            if index is not None and await _vxlan_local(ipr, index) != local:
+                await ipr.link("del", index=index)  # made before the node's underlay address changed
+                index = None
             if index is None:
                 await ipr.link("add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_local=local,
                                vxlan_port=port, vxlan_learning=1)
@@ -97,17 +105,32 @@ async def ensure_vxlan(name: str, vni: int, local: str, port: int, bridge: str) 
         raise NetlinkFailed(f"cannot set up VXLAN {name} (VNI {vni}): {exc}") from exc
 
 
-async def flood_peers(name: str) -> set[str]:
-    """The remote endpoints `name` floods broadcast/unknown traffic to (all-zero MAC FDB entries)."""
+async def _vxlan_local(ipr: AsyncIPRoute, index: int) -> str:
+    link = (await ipr.link("get", index=index))[0]
+    return str(link.get(("linkinfo", "data", "vxlan_local")) or "")
+
+
+async def vxlan_local(name: str) -> str:
+    """The underlay address VXLAN device `name` sends from ("" if there is no such device)."""
+    async with AsyncIPRoute() as ipr:
+        index = await _index(ipr, name)
+        return "" if index is None else await _vxlan_local(ipr, index)
+
+
+async def _fdb(name: str) -> list[tuple[str, str, int]]:
+    """(MAC, remote, NUD state) of every FDB entry of VXLAN device `name` that has a remote."""
     async with AsyncIPRoute() as ipr:
         index = await _index(ipr, name)
         if index is None:
-            return set()
-        out: set[str] = set()
-        async for entry in await ipr.fdb("dump", ifindex=index):
-            if entry.get("NDA_LLADDR") == "00:00:00:00:00:00" and entry.get("NDA_DST"):
-                out.add(str(entry.get("NDA_DST")))
-        return out
+            return []
+        entries = [e async for e in await ipr.fdb("dump", ifindex=index)]
+    return [(str(e.get("NDA_LLADDR")), str(e.get("NDA_DST")), int(e["state"])) for e in entries
+            if e.get("NDA_LLADDR") and e.get("NDA_DST")]
+
+
+async def flood_peers(name: str) -> set[str]:
+    """The remote endpoints `name` floods broadcast/unknown traffic to (all-zero MAC FDB entries)."""
+    return {dst for mac, dst, _ in await _fdb(name) if mac == ZERO_MAC}
 
 
 async def set_flood_peers(name: str, peers: set[str]) -> None:
@@ -119,8 +142,33 @@ async def set_flood_peers(name: str, peers: set[str]) -> None:
             if index is None:
                 return
             for peer in sorted(peers - have):
-                await ipr.fdb("append", ifindex=index, lladdr="00:00:00:00:00:00", dst=peer)
+                await ipr.fdb("append", ifindex=index, lladdr=ZERO_MAC, dst=peer)
             for peer in sorted(have - peers):
-                await ipr.fdb("del", ifindex=index, lladdr="00:00:00:00:00:00", dst=peer)
+                await ipr.fdb("del", ifindex=index, lladdr=ZERO_MAC, dst=peer)
     except NetlinkError as exc:
         raise NetlinkFailed(f"cannot set the flood peers of {name}: {exc}") from exc
+
+
+async def static_fdb(name: str) -> dict[str, str]:
+    """The unicast MACs with a static (permanent) FDB entry on VXLAN device `name`, and their remotes."""
+    return {mac: dst for mac, dst, state in await _fdb(name) if mac != ZERO_MAC and state & NUD_PERMANENT}
+
+
+async def set_fdb(name: str, entries: dict[str, str]) -> None:
+    """Make `entries` (MAC -> remote underlay address) exactly the static unicast FDB of VXLAN device
+    `name`; learned entries are left to age out."""
+    have = await static_fdb(name)
+    try:
+        async with AsyncIPRoute() as ipr:
+            index = await _index(ipr, name)
+            if index is None:
+                return
+            for mac, dst in sorted(entries.items()):
+                if have.get(mac) != dst:
+                    await ipr.fdb("replace", ifindex=index, lladdr=mac, dst=dst, state=NUD_PERMANENT | NUD_NOARP,
+                                  flags=NTF_SELF)
+            for mac, dst in sorted(have.items()):
+                if mac not in entries:
+                    await ipr.fdb("del", ifindex=index, lladdr=mac, dst=dst)
+    except NetlinkError as exc:
+        raise NetlinkFailed(f"cannot set the forwarding entries of {name}: {exc}") from exc

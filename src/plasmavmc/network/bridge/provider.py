@@ -11,7 +11,9 @@ test beside a real agent) never touch each other's:
 
 Between nodes (`vxlan_local` set): a VXLAN device per network (`<prefix>v<VNI hex>`, segment = the
 network's VNI) on its bridge; broadcast and unknown unicast go to every peer node of the network
-(`update_peers`, head-end replication), unicast MACs are learned. Anti-spoofing and security groups apply
+(head-end replication) and each port on another node has a static FDB entry pointing at its node — both
+as the control plane last told them (`update_overlay`, recorded in `overlay.py`, so a restart re-applies
+them); other unicast MACs are learned. Anti-spoofing and security groups apply
 at each port's own node.
 
 Records are the truth after an agent restart: `create_port` of a recorded port re-plumbs what is missing
@@ -25,18 +27,18 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
-import json
 import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from plasmavmc import validation_reports
 from plasmavmc.errors import InvalidArgument, NotFound
 from plasmavmc.network.base import NetworkProvider
-from plasmavmc.network.bridge import dhcp, links, nft, rules
+from plasmavmc.network.bridge import dhcp, links, nft, overlay, rules
 from plasmavmc.types import codec
-from plasmavmc.types.network import Network, Port, PortRequest, SecurityGroup
+from plasmavmc.types.network import Network, NetworkPeers, Port, PortRequest, SecurityGroup
 
 _IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -152,12 +154,13 @@ class BridgeProvider(NetworkProvider):
 
     async def _plumb_network(self, req: PortRequest, records: Sequence[PortRequest]) -> None:
         bridge = self.bridge_name(req.network)
+        self._net_dir(req.network.id).mkdir(parents=True, exist_ok=True)
         await links.ensure_bridge(bridge, req.network.gateway_ip, req.network.subnet.prefixlen)
         if self._vxlan(req.network):
             vxlan = self.vxlan_name(req.network)
             await links.ensure_vxlan(vxlan, req.network.vni, self.settings.vxlan_local, self.settings.vxlan_port,
                                      bridge)
-            await links.set_flood_peers(vxlan, self._peers(req.network.id))
+            await overlay.apply(vxlan, self._net_dir(req.network.id))
         if req.network.dhcp:
             same = [r for r in records if r.network.id == req.network.id]
             await dhcp.ensure(req.network, bridge, self._net_dir(req.network.id), same)
@@ -204,20 +207,30 @@ class BridgeProvider(NetworkProvider):
             self._save(req)
             await self._apply_rules(self._records())
 
-    def _peers(self, network_id: str) -> set[str]:
-        path = self._net_dir(network_id) / "peers.json"
-        return set(json.loads(path.read_text())) if path.exists() else set()
-
     async def update_peers(self, network: Network, peers: Sequence[str]) -> None:
         for peer in peers:
             _check_ip(peer, "peers")
         async with self._lock:
             net_dir = self._net_dir(network.id)
-            if not net_dir.exists():
-                return  # no port of this network here: nothing to connect
-            (net_dir / "peers.json").write_text(json.dumps(sorted(set(peers) - {self.settings.vxlan_local})))
-            if self._vxlan(network):
-                await links.set_flood_peers(self.vxlan_name(network), self._peers(network.id))
+            if net_dir.exists():
+                had = overlay.load(net_dir)
+                await self._overlay(network, replace(had, peers=frozenset(peers)))
+
+    async def update_overlay(self, view: NetworkPeers) -> None:
+        validation_reports.network_peers(view)
+        async with self._lock:
+            fdb = frozenset((e.mac_address, e.remote) for e in view.fdb)
+            await self._overlay(view.network, overlay.Overlay(frozenset(view.peers), fdb, view.revision))
+
+    async def _overlay(self, network: Network, view: overlay.Overlay) -> None:
+        """Record `view` (never this node itself) and apply it; no port of the network here: nothing to do."""
+        net_dir = self._net_dir(network.id)
+        if not net_dir.exists():
+            return
+        mine = self.settings.vxlan_local
+        view = replace(view, peers=view.peers - {mine}, fdb=frozenset(e for e in view.fdb if e[1] != mine))
+        if overlay.save(net_dir, view) and self._vxlan(network):
+            await overlay.apply(self.vxlan_name(network), net_dir)
 
     async def ports(self) -> list[Port]:
         return [_port(r) for r in self._records()]

@@ -7,9 +7,12 @@ Two tables, both named `table` (unique per provider instance) and replaced atomi
   bridge family (CONFIG_NF_CONNTRACK_BRIDGE unset), so return traffic is recognised statelessly: TCP
   segments carrying ACK, ICMP replies/errors, UDP from the gateway's DHCP/DNS ports. Ingress is denied
   unless a rule allows it; egress needs an egress rule (the control plane's default group has one).
+  What the host itself sends into a network (DHCP replies, `plasmavmc vm ssh` from the gateway address)
+  passes the receiving port's ingress chain too (bridge output hook), so security groups hold for it.
 * `inet <table>`: the host side. Guests reach the host only for DHCP/DNS and ping of their gateway
-  (never the host's management addresses); routed traffic between our bridges is dropped; a network
-  with egress NAT is masqueraded out of any non-bridge interface, replies come back by conntrack.
+  (never the host's management addresses) and answer connections the host opened (conntrack, inet
+  family); routed traffic between our bridges is dropped; a network with egress NAT is masqueraded out
+  of any non-bridge interface, replies come back by conntrack.
 
 Every value rendered here was validated by `provider.check_request` (names, MACs, addresses, CIDRs).
 """
@@ -95,6 +98,7 @@ def bridge_table(table: str, ports: Sequence[PortRequest], tunnels: Sequence[str
     dispatch_in = [f'iifname "{p.tap_device}" jump out_{p.tap_device}' for p in ports]
     dispatch_in += [f'iifname "{t}" udp dport 67 drop' for t in tunnels]
     dispatch_out = [f'oifname "{t}" udp sport 67 drop' for t in tunnels]
+    dispatch_out += [f'oifname "{p.tap_device}" jump in_{p.tap_device}' for p in ports]
     chains = [c for p in ports for c in _port_chains(p, p.network.gateway_ip)]
     chains.append(_chain("forward", dispatch_fwd, "type filter hook forward priority 0; policy accept;"))
     chains.append(_chain("input", dispatch_in, "type filter hook input priority 0; policy accept;"))
@@ -113,6 +117,7 @@ def inet_table(table: str, nets: Sequence[NetworkPlumbing]) -> str:
             inp.append(f'iifname "{n.bridge}" ip daddr {gw} icmp type echo-request accept')
             inp.append(f'iifname "{n.bridge}" udp dport 67 accept')
             fwd.append(f'iifname "{n.bridge}" oifname "{n.bridge}" accept')  # same segment (br_netfilter)
+        inp.append(f"iifname {{ {bridges} }} ct state established,related accept")  # the host's own
         inp.append(f"iifname {{ {bridges} }} drop")
         fwd.append(f"oifname {{ {bridges} }} ct state established,related accept")
         for n in nets:
