@@ -7,9 +7,11 @@ kernel command line and a QEMU option string; nothing user-supplied reaches any 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import uuid
+from collections.abc import Iterable
 
 from plasmavmc.errors import InvalidArgument, Unimplemented
 from plasmavmc.limits import (
@@ -28,13 +30,15 @@ from plasmavmc.limits import (
     SSH_KEY_MAX,
     USER_DATA_MAX,
 )
-from plasmavmc.types.vm import CloudInitSpec, DiskBus, DiskSpec, NetworkSpec, VmSpec
+from plasmavmc.types.vm import CloudInitSpec, DiskBus, DiskSpec, NetworkSpec, VmResize, VmSpec
 
 __all__ = ["MAX_DISK_GIB", "MAX_MEMORY_MIB", "NAME_MAX"]
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?")
 _KERNEL_ARGS_RE = re.compile(r"[A-Za-z0-9._=,:/+ -]*")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# an OVSDB endpoint (OVN northbound, a node's Open_vSwitch DB): tcp:HOST:PORT, ssl:HOST:PORT, unix:/PATH
+OVSDB_ENDPOINT_RE = re.compile(r"(tcp|ssl):[A-Za-z0-9.:\[\]-]+:\d{1,5}|unix:/[^\s,]+")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _SSH_KEY_RE = re.compile(
     r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
@@ -262,3 +266,49 @@ def vm_spec(spec: VmSpec) -> VmSpec:
     if spec.cloud_init is not None:
         cloud_init(spec.cloud_init)
     return spec
+
+
+def vm_resize(change: VmResize) -> VmResize:
+    """The fields of a resize (UpdateVm and the agent's ResizeVm), each error naming its field."""
+    if change.vcpus and not 1 <= change.vcpus <= MAX_VCPUS:
+        raise InvalidArgument("vcpus", f"must be between 1 and {MAX_VCPUS}, got {change.vcpus}")
+    if change.memory_mib and not MIN_MEMORY_MIB <= change.memory_mib <= MAX_MEMORY_MIB:
+        raise InvalidArgument("memory_mib", f"must be between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB} MiB, "
+                              f"got {change.memory_mib}")
+    for disk_id, size in change.disk_sizes.items():
+        device_id(disk_id, "disk_sizes.disk_id")
+        if not 1 <= size <= MAX_DISK_GIB:
+            raise InvalidArgument(f"disk_sizes[{disk_id}].size_gib", f"must be between 1 and {MAX_DISK_GIB}")
+    return change
+
+
+def vm_resize_of(vcpus: int, memory_mib: int, disk_sizes: Iterable[tuple[str, int]]) -> VmResize:
+    """A validated resize from the wire's fields (a disk named twice is refused)."""
+    sizes: dict[str, int] = {}
+    for disk_id, size in disk_sizes:
+        if disk_id in sizes:
+            raise InvalidArgument("disk_sizes.disk_id", f"disk {disk_id[:64]!r} is named twice")
+        sizes[disk_id] = size
+    return vm_resize(VmResize(vcpus=vcpus, memory_mib=memory_mib, disk_sizes=sizes))
+
+
+def resized_spec(spec: VmSpec, change: VmResize) -> VmSpec:
+    """`spec` with `change` applied; INVALID_ARGUMENT naming the field for an unknown disk or a shrink."""
+    known = {d.id: d for d in spec.disks}
+    for disk_id, size in change.disk_sizes.items():
+        disk = known.get(disk_id)
+        if disk is None:
+            raise InvalidArgument(f"disk_sizes[{disk_id}].disk_id", f"the VM has no disk {disk_id!r} "
+                                  f"(its disks: {', '.join(known) or 'none'})")
+        if size < disk.size_gib:
+            raise InvalidArgument(f"disk_sizes[{disk_id}].size_gib",
+                                  f"{size} GiB is smaller than the disk's {disk.size_gib} GiB: disks only grow")
+    cpu = spec.cpu if not change.vcpus else dataclasses.replace(spec.cpu, vcpus=change.vcpus)
+    if change.vcpus and spec.cpu.cores_per_socket and spec.cpu.sockets * spec.cpu.cores_per_socket != change.vcpus:
+        raise InvalidArgument("vcpus", f"{change.vcpus} does not match the VM's topology "
+                              f"({spec.cpu.sockets} sockets x {spec.cpu.cores_per_socket} cores)")
+    if change.vcpus and change.vcpus % max(spec.cpu.sockets, 1):
+        raise InvalidArgument("vcpus", f"must be a multiple of the VM's {spec.cpu.sockets} sockets")
+    memory = spec.memory if not change.memory_mib else dataclasses.replace(spec.memory, size_mib=change.memory_mib)
+    disks = tuple(dataclasses.replace(d, size_gib=change.disk_sizes.get(d.id, d.size_gib)) for d in spec.disks)
+    return dataclasses.replace(spec, cpu=cpu, memory=memory, disks=disks)

@@ -10,7 +10,10 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 
 from plasmavmc.client import PlasmaClient
+from plasmavmc.client.console_ws import ConsoleSocket, open_console
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, MemorySpec, VmSpec
+from tests.conftest import Cluster
+from tests.contract.backends import run
 
 ORG, PROJECT = "org-e2e", "proj-e2e"
 GUEST_IMAGE = "plasmavmc-tiny"
@@ -59,3 +62,29 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {what}")
         await asyncio.sleep(0.1)  # polling the server's state with a deadline
+
+
+class WsStream:
+    """A `ConsoleStream` over a gateway session, so the console helpers of the conformance suite apply."""
+
+    def __init__(self, socket: ConsoleSocket) -> None:
+        self.socket = socket
+        self._chunks = aiter(socket)
+
+    async def read(self) -> bytes:
+        return await anext(self._chunks, b"")
+
+    async def write(self, data: bytes) -> None:
+        await self.socket.send(data)
+
+    async def close(self) -> None:
+        await self.socket.close()
+
+
+async def shell_run(cluster: Cluster, vm_id: str, command: str) -> str:
+    """`command` run on the guest's shell through the console gateway; its output."""
+    shell = WsStream(await open_console(cluster.console, ORG, PROJECT, vm_id))
+    try:
+        return await run(shell, command)
+    finally:
+        await shell.close()

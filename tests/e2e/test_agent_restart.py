@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,38 +21,17 @@ from plasmavmc.client import PlasmaClient
 from plasmavmc.hypervisor.process import is_running
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
-from tests.conftest import Cluster, Proc, kill_leftover_qemu, needs_qemu, write_configs
+from tests.conftest import Cluster, needs_qemu, restartable_cluster
 from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
 
 pytestmark = needs_qemu
 NAMES = ("keep-a", "keep-b", "dies")
 
 
-def server_argv(config: Path) -> list[str]:
-    return [sys.executable, "-m", "plasmavmc.server.main", "-c", str(config)]
-
-
-def agent_argv(config: Path) -> list[str]:
-    return [sys.executable, "-m", "plasmavmc.agent.main", "-c", str(config)]
-
-
 @pytest.fixture(scope="module")
 def own_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("restart")
-    server_cfg, agent_cfg, api, http, _ = write_configs(root, guest_dir, "node-1")
-    with server_cfg.open("a") as f:  # three 1-vCPU VMs on a two-core host
-        f.write("[scheduler]\ncpu_overcommit_ratio = 4.0\n")
-    c = Cluster(root, api, http, Proc(server_argv(server_cfg), root / "server.log"),
-                Proc(agent_argv(agent_cfg), root / "agent.log"), "node-1")
-    c.server.start()
-    c.agent.start()
-    try:
-        c.wait_ready()
+    with restartable_cluster(tmp_path_factory.mktemp("restart"), guest_dir) as c:
         yield c
-    finally:
-        c.agent.stop()
-        c.server.stop()
-        kill_leftover_qemu(root)
 
 
 @pytest.fixture(scope="module")

@@ -20,43 +20,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 from plasmavmc.client import PlasmaClient
-from plasmavmc.client.console_ws import ConsoleSocket, open_console
 from plasmavmc.errors import ErrorCode, InvalidState, PlasmaError, VmNotFound
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskSource, DiskSpec, VirtualMachine
 from tests.conftest import Cluster, needs_qemu
-from tests.contract.backends import run
-from tests.e2e.helpers import GUEST_IMAGE, ORG, PROJECT, console_until, tiny_spec
+from tests.e2e.helpers import GUEST_IMAGE, ORG, PROJECT, console_until, shell_run, tiny_spec
 
 pytestmark = needs_qemu
 BOOT_TIMEOUT = 120
 TOKEN = f"snap-{uuid.uuid4().hex[:12]}"
-
-
-class Shell:
-    """The guest's serial console through the WebSocket gateway, as the `run` helper wants it."""
-
-    def __init__(self, socket: ConsoleSocket) -> None:
-        self.socket = socket
-        self._chunks = aiter(socket)
-
-    async def read(self) -> bytes:
-        return await anext(self._chunks, b"")
-
-    async def write(self, data: bytes) -> None:
-        await self.socket.send(data)
-
-    async def close(self) -> None:
-        await self.socket.close()
-
-
-async def shell_run(cluster: Cluster, vm_id: str, command: str) -> str:
-    shell = Shell(await open_console(cluster.console, ORG, PROJECT, vm_id))
-    try:
-        return await run(shell, command)
-    finally:
-        await shell.close()
 
 
 async def settled(client: PlasmaClient, image_id: str, timeout: float = 120) -> Image:

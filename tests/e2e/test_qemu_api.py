@@ -12,33 +12,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 from plasmavmc.client import PlasmaClient
-from plasmavmc.client.console_ws import ConsoleSocket, open_console
+from plasmavmc.client.console_ws import open_console
 from plasmavmc.errors import InvalidArgument, PlasmaError
 from plasmavmc.hypervisor.qemu.cmdline import tap_name
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import BootSpec, DiskSpec, NetworkSpec, VirtualMachine
 from tests.conftest import Cluster, needs_qemu
 from tests.contract.backends import read_until, run
-from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
+from tests.e2e.helpers import ORG, PROJECT, WsStream, console_until, tiny_spec
 
 pytestmark = needs_qemu
-
-
-class WsStream:
-    """A `ConsoleStream` over a gateway session, so the console helpers of the conformance suite apply."""
-
-    def __init__(self, socket: ConsoleSocket) -> None:
-        self.socket = socket
-        self._chunks = aiter(socket)
-
-    async def read(self) -> bytes:
-        return await anext(self._chunks, b"")
-
-    async def write(self, data: bytes) -> None:
-        await self.socket.send(data)
-
-    async def close(self) -> None:
-        await self.socket.close()
 
 
 @pytest.fixture(scope="module")

@@ -149,6 +149,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return types_pb2.Empty()
 
     @unary
+    async def ResizeVm(self, request: agent_pb2.ResizeVmRequest, context: Ctx) -> Any:
+        vm_id = validation.vm_id(request.vm_id)
+        change = validation.vm_resize_of(request.vcpus, request.memory_mib,
+                                         ((d.disk_id, d.size_gib) for d in request.disk_sizes))
+        await self.vms.resize(vm_id, change)
+        return types_pb2.Empty()
+
+    @unary
     async def DetachDisk(self, request: agent_pb2.DetachDeviceRequest, context: Ctx) -> Any:
         await self.vms.detach_disk(*_device(request.vm_id, request.device_id, "device_id"))
         return types_pb2.Empty()

@@ -27,7 +27,7 @@ from plasmavmc.types.image import Image
 from plasmavmc.types.network import PortRequest
 from plasmavmc.types.runtime import ExitKind, SnapshotInfo
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmStatus
+from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmResize, VmStatus
 from plasmavmc.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,9 @@ class NodeVms:
                 elif status.started_at is not None:
                     report = await backend.wait_exit(handle)
                     if report.kind != ExitKind.REQUESTED:
-                        why = ExitReport(report.kind, f"{report.reason} (while the agent was down)")
+                        # found gone at start: the host rebooted (or it died while no agent watched)
+                        kind = ExitKind.HOST_REBOOT if report.kind == ExitKind.CRASHED else report.kind
+                        why = ExitReport(kind, f"{report.reason} (while the agent was down)")
                         self._exits[handle.vm_id] = why
                         task = asyncio.create_task(self._report_exit(backend, handle, why))
                         self._supervisors[handle.vm_id] = task
@@ -155,6 +157,11 @@ class NodeVms:
         del self.handles[vm_id]
         self.cache.unpin(vm_id)  # its disks are gone: the cached bases may be evicted now
 
+    def exit_kind(self, vm_id: str) -> ExitKind | None:
+        """Why the VM's last run ended unasked (None: it did not, or it runs again): heartbeats carry it."""
+        exited = self._exits.get(vm_id)
+        return None if exited is None else exited.kind
+
     async def status(self, vm_id: str) -> VmStatus:
         backend, handle = self.lookup(vm_id)
         status = await backend.status(handle)
@@ -169,6 +176,10 @@ class NodeVms:
         backend, handle = self.lookup(vm_id)
         local = await self._local_image(vm_id, image, org_id, {image.id: image}) if image is not None else None
         await backend.attach_disk(handle, disk, local)
+
+    async def resize(self, vm_id: str, change: VmResize) -> None:
+        backend, handle = self.lookup(vm_id)
+        await backend.resize(handle, change)
 
     async def detach_disk(self, vm_id: str, disk_id: str) -> None:
         backend, handle = self.lookup(vm_id)

@@ -76,7 +76,8 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
             if self.core.reports.unchanged(vm_id, node.id, report):
                 continue
             observed = from_proto(VmStatus, vm.status)
-            await reports.on_heartbeat_vm(self.core, node.id, vm_id, observed, reported.last_heartbeat, report)
+            kind = enum_from_proto(ExitKind, vm.exit_kind, agent_pb2.VmExitKind.DESCRIPTOR, "vms.exit_kind")
+            await reports.on_heartbeat_vm(self.core, node.id, vm_id, observed, reported.last_heartbeat, report, kind)
         return agent_pb2.HeartbeatResponse(
             heartbeat_interval_seconds=self.heartbeat_interval,
             node_state=node_pb2.NodeState.Name(enum_to_proto(node.state, node_pb2.NodeState.DESCRIPTOR)),

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+from plasmavmc import validation
 from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms import devices, lifecycle, listing, power, snapshots, watch
+from plasmavmc.core.vms import devices, lifecycle, listing, power, resize, snapshots, watch
 from plasmavmc.core.vms.listing import VmFilter
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.observe.metrics import VM_READS
@@ -17,7 +18,15 @@ from plasmavmc.store.base import KeyValue
 from plasmavmc.store.records import CorruptRecord, decode
 from plasmavmc.store.watched import Entry
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec, without_secrets
+from plasmavmc.types.vm import (
+    DiskSpec,
+    HypervisorType,
+    NetworkSpec,
+    RestartPolicy,
+    VirtualMachine,
+    VmSpec,
+    without_secrets,
+)
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
 from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
@@ -127,7 +136,17 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
     async def UpdateVm(self, request: vm_pb2.UpdateVmRequest, context: Ctx) -> Any:
         labels = dict(request.labels) if request.update_labels else None
         metadata = dict(request.metadata) if request.update_metadata else None
-        return vm_msg(await lifecycle.update(self.core, ref_of(request.vm), labels, metadata))
+        policy = enum_from_proto(RestartPolicy, request.restart_policy, types_pb2.RestartPolicy.DESCRIPTOR,
+                                 "restart_policy")
+        change = validation.vm_resize_of(request.vcpus, request.memory_mib,
+                                         ((d.disk_id, d.size_gib) for d in request.disk_sizes))
+        lifecycle.check_update(labels, metadata)  # all input checked before the first write
+        ref = ref_of(request.vm)
+        if change:
+            vm = await resize.resize(self.core, ref, change)
+            if labels is None and metadata is None and policy is None:
+                return vm_msg(vm)
+        return vm_msg(await lifecycle.update(self.core, ref, labels, metadata, policy))
 
     @unary
     async def DeleteVm(self, request: vm_pb2.DeleteVmRequest, context: Ctx) -> Any:

@@ -138,3 +138,11 @@ def input_file(path: str) -> tuple[BinaryIO, int]:
         return sys.stdin.buffer, 0
     dest = Path(path)
     return open(dest, "rb"), dest.stat().st_size
+
+
+def vm_command(vm: Subparsers, name: str, help_: str, func: Handler) -> argparse.ArgumentParser:
+    """`plasmavmc vm NAME VM ...`: a subcommand that acts on one VM (id or name)."""
+    parser = vm.add_parser(name, help=help_)
+    parser.add_argument("vm", help="VM id or name")
+    parser.set_defaults(func=func)
+    return parser

@@ -138,10 +138,20 @@ def vm_details(vm: VirtualMachine) -> str:
         ("IPs", ", ".join(vm.status.ip_addresses) or "-"),
         ("Labels", labels or "-"),
         ("Last error", vm.status.last_error or "-"),
+        ("Restart policy", restart_line(vm)),
         ("Created", f"{iso_time(vm.created_at)} ({age(vm.created_at)} ago)" if vm.created_at else "-"),
         ("Last boot", boot_line(vm)),
         ("Conditions", conditions(vm.status.conditions)),
     ])
+
+
+def restart_line(vm: VirtualMachine) -> str:
+    """`on-failure (2 restarts in a row; next in 4s: RestartedAfterCrash)`."""
+    st = vm.status
+    parts = [f"{st.restarts} restart{'s' if st.restarts != 1 else ''} in a row"] if st.restarts else []
+    if st.restart_due_at:
+        parts.append(f"next in {max(st.restart_due_at - int(time.time()), 0)}s: {st.restart_reason}")
+    return vm.spec.restart_policy.value + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def conditions(items: Sequence[Any]) -> str:

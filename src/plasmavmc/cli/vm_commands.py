@@ -1,5 +1,5 @@
 """`plasmavmc vm create|list|get|start|stop|reboot|reset|delete|watch|events` (devices, console and snapshots:
-`vm_device_commands.py`).
+`vm_device_commands.py`; resize and restart policy: `vm_resize_commands.py`).
 
 `vm list` filters (`--state`, `--node`, `--label k=v`) and `--all-projects` are server-side
 (ListVmsRequest.states/node_ids/labels/all_projects). Every waiting command is bounded
@@ -14,7 +14,7 @@ import argparse
 import asyncio
 from collections.abc import Awaitable
 
-from plasmavmc.cli import guest_commands, vm_device_commands
+from plasmavmc.cli import guest_commands, vm_device_commands, vm_resize_commands
 from plasmavmc.cli import output as out
 from plasmavmc.cli.common import Handler, Subparsers, confirm, find_image, label, positive, scope, seconds, shows
 from plasmavmc.client import PlasmaClient
@@ -27,6 +27,7 @@ from plasmavmc.types.vm import (
     HypervisorType,
     MemorySpec,
     NetworkSpec,
+    RestartPolicy,
     VirtualMachine,
     VmSpec,
 )
@@ -69,6 +70,7 @@ async def vm_create(client: PlasmaClient, args: argparse.Namespace) -> int:
                       for i, net in enumerate(args.network)),
         boot=BootSpec(kernel_args=args.kernel_args, machine_type=args.machine_type),
         cloud_init=guest_commands.cloud_init_spec(args),
+        restart_policy=RestartPolicy(args.restart_policy or RestartPolicy.NEVER.value),
     )
     vm = await client.create_vm(
         args.name, org, project, spec, hypervisor=HypervisorType(args.hypervisor), labels=dict(args.label)
@@ -184,6 +186,9 @@ def _create_parser(vm: Subparsers) -> None:
     p.add_argument("--label", action="append", type=label, default=[], metavar="KEY=VALUE",
                    help="label the VM (repeatable)")
     guest_commands.add_cloud_init_args(p)
+    vm_resize_commands.restart_policy_option(
+        p, "what happens when its hypervisor ends unasked: never (default: stay down), on-failure (restart "
+           "after a crash or host reboot), always (also after a guest power-off)")
     p.add_argument("--start", action="store_true", help="start the VM once it is created")
     p.add_argument("--wait", type=seconds, metavar="SECONDS",
                    help="wait at most this long until RUNNING (with --start) or created (default: do not wait)")
@@ -233,6 +238,7 @@ def add_parsers(sub: Subparsers) -> None:
         "--force", action="store_true", help="delete even if running")
     vm_device_commands.add_parsers(vm)
     guest_commands.add_ssh_parser(vm)
+    vm_resize_commands.add_parsers(vm)
     p = vm.add_parser("watch", help="follow the events of a VM (or, without VM, of the whole project)")
     p.add_argument("vm", nargs="?", default="", help="VM id or name (default: every VM of the project)")
     p.add_argument("--since", type=int, default=0, metavar="REVISION",

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from plasmavmc.cli import output as out
-from plasmavmc.cli.common import Handler, Subparsers, confirm, scope, shows
+from plasmavmc.cli.common import Handler, Subparsers, confirm, scope, shows, vm_command
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import ConsoleSocket, open_console
 from plasmavmc.types.runtime import SnapshotInfo
@@ -39,10 +39,7 @@ ESCAPE = b"\x1d"  # Ctrl-]
 
 def add_parsers(vm: Subparsers) -> None:
     def one(name: str, help_: str, func: Handler) -> argparse.ArgumentParser:
-        parser = vm.add_parser(name, help=help_)
-        parser.add_argument("vm", help="VM id or name")
-        parser.set_defaults(func=func)
-        return parser
+        return vm_command(vm, name, help_, func)
 
     p = one("console", "the serial console (output; -i to type into it)", vm_console)
     p.add_argument("--no-follow", dest="follow", action="store_false", help="print the retained output and exit")

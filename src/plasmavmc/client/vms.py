@@ -16,7 +16,7 @@ from plasmavmc.errors import InvalidState, VmNotFound
 from plasmavmc.types.events import VmEvent, VmEventType
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, VirtualMachine, VmSpec
+from plasmavmc.types.vm import DiskSpec, HypervisorType, NetworkSpec, RestartPolicy, VirtualMachine, VmResize, VmSpec
 from plasmavmc.v1 import types_pb2, vm_pb2
 from plasmavmc.wire.convert import enum_to_proto, from_proto, to_proto
 
@@ -103,15 +103,25 @@ class VmMixin(ClientBase):
         vm: str,
         labels: dict[str, str] | None = None,
         metadata: dict[str, str] | None = None,
+        *,
+        resize: VmResize | None = None,
+        restart_policy: RestartPolicy | None = None,
     ) -> VirtualMachine:
-        """Replace the labels and/or metadata; `None` leaves that map as it is, `{}` clears it."""
+        """Replace the labels and/or metadata (`None` leaves that map as it is, `{}` clears it), resize a
+        stopped VM (vCPUs, memory, larger disks), set the restart policy (`None`: unchanged)."""
+        change = resize or VmResize()
         request = vm_pb2.UpdateVmRequest(
             vm=_ref(org_id, project_id, vm),
             labels=labels or {},
             update_labels=labels is not None,
             metadata=metadata or {},
             update_metadata=metadata is not None,
+            vcpus=change.vcpus,
+            memory_mib=change.memory_mib,
+            disk_sizes=[vm_pb2.DiskSize(disk_id=d, size_gib=s) for d, s in sorted(change.disk_sizes.items())],
         )
+        if restart_policy is not None:
+            request.restart_policy = enum_to_proto(restart_policy, types_pb2.RestartPolicy.DESCRIPTOR)  # type: ignore[assignment]
         return _vm(await self._unary(self._vm_stub.UpdateVm, request))
 
     async def delete_vm(self, org_id: str, project_id: str, vm: str, force: bool = False) -> None:

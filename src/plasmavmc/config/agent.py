@@ -26,6 +26,9 @@ from plasmavmc.config.schema import (
     check_command,
     check_hypervisor,
     check_non_empty,
+    check_optional_cidr,
+    check_overlay_endpoint,
+    check_ovsdb_endpoint,
     check_positive,
     check_url,
     config_path,
@@ -192,18 +195,28 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """``[network]`` (spec): ``overlay_endpoint`` (optional URL), ``bridge_name`` (a Linux interface
-    name, at most 15 characters; default plasmavmc0): the stem of the bridge provider's names — its
-    nftables table, and by its first 5 characters each tenant network's bridge (``plasm<VNI hex>``).
-    Ext keys: ``provider`` ("bridge", the embedded Linux-bridge provider, or "none": NICs are bare taps
-    on no bridge, as before tenant networks), ``state_dir`` (the provider's port records),
-    ``underlay_address`` (this node's IPv4 tunnel endpoint: the source of its VXLAN devices, reported to
-    the control plane and handed to the other nodes as their peer; "" = networks stay on this node)."""
+    """``[network]`` (spec): ``overlay_endpoint`` (the OVN northbound DB: ``tcp:HOST:PORT``,
+    ``ssl:HOST:PORT`` or ``unix:PATH``; an http(s) URL is still accepted and unused), ``bridge_name`` (a
+    Linux interface name, at most 15 characters; default plasmavmc0): the stem of the providers' names —
+    the bridge provider's nftables table and, by its first 5 characters, each tenant network's bridge
+    (``plasm<VNI hex>``); the OVN provider's row prefix and owner mark.
+    Ext keys: ``provider`` ("bridge", the embedded Linux-bridge provider; "ovn", the cluster engine at
+    ``overlay_endpoint``; or "none": NICs are bare taps on no bridge), ``state_dir`` (the provider's port
+    records), ``ovs_endpoint`` (ovn: this node's Open_vSwitch DB), ``integration_bridge`` (ovn: br-int),
+    ``external_cidr``/``external_gateway`` (ovn: the uplink subnet holding the routers' SNAT addresses and
+    its next hop, for networks with egress NAT; the gateway node maps ``plasmavmc-external`` to its
+    uplink bridge in ``ovn-bridge-mappings``), ``underlay_address`` (this node's IPv4 tunnel endpoint: the
+    source of its VXLAN devices, reported to the control plane and handed to the other nodes as their peer;
+    "" = networks stay on this node)."""
 
-    overlay_endpoint: str | None = setting(None, check=check_url)
+    overlay_endpoint: str | None = setting(None, check=check_overlay_endpoint)
     bridge_name: str = setting("plasmavmc0", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
-    provider: str = setting("bridge", check=one_of("bridge", "none"))
+    provider: str = setting("bridge", check=one_of("bridge", "ovn", "none"))
     state_dir: str = setting("/var/lib/plasmavmc/network", check=check_abs_path)
+    ovs_endpoint: str = setting("unix:/var/run/openvswitch/db.sock", check=check_ovsdb_endpoint)
+    integration_bridge: str = setting("br-int", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
+    external_cidr: str = setting("", check=check_optional_cidr)
+    external_gateway: str = setting("", check=check_ipv4_or_empty)
     underlay_address: str = setting("", check=check_ipv4_or_empty)
 
 

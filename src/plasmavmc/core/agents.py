@@ -22,7 +22,7 @@ from plasmavmc.types.image import Image
 from plasmavmc.types.network import NetworkPeers, PortRequest, SecurityGroup
 from plasmavmc.types.node import Node
 from plasmavmc.types.runtime import SnapshotInfo
-from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmStatus
+from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine, VmResize, VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 from plasmavmc.wire.channels import RECONNECT_OPTIONS
 from plasmavmc.wire.convert import from_proto, to_proto
@@ -130,6 +130,12 @@ class AgentClient:
         if image is not None:
             to_proto(image, req.image)
         await self._call("AttachDisk", req, timeout=DEVICE_TIMEOUT)
+
+    async def resize_vm(self, vm_id: str, change: VmResize) -> None:
+        req = agent_pb2.ResizeVmRequest(vm_id=vm_id, vcpus=change.vcpus, memory_mib=change.memory_mib)
+        for disk_id, size in sorted(change.disk_sizes.items()):
+            req.disk_sizes.add(disk_id=disk_id, size_gib=size)
+        await self._call("ResizeVm", req, timeout=DEVICE_TIMEOUT)
 
     async def detach_disk(self, vm_id: str, disk_id: str) -> None:
         req = agent_pb2.DetachDeviceRequest(vm_id=vm_id, device_id=disk_id)

@@ -26,6 +26,7 @@ from plasmavmc.types.vm import (
     NetworkSpec,
     NicModel,
     VirtualMachine,
+    VmResize,
     VmSpec,
     VmStatus,
 )
@@ -173,6 +174,11 @@ class HypervisorBackend(abc.ABC):
 
     @abc.abstractmethod
     async def detach_disk(self, handle: VmHandle, disk_id: str) -> None: ...
+
+    async def resize(self, handle: VmHandle, change: VmResize) -> None:
+        """New vCPUs / memory / larger disks for a STOPPED VM, used from its next start. INVALID_STATE
+        while it runs; INVALID_ARGUMENT naming the field for a shrink or an unknown disk."""
+        raise Unimplemented(f"{self.backend_type().value}: resize is not supported by this backend")
 
     @abc.abstractmethod
     async def attach_nic(self, handle: VmHandle, nic: NetworkSpec) -> None: ...

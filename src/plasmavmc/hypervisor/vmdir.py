@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
+from plasmavmc import validation
 from plasmavmc.errors import HypervisorError, InvalidState
 from plasmavmc.hypervisor import crashpoints
-from plasmavmc.hypervisor.base import HypervisorBackend, LocalImage, VmHandle
+from plasmavmc.hypervisor.base import HypervisorBackend, LocalImage, UnsupportedFeature, VmHandle
 from plasmavmc.hypervisor.common import checked_vm_id, write_atomic
 from plasmavmc.hypervisor.process import Process
 from plasmavmc.types.codec import dumps, loads
-from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.types.vm import VirtualMachine, VmResize
 
 HANDLE, VM, IMAGES, STARTED = "handle.json", "vm.json", "images.json", "started.json"
 
@@ -79,6 +81,12 @@ class VmDirBackend(HypervisorBackend, Generic[P]):
         """Kill the process (the lock is held); a backend that holds more outside the directory
         (cgroups, ...) releases it here too."""
         await self._kill(self._paths(handle), "delete")
+
+    async def _grow_disk(self, paths: P, disk_id: str, size_gib: int) -> None:
+        """Grow disk `disk_id` of a stopped VM to `size_gib` (the lock is held); a backend whose disks
+        cannot grow refuses."""
+        raise UnsupportedFeature("disk_grow", "disks of this backend cannot grow",
+                                 field=f"disk_sizes[{disk_id}].size_gib")
 
     def _forget(self, vm_id: str) -> None:
         """Drop per-VM state kept in memory (usage meters, ...); the default keeps none."""
@@ -161,6 +169,19 @@ class VmDirBackend(HypervisorBackend, Generic[P]):
             else:
                 await self._kill(paths, reason)
         await self.start(handle)
+
+    async def resize(self, handle: VmHandle, change: VmResize) -> None:
+        """Rewrite the stopped VM's spec (read at its next start) and grow its disks, under the lock."""
+        paths = self._paths(handle)
+        async with self._lock(handle.vm_id):
+            if self._running_pid(paths) is not None:
+                raise InvalidState(f"VM {handle.vm_id} is running: stop it first to resize it", field="vm_id")
+            vm, images = self._load_vm(paths)
+            spec = validation.resized_spec(vm.spec, change)
+            for disk in spec.disks:
+                if disk.id in change.disk_sizes:
+                    await self._grow_disk(paths, disk.id, disk.size_gib)
+            self._save_vm(paths, dataclasses.replace(vm, spec=spec), images)
 
     # ---------------------------------------------------------------- adoption and removal
 

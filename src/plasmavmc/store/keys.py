@@ -13,6 +13,7 @@ NODES = ROOT + "nodes/"
 NAMES = ROOT + "names/"
 ASSIGNMENTS = ROOT + "scheduler/assignments/"
 PENDING = ROOT + "scheduler/pending/"
+RESTARTS = ROOT + "scheduler/restarts/"  # automatic restarts due: restarts/<vm id> -> the VM's record key
 ANTI_AFFINITY = ROOT + "scheduler/anti_affinity/"
 QUOTAS = ROOT + "quotas/"
 NETWORKS = ROOT + "networks/"  # tenant networks: networks/<org>/<project>/<id>
@@ -66,6 +67,10 @@ def node(node_id: str) -> str:
 
 def assignment(vm_id: str) -> str:
     return f"{ASSIGNMENTS}{_part(vm_id)}"
+
+
+def restart(vm_id: str) -> str:
+    return f"{RESTARTS}{_part(vm_id)}"
 
 
 def pending(timestamp_ns: int, vm_id: str) -> str:

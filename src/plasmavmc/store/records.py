@@ -34,16 +34,22 @@ from plasmavmc.types import codec
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 __all__ = ["MAX_BACKOFF", "MAX_CAS_RETRIES", "CorruptRecord", "Versioned", "backoff", "decode", "decode_all",
-           "mutate", "quarantine", "read", "replace", "retry_on_conflict"]
+           "derived", "mutate", "quarantine", "read", "replace", "retry_on_conflict"]
 
 
 Deriver = Callable[[Any, Any], Sequence[Write]]
-_DERIVERS: dict[type, Deriver] = {}
+_DERIVERS: dict[type, list[Deriver]] = {}
 
 
 def on_change(cls: type[T], deriver: Callable[[T, T], Sequence[Write]]) -> None:
-    """Commit `deriver(old, new)`'s writes with every `mutate` of a `cls` record."""
-    _DERIVERS[cls] = deriver
+    """Commit `deriver(old, new)`'s writes with every `mutate` of a `cls` record (derivers add up)."""
+    if deriver not in _DERIVERS.setdefault(cls, []):
+        _DERIVERS[cls].append(deriver)
+
+
+def derived(cls: type[T], old: T, new: T) -> list[Write]:
+    """Every registered deriver's writes for the change `old` -> `new` of a `cls` record."""
+    return [w for derive in _DERIVERS.get(cls, ()) for w in derive(old, new)]
 
 
 @dataclass(frozen=True)
@@ -124,10 +130,9 @@ async def mutate(
             if also:
                 await store.commit(also)
             return current
-        derive = _DERIVERS.get(cls)
-        derived = derive(current.value, updated) if derive is not None else ()
+        extra = derived(cls, current.value, updated)
         try:
-            rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also, *derived])
+            rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also, *extra])
         except Conflict:
             await backoff(attempt)
             continue

@@ -23,3 +23,4 @@ class ExitKind(StrEnum):
     REQUESTED = "requested"  # stop/kill/delete asked for it
     GUEST_POWEROFF = "guest_poweroff"  # the guest shut itself down
     CRASHED = "crashed"  # killed or died without being asked
+    HOST_REBOOT = "host_reboot"  # found gone when the agent started: the host rebooted (or it died unwatched)

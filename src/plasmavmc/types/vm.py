@@ -37,6 +37,14 @@ class NicModel(StrEnum):
     E1000 = "e1000"
 
 
+class RestartPolicy(StrEnum):
+    """What happens when a VM's hypervisor ends without an API call asking for it (core/vms/restarts.py)."""
+
+    NEVER = "never"  # stays down (the default: nothing is started behind the user's back)
+    ON_FAILURE = "on-failure"  # restarted after a crash or a host reboot; a guest power-off stays STOPPED
+    ALWAYS = "always"  # restarted after a crash, a host reboot or a guest power-off
+
+
 class ConsoleType(StrEnum):
     SERIAL = "serial"
     VNC = "vnc"
@@ -151,6 +159,19 @@ class VmSpec:
     security: SecuritySpec = field(default_factory=SecuritySpec)
     placement: PlacementSpec = field(default_factory=PlacementSpec)
     cloud_init: CloudInitSpec | None = None  # None: no seed disk
+    restart_policy: RestartPolicy = RestartPolicy.NEVER
+
+
+@dataclass(frozen=True)
+class VmResize:
+    """A resize of a stopped VM (UpdateVm, and the agent's ResizeVm); 0 / absent: unchanged."""
+
+    vcpus: int = 0
+    memory_mib: int = 0
+    disk_sizes: dict[str, int] = field(default_factory=dict)  # disk id -> new size (GiB), only larger
+
+    def __bool__(self) -> bool:
+        return bool(self.vcpus or self.memory_mib or self.disk_sizes)
 
 
 @dataclass(frozen=True)
@@ -210,6 +231,10 @@ class VmStatus:
     conditions: tuple[Condition, ...] = ()
     accelerator: str = ""  # "kvm" or "tcg" for QEMU: what the backend actually used
     boot: BootTimeline = field(default_factory=BootTimeline)
+    restarts: int = 0  # automatic restarts in a row (restart policy); back to 0 after a stable run
+    last_restart_at: int = 0  # unix seconds of the last automatic restart (0: none)
+    restart_due_at: int = 0  # an automatic restart is scheduled for then (0: none)
+    restart_reason: str = ""  # why: RestartedAfterCrash, RestartedAfterHostReboot, RestartedAfterPowerOff
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ class VmExitKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VM_EXIT_KIND_REQUESTED: _ClassVar[VmExitKind]
     VM_EXIT_KIND_GUEST_POWEROFF: _ClassVar[VmExitKind]
     VM_EXIT_KIND_CRASHED: _ClassVar[VmExitKind]
+    VM_EXIT_KIND_HOST_REBOOT: _ClassVar[VmExitKind]
 VM_EXIT_KIND_UNSPECIFIED: VmExitKind
 VM_EXIT_KIND_REQUESTED: VmExitKind
 VM_EXIT_KIND_GUEST_POWEROFF: VmExitKind
 VM_EXIT_KIND_CRASHED: VmExitKind
+VM_EXIT_KIND_HOST_REBOOT: VmExitKind
 
 class VmHandle(_message.Message):
     __slots__ = ("vm_id", "backend", "runtime_dir", "name", "details")
@@ -117,6 +119,18 @@ class AttachDiskRequest(_message.Message):
     image: _image_pb2.Image
     org_id: str
     def __init__(self, vm_id: _Optional[str] = ..., disk: _Optional[_Union[_types_pb2.DiskSpec, _Mapping]] = ..., image: _Optional[_Union[_image_pb2.Image, _Mapping]] = ..., org_id: _Optional[str] = ...) -> None: ...
+
+class ResizeVmRequest(_message.Message):
+    __slots__ = ("vm_id", "vcpus", "memory_mib", "disk_sizes")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    DISK_SIZES_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    vcpus: int
+    memory_mib: int
+    disk_sizes: _containers.RepeatedCompositeFieldContainer[_vm_pb2.DiskSize]
+    def __init__(self, vm_id: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mib: _Optional[int] = ..., disk_sizes: _Optional[_Iterable[_Union[_vm_pb2.DiskSize, _Mapping]]] = ...) -> None: ...
 
 class AttachNicRequest(_message.Message):
     __slots__ = ("vm_id", "nic", "port")

@@ -116,6 +116,11 @@ class AgentServiceStub:
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ResizeVm = channel.unary_unary(
+                '/plasmavmc.agent.v1.AgentService/ResizeVm',
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.ResizeVmRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+                _registered_method=True)
         self.UpdatePortSecurity = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/UpdatePortSecurity',
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.UpdatePortSecurityRequest.SerializeToString,
@@ -257,6 +262,13 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResizeVm(self, request, context):
+        """New vCPUs / memory / larger disks for a stopped VM (disks grown with qemu-img resize).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdatePortSecurity(self, request, context):
         """A plumbed port's security groups changed (resolved by the control plane); NOT_FOUND if not here.
         """
@@ -385,6 +397,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
             'DetachNic': grpc.unary_unary_rpc_method_handler(
                     servicer.DetachNic,
                     request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
+            'ResizeVm': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeVm,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.ResizeVmRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
             ),
             'UpdatePortSecurity': grpc.unary_unary_rpc_method_handler(
@@ -854,6 +871,33 @@ class AgentService:
             target,
             '/plasmavmc.agent.v1.AgentService/DetachNic',
             plasmavmc_dot_v1_dot_agent__pb2.DetachDeviceRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizeVm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/ResizeVm',
+            plasmavmc_dot_v1_dot_agent__pb2.ResizeVmRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
             options,
             channel_credentials,

@@ -49,6 +49,13 @@ class NicModel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NIC_MODEL_VIRTIO_NET: _ClassVar[NicModel]
     NIC_MODEL_E1000: _ClassVar[NicModel]
 
+class RestartPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESTART_POLICY_UNSPECIFIED: _ClassVar[RestartPolicy]
+    RESTART_POLICY_NEVER: _ClassVar[RestartPolicy]
+    RESTART_POLICY_ON_FAILURE: _ClassVar[RestartPolicy]
+    RESTART_POLICY_ALWAYS: _ClassVar[RestartPolicy]
+
 class ConsoleType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CONSOLE_TYPE_UNSPECIFIED: _ClassVar[ConsoleType]
@@ -81,6 +88,10 @@ DISK_CACHE_WRITETHROUGH: DiskCache
 NIC_MODEL_UNSPECIFIED: NicModel
 NIC_MODEL_VIRTIO_NET: NicModel
 NIC_MODEL_E1000: NicModel
+RESTART_POLICY_UNSPECIFIED: RestartPolicy
+RESTART_POLICY_NEVER: RestartPolicy
+RESTART_POLICY_ON_FAILURE: RestartPolicy
+RESTART_POLICY_ALWAYS: RestartPolicy
 CONSOLE_TYPE_UNSPECIFIED: ConsoleType
 CONSOLE_TYPE_SERIAL: ConsoleType
 CONSOLE_TYPE_VNC: ConsoleType
@@ -188,7 +199,7 @@ class CloudInitSpec(_message.Message):
     def __init__(self, user_data: _Optional[str] = ..., ssh_authorized_keys: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ...) -> None: ...
 
 class VmSpec(_message.Message):
-    __slots__ = ("cpu", "memory", "disks", "network", "boot", "security", "placement", "cloud_init")
+    __slots__ = ("cpu", "memory", "disks", "network", "boot", "security", "placement", "cloud_init", "restart_policy")
     CPU_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
     DISKS_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +208,7 @@ class VmSpec(_message.Message):
     SECURITY_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     CLOUD_INIT_FIELD_NUMBER: _ClassVar[int]
+    RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
     cpu: CpuSpec
     memory: MemorySpec
     disks: _containers.RepeatedCompositeFieldContainer[DiskSpec]
@@ -205,7 +217,8 @@ class VmSpec(_message.Message):
     security: SecuritySpec
     placement: PlacementSpec
     cloud_init: CloudInitSpec
-    def __init__(self, cpu: _Optional[_Union[CpuSpec, _Mapping]] = ..., memory: _Optional[_Union[MemorySpec, _Mapping]] = ..., disks: _Optional[_Iterable[_Union[DiskSpec, _Mapping]]] = ..., network: _Optional[_Iterable[_Union[NetworkSpec, _Mapping]]] = ..., boot: _Optional[_Union[BootSpec, _Mapping]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ..., placement: _Optional[_Union[PlacementSpec, _Mapping]] = ..., cloud_init: _Optional[_Union[CloudInitSpec, _Mapping]] = ...) -> None: ...
+    restart_policy: RestartPolicy
+    def __init__(self, cpu: _Optional[_Union[CpuSpec, _Mapping]] = ..., memory: _Optional[_Union[MemorySpec, _Mapping]] = ..., disks: _Optional[_Iterable[_Union[DiskSpec, _Mapping]]] = ..., network: _Optional[_Iterable[_Union[NetworkSpec, _Mapping]]] = ..., boot: _Optional[_Union[BootSpec, _Mapping]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ..., placement: _Optional[_Union[PlacementSpec, _Mapping]] = ..., cloud_init: _Optional[_Union[CloudInitSpec, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, str]] = ...) -> None: ...
 
 class Toleration(_message.Message):
     __slots__ = ("key", "value", "effect")
@@ -269,7 +282,7 @@ class Condition(_message.Message):
     def __init__(self, type: _Optional[str] = ..., status: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_transition_at: _Optional[int] = ...) -> None: ...
 
 class VmStatus(_message.Message):
-    __slots__ = ("actual_state", "host_pid", "started_at", "ip_addresses", "resource_usage", "last_error", "conditions", "accelerator", "boot")
+    __slots__ = ("actual_state", "host_pid", "started_at", "ip_addresses", "resource_usage", "last_error", "conditions", "accelerator", "boot", "restarts", "last_restart_at", "restart_due_at", "restart_reason")
     ACTUAL_STATE_FIELD_NUMBER: _ClassVar[int]
     HOST_PID_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -279,6 +292,10 @@ class VmStatus(_message.Message):
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     ACCELERATOR_FIELD_NUMBER: _ClassVar[int]
     BOOT_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_RESTART_AT_FIELD_NUMBER: _ClassVar[int]
+    RESTART_DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    RESTART_REASON_FIELD_NUMBER: _ClassVar[int]
     actual_state: VmState
     host_pid: int
     started_at: int
@@ -288,7 +305,11 @@ class VmStatus(_message.Message):
     conditions: _containers.RepeatedCompositeFieldContainer[Condition]
     accelerator: str
     boot: BootTimeline
-    def __init__(self, actual_state: _Optional[_Union[VmState, str]] = ..., host_pid: _Optional[int] = ..., started_at: _Optional[int] = ..., ip_addresses: _Optional[_Iterable[str]] = ..., resource_usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., last_error: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., accelerator: _Optional[str] = ..., boot: _Optional[_Union[BootTimeline, _Mapping]] = ...) -> None: ...
+    restarts: int
+    last_restart_at: int
+    restart_due_at: int
+    restart_reason: str
+    def __init__(self, actual_state: _Optional[_Union[VmState, str]] = ..., host_pid: _Optional[int] = ..., started_at: _Optional[int] = ..., ip_addresses: _Optional[_Iterable[str]] = ..., resource_usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., last_error: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., accelerator: _Optional[str] = ..., boot: _Optional[_Union[BootTimeline, _Mapping]] = ..., restarts: _Optional[int] = ..., last_restart_at: _Optional[int] = ..., restart_due_at: _Optional[int] = ..., restart_reason: _Optional[str] = ...) -> None: ...
 
 class BootTimeline(_message.Message):
     __slots__ = ("accepted_at", "placed_at", "image_ready_at", "start_requested_at", "process_up_at", "first_output_at", "ready_at")

@@ -113,7 +113,7 @@ class ListVmsResponse(_message.Message):
     def __init__(self, vms: _Optional[_Iterable[_Union[_types_pb2.VirtualMachine, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateVmRequest(_message.Message):
-    __slots__ = ("vm", "labels", "update_labels", "metadata", "update_metadata")
+    __slots__ = ("vm", "labels", "update_labels", "metadata", "update_metadata", "vcpus", "memory_mib", "disk_sizes", "restart_policy")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -133,12 +133,28 @@ class UpdateVmRequest(_message.Message):
     UPDATE_LABELS_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     UPDATE_METADATA_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    DISK_SIZES_FIELD_NUMBER: _ClassVar[int]
+    RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
     vm: VmRef
     labels: _containers.ScalarMap[str, str]
     update_labels: bool
     metadata: _containers.ScalarMap[str, str]
     update_metadata: bool
-    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., update_labels: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., update_metadata: _Optional[bool] = ...) -> None: ...
+    vcpus: int
+    memory_mib: int
+    disk_sizes: _containers.RepeatedCompositeFieldContainer[DiskSize]
+    restart_policy: _types_pb2.RestartPolicy
+    def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., update_labels: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., update_metadata: _Optional[bool] = ..., vcpus: _Optional[int] = ..., memory_mib: _Optional[int] = ..., disk_sizes: _Optional[_Iterable[_Union[DiskSize, _Mapping]]] = ..., restart_policy: _Optional[_Union[_types_pb2.RestartPolicy, str]] = ...) -> None: ...
+
+class DiskSize(_message.Message):
+    __slots__ = ("disk_id", "size_gib")
+    DISK_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_GIB_FIELD_NUMBER: _ClassVar[int]
+    disk_id: str
+    size_gib: int
+    def __init__(self, disk_id: _Optional[str] = ..., size_gib: _Optional[int] = ...) -> None: ...
 
 class DeleteVmRequest(_message.Message):
     __slots__ = ("vm", "force")

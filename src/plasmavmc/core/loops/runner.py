@@ -10,6 +10,8 @@
   once per `min_gap`, and every `interval` anyway. The pass works from a watched index of VM states
   (`core/loops/vm_states.py`, which is also its doorbell); the full pass that decodes every record runs at
   least every `FULL_PASS_INTERVAL` seconds, and whenever the index is not ready;
+- restarts: automatic restarts of the restart policy (`core/loops/restarts.py`), when each is due; woken
+  by changes under `keys.RESTARTS`;
 - events: the VM event history is bounded (`core/loops/event_retention.py`), every `EVENTS_INTERVAL`.
 
 Each pass reads the whole current state and acts on it, never on the event that woke it, so a missed,
@@ -29,6 +31,7 @@ from plasmavmc.core.context import Core
 from plasmavmc.core.loops import event_retention
 from plasmavmc.core.loops.adopt import finish_operation
 from plasmavmc.core.loops.reconcile import heartbeat_pass, reconcile_indexed, reconcile_once
+from plasmavmc.core.loops.restarts import RestartLoop
 from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
@@ -137,6 +140,8 @@ async def run_loops(
     pending_bell = Doorbell(core.store, [keys.PENDING, keys.SERVERS], interval)
     vm_states = shared or VmStates(core.store, interval)
     adopter = PendingLoop(core, live_servers, interval)
+    restarter = RestartLoop(core)
+    restart_bell = Doorbell(core.store, [keys.RESTARTS], interval)
     last_full = float("-inf")
 
     async def pending_step() -> float:
@@ -147,6 +152,11 @@ async def run_loops(
     async def events_step() -> float:
         await event_retention.compact(core.store, core.event_retention)
         return EVENTS_INTERVAL
+
+    async def restart_step() -> float:
+        wait = await restarter.pass_once()
+        await restart_bell.wait(wait)
+        return 0.0
 
     async def heartbeat_step() -> float:
         return min(await heartbeat_pass(core), interval * 5)
@@ -166,6 +176,8 @@ async def run_loops(
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(pending_bell.run())
+            group.create_task(restart_bell.run())
+            group.create_task(_repeat("restarts", restart_step, interval))
             if shared is None:
                 group.create_task(vm_states.run())
             group.create_task(_repeat("pending", pending_step, interval))
@@ -174,3 +186,4 @@ async def run_loops(
             group.create_task(_repeat("reconcile", reconcile_step, interval))
     finally:
         adopter.cancel_all()
+        restarter.cancel_all()

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 
 from plasmavmc.core.context import Core
-from plasmavmc.core.vms import boot
+from plasmavmc.core.vms import boot, restarts
 from plasmavmc.core.vms.lifecycle import moved
 from plasmavmc.core.vms.placement import read_assignment
 from plasmavmc.core.vms.power import running
@@ -35,21 +35,23 @@ log = logging.getLogger(__name__)
 def _after_exit(vm: VirtualMachine, kind: ExitKind, observed: VmStatus) -> VirtualMachine:
     if vm.state != VmState.RUNNING:
         return vm  # an operation in flight (stop, reboot, delete) owns this VM's state
-    target = VmState.STOPPED if kind == ExitKind.GUEST_POWEROFF else VmState.ERROR
-    if not can_transition(vm.state, target):
+    default = "the guest powered off" if kind == ExitKind.GUEST_POWEROFF else "hypervisor process exited"
+    decided = restarts.after_exit(vm, kind, observed.last_error or default)  # restart policy
+    if not can_transition(vm.state, decided.state):
         return vm
-    error = None if target == VmState.STOPPED else (observed.last_error or "hypervisor process exited")
-    status = replace(vm.status, actual_state=target, host_pid=None, last_error=error)
-    log.warning("vm %s: %s -> %s (%s)", vm.id, vm.state.value, target.value, error or "guest powered off")
-    return moved(vm, target, "report an exit", status=status)  # through the transition table
+    log.warning("vm %s: %s -> %s (%s)", vm.id, vm.state.value, decided.state.value,
+                decided.status.last_error or "guest powered off")
+    return moved(vm, decided.state, "report an exit", status=decided.status)  # through the transition table
 
 
-def _refreshed(vm: VirtualMachine, observed: VmStatus, observed_at: int) -> VirtualMachine:
+def _refreshed(vm: VirtualMachine, observed: VmStatus, observed_at: int, kind: ExitKind | None) -> VirtualMachine:
     if observed_at <= vm.updated_at + 1:
         return vm  # observed before (or as) the record last changed: stale for state purposes
     if vm.state == VmState.RUNNING and observed.actual_state == VmState.STOPPED:
+        if kind in (None, ExitKind.REQUESTED):
+            kind = ExitKind.CRASHED  # the agent does not know why (or says it was asked: not by us)
         gone = observed.last_error or "hypervisor process is gone"  # the agent's reason, when it knows
-        return _after_exit(vm, ExitKind.CRASHED, replace(observed, last_error=gone))
+        return _after_exit(vm, kind, replace(observed, last_error=gone))
     if observed.actual_state != VmState.RUNNING:
         return vm
     if vm.state == VmState.ERROR or (vm.state == VmState.RUNNING and vm.status.last_error):
@@ -104,7 +106,8 @@ async def on_status(core: Core, node_id: str, vm_id: str, observed: VmStatus) ->
 
 
 async def on_heartbeat_vm(
-    core: Core, node_id: str, vm_id: str, observed: VmStatus, observed_at: int, report: bytes
+    core: Core, node_id: str, vm_id: str, observed: VmStatus, observed_at: int, report: bytes,
+    kind: ExitKind | None = None,
 ) -> None:
     """Refresh the VM's record from a heartbeat; a report already applied to the unchanged record is
     skipped without a store read (`report_memory.py`). `report` identifies `observed` exactly (its
@@ -113,7 +116,7 @@ async def on_heartbeat_vm(
     if memory.unchanged(vm_id, node_id, report):
         return
     epoch = memory.epoch()
-    record = await _apply(core, node_id, vm_id, lambda vm: _refreshed(vm, observed, observed_at))
+    record = await _apply(core, node_id, vm_id, lambda vm: _refreshed(vm, observed, observed_at, kind))
     if record is not None and (record.value.state != VmState.RUNNING or observed_at > record.value.updated_at + 1):
         # judged against this record: the same report changes nothing until the record does. (A report
         # older than the record's last change is judged again later, unless the record is not RUNNING:

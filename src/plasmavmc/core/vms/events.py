@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from plasmavmc.observe import logctx
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue, Store, Write
-from plasmavmc.store.records import on_change
+from plasmavmc.store.records import on_change, replace
 from plasmavmc.types import codec
 from plasmavmc.types.events import StoredEvent, VmEvent, VmEventType
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.types.vm import VirtualMachine, VmSpec
 
 ENABLED = True
 _SUFFIX = random.Random()  # seeded from os.urandom once; the key suffix must be unique, not secret
@@ -83,11 +83,27 @@ def _spec_events(old: VirtualMachine, new: VirtualMachine) -> list[StoredEvent]:
         ):
             out += [event(new, VmEventType.UPDATED, f"{what}Attached", i) for i in sorted(after - before)]
             out += [event(new, VmEventType.UPDATED, f"{what}Detached", i) for i in sorted(before - after)]
-        if not out:
-            out.append(event(new, VmEventType.UPDATED, "Resized", "spec changed"))
+        policy = (old.spec.restart_policy, new.spec.restart_policy)
+        if not out and replace(old.spec, restart_policy=policy[1]) != new.spec:
+            out.append(event(new, VmEventType.UPDATED, "Resized", _resize_message(old.spec, new.spec)))
+        if policy[0] != policy[1]:
+            out.append(event(new, VmEventType.UPDATED, "RestartPolicyChanged",
+                             f"restart policy {policy[0].value} -> {policy[1].value}"))
     if (old.labels, old.metadata) != (new.labels, new.metadata):
         out.append(event(new, VmEventType.UPDATED, "Updated", "labels or metadata changed"))
     return out
+
+
+def _resize_message(old: VmSpec, new: VmSpec) -> str:
+    parts = []
+    if old.cpu.vcpus != new.cpu.vcpus:
+        parts.append(f"vcpus {old.cpu.vcpus} -> {new.cpu.vcpus}")
+    if old.memory.size_mib != new.memory.size_mib:
+        parts.append(f"memory {old.memory.size_mib} -> {new.memory.size_mib} MiB")
+    sizes = {d.id: d.size_gib for d in old.disks}
+    parts += [f"disk {d.id} {sizes[d.id]} -> {d.size_gib} GiB" for d in new.disks
+              if d.id in sizes and sizes[d.id] != d.size_gib]
+    return ", ".join(parts) or "spec changed"
 
 
 def derive(old: VirtualMachine, new: VirtualMachine) -> list[StoredEvent]:

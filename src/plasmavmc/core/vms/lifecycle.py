@@ -17,7 +17,7 @@ from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.networks import nics, refresh
-from plasmavmc.core.vms import boot, placement
+from plasmavmc.core.vms import boot, placement, restarts
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.common import boot_disk
@@ -31,7 +31,7 @@ from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
 from plasmavmc.types.states import VmState, check_transition, transition
-from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmSpec, VmStatus
+from plasmavmc.types.vm import HypervisorType, RestartPolicy, VirtualMachine, VmSpec, VmStatus
 
 log = logging.getLogger(__name__)
 BOOTABLE_FORMATS = (ImageFormat.RAW, ImageFormat.QCOW2)  # what a qcow2 overlay can sit on
@@ -197,20 +197,30 @@ async def set_error(core: Core, key: str, message: str) -> None:
         log.warning("could not record error on %s: %s", key, err)
 
 
-async def update(
-    core: Core, ref: VmRef, labels: dict[str, str] | None, metadata: dict[str, str] | None
-) -> VirtualMachine:
+def check_update(labels: dict[str, str] | None, metadata: dict[str, str] | None) -> None:
     if labels is not None:
         validation.labels(labels, "labels")
     if metadata is not None:
         validation.labels(metadata, "metadata")
+
+
+async def update(
+    core: Core, ref: VmRef, labels: dict[str, str] | None, metadata: dict[str, str] | None,
+    restart_policy: RestartPolicy | None = None,
+) -> VirtualMachine:
+    """Labels, metadata and the restart policy (any state); a resize is `resize.py`'s."""
+    check_update(labels, metadata)
     found = await core.find_vm(ref)
 
     def apply(vm: VirtualMachine) -> VirtualMachine:
+        policy = vm.spec.restart_policy if restart_policy is None else restart_policy
+        if policy == RestartPolicy.NEVER:
+            vm = restarts.unscheduled(vm)  # a restart already scheduled is called off
         return replace(
             vm,
             labels=vm.labels if labels is None else labels,
             metadata=vm.metadata if metadata is None else metadata,
+            spec=replace(vm.spec, restart_policy=policy),
             updated_at=int(time.time()),
         )
 

@@ -43,6 +43,12 @@ def _starting(vm: VirtualMachine) -> VirtualMachine:
     return boot.start_requested(moved(vm, VmState.STARTING, "start"), boot.now())
 
 
+def _started_by_hand(vm: VirtualMachine) -> VirtualMachine:
+    """A StartVm: any scheduled automatic restart is dropped and the row of restarts begins again."""
+    status = replace(vm.status, restarts=0, restart_due_at=0, restart_reason="")
+    return _starting(replace(vm, status=status))
+
+
 async def _begin(core: Core, op: pending.Op, vm: Versioned[VirtualMachine]) -> pending.Pending:
     """Record the operation as in flight (see core/pending.py) before its first state change."""
     record = pending.begin(op, vm.key, vm.value.id, core.server_id)
@@ -50,13 +56,14 @@ async def _begin(core: Core, op: pending.Op, vm: Versioned[VirtualMachine]) -> p
     return record
 
 
-async def start(core: Core, ref: VmRef) -> VirtualMachine:
+async def start(core: Core, ref: VmRef, *, automatic: bool = False) -> VirtualMachine:
+    """StartVm, or (`automatic`) the restart policy's restart, which keeps counting its row."""
     found = await core.find_vm(ref)
     check_transition(found.value.state, VmState.STARTING, operation="start")
     agent = await core.agent_for(found.value)
     op = await _begin(core, pending.Op.START, found)
     async with pending.driving(core.store, op) as drive:
-        await mutate(core.store, VirtualMachine, found.key, _starting)
+        await mutate(core.store, VirtualMachine, found.key, _starting if automatic else _started_by_hand)
         try:
             await agent.start_vm(found.value.id)
             observed = await agent.status(found.value.id)

@@ -343,6 +343,9 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
                 raise
             self._save_vm(paths, updated, images)
 
+    async def _grow_disk(self, paths: RuntimePaths, disk_id: str, size_gib: int) -> None:
+        await disks.grow(self.qemu_img_path, paths.disk(disk_id), size_gib)
+
     async def detach_disk(self, handle: VmHandle, disk_id: str) -> None:
         paths = self._paths(handle)
         async with self._lock(handle.vm_id):

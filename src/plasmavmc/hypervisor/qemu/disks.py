@@ -78,6 +78,14 @@ async def create_blank(qemu_img: str, path: Path, size_gib: int) -> None:
     os.replace(tmp, path)
 
 
+async def grow(qemu_img: str, disk: Path, size_gib: int) -> None:
+    """Grow the qcow2 `disk` (no QEMU has it open) to `size_gib`; nothing when it is that large already
+    (a retried resize). `qemu-img resize` takes the image lock, so a disk in use is refused."""
+    if await virtual_size(qemu_img, disk, "qcow2") >= size_gib * GIB:
+        return
+    await _run([qemu_img, "resize", "-q", "-f", "qcow2", str(disk.absolute()), str(size_gib * GIB)])
+
+
 async def snapshot(qemu_img: str, disk: Path, action: str, tag: str) -> None:
     """`qemu-img snapshot` on a disk no QEMU has open: action -c (create), -a (apply) or -d (delete)."""
     if action not in ("-c", "-a", "-d"):
