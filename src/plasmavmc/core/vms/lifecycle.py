@@ -27,8 +27,8 @@ from plasmavmc.hypervisor.registry import check_spec_for, spec_defaults_for
 from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
-from plasmavmc.store.base import Page, Write
-from plasmavmc.store.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
+from plasmavmc.store.base import Write
+from plasmavmc.store.records import Versioned, mutate, read, replace, retry_on_conflict
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
@@ -36,9 +36,7 @@ from plasmavmc.types.states import VmState, check_transition, transition
 from plasmavmc.types.vm import CloneSource, HypervisorType, RestartPolicy, VirtualMachine, VmSpec, VmStatus
 
 log = logging.getLogger(__name__)
-DEFAULT_PAGE = 100
 BOOTABLE_FORMATS = (ImageFormat.RAW, ImageFormat.QCOW2)  # what a qcow2 overlay can sit on
-MAX_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -237,31 +235,6 @@ async def set_error(core: Core, key: str, message: str) -> None:
         await mutate(core.store, VirtualMachine, key, apply)
     except PlasmaError as err:
         log.warning("could not record error on %s: %s", key, err)
-
-
-async def list_vms(
-    core: Core, org_id: str, project_id: str, page_size: int, token: str, all_projects: bool = False
-) -> tuple[list[VirtualMachine], str]:
-    """One page of a project's VMs (or, with `all_projects`, of every project of the org)."""
-    validation.name(org_id, "org_id")
-    if all_projects and project_id:
-        raise InvalidArgument("project_id", "must be empty with all_projects")
-    if not all_projects:
-        validation.name(project_id, "project_id")
-    if page_size > MAX_PAGE:
-        raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
-    if token:
-        project, _, vm_id = token.rpartition("/") if all_projects else ("", "", token)
-        if all_projects:
-            validation.name(project, "page_token")
-        validation.vm_id(vm_id, "page_token")
-    prefix = keys.vms_in(org_id, None if all_projects else project_id)
-    page: Page = await core.store.list(
-        prefix, start_after=prefix + token if token else None, limit=page_size or DEFAULT_PAGE
-    )
-    vms = [found.value for found in decode_all(VirtualMachine, page.items)]
-    next_token = page.next_start_after.removeprefix(prefix) if page.next_start_after else ""
-    return vms, next_token
 
 
 def check_update(labels: dict[str, str] | None, metadata: dict[str, str] | None) -> None:
