@@ -10,6 +10,12 @@ netns exec`, argv list), with `[network] underlay_address` set to that address a
 bridges, VXLAN devices, nftables tables and dnsmasq all live in the node's namespace. The underlay carries
 both the control traffic and the tunnels.
 
+With `provider="ovn"` the hub also runs OVN central (`tests/ovn.py`: NB, SB, northd; NB and SB on TCP at
+HUB_ADDR) and each node namespace its own Open_vSwitch DB, ovs-vswitchd (userspace datapath) and
+ovn-controller (chassis = node id, Geneve encap = its underlay address, which moves from `u0` to the OVS
+bridge `br-phy` so tunnels leave through OVS); the agents get `[network] provider = "ovn"`,
+`overlay_endpoint` = the NB over the underlay and `ovs_endpoint` = their node's Open_vSwitch DB.
+
 API:
 * `run_inside_hub(test_file, expect_passed, timeout)`: the outer test; makes the hub namespace and runs
   `pytest -k inner <test_file>` inside it with `INNER` set; asserts the inner run passed `expect_passed`.
@@ -20,7 +26,9 @@ API:
   their guests and removes the node namespaces. `TwoNodes.inside(node)` runs a block (netlink, new
   processes) in a node's namespace.
   `TwoNodes.nodes`: [`NodeNs`] with `id`, `ns`, `underlay`, `root` (its agent's state: `root/net` is the
-  network provider's state dir).
+  network provider's state dir), `ovn` (its `OvnNode`, ovn only); `TwoNodes.node(id)`;
+  `TwoNodes.central`: the `OvnCentral` (ovn only). `links(node)`: the link names in a node's namespace.
+Guests on the cluster (fixtures, DHCP, ping): `tests/two_nodes_guests.py`.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ from plasmavmc.client import PlasmaClient
 from plasmavmc.types.node import NodeState
 from tests.conftest import Proc, free_port, kill_leftover_qemu, short_run_dir
 from tests.netns import run_file_in_netns, unique_name
+from tests.ovn import OvnCentral, OvnNode
+from tests.ovn import require as require_ovn
 
 INNER = "PLASMAVMC_TWO_NODES_INNER"
 HUB_ADDR = "192.0.2.254"
@@ -67,6 +77,7 @@ class NodeNs:
     underlay: str
     root: Path
     agent: Proc | None = None
+    ovn: OvnNode | None = None
 
 
 @dataclass
@@ -77,6 +88,10 @@ class TwoNodes:
     console: str  # the console gateway's URL
     server: Proc
     nodes: list[NodeNs] = field(default_factory=list)
+    central: OvnCentral | None = None
+
+    def node(self, node_id: str) -> NodeNs:
+        return next(n for n in self.nodes if n.id == node_id)
 
     @contextlib.contextmanager
     def inside(self, node: NodeNs) -> Iterator[None]:
@@ -113,7 +128,7 @@ class TwoNodes:
 
     def stop(self) -> None:
         """Agents, then the server (a process that does not stop on SIGTERM fails the test), every guest,
-        and the node namespaces."""
+        the OVN daemons and the node namespaces."""
         try:
             for node in self.nodes:
                 if node.agent is not None:
@@ -122,7 +137,18 @@ class TwoNodes:
         finally:
             for node in self.nodes:
                 kill_leftover_qemu(node.root)
+                if node.ovn is not None:
+                    node.ovn.stop()
                 subprocess.run(["ip", "netns", "del", node.ns], check=False, timeout=30)
+            if self.central is not None:
+                self.central.stop()
+
+
+def links(node: NodeNs) -> list[str]:
+    """The names of the links in `node`'s namespace (without the `@peer` suffix)."""
+    shown = subprocess.run(["ip", "netns", "exec", node.ns, "ip", "-o", "link", "show"], capture_output=True,
+                           text=True, check=True, timeout=30)
+    return [line.split(": ")[1].split("@")[0] for line in shown.stdout.splitlines()]
 
 
 def _underlay(nodes: list[NodeNs]) -> None:
@@ -150,8 +176,19 @@ def _server_toml(root: Path, guest: Path, api: int, http: int, console: int) -> 
     return path
 
 
+def _ovn(cluster: TwoNodes) -> str:
+    """OVN central in the hub, OVS + ovn-controller in each node; the agents' `[network]` lines for it."""
+    require_ovn()
+    cluster.central = central = OvnCentral.start(listen=HUB_ADDR)
+    for node in cluster.nodes:
+        node.ovn = OvnNode.start(central, node.id, node.underlay, node.ns, central.sb_tcp, underlay="u0")
+    return f'overlay_endpoint = "{central.nb_tcp}"\n'
+
+
 def _agent_toml(node: NodeNs, api: int, provider: str, extra: str) -> Path:
     run_dir = short_run_dir(node.root)
+    if node.ovn is not None:
+        extra = f'ovs_endpoint = "{node.ovn.ovs_db}"\n{extra}'
     path = node.root / "agent.toml"
     path.write_text(
         f'[agent]\nnode_id = "{node.id}"\ncontrol_plane = "http://{HUB_ADDR}:{api}"\n'
@@ -195,6 +232,8 @@ def start(root: Path, guest: Path, provider: str = "bridge", agent_extra: str = 
         cluster.nodes.append(NodeNs(f"node-{'ab'[i]}", unique_name(f"n{'ab'[i]}"), addr, node_root))
     try:
         _underlay(cluster.nodes)
+        if provider == "ovn":
+            agent_extra = _ovn(cluster) + agent_extra
         server.start()
         for node in cluster.nodes:
             cfg = _agent_toml(node, api, provider, agent_extra)
