@@ -131,8 +131,8 @@ class OvnCentral:
         """`listen`: also serve NB and SB on TCP there (None: unix sockets only, e.g. loopback down)."""
         from tests.etcd import free_port
         d = _Daemons(Path(tempfile.mkdtemp(prefix="pvovn-c-", dir="/tmp")), netns)
-        central = cls(d, listen or "", free_port() if listen else 0, free_port() if listen else 0)
         try:
+            central = cls(d, listen or "", free_port() if listen else 0, free_port() if listen else 0)
             d.db("nb", NB_SCHEMA, [f"ptcp:{central.nb_port}:{listen}"] if listen else [])
             d.db("sb", SB_SCHEMA, [f"ptcp:{central.sb_port}:{listen}"] if listen else [])
             d.spawn("northd", ["ovn-northd", f"--ovnnb-db=unix:{d.root}/nb.sock", f"--ovnsb-db=unix:{d.root}/sb.sock",

@@ -119,15 +119,24 @@ def _check_id(value: int) -> int:
     return value
 
 
+def _check_tb_size(value: int) -> int:
+    if not 0 <= value <= 4096:
+        raise ValueError(f"expected 0 (QEMU's default) to 4096 MiB, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class KvmSettings:
     """``[hypervisors.kvm]``: ``qemu_path``, ``runtime_dir`` (spec); ext ``qemu_img_path``;
-    ext ``accel`` (auto|kvm|tcg, default auto: KVM when usable, else TCG — see DESIGN.md)."""
+    ext ``accel`` (auto|kvm|tcg, default auto: KVM when usable, else TCG — see DESIGN.md);
+    ext ``tcg_tb_size_mib`` (default 64, 0 = QEMU's own default of up to 1 GiB): the cap on each VM's TCG
+    translation cache, the largest per-VM host cost beyond guest RAM under TCG (README "Per-VM overhead")."""
 
     qemu_path: str = setting("/usr/bin/qemu-system-x86_64", check=check_command)
     runtime_dir: str = setting("/var/run/plasmavmc/kvm", check=check_abs_path)
     qemu_img_path: str = setting("/usr/bin/qemu-img", check=check_command)
     accel: str = setting("auto", check=one_of("auto", "kvm", "tcg"))
+    tcg_tb_size_mib: int = setting(64, check=_check_tb_size)
 
 
 @dataclass(frozen=True)
