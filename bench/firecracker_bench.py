@@ -5,9 +5,13 @@
 Prints one JSON document:
 * `exec_to_api_ready_s`: raw `firecracker --api-sock` exec until GET / answers (median), and the same
   for the backend's jailed launch (jailer + chroot + cgroups + new PID namespace), with the ratio;
-* `create_start_to_guest_line_s`: through the API (CreateVm + StartVm over gRPC, then GetConsole until
-  the guest's ready line) against raw Firecracker started with `--config-file` holding the same machine
-  config, kernel and disk (exec until the line is on its stdout), with the ratio;
+* `create_start_to_guest_line_s`: through the API (CreateVm with `start` — one call — then GetConsole
+  until the guest's ready line) against raw Firecracker started with `--config-file` holding the same
+  machine config, kernel and disk (exec until the line is on its stdout), with the ratio; and the same
+  with CreateVm then StartVm (two calls, as before the `start` field);
+* `clone_from_snapshot_s`: CreateVm with `source_snapshot` and `start` until it answers (the clone is
+  RUNNING: its Firecracker resumed the snapshot), and until the resumed guest answers a console line
+  (typed through the console gateway); target ≤ 50 ms to running;
 * `agent_memory`: the agent's resident memory growth per running Firecracker VM (started through the
   API, `--vms` of them) and each Firecracker process's own resident memory.
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from bench.common import emit, median, timer
 from plasmavmc.client import PlasmaClient
+from plasmavmc.client.console_ws import open_console
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.process import rss_bytes
 from plasmavmc.types.vm import DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
@@ -100,12 +105,40 @@ def spec() -> VmSpec:
                   disks=(DiskSpec(id="root", source=DiskSource(image_id="plasmavmc-pvh"), size_gib=1),))
 
 
-async def api_to_guest_line(client: PlasmaClient, name: str) -> float:
+async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool = True) -> float:
     with timer() as t:
-        vm = await client.create_vm(name, ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER)
-        await client.start_vm(ORG, PROJECT, vm.id)
+        vm = await client.create_vm(name, ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER,
+                                    start=one_call)
+        if not one_call:
+            await client.start_vm(ORG, PROJECT, vm.id)
         await console_until(client, vm.id, fc.READY_LINE_RE, timeout=30)
     return t[0]
+
+
+async def clones(client: PlasmaClient, gateway: str, runs: int) -> dict[str, list[float]]:
+    """A source VM snapshotted once, then `runs` clones of it, each timed and deleted in turn."""
+    await api_to_guest_line(client, "clone-src")
+    await client.snapshot_vm(ORG, PROJECT, "clone-src", "s1")
+    running, answered = [], []
+    for i in range(runs):
+        began = time.perf_counter()
+        vm = await client.clone_vm(f"clone-{i}", ORG, PROJECT, "clone-src", "s1")
+        running.append(time.perf_counter() - began)
+        assert vm.state.value == "running", vm.state
+        console = await open_console(gateway, ORG, PROJECT, vm.id)
+        try:
+            await console.send(b"hi\n")
+            seen = b""
+            async for chunk in console:
+                seen += chunk
+                if b"#0001 hi" in seen:
+                    break
+        finally:
+            await console.close()
+        answered.append(time.perf_counter() - began)
+        await client.delete_vm(ORG, PROJECT, vm.id, force=True)
+    await client.delete_vm(ORG, PROJECT, "clone-src", force=True)
+    return {"running": running, "answered": answered}
 
 
 async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
@@ -115,10 +148,13 @@ async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
         assert cluster.agent.popen is not None
         agent_pid = cluster.agent.popen.pid
         async with await PlasmaClient.connect(cluster.api) as client:
-            times = []
+            times, two_calls = [], []
             for i in range(runs):  # one VM at a time: the guest polls its UART and keeps a CPU busy
                 times.append(await api_to_guest_line(client, f"bench-{i}"))
                 await client.delete_vm(ORG, PROJECT, f"bench-{i}", force=True)
+                two_calls.append(await api_to_guest_line(client, f"bench2-{i}", one_call=False))
+                await client.delete_vm(ORG, PROJECT, f"bench2-{i}", force=True)
+            cloned = await clones(client, cluster.console, runs)
             base = rss_bytes(agent_pid)
             started = []
             for i in range(vms):
@@ -128,7 +164,8 @@ async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
             fc_rss = [rss_bytes(v.status.host_pid or 0) for v in started]
             for v in started:
                 await client.delete_vm(ORG, PROJECT, v.id, force=True)
-        return {"api_s": times, "agent_rss_growth_per_vm_kib": grown / max(vms, 1) / 1024,
+        return {"api_s": times, "api_two_calls_s": two_calls, "clone_s": cloned,
+                "agent_rss_growth_per_vm_kib": grown / max(vms, 1) / 1024,
                 "agent_rss_base_mib": base / 2**20, "firecracker_rss_per_vm_kib": median([r / 1024 for r in fc_rss])}
     finally:
         cluster.agent.stop()
@@ -143,15 +180,20 @@ async def main(runs: int, vms: int) -> None:
         jailed_ready = [await jailed_api_ready(work / "run") for _ in range(runs)]
         raw_line = [await raw_to_guest_line(work) for _ in range(runs)]
         api = await through_api(work / "cluster", runs, vms)
-    api_s = api.pop("api_s")
-    assert isinstance(api_s, list)
+    api_s, two_calls, cloned = api.pop("api_s"), api.pop("api_two_calls_s"), api.pop("clone_s")
+    assert isinstance(api_s, list) and isinstance(two_calls, list) and isinstance(cloned, dict)
     emit(
         "firecracker",
         runs=runs,
         exec_to_api_ready_s={"raw_firecracker": median(raw_ready), "plasmavmc_jailed_launch": median(jailed_ready),
                              "ratio": median(jailed_ready) / median(raw_ready)},
         create_start_to_guest_line_s={"raw_firecracker_config_file": median(raw_line),
-                                      "plasmavmc_api": median(api_s), "ratio": median(api_s) / median(raw_line)},
+                                      "plasmavmc_api": median(api_s), "ratio": median(api_s) / median(raw_line),
+                                      "plasmavmc_api_create_then_start": median(two_calls),
+                                      "ratio_create_then_start": median(two_calls) / median(raw_line)},
+        clone_from_snapshot_s={"api_to_running": median(cloned["running"]),
+                               "api_to_guest_answer": median(cloned["answered"]),
+                               "all_to_running": cloned["running"], "target_to_running": 0.05},
         agent_memory={"vms": vms, **api},
         note="PVH test guest (kvm_pvm host); medians; baseline measured in the same run",
     )

@@ -1,34 +1,41 @@
-"""Tenant-network costs of the Linux-bridge provider, inside a private network namespace.
+"""Tenant-network costs of each provider (Linux bridge, OVN), inside a private network namespace.
 
-    .venv/bin/python -m bench.network_bench [--ports 20] [--runs 3]
+    .venv/bin/python -m bench.network_bench [--ports 20] [--runs 3] [--provider bridge|ovn|all]
 
-* port setup: `create_port` / `delete_port` per NIC on one network (tap + bridge membership + the whole
-  nftables ruleset re-rendered + dnsmasq host list), median over `--ports` ports;
+* port setup: `create_port` / `delete_port` per NIC on one network, median over `--ports` ports (bridge:
+  tap + bridge membership + the whole nftables ruleset re-rendered + dnsmasq host list; ovn: NB rows
+  through ovsdbapp + tap + the br-int port, waited for until ovs-vswitchd applied it);
 * guest to guest (two QEMU/TCG guests, static addresses): TCP throughput (10 MiB sent by busybox `nc`,
-  timed by busybox `time` in the receiver) and ping round trip, through the provider (bridge + nftables
-  anti-spoofing and security groups) and, with the same guests and taps, on a plain bridge with no rules.
-  Runs alternate so host load hits both alike; prints both medians and the ratios provider/plain.
+  timed by busybox `time` in the receiver) and ping round trip, through the provider (bridge + nftables;
+  or OVN: br-int on OVS's userspace datapath, ACLs, port security) and, with the same guests and taps, on
+  a plain Linux bridge with no rules. Runs alternate so host load hits both alike; prints both medians
+  and the ratios provider/plain. OVN's daemons are started for the run (`tests/ovn.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from bench.common import emit, median
 from plasmavmc.core.networks.groups import default_group
 from plasmavmc.hypervisor.base import ConsoleStream, VmHandle
 from plasmavmc.hypervisor.common import tap_name
+from plasmavmc.network.base import NetworkProvider
 from plasmavmc.network.bridge import links, nft, rules
 from plasmavmc.network.bridge.provider import BridgeProvider, BridgeSettings
+from plasmavmc.network.ovn.provider import OvnProvider, OvnSettings
 from plasmavmc.types.network import Network, PortRequest
 from plasmavmc.types.vm import ConsoleType, NetworkSpec
+from tests import ovn
 from tests.conftest import short_run_dir
 from tests.contract.backends import BACKEND_FACTORIES, BOOT_DEADLINE_S, read_until, run
 from tests.netns import inside_netns
@@ -44,18 +51,52 @@ def _req(n: int, tap: str, vm_id: str = "") -> PortRequest:
                        security_groups=(default_group(NET),))
 
 
-async def port_setup(root: Path, count: int) -> dict[str, float]:
-    provider = BridgeProvider(BridgeSettings(root / "ports", table="pvbench", prefix="pvb"))
-    create, delete = [], []
-    for n in range(count):
-        start = time.perf_counter()
-        await provider.create_port(_req(n, f"pvbtap{n}"))
-        create.append(time.perf_counter() - start)
-    for n in range(count):
-        start = time.perf_counter()
-        await provider.delete_port(f"bench-{n}")
-        delete.append(time.perf_counter() - start)
-    await provider.teardown()
+@dataclasses.dataclass
+class Engine:
+    provider: NetworkProvider
+    unplug: Callable[[list[str]], Awaitable[None]]  # take the taps off the provider's datapath
+    teardown: Callable[[], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def engine(kind: str, state: Path) -> AsyncIterator[Engine]:
+    if kind == "bridge":
+        bridge = BridgeProvider(BridgeSettings(state, table="pvbench", prefix="pvb"))
+
+        async def unplug_bridge(_: list[str]) -> None:
+            await nft.apply(rules.teardown("pvbench"))
+
+        yield Engine(bridge, unplug_bridge, bridge.teardown)
+        return
+    central = ovn.OvnCentral.start(listen=None)  # the bench namespace has no loopback up
+    node = ovn.OvnNode.start(central, "bench")
+    provider = OvnProvider(OvnSettings(state, central.nb_unix, node.ovs_db, prefix="pvb"))
+
+    async def unplug_ovn(taps: list[str]) -> None:
+        for tap in taps:
+            await asyncio.to_thread(provider.ovs.delete_port, tap)
+
+    try:
+        yield Engine(provider, unplug_ovn, provider.teardown)
+    finally:
+        await provider.close()
+        node.stop()
+        central.stop()
+
+
+async def port_setup(kind: str, root: Path, count: int) -> dict[str, float]:
+    async with engine(kind, root / f"ports-{kind}") as made:
+        provider = made.provider
+        create, delete = [], []
+        for n in range(count):
+            start = time.perf_counter()
+            await provider.create_port(_req(n, f"pvbtap{n}"))
+            create.append(time.perf_counter() - start)
+        for n in range(count):
+            start = time.perf_counter()
+            await provider.delete_port(f"bench-{n}")
+            delete.append(time.perf_counter() - start)
+        await made.teardown()
     return {"ports": count, "create_ms_median": round(median(create) * 1000, 1),
             "create_ms_last": round(create[-1] * 1000, 1), "delete_ms_median": round(median(delete) * 1000, 1)}
 
@@ -73,19 +114,24 @@ async def measure_pair(a: ConsoleStream, b: ConsoleStream, ip_b: str) -> tuple[f
     return BYTES / seconds / 2**20, float(rtt.group(1))
 
 
-async def _plain(taps: list[str]) -> None:
-    """The same taps on a bridge with no rules at all (the provider's tables removed)."""
-    await nft.apply(rules.teardown("pvbench"))
+async def _plain(made: Engine, taps: list[str]) -> None:
+    """The same taps on a bridge with no rules at all (off the provider's datapath, its rules removed)."""
+    await made.unplug(taps)
     await links.ensure_bridge(PLAIN, "10.81.0.254", 24)
     for tap in taps:
         await links.ensure_tap(tap, PLAIN)
 
 
-async def guests(root: Path, runs: int) -> dict[str, object]:
+async def guests(kind: str, root: Path, runs: int) -> dict[str, object]:
+    async with engine(kind, root / f"guests-{kind}") as made:
+        return await _guests(made, root, runs)
+
+
+async def _guests(made: Engine, root: Path, runs: int) -> dict[str, object]:
     profile = BACKEND_FACTORIES["qemu"]()
     assert not isinstance(profile, str), profile
     backend = profile.make_backend(short_run_dir(root))
-    provider = BridgeProvider(BridgeSettings(root / "guests", table="pvbench", prefix="pvb"))
+    provider = made.provider
     handles: list[VmHandle] = []
     consoles: list[ConsoleStream] = []
     reqs: list[PortRequest] = []
@@ -108,7 +154,7 @@ async def guests(root: Path, runs: int) -> dict[str, object]:
         for _ in range(runs):
             await provider.restore()  # back onto the provider's bridge, rules rendered again
             samples["provider"].append(await measure_pair(consoles[0], consoles[1], reqs[1].ip_addresses[0]))
-            await _plain([r.tap_device for r in reqs])
+            await _plain(made, [r.tap_device for r in reqs])
             samples["plain"].append(await measure_pair(consoles[0], consoles[1], reqs[1].ip_addresses[0]))
     finally:
         for console in consoles:
@@ -116,7 +162,7 @@ async def guests(root: Path, runs: int) -> dict[str, object]:
         for handle in handles:
             await backend.kill(handle)
             await backend.delete(handle)
-        await provider.teardown()
+        await made.teardown()
         await links.delete(PLAIN)
     return traffic_figures(samples, "provider", "plain")
 
@@ -134,14 +180,16 @@ def traffic_figures(samples: dict[str, list[tuple[float, float]]], path: str, ba
     }
 
 
-async def main(ports: int, runs: int) -> None:
+async def main(ports: int, runs: int, kinds: list[str]) -> None:
     root = Path(tempfile.mkdtemp(prefix="pvnet-bench-"))
+    results: dict[str, object] = {}
     try:
-        setup = await port_setup(root, ports)
-        traffic = await guests(root, runs)
+        for kind in kinds:
+            results[kind] = {"port_setup": await port_setup(kind, root, ports),
+                             "guest_to_guest": await guests(kind, root, runs)}
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    emit("network_bench", port_setup=setup, guest_to_guest=traffic, runs=runs,
+    emit("network_bench", providers=results, runs=runs,
          note="QEMU under TCG: guest CPU bounds both paths; the ratio is what the provider adds")
 
 
@@ -149,6 +197,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ports", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--provider", choices=["bridge", "ovn", "all"], default="all")
     args = parser.parse_args()
     with inside_netns("bench"):
-        asyncio.run(main(args.ports, args.runs))
+        asyncio.run(main(args.ports, args.runs, ["bridge", "ovn"] if args.provider == "all" else [args.provider]))

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
@@ -45,7 +45,7 @@ from plasmavmc.errors import PlasmaError
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.local import LocalImageStore
 from plasmavmc.scheduler import build
-from plasmavmc.scheduler.framework import Cycle, NodeView
+from plasmavmc.scheduler.framework import NodeView
 from plasmavmc.store import keys
 from plasmavmc.store.base import Store, Write
 from plasmavmc.store.etcd import EtcdStore
@@ -122,8 +122,9 @@ async def _naive_all(core: Core, vms: list[Versioned[VirtualMachine]]) -> float:
     for vm in vms:
         nodes = [decode(Node, kv) for kv in await core.store.list_all(keys.NODES, page_size=5000)]
         by_id = {n.value.id: n for n in nodes}
-        best = scheduler.rank(Cycle.of(vm.value), [NodeView(n.value) for n in nodes])[0]
-        _, writes = claim_writes(vm, by_id[best.node.id], _placer(vm.value, best.node.id))
+        cycle = scheduler.cycle(vm.value)
+        best = scheduler.rank(cycle, [NodeView(n.value) for n in nodes])[0]
+        _, writes = claim_writes(vm, by_id[best.node.id], _placer(vm.value, best.node.id), cycle.need)
         await core.store.commit(writes)
     return time.perf_counter() - started
 
@@ -234,6 +235,41 @@ async def _calls(count: int, concurrency: int, call: object) -> float:
     return time.perf_counter() - started
 
 
+def creator(client: PlasmaClient, org: str, errors: list[str]) -> Callable[[int], Awaitable[None]]:
+    """CreateVm of VM number i (in one of 10 projects of `org`); a refusal is noted in `errors`."""
+
+    async def create(i: int) -> None:
+        try:
+            await client.create_vm(f"vm-{i:06d}", org, f"proj-{i % 10}", SPEC, SIM)
+        except PlasmaError as err:
+            errors.append(err.message)
+
+    return create
+
+
+@contextlib.asynccontextmanager
+async def server_and_agents(
+    root: Path, guest: Path, nodes: int, heartbeat: float, server_keys: str = "", extra_config: str = "",
+    agent_args: tuple[str, ...] = (),
+) -> AsyncIterator[tuple[Proc, str, asyncio.subprocess.Process]]:
+    """A server process (SQLite under `root`) and `nodes` SIMULATED agents in a second process, all
+    registered; stopped on the way out. Yields the server, its API address and the agents' process."""
+    server, api = await _server(root, guest, server_keys, extra_config)
+    agents = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "plasmavmc.agent.simulated", "--control-plane", api,
+        "--addr", f"127.0.0.1:{free_port()}", "--nodes", str(nodes), "--cache-dir", str(root / "cache"),
+        "--heartbeat-interval", str(heartbeat), *agent_args, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        await _wait_line(agents, "READY", 300)
+        yield server, api, agents
+    finally:
+        if agents.returncode is None:
+            agents.terminate()
+        await agents.wait()
+        server.stop()
+
+
 async def _idle_cpu_rate(server: Proc, seconds: float) -> float:
     """The server's CPU seconds per second while no API call runs (heartbeats, loops), over `seconds`."""
     before = _cpu_seconds(server)
@@ -250,48 +286,18 @@ async def api_run(vms: int, nodes: int, concurrency: int, guest: Path, heartbeat
     base = 0.0
     idle: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        server, api = await _server(root, guest, server_keys, extra_config)
-        agents = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "plasmavmc.agent.simulated",
-            "--control-plane",
-            api,
-            "--addr",
-            f"127.0.0.1:{free_port()}",
-            "--nodes",
-            str(nodes),
-            "--cache-dir",
-            str(root / "cache"),
-            "--heartbeat-interval",
-            str(heartbeat),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        try:
-            await _wait_line(agents, "READY", 120)
-            async with await PlasmaClient.connect(api) as client:
-                errors: list[str] = []
-
-                async def create(i: int) -> None:
-                    try:
-                        await client.create_vm(f"vm-{i:05d}", "org-b", f"proj-{i % 10}", SPEC, SIM)
-                    except PlasmaError as err:
-                        errors.append(err.message)
-
-                idle += [await _idle_cpu_rate(server, idle_seconds)] if idle_seconds else []
-                cpu_before = _cpu_seconds(server)
-                seconds = await _calls(vms, concurrency, create)
-                server_cpu = _cpu_seconds(server) - cpu_before
-                idle += [await _idle_cpu_rate(server, idle_seconds)] if idle_seconds else []
-                if baseline:
-                    base = await _calls(vms, concurrency, lambda i: client.get_quota("org-b", f"proj-{i % 10}"))
-                used = (await client.get_quota("org-b")).usage.vms
-        finally:
-            if agents.returncode is None:
-                agents.terminate()
-            await agents.wait()
-            server.stop()
+        cluster = server_and_agents(Path(tmp), guest, nodes, heartbeat, server_keys, extra_config)
+        async with cluster as (server, api, _), await PlasmaClient.connect(api) as client:
+            errors: list[str] = []
+            create = creator(client, "org-b", errors)
+            idle += [await _idle_cpu_rate(server, idle_seconds)] if idle_seconds else []
+            cpu_before = _cpu_seconds(server)
+            seconds = await _calls(vms, concurrency, create)
+            server_cpu = _cpu_seconds(server) - cpu_before
+            idle += [await _idle_cpu_rate(server, idle_seconds)] if idle_seconds else []
+            if baseline:
+                base = await _calls(vms, concurrency, lambda i: client.get_quota("org-b", f"proj-{i % 10}"))
+            used = (await client.get_quota("org-b")).usage.vms
     return {
         "vms": vms,
         "nodes": nodes,

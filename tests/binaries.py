@@ -33,6 +33,14 @@ INSTALLED_BY = {
     "nft": "scripts/setup installs Debian's nftables",
     "dnsmasq": "scripts/setup installs Debian's dnsmasq-base",
     "ip": "scripts/setup installs iproute2",
+    "ovsdb-server": "scripts/setup installs Debian's openvswitch-switch",
+    "ovsdb-tool": "scripts/setup installs Debian's openvswitch-switch",
+    "ovs-vswitchd": "scripts/setup installs Debian's openvswitch-switch",
+    "ovs-vsctl": "scripts/setup installs Debian's openvswitch-switch",
+    "ovn-northd": "scripts/setup installs Debian's ovn-central",
+    "ovn-nbctl": "scripts/setup installs Debian's ovn-central",
+    "ovn-sbctl": "scripts/setup installs Debian's ovn-central",
+    "ovn-controller": "scripts/setup installs Debian's ovn-host",
 }
 
 

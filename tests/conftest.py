@@ -174,8 +174,10 @@ def short_run_dir(root: Path) -> Path:
 
 
 def write_configs(root: Path, guest: Path, node_id: str, firecracker: bool = False,
-                  network_provider: str = "none", mvisor: str | None = None) -> tuple[Path, Path, str, str, str]:
-    """`mvisor`: the mvisor binary, to enable that backend too (firmware from /usr/local/share/mvisor)."""
+                  network_provider: str = "none", mvisor: str | None = None,
+                  network_extra: str = "") -> tuple[Path, Path, str, str, str]:
+    """`mvisor`: the mvisor binary, to enable that backend too (firmware from /usr/local/share/mvisor).
+    `network_extra`: TOML lines added to the agent's `[network]` (the OVN provider's endpoints)."""
     run_dir = short_run_dir(root)
     api, http, agent_port, console = free_port(), free_port(), free_port(), free_port()
     seeds, enabled, fc_section = f'"{guest}"', '"kvm"', ""
@@ -202,7 +204,7 @@ def write_configs(root: Path, guest: Path, node_id: str, firecracker: bool = Fal
         f'[storage]\nimage_cache_dir = "{root}/cache"\nruntime_dir = "{root}/vms"\n'
         # "none" unless a test runs the cluster inside a network namespace of its own: agents in the
         # host's namespace leave NICs bare taps (tests/e2e/test_network_api.py runs the bridge provider)
-        f'[network]\nprovider = "{network_provider}"\nbridge_name = "pvapi"\nstate_dir = "{root}/net"\n'
+        f'[network]\nprovider = "{network_provider}"\nbridge_name = "pvapi"\nstate_dir = "{root}/net"\n{network_extra}'
         f'[logging]\nlevel = "info"\nformat = "text"\n'
     )
     return server_cfg, agent_cfg, f"127.0.0.1:{api}", f"http://127.0.0.1:{http}", f"127.0.0.1:{agent_port}"
@@ -210,11 +212,12 @@ def write_configs(root: Path, guest: Path, node_id: str, firecracker: bool = Fal
 
 def start_cluster(root: Path, guest: Path, node_id: str = "node-1", firecracker: bool = False,
                   network_provider: str = "none", mvisor: str | None = None, server_extra: str = "",
-                  ready_timeout: float = 30.0) -> Cluster:
+                  network_extra: str = "", ready_timeout: float = 30.0) -> Cluster:
     """`server_extra`: TOML appended to the server's config (sections the defaults leave out);
-    `ready_timeout`: longer for a big seed image (the server checks and copies it before it serves)."""
+    `network_extra`: TOML lines in the agent's `[network]`; `ready_timeout`: longer for a big seed image
+    (the server checks and copies it before it serves)."""
     server_cfg, agent_cfg, api, http, _ = write_configs(root, guest, node_id, firecracker, network_provider,
-                                                        mvisor)
+                                                        mvisor, network_extra)
     server_cfg.write_text(server_cfg.read_text() + server_extra)
     return launch(root, server_cfg, agent_cfg, api, http, node_id, timeout=ready_timeout)
 

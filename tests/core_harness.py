@@ -22,6 +22,7 @@ from plasmavmc.errors import InvalidState, VmNotFound
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.local import LocalImageStore
 from plasmavmc.store import keys
+from plasmavmc.store.base import Store
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus, Visibility
@@ -106,8 +107,9 @@ class FakeAgentPool(AgentPool):
         return AgentClient(node, agent)  # type: ignore[arg-type]  # the stub's call surface, in memory
 
 
-async def make_core(root: Path) -> Core:
-    store = await SqliteStore.open(root / "state.db")
+async def make_core(root: Path, store: Store | None = None) -> Core:
+    """`store`: another real store to run on (default: a SQLite file under `root`)."""
+    store = store or await SqliteStore.open(root / "state.db")
     return Core(store, ImageCatalog(store), LocalImageStore(root / "images"), NodeRegistry(store, 3600),
                 FakeAgentPool())
 

@@ -1,9 +1,10 @@
 """Test network namespaces: every network test runs its provider, taps and guests inside one of these.
 
-`inside_netns()` creates a namespace with a unique `pvnet-<pid>-<n>` name, moves the calling thread
-into it (new processes and netlink sockets follow) and on exit moves back and removes it, so bridges,
-nftables tables and dnsmasq processes never touch the host's network. Call it from the thread that
-runs the event loop, before any worker thread is started.
+`outside()` makes a second namespace behind a veth with a TCP server in it (a stand-in for the
+internet, for egress NAT tests). `inside_netns()` creates a namespace with a unique `pvnet-<pid>-<n>`
+name, moves the calling thread into it (new processes and netlink sockets follow) and on exit moves
+back and removes it, so bridges, nftables tables and dnsmasq processes never touch the host's network.
+Call it from the thread that runs the event loop, before any worker thread is started.
 """
 
 from __future__ import annotations
@@ -38,16 +39,45 @@ def inside_netns(kind: str = "t") -> Iterator[str]:
         netns.remove(name)
 
 
-def run_file_in_netns(kind: str, test_file: str, marker_env: str, passed: int, timeout: float) -> None:
+@contextlib.contextmanager
+def outside(host_if: str, host_addr: str | None, peer_addr: str, marker: str, port: int = 8000) -> Iterator[str]:
+    """A namespace behind a veth (`host_if` here, `eth0` there at `peer_addr`/24) where busybox `nc` on
+    `port` answers `marker`. `host_addr` None leaves `host_if` without an address (to join a switch)."""
+    name, ip = unique_name("out"), ["ip"]
+    subprocess.run([*ip, "netns", "add", name], check=True)
+    server = None
+    try:
+        subprocess.run([*ip, "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", name],
+                       check=True)
+        if host_addr:
+            subprocess.run([*ip, "addr", "add", f"{host_addr}/24", "dev", host_if], check=True)
+        subprocess.run([*ip, "link", "set", host_if, "up"], check=True)
+        inside = [*ip, "netns", "exec", name]
+        subprocess.run([*inside, "ip", "addr", "add", f"{peer_addr}/24", "dev", "eth0"], check=True)
+        subprocess.run([*inside, "ip", "link", "set", "eth0", "up"], check=True)
+        server = subprocess.Popen([*inside, "busybox", "nc", "-ll", "-p", str(port), "-e", "echo", marker],
+                                  stdin=subprocess.DEVNULL)
+        yield name
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        subprocess.run([*ip, "netns", "del", name], check=False)
+        subprocess.run([*ip, "link", "del", host_if], check=False, capture_output=True)
+
+
+def run_file_in_netns(kind: str, test_file: str, marker_env: str, passed: int, timeout: float,
+                      marker_value: str = "1") -> None:
     """Run `test_file`'s tests named `inner` with pytest inside a fresh namespace (loopback up, the variable
-    `marker_env` set so they run), and assert that exactly `passed` of them passed; the namespace goes."""
+    `marker_env` set to `marker_value` so they run), and assert that exactly `passed` of them passed; the
+    namespace goes."""
     name = unique_name(kind)
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
         argv = ["ip", "netns", "exec", name, sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                 "-k", "inner", test_file]
-        done = subprocess.run(argv, env={**os.environ, marker_env: "1"}, capture_output=True, text=True,
+        done = subprocess.run(argv, env={**os.environ, marker_env: marker_value}, capture_output=True, text=True,
                               timeout=timeout, cwd=Path(__file__).parents[1])
         assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-3000:]
         assert re.search(rf"\b{passed} passed\b", done.stdout), done.stdout[-3000:]

@@ -11,8 +11,8 @@ bridges, VXLAN devices, nftables tables and dnsmasq all live in the node's names
 both the control traffic and the tunnels.
 
 API:
-* `run_inside_hub(test_file, k, expect_passed, timeout)`: the outer test; makes the hub namespace and runs
-  `pytest -k <k> <test_file>` inside it with `INNER` set; asserts the inner run passed `expect_passed`.
+* `run_inside_hub(test_file, expect_passed, timeout)`: the outer test; makes the hub namespace and runs
+  `pytest -k inner <test_file>` inside it with `INNER` set; asserts the inner run passed `expect_passed`.
 * `inner_only`: marks the inner tests (skipped unless `INNER` is set).
 * `start(root, guest, provider="bridge", agent_extra="")` → `TwoNodes` (call inside the hub): the
   namespaces, the underlay, the server (waited for) and both agents. `await TwoNodes.wait_nodes(client)`:
@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ from pyroute2 import netns as pnetns
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.node import NodeState
 from tests.conftest import Proc, free_port, kill_leftover_qemu, short_run_dir
-from tests.netns import unique_name
+from tests.netns import run_file_in_netns, unique_name
 
 INNER = "PLASMAVMC_TWO_NODES_INNER"
 HUB_ADDR = "192.0.2.254"
@@ -56,21 +55,9 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
 
 
-def run_inside_hub(test_file: str, k: str, expect_passed: int, timeout: float = 1500) -> None:
-    """Make the hub namespace (loopback up) and run `pytest -k <k> <test_file>` inside it with `INNER`
-    set; asserts the inner run passed exactly `expect_passed` tests."""
-    hub = unique_name("hub")
-    _ip("netns", "add", hub)
-    try:
-        _ip("netns", "exec", hub, "ip", "link", "set", "lo", "up")
-        argv = ["ip", "netns", "exec", hub, sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                "-k", k, test_file]
-        done = subprocess.run(argv, env={**os.environ, INNER: "1"}, capture_output=True, text=True,
-                              timeout=timeout, cwd=Path(__file__).parents[1])
-        assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-3000:]
-        assert re.search(rf"\b{expect_passed} passed\b", done.stdout), done.stdout[-3000:]
-    finally:
-        subprocess.run(["ip", "netns", "del", hub], check=False, timeout=30)
+def run_inside_hub(test_file: str, expect_passed: int, timeout: float = 1500) -> None:
+    """Make the hub namespace and run the inner tests (named `inner`) of `test_file` in it."""
+    run_file_in_netns("hub", test_file, INNER, expect_passed, timeout)
 
 
 @dataclass

@@ -35,6 +35,8 @@ MAX_NODE_STORAGE_GIB = 1 << 30
 USER_DATA_MAX = 16 * 1024
 MAX_SSH_KEYS = 16
 SSH_KEY_MAX = 8 * 1024
+#: VMs one node may report in a heartbeat (its `vms` and `gone_vm_ids` lists)
+MAX_NODE_VMS = 16_384
 #: floors on every gRPC port (see wire/guard.py)
 MAX_FIELD_BYTES = 64 * 1024
 MAX_REPEATED = 1024

@@ -37,6 +37,8 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?")
 _KERNEL_ARGS_RE = re.compile(r"[A-Za-z0-9._=,:/+ -]*")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# an OVSDB endpoint (OVN northbound, a node's Open_vSwitch DB): tcp:HOST:PORT, ssl:HOST:PORT, unix:/PATH
+OVSDB_ENDPOINT_RE = re.compile(r"(tcp|ssl):[A-Za-z0-9.:\[\]-]+:\d{1,5}|unix:/[^\s,]+")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _SSH_KEY_RE = re.compile(
     r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"

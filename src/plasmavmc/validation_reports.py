@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 
 from plasmavmc import validation
 from plasmavmc.errors import InvalidArgument
@@ -18,6 +19,7 @@ from plasmavmc.limits import (
     MAX_NODE_MEMORY_MIB,
     MAX_NODE_STORAGE_GIB,
     MAX_NODE_VCPUS,
+    MAX_NODE_VMS,
     MAX_TAINTS,
     NAME_MAX,
     TEXT_MAX,
@@ -104,3 +106,24 @@ def network_peers(view: NetworkPeers) -> NetworkPeers:
             raise InvalidArgument(f"fdb[{i}].remote", "must not be empty")
         underlay_address(entry.remote, f"fdb[{i}].remote")
     return view
+
+
+def heartbeat_lists(vm_ids: Sequence[str], gone: Sequence[str], delta: bool, vm_count: int) -> None:
+    """A heartbeat's VM lists: valid ids as the control plane writes them, each VM named once;
+    `gone_vm_ids` only in a delta; `vm_count` at most `MAX_NODE_VMS` and, in a delta, at least the VMs
+    it reports."""
+    seen: set[str] = set()
+    for field, ids in (("vms", vm_ids), ("gone_vm_ids", gone)):
+        for i, vm_id in enumerate(ids):
+            where = f"{field}[{i}].vm_id" if field == "vms" else f"{field}[{i}]"
+            if validation.vm_id(vm_id, where) != vm_id:
+                raise InvalidArgument(where, f"{vm_id[:80]!r} is not a VM id in canonical (lower-case) form")
+            if vm_id in seen:
+                raise InvalidArgument(f"{field}[{i}]", f"VM {vm_id} is named twice in one heartbeat")
+            seen.add(vm_id)
+    if gone and not delta:
+        raise InvalidArgument("gone_vm_ids", "only in a delta heartbeat (a full one lists every VM)")
+    if vm_count > MAX_NODE_VMS:
+        raise InvalidArgument("vm_count", f"at most {MAX_NODE_VMS}, got {vm_count}")
+    if delta and vm_count < len(vm_ids):
+        raise InvalidArgument("vm_count", f"{vm_count} is fewer than the {len(vm_ids)} VMs reported")

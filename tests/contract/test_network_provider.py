@@ -17,8 +17,9 @@ import pytest
 
 from plasmavmc.errors import InvalidArgument, NotFound
 from plasmavmc.network.base import NetworkProvider
-from plasmavmc.network.bridge import links, nft
+from plasmavmc.network.bridge import links
 from plasmavmc.network.bridge.provider import BridgeProvider
+from plasmavmc.network.ovn.provider import OvnProvider
 from plasmavmc.types.network import (
     Direction,
     Network,
@@ -27,7 +28,8 @@ from plasmavmc.types.network import (
     SecurityGroup,
     SecurityRule,
 )
-from tests.contract.network_providers import PROVIDER_FACTORIES
+from tests import ovn
+from tests.contract.network_providers import PROVIDER_FACTORIES, Case
 from tests.netns import inside_netns
 
 NET = Network(id="net-a", cidr="10.93.1.0/24", dhcp=True, vni=101)
@@ -49,20 +51,18 @@ def netns() -> Iterator[str]:
 
 
 @pytest.fixture(params=sorted(PROVIDER_FACTORIES))
-async def provider(request: pytest.FixtureRequest, netns: str, tmp_path: Path) -> AsyncIterator[NetworkProvider]:
+async def case(request: pytest.FixtureRequest, netns: str, tmp_path: Path) -> AsyncIterator[Case]:
     made = PROVIDER_FACTORIES[request.param](tmp_path / "net")
     yield made
-    if isinstance(made, BridgeProvider):
-        await made.teardown()
-    await made.close()
+    await made.stop()
 
 
-async def _table(provider: NetworkProvider) -> str:
-    assert isinstance(provider, BridgeProvider)
-    return await nft.list_table("bridge", provider.settings.table)
+@pytest.fixture
+def provider(case: Case) -> NetworkProvider:
+    return case.provider
 
 
-async def test_create_get_and_list(provider: NetworkProvider) -> None:
+async def test_create_get_and_list(case: Case, provider: NetworkProvider) -> None:
     req = port_req(1)
     port = await provider.create_port(req)
     assert (port.id, port.network_id, port.mac_address) == ("port-1", "net-a", req.mac_address)
@@ -70,7 +70,7 @@ async def test_create_get_and_list(provider: NetworkProvider) -> None:
     assert port.tap_device == req.tap_device and await links.exists(req.tap_device)
     assert await provider.get_port("port-1") == port
     assert [p.id for p in await provider.ports()] == ["port-1"]
-    assert req.mac_address in await _table(provider)
+    assert req.mac_address in await case.rules()
 
 
 async def test_bridge_plumbing_and_dhcp(provider: NetworkProvider, tmp_path: Path) -> None:
@@ -86,6 +86,38 @@ async def test_bridge_plumbing_and_dhcp(provider: NetworkProvider, tmp_path: Pat
     assert dhcp.running(state)
 
 
+async def test_ovn_binding_dhcp_and_heal(case: Case) -> None:
+    """OVN: the logical port carries port security and the network's DHCP options, the tap is on br-int
+    with its iface-id and ovn-controller binds it; lost OVS port and NB row come back from the records."""
+    if case.ovn is None:
+        pytest.skip("OVN-specific rows")
+    central, node = case.ovn
+    provider = case.provider
+    assert isinstance(provider, OvnProvider)
+    req = port_req(9)
+    await provider.create_port(req)
+    want = f"{req.mac_address} {req.ip_addresses[0]}"
+    assert want in central.nbctl("lsp-get-port-security", "port-9")
+    dhcp = central.nbctl("lsp-get-dhcpv4-options", "port-9")
+    assert NET.cidr in dhcp, dhcp
+    assert "port-9" in node.vsctl("get", "Interface", req.tap_device, "external_ids:iface-id")
+    ovn.wait_for("port-9 bound", lambda: central.nbctl("get", "Logical_Switch_Port", "port-9", "up").strip() == "true")
+    chassis = central.sbctl("--bare", "--columns=_uuid", "find", "Chassis", "name=pvt-ch1").strip()
+    assert chassis and central.sbctl("--bare", "--columns=chassis", "find", "Port_Binding",
+                                     "logical_port=port-9").strip() == chassis
+    node.vsctl("del-port", "br-int", req.tap_device)  # lost while the agent was down
+    central.nbctl("lsp-del", "port-9")
+    again = OvnProvider(provider.settings)
+    try:
+        await again.restore()  # what the agent does at start
+    finally:
+        await again.close()
+    assert want in central.nbctl("lsp-get-port-security", "port-9")
+    assert req.tap_device in node.vsctl("list-ports", "br-int").split()
+    ovn.wait_for("port-9 bound again", lambda: central.nbctl("get", "Logical_Switch_Port", "port-9", "up").strip()
+                 == "true")
+
+
 async def test_recreate_is_idempotent_and_heals(provider: NetworkProvider) -> None:
     a, b = port_req(3), port_req(4)
     await provider.create_port(a)
@@ -98,15 +130,15 @@ async def test_recreate_is_idempotent_and_heals(provider: NetworkProvider) -> No
     assert sorted(p.id for p in await provider.ports()) == ["port-3", "port-4"]
 
 
-async def test_update_security_groups(provider: NetworkProvider) -> None:
+async def test_update_security_groups(case: Case, provider: NetworkProvider) -> None:
     await provider.create_port(port_req(5))
-    assert "dport 8022" not in await _table(provider)
+    assert case.opened(8022) not in await case.rules()
     web = SecurityGroup(id="web", rules=(SecurityRule(Direction.INGRESS, Protocol.TCP, 8022, 8022, "0.0.0.0/0"),))
     await provider.update_security_groups("port-5", [DEFAULT_SG, web])
-    assert "dport 8022" in await _table(provider)
+    assert case.opened(8022) in await case.rules()
     assert (await provider.get_port("port-5")).security_groups == ("default", "web")
     await provider.update_security_groups("port-5", [DEFAULT_SG])
-    assert "dport 8022" not in await _table(provider)
+    assert case.opened(8022) not in await case.rules()
 
 
 @pytest.mark.parametrize(("change", "field"), [
@@ -134,15 +166,15 @@ async def test_unknown_port(provider: NetworkProvider) -> None:
     await provider.delete_port("nope")  # deleting what is not there is a no-op
 
 
-async def test_delete_leaves_nothing(provider: NetworkProvider, tmp_path: Path) -> None:
+async def test_delete_leaves_nothing(case: Case, provider: NetworkProvider) -> None:
     a, b = port_req(7), port_req(8)
     await provider.create_port(a)
     await provider.create_port(b)
     await provider.delete_port("port-7")
     assert not await links.exists(a.tap_device) and await links.exists(b.tap_device)
-    assert a.mac_address not in await _table(provider) and b.mac_address in await _table(provider)
+    assert a.mac_address not in await case.rules() and b.mac_address in await case.rules()
     await provider.delete_port("port-8")
     assert await provider.ports() == []
-    assert await links.names("pvt") == []  # no tap, no bridge
-    assert not list((tmp_path / "net").glob("net-*"))  # dnsmasq stopped, its state removed
-    assert "pvttap" not in await _table(provider)
+    # no tap, bridge, dnsmasq state (bridge); no NB row, OVS port (ovn)
+    assert await case.leftovers() == []
+    assert "pvttap" not in await case.rules() and b.mac_address not in await case.rules()

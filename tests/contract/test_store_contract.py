@@ -394,6 +394,28 @@ async def test_pagination_walks_every_key_once_in_order(store: Store, limit: int
     assert seen == keys
 
 
+async def test_page_after_n_keys_seeks_to_its_token(store: Store) -> None:
+    """A page deep in a listing is the right one: the keys right after `start_after` (an existing key,
+    a key between two, a key before or past the prefix), with siblings of the prefix on both sides."""
+    keys = [f"t/p/{i:04d}" for i in range(600)]
+    for chunk in range(0, len(keys), 100):  # etcd takes at most 128 operations per transaction
+        await store.commit([Write(key, key.encode()) for key in keys[chunk : chunk + 100]])
+    await store.commit([Write("t/o", b"before"), Write("t/q", b"after")])
+    for n in (0, 1, 299, 590):
+        page = await store.list("t/p/", start_after=keys[n], limit=5)
+        assert [kv.key for kv in page.items] == keys[n + 1 : n + 6]
+        assert [kv.value for kv in page.items] == [k.encode() for k in keys[n + 1 : n + 6]]
+        assert page.next_start_after == (keys[n + 5] if n + 6 < len(keys) else None)
+    between = await store.list("t/p/", start_after="t/p/0299x", limit=2)  # not a key: the next ones
+    assert [kv.key for kv in between.items] == keys[300:302]
+    before = await store.list("t/p/", start_after="t/a", limit=2)  # before the prefix: from its start
+    assert [kv.key for kv in before.items] == keys[:2]
+    tail = await store.list("t/p/", start_after=keys[-2], limit=5)
+    assert [kv.key for kv in tail.items] == keys[-1:] and tail.next_start_after is None
+    past = await store.list("t/p/", start_after="t/p0", limit=5)  # past the prefix: nothing
+    assert past.items == () and past.next_start_after is None
+
+
 async def test_exact_last_page_reports_done(store: Store) -> None:
     for i in range(4):
         await store.put(f"t/{i}", b"v")

@@ -8,10 +8,11 @@ import asyncio
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from plasmavmc.agent.simulated import SimulatedFleet, simulated_node
 from plasmavmc.client import PlasmaClient
@@ -20,6 +21,7 @@ from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, HypervisorType, Me
 from tests.conftest import Proc, free_port
 from tests.e2e.helpers import GUEST_IMAGE
 
+T = TypeVar("T")
 SIM = HypervisorType.SIMULATED
 NodeSpec = tuple[str, NodeCapacity, dict[str, str]]  # id, capacity, labels
 
@@ -44,6 +46,18 @@ class SimCluster:
 
     def logs(self) -> str:
         return self.server.log.read_text()[-4000:]
+
+
+async def until(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float, what: str) -> T:
+    """Poll `probe` until `ok` holds of its value; fails with the last value after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout}s; last: {value}")
+        await asyncio.sleep(0.2)  # polling the server with a deadline
 
 
 async def _poll_http(url: str, timeout: float, server: Proc) -> None:

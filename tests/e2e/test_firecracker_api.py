@@ -39,10 +39,9 @@ def pvh_spec(bus: DiskBus = DiskBus.VIRTIO) -> VmSpec:
                   disks=(DiskSpec(id="root", source=DiskSource(image_id=IMAGE), size_gib=1, bus=bus),))
 
 
-@pytest.fixture(scope="module")
-def fc_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("fc-cluster")
-    cluster = start_cluster(root, guest_dir, firecracker=True)
+def running_cluster(root: Path, guest_dir: Path, server_extra: str = "") -> Iterator[Cluster]:
+    """A server and agent with Firecracker enabled, ended with every hypervisor process they started."""
+    cluster = start_cluster(root, guest_dir, firecracker=True, server_extra=server_extra)
     try:
         yield cluster
     finally:
@@ -50,6 +49,11 @@ def fc_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Ite
         cluster.server.stop()
         fc.kill_leftovers(root)
         kill_leftover_qemu(root)
+
+
+@pytest.fixture(scope="module")
+def fc_cluster(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[Cluster]:
+    yield from running_cluster(tmp_path_factory.mktemp("fc-cluster"), guest_dir)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -32,7 +31,8 @@ from plasmavmc.types.vm import ConsoleType, NetworkSpec
 from tests import binaries
 from tests.conftest import short_run_dir
 from tests.contract.backends import BACKEND_FACTORIES, BOOT_DEADLINE_S, BackendProfile, read_until, run
-from tests.netns import inside_netns, unique_name
+from tests.netns import inside_netns
+from tests.netns import outside as netns_outside
 
 pytestmark = pytest.mark.timeout(900)
 OUTSIDE_HOST, OUTSIDE_PEER = "198.51.100.1", "198.51.100.2"  # TEST-NET-2, only inside our namespaces
@@ -80,23 +80,8 @@ def netns() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def outside(netns: str) -> Iterator[str]:
     """A second namespace behind a veth, with a TCP server (busybox nc) on OUTSIDE_PEER:8000 saying MARKER."""
-    name, host_if = unique_name("out"), f"pvo{netns.rsplit('-', 1)[-1]}"
-    ip = ["ip"]
-    subprocess.run([*ip, "netns", "add", name], check=True)
-    subprocess.run([*ip, "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", name], check=True)
-    subprocess.run([*ip, "addr", "add", f"{OUTSIDE_HOST}/24", "dev", host_if], check=True)
-    subprocess.run([*ip, "link", "set", host_if, "up"], check=True)
-    inside = [*ip, "netns", "exec", name]
-    subprocess.run([*inside, "ip", "addr", "add", f"{OUTSIDE_PEER}/24", "dev", "eth0"], check=True)
-    subprocess.run([*inside, "ip", "link", "set", "eth0", "up"], check=True)
-    server = subprocess.Popen([*inside, "busybox", "nc", "-ll", "-p", "8000", "-e", "echo", MARKER],
-                              stdin=subprocess.DEVNULL)
-    try:
+    with netns_outside(f"pvo{netns.rsplit('-', 1)[-1]}", OUTSIDE_HOST, OUTSIDE_PEER, MARKER) as name:
         yield name
-    finally:
-        server.terminate()
-        server.wait(10)
-        subprocess.run([*ip, "netns", "del", name], check=False)
 
 
 async def _boot(world: World, profile: BackendProfile, store: SqliteStore, name: str, net: Network) -> None:

@@ -48,7 +48,7 @@ PREFIX = two_nodes.BRIDGE_NAME[:5]
 
 @pytest.mark.skipif(INNER in os.environ, reason="this is the inner run")
 def test_two_nodes_one_control_plane() -> None:
-    two_nodes.run_inside_hub(__file__, "inner", expect_passed=6, timeout=1700)
+    two_nodes.run_inside_hub(__file__, expect_passed=6, timeout=1700)
 
 
 @pytest.fixture(scope="module")

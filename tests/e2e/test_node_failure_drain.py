@@ -8,9 +8,6 @@ reports the one that cannot move instead of dropping it; without allow_disk_loss
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,23 +17,12 @@ from plasmavmc.errors import NoSuitableNode
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import PlacementSpec, VirtualMachine
-from tests.e2e.simulated import SIM, NodeSpec, SimCluster, sim_cluster, sim_spec
+from tests.e2e.simulated import SIM, NodeSpec, SimCluster, sim_cluster, sim_spec, until
 
 T = TypeVar("T")
 ORG, PROJECT = "org-n", "proj-n"
 CAP = NodeCapacity(16, 64 * 1024, 1000)
 ON_A = PlacementSpec(node_selector={"pool": "a"})
-
-
-async def until(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout}s; last: {value}")
-        await asyncio.sleep(0.2)  # polling the server with a deadline
 
 
 def has_flag(vm: VirtualMachine) -> bool:

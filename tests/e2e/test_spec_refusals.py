@@ -64,7 +64,8 @@ REFUSED = [
     ("kvm ide disk", KVM, _spec(disks=_disk(bus=DiskBus.IDE)), "spec.disks.bus"),
     ("kvm e1000 on microvm", KVM, _spec(network=(NetworkSpec(id="eth0", model=NicModel.E1000),)),
      "spec.network.model"),
-    ("kvm image without kernel on microvm", KVM, _spec(disks=_disk(source=DiskSource(image_id=NO_KERNEL))),
+    ("kvm image without kernel on microvm", KVM, _spec(disks=_disk(source=DiskSource(image_id=NO_KERNEL)),
+                                                        boot=_boot("microvm")),
      "spec.boot.machine_type"),
     ("fc tpm", FC, _spec(security=SecuritySpec(tpm=True)), "spec.security.tpm"),
     ("fc secure boot", FC, _spec(security=SecuritySpec(secure_boot=True)), "spec.security.secure_boot"),
@@ -132,12 +133,13 @@ async def test_refused_at_create_with_nothing_written(
 
 
 async def test_kernel_less_image_refusal_hints_at_q35(client: PlasmaClient, no_kernel_image: str) -> None:
+    """Asked for microvm: refused with the fix; no machine asked: it follows the image (q35, firmware)."""
     spec = _spec(disks=_disk(source=DiskSource(image_id=no_kernel_image)))
     with pytest.raises(InvalidArgument, match="machine_type=q35"):
-        await client.create_vm("no-kernel", ORG, PROJ, spec)
-    on_q35 = await client.create_vm("no-kernel-q35", ORG, PROJ, replace(spec, boot=_boot("q35")))
-    assert on_q35.spec.boot.machine_type == "q35"
-    await client.delete_vm(ORG, PROJ, on_q35.id)
+        await client.create_vm("no-kernel", ORG, PROJ, replace(spec, boot=_boot("microvm")))
+    followed = await client.create_vm("no-kernel-q35", ORG, PROJ, spec)
+    assert followed.spec.boot.machine_type == "q35"
+    await client.delete_vm(ORG, PROJ, followed.id)
 
 
 async def test_zero_sockets_is_one_socket(client: PlasmaClient, cluster: Cluster) -> None:

@@ -260,6 +260,19 @@ def test_vm_list_table_follows_pages_and_aligns(fake: FakeState, capsys: pytest.
     assert len(fake.requests("ListVms")) == 2  # page size 2: three VMs take two pages
 
 
+def test_vm_list_filters_go_to_the_server(fake: FakeState, capsys: pytest.CaptureFixture[str]) -> None:
+    _seed(fake, _vm(1), _vm(2, VmState.STOPPED))
+    argv = ["vm", "list", "--state", "running", "--state", "ERROR", "--node", "node-a", "--label", "tier=web"]
+    assert main(argv) == 0
+    sent = fake.requests("ListVms")[-1]
+    assert list(sent.states) == [types_pb2.VM_STATE_RUNNING, types_pb2.VM_STATE_ERROR]
+    assert list(sent.node_ids) == ["node-a"] and dict(sent.labels) == {"tier": "web"}
+    capsys.readouterr()
+    assert main(["vm", "list", "--state", "sleeping"]) == 2  # a usage error naming the states; nothing sent
+    assert "RUNNING" in capsys.readouterr().err
+    assert len(fake.requests("ListVms")) == 1
+
+
 def test_vm_list_json_is_a_list_of_records(fake: FakeState, capsys: pytest.CaptureFixture[str]) -> None:
     _seed(fake, _vm(1), _vm(2, VmState.STOPPED))
     assert main(["-o", "json", "vm", "list"]) == 0

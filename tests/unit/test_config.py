@@ -350,6 +350,10 @@ def test_urls(url: str, ok: bool) -> None:
         ("agent", "[agent]\nnode_id = 'n'\n[storage]\ncache_size_gib = -1\n", "storage.cache_size_gib"),
         ("agent", "[agent]\nnode_id = 'n'\n[network]\nbridge_name = 'a-very-long-bridge-name'\n",
          "network.bridge_name"),
+        ("agent", "[agent]\nnode_id = 'n'\n[network]\noverlay_endpoint = 'tcp:h'\n", "network.overlay_endpoint"),
+        ("agent", "[agent]\nnode_id = 'n'\n[network]\novs_endpoint = 'db.sock'\n", "network.ovs_endpoint"),
+        ("agent", "[agent]\nnode_id = 'n'\n[network]\nexternal_cidr = '10.1.2.3/33'\n", "network.external_cidr"),
+        ("agent", "[agent]\nnode_id = 'n'\n[network]\nexternal_gateway = 'gw'\n", "network.external_gateway"),
         ("agent", "[agent]\nnode_id = 'n'\n[network]\nunderlay_address = '10.0.0'\n", "network.underlay_address"),
         ("agent", "[agent]\nnode_id = 'n'\n[network]\nunderlay_address = '0.0.0.0'\n", "network.underlay_address"),
     ],
@@ -359,6 +363,14 @@ def test_bad_values_name_the_key(tmp_path: Path, which: str, text: str, key: str
     problems = problems_of(fn, text, tmp_path)
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"'{key}': ")
+
+
+def test_ovn_keys_are_accepted(tmp_path: Path) -> None:
+    a = agent("[agent]\nnode_id = 'n'\n[network]\nprovider = 'ovn'\noverlay_endpoint = 'tcp:10.0.0.5:6641'\n"
+              "ovs_endpoint = 'unix:/run/ovs/db.sock'\nexternal_cidr = '198.51.100.0/24'\n"
+              "external_gateway = '198.51.100.1'\n", tmp_path)
+    assert (a.network.provider, a.network.overlay_endpoint) == ("ovn", "tcp:10.0.0.5:6641")
+    assert a.network.external_cidr == "198.51.100.0/24" and a.network.integration_bridge == "br-int"
 
 
 def test_underlay_address_is_read(tmp_path: Path) -> None:

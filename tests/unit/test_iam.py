@@ -3,15 +3,18 @@ expiry, rotation), API keys (hashed, checked), the bootstrap file, and the role 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 import jwt
 import pytest
+from argon2 import PasswordHasher
 
 from plasmavmc.errors import Unauthenticated
 from plasmavmc.iam import apikeys
@@ -78,6 +81,29 @@ async def test_api_keys_are_stored_hashed_and_checked(store: SqliteStore) -> Non
         await authn.caller(key[:-2] + ("AA" if not key.endswith("AA") else "BB"))
     with pytest.raises(Unauthenticated):
         await authn.caller(None)
+
+
+async def test_an_api_key_is_verified_once_for_concurrent_calls(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = Directory(store)
+    await directory.create_principal(Principal("svc"))
+    key, record = apikeys.new_key("svc")
+    await directory.add_api_key(record)
+    runs: list[str] = []
+
+    class Counted(PasswordHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+            runs.append(str(password))
+            return super().verify(hash, password)
+
+    monkeypatch.setattr(apikeys, "_HASHER", Counted())
+    verifier = apikeys.ApiKeyVerifier(directory)
+    found = await asyncio.gather(*(verifier.principal_of(key) for _ in range(32)))
+    assert found == ["svc"] * 32 and len(runs) == 1  # one argon2 run (off the loop) for 32 calls
+    bad = key[:-2] + ("AA" if not key.endswith("AA") else "BB")
+    assert await asyncio.gather(*(verifier.principal_of(bad) for _ in range(8))) == [None] * 8
+    assert len(runs) == 2
 
 
 async def test_bootstrap_writes_a_private_admin_key_once(store: SqliteStore, tmp_path: Path) -> None:

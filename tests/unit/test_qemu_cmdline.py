@@ -50,7 +50,7 @@ def test_microvm_argv() -> None:
     argv = build_argv("/usr/bin/qemu-system-x86_64", vm(), PATHS, IMAGE, "tcg", tsc_khz=2_000_000)
     assert argv[0] == "/usr/bin/qemu-system-x86_64"
     assert value_after(argv, "-machine") == ["microvm,acpi=on,x-option-roms=off"]
-    assert value_after(argv, "-accel") == ["tcg"] and value_after(argv, "-cpu") == ["max"]
+    assert value_after(argv, "-accel") == ["tcg,tb-size=64"] and value_after(argv, "-cpu") == ["max"]
     assert value_after(argv, "-smp") == ["2,sockets=1,cores=2,threads=1"]
     assert value_after(argv, "-m") == ["512M"] and value_after(argv, "-uuid") == [VM_ID]
     assert {"-nodefaults", "-no-user-config", "-daemonize"} <= set(argv)

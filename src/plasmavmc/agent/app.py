@@ -15,12 +15,13 @@ from pathlib import Path
 import grpc
 from prometheus_client import REGISTRY
 
+from plasmavmc.agent import heartbeats
 from plasmavmc.agent.http import start_agent_http
 from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.metrics import AgentMetrics
 from plasmavmc.agent.node import describe_node
 from plasmavmc.agent.ports import NodePorts
-from plasmavmc.agent.reporter import Reporter, vm_report
+from plasmavmc.agent.reporter import Reporter
 from plasmavmc.agent.service import AgentServicer
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.config.agent import AgentSettings
@@ -46,6 +47,7 @@ async def heartbeat_forever(
     settings: AgentSettings, registry: HypervisorRegistry, vms: NodeVms, reporter: Reporter, metrics: AgentMetrics
 ) -> None:
     interval = float(settings.agent.heartbeat_interval_seconds)
+    deltas = heartbeats.DeltaState()
     while True:
         statuses: dict[str, VmStatus] = {}
         try:
@@ -55,7 +57,7 @@ async def heartbeat_forever(
                     statuses[vm_id] = await vms.status(vm_id)
             node = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
             metrics.note(statuses, delivered=False)
-            await reporter.heartbeat(node, [vm_report(vm_id, s, vms.exit_kind(vm_id)) for vm_id, s in statuses.items()])
+            await heartbeats.send(reporter, node, statuses, deltas, vms.exit_kind)
             metrics.note(statuses, delivered=True)
         except PlasmaError as err:
             log.warning("heartbeat failed: %s", err)
@@ -87,7 +89,11 @@ async def run(settings: AgentSettings) -> None:
     cache = ImageCache(Path(settings.storage.image_cache_dir), reporter.channels, cache_bytes)
     cache.remove_partials()  # downloads a killed agent left half-done
     net = settings.network
-    ports = NodePorts(make_provider(net.provider, Path(net.state_dir), net.bridge_name, net.underlay_address))
+    ports = NodePorts(make_provider(
+        net.provider, Path(net.state_dir), net.bridge_name, net.underlay_address,
+        overlay_endpoint=net.overlay_endpoint, ovs_endpoint=net.ovs_endpoint,
+        integration_bridge=net.integration_bridge, external_cidr=net.external_cidr,
+        external_gateway=net.external_gateway))
     await ports.restore()  # before adoption: running VMs find their taps plumbed
     vms = NodeVms(settings.agent.node_id, registry, cache, reporter, ports)
     await vms.adopt()

@@ -2,7 +2,8 @@
 
 Endpoints are tried in order, starting from the last one that answered, so an agent keeps reporting
 while any control-plane replica is up. A report that cannot be delivered is retried with backoff by
-the caller; heartbeats carry every VM's status, so nothing a lost report said is lost for good.
+the caller; heartbeats carry every VM's status (or its changes, with a periodic full resync:
+`heartbeats.py`), so nothing a lost report said is lost for good.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ class Reporter:
             return result
         raise Unavailable(f"no control plane reachable: {last}")
 
-    async def heartbeat(self, node: Node, vms: list[agent_pb2.VmReport]) -> agent_pb2.HeartbeatResponse:
-        request = agent_pb2.HeartbeatRequest(node=to_proto(node, node_pb2.Node()), vms=vms)
+    async def heartbeat(self, node: Node, request: agent_pb2.HeartbeatRequest) -> agent_pb2.HeartbeatResponse:
+        """Send `request` (its VM part: `agent/heartbeats.py`) with `node` filled in."""
+        request.node.CopyFrom(to_proto(node, node_pb2.Node()))
         response = await self._call("Heartbeat", request)
         assert isinstance(response, agent_pb2.HeartbeatResponse)
         return response

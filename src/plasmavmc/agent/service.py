@@ -48,6 +48,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         validation.vm_id(vm.id, "vm.id")
         validation.name(vm.org_id, "vm.org_id")
         validation.vm_spec(vm.spec)
+        if vm.source_snapshot is not None:  # a clone: its source is another VM of this node, by id
+            validation.vm_id(vm.source_snapshot.vm_id, "vm.source_snapshot.vm_id")
+            validation.device_id(vm.source_snapshot.snapshot_id, "vm.source_snapshot.snapshot_id")
         images = [_image(from_proto(Image, i), f"images[{n}]") for n, i in enumerate(request.images)]
         have = {i.id for i in images}
         for n, disk in enumerate(vm.spec.disks):

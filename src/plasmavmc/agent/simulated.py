@@ -2,7 +2,8 @@
 
 One gRPC server serves `AgentService` for every simulated node (they all advertise its address), with
 the real `AgentServicer`, the real image cache and the real reporter; only the hypervisor is
-simulated, so nothing boots. Each node heartbeats on its own schedule with its own VM reports, and
+simulated, so nothing boots. Each node heartbeats on its own schedule with its own VM reports (delta
+heartbeats, `agent/heartbeats.py`, as a real agent), and
 `pause()` / `resume()` silence one node's heartbeats to simulate a failed node.
 
 Routing: calls carry a VM id, not a node id, so the fleet finds the node by VM. During a cold move a VM
@@ -25,8 +26,9 @@ from pathlib import Path
 
 import grpc
 
+from plasmavmc.agent import heartbeats
 from plasmavmc.agent.image_cache import ImageCache
-from plasmavmc.agent.reporter import Reporter, vm_report
+from plasmavmc.agent.reporter import Reporter
 from plasmavmc.agent.service import AgentServicer
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.errors import HypervisorError, PlasmaError, VmNotFound
@@ -132,16 +134,26 @@ class FleetReporter(Reporter):
 
 class SimulatedFleet:
     def __init__(
-        self, control_plane: str, addr: str, nodes: Sequence[Node], cache_dir: Path, heartbeat_interval: float = 5.0
+        self,
+        control_plane: str | Sequence[str],
+        addr: str,
+        nodes: Sequence[Node],
+        cache_dir: Path,
+        heartbeat_interval: float = 5.0,
+        register_timeout: float = REGISTER_TIMEOUT,
     ) -> None:
+        """`control_plane`: one endpoint or several (replicas, tried in order as a real agent does)."""
+        planes = [control_plane] if isinstance(control_plane, str) else list(control_plane)
         self.addr = addr
         self.nodes = {n.id: n for n in nodes}
         self.heartbeat_interval = heartbeat_interval
+        self.register_timeout = register_timeout
         self.backends = {n.id: SimulatedBackend(f"simulated/{n.id}") for n in nodes}
-        self.reporter = FleetReporter([control_plane])
+        self.reporter = FleetReporter(planes)
         self.vms = FleetVms(self.backends, ImageCache(cache_dir, self.reporter.channels[0]), self.reporter)
         self.reporter.fleet = self.vms
         self.paused: set[str] = set()
+        self.deltas: dict[str, heartbeats.DeltaState] = {}  # per node: what the control plane acknowledged
         self._server: grpc.aio.Server | None = None
         self._beats: list[asyncio.Task[None]] = []
 
@@ -153,31 +165,34 @@ class SimulatedFleet:
         await self._server.start()
         limit = asyncio.Semaphore(REGISTER_CONCURRENCY)
 
-        deadline = time.monotonic() + REGISTER_TIMEOUT
+        deadline = time.monotonic() + self.register_timeout
 
-        async def register(node_id: str) -> None:
+        async def register(node_id: str, index: int) -> None:
             delay = 0.1
             async with limit:
                 while True:  # like a real agent: keep trying until the control plane answers
                     try:
-                        return await self.heartbeat(node_id)
+                        await self.heartbeat(node_id)
+                        break
                     except PlasmaError:
                         if time.monotonic() > deadline:
                             raise
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
+            # heartbeats from now on, as a real agent (not once the whole fleet has registered)
+            self._beats.append(asyncio.create_task(self._beat_forever(node_id, index)))
 
-        await asyncio.gather(*(register(n) for n in self.nodes))
-        self._beats = [asyncio.create_task(self._beat_forever(n, i)) for i, n in enumerate(self.nodes)]
+        await asyncio.gather(*(register(n, i) for i, n in enumerate(self.nodes)))
 
     async def heartbeat(self, node_id: str) -> None:
         node = self.nodes[node_id]
-        reports = []
+        statuses = {}
         for vm_id in self.vms.vms_on(node_id):
             with contextlib.suppress(PlasmaError):
-                reports.append(vm_report(vm_id, await self.vms.status(vm_id)))
+                statuses[vm_id] = await self.vms.status(vm_id)
         now = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
-        await self.reporter.heartbeat(now, reports)
+        state = self.deltas.setdefault(node_id, heartbeats.DeltaState())
+        await heartbeats.send(self.reporter, now, statuses, state, self.vms.exit_kind)
 
     async def _beat_forever(self, node_id: str, index: int) -> None:
         # spread the nodes' heartbeats over the interval instead of sending them in one burst
@@ -220,6 +235,8 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--storage-gib", type=int, default=4096)
     p.add_argument("--zones", type=int, default=1, help="label nodes zone=z0..z{N-1}, round robin")
     p.add_argument("--heartbeat-interval", type=float, default=5.0)
+    p.add_argument("--register-timeout", type=float, default=REGISTER_TIMEOUT,
+                   help="seconds a node keeps trying its first heartbeat")
     p.add_argument("--cache-dir", type=Path, required=True)
     return p.parse_args(argv)
 
@@ -230,7 +247,8 @@ async def _serve(args: argparse.Namespace) -> None:
         simulated_node(f"{args.prefix}-{i:05d}", args.addr, capacity, {"zone": f"z{i % args.zones}"})
         for i in range(args.nodes)
     ]
-    fleet = SimulatedFleet(args.control_plane, args.addr, nodes, args.cache_dir, args.heartbeat_interval)
+    fleet = SimulatedFleet(args.control_plane, args.addr, nodes, args.cache_dir, args.heartbeat_interval,
+                           args.register_timeout)
     await fleet.start()
     log.info("%d simulated nodes registered; serving on %s", len(nodes), args.addr)
     print(f"READY {len(nodes)}", flush=True)

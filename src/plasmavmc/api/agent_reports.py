@@ -8,7 +8,9 @@ accepted only from the certificate of the node it names, so no caller can regist
 move another node's agent address or speak for another node's VMs. Without it (the loopback default)
 reports are taken on trust, which the server logs at start-up. Either way the control plane computes
 `allocatable` itself (`core/nodes/registry.py`) and a report about a VM counts only if the VM is
-assigned to the reporting node (`core/nodes/reports.py`).
+assigned to the reporting node (`core/nodes/reports.py`). A heartbeat may be a delta (only the VMs
+whose report changed, `agent/heartbeats.py`): its digest is checked against this replica's copy
+(`core/nodes/report_digests.py`), and a mismatch answers `resync`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2, types_pb2
 from plasmavmc.wire.convert import enum_from_proto, enum_to_proto, from_proto
 from plasmavmc.wire.edge import ServicerContext, answer_unserved, unary
 from plasmavmc.wire.peer import peer_identity
+from plasmavmc.wire.report_digest import report_bytes
 
 Ctx = ServicerContext
 ON_AGENT = "served by the node agent (port 8082), not by the control plane"
@@ -67,20 +70,31 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Heartbeat(self, request: agent_pb2.HeartbeatRequest, context: Ctx) -> Any:
         reported = validation_reports.node(from_proto(Node, request.node))
         self._speaks_for(context, reported.id, "node.id")
+        validation_reports.heartbeat_lists(
+            [vm.vm_id for vm in request.vms], list(request.gone_vm_ids), request.delta, request.vm_count
+        )
         node = await self.core.nodes.heartbeat(reported)
         self._on_agent_start(node)
+        seen: list[tuple[str, bytes]] = []
         for vm in request.vms:
-            vm_id = validation.vm_id(vm.vm_id)
             # the report's wire form identifies it: an unchanged one is skipped before it is decoded
-            report = vm.status.SerializeToString(deterministic=True)
-            if self.core.reports.unchanged(vm_id, node.id, report):
+            report = report_bytes(vm.status)
+            seen.append((vm.vm_id, report_bytes(vm)))  # the digest covers the whole report (exit kind too)
+            if self.core.reports.unchanged(vm.vm_id, node.id, report):
                 continue
             observed = from_proto(VmStatus, vm.status)
             kind = enum_from_proto(ExitKind, vm.exit_kind, agent_pb2.VmExitKind.DESCRIPTOR, "vms.exit_kind")
-            await reports.on_heartbeat_vm(self.core, node.id, vm_id, observed, reported.last_heartbeat, report, kind)
+            await reports.on_heartbeat_vm(self.core, node.id, vm.vm_id, observed, reported.last_heartbeat, report, kind)
+        digests = self.core.nodes.digests
+        resync = False
+        if request.delta:
+            resync = not digests.delta(node.id, seen, request.gone_vm_ids, request.digest, request.vm_count)
+        else:
+            digests.full(node.id, seen)
         return agent_pb2.HeartbeatResponse(
             heartbeat_interval_seconds=self.heartbeat_interval,
             node_state=node_pb2.NodeState.Name(enum_to_proto(node.state, node_pb2.NodeState.DESCRIPTOR)),
+            resync=resync,
         )
 
     @unary

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 from plasmavmc import validation
 from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms import devices, lifecycle, power, resize, snapshots, watch
-from plasmavmc.errors import InvalidArgument
+from plasmavmc.core.vms import devices, lifecycle, listing, power, resize, snapshots, watch
+from plasmavmc.core.vms.listing import VmFilter
+from plasmavmc.errors import InvalidArgument, vm_not_found
+from plasmavmc.observe.metrics import VM_READS
+from plasmavmc.store.base import KeyValue
+from plasmavmc.store.records import CorruptRecord, decode
+from plasmavmc.store.watched import Entry
+from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
+    CloneSource,
     DiskSpec,
     HypervisorType,
     NetworkSpec,
@@ -25,11 +33,30 @@ from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
 from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
 
 Ctx = ServicerContext
+RENDER_SLICE = 25  # records a ListVms page renders between yields to the event loop
+FROM_CACHE, FROM_STORE = VM_READS.labels("cache"), VM_READS.labels("store")
 
 
 def vm_msg(vm: VirtualMachine) -> types_pb2.VirtualMachine:
     """Every VM this service returns goes through here: the user-data secret is never sent back."""
     return to_proto(without_secrets(vm), types_pb2.VirtualMachine())
+
+
+def rendered(key: str, entry: Entry) -> bytes:
+    """The watched entry's record as a serialized VirtualMachine message, rendered once per change of the
+    record; the stored bytes are dropped then (the message is a sixth of their size)."""
+    if entry.memo is None:
+        message = vm_msg(decode(VirtualMachine, KeyValue(key, entry.value, 0, entry.revision)).value)
+        entry.memo, entry.value = message.SerializeToString(), b""
+    assert isinstance(entry.memo, bytes)
+    return entry.memo
+
+
+def _state(value: int) -> VmState:
+    state = enum_from_proto(VmState, value, types_pb2.VmState.DESCRIPTOR, "states")
+    if state is None:
+        raise InvalidArgument("states", "VM_STATE_UNSPECIFIED is not a state to filter by")
+    return state
 
 
 def ref_of(msg: vm_pb2.VmRef) -> VmRef:
@@ -45,6 +72,11 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
     async def CreateVm(self, request: vm_pb2.CreateVmRequest, context: Ctx) -> Any:
         chosen = enum_from_proto(HypervisorType, request.hypervisor, types_pb2.HypervisorType.DESCRIPTOR)
         hypervisor = chosen if chosen is not None else self.default_hypervisor
+        source = None
+        if request.HasField("source_snapshot"):  # a clone: the source VM is authorized as the caller
+            source = from_proto(CloneSource, request.source_snapshot)
+            org, project, named = request.org_id, request.project_id, source.vm_id
+            await caller.require("plasmavmc:vms:get", org, project, lambda: vm_not_found(org, project, named))
         req = lifecycle.CreateVm(
             name=request.name,
             org_id=request.org_id,
@@ -54,20 +86,61 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             labels=dict(request.labels),
             metadata=dict(request.metadata),
             created_by=caller.principal_id(),
+            source_snapshot=source,
+            spec_given=request.HasField("spec"),
+            hypervisor_given=chosen is not None,
+            start=request.start,
         )
         return vm_msg(await lifecycle.create(self.core, req))
 
     @unary
     async def GetVm(self, request: vm_pb2.GetVmRequest, context: Ctx) -> Any:
-        return vm_msg((await self.core.find_vm(ref_of(request.vm))).value)
+        ref = request.vm
+        found = await self.core.vm_reads.find(ref.org_id, ref.project_id, ref.vm_id) if self.core.vm_reads else None
+        if found is None:
+            FROM_STORE.inc()
+            return vm_msg((await self.core.find_vm(ref_of(ref))).value)
+        FROM_CACHE.inc()
+        key, entry = found
+        return types_pb2.VirtualMachine.FromString(rendered(key, entry))
 
     @unary
     async def ListVms(self, request: vm_pb2.ListVmsRequest, context: Ctx) -> Any:
-        vms, token = await lifecycle.list_vms(
+        if not (request.states or request.node_ids or request.labels):
+            items, token = await listing.list_page(
+                self.core, request.org_id, request.project_id, request.page_size, request.page_token,
+                request.all_projects,
+            )
+            return vm_pb2.ListVmsResponse(vms=await self._render_page(items), next_page_token=token)
+        where = VmFilter(
+            states=frozenset(_state(s) for s in request.states),
+            node_ids=frozenset(request.node_ids),
+            labels=dict(request.labels),
+        )
+        vms, token = await listing.list_vms(
             self.core, request.org_id, request.project_id, request.page_size, request.page_token,
-            request.all_projects,
+            request.all_projects, where,
         )
         return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
+
+    async def _render_page(self, items: Sequence[KeyValue]) -> list[types_pb2.VirtualMachine]:
+        """The page's records as messages: what the watched copy rendered when it holds the same revision,
+        rendered now otherwise (and kept there when it does); an unreadable record is left out. Rendering
+        is the cost: other calls run between slices of `RENDER_SLICE` records."""
+        copy = self.core.vm_reads.records if self.core.vm_reads else None
+        out = []
+        for i, kv in enumerate(items):
+            if i and not i % RENDER_SLICE:
+                await asyncio.sleep(0)
+            entry = copy.get(kv.key) if copy else None
+            try:
+                if entry is not None and entry.revision == kv.mod_revision:
+                    out.append(types_pb2.VirtualMachine.FromString(rendered(kv.key, entry)))
+                else:
+                    out.append(vm_msg(decode(VirtualMachine, kv).value))
+            except CorruptRecord:
+                continue  # reported and counted by decode
+        return out
 
     @unary
     async def UpdateVm(self, request: vm_pb2.UpdateVmRequest, context: Ctx) -> Any:

@@ -3,8 +3,7 @@
 `node drain` follows the drain (the node's `Drain` condition) until it ends or `--wait` runs out: it
 exits 0 only when every VM moved; otherwise it exits 1 naming each VM that stayed and why.
 `node delete N` removes a node record (NodeService.DeleteNode). `node vms N` lists the VMs of every
-project of the `--org` placed on a node (ListVms all_projects, then a
-client-side filter on the node).
+project of the `--org` placed on a node (ListVms all_projects with the node filter, server-side).
 """
 
 from __future__ import annotations
@@ -92,8 +91,7 @@ async def node_drain(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 async def node_vms(client: PlasmaClient, args: argparse.Namespace) -> int:
     node = await find_node(client, args.node)
-    listed = await client.list_all_vms(args.org, "", all_projects=True)
-    vms = [vm for vm in listed if vm.node_id == node.id]
+    vms = await client.list_all_vms(args.org, "", all_projects=True, node_ids=[node.id])  # filtered server-side
     return out.show(args, vms, ("PROJECT", *out.VM_COLUMNS), lambda vm: [vm.project_id, *out.vm_row(vm)])
 
 

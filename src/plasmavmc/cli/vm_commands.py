@@ -1,8 +1,8 @@
 """`plasmavmc vm create|list|get|start|stop|reboot|reset|delete|watch|events` (devices, console and snapshots:
 `vm_device_commands.py`; resize and restart policy: `vm_resize_commands.py`).
 
-`vm list` filters (`--state`, `--node`, `--label k=v`) are applied client-side: ListVms has no filter
-fields; `--all-projects` is server-side (ListVmsRequest.all_projects). Every waiting command is bounded
+`vm list` filters (`--state`, `--node`, `--label k=v`) and `--all-projects` are server-side
+(ListVmsRequest.states/node_ids/labels/all_projects). Every waiting command is bounded
 by `--wait SECONDS` and says what it waited for: when the time runs out the command returns with
 `error: TIMEOUT: vm X: still STOPPING after 0.05s waiting for STOPPED` (exit 1) — the operation itself
 goes on on the server.
@@ -87,19 +87,20 @@ async def vm_create(client: PlasmaClient, args: argparse.Namespace) -> int:
     return _show_vms(args, [vm], as_list=False)
 
 
-def matches(vm: VirtualMachine, args: argparse.Namespace) -> bool:
-    """The client-side `vm list` filters: every given one must hold."""
-    if args.state and vm.state.value.upper() not in {s.upper() for s in args.state}:
-        return False
-    if args.node and vm.node_id not in args.node:
-        return False
-    return all(vm.labels.get(k) == v for k, v in args.label)
+def vm_state(text: str) -> VmState:
+    """A `--state` value, in any case; anything else is a usage error naming the choices."""
+    try:
+        return VmState(text.lower())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"one of {', '.join(s.value.upper() for s in VmState)}") from None
 
 
 async def vm_list(client: PlasmaClient, args: argparse.Namespace) -> int:
     org, project = scope(args)
-    listed = await client.list_all_vms(org, "" if args.all_projects else project, all_projects=args.all_projects)
-    vms = [vm for vm in listed if matches(vm, args)]
+    vms = await client.list_all_vms(
+        org, "" if args.all_projects else project, all_projects=args.all_projects,
+        states=args.state, node_ids=args.node, labels=dict(args.label),
+    )
     if args.all_projects:
         return out.show(args, vms, ("PROJECT", *out.VM_COLUMNS), lambda vm: [vm.project_id, *out.vm_row(vm)])
     return _show_vms(args, vms, as_list=True)
@@ -195,11 +196,11 @@ def _create_parser(vm: Subparsers) -> None:
 
 
 def _list_parser(vm: Subparsers) -> None:
-    p = vm.add_parser("list", help="list the project's VMs (--state/--node/--label are applied client-side)")
+    p = vm.add_parser("list", help="list the project's VMs (--state/--node/--label filter server-side)")
     p.add_argument("--all-projects", action="store_true",
                    help="every project of the --org (server-side; for admins once IAM lands)")
     shows(p, VirtualMachine, ("PROJECT", *out.VM_COLUMNS))
-    p.add_argument("--state", action="append", default=[], metavar="STATE",
+    p.add_argument("--state", action="append", type=vm_state, default=[], metavar="STATE",
                    help="only VMs in this state, e.g. RUNNING (repeatable: any of them)")
     p.add_argument("--node", action="append", default=[], metavar="NODE_ID",
                    help="only VMs on this node (repeatable: any of them)")

@@ -44,8 +44,10 @@ class VmMixin(ClientBase):
         hypervisor: HypervisorType = HypervisorType.KVM,
         labels: dict[str, str] | None = None,
         metadata: dict[str, str] | None = None,
+        *,
+        start: bool = False,
     ) -> VirtualMachine:
-        """Create a VM (it is scheduled and provisioned, not started)."""
+        """Create a VM (scheduled and provisioned; with `start`, started too: RUNNING on return)."""
         request = vm_pb2.CreateVmRequest(
             name=name,
             org_id=org_id,
@@ -56,6 +58,17 @@ class VmMixin(ClientBase):
             ),
             labels=labels or {},
             metadata=metadata or {},
+            start=start,
+        )
+        return _vm(await self._unary(self._vm_stub.CreateVm, request))
+
+    async def clone_vm(self, name: str, org_id: str, project_id: str, source_vm: str, snapshot_id: str, *,
+                       start: bool = True, labels: dict[str, str] | None = None) -> VirtualMachine:
+        """Create a Firecracker VM from snapshot `snapshot_id` of `source_vm` (id or name, same project):
+        a spec extension; with `start` (default) it runs on return, resumed where the snapshot was."""
+        request = vm_pb2.CreateVmRequest(
+            name=name, org_id=org_id, project_id=project_id, labels=labels or {}, start=start,
+            source_snapshot=types_pb2.CloneSource(vm_id=source_vm, snapshot_id=snapshot_id),
         )
         return _vm(await self._unary(self._vm_stub.CreateVm, request))
 
@@ -65,22 +78,33 @@ class VmMixin(ClientBase):
         return _vm(await self._unary(self._vm_stub.GetVm, request))
 
     async def list_vms(
-        self, org_id: str, project_id: str, page_size: int = 0, page_token: str = "", all_projects: bool = False
+        self, org_id: str, project_id: str, page_size: int = 0, page_token: str = "", all_projects: bool = False,
+        *, states: Collection[VmState] = (), node_ids: Collection[str] = (), labels: dict[str, str] | None = None,
     ) -> tuple[list[VirtualMachine], str]:
-        """One page of the project's VMs (`all_projects`: the org's; project_id "") and the next page's token."""
+        """One page of the project's VMs (`all_projects`: the org's; project_id "") and the next page's token.
+        Filters are server-side: a VM in one of `states`, on one of `node_ids`, with every label of
+        `labels`; a filtered page may be short (even empty) with a next token."""
         request = vm_pb2.ListVmsRequest(
             org_id=org_id, project_id=project_id, page_size=page_size, page_token=page_token,
-            all_projects=all_projects,
+            all_projects=all_projects, node_ids=list(node_ids), labels=labels or {},
+            states=[f"VM_STATE_{s.name}" for s in states],
         )
         response = await self._unary(self._vm_stub.ListVms, request)
         return [_vm(m) for m in response.vms], str(response.next_page_token)
 
-    async def list_all_vms(self, org_id: str, project_id: str, all_projects: bool = False) -> list[VirtualMachine]:
-        """Every VM of the project (or of every project of the org), following the page tokens."""
+    async def list_all_vms(
+        self, org_id: str, project_id: str, all_projects: bool = False,
+        *, states: Collection[VmState] = (), node_ids: Collection[str] = (), labels: dict[str, str] | None = None,
+    ) -> list[VirtualMachine]:
+        """Every VM of the project (or of every project of the org) matching the filters, following the
+        page tokens."""
         result: list[VirtualMachine] = []
         token = ""
         while True:
-            page, token = await self.list_vms(org_id, project_id, page_token=token, all_projects=all_projects)
+            page, token = await self.list_vms(
+                org_id, project_id, page_token=token, all_projects=all_projects,
+                states=states, node_ids=node_ids, labels=labels,
+            )
             result.extend(page)
             if not token:
                 return result

@@ -26,6 +26,9 @@ from plasmavmc.config.schema import (
     check_command,
     check_hypervisor,
     check_non_empty,
+    check_optional_cidr,
+    check_overlay_endpoint,
+    check_ovsdb_endpoint,
     check_positive,
     check_url,
     config_path,
@@ -116,15 +119,24 @@ def _check_id(value: int) -> int:
     return value
 
 
+def _check_tb_size(value: int) -> int:
+    if not 0 <= value <= 4096:
+        raise ValueError(f"expected 0 (QEMU's default) to 4096 MiB, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class KvmSettings:
     """``[hypervisors.kvm]``: ``qemu_path``, ``runtime_dir`` (spec); ext ``qemu_img_path``;
-    ext ``accel`` (auto|kvm|tcg, default auto: KVM when usable, else TCG — see DESIGN.md)."""
+    ext ``accel`` (auto|kvm|tcg, default auto: KVM when usable, else TCG — see DESIGN.md);
+    ext ``tcg_tb_size_mib`` (default 64, 0 = QEMU's own default of up to 1 GiB): the cap on each VM's TCG
+    translation cache, the largest per-VM host cost beyond guest RAM under TCG (README "Per-VM overhead")."""
 
     qemu_path: str = setting("/usr/bin/qemu-system-x86_64", check=check_command)
     runtime_dir: str = setting("/var/run/plasmavmc/kvm", check=check_abs_path)
     qemu_img_path: str = setting("/usr/bin/qemu-img", check=check_command)
     accel: str = setting("auto", check=one_of("auto", "kvm", "tcg"))
+    tcg_tb_size_mib: int = setting(64, check=_check_tb_size)
 
 
 @dataclass(frozen=True)
@@ -192,18 +204,28 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """``[network]`` (spec): ``overlay_endpoint`` (optional URL), ``bridge_name`` (a Linux interface
-    name, at most 15 characters; default plasmavmc0): the stem of the bridge provider's names — its
-    nftables table, and by its first 5 characters each tenant network's bridge (``plasm<VNI hex>``).
-    Ext keys: ``provider`` ("bridge", the embedded Linux-bridge provider, or "none": NICs are bare taps
-    on no bridge, as before tenant networks), ``state_dir`` (the provider's port records),
-    ``underlay_address`` (this node's IPv4 tunnel endpoint: the source of its VXLAN devices, reported to
-    the control plane and handed to the other nodes as their peer; "" = networks stay on this node)."""
+    """``[network]`` (spec): ``overlay_endpoint`` (the OVN northbound DB: ``tcp:HOST:PORT``,
+    ``ssl:HOST:PORT`` or ``unix:PATH``; an http(s) URL is still accepted and unused), ``bridge_name`` (a
+    Linux interface name, at most 15 characters; default plasmavmc0): the stem of the providers' names —
+    the bridge provider's nftables table and, by its first 5 characters, each tenant network's bridge
+    (``plasm<VNI hex>``); the OVN provider's row prefix and owner mark.
+    Ext keys: ``provider`` ("bridge", the embedded Linux-bridge provider; "ovn", the cluster engine at
+    ``overlay_endpoint``; or "none": NICs are bare taps on no bridge), ``state_dir`` (the provider's port
+    records), ``ovs_endpoint`` (ovn: this node's Open_vSwitch DB), ``integration_bridge`` (ovn: br-int),
+    ``external_cidr``/``external_gateway`` (ovn: the uplink subnet holding the routers' SNAT addresses and
+    its next hop, for networks with egress NAT; the gateway node maps ``plasmavmc-external`` to its
+    uplink bridge in ``ovn-bridge-mappings``), ``underlay_address`` (this node's IPv4 tunnel endpoint: the
+    source of its VXLAN devices, reported to the control plane and handed to the other nodes as their peer;
+    "" = networks stay on this node)."""
 
-    overlay_endpoint: str | None = setting(None, check=check_url)
+    overlay_endpoint: str | None = setting(None, check=check_overlay_endpoint)
     bridge_name: str = setting("plasmavmc0", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
-    provider: str = setting("bridge", check=one_of("bridge", "none"))
+    provider: str = setting("bridge", check=one_of("bridge", "ovn", "none"))
     state_dir: str = setting("/var/lib/plasmavmc/network", check=check_abs_path)
+    ovs_endpoint: str = setting("unix:/var/run/openvswitch/db.sock", check=check_ovsdb_endpoint)
+    integration_bridge: str = setting("br-int", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "bridge name"))
+    external_cidr: str = setting("", check=check_optional_cidr)
+    external_gateway: str = setting("", check=check_ipv4_or_empty)
     underlay_address: str = setting("", check=check_ipv4_or_empty)
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from plasmavmc import validation
 from plasmavmc.config.logs import LOG_FORMATS, LOG_LEVELS
 
 T = TypeVar("T")
@@ -114,6 +115,27 @@ def check_url(value: str) -> str:
     else:
         split_addr(rest)
     return value
+
+
+def check_ovsdb_endpoint(value: str) -> str:
+    """An OVSDB endpoint: ``tcp:HOST:PORT``, ``ssl:HOST:PORT`` or ``unix:/PATH``."""
+    if not validation.OVSDB_ENDPOINT_RE.fullmatch(value):
+        raise ValueError(f"expected an OVSDB endpoint (tcp:HOST:PORT, ssl:HOST:PORT, unix:/PATH), got {value!r}")
+    return value
+
+
+def check_optional_cidr(value: str) -> str:
+    """"" or an IPv4 network."""
+    if value:
+        ipaddress.IPv4Network(value)  # ValueError names what is wrong
+    return value
+
+
+def check_overlay_endpoint(value: str) -> str:
+    """``[network] overlay_endpoint``: an OVSDB endpoint (OVN's northbound DB) or, as before, a URL."""
+    if value.startswith(("http://", "https://")):
+        return check_url(value)
+    return check_ovsdb_endpoint(value)
 
 
 def one_of(*choices: str, aliases: Mapping[str, str] | None = None) -> Check:

@@ -150,6 +150,18 @@ def _check_count(value: int) -> int:
     return value
 
 
+#: per-VM host memory beyond guest RAM, measured on the tiny guest (README "Per-VM overhead")
+VM_MEMORY_OVERHEAD_MIB = {"kvm": 72, "firecracker": 16, "mvisor": 32, "simulated": 0}
+
+
+def _check_overheads(table: dict[str, int]) -> dict[str, int]:
+    for name, mib in table.items():
+        check_hypervisor(name)
+        if not isinstance(mib, int) or not 0 <= mib <= 65536:
+            raise ValueError(f"{name}: expected MiB between 0 and 65536, got {mib!r}")
+    return {**VM_MEMORY_OVERHEAD_MIB, **table}
+
+
 @dataclass(frozen=True)
 class SchedulerSettings:
     """``[scheduler]`` (spec): ``default_hypervisor`` for VMs that do not name one.
@@ -159,6 +171,9 @@ class SchedulerSettings:
     ranking stops filtering once this many nodes passed (see scheduler/framework.py).
     ext ``cpu_overcommit_ratio``, ``memory_overcommit_ratio``, ``storage_overcommit_ratio`` (0.1-100,
     default 1.0): a node's ``allocatable`` is its capacity times the ratio.
+    ext ``vm_memory_overhead_mib`` (table hypervisor = MiB, 0-65536; defaults measured, README "Per-VM
+    overhead"): host memory each VM of that hypervisor claims on its node beyond its guest memory (the
+    VMM's own cost), so a node's memory is not over-committed by its VMs' hypervisor processes.
     """
 
     default_hypervisor: str = setting("kvm", check=check_hypervisor)
@@ -169,6 +184,8 @@ class SchedulerSettings:
     cpu_overcommit_ratio: float = setting(1.0, check=_check_ratio)
     memory_overcommit_ratio: float = setting(1.0, check=_check_ratio)
     storage_overcommit_ratio: float = setting(1.0, check=_check_ratio)
+    vm_memory_overhead_mib: dict[str, int] = field(default_factory=lambda: dict(VM_MEMORY_OVERHEAD_MIB),
+                                                   metadata={"check": _check_overheads})
 
 
 # The spec writes "lightningst\u043e\u0440" (Cyrillic o and r); accept it and its half-fixed forms.

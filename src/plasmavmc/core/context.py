@@ -15,6 +15,7 @@ from plasmavmc.core.loops.event_retention import Retention
 from plasmavmc.core.nodes.registry import NodeRegistry
 from plasmavmc.core.nodes.report_memory import ReportMemory
 from plasmavmc.core.vms import events as vm_events  # noqa: F401  (registers the VM event deriver)
+from plasmavmc.core.vms.reads import VmReads
 from plasmavmc.errors import Unavailable, vm_not_found
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.store_base import ImageStore
@@ -52,6 +53,8 @@ class Core:
     # this replica's id: owner of the operations it drives (core/pending.py); fresh per process
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     event_retention: Retention = field(default_factory=Retention)
+    # GetVm's watched copies of the VM records and names (core/vms/reads.py); None: read the store
+    vm_reads: VmReads | None = None
 
     async def find_vm(self, ref: VmRef) -> Versioned[VirtualMachine]:
         ref = ref.validated()

@@ -69,7 +69,8 @@ def from_settings(settings: AgentSettings) -> HypervisorRegistry:
             from plasmavmc.hypervisor.qemu.backend import QemuBackend
 
             kvm = settings.hypervisors.kvm
-            registry.register(QemuBackend(kvm.qemu_path, kvm.qemu_img_path, Path(kvm.runtime_dir), kvm.accel))
+            registry.register(QemuBackend(kvm.qemu_path, kvm.qemu_img_path, Path(kvm.runtime_dir), kvm.accel,
+                                          kvm.tcg_tb_size_mib))
         elif name == "firecracker":
             from plasmavmc.hypervisor.firecracker.backend import backend_from_settings
 

@@ -140,6 +140,13 @@ class VmDirBackend(HypervisorBackend, Generic[P]):
         return vm, {key: LocalImage.from_json(value) for key, value in raw.items()}
 
     @staticmethod
+    def _vm_or_none(paths: HasRoot) -> VirtualMachine | None:
+        try:
+            return loads(VirtualMachine, (paths.root / VM).read_bytes())
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @staticmethod
     def _started(paths: HasRoot) -> dict[str, str]:
         try:
             data = json.loads((paths.root / STARTED).read_bytes())

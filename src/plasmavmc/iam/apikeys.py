@@ -2,10 +2,14 @@
 
 Verifying argon2 costs tens of milliseconds by design, so a verified key is remembered (by its SHA-256,
 never the key itself) for `CACHE_SECONDS`; a revoked or expired key stops working within that time.
+The verification runs off the event loop, once per key however many calls carrying it arrive while
+it runs (they all wait for that one), so a cache expiry under load neither stalls every other call
+nor costs one argon2 run per call in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -48,14 +52,22 @@ class ApiKeyVerifier:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
         self._cache: dict[bytes, tuple[str, float]] = {}
+        self._verifying: dict[bytes, asyncio.Task[str | None]] = {}  # by digest: the one check running
 
     async def principal_of(self, credential: str) -> str | None:
         """The principal a valid, unexpired key belongs to; None for anything else."""
         digest = hashlib.sha256(credential.encode()).digest()
-        now = time.monotonic()
         hit = self._cache.get(digest)
-        if hit is not None and hit[1] > now:
+        if hit is not None and hit[1] > time.monotonic():
             return hit[0]
+        task = self._verifying.get(digest)
+        if task is None:
+            task = asyncio.create_task(self._verify(credential, digest))
+            self._verifying[digest] = task
+            task.add_done_callback(lambda _: self._verifying.pop(digest, None))
+        return await asyncio.shield(task)
+
+    async def _verify(self, credential: str, digest: bytes) -> str | None:
         parts = split(credential)
         if parts is None:
             return None
@@ -63,10 +75,10 @@ class ApiKeyVerifier:
         if record is None or (record.expires_at and record.expires_at <= time.time()):
             return None
         try:
-            _HASHER.verify(record.secret_hash, parts[1])
+            await asyncio.to_thread(_HASHER.verify, record.secret_hash, parts[1])
         except (VerificationError, InvalidHashError):
             return None
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (record.principal_id, now + CACHE_SECONDS)
+        self._cache[digest] = (record.principal_id, time.monotonic() + CACHE_SECONDS)
         return record.principal_id

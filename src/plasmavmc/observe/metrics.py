@@ -47,3 +47,6 @@ IMAGE_BYTES = Gauge("plasmavmc_image_store_bytes", "Bytes of all images in the i
 CORRUPT_RECORDS = Counter(
     "plasmavmc_corrupt_records_total", "Stored records that failed to decode (skipped or moved aside)", ["kind"]
 )
+VM_READS = Counter(
+    "plasmavmc_vm_reads_total", "GetVm answers by source: the watched copy (cache) or the store (store)", ["source"]
+)

@@ -20,4 +20,5 @@ def build(settings: SchedulerSettings | None = None) -> Scheduler:
         filters=default_filters(),
         scorers=[(scorer, weight) for scorer, weight in weighted if weight > 0],
         feasible_to_score=s.feasible_nodes_to_score,
+        vm_overhead_mib=dict(s.vm_memory_overhead_mib),
     )

@@ -15,7 +15,7 @@ placement at a few hundred plugin calls at 10,000 nodes. The ranking is advice: 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,11 +27,14 @@ MAX_SCORE = 100
 REASONS_SHOWN = 3
 
 
-def request_of(vm: VirtualMachine) -> NodeCapacity:
-    """What a VM claims on its node."""
+def request_of(vm: VirtualMachine, overhead_mib: Mapping[str, int] | None = None) -> NodeCapacity:
+    """What a VM claims on its node: its guest memory plus its hypervisor's per-VM host overhead
+    (`[scheduler] vm_memory_overhead_mib`, keyed by hypervisor), so memory is never over-committed by
+    what the VMM itself costs."""
+    extra = (overhead_mib or {}).get(vm.hypervisor.value, 0)
     return NodeCapacity(
         vcpus=vm.spec.cpu.vcpus,
-        memory_mib=vm.spec.memory.size_mib,
+        memory_mib=vm.spec.memory.size_mib + extra,
         storage_gib=sum(d.size_gib for d in vm.spec.disks),
     )
 
@@ -51,8 +54,8 @@ class Cycle:
     last_shares: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
-    def of(cls, vm: VirtualMachine) -> Cycle:
-        return cls(vm, request_of(vm))
+    def of(cls, vm: VirtualMachine, overhead_mib: Mapping[str, int] | None = None) -> Cycle:
+        return cls(vm, request_of(vm, overhead_mib))
 
 
 def group_of(vm: VirtualMachine) -> str | None:
@@ -150,7 +153,15 @@ class Scheduler:
     filters: Sequence[Filter]
     scorers: Sequence[tuple[Scorer, int]]  # (scorer, weight)
     feasible_to_score: int = 100  # 0: score every feasible node
+    vm_overhead_mib: Mapping[str, int] = field(default_factory=dict)  # hypervisor -> per-VM MiB reserved
     _offset: int = 0
+
+    def cycle(self, vm: VirtualMachine) -> Cycle:
+        return Cycle.of(vm, self.vm_overhead_mib)
+
+    def request(self, vm: VirtualMachine) -> NodeCapacity:
+        """What `vm` claims on its node (guest resources plus the per-VM overhead)."""
+        return request_of(vm, self.vm_overhead_mib)
 
     def reject_reason(self, cycle: Cycle, view: NodeView) -> str | None:
         """The first filter's rejection as "Filter: reason", or None when every filter passes."""

@@ -34,6 +34,7 @@ from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.core.nodes.registry import NodeRegistry, Overcommit
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.disks import VmDisks
+from plasmavmc.core.vms.reads import VmReads
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.iam.gate import Iam
 from plasmavmc.images.backends import open_image_store, staging_dir
@@ -178,6 +179,9 @@ async def run(settings: ServerSettings) -> None:
     # one watched index of VM states per replica: its gauges, and the leader's reconcile when it leads
     vm_states = VmStates(core.store, RECONCILE_INTERVAL)
     states_task = asyncio.create_task(vm_states.run(), name="vm-states")
+    core.nodes.vm_index = vm_states  # also the per-node index of VMs (NOT_READY flags, drains)
+    core.vm_reads = VmReads(core.store, RECONCILE_INTERVAL)  # GetVm from watched copies
+    reads_task = asyncio.create_task(core.vm_reads.run(), name="vm-reads")
     loop_task = asyncio.create_task(
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL, vm_states))
     )
@@ -186,6 +190,7 @@ async def run(settings: ServerSettings) -> None:
     audit_task = asyncio.create_task(iam.audit.run(), name="audit-log")
     BUILD_INFO.labels(package_version(), "server").set(1)
     await server.start()
+    core.nodes.liveness.grant_grace()  # agents can reach this replica only from now on
     await health.set_serving(True)
     http = await start_http(core, *split_addr(settings.server.metrics_addr), leadership=leadership,
                             vm_states=vm_states)
@@ -199,7 +204,7 @@ async def run(settings: ServerSettings) -> None:
         notify("STOPPING=1")
         log.info("plasmavmc-server stopping")
         await health.set_serving(False)
-        for task in (loop_task, memory_task, audit_task, states_task):
+        for task in (loop_task, memory_task, audit_task, states_task, reads_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

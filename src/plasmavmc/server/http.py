@@ -21,7 +21,6 @@ from plasmavmc.core.context import Core
 from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.server.leader import Leadership
 from plasmavmc.store.etcd import EtcdStore
-from plasmavmc.types.node import NodeState
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -42,7 +41,7 @@ async def _ready(request: web.Request) -> web.Response:
     online = [
         n.id
         for n in nodes
-        if n.state == NodeState.READY and time.time() - n.last_heartbeat < core.nodes.heartbeat_timeout
+        if core.nodes.liveness.online(n, time.time())
     ]
     body["agents_online"] = online
     leadership: Leadership | None = request.app["leadership"]

@@ -15,7 +15,10 @@ Modelled on etcd v3 so that the SQLite default and the etcd backend share one co
   backend's own resend of it is recognised the same way;
 - `list(prefix)` pages in key order (`start_after`, `limit`) and reports the revision it read at;
 - `watch(prefix, start_revision)` yields every change with revision >= start_revision, in order, then
-  follows new ones; history older than what the store kept raises `Compacted` so the caller re-lists.
+  follows new ones; history older than what the store kept raises `Compacted` so the caller re-lists;
+- `fence(prefix)`, for a prefix named by `track_writes`: the revision of this handle's latest write that
+  changed a key under it. A watched cache of the prefix that has seen that revision holds every write
+  this process made there (read-your-writes without asking the store: `core/vms/reads.py`).
 """
 
 from __future__ import annotations
@@ -129,6 +132,28 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    _fences: dict[str, int] | None = None  # tracked prefix -> revision of our latest write under it
+
+    def track_writes(self, prefix: str) -> None:
+        """From now on remember, in `fence(prefix)`, the revision of the latest write under `prefix`."""
+        if self._fences is None:
+            self._fences = {}
+        self._fences.setdefault(prefix, 0)
+
+    def fence(self, prefix: str) -> int:
+        """The revision of this handle's latest write that changed a key under the tracked `prefix`."""
+        return (self._fences or {}).get(prefix, 0)
+
+    def _wrote(self, writes: Sequence[Write], revision: int, changed: int) -> None:
+        """Backends call this after each applied commit (`changed`: how many writes changed a key; a
+        delete of a missing key changes nothing and makes no event, so it moves no fence)."""
+        if not self._fences or not changed:
+            return
+        effective = writes if changed >= len(writes) else [w for w in writes if w.value is not None]
+        for prefix, last in self._fences.items():
+            if revision > last and any(w.key.startswith(prefix) for w in effective):
+                self._fences[prefix] = revision
 
     # `builtins.list`: inside this class body `list` names the method above, not the type.
     async def list_all(self, prefix: str, *, page_size: int = 500) -> builtins.list[KeyValue]:

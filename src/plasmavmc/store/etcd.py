@@ -153,6 +153,7 @@ class EtcdStore(Store):
             return response
 
         revision = int((await self.conn.call(rpc, "put")).header.revision)
+        self._wrote([Write(key, value)], revision, 1)
         await self._maybe_compact(revision)
         return revision
 
@@ -177,6 +178,7 @@ class EtcdStore(Store):
         if not response.succeeded:
             kvs = response.responses[0].response_range.kvs if marker is not None else ()
             if kvs:  # the marker exists: this op was applied earlier (its reply was lost)
+                self._wrote(writes, int(kvs[0].mod_revision), len(writes))
                 return int(kvs[0].mod_revision), len(writes)
             raise self._conflict(guarded, response.responses[1 if marker is not None else 0 :])
         ops = response.responses[1 if marker is not None else 0 :]
@@ -185,6 +187,7 @@ class EtcdStore(Store):
             for op in ops
         )
         revision = int(response.header.revision)
+        self._wrote(writes, revision, changed)
         if changed:
             await self._maybe_compact(revision)
         return revision, changed

@@ -25,6 +25,7 @@ SERVERS = ROOT + "servers/"  # live control-plane replicas, each key under its l
 QUARANTINE = ROOT + "quarantine/"  # unreadable records moved aside (store/records.quarantine)
 EVENTS = ROOT + "events/"  # VM events, written with the change they describe (core/vms/events.py)
 LEADER = ROOT + "leader"  # the elected replica's server id, under its lease
+LIVENESS = ROOT + "liveness"  # the leader's table of node heartbeat times, one key (core/nodes/liveness.py)
 IAM = ROOT + "iam/"  # identity records (iam/model.py)
 AUDIT = ROOT + "audit/"  # audit entries, oldest first (iam/audit.py)
 

@@ -248,7 +248,9 @@ class SqliteStore(Store):
         self._queued.append((Commit(tuple(writes), op_id), answer))
         if self._batch is None:
             self._start_batch(loop)
-        return await asyncio.shield(answer)
+        revision, changed = await asyncio.shield(answer)
+        self._wrote(writes, revision, changed)
+        return revision, changed
 
     def _start_batch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hand every queued commit (up to `MAX_BATCH`) to the worker thread as one transaction."""
@@ -378,20 +380,31 @@ def _connect_reader(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _list_in(prefix: str, start_after: str | None, limit: int, conn: sqlite3.Connection) -> Page:
-    revision = int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
-    clauses, params = ["key >= ?"], [prefix]
+def list_query(prefix: str, start_after: str | None, limit: int) -> tuple[str, list[str]]:
+    """The SELECT of one `list` page and its parameters.
+
+    The range has ONE lower bound — the later of `prefix` and `start_after` — and one upper bound, so
+    SQLite's plan seeks straight to it in the primary key (`SEARCH kv USING PRIMARY KEY (key>? AND
+    key<?)`): with two lower bounds (`key >= prefix AND key > start_after`) it seeks to the prefix and
+    filters the rest, and a page deep in a big listing rescans every key before it.
+    """
+    if start_after is not None and start_after >= prefix:
+        clauses, params = ["key > ?"], [start_after]
+    else:
+        clauses, params = ["key >= ?"], [prefix]
     end = prefix_end(prefix)
     if end is not None:
         clauses.append("key < ?")
         params.append(end)
-    if start_after is not None:
-        clauses.append("key > ?")
-        params.append(start_after)
     sql = f"SELECT {_KV_COLUMNS} FROM kv WHERE {' AND '.join(clauses)} ORDER BY key"
     if limit:
-        sql += f" LIMIT {limit + 1}"  # one more than asked tells whether another page follows
-    rows = conn.execute(sql, params).fetchall()
+        sql += f" LIMIT {int(limit) + 1}"  # one more than asked tells whether another page follows
+    return sql, params
+
+
+def _list_in(prefix: str, start_after: str | None, limit: int, conn: sqlite3.Connection) -> Page:
+    revision = int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
+    rows = conn.execute(*list_query(prefix, start_after, limit)).fetchall()
     more = bool(limit) and len(rows) > limit
     items = tuple(_row_to_kv(row) for row in rows[: limit or None])
     return Page(items=items, revision=revision, next_start_after=items[-1].key if more else None)

@@ -182,6 +182,9 @@ class ResourceUsage:
     disk_write_bytes: int = 0
     network_rx_bytes: int = 0
     network_tx_bytes: int = 0
+    memory_overhead_rss_mib: int = 0  # host memory beyond the guest RAM resident (hypervisor/footprint.py)
+    memory_overhead_pss_mib: int = 0
+    memory_pss_mib: int = 0
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,15 @@ class VmStatus:
 
 
 @dataclass(frozen=True)
+class CloneSource:
+    """A VM's snapshot another VM is cloned from (CreateVm `source_snapshot`, a spec extension).
+    In a request `vm_id` may be the source's id or name (same org/project); in a record it is the id."""
+
+    vm_id: str = ""
+    snapshot_id: str = ""
+
+
+@dataclass(frozen=True)
 class VirtualMachine:
     id: str
     name: str
@@ -253,6 +265,7 @@ class VirtualMachine:
     created_by: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    source_snapshot: CloneSource | None = None  # set on a clone (hypervisor/firecracker/clones.py)
 
 
 def without_secrets(vm: VirtualMachine) -> VirtualMachine:

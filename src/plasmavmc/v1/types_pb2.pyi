@@ -252,20 +252,26 @@ class PlacementSpec(_message.Message):
     def __init__(self, node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., anti_affinity_group: _Optional[str] = ..., zone: _Optional[str] = ..., rack: _Optional[str] = ...) -> None: ...
 
 class ResourceUsage(_message.Message):
-    __slots__ = ("cpu_percent", "memory_used_mib", "disk_read_bytes", "disk_write_bytes", "network_rx_bytes", "network_tx_bytes")
+    __slots__ = ("cpu_percent", "memory_used_mib", "disk_read_bytes", "disk_write_bytes", "network_rx_bytes", "network_tx_bytes", "memory_overhead_rss_mib", "memory_overhead_pss_mib", "memory_pss_mib")
     CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
     MEMORY_USED_MIB_FIELD_NUMBER: _ClassVar[int]
     DISK_READ_BYTES_FIELD_NUMBER: _ClassVar[int]
     DISK_WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
     NETWORK_RX_BYTES_FIELD_NUMBER: _ClassVar[int]
     NETWORK_TX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_OVERHEAD_RSS_MIB_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_OVERHEAD_PSS_MIB_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PSS_MIB_FIELD_NUMBER: _ClassVar[int]
     cpu_percent: float
     memory_used_mib: int
     disk_read_bytes: int
     disk_write_bytes: int
     network_rx_bytes: int
     network_tx_bytes: int
-    def __init__(self, cpu_percent: _Optional[float] = ..., memory_used_mib: _Optional[int] = ..., disk_read_bytes: _Optional[int] = ..., disk_write_bytes: _Optional[int] = ..., network_rx_bytes: _Optional[int] = ..., network_tx_bytes: _Optional[int] = ...) -> None: ...
+    memory_overhead_rss_mib: int
+    memory_overhead_pss_mib: int
+    memory_pss_mib: int
+    def __init__(self, cpu_percent: _Optional[float] = ..., memory_used_mib: _Optional[int] = ..., disk_read_bytes: _Optional[int] = ..., disk_write_bytes: _Optional[int] = ..., network_rx_bytes: _Optional[int] = ..., network_tx_bytes: _Optional[int] = ..., memory_overhead_rss_mib: _Optional[int] = ..., memory_overhead_pss_mib: _Optional[int] = ..., memory_pss_mib: _Optional[int] = ...) -> None: ...
 
 class Condition(_message.Message):
     __slots__ = ("type", "status", "reason", "message", "last_transition_at")
@@ -330,7 +336,7 @@ class BootTimeline(_message.Message):
     def __init__(self, accepted_at: _Optional[float] = ..., placed_at: _Optional[float] = ..., image_ready_at: _Optional[float] = ..., start_requested_at: _Optional[float] = ..., process_up_at: _Optional[float] = ..., first_output_at: _Optional[float] = ..., ready_at: _Optional[float] = ...) -> None: ...
 
 class VirtualMachine(_message.Message):
-    __slots__ = ("id", "name", "org_id", "project_id", "state", "spec", "status", "node_id", "hypervisor", "created_at", "updated_at", "created_by", "metadata", "labels")
+    __slots__ = ("id", "name", "org_id", "project_id", "state", "spec", "status", "node_id", "hypervisor", "created_at", "updated_at", "created_by", "metadata", "labels", "source_snapshot")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -359,6 +365,7 @@ class VirtualMachine(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     org_id: str
@@ -373,7 +380,16 @@ class VirtualMachine(_message.Message):
     created_by: str
     metadata: _containers.ScalarMap[str, str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., state: _Optional[_Union[VmState, str]] = ..., spec: _Optional[_Union[VmSpec, _Mapping]] = ..., status: _Optional[_Union[VmStatus, _Mapping]] = ..., node_id: _Optional[str] = ..., hypervisor: _Optional[_Union[HypervisorType, str]] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ..., created_by: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    source_snapshot: CloneSource
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., state: _Optional[_Union[VmState, str]] = ..., spec: _Optional[_Union[VmSpec, _Mapping]] = ..., status: _Optional[_Union[VmStatus, _Mapping]] = ..., node_id: _Optional[str] = ..., hypervisor: _Optional[_Union[HypervisorType, str]] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ..., created_by: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., source_snapshot: _Optional[_Union[CloneSource, _Mapping]] = ...) -> None: ...
+
+class CloneSource(_message.Message):
+    __slots__ = ("vm_id", "snapshot_id")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    snapshot_id: str
+    def __init__(self, vm_id: _Optional[str] = ..., snapshot_id: _Optional[str] = ...) -> None: ...
 
 class ErrorDetail(_message.Message):
     __slots__ = ("code", "field", "retryable")

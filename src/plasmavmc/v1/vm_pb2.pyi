@@ -40,7 +40,7 @@ class VmRef(_message.Message):
     def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., vm_id: _Optional[str] = ...) -> None: ...
 
 class CreateVmRequest(_message.Message):
-    __slots__ = ("name", "org_id", "project_id", "spec", "hypervisor", "metadata", "labels")
+    __slots__ = ("name", "org_id", "project_id", "spec", "hypervisor", "metadata", "labels", "source_snapshot", "start")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,8 @@ class CreateVmRequest(_message.Message):
     HYPERVISOR_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     name: str
     org_id: str
     project_id: str
@@ -69,7 +71,9 @@ class CreateVmRequest(_message.Message):
     hypervisor: _types_pb2.HypervisorType
     metadata: _containers.ScalarMap[str, str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., spec: _Optional[_Union[_types_pb2.VmSpec, _Mapping]] = ..., hypervisor: _Optional[_Union[_types_pb2.HypervisorType, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    source_snapshot: _types_pb2.CloneSource
+    start: bool
+    def __init__(self, name: _Optional[str] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., spec: _Optional[_Union[_types_pb2.VmSpec, _Mapping]] = ..., hypervisor: _Optional[_Union[_types_pb2.HypervisorType, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., source_snapshot: _Optional[_Union[_types_pb2.CloneSource, _Mapping]] = ..., start: _Optional[bool] = ...) -> None: ...
 
 class GetVmRequest(_message.Message):
     __slots__ = ("vm",)
@@ -78,18 +82,31 @@ class GetVmRequest(_message.Message):
     def __init__(self, vm: _Optional[_Union[VmRef, _Mapping]] = ...) -> None: ...
 
 class ListVmsRequest(_message.Message):
-    __slots__ = ("org_id", "project_id", "page_size", "page_token", "all_projects")
+    __slots__ = ("org_id", "project_id", "page_size", "page_token", "all_projects", "states", "node_ids", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ALL_PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     org_id: str
     project_id: str
     page_size: int
     page_token: str
     all_projects: bool
-    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., all_projects: _Optional[bool] = ...) -> None: ...
+    states: _containers.RepeatedScalarFieldContainer[_types_pb2.VmState]
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., all_projects: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[_types_pb2.VmState, str]]] = ..., node_ids: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListVmsResponse(_message.Message):
     __slots__ = ("vms", "next_page_token")

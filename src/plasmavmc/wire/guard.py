@@ -8,7 +8,7 @@ message or an INVALID_ARGUMENT answer naming the field:
 - an UNSPECIFIED value inside a repeated enum or a map of enums (a list of "nothing" is never meant);
 - a string or bytes field longer than `MAX_FIELD_BYTES` (the field-specific limits live in
   `validation.py`; this is the floor under all of them), or a repeated field / map with more than
-  `MAX_REPEATED` entries.
+  `MAX_REPEATED` entries (`LONG_LISTS`: the few lists allowed more).
 
 Every call gets a request id (the observing interceptor's, or one bound here): an exception that escapes
 a servicer answers INTERNAL carrying the id, and the log has the traceback with the same id.
@@ -29,13 +29,18 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from plasmavmc.errors import InvalidArgument, PlasmaError
-from plasmavmc.limits import MAX_FIELD_BYTES, MAX_REPEATED
+from plasmavmc.limits import MAX_FIELD_BYTES, MAX_NODE_VMS, MAX_REPEATED
 from plasmavmc.observe import logctx
 from plasmavmc.wire.status import to_grpc_status
 
 log = logging.getLogger(__name__)
 #: image upload chunks are the one field allowed to be large (gRPC's own 4 MiB message cap bounds them)
 BULK_FIELDS = frozenset({"plasmavmc.v1.UploadImageRequest.chunk"})
+#: the lists allowed past `MAX_REPEATED`: a node's heartbeat names each of its VMs
+LONG_LISTS = {
+    "plasmavmc.agent.v1.HeartbeatRequest.vms": MAX_NODE_VMS,
+    "plasmavmc.agent.v1.HeartbeatRequest.gone_vm_ids": MAX_NODE_VMS,
+}
 DRAIN_SECONDS = 1.0
 
 
@@ -73,6 +78,7 @@ class _Rule:
     enum_name: str = ""
     sized: bool = False  # a string or bytes field under MAX_FIELD_BYTES
     repeated: bool = False
+    max_entries: int = MAX_REPEATED  # of a repeated field or map
     key: _Rule | None = None  # set for a map: its key and value rules
     value: _Rule | None = None
 
@@ -90,6 +96,7 @@ def _rule(fd: FieldDescriptor) -> _Rule:
         enum_name="" if enum is None else enum.name,
         sized=fd.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES) and fd.full_name not in BULK_FIELDS,
         repeated=fd.is_repeated,
+        max_entries=LONG_LISTS.get(fd.full_name, MAX_REPEATED),
     )
 
 
@@ -120,8 +127,8 @@ def check_message(msg: Message, prefix: str = "") -> None:
             _check_value(rule, value, prefix + rule.name, False)
             continue
         where = prefix + rule.name
-        if len(value) > MAX_REPEATED:
-            raise InvalidArgument(where, f"at most {MAX_REPEATED} entries")
+        if len(value) > rule.max_entries:
+            raise InvalidArgument(where, f"at most {rule.max_entries} entries")
         if rule.key is not None and rule.value is not None:
             for key in value:
                 _check_value(rule.key, key, f"{where}[{str(key)[:40]}]", False)

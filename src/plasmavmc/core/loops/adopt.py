@@ -93,7 +93,7 @@ async def _start(core: Core, vm: Versioned[VirtualMachine]) -> None:
         await agent.start_vm(vm.value.id)
         observed = await agent.status(vm.value.id)
     final = observed
-    await mutate(core.store, VirtualMachine, vm.key, lambda v: power.running(v, final, "start"))
+    await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle.running(v, final, "start"))
 
 
 async def _stop(core: Core, vm: Versioned[VirtualMachine]) -> None:

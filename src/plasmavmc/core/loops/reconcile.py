@@ -12,10 +12,11 @@ whenever the index is not ready.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.loops.vm_states import VmStates
@@ -24,12 +25,14 @@ from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue
 from plasmavmc.store.records import Versioned, decode, read
+from plasmavmc.types import codec
 from plasmavmc.types.node import NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 
 log = logging.getLogger(__name__)
 DELETE_GRACE = 2  # seconds a DELETED record is left before its cleanup (the delete call may finish it)
+FULL_PASS_PAGE = 500  # records read (and peeked off the event loop) at a time by the full pass
 
 
 async def heartbeat_pass(core: Core) -> float:
@@ -41,15 +44,37 @@ async def heartbeat_pass(core: Core) -> float:
     for node in await core.nodes.list():
         n = node.value
         if n.state == NodeState.READY:
-            next_expiry = min(next_expiry, n.last_heartbeat + core.nodes.heartbeat_timeout - now)
+            next_expiry = min(next_expiry, core.nodes.liveness.expires_at(n) - now)
     return max(next_expiry, 0.0) + 0.5  # a little after, so the record is past the deadline
 
 
 async def reconcile_once(core: Core) -> None:
-    """The full pass: read and decode every VM record."""
+    """The full pass: read every VM record, page by page; the state of each page's records is peeked in
+    a worker thread (the event loop keeps answering), and only the records due for cleanup (and any
+    that do not decode, to be reported) are decoded and acted on."""
     now = time.time()
-    for kv in await core.store.list_all(keys.VMS):
-        await _each(kv.key, functools.partial(_reconcile_record, core, kv, now))
+    after: str | None = None
+    while True:
+        page = await core.store.list(keys.VMS, start_after=after, limit=FULL_PASS_PAGE)
+        for kv in await asyncio.to_thread(_due, page.items, now):
+            await _each(kv.key, functools.partial(_reconcile_record, core, kv, now))
+        if page.next_start_after is None:
+            return
+        after = page.next_start_after
+
+
+def _due(items: Sequence[KeyValue], now: float) -> list[KeyValue]:
+    """The records of a page a full pass acts on: DELETED past the grace, or undecodable."""
+    out = []
+    for kv in items:
+        try:
+            state, updated_at = codec.peek(VirtualMachine, kv.value, "state", "updated_at")
+        except (ValueError, TypeError, KeyError):
+            out.append(kv)
+            continue
+        if state == VmState.DELETED and now - updated_at > DELETE_GRACE:
+            out.append(kv)
+    return out
 
 
 async def _reconcile_record(core: Core, kv: KeyValue, now: float) -> None:

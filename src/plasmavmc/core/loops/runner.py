@@ -5,7 +5,9 @@
   (`core/loops/adopt.py`); woken by changes under the pending prefix and in the live-server registry (a
   replica's lease ending), and every `interval` anyway;
 - heartbeat: nodes silent past the timeout become NOT_READY; it sleeps until the earliest node could
-  expire;
+  expire. Liveness is the leader's in-memory table (`core/nodes/liveness.py`): on taking leadership
+  every node gets a full timeout of grace, the leader stops persisting liveness-only heartbeats in the
+  node records and writes its whole table as one key every few seconds instead (for the followers);
 - reconcile: desired vs actual on the VM records (`core/loops/reconcile.py`); woken by VM changes, at most
   once per `min_gap`, and every `interval` anyway. The pass works from a watched index of VM states
   (`core/loops/vm_states.py`, which is also its doorbell); the full pass that decodes every record runs at
@@ -161,6 +163,10 @@ async def run_loops(
     async def heartbeat_step() -> float:
         return min(await heartbeat_pass(core), interval * 5)
 
+    async def liveness_step() -> float:
+        await core.nodes.share_liveness()
+        return core.nodes.liveness.share_every()
+
     async def reconcile_step() -> float:
         nonlocal last_full
         if not vm_states.ready or time.monotonic() - last_full >= FULL_PASS_INTERVAL:
@@ -173,6 +179,8 @@ async def run_loops(
         await vm_states.wait(interval)
         return 0.0
 
+    core.nodes.liveness.grant_grace()
+    core.nodes.liveness.leading = True
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(pending_bell.run())
@@ -182,8 +190,10 @@ async def run_loops(
                 group.create_task(vm_states.run())
             group.create_task(_repeat("pending", pending_step, interval))
             group.create_task(_repeat("heartbeat", heartbeat_step, interval))
+            group.create_task(_repeat("liveness", liveness_step, interval))
             group.create_task(_repeat("events", events_step, EVENTS_INTERVAL))
             group.create_task(_repeat("reconcile", reconcile_step, interval))
     finally:
+        core.nodes.liveness.leading = False
         adopter.cancel_all()
         restarter.cancel_all()

@@ -8,6 +8,9 @@ the watch from the revision of the first page. Events arrive in revision order; 
 after the first one can be newer than an event replayed, so an event older than the entry a page gave
 is ignored, and pages and replayed events converge on the latest state.
 
+It is also the per-node index (`keys_on`, `core/nodes/health.NodeIndex`): which VM records name each
+node, so a node going NOT_READY or back, or a drain, touches that node's VMs only.
+
 It is also the reconcile loop's doorbell: `wait` returns when a VM record changed. It is a hint for a
 level-triggered loop: the loop still runs a full pass every so often (`loops.py`), and while the index is
 not `ready` the pass reads the store as before.
@@ -19,11 +22,13 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
-from plasmavmc.store.base import EventType, Store
+from plasmavmc.store.base import EventType, KeyValue, Store
 from plasmavmc.types import codec
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
@@ -37,22 +42,33 @@ class Entry:
     state: VmState
     updated_at: int
     revision: int  # the record's mod_revision this entry reflects
+    node_id: str | None = None
 
 
 class VmStates:
-    """VM record key -> (state, updated_at), from one list then a watch."""
+    """VM record key -> (state, updated_at, node), from one list then a watch; and the keys by node and
+    by state, so counts, a node's VMs and the DELETED ones cost what they return, not the fleet."""
 
     def __init__(self, store: Store, retry: float) -> None:
         self._store, self._retry = store, retry
         self._entries: dict[str, Entry] = {}
+        self._by_node: dict[str, set[str]] = {}
+        self._by_state: dict[VmState, set[str]] = {}
         self.ready = False
         self.rang = asyncio.Event()
 
     def counts(self) -> Counter[VmState]:
-        return Counter(e.state for e in self._entries.values())
+        return Counter({state: len(keys_) for state, keys_ in self._by_state.items()})
+
+    def keys_on(self, node_ids: Collection[str]) -> list[str] | None:
+        """The record keys of the VMs on these nodes; None while not ready (the caller reads the store)."""
+        if not self.ready:
+            return None
+        return sorted(key for node in node_ids for key in self._by_node.get(node, ()))
 
     def in_state(self, state: VmState) -> list[tuple[str, Entry]]:
-        return [(k, e) for k, e in self._entries.items() if e.state == state]
+        """The entries in `state` (cost: how many there are, not how many VMs)."""
+        return [(k, self._entries[k]) for k in self._by_state.get(state, ())]
 
     async def wait(self, timeout: float) -> None:
         """Until a VM record changes (or `timeout` seconds pass)."""
@@ -74,13 +90,17 @@ class VmStates:
 
     async def _follow(self) -> None:
         self._entries.clear()
+        self._by_node.clear()
+        self._by_state.clear()
         start: int | None = None
         after: str | None = None
         while True:
             page = await self._store.list(keys.VMS, start_after=after, limit=PAGE_SIZE)
             start = page.revision if start is None else start
-            for kv in page.items:
-                self._put(kv.key, kv.value, kv.mod_revision)
+            # the first listing of 100,000 records is seconds of JSON: peeked in a worker thread, so
+            # the event loop keeps answering meanwhile
+            for kv, fields in zip(page.items, await asyncio.to_thread(_peek_all, page.items), strict=True):
+                self._apply(kv.key, kv.mod_revision, fields)
             if page.next_start_after is None:
                 break
             after = page.next_start_after
@@ -90,19 +110,55 @@ class VmStates:
             if event.type == EventType.DELETE:
                 entry = self._entries.get(event.key)
                 if entry is not None and entry.revision < event.revision:
-                    del self._entries[event.key]
+                    self._drop(event.key)
             else:
                 self._put(event.key, event.value, event.revision)
             self.rang.set()
 
     def _put(self, key: str, value: bytes, revision: int) -> None:
+        self._apply(key, revision, _peek(value))
+
+    def _apply(self, key: str, revision: int, fields: tuple[VmState, int, str | None] | Exception) -> None:
         entry = self._entries.get(key)
         if entry is not None and entry.revision >= revision:
             return  # older than what a later page already told us
-        try:
-            state, updated_at = codec.peek(VirtualMachine, value, "state", "updated_at")
-        except (ValueError, TypeError, KeyError) as err:  # the full pass reads (and reports) it
-            log.warning("vm state index: record %s at revision %d does not decode: %s", key, revision, err)
-            self._entries.pop(key, None)
+        if isinstance(fields, Exception):  # the full pass reads (and reports) it
+            log.warning("vm state index: record %s at revision %d does not decode: %s", key, revision, fields)
+            self._drop(key)
             return
-        self._entries[key] = Entry(state, updated_at, revision)
+        state, updated_at, node_id = fields
+        if entry is not None:
+            self._drop(key)
+        self._entries[key] = Entry(state, updated_at, revision, node_id)
+        self._by_state.setdefault(state, set()).add(key)
+        if node_id:
+            self._by_node.setdefault(node_id, set()).add(key)
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        _discard(self._by_state, entry.state, key)
+        if entry.node_id:
+            _discard(self._by_node, entry.node_id, key)
+
+
+def _peek(value: bytes) -> tuple[VmState, int, str | None] | Exception:
+    try:
+        state, updated_at, node_id = codec.peek(VirtualMachine, value, "state", "updated_at", "node_id")
+    except (ValueError, TypeError, KeyError) as err:
+        return err
+    return state, updated_at, node_id
+
+
+def _peek_all(items: Sequence[KeyValue]) -> list[tuple[VmState, int, str | None] | Exception]:
+    return [_peek(kv.value) for kv in items]
+
+
+def _discard(index: dict[Any, set[str]], group: Any, key: str) -> None:
+    """Remove `key` from `index[group]`, and the group when it is left empty."""
+    members = index.get(group)
+    if members is not None:
+        members.discard(key)
+        if not members:
+            del index[group]

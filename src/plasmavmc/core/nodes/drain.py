@@ -51,7 +51,7 @@ async def _report(core: Core, node_id: str, done: bool, reason: str, message: st
 async def start_drain(core: Core, node_id: str, allow_disk_loss: bool) -> Node:
     """Mark the node DRAINING (nothing new lands there) and move its VMs in the background."""
     await core.nodes.get(node_id)
-    vm_count = len(await node_health.vm_keys_on(core.store, node_id))
+    vm_count = len(await node_health.vm_keys_on(core.store, node_id, core.nodes.vm_index))
     await core.nodes.set_admin_state(node_id, NodeState.DRAINING)
     await _report(core, node_id, False, "InProgress", f"moving {vm_count} VMs")
     task = asyncio.create_task(_drain(core, node_id, allow_disk_loss), name=f"drain-{node_id}")
@@ -61,24 +61,30 @@ async def start_drain(core: Core, node_id: str, allow_disk_loss: bool) -> Node:
 
 
 async def _drain(core: Core, node_id: str, allow_disk_loss: bool) -> None:
-    vm_keys = await node_health.vm_keys_on(core.store, node_id)
+    handled: set[str] = set()
     stuck: list[str] = []
     moved = 0
-    for i, key in enumerate(vm_keys):
-        found = await read(core.store, VirtualMachine, key)
-        if found is None:
-            continue
-        try:
-            await move(core, found, node_id, allow_disk_loss)
-            moved += 1
-        except PlasmaError as err:
-            log.warning("drain %s: vm %s stays: %s", node_id, found.value.id, err.message)
-            stuck.append(f"{found.value.id} ({found.value.name}): {err.message}")
-        await _report(core, node_id, False, "InProgress", f"moved {moved} of {len(vm_keys)}, {i + 1} handled")
+    while True:  # again until no VM is left unhandled: the index may learn of a just-placed VM late
+        vm_keys = [k for k in await node_health.vm_keys_on(core.store, node_id, core.nodes.vm_index)
+                   if k not in handled]
+        if not vm_keys:
+            break
+        for key in vm_keys:
+            handled.add(key)
+            found = await read(core.store, VirtualMachine, key)
+            if found is None or found.value.node_id != node_id:
+                continue
+            try:
+                await move(core, found, node_id, allow_disk_loss)
+                moved += 1
+            except PlasmaError as err:
+                log.warning("drain %s: vm %s stays: %s", node_id, found.value.id, err.message)
+                stuck.append(f"{found.value.id} ({found.value.name}): {err.message}")
+            await _report(core, node_id, False, "InProgress", f"moved {moved}, {len(handled)} handled")
     if stuck:
         await _report(core, node_id, False, "Incomplete", f"moved {moved}; not movable: " + "; ".join(stuck))
     else:
-        await _report(core, node_id, True, "Complete", f"moved {moved} of {len(vm_keys)}")
+        await _report(core, node_id, True, "Complete", f"moved {moved} of {len(handled)}")
 
 
 async def move(core: Core, vm: Versioned[VirtualMachine], from_node: str, allow_disk_loss: bool) -> VirtualMachine:

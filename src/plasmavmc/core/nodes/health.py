@@ -1,7 +1,10 @@
 """The `NodeUnresponsive` condition on the VMs of a node that stopped heartbeating (and its removal).
 
 The store is the truth for which VMs live on a node (the assignment records), so this works after a
-control-plane restart too. Setting and clearing are idempotent compare-and-swap updates of each VM.
+control-plane restart too. Which VMs those are comes from the replica's per-node index (`NodeIndex`:
+the watched VM state index, `core/loops/vm_states.py`) when it is ready, so a node going NOT_READY or
+back costs its own VMs, not a scan of the fleet; before that, from one scan of the assignments.
+Setting and clearing are idempotent compare-and-swap updates of each VM.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Collection
+from typing import Protocol
 
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
@@ -32,10 +36,18 @@ def _with_condition(vm: VirtualMachine, message: str | None) -> VirtualMachine:
     return replace(vm, status=replace(vm.status, conditions=(*others, flag)))
 
 
-async def vm_keys_on(store: Store, node_ids: str | Collection[str]) -> list[str]:
-    """The record keys of every VM assigned to the node(s) (assignments: see placement.Assignment); one
-    scan of the assignments however many nodes are asked about."""
+class NodeIndex(Protocol):
+    def keys_on(self, node_ids: Collection[str]) -> list[str] | None:
+        """The VM record keys on these nodes, or None while the index is not ready."""
+
+
+async def vm_keys_on(store: Store, node_ids: str | Collection[str], index: NodeIndex | None = None) -> list[str]:
+    """The record keys of every VM assigned to the node(s): from `index` when it is ready, else from one
+    scan of the assignments (see placement.Assignment) however many nodes are asked about."""
     wanted = {node_ids} if isinstance(node_ids, str) else set(node_ids)
+    known = index.keys_on(wanted) if index is not None else None
+    if known is not None:
+        return known
     out = []
     for kv in await store.list_all(keys.ASSIGNMENTS):
         a = json.loads(kv.value)
@@ -44,10 +56,12 @@ async def vm_keys_on(store: Store, node_ids: str | Collection[str]) -> list[str]
     return out
 
 
-async def flag_vms(store: Store, node_ids: str | Collection[str], message: str | None) -> int:
+async def flag_vms(
+    store: Store, node_ids: str | Collection[str], message: str | None, index: NodeIndex | None = None
+) -> int:
     """Add (message set) or clear (None) `NodeUnresponsive` on every VM of the node(s); returns how many."""
     count = 0
-    for key in await vm_keys_on(store, node_ids):
+    for key in await vm_keys_on(store, node_ids, index):
         try:
             await mutate(store, VirtualMachine, key, lambda vm: _with_condition(vm, message))
             count += 1

@@ -7,24 +7,31 @@ with compare-and-swap, so a claim made concurrently is never overwritten; it mer
 cache's copy of the record first (a stale copy loses the compare-and-swap and the record is read), and
 puts what it wrote back into that cache.
 
-A node silent for longer than the heartbeat timeout turns NOT_READY (nothing new lands there) and its
-VMs get the `NodeUnresponsive` condition; its next heartbeat makes it READY and clears the condition,
-and the VM statuses that heartbeat carries reconcile the records (`reports.py`).
+A heartbeat that changes nothing but the time is not written (`liveness.py`: liveness is kept in
+memory, the record's `last_heartbeat` refreshed only now and then). A node silent for longer than the
+heartbeat timeout turns NOT_READY (nothing new lands there) and its VMs get the `NodeUnresponsive`
+condition; its next heartbeat makes it READY and clears the condition, and the VM statuses that
+heartbeat carries reconcile the records (`reports.py`). Which VMs are on a node comes from the
+replica's per-node index when it is ready (`health.NodeIndex`), not from a scan of every VM.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from plasmavmc.core.nodes import health as node_health
+from plasmavmc.core.nodes.liveness import Liveness
+from plasmavmc.core.nodes.report_digests import ReportDigests
 from plasmavmc.errors import Conflict, NodeNotFound
 from plasmavmc.scheduler.cache import NodeCache
 from plasmavmc.store import keys
-from plasmavmc.store.base import Store
+from plasmavmc.store.base import KeyValue, Store
 from plasmavmc.store.cas import attempts, backoff
 from plasmavmc.store.records import CorruptRecord, Versioned, decode, mutate, quarantine, read, replace
 from plasmavmc.types import codec
@@ -34,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: states an administrator set; a heartbeat does not override them
 ADMIN_STATES = frozenset({NodeState.CORDONED, NodeState.DRAINING, NodeState.MAINTENANCE})
+ABSORB_EVERY = 1.0  # seconds between a follower's reads of the leader's liveness table
+REFLAG_EVERY = 60.0  # seconds between passes that re-flag the VMs of every NOT_READY node
 
 
 @dataclass(frozen=True)
@@ -65,17 +74,41 @@ def _merge(current: Node, reported: Node, now: int, overcommit: Overcommit) -> N
     )
 
 
+def _decode_nodes(kvs: Sequence[KeyValue]) -> builtins.list[tuple[KeyValue, Versioned[Node] | None]]:
+    """Each node record decoded, or None when it does not decode."""
+    out: builtins.list[tuple[KeyValue, Versioned[Node] | None]] = []
+    for kv in kvs:
+        try:
+            out.append((kv, decode(Node, kv)))
+        except CorruptRecord:
+            out.append((kv, None))
+    return out
+
+
 class NodeRegistry:
     def __init__(self, store: Store, heartbeat_timeout: float, overcommit: Overcommit | None = None) -> None:
         self._store = store
         self.heartbeat_timeout = heartbeat_timeout
         self.overcommit = overcommit or Overcommit()
         self.cache = NodeCache(store)
+        self.liveness = Liveness(heartbeat_timeout)
+        self._absorbed_at = float("-inf")
+        self._reflagged_at = float("-inf")
+        self.digests = ReportDigests()  # this replica's copy of each node's VM-report digest
+        self.vm_index: node_health.NodeIndex | None = None  # the replica's per-node index, once wired
+
+    def _unchanged(self, current: Node, merged: Node, now: int) -> bool:
+        """True when writing `merged` would change only the heartbeat time, and the stored time is
+        recent enough (`Liveness.persist_after`)."""
+        if now - current.last_heartbeat >= self.liveness.persist_after():
+            return False
+        return replace(merged, last_heartbeat=current.last_heartbeat) == current
 
     async def heartbeat(self, reported: Node) -> Node:
         """Register or refresh a node from its agent's report."""
         key = keys.node(reported.id)
         now = int(time.time())
+        self.liveness.beat(reported.id, time.time())
         cached = self.cache.get(reported.id)
         # First try against the scheduler cache's copy (no store read): the write is a compare-and-swap
         # on that revision, so a stale copy only costs a Conflict, then the record is read.
@@ -98,6 +131,8 @@ class NodeRegistry:
                 log.info("node %s registered (%s)", reported.id, reported.agent_address)
                 return fresh
             merged = _merge(current.value, reported, now, self.overcommit)
+            if self._unchanged(current.value, merged, now):
+                return self.liveness.shown(current.value)
             try:
                 revision = await self._store.put(key, codec.dumps(merged), expected_revision=current.revision)
             except Conflict:
@@ -107,7 +142,7 @@ class NodeRegistry:
             self.cache.put(Versioned(merged, revision, key))
             if current.value.state == NodeState.NOT_READY:
                 log.info("node %s is ready again", reported.id)
-                await node_health.flag_vms(self._store, reported.id, None)
+                await node_health.flag_vms(self._store, reported.id, None, self.vm_index)
             return merged
         raise AssertionError("unreachable: attempts() raises when exhausted")
 
@@ -122,20 +157,36 @@ class NodeRegistry:
             return None
 
     async def get(self, node_id: str) -> Versioned[Node]:
+        """The node record, its `last_heartbeat` as this replica knows it (`Liveness.shown`)."""
+        await self._absorb_shared()
         found = await read(self._store, Node, keys.node(node_id))
         if found is None:
             raise NodeNotFound(f"node {node_id!r} does not exist", field="node_id")
-        return found
+        return Versioned(self.liveness.shown(found.value), found.revision, found.key)
+
+    async def _absorb_shared(self) -> None:
+        """Not leading: take in the leader's liveness table (`keys.LIVENESS`), one read."""
+        if not self.liveness.leading and time.monotonic() - self._absorbed_at >= ABSORB_EVERY:
+            self._absorbed_at = time.monotonic()
+            kv = await self._store.get(keys.LIVENESS)
+            if kv is not None:
+                self.liveness.absorb(kv.value)
+
+    async def share_liveness(self) -> None:
+        """Leading: write this replica's liveness table as one key, for the other replicas."""
+        await self._store.put(keys.LIVENESS, self.liveness.snapshot())
 
     async def list(self) -> list[Versioned[Node]]:
-        """Every readable node; an unreadable node record is moved aside (its agent's next heartbeat
-        registers the node again)."""
+        """Every readable node (`last_heartbeat` as in `get`); an unreadable node record is moved aside
+        (its agent's next heartbeat registers the node again)."""
+        await self._absorb_shared()
         out = []
-        for kv in await self._store.list_all(keys.NODES):
-            try:
-                out.append(decode(Node, kv))
-            except CorruptRecord:
+        # 1,000 node records are tens of milliseconds of decoding: done in a worker thread
+        for kv, found in await asyncio.to_thread(_decode_nodes, await self._store.list_all(keys.NODES)):
+            if found is None:
                 await quarantine(self._store, kv)
+                continue
+            out.append(Versioned(self.liveness.shown(found.value), found.revision, found.key))
         return out
 
     async def set_admin_state(self, node_id: str, state: NodeState | None) -> Node:
@@ -144,7 +195,7 @@ class NodeRegistry:
         def apply(node: Node) -> Node:
             if state is not None:
                 return replace(node, state=state)
-            fresh = time.time() - node.last_heartbeat <= self.heartbeat_timeout
+            fresh = time.time() < self.liveness.expires_at(node)
             return replace(node, state=NodeState.READY if fresh else NodeState.NOT_READY)
 
         def missing() -> Exception:
@@ -153,28 +204,34 @@ class NodeRegistry:
         return (await mutate(self._store, Node, keys.node(node_id), apply, missing=missing)).value
 
     async def expire(self) -> builtins.list[str]:
-        """Mark READY nodes whose heartbeat is older than the timeout NOT_READY; returns their ids.
+        """Mark READY nodes not heard from within the timeout (`Liveness.expires_at`) NOT_READY; returns
+        their ids.
 
-        Level-triggered: the VMs of every NOT_READY node are (re)flagged on each pass, so a flag lost to a
-        crash between the two writes is set by the next pass (flagging a flagged VM writes nothing)."""
+        The VMs of a node that expires now are flagged at once; those of every NOT_READY node again every
+        `REFLAG_EVERY` seconds (level-triggered: a flag lost to a crash between the two writes is set then;
+        flagging a flagged VM writes nothing, but reads it, so not on every pass)."""
         expired = []
-        deadline = time.time() - self.heartbeat_timeout
+        reflag = time.monotonic() - self._reflagged_at >= REFLAG_EVERY
         nodes = await self.list()
         silent = [n.value.id for n in nodes if n.value.state == NodeState.NOT_READY]
         for node in nodes:
-            if node.value.state == NodeState.READY and node.value.last_heartbeat < deadline:
+            if node.value.state == NodeState.READY and self.liveness.expires_at(node.value) < time.time():
 
                 def stale(n: Node) -> Node:
-                    if n.state == NodeState.READY and n.last_heartbeat < deadline:
+                    if n.state == NodeState.READY and self.liveness.expires_at(n) < time.time():
                         return replace(n, state=NodeState.NOT_READY)
                     return n
 
-                await mutate(self._store, Node, node.key, stale)
+                self.cache.put(await mutate(self._store, Node, node.key, stale))
                 log.warning("node %s missed heartbeats: NOT_READY", node.value.id)
                 expired.append(node.value.id)
-        if expired or silent:
+        if expired or (silent and reflag):
+            if reflag:
+                self._reflagged_at = time.monotonic()
             # re-read: a node that heartbeated meanwhile has had its VMs' flags cleared; leave them so
-            still = [n.value.id for n in await self.list() if n.value.state == NodeState.NOT_READY]
+            wanted = set(expired) | (set(silent) if reflag else set())
+            still = [n.value.id for n in await self.list()
+                     if n.value.state == NodeState.NOT_READY and n.value.id in wanted]
             why = f"its node has not sent a heartbeat for over {self.heartbeat_timeout:g}s"
-            await node_health.flag_vms(self._store, still, why)
+            await node_health.flag_vms(self._store, still, why, self.vm_index)
         return expired

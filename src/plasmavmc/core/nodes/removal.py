@@ -36,6 +36,8 @@ async def delete_node(core: Core, node_id: str, force: bool) -> int:
                            "or delete with force", field="node_id")
     await core.store.delete(node.key, expected_revision=node.revision)
     await core.nodes.cache.refresh(node_id)
+    core.nodes.liveness.forget(node_id)
+    core.nodes.digests.forget(node_id)
     if vm_keys:
         await health.flag_vms(core.store, node_id, f"its node {node_id} was deleted")
         vms = [vm.value for key in vm_keys if (vm := await read(core.store, VirtualMachine, key)) is not None]

@@ -19,9 +19,8 @@ from collections.abc import Callable
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.vms import boot, restarts
-from plasmavmc.core.vms.lifecycle import moved
+from plasmavmc.core.vms.lifecycle import moved, running
 from plasmavmc.core.vms.placement import read_assignment
-from plasmavmc.core.vms.power import running
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.records import Versioned, mutate, replace

@@ -3,7 +3,9 @@ delete. Power operations are in `power.py`.
 
 Create is PENDING -> CREATING (placed: node claim + assignment in one commit) -> STOPPED (the agent made
 the disks). Input is validated completely before the first write, so bad input changes nothing; a VM
-that no node can take is removed again and the caller gets NO_SUITABLE_NODE with the reasons.
+that no node can take is removed again and the caller gets NO_SUITABLE_NODE with the reasons. With
+`start` (a spec extension) the agent also starts it and the last write records RUNNING; with
+`source_snapshot` it is a clone (`clones.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from plasmavmc import validation
 from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.networks import nics, refresh
-from plasmavmc.core.vms import boot, placement, restarts
+from plasmavmc.core.vms import boot, clones, placement, restarts
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.common import boot_disk
@@ -25,18 +27,16 @@ from plasmavmc.hypervisor.registry import check_spec_for, spec_defaults_for
 from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
-from plasmavmc.store.base import Page, Write
-from plasmavmc.store.records import Versioned, decode_all, mutate, read, replace, retry_on_conflict
+from plasmavmc.store.base import Write
+from plasmavmc.store.records import Versioned, mutate, read, replace, retry_on_conflict
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
 from plasmavmc.types.states import VmState, check_transition, transition
-from plasmavmc.types.vm import HypervisorType, RestartPolicy, VirtualMachine, VmSpec, VmStatus
+from plasmavmc.types.vm import CloneSource, HypervisorType, RestartPolicy, VirtualMachine, VmSpec, VmStatus
 
 log = logging.getLogger(__name__)
-DEFAULT_PAGE = 100
 BOOTABLE_FORMATS = (ImageFormat.RAW, ImageFormat.QCOW2)  # what a qcow2 overlay can sit on
-MAX_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,11 @@ class CreateVm:
     labels: dict[str, str]
     metadata: dict[str, str]
     created_by: str = ""
+    source_snapshot: CloneSource | None = None  # a clone (core/vms/clones.py)
+    spec_given: bool = True  # whether the request carried a spec (a clone's must not)
+    hypervisor_given: bool = True  # whether the request named the hypervisor
+    start: bool = False  # start as part of the create: one round trip, one commit fewer (`provision`)
+    node_id: str | None = None  # pinned to this node (a clone, where its source snapshot is)
 
 
 async def images_for(core: Core, org_id: str, spec: VmSpec) -> list[Image]:
@@ -93,6 +98,8 @@ def _validate(req: CreateVm) -> None:
 
 async def create(core: Core, req: CreateVm) -> VirtualMachine:
     accepted = boot.now()
+    if req.source_snapshot is not None:
+        req = await clones.resolve(core, req)
     _validate(req)
     images = await images_for(core, req.org_id, req.spec)
     boot_from = boot_image(req.spec, images)
@@ -112,6 +119,7 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
         labels=req.labels,
         metadata=req.metadata,
         status=VmStatus(boot=boot.accepted(accepted)),
+        source_snapshot=req.source_snapshot,
     )
     key = keys.vm(vm.org_id, vm.project_id, vm.id)
     name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
@@ -134,20 +142,20 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
         ) from None
     async with pending.driving(core.store, op) as drive:
         try:
-            placed = await place(core, Versioned(vm, rev, key))
+            placed = await place(core, Versioned(vm, rev, key), req.node_id)
         except PlasmaError:
             undo = [Write(key, None), Write(name_key, None), Write(op.key, None)]
             await quotas.commit_charged(core.store, vm.org_id, vm.project_id, -usage, undo)
             await nics.release(core.store, vm)
             OPERATIONS.labels("create", "error").inc()
             raise
-        result = await provision(core, placed, images, drive)
+        result = await provision(core, placed, images, drive, start=req.start)
     OPERATIONS.labels("create", "ok").inc()
     return result
 
 
-async def place(core: Core, vm: Versioned[VirtualMachine]) -> Versioned[VirtualMachine]:
-    """PENDING -> CREATING on a chosen node, claiming its capacity in the same commit."""
+async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None = None) -> Versioned[VirtualMachine]:
+    """PENDING -> CREATING on a chosen node (`only_node` when given), claiming its capacity in the same commit."""
     started = time.perf_counter()
 
     def placer(current: VirtualMachine, node_id: str) -> VirtualMachine:
@@ -155,19 +163,24 @@ async def place(core: Core, vm: Versioned[VirtualMachine]) -> Versioned[VirtualM
         placed = replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
         return boot.stamped(placed, placed_at=boot.now())
 
-    result = await placement.claim(core, vm, placer)
+    result = await placement.claim(core, vm, placer, only_node=only_node)
     SCHEDULER_LATENCY.observe(time.perf_counter() - started)
     log.info("vm %s placed on node %s", vm.value.id, result.value.node_id)
     return result
 
 
 async def provision(
-    core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving
+    core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving, *, start: bool = False
 ) -> VirtualMachine:
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
-    (with reason) if it fails."""
+    (with reason) if it fails. With `start`, the agent starts it too and the same last step records
+    CREATING -> STOPPED -> STARTING -> RUNNING (each move through the transition table): one commit
+    where a create then a StartVm make four."""
+    observed: VmStatus | None = None
+
     def _made(v: VirtualMachine) -> VirtualMachine:
-        return boot.stamped(moved(v, VmState.STOPPED, "create"), image_ready_at=ready_at)
+        made = boot.stamped(moved(v, VmState.STOPPED, "create"), image_ready_at=ready_at)
+        return made if observed is None else running(starting(made, ready_at), observed, "start")
 
     try:
         agent = await core.agent_for(vm.value)
@@ -176,9 +189,16 @@ async def provision(
     except PlasmaError as err:
         await set_error(core, vm.key, f"create failed: {err.message}")
         raise
-    stopped = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
-    await refresh.ports_changed(core, stopped.value, stopped.value.spec.network)
-    return stopped.value
+    if start:
+        try:
+            await agent.start_vm(vm.value.id)
+            observed = await agent.status(vm.value.id)
+        except PlasmaError as err:
+            await set_error(core, vm.key, f"start failed: {err.message}")
+            raise
+    done = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
+    await refresh.ports_changed(core, done.value, done.value.spec.network)
+    return done.value
 
 
 def moved(vm: VirtualMachine, target: VmState, operation: str, **changes: object) -> VirtualMachine:
@@ -186,6 +206,24 @@ def moved(vm: VirtualMachine, target: VmState, operation: str, **changes: object
     the one way a VM record changes state, for every module of core."""
     state = transition(vm.state, target, vm_id=vm.id, operation=operation)
     return replace(vm, state=state, updated_at=int(time.time()), **changes)
+
+
+def running(vm: VirtualMachine, observed: VmStatus, operation: str) -> VirtualMachine:
+    """`vm` RUNNING as the node observed it (through the transition table): start, create with `start`,
+    reboot, adoption and a heartbeat that finds the process running all record it this way."""
+    status = replace(
+        vm.status,
+        actual_state=VmState.RUNNING,
+        host_pid=observed.host_pid,
+        started_at=observed.started_at or int(time.time()),
+        accelerator=observed.accelerator,
+        last_error=None,
+    )
+    return boot.with_node_times(moved(vm, VmState.RUNNING, operation, status=status), observed.boot)
+
+
+def starting(vm: VirtualMachine, requested_at: float) -> VirtualMachine:
+    return boot.start_requested(moved(vm, VmState.STARTING, "start"), requested_at)
 
 
 async def set_error(core: Core, key: str, message: str) -> None:
@@ -197,31 +235,6 @@ async def set_error(core: Core, key: str, message: str) -> None:
         await mutate(core.store, VirtualMachine, key, apply)
     except PlasmaError as err:
         log.warning("could not record error on %s: %s", key, err)
-
-
-async def list_vms(
-    core: Core, org_id: str, project_id: str, page_size: int, token: str, all_projects: bool = False
-) -> tuple[list[VirtualMachine], str]:
-    """One page of a project's VMs (or, with `all_projects`, of every project of the org)."""
-    validation.name(org_id, "org_id")
-    if all_projects and project_id:
-        raise InvalidArgument("project_id", "must be empty with all_projects")
-    if not all_projects:
-        validation.name(project_id, "project_id")
-    if page_size > MAX_PAGE:
-        raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
-    if token:
-        project, _, vm_id = token.rpartition("/") if all_projects else ("", "", token)
-        if all_projects:
-            validation.name(project, "page_token")
-        validation.vm_id(vm_id, "page_token")
-    prefix = keys.vms_in(org_id, None if all_projects else project_id)
-    page: Page = await core.store.list(
-        prefix, start_after=prefix + token if token else None, limit=page_size or DEFAULT_PAGE
-    )
-    vms = [found.value for found in decode_all(VirtualMachine, page.items)]
-    next_token = page.next_start_after.removeprefix(prefix) if page.next_start_after else ""
-    return vms, next_token
 
 
 def check_update(labels: dict[str, str] | None, metadata: dict[str, str] | None) -> None:
@@ -294,7 +307,7 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
         writes = [
             Write(vm.key, None, current.revision),
             Write(keys.vm_name(vm.value.org_id, vm.value.project_id, vm.value.name), None),
-            *placement.release_writes(current.value, node),
+            *placement.release_writes(current.value, node, core.scheduler.request(current.value)),
             *vm_events.deleted(current.value),
         ]
         gone = -quotas.usage_of(vm.value)

@@ -62,9 +62,10 @@ def _with_allocated(node: Node, allocated: NodeCapacity) -> Node:
 
 
 def claim_writes(
-    vm: Versioned[VirtualMachine], node: Versioned[Node], placed: VirtualMachine
+    vm: Versioned[VirtualMachine], node: Versioned[Node], placed: VirtualMachine, need: NodeCapacity
 ) -> tuple[Node, list[Write]]:
-    claimed = _with_allocated(node.value, node.value.allocated + request_of(vm.value))
+    """`need`: what the VM claims (`Scheduler.request`, with the per-VM overhead)."""
+    claimed = _with_allocated(node.value, node.value.allocated + need)
     assignment = Assignment(vm.value.id, vm.value.org_id, vm.value.project_id, node.value.id)
     writes = [
         Write(vm.key, codec.dumps(placed), vm.revision),
@@ -76,11 +77,13 @@ def claim_writes(
     return claimed, writes
 
 
-def release_writes(vm: VirtualMachine, node: Versioned[Node] | None, *, keep_assignment: bool = False) -> list[Write]:
-    """The writes that give a VM's claim on `node` back (the caller adds the VM record's own write)."""
+def release_writes(vm: VirtualMachine, node: Versioned[Node] | None, need: NodeCapacity, *,
+                   keep_assignment: bool = False) -> list[Write]:
+    """The writes that give a VM's claim `need` on `node` back (the caller adds the VM record's own write).
+    Clamped at 0: a claim made under another `[scheduler] vm_memory_overhead_mib` never goes negative."""
     writes = [] if keep_assignment else [Write(keys.assignment(vm.id), None)]
     if node is not None:
-        left = node.value.allocated - request_of(vm)
+        left = node.value.allocated - need
         left = NodeCapacity(max(left.vcpus, 0), max(left.memory_mib, 0), max(left.storage_gib, 0))
         writes.append(Write(node.key, codec.dumps(_with_allocated(node.value, left)), node.revision))
         if (group_key := _group_key(vm, node.value.id)) is not None:
@@ -99,12 +102,12 @@ async def _try_node(
             return None
         node = cached[0]
         placed = placer(vm.value, node_id)
-        claimed, writes = claim_writes(vm, node, placed)
+        claimed, writes = claim_writes(vm, node, placed, cycle.need)
         writes += vm_events.derive_writes(vm.value, placed)
         old: Versioned[Node] | None = None
         if moving_from is not None:
             old = await read(core.store, Node, keys.node(moving_from))
-            writes += release_writes(vm.value, old, keep_assignment=True)
+            writes += release_writes(vm.value, old, cycle.need, keep_assignment=True)
         try:
             rev = await core.store.commit(writes)
         except Conflict:
@@ -120,23 +123,28 @@ async def check_fits(core: Core, vm: VirtualMachine, moving_from: str) -> None:
     A drain asks this before it stops a VM, so a VM that cannot move is left running where it is.
     """
     views = [v for v in await core.nodes.cache.views(time.monotonic()) if v.node.id != moving_from]
-    core.scheduler.rank(Cycle.of(vm), views, f"no node other than {moving_from} is registered")
+    core.scheduler.rank(core.scheduler.cycle(vm), views, f"no node other than {moving_from} is registered")
 
 
 async def claim(
-    core: Core, vm: Versioned[VirtualMachine], placer: Placer, *, moving_from: str | None = None
+    core: Core, vm: Versioned[VirtualMachine], placer: Placer, *, moving_from: str | None = None,
+    only_node: str | None = None,
 ) -> Versioned[VirtualMachine]:
-    """Put `vm` on the best node that takes it; NO_SUITABLE_NODE (explained) when none can."""
+    """Put `vm` on the best node that takes it (only `only_node`, when given: a clone goes where its
+    snapshot is); NO_SUITABLE_NODE (explained) when none can."""
     started = time.monotonic()
     fresh_since: float | None = None
     current = vm
     for attempt in range(MAX_ROUNDS):
-        cycle = Cycle.of(current.value)  # the scheduler's state for this round, shared by its plugins
+        cycle = core.scheduler.cycle(current.value)  # the scheduler's state for this round, shared by its plugins
         views = await core.nodes.cache.views(fresh_since)
         none_left = "no nodes are registered"
         if moving_from is not None:
             none_left = f"no node other than {moving_from} is registered"
             views = [v for v in views if v.node.id != moving_from]
+        if only_node is not None:
+            none_left = f"node {only_node} (where the source snapshot is) is not registered"
+            views = [v for v in views if v.node.id == only_node]
         try:
             ranking = core.scheduler.rank(cycle, views, none_left)
         except NoSuitableNode:

@@ -8,39 +8,23 @@ in ERROR with `status.last_error` saying why.
 
 from __future__ import annotations
 
-import time
-
 from plasmavmc.core import pending
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.vms import boot
 from plasmavmc.core.vms import events as vm_events
-from plasmavmc.core.vms.lifecycle import moved, set_error
+from plasmavmc.core.vms.lifecycle import moved, running, set_error, starting
 from plasmavmc.errors import InvalidState, PlasmaError
 from plasmavmc.observe.metrics import OPERATIONS
 from plasmavmc.store.records import Versioned, mutate, replace
 from plasmavmc.types.events import VmEventType
 from plasmavmc.types.states import VmState, check_transition
-from plasmavmc.types.vm import VirtualMachine, VmStatus
+from plasmavmc.types.vm import VirtualMachine
 
 DEFAULT_STOP_TIMEOUT = 30
 
 
-def running(vm: VirtualMachine, observed: VmStatus, operation: str) -> VirtualMachine:
-    """`vm` RUNNING as the node observed it (through the transition table): start, reboot, adoption and
-    a heartbeat that finds the process running all record it this way."""
-    status = replace(
-        vm.status,
-        actual_state=VmState.RUNNING,
-        host_pid=observed.host_pid,
-        started_at=observed.started_at or int(time.time()),
-        accelerator=observed.accelerator,
-        last_error=None,
-    )
-    return boot.with_node_times(moved(vm, VmState.RUNNING, operation, status=status), observed.boot)
-
-
 def _starting(vm: VirtualMachine) -> VirtualMachine:
-    return boot.start_requested(moved(vm, VmState.STARTING, "start"), boot.now())
+    return starting(vm, boot.now())
 
 
 def _started_by_hand(vm: VirtualMachine) -> VirtualMachine:

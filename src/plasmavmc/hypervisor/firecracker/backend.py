@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from plasmavmc.config.agent import AgentSettings
-from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState
+from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState, NotFound
 from plasmavmc.hypervisor import crashpoints
 from plasmavmc.hypervisor.base import (
     BackendCapabilities,
@@ -46,14 +46,16 @@ from plasmavmc.hypervisor.base import (
 )
 from plasmavmc.hypervisor.common import image_for_boot, vm_name, write_atomic
 from plasmavmc.hypervisor.console import bound_log
-from plasmavmc.hypervisor.firecracker import diffs, jail, launch, snapshots, spec, usage
+from plasmavmc.hypervisor.firecracker import clones, diffs, jail, launch, snapshots, spec, usage
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.console import FifoConsole
 from plasmavmc.hypervisor.firecracker.disks import make_disk, sparse_copy
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import API_SOCK, INITRD, KERNEL, LOG, METRICS, FcPaths, disk_file
 from plasmavmc.hypervisor.process import Process, tail
-from plasmavmc.hypervisor.vmdir import VmDirBackend
+from plasmavmc.hypervisor.vmdir import HANDLE, VmDirBackend
+from plasmavmc.types.codec import loads
+from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     Condition,
@@ -129,6 +131,8 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             used[image.image_id] = image
         boot = spec.check_kernel(image_for_boot(vm.spec, used))
         spec.boot_args(vm, boot)
+        if vm.source_snapshot is not None:
+            clones.check_clone(vm)
         jailed = self.jailer.enabled
         paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name)
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
@@ -145,24 +149,45 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
 
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
                            paths: FcPaths) -> None:
-        # A hard link shares the cached image's inode: fine for root, a copy for another uid.
-        share = not paths.jailed or self.jailer.uid == 0
-        assert boot.kernel_path is not None
-        jail.link_or_copy(boot.kernel_path, paths.guest / KERNEL, allow_link=share)
-        if boot.initrd_path is not None:
-            jail.link_or_copy(boot.initrd_path, paths.guest / INITRD, allow_link=share)
-        for disk in vm.spec.disks:
-            image = used[disk.source.image_id or ""]
-            await make_disk(self.qemu_img_path, image.disk_path, image.disk_format, paths.disk(disk.id),
-                            disk.size_gib)
+        if vm.source_snapshot is not None:  # a clone: the snapshot's files, linked (clones.py)
+            source = self._paths_of(vm.source_snapshot.vm_id)
+            await clones.place(source, vm.source_snapshot.snapshot_id, paths, [d.id for d in vm.spec.disks])
+        else:
+            await self._place_boot_files(vm, boot, used, paths)
         for name in (LOG, METRICS):
             (paths.guest / name).touch(mode=0o600)
         if paths.jailed:
             jail.give_to_jail(paths, self.jailer, self._jail_files(vm))
 
+    def _paths_of(self, vm_id: str) -> FcPaths:
+        """The layout of another VM of this node (a clone's source), from its handle."""
+        try:
+            handle = loads(VmHandle, (self.vm_dir(vm_id) / HANDLE).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise NotFound(f"VM {vm_id} is not on this node", field="source_snapshot.vm_id") from exc
+        return self.paths(handle)
+
+    async def _place_boot_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
+                                paths: FcPaths) -> None:
+        # A hard link shares the cached image's inode: never chowned (`_jail_files` leaves the kernel and
+        # initrd out), so it is linked whenever the jail's uid can read it as it is (world-readable).
+        assert boot.kernel_path is not None
+        jail.link_or_copy(boot.kernel_path, paths.guest / KERNEL, allow_link=self._linkable(paths, boot.kernel_path))
+        if boot.initrd_path is not None:
+            jail.link_or_copy(boot.initrd_path, paths.guest / INITRD,
+                              allow_link=self._linkable(paths, boot.initrd_path))
+        for disk in vm.spec.disks:
+            image = used[disk.source.image_id or ""]
+            await make_disk(self.qemu_img_path, image.disk_path, image.disk_format, paths.disk(disk.id),
+                            disk.size_gib)
+
+    def _linkable(self, paths: FcPaths, image_file: Path) -> bool:
+        return not paths.jailed or self.jailer.uid == 0 or image_file.stat().st_mode & 0o004 != 0
+
     @staticmethod
     def _jail_files(vm: VirtualMachine) -> list[str]:
-        return [KERNEL, INITRD, LOG, METRICS, "snapshots", *(disk_file(d.id) for d in vm.spec.disks)]
+        """What the jail's uid must own (it writes them); the kernel and initrd are only read."""
+        return [LOG, METRICS, "snapshots", clones.SOURCE_DIR, *(disk_file(d.id) for d in vm.spec.disks)]
 
     # ---------------------------------------------------------------- start / stop
 
@@ -212,12 +237,19 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             vm, images = self._load_vm(paths)
             boot = spec.check_kernel(image_for_boot(vm.spec, images))
             process, api = await self._launch(paths, vm)
+            cloned = clones.pending(paths)
             try:
-                await self._configure(api, vm, boot)
-                await api.action("InstanceStart")
+                if cloned:  # a clone's first start: resume its source snapshot (clones.py)
+                    await api.put("/metrics", {"metrics_path": METRICS})
+                    await clones.load(api, paths)
+                else:
+                    await self._configure(api, vm, boot)
+                    await api.action("InstanceStart")
             except HypervisorError as exc:
                 await self._abort(paths, process, "start failed")
                 raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
+            if cloned:
+                clones.done(paths)
             process.close()
 
     async def _configure(self, api: FirecrackerApi, vm: VirtualMachine, boot: LocalImage) -> None:
@@ -272,6 +304,8 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             return VmStatus(actual_state=VmState.STOPPED, accelerator="kvm")
         bound_log(paths.console_log)
         started = self._started(paths)
+        vm = self._vm_or_none(paths)
+        guest_mib = vm.spec.memory.size_mib if vm is not None else 0
         state, error = VmState.RUNNING, None
         conditions: tuple[Condition, ...] = ()
         api = FirecrackerApi(paths.api_sock, timeout=5.0)
@@ -289,7 +323,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
                         started_at=int(started["started_at"]) if "started_at" in started else None,
                         accelerator="kvm", resource_usage=await usage.sample(
                             api, paths.metrics, int(started.get("metrics_offset", "0")), self._cpu,
-                            handle.vm_id, pid))
+                            handle.vm_id, pid, guest_mib))
 
     async def wait_exit(self, handle: VmHandle) -> ExitReport:
         paths = self.paths(handle)
@@ -361,6 +395,13 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             parent = diffs.parent_of_run(paths, pid) if self.diff_snapshots else None
             await snapshots.create(FirecrackerApi(paths.api_sock), paths, snapshot_id, disk_ids, parent=parent)
             diffs.record_parent(paths, pid, snapshot_id)
+
+    async def list_snapshots(self, handle: VmHandle) -> list[SnapshotInfo]:
+        return snapshots.listed(self.paths(handle))
+
+    async def delete_snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
+        async with self._lock(handle.vm_id):
+            snapshots.delete(self.paths(handle), snapshot_id)
 
     async def restore(self, handle: VmHandle, snapshot_id: str) -> None:
         """Replace whatever runs by a fresh Firecracker resumed from `snapshot_id` (disks included).

@@ -20,10 +20,11 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from plasmavmc.errors import AlreadyExists, HypervisorError, NotFound
+from plasmavmc.errors import AlreadyExists, HypervisorError, InvalidState, NotFound
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi
 from plasmavmc.hypervisor.firecracker.disks import sparse_copy
 from plasmavmc.hypervisor.firecracker.layout import FcPaths, disk_file
+from plasmavmc.types.runtime import SnapshotInfo
 
 VMSTATE = "vmstate"
 MEMORY = "memory"
@@ -93,13 +94,43 @@ async def restore_disks(paths: FcPaths, snapshot_id: str, disk_ids: Sequence[str
 
 
 async def load(api: FirecrackerApi, paths: FcPaths, snapshot_id: str, memory: Path,
-               *, track_dirty_pages: bool = False) -> None:
-    """Load `snapshot_id`'s device state with guest memory from `memory` (its own file, or a merge)."""
-    rel = paths.snapshot_dir(snapshot_id).relative_to(paths.guest)
+               *, track_dirty_pages: bool = False, vmstate: Path | None = None) -> None:
+    """Load `snapshot_id`'s device state (or `vmstate`'s) with guest memory from `memory` (its own file,
+    a merge, or a clone's link), mapped MAP_PRIVATE by Firecracker: the file is never written."""
+    state = (vmstate or paths.snapshot_dir(snapshot_id) / VMSTATE).relative_to(paths.guest)
     mem = memory.relative_to(paths.guest)
     try:
-        await api.put("/snapshot/load", {"snapshot_path": f"{rel}/{VMSTATE}",
+        await api.put("/snapshot/load", {"snapshot_path": str(state),
                                          "mem_backend": {"backend_type": "File", "backend_path": str(mem)},
                                          "enable_diff_snapshots": track_dirty_pages, "resume_vm": True})
     except HypervisorError as exc:
         raise HypervisorError(f"cannot restore snapshot {snapshot_id}: {exc.message}") from exc
+
+
+def listed(paths: FcPaths) -> list[SnapshotInfo]:
+    """The complete snapshots of the VM (not the `.<id>.tmp` ones being made), oldest first."""
+    root = paths.guest / "snapshots"
+    found: list[SnapshotInfo] = []
+    for snap in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime) if root.is_dir() else []:
+        if snap.name.startswith(".") or not snap.is_dir():
+            continue
+        disks = tuple(sorted(f.name[len("disk-"):-len(".raw")] for f in snap.glob("disk-*.raw")))
+        found.append(SnapshotInfo(id=snap.name, created_at=int(snap.stat().st_mtime),
+                                  memory=(snap / VMSTATE).is_file() and (snap / MEMORY).is_file(), disk_ids=disks))
+    return found
+
+
+def delete(paths: FcPaths, snapshot_id: str) -> None:
+    """Remove a snapshot; refused (INVALID_STATE) while a Diff snapshot of the VM is relative to it.
+    Clones made from it keep their own hard links (clones.py): deleting it never touches them."""
+    snap = paths.snapshot_dir(snapshot_id)
+    if not snap.is_dir():
+        raise NotFound(f"VM {paths.root.name} has no snapshot {snapshot_id}", field="snapshot_id")
+    for other in listed(paths):
+        parent = paths.snapshot_dir(other.id) / PARENT
+        if parent.is_file() and parent.read_text().strip() == snapshot_id:
+            raise InvalidState(f"snapshot {other.id} is a Diff relative to {snapshot_id}: delete it first",
+                               field="snapshot_id")
+    gone = snap.with_name(f".{snapshot_id}.deleting")
+    snap.rename(gone)  # atomically out of the listing, then removed
+    shutil.rmtree(gone, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 * CPU: the Firecracker process's user+system time as a percentage of one host CPU since the previous
   sample of the same VM (the first sample reads 0).
-* Memory: the process's resident set.
+* Memory: the process's resident set, its PSS and the part of both beyond guest RAM (`footprint.py`).
 * Disk and network: Firecracker's metrics file. Its counters are written as one JSON object per flush
   and each holds the *increase since the previous flush*, so totals are sums over the lines of the
   current run (from the offset recorded at start). A `FlushMetrics` action first makes them current.
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor import footprint
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi
 from plasmavmc.hypervisor.process import cpu_seconds, rss_bytes
 from plasmavmc.types.vm import ResourceUsage
@@ -51,9 +52,11 @@ class CpuMeter:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[float, float]] = {}  # vm_id -> (monotonic, cpu seconds)
+        self.footprint = footprint.FootprintMeter()
 
     def forget(self, vm_id: str) -> None:
         self._last.pop(vm_id, None)
+        self.footprint.forget(vm_id)
 
     def percent(self, vm_id: str, pid: int) -> float:
         sample = (time.monotonic(), cpu_seconds(pid) or 0.0)
@@ -64,7 +67,7 @@ class CpuMeter:
 
 
 async def sample(api: FirecrackerApi, metrics: Path, offset: int, cpu: CpuMeter, vm_id: str,
-                 pid: int) -> ResourceUsage:
+                 pid: int, guest_mib: int) -> ResourceUsage:
     with contextlib.suppress(HypervisorError):  # paused or busy: the counters are as of the last flush
         await api.action("FlushMetrics")
     totals = metric_totals(metrics, offset)
@@ -72,4 +75,5 @@ async def sample(api: FirecrackerApi, metrics: Path, offset: int, cpu: CpuMeter,
                          disk_read_bytes=totals[("block", "read_bytes")],
                          disk_write_bytes=totals[("block", "write_bytes")],
                          network_rx_bytes=totals[("net", "rx_bytes_count")],
-                         network_tx_bytes=totals[("net", "tx_bytes_count")])
+                         network_tx_bytes=totals[("net", "tx_bytes_count")],
+                         **footprint.usage_fields(cpu.footprint.sample(vm_id, pid, guest_mib)))

@@ -47,7 +47,6 @@ from plasmavmc.hypervisor.qemu.accel import choose_accelerator, host_tsc_khz
 from plasmavmc.hypervisor.qemu.runtime import STOP_REQUESTED, RuntimePaths
 from plasmavmc.hypervisor.qemu.usage import UsageMeter
 from plasmavmc.hypervisor.vmdir import VmDirBackend
-from plasmavmc.types.codec import loads
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
@@ -77,7 +76,8 @@ def _host_memory_gib() -> int:
 
 
 class QemuBackend(VmDirBackend[RuntimePaths]):
-    def __init__(self, qemu_path: str, qemu_img_path: str, runtime_dir: Path, accel: str = "auto") -> None:
+    def __init__(self, qemu_path: str, qemu_img_path: str, runtime_dir: Path, accel: str = "auto",
+                 tb_size_mib: int = cmdline.DEFAULT_TB_SIZE_MIB) -> None:
         self.qemu_path = qemu_path
         self.qemu_img_path = qemu_img_path
         super().__init__(runtime_dir)
@@ -87,6 +87,7 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
                                   f"would exceed {_UNIX_PATH_MAX - 1} bytes (the limit is 108 with the NUL)")
         self.accelerator = choose_accelerator(accel)
         self._tsc_khz = host_tsc_khz()
+        self.tb_size_mib = tb_size_mib  # TCG translation-cache cap (cmdline.accel_arg)
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._usage = UsageMeter()
 
@@ -173,7 +174,7 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
                 raise InvalidState(f"VM {handle.vm_id} is already running (pid {running.pid})")
             vm, images = self._load_vm(paths)
             argv = cmdline.build_argv(self.qemu_path, vm, paths, common.image_for_boot(vm.spec, images),
-                                      self.accelerator, tsc_khz=self._tsc_khz)
+                                      self.accelerator, tsc_khz=self._tsc_khz, tb_size_mib=self.tb_size_mib)
             await asyncio.to_thread(cloudinit.write_seed, paths.root, vm)  # this boot's NICs
             hotplug.write_ports(paths, vm.spec)
             for stale in (paths.pidfile, paths.qmp, paths.qmp_events, paths.console_sock, paths.vnc_sock):
@@ -275,13 +276,6 @@ class QemuBackend(VmDirBackend[RuntimePaths]):
         if run_state not in _RUNNING_STATES:
             return VmState.ERROR, f"qemu run state is {run_state}"
         return VmState.RUNNING, None
-
-    @staticmethod
-    def _vm_or_none(paths: RuntimePaths) -> VirtualMachine | None:
-        try:
-            return loads(VirtualMachine, paths.vm.read_bytes())
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
 
     def _last_pid(self, paths: RuntimePaths) -> int | None:
         """The pid of the latest run: QEMU removes its pidfile when it exits, started.json stays."""

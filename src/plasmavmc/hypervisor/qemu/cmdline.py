@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from plasmavmc.config.agent import KvmSettings
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.hypervisor.base import LocalImage, UnsupportedFeature
 from plasmavmc.hypervisor.cloudinit import SEED_FILE
@@ -103,6 +104,7 @@ def cpu_model(spec: VmSpec, accel: str) -> str:
 
 
 SPARE_PORTS = 4
+DEFAULT_TB_SIZE_MIB: int = KvmSettings.tcg_tb_size_mib  # the config default, for callers without settings
 MAX_PORTS = 24  # pcie.0 has 32 slots; q35 uses a few itself
 
 
@@ -158,13 +160,20 @@ _BUSES = {"microvm": _Bus("virtio-blk-device", "virtio-net-device", ""),
           "q35": _Bus("virtio-blk-pci", "virtio-net-pci", "e1000")}
 
 
-def _base(vm: VirtualMachine, paths: RuntimePaths, accel: str) -> list[str]:
+def accel_arg(accel: str, tb_size_mib: int) -> str:
+    """`-accel`'s value: under TCG with the translation cache capped at `tb_size_mib` (0: QEMU's own
+    default, up to 1 GiB per VM, grown as the guest runs new code: the largest per-VM cost beyond guest
+    RAM; 64 MiB holds all the tiny guest translates while it boots (no flush), see README "Per-VM overhead")."""
+    return f"tcg,tb-size={int(tb_size_mib)}" if accel == "tcg" and tb_size_mib > 0 else accel
+
+
+def _base(vm: VirtualMachine, paths: RuntimePaths, accel: str, tb_size_mib: int) -> list[str]:
     spec = vm.spec
     machine = _MICROVM if machine_of(spec) == "microvm" else "q35"
     smp = f"{spec.cpu.vcpus},sockets={sockets_of(spec)},cores={cores_per_socket(spec)},threads=1"
     return [
         "-name", f"guest={opt(vm_name(vm.name))},debug-threads=on", "-uuid", str(uuid.UUID(vm.id)),
-        "-machine", machine, "-accel", accel, "-cpu", cpu_model(spec, accel),
+        "-machine", machine, "-accel", accel_arg(accel, tb_size_mib), "-cpu", cpu_model(spec, accel),
         "-smp", smp, "-m", f"{spec.memory.size_mib}M",
         "-nodefaults", "-no-user-config", "-display", "none",
         "-action", "shutdown=pause",  # the exit watcher records why, then quits (see watch.py)
@@ -237,16 +246,16 @@ def _seed(vm: VirtualMachine, paths: RuntimePaths, bus: _Bus) -> list[str]:
 
 
 def build_argv(qemu: str, vm: VirtualMachine, paths: RuntimePaths, image: LocalImage | None,
-               accel: str, *, tsc_khz: int | None = None) -> list[str]:
+               accel: str, *, tsc_khz: int | None = None, tb_size_mib: int = DEFAULT_TB_SIZE_MIB) -> list[str]:
     """The full QEMU argv for `vm`; `image` is the boot disk's image (its kernel boots directly);
-    `tsc_khz` is the host TSC rate (see `platform_args`)."""
+    `tsc_khz` is the host TSC rate (see `platform_args`); `tb_size_mib` caps TCG's cache (`accel_arg`)."""
     check_spec(vm.spec)
     machine = machine_of(vm.spec)
     if machine == "microvm" and (image is None or image.kernel_path is None):
         raise UnsupportedFeature("firmware_boot", "microvm boots a kernel directly and the image has none: "
                                  "use machine_type=q35", field="spec.boot.machine_type")
     bus, ports = _BUSES[machine], pci_ports(vm.spec)
-    return [qemu, *_base(vm, paths, accel), *_boot(vm, image, accel, tsc_khz), *_root_ports(vm.spec),
+    return [qemu, *_base(vm, paths, accel, tb_size_mib), *_boot(vm, image, accel, tsc_khz), *_root_ports(vm.spec),
             *_disks(vm.spec.disks, paths, bus, ports), *_nics(vm, bus, ports), *_seed(vm, paths, bus)]
 
 

@@ -2,7 +2,8 @@
 
 * CPU: the QEMU process's user+system time (/proc/<pid>/stat) as a percentage of one host CPU over the
   interval since the previous sample of the same VM (the first sample reads 0).
-* Memory: the QEMU process's resident set (guest RAM the guest has touched, plus QEMU itself).
+* Memory: the QEMU process's resident set (guest RAM the guest has touched, plus QEMU itself), its PSS
+  and the part of both beyond guest RAM (`hypervisor/footprint.py`).
 * Disk: `query-blockstats` summed over every device (rd_bytes, wr_bytes).
 * Network: each NIC's tap device counters in /sys/class/net/<tap>/statistics; the tap's tx is what
   the guest received and its rx what the guest sent.
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
-from plasmavmc.hypervisor import common
+from plasmavmc.hypervisor import common, footprint
 from plasmavmc.hypervisor.process import cpu_seconds, rss_bytes
 from plasmavmc.hypervisor.qemu import qmp
 from plasmavmc.hypervisor.qemu.runtime import RuntimePaths
@@ -45,10 +46,12 @@ class UsageMeter:
     def __init__(self) -> None:
         self._cpu: dict[str, tuple[float, float]] = {}  # vm_id -> (monotonic, cpu seconds)
         self._last: dict[str, ResourceUsage] = {}
+        self._footprint = footprint.FootprintMeter()
 
     def forget(self, vm_id: str) -> None:
         self._cpu.pop(vm_id, None)
         self._last.pop(vm_id, None)
+        self._footprint.forget(vm_id)
 
     def last(self, vm_id: str) -> ResourceUsage:
         """The latest sample of the VM (zeros if none yet), for when QMP is busy."""
@@ -71,6 +74,8 @@ class UsageMeter:
             disk_read_bytes=read, disk_write_bytes=written,
             network_rx_bytes=sum(_counter(t, "tx_bytes") for t in taps),
             network_tx_bytes=sum(_counter(t, "rx_bytes") for t in taps),
+            **footprint.usage_fields(self._footprint.sample(
+                paths.root.name, pid, vm.spec.memory.size_mib if vm is not None else 0)),
         )
         self._last[paths.root.name] = usage
         return usage

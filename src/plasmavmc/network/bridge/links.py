@@ -56,8 +56,10 @@ async def ensure_bridge(name: str, address: str, prefixlen: int) -> None:
         raise NetlinkFailed(f"cannot set up bridge {name}: {exc}") from exc
 
 
-async def ensure_tap(name: str, bridge: str) -> None:
-    """A persistent tap `name` (root-owned; the hypervisor opens it by name), up, enslaved to `bridge`."""
+async def ensure_tap(name: str, bridge: str | None) -> None:
+    """A persistent tap `name` (root-owned; the hypervisor opens it by name), up, enslaved to `bridge`
+    (None: on no Linux bridge — released from one if it was — e.g. for OVN, which adds it to its own
+    switch)."""
     try:
         async with AsyncIPRoute() as ipr:
             index = await _index(ipr, name)
@@ -65,10 +67,12 @@ async def ensure_tap(name: str, bridge: str) -> None:
                 await ipr.link("add", ifname=name, kind="tuntap", mode="tap")
                 index = await _index(ipr, name)
                 assert index is not None
-            master = await _index(ipr, bridge)
-            await ipr.link("set", index=index, master=master, state="up")
+            if bridge is None:
+                await ipr.link("set", index=index, master=0, state="up")
+            else:
+                await ipr.link("set", index=index, master=await _index(ipr, bridge), state="up")
     except NetlinkError as exc:
-        raise NetlinkFailed(f"cannot set up tap {name} on {bridge}: {exc}") from exc
+        raise NetlinkFailed(f"cannot set up tap {name} on {bridge or 'no bridge'}: {exc}") from exc
 
 
 async def delete(name: str) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import re
 import shutil
 from collections.abc import Sequence
@@ -37,12 +36,10 @@ from plasmavmc import validation_reports
 from plasmavmc.errors import InvalidArgument, NotFound
 from plasmavmc.network.base import NetworkProvider
 from plasmavmc.network.bridge import dhcp, links, nft, overlay, rules
-from plasmavmc.types import codec
+from plasmavmc.network.checks import IFNAME, check_groups, check_ip, check_request
+from plasmavmc.network.records import PortRecords, port_of
 from plasmavmc.types.network import Network, NetworkPeers, Port, PortRequest, SecurityGroup
 
-_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _TABLE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 
 
@@ -62,58 +59,16 @@ class BridgeSettings:
         return cls(state_dir, table if table[:1].isalpha() else f"t{table}", bridge_name[:5], vxlan_local)
 
 
-def _check_ip(value: str, field: str) -> None:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError as exc:
-        raise InvalidArgument(field, f"{value[:60]!r} is not an IPv4 address") from exc
-
-
-def check_request(req: PortRequest) -> None:
-    """Everything that reaches a link name, an nft ruleset or dnsmasq's argv is checked here."""
-    if not _ID.fullmatch(req.port_id) or not _ID.fullmatch(req.network.id):
-        raise InvalidArgument("port_id", "port and network ids must match [A-Za-z0-9][A-Za-z0-9_.-]*")
-    if not _IFNAME.fullmatch(req.tap_device):
-        raise InvalidArgument("tap_device", f"{req.tap_device[:40]!r} is not an interface name")
-    if not _MAC.fullmatch(req.mac_address):
-        raise InvalidArgument("mac_address", f"{req.mac_address[:40]!r} is not a lower-case MAC address")
-    try:
-        subnet = req.network.subnet
-    except (ValueError, AssertionError) as exc:
-        raise InvalidArgument("network.cidr", f"{req.network.cidr[:60]!r} is not an IPv4 network") from exc
-    _check_ip(req.network.gateway_ip, "network.gateway")
-    for ip in req.ip_addresses:
-        _check_ip(ip, "ip_addresses")
-        if ipaddress.IPv4Address(ip) not in subnet:
-            raise InvalidArgument("ip_addresses", f"{ip} is not in {subnet}")
-    check_groups(req.security_groups)
-
-
-def check_groups(groups: Sequence[SecurityGroup]) -> None:
-    for group in groups:
-        for rule in group.rules:
-            if rule.remote_cidr:
-                try:
-                    ipaddress.IPv4Network(rule.remote_cidr, strict=False)
-                except ValueError as exc:
-                    raise InvalidArgument("security_groups.rules.remote_cidr", str(exc)) from exc
-            for ip in rule.remote_ips:
-                _check_ip(ip, "security_groups.rules.remote_ips")
-            if not (0 <= rule.port_min <= 65535 and 0 <= rule.port_max <= 65535):
-                raise InvalidArgument("security_groups.rules.port_min", "ports are 0..65535")
-
-
 class BridgeProvider(NetworkProvider):
     name = "bridge"
 
     def __init__(self, settings: BridgeSettings) -> None:
         if not _TABLE.fullmatch(settings.table):
             raise InvalidArgument("network.table", f"{settings.table!r} is not an nftables table name")
-        if not _IFNAME.fullmatch(settings.prefix) or len(settings.prefix) > 5:
+        if not IFNAME.fullmatch(settings.prefix) or len(settings.prefix) > 5:
             raise InvalidArgument("network.prefix", "at most 5 characters of [A-Za-z0-9_.-]")
         self.settings = settings
-        self._ports_dir = settings.state_dir / "ports"
-        self._ports_dir.mkdir(parents=True, exist_ok=True)
+        self._store = PortRecords(settings.state_dir)
         self._lock = asyncio.Lock()
 
     def bridge_name(self, network: Network) -> str:
@@ -131,18 +86,13 @@ class BridgeProvider(NetworkProvider):
         return self.settings.state_dir / f"net-{network_id}"
 
     def _records(self) -> list[PortRequest]:
-        return [codec.loads(PortRequest, p.read_bytes()) for p in sorted(self._ports_dir.glob("*.json"))]
+        return self._store.all()
 
     def _record(self, port_id: str) -> PortRequest:
-        path = self._ports_dir / f"{port_id}.json"
-        if not _ID.fullmatch(port_id) or not path.exists():
-            raise NotFound(f"port {port_id[:80]!r} is not plumbed on this node", field="port_id")
-        return codec.loads(PortRequest, path.read_bytes())
+        return self._store.get(port_id)
 
     def _save(self, req: PortRequest) -> None:
-        tmp = self._ports_dir / f"{req.port_id}.json.tmp"
-        tmp.write_bytes(codec.dumps(req))
-        tmp.replace(self._ports_dir / f"{req.port_id}.json")
+        self._store.save(req)
 
     async def _apply_rules(self, records: Sequence[PortRequest]) -> None:
         nets = {r.network.id: r.network for r in records}
@@ -173,7 +123,7 @@ class BridgeProvider(NetworkProvider):
             await self._plumb_network(req, records)
             await links.ensure_tap(req.tap_device, self.bridge_name(req.network))
             await self._apply_rules(records)
-        return _port(req)
+        return port_of(req)
 
     async def delete_port(self, port_id: str) -> None:
         async with self._lock:
@@ -182,7 +132,7 @@ class BridgeProvider(NetworkProvider):
             except NotFound:
                 return
             await links.delete(req.tap_device)
-            (self._ports_dir / f"{port_id}.json").unlink()
+            self._store.remove(port_id)
             records = self._records()
             same = [r for r in records if r.network.id == req.network.id]
             net_dir = self._net_dir(req.network.id)
@@ -198,7 +148,7 @@ class BridgeProvider(NetworkProvider):
             await self._apply_rules(records)
 
     async def get_port(self, port_id: str) -> Port:
-        return _port(self._record(port_id))
+        return port_of(self._record(port_id))
 
     async def update_security_groups(self, port_id: str, groups: Sequence[SecurityGroup]) -> None:
         check_groups(groups)
@@ -209,7 +159,7 @@ class BridgeProvider(NetworkProvider):
 
     async def update_peers(self, network: Network, peers: Sequence[str]) -> None:
         for peer in peers:
-            _check_ip(peer, "peers")
+            check_ip(peer, "peers")
         async with self._lock:
             net_dir = self._net_dir(network.id)
             if net_dir.exists():
@@ -233,10 +183,10 @@ class BridgeProvider(NetworkProvider):
             await overlay.apply(self.vxlan_name(network), net_dir)
 
     async def ports(self) -> list[Port]:
-        return [_port(r) for r in self._records()]
+        return [port_of(r) for r in self._records()]
 
     async def vm_ports(self, vm_id: str) -> list[Port]:
-        return [_port(r) for r in self._records() if r.vm_id == vm_id]
+        return [port_of(r) for r in self._records() if r.vm_id == vm_id]
 
     async def restore(self) -> None:
         for req in self._records():
@@ -252,10 +202,3 @@ class BridgeProvider(NetworkProvider):
     async def close(self) -> None:
         return None
 
-
-def _port(req: PortRequest) -> Port:
-    return Port(
-        id=req.port_id, network_id=req.network.id, mac_address=req.mac_address,
-        ip_addresses=req.ip_addresses, security_groups=tuple(g.id for g in req.security_groups),
-        tap_device=req.tap_device,
-    )

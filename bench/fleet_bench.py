@@ -1,0 +1,363 @@
+"""Fleet scale: a real server (SQLite) and 1,000 SIMULATED nodes, grown to 10,000 and 100,000 VMs in one run.
+
+    nice -n 10 .venv/bin/python -m bench.fleet_bench [--vms 10000,100000] [--nodes 1000]
+        [--concurrency 64] [--heartbeat-interval 5] [--idle-seconds 30] [--restart-watch 60]
+
+The server runs as its own process, the simulated agents (`plasmavmc.agent.simulated`, real AgentService,
+real reporter and delta heartbeats, simulated hypervisor) in a second one. VMs are created through the
+API (`--concurrency` in flight) in blocks of 10,000; at each size listed in `--vms`:
+
+- `creates_per_s` of every block (target: flat within 15 %: `block_spread` = (max - min) / max);
+- idle: the server's and the agents' CPU over `--idle-seconds` with nothing asked of the API, as a
+  share of one core (target ≤ 0.15 for the server at 100,000), and the server's RSS (≤ 300 MiB);
+- restart (at the largest size only): the server is stopped and started again; seconds until `/ready`,
+  until the `plasmavmc_vms_total` gauges add up to the VM count (target ≤ 5 s), and how many of the
+  nodes, all heartbeating throughout, were seen NOT_READY in the `--restart-watch` seconds after (0).
+
+`--seed` (for a machine too busy to create 100,000 VMs through the API in the time there is): each size
+is written straight into the store as STOPPED VM records over the nodes (the agents do not hold them, so
+heartbeats carry none of them), then one server run per size — and one on an empty store, the baseline —
+creates one `--block` through the API and measures idle cost; the largest also the restart.
+
+`index_rebuild`: in this process, a SQLite store with the largest size of VM records: seconds until the
+watched state index is ready (what the gauges wait for after a restart) and one full reconcile pass,
+each with the longest event-loop stall meanwhile (target: a few ms).
+
+Heartbeat of one node holding 10,000 VMs (in this process, the agent's own code: `agent/heartbeats.py`):
+bytes and agent CPU of a delta heartbeat when nothing changed, against the full heartbeat (every VM's
+report, what every heartbeat was before) measured in the same run: `ratio` = delta / full.
+
+Prints one JSON document; it records the load average at the start and end of each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from bench.common import emit
+from bench.scheduler_bench import SIM, SPEC, _calls, _cpu_seconds, creator, server_and_agents
+from plasmavmc.agent.heartbeats import DeltaState
+from plasmavmc.agent.simulated import simulated_node
+from plasmavmc.client import PlasmaClient
+from plasmavmc.core.agents import AgentPool
+from plasmavmc.core.context import Core
+from plasmavmc.core.loops.reconcile import reconcile_once
+from plasmavmc.core.loops.vm_states import VmStates
+from plasmavmc.core.nodes.registry import NodeRegistry
+from plasmavmc.errors import PlasmaError
+from plasmavmc.images.catalog import ImageCatalog
+from plasmavmc.images.local import LocalImageStore
+from plasmavmc.store import keys
+from plasmavmc.store.base import Store, Write
+from plasmavmc.store.sqlite import SqliteStore
+from plasmavmc.types import codec
+from plasmavmc.types.node import NodeCapacity, NodeState
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import VirtualMachine, VmStatus
+from plasmavmc.v1 import node_pb2
+from plasmavmc.wire.convert import to_proto
+from tests.conftest import GUEST_DIR, Proc
+
+BLOCK = 10_000
+_TOTAL = re.compile(r'^plasmavmc_vms_total\{state="[a-z_]+"\} ([0-9.e+]+)$', re.M)
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def _pid_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, ""
+    except OSError:
+        return 0, ""
+
+
+async def _vms_counted(http: str) -> int:
+    status, text = await asyncio.to_thread(_get, f"{http}/metrics")
+    return int(sum(float(v) for v in _TOTAL.findall(text))) if status == 200 else -1
+
+
+async def _idle(server: Proc, agents_pid: int, seconds: float) -> dict[str, object]:
+    assert server.popen is not None
+    load = _load()
+    s0, a0, t0 = _cpu_seconds(server), _pid_cpu(agents_pid), time.monotonic()
+    await asyncio.sleep(seconds)  # measuring: nothing is asked of the server meanwhile
+    wall = time.monotonic() - t0
+    return {
+        "seconds": round(wall, 1),
+        "server_cpu_share": round((_cpu_seconds(server) - s0) / wall, 3),
+        "agents_cpu_share": round((_pid_cpu(agents_pid) - a0) / wall, 3),
+        "server_rss_mib": _rss_mib(server.popen.pid),
+        "agents_rss_mib": _rss_mib(agents_pid),
+        "load_before": load,
+        "load_after": _load(),
+    }
+
+
+async def _restart(server: Proc, api: str, http: str, nodes: int, watch: float) -> dict[str, object]:
+    vms = await _vms_counted(http)  # the VM records there are (the index is current before the restart)
+    server.stop()
+    started = time.monotonic()
+    server.start()
+    ready = gauges = None
+    seen_not_ready: set[str] = set()
+    async with await PlasmaClient.connect(api) as client:
+        while time.monotonic() - started < watch or gauges is None:
+            if ready is None and (await asyncio.to_thread(_get, f"{http}/ready"))[0] == 200:
+                ready = time.monotonic() - started
+            if gauges is None and await _vms_counted(http) == vms:
+                gauges = time.monotonic() - started
+            try:
+                listed = await client.list_nodes()
+            except PlasmaError:
+                listed = []
+            seen_not_ready |= {n.id for n in listed if n.state == NodeState.NOT_READY}
+            if time.monotonic() - started > watch * 3:
+                break
+            await asyncio.sleep(0.25)  # sampling the restarted server with a deadline
+    return {
+        "seconds_to_ready": None if ready is None else round(ready, 2),
+        "vms": vms,
+        "seconds_to_correct_gauges": None if gauges is None else round(gauges, 2),
+        "nodes": nodes,
+        "heartbeating_nodes_seen_not_ready": len(seen_not_ready),
+        "watched_seconds": watch,
+        "load": _load(),
+    }
+
+
+def heartbeat_cost(vms: int) -> dict[str, object]:
+    """One node with `vms` VMs: bytes and CPU of a delta heartbeat with no change vs a full one."""
+    statuses = {str(uuid.uuid4()): VmStatus(actual_state=VmState.RUNNING, started_at=1_700_000_000 + i,
+                                            accelerator="simulated") for i in range(vms)}
+
+    node = to_proto(simulated_node("sim-00000", "127.0.0.1:9000", NodeCapacity(64, 256 * 1024, 4096)), node_pb2.Node())
+
+    def beat(state: DeltaState) -> tuple[int, float]:
+        t0 = time.process_time()
+        request, current = state.request(statuses)
+        request.node.CopyFrom(node)
+        size = len(request.SerializeToString())  # what gRPC does with it
+        spent = time.process_time() - t0
+        state.answered(request, current, resync=False)
+        return size, spent
+
+    full_bytes, full_cpu = beat(DeltaState())
+    steady = DeltaState()
+    beat(steady)
+    delta_bytes, delta_cpu = beat(steady)
+    return {
+        "vms": vms,
+        "full_bytes": full_bytes,
+        "full_agent_cpu_ms": round(full_cpu * 1000, 1),
+        "delta_bytes": delta_bytes,
+        "delta_agent_cpu_ms": round(delta_cpu * 1000, 1),
+        "bytes_ratio": round(delta_bytes / full_bytes, 5),
+        "cpu_ratio": round(delta_cpu / full_cpu, 2),
+    }
+
+
+async def _max_stall(stop: asyncio.Event) -> float:
+    """The longest the event loop went without running this ticker (which asks to run every 1 ms)."""
+    worst, last = 0.0, time.perf_counter()
+    while not stop.is_set():
+        await asyncio.sleep(0.001)
+        now = time.perf_counter()
+        worst, last = max(worst, now - last - 0.001), now
+    return worst
+
+
+async def _seed(store: Store, vms: int, nodes: int) -> None:
+    """`vms` STOPPED VM records spread over the simulated nodes, written straight into the store."""
+    for start in range(0, vms, 500):
+        writes = []
+        for i in range(start, min(start + 500, vms)):
+            vm = VirtualMachine(id=str(uuid.uuid4()), name=f"seed-{i:06d}", org_id="org-f",
+                                project_id=f"proj-{i % 10}", state=VmState.STOPPED, spec=SPEC,
+                                node_id=f"sim-{i % nodes:05d}", hypervisor=SIM, updated_at=int(time.time()))
+            writes.append(Write(keys.vm(vm.org_id, vm.project_id, vm.id), codec.dumps(vm)))
+        await store.commit(writes)
+
+
+async def seeded_fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float, idle_s: float,
+                       watch: float, block: int) -> dict[str, object]:
+    """One server run per size on a store seeded with that many VM records (0 first, the baseline):
+    one block of creates through the API, then idle cost; at the largest, the restart."""
+    runs: list[dict[str, object]] = []
+    for size in [0, *sizes]:
+        with tempfile.TemporaryDirectory(prefix="scale-loops-fleet-") as tmp:
+            root = Path(tmp)
+            if size:
+                store = await SqliteStore.open(root / "state.db")
+                await _seed(store, size, nodes)
+                await store.close()
+            try:
+                run = await _seeded_run(root, size, max(sizes), nodes, concurrency, heartbeat, idle_s, watch, block)
+            except (OSError, RuntimeError, PlasmaError) as err:  # a run this machine could not finish
+                run = {"vms_before": size, "failed": f"{type(err).__name__}: {err}"[:300], "load": _load()}
+            print(f"run: {json.dumps(run)}", file=sys.stderr, flush=True)
+            runs.append(run)
+    rates = [float(r["creates_per_s"]) for r in runs if "creates_per_s" in r]  # type: ignore[arg-type]
+    return {"nodes": nodes, "concurrency": concurrency, "heartbeat_interval_s": heartbeat, "runs": runs,
+            "creates_per_s_spread": round((max(rates) - min(rates)) / max(rates), 3) if rates else None}
+
+
+async def _seeded_run(root: Path, size: int, largest: int, nodes: int, concurrency: int, heartbeat: float,
+                      idle_s: float, watch: float, block: int) -> dict[str, object]:
+    if size:
+        store = await SqliteStore.open(root / "state.db")
+        await _seed(store, size, nodes)
+        await store.close()
+    big = ("--vcpus", "4096", "--memory-mib", str(1 << 24), "--storage-gib", str(1 << 20), "--register-timeout", "900")
+    cluster = server_and_agents(root, GUEST_DIR, nodes, heartbeat, agent_args=big)
+    async with cluster as (server, api, agents), await PlasmaClient.connect(api) as client:
+        http = re.search(r'metrics_addr = "([^"]+)"', (root / "server.toml").read_text())
+        assert http is not None
+        errors: list[str] = []
+        create = creator(client, "org-f", errors)
+        load = _load()
+        seconds = await _calls(block, concurrency, create)
+        run: dict[str, object] = {"vms_before": size, "creates": block, "creates_per_s":
+                                  round(block / seconds, 1), "load": load, "errors": len(errors)}
+        run["idle"] = await _idle(server, agents.pid, idle_s)
+        if size == largest:
+            run["restart"] = await _restart(server, api, f"http://{http.group(1)}", nodes, watch)
+    return run
+
+
+async def index_rebuild(vms: int, nodes: int) -> dict[str, object]:
+    """A SQLite store holding `vms` VM records (as the fleet run leaves them): how long the watched
+    state index (the gauges' source, and the per-node index) takes to be ready after a restart, and the
+    longest event-loop stall meanwhile; the same for one full reconcile pass."""
+    with tempfile.TemporaryDirectory(prefix="scale-loops-index-") as tmp:
+        store = await SqliteStore.open(Path(tmp) / "state.db", synchronous="NORMAL")
+        try:
+            await _seed(store, vms, nodes)
+            out: dict[str, object] = {"vms": vms, "load_before": _load()}
+            for name, work in (("index", _index_ready), ("full_reconcile_pass", _full_pass)):
+                stop = asyncio.Event()
+                ticker = asyncio.create_task(_max_stall(stop))
+                t0 = time.perf_counter()
+                await work(store)
+                out[f"{name}_seconds"] = round(time.perf_counter() - t0, 2)
+                stop.set()
+                out[f"{name}_max_loop_stall_ms"] = round(await ticker * 1000, 1)
+            out["load_after"] = _load()
+            return out
+        finally:
+            await store.close()
+
+
+async def _index_ready(store: Store) -> None:
+    index = VmStates(store, 1.0)
+    task = asyncio.create_task(index.run())
+    while not index.ready:
+        await asyncio.sleep(0.01)  # polling this process's own index
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _full_pass(store: Store) -> None:
+    core = Core(store, ImageCatalog(store), LocalImageStore(Path(tempfile.gettempdir())), NodeRegistry(store, 15),
+                AgentPool())
+    await reconcile_once(core)
+
+
+async def fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float, idle_s: float,
+                watch: float, block: int = BLOCK) -> dict[str, object]:
+    blocks: list[dict[str, object]] = []
+    at: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="scale-loops-fleet-") as tmp:
+        root = Path(tmp)
+        big = ("--vcpus", "4096", "--memory-mib", str(1 << 24), "--storage-gib", str(1 << 20))
+        async with server_and_agents(root, GUEST_DIR, nodes, heartbeat, agent_args=big) as (server, api, agents):
+            http = re.search(r'metrics_addr = "([^"]+)"', (root / "server.toml").read_text())
+            assert http is not None
+            metrics = f"http://{http.group(1)}"
+            async with await PlasmaClient.connect(api) as client:
+                errors: list[str] = []
+                create = creator(client, "org-f", errors)
+                done = 0
+                for size in sizes:
+                    while done < size:
+                        load = _load()
+                        seconds = await _calls(block, concurrency, lambda i, d=done: create(d + i))
+                        done += block
+                        blocks.append({"vms_after": done, "creates_per_s": round(block / seconds, 1),
+                                       "load": load})
+                    at[str(size)] = await _idle(server, agents.pid, idle_s)
+                rates = [float(b["creates_per_s"]) for b in blocks]  # type: ignore[arg-type]
+                restart = await _restart(server, api, metrics, nodes, watch)
+    return {
+        "nodes": nodes,
+        "concurrency": concurrency,
+        "heartbeat_interval_s": heartbeat,
+        "blocks": blocks,
+        "block_spread": round((max(rates) - min(rates)) / max(rates), 3),
+        "errors": len(errors),
+        "first_error": errors[:1],
+        "idle": at,
+        "restart": restart,
+    }
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--vms", default="10000,100000", help="sizes (multiples of --block) measured when reached")
+    p.add_argument("--nodes", type=int, default=1000)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--heartbeat-interval", type=float, default=5.0)
+    p.add_argument("--idle-seconds", type=float, default=30.0)
+    p.add_argument("--restart-watch", type=float, default=60.0)
+    p.add_argument("--heartbeat-vms", type=int, default=10_000)
+    p.add_argument("--block", type=int, default=BLOCK, help="VMs per timed block (sizes are multiples of it)")
+    p.add_argument("--seed", action="store_true",
+                   help="write each size's VM records straight into the store (a server run per size, "
+                        "one --block of API creates each) instead of creating them all through the API")
+    args = p.parse_args()
+    sizes = sorted(int(s) for s in args.vms.split(",") if s)
+    beat = heartbeat_cost(args.heartbeat_vms)
+    print(f"heartbeat: {json.dumps(beat)}", file=sys.stderr, flush=True)
+    run = seeded_fleet if args.seed else fleet
+    result = await run(sizes, args.nodes, args.concurrency, args.heartbeat_interval, args.idle_seconds,
+                       args.restart_watch, args.block)
+    emit(
+        "fleet",
+        index_rebuild=await index_rebuild(max(sizes), args.nodes),
+        fleet=result,
+        heartbeat=beat,
+        targets={"block_spread": 0.15, "idle_server_cpu_share_at_100000": 0.15, "server_rss_mib": 300,
+                 "seconds_to_correct_gauges": 5, "heartbeating_nodes_seen_not_ready": 0},
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

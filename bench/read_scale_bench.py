@@ -1,0 +1,339 @@
+"""Reads at scale: GetVm by id and by name, and ListVms pages at any depth, at 10,000 and 100,000 VMs,
+against a bare grpc.aio unary echo and a canned GetVm measured in the same run.
+
+    .venv/bin/python -m bench.read_scale_bench [--sizes 10000,100000] [--calls 20000] [--concurrency 64]
+        [--pages 300]
+
+Layout: ONE server process (`plasmavmc.server.main`, SQLite store, IAM on: every call carries the
+bootstrap admin's API key), the load from this process on a raw `VmServiceStub` (no client-side
+conversion) with `--concurrency` calls in flight. No agents run: reads only.
+
+Seeding: the VM records and their name claims are written straight into the store file through the
+store's own group commit (`SqliteStore.commit`, 1,000 VMs per commit) before the server starts — the
+records a CreateVm would write (a STOPPED VM of one vCPU/256 MiB, labels, one project holding them all,
+so the listing is as deep as the fleet). Creating 100,000 VMs through the API takes minutes and is what
+the scheduler bench measures. The same store file grows from one size to the next.
+
+Baselines, same run, same client code and concurrency: `echo` — a grpc.aio server in another process
+whose one unary method answers the request bytes as they came (no interceptors); `canned_getvm` — the
+same process serving VmService.GetVm with one prebuilt VirtualMachine message (the size of a real one).
+
+Per size: calls/s and p50/p99 latency of GetVm by id and by name (random VMs), the ratio to echo; ListVms
+pages of 100 at depths 0 %, 50 %, 90 %, 99.9 % (one call in flight: the latency of a page) with p50/p99
+and the worst; the server's CPU seconds per phase and its RSS at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from bench.common import emit
+from plasmavmc.config.credentials import default_credential
+from plasmavmc.store import keys
+from plasmavmc.store.base import Write
+from plasmavmc.store.sqlite import SqliteStore
+from plasmavmc.types import codec
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
+from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
+from plasmavmc.wire.convert import to_proto
+from tests.conftest import GUEST_DIR, Proc, free_port
+
+ORG, PROJECT = "org-read", "proj-read"
+SEED_CHUNK = 1000
+SPEC = VmSpec(cpu=CpuSpec(vcpus=1), memory=MemorySpec(size_mib=256),
+              disks=(DiskSpec(id="root", source=DiskSource(image_id="plasmavmc-tiny"), size_gib=1),))
+ECHO = "/bench.Echo/Echo"
+
+
+def progress(what: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
+
+
+def _vm(i: int) -> VirtualMachine:
+    now = int(time.time())
+    return VirtualMachine(
+        id=str(uuid.uuid4()), name=f"vm-{i:06d}", org_id=ORG, project_id=PROJECT, state=VmState.STOPPED,
+        spec=SPEC, node_id=f"sim-{i % 1000:04d}", hypervisor=HypervisorType.SIMULATED, created_at=now,
+        updated_at=now, created_by="admin", labels={"tier": ("web", "db", "cache")[i % 3], "n": str(i % 100)},
+    )
+
+
+async def seed(path: Path, start: int, stop: int) -> list[VirtualMachine]:
+    """VMs start..stop-1 written into the store file, 1,000 per group commit."""
+    store = await SqliteStore.open(path, synchronous="NORMAL")
+    made: list[VirtualMachine] = []
+    try:
+        for first in range(start, stop, SEED_CHUNK):
+            vms = [_vm(i) for i in range(first, min(stop, first + SEED_CHUNK))]
+            writes = [Write(keys.vm(ORG, PROJECT, vm.id), codec.dumps(vm), 0) for vm in vms]
+            writes += [Write(keys.vm_name(ORG, PROJECT, vm.name), vm.id.encode(), 0) for vm in vms]
+            await store.commit(writes)
+            made.extend(vms)
+    finally:
+        await store.close()
+    return made
+
+
+# -- the server and the baselines ---------------------------------------------------------------------
+
+
+def start_server(root: Path, db: Path) -> tuple[Proc, str, str]:
+    api, http = free_port(), free_port()
+    cfg = root / "server.toml"
+    cfg.write_text(
+        f'[server]\naddr = "127.0.0.1:{api}"\nmetrics_addr = "127.0.0.1:{http}"\n'
+        f'console_addr = "127.0.0.1:{free_port()}"\n[store]\nbackend = "sqlite"\npath = "{db}"\n'
+        f'[image_store]\nbackend = "local"\npath = "{root}/images"\nseed_dirs = ["{GUEST_DIR}"]\n'
+        f'[scheduler]\ndefault_hypervisor = "simulated"\n[logging]\nlevel = "warning"\nformat = "text"\n'
+    )
+    server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(cfg)], root / "server.log")
+    server.start()
+    return server, f"127.0.0.1:{api}", f"http://127.0.0.1:{http}"
+
+
+async def serve_baselines(port: int) -> None:
+    """`--serve-baselines`: the echo method and a canned GetVm, no interceptors."""
+    canned = to_proto(_vm(0), types_pb2.VirtualMachine())
+
+    class Canned(vm_pb2_grpc.VmServiceServicer):
+        async def GetVm(self, request: Any, context: Any) -> Any:
+            return canned
+
+    async def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    server = grpc.aio.server()
+    handler = grpc.method_handlers_generic_handler("bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
+    server.add_generic_rpc_handlers((handler,))
+    vm_pb2_grpc.add_VmServiceServicer_to_server(Canned(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print("READY", flush=True)
+    await server.wait_for_termination()
+
+
+def stop(server: Proc) -> None:
+    """SIGTERM, then SIGKILL if the server is still busy after 30 s."""
+    try:
+        server.stop()
+    except AssertionError as err:
+        progress(f"{err}: killing it")
+        server.kill(signal.SIGKILL)
+
+
+def cpu_seconds(proc: Proc) -> float:
+    assert proc.popen is not None
+    fields = Path(f"/proc/{proc.popen.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(proc: Proc) -> float:
+    assert proc.popen is not None
+    for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def metric(http: str, name: str) -> float:
+    with urllib.request.urlopen(f"{http}/metrics", timeout=120) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+# -- load -------------------------------------------------------------------------------------------------
+
+
+Call = Callable[[int], Awaitable[Any]]
+
+
+async def load(calls: int, concurrency: int, call: Call) -> dict[str, float]:
+    """`calls` calls with `concurrency` in flight: rate, p50/p99/max latency (ms)."""
+    todo = list(range(calls))
+    latencies: list[float] = []
+    errors = [0]
+
+    async def worker() -> None:
+        while todo:
+            i = todo.pop()
+            began = time.perf_counter()
+            try:
+                await call(i)
+            except grpc.aio.AioRpcError:
+                errors[0] += 1
+            latencies.append(time.perf_counter() - began)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    seconds = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "per_s": round(calls / seconds, 1),
+        "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+        "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 2),
+        "max_ms": round(1000 * latencies[-1], 2),
+        "errors": errors[0],
+    }
+
+
+async def until_cached(stub: vm_pb2_grpc.VmServiceStub, http: str, vm: VirtualMachine, auth: Any) -> float:
+    """Seconds until GetVm is answered from the watched copy (the server listed every VM)."""
+    began = time.perf_counter()
+    ref = vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=vm.id))
+    while time.perf_counter() - began < 900:
+        try:
+            await stub.GetVm(ref, metadata=auth, timeout=60)
+            if await asyncio.to_thread(metric, http, 'plasmavmc_vm_reads_total{source="cache"}') > 0:
+                return time.perf_counter() - began
+        except (grpc.aio.AioRpcError, OSError) as err:  # a server busy listing 100,000 VMs may time out
+            progress(f"  not yet: {type(err).__name__}")
+        await asyncio.sleep(0.5)  # polling the server's metrics, with a deadline
+    raise RuntimeError("GetVm never came from the watched copy")
+
+
+async def baselines(concurrency: int, calls: int, vm: VirtualMachine) -> dict[str, Any]:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.read_scale_bench", "--serve-baselines", str(port), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        if not (await asyncio.wait_for(proc.stdout.readline(), 60)).startswith(b"READY"):
+            raise RuntimeError("the baseline server did not start")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo = channel.unary_unary(ECHO)
+            stub = vm_pb2_grpc.VmServiceStub(channel)
+            request = vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=vm.id))
+            payload = request.SerializeToString()
+            await load(500, concurrency, lambda i: echo(payload))  # warm-up
+            return {
+                "echo": await load(calls, concurrency, lambda i: echo(payload)),
+                "canned_getvm": await load(calls, concurrency, lambda i: stub.GetVm(request)),
+            }
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], calls: int,
+                concurrency: int, pages: int) -> dict[str, Any]:
+    auth = (("authorization", f"Bearer {default_credential()}"),)
+    rng = random.Random(19)
+    ids = sorted(vm.id for vm in vms)
+    out: dict[str, Any] = {"vms": len(vms)}
+    async with grpc.aio.insecure_channel(api) as channel:
+        stub = vm_pb2_grpc.VmServiceStub(channel)
+        progress("until GetVm comes from the watched copy")
+        out["seconds_until_served_from_cache"] = round(await until_cached(stub, http, vms[0], auth), 2)
+
+        def get(by: Callable[[VirtualMachine], str]) -> Call:
+            picks = [rng.choice(vms) for _ in range(calls)]
+            return lambda i: stub.GetVm(
+                vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=by(picks[i]))),
+                metadata=auth)
+
+        await load(500, concurrency, get(lambda vm: vm.id))  # warm-up
+        progress("GetVm")
+        for name, by in (("getvm_by_id", lambda vm: vm.id), ("getvm_by_name", lambda vm: vm.name)):
+            cpu = cpu_seconds(server)
+            out[name] = await load(calls, concurrency, get(by))
+            out[name]["server_cpu_s"] = round(cpu_seconds(server) - cpu, 2)
+        progress("ListVms")
+        out["list_pages"] = {}
+        for depth in (0.0, 0.5, 0.9, 0.999):
+            token = ids[int(depth * len(ids)) - 1] if depth else ""
+            request = vm_pb2.ListVmsRequest(org_id=ORG, project_id=PROJECT, page_size=100, page_token=token)
+            out["list_pages"][f"{depth:.1%}"] = await load(
+                pages, 1, lambda i, r=request: stub.ListVms(r, metadata=auth)  # type: ignore[misc]
+            )
+        out["from_cache"] = metric(http, 'plasmavmc_vm_reads_total{source="cache"}')
+        out["from_store"] = metric(http, 'plasmavmc_vm_reads_total{source="store"}')
+    out["server_rss_mib"] = rss_mib(server)
+    return out
+
+
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+async def ready(http: str, server: Proc, timeout: float = 600) -> None:
+    began = time.perf_counter()
+    while time.perf_counter() - began < timeout:
+        assert server.popen is not None
+        if server.popen.poll() is not None:
+            raise RuntimeError(f"server exited:\n{server.log.read_text()[-3000:]}")
+        if await asyncio.to_thread(_ok, f"{http}/health"):  # /ready also wants a node online: none here
+            return
+        await asyncio.sleep(0.2)  # polling the server, with a deadline
+    raise RuntimeError("server not ready")
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--sizes", default="10000,100000")
+    p.add_argument("--calls", type=int, default=20_000)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--pages", type=int, default=300)
+    p.add_argument("--serve-baselines", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve_baselines:
+        await serve_baselines(args.serve_baselines)
+        return
+    results = []
+    with tempfile.TemporaryDirectory(prefix="pv-read-scale-") as tmp:
+        root, vms = Path(tmp), list[VirtualMachine]()
+        for size in (int(n) for n in args.sizes.split(",") if n):
+            began = time.perf_counter()
+            progress(f"seeding to {size} VMs")
+            vms += await seed(root / "state.db", len(vms), size)
+            progress("baselines")
+            seeded = time.perf_counter() - began
+            base = await baselines(args.concurrency, args.calls, vms[0])
+            progress("server")
+            server, api, http = start_server(root, root / "state.db")
+            began = time.perf_counter()
+            phase: dict[str, Any] = {"seed_seconds": round(seeded, 1)}
+            try:
+                await ready(http, server)
+                phase["seconds_to_health"] = round(time.perf_counter() - began, 2)
+                phase.update(await reads(api, http, server, vms, args.calls, args.concurrency, args.pages))
+            except Exception as err:  # report what was measured, and why the rest was not
+                phase["error"] = f"{type(err).__name__}: {err}"
+            finally:
+                stop(server)
+            phase["baselines"] = base
+            for name in ("getvm_by_id", "getvm_by_name"):
+                if name in phase:
+                    phase[f"{name}_ratio_to_echo"] = round(phase[name]["per_s"] / base["echo"]["per_s"], 2)
+            phase["load_average"] = os.getloadavg()
+            results.append(phase)
+            progress(f"phase done: {phase}")
+    emit("read_scale", layout="one server process (SQLite), IAM on, load from one client process",
+         concurrency=args.concurrency, calls=args.calls, phases=results,
+         targets={"getvm_ratio_to_echo": 0.8, "getvm_p99_ms": 50, "list_page_p99_ms": 20})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

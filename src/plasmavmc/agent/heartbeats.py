@@ -1,0 +1,92 @@
+"""Delta heartbeats: what an agent sends each interval — the VM reports that changed, and a digest.
+
+A full heartbeat carries every VM's report (10,000 VMs: 630 KB, 170 ms of agent CPU, and as many
+reports for the control plane to look at). Instead each node keeps what the control plane last
+acknowledged (`NodeDigest`), and a heartbeat carries only the reports that differ from it, the VMs that
+are gone, and the digest and count of the whole list (`wire/report_digest.py`). The control plane
+answers `resync` when its copy does not match (it restarted, another replica answered, a delta was
+lost); then a full heartbeat is sent at once. A full one is also sent every `FULL_EVERY` heartbeats
+(the level-triggered safety net: a report judged stale once is judged again) and whenever nothing
+was acknowledged yet (a restarted agent starts with a full one). A failed heartbeat changes nothing
+here: the next one carries its changes again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from plasmavmc.agent.reporter import Reporter, vm_report
+from plasmavmc.types.node import Node
+from plasmavmc.types.runtime import ExitKind
+from plasmavmc.types.vm import VmStatus
+from plasmavmc.v1 import agent_pb2
+from plasmavmc.wire.report_digest import NodeDigest, entry, report_bytes
+
+FULL_EVERY = 12  # heartbeats between full ones (one minute at the default 5 s interval)
+
+
+def _no_exit(vm_id: str) -> ExitKind | None:
+    return None
+
+
+class DeltaState:
+    """One node's side: the reports the control plane acknowledged, and heartbeats since a full one."""
+
+    def __init__(self, full_every: int = FULL_EVERY) -> None:
+        self.full_every = full_every
+        self.acked: NodeDigest | None = None
+        self.since_full = 0
+        self.resyncs = 0  # deltas the control plane answered with `resync`
+        # per VM: the last (status, exit kind), its report and its hash
+        self._reports: dict[str, tuple[tuple[VmStatus, ExitKind | None], agent_pb2.VmReport, int]] = {}
+
+    def request(
+        self, statuses: Mapping[str, VmStatus], exit_kind: Callable[[str], ExitKind | None] = _no_exit
+    ) -> tuple[agent_pb2.HeartbeatRequest, NodeDigest]:
+        """The heartbeat's VM part (full or delta), and the digest it would leave acknowledged. A VM
+        whose status (and exit kind) equals the one last seen reuses its report and hash (no conversion,
+        no hashing)."""
+        current = NodeDigest()
+        reports: dict[str, agent_pb2.VmReport] = {}
+        for vm_id, status in statuses.items():
+            kind = exit_kind(vm_id)
+            known = self._reports.get(vm_id)
+            if known is None or known[0] != (status, kind):
+                report = vm_report(vm_id, status, kind)
+                known = ((status, kind), report, entry(vm_id, report_bytes(report)))
+                self._reports[vm_id] = known
+            reports[vm_id] = known[1]
+            current.set(vm_id, known[2])
+        for gone in [v for v in self._reports if v not in statuses]:
+            del self._reports[gone]
+        request = agent_pb2.HeartbeatRequest(digest=current.digest, vm_count=len(current))
+        acked = self.acked
+        if acked is None or self.since_full + 1 >= self.full_every:
+            request.vms.extend(reports.values())
+            return request, current
+        request.delta = True
+        request.vms.extend(r for v, r in reports.items() if acked.entries.get(v) != current.entries[v])
+        request.gone_vm_ids.extend(v for v in acked.entries if v not in current.entries)
+        return request, current
+
+    def answered(self, request: agent_pb2.HeartbeatRequest, current: NodeDigest, resync: bool) -> None:
+        if resync:
+            self.acked = None
+            self.resyncs += 1
+            return
+        self.acked = current
+        self.since_full = self.since_full + 1 if request.delta else 0
+
+
+async def send(
+    reporter: Reporter, node: Node, statuses: Mapping[str, VmStatus], state: DeltaState,
+    exit_kind: Callable[[str], ExitKind | None] = _no_exit,
+) -> agent_pb2.HeartbeatResponse:
+    """One heartbeat for `node`; a `resync` answer is followed at once by a full heartbeat."""
+    for _ in range(2):
+        request, current = state.request(statuses, exit_kind)
+        response = await reporter.heartbeat(node, request)
+        state.answered(request, current, response.resync)
+        if not response.resync:
+            break
+    return response

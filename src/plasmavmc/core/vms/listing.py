@@ -1,0 +1,125 @@
+"""ListVms: one page of a project's (or an org's) VMs, seeking to its page token, with server-side filters.
+
+A page is one store range read from its token (the store seeks there: a page costs the same at any
+depth). With filters (state, node, labels), a page reads the store in steps of the page size until it has
+`page_size` matches or has read `MAX_SCANNED` records; it may then hold fewer VMs than asked — even
+none — while `next_page_token` is set: the caller follows the token until it is empty. So a filtered
+page costs a bounded amount whatever the fleet size and the filter's selectivity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from plasmavmc import validation
+from plasmavmc.core.context import Core
+from plasmavmc.errors import InvalidArgument
+from plasmavmc.limits import MAX_LABELS
+from plasmavmc.store import keys
+from plasmavmc.store.base import KeyValue
+from plasmavmc.store.records import decode_all
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import VirtualMachine
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+MAX_SCANNED = 1000  # records one filtered page reads at most
+FILTER_STEP = 100  # records read (and decoded) per store call while filtering
+MAX_FILTER_VALUES = 100  # node ids (or states) one filter may name
+
+
+@dataclass(frozen=True)
+class VmFilter:
+    """Every given part must hold: the state is one of `states`, the node one of `node_ids`, and every
+    label of `labels` is set to that value. Empty parts do not filter."""
+
+    states: frozenset[VmState] = frozenset()
+    node_ids: frozenset[str] = frozenset()
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def validated(self) -> VmFilter:
+        if len(self.states) > MAX_FILTER_VALUES:
+            raise InvalidArgument("states", f"at most {MAX_FILTER_VALUES} values")
+        if len(self.node_ids) > MAX_FILTER_VALUES:
+            raise InvalidArgument("node_ids", f"at most {MAX_FILTER_VALUES} values")
+        for node_id in sorted(self.node_ids):
+            validation.name(node_id, "node_ids")
+        if len(self.labels) > MAX_LABELS:
+            raise InvalidArgument("labels", f"at most {MAX_LABELS} entries")
+        validation.labels(self.labels, "labels")
+        return self
+
+    @property
+    def empty(self) -> bool:
+        return not (self.states or self.node_ids or self.labels)
+
+    def matches(self, vm: VirtualMachine) -> bool:
+        if self.states and vm.state not in self.states:
+            return False
+        if self.node_ids and vm.node_id not in self.node_ids:
+            return False
+        return all(vm.labels.get(k) == v for k, v in self.labels.items())
+
+
+def _check(org_id: str, project_id: str, page_size: int, token: str, all_projects: bool) -> None:
+    validation.name(org_id, "org_id")
+    if all_projects and project_id:
+        raise InvalidArgument("project_id", "must be empty with all_projects")
+    if not all_projects:
+        validation.name(project_id, "project_id")
+    if page_size > MAX_PAGE:
+        raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
+    if token:
+        project, _, vm_id = token.rpartition("/") if all_projects else ("", "", token)
+        if all_projects:
+            validation.name(project, "page_token")
+        validation.vm_id(vm_id, "page_token")
+
+
+async def list_page(
+    core: Core, org_id: str, project_id: str, page_size: int, token: str, all_projects: bool = False
+) -> tuple[tuple[KeyValue, ...], str]:
+    """One unfiltered page as the stored records (the API renders them, reusing what GetVm rendered)."""
+    _check(org_id, project_id, page_size, token, all_projects)
+    prefix = keys.vms_in(org_id, None if all_projects else project_id)
+    page = await core.store.list(prefix, start_after=prefix + token if token else None,
+                                 limit=page_size or DEFAULT_PAGE)
+    return page.items, page.next_start_after.removeprefix(prefix) if page.next_start_after else ""
+
+
+async def list_vms(
+    core: Core,
+    org_id: str,
+    project_id: str,
+    page_size: int,
+    token: str,
+    all_projects: bool = False,
+    where: VmFilter | None = None,
+) -> tuple[list[VirtualMachine], str]:
+    """One page of a project's VMs (or, with `all_projects`, of every project of the org) that match
+    `where`, and the next page's token ("" when done)."""
+    _check(org_id, project_id, page_size, token, all_projects)
+    where = (where or VmFilter()).validated()
+    limit = page_size or DEFAULT_PAGE
+    step = limit if where.empty else max(limit, FILTER_STEP)
+    prefix = keys.vms_in(org_id, None if all_projects else project_id)
+    start = prefix + token if token else None
+    found: list[VirtualMachine] = []
+    scanned = 0
+    while True:
+        page = await core.store.list(prefix, start_after=start, limit=step)
+        for item in decode_all(VirtualMachine, page.items):
+            if not where.matches(item.value):
+                continue
+            found.append(item.value)
+            if len(found) == limit:  # full: resume after this VM, unless it was the very last one
+                more = item.key != page.items[-1].key or page.next_start_after is not None
+                return found, item.key.removeprefix(prefix) if more else ""
+        scanned += len(page.items)
+        if page.next_start_after is None:
+            return found, ""
+        if scanned >= MAX_SCANNED:
+            return found, page.next_start_after.removeprefix(prefix)
+        start = page.next_start_after
+        await asyncio.sleep(0)  # decoding is the cost: let other calls run between steps

@@ -1,0 +1,54 @@
+"""`VmReads`: GetVm by id or by name from this replica's watched copies of the VM records and the VM
+name index (`store/watched.py`), so a read makes no store call and decodes a record once per change.
+
+Read-your-writes: before answering, a lookup waits (at most `FENCE_TIMEOUT`) until the copies hold every
+write this process made to VM records and names (the store's `fence`), so a caller reads what it wrote
+through this replica. Writes through another replica appear once the watch delivers them. When the
+copies cannot answer — not yet listed, re-listing after a watch failure, or still behind after the
+timeout — `find` returns None and the caller reads the store as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from plasmavmc import validation
+from plasmavmc.errors import vm_not_found
+from plasmavmc.store import keys
+from plasmavmc.store.base import Store
+from plasmavmc.store.watched import Entry, WatchedPrefix
+
+FENCE_TIMEOUT = 2.0  # seconds a read waits for the watch to deliver this process's own writes
+VM_NAMES = keys.NAMES + "vm/"
+
+
+class VmReads:
+    def __init__(self, store: Store, retry: float = 1.0) -> None:
+        self.records = WatchedPrefix(store, keys.VMS, retry)
+        self.names = WatchedPrefix(store, VM_NAMES, retry)
+
+    async def run(self) -> None:
+        """Keep both copies current until cancelled."""
+        await asyncio.gather(self.records.run(), self.names.run())
+
+    async def find(self, org_id: str, project_id: str, vm: str) -> tuple[str, Entry] | None:
+        """The record key and watched entry of the VM `vm` (an id or a name) of the project; VM_NOT_FOUND
+        when it does not exist; None when the copies cannot answer (read the store instead)."""
+        validation.name(org_id, "vm.org_id")
+        validation.name(project_id, "vm.project_id")
+        validation.vm_ref(vm, "vm.vm_id")
+        vm_id = vm
+        if not validation.is_uuid(vm):
+            if not await self.names.caught_up(FENCE_TIMEOUT):
+                return None
+            claim = self.names.get(keys.vm_name(org_id, project_id, vm))
+            if claim is None:
+                raise vm_not_found(org_id, project_id, vm)
+            vm_id = claim.value.decode()
+        if not await self.records.caught_up(FENCE_TIMEOUT):
+            return None
+        key = keys.vm(org_id, project_id, vm_id)
+        entry = self.records.get(key)
+        if entry is None:
+            raise vm_not_found(org_id, project_id, vm)
+        return key, entry

@@ -1,0 +1,120 @@
+"""`WatchedPrefix`: this process's copy of every key under one prefix, kept current by one list then a watch.
+
+It lists the prefix once (page by page, each page seeking to its token) and then follows the store's watch
+from the revision of the first page; after any failure (`Compacted`, a store error) it is not `ready` and
+lists again. Pages read after the first one may be newer than events replayed, so an event older than
+the entry a page gave is ignored: pages and replayed events converge on the latest state.
+
+`revision` is the store revision up to which every change under the prefix has been applied. With
+`caught_up()` a reader waits (bounded) until it covers `store.fence(prefix)`, the revision of this
+process's own latest write under the prefix: a caller always reads what it wrote through this process
+(read-your-writes), without asking the store. Writes by other processes appear after the watch delivers
+them (etcd: milliseconds; SQLite from another process: its poll interval).
+
+Each `Entry` has a `memo` slot for what a reader derives from the value (a decoded record, a rendered
+message): it goes with the entry when the key changes, so it is never stale. Once its memo is set, the
+reader may drop the value (to hold less: the API keeps a VM as its serialized message only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from plasmavmc.errors import PlasmaError
+from plasmavmc.store.base import EventType, Store
+
+log = logging.getLogger(__name__)
+PAGE_SIZE = 1000
+
+
+class Entry:
+    """One key's value and the revision of its last write, as the watch saw it."""
+
+    __slots__ = ("memo", "revision", "value")
+
+    def __init__(self, value: bytes, revision: int) -> None:
+        self.value = value
+        self.revision = revision
+        self.memo: object = None  # derived from `value` by a reader, once
+
+
+class WatchedPrefix:
+    """Key -> `Entry` for every key under `prefix`; run `run()` as a task to keep it current."""
+
+    def __init__(self, store: Store, prefix: str, retry: float = 1.0) -> None:
+        self.store, self.prefix, self._retry = store, prefix, retry
+        self.entries: dict[str, Entry] = {}
+        self.revision = 0  # every change under the prefix up to this revision is applied
+        self.ready = False
+        self._moved = asyncio.Event()  # swapped each time `revision` moves or readiness changes
+        store.track_writes(prefix)
+
+    def get(self, key: str) -> Entry | None:
+        return self.entries.get(key)
+
+    def covers_own_writes(self) -> bool:
+        return self.ready and self.revision >= self.store.fence(self.prefix)
+
+    async def caught_up(self, timeout: float) -> bool:
+        """Until this copy holds every write this process made under the prefix; False when it is not
+        ready, or still behind after `timeout` seconds (read the store then)."""
+        return self.covers_own_writes() or await self._until(self.covers_own_writes, timeout)
+
+    async def seen(self, revision: int, timeout: float) -> bool:
+        """Until every change up to `revision` is in (False after `timeout` seconds)."""
+        return await self._until(lambda: self.ready and self.revision >= revision, timeout)
+
+    async def _until(self, done: Callable[[], bool], timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                while not done():
+                    await self._moved.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _advance(self, revision: int) -> None:
+        self.revision = max(self.revision, revision)
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    async def run(self) -> None:
+        """Keep the copy current until cancelled; list again after any failure."""
+        while True:
+            try:
+                await self._follow()
+            except PlasmaError as err:  # Compacted or a store failure: start over from a fresh list
+                log.warning("watched copy of %s: %s; listing again", self.prefix, err)
+            self.ready = False
+            self._advance(0)
+            await asyncio.sleep(self._retry)
+
+    async def _follow(self) -> None:
+        self.entries = {}
+        start: int | None = None
+        after: str | None = None
+        while True:
+            page = await self.store.list(self.prefix, start_after=after, limit=PAGE_SIZE)
+            start = page.revision if start is None else start
+            for kv in page.items:
+                self._put(kv.key, kv.value, kv.mod_revision)
+            if page.next_start_after is None:
+                break
+            after = page.next_start_after
+        self.ready = True
+        self._advance(start)
+        async for event in self.store.watch(self.prefix, start + 1):
+            if event.type == EventType.DELETE:
+                entry = self.entries.get(event.key)
+                if entry is not None and entry.revision < event.revision:
+                    del self.entries[event.key]
+            else:
+                self._put(event.key, event.value, event.revision)
+            self._advance(event.revision)
+
+    def _put(self, key: str, value: bytes, revision: int) -> None:
+        entry = self.entries.get(key)
+        if entry is None or entry.revision < revision:
+            self.entries[key] = Entry(value, revision)

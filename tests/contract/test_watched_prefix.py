@@ -1,0 +1,60 @@
+"""`WatchedPrefix` (store/watched.py) over every store: a copy of a prefix kept by list + watch, and the
+write fence that gives a reader its own writes.
+
+Right after a write returns, the watch has usually not delivered it yet (the writer resumes first), so a
+copy read without waiting for `store.fence` would show the old value: each step checks the new one.
+Nothing synchronises by sleeping: every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from plasmavmc.store.base import Store, Write
+from plasmavmc.store.watched import WatchedPrefix
+from tests.contract.conftest import Backend
+
+DEADLINE = 10.0
+
+
+@contextlib.asynccontextmanager
+async def running(copy: WatchedPrefix) -> AsyncIterator[WatchedPrefix]:
+    task = asyncio.create_task(copy.run())
+    try:
+        yield copy
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_copy_lists_then_follows_and_holds_own_writes(store: Store) -> None:
+    await store.commit([Write(f"w/k{i:03d}", b"0") for i in range(50)] + [Write("x/other", b"-")])
+    async with running(WatchedPrefix(store, "w/")) as copy:
+        assert await copy.caught_up(DEADLINE)
+        assert sorted(copy.entries) == [f"w/k{i:03d}" for i in range(50)]
+        for i in range(1, 21):
+            await store.put("w/k007", str(i).encode())
+            assert await copy.caught_up(DEADLINE)
+            entry = copy.get("w/k007")
+            assert entry is not None and entry.value == str(i).encode()
+            entry.memo = i  # a reader's derived value goes with the entry on the next change
+        await store.commit([Write("w/k001", None), Write("w/new", b"n")])
+        assert await copy.caught_up(DEADLINE)
+        assert copy.get("w/k001") is None and copy.get("w/new") is not None
+        kept = copy.get("w/k007")
+        assert kept is not None and kept.memo == 20
+        await store.put("x/other", b"+")  # outside the prefix: no fence to wait for
+        assert copy.covers_own_writes()
+
+
+async def test_writes_of_another_handle_arrive_through_the_watch(store: Store, backend: Backend) -> None:
+    other = await backend.open()
+    async with running(WatchedPrefix(store, "w/")) as copy:
+        assert await copy.caught_up(DEADLINE)
+        revision = await other.put("w/theirs", b"1")
+        assert await copy.seen(revision, DEADLINE)
+        entry = copy.get("w/theirs")
+        assert entry is not None and entry.value == b"1" and entry.revision == revision
