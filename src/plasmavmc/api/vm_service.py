@@ -10,19 +10,14 @@ from typing import Any
 from plasmavmc import validation
 from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
-<<<<<<< HEAD
-from plasmavmc.core.vms import devices, lifecycle, power, resize, snapshots, watch
-from plasmavmc.errors import InvalidArgument, vm_not_found
-=======
 from plasmavmc.core.vms import devices, lifecycle, listing, power, resize, snapshots, watch
 from plasmavmc.core.vms.listing import VmFilter
-from plasmavmc.errors import InvalidArgument
+from plasmavmc.errors import InvalidArgument, vm_not_found
 from plasmavmc.observe.metrics import VM_READS
 from plasmavmc.store.base import KeyValue
 from plasmavmc.store.records import CorruptRecord, decode
 from plasmavmc.store.watched import Entry
 from plasmavmc.types.states import VmState
->>>>>>> scale-read
 from plasmavmc.types.vm import (
     CloneSource,
     DiskSpec,
