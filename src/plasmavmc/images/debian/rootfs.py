@@ -82,6 +82,9 @@ def grub_cfg(fs_uuid: str, version: str) -> str:
 CLOUD_CFG = """\
 # PlasmaVMC: the seed is a NoCloud `cidata` disk; do not probe network datasources
 datasource_list: [ NoCloud, None ]
+# the image generates no locales (a minbase system has only C, C.UTF-8 and POSIX): cloud-init's default
+# en_US.UTF-8 would fail update-locale and leave `cloud-init status` at "error"
+locale: C.UTF-8
 """
 
 
