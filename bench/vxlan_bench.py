@@ -16,91 +16,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import shutil
-import subprocess
 import tempfile
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-from pyroute2 import netns as pnetns
+from typing import Any
 
 from bench.common import emit
 from bench.network_bench import measure_pair, traffic_figures
-from plasmavmc.core.networks.groups import default_group
-from plasmavmc.hypervisor.base import ConsoleStream, HypervisorBackend, VmHandle
-from plasmavmc.hypervisor.common import tap_name
 from plasmavmc.network.bridge import links, nft, rules
 from plasmavmc.network.bridge.provider import BridgeProvider, BridgeSettings
-from plasmavmc.types.network import FdbEntry, Network, NetworkPeers, PortRequest
-from plasmavmc.types.vm import ConsoleType, NetworkSpec
+from plasmavmc.types.network import FdbEntry, Network, NetworkPeers
 from tests.conftest import short_run_dir
-from tests.contract.backends import BACKEND_FACTORIES, BOOT_DEADLINE_S, BackendProfile, read_until, run
-from tests.netns import unique_name
+from tests.contract.backends import BACKEND_FACTORIES, run
+from tests.ns_guests import UNDERLAY, NsGuest, boot, entered, guest_port, stop, two_namespaces
 
 NET = Network(id="vxb-net", cidr="10.82.0.0/24", vni=0x82B)
-UNDERLAY = ("192.0.2.1", "192.0.2.2")
 PLAIN = "pvxplain"
 TABLE = "pvxb"
 
 
-@contextlib.contextmanager
-def entered(ns: str) -> Iterator[None]:
-    pnetns.pushns(ns)
-    try:
-        yield
-    finally:
-        pnetns.popns()
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-
-@contextlib.contextmanager
-def two_namespaces() -> Iterator[tuple[str, str]]:
-    """Two "nodes": veth `u0` (the underlay, addressed) and veth `p0` (the baseline's wire) between them."""
-    names = (unique_name("vxba"), unique_name("vxbb"))
-    try:
-        for ns in names:
-            _ip("netns", "add", ns)
-            _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        for dev in ("u0", "p0"):
-            _ip("netns", "exec", names[0], "ip", "link", "add", dev, "type", "veth", "peer", "name", dev,
-                "netns", names[1])
-        for ns, addr in zip(names, UNDERLAY, strict=True):
-            _ip("netns", "exec", ns, "ip", "addr", "add", f"{addr}/24", "dev", "u0")
-            for dev in ("u0", "p0"):
-                _ip("netns", "exec", ns, "ip", "link", "set", dev, "up")
-        yield names
-    finally:
-        for ns in names:
-            subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
-
-
-@dataclasses.dataclass
-class Node:
-    ns: str
-    provider: BridgeProvider
-    req: PortRequest
-    handle: VmHandle | None = None
-    console: ConsoleStream | None = None
-
-
-async def _boot(node: Node, profile: BackendProfile, backend: HypervisorBackend, name: str) -> None:
-    vm = profile.vm(name)
-    vm = dataclasses.replace(vm, id=node.req.vm_id)
-    nic = NetworkSpec(id="nic0", network_id=NET.id, mac_address=node.req.mac_address)
-    vm = dataclasses.replace(vm, spec=dataclasses.replace(vm.spec, network=(nic,)))
-    with entered(node.ns):
-        await node.provider.create_port(node.req)
-        node.handle = await backend.create(vm, await profile.guest())
-        await backend.start(node.handle)
-    node.console = await backend.console(node.handle, ConsoleType.SERIAL)
-    await read_until(node.console, profile.ready(node.handle), bytearray(), BOOT_DEADLINE_S)
-    await run(node.console, f"ip link set eth0 up; ip addr add {node.req.ip_addresses[0]}/24 dev eth0")
+Node = NsGuest[BridgeProvider]
 
 
 async def _through_provider(nodes: list[Node], revision: int) -> None:
@@ -121,6 +56,10 @@ async def _plain(nodes: list[Node]) -> None:
             await links.ensure_tap("p0", PLAIN)  # the veth: enslaved like a tap
 
 
+async def _unplug(node: NsGuest[Any]) -> None:
+    await links.delete(PLAIN)
+
+
 async def across(root: Path, names: tuple[str, str], runs: int) -> dict[str, object]:
     profile = BACKEND_FACTORIES["qemu"]()
     assert not isinstance(profile, str), profile
@@ -128,15 +67,14 @@ async def across(root: Path, names: tuple[str, str], runs: int) -> dict[str, obj
     nodes = []
     for i, ns in enumerate(names):
         settings = BridgeSettings(root / f"node{i}", table=TABLE, prefix="pvxb", vxlan_local=UNDERLAY[i])
-        vm_id = str(uuid.uuid4())
-        req = PortRequest(port_id=f"vxb-{i}", network=NET, mac_address=f"52:54:00:82:00:0{i + 1}",
-                          ip_addresses=(f"10.82.0.{i + 11}",), tap_device=tap_name(vm_id, "nic0"),
-                          security_groups=(default_group(NET),), vm_id=vm_id)
+        req = guest_port(NET, f"vxb-{i}", f"52:54:00:82:00:0{i + 1}", f"10.82.0.{i + 11}")
         nodes.append(Node(ns, BridgeProvider(settings), req))
     samples: dict[str, list[tuple[float, float]]] = {"vxlan": [], "plain": []}
     try:
-        for i, node in enumerate(nodes):
-            await _boot(node, profile, backend, f"vxb{i}")
+        await boot(nodes, profile, backend, "vxb")
+        for node in nodes:
+            assert node.console is not None
+            await run(node.console, f"ip link set eth0 up; ip addr add {node.req.ip_addresses[0]}/24 dev eth0")
         a, b = nodes[0].console, nodes[1].console
         assert a is not None and b is not None
         for n in range(runs):
@@ -145,22 +83,14 @@ async def across(root: Path, names: tuple[str, str], runs: int) -> dict[str, obj
             await _plain(nodes)
             samples["plain"].append(await measure_pair(a, b, nodes[1].req.ip_addresses[0]))
     finally:
-        for node in nodes:
-            if node.console is not None:
-                await node.console.close()
-            if node.handle is not None:
-                await backend.kill(node.handle)
-                await backend.delete(node.handle)
-            with entered(node.ns):
-                await node.provider.teardown()
-                await links.delete(PLAIN)
+        await stop(nodes, backend, after=_unplug)
     return traffic_figures(samples, "vxlan", "plain")
 
 
 async def main(runs: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="pvnet-vxbench-"))
     try:
-        with two_namespaces() as names:
+        with two_namespaces("vxb", extra_wires=("p0",)) as names:
             traffic = await across(root, names, runs)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -12,38 +12,33 @@ row, OVS port or tap.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
-from plasmavmc.core.networks.groups import default_group
-from plasmavmc.hypervisor.base import ConsoleStream, HypervisorBackend, VmHandle
-from plasmavmc.hypervisor.common import tap_name
+from plasmavmc.hypervisor.base import HypervisorBackend
 from plasmavmc.network.bridge import links
 from plasmavmc.network.ovn.provider import OvnProvider, OvnSettings
-from plasmavmc.types.network import Network, PortRequest
-from plasmavmc.types.vm import ConsoleType, NetworkSpec
+from plasmavmc.types.network import Network
 from tests import binaries, ovn
 from tests.conftest import short_run_dir
-from tests.contract.backends import BACKEND_FACTORIES, BOOT_DEADLINE_S, read_until, run
-from tests.e2e.test_network_vxlan import UNDERLAY, entered, node_names
+from tests.contract.backends import BACKEND_FACTORIES, run
+from tests.ns_guests import UNDERLAY, NsGuest, boot, entered, guest_port, stop, two_namespaces
 
 pytestmark = pytest.mark.timeout(900)
 NET = Network(id="gv-net", cidr="10.75.0.0/24", vni=0x75A1)
-__all__ = ["node_names"]  # the two-namespace underlay fixture, shared with the VXLAN test
 
 
-@dataclass
-class Node:
-    ns: str
-    ovn: ovn.OvnNode
-    provider: OvnProvider
-    req: PortRequest
-    handle: VmHandle | None = None
-    console: ConsoleStream | None = None
+Node = NsGuest[OvnProvider]
+
+
+@pytest.fixture(scope="module")
+def node_names() -> Iterator[tuple[str, str]]:
+    binaries.require_now("qemu-system-x86_64", "qemu-img", "ip")
+    with two_namespaces("gv") as names:
+        yield names
 
 
 @pytest.fixture(scope="module")
@@ -65,43 +60,25 @@ def chassis(node_names: tuple[str, str]) -> Iterator[tuple[ovn.OvnCentral, list[
 @pytest.fixture(scope="module")
 async def nodes(node_names: tuple[str, str], chassis: tuple[ovn.OvnCentral, list[ovn.OvnNode]],
                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[list[Node]]:
-    binaries.require_now("qemu-system-x86_64", "qemu-img")
     profile = BACKEND_FACTORIES["qemu"]()
     assert not isinstance(profile, str), profile
     root = tmp_path_factory.mktemp("geneve")
     backend: HypervisorBackend = profile.make_backend(short_run_dir(root))
     central, daemons = chassis
     made: list[Node] = []
+    for i, ns in enumerate(node_names):
+        settings = OvnSettings(root / f"node{i}", central.nb_unix, daemons[i].ovs_db, prefix="pvg")
+        req = guest_port(NET, f"gv-port-{i}", f"52:54:00:75:00:0{i + 1}", f"10.75.0.{i + 11}")
+        made.append(Node(ns, OvnProvider(settings), req))
+
+    async def close(node: NsGuest[Any]) -> None:
+        await node.provider.close()
+
     try:
-        for i, ns in enumerate(node_names):
-            vm = profile.vm(f"gv{i}")
-            req = PortRequest(port_id=f"gv-port-{i}", network=NET, mac_address=f"52:54:00:75:00:0{i + 1}",
-                              ip_addresses=(f"10.75.0.{i + 11}",), tap_device=tap_name(vm.id, "nic0"),
-                              security_groups=(default_group(NET),), vm_id=vm.id)
-            settings = OvnSettings(root / f"node{i}", central.nb_unix, daemons[i].ovs_db, prefix="pvg")
-            node = Node(ns, daemons[i], OvnProvider(settings), req)
-            made.append(node)
-            nic = NetworkSpec(id="nic0", network_id=NET.id, mac_address=req.mac_address)
-            vm = dataclasses.replace(vm, spec=dataclasses.replace(vm.spec, network=(nic,)))
-            with entered(ns):
-                await node.provider.create_port(req)
-                node.handle = await backend.create(vm, await profile.guest())
-                await backend.start(node.handle)
-            node.console = await backend.console(node.handle, ConsoleType.SERIAL)
-        for node in made:
-            assert node.console is not None and node.handle is not None
-            await read_until(node.console, profile.ready(node.handle), bytearray(), BOOT_DEADLINE_S)
+        await boot(made, profile, backend, "gv")
         yield made
     finally:
-        for node in made:
-            if node.console is not None:
-                await node.console.close()
-            if node.handle is not None:
-                await backend.kill(node.handle)
-                await backend.delete(node.handle)
-            with entered(node.ns):
-                await node.provider.teardown()
-            await node.provider.close()
+        await stop(made, backend, after=close)
 
 
 async def test_geneve_tunnels_between_chassis(nodes: list[Node],
@@ -109,9 +86,9 @@ async def test_geneve_tunnels_between_chassis(nodes: list[Node],
     central, _ = chassis
     encaps = central.sbctl("--bare", "--columns=type,ip", "list", "Encap").split()
     assert sorted(encaps) == sorted(["geneve", UNDERLAY[0], "geneve", UNDERLAY[1]]), encaps
-    for i, node in enumerate(nodes):
-        ovn.wait_for("the Geneve port", lambda n=node, i=i: f'remote_ip="{UNDERLAY[1 - i]}"' in n.ovn.vsctl("show"))
-        shown = node.ovn.vsctl("show")
+    for i, daemon in enumerate(chassis[1]):
+        ovn.wait_for("the Geneve port", lambda d=daemon, i=i: f'remote_ip="{UNDERLAY[1 - i]}"' in d.vsctl("show"))
+        shown = daemon.vsctl("show")
         assert "type: geneve" in shown, shown
 
 
@@ -131,11 +108,11 @@ async def test_agent_restart_heals_plumbing(nodes: list[Node],
                                             chassis: tuple[ovn.OvnCentral, list[ovn.OvnNode]]) -> None:
     """The OVS port and the logical port lost while the guests run come back from a fresh provider's
     records (what the agent does at start); the running guests reach each other again."""
-    central, _ = chassis
+    central, daemons = chassis
     a, b = nodes
     assert b.console is not None
     ping = f"ping -c 2 -W 2 {a.req.ip_addresses[0]}"
-    a.ovn.vsctl("del-port", "br-int", a.req.tap_device)
+    daemons[0].vsctl("del-port", "br-int", a.req.tap_device)
     central.nbctl("lsp-del", a.req.port_id)
     assert not re.search(r"[12] packets received", await run(b.console, ping, 90))
     again = OvnProvider(a.provider.settings)
@@ -151,11 +128,11 @@ async def test_agent_restart_heals_plumbing(nodes: list[Node],
 
 
 async def test_delete_leaves_nothing(nodes: list[Node], chassis: tuple[ovn.OvnCentral, list[ovn.OvnNode]]) -> None:
-    central, _ = chassis
-    for node in nodes:
+    central, daemons = chassis
+    for node, daemon in zip(nodes, daemons, strict=True):
         with entered(node.ns):
             await node.provider.delete_port(node.req.port_id)
             assert not await links.exists(node.req.tap_device)
-        ports = node.ovn.vsctl("list-ports", "br-int").split()
+        ports = daemon.vsctl("list-ports", "br-int").split()
         assert [p for p in ports if not p.startswith("ovn-")] == [], ports  # ovn-<chassis>-N: the tunnel
     assert central.owned("pvg") == []

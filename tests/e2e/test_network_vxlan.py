@@ -9,71 +9,35 @@ nodes; deleting the ports removes the VXLAN devices.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import re
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pyroute2 import netns as pnetns
 
-from plasmavmc.core.networks.groups import default_group
-from plasmavmc.hypervisor.base import ConsoleStream, HypervisorBackend, VmHandle
-from plasmavmc.hypervisor.common import tap_name
+from plasmavmc.hypervisor.base import HypervisorBackend
 from plasmavmc.network.bridge import links
 from plasmavmc.network.bridge.provider import BridgeProvider, BridgeSettings
-from plasmavmc.types.network import FdbEntry, Network, NetworkPeers, PortRequest
-from plasmavmc.types.vm import ConsoleType, NetworkSpec
+from plasmavmc.types.network import FdbEntry, Network, NetworkPeers
 from tests import binaries
 from tests.conftest import short_run_dir
-from tests.contract.backends import BACKEND_FACTORIES, BOOT_DEADLINE_S, read_until, run
-from tests.netns import unique_name
+from tests.contract.backends import BACKEND_FACTORIES, run
+from tests.ns_guests import UNDERLAY, NsGuest, boot, entered, guest_port, stop, two_namespaces
 
 pytestmark = pytest.mark.timeout(900)
 NET = Network(id="vx-net", cidr="10.74.0.0/24", vni=0x74A1)
-UNDERLAY = ("192.0.2.1", "192.0.2.2")
 
 
-@dataclass
-class Node:
-    ns: str
-    provider: BridgeProvider
-    req: PortRequest | None = None
-    handle: VmHandle | None = None
-    console: ConsoleStream | None = None
-
-
-@contextlib.contextmanager
-def entered(ns: str) -> Iterator[None]:
-    """Run the block inside node `ns`: netlink sockets and new processes are made there."""
-    pnetns.pushns(ns)
-    try:
-        yield
-    finally:
-        pnetns.popns()
+Node = NsGuest[BridgeProvider]
 
 
 @pytest.fixture(scope="module")
 def node_names() -> Iterator[tuple[str, str]]:
     binaries.require_now("qemu-system-x86_64", "qemu-img", "nft", "dnsmasq", "ip")
-    a, b = unique_name("vxa"), unique_name("vxb")
-    ip = ["ip"]
-    for ns in (a, b):
-        subprocess.run([*ip, "netns", "add", ns], check=True)
-        subprocess.run([*ip, "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-    try:
-        subprocess.run([*ip, "netns", "exec", a, "ip", "link", "add", "u0", "type", "veth", "peer", "name", "u0",
-                        "netns", b], check=True)
-        for ns, addr in ((a, UNDERLAY[0]), (b, UNDERLAY[1])):
-            subprocess.run([*ip, "netns", "exec", ns, "ip", "addr", "add", f"{addr}/24", "dev", "u0"], check=True)
-            subprocess.run([*ip, "netns", "exec", ns, "ip", "link", "set", "u0", "up"], check=True)
-        yield a, b
-    finally:
-        for ns in (a, b):
-            subprocess.run([*ip, "netns", "del", ns], check=False)
+    with two_namespaces("vx") as names:
+        yield names
 
 
 @pytest.fixture(scope="module")
@@ -83,36 +47,19 @@ async def nodes(node_names: tuple[str, str], tmp_path_factory: pytest.TempPathFa
     root = tmp_path_factory.mktemp("vxlan")
     backend: HypervisorBackend = profile.make_backend(short_run_dir(root))
     made: list[Node] = []
+    for i, ns in enumerate(node_names):
+        settings = BridgeSettings(root / f"node{i}", table="pvx", prefix="pvx", vxlan_local=UNDERLAY[i])
+        req = guest_port(NET, f"vx-port-{i}", f"52:54:00:74:00:0{i + 1}", f"10.74.0.{i + 11}")
+        made.append(Node(ns, BridgeProvider(settings), req))
+
+    async def peers(node: NsGuest[Any]) -> None:
+        await node.provider.update_peers(NET, list(UNDERLAY))
+
     try:
-        for i, ns in enumerate(node_names):
-            settings = BridgeSettings(root / f"node{i}", table="pvx", prefix="pvx", vxlan_local=UNDERLAY[i])
-            node = Node(ns, BridgeProvider(settings))
-            made.append(node)
-            vm = profile.vm(f"vx{i}")
-            node.req = PortRequest(port_id=f"vx-port-{i}", network=NET, mac_address=f"52:54:00:74:00:0{i + 1}",
-                                   ip_addresses=(f"10.74.0.{i + 11}",), tap_device=tap_name(vm.id, "nic0"),
-                                   security_groups=(default_group(NET),), vm_id=vm.id)
-            nic = NetworkSpec(id="nic0", network_id=NET.id, mac_address=node.req.mac_address)
-            vm = dataclasses.replace(vm, spec=dataclasses.replace(vm.spec, network=(nic,)))
-            with entered(ns):
-                await node.provider.create_port(node.req)
-                await node.provider.update_peers(NET, list(UNDERLAY))
-                node.handle = await backend.create(vm, await profile.guest())
-                await backend.start(node.handle)
-            node.console = await backend.console(node.handle, ConsoleType.SERIAL)
-        for node in made:
-            assert node.console is not None and node.handle is not None
-            await read_until(node.console, profile.ready(node.handle), bytearray(), BOOT_DEADLINE_S)
+        await boot(made, profile, backend, "vx", plumb=peers)
         yield made
     finally:
-        for node in made:
-            if node.console is not None:
-                await node.console.close()
-            if node.handle is not None:
-                await backend.kill(node.handle)
-                await backend.delete(node.handle)
-            with entered(node.ns):
-                await node.provider.teardown()
+        await stop(made, backend)
 
 
 async def test_vxlan_plumbing(nodes: list[Node]) -> None:
@@ -125,7 +72,7 @@ async def test_vxlan_plumbing(nodes: list[Node]) -> None:
 
 async def test_dhcp_per_node_and_ping_across(nodes: list[Node]) -> None:
     for node in nodes:
-        assert node.console is not None and node.req is not None
+        assert node.console is not None
         out = await run(node.console, "ip link set eth0 up; udhcpc -i eth0 -n -q -t 8 -T 2 -s /bin/true 2>&1", 90)
         assert f"lease of {node.req.ip_addresses[0]} obtained" in out, out
         await run(node.console, f"ip addr add {node.req.ip_addresses[0]}/24 dev eth0")
@@ -139,7 +86,6 @@ async def test_overlay_view_sets_forwarding_entries(nodes: list[Node]) -> None:
     """What the control plane tells (`update_overlay`) becomes the device's flood list and static FDB; an
     older view than the recorded one changes nothing; after a restart the record brings them back."""
     node, other = nodes[0], nodes[1]
-    assert other.req is not None
     remote, mac = UNDERLAY[1], other.req.mac_address
     with entered(node.ns):
         vxlan = node.provider.vxlan_name(NET)
@@ -175,7 +121,6 @@ async def test_new_underlay_address_remakes_the_device(nodes: list[Node]) -> Non
 
 async def test_delete_removes_vxlan(nodes: list[Node], tmp_path: Path) -> None:
     node = nodes[1]
-    assert node.req is not None
     with entered(node.ns):
         await node.provider.delete_port(node.req.port_id)
         assert not await links.exists(node.provider.vxlan_name(NET))
