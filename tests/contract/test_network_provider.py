@@ -100,6 +100,7 @@ async def test_ovn_binding_dhcp_and_heal(case: Case) -> None:
     assert want in central.nbctl("lsp-get-port-security", "port-9")
     dhcp = central.nbctl("lsp-get-dhcpv4-options", "port-9")
     assert NET.cidr in dhcp, dhcp
+    assert "mtu=1442" in central.nbctl("dhcp-options-get-options", dhcp.split()[0]), dhcp
     assert "port-9" in node.vsctl("get", "Interface", req.tap_device, "external_ids:iface-id")
     ovn.wait_for("port-9 bound", lambda: central.nbctl("get", "Logical_Switch_Port", "port-9", "up").strip() == "true")
     chassis = central.sbctl("--bare", "--columns=_uuid", "find", "Chassis", "name=pvt-ch1").strip()

@@ -25,6 +25,9 @@ from plasmavmc.network.ovn.session import Session
 from plasmavmc.types.network import Network, PortRequest, SecurityGroup
 
 LSP = "Logical_Switch_Port"
+# handed out by DHCP: a 1500-byte underlay less Geneve's encapsulation (58 bytes over IPv4, with OVN's
+# option), so a guest's full-size frames still fit once they cross nodes
+GUEST_MTU = 1442
 
 
 class Northbound(Session):
@@ -70,7 +73,7 @@ class Northbound(Session):
 
     def _ensure_dhcp(self, net: Network) -> uuid.UUID:
         options = {"server_id": net.gateway_ip, "server_mac": names.gateway_mac(net), "lease_time": "3600",
-                   "router": net.gateway_ip}
+                   "router": net.gateway_ip, "mtu": str(GUEST_MTU)}
         found = self._rows("DHCP_Options", **{names.NETWORK: net.id})
         if found:
             row = found[0]
