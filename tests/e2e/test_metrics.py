@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from plasmavmc.client import PlasmaClient
+from plasmavmc.config.server import VM_MEMORY_OVERHEAD_MIB
 from plasmavmc.errors import VmNotFound
 from plasmavmc.types.vm import BootSpec
 from plasmavmc.v1 import vm_pb2, vm_pb2_grpc
@@ -104,8 +105,9 @@ async def test_series_move_on_follower_and_agent(ha: HaCluster) -> None:  # noqa
         node = {"node": "node-1"}
         assert value(after_b, "plasmavmc_node_allocated_vcpus", **node) == value(
             before_b, "plasmavmc_node_allocated_vcpus", **node) + 1
+        claimed = (256 + VM_MEMORY_OVERHEAD_MIB["kvm"]) * MIB  # guest memory + the per-VM overhead reserved
         assert value(after_b, "plasmavmc_node_allocated_memory_bytes", **node) == value(
-            before_b, "plasmavmc_node_allocated_memory_bytes", **node) + 256 * MIB
+            before_b, "plasmavmc_node_allocated_memory_bytes", **node) + claimed
         assert value(after_b, "plasmavmc_node_capacity_memory_bytes", **node) > 0
         assert value(after_b, "plasmavmc_node_capacity_storage_bytes", **node) > 0
         assert value(after_b, "plasmavmc_node_state", node="node-1", state="ready") == 1
