@@ -113,7 +113,10 @@ async def ssh_ready(c: Cluster, key: Path, deadline_s: float) -> str:
         raise AssertionError(f"no ssh into deb1 within {deadline_s:g}s: {last}\n{c.logs()}")
     left = max(deadline - loop.time(), 60.0)
     code, out, err = await ssh(c, key, "cloud-init status --wait", timeout=15, within=left)
-    assert code == 0, f"exit {code}: {out} {err}"
+    if code != 0:  # say which cloud-init module failed
+        _, why, _ = await ssh(c, key, "sudo cloud-init status --long; sudo grep -iE 'warn|error|fail|traceback' "
+                                      "/var/log/cloud-init.log | tail -40", timeout=15)
+        raise AssertionError(f"cloud-init: exit {code}: {out} {err}\n{why}")
     return out
 
 
