@@ -69,11 +69,11 @@ async def fill(client: PlasmaClient, count: int, memory_mib: int, floor: int,
     ids: list[str] = []
     boots: list[float] = []
     step = (memory_mib + 128) * MIB  # guest + a generous overhead: the next VM must fit above the floor
-    began = time.monotonic()
+    filling_since = time.monotonic()
     for i in range(count):
         if mem_available() - step < floor:
             return ids, boots, f"stopped at {i}: MemAvailable {mem_available() // MIB} MiB near the floor"
-        if budget_s and time.monotonic() - began > budget_s:
+        if budget_s and time.monotonic() - filling_since > budget_s:
             return ids, boots, f"stopped at {i}: the time budget of {budget_s:.0f} s was spent"
         began = time.perf_counter()
         try:
