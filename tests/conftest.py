@@ -20,7 +20,7 @@ import tempfile
 import time
 import tomllib
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,22 @@ def free_port() -> int:
 def guest_dir() -> Path:
     asyncio.run(build_guest(GUEST_DIR))
     return GUEST_DIR
+
+
+def wait_http_ready(url: str, check_alive: Callable[[], None], timeout: float, logs: Callable[[], str]) -> None:
+    """Poll `url` (a server's /ready) until it answers 200, within `timeout`; `check_alive` raises when one
+    of the processes behind it died; `logs` says what the server printed, for the failure."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check_alive()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)  # polling an external process with a deadline
+    raise AssertionError(f"{url} not ready in {timeout}s:\n{logs()}")
 
 
 @dataclass
@@ -122,20 +138,14 @@ class Cluster:
         return f"http://{cfg['server']['console_addr']}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for proc in (self.server, self.agent):
-                assert proc.popen is not None
-                if proc.popen.poll() is not None:
-                    raise AssertionError(f"{proc.argv[2]} exited:\n{proc.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.http}/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)  # polling an external process with a deadline
-        raise AssertionError(f"cluster not ready in {timeout}s:\n{self.server.log.read_text()[-3000:]}")
+        wait_http_ready(f"{self.http}/ready", self._check_alive, timeout,
+                        lambda: self.server.log.read_text()[-3000:])
+
+    def _check_alive(self) -> None:
+        for proc in (self.server, self.agent):
+            assert proc.popen is not None
+            if proc.popen.poll() is not None:
+                raise AssertionError(f"{proc.argv[2]} exited:\n{proc.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
         """Stop agent and server (SIGTERM; a process that does not stop fails the test, killed) and

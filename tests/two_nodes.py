@@ -39,7 +39,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ from pyroute2 import netns as pnetns
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.node import NodeState
-from tests.conftest import Proc, free_port, kill_leftover_qemu, short_run_dir
+from tests.conftest import Proc, free_port, kill_leftover_qemu, short_run_dir, wait_http_ready
 from tests.netns import run_file_in_netns, unique_name
 from tests.ovn import OvnCentral, OvnNode
 from tests.ovn import require as require_ovn
@@ -202,21 +201,6 @@ def _agent_toml(node: NodeNs, api: int, provider: str, extra: str) -> Path:
     return path
 
 
-def _wait_ready(cluster: TwoNodes, timeout: float) -> None:
-    """Until the server answers /ready (the agents' registration: `TwoNodes.wait_nodes`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cluster.check_alive()
-        try:
-            with urllib.request.urlopen(f"{cluster.http}/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)  # polling an external process with a deadline
-    raise AssertionError(f"two-node server not ready in {timeout}s:\n{cluster.logs()}")
-
-
 def start(root: Path, guest: Path, provider: str = "bridge", agent_extra: str = "",
           timeout: float = 60.0) -> TwoNodes:
     """Both node namespaces, the underlay, the server and both agents (call inside the hub namespace)."""
@@ -240,7 +224,7 @@ def start(root: Path, guest: Path, provider: str = "bridge", agent_extra: str = 
             node.agent = Proc(["ip", "netns", "exec", node.ns, sys.executable, "-m", "plasmavmc.agent.main",
                                "-c", str(cfg)], node.root / "agent.log")
             node.agent.start()
-        _wait_ready(cluster, timeout)
+        wait_http_ready(f"{cluster.http}/ready", cluster.check_alive, timeout, cluster.logs)
     except BaseException:
         for proc in (*(n.agent for n in cluster.nodes if n.agent is not None), server):
             proc.kill()
