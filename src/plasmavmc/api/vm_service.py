@@ -124,8 +124,9 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
         return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
 
     async def _render_page(self, items: Sequence[KeyValue]) -> list[types_pb2.VirtualMachine]:
-        """The page's records as messages: what the watched copy rendered when it holds the same revision,
-        rendered now otherwise (and kept there when it does); an unreadable record is left out. Rendering
+        """The page's records as messages: what the watched copy rendered when it holds the same revision
+        (rendered into it now if not yet), else rendered from the page's record; an unreadable record is
+        left out. Rendering
         is the cost: other calls run between slices of `RENDER_SLICE` records."""
         copy = self.core.vm_reads.records if self.core.vm_reads else None
         out = []
