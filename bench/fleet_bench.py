@@ -212,12 +212,8 @@ async def seeded_fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat
     one block of creates through the API, then idle cost; at the largest, the restart."""
     runs: list[dict[str, object]] = []
     for size in [0, *sizes]:
-        with tempfile.TemporaryDirectory(prefix="scale-loops-fleet-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="fleet-fleet-") as tmp:
             root = Path(tmp)
-            if size:
-                store = await SqliteStore.open(root / "state.db")
-                await _seed(store, size, nodes)
-                await store.close()
             try:
                 run = await _seeded_run(root, size, max(sizes), nodes, concurrency, heartbeat, idle_s, watch, block)
             except (OSError, RuntimeError, PlasmaError) as err:  # a run this machine could not finish
@@ -225,8 +221,14 @@ async def seeded_fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat
             print(f"run: {json.dumps(run)}", file=sys.stderr, flush=True)
             runs.append(run)
     rates = [float(r["creates_per_s"]) for r in runs if "creates_per_s" in r]  # type: ignore[arg-type]
+    costs = [float(r["server_cpu_ms_per_create"]) for r in runs if "creates_per_s" in r]  # type: ignore[arg-type]
     return {"nodes": nodes, "concurrency": concurrency, "heartbeat_interval_s": heartbeat, "runs": runs,
-            "creates_per_s_spread": round((max(rates) - min(rates)) / max(rates), 3) if rates else None}
+            "creates_per_s_spread": _spread(rates), "server_cpu_per_create_spread": _spread(costs)}
+
+
+def _spread(values: list[float]) -> float | None:
+    """(max - min) / max: 0 when flat (the target is <= 0.15)."""
+    return round((max(values) - min(values)) / max(values), 3) if values else None
 
 
 async def _seeded_run(root: Path, size: int, largest: int, nodes: int, concurrency: int, heartbeat: float,
@@ -242,10 +244,11 @@ async def _seeded_run(root: Path, size: int, largest: int, nodes: int, concurren
         assert http is not None
         errors: list[str] = []
         create = creator(client, "org-f", errors)
-        load = _load()
+        load, cpu = _load(), _cpu_seconds(server)
         seconds = await _calls(block, concurrency, create)
-        run: dict[str, object] = {"vms_before": size, "creates": block, "creates_per_s":
-                                  round(block / seconds, 1), "load": load, "errors": len(errors)}
+        run: dict[str, object] = {"vms_before": size, "creates": block, "creates_per_s": round(block / seconds, 1),
+                                  "server_cpu_ms_per_create": round((_cpu_seconds(server) - cpu) * 1000 / block, 2),
+                                  "load": load, "errors": len(errors)}
         run["idle"] = await _idle(server, agents.pid, idle_s)
         if size == largest:
             run["restart"] = await _restart(server, api, f"http://{http.group(1)}", nodes, watch)
@@ -308,20 +311,23 @@ async def fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float
                 done = 0
                 for size in sizes:
                     while done < size:
-                        load = _load()
+                        load, cpu = _load(), _cpu_seconds(server)
                         seconds = await _calls(block, concurrency, lambda i, d=done: create(d + i))
                         done += block
+                        spent = (_cpu_seconds(server) - cpu) * 1000 / block
                         blocks.append({"vms_after": done, "creates_per_s": round(block / seconds, 1),
-                                       "load": load})
+                                       "server_cpu_ms_per_create": round(spent, 2), "load": load})
                     at[str(size)] = await _idle(server, agents.pid, idle_s)
                 rates = [float(b["creates_per_s"]) for b in blocks]  # type: ignore[arg-type]
+                costs = [float(b["server_cpu_ms_per_create"]) for b in blocks]  # type: ignore[arg-type]
                 restart = await _restart(server, api, metrics, nodes, watch)
     return {
         "nodes": nodes,
         "concurrency": concurrency,
         "heartbeat_interval_s": heartbeat,
         "blocks": blocks,
-        "block_spread": round((max(rates) - min(rates)) / max(rates), 3),
+        "block_spread": _spread(rates),
+        "server_cpu_per_create_spread": _spread(costs),
         "errors": len(errors),
         "first_error": errors[:1],
         "idle": at,

@@ -1,9 +1,10 @@
 """The cluster gauges of a replica, set from the store when it is scraped (`server/http.py`).
 
 Every replica, follower or leader, answers a scrape with the same truth: VMs by state from this
-replica's watched index of VM states (`core/loops/vm_states.py`, one decode per change; a fresh list
-while the index is not ready), nodes (capacity, allocation, state, heartbeat age) and images from one
-read each. A node or state that disappeared is dropped from the gauges, not left at its last value.
+replica's watched index of VM states (`core/loops/vm_states.py`, one decode per change; while the index
+is not ready, a narrow list of the state field, `Store.list_fields`), nodes (capacity, allocation,
+state, heartbeat age) and images from one read each. A node or state that disappeared is dropped from
+the gauges, not left at its last value.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.observe import metrics as m
 from plasmavmc.store import keys
 from plasmavmc.store.records import decode
-from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageStatus
 from plasmavmc.types.node import Node, NodeState
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import VirtualMachine
 
 GIB, MIB = 1024**3, 1024**2
+PAGE = 5000
+_STATES = frozenset(state.value for state in VmState)
 _PER_NODE = (m.NODE_CAPACITY_VCPUS, m.NODE_ALLOCATED_VCPUS, m.NODE_CAPACITY_MEMORY, m.NODE_ALLOCATED_MEMORY,
              m.NODE_CAPACITY_STORAGE, m.NODE_ALLOCATED_STORAGE, m.HEARTBEAT_AGE)
 
@@ -31,9 +32,13 @@ async def _vm_counts(core: Core, index: VmStates | None) -> Counter[VmState]:
     if index is not None and index.ready:
         return index.counts()
     found: Counter[VmState] = Counter()
-    for kv in await core.store.list_all(keys.VMS):
-        found[codec.peek(VirtualMachine, kv.value, "state")[0]] += 1
-    return found
+    after: str | None = None
+    while True:  # the state field only, extracted by the store (no record decoded here)
+        page = await core.store.list_fields(keys.VMS, ("state",), start_after=after, limit=PAGE)
+        found.update(VmState(s) for (s,) in (i.values for i in page.items if i.values) if s in _STATES)
+        if page.next_start_after is None:
+            return found
+        after = page.next_start_after
 
 
 def _set_node(n: Node, now: float) -> None:

@@ -53,6 +53,7 @@ from plasmavmc.store.base import (
     Write,
     check_writes,
 )
+from plasmavmc.store.fields import Fields, FieldsPage, check_names, parsed, picked
 from plasmavmc.store.sqlite_writes import Commit, Outcome, apply_batch
 
 T = TypeVar("T")
@@ -219,6 +220,15 @@ class SqliteStore(Store):
         if limit < 0:
             raise InvalidArgument("limit", "must be >= 0 (0 means all)")
         return await self._run(self._read, functools.partial(_list_in, prefix, start_after, limit))
+
+    async def list_fields(
+        self, prefix: str, names: Sequence[str], *, start_after: str | None = None, limit: int = 0
+    ) -> FieldsPage:
+        """The fields are extracted in SQL (`json_extract`, without the GIL) on the reader thread."""
+        if limit < 0:
+            raise InvalidArgument("limit", "must be >= 0 (0 means all)")
+        check_names(names)
+        return await self._run(self._read, functools.partial(_fields_in, prefix, tuple(names), start_after, limit))
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -408,6 +418,30 @@ def _list_in(prefix: str, start_after: str | None, limit: int, conn: sqlite3.Con
     more = bool(limit) and len(rows) > limit
     items = tuple(_row_to_kv(row) for row in rows[: limit or None])
     return Page(items=items, revision=revision, next_start_after=items[-1].key if more else None)
+
+
+def _fields_in(
+    prefix: str, names: tuple[str, ...], start_after: str | None, limit: int, conn: sqlite3.Connection
+) -> FieldsPage:
+    """One `list_fields` page: the same range as `list_query`, the value narrowed by `json_extract` to a
+    JSON array of the fields (two paths at least, so the answer is always an array). A page holding a
+    value that is not JSON makes SQLite refuse the whole statement: that page is read whole and its
+    values decoded here instead (`fields.picked`), so a broken record is reported like any other."""
+    revision = int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
+    sql, params = list_query(prefix, start_after, limit)
+    paths = ", ".join(f"'$.{name}'" for name in (names if len(names) > 1 else names * 2))
+    narrow = sql.replace(_KV_COLUMNS, f"key, mod_revision, json_extract(CAST(value AS TEXT), {paths})", 1)
+    try:
+        rows = conn.execute(narrow, params).fetchall()
+        items = [Fields(k, int(r), parsed(a, len(names))) for k, r, a in rows]
+    except sqlite3.OperationalError as err:
+        if "JSON" not in str(err) and "UTF-8" not in str(err):
+            raise
+        rows = conn.execute(sql, params).fetchall()
+        items = [Fields(k, int(r), picked(bytes(v), names)) for k, v, _, r in rows]
+    more = bool(limit) and len(items) > limit
+    page = tuple(items[: limit or None])
+    return FieldsPage(items=page, revision=revision, next_start_after=page[-1].key if more else None)
 
 
 def _events_from(prefix: str, start: int, conn: sqlite3.Connection) -> tuple[list[WatchEvent], int, int]:

@@ -141,9 +141,11 @@ def _maybe_compact(conn: sqlite3.Connection, retention: int) -> None:
     than `retention + compaction_slack(retention)` events.
 
     Event ids only grow and only the oldest are deleted, so ids stay contiguous and the cut is found
-    by arithmetic, not by counting rows.
+    by arithmetic, not by counting rows. MIN and MAX are two subqueries: SQLite answers a lone MIN or MAX
+    from the ends of the primary key, but `SELECT MIN(id), MAX(id)` scans the whole log (every batch
+    read all of its 10,000+ events, values included).
     """
-    low, high = conn.execute("SELECT MIN(id), MAX(id) FROM events").fetchone()
+    low, high = conn.execute("SELECT (SELECT MIN(id) FROM events), (SELECT MAX(id) FROM events)").fetchone()
     if low is None or high - low + 1 <= retention + compaction_slack(retention):
         return
     keep_from = conn.execute("SELECT revision FROM events WHERE id = ?", (high - retention + 1,)).fetchone()
