@@ -112,9 +112,10 @@ async def test_reports_move_state_through_the_table(core: Core) -> None:
     assert (await core.find_vm(ref)).value.state is VmState.RUNNING  # not this node's VM: ignored
     await reports.on_exit(core, NODE, vm.id, ExitKind.CRASHED, VmStatus(last_error="boom"))
     crashed = (await core.find_vm(ref)).value
-    assert (crashed.state, crashed.status.last_error) == (VmState.ERROR, "boom")
+    assert (crashed.state, crashed.status.last_error) == (VmState.STOPPED, "boom")
     await reports.on_exit(core, NODE, vm.id, ExitKind.GUEST_POWEROFF, VmStatus())
-    assert (await core.find_vm(ref)).value.state is VmState.ERROR  # only a RUNNING VM is moved by an exit
+    unmoved = (await core.find_vm(ref)).value  # only a RUNNING VM is moved by an exit
+    assert (unmoved.state, unmoved.status.last_error) == (VmState.STOPPED, "boom")
     agent(core).vms[vm.id] = VmState.STOPPED  # what the node holds after the crash
     await power.start(core, ref)
     await reports.on_exit(core, NODE, vm.id, ExitKind.GUEST_POWEROFF, VmStatus())
