@@ -38,6 +38,7 @@ MAX_RESTARTS = 5  # automatic restarts in a row before the VM is left in ERROR
 STABLE_S = 300  # a run at least this long ends the row: the next failure counts from 1 again
 BACKOFF_S = 1  # the first restart waits this long; each next one twice as long
 MAX_BACKOFF_S = 60
+CLAIM_S = 60  # a restart taken by a leader that records no start in this long is due again
 
 REASONS = {
     ExitKind.CRASHED: "RestartedAfterCrash",
@@ -84,10 +85,17 @@ def after_exit(vm: VirtualMachine, kind: ExitKind, reason: str) -> VirtualMachin
 
 
 def restarted(vm: VirtualMachine) -> VirtualMachine:
-    """The record as the restart loop takes it: the schedule cleared, one more restart in the row."""
-    status = replace(vm.status, restart_due_at=0, restart_reason="", restarts=vm.status.restarts + 1,
-                     last_restart_at=int(time.time()))
-    return replace(vm, status=status, updated_at=int(time.time()))
+    """The record as the restart loop takes it: one more restart in the row, and the schedule moved
+    `CLAIM_S` ahead rather than cleared — the start's STARTING commit clears it (`starting_again`), so
+    a leader that dies between the two leaves a restart that is due again, not a lost one."""
+    now = int(time.time())
+    status = replace(vm.status, restart_due_at=now + CLAIM_S, restarts=vm.status.restarts + 1, last_restart_at=now)
+    return replace(vm, status=status, updated_at=now)
+
+
+def starting_again(vm: VirtualMachine) -> VirtualMachine:
+    """The automatic restart's start: its claim is done (the row of restarts goes on counting)."""
+    return unscheduled(vm)
 
 
 def unscheduled(vm: VirtualMachine) -> VirtualMachine:
