@@ -1,9 +1,12 @@
 """The cluster gauges of a replica, set from the store when it is scraped (`server/http.py`).
 
 Every replica, follower or leader, answers a scrape with the same truth: VMs by state from this
-replica's watched index of VM states (`core/loops/vm_states.py`, one decode per change; while the index
-is not ready, a narrow list of the state field, `Store.list_fields`), nodes (capacity, allocation,
-state, heartbeat age) and images from one read each. A node or state that disappeared is dropped from
+replica's watched index of VM states (`core/loops/vm_states.py`, one decode per change), nodes
+(capacity, allocation, state, heartbeat age) and images from one read each. While the index is being
+built (a second or two at 100,000 VMs after a start) a scrape waits for it up to `INDEX_WAIT`, then
+leaves the VM series out rather than scanning every record once per scrape (several scrapes scanning at
+once are what kept the index from being built); without an index (tests) a narrow list of the state
+field is counted (`Store.list_fields`). A node or state that disappeared is dropped from
 the gauges, not left at its last value.
 """
 
@@ -23,14 +26,16 @@ from plasmavmc.types.states import VmState
 
 GIB, MIB = 1024**3, 1024**2
 PAGE = 5000
+INDEX_WAIT = 3.0  # seconds a scrape waits for the replica's VM state index (being built after a start)
 _STATES = frozenset(state.value for state in VmState)
 _PER_NODE = (m.NODE_CAPACITY_VCPUS, m.NODE_ALLOCATED_VCPUS, m.NODE_CAPACITY_MEMORY, m.NODE_ALLOCATED_MEMORY,
              m.NODE_CAPACITY_STORAGE, m.NODE_ALLOCATED_STORAGE, m.HEARTBEAT_AGE)
 
 
-async def _vm_counts(core: Core, index: VmStates | None) -> Counter[VmState]:
-    if index is not None and index.ready:
-        return index.counts()
+async def _vm_counts(core: Core, index: VmStates | None) -> Counter[VmState] | None:
+    """VMs by state; None (the series are left out) while the replica's index is still being built."""
+    if index is not None:
+        return index.counts() if await index.until_ready(INDEX_WAIT) else None
     found: Counter[VmState] = Counter()
     after: str | None = None
     while True:  # the state field only, extracted by the store (no record decoded here)
@@ -55,8 +60,11 @@ def _set_node(n: Node, now: float) -> None:
 
 async def refresh(core: Core, index: VmStates | None, is_leader: bool) -> None:
     counts = await _vm_counts(core, index)
-    for state in VmState:
-        m.VMS_TOTAL.labels(state.value).set(counts[state])
+    if counts is None:
+        m.VMS_TOTAL.clear()  # not known yet: absent, never wrong
+    else:
+        for state in VmState:
+            m.VMS_TOTAL.labels(state.value).set(counts[state])
     nodes = [v.value for v in await core.nodes.list()]
     for gauge in (*_PER_NODE, m.NODE_STATE):
         gauge.clear()

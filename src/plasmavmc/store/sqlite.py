@@ -7,11 +7,14 @@ It owns the schema and the etcd-like semantics on top of it:
     events(id, revision, key, type, value)          the change log that `watch` replays and follows
     ops(op_id, revision, changed, at)               applied op ids (`commit(op_id=)`), kept a while
 
-Two worker threads own one connection each, so the event loop never blocks: the *writer* applies every
-write of this process, serialised, and the *reader* serves reads (get, list, watch), so a read never
-queues behind a commit's fsync or an event-log compaction; WAL lets it read the last committed state
-while the writer writes, and a caller answered after its commit reads that commit on the reader too.
-(An in-memory database exists per connection, so `":memory:"` runs both on the writer.)
+Three worker threads own one connection each, so the event loop never blocks: the *writer* applies
+every write of this process, serialised, the *reader* serves point reads (get, revision, watch steps,
+small list pages), so a read never queues behind a commit's fsync or an event-log compaction, and the
+*scanner* serves the reads of many rows (whole listings, pages of 1,000 or more, `list_fields`), so a
+point read never queues behind those either (a watched copy of 100,000 records being built). WAL lets
+the readers read the last committed state while the writer writes, and a caller answered after its
+commit reads that commit on either reader too. (An in-memory database exists per connection, so
+`":memory:"` runs all three on the writer.)
 Writes are group-committed (`sqlite_writes.py`): the writer takes every write queued while the
 previous batch was committing and applies them in ONE `BEGIN IMMEDIATE` transaction, each in its own
 savepoint with its own expectation checks and its own revision, so a lost compare-and-swap fails
@@ -64,6 +67,7 @@ DEFAULT_RETENTION = 10_000
 DEFAULT_POLL_INTERVAL = 0.2
 BUSY_TIMEOUT_MS = 10_000
 MAX_BATCH = 1_000  # commits per group-commit transaction
+SCAN_ROWS = 1_000  # a `list` of at least this many rows (or all) runs on the scanner
 WATCH_BATCH_REVISIONS = 1_000  # revisions read per watch query, so a far-behind watcher reads in chunks
 
 _SCHEMA = (
@@ -136,16 +140,18 @@ class SqliteStore(Store):
         self,
         writer: _Worker,
         reader: _Worker | None = None,
+        scanner: _Worker | None = None,
         *,
         retention: int = DEFAULT_RETENTION,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
         """Use `SqliteStore.open`; each worker's connection was created on its executor's only thread.
-        Without a `reader`, reads run on the writer."""
+        Without a `reader`, reads run on the writer; without a `scanner`, scans run on the reader."""
         if retention < 1:
             raise InvalidArgument("retention", "must keep at least one event")
         self._conn, self._executor = writer
         self._read_conn, self._read_executor = reader or writer
+        self._scanner = scanner or reader or writer
         self._retention = retention
         self._poll_interval = poll_interval
         self._changed = asyncio.Event()
@@ -170,12 +176,15 @@ class SqliteStore(Store):
         writer = await _start_worker("writer", functools.partial(_connect, str(path), synchronous), path)
         if str(path) == ":memory:":
             return cls(writer, retention=retention, poll_interval=poll_interval)
+        readers: list[_Worker] = []
         try:
-            reader = await _start_worker("reader", functools.partial(_connect_reader, str(path)), path)
+            for role in ("reader", "scanner"):
+                readers.append(await _start_worker(role, functools.partial(_connect_reader, str(path)), path))
         except BaseException:
-            await _stop_worker(writer)
+            for worker in (*readers, writer):
+                await _stop_worker(worker)
             raise
-        return cls(writer, reader, retention=retention, poll_interval=poll_interval)
+        return cls(writer, *readers, retention=retention, poll_interval=poll_interval)
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -189,17 +198,25 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite: {exc}") from exc
 
+    async def _scan(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run the read `fn(conn)` of many rows (a whole listing, a big page, narrow field lists) in one
+        snapshot on the *scanner*: a rebuild of 100,000 records after a restart never queues the point
+        reads (get, revision, a watch step, an API page) behind it."""
+        if self._closed:
+            raise StoreError("sqlite store is closed")
+        conn, executor = self._scanner
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, _in_snapshot, conn, fn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite: {exc}") from exc
+
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` inside one read transaction so everything it reads is one snapshot."""
-        self._read_conn.execute("BEGIN")
-        try:
-            return fn(self._read_conn)
-        finally:
-            self._read_conn.execute("COMMIT")
+        return _in_snapshot(self._read_conn, fn)
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -219,16 +236,17 @@ class SqliteStore(Store):
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int = 0) -> Page:
         if limit < 0:
             raise InvalidArgument("limit", "must be >= 0 (0 means all)")
-        return await self._run(self._read, functools.partial(_list_in, prefix, start_after, limit))
+        read = functools.partial(_list_in, prefix, start_after, limit)
+        return await (self._scan(read) if limit == 0 or limit >= SCAN_ROWS else self._run(self._read, read))
 
     async def list_fields(
         self, prefix: str, names: Sequence[str], *, start_after: str | None = None, limit: int = 0
     ) -> FieldsPage:
-        """The fields are extracted in SQL (`json_extract`, without the GIL) on the reader thread."""
+        """The fields are extracted in SQL (`json_extract`, without the GIL) on the scanner thread."""
         if limit < 0:
             raise InvalidArgument("limit", "must be >= 0 (0 means all)")
         check_names(names)
-        return await self._run(self._read, functools.partial(_fields_in, prefix, tuple(names), start_after, limit))
+        return await self._scan(functools.partial(_fields_in, prefix, tuple(names), start_after, limit))
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -328,6 +346,8 @@ class SqliteStore(Store):
         self._closed = True
         await self._idle.wait()  # every queued commit is applied (and answered) first
         try:
+            if self._scanner[1] not in (self._read_executor, self._executor):
+                await _stop_worker(self._scanner)
             if self._read_executor is not self._executor:
                 await _stop_worker((self._read_conn, self._read_executor))
             await _stop_worker((self._conn, self._executor))
@@ -336,6 +356,15 @@ class SqliteStore(Store):
 
 
 _Worker = tuple[sqlite3.Connection, ThreadPoolExecutor]  # a connection and the only thread that uses it
+
+
+def _in_snapshot(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` inside one read transaction on `conn` so everything it reads is one snapshot."""
+    conn.execute("BEGIN")
+    try:
+        return fn(conn)
+    finally:
+        conn.execute("COMMIT")
 
 
 async def _start_worker(role: str, connect: Callable[[], sqlite3.Connection], path: Path | str) -> _Worker:

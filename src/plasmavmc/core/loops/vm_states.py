@@ -57,6 +57,7 @@ class VmStates:
         self._by_state: dict[VmState, set[str]] = {}
         self.ready = False
         self.rang = asyncio.Event()
+        self._built = asyncio.Event()  # set while ready
 
     def counts(self) -> Counter[VmState]:
         return Counter({state: len(keys_) for state, keys_ in self._by_state.items()})
@@ -71,6 +72,14 @@ class VmStates:
         """The entries in `state` (cost: how many there are, not how many VMs)."""
         return [(k, self._entries[k]) for k in self._by_state.get(state, ())]
 
+    async def until_ready(self, timeout: float) -> bool:
+        """Until the index is built (False if it is not after `timeout` seconds)."""
+        if not self.ready:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._built.wait()
+        return self.ready
+
     async def wait(self, timeout: float) -> None:
         """Until a VM record changes (or `timeout` seconds pass)."""
         with contextlib.suppress(TimeoutError):
@@ -84,6 +93,7 @@ class VmStates:
 
     def _lost(self) -> None:
         self.ready = False
+        self._built.clear()
         self.rang.set()
 
     async def _follow(self) -> None:
@@ -102,6 +112,7 @@ class VmStates:
 
     def _listed(self, revision: int) -> None:
         self.ready = True
+        self._built.set()
         self.rang.set()
 
     def _event(self, event: WatchEvent) -> None:

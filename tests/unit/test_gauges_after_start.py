@@ -1,0 +1,64 @@
+"""The VM gauges while a replica's state index is still being built (after a start): left out, never
+wrong, and no scrape scans every record meanwhile; once built, the counts. The index is built from the
+store's narrow field listing (`Store.list_fields`), and a record that does not read is left out of it.
+Real SQLite store, real core (tests/core_harness.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from plasmavmc.core import gauges
+from plasmavmc.core.loops.vm_states import VmStates
+from plasmavmc.observe import metrics as m
+from plasmavmc.store import keys
+from plasmavmc.store.base import Write
+from plasmavmc.types import codec
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import HypervisorType, VirtualMachine
+from tests.core_harness import make_core
+from tests.unit.test_reconcile_incremental import SPEC
+
+DEADLINE = 10.0
+
+
+def _vm_series() -> dict[str, float]:
+    return {s.labels["state"]: s.value for metric in m.VMS_TOTAL.collect() for s in metric.samples}
+
+
+def _record(state: VmState, node: str) -> Write:
+    vm = VirtualMachine(id=str(uuid.uuid4()), name=f"g-{uuid.uuid4().hex[:8]}", org_id="org-g", project_id="p",
+                        state=state, spec=SPEC, node_id=node, hypervisor=HypervisorType.KVM,
+                        updated_at=int(time.time()))
+    return Write(keys.vm(vm.org_id, vm.project_id, vm.id), codec.dumps(vm))
+
+
+async def test_vm_gauges_are_left_out_until_the_index_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    core = await make_core(tmp_path)
+    try:
+        await core.store.commit([_record(VmState.STOPPED, "n1"), _record(VmState.STOPPED, "n2"),
+                                 _record(VmState.RUNNING, "n1"), Write(keys.VMS + "org-g/p/broken", b"{not json")])
+        monkeypatch.setattr(gauges, "INDEX_WAIT", 0.05)
+        index = VmStates(core.store, 0.1)
+        await gauges.refresh(core, index, True)  # the index is not running: not built
+        assert _vm_series() == {}
+        task = asyncio.create_task(index.run())
+        try:
+            assert await index.until_ready(DEADLINE)
+            await gauges.refresh(core, index, True)
+            assert _vm_series()["stopped"] == 2 and _vm_series()["running"] == 1
+            assert sum(_vm_series().values()) == 3  # the broken record is in no state
+            assert index.keys_on(["n1"]) is not None and len(index.keys_on(["n1"]) or []) == 2
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await gauges.refresh(core, None, True)  # no index: the narrow listing counts the same
+        assert _vm_series()["stopped"] == 2 and sum(_vm_series().values()) == 3
+    finally:
+        await core.store.close()
