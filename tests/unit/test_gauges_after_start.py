@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,11 +16,8 @@ from plasmavmc.core.loops.vm_states import VmStates
 from plasmavmc.observe import metrics as m
 from plasmavmc.store import keys
 from plasmavmc.store.base import Write
-from plasmavmc.types import codec
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import HypervisorType, VirtualMachine
-from tests.core_harness import make_core
-from tests.unit.test_reconcile_incremental import SPEC
+from tests.core_harness import make_core, vm_record
 
 DEADLINE = 10.0
 
@@ -31,18 +26,11 @@ def _vm_series() -> dict[str, float]:
     return {s.labels["state"]: s.value for metric in m.VMS_TOTAL.collect() for s in metric.samples}
 
 
-def _record(state: VmState, node: str) -> Write:
-    vm = VirtualMachine(id=str(uuid.uuid4()), name=f"g-{uuid.uuid4().hex[:8]}", org_id="org-g", project_id="p",
-                        state=state, spec=SPEC, node_id=node, hypervisor=HypervisorType.KVM,
-                        updated_at=int(time.time()))
-    return Write(keys.vm(vm.org_id, vm.project_id, vm.id), codec.dumps(vm))
-
-
 async def test_vm_gauges_are_left_out_until_the_index_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     core = await make_core(tmp_path)
     try:
-        await core.store.commit([_record(VmState.STOPPED, "n1"), _record(VmState.STOPPED, "n2"),
-                                 _record(VmState.RUNNING, "n1"), Write(keys.VMS + "org-g/p/broken", b"{not json")])
+        await core.store.commit([vm_record(VmState.STOPPED, "n1"), vm_record(VmState.STOPPED, "n2"),
+                                 vm_record(VmState.RUNNING, "n1"), Write(keys.VMS + "org-h/p/broken", b"{not json")])
         monkeypatch.setattr(gauges, "INDEX_WAIT", 0.05)
         index = VmStates(core.store, 0.1)
         await gauges.refresh(core, index, True)  # the index is not running: not built

@@ -36,9 +36,10 @@ from plasmavmc.types.vm import VirtualMachine
 log = logging.getLogger(__name__)
 PAGE_SIZE = 2000
 PEEKED = ("state", "updated_at", "node_id")
+_REPORTED = frozenset((VmState.RUNNING, VmState.ERROR))  # the states a heartbeat report may change
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     state: VmState
     updated_at: int
@@ -56,6 +57,7 @@ class VmStates:
         self._by_node: dict[str, set[str]] = {}
         self._by_state: dict[VmState, set[str]] = {}
         self.ready = False
+        self.revision = 0  # every change of a VM record up to this revision is in
         self.rang = asyncio.Event()
         self._built = asyncio.Event()  # set while ready
 
@@ -67,6 +69,15 @@ class VmStates:
         if not self.ready:
             return None
         return sorted(key for node in node_ids for key in self._by_node.get(node, ()))
+
+    def settled_on(self, node_id: str, fence: int) -> frozenset[str]:
+        """The ids of the VMs on `node_id` neither RUNNING nor ERROR (a heartbeat report changes only
+        those: `core/nodes/reports.py`), if the index is ready and has every change up to `fence`
+        (this process's own latest VM write); else empty. Cost: the node's VMs."""
+        if not self.ready or self.revision < fence:
+            return frozenset()
+        on = self._by_node.get(node_id, ())
+        return frozenset(key.rpartition("/")[2] for key in on if self._entries[key].state not in _REPORTED)
 
     def in_state(self, state: VmState) -> list[tuple[str, Entry]]:
         """The entries in `state` (cost: how many there are, not how many VMs)."""
@@ -111,6 +122,7 @@ class VmStates:
         return page.revision, page.next_start_after
 
     def _listed(self, revision: int) -> None:
+        self.revision = revision
         self.ready = True
         self._built.set()
         self.rang.set()
@@ -122,6 +134,7 @@ class VmStates:
                 self._drop(event.key)
         else:
             self._apply(event.key, event.revision, _peek(event.value))
+        self.revision = max(self.revision, event.revision)
         self.rang.set()
 
     def _apply(self, key: str, revision: int, fields: tuple[VmState, int, str | None] | Exception) -> None:
