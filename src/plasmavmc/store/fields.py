@@ -13,11 +13,12 @@ is not JSON at all has `values` None (the caller decodes and reports it the usua
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from plasmavmc.errors import InvalidArgument
 
@@ -51,8 +52,8 @@ def check_names(names: Sequence[str]) -> None:
 def picked(raw: bytes, names: Sequence[str]) -> tuple[Any, ...] | None:
     """The named top-level fields of one JSON value (None each when missing); None when not JSON."""
     try:
-        data = json.loads(raw)
-    except ValueError:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return None
     if not isinstance(data, dict):
         return tuple(None for _ in names)
@@ -63,5 +64,5 @@ def parsed(array: str | None, count: int) -> tuple[Any, ...] | None:
     """The fields from SQLite's `json_extract(v, path, path, ...)` (a JSON array, one per path)."""
     if array is None:
         return tuple(None for _ in range(count))
-    values = json.loads(array)
+    values = orjson.loads(array)
     return tuple(values[:count])
