@@ -24,8 +24,7 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from plasmavmc.store import keys
 from plasmavmc.store.base import EventType, Store, WatchEvent
@@ -37,12 +36,12 @@ from plasmavmc.types.vm import VirtualMachine
 log = logging.getLogger(__name__)
 PAGE_SIZE = 2000
 PEEKED = ("state", "updated_at", "node_id")
+_STATE_OF = {state.value: state for state in VmState}
 KEYED_STATES = frozenset((VmState.DELETED,))  # the states whose keys `in_state` lists
 _REPORTED = frozenset((VmState.RUNNING, VmState.ERROR))  # the states a heartbeat report may change
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):  # a tuple: the cheapest object to build 100,000 of after a start
     state: VmState
     updated_at: int
     revision: int  # the record's mod_revision this entry reflects
@@ -190,8 +189,8 @@ def _fields(values: tuple[Any, ...] | None) -> tuple[VmState, int, str | None] |
     try:
         if not isinstance(updated_at, int) or not (node_id is None or isinstance(node_id, str)):
             raise TypeError(f"updated_at {updated_at!r} / node_id {node_id!r}")
-        return VmState(state), updated_at, node_id
-    except (ValueError, TypeError) as err:
+        return _STATE_OF[state], updated_at, node_id
+    except (KeyError, TypeError) as err:  # TypeError: an unhashable state (a list, an object)
         return err
 
 
