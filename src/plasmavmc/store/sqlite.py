@@ -7,14 +7,15 @@ It owns the schema and the etcd-like semantics on top of it:
     events(id, revision, key, type, value)          the change log that `watch` replays and follows
     ops(op_id, revision, changed, at)               applied op ids (`commit(op_id=)`), kept a while
 
-Three worker threads own one connection each, so the event loop never blocks: the *writer* applies
+Four worker threads own one connection each, so the event loop never blocks: the *writer* applies
 every write of this process, serialised, the *reader* serves point reads (get, revision, watch steps,
 small list pages), so a read never queues behind a commit's fsync or an event-log compaction, and the
-*scanner* serves the reads of many rows (whole listings, pages of 1,000 or more, `list_fields`), so a
-point read never queues behind those either (a watched copy of 100,000 records being built). WAL lets
+*scanners* serve the reads of many rows, one the whole listings and pages of 1,000 or more, the other
+`list_fields`, so a point read never queues behind those, nor the narrow listing of the VM state index
+behind the full listing of the watched VM copy (both run at every start). WAL lets
 the readers read the last committed state while the writer writes, and a caller answered after its
-commit reads that commit on either reader too. (An in-memory database exists per connection, so
-`":memory:"` runs all three on the writer.)
+commit reads that commit on any of them too. (An in-memory database exists per connection, so
+`":memory:"` runs all four on the writer.)
 Writes are group-committed (`sqlite_writes.py`): the writer takes every write queued while the
 previous batch was committing and applies them in ONE `BEGIN IMMEDIATE` transaction, each in its own
 savepoint with its own expectation checks and its own revision, so a lost compare-and-swap fails
@@ -140,18 +141,20 @@ class SqliteStore(Store):
         self,
         writer: _Worker,
         reader: _Worker | None = None,
-        scanner: _Worker | None = None,
+        scanners: Sequence[_Worker] = (),
         *,
         retention: int = DEFAULT_RETENTION,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
         """Use `SqliteStore.open`; each worker's connection was created on its executor's only thread.
-        Without a `reader`, reads run on the writer; without a `scanner`, scans run on the reader."""
+        Without a `reader`, reads run on the writer; without `scanners` (rows, fields), on the reader."""
         if retention < 1:
             raise InvalidArgument("retention", "must keep at least one event")
         self._conn, self._executor = writer
         self._read_conn, self._read_executor = reader or writer
-        self._scanner = scanner or reader or writer
+        self._workers = [w for w in (reader, *scanners) if w is not None]  # stopped by close()
+        self._rows_scanner = scanners[0] if scanners else reader or writer
+        self._fields_scanner = scanners[-1] if scanners else reader or writer
         self._retention = retention
         self._poll_interval = poll_interval
         self._changed = asyncio.Event()
@@ -178,13 +181,13 @@ class SqliteStore(Store):
             return cls(writer, retention=retention, poll_interval=poll_interval)
         readers: list[_Worker] = []
         try:
-            for role in ("reader", "scanner"):
+            for role in ("reader", "rows-scanner", "fields-scanner"):
                 readers.append(await _start_worker(role, functools.partial(_connect_reader, str(path)), path))
         except BaseException:
             for worker in (*readers, writer):
                 await _stop_worker(worker)
             raise
-        return cls(writer, *readers, retention=retention, poll_interval=poll_interval)
+        return cls(writer, readers[0], readers[1:], retention=retention, poll_interval=poll_interval)
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -198,13 +201,13 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite: {exc}") from exc
 
-    async def _scan(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _scan(self, fn: Callable[[sqlite3.Connection], T], worker: _Worker) -> T:
         """Run the read `fn(conn)` of many rows (a whole listing, a big page, narrow field lists) in one
-        snapshot on the *scanner*: a rebuild of 100,000 records after a restart never queues the point
+        snapshot on a *scanner*: a rebuild of 100,000 records after a restart never queues the point
         reads (get, revision, a watch step, an API page) behind it."""
         if self._closed:
             raise StoreError("sqlite store is closed")
-        conn, executor = self._scanner
+        conn, executor = worker
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, _in_snapshot, conn, fn)
         except sqlite3.Error as exc:
@@ -237,16 +240,18 @@ class SqliteStore(Store):
         if limit < 0:
             raise InvalidArgument("limit", "must be >= 0 (0 means all)")
         read = functools.partial(_list_in, prefix, start_after, limit)
-        return await (self._scan(read) if limit == 0 or limit >= SCAN_ROWS else self._run(self._read, read))
+        big = limit == 0 or limit >= SCAN_ROWS
+        return await (self._scan(read, self._rows_scanner) if big else self._run(self._read, read))
 
     async def list_fields(
         self, prefix: str, names: Sequence[str], *, start_after: str | None = None, limit: int = 0
     ) -> FieldsPage:
-        """The fields are extracted in SQL (`json_extract`, without the GIL) on the scanner thread."""
+        """The fields are extracted in SQL (`json_extract`, without the GIL) on the fields scanner."""
         if limit < 0:
             raise InvalidArgument("limit", "must be >= 0 (0 means all)")
         check_names(names)
-        return await self._scan(functools.partial(_fields_in, prefix, tuple(names), start_after, limit))
+        read = functools.partial(_fields_in, prefix, tuple(names), start_after, limit)
+        return await self._scan(read, self._fields_scanner)
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -346,10 +351,8 @@ class SqliteStore(Store):
         self._closed = True
         await self._idle.wait()  # every queued commit is applied (and answered) first
         try:
-            if self._scanner[1] not in (self._read_executor, self._executor):
-                await _stop_worker(self._scanner)
-            if self._read_executor is not self._executor:
-                await _stop_worker((self._read_conn, self._read_executor))
+            for worker in reversed(self._workers):
+                await _stop_worker(worker)
             await _stop_worker((self._conn, self._executor))
         finally:
             self._notify()  # watchers waiting for a change see the closed store at once
