@@ -17,7 +17,7 @@ from plasmavmc.observe import metrics as m
 from plasmavmc.store import keys
 from plasmavmc.store.base import Write
 from plasmavmc.types.states import VmState
-from tests.core_harness import make_core, vm_record
+from tests.core_harness import add_node, make_core, vm_record
 
 DEADLINE = 10.0
 
@@ -48,5 +48,30 @@ async def test_vm_gauges_are_left_out_until_the_index_is_built(tmp_path: Path, m
                 await task
         await gauges.refresh(core, None, True)  # no index: the narrow listing counts the same
         assert _vm_series()["stopped"] == 2 and sum(_vm_series().values()) == 3
+
     finally:
         await core.store.close()
+
+
+async def test_node_series_follow_the_nodes_and_drop_a_removed_one(tmp_path: Path) -> None:
+    core = await make_core(tmp_path)
+    try:
+        for name in ("gn-1", "gn-2"):
+            await add_node(core, name, vcpus=4)
+        await gauges.refresh(core, None, True)
+        assert _node_series(m.NODE_CAPACITY_VCPUS) == {"gn-1": 4, "gn-2": 4}
+        await add_node(core, "gn-1", vcpus=8)  # the agent reports more: the series follows
+        await core.store.delete(keys.node("gn-2"))
+        await gauges.refresh(core, None, True)
+        assert _node_series(m.NODE_CAPACITY_VCPUS) == {"gn-1": 8}
+        assert "gn-2" not in _node_series(m.HEARTBEAT_AGE)
+        assert {s.labels["state"] for met in m.NODE_STATE.collect() for s in met.samples
+                if s.labels["node"] == "gn-1" and s.value == 1} == {"ready"}
+    finally:
+        await core.store.close()
+
+
+def _node_series(gauge: object) -> dict[str, float]:
+    return {s.labels["node"]: s.value for met in gauge.collect() for s in met.samples  # type: ignore[attr-defined]
+            if s.labels["node"].startswith("gn-")}
+

@@ -12,8 +12,10 @@ the gauges, not left at its last value.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
+from typing import Any
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.loops.vm_states import VmStates
@@ -30,6 +32,8 @@ INDEX_WAIT = 3.0  # seconds a scrape waits for the replica's VM state index (bei
 _STATES = frozenset(state.value for state in VmState)
 _PER_NODE = (m.NODE_CAPACITY_VCPUS, m.NODE_ALLOCATED_VCPUS, m.NODE_CAPACITY_MEMORY, m.NODE_ALLOCATED_MEMORY,
              m.NODE_CAPACITY_STORAGE, m.NODE_ALLOCATED_STORAGE, m.HEARTBEAT_AGE)
+#: node id -> (what its series show: state, capacity, allocation; its heartbeat-age series)
+_shown: dict[str, tuple[tuple[NodeState, object, object], Any]] = {}
 
 
 async def _vm_counts(core: Core, index: VmStates | None) -> Counter[VmState] | None:
@@ -46,16 +50,34 @@ async def _vm_counts(core: Core, index: VmStates | None) -> Counter[VmState] | N
         after = page.next_start_after
 
 
-def _set_node(n: Node, now: float) -> None:
+def _set_node(n: Node) -> None:
     m.NODE_CAPACITY_VCPUS.labels(n.id).set(n.capacity.vcpus)
     m.NODE_ALLOCATED_VCPUS.labels(n.id).set(n.allocated.vcpus)
     m.NODE_CAPACITY_MEMORY.labels(n.id).set(n.capacity.memory_mib * MIB)
     m.NODE_ALLOCATED_MEMORY.labels(n.id).set(n.allocated.memory_mib * MIB)
     m.NODE_CAPACITY_STORAGE.labels(n.id).set(n.capacity.storage_gib * GIB)
     m.NODE_ALLOCATED_STORAGE.labels(n.id).set(n.allocated.storage_gib * GIB)
-    m.HEARTBEAT_AGE.labels(n.id).set(max(0.0, now - n.last_heartbeat))
     for state in NodeState:
         m.NODE_STATE.labels(n.id, state.value).set(1 if n.state == state else 0)
+
+
+def _set_nodes(nodes: list[Node], now: float) -> None:
+    """Each node's series, set again only when what they show changed (a scrape of 1,000 unchanged nodes
+    was 13,000 label lookups); the heartbeat age on every scrape; a node gone is dropped."""
+    for node in nodes:
+        shown = _shown.get(node.id)
+        if shown is None or shown[0] != (node.state, node.capacity, node.allocated):
+            _set_node(node)
+            shown = _shown[node.id] = ((node.state, node.capacity, node.allocated), m.HEARTBEAT_AGE.labels(node.id))
+        shown[1].set(max(0.0, now - node.last_heartbeat))
+    for gone in set(_shown) - {node.id for node in nodes}:
+        del _shown[gone]
+        for gauge in _PER_NODE:
+            with contextlib.suppress(KeyError):
+                gauge.remove(gone)
+        for state in NodeState:
+            with contextlib.suppress(KeyError):
+                m.NODE_STATE.remove(gone, state.value)
 
 
 async def refresh(core: Core, index: VmStates | None, is_leader: bool) -> None:
@@ -65,12 +87,7 @@ async def refresh(core: Core, index: VmStates | None, is_leader: bool) -> None:
     else:
         for state in VmState:
             m.VMS_TOTAL.labels(state.value).set(counts[state])
-    nodes = [v.value for v in await core.nodes.list()]
-    for gauge in (*_PER_NODE, m.NODE_STATE):
-        gauge.clear()
-    now = time.time()
-    for node in nodes:
-        _set_node(node, now)
+    _set_nodes([v.value for v in await core.nodes.list()], time.time())
     images = [decode(Image, kv).value for kv in await core.store.list_all(keys.IMAGES)]
     by_status = Counter(i.status for i in images)
     for status in ImageStatus:
