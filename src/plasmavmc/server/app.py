@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -71,6 +72,15 @@ from plasmavmc.wire.guard import RequestGuard
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
 RECONCILE_INTERVAL = 2.0
+INDEX_FIRST = 10.0  # seconds the watched VM copies wait for the state index at a start (see `_after_index`)
+
+
+async def _after_index(index: VmStates, then: Callable[[], Awaitable[None]]) -> None:
+    """Run `then` once the VM state index is built (at most `INDEX_FIRST` seconds after the start): the
+    gauges and the leader's loops wait for the index, while GetVm answers from the store until its own
+    copy is listed, so the index gets the start's CPU first (both list every VM record)."""
+    await index.until_ready(INDEX_FIRST)
+    await then()
 
 
 async def open_store(settings: ServerSettings) -> Store:
@@ -181,7 +191,7 @@ async def run(settings: ServerSettings) -> None:
     states_task = asyncio.create_task(vm_states.run(), name="vm-states")
     core.nodes.vm_index = vm_states  # also the per-node index of VMs (NOT_READY flags, drains)
     core.vm_reads = VmReads(core.store, RECONCILE_INTERVAL)  # GetVm from watched copies
-    reads_task = asyncio.create_task(core.vm_reads.run(), name="vm-reads")
+    reads_task = asyncio.create_task(_after_index(vm_states, core.vm_reads.run), name="vm-reads")
     loop_task = asyncio.create_task(
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL, vm_states))
     )
