@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.firecracker_bench [--runs 5] [--vms 2]
 
 Prints one JSON document:
-* `exec_to_api_ready_s`: raw `firecracker --api-sock` exec until GET / answers (median), and the same
-  for the backend's jailed launch (jailer + chroot + cgroups + new PID namespace), with the ratio;
+* `exec_to_api_ready_s`: raw `firecracker --api-sock --config-file` exec until GET / answers (the VM is
+  started by then; median), and the same for the backend's jailed launch (jailer + chroot + cgroups + new
+  PID namespace, the same config file), with the ratio;
 * `create_start_to_guest_line_s`: through the API (CreateVm with `start` — one call — then GetConsole
   until the guest's ready line) against raw Firecracker started with `--config-file` holding the same
   machine config, kernel and disk (exec until the line is on its stdout), with the ratio; and the same
@@ -40,14 +41,32 @@ from tests.e2e.helpers import ORG, PROJECT, console_until
 MEMORY_MIB = 64
 
 
+async def raw_config(work: Path) -> Path:
+    """Raw Firecracker's `--config-file` for the same VM as the API's: kernel, own disk copy, machine."""
+    image = (await fc.images())["plasmavmc-pvh"]
+    assert image.kernel_path is not None
+    disk = work / "disk.raw"
+    shutil.copyfile(image.disk_path, disk)
+    config = {"boot-source": {"kernel_image_path": str(image.kernel_path), "boot_args": image.kernel_cmdline},
+              "drives": [{"drive_id": "root", "path_on_host": str(disk), "is_root_device": True,
+                          "is_read_only": False}],
+              "machine-config": {"vcpu_count": 1, "mem_size_mib": MEMORY_MIB}}
+    (work / "vm.json").write_text(json.dumps(config))
+    (work / "fc.log").write_bytes(b"")  # its own log file: on stdout, log lines would split the serial line
+    return work / "vm.json"
+
+
 async def raw_api_ready(work: Path) -> float:
+    """Raw `firecracker --api-sock --config-file` exec until GET / answers (the VM is started by then)."""
     assert fc.FIRECRACKER is not None
+    config = await raw_config(work)
     sock = work / "api.sock"
     sock.unlink(missing_ok=True)
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        fc.FIRECRACKER, "--api-sock", str(sock), cwd=work, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        fc.FIRECRACKER, "--api-sock", str(sock), "--config-file", str(config), "--log-path", str(work / "fc.log"),
+        cwd=work, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
     try:
         await wait_for_socket(FirecrackerApi(sock), lambda: proc.returncode is None, 10.0)
         return time.perf_counter() - started
@@ -57,7 +76,8 @@ async def raw_api_ready(work: Path) -> float:
 
 
 async def jailed_api_ready(runtime: Path) -> float:
-    """The backend's jailed launch, exec of the jailer until Firecracker's API answers."""
+    """The backend's jailed launch, exec of the jailer until Firecracker's API answers (the VM started
+    from its config file by then): jail, cgroups and PID namespace on top of the raw launch."""
     backend = fc.backend(runtime, jailed=True)
     handle = await backend.create(fc.vm("bench"), await fc.images())
     try:
@@ -71,19 +91,10 @@ async def jailed_api_ready(runtime: Path) -> float:
 async def raw_to_guest_line(work: Path) -> float:
     """Raw Firecracker, configured from a file with the same VM: exec until the guest's line."""
     assert fc.FIRECRACKER is not None
-    image = (await fc.images())["plasmavmc-pvh"]
-    assert image.kernel_path is not None
-    disk = work / "disk.raw"
-    shutil.copyfile(image.disk_path, disk)
-    config = {"boot-source": {"kernel_image_path": str(image.kernel_path), "boot_args": image.kernel_cmdline},
-              "drives": [{"drive_id": "root", "path_on_host": str(disk), "is_root_device": True,
-                          "is_read_only": False}],
-              "machine-config": {"vcpu_count": 1, "mem_size_mib": MEMORY_MIB}}
-    (work / "vm.json").write_text(json.dumps(config))
-    (work / "fc.log").write_bytes(b"")  # its own log file: on stdout, log lines would split the serial line
+    config = await raw_config(work)
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        fc.FIRECRACKER, "--no-api", "--config-file", str(work / "vm.json"), "--log-path", str(work / "fc.log"),
+        fc.FIRECRACKER, "--no-api", "--config-file", str(config), "--log-path", str(work / "fc.log"),
         cwd=work,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     try:

@@ -165,6 +165,11 @@ class HypervisorBackend(abc.ABC):
     @abc.abstractmethod
     async def status(self, handle: VmHandle) -> VmStatus: ...
 
+    async def status_after_start(self, handle: VmHandle) -> VmStatus:
+        """The status right after `start` returned, for a caller that records the VM RUNNING (a create with
+        `start`): `status` unless the backend can say it without the cost of usage counters."""
+        return await self.status(handle)
+
     @abc.abstractmethod
     async def wait_exit(self, handle: VmHandle) -> ExitReport:
         """Return when the hypervisor process of a started VM exits, saying why."""
