@@ -132,6 +132,40 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
     # ---------------------------------------------------------------- create
 
     async def create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> VmHandle:
+        handle, paths, boot, used = self._begin_create(vm, images)
+        await self._place_files(vm, boot, used, paths)
+        crashpoints.reached("create:disks")
+        self._save_vm(paths, vm, used)
+        return handle
+
+    async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> tuple[VmHandle, float]:
+        """A clone's Firecracker is launched (jailer, chroot, cgroups, exec) while its files are placed: it
+        reads none of them before the snapshot is loaded, which waits for both. Anything else: create,
+        then start."""
+        if vm.source_snapshot is None or (self.vm_dir(vm.id) / HANDLE).exists():
+            return await super().create_started(vm, images)
+        handle, paths, boot, used = self._begin_create(vm, images)
+        async with self._lock(vm.id):
+            for name in (LOG, METRICS):  # opened by Firecracker at exec
+                (paths.guest / name).touch(mode=0o600)
+            launching = asyncio.create_task(self._launch(paths, vm))
+            try:
+                await self._place_files(vm, boot, used, paths)
+                crashpoints.reached("create:disks")
+                self._save_vm(paths, vm, used)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    process, _ = await launching
+                    await self._abort(paths, process, "create failed")
+                raise
+            made_at = time.time()
+            process, api = await launching
+            await self._resume_clone(paths, process, api)
+        return handle, made_at
+
+    def _begin_create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
+                      ) -> tuple[VmHandle, FcPaths, LocalImage, dict[str, LocalImage]]:
+        """Everything checked, then the VM's directory with its handle (adoptable from here on)."""
         self.supports(vm.spec)
         vm_name(vm.name)
         used: dict[str, LocalImage] = {}
@@ -148,15 +182,12 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name)
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
                           name=vm.name, details={"jailed": str(jailed).lower(), "exec_name": self.exec_name})
-        self._begin(handle)  # the directory and its handle first: from here on it is adoptable
+        self._begin(handle)
         try:
             paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise HypervisorError(f"cannot create runtime dir {paths.guest}: {exc}") from exc
-        await self._place_files(vm, boot, used, paths)
-        crashpoints.reached("create:disks")
-        self._save_vm(paths, vm, used)
-        return handle
+        return handle, paths, boot, used
 
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
                            paths: FcPaths) -> None:
@@ -261,13 +292,17 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
                                                         with_balloon=self.balloon)
             process, api = await self._launch(paths, vm, config)
             if cloned:
-                try:
-                    await clones.load(api, paths)
-                except HypervisorError as exc:
-                    await self._abort(paths, process, "start failed")
-                    raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
-                clones.done(paths)
+                await self._resume_clone(paths, process, api)
             process.close()
+
+    async def _resume_clone(self, paths: FcPaths, process: Process, api: FirecrackerApi) -> None:
+        """A clone's first start: its source snapshot loaded and resumed in the fresh `process`."""
+        try:
+            await clones.load(api, paths)
+        except HypervisorError as exc:
+            await self._abort(paths, process, "start failed")
+            raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
+        clones.done(paths)
 
     async def _stop(self, paths: FcPaths, grace_s: float, reason: str) -> None:
         process = self._process(paths)
