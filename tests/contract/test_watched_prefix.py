@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from plasmavmc.store.base import Store, Write
-from plasmavmc.store.watched import WatchedPrefix
+from plasmavmc.store.watched import Entry, WatchedPrefix
 from tests.contract.conftest import Backend
 
 DEADLINE = 10.0
@@ -58,3 +58,22 @@ async def test_writes_of_another_handle_arrive_through_the_watch(store: Store, b
         assert await copy.seen(revision, DEADLINE)
         entry = copy.get("w/theirs")
         assert entry is not None and entry.value == b"1" and entry.revision == revision
+
+
+async def test_derive_runs_once_per_change_and_may_drop_the_value(store: Store) -> None:
+    await store.commit([Write(f"d/k{i:03d}", str(i).encode()) for i in range(60)])
+    made: list[tuple[str, int]] = []
+
+    def derive(key: str, entry: Entry) -> None:
+        made.append((key, entry.revision))
+        entry.memo, entry.value = b"m" + entry.value, b""
+
+    async with running(WatchedPrefix(store, "d/", derive=derive)) as copy:
+        assert await copy.caught_up(DEADLINE)
+        assert sorted(k for k, _ in made) == [f"d/k{i:03d}" for i in range(60)]  # each listed key once
+        await store.put("d/k005", b"x")
+        assert await copy.caught_up(DEADLINE)
+        entry = copy.get("d/k005")
+        assert entry is not None and entry.memo == b"mx" and entry.value == b""
+        assert [k for k, _ in made].count("d/k005") == 2  # listed, then changed once
+        assert len(made) == 61

@@ -1,4 +1,7 @@
-"""`plasmavmc.v1.VmService`: request -> validated core call -> VirtualMachine message."""
+"""`plasmavmc.v1.VmService`: request -> validated core call -> VirtualMachine message.
+
+GetVm and unfiltered ListVms answer with serialized bytes (the watched copy keeps each VM rendered): the
+service is registered through `wire/replies.py`, which sends bytes as they are."""
 
 from __future__ import annotations
 
@@ -10,13 +13,12 @@ from typing import Any
 from plasmavmc import validation
 from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms import devices, lifecycle, listing, power, resize, snapshots, watch
+from plasmavmc.core.vms import devices, lifecycle, listing, power, reads, resize, snapshots, watch
 from plasmavmc.core.vms.listing import VmFilter
 from plasmavmc.errors import InvalidArgument, vm_not_found
 from plasmavmc.observe.metrics import VM_READS
 from plasmavmc.store.base import KeyValue
 from plasmavmc.store.records import CorruptRecord, decode
-from plasmavmc.store.watched import Entry
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     CloneSource,
@@ -31,25 +33,14 @@ from plasmavmc.types.vm import (
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
 from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
+from plasmavmc.wire.replies import list_reply
 
 Ctx = ServicerContext
 RENDER_SLICE = 25  # records a ListVms page renders between yields to the event loop
 FROM_CACHE, FROM_STORE = VM_READS.labels("cache"), VM_READS.labels("store")
 
 
-def vm_msg(vm: VirtualMachine) -> types_pb2.VirtualMachine:
-    """Every VM this service returns goes through here: the user-data secret is never sent back."""
-    return to_proto(without_secrets(vm), types_pb2.VirtualMachine())
-
-
-def rendered(key: str, entry: Entry) -> bytes:
-    """The watched entry's record as a serialized VirtualMachine message, rendered once per change of the
-    record; the stored bytes are dropped then (the message is a sixth of their size)."""
-    if entry.memo is None:
-        message = vm_msg(decode(VirtualMachine, KeyValue(key, entry.value, 0, entry.revision)).value)
-        entry.memo, entry.value = message.SerializeToString(), b""
-    assert isinstance(entry.memo, bytes)
-    return entry.memo
+vm_msg = reads.message  # every VM this service returns goes through here (no user-data)
 
 
 def _state(value: int) -> VmState:
@@ -101,8 +92,7 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             FROM_STORE.inc()
             return vm_msg((await self.core.find_vm(ref_of(ref))).value)
         FROM_CACHE.inc()
-        key, entry = found
-        return types_pb2.VirtualMachine.FromString(rendered(key, entry))
+        return reads.rendered(*found)  # sent as it is (`wire/replies.py`)
 
     @unary
     async def ListVms(self, request: vm_pb2.ListVmsRequest, context: Ctx) -> Any:
@@ -111,7 +101,7 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
                 self.core, request.org_id, request.project_id, request.page_size, request.page_token,
                 request.all_projects,
             )
-            return vm_pb2.ListVmsResponse(vms=await self._render_page(items), next_page_token=token)
+            return list_reply(await self._render_page(items), token)  # sent as it is (`wire/replies.py`)
         where = VmFilter(
             states=frozenset(_state(s) for s in request.states),
             node_ids=frozenset(request.node_ids),
@@ -123,11 +113,11 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
         )
         return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
 
-    async def _render_page(self, items: Sequence[KeyValue]) -> list[types_pb2.VirtualMachine]:
-        """The page's records as messages: what the watched copy rendered when it holds the same revision
-        (rendered into it now if not yet), else rendered from the page's record; an unreadable record is
-        left out. Rendering
-        is the cost: other calls run between slices of `RENDER_SLICE` records."""
+    async def _render_page(self, items: Sequence[KeyValue]) -> list[bytes]:
+        """The page's records as serialized messages: what the watched copy rendered when it holds the same
+        revision (rendered into it now if not yet), else rendered from the page's record; an unreadable
+        record is left out. Rendering is the cost: other calls run between slices of `RENDER_SLICE`
+        records."""
         copy = self.core.vm_reads.records if self.core.vm_reads else None
         out = []
         for i, kv in enumerate(items):
@@ -136,9 +126,9 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             entry = copy.get(kv.key) if copy else None
             try:
                 if entry is not None and entry.revision == kv.mod_revision:
-                    out.append(types_pb2.VirtualMachine.FromString(rendered(kv.key, entry)))
+                    out.append(reads.rendered(kv.key, entry))
                 else:
-                    out.append(vm_msg(decode(VirtualMachine, kv).value))
+                    out.append(vm_msg(decode(VirtualMachine, kv).value).SerializeToString())
             except CorruptRecord:
                 continue  # reported and counted by decode
         return out

@@ -13,7 +13,9 @@ them (etcd: milliseconds; SQLite from another process: its poll interval).
 
 Each `Entry` has a `memo` slot for what a reader derives from the value (a decoded record, a rendered
 message): it goes with the entry when the key changes, so it is never stale. Once its memo is set, the
-reader may drop the value (to hold less: the API keeps a VM as its serialized message only).
+reader may drop the value (to hold less: the API keeps a VM as its serialized message only). A `derive`
+function given to the copy does that for every entry as it arrives — once per change, not per read —
+and the listing then gives the event loop back every `DERIVE_SLICE` entries.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from plasmavmc.store.base import EventType, Store
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 1000
+DERIVE_SLICE = 25  # entries derived between yields to the event loop while listing
+
+Derive = Callable[[str, "Entry"], None]
 
 
 class Entry:
@@ -43,8 +48,8 @@ class Entry:
 class WatchedPrefix:
     """Key -> `Entry` for every key under `prefix`; run `run()` as a task to keep it current."""
 
-    def __init__(self, store: Store, prefix: str, retry: float = 1.0) -> None:
-        self.store, self.prefix, self._retry = store, prefix, retry
+    def __init__(self, store: Store, prefix: str, retry: float = 1.0, derive: Derive | None = None) -> None:
+        self.store, self.prefix, self._retry, self._derive = store, prefix, retry, derive
         self.entries: dict[str, Entry] = {}
         self.revision = 0  # every change under the prefix up to this revision is applied
         self.ready = False
@@ -98,8 +103,10 @@ class WatchedPrefix:
         while True:
             page = await self.store.list(self.prefix, start_after=after, limit=PAGE_SIZE)
             start = page.revision if start is None else start
-            for kv in page.items:
+            for i, kv in enumerate(page.items):
                 self._put(kv.key, kv.value, kv.mod_revision)
+                if self._derive is not None and i % DERIVE_SLICE == DERIVE_SLICE - 1:
+                    await asyncio.sleep(0)
             if page.next_start_after is None:
                 break
             after = page.next_start_after
@@ -117,4 +124,6 @@ class WatchedPrefix:
     def _put(self, key: str, value: bytes, revision: int) -> None:
         entry = self.entries.get(key)
         if entry is None or entry.revision < revision:
-            self.entries[key] = Entry(value, revision)
+            entry = self.entries[key] = Entry(value, revision)
+            if self._derive is not None:
+                self._derive(key, entry)
