@@ -67,6 +67,7 @@ async def test_sigkilled_agent_readopts_every_vm(own_cluster: Cluster, api: Plas
     own_cluster.agent.start()
     await agent_back(api, restarted_at)
     dead = await api.wait_for_state(ORG, PROJECT, vms["dies"].id, {VmState.ERROR, VmState.STOPPED}, 60)
+    assert dead.state is VmState.STOPPED, dead.status  # restart policy never: it stays down, saying why
     assert dead.status.last_error and "while the agent was down" in dead.status.last_error, dead.status
 
     for name in ("keep-a", "keep-b"):

@@ -90,7 +90,7 @@ async def test_lost_delta_is_healed_by_resync(tmp_path: Path, guest_dir: Path, s
         c.fleet.resume(NODE)
         # the next delta carries no change but a digest the server's copy does not match: resync, then
         # a full heartbeat with the STOPPED report moves the record out of RUNNING
-        lost = await until(lambda: c.client.get_vm(ORG, PROJECT, ids[0]), lambda v: v.state == VmState.ERROR,
+        lost = await until(lambda: c.client.get_vm(ORG, PROJECT, ids[0]), lambda v: v.state == VmState.STOPPED,
                            60, "the lost report applied")
         assert "gone" in (lost.status.last_error or "")
         assert state.resyncs > before

@@ -1,8 +1,8 @@
 """Restart policy through the real server, agent and QEMU (issue 15 item 6).
 
 - Every QEMU of the test's own agent SIGKILLed at once: `always` and `on-failure` VMs come back RUNNING
-  (new processes) with a RestartedAfterCrash event; the `never` VM stays down (ERROR) with a
-  NotRestarted event.
+  (new processes) with a RestartedAfterCrash event; the `never` VM stays down (STOPPED, the reason in
+  `last_error`) with HypervisorExited and NotRestarted events.
 - A "host reboot" (the agent SIGKILLed together with every QEMU, then the agent restarted): the same,
   with RestartedAfterHostReboot; the `never` VM is STOPPED.
 - A clean guest power-off: `on-failure` stays STOPPED (no restart scheduled, NotRestarted), `always`
@@ -101,8 +101,10 @@ async def test_every_qemu_killed_at_once(api: PlasmaClient) -> None:
         assert back.status.restarts == 1, (policy, back.status)
         assert "restart 1 of at most" in await _event(api, vms[policy], "RestartedAfterCrash")
     never = await api.wait_for_state(ORG, PROJECT, vms[P.NEVER].id, {VmState.ERROR, VmState.STOPPED}, 60)
-    assert never.state is VmState.ERROR and never.status.restart_due_at == 0, never.status
+    assert never.state is VmState.STOPPED and never.status.restart_due_at == 0, never.status
+    assert "exited unexpectedly" in (never.status.last_error or ""), never.status
     assert "restart policy never: not restarted" in await _event(api, never, "NotRestarted")
+    assert "exited unexpectedly" in await _event(api, never, "HypervisorExited")
     await _delete(api, vms)
 
 

@@ -6,6 +6,8 @@ network: nothing here claims a VM booted).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,8 +16,9 @@ import pytest
 
 from plasmavmc.core import quotas
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.loops.restarts import RestartLoop
 from plasmavmc.core.nodes import reports
-from plasmavmc.core.vms import lifecycle, power
+from plasmavmc.core.vms import lifecycle, power, restarts
 from plasmavmc.errors import InvalidArgument, QuotaExceeded, VmNotFound
 from plasmavmc.store import keys
 from plasmavmc.types.quota import ResourceLimits
@@ -27,6 +30,7 @@ from plasmavmc.types.vm import (
     DiskSpec,
     HypervisorType,
     MemorySpec,
+    RestartPolicy,
     SecuritySpec,
     VirtualMachine,
     VmSpec,
@@ -112,11 +116,37 @@ async def test_reports_move_state_through_the_table(core: Core) -> None:
     assert (await core.find_vm(ref)).value.state is VmState.RUNNING  # not this node's VM: ignored
     await reports.on_exit(core, NODE, vm.id, ExitKind.CRASHED, VmStatus(last_error="boom"))
     crashed = (await core.find_vm(ref)).value
-    assert (crashed.state, crashed.status.last_error) == (VmState.ERROR, "boom")
+    assert (crashed.state, crashed.status.last_error) == (VmState.STOPPED, "boom")
     await reports.on_exit(core, NODE, vm.id, ExitKind.GUEST_POWEROFF, VmStatus())
-    assert (await core.find_vm(ref)).value.state is VmState.ERROR  # only a RUNNING VM is moved by an exit
+    unmoved = (await core.find_vm(ref)).value  # only a RUNNING VM is moved by an exit
+    assert (unmoved.state, unmoved.status.last_error) == (VmState.STOPPED, "boom")
     agent(core).vms[vm.id] = VmState.STOPPED  # what the node holds after the crash
     await power.start(core, ref)
     await reports.on_exit(core, NODE, vm.id, ExitKind.GUEST_POWEROFF, VmStatus())
     powered_off = (await core.find_vm(ref)).value
     assert (powered_off.state, powered_off.status.last_error) == (VmState.STOPPED, None)
+
+
+async def test_a_restart_claimed_by_a_dead_leader_is_due_again(core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(restarts, "CLAIM_S", 1)
+    monkeypatch.setattr(restarts, "BACKOFF_S", 0)
+    vm = await create(core, "claimed", replace(SPEC, restart_policy=RestartPolicy.ALWAYS))
+    ref = VmRef(ORG, PROJ, vm.id)
+    await power.start(core, ref)
+    await reports.on_exit(core, NODE, vm.id, ExitKind.CRASHED, VmStatus(last_error="killed"))
+    agent(core).vms[vm.id] = VmState.STOPPED  # what the node holds after the crash
+    found = await core.find_vm(ref)
+    assert found.value.status.restart_due_at > 0
+    taken = await RestartLoop(core)._take(found)  # the first leader claims it ... and dies before the start
+    assert taken is not None and taken.state is VmState.STOPPED and taken.status.restarts == 1
+    assert [kv.key for kv in await core.store.list_all(keys.RESTARTS)] == [keys.restart(vm.id)]  # the claim is kept
+
+    second = RestartLoop(core)  # the next leader: the claim runs out and the restart is due again
+    deadline = time.monotonic() + 30
+    while (await core.find_vm(ref)).value.state is not VmState.RUNNING:
+        assert time.monotonic() < deadline, (await core.find_vm(ref)).value.status
+        await asyncio.sleep(min(await second.pass_once(), 0.2))  # the loop's own wait, bounded by a deadline
+    restarted = (await core.find_vm(ref)).value
+    assert restarted.status.restarts == 2 and restarted.status.restart_due_at == 0, restarted.status
+    assert [kv.key for kv in await core.store.list_all(keys.RESTARTS)] == []  # the STARTING commit cleared the claim
+

@@ -80,7 +80,11 @@ def test_which_exits_restart(policy: RestartPolicy, kind: ExitKind, restart: boo
 def test_after_exit_schedules_with_backoff_and_gives_up_after_the_bound() -> None:
     now = int(time.time())
     crashed = restarts.after_exit(_vm(P.ALWAYS), K.CRASHED, "killed by SIGKILL")
-    assert crashed.state is VmState.ERROR and crashed.status.restart_reason == "RestartedAfterCrash"
+    assert crashed.state is VmState.STOPPED and crashed.status.restart_reason == "RestartedAfterCrash"
+    assert crashed.status.last_error == "killed by SIGKILL"
+    never = restarts.after_exit(_vm(P.NEVER), K.CRASHED, "killed by SIGKILL")
+    assert (never.state, never.status.restart_due_at, never.status.last_error) == (
+        VmState.STOPPED, 0, "killed by SIGKILL")  # down, intact, saying why: a power-state sync
     assert now + 1 <= crashed.status.restart_due_at <= now + 2
     second = restarts.after_exit(_vm(P.ALWAYS, restarts=3, last_restart_at=now), K.HOST_REBOOT, "gone")
     assert second.state is VmState.STOPPED and second.status.restart_due_at >= now + 8
@@ -107,7 +111,11 @@ def test_each_decision_is_an_event_and_the_index_follows_the_schedule() -> None:
     scheduled = restarts.after_exit(vm, K.CRASHED, "killed")
     events, index = _reasons(vm, scheduled)
     assert "RestartScheduled" in events and index == [keys.restart(vm.id) + "=put"]
-    events, index = _reasons(scheduled, restarts.restarted(scheduled))
+    taken = restarts.restarted(scheduled)
+    events, index = _reasons(scheduled, taken)
+    assert index == [keys.restart(vm.id) + "=put"]  # a claim: due again if no start is recorded
+    assert taken.status.restart_due_at >= int(time.time()) + restarts.CLAIM_S - 1
+    events, index = _reasons(taken, restarts.starting_again(taken))
     assert index == [keys.restart(vm.id) + "=delete"]
     never = _vm(P.NEVER)
     events, index = _reasons(never, restarts.after_exit(never, K.CRASHED, "killed"))

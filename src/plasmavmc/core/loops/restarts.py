@@ -3,9 +3,11 @@
 It follows the keys under `keys.RESTARTS` (each written in the same commit as the VM's
 `restart_due_at`) and judges each against the VM record, so it is level-triggered and safe to run twice:
 a VM no longer waiting (started by hand, stopped, deleted) only loses its key. A due one is taken with
-compare-and-swap (schedule cleared, the row counted, the RestartedAfter... event in the same commit)
-and then started like StartVm does (`power.start`); a start that fails leaves the VM in ERROR with the
-reason, as a StartVm would.
+compare-and-swap (the row counted, the RestartedAfter... event in the same commit, the schedule moved
+`restarts.CLAIM_S` ahead as a claim) and then started like StartVm does (`power.start`), whose STARTING
+commit clears the claim and the key; a leader that dies in between leaves the restart due again after
+the claim, for the next leader. A start that fails leaves the VM in ERROR with the reason, as a StartVm
+would.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class RestartLoop:
             self._active.pop(key, None)
 
     async def _take(self, vm: Versioned[VirtualMachine]) -> VirtualMachine | None:
-        """Clear the schedule with the restart's event in one commit; None if the VM no longer waits."""
+        """Claim the restart with its event in one commit; None if the VM no longer waits."""
         v = vm.value
         reason = v.status.restart_reason or "Restarted"
         message = (f"restart policy {v.spec.restart_policy.value}: restart {v.status.restarts + 1} of at most "

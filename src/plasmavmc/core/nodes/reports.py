@@ -1,10 +1,10 @@
 """What agents tell the control plane: heartbeats (node + every VM's observed status) and exit reports.
 
 A hypervisor process that exits without being asked moves its VM out of RUNNING (through the transition
-table, `lifecycle.moved`, like every state change): a guest power-off to
-STOPPED, a crash to ERROR with `last_error` naming the cause. Heartbeats refresh resource usage and
-catch anything a lost report missed (the agent says STOPPED while the record says RUNNING). They also
-converge: a VM in ERROR whose process the agent reports RUNNING (an agent killed between the
+table, `lifecycle.moved`, like every state change) to STOPPED, after a crash or a host reboot with
+`last_error` naming the cause (`vms/restarts.py` decides whether it comes back). Heartbeats refresh
+resource usage and catch anything a lost report missed (the agent says STOPPED while the record says
+RUNNING). They also converge: a VM in ERROR whose process the agent reports RUNNING (an agent killed between the
 hypervisor's start and the record, an agent outage during a stop that never happened) becomes RUNNING
 through the transition table, its stale `last_error` cleared, so start, stop and delete work on it as
 on any running VM; a RUNNING record with a stale `last_error` has it cleared the same way. Exits that

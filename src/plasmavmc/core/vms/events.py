@@ -53,6 +53,8 @@ def _state_event(old: VirtualMachine, new: VirtualMachine) -> StoredEvent:
         message = f"placed on node {new.node_id}"
     elif new.state == S.STOPPED and old.state == S.CREATING:
         reason, message = "Created", f"disks ready on node {new.node_id}"
+    elif new.state == S.STOPPED and old.state == S.RUNNING and new.status.last_error:
+        reason, message = "HypervisorExited", new.status.last_error  # killed, crashed, host rebooted
     elif new.state == S.STOPPED and old.state == S.RUNNING:
         reason, message = "PoweredOff", "the guest powered off"
     return event(new, kind, reason, message, old.state)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from plasmavmc.core import pending
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms import boot
+from plasmavmc.core.vms import boot, restarts
 from plasmavmc.core.vms import events as vm_events
 from plasmavmc.core.vms.lifecycle import moved, running, set_error, starting
 from plasmavmc.errors import InvalidState, PlasmaError
@@ -25,6 +25,11 @@ DEFAULT_STOP_TIMEOUT = 30
 
 def _starting(vm: VirtualMachine) -> VirtualMachine:
     return starting(vm, boot.now())
+
+
+def _restarting(vm: VirtualMachine) -> VirtualMachine:
+    """The restart policy's start: its claim is cleared in this commit, the row of restarts goes on."""
+    return _starting(restarts.starting_again(vm))
 
 
 def _started_by_hand(vm: VirtualMachine) -> VirtualMachine:
@@ -47,7 +52,7 @@ async def start(core: Core, ref: VmRef, *, automatic: bool = False) -> VirtualMa
     agent = await core.agent_for(found.value)
     op = await _begin(core, pending.Op.START, found)
     async with pending.driving(core.store, op) as drive:
-        await mutate(core.store, VirtualMachine, found.key, _starting if automatic else _started_by_hand)
+        await mutate(core.store, VirtualMachine, found.key, _restarting if automatic else _started_by_hand)
         try:
             await agent.start_vm(found.value.id)
             observed = await agent.status(found.value.id)

@@ -4,8 +4,11 @@ and the record of why.
 An exit the agent reports (or a heartbeat shows) moves a RUNNING VM out of RUNNING (`nodes/reports.py`);
 `after_exit` decides, in that same record change, whether it is restarted:
 
-- `never` (the default): it stays down: a crash leaves ERROR with the reason, a host reboot (the agent
-  found the process gone when it started) or a guest power-off leaves STOPPED;
+- `never` (the default): it stays down, STOPPED, with the reason in `last_error` (a crash, a host reboot —
+  every hypervisor process gone at once, whether the agent saw them go or found them gone when it
+  started) and in the NotRestarted event; a guest power-off leaves STOPPED with no error. STOPPED, not
+  ERROR, as a cloud's power-state sync does (Nova: SHUTOFF): the VM is intact and starts again as it was;
+  ERROR is kept for what PlasmaVMC gave up on (an operation that failed, restarts exhausted);
 - `on-failure`: a crash or a host reboot is restarted; a clean guest power-off stays STOPPED;
 - `always`: a crash, a host reboot and a guest power-off are restarted.
 
@@ -35,6 +38,7 @@ MAX_RESTARTS = 5  # automatic restarts in a row before the VM is left in ERROR
 STABLE_S = 300  # a run at least this long ends the row: the next failure counts from 1 again
 BACKOFF_S = 1  # the first restart waits this long; each next one twice as long
 MAX_BACKOFF_S = 60
+CLAIM_S = 60  # a restart taken by a leader that records no start in this long is due again
 
 REASONS = {
     ExitKind.CRASHED: "RestartedAfterCrash",
@@ -64,12 +68,11 @@ def in_a_row(vm: VirtualMachine, now: int) -> int:
 def after_exit(vm: VirtualMachine, kind: ExitKind, reason: str) -> VirtualMachine:
     """The RUNNING `vm` after its hypervisor ended unasked (`kind`, `reason`): STOPPED or ERROR, with a
     restart scheduled when its policy says so (the caller moves the state; this sets the rest)."""
-    target = VmState.ERROR if kind == ExitKind.CRASHED else VmState.STOPPED
+    target = VmState.STOPPED
     now = int(time.time())
     row = in_a_row(vm, now)
     status = replace(vm.status, actual_state=target, host_pid=None, restart_due_at=0, restart_reason="",
-                     restarts=row, last_error=reason if target == VmState.ERROR or kind == ExitKind.HOST_REBOOT
-                     else None)
+                     restarts=row, last_error=None if kind == ExitKind.GUEST_POWEROFF else reason)
     if wanted(vm.spec.restart_policy, kind):
         if row >= MAX_RESTARTS:
             target = VmState.ERROR
@@ -82,10 +85,17 @@ def after_exit(vm: VirtualMachine, kind: ExitKind, reason: str) -> VirtualMachin
 
 
 def restarted(vm: VirtualMachine) -> VirtualMachine:
-    """The record as the restart loop takes it: the schedule cleared, one more restart in the row."""
-    status = replace(vm.status, restart_due_at=0, restart_reason="", restarts=vm.status.restarts + 1,
-                     last_restart_at=int(time.time()))
-    return replace(vm, status=status, updated_at=int(time.time()))
+    """The record as the restart loop takes it: one more restart in the row, and the schedule moved
+    `CLAIM_S` ahead rather than cleared — the start's STARTING commit clears it (`starting_again`), so
+    a leader that dies between the two leaves a restart that is due again, not a lost one."""
+    now = int(time.time())
+    status = replace(vm.status, restart_due_at=now + CLAIM_S, restarts=vm.status.restarts + 1, last_restart_at=now)
+    return replace(vm, status=status, updated_at=now)
+
+
+def starting_again(vm: VirtualMachine) -> VirtualMachine:
+    """The automatic restart's start: its claim is done (the row of restarts goes on counting)."""
+    return unscheduled(vm)
 
 
 def unscheduled(vm: VirtualMachine) -> VirtualMachine:
