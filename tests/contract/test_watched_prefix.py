@@ -77,3 +77,17 @@ async def test_derive_runs_once_per_change_and_may_drop_the_value(store: Store) 
         assert entry is not None and entry.memo == b"mx" and entry.value == b""
         assert [k for k, _ in made].count("d/k005") == 2  # listed, then changed once
         assert len(made) == 61
+
+
+async def test_an_ordered_copy_pages_a_sub_prefix_in_key_order(store: Store) -> None:
+    await store.commit([Write(f"o/{p}/k{i:03d}", b"v") for p in ("a", "b") for i in range(0, 40, 2)])
+    async with running(WatchedPrefix(store, "o/", ordered=True)) as copy:
+        assert await copy.caught_up(DEADLINE)
+        assert copy.keys_after("o/a/", "", 3) == ["o/a/k000", "o/a/k002", "o/a/k004"]
+        assert copy.keys_after("o/a/", "o/a/k035", 10) == ["o/a/k036", "o/a/k038"]  # ends with its prefix
+        await store.commit([Write("o/a/k003", b"new"), Write("o/a/k002", None), Write("o/b/k001", b"new")])
+        assert await copy.caught_up(DEADLINE)
+        assert copy.keys_after("o/a/", "o/a/k000", 3) == ["o/a/k003", "o/a/k004", "o/a/k006"]
+        assert copy.keys_after("o/b/", "", 2) == ["o/b/k000", "o/b/k001"]
+        everything = copy.keys_after("o/", "", 1000)
+        assert everything == sorted(copy.entries) and len(everything) == 41

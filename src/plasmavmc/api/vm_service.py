@@ -5,8 +5,7 @@ service is registered through `wire/replies.py`, which sends bytes as they are."
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -17,8 +16,6 @@ from plasmavmc.core.vms import devices, lifecycle, listing, power, reads, resize
 from plasmavmc.core.vms.listing import VmFilter
 from plasmavmc.errors import InvalidArgument, vm_not_found
 from plasmavmc.observe.metrics import VM_READS
-from plasmavmc.store.base import KeyValue
-from plasmavmc.store.records import CorruptRecord, decode
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     CloneSource,
@@ -26,7 +23,6 @@ from plasmavmc.types.vm import (
     HypervisorType,
     NetworkSpec,
     RestartPolicy,
-    VirtualMachine,
     VmSpec,
     without_secrets,
 )
@@ -36,7 +32,6 @@ from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
 from plasmavmc.wire.replies import list_reply
 
 Ctx = ServicerContext
-RENDER_SLICE = 25  # records a ListVms page renders between yields to the event loop
 FROM_CACHE, FROM_STORE = VM_READS.labels("cache"), VM_READS.labels("store")
 
 
@@ -97,11 +92,11 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
     @unary
     async def ListVms(self, request: vm_pb2.ListVmsRequest, context: Ctx) -> Any:
         if not (request.states or request.node_ids or request.labels):
-            items, token = await listing.list_page(
+            kept, token = await listing.list_page(
                 self.core, request.org_id, request.project_id, request.page_size, request.page_token,
                 request.all_projects,
             )
-            return list_reply(await self._render_page(items), token)  # sent as it is (`wire/replies.py`)
+            return list_reply(kept, token)  # serialized already: sent as it is (`wire/replies.py`)
         where = VmFilter(
             states=frozenset(_state(s) for s in request.states),
             node_ids=frozenset(request.node_ids),
@@ -112,26 +107,6 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             request.all_projects, where,
         )
         return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
-
-    async def _render_page(self, items: Sequence[KeyValue]) -> list[bytes]:
-        """The page's records as serialized messages: what the watched copy rendered when it holds the same
-        revision (rendered into it now if not yet), else rendered from the page's record; an unreadable
-        record is left out. Rendering is the cost: other calls run between slices of `RENDER_SLICE`
-        records."""
-        copy = self.core.vm_reads.records if self.core.vm_reads else None
-        out = []
-        for i, kv in enumerate(items):
-            if i and not i % RENDER_SLICE:
-                await asyncio.sleep(0)
-            entry = copy.get(kv.key) if copy else None
-            try:
-                if entry is not None and entry.revision == kv.mod_revision:
-                    out.append(reads.rendered(kv.key, entry))
-                else:
-                    out.append(vm_msg(decode(VirtualMachine, kv).value).SerializeToString())
-            except CorruptRecord:
-                continue  # reported and counted by decode
-        return out
 
     @unary
     async def UpdateVm(self, request: vm_pb2.UpdateVmRequest, context: Ctx) -> Any:

@@ -48,5 +48,6 @@ CORRUPT_RECORDS = Counter(
     "plasmavmc_corrupt_records_total", "Stored records that failed to decode (skipped or moved aside)", ["kind"]
 )
 VM_READS = Counter(
-    "plasmavmc_vm_reads_total", "GetVm answers by source: the watched copy (cache) or the store (store)", ["source"]
+    "plasmavmc_vm_reads_total",
+    "GetVm answers and unfiltered ListVms pages by source: the watched copy (cache) or the store (store)", ["source"]
 )

@@ -16,11 +16,16 @@ message): it goes with the entry when the key changes, so it is never stale. Onc
 reader may drop the value (to hold less: the API keeps a VM as its serialized message only). A `derive`
 function given to the copy does that for every entry as it arrives — once per change, not per read —
 and the listing then gives the event loop back every `DERIVE_SLICE` entries.
+
+With `ordered`, the copy also keeps its keys sorted (one list, updated by bisection as keys come and go),
+so a reader can page through any sub-prefix in key order — seeking to a key as the store does — without
+a store call (`keys_after`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from collections.abc import Callable
 
@@ -48,9 +53,12 @@ class Entry:
 class WatchedPrefix:
     """Key -> `Entry` for every key under `prefix`; run `run()` as a task to keep it current."""
 
-    def __init__(self, store: Store, prefix: str, retry: float = 1.0, derive: Derive | None = None) -> None:
+    def __init__(self, store: Store, prefix: str, retry: float = 1.0, derive: Derive | None = None,
+                 ordered: bool = False) -> None:
         self.store, self.prefix, self._retry, self._derive = store, prefix, retry, derive
         self.entries: dict[str, Entry] = {}
+        self._ordered = ordered
+        self._sorted: list[str] = []  # every key of `entries`, in order (when `ordered`)
         self.revision = 0  # every change under the prefix up to this revision is applied
         self.ready = False
         self._moved = asyncio.Event()  # swapped each time `revision` moves or readiness changes
@@ -58,6 +66,17 @@ class WatchedPrefix:
 
     def get(self, key: str) -> Entry | None:
         return self.entries.get(key)
+
+    def keys_after(self, prefix: str, start_after: str, limit: int) -> list[str]:
+        """Up to `limit` keys under `prefix` (within this copy's prefix) that sort after `start_after`, in
+        order; an `ordered` copy only."""
+        assert self._ordered, "keys_after needs an ordered copy"
+        keys = self._sorted
+        first = bisect.bisect_right(keys, max(start_after, prefix))
+        found = keys[first:first + limit]
+        while found and not found[-1].startswith(prefix):  # the range ends where the prefix does
+            found.pop()
+        return found
 
     def covers_own_writes(self) -> bool:
         return self.ready and self.revision >= self.store.fence(self.prefix)
@@ -97,7 +116,7 @@ class WatchedPrefix:
             await asyncio.sleep(self._retry)
 
     async def _follow(self) -> None:
-        self.entries = {}
+        self.entries, self._sorted = {}, []
         start: int | None = None
         after: str | None = None
         while True:
@@ -117,12 +136,19 @@ class WatchedPrefix:
                 entry = self.entries.get(event.key)
                 if entry is not None and entry.revision < event.revision:
                     del self.entries[event.key]
+                    if self._ordered:
+                        del self._sorted[bisect.bisect_left(self._sorted, event.key)]
             else:
                 self._put(event.key, event.value, event.revision)
             self._advance(event.revision)
 
     def _put(self, key: str, value: bytes, revision: int) -> None:
         entry = self.entries.get(key)
+        if entry is None and self._ordered:
+            if self._sorted and key < self._sorted[-1]:
+                bisect.insort(self._sorted, key)
+            else:
+                self._sorted.append(key)  # listing gives keys in order: each one goes last
         if entry is None or entry.revision < revision:
             entry = self.entries[key] = Entry(value, revision)
             if self._derive is not None:

@@ -1,7 +1,9 @@
 """ListVms: one page of a project's (or an org's) VMs, seeking to its page token, with server-side filters.
 
-A page is one store range read from its token (the store seeks there: a page costs the same at any
-depth). With filters (state, node, labels), a page reads the store in steps of the page size until it has
+An unfiltered page comes from this replica's watched copy (`reads.py`: the keys in order, each VM kept
+serialized) when it holds this process's own writes, and is then made of kept bytes only; otherwise it
+is one store range read from its token (the store seeks there), rendered. Either way a page costs the
+same at any depth. With filters (state, node, labels), a page reads the store in steps of the page size until it has
 `page_size` matches or has read `MAX_SCANNED` records; it may then hold fewer VMs than asked — even
 none — while `next_page_token` is set: the caller follows the token until it is empty. So a filtered
 page costs a bounded amount whatever the fleet size and the filter's selectivity.
@@ -10,15 +12,19 @@ page costs a bounded amount whatever the fleet size and the filter's selectivity
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from plasmavmc import validation
 from plasmavmc.core.context import Core
+from plasmavmc.core.vms.reads import message, rendered
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.limits import MAX_LABELS
+from plasmavmc.observe.metrics import VM_READS
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue
-from plasmavmc.store.records import decode_all
+from plasmavmc.store.records import CorruptRecord, decode, decode_all
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 
@@ -27,6 +33,7 @@ MAX_PAGE = 1000
 MAX_SCANNED = 1000  # records one filtered page reads at most
 FILTER_STEP = 100  # records read (and decoded) per store call while filtering
 MAX_FILTER_VALUES = 100  # node ids (or states) one filter may name
+RENDER_SLICE = 25  # records a page read from the store renders between yields to the event loop
 
 
 @dataclass(frozen=True)
@@ -79,13 +86,41 @@ def _check(org_id: str, project_id: str, page_size: int, token: str, all_project
 
 async def list_page(
     core: Core, org_id: str, project_id: str, page_size: int, token: str, all_projects: bool = False
-) -> tuple[tuple[KeyValue, ...], str]:
-    """One unfiltered page as the stored records (the API renders them, reusing what GetVm rendered)."""
+) -> tuple[list[bytes], str]:
+    """One unfiltered page as serialized VirtualMachine messages, and the next page's token."""
     _check(org_id, project_id, page_size, token, all_projects)
     prefix = keys.vms_in(org_id, None if all_projects else project_id)
-    page = await core.store.list(prefix, start_after=prefix + token if token else None,
-                                 limit=page_size or DEFAULT_PAGE)
-    return page.items, page.next_start_after.removeprefix(prefix) if page.next_start_after else ""
+    start, limit = prefix + token if token else None, page_size or DEFAULT_PAGE
+    kept = await core.vm_reads.page(prefix, start, limit) if core.vm_reads else None
+    VM_READS.labels("store" if kept is None else "cache").inc()
+    if kept is not None:
+        found, after = kept
+        out = []
+        for key, entry in found:
+            with contextlib.suppress(CorruptRecord):  # reported and counted by decode; left out
+                out.append(rendered(key, entry))
+    else:
+        page = await core.store.list(prefix, start_after=start, limit=limit)
+        out, after = await _render(core, page.items), page.next_start_after
+    return out, after.removeprefix(prefix) if after else ""
+
+
+async def _render(core: Core, items: Sequence[KeyValue]) -> list[bytes]:
+    """Records read from the store as serialized messages: what the watched copy rendered when it holds
+    the same revision, else rendered now; an unreadable record is left out. Rendering is the cost: other
+    calls run between slices of `RENDER_SLICE` records."""
+    copy = core.vm_reads.records if core.vm_reads else None
+    out = []
+    for i, kv in enumerate(items):
+        if i and not i % RENDER_SLICE:
+            await asyncio.sleep(0)
+        entry = copy.get(kv.key) if copy else None
+        with contextlib.suppress(CorruptRecord):
+            if entry is not None and entry.revision == kv.mod_revision:
+                out.append(rendered(kv.key, entry))
+            else:
+                out.append(message(decode(VirtualMachine, kv).value).SerializeToString())
+    return out
 
 
 async def list_vms(

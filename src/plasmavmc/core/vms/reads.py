@@ -53,12 +53,24 @@ def _render(key: str, entry: Entry) -> None:
 
 class VmReads:
     def __init__(self, store: Store, retry: float = 1.0) -> None:
-        self.records = WatchedPrefix(store, keys.VMS, retry, derive=_render)
+        self.records = WatchedPrefix(store, keys.VMS, retry, derive=_render, ordered=True)
         self.names = WatchedPrefix(store, VM_NAMES, retry)
 
     async def run(self) -> None:
         """Keep both copies current until cancelled."""
         await asyncio.gather(self.records.run(), self.names.run())
+
+    async def page(self, prefix: str, start_after: str | None, limit: int
+                   ) -> tuple[list[tuple[str, Entry]], str | None] | None:
+        """Up to `limit` VM records under `prefix` after the key `start_after`, in key order, and the key
+        to start the next page after (None when there is no more); None when the copy cannot answer (read
+        the store instead). Waits for this process's own writes as `find` does."""
+        if not await self.records.caught_up(FENCE_TIMEOUT):
+            return None
+        found = self.records.keys_after(prefix, start_after or "", limit + 1)
+        more = len(found) > limit
+        del found[limit:]
+        return [(key, self.records.entries[key]) for key in found], found[-1] if more else None
 
     async def find(self, org_id: str, project_id: str, vm: str) -> tuple[str, Entry] | None:
         """The record key and watched entry of the VM `vm` (an id or a name) of the project; VM_NOT_FOUND
