@@ -14,8 +14,10 @@ them (etcd: milliseconds; SQLite from another process: its poll interval).
 Each `Entry` has a `memo` slot for what a reader derives from the value (a decoded record, a rendered
 message): it goes with the entry when the key changes, so it is never stale. Once its memo is set, the
 reader may drop the value (to hold less: the API keeps a VM as its serialized message only). A `derive`
-function given to the copy does that for every entry as it arrives — once per change, not per read —
-and the listing then gives the event loop back every `DERIVE_SLICE` entries.
+function given to the copy does that for every entry — once per change, not per read: for each change
+as the watch delivers it, and for the listed entries in a background pass that starts once the copy is
+ready (readiness does not wait for it; a reader derives an entry not reached yet itself) and gives the
+event loop back every `DERIVE_SLICE` entries.
 
 With `ordered`, the copy also keeps its keys sorted (one list, updated by bisection as keys come and go),
 so a reader can page through any sub-prefix in key order — seeking to a key as the store does — without
@@ -122,15 +124,30 @@ class WatchedPrefix:
         while True:
             page = await self.store.list(self.prefix, start_after=after, limit=PAGE_SIZE)
             start = page.revision if start is None else start
-            for i, kv in enumerate(page.items):
-                self._put(kv.key, kv.value, kv.mod_revision)
-                if self._derive is not None and i % DERIVE_SLICE == DERIVE_SLICE - 1:
-                    await asyncio.sleep(0)
+            for kv in page.items:
+                self._put(kv.key, kv.value, kv.mod_revision, listed=True)
             if page.next_start_after is None:
                 break
             after = page.next_start_after
         self.ready = True
         self._advance(start)
+        deriving = asyncio.create_task(self._derive_listed(), name=f"derive {self.prefix}")
+        try:
+            await self._apply_watch(start)
+        finally:
+            deriving.cancel()
+
+    async def _derive_listed(self) -> None:
+        """`derive` every listed entry not derived yet, a slice at a time."""
+        if self._derive is None:
+            return
+        for i, (key, entry) in enumerate(list(self.entries.items())):
+            if entry.memo is None and self.entries.get(key) is entry:
+                self._derive(key, entry)
+            if i % DERIVE_SLICE == DERIVE_SLICE - 1:
+                await asyncio.sleep(0)
+
+    async def _apply_watch(self, start: int) -> None:
         async for event in self.store.watch(self.prefix, start + 1):
             if event.type == EventType.DELETE:
                 entry = self.entries.get(event.key)
@@ -142,7 +159,7 @@ class WatchedPrefix:
                 self._put(event.key, event.value, event.revision)
             self._advance(event.revision)
 
-    def _put(self, key: str, value: bytes, revision: int) -> None:
+    def _put(self, key: str, value: bytes, revision: int, listed: bool = False) -> None:
         entry = self.entries.get(key)
         if entry is None and self._ordered:
             if self._sorted and key < self._sorted[-1]:
@@ -151,5 +168,5 @@ class WatchedPrefix:
                 self._sorted.append(key)  # listing gives keys in order: each one goes last
         if entry is None or entry.revision < revision:
             entry = self.entries[key] = Entry(value, revision)
-            if self._derive is not None:
+            if self._derive is not None and not listed:
                 self._derive(key, entry)
