@@ -102,11 +102,11 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             node_ids=frozenset(request.node_ids),
             labels=dict(request.labels),
         )
-        vms, token = await listing.list_vms(
+        kept, token = await listing.list_vms(
             self.core, request.org_id, request.project_id, request.page_size, request.page_token,
             request.all_projects, where,
         )
-        return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
+        return list_reply(kept, token)
 
     @unary
     async def UpdateVm(self, request: vm_pb2.UpdateVmRequest, context: Ctx) -> Any:

@@ -49,5 +49,6 @@ CORRUPT_RECORDS = Counter(
 )
 VM_READS = Counter(
     "plasmavmc_vm_reads_total",
-    "GetVm answers and unfiltered ListVms pages by source: the watched copy (cache) or the store (store)", ["source"]
+    "GetVm answers, unfiltered ListVms pages and filtered pages' reads by source: the watched copy (cache) or "
+    "the store (store)", ["source"]
 )

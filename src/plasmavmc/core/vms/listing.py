@@ -27,6 +27,8 @@ from plasmavmc.store.base import KeyValue
 from plasmavmc.store.records import CorruptRecord, decode, decode_all
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.v1 import types_pb2
+from plasmavmc.wire.convert import enum_to_proto
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -65,6 +67,14 @@ class VmFilter:
         if self.states and vm.state not in self.states:
             return False
         if self.node_ids and vm.node_id not in self.node_ids:
+            return False
+        return all(vm.labels.get(k) == v for k, v in self.labels.items())
+
+    def matches_message(self, vm: types_pb2.VirtualMachine, states: frozenset[int]) -> bool:
+        """`matches` for a VM as its message; `states`: this filter's states as their wire numbers."""
+        if states and vm.state not in states:
+            return False
+        if self.node_ids and (vm.node_id if vm.HasField("node_id") else None) not in self.node_ids:
             return False
         return all(vm.labels.get(k) == v for k, v in self.labels.items())
 
@@ -123,6 +133,11 @@ async def _render(core: Core, items: Sequence[KeyValue]) -> list[bytes]:
     return out
 
 
+# one step of a filtered listing: (key, the serialized VM if it matches else None) per record read, and
+# the key to read the next step after (None at the end)
+Step = tuple[list[tuple[str, bytes | None]], str | None]
+
+
 async def list_vms(
     core: Core,
     org_id: str,
@@ -131,30 +146,53 @@ async def list_vms(
     token: str,
     all_projects: bool = False,
     where: VmFilter | None = None,
-) -> tuple[list[VirtualMachine], str]:
+) -> tuple[list[bytes], str]:
     """One page of a project's VMs (or, with `all_projects`, of every project of the org) that match
-    `where`, and the next page's token ("" when done)."""
+    `where`, as serialized VirtualMachine messages, and the next page's token ("" when done). The records
+    come from the watched copy (each kept serialized: matched on its parsed message) when it can answer,
+    else from the store (decoded)."""
     _check(org_id, project_id, page_size, token, all_projects)
     where = (where or VmFilter()).validated()
     limit = page_size or DEFAULT_PAGE
-    step = limit if where.empty else max(limit, FILTER_STEP)
     prefix = keys.vms_in(org_id, None if all_projects else project_id)
     start = prefix + token if token else None
-    found: list[VirtualMachine] = []
+    found: list[bytes] = []
     scanned = 0
     while True:
-        page = await core.store.list(prefix, start_after=start, limit=step)
-        for item in decode_all(VirtualMachine, page.items):
-            if not where.matches(item.value):
+        items, after = await _step(core, prefix, start, max(limit, FILTER_STEP), where)
+        for key, raw in items:
+            if raw is None:
                 continue
-            found.append(item.value)
+            found.append(raw)
             if len(found) == limit:  # full: resume after this VM, unless it was the very last one
-                more = item.key != page.items[-1].key or page.next_start_after is not None
-                return found, item.key.removeprefix(prefix) if more else ""
-        scanned += len(page.items)
-        if page.next_start_after is None:
+                more = key != items[-1][0] or after is not None
+                return found, key.removeprefix(prefix) if more else ""
+        scanned += len(items)
+        if after is None:
             return found, ""
         if scanned >= MAX_SCANNED:
-            return found, page.next_start_after.removeprefix(prefix)
-        start = page.next_start_after
-        await asyncio.sleep(0)  # decoding is the cost: let other calls run between steps
+            return found, after.removeprefix(prefix)
+        start = after
+        await asyncio.sleep(0)  # matching is the cost: let other calls run between steps
+
+
+async def _step(core: Core, prefix: str, start: str | None, count: int, where: VmFilter) -> Step:
+    """`count` records after `start`: from the watched copy when it can answer, else from the store."""
+    kept = await core.vm_reads.page(prefix, start, count) if core.vm_reads else None
+    VM_READS.labels("store" if kept is None else "cache").inc()
+    if kept is None:
+        page = await core.store.list(prefix, start_after=start, limit=count)
+        decoded = {item.key: item.value for item in decode_all(VirtualMachine, page.items)}
+        return [(kv.key, message(vm).SerializeToString() if (vm := decoded.get(kv.key)) is not None
+                 and where.matches(vm) else None) for kv in page.items], page.next_start_after
+    entries, after = kept
+    states = frozenset(enum_to_proto(s, types_pb2.VmState.DESCRIPTOR) for s in where.states)
+    out: list[tuple[str, bytes | None]] = []
+    for key, entry in entries:
+        try:
+            raw = rendered(key, entry)
+        except CorruptRecord:
+            raw = None  # reported and counted by decode; left out
+        matched = raw is not None and where.matches_message(types_pb2.VirtualMachine.FromString(raw), states)
+        out.append((key, raw if matched else None))
+    return out, after
