@@ -136,13 +136,13 @@ API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavm
                 "plasmavmc.v1.QuotaService", "plasmavmc.v1.IamService", "plasmavmc.agent.v1.AgentService")
 
 
-def grpc_server(core: Core, settings: ServerSettings, iam: Iam) -> grpc.aio.Server:
+def grpc_server(core: Core, settings: ServerSettings, iam: Iam, auth: AuthInterceptor | None = None) -> grpc.aio.Server:
     """Every service on one gRPC server, behind one interceptor that layers each method once
-    (`wire/chain.py`). The observing layer (request ids, log fields, RPC metrics) comes first, so it sees
-    refusals too; then the request guard: authorization reads fields of a request that must be decoded
-    and sane."""
+    (`wire/chain.py`); `auth` replaces the authentication layer (benchmarks only). The observing layer
+    (request ids, log fields, RPC metrics) comes first, so it sees refusals too; then the request guard:
+    authorization reads fields of a request that must be decoded and sane."""
     observing: list[Layer] = [ObservingInterceptor()] if settings.server.rpc_metrics else []
-    layers = MethodChain([*observing, RequestGuard(), AuthInterceptor(iam.gate, iam.audit)])
+    layers = MethodChain([*observing, RequestGuard(), auth or AuthInterceptor(iam.gate, iam.audit)])
     server = grpc.aio.server(interceptors=[layers])
     iam_pb2_grpc.add_IamServiceServicer_to_server(IamServicer(core, iam), server)
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
