@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from plasmavmc.observe.metrics import WATCHED_UNDERIVED
 from plasmavmc.store.base import Store, Write
 from plasmavmc.store.watched import Entry, WatchedPrefix
 from tests.contract.conftest import Backend
@@ -74,6 +75,7 @@ async def test_derive_runs_once_per_change_and_may_drop_the_value(store: Store) 
             while len(made) < 60:
                 await asyncio.sleep(0.01)  # polling the pass, with a deadline
         assert sorted(k for k, _ in made) == [f"d/k{i:03d}" for i in range(60)]  # each listed key once
+        assert WATCHED_UNDERIVED.labels("d/")._value.get() == 0  # the pass says it is done
         await store.put("d/k005", b"x")
         assert await copy.caught_up(DEADLINE)
         entry = copy.get("d/k005")

@@ -32,6 +32,7 @@ import logging
 from collections.abc import Callable
 
 from plasmavmc.errors import PlasmaError
+from plasmavmc.observe.metrics import WATCHED_UNDERIVED
 from plasmavmc.store.base import EventType, Store
 
 log = logging.getLogger(__name__)
@@ -141,11 +142,17 @@ class WatchedPrefix:
         """`derive` every listed entry not derived yet, a slice at a time."""
         if self._derive is None:
             return
-        for i, (key, entry) in enumerate(list(self.entries.items())):
-            if entry.memo is None and self.entries.get(key) is entry:
-                self._derive(key, entry)
-            if i % DERIVE_SLICE == DERIVE_SLICE - 1:
-                await asyncio.sleep(0)
+        listed = list(self.entries.items())
+        left = WATCHED_UNDERIVED.labels(self.prefix)
+        try:
+            for i, (key, entry) in enumerate(listed):
+                if entry.memo is None and self.entries.get(key) is entry:
+                    self._derive(key, entry)
+                if i % DERIVE_SLICE == DERIVE_SLICE - 1:
+                    left.set(len(listed) - i - 1)
+                    await asyncio.sleep(0)
+        finally:
+            left.set(0)
 
     async def _apply_watch(self, start: int) -> None:
         async for event in self.store.watch(self.prefix, start + 1):
