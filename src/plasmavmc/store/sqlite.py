@@ -128,6 +128,13 @@ def _row_to_kv(row: tuple[str, bytes, int, int]) -> KeyValue:
     return KeyValue(key=row[0], value=bytes(row[1]), create_revision=row[2], mod_revision=row[3])
 
 
+def _heard(answer: asyncio.Future[tuple[int, int]]) -> None:
+    """Mark a commit's outcome as retrieved: when its caller was cancelled (the commit is shielded and
+    still applied), a Conflict it ends with would otherwise be logged as "never retrieved"."""
+    if not answer.cancelled():
+        answer.exception()
+
+
 class SqliteStore(Store):
     """A `Store` on one SQLite database file (or `":memory:"` for throwaway use)."""
 
@@ -245,6 +252,7 @@ class SqliteStore(Store):
             raise StoreError("sqlite store is closed")
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[int, int]] = loop.create_future()
+        answer.add_done_callback(_heard)  # a cancelled caller's lost CAS is nobody's error to log
         self._queued.append((Commit(tuple(writes), op_id), answer))
         if self._batch is None:
             self._start_batch(loop)
