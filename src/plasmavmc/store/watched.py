@@ -29,17 +29,51 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from plasmavmc.errors import PlasmaError
 from plasmavmc.observe.metrics import WATCHED_UNDERIVED
-from plasmavmc.store.base import EventType, Store
+from plasmavmc.store.base import EventType, Store, WatchEvent
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 1000
 DERIVE_SLICE = 25  # entries derived between yields to the event loop while listing
 
 Derive = Callable[[str, "Entry"], None]
+
+#: reads and applies one page after the token (None: the first); returns the page's revision and next token
+PageReader = Callable[[str | None], Awaitable[tuple[int, str | None]]]
+
+
+async def follow(store: Store, prefix: str, page: PageReader, listed: Callable[[int], None],
+                 event: Callable[[WatchEvent], None]) -> None:
+    """List-then-watch, the pattern of every watched copy: read the prefix page by page (`page`), tell
+    `listed` the revision of the first page, then hand every change after it to `event`, in order, until
+    the watch fails (raises). Pages after the first may be newer than the events replayed after it:
+    the caller keeps, per key, the newest revision it saw and ignores older news."""
+    start: int | None = None
+    after: str | None = None
+    while True:
+        revision, after = await page(after)
+        start = revision if start is None else start
+        if after is None:
+            break
+    listed(start)
+    async for change in store.watch(prefix, start + 1):
+        event(change)
+
+
+async def keep_following(follow_once: Callable[[], Awaitable[None]], lost: Callable[[], None], retry: float,
+                         what: str) -> None:
+    """Run `follow_once` until cancelled; after each failure (`Compacted`, a store error) call `lost`,
+    wait `retry` seconds and start over from a fresh list."""
+    while True:
+        try:
+            await follow_once()
+        except PlasmaError as err:
+            log.warning("%s: %s; listing again", what, err)
+        lost()
+        await asyncio.sleep(retry)
 
 
 class Entry:
@@ -62,6 +96,7 @@ class WatchedPrefix:
         self.entries: dict[str, Entry] = {}
         self._ordered = ordered
         self._sorted: list[str] = []  # every key of `entries`, in order (when `ordered`)
+        self._deriving: asyncio.Task[None] | None = None  # the listed entries' background derive pass
         self.revision = 0  # every change under the prefix up to this revision is applied
         self.ready = False
         self._moved = asyncio.Event()  # swapped each time `revision` moves or readiness changes
@@ -109,34 +144,31 @@ class WatchedPrefix:
 
     async def run(self) -> None:
         """Keep the copy current until cancelled; list again after any failure."""
-        while True:
-            try:
-                await self._follow()
-            except PlasmaError as err:  # Compacted or a store failure: start over from a fresh list
-                log.warning("watched copy of %s: %s; listing again", self.prefix, err)
-            self.ready = False
-            self._advance(0)
-            await asyncio.sleep(self._retry)
+        await keep_following(self._follow, self._lost, self._retry, f"watched copy of {self.prefix}")
+
+    def _lost(self) -> None:
+        self.ready = False
+        self._advance(0)
 
     async def _follow(self) -> None:
         self.entries, self._sorted = {}, []
-        start: int | None = None
-        after: str | None = None
-        while True:
-            page = await self.store.list(self.prefix, start_after=after, limit=PAGE_SIZE)
-            start = page.revision if start is None else start
-            for kv in page.items:
-                self._put(kv.key, kv.value, kv.mod_revision, listed=True)
-            if page.next_start_after is None:
-                break
-            after = page.next_start_after
-        self.ready = True
-        self._advance(start)
-        deriving = asyncio.create_task(self._derive_listed(), name=f"derive {self.prefix}")
         try:
-            await self._apply_watch(start)
+            await follow(self.store, self.prefix, self._page, self._listed, self._event)
         finally:
-            deriving.cancel()
+            if self._deriving is not None:
+                self._deriving.cancel()
+                self._deriving = None
+
+    async def _page(self, after: str | None) -> tuple[int, str | None]:
+        page = await self.store.list(self.prefix, start_after=after, limit=PAGE_SIZE)
+        for kv in page.items:
+            self._put(kv.key, kv.value, kv.mod_revision, listed=True)
+        return page.revision, page.next_start_after
+
+    def _listed(self, revision: int) -> None:
+        self.ready = True
+        self._advance(revision)
+        self._deriving = asyncio.create_task(self._derive_listed(), name=f"derive {self.prefix}")
 
     async def _derive_listed(self) -> None:
         """`derive` every listed entry not derived yet, a slice at a time."""
@@ -154,17 +186,16 @@ class WatchedPrefix:
         finally:
             left.set(0)
 
-    async def _apply_watch(self, start: int) -> None:
-        async for event in self.store.watch(self.prefix, start + 1):
-            if event.type == EventType.DELETE:
-                entry = self.entries.get(event.key)
-                if entry is not None and entry.revision < event.revision:
-                    del self.entries[event.key]
-                    if self._ordered:
-                        del self._sorted[bisect.bisect_left(self._sorted, event.key)]
-            else:
-                self._put(event.key, event.value, event.revision)
-            self._advance(event.revision)
+    def _event(self, event: WatchEvent) -> None:
+        if event.type == EventType.DELETE:
+            entry = self.entries.get(event.key)
+            if entry is not None and entry.revision < event.revision:
+                del self.entries[event.key]
+                if self._ordered:
+                    del self._sorted[bisect.bisect_left(self._sorted, event.key)]
+        else:
+            self._put(event.key, event.value, event.revision)
+        self._advance(event.revision)
 
     def _put(self, key: str, value: bytes, revision: int, listed: bool = False) -> None:
         entry = self.entries.get(key)
