@@ -7,11 +7,13 @@ The server runs as its own process, the simulated agents (`plasmavmc.agent.simul
 real reporter and delta heartbeats, simulated hypervisor) in a second one. VMs are created through the
 API (`--concurrency` in flight) in blocks of 10,000; at each size listed in `--vms`:
 
-- `creates_per_s` of every block (target: flat within 15 %: `block_spread` = (max - min) / max);
+- `creates_per_s` of every block (target: flat within 15 %: `block_spread` = (max - min) / max), and the
+  server's CPU per create (`server_cpu_per_create_spread`: the same flatness, much less swayed by load);
 - idle: the server's and the agents' CPU over `--idle-seconds` with nothing asked of the API, as a
   share of one core (target ≤ 0.15 for the server at 100,000), and the server's RSS (≤ 300 MiB);
 - restart (at the largest size only): the server is stopped and started again; seconds until `/ready`,
-  until the `plasmavmc_vms_total` gauges add up to the VM count (target ≤ 5 s), and how many of the
+  until the `plasmavmc_vms_total` gauges add up to the VM count (target ≤ 5 s; also the server CPU spent
+  until then, imports included, which load does not inflate), and how many of the
   nodes, all heartbeating throughout, were seen NOT_READY in the `--restart-watch` seconds after (0).
 
 `--seed` (for a machine too busy to create 100,000 VMs through the API in the time there is): each size
@@ -21,7 +23,7 @@ creates one `--block` through the API and measures idle cost; the largest also t
 
 `index_rebuild`: in this process, a SQLite store with the largest size of VM records: seconds until the
 watched state index is ready (what the gauges wait for after a restart) and one full reconcile pass,
-each with the longest event-loop stall meanwhile (target: a few ms).
+each with the process CPU (all threads) and the longest event-loop stall meanwhile (target: a few ms).
 
 Heartbeat of one node holding 10,000 VMs (in this process, the agent's own code: `agent/heartbeats.py`):
 bytes and agent CPU of a delta heartbeat when nothing changed, against the full heartbeat (every VM's
@@ -126,14 +128,14 @@ async def _restart(server: Proc, api: str, http: str, nodes: int, watch: float) 
     server.stop()
     started = time.monotonic()
     server.start()
-    ready = gauges = None
+    ready = gauges = gauges_cpu = None
     seen_not_ready: set[str] = set()
     async with await PlasmaClient.connect(api) as client:
         while time.monotonic() - started < watch or gauges is None:
             if ready is None and (await asyncio.to_thread(_get, f"{http}/ready"))[0] == 200:
                 ready = time.monotonic() - started
             if gauges is None and await _vms_counted(http) == vms:
-                gauges = time.monotonic() - started
+                gauges, gauges_cpu = time.monotonic() - started, _cpu_seconds(server)
             try:
                 listed = await client.list_nodes()
             except PlasmaError:
@@ -141,11 +143,14 @@ async def _restart(server: Proc, api: str, http: str, nodes: int, watch: float) 
             seen_not_ready |= {n.id for n in listed if n.state == NodeState.NOT_READY}
             if time.monotonic() - started > watch * 3:
                 break
-            await asyncio.sleep(0.25)  # sampling the restarted server with a deadline
+            await asyncio.sleep(0.5)  # sampling the restarted server (a scrape of 1,000 nodes' gauges is work)
     return {
         "seconds_to_ready": None if ready is None else round(ready, 2),
         "vms": vms,
         "seconds_to_correct_gauges": None if gauges is None else round(gauges, 2),
+        # what the restarted server spent until then (imports included): on a loaded machine the wall
+        # time above mostly measures the load, this does not
+        "server_cpu_seconds_to_correct_gauges": None if gauges_cpu is None else round(gauges_cpu, 2),
         "nodes": nodes,
         "heartbeating_nodes_seen_not_ready": len(seen_not_ready),
         "watched_seconds": watch,
@@ -212,12 +217,8 @@ async def seeded_fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat
     one block of creates through the API, then idle cost; at the largest, the restart."""
     runs: list[dict[str, object]] = []
     for size in [0, *sizes]:
-        with tempfile.TemporaryDirectory(prefix="scale-loops-fleet-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="fleet-fleet-") as tmp:
             root = Path(tmp)
-            if size:
-                store = await SqliteStore.open(root / "state.db")
-                await _seed(store, size, nodes)
-                await store.close()
             try:
                 run = await _seeded_run(root, size, max(sizes), nodes, concurrency, heartbeat, idle_s, watch, block)
             except (OSError, RuntimeError, PlasmaError) as err:  # a run this machine could not finish
@@ -225,8 +226,14 @@ async def seeded_fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat
             print(f"run: {json.dumps(run)}", file=sys.stderr, flush=True)
             runs.append(run)
     rates = [float(r["creates_per_s"]) for r in runs if "creates_per_s" in r]  # type: ignore[arg-type]
+    costs = [float(r["server_cpu_ms_per_create"]) for r in runs if "creates_per_s" in r]  # type: ignore[arg-type]
     return {"nodes": nodes, "concurrency": concurrency, "heartbeat_interval_s": heartbeat, "runs": runs,
-            "creates_per_s_spread": round((max(rates) - min(rates)) / max(rates), 3) if rates else None}
+            "creates_per_s_spread": _spread(rates), "server_cpu_per_create_spread": _spread(costs)}
+
+
+def _spread(values: list[float]) -> float | None:
+    """(max - min) / max: 0 when flat (the target is <= 0.15)."""
+    return round((max(values) - min(values)) / max(values), 3) if values else None
 
 
 async def _seeded_run(root: Path, size: int, largest: int, nodes: int, concurrency: int, heartbeat: float,
@@ -242,10 +249,11 @@ async def _seeded_run(root: Path, size: int, largest: int, nodes: int, concurren
         assert http is not None
         errors: list[str] = []
         create = creator(client, "org-f", errors)
-        load = _load()
+        load, cpu = _load(), _cpu_seconds(server)
         seconds = await _calls(block, concurrency, create)
-        run: dict[str, object] = {"vms_before": size, "creates": block, "creates_per_s":
-                                  round(block / seconds, 1), "load": load, "errors": len(errors)}
+        run: dict[str, object] = {"vms_before": size, "creates": block, "creates_per_s": round(block / seconds, 1),
+                                  "server_cpu_ms_per_create": round((_cpu_seconds(server) - cpu) * 1000 / block, 2),
+                                  "load": load, "errors": len(errors)}
         run["idle"] = await _idle(server, agents.pid, idle_s)
         if size == largest:
             run["restart"] = await _restart(server, api, f"http://{http.group(1)}", nodes, watch)
@@ -264,9 +272,10 @@ async def index_rebuild(vms: int, nodes: int) -> dict[str, object]:
             for name, work in (("index", _index_ready), ("full_reconcile_pass", _full_pass)):
                 stop = asyncio.Event()
                 ticker = asyncio.create_task(_max_stall(stop))
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 await work(store)
                 out[f"{name}_seconds"] = round(time.perf_counter() - t0, 2)
+                out[f"{name}_cpu_seconds"] = round(time.process_time() - c0, 2)  # all threads; load does not change it
                 stop.set()
                 out[f"{name}_max_loop_stall_ms"] = round(await ticker * 1000, 1)
             out["load_after"] = _load()
@@ -308,20 +317,23 @@ async def fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float
                 done = 0
                 for size in sizes:
                     while done < size:
-                        load = _load()
+                        load, cpu = _load(), _cpu_seconds(server)
                         seconds = await _calls(block, concurrency, lambda i, d=done: create(d + i))
                         done += block
+                        spent = (_cpu_seconds(server) - cpu) * 1000 / block
                         blocks.append({"vms_after": done, "creates_per_s": round(block / seconds, 1),
-                                       "load": load})
+                                       "server_cpu_ms_per_create": round(spent, 2), "load": load})
                     at[str(size)] = await _idle(server, agents.pid, idle_s)
                 rates = [float(b["creates_per_s"]) for b in blocks]  # type: ignore[arg-type]
+                costs = [float(b["server_cpu_ms_per_create"]) for b in blocks]  # type: ignore[arg-type]
                 restart = await _restart(server, api, metrics, nodes, watch)
     return {
         "nodes": nodes,
         "concurrency": concurrency,
         "heartbeat_interval_s": heartbeat,
         "blocks": blocks,
-        "block_spread": round((max(rates) - min(rates)) / max(rates), 3),
+        "block_spread": _spread(rates),
+        "server_cpu_per_create_spread": _spread(costs),
         "errors": len(errors),
         "first_error": errors[:1],
         "idle": at,

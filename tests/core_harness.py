@@ -11,6 +11,8 @@ fast unit tests.
 from __future__ import annotations
 
 import itertools
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,13 @@ from plasmavmc.errors import InvalidState, VmNotFound
 from plasmavmc.images.catalog import ImageCatalog
 from plasmavmc.images.local import LocalImageStore
 from plasmavmc.store import keys
-from plasmavmc.store.base import Store
+from plasmavmc.store.base import Store, Write
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus, Visibility
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import HypervisorType
+from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
 from plasmavmc.v1 import agent_pb2, types_pb2
 
 IMAGE = "harness-image"
@@ -129,3 +131,13 @@ async def add_image(core: Core, image_id: str = IMAGE, **metadata: str) -> Image
                   status=ImageStatus.AVAILABLE, size_bytes=1 << 20, metadata=dict(metadata))
     await core.store.put(keys.public_image(image_id), codec.dumps(image))
     return image
+
+
+def vm_record(state: VmState, node_id: str, org_id: str = "org-h", project_id: str = "p") -> Write:
+    """The write of a bare VM record in `state` on `node_id` (for indexes and gauges; no agent holds it)."""
+    spec = VmSpec(cpu=CpuSpec(vcpus=1), memory=MemorySpec(size_mib=128),
+                  disks=(DiskSpec(id="root", source=DiskSource(image_id=IMAGE), size_gib=1),))
+    vm = VirtualMachine(id=str(uuid.uuid4()), name=f"r-{uuid.uuid4().hex[:8]}", org_id=org_id, project_id=project_id,
+                        state=state, spec=spec, node_id=node_id, hypervisor=HypervisorType.KVM,
+                        updated_at=int(time.time()))
+    return Write(keys.vm(vm.org_id, vm.project_id, vm.id), codec.dumps(vm))

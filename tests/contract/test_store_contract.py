@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -434,6 +435,49 @@ async def test_list_all(store: Store) -> None:
     items = await store.list_all("t/", page_size=5)
     assert [kv.key for kv in items] == keys
     assert all(kv.value == kv.key.encode() for kv in items)
+
+
+async def test_list_fields_pages_like_list_with_only_the_named_fields(store: Store) -> None:
+    values = {
+        "f/a": b'{"state":"running","n":3,"node_id":null,"spec":{"state":"nested"}}',
+        "f/b": b'{"state":"stopped","n":1.5,"node_id":"n-1","extra":[1,2]}',
+        "f/c": b'{"n":{"deep":[true]}}',  # state missing
+        "f/d": b"[1, 2]",  # JSON, not an object
+        "f/e": b"not json {",
+        "f/f": json.dumps({"state": "été", "n": -7, "node_id": 'n"2'}).encode(),
+    }
+    for key, value in values.items():
+        await store.put(key, value)
+    await store.put("f-sibling", b'{"state":"x"}')
+    seen = []
+    after: str | None = None
+    while True:
+        page = await store.list_fields("f/", ("state", "n", "node_id"), start_after=after, limit=2)
+        assert len(page.items) <= 2 and page.revision == await store.revision()
+        seen += page.items
+        if page.next_start_after is None:
+            break
+        after = page.next_start_after
+    assert [i.key for i in seen] == sorted(values)
+    assert [i.values for i in seen] == [
+        ("running", 3, None),
+        ("stopped", 1.5, "n-1"),
+        (None, {"deep": [True]}, None),
+        (None, None, None),
+        None,
+        ("été", -7, 'n"2'),
+    ]
+    stored = {kv.key: kv.mod_revision for kv in await store.list_all("f/")}
+    assert {i.key: i.mod_revision for i in seen} == stored
+    (one,) = (await store.list_fields("f/b", ("node_id",))).items
+    assert one.values == ("n-1",)
+
+
+@pytest.mark.parametrize("names", [(), ("a b",), ("$.x",), ("x",) * 17])
+async def test_list_fields_refuses_bad_names(store: Store, names: tuple[str, ...]) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        await store.list_fields("f/", names)
+    assert err.value.field == "names"
 
 
 # -- watch --------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ async def heartbeat_forever(
     deltas = heartbeats.DeltaState()
     while True:
         statuses: dict[str, VmStatus] = {}
+        failed = True
         try:
             node = describe_node(settings, registry)
             for vm_id in list(vms.handles):
@@ -59,11 +60,12 @@ async def heartbeat_forever(
             metrics.note(statuses, delivered=False)
             await heartbeats.send(reporter, node, statuses, deltas, vms.exit_kind)
             metrics.note(statuses, delivered=True)
+            failed = False
         except PlasmaError as err:
             log.warning("heartbeat failed: %s", err)
         except Exception:
             log.exception("heartbeat failed")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(heartbeats.next_beat(interval, failed))
 
 
 def endpoints(settings: AgentSettings) -> list[str]:

@@ -9,10 +9,17 @@ lost); then a full heartbeat is sent at once. A full one is also sent every `FUL
 (the level-triggered safety net: a report judged stale once is judged again) and whenever nothing
 was acknowledged yet (a restarted agent starts with a full one). A failed heartbeat changes nothing
 here: the next one carries its changes again.
+
+When: `next_beat` spreads a fleet's heartbeats. Each interval is jittered (±10 %), so agents that
+started in step (a rack powered on together) drift apart instead of arriving together for ever; after
+a failed heartbeat (the control plane restarting, overloaded) the retry comes after a random part of
+the interval, so the whole fleet does not retry in one burst, yet never later than the interval: a node
+that retries keeps within its heartbeat timeout (the control plane's grace after a restart is one).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 
 from plasmavmc.agent.reporter import Reporter, vm_report
@@ -23,6 +30,18 @@ from plasmavmc.v1 import agent_pb2
 from plasmavmc.wire.report_digest import NodeDigest, entry, report_bytes
 
 FULL_EVERY = 12  # heartbeats between full ones (one minute at the default 5 s interval)
+JITTER = 0.1  # each interval is the configured one ± this share
+RETRY_FROM = 0.5  # a retry after a failure comes after this share of the interval at the earliest
+
+
+def next_beat(interval: float, failed: bool, rng: random.Random | None = None) -> float:
+    """Seconds until the next heartbeat: the interval ±`JITTER`, or after a failure a random share of
+    it from `RETRY_FROM` (never more: the node must stay within its timeout)."""
+    draw = (rng or _rng).uniform
+    return interval * (draw(RETRY_FROM, 1.0) if failed else draw(1.0 - JITTER, 1.0 + JITTER))
+
+
+_rng = random.Random()
 
 
 def _no_exit(vm_id: str) -> ExitKind | None:

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,7 +186,7 @@ class SimulatedFleet:
                     except PlasmaError:
                         if time.monotonic() > deadline:
                             raise
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jittered: no retries in step
                     delay = min(delay * 2, 2.0)
             # heartbeats from now on, as a real agent (not once the whole fleet has registered)
             self._beats.append(asyncio.create_task(self._beat_forever(node_id, index)))
@@ -206,12 +207,14 @@ class SimulatedFleet:
         # spread the nodes' heartbeats over the interval instead of sending them in one burst
         await asyncio.sleep(self.heartbeat_interval * (index % 97) / 97)
         while True:
+            failed = False
             if node_id not in self.paused:
                 try:
                     await self.heartbeat(node_id)
                 except PlasmaError as err:
                     log.warning("simulated node %s: heartbeat failed: %s", node_id, err)
-            await asyncio.sleep(self.heartbeat_interval)
+                    failed = True
+            await asyncio.sleep(heartbeats.next_beat(self.heartbeat_interval, failed))
 
     def pause(self, node_id: str) -> None:
         """Stop this node's heartbeats (a simulated node failure); its VMs stay as they are."""

@@ -76,11 +76,13 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         node = await self.core.nodes.heartbeat(reported)
         self._on_agent_start(node)
         seen: list[tuple[str, bytes]] = []
+        # a full heartbeat (every VM of the node): those whose record no report changes are skipped unread
+        settled = reports.settled(self.core, node.id) if request.vms and not request.delta else frozenset()
         for vm in request.vms:
             # the report's wire form identifies it: an unchanged one is skipped before it is decoded
             report = report_bytes(vm.status)
             seen.append((vm.vm_id, report_bytes(vm)))  # the digest covers the whole report (exit kind too)
-            if self.core.reports.unchanged(vm.vm_id, node.id, report):
+            if vm.vm_id in settled or self.core.reports.unchanged(vm.vm_id, node.id, report):
                 continue
             observed = from_proto(VmStatus, vm.status)
             kind = enum_from_proto(ExitKind, vm.exit_kind, agent_pb2.VmExitKind.DESCRIPTOR, "vms.exit_kind")

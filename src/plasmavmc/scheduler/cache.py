@@ -41,6 +41,7 @@ class NodeCache:
         self._groups: dict[str, set[str]] = {}
         self._views: list[NodeView] = []
         self._index: dict[str, int] = {}
+        self._unindexed = False  # a node was put that the views do not hold yet (rebuilt by `views`)
         self._loaded_at = float("-inf")  # monotonic time the last completed load STARTED
         self._loading: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
@@ -59,6 +60,8 @@ class NodeCache:
             await self._loaded_after(now if fresh_since is None else fresh_since)
         elif now - self._loaded_at > self.max_age and (self._loading is None or self._loading.done()):
             self._start_reload()
+        if self._unindexed:
+            self._rebuild()
         return self._views
 
     def _start_reload(self) -> asyncio.Task[None]:
@@ -103,6 +106,7 @@ class NodeCache:
 
     def _rebuild(self) -> None:
         ids = sorted(self._nodes)
+        self._unindexed = False
         self._index = {node_id: i for i, node_id in enumerate(ids)}
         self._views = [self._view(node_id) for node_id in ids]
 
@@ -130,8 +134,8 @@ class NodeCache:
             self._groups.setdefault(node_id, set()).add(add_group)
         if node_id in self._index:
             self._views[self._index[node_id]] = self._view(node_id)
-        else:
-            self._rebuild()
+        else:  # rebuilt once when next asked for, not once per node of a fleet registering
+            self._unindexed = True
 
     async def refresh(self, node_id: str, *, groups_too: bool = False) -> None:
         """Re-read one node after a lost compare-and-swap; `groups_too` (the VM has an anti-affinity

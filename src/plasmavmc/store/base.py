@@ -24,6 +24,7 @@ Modelled on etcd v3 so that the SQLite default and the etcd backend share one co
 from __future__ import annotations
 
 import abc
+import asyncio
 import builtins
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from plasmavmc.errors import ErrorCode, InvalidArgument, StoreError
+from plasmavmc.store.fields import Fields, FieldsPage, check_names, picked
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,16 @@ class Store(abc.ABC):
             if revision > last and any(w.key.startswith(prefix) for w in effective):
                 self._fences[prefix] = revision
 
+    async def list_fields(
+        self, prefix: str, names: Sequence[str], *, start_after: str | None = None, limit: int = 0
+    ) -> FieldsPage:
+        """`list`, narrowed to the named top-level fields of each JSON value (`store/fields.py`).
+        This default decodes each page's values in a worker thread; a backend may extract them itself."""
+        check_names(names)
+        page = await self.list(prefix, start_after=start_after, limit=limit)
+        items = await asyncio.to_thread(_pick_all, page.items, tuple(names))
+        return FieldsPage(items, page.revision, page.next_start_after)
+
     # `builtins.list`: inside this class body `list` names the method above, not the type.
     async def list_all(self, prefix: str, *, page_size: int = 500) -> builtins.list[KeyValue]:
         """Every key under `prefix`, read page by page."""
@@ -166,3 +178,7 @@ class Store(abc.ABC):
             if page.next_start_after is None:
                 return out
             start = page.next_start_after
+
+
+def _pick_all(items: Sequence[KeyValue], names: tuple[str, ...]) -> tuple[Fields, ...]:
+    return tuple(Fields(kv.key, kv.mod_revision, picked(kv.value, names)) for kv in items)

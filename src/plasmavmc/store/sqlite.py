@@ -7,11 +7,15 @@ It owns the schema and the etcd-like semantics on top of it:
     events(id, revision, key, type, value)          the change log that `watch` replays and follows
     ops(op_id, revision, changed, at)               applied op ids (`commit(op_id=)`), kept a while
 
-Two worker threads own one connection each, so the event loop never blocks: the *writer* applies every
-write of this process, serialised, and the *reader* serves reads (get, list, watch), so a read never
-queues behind a commit's fsync or an event-log compaction; WAL lets it read the last committed state
-while the writer writes, and a caller answered after its commit reads that commit on the reader too.
-(An in-memory database exists per connection, so `":memory:"` runs both on the writer.)
+Four worker threads own one connection each, so the event loop never blocks: the *writer* applies
+every write of this process, serialised, the *reader* serves point reads (get, revision, watch steps,
+small list pages), so a read never queues behind a commit's fsync or an event-log compaction, and the
+*scanners* serve the reads of many rows, one the whole listings and pages of 1,000 or more, the other
+`list_fields`, so a point read never queues behind those, nor the narrow listing of the VM state index
+behind the full listing of the watched VM copy (both run at every start). WAL lets
+the readers read the last committed state while the writer writes, and a caller answered after its
+commit reads that commit on any of them too. (An in-memory database exists per connection, so
+`":memory:"` runs all four on the writer.)
 Writes are group-committed (`sqlite_writes.py`): the writer takes every write queued while the
 previous batch was committing and applies them in ONE `BEGIN IMMEDIATE` transaction, each in its own
 savepoint with its own expectation checks and its own revision, so a lost compare-and-swap fails
@@ -53,6 +57,7 @@ from plasmavmc.store.base import (
     Write,
     check_writes,
 )
+from plasmavmc.store.fields import Fields, FieldsPage, check_names, parsed, picked
 from plasmavmc.store.sqlite_writes import Commit, Outcome, apply_batch
 
 T = TypeVar("T")
@@ -63,6 +68,7 @@ DEFAULT_RETENTION = 10_000
 DEFAULT_POLL_INTERVAL = 0.2
 BUSY_TIMEOUT_MS = 10_000
 MAX_BATCH = 1_000  # commits per group-commit transaction
+SCAN_ROWS = 1_000  # a `list` of at least this many rows (or all) runs on the scanner
 WATCH_BATCH_REVISIONS = 1_000  # revisions read per watch query, so a far-behind watcher reads in chunks
 
 _SCHEMA = (
@@ -142,16 +148,20 @@ class SqliteStore(Store):
         self,
         writer: _Worker,
         reader: _Worker | None = None,
+        scanners: Sequence[_Worker] = (),
         *,
         retention: int = DEFAULT_RETENTION,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
         """Use `SqliteStore.open`; each worker's connection was created on its executor's only thread.
-        Without a `reader`, reads run on the writer."""
+        Without a `reader`, reads run on the writer; without `scanners` (rows, fields), on the reader."""
         if retention < 1:
             raise InvalidArgument("retention", "must keep at least one event")
         self._conn, self._executor = writer
         self._read_conn, self._read_executor = reader or writer
+        self._workers = [w for w in (reader, *scanners) if w is not None]  # stopped by close()
+        self._rows_scanner = scanners[0] if scanners else reader or writer
+        self._fields_scanner = scanners[-1] if scanners else reader or writer
         self._retention = retention
         self._poll_interval = poll_interval
         self._changed = asyncio.Event()
@@ -176,12 +186,15 @@ class SqliteStore(Store):
         writer = await _start_worker("writer", functools.partial(_connect, str(path), synchronous), path)
         if str(path) == ":memory:":
             return cls(writer, retention=retention, poll_interval=poll_interval)
+        readers: list[_Worker] = []
         try:
-            reader = await _start_worker("reader", functools.partial(_connect_reader, str(path)), path)
+            for role in ("reader", "rows-scanner", "fields-scanner"):
+                readers.append(await _start_worker(role, functools.partial(_connect_reader, str(path)), path))
         except BaseException:
-            await _stop_worker(writer)
+            for worker in (*readers, writer):
+                await _stop_worker(worker)
             raise
-        return cls(writer, reader, retention=retention, poll_interval=poll_interval)
+        return cls(writer, readers[0], readers[1:], retention=retention, poll_interval=poll_interval)
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -195,17 +208,25 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite: {exc}") from exc
 
+    async def _scan(self, fn: Callable[[sqlite3.Connection], T], worker: _Worker) -> T:
+        """Run the read `fn(conn)` of many rows (a whole listing, a big page, narrow field lists) in one
+        snapshot on a *scanner*: a rebuild of 100,000 records after a restart never queues the point
+        reads (get, revision, a watch step, an API page) behind it."""
+        if self._closed:
+            raise StoreError("sqlite store is closed")
+        conn, executor = worker
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, _in_snapshot, conn, fn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite: {exc}") from exc
+
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` inside one read transaction so everything it reads is one snapshot."""
-        self._read_conn.execute("BEGIN")
-        try:
-            return fn(self._read_conn)
-        finally:
-            self._read_conn.execute("COMMIT")
+        return _in_snapshot(self._read_conn, fn)
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -225,7 +246,19 @@ class SqliteStore(Store):
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int = 0) -> Page:
         if limit < 0:
             raise InvalidArgument("limit", "must be >= 0 (0 means all)")
-        return await self._run(self._read, functools.partial(_list_in, prefix, start_after, limit))
+        read = functools.partial(_list_in, prefix, start_after, limit)
+        big = limit == 0 or limit >= SCAN_ROWS
+        return await (self._scan(read, self._rows_scanner) if big else self._run(self._read, read))
+
+    async def list_fields(
+        self, prefix: str, names: Sequence[str], *, start_after: str | None = None, limit: int = 0
+    ) -> FieldsPage:
+        """The fields are extracted in SQL (`json_extract`, without the GIL) on the fields scanner."""
+        if limit < 0:
+            raise InvalidArgument("limit", "must be >= 0 (0 means all)")
+        check_names(names)
+        read = functools.partial(_fields_in, prefix, tuple(names), start_after, limit)
+        return await self._scan(read, self._fields_scanner)
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -326,14 +359,23 @@ class SqliteStore(Store):
         self._closed = True
         await self._idle.wait()  # every queued commit is applied (and answered) first
         try:
-            if self._read_executor is not self._executor:
-                await _stop_worker((self._read_conn, self._read_executor))
+            for worker in reversed(self._workers):
+                await _stop_worker(worker)
             await _stop_worker((self._conn, self._executor))
         finally:
             self._notify()  # watchers waiting for a change see the closed store at once
 
 
 _Worker = tuple[sqlite3.Connection, ThreadPoolExecutor]  # a connection and the only thread that uses it
+
+
+def _in_snapshot(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` inside one read transaction on `conn` so everything it reads is one snapshot."""
+    conn.execute("BEGIN")
+    try:
+        return fn(conn)
+    finally:
+        conn.execute("COMMIT")
 
 
 async def _start_worker(role: str, connect: Callable[[], sqlite3.Connection], path: Path | str) -> _Worker:
@@ -416,6 +458,30 @@ def _list_in(prefix: str, start_after: str | None, limit: int, conn: sqlite3.Con
     more = bool(limit) and len(rows) > limit
     items = tuple(_row_to_kv(row) for row in rows[: limit or None])
     return Page(items=items, revision=revision, next_start_after=items[-1].key if more else None)
+
+
+def _fields_in(
+    prefix: str, names: tuple[str, ...], start_after: str | None, limit: int, conn: sqlite3.Connection
+) -> FieldsPage:
+    """One `list_fields` page: the same range as `list_query`, the value narrowed by `json_extract` to a
+    JSON array of the fields (two paths at least, so the answer is always an array). A page holding a
+    value that is not JSON makes SQLite refuse the whole statement: that page is read whole and its
+    values decoded here instead (`fields.picked`), so a broken record is reported like any other."""
+    revision = int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
+    sql, params = list_query(prefix, start_after, limit)
+    paths = ", ".join(f"'$.{name}'" for name in (names if len(names) > 1 else names * 2))
+    narrow = sql.replace(_KV_COLUMNS, f"key, mod_revision, json_extract(CAST(value AS TEXT), {paths})", 1)
+    try:
+        rows = conn.execute(narrow, params).fetchall()
+        items = [Fields(k, int(r), parsed(a, len(names))) for k, r, a in rows]
+    except sqlite3.OperationalError as err:
+        if "JSON" not in str(err) and "UTF-8" not in str(err):
+            raise
+        rows = conn.execute(sql, params).fetchall()
+        items = [Fields(k, int(r), picked(bytes(v), names)) for k, v, _, r in rows]
+    more = bool(limit) and len(items) > limit
+    page = tuple(items[: limit or None])
+    return FieldsPage(items=page, revision=revision, next_start_after=page[-1].key if more else None)
 
 
 def _events_from(prefix: str, start: int, conn: sqlite3.Connection) -> tuple[list[WatchEvent], int, int]:

@@ -45,6 +45,7 @@ LiveServers = Callable[[], Awaitable[set[str]]]
 DEFAULT_INTERVAL = 2.0
 RECONCILE_MIN_GAP = 0.5
 FULL_PASS_INTERVAL = 60.0  # seconds between full reconcile passes (the safety net under the index)
+INDEX_WAITS = 5  # intervals the reconcile waits for the index before a full pass without it
 # seconds between event retention passes (core/loops/event_retention.py): a pass reads every event key
 # (~0.3 s of CPU per 30,000 events), and the bounds it keeps (days, hundreds per VM) need no finer step
 EVENTS_INTERVAL = 600.0
@@ -144,7 +145,7 @@ async def run_loops(
     adopter = PendingLoop(core, live_servers, interval)
     restarter = RestartLoop(core)
     restart_bell = Doorbell(core.store, [keys.RESTARTS], interval)
-    last_full = float("-inf")
+    last_full = time.monotonic()  # the index's own listing is the first full look; the pass follows later
 
     async def pending_step() -> float:
         await adopter.pass_once()
@@ -169,6 +170,9 @@ async def run_loops(
 
     async def reconcile_step() -> float:
         nonlocal last_full
+        # just started (or re-listing): wait a little for the index rather than scan every record
+        # alongside its own listing (both at once were what delayed the gauges after a restart)
+        await vm_states.until_ready(interval * INDEX_WAITS)
         if not vm_states.ready or time.monotonic() - last_full >= FULL_PASS_INTERVAL:
             started = time.monotonic()
             await reconcile_once(core)

@@ -40,6 +40,10 @@ class NodeIndex(Protocol):
     def keys_on(self, node_ids: Collection[str]) -> list[str] | None:
         """The VM record keys on these nodes, or None while the index is not ready."""
 
+    def settled_on(self, node_id: str, fence: int) -> frozenset[str]:
+        """The ids of the node's VMs whose record is in a state no heartbeat report changes (see
+        `core/nodes/reports.py`), when the index holds every VM change up to `fence`; else empty."""
+
 
 async def vm_keys_on(store: Store, node_ids: str | Collection[str], index: NodeIndex | None = None) -> list[str]:
     """The record keys of every VM assigned to the node(s): from `index` when it is ready, else from one

@@ -111,11 +111,14 @@ class NodeRegistry:
         self.liveness.beat(reported.id, time.time())
         cached = self.cache.get(reported.id)
         # First try against the scheduler cache's copy (no store read): the write is a compare-and-swap
-        # on that revision, so a stale copy only costs a Conflict, then the record is read.
+        # on that revision, so a stale copy only costs a Conflict, then the record is read (and cached:
+        # an idle fleet's heartbeats read no node record, even before the first placement loads the cache).
         current: Versioned[Node] | None = cached[0] if cached is not None else None
         for attempt in attempts(f"node {reported.id}"):
             if current is None:
                 current = await self._read_or_quarantine(key)
+                if current is not None:
+                    self.cache.put(current)  # the next heartbeat of this node reads nothing
             if current is None:
                 fresh = replace(
                     reported,
@@ -124,10 +127,11 @@ class NodeRegistry:
                     last_heartbeat=now,
                 )
                 try:
-                    await self._store.put(key, codec.dumps(fresh), expected_revision=0)
+                    revision = await self._store.put(key, codec.dumps(fresh), expected_revision=0)
                 except Conflict:
                     await backoff(attempt)
                     continue
+                self.cache.put(Versioned(fresh, revision, key))
                 log.info("node %s registered (%s)", reported.id, reported.agent_address)
                 return fresh
             merged = _merge(current.value, reported, now, self.overcommit)

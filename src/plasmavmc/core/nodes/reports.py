@@ -90,6 +90,15 @@ async def _apply(
     return after
 
 
+def settled(core: Core, node_id: str) -> frozenset[str]:
+    """The VMs of `node_id` whose heartbeat reports can be skipped unread: their record is neither RUNNING
+    nor ERROR, and `_refreshed` changes no other (a full heartbeat after a control-plane restart, when
+    the report memory is empty, then costs the node's RUNNING and ERROR VMs, not a read of each VM). From
+    the replica's watched state index, only while it holds every VM write of this replica; else empty."""
+    index = core.nodes.vm_index
+    return frozenset() if index is None else index.settled_on(node_id, core.store.fence(keys.VMS))
+
+
 async def on_exit(core: Core, node_id: str, vm_id: str, kind: ExitKind, observed: VmStatus) -> None:
     if kind == ExitKind.REQUESTED:
         return
