@@ -3,15 +3,18 @@
     .venv/bin/python -m bench.firecracker_bench [--runs 5] [--vms 2]
 
 Prints one JSON document:
-* `exec_to_api_ready_s`: raw `firecracker --api-sock` exec until GET / answers (median), and the same
-  for the backend's jailed launch (jailer + chroot + cgroups + new PID namespace), with the ratio;
+* `exec_to_api_ready_s`: raw `firecracker --api-sock --config-file` exec until GET / answers (the VM is
+  started by then; median), and the same for the backend's jailed launch (jailer + chroot + cgroups + new
+  PID namespace, the same config file), with the ratio;
 * `create_start_to_guest_line_s`: through the API (CreateVm with `start` — one call — then GetConsole
   until the guest's ready line) against raw Firecracker started with `--config-file` holding the same
   machine config, kernel and disk (exec until the line is on its stdout), with the ratio; and the same
-  with CreateVm then StartVm (two calls, as before the `start` field);
+  with CreateVm then StartVm (two calls, as before the `start` field); `plasmavmc_api_steps`: where the
+  one-call path spent its time (medians of the VM's boot timeline steps, then the client's view);
 * `clone_from_snapshot_s`: CreateVm with `source_snapshot` and `start` until it answers (the clone is
   RUNNING: its Firecracker resumed the snapshot), and until the resumed guest answers a console line
-  (typed through the console gateway); target ≤ 50 ms to running;
+  (typed through the console gateway); target ≤ 50 ms to running. Beside it, raw Firecracker (no jail,
+  no control plane) resuming the same snapshot: exec until `/snapshot/load` with `resume_vm` answers;
 * `agent_memory`: the agent's resident memory growth per running Firecracker VM (started through the
   API, `--vms` of them) and each Firecracker process's own resident memory.
 """
@@ -20,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,8 +34,9 @@ from bench.common import emit, median, timer
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import open_console
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
+from plasmavmc.hypervisor.firecracker.disks import sparse_copy
 from plasmavmc.hypervisor.process import rss_bytes
-from plasmavmc.types.vm import DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
+from plasmavmc.types.vm import BootTimeline, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
 from tests import firecracker_guest as fc
 from tests.conftest import GUEST_DIR, start_cluster
 from tests.e2e.helpers import ORG, PROJECT, console_until
@@ -40,14 +44,32 @@ from tests.e2e.helpers import ORG, PROJECT, console_until
 MEMORY_MIB = 64
 
 
+async def raw_config(work: Path) -> Path:
+    """Raw Firecracker's `--config-file` for the same VM as the API's: kernel, own disk copy, machine."""
+    image = (await fc.images())["plasmavmc-pvh"]
+    assert image.kernel_path is not None
+    disk = work / "disk.raw"
+    sparse_copy(image.disk_path, disk)
+    config = {"boot-source": {"kernel_image_path": str(image.kernel_path), "boot_args": image.kernel_cmdline},
+              "drives": [{"drive_id": "root", "path_on_host": str(disk), "is_root_device": True,
+                          "is_read_only": False}],
+              "machine-config": {"vcpu_count": 1, "mem_size_mib": MEMORY_MIB}}
+    (work / "vm.json").write_text(json.dumps(config))
+    (work / "fc.log").write_bytes(b"")  # its own log file: on stdout, log lines would split the serial line
+    return work / "vm.json"
+
+
 async def raw_api_ready(work: Path) -> float:
+    """Raw `firecracker --api-sock --config-file` exec until GET / answers (the VM is started by then)."""
     assert fc.FIRECRACKER is not None
+    config = await raw_config(work)
     sock = work / "api.sock"
     sock.unlink(missing_ok=True)
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        fc.FIRECRACKER, "--api-sock", str(sock), cwd=work, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        fc.FIRECRACKER, "--api-sock", str(sock), "--config-file", str(config), "--log-path", str(work / "fc.log"),
+        cwd=work, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
     try:
         await wait_for_socket(FirecrackerApi(sock), lambda: proc.returncode is None, 10.0)
         return time.perf_counter() - started
@@ -57,7 +79,8 @@ async def raw_api_ready(work: Path) -> float:
 
 
 async def jailed_api_ready(runtime: Path) -> float:
-    """The backend's jailed launch, exec of the jailer until Firecracker's API answers."""
+    """The backend's jailed launch, exec of the jailer until Firecracker's API answers (the VM started
+    from its config file by then): jail, cgroups and PID namespace on top of the raw launch."""
     backend = fc.backend(runtime, jailed=True)
     handle = await backend.create(fc.vm("bench"), await fc.images())
     try:
@@ -71,19 +94,10 @@ async def jailed_api_ready(runtime: Path) -> float:
 async def raw_to_guest_line(work: Path) -> float:
     """Raw Firecracker, configured from a file with the same VM: exec until the guest's line."""
     assert fc.FIRECRACKER is not None
-    image = (await fc.images())["plasmavmc-pvh"]
-    assert image.kernel_path is not None
-    disk = work / "disk.raw"
-    shutil.copyfile(image.disk_path, disk)
-    config = {"boot-source": {"kernel_image_path": str(image.kernel_path), "boot_args": image.kernel_cmdline},
-              "drives": [{"drive_id": "root", "path_on_host": str(disk), "is_root_device": True,
-                          "is_read_only": False}],
-              "machine-config": {"vcpu_count": 1, "mem_size_mib": MEMORY_MIB}}
-    (work / "vm.json").write_text(json.dumps(config))
-    (work / "fc.log").write_bytes(b"")  # its own log file: on stdout, log lines would split the serial line
+    config = await raw_config(work)
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        fc.FIRECRACKER, "--no-api", "--config-file", str(work / "vm.json"), "--log-path", str(work / "fc.log"),
+        fc.FIRECRACKER, "--no-api", "--config-file", str(config), "--log-path", str(work / "fc.log"),
         cwd=work,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     try:
@@ -105,22 +119,73 @@ def spec() -> VmSpec:
                   disks=(DiskSpec(id="root", source=DiskSource(image_id="plasmavmc-pvh"), size_gib=1),))
 
 
+STEPS: list[dict[str, float]] = []  # where each one-call create+start spent its time (`steps_of`)
+
+
 async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool = True) -> float:
     with timer() as t:
+        began = time.perf_counter()
         vm = await client.create_vm(name, ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER,
                                     start=one_call)
+        returned = time.perf_counter() - began
         if not one_call:
             await client.start_vm(ORG, PROJECT, vm.id)
         await console_until(client, vm.id, fc.READY_LINE_RE, timeout=30)
+    if one_call:
+        STEPS.append(steps_of(vm.status.boot, returned, t[0]))
     return t[0]
 
 
-async def clones(client: PlasmaClient, gateway: str, runs: int) -> dict[str, list[float]]:
-    """A source VM snapshotted once, then `runs` clones of it, each timed and deleted in turn."""
-    await api_to_guest_line(client, "clone-src")
+def steps_of(boot: BootTimeline, returned: float, line: float) -> dict[str, float]:
+    """The VM's boot timeline as returned by CreateVm (accepted → placed: the first commits and the node
+    claim; → image_ready: the agent's create; → process_up: jailer, exec, boot from the config file), then
+    the client's view: CreateVm answered, and the guest's line through GetConsole."""
+    steps = dict(boot.steps()[:4])
+    steps["process_up_to_answer"] = returned - sum(steps.values())
+    steps["answer_to_guest_line"] = line - returned
+    return steps
+
+
+async def raw_snapshot_resume(work: Path, snap: Path) -> float:
+    """Raw Firecracker (no jail) resuming the same snapshot: exec, API up, `/snapshot/load` with the memory
+    file mapped (`File` backend) and `resume_vm`, until it answers: the floor under a clone."""
+    assert fc.FIRECRACKER is not None
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("vmstate", "memory"):
+        (work / name).unlink(missing_ok=True)
+        os.link(snap / name, work / name)
+    for disk in snap.glob("disk-*.raw"):  # the device state names it relative to the working dir
+        sparse_copy(disk, work / disk.name)  # holes kept: a 1 GiB disk of zeros would flood the page cache
+    sock = work / "api.sock"
+    sock.unlink(missing_ok=True)
+    (work / "fc.log").write_bytes(b"")  # Firecracker logs only into a file that exists
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        fc.FIRECRACKER, "--api-sock", str(sock), "--log-path", str(work / "fc.log"), cwd=work,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        api = FirecrackerApi(sock)
+        await wait_for_socket(api, lambda: proc.returncode is None, 10.0)
+        await api.put("/snapshot/load", {"snapshot_path": "vmstate", "resume_vm": True,
+                                         "mem_backend": {"backend_type": "File", "backend_path": "memory"}})
+        return time.perf_counter() - started
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def clones(client: PlasmaClient, gateway: str, runs: int, root: Path) -> dict[str, list[float]]:
+    """A source VM snapshotted once, then `runs` clones of it, each timed and deleted in turn, alternating
+    with raw Firecracker resuming the same snapshot."""
+    source = await client.create_vm("clone-src", ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER,
+                                    start=True)
+    await console_until(client, source.id, fc.READY_LINE_RE, timeout=30)
     await client.snapshot_vm(ORG, PROJECT, "clone-src", "s1")
-    running, answered = [], []
+    (snap,) = (root / "run" / "fc" / source.id).glob("jail/*/*/root/snapshots/s1")
+    running, answered, raw = [], [], []
     for i in range(runs):
+        raw.append(await raw_snapshot_resume(root / "raw-resume", snap))
         began = time.perf_counter()
         vm = await client.clone_vm(f"clone-{i}", ORG, PROJECT, "clone-src", "s1")
         running.append(time.perf_counter() - began)
@@ -138,7 +203,7 @@ async def clones(client: PlasmaClient, gateway: str, runs: int) -> dict[str, lis
         answered.append(time.perf_counter() - began)
         await client.delete_vm(ORG, PROJECT, vm.id, force=True)
     await client.delete_vm(ORG, PROJECT, "clone-src", force=True)
-    return {"running": running, "answered": answered}
+    return {"running": running, "answered": answered, "raw": raw}
 
 
 async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
@@ -154,7 +219,7 @@ async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
                 await client.delete_vm(ORG, PROJECT, f"bench-{i}", force=True)
                 two_calls.append(await api_to_guest_line(client, f"bench2-{i}", one_call=False))
                 await client.delete_vm(ORG, PROJECT, f"bench2-{i}", force=True)
-            cloned = await clones(client, cluster.console, runs)
+            cloned = await clones(client, cluster.console, runs, root)
             base = rss_bytes(agent_pid)
             started = []
             for i in range(vms):
@@ -189,9 +254,13 @@ async def main(runs: int, vms: int) -> None:
                              "ratio": median(jailed_ready) / median(raw_ready)},
         create_start_to_guest_line_s={"raw_firecracker_config_file": median(raw_line),
                                       "plasmavmc_api": median(api_s), "ratio": median(api_s) / median(raw_line),
+                                      "plasmavmc_api_steps": {k: median([s.get(k, 0.0) for s in STEPS])
+                                                              for k in STEPS[0]} if STEPS else {},
                                       "plasmavmc_api_create_then_start": median(two_calls),
                                       "ratio_create_then_start": median(two_calls) / median(raw_line)},
-        clone_from_snapshot_s={"api_to_running": median(cloned["running"]),
+        clone_from_snapshot_s={"raw_firecracker_resume": median(cloned["raw"]),
+                               "api_to_running": median(cloned["running"]),
+                               "ratio": median(cloned["running"]) / median(cloned["raw"]),
                                "api_to_guest_answer": median(cloned["answered"]),
                                "all_to_running": cloned["running"], "target_to_running": 0.05},
         agent_memory={"vms": vms, **api},

@@ -18,9 +18,14 @@ Baselines, same run, same client code and concurrency: `echo` — a grpc.aio ser
 whose one unary method answers the request bytes as they came (no interceptors); `canned_getvm` — the
 same process serving VmService.GetVm with one prebuilt VirtualMachine message (the size of a real one).
 
-Per size: calls/s and p50/p99 latency of GetVm by id and by name (random VMs), the ratio to echo; ListVms
-pages of 100 at depths 0 %, 50 %, 90 %, 99.9 % (one call in flight: the latency of a page) with p50/p99
-and the worst; the server's CPU seconds per phase and its RSS at the end.
+Per size: calls/s and p50/p99 latency of GetVm by id and by name (random VMs), the ratio to echo, and the
+server CPU per call (µs, which other load on the machine disturbs less than rates) beside the baselines';
+ListVms pages of 100 at depths 0 %, 50 %, 90 %, 99.9 % (one call in flight: the latency of a page) with
+p50/p99 and the worst, and filtered pages (a label a third of the VMs have, one node's VMs — one in a
+thousand —, a state all have) at depths 0 % and 90 %; the seconds until GetVm is served from the watched
+copy and until the copy rendered every listed VM (`plasmavmc_watched_underived` at 0), the server's idle
+CPU then, and its RSS at the end. Layout: one server process (`layout` in the JSON); the baselines run in
+one process too.
 """
 
 from __future__ import annotations
@@ -137,10 +142,20 @@ def stop(server: Proc) -> None:
         server.kill(signal.SIGKILL)
 
 
-def cpu_seconds(proc: Proc) -> float:
-    assert proc.popen is not None
-    fields = Path(f"/proc/{proc.popen.pid}/stat").read_text().rpartition(")")[2].split()
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measured(pids: list[int], calls: int, concurrency: int, call: Call) -> dict[str, float]:
+    """`load`, with the CPU the server processes `pids` and this client process spent per call (µs: robust
+    to other load; on an idle machine the rate is about 1 / the larger of the two, as each side is one
+    event loop)."""
+    before, client = sum(cpu_seconds(pid) for pid in pids), time.process_time()
+    out = await load(calls, concurrency, call)
+    out["server_cpu_us_per_call"] = round(1e6 * (sum(cpu_seconds(pid) for pid in pids) - before) / calls, 1)
+    out["client_cpu_us_per_call"] = round(1e6 * (time.process_time() - client) / calls, 1)
+    return out
 
 
 def rss_mib(proc: Proc) -> float:
@@ -225,8 +240,8 @@ async def baselines(concurrency: int, calls: int, vm: VirtualMachine) -> dict[st
             payload = request.SerializeToString()
             await load(500, concurrency, lambda i: echo(payload))  # warm-up
             return {
-                "echo": await load(calls, concurrency, lambda i: echo(payload)),
-                "canned_getvm": await load(calls, concurrency, lambda i: stub.GetVm(request)),
+                "echo": await measured([proc.pid], calls, concurrency, lambda i: echo(payload)),
+                "canned_getvm": await measured([proc.pid], calls, concurrency, lambda i: stub.GetVm(request)),
             }
     finally:
         proc.terminate()
@@ -243,6 +258,10 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
         stub = vm_pb2_grpc.VmServiceStub(channel)
         progress("until GetVm comes from the watched copy")
         out["seconds_until_served_from_cache"] = round(await until_cached(stub, http, vms[0], auth), 2)
+        assert server.popen is not None
+        progress("until the copy rendered every listed VM")
+        out["seconds_until_rendered"] = await until_rendered(http)
+        out["server_idle_cpu_pct"] = await idle_cpu(server.popen.pid)
 
         def get(by: Callable[[VirtualMachine], str]) -> Call:
             picks = [rng.choice(vms) for _ in range(calls)]
@@ -253,9 +272,7 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
         await load(500, concurrency, get(lambda vm: vm.id))  # warm-up
         progress("GetVm")
         for name, by in (("getvm_by_id", lambda vm: vm.id), ("getvm_by_name", lambda vm: vm.name)):
-            cpu = cpu_seconds(server)
-            out[name] = await load(calls, concurrency, get(by))
-            out[name]["server_cpu_s"] = round(cpu_seconds(server) - cpu, 2)
+            out[name] = await measured([server.popen.pid], calls, concurrency, get(by))
         progress("ListVms")
         out["list_pages"] = {}
         for depth in (0.0, 0.5, 0.9, 0.999):
@@ -264,10 +281,52 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
             out["list_pages"][f"{depth:.1%}"] = await load(
                 pages, 1, lambda i, r=request: stub.ListVms(r, metadata=auth)  # type: ignore[misc]
             )
+        out["filtered_pages"] = await filtered_pages(stub, auth, ids, pages)
         out["from_cache"] = metric(http, 'plasmavmc_vm_reads_total{source="cache"}')
         out["from_store"] = metric(http, 'plasmavmc_vm_reads_total{source="store"}')
     out["server_rss_mib"] = rss_mib(server)
     return out
+
+
+FILTERS = {  # ListVms filters of every selectivity: a third of the VMs, one in a thousand, all of them
+    "label_tier_db": {"labels": {"tier": "db"}},
+    "node_sim_0007": {"node_ids": ["sim-0007"]},
+    "state_stopped": {"states": [types_pb2.VM_STATE_STOPPED]},
+}
+
+
+async def filtered_pages(stub: vm_pb2_grpc.VmServiceStub, auth: Any, ids: list[str], pages: int) -> dict[str, Any]:
+    """Filtered ListVms pages of 100 at depths 0 % and 90 %, one call in flight."""
+    out: dict[str, Any] = {}
+    for name, where in FILTERS.items():
+        for depth in (0.0, 0.9):
+            token = ids[int(depth * len(ids)) - 1] if depth else ""
+            request = vm_pb2.ListVmsRequest(org_id=ORG, project_id=PROJECT, page_size=100, page_token=token,
+                                            **where)  # type: ignore[arg-type]
+            out[f"{name} at {depth:.0%}"] = await load(
+                pages, 1, lambda i, r=request: stub.ListVms(r, metadata=auth)  # type: ignore[misc]
+            )
+    return out
+
+
+UNDERIVED = 'plasmavmc_watched_underived{prefix="plasmavmc/vms/"}'
+
+
+async def until_rendered(http: str, timeout: float = 900) -> float:
+    """Seconds until the watched copy's background pass rendered every listed VM."""
+    began = time.perf_counter()
+    while await asyncio.to_thread(metric, http, UNDERIVED) > 0 or time.perf_counter() - began < 1:
+        if time.perf_counter() - began > timeout:
+            raise RuntimeError("the watched copy never rendered every VM")
+        await asyncio.sleep(0.5)  # polling the server's metrics, with a deadline
+    return round(time.perf_counter() - began, 1)
+
+
+async def idle_cpu(pid: int, window: float = 5.0) -> float:
+    """The server's CPU % of one core over `window` seconds with no calls (its background loops)."""
+    cpu = cpu_seconds(pid)
+    await asyncio.sleep(window)  # measuring CPU over a window
+    return round(100 * (cpu_seconds(pid) - cpu) / window, 1)
 
 
 def _ok(url: str) -> bool:

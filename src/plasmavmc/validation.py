@@ -44,10 +44,15 @@ _SSH_KEY_RE = re.compile(
     r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
     r" [A-Za-z0-9+/]+={0,3}( [^\x00-\x1f\x7f]*)?")
 USER_DATA_KINDS = ("#cloud-config\n", "#!")
+_CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_GOOD_NAMES: set[str] = set()  # names that passed `name` (every read checks the same few scope ids)
+_GOOD_NAMES_MAX = 10_000
 
 
 def name(value: str, field: str) -> str:
     """A resource name or scope id: 1-63 chars of [A-Za-z0-9._-], starting alphanumeric, no '..'."""
+    if value in _GOOD_NAMES:
+        return value
     if not value:
         raise InvalidArgument(field, "must not be empty")
     if len(value) > NAME_MAX:
@@ -58,6 +63,9 @@ def name(value: str, field: str) -> str:
             f"{value[:80]!r} may contain only letters, digits, '.', '_' and '-', start with a "
             "letter or digit, and not contain '..'",
         )
+    if len(_GOOD_NAMES) >= _GOOD_NAMES_MAX:
+        _GOOD_NAMES.clear()
+    _GOOD_NAMES.add(value)
     return value
 
 
@@ -69,6 +77,8 @@ def vm_id(value: str, field: str = "vm_id") -> str:
 
 
 def is_uuid(value: str) -> bool:
+    if _CANONICAL_UUID_RE.fullmatch(value):  # the form ids are made in: no need to parse
+        return True
     try:
         uuid.UUID(value)
     except ValueError:

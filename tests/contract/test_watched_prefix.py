@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from plasmavmc.observe.metrics import WATCHED_UNDERIVED
 from plasmavmc.store.base import Store, Write
-from plasmavmc.store.watched import WatchedPrefix
+from plasmavmc.store.watched import Entry, WatchedPrefix
 from tests.contract.conftest import Backend
 
 DEADLINE = 10.0
@@ -58,3 +59,40 @@ async def test_writes_of_another_handle_arrive_through_the_watch(store: Store, b
         assert await copy.seen(revision, DEADLINE)
         entry = copy.get("w/theirs")
         assert entry is not None and entry.value == b"1" and entry.revision == revision
+
+
+async def test_derive_runs_once_per_change_and_may_drop_the_value(store: Store) -> None:
+    await store.commit([Write(f"d/k{i:03d}", str(i).encode()) for i in range(60)])
+    made: list[tuple[str, int]] = []
+
+    def derive(key: str, entry: Entry) -> None:
+        made.append((key, entry.revision))
+        entry.memo, entry.value = b"m" + entry.value, b""
+
+    async with running(WatchedPrefix(store, "d/", derive=derive)) as copy:
+        assert await copy.caught_up(DEADLINE)
+        async with asyncio.timeout(DEADLINE):  # listed entries are derived by a pass after readiness
+            while len(made) < 60:
+                await asyncio.sleep(0.01)  # polling the pass, with a deadline
+        assert sorted(k for k, _ in made) == [f"d/k{i:03d}" for i in range(60)]  # each listed key once
+        assert WATCHED_UNDERIVED.labels("d/")._value.get() == 0  # the pass says it is done
+        await store.put("d/k005", b"x")
+        assert await copy.caught_up(DEADLINE)
+        entry = copy.get("d/k005")
+        assert entry is not None and entry.memo == b"mx" and entry.value == b""
+        assert [k for k, _ in made].count("d/k005") == 2  # listed, then changed once
+        assert len(made) == 61
+
+
+async def test_an_ordered_copy_pages_a_sub_prefix_in_key_order(store: Store) -> None:
+    await store.commit([Write(f"o/{p}/k{i:03d}", b"v") for p in ("a", "b") for i in range(0, 40, 2)])
+    async with running(WatchedPrefix(store, "o/", ordered=True)) as copy:
+        assert await copy.caught_up(DEADLINE)
+        assert copy.keys_after("o/a/", "", 3) == ["o/a/k000", "o/a/k002", "o/a/k004"]
+        assert copy.keys_after("o/a/", "o/a/k035", 10) == ["o/a/k036", "o/a/k038"]  # ends with its prefix
+        await store.commit([Write("o/a/k003", b"new"), Write("o/a/k002", None), Write("o/b/k001", b"new")])
+        assert await copy.caught_up(DEADLINE)
+        assert copy.keys_after("o/a/", "o/a/k000", 3) == ["o/a/k003", "o/a/k004", "o/a/k006"]
+        assert copy.keys_after("o/b/", "", 2) == ["o/b/k000", "o/b/k001"]
+        everything = copy.keys_after("o/", "", 1000)
+        assert everything == sorted(copy.entries) and len(everything) == 41

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -32,6 +34,8 @@ from tests.e2e.helpers import ORG, PROJECT, console_until
 pytestmark = [binaries.require(*fc.BINARIES),
               pytest.mark.skipif(fc.capability_missing() is not None, reason=str(fc.capability_missing()))]
 IMAGE = "plasmavmc-pvh"
+AGENT_RPC = re.compile(r'plasmavmc_grpc_server_handled_total\{[^}]*method="(?P<method>\w+)"[^}]*\} '
+                       r'(?P<value>[0-9.e+]+)')
 
 
 def pvh_spec(bus: DiskBus = DiskBus.VIRTIO) -> VmSpec:
@@ -82,6 +86,42 @@ async def test_create_start_console_stop_delete(fc_client: PlasmaClient, fc_clus
     with pytest.raises(VmNotFound):
         await fc_client.wait_for_state(ORG, PROJECT, vm.id, {VmState.DELETED}, 30)
     assert not runtime.exists()
+
+
+async def test_create_with_start_is_one_agent_call_and_boots_from_the_config_file(
+        fc_client: PlasmaClient, fc_cluster: Cluster) -> None:
+    """CreateVm with `start`: RUNNING on return, through one agent CreateVm (no StartVm, no status call:
+    the agent's RPC counters say so), the jailed Firecracker configured and started from `--config-file`
+    at exec (its log says so, and shows no configuring PUT), the boot timeline in order."""
+    before = agent_calls(fc_cluster)
+    vm = await fc_client.create_vm("fc-fast", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER,
+                                   start=True)
+    after = agent_calls(fc_cluster)
+    assert vm.state is VmState.RUNNING and vm.status.host_pid and is_running(vm.status.host_pid)
+    assert after.get("CreateVm", 0) - before.get("CreateVm", 0) == 1
+    for method in ("StartVm", "GetVmStatus"):
+        assert after.get(method, 0) == before.get(method, 0), method
+    cmdline = Path(f"/proc/{vm.status.host_pid}/cmdline").read_bytes().split(b"\0")
+    assert b"--config-file" in cmdline and cmdline[0] == b"/firecracker"
+    await console_until(fc_client, vm.id, fc.READY_LINE_RE, timeout=30)
+    log = next((fc_cluster.root / "run" / "fc" / vm.id).glob("jail/*/*/root/firecracker.log")).read_text()
+    assert "configured from one single json" in log
+    assert "Put request" not in log, log
+    boot = vm.status.boot
+    assert 0 < boot.accepted_at <= boot.placed_at <= boot.image_ready_at <= boot.start_requested_at
+    assert boot.start_requested_at - 2 <= boot.process_up_at  # node clock: within the tolerated slack
+    await fc_client.delete_vm(ORG, PROJECT, vm.id, force=True)
+
+
+def agent_calls(cluster: Cluster) -> dict[str, float]:
+    """The agent's handled-RPC counters by method, from its /metrics."""
+    with urllib.request.urlopen(f"{cluster.agent_http}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    calls: dict[str, float] = {}
+    for line in text.splitlines():
+        if match := AGENT_RPC.match(line):
+            calls[match["method"]] = calls.get(match["method"], 0) + float(match["value"])
+    return calls
 
 
 async def test_unsupported_spec_is_refused_naming_the_feature(fc_client: PlasmaClient) -> None:

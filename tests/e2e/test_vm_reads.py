@@ -4,7 +4,8 @@ from the watched copies, with read-your-writes.
 - filters by state, node and labels list exactly the matching VMs, following tokens; bad filter values
   get INVALID_ARGUMENT naming the field, and change nothing;
 - GetVm by id and by name sees every write the caller made through this server at once (create,
-  label update, start, delete), 30 times in a row; the answers come from the watched copy
+  label update, start, delete), 30 times in a row, and so do ListVms pages (in id order, following
+  tokens); the answers (GetVm and pages) come from the watched copy
   (`plasmavmc_vm_reads_total{source="cache"}` moves, `source="store"` does not).
 """
 
@@ -34,6 +35,18 @@ def _reads(cluster: SimCluster) -> dict[str, float]:
         text = resp.read().decode()
     found = re.findall(r'^plasmavmc_vm_reads_total\{source="(\w+)"\} ([0-9.e+]+)$', text, re.M)
     return {source: float(value) for source, value in found}
+
+
+async def _listed(cluster: SimCluster, page_size: int) -> list[str]:
+    """The ids of the project's VMs, page by page (each page in id order, the token where it ended)."""
+    ids: list[str] = []
+    token = ""
+    while True:
+        page, token = await cluster.client.list_vms(ORG, PROJECT, page_size=page_size, page_token=token)
+        assert len(page) <= page_size
+        ids += [vm.id for vm in page]
+        if not token:
+            return ids
 
 
 async def _until_running(cluster: SimCluster, names: list[str]) -> None:
@@ -94,8 +107,9 @@ async def test_unspecified_state_filter_is_invalid_argument(tmp_path: Path, gues
 async def test_get_vm_reads_its_own_writes_from_the_watched_copy(tmp_path: Path, guest_dir: Path) -> None:
     async with sim_cluster(tmp_path, guest_dir, SPECS) as cluster:
         client = cluster.client
-        await client.create_vm("warm-up", ORG, PROJECT, sim_spec(), SIM)
+        warm_up = await client.create_vm("warm-up", ORG, PROJECT, sim_spec(), SIM)
         await client.get_vm(ORG, PROJECT, "warm-up")
+        made_ids = [warm_up.id]
         before = _reads(cluster)
         for i in range(30):
             made = await client.create_vm(f"ryw-{i:02d}", ORG, PROJECT, sim_spec(), SIM, labels={"n": "0"})
@@ -106,9 +120,13 @@ async def test_get_vm_reads_its_own_writes_from_the_watched_copy(tmp_path: Path,
             started = await client.start_vm(ORG, PROJECT, made.id)
             seen = await client.get_vm(ORG, PROJECT, made.name)
             assert seen.state in (started.state, VmState.RUNNING), (started.state, seen.state)
+            made_ids.append(made.id)
+            assert await _listed(cluster, 7) == sorted(made_ids)  # ListVms pages show the new VM at once
         await client.delete_vm(ORG, PROJECT, "warm-up")
         with pytest.raises(VmNotFound):
             await client.get_vm(ORG, PROJECT, "warm-up")
+        made_ids.remove(warm_up.id)
+        assert await _listed(cluster, 4) == sorted(made_ids)  # and no longer the deleted one
         after = _reads(cluster)
-        assert after.get("cache", 0) - before.get("cache", 0) >= 4 * 30, (before, after)
+        assert after.get("cache", 0) - before.get("cache", 0) >= 4 * 30 + 30 * 2, (before, after)  # GetVm + pages
         assert after.get("store", 0) == before.get("store", 0), (before, after)

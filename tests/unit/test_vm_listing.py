@@ -1,4 +1,5 @@
-"""`core.vms.listing`: ListVms pages and their server-side filters, over a real SQLite store.
+"""`core.vms.listing`: ListVms pages and their server-side filters, over a real SQLite store, read from
+the store and from the watched copy (`core/vms/reads.py`): the same pages either way.
 
 VM records are written straight into the store (this is about reading them); the listing runs on the
 real `Core` of `tests/core_harness.py`.
@@ -6,6 +7,8 @@ real `Core` of `tests/core_harness.py`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,23 +17,34 @@ import pytest
 
 from plasmavmc.core.context import Core
 from plasmavmc.core.vms.listing import MAX_SCANNED, VmFilter, list_vms
+from plasmavmc.core.vms.reads import VmReads
 from plasmavmc.errors import InvalidArgument
+from plasmavmc.observe.metrics import VM_READS
 from plasmavmc.store import keys
 from plasmavmc.store.base import Write
 from plasmavmc.types import codec
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.v1 import types_pb2
 from tests.core_harness import make_core
 
 COUNT = 2500
 
 
-@pytest.fixture
-async def core(tmp_path: Path) -> AsyncIterator[Core]:
+@pytest.fixture(params=["store", "copy"])
+async def core(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Core]:
     c = await make_core(tmp_path)
+    task = None
+    if request.param == "copy":
+        c.vm_reads = VmReads(c.store)
+        task = asyncio.create_task(c.vm_reads.run())
     try:
         yield c
     finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await c.store.close()
 
 
@@ -49,7 +63,7 @@ async def _walk(core: Core, where: VmFilter, page_size: int = 100) -> tuple[list
     token = ""
     for _ in range(COUNT + 2):
         vms, token = await list_vms(core, "o", "p", page_size, token, where=where)
-        names.extend(vm.name for vm in vms)
+        names.extend(types_pb2.VirtualMachine.FromString(vm).name for vm in vms)
         sizes.append(len(vms))
         if not token:
             return names, sizes
@@ -67,6 +81,7 @@ async def test_filters_list_exactly_the_matching_vms(core: Core) -> None:
         VmFilter(states=frozenset({VmState.RUNNING}), labels={"tier": "web"}),
         VmFilter(labels={"tier": "web"}, node_ids=frozenset({"n3"})),
     ]
+    from_store = VM_READS.labels("store")._value.get()
     for where in cases:
         names, sizes = await _walk(core, where)
         assert names == [vm.name for vm in vms if where.matches(vm)], where
@@ -74,7 +89,9 @@ async def test_filters_list_exactly_the_matching_vms(core: Core) -> None:
     nothing, sizes = await _walk(core, VmFilter(labels={"tier": "none"}))
     assert nothing == [] and len(sizes) == -(-COUNT // MAX_SCANNED)  # short pages, bounded reads each
     full, _ = await list_vms(core, "o", "p", 100, "")
-    assert len(full) == 100 and full[0].name == "vm-00000"
+    assert len(full) == 100 and types_pb2.VirtualMachine.FromString(full[0]).name == "vm-00000"
+    if core.vm_reads is not None:  # every page came from the copy
+        assert VM_READS.labels("store")._value.get() == from_store
 
 
 @pytest.mark.parametrize(

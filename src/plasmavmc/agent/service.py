@@ -57,8 +57,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             if disk.source.image_id not in have:
                 raise InvalidArgument(f"vm.spec.disks[{n}].source.image_id", "no such image in the request's images")
         ports = [from_proto(PortRequest, p) for p in request.ports]
-        handle = await self.vms.create(vm, images, ports)
-        return to_proto(handle, agent_pb2.VmHandle())
+        if not request.start:
+            return to_proto(await self.vms.create(vm, images, ports), agent_pb2.VmHandle())
+        handle, status = await self.vms.create_started(vm, images, ports)
+        reply = to_proto(handle, agent_pb2.VmHandle())
+        reply.started.CopyFrom(to_proto(status, types_pb2.VmStatus()))
+        return reply
 
     @unary
     async def StartVm(self, request: agent_pb2.StartVmRequest, context: Ctx) -> Any:

@@ -40,7 +40,7 @@ from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.image import Image
 from plasmavmc.types.network import PortRequest
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
-from plasmavmc.types.vm import HypervisorType, VirtualMachine
+from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc
 from plasmavmc.wire.guard import RequestGuard
 
@@ -108,6 +108,14 @@ class FleetVms(NodeVms):
         self._set_copies(vm.id, [*copies, (vm.node_id or "", handle)])
         self.handles[vm.id] = handle
         return handle
+
+    async def create_started(self, vm: VirtualMachine, images: list[Image],
+                             ports: Sequence[PortRequest] = ()) -> tuple[VmHandle, VmStatus]:
+        """Through this fleet's own `create` (its node's backend, its copies table), then `start`."""
+        handle = await self.create(vm, images, ports)
+        await self.start(vm.id)
+        backend, _ = self.lookup(vm.id)
+        return handle, await backend.status_after_start(handle)
 
     async def delete(self, vm_id: str) -> None:
         copies = self.copies.get(vm_id)

@@ -21,7 +21,7 @@ from plasmavmc.agent.image_cache import ImageCache
 from plasmavmc.agent.ports import NodePorts
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.errors import PlasmaError, Unimplemented, VmNotFound
-from plasmavmc.hypervisor.base import ExitReport, HypervisorBackend, LocalImage, VmHandle
+from plasmavmc.hypervisor.base import ConsoleStream, ExitReport, HypervisorBackend, LocalImage, VmHandle
 from plasmavmc.hypervisor.registry import HypervisorRegistry
 from plasmavmc.types.image import Image
 from plasmavmc.types.network import PortRequest
@@ -95,14 +95,40 @@ class NodeVms:
             out[image.id] = await self._local_image(vm.id, image, vm.org_id, by_id)
         return out
 
-    async def create(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = ()) -> VmHandle:
-        backend = self.registry.get(vm.hypervisor)
+    async def _prepared(self, backend: HypervisorBackend, vm: VirtualMachine, images: list[Image],
+                        ports: Sequence[PortRequest]) -> Mapping[str, LocalImage]:
+        """What a create needs on this node: the spec checked, the images local, the ports plumbed."""
         backend.supports(vm.spec)
         local: Mapping[str, LocalImage] = await self._local_images(vm, images)
         await self.ports.plumb(ports)  # taps exist, on their bridges, before the hypervisor opens them
-        handle = await backend.create(vm, local)
+        return local
+
+    async def create(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = ()) -> VmHandle:
+        backend = self.registry.get(vm.hypervisor)
+        handle = await backend.create(vm, await self._prepared(backend, vm, images, ports))
         self.handles[vm.id] = handle
         return handle
+
+    async def create_started(self, vm: VirtualMachine, images: list[Image],
+                             ports: Sequence[PortRequest] = ()) -> tuple[VmHandle, VmStatus]:
+        """`create` then `start` in one call (CreateVm with `start`): the control plane's create+start is one
+        round trip, the backend may overlap the two (`create_started`), and the status the control plane
+        records RUNNING from comes without the cost of usage counters. The boot timeline's image_ready is
+        when the backend had made the disks."""
+        backend = self.registry.get(vm.hypervisor)
+        local = await self._prepared(backend, vm, images, ports)
+        try:
+            handle, made_at = await backend.create_started(vm, local)
+        except BaseException:
+            # created but not started: the VM is this node's all the same (its record says why in ERROR)
+            for handle in await backend.handles():
+                if handle.vm_id == vm.id:
+                    self.handles[vm.id] = handle
+            raise
+        self.handles[vm.id] = handle
+        self._running(backend, handle, None)  # a new VM: its console has no history to skip
+        status = self.boots.merged(vm.id, await backend.status_after_start(handle))
+        return handle, dataclasses.replace(status, boot=dataclasses.replace(status.boot, image_ready_at=made_at))
 
     async def start(self, vm_id: str) -> None:
         backend, handle = self.lookup(vm_id)
@@ -113,8 +139,12 @@ class NodeVms:
             if console is not None:
                 await console.close()
             raise
+        self._running(backend, handle, console)
+
+    def _running(self, backend: HypervisorBackend, handle: VmHandle, console: ConsoleStream | None) -> None:
+        """A start succeeded: its boot is watched and its process supervised."""
         self.boots.started(backend, handle, console)
-        self._exits.pop(vm_id, None)
+        self._exits.pop(handle.vm_id, None)
         self._supervise(backend, handle)
 
     async def stop(self, vm_id: str, timeout: float, force: bool) -> None:

@@ -44,7 +44,7 @@ class _Call:
     """One admitted (or refused) call, for the audit entry."""
 
     rule: Rule
-    source: str
+    context: Any  # the call's; its peer is the audit entry's source, read only when an entry is made
     caller: Caller | None = None
     scope: Scope | None = None
 
@@ -57,8 +57,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
-        method: str = details.method
-        if handler is None or method.startswith(PASSTHROUGH_PREFIXES):
+        return None if handler is None else self.wrap(handler, details.method)
+
+    def wrap(self, handler: Any, method: str) -> Any:
+        """The admitting handler of `method`, the same for every call (a `wire/chain.py` layer)."""
+        if method.startswith(PASSTHROUGH_PREFIXES):
             return handler
         rule = self.rules.get(method)
         if rule is None and not method.startswith(PUBLIC_PREFIXES):
@@ -72,13 +75,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.audit.record(AuditEntry(
             time.time_ns(), call.caller.principal_id if call.caller else "", call.rule.action,
             scope.org_id if scope else "", scope.project_id if scope else "", scope.resource if scope else "",
-            result, call.source))
+            result, str(call.context.peer() or "")))
 
     async def _admit(self, rule: Rule | None, request: Any, context: Any) -> _Call:
         """Authenticate and authorize, or abort the call (and audit the refusal). `request` may be a
         `_FirstMessage`: a client stream's first message is read only once the caller is authenticated."""
-        call = _Call(rule or Rule("unknown", lambda r: Scope("", "", "", lambda: PlasmaError("")), True),
-                     str(context.peer() or ""))
+        call = _Call(rule or Rule("unknown", lambda r: Scope("", "", "", lambda: PlasmaError("")), True), context)
         try:
             if rule is None:
                 raise Unimplemented("this method has no authorization rule")

@@ -1,22 +1,21 @@
-"""`plasmavmc.v1.VmService`: request -> validated core call -> VirtualMachine message."""
+"""`plasmavmc.v1.VmService`: request -> validated core call -> VirtualMachine message.
+
+GetVm and unfiltered ListVms answer with serialized bytes (the watched copy keeps each VM rendered): the
+service is registered through `wire/replies.py`, which sends bytes as they are."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 from plasmavmc import validation
 from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms import devices, lifecycle, listing, power, resize, snapshots, watch
+from plasmavmc.core.vms import devices, lifecycle, listing, power, reads, resize, snapshots, watch
 from plasmavmc.core.vms.listing import VmFilter
 from plasmavmc.errors import InvalidArgument, vm_not_found
 from plasmavmc.observe.metrics import VM_READS
-from plasmavmc.store.base import KeyValue
-from plasmavmc.store.records import CorruptRecord, decode
-from plasmavmc.store.watched import Entry
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     CloneSource,
@@ -24,32 +23,19 @@ from plasmavmc.types.vm import (
     HypervisorType,
     NetworkSpec,
     RestartPolicy,
-    VirtualMachine,
     VmSpec,
     without_secrets,
 )
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import enum_from_proto, from_proto, to_proto
 from plasmavmc.wire.edge import ServicerContext, stream, unary, uncancelled
+from plasmavmc.wire.replies import list_reply
 
 Ctx = ServicerContext
-RENDER_SLICE = 25  # records a ListVms page renders between yields to the event loop
 FROM_CACHE, FROM_STORE = VM_READS.labels("cache"), VM_READS.labels("store")
 
 
-def vm_msg(vm: VirtualMachine) -> types_pb2.VirtualMachine:
-    """Every VM this service returns goes through here: the user-data secret is never sent back."""
-    return to_proto(without_secrets(vm), types_pb2.VirtualMachine())
-
-
-def rendered(key: str, entry: Entry) -> bytes:
-    """The watched entry's record as a serialized VirtualMachine message, rendered once per change of the
-    record; the stored bytes are dropped then (the message is a sixth of their size)."""
-    if entry.memo is None:
-        message = vm_msg(decode(VirtualMachine, KeyValue(key, entry.value, 0, entry.revision)).value)
-        entry.memo, entry.value = message.SerializeToString(), b""
-    assert isinstance(entry.memo, bytes)
-    return entry.memo
+vm_msg = reads.message  # every VM this service returns goes through here (no user-data)
 
 
 def _state(value: int) -> VmState:
@@ -101,47 +87,26 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             FROM_STORE.inc()
             return vm_msg((await self.core.find_vm(ref_of(ref))).value)
         FROM_CACHE.inc()
-        key, entry = found
-        return types_pb2.VirtualMachine.FromString(rendered(key, entry))
+        return reads.rendered(*found)  # sent as it is (`wire/replies.py`)
 
     @unary
     async def ListVms(self, request: vm_pb2.ListVmsRequest, context: Ctx) -> Any:
         if not (request.states or request.node_ids or request.labels):
-            items, token = await listing.list_page(
+            kept, token = await listing.list_page(
                 self.core, request.org_id, request.project_id, request.page_size, request.page_token,
                 request.all_projects,
             )
-            return vm_pb2.ListVmsResponse(vms=await self._render_page(items), next_page_token=token)
+            return list_reply(kept, token)  # serialized already: sent as it is (`wire/replies.py`)
         where = VmFilter(
             states=frozenset(_state(s) for s in request.states),
             node_ids=frozenset(request.node_ids),
             labels=dict(request.labels),
         )
-        vms, token = await listing.list_vms(
+        kept, token = await listing.list_vms(
             self.core, request.org_id, request.project_id, request.page_size, request.page_token,
             request.all_projects, where,
         )
-        return vm_pb2.ListVmsResponse(vms=[vm_msg(vm) for vm in vms], next_page_token=token)
-
-    async def _render_page(self, items: Sequence[KeyValue]) -> list[types_pb2.VirtualMachine]:
-        """The page's records as messages: what the watched copy rendered when it holds the same revision
-        (rendered into it now if not yet), else rendered from the page's record; an unreadable record is
-        left out. Rendering
-        is the cost: other calls run between slices of `RENDER_SLICE` records."""
-        copy = self.core.vm_reads.records if self.core.vm_reads else None
-        out = []
-        for i, kv in enumerate(items):
-            if i and not i % RENDER_SLICE:
-                await asyncio.sleep(0)
-            entry = copy.get(kv.key) if copy else None
-            try:
-                if entry is not None and entry.revision == kv.mod_revision:
-                    out.append(types_pb2.VirtualMachine.FromString(rendered(kv.key, entry)))
-                else:
-                    out.append(vm_msg(decode(VirtualMachine, kv).value))
-            except CorruptRecord:
-                continue  # reported and counted by decode
-        return out
+        return list_reply(kept, token)
 
     @unary
     async def UpdateVm(self, request: vm_pb2.UpdateVmRequest, context: Ctx) -> Any:

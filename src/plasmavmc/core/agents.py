@@ -71,13 +71,16 @@ class AgentClient:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, self.node) from None
 
-    async def create_vm(self, vm: VirtualMachine, images: Sequence[Image], ports: Sequence[PortRequest] = ()) -> None:
-        req = agent_pb2.CreateVmRequest(vm=to_proto(vm, types_pb2.VirtualMachine()))
+    async def create_vm(self, vm: VirtualMachine, images: Sequence[Image], ports: Sequence[PortRequest] = (),
+                        *, start: bool = False) -> VmStatus | None:
+        """Create the VM on the node; with `start`, start it too in the same call and return its status."""
+        req = agent_pb2.CreateVmRequest(vm=to_proto(vm, types_pb2.VirtualMachine()), start=start)
         for image in images:
             to_proto(image, req.images.add())
         for port in ports:
             to_proto(port, req.ports.add())
-        await self._call("CreateVm", req, timeout=600.0)
+        reply: Any = await self._call("CreateVm", req, timeout=720.0 if start else 600.0)
+        return from_proto(VmStatus, reply.started) if start else None
 
     async def start_vm(self, vm_id: str) -> None:
         await self._call("StartVm", agent_pb2.StartVmRequest(vm_id=vm_id), timeout=120.0)

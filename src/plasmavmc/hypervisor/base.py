@@ -11,6 +11,7 @@ run detached and outlive the agent.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,19 @@ class HypervisorBackend(abc.ABC):
 
     @abc.abstractmethod
     async def status(self, handle: VmHandle) -> VmStatus: ...
+
+    async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> tuple[VmHandle, float]:
+        """`create` then `start` (a create with `start`); returns the handle and when the VM's disks were
+        made (unix time). A backend may overlap the two where its hypervisor allows."""
+        handle = await self.create(vm, images)
+        made_at = time.time()
+        await self.start(handle)
+        return handle, made_at
+
+    async def status_after_start(self, handle: VmHandle) -> VmStatus:
+        """The status right after `start` returned, for a caller that records the VM RUNNING (a create with
+        `start`): `status` unless the backend can say it without the cost of usage counters."""
+        return await self.status(handle)
 
     @abc.abstractmethod
     async def wait_exit(self, handle: VmHandle) -> ExitReport:

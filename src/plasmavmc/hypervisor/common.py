@@ -73,14 +73,17 @@ def image_for_boot(spec: VmSpec, images: dict[str, LocalImage]) -> LocalImage | 
     return images.get(disk.source.image_id or "") if disk is not None else None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new content, never a torn one."""
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` so that readers see the old or the new content, never a torn one.
+    `durable`: flushed to disk before the rename (survives a host crash); off for files that describe
+    only the running process, which a host crash ends anyway."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

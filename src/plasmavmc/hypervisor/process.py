@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor import fswait
 
 log = logging.getLogger(__name__)
 
@@ -178,18 +179,7 @@ class Process:
             while self.alive():
                 await asyncio.sleep(_POLL_FALLBACK_S)
             return
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-
-        def on_readable() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(self._pidfd, on_readable)
-        try:
-            await exited
-        finally:
-            loop.remove_reader(self._pidfd)
+        await fswait.readable(self._pidfd)  # a pidfd turns readable when its process exits
 
     async def terminate(self, grace_s: float, sig: int = signal.SIGTERM) -> None:
         """Send `sig`, wait up to `grace_s` seconds, then SIGKILL and wait for the exit."""

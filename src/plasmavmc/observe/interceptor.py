@@ -7,8 +7,9 @@ status code (`plasmavmc_grpc_server_handled_total`) and times it (`..._handling_
 are timed until they end. The request id reaches the client in error answers (`api/edge.py`).
 
 It runs on every call (heartbeats included), so what can be worked out once is: the metric children
-of a method (`_Method`, one per method name), and which fields of a request type name the scope
-(`_plan`, one per message class). Per call there is one wrapper and no label lookup.
+of a method (`_Method`, one per method name), which fields of a request type name the scope (`_plan`,
+one per message class), and the wrapped handler itself (`wrap`, kept per method by `wire/chain.py`'s
+`MethodChain`). Per call there is no label lookup and no handler built.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def _request_id(offered: str) -> str:
     return offered if offered and REQUEST_ID.fullmatch(offered) else logctx.new_request_id()
 
 
-def _offered_id(details: grpc.HandlerCallDetails) -> str:
-    for key, value in details.invocation_metadata or ():
+def _offered_id(context: Any) -> str:
+    for key, value in context.invocation_metadata() or ():
         if key == "x-request-id" and isinstance(value, str):
             return value
     return ""
@@ -105,14 +106,14 @@ def _code(context: Any, exc: BaseException | None) -> str:
 
 @dataclass(frozen=True)
 class _Call:
-    """What one call binds and reports to; `single`: its request is one message naming the scope."""
+    """What each call of one method binds and reports to; `single`: its request is one message naming
+    the scope."""
 
     method: _Method
-    request_id: str
     single: bool
 
-    def begin(self, request: Any) -> float:
-        logctx.bind(request_id=self.request_id, method=self.method.name)
+    def begin(self, request: Any, context: Any) -> float:
+        logctx.bind(request_id=_request_id(_offered_id(context)), method=self.method.name)
         if self.single:
             logctx.bind(**_scope_of(request))
         return time.perf_counter()
@@ -122,7 +123,7 @@ def _answering(inner: Any, call: _Call) -> Any:
     """Wrap a handler that answers one message (unary-unary, stream-unary)."""
 
     async def answer(request: Any, context: Any) -> Any:
-        started = call.begin(request)
+        started = call.begin(request, context)
         try:
             result = await inner(request, context)
         except BaseException as err:
@@ -138,7 +139,7 @@ def _streaming(inner: Any, call: _Call) -> Any:
     """Wrap a handler that answers a stream (unary-stream, stream-stream); timed until it ends."""
 
     async def answer(request: Any, context: Any) -> AsyncIterator[Any]:
-        started = call.begin(request)
+        started = call.begin(request, context)
         try:
             async for item in _items(inner(request, context)):
                 yield item
@@ -161,13 +162,13 @@ _KINDS = (  # handler attribute, wrapper, request is one message, grpc's handler
 class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def intercept_service(self, continuation: Continuation, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
-        if handler is None:
-            return None
-        method = _method(str(details.method))
-        request_id = _request_id(_offered_id(details))
+        return None if handler is None else self.wrap(handler, str(details.method))
+
+    def wrap(self, handler: Any, method: str) -> Any:
+        """The observed handler of `method`, the same for every call (a `wire/chain.py` layer)."""
         for attr, wrap, single, factory in _KINDS:
             inner = getattr(handler, attr)
             if inner is not None:
-                return factory(wrap(inner, _Call(method, request_id, single)), handler.request_deserializer,
+                return factory(wrap(inner, _Call(_method(method), single)), handler.request_deserializer,
                                handler.response_serializer)
         return handler

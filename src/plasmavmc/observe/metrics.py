@@ -24,6 +24,11 @@ SCHEDULER_LATENCY = Histogram("plasmavmc_scheduler_latency_seconds", "Scheduling
 HEARTBEAT_AGE = Gauge("plasmavmc_agent_heartbeat_age_seconds", "Time since heartbeat", ["node"])
 
 # -- beyond §12.2 (issue 17): per-RPC, replica, node capacity, images -----------------------------------
+WATCHED_UNDERIVED = Gauge(
+    "plasmavmc_watched_underived",
+    "Listed entries of a watched copy its background pass has not derived yet (rendered, for the VM copy)",
+    ["prefix"],
+)
 RPC_HANDLED = Counter(
     "plasmavmc_grpc_server_handled_total", "gRPC calls completed, by service, method and status code",
     ["service", "method", "code"],
@@ -48,5 +53,7 @@ CORRUPT_RECORDS = Counter(
     "plasmavmc_corrupt_records_total", "Stored records that failed to decode (skipped or moved aside)", ["kind"]
 )
 VM_READS = Counter(
-    "plasmavmc_vm_reads_total", "GetVm answers by source: the watched copy (cache) or the store (store)", ["source"]
+    "plasmavmc_vm_reads_total",
+    "GetVm answers, unfiltered ListVms pages and filtered pages' reads by source: the watched copy (cache) or "
+    "the store (store)", ["source"]
 )

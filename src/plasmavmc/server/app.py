@@ -65,9 +65,11 @@ from plasmavmc.v1 import (
     network_pb2_grpc,
     node_pb2_grpc,
     quota_pb2_grpc,
-    vm_pb2_grpc,
+    vm_pb2,
 )
+from plasmavmc.wire.chain import Layer, MethodChain
 from plasmavmc.wire.guard import RequestGuard
+from plasmavmc.wire.replies import add_servicer
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
@@ -144,17 +146,17 @@ API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavm
                 "plasmavmc.v1.QuotaService", "plasmavmc.v1.IamService", "plasmavmc.agent.v1.AgentService")
 
 
-def grpc_server(core: Core, settings: ServerSettings, iam: Iam,
-                interceptor: grpc.aio.ServerInterceptor | None = None) -> grpc.aio.Server:
-    """Every service on one gRPC server; `interceptor` replaces the auth interceptor (benchmarks only).
-    The observing interceptor (request ids, log fields, RPC metrics) comes first, so it sees refusals too;
-    then the request guard: authorization reads fields of a request that must be decoded and sane."""
-    observing = [ObservingInterceptor()] if settings.server.rpc_metrics else []
-    auth = interceptor or AuthInterceptor(iam.gate, iam.audit)
-    server = grpc.aio.server(interceptors=[*observing, RequestGuard(), auth])
+def grpc_server(core: Core, settings: ServerSettings, iam: Iam, auth: AuthInterceptor | None = None) -> grpc.aio.Server:
+    """Every service on one gRPC server, behind one interceptor that layers each method once
+    (`wire/chain.py`); `auth` replaces the authentication layer (benchmarks only). The observing layer
+    (request ids, log fields, RPC metrics) comes first, so it sees refusals too; then the request guard:
+    authorization reads fields of a request that must be decoded and sane."""
+    observing: list[Layer] = [ObservingInterceptor()] if settings.server.rpc_metrics else []
+    layers = MethodChain([*observing, RequestGuard(), auth or AuthInterceptor(iam.gate, iam.audit)])
+    server = grpc.aio.server(interceptors=[layers])
     iam_pb2_grpc.add_IamServiceServicer_to_server(IamServicer(core, iam), server)
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
-    vm_pb2_grpc.add_VmServiceServicer_to_server(VmServicer(core, hypervisor), server)
+    add_servicer(server, VmServicer(core, hypervisor), vm_pb2.DESCRIPTOR.services_by_name["VmService"])
     images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),
                           VmDisks(core), owner=core.server_id, limits=ingest_limits(settings))
     image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)

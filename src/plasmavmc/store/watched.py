@@ -13,20 +13,33 @@ them (etcd: milliseconds; SQLite from another process: its poll interval).
 
 Each `Entry` has a `memo` slot for what a reader derives from the value (a decoded record, a rendered
 message): it goes with the entry when the key changes, so it is never stale. Once its memo is set, the
-reader may drop the value (to hold less: the API keeps a VM as its serialized message only).
+reader may drop the value (to hold less: the API keeps a VM as its serialized message only). A `derive`
+function given to the copy does that for every entry — once per change, not per read: for each change
+as the watch delivers it, and for the listed entries in a background pass that starts once the copy is
+ready (readiness does not wait for it; a reader derives an entry not reached yet itself) and gives the
+event loop back every `DERIVE_SLICE` entries.
+
+With `ordered`, the copy also keeps its keys sorted (one list, updated by bisection as keys come and go),
+so a reader can page through any sub-prefix in key order — seeking to a key as the store does — without
+a store call (`keys_after`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from collections.abc import Awaitable, Callable
 
 from plasmavmc.errors import PlasmaError
+from plasmavmc.observe.metrics import WATCHED_UNDERIVED
 from plasmavmc.store.base import EventType, Store, WatchEvent
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 1000
+DERIVE_SLICE = 25  # entries derived between yields to the event loop while listing
+
+Derive = Callable[[str, "Entry"], None]
 
 #: reads and applies one page after the token (None: the first); returns the page's revision and next token
 PageReader = Callable[[str | None], Awaitable[tuple[int, str | None]]]
@@ -77,9 +90,13 @@ class Entry:
 class WatchedPrefix:
     """Key -> `Entry` for every key under `prefix`; run `run()` as a task to keep it current."""
 
-    def __init__(self, store: Store, prefix: str, retry: float = 1.0) -> None:
-        self.store, self.prefix, self._retry = store, prefix, retry
+    def __init__(self, store: Store, prefix: str, retry: float = 1.0, derive: Derive | None = None,
+                 ordered: bool = False) -> None:
+        self.store, self.prefix, self._retry, self._derive = store, prefix, retry, derive
         self.entries: dict[str, Entry] = {}
+        self._ordered = ordered
+        self._sorted: list[str] = []  # every key of `entries`, in order (when `ordered`)
+        self._deriving: asyncio.Task[None] | None = None  # the listed entries' background derive pass
         self.revision = 0  # every change under the prefix up to this revision is applied
         self.ready = False
         self._moved = asyncio.Event()  # swapped each time `revision` moves or readiness changes
@@ -87,6 +104,17 @@ class WatchedPrefix:
 
     def get(self, key: str) -> Entry | None:
         return self.entries.get(key)
+
+    def keys_after(self, prefix: str, start_after: str, limit: int) -> list[str]:
+        """Up to `limit` keys under `prefix` (within this copy's prefix) that sort after `start_after`, in
+        order; an `ordered` copy only."""
+        assert self._ordered, "keys_after needs an ordered copy"
+        keys = self._sorted
+        first = bisect.bisect_right(keys, max(start_after, prefix))
+        found = keys[first:first + limit]
+        while found and not found[-1].startswith(prefix):  # the range ends where the prefix does
+            found.pop()
+        return found
 
     def covers_own_writes(self) -> bool:
         return self.ready and self.revision >= self.store.fence(self.prefix)
@@ -123,29 +151,60 @@ class WatchedPrefix:
         self._advance(0)
 
     async def _follow(self) -> None:
-        self.entries = {}
-        await follow(self.store, self.prefix, self._page, self._listed, self._event)
+        self.entries, self._sorted = {}, []
+        try:
+            await follow(self.store, self.prefix, self._page, self._listed, self._event)
+        finally:
+            if self._deriving is not None:
+                self._deriving.cancel()
+                self._deriving = None
 
     async def _page(self, after: str | None) -> tuple[int, str | None]:
         page = await self.store.list(self.prefix, start_after=after, limit=PAGE_SIZE)
         for kv in page.items:
-            self._put(kv.key, kv.value, kv.mod_revision)
+            self._put(kv.key, kv.value, kv.mod_revision, listed=True)
         return page.revision, page.next_start_after
 
     def _listed(self, revision: int) -> None:
         self.ready = True
         self._advance(revision)
+        self._deriving = asyncio.create_task(self._derive_listed(), name=f"derive {self.prefix}")
+
+    async def _derive_listed(self) -> None:
+        """`derive` every listed entry not derived yet, a slice at a time."""
+        if self._derive is None:
+            return
+        listed = list(self.entries.items())
+        left = WATCHED_UNDERIVED.labels(self.prefix)
+        try:
+            for i, (key, entry) in enumerate(listed):
+                if entry.memo is None and self.entries.get(key) is entry:
+                    self._derive(key, entry)
+                if i % DERIVE_SLICE == DERIVE_SLICE - 1:
+                    left.set(len(listed) - i - 1)
+                    await asyncio.sleep(0)
+        finally:
+            left.set(0)
 
     def _event(self, event: WatchEvent) -> None:
         if event.type == EventType.DELETE:
             entry = self.entries.get(event.key)
             if entry is not None and entry.revision < event.revision:
                 del self.entries[event.key]
+                if self._ordered:
+                    del self._sorted[bisect.bisect_left(self._sorted, event.key)]
         else:
             self._put(event.key, event.value, event.revision)
         self._advance(event.revision)
 
-    def _put(self, key: str, value: bytes, revision: int) -> None:
+    def _put(self, key: str, value: bytes, revision: int, listed: bool = False) -> None:
         entry = self.entries.get(key)
+        if entry is None and self._ordered:
+            if self._sorted and key < self._sorted[-1]:
+                bisect.insort(self._sorted, key)
+            else:
+                self._sorted.append(key)  # listing gives keys in order: each one goes last
         if entry is None or entry.revision < revision:
-            self.entries[key] = Entry(value, revision)
+            entry = self.entries[key] = Entry(value, revision)
+            if self._derive is not None and not listed:
+                self._derive(key, entry)

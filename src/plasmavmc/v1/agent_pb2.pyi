@@ -26,7 +26,7 @@ VM_EXIT_KIND_CRASHED: VmExitKind
 VM_EXIT_KIND_HOST_REBOOT: VmExitKind
 
 class VmHandle(_message.Message):
-    __slots__ = ("vm_id", "backend", "runtime_dir", "name", "details")
+    __slots__ = ("vm_id", "backend", "runtime_dir", "name", "details", "started")
     class DetailsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,22 +39,26 @@ class VmHandle(_message.Message):
     RUNTIME_DIR_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
     vm_id: str
     backend: _types_pb2.HypervisorType
     runtime_dir: str
     name: str
     details: _containers.ScalarMap[str, str]
-    def __init__(self, vm_id: _Optional[str] = ..., backend: _Optional[_Union[_types_pb2.HypervisorType, str]] = ..., runtime_dir: _Optional[str] = ..., name: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    started: _types_pb2.VmStatus
+    def __init__(self, vm_id: _Optional[str] = ..., backend: _Optional[_Union[_types_pb2.HypervisorType, str]] = ..., runtime_dir: _Optional[str] = ..., name: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ..., started: _Optional[_Union[_types_pb2.VmStatus, _Mapping]] = ...) -> None: ...
 
 class CreateVmRequest(_message.Message):
-    __slots__ = ("vm", "images", "ports")
+    __slots__ = ("vm", "images", "ports", "start")
     VM_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     vm: _types_pb2.VirtualMachine
     images: _containers.RepeatedCompositeFieldContainer[_image_pb2.Image]
     ports: _containers.RepeatedCompositeFieldContainer[_network_pb2.NetworkPort]
-    def __init__(self, vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_image_pb2.Image, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[_network_pb2.NetworkPort, _Mapping]]] = ...) -> None: ...
+    start: bool
+    def __init__(self, vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_image_pb2.Image, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[_network_pb2.NetworkPort, _Mapping]]] = ..., start: _Optional[bool] = ...) -> None: ...
 
 class StartVmRequest(_message.Message):
     __slots__ = ("vm_id",)

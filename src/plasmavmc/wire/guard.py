@@ -249,7 +249,8 @@ def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
 
 
 class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Install with `grpc.aio.server(interceptors=[RequestGuard()])` on every port."""
+    """Install with `grpc.aio.server(interceptors=[RequestGuard()])` on every port (or as a layer of a
+    `MethodChain`)."""
 
     async def intercept_service(
         self,
@@ -259,4 +260,8 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return _guard(handler, handler_call_details.method)
+        return self.wrap(handler, handler_call_details.method)
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """The guarded handler of `method`, the same for every call (a `wire/chain.py` layer)."""
+        return _guard(handler, method)

@@ -173,29 +173,26 @@ async def provision(
     core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving, *, start: bool = False
 ) -> VirtualMachine:
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
-    (with reason) if it fails. With `start`, the agent starts it too and the same last step records
-    CREATING -> STOPPED -> STARTING -> RUNNING (each move through the transition table): one commit
-    where a create then a StartVm make four."""
+    (with reason) if it fails. With `start`, the agent starts it too, in the same call, and the same last
+    step records CREATING -> STOPPED -> STARTING -> RUNNING (each move through the transition table): one
+    agent round trip and one commit where a create then a StartVm make two and four."""
     observed: VmStatus | None = None
 
     def _made(v: VirtualMachine) -> VirtualMachine:
-        made = boot.stamped(moved(v, VmState.STOPPED, "create"), image_ready_at=ready_at)
-        return made if observed is None else running(starting(made, ready_at), observed, "start")
+        # with `start`, the agent stamped when the disks were made (before it started the VM)
+        made_at = observed.boot.image_ready_at if observed is not None and observed.boot.image_ready_at else ready_at
+        made = boot.stamped(moved(v, VmState.STOPPED, "create"), image_ready_at=made_at)
+        return made if observed is None else running(starting(made, made_at), observed, "start")
 
     try:
         agent = await core.agent_for(vm.value)
-        await agent.create_vm(vm.value, images, await nics.port_requests(core.store, vm.value))
+        # with `start`, one call: the agent creates, starts and answers with the running status
+        observed = await agent.create_vm(vm.value, images, await nics.port_requests(core.store, vm.value),
+                                         start=start)
         ready_at = boot.now()
     except PlasmaError as err:
-        await set_error(core, vm.key, f"create failed: {err.message}")
+        await set_error(core, vm.key, f"{'create+start' if start else 'create'} failed: {err.message}")
         raise
-    if start:
-        try:
-            await agent.start_vm(vm.value.id)
-            observed = await agent.status(vm.value.id)
-        except PlasmaError as err:
-            await set_error(core, vm.key, f"start failed: {err.message}")
-            raise
     done = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
     await refresh.ports_changed(core, done.value, done.value.spec.network)
     return done.value

@@ -1,7 +1,9 @@
 """ListVms: one page of a project's (or an org's) VMs, seeking to its page token, with server-side filters.
 
-A page is one store range read from its token (the store seeks there: a page costs the same at any
-depth). With filters (state, node, labels), a page reads the store in steps of the page size until it has
+An unfiltered page comes from this replica's watched copy (`reads.py`: the keys in order, each VM kept
+serialized) when it holds this process's own writes, and is then made of kept bytes only; otherwise it
+is one store range read from its token (the store seeks there), rendered. Either way a page costs the
+same at any depth. With filters (state, node, labels), a page reads the store in steps of the page size until it has
 `page_size` matches or has read `MAX_SCANNED` records; it may then hold fewer VMs than asked — even
 none — while `next_page_token` is set: the caller follows the token until it is empty. So a filtered
 page costs a bounded amount whatever the fleet size and the filter's selectivity.
@@ -10,23 +12,30 @@ page costs a bounded amount whatever the fleet size and the filter's selectivity
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from plasmavmc import validation
 from plasmavmc.core.context import Core
+from plasmavmc.core.vms.reads import message, rendered
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.limits import MAX_LABELS
+from plasmavmc.observe.metrics import VM_READS
 from plasmavmc.store import keys
 from plasmavmc.store.base import KeyValue
-from plasmavmc.store.records import decode_all
+from plasmavmc.store.records import CorruptRecord, decode, decode_all
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
+from plasmavmc.v1 import types_pb2
+from plasmavmc.wire.convert import enum_to_proto
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_SCANNED = 1000  # records one filtered page reads at most
 FILTER_STEP = 100  # records read (and decoded) per store call while filtering
 MAX_FILTER_VALUES = 100  # node ids (or states) one filter may name
+RENDER_SLICE = 25  # records a page read from the store renders between yields to the event loop
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,14 @@ class VmFilter:
             return False
         return all(vm.labels.get(k) == v for k, v in self.labels.items())
 
+    def matches_message(self, vm: types_pb2.VirtualMachine, states: frozenset[int]) -> bool:
+        """`matches` for a VM as its message; `states`: this filter's states as their wire numbers."""
+        if states and vm.state not in states:
+            return False
+        if self.node_ids and (vm.node_id if vm.HasField("node_id") else None) not in self.node_ids:
+            return False
+        return all(vm.labels.get(k) == v for k, v in self.labels.items())
+
 
 def _check(org_id: str, project_id: str, page_size: int, token: str, all_projects: bool) -> None:
     validation.name(org_id, "org_id")
@@ -79,13 +96,46 @@ def _check(org_id: str, project_id: str, page_size: int, token: str, all_project
 
 async def list_page(
     core: Core, org_id: str, project_id: str, page_size: int, token: str, all_projects: bool = False
-) -> tuple[tuple[KeyValue, ...], str]:
-    """One unfiltered page as the stored records (the API renders them, reusing what GetVm rendered)."""
+) -> tuple[list[bytes], str]:
+    """One unfiltered page as serialized VirtualMachine messages, and the next page's token."""
     _check(org_id, project_id, page_size, token, all_projects)
     prefix = keys.vms_in(org_id, None if all_projects else project_id)
-    page = await core.store.list(prefix, start_after=prefix + token if token else None,
-                                 limit=page_size or DEFAULT_PAGE)
-    return page.items, page.next_start_after.removeprefix(prefix) if page.next_start_after else ""
+    start, limit = prefix + token if token else None, page_size or DEFAULT_PAGE
+    kept = await core.vm_reads.page(prefix, start, limit) if core.vm_reads else None
+    VM_READS.labels("store" if kept is None else "cache").inc()
+    if kept is not None:
+        found, after = kept
+        out = []
+        for key, entry in found:
+            with contextlib.suppress(CorruptRecord):  # reported and counted by decode; left out
+                out.append(rendered(key, entry))
+    else:
+        page = await core.store.list(prefix, start_after=start, limit=limit)
+        out, after = await _render(core, page.items), page.next_start_after
+    return out, after.removeprefix(prefix) if after else ""
+
+
+async def _render(core: Core, items: Sequence[KeyValue]) -> list[bytes]:
+    """Records read from the store as serialized messages: what the watched copy rendered when it holds
+    the same revision, else rendered now; an unreadable record is left out. Rendering is the cost: other
+    calls run between slices of `RENDER_SLICE` records."""
+    copy = core.vm_reads.records if core.vm_reads else None
+    out = []
+    for i, kv in enumerate(items):
+        if i and not i % RENDER_SLICE:
+            await asyncio.sleep(0)
+        entry = copy.get(kv.key) if copy else None
+        with contextlib.suppress(CorruptRecord):
+            if entry is not None and entry.revision == kv.mod_revision:
+                out.append(rendered(kv.key, entry))
+            else:
+                out.append(message(decode(VirtualMachine, kv).value).SerializeToString())
+    return out
+
+
+# one step of a filtered listing: (key, the serialized VM if it matches else None) per record read, and
+# the key to read the next step after (None at the end)
+Step = tuple[list[tuple[str, bytes | None]], str | None]
 
 
 async def list_vms(
@@ -96,30 +146,53 @@ async def list_vms(
     token: str,
     all_projects: bool = False,
     where: VmFilter | None = None,
-) -> tuple[list[VirtualMachine], str]:
+) -> tuple[list[bytes], str]:
     """One page of a project's VMs (or, with `all_projects`, of every project of the org) that match
-    `where`, and the next page's token ("" when done)."""
+    `where`, as serialized VirtualMachine messages, and the next page's token ("" when done). The records
+    come from the watched copy (each kept serialized: matched on its parsed message) when it can answer,
+    else from the store (decoded)."""
     _check(org_id, project_id, page_size, token, all_projects)
     where = (where or VmFilter()).validated()
     limit = page_size or DEFAULT_PAGE
-    step = limit if where.empty else max(limit, FILTER_STEP)
     prefix = keys.vms_in(org_id, None if all_projects else project_id)
     start = prefix + token if token else None
-    found: list[VirtualMachine] = []
+    found: list[bytes] = []
     scanned = 0
     while True:
-        page = await core.store.list(prefix, start_after=start, limit=step)
-        for item in decode_all(VirtualMachine, page.items):
-            if not where.matches(item.value):
+        items, after = await _step(core, prefix, start, max(limit, FILTER_STEP), where)
+        for key, raw in items:
+            if raw is None:
                 continue
-            found.append(item.value)
+            found.append(raw)
             if len(found) == limit:  # full: resume after this VM, unless it was the very last one
-                more = item.key != page.items[-1].key or page.next_start_after is not None
-                return found, item.key.removeprefix(prefix) if more else ""
-        scanned += len(page.items)
-        if page.next_start_after is None:
+                more = key != items[-1][0] or after is not None
+                return found, key.removeprefix(prefix) if more else ""
+        scanned += len(items)
+        if after is None:
             return found, ""
         if scanned >= MAX_SCANNED:
-            return found, page.next_start_after.removeprefix(prefix)
-        start = page.next_start_after
-        await asyncio.sleep(0)  # decoding is the cost: let other calls run between steps
+            return found, after.removeprefix(prefix)
+        start = after
+        await asyncio.sleep(0)  # matching is the cost: let other calls run between steps
+
+
+async def _step(core: Core, prefix: str, start: str | None, count: int, where: VmFilter) -> Step:
+    """`count` records after `start`: from the watched copy when it can answer, else from the store."""
+    kept = await core.vm_reads.page(prefix, start, count) if core.vm_reads else None
+    VM_READS.labels("store" if kept is None else "cache").inc()
+    if kept is None:
+        page = await core.store.list(prefix, start_after=start, limit=count)
+        decoded = {item.key: item.value for item in decode_all(VirtualMachine, page.items)}
+        return [(kv.key, message(vm).SerializeToString() if (vm := decoded.get(kv.key)) is not None
+                 and where.matches(vm) else None) for kv in page.items], page.next_start_after
+    entries, after = kept
+    states = frozenset(enum_to_proto(s, types_pb2.VmState.DESCRIPTOR) for s in where.states)
+    out: list[tuple[str, bytes | None]] = []
+    for key, entry in entries:
+        try:
+            raw = rendered(key, entry)
+        except CorruptRecord:
+            raw = None  # reported and counted by decode; left out
+        matched = raw is not None and where.matches_message(types_pb2.VirtualMachine.FromString(raw), states)
+        out.append((key, raw if matched else None))
+    return out, after

@@ -7,9 +7,9 @@ text. The socket path of a jailed VM is deep under the runtime dir and may excee
 `sun_path` limit, so long paths are reached through `/proc/self/fd/<dirfd>/<name>` of an `O_PATH`
 descriptor on their directory.
 
-Endpoints used (Firecracker v1.x API): PUT /machine-config, /boot-source, /drives/{id},
-/network-interfaces/{id}, /metrics, /balloon, /actions (InstanceStart, SendCtrlAltDel, FlushMetrics),
-/snapshot/create, /snapshot/load; PATCH /vm (Paused/Resumed); GET / (instance info).
+Endpoints used (Firecracker v1.x API): PUT /actions (SendCtrlAltDel, FlushMetrics), /snapshot/create,
+/snapshot/load; PATCH /vm (Paused/Resumed), /balloon; GET / (instance info). A boot is configured by
+`--config-file` at exec instead (the same bodies, `spec.vm_config`), so it makes no PUT at all.
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor import fswait
 
 _SUN_PATH_MAX = 100
 _TIMEOUT_S = 30.0
 _MAX_RESPONSE = 1 << 20
+_REFUSED_RETRY_S = 0.001
 
 
 @contextlib.contextmanager
@@ -110,19 +112,21 @@ def _parse_response(method: str, path: str, raw: bytes) -> dict[str, Any]:
     return data
 
 
-async def wait_for_socket(api: FirecrackerApi, alive: Any, within_s: float) -> float:
-    """Poll-with-deadline until the API answers GET /; returns seconds waited. `alive()` false aborts."""
+async def wait_for_socket(api: FirecrackerApi, alive: Callable[[], bool], within_s: float) -> float:
+    """Until the API answers GET / (returns seconds waited); `alive()` false aborts. The socket's creation
+    wakes the wait (inotify, `fswait`); between its bind and listen a connection is refused, so that short
+    window is retried every millisecond. Launched with `--config-file`, Firecracker answers only once the
+    VM is configured and started, so the answer also means the VM runs."""
     started = time.monotonic()
     deadline = started + within_s
-    last = "socket not created"
-    while time.monotonic() < deadline:
-        if not alive():
-            raise HypervisorError("firecracker exited before its API socket was ready")
-        if api.socket_path.exists():
-            try:
-                await api.get("/")
-                return time.monotonic() - started
-            except HypervisorError as exc:
-                last = exc.message
-        await asyncio.sleep(0.005)
-    raise HypervisorError(f"firecracker API socket not ready in {within_s:.0f}s: {last}")
+    await fswait.created(api.socket_path, within_s, alive)
+    while True:
+        try:
+            await api.get("/")
+            return time.monotonic() - started
+        except HypervisorError as exc:
+            if not alive():
+                raise HypervisorError("firecracker exited before its API answered") from exc
+            if time.monotonic() > deadline:
+                raise HypervisorError(f"firecracker API not ready in {within_s:.0f}s: {exc.message}") from exc
+        await asyncio.sleep(_REFUSED_RETRY_S)  # poll-with-deadline: bound, not listening yet

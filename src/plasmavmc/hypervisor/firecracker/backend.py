@@ -1,8 +1,9 @@
 """`FirecrackerBackend`: the VM lifecycle on one node with Firecracker microVMs, jailed or not.
 
 What it owns: each VM's runtime dir (`layout.py`), its Firecracker process (`launch.py`, optionally
-under the jailer, `jail.py`), configured over the HTTP API (`api.py`, bodies from `spec.py`), its raw
-disks (`disks.py`) and snapshots (`snapshots.py`). Like the QEMU backend it keeps nothing in memory
+under the jailer, `jail.py`), configured at exec from a `--config-file` (`spec.vm_config`: the boot is
+one exec, no API round trip) and driven afterwards over the HTTP API (`api.py`), its raw disks
+(`disks.py`) and snapshots (`snapshots.py`). Like the QEMU backend it keeps nothing in memory
 that matters: every method works from files, so a second instance on the same runtime dir — an agent
 after a restart — finds and drives the running VMs (`handles()`).
 
@@ -31,6 +32,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState, NotFound
@@ -51,7 +53,16 @@ from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.console import FifoConsole
 from plasmavmc.hypervisor.firecracker.disks import make_disk, sparse_copy
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
-from plasmavmc.hypervisor.firecracker.layout import API_SOCK, INITRD, KERNEL, LOG, METRICS, FcPaths, disk_file
+from plasmavmc.hypervisor.firecracker.layout import (
+    API_SOCK,
+    CONFIG,
+    INITRD,
+    KERNEL,
+    LOG,
+    METRICS,
+    FcPaths,
+    disk_file,
+)
 from plasmavmc.hypervisor.process import Process, tail
 from plasmavmc.hypervisor.vmdir import HANDLE, VmDirBackend
 from plasmavmc.types.codec import loads
@@ -121,6 +132,40 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
     # ---------------------------------------------------------------- create
 
     async def create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> VmHandle:
+        handle, paths, boot, used = self._begin_create(vm, images)
+        await self._place_files(vm, boot, used, paths)
+        crashpoints.reached("create:disks")
+        self._save_vm(paths, vm, used)
+        return handle
+
+    async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> tuple[VmHandle, float]:
+        """A clone's Firecracker is launched (jailer, chroot, cgroups, exec) while its files are placed: it
+        reads none of them before the snapshot is loaded, which waits for both. Anything else: create,
+        then start."""
+        if vm.source_snapshot is None or (self.vm_dir(vm.id) / HANDLE).exists():
+            return await super().create_started(vm, images)
+        handle, paths, boot, used = self._begin_create(vm, images)
+        async with self._lock(vm.id):
+            for name in (LOG, METRICS):  # opened by Firecracker at exec
+                (paths.guest / name).touch(mode=0o600)
+            launching = asyncio.create_task(self._launch(paths, vm))
+            try:
+                await self._place_files(vm, boot, used, paths)
+                crashpoints.reached("create:disks")
+                self._save_vm(paths, vm, used)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    process, _ = await launching
+                    await self._abort(paths, process, "create failed")
+                raise
+            made_at = time.time()
+            process, api = await launching
+            await self._resume_clone(paths, process, api)
+        return handle, made_at
+
+    def _begin_create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
+                      ) -> tuple[VmHandle, FcPaths, LocalImage, dict[str, LocalImage]]:
+        """Everything checked, then the VM's directory with its handle (adoptable from here on)."""
         self.supports(vm.spec)
         vm_name(vm.name)
         used: dict[str, LocalImage] = {}
@@ -137,15 +182,12 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name)
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
                           name=vm.name, details={"jailed": str(jailed).lower(), "exec_name": self.exec_name})
-        self._begin(handle)  # the directory and its handle first: from here on it is adoptable
+        self._begin(handle)
         try:
             paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise HypervisorError(f"cannot create runtime dir {paths.guest}: {exc}") from exc
-        await self._place_files(vm, boot, used, paths)
-        crashpoints.reached("create:disks")
-        self._save_vm(paths, vm, used)
-        return handle
+        return handle, paths, boot, used
 
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
                            paths: FcPaths) -> None:
@@ -187,18 +229,26 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
     @staticmethod
     def _jail_files(vm: VirtualMachine) -> list[str]:
         """What the jail's uid must own (it writes them); the kernel and initrd are only read."""
-        return [LOG, METRICS, "snapshots", clones.SOURCE_DIR, *(disk_file(d.id) for d in vm.spec.disks)]
+        return [LOG, METRICS, CONFIG, "snapshots", clones.SOURCE_DIR, *(disk_file(d.id) for d in vm.spec.disks)]
 
     # ---------------------------------------------------------------- start / stop
 
-    async def _launch(self, paths: FcPaths, vm: VirtualMachine) -> tuple[Process, FirecrackerApi]:
-        """A fresh, unconfigured Firecracker for this VM, its API answering."""
-        fc_args = ["--api-sock", API_SOCK, "--log-path", LOG, "--level", "Info"]
+    async def _launch(self, paths: FcPaths, vm: VirtualMachine,
+                      config: dict[str, Any] | None = None) -> tuple[Process, FirecrackerApi]:
+        """A fresh Firecracker for this VM, its API answering. With `config` (`spec.vm_config`) it is given
+        at exec (`--config-file`, passed through by the jailer): Firecracker configures and starts the VM
+        before its API answers, with no round trip of ours. Without, it waits unconfigured (a snapshot is
+        loaded next). Log and metrics files are command-line flags either way."""
+        root = "/" if paths.jailed else ""  # a jailed Firecracker sees the chroot as /
+        fc_args = ["--api-sock", root + API_SOCK, "--log-path", root + LOG, "--level", "Info",
+                   "--metrics-path", root + METRICS]
+        if config is not None:
+            write_atomic(paths.config, json.dumps(config).encode(), durable=False)  # rewritten at every boot
+            fc_args += ["--config-file", root + CONFIG]
         if paths.jailed:
             jail.reset_chroot(paths, self.exec_name)
             jail.give_to_jail(paths, self.jailer, self._jail_files(vm))
-            argv = jail.jailer_argv(self.jailer_path, self.fc_path, vm.id, paths, self.jailer, vm.spec,
-                                    [f"/{a}" if a in (API_SOCK, LOG) else a for a in fc_args])
+            argv = jail.jailer_argv(self.jailer_path, self.fc_path, vm.id, paths, self.jailer, vm.spec, fc_args)
         else:
             paths.api_sock.unlink(missing_ok=True)
             argv = [self.fc_path, "--id", vm.id, *fc_args]
@@ -215,12 +265,13 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         try:
             await wait_for_socket(api, process.alive, API_READY_S)
             self.last_api_ready_s = time.monotonic() - launched_at
-        except HypervisorError:
+        except HypervisorError as exc:
             await self._abort(paths, process, "start failed")
-            raise
+            raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
+        # not fsynced: it names this run's process, which a host crash ends anyway
         write_atomic(paths.started, json.dumps({"pid": str(process.pid), "started_at": str(int(time.time())),
                                                 "log_offset": str(log_offset),
-                                                "metrics_offset": str(metrics_offset)}).encode())
+                                                "metrics_offset": str(metrics_offset)}).encode(), durable=False)
         return process, api
 
     async def _abort(self, paths: FcPaths, process: Process, reason: str) -> None:
@@ -236,32 +287,22 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
                 raise InvalidState(f"VM {handle.vm_id} is already running (pid {pid})")
             vm, images = self._load_vm(paths)
             boot = spec.check_kernel(image_for_boot(vm.spec, images))
-            process, api = await self._launch(paths, vm)
-            cloned = clones.pending(paths)
-            try:
-                if cloned:  # a clone's first start: resume its source snapshot (clones.py)
-                    await api.put("/metrics", {"metrics_path": METRICS})
-                    await clones.load(api, paths)
-                else:
-                    await self._configure(api, vm, boot)
-                    await api.action("InstanceStart")
-            except HypervisorError as exc:
-                await self._abort(paths, process, "start failed")
-                raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
+            cloned = clones.pending(paths)  # a clone's first start resumes its source snapshot (clones.py)
+            config = None if cloned else spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
+                                                        with_balloon=self.balloon)
+            process, api = await self._launch(paths, vm, config)
             if cloned:
-                clones.done(paths)
+                await self._resume_clone(paths, process, api)
             process.close()
 
-    async def _configure(self, api: FirecrackerApi, vm: VirtualMachine, boot: LocalImage) -> None:
-        await api.put("/machine-config", spec.machine_config(vm.spec, track_dirty_pages=self.diff_snapshots))
-        await api.put("/boot-source", spec.boot_source(vm, boot))
-        for disk in vm.spec.disks:
-            await api.put(f"/drives/{disk.id}", spec.drive(vm.spec, disk))
-        for nic in spec.network_interfaces(vm):
-            await api.put(f"/network-interfaces/{nic['iface_id']}", nic)
-        await api.put("/metrics", {"metrics_path": METRICS})
-        if self.balloon:
-            await api.put("/balloon", spec.balloon(0))
+    async def _resume_clone(self, paths: FcPaths, process: Process, api: FirecrackerApi) -> None:
+        """A clone's first start: its source snapshot loaded and resumed in the fresh `process`."""
+        try:
+            await clones.load(api, paths)
+        except HypervisorError as exc:
+            await self._abort(paths, process, "start failed")
+            raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
+        clones.done(paths)
 
     async def _stop(self, paths: FcPaths, grace_s: float, reason: str) -> None:
         process = self._process(paths)
@@ -324,6 +365,17 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
                         accelerator="kvm", resource_usage=await usage.sample(
                             api, paths.metrics, int(started.get("metrics_offset", "0")), self._cpu,
                             handle.vm_id, pid, guest_mib))
+
+    async def status_after_start(self, handle: VmHandle) -> VmStatus:
+        """Without asking Firecracker: `start` returned once its API answered after the boot (or the
+        snapshot's resume), so it runs; usage (a FlushMetrics round trip) comes with the next `status`."""
+        paths = self.paths(handle)
+        pid = self._running_pid(paths)
+        started = self._started(paths)
+        if pid is None or "started_at" not in started:
+            return await self.status(handle)
+        return VmStatus(actual_state=VmState.RUNNING, host_pid=pid, started_at=int(started["started_at"]),
+                        accelerator="kvm")
 
     async def wait_exit(self, handle: VmHandle) -> ExitReport:
         paths = self.paths(handle)
@@ -418,7 +470,6 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             process, api = await self._launch(paths, vm)
             with process:
                 try:
-                    await api.put("/metrics", {"metrics_path": METRICS})
                     await snapshots.load(api, paths, snapshot_id, memory, track_dirty_pages=self.diff_snapshots)
                 except HypervisorError:
                     await self._abort(paths, process, "restore failed")

@@ -49,7 +49,7 @@ async def launch(argv: Sequence[str], paths: FcPaths, *, jailed: bool) -> None:
     ensure_fifo(paths.console_in)
     proc = _spawn(argv, paths)
     if not jailed:
-        write_atomic(paths.pidfile, str(proc.pid).encode())
+        write_atomic(paths.pidfile, str(proc.pid).encode(), durable=False)  # names a process: no fsync
         return
     try:
         code = await asyncio.to_thread(proc.wait, JAILER_TIMEOUT_S)

@@ -15,6 +15,7 @@ to Firecracker's API is relative to it, so the same request works inside and out
 snapshot taken in one run loads in the next:
 
     vmlinux, initrd, disk-<id>.raw    the kernel (hard link or copy) and each VM's own raw disk
+    vm-config.json                    the VM for Firecracker's `--config-file` (written at each boot)
     firecracker.log, metrics.json     Firecracker's logger and metrics files
     api.sock                          the API socket
     firecracker.pid                   unjailed: written by us; jailed: by the jailer (--new-pid-ns)
@@ -39,6 +40,7 @@ LOG = "firecracker.log"
 METRICS = "metrics.json"
 API_SOCK = "api.sock"
 PIDFILE = "firecracker.pid"
+CONFIG = "vm-config.json"
 
 
 def checked_snapshot_id(snapshot_id: str) -> str:
@@ -107,6 +109,10 @@ class FcPaths:
     @property
     def api_sock(self) -> Path:
         return self.guest / API_SOCK
+
+    @property
+    def config(self) -> Path:
+        return self.guest / CONFIG
 
     @property
     def log(self) -> Path:
