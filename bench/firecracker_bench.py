@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from bench.common import emit, median, timer
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import open_console
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
+from plasmavmc.hypervisor.firecracker.disks import sparse_copy
 from plasmavmc.hypervisor.process import rss_bytes
 from plasmavmc.types.vm import BootTimeline, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
 from tests import firecracker_guest as fc
@@ -49,7 +49,7 @@ async def raw_config(work: Path) -> Path:
     image = (await fc.images())["plasmavmc-pvh"]
     assert image.kernel_path is not None
     disk = work / "disk.raw"
-    shutil.copyfile(image.disk_path, disk)
+    sparse_copy(image.disk_path, disk)
     config = {"boot-source": {"kernel_image_path": str(image.kernel_path), "boot_args": image.kernel_cmdline},
               "drives": [{"drive_id": "root", "path_on_host": str(disk), "is_root_device": True,
                           "is_read_only": False}],
@@ -154,8 +154,8 @@ async def raw_snapshot_resume(work: Path, snap: Path) -> float:
     for name in ("vmstate", "memory"):
         (work / name).unlink(missing_ok=True)
         os.link(snap / name, work / name)
-    for disk in snap.glob("disk-*.raw"):
-        shutil.copyfile(disk, work / disk.name)  # the device state names it relative to the working dir
+    for disk in snap.glob("disk-*.raw"):  # the device state names it relative to the working dir
+        sparse_copy(disk, work / disk.name)  # holes kept: a 1 GiB disk of zeros would flood the page cache
     sock = work / "api.sock"
     sock.unlink(missing_ok=True)
     (work / "fc.log").write_bytes(b"")  # Firecracker logs only into a file that exists

@@ -3,7 +3,9 @@
 Entries are queued and written in batches by one background task (`run`, at most about one commit a
 second), so recording costs the request no store round trip and the store's writer little; `flush()`
 writes what is queued now (listing, shutdown). A server killed -9 loses at most the last second. Keys sort by time
-(`audit/<ns>/<id>`); `prune` drops entries older than the retention and keeps at most `max_entries`.
+(`audit/<ns>/<id>`); `prune` drops entries older than the retention — reading only those, from the
+oldest key on, so its cost follows what expired, not the log's size — and, every `COUNT_EVERY`-th time
+(a full listing: about every 10 min), the oldest beyond `max_entries`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = ["AuditEntry", "AuditFilter", "AuditLog"]
 
 log = logging.getLogger(__name__)
 BATCH = 256
+COUNT_EVERY = 10  # prunes between two checks of `max_entries` (each lists the whole log)
 LINGER = 1.0  # after the first entry, gather for this long: about one audit commit a second under load,
 # not one per call (each commit costs the store's writer an fsync). `flush()` writes at once.
 
@@ -50,6 +53,7 @@ class AuditLog:
     async def run(self, prune_every: float = 60.0) -> None:
         """Write queued entries as they come; prune now and then. Runs until cancelled (then flushes)."""
         next_prune = 0.0
+        prunes = itertools.count()
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -59,7 +63,7 @@ class AuditLog:
                 try:
                     await self.flush()
                     if time.monotonic() >= next_prune:
-                        await self.prune()
+                        await self.prune(count=next(prunes) % COUNT_EVERY == 0)
                         next_prune = time.monotonic() + prune_every
                 except Exception:  # a store hiccup must not end auditing; entries stay queued
                     log.exception("audit log write failed; retrying")
@@ -67,17 +71,27 @@ class AuditLog:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.flush())
 
-    async def prune(self) -> int:
-        cutoff = time.time_ns() - self.retention_ns
-        page = await self.store.list(keys.AUDIT, limit=0)
-        items = page.items
-        drop = [kv.key for kv in items if int(kv.key[len(keys.AUDIT):].split("/")[0]) < cutoff]
-        excess = len(items) - len(drop) - self.max_entries
-        if excess > 0:
-            drop += [kv.key for kv in items[len(drop):len(drop) + excess]]
+    async def prune(self, *, count: bool = True) -> int:
+        """Drop what expired and (`count`) the oldest beyond `max_entries`; how many entries went."""
+        drop = await self._expired(time.time_ns() - self.retention_ns)
+        if count:
+            items = (await self.store.list(keys.AUDIT, start_after=drop[-1] if drop else None, limit=0)).items
+            drop += [kv.key for kv in items[:max(len(items) - self.max_entries, 0)]]
         for start in range(0, len(drop), BATCH):
             await self.store.commit([Write(key, None) for key in drop[start:start + BATCH]])
         return len(drop)
+
+    async def _expired(self, cutoff_ns: int) -> list[str]:
+        """Keys of the entries older than `cutoff_ns`: the first ones in key order, read a page at a time."""
+        drop: list[str] = []
+        after: str | None = None
+        while True:
+            page = await self.store.list(keys.AUDIT, start_after=after, limit=BATCH)
+            old = [kv.key for kv in page.items if int(kv.key[len(keys.AUDIT):].split("/")[0]) < cutoff_ns]
+            drop += old
+            if len(old) < len(page.items) or page.next_start_after is None:
+                return drop
+            after = page.next_start_after
 
     async def list(self, flt: AuditFilter) -> list[AuditEntry]:
         """Entries matching `flt`, oldest first, at most `flt.limit`."""
