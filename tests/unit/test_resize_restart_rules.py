@@ -115,7 +115,7 @@ def test_each_decision_is_an_event_and_the_index_follows_the_schedule() -> None:
     events, index = _reasons(scheduled, taken)
     assert index == [keys.restart(vm.id) + "=put"]  # a claim: due again if no start is recorded
     assert taken.status.restart_due_at >= int(time.time()) + restarts.CLAIM_S - 1
-    events, index = _reasons(taken, restarts.starting_again(taken))
+    events, index = _reasons(taken, restarts.unscheduled(taken))
     assert index == [keys.restart(vm.id) + "=delete"]
     never = _vm(P.NEVER)
     events, index = _reasons(never, restarts.after_exit(never, K.CRASHED, "killed"))

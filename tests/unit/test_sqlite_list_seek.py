@@ -8,7 +8,8 @@ import sqlite3
 from pathlib import Path
 
 from plasmavmc.store.base import Write
-from plasmavmc.store.sqlite import SqliteStore, _list_in, list_query
+from plasmavmc.store.sqlite import SqliteStore
+from plasmavmc.store.sqlite_reads import list_in, list_query
 
 KEYS = [f"vms/o/p/{i:05d}" for i in range(5000)]
 
@@ -28,7 +29,7 @@ def _steps(conn: sqlite3.Connection, start_after: str | None) -> int:
 
     conn.set_progress_handler(tick, 10)
     try:
-        page = _list_in("vms/o/p/", start_after, 100, conn)
+        page = list_in("vms/o/p/", start_after, 100, conn)
     finally:
         conn.set_progress_handler(None, 0)
     assert len(page.items) == 100

@@ -5,8 +5,8 @@ waiter as the file is created (or renamed into place). The watch's descriptor is
 loop (`add_reader`), one inotify instance per wait, closed when the wait ends. Where inotify cannot be
 had (the per-user instance limit, `fs.inotify.max_user_instances`, is reached), the wait falls back to
 a 1 ms poll. While waiting, `alive()` is asked every `ALIVE_CHECK_S`, so a process that died before
-making its file fails the wait at once instead of at the deadline. `readable` (an fd turning readable,
-through the event loop) also serves `process.py`'s waits on a pidfd.
+making its file fails the wait at once instead of at the deadline. The descriptor itself is awaited
+with `fdwait.readable`, as `process.py` awaits a pidfd.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
+from plasmavmc.fdwait import readable
 
 ALIVE_CHECK_S = 0.05
 _FALLBACK_POLL_S = 0.001
@@ -48,25 +49,6 @@ def _drain(fd: int) -> None:
     with contextlib.suppress(BlockingIOError):
         while os.read(fd, 4096):
             pass
-
-
-async def readable(fd: int, within_s: float | None = None) -> bool:
-    """Until `fd` is readable (an inotify event, a pidfd's exit); False when `within_s` passed first."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, wake)
-    try:
-        await asyncio.wait_for(ready, within_s)
-    except TimeoutError:
-        return False
-    finally:
-        loop.remove_reader(fd)
-    return True
 
 
 async def _next_event(fd: int | None, within_s: float) -> None:

@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from plasmavmc import fdwait
 from plasmavmc.errors import HypervisorError
-from plasmavmc.hypervisor import fswait
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class Process:
             while self.alive():
                 await asyncio.sleep(_POLL_FALLBACK_S)
             return
-        await fswait.readable(self._pidfd)  # a pidfd turns readable when its process exits
+        await fdwait.readable(self._pidfd)  # a pidfd turns readable when its process exits
 
     async def terminate(self, grace_s: float, sig: int = signal.SIGTERM) -> None:
         """Send `sig`, wait up to `grace_s` seconds, then SIGKILL and wait for the exit."""

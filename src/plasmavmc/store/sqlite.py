@@ -16,7 +16,8 @@ behind the full listing of the watched VM copy (both run at every start). WAL le
 the readers read the last committed state while the writer writes, and a caller answered after its
 commit reads that commit on any of them too. (An in-memory database exists per connection, so
 `":memory:"` runs all four on the writer.)
-Writes are group-committed (`sqlite_writes.py`): the writer takes every write queued while the
+Reads are plain functions on a connection (`sqlite_reads.py`: pages that seek to their token, the
+change log for a watch). Writes are group-committed (`sqlite_writes.py`): the writer takes every write queued while the
 previous batch was committing and applies them in ONE `BEGIN IMMEDIATE` transaction, each in its own
 savepoint with its own expectation checks and its own revision, so a lost compare-and-swap fails
 alone. The write lock is taken before any expectation is read, which keeps
@@ -48,8 +49,6 @@ from typing import Literal, TypeVar
 
 from plasmavmc.errors import Conflict, InvalidArgument, StoreError
 from plasmavmc.store.base import (
-    Compacted,
-    EventType,
     KeyValue,
     Page,
     Store,
@@ -57,7 +56,8 @@ from plasmavmc.store.base import (
     Write,
     check_writes,
 )
-from plasmavmc.store.fields import Fields, FieldsPage, check_names, parsed, picked
+from plasmavmc.store.fields import FieldsPage, check_names
+from plasmavmc.store.sqlite_reads import KV_COLUMNS, events_from, fields_in, in_snapshot, list_in, row_to_kv
 from plasmavmc.store.sqlite_writes import Commit, Outcome, apply_batch
 
 T = TypeVar("T")
@@ -69,7 +69,6 @@ DEFAULT_POLL_INTERVAL = 0.2
 BUSY_TIMEOUT_MS = 10_000
 MAX_BATCH = 1_000  # commits per group-commit transaction
 SCAN_ROWS = 1_000  # a `list` of at least this many rows (or all) runs on the scanner
-WATCH_BATCH_REVISIONS = 1_000  # revisions read per watch query, so a far-behind watcher reads in chunks
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS kv (
@@ -101,23 +100,6 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS ops_by_time ON ops (at)",
 )
 
-_KV_COLUMNS = "key, value, create_revision, mod_revision"
-
-
-def prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with `prefix`; None when unbounded.
-
-    SQLite compares TEXT bytewise (UTF-8), which orders like Python's code-point comparison.
-    """
-    chars = list(prefix)
-    while chars:
-        last = ord(chars.pop())
-        if last < 0x10FFFF:
-            nxt = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1  # skip surrogates: not UTF-8
-            return "".join(chars) + chr(nxt)
-    return None
-
-
 def _store_error(failure: BaseException | None) -> BaseException:
     """What each caller of a failed batch gets: a fresh `StoreError` for a sqlite error (or a cancelled
     job), the error itself otherwise. Nothing of a failed batch was written."""
@@ -128,10 +110,6 @@ def _store_error(failure: BaseException | None) -> BaseException:
         error.__cause__ = failure
         return error
     return failure
-
-
-def _row_to_kv(row: tuple[str, bytes, int, int]) -> KeyValue:
-    return KeyValue(key=row[0], value=bytes(row[1]), create_revision=row[2], mod_revision=row[3])
 
 
 def _heard(answer: asyncio.Future[tuple[int, int]]) -> None:
@@ -216,7 +194,7 @@ class SqliteStore(Store):
             raise StoreError("sqlite store is closed")
         conn, executor = worker
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, _in_snapshot, conn, fn)
+            return await asyncio.get_running_loop().run_in_executor(executor, in_snapshot, conn, fn)
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite: {exc}") from exc
 
@@ -226,7 +204,7 @@ class SqliteStore(Store):
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` inside one read transaction so everything it reads is one snapshot."""
-        return _in_snapshot(self._read_conn, fn)
+        return in_snapshot(self._read_conn, fn)
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -234,8 +212,8 @@ class SqliteStore(Store):
         return await self._run(self._get_sync, key)
 
     def _get_sync(self, key: str) -> KeyValue | None:
-        row = self._read_conn.execute(f"SELECT {_KV_COLUMNS} FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _row_to_kv(row)
+        row = self._read_conn.execute(f"SELECT {KV_COLUMNS} FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row_to_kv(row)
 
     async def revision(self) -> int:
         return await self._run(self._revision_sync)
@@ -246,7 +224,7 @@ class SqliteStore(Store):
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int = 0) -> Page:
         if limit < 0:
             raise InvalidArgument("limit", "must be >= 0 (0 means all)")
-        read = functools.partial(_list_in, prefix, start_after, limit)
+        read = functools.partial(list_in, prefix, start_after, limit)
         big = limit == 0 or limit >= SCAN_ROWS
         return await (self._scan(read, self._rows_scanner) if big else self._run(self._read, read))
 
@@ -257,7 +235,7 @@ class SqliteStore(Store):
         if limit < 0:
             raise InvalidArgument("limit", "must be >= 0 (0 means all)")
         check_names(names)
-        read = functools.partial(_fields_in, prefix, tuple(names), start_after, limit)
+        read = functools.partial(fields_in, prefix, tuple(names), start_after, limit)
         return await self._scan(read, self._fields_scanner)
 
     # -- writes ---------------------------------------------------------------------------------------
@@ -339,7 +317,7 @@ class SqliteStore(Store):
         while True:
             changed = self._changed  # taken before reading, so a write during the read still wakes us
             events, next_revision, current = await self._run(
-                self._read, functools.partial(_events_from, prefix, next_revision)
+                self._read, functools.partial(events_from, prefix, next_revision)
             )
             for event in events:
                 yield event
@@ -367,15 +345,6 @@ class SqliteStore(Store):
 
 
 _Worker = tuple[sqlite3.Connection, ThreadPoolExecutor]  # a connection and the only thread that uses it
-
-
-def _in_snapshot(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run `fn` inside one read transaction on `conn` so everything it reads is one snapshot."""
-    conn.execute("BEGIN")
-    try:
-        return fn(conn)
-    finally:
-        conn.execute("COMMIT")
 
 
 async def _start_worker(role: str, connect: Callable[[], sqlite3.Connection], path: Path | str) -> _Worker:
@@ -428,78 +397,3 @@ def _connect_reader(path: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
-
-
-def list_query(prefix: str, start_after: str | None, limit: int) -> tuple[str, list[str]]:
-    """The SELECT of one `list` page and its parameters.
-
-    The range has ONE lower bound — the later of `prefix` and `start_after` — and one upper bound, so
-    SQLite's plan seeks straight to it in the primary key (`SEARCH kv USING PRIMARY KEY (key>? AND
-    key<?)`): with two lower bounds (`key >= prefix AND key > start_after`) it seeks to the prefix and
-    filters the rest, and a page deep in a big listing rescans every key before it.
-    """
-    if start_after is not None and start_after >= prefix:
-        clauses, params = ["key > ?"], [start_after]
-    else:
-        clauses, params = ["key >= ?"], [prefix]
-    end = prefix_end(prefix)
-    if end is not None:
-        clauses.append("key < ?")
-        params.append(end)
-    sql = f"SELECT {_KV_COLUMNS} FROM kv WHERE {' AND '.join(clauses)} ORDER BY key"
-    if limit:
-        sql += f" LIMIT {int(limit) + 1}"  # one more than asked tells whether another page follows
-    return sql, params
-
-
-def _list_in(prefix: str, start_after: str | None, limit: int, conn: sqlite3.Connection) -> Page:
-    revision = int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
-    rows = conn.execute(*list_query(prefix, start_after, limit)).fetchall()
-    more = bool(limit) and len(rows) > limit
-    items = tuple(_row_to_kv(row) for row in rows[: limit or None])
-    return Page(items=items, revision=revision, next_start_after=items[-1].key if more else None)
-
-
-def _fields_in(
-    prefix: str, names: tuple[str, ...], start_after: str | None, limit: int, conn: sqlite3.Connection
-) -> FieldsPage:
-    """One `list_fields` page: the same range as `list_query`, the value narrowed by `json_extract` to a
-    JSON array of the fields (two paths at least, so the answer is always an array). A page holding a
-    value that is not JSON makes SQLite refuse the whole statement: that page is read whole and its
-    values decoded here instead (`fields.picked`), so a broken record is reported like any other."""
-    revision = int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
-    sql, params = list_query(prefix, start_after, limit)
-    paths = ", ".join(f"'$.{name}'" for name in (names if len(names) > 1 else names * 2))
-    narrow = sql.replace(_KV_COLUMNS, f"key, mod_revision, json_extract(CAST(value AS TEXT), {paths})", 1)
-    try:
-        rows = conn.execute(narrow, params).fetchall()
-        items = [Fields(k, int(r), parsed(a, len(names))) for k, r, a in rows]
-    except sqlite3.OperationalError as err:
-        if "JSON" not in str(err) and "UTF-8" not in str(err):
-            raise
-        rows = conn.execute(sql, params).fetchall()
-        items = [Fields(k, int(r), picked(bytes(v), names)) for k, v, _, r in rows]
-    more = bool(limit) and len(items) > limit
-    page = tuple(items[: limit or None])
-    return FieldsPage(items=page, revision=revision, next_start_after=page[-1].key if more else None)
-
-
-def _events_from(prefix: str, start: int, conn: sqlite3.Connection) -> tuple[list[WatchEvent], int, int]:
-    """Events under `prefix` in [start, stop); returns them, `stop` (where to go on) and the revision."""
-    revision, compacted = conn.execute("SELECT revision, compact_revision FROM meta WHERE id = 0").fetchone()
-    if start <= compacted:
-        raise Compacted(
-            f"watch from revision {start}: history up to revision {compacted} was compacted; re-list"
-        )
-    stop = min(int(revision) + 1, start + WATCH_BATCH_REVISIONS)
-    clauses, params = ["revision >= ?", "revision < ?", "key >= ?"], [start, stop, prefix]
-    end = prefix_end(prefix)
-    if end is not None:
-        clauses.append("key < ?")
-        params.append(end)
-    rows = conn.execute(
-        f"SELECT type, key, value, revision FROM events WHERE {' AND '.join(clauses)} ORDER BY id",
-        params,
-    ).fetchall()
-    events = [WatchEvent(EventType(t), k, bytes(v), int(r)) for t, k, v, r in rows]
-    return events, max(start, stop), int(revision)

@@ -29,7 +29,7 @@ def _starting(vm: VirtualMachine) -> VirtualMachine:
 
 def _restarting(vm: VirtualMachine) -> VirtualMachine:
     """The restart policy's start: its claim is cleared in this commit, the row of restarts goes on."""
-    return _starting(restarts.starting_again(vm))
+    return _starting(restarts.unscheduled(vm))
 
 
 def _started_by_hand(vm: VirtualMachine) -> VirtualMachine:

@@ -86,16 +86,11 @@ def after_exit(vm: VirtualMachine, kind: ExitKind, reason: str) -> VirtualMachin
 
 def restarted(vm: VirtualMachine) -> VirtualMachine:
     """The record as the restart loop takes it: one more restart in the row, and the schedule moved
-    `CLAIM_S` ahead rather than cleared — the start's STARTING commit clears it (`starting_again`), so
+    `CLAIM_S` ahead rather than cleared — the start's STARTING commit clears it (`unscheduled`), so
     a leader that dies between the two leaves a restart that is due again, not a lost one."""
     now = int(time.time())
     status = replace(vm.status, restart_due_at=now + CLAIM_S, restarts=vm.status.restarts + 1, last_restart_at=now)
     return replace(vm, status=status, updated_at=now)
-
-
-def starting_again(vm: VirtualMachine) -> VirtualMachine:
-    """The automatic restart's start: its claim is done (the row of restarts goes on counting)."""
-    return unscheduled(vm)
 
 
 def unscheduled(vm: VirtualMachine) -> VirtualMachine:

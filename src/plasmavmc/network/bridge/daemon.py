@@ -2,13 +2,11 @@
 
 A pid read back from a pidfile may belong to another process after a reboot or pid reuse, so a pid is
 trusted only while its argv contains the daemon's marker (its state dir). Stopping goes through a pidfd
-(the exact process, readable once it exits); the network layer keeps its own small helper rather than
-reach up into `hypervisor/` for one.
+(the exact process, readable once it exits), awaited with `fdwait.readable`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -16,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plasmavmc.errors import PlasmaError
+from plasmavmc.fdwait import readable
 from plasmavmc.network.bridge import command
 
 
@@ -59,22 +58,12 @@ async def stop(pidfile: Path, marker: str, within_s: float = 5.0) -> None:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
-    loop = asyncio.get_running_loop()
-    gone: asyncio.Future[None] = loop.create_future()
-
-    def exited() -> None:
-        if not gone.done():
-            gone.set_result(None)
-
-    loop.add_reader(fd, exited)
     try:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(fd, sig)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(gone), within_s)
+            if await readable(fd, within_s):
                 return
         raise DaemonFailed(f"process {pid} survived SIGKILL")
     finally:
-        loop.remove_reader(fd)
         os.close(fd)
