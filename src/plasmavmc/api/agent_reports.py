@@ -1,4 +1,5 @@
-"""The control plane's half of `plasmavmc.agent.v1.AgentService`: Heartbeat and ReportStatus.
+"""The control plane's half of `plasmavmc.agent.v1.AgentService`: Heartbeat (one call, or a stream of
+them: HeartbeatStream, one per agent, the node checked once when it opens) and ReportStatus.
 
 Agents call these; the VM operations of the same service are served by the agents themselves, so here
 they answer UNIMPLEMENTED saying so.
@@ -16,6 +17,7 @@ whose report changed, `agent/heartbeats.py`): its digest is checked against this
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from plasmavmc import validation, validation_reports
@@ -30,7 +32,7 @@ from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2, types_pb2
 from plasmavmc.wire.convert import enum_from_proto, enum_to_proto, from_proto
-from plasmavmc.wire.edge import ServicerContext, answer_unserved, unary
+from plasmavmc.wire.edge import ServicerContext, answer_unserved, stream, unary
 from plasmavmc.wire.peer import peer_identity
 from plasmavmc.wire.report_digest import report_bytes
 
@@ -97,6 +99,29 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Heartbeat(self, request: agent_pb2.HeartbeatRequest, context: Ctx) -> Any:
         reported = self._nodes.of(request.node)
         self._speaks_for(context, reported.id, "node.id")
+        return await self._beat(request, reported)
+
+    @stream
+    async def HeartbeatStream(self, requests: AsyncIterator[agent_pb2.HeartbeatRequest], context: Ctx) -> Any:
+        """Heartbeats of one node over one stream: the caller is checked at its first message and the
+        node bound to the stream; each message is then handled as a Heartbeat call. An error answers
+        the stream and ends it (`edge.stream`)."""
+        bound = ""
+        async for request in requests:
+            reported = self._nodes.of(request.node)
+            if not bound:
+                self._speaks_for(context, reported.id, "node.id")
+                bound = reported.id
+            elif reported.id != bound:
+                raise PermissionDenied(
+                    f"this stream carries the heartbeats of node {bound!r}; node {reported.id!r} needs its own",
+                    field="node.id",
+                )
+            yield await self._beat(request, reported)
+
+    async def _beat(self, request: agent_pb2.HeartbeatRequest, reported: Node) -> agent_pb2.HeartbeatResponse:
+        """One heartbeat of `reported` (converted and validated; the caller may speak for it), over
+        either RPC: the node refreshed, its VM reports applied, its digest checked or replaced."""
         validation_reports.heartbeat_lists(
             [vm.vm_id for vm in request.vms], list(request.gone_vm_ids), request.delta, request.vm_count
         )
