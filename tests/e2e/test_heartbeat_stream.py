@@ -4,7 +4,8 @@ One stream per node carries its heartbeats (no unary Heartbeat call reaches the 
 node READY past several heartbeat timeouts; a stream killed on either side is opened again; a message
 naming another node than the one bound to the stream is refused, and so is bad input, with the field
 named and nothing changed. Against a control plane without the stream (UNIMPLEMENTED) the agent falls
-back to unary Heartbeat calls; a stream that cannot be opened is not retried before its backoff.
+back to unary Heartbeat calls; a stream that cannot be opened is not retried before its backoff; one
+that is not answered in time fails the heartbeat without adding a unary call.
 (mTLS: a stream with another node's certificate is refused in `test_tls_trust.py`.)
 """
 
@@ -22,9 +23,10 @@ from typing import Any
 import grpc
 import pytest
 
+from plasmavmc.agent import heartbeat_lines
 from plasmavmc.agent.heartbeat_lines import REOPEN_FROM, Line, Lines
 from plasmavmc.agent.reporter import Reporter, vm_report
-from plasmavmc.errors import InvalidArgument, NodeNotFound, PermissionDenied
+from plasmavmc.errors import InvalidArgument, NodeNotFound, PermissionDenied, Unavailable
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2, types_pb2
@@ -197,3 +199,33 @@ async def test_a_stream_that_cannot_open_waits_for_its_backoff() -> None:
     finally:
         await lines.close()
         await channel.close()
+
+
+class SilentControlPlane(OlderControlPlane):
+    """Takes heartbeat streams and never answers on them (a control plane too slow to answer)."""
+
+    async def HeartbeatStream(self, requests: Any, context: Any) -> AsyncIterator[agent_pb2.HeartbeatResponse]:
+        async for _ in requests:
+            pass
+        return
+        yield  # an async generator, as gRPC expects of a streaming answer
+
+
+async def test_an_unanswered_stream_fails_the_heartbeat_without_a_unary_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heartbeat_lines, "TIMEOUT", 0.5)
+    server = grpc.aio.server()
+    silent = SilentControlPlane()
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(silent, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    reporter = Reporter([f"127.0.0.1:{port}"])
+    node = Node(id="slow-1", name="slow-1", capacity=CAP, agent_address="127.0.0.1:1")
+    try:
+        with pytest.raises(Unavailable):
+            await reporter.heartbeat(node, agent_pb2.HeartbeatRequest())
+        line = reporter.lines.line("slow-1")
+        assert line is not None and line.call is None and line.breaks == 1  # broken, reopened after backoff
+        assert silent.heartbeats == 0  # no unary call was added on top of the slow server's load
+    finally:
+        await reporter.close()
+        await server.stop(None)

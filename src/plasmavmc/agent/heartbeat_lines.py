@@ -5,10 +5,12 @@ A unary Heartbeat costs the control plane a whole gRPC call every interval (1,00
 agent, then one message per heartbeat. `Lines` keeps one `Line` (an open stream) per node and sends
 each heartbeat as one message, reading its answer before the next is written (strictly in turn).
 
-When a stream breaks (the server restarted, the replica stopped leading, an answer did not come within
-`TIMEOUT`) the line is closed and reopened with exponential backoff plus jitter (`REOPEN_FROM` doubling
-to `REOPEN_CAP`); until then `send` returns None and the caller sends unary Heartbeats (over every
-endpoint, `reporter.py`), so a node never goes quiet because its stream is down. An endpoint that
+When a stream breaks (the server restarted, the replica stopped leading) the line is closed and
+reopened with exponential backoff plus jitter (`REOPEN_FROM` doubling to `REOPEN_CAP`); until then
+`send` returns None and the caller sends unary Heartbeats (over every endpoint, `reporter.py`), so a
+node never goes quiet because its stream is down. An answer that does not come within `TIMEOUT` breaks
+the line too, but fails the heartbeat (UNAVAILABLE) instead: a slow server gets no unary call on top,
+and the agent retries after its jittered delay (`heartbeats.next_beat`). An endpoint that
 answers UNIMPLEMENTED (a control plane without the stream) gets unary Heartbeats for `UNSUPPORTED_FOR`
 seconds, then the stream is tried again. An error answer (bad input, another node's certificate) ends
 the stream on the server: it is raised as the unary call would raise it, and the next heartbeat opens a
@@ -111,7 +113,10 @@ class Lines:
             except grpc.aio.AioRpcError as exc:
                 self._failed(line, endpoint, exc)
                 return None
-            except (TimeoutError, Unavailable, asyncio.InvalidStateError):  # InvalidState: it ended meanwhile
+            except TimeoutError:  # the server is slow, not gone: no unary call on top, the heartbeat failed
+                line.broke(self._clock(), self._rng)
+                raise Unavailable(f"no heartbeat answer in {TIMEOUT:g}s") from None
+            except (Unavailable, asyncio.InvalidStateError):  # InvalidState: it ended meanwhile
                 line.broke(self._clock(), self._rng)
                 return None
 
