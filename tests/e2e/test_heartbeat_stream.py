@@ -1,7 +1,8 @@
 """Heartbeats over `HeartbeatStream` through a real server (SQLite) with SIMULATED agents (nothing boots).
 
 One stream per node carries its heartbeats (no unary Heartbeat call reaches the server) and keeps the
-node READY past several heartbeat timeouts; a stream killed on either side is opened again; a message
+node READY past several heartbeat timeouts; a stream killed on either side is opened again (a stopping
+server ends its streams instead of waiting its grace out for them); a message
 naming another node than the one bound to the stream is refused, and so is bad input, with the field
 named and nothing changed. Against a control plane without the stream (UNIMPLEMENTED) the agent falls
 back to unary Heartbeat calls; a stream that cannot be opened is not retried before its backoff; one
@@ -92,7 +93,10 @@ async def test_killed_stream_is_opened_again(tmp_path: Path, guest_dir: Path) ->
         assert line.call is not None
         line.call.cancel()  # killed on the agent's side
         line = await answered(c, line.answered, opened_at_least=2)
+        live = line.call
         c.server.stop()  # killed on the server's side: the server is gone, then back
+        # a stopping server ends its streams (status OK) rather than holding its graceful stop for them
+        assert await live.code() == grpc.StatusCode.OK
         c.server.start()
         line = await answered(c, line.answered, opened_at_least=3)
         node = await until(lambda: c.client.get_node(NODE), lambda n: n.state == NodeState.READY, 60, "READY")
