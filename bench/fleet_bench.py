@@ -117,8 +117,8 @@ async def _rendered(http: str) -> bool:
 
 async def _settled(server: Proc, http: str, vms: int, busy: float = 0.5, deadline: float = 300.0) -> float:
     """Seconds until a (re)started server has counted its `vms` VM records and finished its start-up work
-    (the GetVm copy rendered, its CPU over a 2 s window below `busy` of a core): the creates are timed in the steady state, not
-    against the start-up's listing and rendering of every record."""
+    (the GetVm copy rendered, its CPU over a 2 s window below `busy` of a core): the creates are timed in
+    the steady state, not against the start-up's listing and rendering of every record."""
     started = time.monotonic()
     while time.monotonic() - started < deadline:
         if await _vms_counted(http) == vms and await _rendered(http):
