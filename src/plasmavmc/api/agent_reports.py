@@ -69,18 +69,18 @@ class ReportedNodes:
 async def _until(requests: AsyncIterator[T], closing: asyncio.Event) -> AsyncIterator[T]:
     """The messages of `requests` until it ends or `closing` is set (whichever comes first)."""
     stop = asyncio.ensure_future(closing.wait())
+    message: asyncio.Future[T | None] | None = None
     try:
         while not closing.is_set():
             message = asyncio.ensure_future(anext(requests, None))
             await asyncio.wait((message, stop), return_when=asyncio.FIRST_COMPLETED)
-            if not message.done():
-                message.cancel()
-                return
-            if (item := message.result()) is None:
+            if not message.done() or (item := message.result()) is None:
                 return
             yield item
     finally:
         stop.cancel()
+        if message is not None:
+            message.cancel()  # a read still waiting (closing, or this handler cancelled)
 
 
 class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
