@@ -302,6 +302,8 @@ async def _seeded_run(root: Path, size: int, largest: int, nodes: int, concurren
                                   "creates_per_s": round(block / seconds, 1),
                                   "server_cpu_ms_per_create": round((_cpu_seconds(server) - cpu) * 1000 / block, 2),
                                   "load": load, "errors": len(errors)}
+        # idle from the steady state: the block's VMs counted and rendered (not against their render pass)
+        run["seconds_to_settle_after_creates"] = await _settled(server, f"http://{http.group(1)}", size + block)
         run["idle"] = await _idle(server, agents.pid, idle_s)
         run["idle_unary"] = await _idle_unary(server, agents.pid, idle_s, heartbeat)
         run["idle_server_ratio_stream_to_unary"] = _ratio(run["idle"], run["idle_unary"], "server_cpu_share")
