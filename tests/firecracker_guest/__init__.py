@@ -64,16 +64,17 @@ def vm(name: str, hotplug: bool = False) -> VirtualMachine:
 
 
 def backend(runtime_dir: Path, *, jailed: bool = True, balloon: bool = False,
-            diff_snapshots: bool = False) -> FirecrackerBackend:
+            diff_snapshots: bool = False, warm_pool: int = 0) -> FirecrackerBackend:
     assert FIRECRACKER is not None and JAILER is not None
     options = JailerOptions(enabled=jailed, uid=JAIL_UID, gid=JAIL_UID)
     return FirecrackerBackend(FIRECRACKER, JAILER, runtime_dir, jailer=options, balloon=balloon,
-                              diff_snapshots=diff_snapshots)
+                              diff_snapshots=diff_snapshots, warm_pool=warm_pool)
 
 
 def kill_leftovers(root: Path) -> None:
     """Hypervisor processes outlive the agent by design; a test's (or bench's) own ones end with it."""
-    for pidfile in [*root.glob("run/fc/*/jail/*/*/root/firecracker.pid"), *root.glob("run/fc/*/vm/firecracker.pid")]:
+    for pidfile in [*root.glob("run/fc/*/jail/*/*/root/firecracker.pid"), *root.glob("run/fc/*/vm/firecracker.pid"),
+                    *root.glob("run/fc/.pool/*/jail/*/*/root/firecracker.pid")]:
         pid = read_pidfile(pidfile)
         if pid is not None:
             with contextlib.suppress(OSError):
