@@ -46,7 +46,7 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.common import image_for_boot, vm_name, write_atomic
+from plasmavmc.hypervisor.common import flush, image_for_boot, vm_name, write_atomic
 from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import api_boot, clones, diffs, jail, launch, pool, snapshots, spec, usage
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
@@ -65,6 +65,8 @@ from plasmavmc.hypervisor.firecracker.layout import (
 )
 from plasmavmc.hypervisor.process import Process, tail
 from plasmavmc.hypervisor.vmdir import HANDLE, VmDirBackend
+from plasmavmc.hypervisor.vmdir import IMAGES as IMAGES_FILE
+from plasmavmc.hypervisor.vmdir import VM as VM_FILE
 from plasmavmc.types.codec import loads
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
@@ -182,29 +184,45 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
 
     async def _warm_started(self, vm: VirtualMachine, boot: LocalImage, used: dict[str, LocalImage],
                             warm: pool.Warm) -> tuple[VmHandle, float]:
-        """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec."""
+        """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. Its files
+        are written without fsync and flushed in a thread while Firecracker boots it (both are waited for:
+        the create answers with everything durable, as the other paths do)."""
         with warm.process:
-            handle, paths = self._begin_dir(vm, warm)
+            handle, paths = self._begin_dir(vm, warm, durable=False)
             async with self._lock(vm.id):
                 try:
-                    await self._place_files(vm, boot, used, paths)
+                    await self._place_files(vm, boot, used, paths, durable=False)
                     crashpoints.reached("create:disks")
-                    self._save_vm(paths, vm, used)
+                    self._save_vm(paths, vm, used, durable=False)
                     made_at = time.time()
-                    if paths.jailed:
-                        jail.apply_limits(paths.jail_id, self.jailer, vm.spec)
-                    api = FirecrackerApi(paths.api_sock)
-                    if vm.source_snapshot is not None:
-                        await self._resume_clone(paths, warm.process, api)
-                    else:
-                        await api_boot.boot(api, spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
-                                                                with_balloon=self.balloon))
+                    flushing = asyncio.create_task(asyncio.to_thread(flush, self._durable_files(paths, vm)))
+                    try:
+                        await self._boot_warm(vm, boot, paths, warm.process)
+                    finally:
+                        await flushing
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await self._abort(paths, warm.process, "create failed")
                     raise
                 self._record_started(paths, warm.process, 0, 0)
         return handle, made_at
+
+    async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process) -> None:
+        """The VM's limits on the pooled process's cgroups, then its boot (or a clone's resume) over the API."""
+        if paths.jailed:
+            jail.apply_limits(paths.jail_id, self.jailer, vm.spec)
+        api = FirecrackerApi(paths.api_sock)
+        if vm.source_snapshot is not None:
+            await self._resume_clone(paths, process, api)
+        else:
+            await api_boot.boot(api, spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
+                                                    with_balloon=self.balloon))
+
+    @staticmethod
+    def _durable_files(paths: FcPaths, vm: VirtualMachine) -> list[Path]:
+        """What a create writes that must survive a host crash: its records, its disks, their directories."""
+        return [paths.root / HANDLE, paths.root / VM_FILE, paths.root / IMAGES_FILE,
+                *(paths.disk(d.id) for d in vm.spec.disks), paths.guest, paths.root, paths.root.parent]
 
     def _checked(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
                  ) -> tuple[LocalImage, dict[str, LocalImage]]:
@@ -231,7 +249,8 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         handle, paths = self._begin_dir(vm, None)
         return handle, paths, boot, used
 
-    def _begin_dir(self, vm: VirtualMachine, warm: pool.Warm | None) -> tuple[VmHandle, FcPaths]:
+    def _begin_dir(self, vm: VirtualMachine, warm: pool.Warm | None, *,
+                   durable: bool = True) -> tuple[VmHandle, FcPaths]:
         """The VM's directory with its handle, then its guest dir: made, or `warm`'s moved in."""
         jailed = self.jailer.enabled
         jail_id = warm.jail_id if warm is not None else vm.id
@@ -241,7 +260,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             details["jail_id"] = jail_id
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
                           name=vm.name, details=details)
-        self._begin(handle)
+        self._begin(handle, durable=durable)
         try:
             if warm is not None:
                 pool.move_into(warm, paths)
@@ -252,12 +271,13 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         return handle, paths
 
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
-                           paths: FcPaths) -> None:
+                           paths: FcPaths, *, durable: bool = True) -> None:
         if vm.source_snapshot is not None:  # a clone: the snapshot's files, linked (clones.py)
             source = self._paths_of(vm.source_snapshot.vm_id)
-            await clones.place(source, vm.source_snapshot.snapshot_id, paths, [d.id for d in vm.spec.disks])
+            await clones.place(source, vm.source_snapshot.snapshot_id, paths, [d.id for d in vm.spec.disks],
+                               durable=durable)
         else:
-            await self._place_boot_files(vm, boot, used, paths)
+            await self._place_boot_files(vm, boot, used, paths, durable=durable)
         for name in (LOG, METRICS):
             (paths.guest / name).touch(mode=0o600)
         if paths.jailed:
@@ -272,7 +292,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         return self.paths(handle)
 
     async def _place_boot_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
-                                paths: FcPaths) -> None:
+                                paths: FcPaths, *, durable: bool = True) -> None:
         # A hard link shares the cached image's inode: never chowned (`_jail_files` leaves the kernel and
         # initrd out), so it is linked whenever the jail's uid can read it as it is (world-readable).
         assert boot.kernel_path is not None
@@ -283,7 +303,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         for disk in vm.spec.disks:
             image = used[disk.source.image_id or ""]
             await make_disk(self.qemu_img_path, image.disk_path, image.disk_format, paths.disk(disk.id),
-                            disk.size_gib)
+                            disk.size_gib, durable=durable)
 
     def _linkable(self, paths: FcPaths, image_file: Path) -> bool:
         return not paths.jailed or self.jailer.uid == 0 or image_file.stat().st_mode & 0o004 != 0
