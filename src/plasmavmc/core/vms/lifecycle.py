@@ -1,9 +1,11 @@
 """VM lifecycle on the control plane: create (validate, claim name, place, provision), read, update,
 delete. Power operations are in `power.py`.
 
-Create is PENDING -> CREATING (placed: node claim + assignment in one commit) -> STOPPED (the agent made
-the disks). Input is validated completely before the first write, so bad input changes nothing; a VM
-that no node can take is removed again and the caller gets NO_SUITABLE_NODE with the reasons. With
+Create is one commit that writes the VM already placed, CREATING on its node (record, name, pending
+operation, quota charge, node claim and assignment: `placement.claim` with the create's own writes),
+then -> STOPPED (the agent made the disks). Input is validated completely before that write, so bad
+input changes nothing; a VM that no node can take is never written and the caller gets
+NO_SUITABLE_NODE with the reasons. With
 `start` (a spec extension) the agent also starts it and the last write records RUNNING; with
 `source_snapshot` it is a clone (`clones.py`).
 """
@@ -29,7 +31,6 @@ from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
 from plasmavmc.store.base import Write
 from plasmavmc.store.records import Versioned, mutate, read, replace, retry_on_conflict
-from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
 from plasmavmc.types.states import VmState, check_transition, transition
@@ -126,36 +127,44 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
     if await core.store.get(name_key) is not None:  # before any port is made for it
         raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name")
     vm = await nics.allocate(core.store, vm)
-    usage = quotas.usage_of(vm)
     # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
     op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
     try:
-        claims = [Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0), pending.begin_write(op),
-                  *vm_events.created(vm)]
-        rev = await quotas.commit_charged(core.store, vm.org_id, vm.project_id, usage, claims)
-    except PlasmaError as err:
+        placed = await place(core, Versioned(vm, 0, key), req.node_id, commit=_creating(core, vm, op))
+    except PlasmaError:
         await nics.release(core.store, vm)
-        if not isinstance(err, Conflict):
-            raise
-        raise AlreadyExists(
-            f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name"
-        ) from None
+        OPERATIONS.labels("create", "error").inc()
+        raise
     async with pending.driving(core.store, op) as drive:
-        try:
-            placed = await place(core, Versioned(vm, rev, key), req.node_id)
-        except PlasmaError:
-            undo = [Write(key, None), Write(name_key, None), Write(op.key, None)]
-            await quotas.commit_charged(core.store, vm.org_id, vm.project_id, -usage, undo)
-            await nics.release(core.store, vm)
-            OPERATIONS.labels("create", "error").inc()
-            raise
         result = await provision(core, placed, images, drive, start=req.start)
     OPERATIONS.labels("create", "ok").inc()
     return result
 
 
-async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None = None) -> Versioned[VirtualMachine]:
-    """PENDING -> CREATING on a chosen node (`only_node` when given), claiming its capacity in the same commit."""
+def _creating(core: Core, vm: VirtualMachine, op: pending.Pending) -> placement.Committer:
+    """The commit of a create's claim: with the claim's writes (the placed record among them, expected
+    new), the name, the pending operation and the create's events, its quota charged. A name taken
+    meanwhile is ALREADY_EXISTS."""
+    name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
+    own = [Write(name_key, vm.id.encode(), 0), pending.begin_write(op), *vm_events.created(vm)]
+
+    async def commit(claim: list[Write]) -> int:
+        try:
+            return await quotas.commit_charged(core.store, vm.org_id, vm.project_id, quotas.usage_of(vm),
+                                               [*own, *claim])
+        except Conflict:
+            if await core.store.get(name_key) is None:
+                raise  # the node's claim lost its race: placement tries again
+            raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}",
+                                field="name") from None
+
+    return commit
+
+
+async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None = None, *,
+                commit: placement.Committer | None = None) -> Versioned[VirtualMachine]:
+    """PENDING -> CREATING on a chosen node (`only_node` when given), claiming its capacity in the same
+    commit (`commit`: a create's, which writes the record itself)."""
     started = time.perf_counter()
 
     def placer(current: VirtualMachine, node_id: str) -> VirtualMachine:
@@ -163,7 +172,7 @@ async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None
         placed = replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
         return boot.stamped(placed, placed_at=boot.now())
 
-    result = await placement.claim(core, vm, placer, only_node=only_node)
+    result = await placement.claim(core, vm, placer, only_node=only_node, commit=commit)
     SCHEDULER_LATENCY.observe(time.perf_counter() - started)
     log.info("vm %s placed on node %s", vm.value.id, result.value.node_id)
     return result
