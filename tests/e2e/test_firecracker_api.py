@@ -10,7 +10,6 @@ with the feature named and leaves no VM behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import signal
@@ -23,9 +22,8 @@ from pathlib import Path
 import pytest
 
 from plasmavmc.client import PlasmaClient
-from plasmavmc.errors import HypervisorError, InvalidArgument, PlasmaError, VmNotFound
-from plasmavmc.hypervisor.firecracker.api import FirecrackerApi
-from plasmavmc.hypervisor.process import is_running, read_pidfile
+from plasmavmc.errors import InvalidArgument, PlasmaError, VmNotFound
+from plasmavmc.hypervisor.process import is_running
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskBus, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
 from tests import binaries
@@ -95,7 +93,7 @@ async def test_create_with_start_is_one_agent_call_in_a_pooled_firecracker(
     """CreateVm with `start`: RUNNING on return, through one agent CreateVm (no StartVm, no status call:
     the agent's RPC counters say so), in a Firecracker of the agent's warm pool (launched jailed before
     the call; configured over its API, then InstanceStart: its log says so), the boot timeline in order."""
-    pooled = await pool_ready(fc_cluster.root / "run" / "fc" / ".pool")
+    pooled = await fc.pool_ready(fc_cluster.root / "run" / "fc")
     before = agent_calls(fc_cluster)
     vm = await fc_client.create_vm("fc-fast", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER,
                                    start=True)
@@ -114,19 +112,6 @@ async def test_create_with_start_is_one_agent_call_in_a_pooled_firecracker(
     assert 0 < boot.accepted_at <= boot.placed_at <= boot.image_ready_at <= boot.start_requested_at
     assert boot.start_requested_at - 2 <= boot.process_up_at  # node clock: within the tolerated slack
     await fc_client.delete_vm(ORG, PROJECT, vm.id, force=True)
-
-
-async def pool_ready(pool: Path) -> set[int | None]:
-    """The pids of the agent's waiting Firecrackers, once one answers on its API socket (the agent's pool
-    counts it ready when it answers the agent, which polls every millisecond; a CreateVm takes longer to
-    reach the agent than that)."""
-    async with asyncio.timeout(30):
-        while True:
-            for sock in pool.glob("*/jail/*/*/root/api.sock"):
-                with contextlib.suppress(HypervisorError):
-                    await FirecrackerApi(sock, timeout=1.0).get("/")
-                    return {read_pidfile(p) for p in pool.glob("*/jail/*/*/root/*.pid")}
-            await asyncio.sleep(0.05)  # poll-with-deadline: the pool fills in the background
 
 
 def agent_calls(cluster: Cluster) -> dict[str, float]:
