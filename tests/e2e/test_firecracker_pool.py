@@ -5,7 +5,9 @@ the guest over the API with the VM's cgroup limits written into the pooled jail'
 refills. A clone takes one too and continues from the snapshot's memory. The pool is invisible: a second
 backend on the same runtime dir adopts the VMs only, kills the processes an earlier (dead) agent left
 waiting, and `close` leaves no process, no jail and no cgroup behind. A pooled VM stops and starts again
-(through the jailer, same jail id) and its delete removes its cgroups.
+(through the jailer, same jail id) and its delete removes its cgroups. Through the real agent: a dead
+agent's pool is killed by the next one, which adopts the VM that took a pooled process, and an agent
+stop leaves no pooled process.
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ import dataclasses
 import re
 from pathlib import Path
 
+from plasmavmc.client import PlasmaClient
 from plasmavmc.hypervisor.base import LocalImage
 from plasmavmc.hypervisor.firecracker import jail
 from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
-from plasmavmc.hypervisor.process import is_running
+from plasmavmc.hypervisor.firecracker.pool import POOL_DIR
+from plasmavmc.hypervisor.process import is_running, read_pidfile
 from plasmavmc.types.states import VmState
-from plasmavmc.types.vm import CloneSource, ConsoleType, CpuSpec, MemorySpec, VirtualMachine
+from plasmavmc.types.vm import CloneSource, ConsoleType, CpuSpec, HypervisorType, MemorySpec, VirtualMachine
 from tests import firecracker_guest as fc
+from tests.conftest import kill_leftover_qemu, start_cluster
 from tests.contract.backends import read_until
 from tests.e2e import test_firecracker_backend
+from tests.e2e.helpers import ORG, PROJECT, console_until
+from tests.e2e.test_firecracker_api import pvh_spec
 
 pytestmark = test_firecracker_backend.pytestmark
 DEADLINE_S = test_firecracker_backend.DEADLINE_S
@@ -143,3 +150,48 @@ def test_pool_paths_keep_the_jail_id(tmp_path: Path) -> None:
     paths = backend.pool.paths_of("0b1c5a4e-6d1f-4d8e-9a55-3b6a1f0c2d11")
     assert paths.root == (tmp_path / "run" / ".pool" / paths.jail_id).absolute()
     assert re.search(r"/jail/[^/]+/0b1c5a4e-6d1f-4d8e-9a55-3b6a1f0c2d11/root$", str(paths.guest))
+
+
+async def gone(pids: set[int | None]) -> None:
+    async with asyncio.timeout(DEADLINE_S):
+        while any(pid is not None and is_running(pid) for pid in pids):
+            await asyncio.sleep(0.05)  # poll-with-deadline: the agent kills them as it starts or stops
+
+
+async def test_an_agent_kills_its_pool_at_stop_and_a_dead_ones_at_start(tmp_path: Path, guest_dir: Path) -> None:
+    """Through the real agent: a VM took a pooled process; the agent is SIGKILLed (its pool stays
+    behind), restarted: the old pool is killed, the VM is adopted and still runs in its process, and a
+    new pool fills; the agent stopped (SIGTERM): no pooled process is left."""
+    cluster = start_cluster(tmp_path, guest_dir, firecracker=True)
+    runtime = tmp_path / "run" / "fc"
+    try:
+        old = await fc.pool_ready(runtime)
+        async with await PlasmaClient.connect(cluster.api) as client:
+            vm = await client.create_vm("pooled", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER,
+                                        start=True)
+            assert vm.status.host_pid in old
+            old = {p for p in {read_pidfile(f) for f in (runtime / POOL_DIR).glob("*/jail/*/*/root/*.pid")}
+                   | old if p != vm.status.host_pid}
+            cluster.agent.kill()
+            assert any(pid is not None and is_running(pid) for pid in old)
+            cluster.agent.start()
+            await gone(old)
+            fresh = await fc.pool_ready(runtime)
+            assert not fresh & old and vm.status.host_pid not in fresh
+            assert vm.status.host_pid is not None and is_running(vm.status.host_pid)
+            await say_api(client, vm.id)
+            cluster.agent.stop()
+            await gone(fresh)
+            assert list((runtime / POOL_DIR).iterdir()) == []
+            assert is_running(vm.status.host_pid)  # VMs outlive the agent; only the pool ends with it
+    finally:
+        cluster.stop()
+        fc.kill_leftovers(tmp_path)
+        kill_leftover_qemu(tmp_path)
+
+
+async def say_api(client: PlasmaClient, vm_id: str) -> None:
+    """The adopted VM answers through the API (its console, after the restarted agent re-registered)."""
+    await console_until(client, vm_id, fc.READY_LINE_RE, timeout=DEADLINE_S)
+    found = await client.get_vm(ORG, PROJECT, vm_id)
+    assert found.state is VmState.RUNNING
