@@ -17,9 +17,13 @@ import dataclasses
 import re
 from pathlib import Path
 
+import pytest
+
 from plasmavmc.client import PlasmaClient
+from plasmavmc.errors import HypervisorError
 from plasmavmc.hypervisor.base import LocalImage
 from plasmavmc.hypervisor.firecracker import jail
+from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
 from plasmavmc.hypervisor.firecracker.pool import POOL_DIR
 from plasmavmc.hypervisor.process import is_running, read_pidfile
@@ -195,3 +199,24 @@ async def say_api(client: PlasmaClient, vm_id: str) -> None:
     await console_until(client, vm_id, fc.READY_LINE_RE, timeout=DEADLINE_S)
     found = await client.get_vm(ORG, PROJECT, vm_id)
     assert found.state is VmState.RUNNING
+
+
+async def test_pipelined_puts_answer_in_order_and_name_the_failed_one(tmp_path: Path) -> None:
+    """`put_all` (a pooled boot's PUTs on one connection): a refused one raises, naming its path, and
+    the ones before it took effect (Firecracker answered them in order)."""
+    assert fc.FIRECRACKER is not None
+    sock = tmp_path / "api.sock"
+    proc = await asyncio.create_subprocess_exec(fc.FIRECRACKER, "--api-sock", str(sock), cwd=tmp_path,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        api = FirecrackerApi(sock)
+        await wait_for_socket(api, lambda: proc.returncode is None, DEADLINE_S)
+        with pytest.raises(HypervisorError, match="/boot-source"):
+            await api.put_all([("/machine-config", {"vcpu_count": 1, "mem_size_mib": 96}),
+                               ("/boot-source", {"kernel_image_path": "no-such-kernel"}),
+                               ("/actions", {"action_type": "InstanceStart"})])
+        assert (await api.get("/machine-config"))["mem_size_mib"] == 96
+        assert (await api.get("/"))["state"] == "Not started"
+    finally:
+        proc.kill()
+        await proc.wait()

@@ -3,7 +3,9 @@
 
 The config file and the API take the same bodies; only the addressing differs: drives and network
 interfaces are PUT one by one under their ids, every other section at its own path. Machine config
-comes first (the other devices are sized from it); InstanceStart answers once the vCPUs run.
+comes first (the other devices are sized from it); InstanceStart answers once the vCPUs run. They go
+out together, pipelined (Firecracker answers in order): under load each round trip is a scheduler
+wake-up of ours and of Firecracker's API thread, so one instead of five matters.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ def requests(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def boot(api: FirecrackerApi, config: dict[str, Any]) -> None:
-    """Configure the VM and start it (returns once it runs)."""
-    for path, body in requests(config):
-        await api.put(path, body)
-    await api.action("InstanceStart")
+    """Configure the VM and start it (returns once it runs): every PUT and InstanceStart pipelined on one
+    connection (`FirecrackerApi.put_all`), one round trip."""
+    await api.put_all([*requests(config), ("/actions", {"action_type": "InstanceStart"})])
