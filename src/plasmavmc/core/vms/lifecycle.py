@@ -12,6 +12,7 @@ NO_SUITABLE_NODE with the reasons. With
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -99,33 +100,17 @@ def _validate(req: CreateVm) -> None:
 
 async def create(core: Core, req: CreateVm) -> VirtualMachine:
     accepted = boot.now()
+    checking: asyncio.Task[None] | None = None  # a clone's snapshot check, overlapping the reads below
     if req.source_snapshot is not None:
-        req = await clones.resolve(core, req)
-    _validate(req)
-    images = await images_for(core, req.org_id, req.spec)
-    boot_from = boot_image(req.spec, images)
-    req = replace(req, spec=spec_defaults_for(req.hypervisor, req.spec, boot_from))
-    check_spec_for(req.hypervisor, req.spec, boot_from)
-    now = int(time.time())
-    vm = VirtualMachine(
-        id=str(uuid.uuid4()),
-        name=req.name,
-        org_id=req.org_id,
-        project_id=req.project_id,
-        spec=req.spec,
-        hypervisor=req.hypervisor,
-        created_at=now,
-        updated_at=now,
-        created_by=req.created_by,
-        labels=req.labels,
-        metadata=req.metadata,
-        status=VmStatus(boot=boot.accepted(accepted)),
-        source_snapshot=req.source_snapshot,
-    )
+        req, checking = await clones.resolve(core, req)
+    try:
+        vm, images = await _new_vm(core, req, accepted)
+        if checking is not None:
+            await checking
+    except BaseException:
+        await clones.abandon(checking)
+        raise
     key = keys.vm(vm.org_id, vm.project_id, vm.id)
-    name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
-    if await core.store.get(name_key) is not None:  # before any port is made for it
-        raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name")
     vm = await nics.allocate(core.store, vm)
     # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
     op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
@@ -159,6 +144,24 @@ def _creating(core: Core, vm: VirtualMachine, op: pending.Pending) -> placement.
                                 field="name") from None
 
     return commit
+
+
+async def _new_vm(core: Core, req: CreateVm, accepted: float) -> tuple[VirtualMachine, list[Image]]:
+    """The VM a create makes (PENDING, not stored) and its images, everything checked; its name free."""
+    _validate(req)
+    images = await images_for(core, req.org_id, req.spec)
+    boot_from = boot_image(req.spec, images)
+    req = replace(req, spec=spec_defaults_for(req.hypervisor, req.spec, boot_from))
+    check_spec_for(req.hypervisor, req.spec, boot_from)
+    now = int(time.time())
+    vm = VirtualMachine(
+        id=str(uuid.uuid4()), name=req.name, org_id=req.org_id, project_id=req.project_id, spec=req.spec,
+        hypervisor=req.hypervisor, created_at=now, updated_at=now, created_by=req.created_by, labels=req.labels,
+        metadata=req.metadata, status=VmStatus(boot=boot.accepted(accepted)), source_snapshot=req.source_snapshot,
+    )
+    if await core.store.get(keys.vm_name(vm.org_id, vm.project_id, vm.name)) is not None:
+        raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name")
+    return vm, images
 
 
 async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None = None, *,
