@@ -149,7 +149,16 @@ def _creating(core: Core, vm: VirtualMachine, op: pending.Pending) -> placement.
 async def _new_vm(core: Core, req: CreateVm, accepted: float) -> tuple[VirtualMachine, list[Image]]:
     """The VM a create makes (PENDING, not stored) and its images, everything checked; its name free."""
     _validate(req)
-    images = await images_for(core, req.org_id, req.spec)
+    name_key = keys.vm_name(req.org_id, req.project_id, req.name)
+    found, taken = await asyncio.gather(images_for(core, req.org_id, req.spec), core.store.get(name_key),
+                                        return_exceptions=True)  # both reads at once; errors in this order
+    if isinstance(found, BaseException):
+        raise found
+    if isinstance(taken, BaseException):
+        raise taken
+    if taken is not None:
+        raise AlreadyExists(f"a VM named {req.name!r} already exists in {req.org_id}/{req.project_id}", field="name")
+    images = found
     boot_from = boot_image(req.spec, images)
     req = replace(req, spec=spec_defaults_for(req.hypervisor, req.spec, boot_from))
     check_spec_for(req.hypervisor, req.spec, boot_from)
@@ -159,8 +168,6 @@ async def _new_vm(core: Core, req: CreateVm, accepted: float) -> tuple[VirtualMa
         hypervisor=req.hypervisor, created_at=now, updated_at=now, created_by=req.created_by, labels=req.labels,
         metadata=req.metadata, status=VmStatus(boot=boot.accepted(accepted)), source_snapshot=req.source_snapshot,
     )
-    if await core.store.get(keys.vm_name(vm.org_id, vm.project_id, vm.name)) is not None:
-        raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name")
     return vm, images
 
 
