@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,16 @@ async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dic
         (pooled,) = await filled(backend, 1)
         jail_id = backend.pool.ready()[0].jail_id
         vm = vm_of("pooled")
+        at_boot: list[list[Path]] = []
+        boot_warm = backend._boot_warm
+
+        async def watched(*args: Any) -> None:  # the refill waits for the create: nothing launched beside it
+            at_boot.append(list((tmp_path / "run" / POOL_DIR).iterdir()))
+            await boot_warm(*args)
+
+        backend._boot_warm = watched  # type: ignore[method-assign]
         handle, _ = await backend.create_started(vm, images)
+        assert at_boot == [[]]
         assert handle.details["jail_id"] == jail_id
         status = await backend.status(handle)
         assert status.actual_state is VmState.RUNNING and status.host_pid == pooled

@@ -160,7 +160,10 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         boot, used = self._checked(vm, images)
         warm = self.pool.take()
         if warm is not None:
-            return await self._warm_started(vm, boot, used, warm)
+            try:
+                return await self._warm_started(vm, boot, used, warm)
+            finally:
+                self.pool.refill()
         if vm.source_snapshot is None:
             return await super().create_started(vm, images)
         handle, paths, boot, used = self._begin_create(vm, images)

@@ -93,16 +93,21 @@ class WarmPool:
             await self._drop(paths)
 
     def take(self) -> Warm | None:
-        """A live waiting process, now the caller's (it closes the process); None when the pool is empty."""
+        """A live waiting process, now the caller's (it closes the process); None when the pool is empty.
+        The pool refills when the caller says it is done (`refill`): a launch (fork, jailer) beside the
+        caller's boot would compete with it for the CPU."""
         while self._ready:
             warm = self._ready.pop(0)
-            self._wake.set()
             if warm.process.alive():
                 return warm
             warm.process.close()
             asyncio.get_running_loop().create_task(self._drop(warm.paths))
-        self._wake.set()
+        self.refill()  # nothing waiting: the caller takes the slow path anyway
         return None
+
+    def refill(self) -> None:
+        """Launch what is missing, in the background."""
+        self._wake.set()
 
     async def close(self) -> None:
         """Stop refilling; kill and remove every waiting process (agent stop: no orphans)."""
