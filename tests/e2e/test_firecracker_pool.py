@@ -118,6 +118,23 @@ async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dic
     assert list((tmp_path / "run" / ".pool").iterdir()) == []
 
 
+async def test_unjailed_pool(tmp_path: Path, images: dict[str, LocalImage]) -> None:
+    """Without the jailer the pool holds plain Firecrackers (`--id` the entry's id): the same take."""
+    backend = fc.backend(tmp_path / "run", jailed=False, warm_pool=1)
+    await backend.open()
+    try:
+        (pooled,) = await filled(backend, 1)
+        vm = fc.vm("plain")
+        handle, _ = await backend.create_started(vm, images)
+        assert (await backend.status(handle)).host_pid == pooled
+        assert backend.paths(handle).guest == tmp_path.absolute() / "run" / vm.id / "vm"
+        await say(backend, vm, "hi", b"#0001 hi\n", ready=fc.READY)
+        await backend.delete(handle)
+        assert not is_running(pooled)
+    finally:
+        await backend.close()
+
+
 async def test_a_new_agent_kills_what_the_last_one_left_waiting(tmp_path: Path) -> None:
     first = fc.backend(tmp_path / "run", warm_pool=2)
     await first.open()

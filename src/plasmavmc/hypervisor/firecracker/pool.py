@@ -33,7 +33,8 @@ from plasmavmc.hypervisor.process import Process
 
 log = logging.getLogger(__name__)
 POOL_DIR = ".pool"
-RETRY_S = 5.0  # after a failed launch, the pool waits this long before the next (no hot loop)
+RETRY_S = 5.0  # after a failed launch, the pool waits this long before the next, doubling up to RETRY_MAX_S
+RETRY_MAX_S = 300.0
 _ROOT_FILES = ("console.log", "console.in", "launch.log")  # open in the process: they move with it
 
 
@@ -123,16 +124,20 @@ class WarmPool:
         await self.purge_stale()
 
     async def _fill_forever(self) -> None:
+        failures = 0
         while True:
             while len(self._ready) < self.size:
                 paths = self.paths_of(str(uuid.uuid4()))
                 try:
                     process = await self._spawn(paths)
                 except (PlasmaError, OSError) as exc:
-                    log.warning("warm pool: launching a firecracker failed (retrying in %.0fs): %s", RETRY_S, exc)
+                    wait = min(RETRY_S * 2**failures, RETRY_MAX_S)
+                    failures += 1
+                    log.warning("warm pool: launching a firecracker failed (retrying in %.0fs): %s", wait, exc)
                     await self._drop(paths)
-                    await asyncio.sleep(RETRY_S)  # back-off of a background loop, not synchronisation
+                    await asyncio.sleep(wait)  # back-off of a background loop, not synchronisation
                     continue
+                failures = 0
                 self.launched += 1
                 self._ready.append(Warm(paths, process))
             self._wake.clear()
