@@ -101,9 +101,15 @@ async def test_quota_refusal_writes_nothing(core: Core) -> None:
     assert list(agent(core).vms) == [first.id]
 
 
-async def test_create_is_one_commit_then_the_agent_call(core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Between CreateVm's arrival and the agent call: one commit (the VM already placed, its name, the
-    pending operation, the quota charge, the node claim); then the last step's commit."""
+@pytest.mark.parametrize(("start", "expected"), [
+    (True, ["commit", "agent", "commit"]),  # the VM already placed, then the last step
+    (False, ["commit", "commit", "agent", "commit"]),  # record (batched per org), claim, last step
+])
+async def test_commits_around_the_agent_call(core: Core, monkeypatch: pytest.MonkeyPatch, start: bool,
+                                             expected: list[str]) -> None:
+    """Between CreateVm's arrival and the agent call: with `start` (latency first) one commit — the VM
+    already placed, its name, the pending operation, the quota charge, the node claim; without, the
+    record's commit (batched with the org's other creates) then the claim's."""
     seen: list[str] = []
     commit, fake = core.store.commit, agent(core)
     create_vm = fake.CreateVm
@@ -118,16 +124,20 @@ async def test_create_is_one_commit_then_the_agent_call(core: Core, monkeypatch:
 
     monkeypatch.setattr(core.store, "commit", counted_commit)
     monkeypatch.setattr(fake, "CreateVm", counted_create)
-    vm = await create(core, "one-commit")
-    assert seen == ["commit", "agent", "commit"]
-    assert (vm.state, vm.node_id) == (VmState.STOPPED, NODE)
+    req = lifecycle.CreateVm("counted", ORG, PROJ, SPEC, HypervisorType.KVM, {}, {}, start=start)
+    vm = await lifecycle.create(core, req)
+    assert seen == expected
+    assert (vm.state, vm.node_id) == (VmState.RUNNING if start else VmState.STOPPED, NODE)
     assert await written(core) == (1, 2, 1, 2)
     assert await core.store.get(keys.assignment(vm.id)) is not None
 
 
-async def test_no_suitable_node_writes_nothing(core: Core) -> None:
+@pytest.mark.parametrize("start", [True, False])
+async def test_no_suitable_node_writes_nothing(core: Core, start: bool) -> None:
+    req = lifecycle.CreateVm("huge", ORG, PROJ, replace(SPEC, cpu=CpuSpec(vcpus=64)), HypervisorType.KVM, {}, {},
+                             start=start)
     with pytest.raises(NoSuitableNode):
-        await create(core, "huge", replace(SPEC, cpu=CpuSpec(vcpus=64)))
+        await lifecycle.create(core, req)
     assert await written(core) == (0, 0, 0, 0)
     assert await core.store.get(keys.vm_name(ORG, PROJ, "huge")) is None
     assert agent(core).calls == []

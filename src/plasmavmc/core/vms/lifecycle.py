@@ -1,13 +1,15 @@
 """VM lifecycle on the control plane: create (validate, claim name, place, provision), read, update,
 delete. Power operations are in `power.py`.
 
-Create is one commit that writes the VM already placed, CREATING on its node (record, name, pending
-operation, quota charge, node claim and assignment: `placement.claim` with the create's own writes),
-then -> STOPPED (the agent made the disks). Input is validated completely before that write, so bad
-input changes nothing; a VM that no node can take is never written and the caller gets
-NO_SUITABLE_NODE with the reasons. With
-`start` (a spec extension) the agent also starts it and the last write records RUNNING; with
-`source_snapshot` it is a clone (`clones.py`).
+Create is PENDING -> CREATING (placed: node claim + assignment in one commit) -> STOPPED (the agent made
+the disks): the record's commit (with its name, pending operation and quota charge, batched with the
+org's other creates) then the claim's. With `start` (a spec extension) the agent also starts it and the
+last write records RUNNING; such a create is latency-bound, so ONE commit writes the VM already placed,
+CREATING on its node (the claim's writes with the create's own: `placement.claim` with `_creating`),
+and the agent is called next. Input is validated completely before the first write, so bad input
+changes nothing; a VM that no node can take is not left behind (removed again, or never written with
+`start`) and the caller gets NO_SUITABLE_NODE with the reasons. With `source_snapshot` it is a clone
+(`clones.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
@@ -32,12 +36,14 @@ from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
 from plasmavmc.store import keys
 from plasmavmc.store.base import Write
 from plasmavmc.store.records import Versioned, mutate, read, replace, retry_on_conflict
+from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
 from plasmavmc.types.node import Node
 from plasmavmc.types.states import VmState, check_transition, transition
 from plasmavmc.types.vm import CloneSource, HypervisorType, RestartPolicy, VirtualMachine, VmSpec, VmStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 BOOTABLE_FORMATS = (ImageFormat.RAW, ImageFormat.QCOW2)  # what a qcow2 overlay can sit on
 
 
@@ -114,24 +120,66 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
     vm = await nics.allocate(core.store, vm)
     # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
     op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
-    try:
-        placed = await place(core, Versioned(vm, 0, key), req.node_id, commit=_creating(core, vm, op))
-    except PlasmaError:
-        await nics.release(core.store, vm)
-        OPERATIONS.labels("create", "error").inc()
-        raise
-    async with pending.driving(core.store, op) as drive:
-        result = await provision(core, placed, images, drive, start=req.start)
+    if req.start:  # latency first: one commit writes the VM already placed
+        placed = await _failing(core, vm, place(core, Versioned(vm, 0, key), req.node_id,
+                                                commit=_creating(core, vm, op)))
+        async with pending.driving(core.store, op) as drive:
+            result = await provision(core, placed, images, drive, start=True)
+    else:  # throughput first: the record's commit batches with the org's other creates, then the claim
+        rev = await _failing(core, vm, _created(core, vm, op))
+        async with pending.driving(core.store, op) as drive:
+            placed = await _placed(core, Versioned(vm, rev, key), op, req.node_id)
+            result = await provision(core, placed, images, drive)
     OPERATIONS.labels("create", "ok").inc()
     return result
 
 
+async def _failing(core: Core, vm: VirtualMachine, step: Awaitable[T]) -> T:
+    """`step` of a create before anything of it is stored: its NICs' ports are released if it fails."""
+    try:
+        return await step
+    except PlasmaError:
+        await nics.release(core.store, vm)
+        OPERATIONS.labels("create", "error").inc()
+        raise
+
+
+async def _created(core: Core, vm: VirtualMachine, op: pending.Pending) -> int:
+    """The PENDING record, its name, the pending operation and its events, the quota charged: one commit."""
+    writes = [Write(keys.vm(vm.org_id, vm.project_id, vm.id), codec.dumps(vm), 0), *_own_writes(vm, op)]
+    try:
+        return await quotas.commit_charged(core.store, vm.org_id, vm.project_id, quotas.usage_of(vm), writes)
+    except Conflict:
+        raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}",
+                            field="name") from None
+
+
+async def _placed(core: Core, vm: Versioned[VirtualMachine], op: pending.Pending,
+                  node_id: str | None) -> Versioned[VirtualMachine]:
+    """`place` after `_created`; a VM no node takes is removed again (its quota given back)."""
+    try:
+        return await place(core, vm, node_id)
+    except PlasmaError:
+        v = vm.value
+        undo = [Write(vm.key, None), Write(keys.vm_name(v.org_id, v.project_id, v.name), None), Write(op.key, None)]
+        await quotas.commit_charged(core.store, v.org_id, v.project_id, -quotas.usage_of(v), undo)
+        await nics.release(core.store, v)
+        OPERATIONS.labels("create", "error").inc()
+        raise
+
+
+def _own_writes(vm: VirtualMachine, op: pending.Pending) -> list[Write]:
+    """What a create writes beside the VM record: its name, the pending operation, the create's events."""
+    return [Write(keys.vm_name(vm.org_id, vm.project_id, vm.name), vm.id.encode(), 0), pending.begin_write(op),
+            *vm_events.created(vm)]
+
+
 def _creating(core: Core, vm: VirtualMachine, op: pending.Pending) -> placement.Committer:
-    """The commit of a create's claim: with the claim's writes (the placed record among them, expected
-    new), the name, the pending operation and the create's events, its quota charged. A name taken
-    meanwhile is ALREADY_EXISTS."""
+    """The commit of a create+start's claim: with the claim's writes (the placed record among them,
+    expected new), the name, the pending operation and the create's events, its quota charged. A name
+    taken meanwhile is ALREADY_EXISTS."""
     name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
-    own = [Write(name_key, vm.id.encode(), 0), pending.begin_write(op), *vm_events.created(vm)]
+    own = _own_writes(vm, op)
 
     async def commit(claim: list[Write]) -> int:
         try:
