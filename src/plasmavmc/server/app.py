@@ -146,7 +146,8 @@ API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavm
                 "plasmavmc.v1.QuotaService", "plasmavmc.v1.IamService", "plasmavmc.agent.v1.AgentService")
 
 
-def grpc_server(core: Core, settings: ServerSettings, iam: Iam, auth: AuthInterceptor | None = None) -> grpc.aio.Server:
+def grpc_server(core: Core, settings: ServerSettings, iam: Iam, auth: AuthInterceptor | None = None,
+                reports: AgentReportServicer | None = None) -> grpc.aio.Server:
     """Every service on one gRPC server, behind one interceptor that layers each method once
     (`wire/chain.py`); `auth` replaces the authentication layer (benchmarks only). The observing layer
     (request ids, log fields, RPC metrics) comes first, so it sees refusals too; then the request guard:
@@ -164,7 +165,7 @@ def grpc_server(core: Core, settings: ServerSettings, iam: Iam, auth: AuthInterc
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
     network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(core), server)
     network_pb2_grpc.add_SecurityGroupServiceServicer_to_server(SecurityGroupServicer(core), server)
-    reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
+    reports = reports or AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
     agent_pb2_grpc.add_AgentServiceServicer_to_server(reports, server)
     if settings.server.tls is not None:
         server.add_secure_port(settings.server.addr, server_credentials(settings.server.tls))
@@ -185,7 +186,8 @@ async def registered(leadership: Leadership, task: asyncio.Task[None]) -> None:
 async def run(settings: ServerSettings) -> None:
     core = await build_core(settings)
     iam = await build_iam(core.store, settings.iam)
-    server = grpc_server(core, settings, iam)
+    reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
+    server = grpc_server(core, settings, iam, reports=reports)
     health = HealthAndReflection(server, API_SERVICES)
     leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)
     # one watched index of VM states per replica: its gauges, and the leader's reconcile when it leads
@@ -223,6 +225,7 @@ async def run(settings: ServerSettings) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        reports.end_streams()  # agents' heartbeat streams never end by themselves
         await server.stop(grace=2)
         await http.cleanup()
         await console.cleanup()
