@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 from plasmavmc import validation, validation_reports
 from plasmavmc.core.context import Core
@@ -37,7 +37,6 @@ from plasmavmc.wire.peer import peer_identity
 from plasmavmc.wire.report_digest import report_bytes
 
 Ctx = ServicerContext
-T = TypeVar("T")
 ON_AGENT = "served by the node agent (port 8082), not by the control plane"
 
 
@@ -66,23 +65,6 @@ class ReportedNodes:
         return replace(known[1], last_heartbeat=beat)
 
 
-async def _until(requests: AsyncIterator[T], closing: asyncio.Event) -> AsyncIterator[T]:
-    """The messages of `requests` until it ends or `closing` is set (whichever comes first)."""
-    stop = asyncio.ensure_future(closing.wait())
-    message: asyncio.Future[T | None] | None = None
-    try:
-        while not closing.is_set():
-            message = asyncio.ensure_future(anext(requests, None))
-            await asyncio.wait((message, stop), return_when=asyncio.FIRST_COMPLETED)
-            if not message.done() or (item := message.result()) is None:
-                return
-            yield item
-    finally:
-        stop.cancel()
-        if message is not None:
-            message.cancel()  # a read still waiting (closing, or this handler cancelled)
-
-
 class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, core: Core, heartbeat_interval: int, authenticate: bool = False) -> None:
         self.core = core
@@ -91,7 +73,8 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         self._agent_starts: dict[str, int] = {}  # node id -> the agent start last seen by this replica
         self._tasks: set[asyncio.Task[int]] = set()
         self._nodes = ReportedNodes()
-        self._closing = asyncio.Event()  # set when the server stops: open heartbeat streams end
+        self._streams: set[asyncio.Task[Any]] = set()  # the tasks serving open heartbeat streams
+        self._stopping = False
 
     def _on_agent_start(self, node: Node) -> None:
         """A node whose agent (re)started since this replica last heard from it is told every network
@@ -125,14 +108,27 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         """Heartbeats of one node over one stream: the caller is checked at its first message and the
         node bound to the stream; each message is then handled as a Heartbeat call. An error answers
         the stream and ends it (`edge.stream`)."""
-        async for response in self._stream_beats(_until(requests, self._closing), context):
-            yield response
+        task = asyncio.current_task()
+        assert task is not None
+        self._streams.add(task)
+        try:
+            async for response in self._stream_beats(requests, context):
+                yield response
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            task.uncancel()  # ended by `end_streams`: the stream ends (status OK), the server stops at once
+        finally:
+            self._streams.discard(task)
 
     def end_streams(self) -> None:
-        """End every open heartbeat stream (status OK; each agent reopens its stream at its next
-        heartbeat, elsewhere or here once back): the server is stopping, and open streams would hold
-        its graceful stop for the whole grace."""
-        self._closing.set()
+        """End every open heartbeat stream (each agent reopens its stream at its next heartbeat,
+        elsewhere or here once back): the server is stopping, and open streams would hold its graceful
+        stop for the whole grace. Their handlers are cancelled: no per-message work is added to watch
+        for this."""
+        self._stopping = True
+        for task in list(self._streams):
+            task.cancel()
 
     async def _stream_beats(
         self, requests: AsyncIterator[agent_pb2.HeartbeatRequest], context: Ctx
