@@ -15,6 +15,7 @@ from typing import Protocol
 import pytest
 
 from plasmavmc.errors import Conflict, InvalidArgument
+from plasmavmc.store import keys
 from plasmavmc.store.base import Compacted, EventType, Store, WatchEvent, Write
 
 DEADLINE = 5.0  # seconds: generous; a passing run never waits this long
@@ -471,6 +472,33 @@ async def test_list_fields_pages_like_list_with_only_the_named_fields(store: Sto
     assert {i.key: i.mod_revision for i in seen} == stored
     (one,) = (await store.list_fields("f/b", ("node_id",))).items
     assert one.values == ("n-1",)
+
+
+async def test_list_fields_of_vm_records_follow_every_write(store: Store) -> None:
+    """The VM records' fields (SQLite keeps them in a narrow table, by triggers): the same answers as any
+    prefix, after puts, updates, deletes and for values that are not JSON objects."""
+    base = keys.VMS + "org/proj/"
+    await store.put(base + "a", b'{"state":"running","updated_at":3,"node_id":null,"spec":{"state":"x"}}')
+    rev_b = await store.put(base + "b", b'{"state":"stopped","updated_at":1,"node_id":"n-1"}')
+    await store.put(base + "c", b"[1, 2]")
+    await store.put(base + "d", b"not json {")
+    await store.put(base + "e", b'{"state":"creating","node_id":"n-2"}')
+    await store.put(base + "a", b'{"state":"stopping","updated_at":4,"node_id":"n-3"}')  # an update
+    await store.delete(base + "e")
+    seen = []
+    after: str | None = None
+    while True:
+        page = await store.list_fields(keys.VMS, ("state", "updated_at", "node_id"), start_after=after, limit=3)
+        seen += page.items
+        if page.next_start_after is None:
+            break
+        after = page.next_start_after
+    assert [(i.key[len(base):], i.values) for i in seen] == [
+        ("a", ("stopping", 4, "n-3")), ("b", ("stopped", 1, "n-1")), ("c", (None, None, None)), ("d", None)]
+    assert {i.key: i.mod_revision for i in seen} == {kv.key: kv.mod_revision for kv in await store.list_all(keys.VMS)}
+    assert seen[1].mod_revision == rev_b
+    (b,) = (await store.list_fields(base + "b", ("node_id", "state"))).items
+    assert b.values == ("n-1", "stopped")
 
 
 @pytest.mark.parametrize("names", [(), ("a b",), ("$.x",), ("x",) * 17])

@@ -74,7 +74,7 @@ from plasmavmc.wire.replies import add_servicer
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
 RECONCILE_INTERVAL = 2.0
-INDEX_FIRST = 10.0  # seconds the watched VM copies wait for the state index at a start (see `_after_index`)
+INDEX_FIRST = 10.0  # seconds a start waits for the state index before serving (and the watched VM copies)
 
 
 async def _after_index(index: VmStates, then: Callable[[], Awaitable[None]]) -> None:
@@ -204,6 +204,9 @@ async def run(settings: ServerSettings) -> None:
     memory_task = asyncio.create_task(core.reports.run(core.store), name="report-memory")
     audit_task = asyncio.create_task(iam.audit.run(), name="audit-log")
     BUILD_INFO.labels(package_version(), "server").set(1)
+    # the VM state index first (bounded): a start answers nothing until its gauges and per-node index are
+    # right, so the index is not built against every agent's heartbeat and resync at once (issue 19)
+    await vm_states.until_ready(INDEX_FIRST)
     await server.start()
     core.nodes.liveness.grant_grace()  # agents can reach this replica only from now on
     await health.set_serving(True)

@@ -57,6 +57,7 @@ from plasmavmc.store.base import (
     check_writes,
 )
 from plasmavmc.store.fields import FieldsPage, check_names
+from plasmavmc.store.sqlite_narrow import covers, narrow_fields_in, set_up
 from plasmavmc.store.sqlite_reads import KV_COLUMNS, events_from, fields_in, in_snapshot, list_in, row_to_kv
 from plasmavmc.store.sqlite_writes import Commit, Outcome, apply_batch
 
@@ -235,7 +236,8 @@ class SqliteStore(Store):
         if limit < 0:
             raise InvalidArgument("limit", "must be >= 0 (0 means all)")
         check_names(names)
-        read = functools.partial(fields_in, prefix, tuple(names), start_after, limit)
+        narrow = narrow_fields_in if covers(prefix, names) else fields_in  # the VM records: a small table
+        read = functools.partial(narrow, prefix, tuple(names), start_after, limit)
         return await self._scan(read, self._fields_scanner)
 
     # -- writes ---------------------------------------------------------------------------------------
@@ -380,6 +382,7 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
         conn.execute("BEGIN IMMEDIATE")
         for statement in _SCHEMA:
             conn.execute(statement)
+        set_up(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.close()

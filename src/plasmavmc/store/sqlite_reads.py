@@ -67,7 +67,7 @@ def list_query(prefix: str, start_after: str | None, limit: int) -> tuple[str, l
 
 
 def list_in(prefix: str, start_after: str | None, limit: int, conn: sqlite3.Connection) -> Page:
-    revision = int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
+    revision = revision_of(conn)
     rows = conn.execute(*list_query(prefix, start_after, limit)).fetchall()
     more = bool(limit) and len(rows) > limit
     items = tuple(row_to_kv(row) for row in rows[: limit or None])
@@ -81,7 +81,7 @@ def fields_in(
     JSON array of the fields (two paths at least, so the answer is always an array). A page holding a
     value that is not JSON makes SQLite refuse the whole statement: that page is read whole and its
     values decoded here instead (`fields.picked`), so a broken record is reported like any other."""
-    revision = int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
+    revision = revision_of(conn)
     sql, params = list_query(prefix, start_after, limit)
     paths = ", ".join(f"'$.{name}'" for name in (names if len(names) > 1 else names * 2))
     narrow = sql.replace(KV_COLUMNS, f"key, mod_revision, json_extract(CAST(value AS TEXT), {paths})", 1)
@@ -93,6 +93,15 @@ def fields_in(
             raise
         rows = conn.execute(sql, params).fetchall()
         items = [Fields(k, int(r), picked(bytes(v), names)) for k, v, _, r in rows]
+    return fields_page(items, revision, limit)
+
+
+def revision_of(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
+
+
+def fields_page(items: list[Fields], revision: int, limit: int) -> FieldsPage:
+    """The page of `items` read with one more row than `limit` (that row tells whether more follow)."""
     more = bool(limit) and len(items) > limit
     page = tuple(items[: limit or None])
     return FieldsPage(items=page, revision=revision, next_start_after=page[-1].key if more else None)
