@@ -26,6 +26,7 @@ from plasmavmc.iam.authn import bearer
 from plasmavmc.iam.gate import Gate
 from plasmavmc.iam.model import Caller
 from plasmavmc.observe import logctx
+from plasmavmc.observe.callmeta import first_values
 from plasmavmc.wire.status import to_grpc_status
 
 PUBLIC_PREFIXES = ("/plasmavmc.v1.",)
@@ -33,10 +34,7 @@ PASSTHROUGH_PREFIXES = ("/plasmavmc.agent.v1.",)  # node-certificate checks belo
 
 
 def credential_of(context: Any) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            return bearer(str(value))
-    return None
+    return bearer(first_values(context).get("authorization"))
 
 
 @dataclass

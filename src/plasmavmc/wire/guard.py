@@ -245,6 +245,16 @@ def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
     def ctx(request: Any, context: grpc.aio.ServicerContext) -> Any:
         return _Draining(context, request) if handler.request_streaming else context
 
+    async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """`unary_out` for a unary request, without awaiting `first` (the path every GetVm takes)."""
+        request_id()
+        try:
+            if request.__class__ is _Undecodable:
+                await _refuse(context, request.error)
+            return await behavior(request, context)
+        except Exception as exc:
+            await _fail(context, exc, method)
+
     async def unary_out(request: Any, context: grpc.aio.ServicerContext) -> Any:
         request_id()
         context = ctx(request, context)
@@ -262,7 +272,7 @@ def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
         except Exception as exc:
             await _fail(context, exc, method)
 
-    wrapped = stream_out if handler.response_streaming else unary_out
+    wrapped = stream_out if handler.response_streaming else unary_out if handler.request_streaming else unary_unary
     make = getattr(grpc, f"{kind}_rpc_method_handler")
     result: grpc.RpcMethodHandler = make(
         wrapped, request_deserializer=_decoder(handler.request_deserializer),
