@@ -73,6 +73,7 @@ from plasmavmc.wire.convert import to_proto
 from tests.conftest import GUEST_DIR, Proc
 
 BLOCK = 10_000
+_UNDERIVED = re.compile(r'^plasmavmc_watched_underived\{prefix="plasmavmc/vms/"\} ([0-9.e+]+)$', re.M)
 _TOTAL = re.compile(r'^plasmavmc_vms_total\{state="[a-z_]+"\} ([0-9.e+]+)$', re.M)
 
 
@@ -107,13 +108,20 @@ async def _vms_counted(http: str) -> int:
     return int(sum(float(v) for v in _TOTAL.findall(text))) if status == 200 else -1
 
 
+async def _rendered(http: str) -> bool:
+    """The GetVm copy is listed and its background render pass done (its gauge is there, at 0)."""
+    status, text = await asyncio.to_thread(_get, f"{http}/metrics")
+    left = _UNDERIVED.search(text) if status == 200 else None
+    return left is not None and float(left.group(1)) == 0
+
+
 async def _settled(server: Proc, http: str, vms: int, busy: float = 0.5, deadline: float = 300.0) -> float:
     """Seconds until a (re)started server has counted its `vms` VM records and finished its start-up work
-    (its CPU over a 2 s window below `busy` of a core): the creates are timed in the steady state, not
-    against the start-up's listing and rendering of every record."""
+    (the GetVm copy rendered, its CPU over a 2 s window below `busy` of a core): the creates are timed in
+    the steady state, not against the start-up's listing and rendering of every record."""
     started = time.monotonic()
     while time.monotonic() - started < deadline:
-        if await _vms_counted(http) == vms:
+        if await _vms_counted(http) == vms and await _rendered(http):
             cpu = _cpu_seconds(server)
             await asyncio.sleep(2.0)  # a measuring window
             if (_cpu_seconds(server) - cpu) / 2.0 < busy:

@@ -173,6 +173,8 @@ class WatchedPrefix:
     def _listed(self, revision: int) -> None:
         self.ready = True
         self._advance(revision)
+        if self._derive is not None:  # from now on the gauge counts down to 0 as the pass goes
+            WATCHED_UNDERIVED.labels(self.prefix).set(len(self.entries))
         self._deriving = asyncio.create_task(self._derive_listed(), name=f"derive {self.prefix}")
 
     async def _derive_listed(self) -> None:

@@ -52,6 +52,9 @@ _BY_GRPC = {
     grpc.StatusCode.UNIMPLEMENTED: ErrorCode.UNIMPLEMENTED,
     grpc.StatusCode.UNAVAILABLE: ErrorCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.UNAVAILABLE,
+    # a call this client did not cancel (that raises CancelledError here), cancelled by a server stopping
+    # or a connection going away: try again, as for UNAVAILABLE
+    grpc.StatusCode.CANCELLED: ErrorCode.UNAVAILABLE,
     grpc.StatusCode.PERMISSION_DENIED: ErrorCode.PERMISSION_DENIED,
     grpc.StatusCode.UNAUTHENTICATED: ErrorCode.UNAUTHENTICATED,
 }
