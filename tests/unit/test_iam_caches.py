@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from plasmavmc.errors import Unauthenticated
+from plasmavmc.errors import NotFound, PermissionDenied, Unauthenticated
 from plasmavmc.iam import apikeys, authn
 from plasmavmc.iam.authn import Authenticator
 from plasmavmc.iam.authz import Decision, RbacAuthorizer
 from plasmavmc.iam.cache import ExpiringLru
 from plasmavmc.iam.directory import Directory
+from plasmavmc.iam.gate import Gate
 from plasmavmc.iam.tokens import TokenKeys
 from plasmavmc.store import keys
 from plasmavmc.store.sqlite import SqliteStore
@@ -106,3 +107,28 @@ def test_expiring_lru_evicts_the_least_recently_used_and_honours_expiry() -> Non
     assert cache.get("b", now=1.0) is None and cache.get("a", now=1.0) == 1 and len(cache) == 2
     assert cache.get("c", now=100.0) is None  # expired at its time, and dropped
     assert len(cache) == 1
+
+
+async def test_a_kept_decision_settles_a_call_without_asking_again(directory: Directory) -> None:
+    await directory.bind(VIEWER)
+    tokens = TokenKeys(directory.store)
+    gate = Gate(Authenticator(directory, tokens), RbacAuthorizer())
+    token = await tokens.issue("p", 600)
+    assert gate.remembered(token) is None and gate.remembered(None) is None
+    caller = await gate.caller(token)
+    assert gate.remembered(token) is caller
+
+    def missing() -> NotFound:
+        return NotFound("vm not found")
+
+    assert not gate.settled(caller, "plasmavmc:vms:get", "o1", "p1", missing)  # nothing kept yet
+    await gate.require(caller, "plasmavmc:vms:get", "o1", "p1", missing)
+    assert gate.settled(caller, "plasmavmc:vms:get", "o1", "p1", missing)
+    with pytest.raises(NotFound):  # another org is hidden: kept, and refused as before
+        await gate.require(caller, "plasmavmc:vms:get", "o2", "p9", missing)
+    with pytest.raises(NotFound):
+        gate.settled(caller, "plasmavmc:vms:get", "o2", "p9", missing)
+    with pytest.raises(PermissionDenied):  # a viewer sees the project but may not delete in it
+        await gate.require(caller, "plasmavmc:vms:delete", "o1", "p1", missing)
+    with pytest.raises(PermissionDenied):
+        gate.settled(caller, "plasmavmc:vms:delete", "o1", "p1", missing)

@@ -61,17 +61,24 @@ class Authenticator:
         self._bindings[principal_id] = kept = (found, now + BINDINGS_SECONDS)
         return kept
 
+    def remembered(self, credential: str | None) -> Caller | None:
+        """The caller `credential` stands for if it is remembered (and still may be trusted), else None:
+        the per-call path, without a coroutine."""
+        if not credential:
+            return None
+        if self._generation != self.tokens.generation:  # a signing key was retired
+            self._callers.clear()
+            self._generation = self.tokens.generation
+        return self._callers.get(hashlib.sha256(credential.encode()).digest(), time.monotonic())
+
     async def caller(self, credential: str | None) -> Caller:
         """The caller a credential stands for; UNAUTHENTICATED if it is missing, expired or tampered."""
         if not credential:
             raise Unauthenticated("a credential is required: authorization: Bearer <token or API key>")
-        if self._generation != self.tokens.generation:  # a signing key was retired
-            self._callers.clear()
-            self._generation = self.tokens.generation
-        digest = hashlib.sha256(credential.encode()).digest()
-        hit = self._callers.get(digest, time.monotonic())
+        hit = self.remembered(credential)
         if hit is not None:
             return hit
+        digest = hashlib.sha256(credential.encode()).digest()
         generation = self._generation
         found, until = await self._authenticate(credential)
         if generation == self.tokens.generation:
