@@ -73,8 +73,8 @@ async def serve(config: Path, open_port: int) -> None:
     iam = await build_iam(core.store, settings.iam)
     open_settings = dataclasses.replace(settings, server=dataclasses.replace(settings.server,
                                                                             addr=f"127.0.0.1:{open_port}"))
-    servers = [grpc_server(core, settings, iam),
-               grpc_server(core, open_settings, iam, AdmitAll(iam.gate, iam.audit))]
+    servers = [grpc_server(core, settings, iam)[0],
+               grpc_server(core, open_settings, iam, AdmitAll(iam.gate, iam.audit))[0]]
     audit = asyncio.create_task(iam.audit.run())
     for server in servers:
         await server.start()

@@ -11,7 +11,7 @@ from plasmavmc.errors import InvalidArgument
 from plasmavmc.images.fetch import UrlPolicy, split
 from plasmavmc.limits import MAX_FIELD_BYTES, MAX_REPEATED
 from plasmavmc.v1 import agent_pb2, image_pb2, node_pb2, types_pb2, vm_pb2
-from plasmavmc.wire.guard import check_message
+from plasmavmc.wire.guard import _decoder, _has_enums, _Undecodable, check_message
 
 
 def refused_field(msg: object) -> str | None:
@@ -73,3 +73,18 @@ def test_only_http_urls_with_a_host(url: str) -> None:
     with pytest.raises(InvalidArgument) as info:
         split(url)
     assert info.value.field == "source.url.url"
+
+
+def test_small_requests_without_enums_skip_the_walk_and_the_rest_do_not() -> None:
+    assert not _has_enums(vm_pb2.GetVmRequest.DESCRIPTOR)
+    assert _has_enums(vm_pb2.ListVmsRequest.DESCRIPTOR) and _has_enums(vm_pb2.CreateVmRequest.DESCRIPTOR)
+    get = _decoder(vm_pb2.GetVmRequest.FromString)
+    small = vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id="o", project_id="p", vm_id="v"))
+    assert get(small.SerializeToString()) == small
+    big = vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id="o", project_id="p", vm_id="v" * (MAX_FIELD_BYTES + 1)))
+    refused = get(big.SerializeToString())
+    assert isinstance(refused, _Undecodable) and refused.error.field == "vm.vm_id"
+    listing = _decoder(vm_pb2.ListVmsRequest.FromString)
+    bad_enum = vm_pb2.ListVmsRequest(org_id="o", project_id="p", states=[99])  # a few bytes, walked all the same
+    refused = listing(bad_enum.SerializeToString())
+    assert isinstance(refused, _Undecodable) and refused.error.field == "states[0]"

@@ -179,3 +179,30 @@ def test_rpc_metrics_count_each_code_once() -> None:
     assert {code: count(code) - before[code] for code in before} == {"OK": 2, "NOT_FOUND": 1, "CANCELLED": 1}
     seconds = m.RPC_SECONDS.labels("plasmavmc.v1.TestService", "Probe")
     assert seconds._sum.get() > 0
+
+
+def test_call_metadata_is_read_once_per_call_first_value_per_key() -> None:
+    import contextvars
+
+    from plasmavmc.observe.callmeta import first_values
+
+    class Context:  # what a servicer context offers: a fresh tuple per ask
+        def __init__(self, metadata: tuple[tuple[str, str | bytes], ...]) -> None:
+            self.metadata, self.asked = metadata, 0
+
+        def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+            self.asked += 1
+            return self.metadata
+
+    one = Context((("authorization", "Bearer a"), ("x-request-id", "r1"), ("authorization", "Bearer b"),
+                   ("trace-bin", b"\x00")))
+    other = Context((("authorization", "Bearer c"),))
+
+    def call() -> None:
+        assert first_values(one) == {"authorization": "Bearer a", "x-request-id": "r1"}
+        assert first_values(one)["authorization"] == "Bearer a" and one.asked == 1  # kept for the call
+        assert first_values(other) == {"authorization": "Bearer c"}  # another context is read afresh
+
+    contextvars.copy_context().run(call)
+    contextvars.copy_context().run(lambda: first_values(one))  # a new call (task) reads again
+    assert one.asked == 2

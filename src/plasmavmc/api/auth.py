@@ -26,6 +26,7 @@ from plasmavmc.iam.authn import bearer
 from plasmavmc.iam.gate import Gate
 from plasmavmc.iam.model import Caller
 from plasmavmc.observe import logctx
+from plasmavmc.observe.callmeta import first_values
 from plasmavmc.wire.status import to_grpc_status
 
 PUBLIC_PREFIXES = ("/plasmavmc.v1.",)
@@ -33,10 +34,7 @@ PASSTHROUGH_PREFIXES = ("/plasmavmc.agent.v1.",)  # node-certificate checks belo
 
 
 def credential_of(context: Any) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            return bearer(str(value))
-    return None
+    return bearer(first_values(context).get("authorization"))
 
 
 @dataclass
@@ -84,15 +82,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         try:
             if rule is None:
                 raise Unimplemented("this method has no authorization rule")
-            call.caller = await self.gate.caller(credential_of(context))
+            credential = credential_of(context)
+            call.caller = self.gate.remembered(credential) or await self.gate.caller(credential)
             if call.caller.via == "ticket":
                 raise Unauthenticated("a console ticket is good for the console gateway only")
             if isinstance(request, _FirstMessage):
                 request = await request.read()
             call.scope = rule.scope(request)
-            if rule.decide:
-                await self.gate.require(call.caller, rule.action, call.scope.org_id, call.scope.project_id,
-                                        call.scope.missing)
+            scope = call.scope
+            if rule.decide and not self.gate.settled(call.caller, rule.action, scope.org_id, scope.project_id,
+                                                     scope.missing):
+                await self.gate.require(call.caller, rule.action, scope.org_id, scope.project_id, scope.missing)
         except PlasmaError as err:
             self._record(call, str(err.code))
             await context.abort_with_status(to_grpc_status(err, logctx.get("request_id")))

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from plasmavmc import validation
 from plasmavmc.errors import NodeNotFound, NotFound, PlasmaError, image_not_found, vm_not_found
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):  # made once per call: a tuple is the cheapest immutable record to build
     org_id: str
     project_id: str
     resource: str

@@ -52,14 +52,19 @@ class ApiKeyVerifier:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
         self._cache: dict[bytes, tuple[str, float]] = {}
-        self._verifying: dict[bytes, asyncio.Task[str | None]] = {}  # by digest: the one check running
+        self._verifying: dict[bytes, asyncio.Task[tuple[str, float] | None]] = {}  # by digest: the check running
 
     async def principal_of(self, credential: str) -> str | None:
         """The principal a valid, unexpired key belongs to; None for anything else."""
+        found = await self.verified(credential)
+        return None if found is None else found[0]
+
+    async def verified(self, credential: str) -> tuple[str, float] | None:
+        """(principal, until when this answer may be trusted: a `time.monotonic()` time) of a valid key."""
         digest = hashlib.sha256(credential.encode()).digest()
         hit = self._cache.get(digest)
         if hit is not None and hit[1] > time.monotonic():
-            return hit[0]
+            return hit
         task = self._verifying.get(digest)
         if task is None:
             task = asyncio.create_task(self._verify(credential, digest))
@@ -67,7 +72,7 @@ class ApiKeyVerifier:
             task.add_done_callback(lambda _: self._verifying.pop(digest, None))
         return await asyncio.shield(task)
 
-    async def _verify(self, credential: str, digest: bytes) -> str | None:
+    async def _verify(self, credential: str, digest: bytes) -> tuple[str, float] | None:
         parts = split(credential)
         if parts is None:
             return None
@@ -80,5 +85,5 @@ class ApiKeyVerifier:
             return None
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (record.principal_id, time.monotonic() + CACHE_SECONDS)
-        return record.principal_id
+        self._cache[digest] = found = (record.principal_id, time.monotonic() + CACHE_SECONDS)
+        return found

@@ -55,11 +55,23 @@ def rbac_decide(caller: Caller, action: str, org_id: str, project_id: str) -> De
     return Decision.DENY if visible else Decision.HIDDEN
 
 
+MEMO_DECISIONS = 256  # per caller; more distinct (action, scope) pairs in its lifetime start the memo over
+
+
 class RbacAuthorizer:
-    """The built-in authorizer: the caller's role bindings from this platform's own store."""
+    """The built-in authorizer: the caller's role bindings from this platform's own store. A decision
+    depends on those bindings only, so it is kept on the caller (`Caller.decisions`), which lives no
+    longer than its bindings are trusted."""
 
     async def decide(self, caller: Caller, action: str, org_id: str, project_id: str) -> Decision:
-        return rbac_decide(caller, action, org_id, project_id)
+        key = (action, org_id, project_id)
+        memo = caller.decisions
+        decision: Decision | None = memo.get(key)
+        if decision is None:
+            if len(memo) >= MEMO_DECISIONS:
+                memo.clear()
+            decision = memo[key] = rbac_decide(caller, action, org_id, project_id)
+        return decision
 
 
 class HttpAuthorizer:

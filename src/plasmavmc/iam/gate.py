@@ -27,17 +27,37 @@ class Gate:
     async def caller(self, credential: str | None) -> Caller:
         return await self.authn.caller(credential)
 
+    def remembered(self, credential: str | None) -> Caller | None:
+        """`caller` when the answer is remembered (the per-call path, no coroutine), else None."""
+        return self.authn.remembered(credential)
+
     async def decide(self, caller: Caller, action: str, org_id: str, project_id: str) -> Decision:
         return await self.authorizer.decide(caller, action, org_id, project_id)
 
     async def require(self, caller: Caller, action: str, org_id: str, project_id: str,
                       missing: Callable[[], PlasmaError]) -> None:
-        decision = await self.decide(caller, action, org_id, project_id)
-        if decision is Decision.HIDDEN:
-            raise missing()
-        if decision is Decision.DENY:
-            where = "/".join(p for p in (org_id, project_id) if p) or "the platform"
-            raise PermissionDenied(f"{caller.principal_id} may not {action} in {where}")
+        if not self.settled(caller, action, org_id, project_id, missing):
+            _enforce(await self.decide(caller, action, org_id, project_id), caller, action, org_id, project_id,
+                     missing)
+
+    def settled(self, caller: Caller, action: str, org_id: str, project_id: str,
+                missing: Callable[[], PlasmaError]) -> bool:
+        """`require` when a decision is kept on the caller (the per-call path, no coroutine): True when it
+        allows, raises when it refuses; False when no decision is kept (await `require`)."""
+        decision = caller.decisions.get((action, org_id, project_id))
+        if decision is None:
+            return False
+        _enforce(decision, caller, action, org_id, project_id, missing)
+        return True
+
+
+def _enforce(decision: Decision, caller: Caller, action: str, org_id: str, project_id: str,
+             missing: Callable[[], PlasmaError]) -> None:
+    if decision is Decision.HIDDEN:
+        raise missing()
+    if decision is Decision.DENY:
+        where = "/".join(p for p in (org_id, project_id) if p) or "the platform"
+        raise PermissionDenied(f"{caller.principal_id} may not {action} in {where}")
 
 
 @dataclass

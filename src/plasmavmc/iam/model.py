@@ -7,7 +7,8 @@ scope. `SYSTEM` is the org id of the platform itself (public images live there).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from plasmavmc.types.iam import Binding, Org, Principal, PrincipalKind, Project, Role
 
@@ -84,6 +85,9 @@ class Caller:
     bindings: tuple[Binding, ...]
     via: str = "token"  # token | api_key | ticket
     ticket_vm: str = ""  # a console ticket is good for one VM only
+    #: authorization decisions made for this caller, by (action, org, project): a caller is remembered
+    #: no longer than its bindings may be trusted (`authn.py`), so neither are they
+    decisions: dict[tuple[str, str, str], Any] = field(default_factory=dict, compare=False, repr=False)
 
     def is_system_admin(self) -> bool:
         return any(b.role is Role.SYSTEM_ADMIN and not b.org_id for b in self.bindings)

@@ -46,6 +46,7 @@ class TokenKeys:
         self._ring: dict[str, SigningKey] = {}
         self._ring_until = 0.0
         self._verified: dict[str, Claims] = {}
+        self.generation = 0  # counts `retire` calls: what was verified before one must be verified again
 
     async def ring(self) -> dict[str, SigningKey]:
         if time.monotonic() >= self._ring_until:
@@ -65,6 +66,7 @@ class TokenKeys:
     async def retire(self, kid: str) -> bool:
         gone = await self.store.delete(keys.iam_signing_key(kid))
         self._ring_until, self._verified = 0.0, {}
+        self.generation += 1
         return gone
 
     async def signing_key(self) -> SigningKey:

@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from plasmavmc.observe import logctx
+from plasmavmc.observe.callmeta import first_values
 from plasmavmc.observe.metrics import RPC_HANDLED, RPC_SECONDS
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
@@ -37,10 +38,7 @@ def _request_id(offered: str) -> str:
 
 
 def _offered_id(context: Any) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-request-id" and isinstance(value, str):
-            return value
-    return ""
+    return first_values(context).get("x-request-id", "")
 
 
 @cache
@@ -113,9 +111,13 @@ class _Call:
     single: bool
 
     def begin(self, request: Any, context: Any) -> float:
-        logctx.bind(request_id=_request_id(_offered_id(context)), method=self.method.name)
+        logctx.bind_one("request_id", _request_id(_offered_id(context)))
+        logctx.bind_one("method", self.method.name)
         if self.single:
-            logctx.bind(**_scope_of(request))
+            via_vm, attrs = _plan(request.__class__)
+            ref = request.vm if via_vm else request
+            for name, attr in attrs:  # as `_scope_of`, without a dict per call
+                logctx.bind_one(name, str(getattr(ref, attr))[:128])
         return time.perf_counter()
 
 

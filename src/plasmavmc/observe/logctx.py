@@ -35,6 +35,12 @@ def bind(**values: str | None) -> None:
             _VARS[name].set(value)
 
 
+def bind_one(name: str, value: str) -> None:
+    """`bind` of one field (the per-call path: no keyword dict)."""
+    if value:
+        _VARS[name].set(value)
+
+
 def current() -> dict[str, str]:
     return {name: var.get() for name, var in _VARS.items() if var.get()}
 

@@ -146,31 +146,35 @@ API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavm
                 "plasmavmc.v1.QuotaService", "plasmavmc.v1.IamService", "plasmavmc.agent.v1.AgentService")
 
 
-def grpc_server(core: Core, settings: ServerSettings, iam: Iam, auth: AuthInterceptor | None = None) -> grpc.aio.Server:
-    """Every service on one gRPC server, behind one interceptor that layers each method once
-    (`wire/chain.py`); `auth` replaces the authentication layer (benchmarks only). The observing layer
-    (request ids, log fields, RPC metrics) comes first, so it sees refusals too; then the request guard:
-    authorization reads fields of a request that must be decoded and sane."""
+def grpc_server(core: Core, settings: ServerSettings, iam: Iam, auth: AuthInterceptor | None = None,
+                reports: AgentReportServicer | None = None) -> tuple[grpc.aio.Server, HealthAndReflection]:
+    """Every service (health and reflection too) on one gRPC server, each method layered once
+    (`wire/chain.py`) and served through one generic handler; `auth` replaces the authentication layer
+    (benchmarks only). The observing layer (request ids, log fields, RPC metrics) comes first, so it sees
+    refusals too; then the request guard: authorization reads fields of a request that must be decoded
+    and sane."""
     observing: list[Layer] = [ObservingInterceptor()] if settings.server.rpc_metrics else []
-    layers = MethodChain([*observing, RequestGuard(), auth or AuthInterceptor(iam.gate, iam.audit)])
-    server = grpc.aio.server(interceptors=[layers])
-    iam_pb2_grpc.add_IamServiceServicer_to_server(IamServicer(core, iam), server)
+    chain = MethodChain([*observing, RequestGuard(), auth or AuthInterceptor(iam.gate, iam.audit)])
+    iam_pb2_grpc.add_IamServiceServicer_to_server(IamServicer(core, iam), chain)
     hypervisor = HypervisorType(settings.scheduler.default_hypervisor)
-    add_servicer(server, VmServicer(core, hypervisor), vm_pb2.DESCRIPTOR.services_by_name["VmService"])
+    add_servicer(chain, VmServicer(core, hypervisor), vm_pb2.DESCRIPTOR.services_by_name["VmService"])
     images = ImageService(core.store, core.catalog, core.image_files, staging_dir(settings.image_store),
                           VmDisks(core), owner=core.server_id, limits=ingest_limits(settings))
-    image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), server)
-    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), server)
-    quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), server)
-    network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(core), server)
-    network_pb2_grpc.add_SecurityGroupServiceServicer_to_server(SecurityGroupServicer(core), server)
-    reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(reports, server)
+    image_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(core, images), chain)
+    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(core), chain)
+    quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), chain)
+    network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(core), chain)
+    network_pb2_grpc.add_SecurityGroupServiceServicer_to_server(SecurityGroupServicer(core), chain)
+    reports = reports or AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(reports, chain)
+    health = HealthAndReflection(chain, API_SERVICES)
+    server = grpc.aio.server()
+    chain.serve_on(server)
     if settings.server.tls is not None:
         server.add_secure_port(settings.server.addr, server_credentials(settings.server.tls))
     else:
         server.add_insecure_port(settings.server.addr)
-    return server
+    return server, health
 
 
 async def registered(leadership: Leadership, task: asyncio.Task[None]) -> None:
@@ -185,8 +189,8 @@ async def registered(leadership: Leadership, task: asyncio.Task[None]) -> None:
 async def run(settings: ServerSettings) -> None:
     core = await build_core(settings)
     iam = await build_iam(core.store, settings.iam)
-    server = grpc_server(core, settings, iam)
-    health = HealthAndReflection(server, API_SERVICES)
+    reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
+    server, health = grpc_server(core, settings, iam, reports=reports)
     leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)
     # one watched index of VM states per replica: its gauges, and the leader's reconcile when it leads
     vm_states = VmStates(core.store, RECONCILE_INTERVAL)
@@ -223,6 +227,7 @@ async def run(settings: ServerSettings) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        reports.end_streams()  # agents' heartbeat streams never end by themselves
         await server.stop(grace=2)
         await http.cleanup()
         await console.cleanup()

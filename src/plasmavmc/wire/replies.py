@@ -48,8 +48,9 @@ def _handler(servicer: object, method: MethodDescriptor) -> grpc.RpcMethodHandle
     return handler
 
 
-def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor) -> None:
-    """Serve every method of `service` from `servicer` (its methods may return serialized bytes)."""
+def add_servicer(server: Any, servicer: object, service: ServiceDescriptor) -> None:
+    """Serve every method of `service` from `servicer` (its methods may return serialized bytes) on
+    `server` (a `grpc.aio.Server`, or a `wire/chain.MethodChain`)."""
     handlers = {method.name: _handler(servicer, method) for method in service.methods}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)

@@ -77,16 +77,16 @@ class VmReads:
         when it does not exist; None when the copies cannot answer (read the store instead)."""
         validation.name(org_id, "vm.org_id")
         validation.name(project_id, "vm.project_id")
-        validation.vm_ref(vm, "vm.vm_id")
         vm_id = vm
         if not validation.is_uuid(vm):
+            validation.name(vm, "vm.vm_id")  # a VM name in the project (`validation.vm_ref`)
             if not await self.names.caught_up(FENCE_TIMEOUT):
                 return None
             claim = self.names.get(keys.vm_name(org_id, project_id, vm))
             if claim is None:
                 raise vm_not_found(org_id, project_id, vm)
             vm_id = claim.value.decode()
-        if not await self.records.caught_up(FENCE_TIMEOUT):
+        if not (self.records.covers_own_writes() or await self.records.caught_up(FENCE_TIMEOUT)):
             return None
         key = keys.vm(org_id, project_id, vm_id)
         entry = self.records.get(key)
