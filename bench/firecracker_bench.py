@@ -8,12 +8,18 @@ Prints one JSON document:
   PID namespace, the same config file), with the ratio;
 * `create_start_to_guest_line_s`: through the API (CreateVm with `start` — one call — then GetConsole
   until the guest's ready line) against raw Firecracker started with `--config-file` holding the same
-  machine config, kernel and disk (exec until the line is on its stdout), with the ratio; and the same
-  with CreateVm then StartVm (two calls, as before the `start` field); `plasmavmc_api_steps`: where the
-  one-call path spent its time (medians of the VM's boot timeline steps, then the client's view);
+  machine config, kernel and disk (exec until the line is on its stdout), with the ratio; the agent
+  keeps its default warm pool (`[hypervisors.firecracker] warm_pool`, 2) and each timed create waits
+  until a pooled process is ready; `without_pool`: the same on a second cluster with `warm_pool = 0`
+  (the jailer and exec on the path); and CreateVm then StartVm (two calls: StartVm of a stopped VM
+  always execs); `plasmavmc_api_steps`: where the one-call path spent its time (medians of the VM's
+  boot timeline steps — accepted → placed: checks, reads and the create's one commit; → image_ready:
+  agent call and the VM's files; → process_up: cgroup limits, the API boot (or jailer + exec) —
+  then the client's view: the agent's answer, the last commit and the reply; GetConsole to the line);
 * `clone_from_snapshot_s`: CreateVm with `source_snapshot` and `start` until it answers (the clone is
   RUNNING: its Firecracker resumed the snapshot), and until the resumed guest answers a console line
-  (typed through the console gateway); target ≤ 50 ms to running. Beside it, raw Firecracker (no jail,
+  (typed through the console gateway); target ≤ 50 ms to running; each timed clone waits until the
+  agent's warm pool has a process ready. Beside it, raw Firecracker (no jail,
   no control plane) resuming the same snapshot: exec until `/snapshot/load` with `resume_vm` answers;
 * `agent_memory`: the agent's resident memory growth per running Firecracker VM (started through the
   API, `--vms` of them) and each Firecracker process's own resident memory.
@@ -35,10 +41,10 @@ from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import open_console
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.disks import sparse_copy
-from plasmavmc.hypervisor.process import rss_bytes
+from plasmavmc.hypervisor.process import cpu_seconds, rss_bytes
 from plasmavmc.types.vm import BootTimeline, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
 from tests import firecracker_guest as fc
-from tests.conftest import GUEST_DIR, start_cluster
+from tests.conftest import GUEST_DIR, Cluster, launch, start_cluster, write_configs
 from tests.e2e.helpers import ORG, PROJECT, console_until
 
 MEMORY_MIB = 64
@@ -120,9 +126,18 @@ def spec() -> VmSpec:
 
 
 STEPS: list[dict[str, float]] = []  # where each one-call create+start spent its time (`steps_of`)
+CPU: list[dict[str, float]] = []  # CPU ms each process spent on one create+start → guest line
 
 
-async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool = True) -> float:
+async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool = True,
+                            pool: Path | None = None, pids: dict[str, int] | None = None) -> float:
+    """CreateVm (with `start`, or then StartVm) until the guest's line through GetConsole; with `pool`
+    (the agent's Firecracker runtime dir), first until its warm pool has a process ready; with `pids`,
+    the CPU each of those processes spent meanwhile is recorded (`CPU`): a figure that load does not
+    stretch as it stretches the latencies."""
+    if pool is not None:
+        await fc.pool_ready(pool)
+    cpu_before = {k: cpu_seconds(pid) or 0.0 for k, pid in (pids or {}).items()}
     with timer() as t:
         began = time.perf_counter()
         vm = await client.create_vm(name, ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER,
@@ -133,13 +148,17 @@ async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool =
         await console_until(client, vm.id, fc.READY_LINE_RE, timeout=30)
     if one_call:
         STEPS.append(steps_of(vm.status.boot, returned, t[0]))
+    if pids:
+        CPU.append({k: ((cpu_seconds(pid) or 0.0) - cpu_before[k]) * 1000 for k, pid in pids.items()})
     return t[0]
 
 
 def steps_of(boot: BootTimeline, returned: float, line: float) -> dict[str, float]:
-    """The VM's boot timeline as returned by CreateVm (accepted → placed: the first commits and the node
-    claim; → image_ready: the agent's create; → process_up: jailer, exec, boot from the config file), then
-    the client's view: CreateVm answered, and the guest's line through GetConsole."""
+    """The VM's boot timeline as returned by CreateVm (accepted → placed: checks and the create's one
+    commit with its node claim; → image_ready: the agent call and the VM's files; → process_up: the
+    boot, in a pooled Firecracker over its API, or jailer + exec + config file), then the client's
+    view: CreateVm answered (the agent's answer, the last commit, the reply), and the guest's line
+    through GetConsole."""
     steps = dict(boot.steps()[:4])
     steps["process_up_to_answer"] = returned - sum(steps.values())
     steps["answer_to_guest_line"] = line - returned
@@ -186,6 +205,7 @@ async def clones(client: PlasmaClient, gateway: str, runs: int, root: Path) -> d
     running, answered, raw = [], [], []
     for i in range(runs):
         raw.append(await raw_snapshot_resume(root / "raw-resume", snap))
+        await fc.pool_ready(root / "run" / "fc")  # a pooled process waits (as on an idle node)
         began = time.perf_counter()
         vm = await client.clone_vm(f"clone-{i}", ORG, PROJECT, "clone-src", "s1")
         running.append(time.perf_counter() - began)
@@ -206,16 +226,43 @@ async def clones(client: PlasmaClient, gateway: str, runs: int, root: Path) -> d
     return {"running": running, "answered": answered, "raw": raw}
 
 
+def cluster_without_pool(root: Path) -> Cluster:
+    """A cluster like `start_cluster(firecracker=True)` whose agent keeps no warm pool."""
+    server_cfg, agent_cfg, api, http, _ = write_configs(root, GUEST_DIR, "node-1", firecracker=True)
+    text = agent_cfg.read_text()
+    agent_cfg.write_text(text.replace("[hypervisors.firecracker]\n", "[hypervisors.firecracker]\nwarm_pool = 0\n"))
+    return launch(root, server_cfg, agent_cfg, api, http, "node-1")
+
+
+async def without_pool(root: Path, runs: int) -> list[float]:
+    """CreateVm with `start` → guest line, the agent keeping no warm pool (jailer + exec on the path)."""
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = cluster_without_pool(root)
+    try:
+        async with await PlasmaClient.connect(cluster.api) as client:
+            times = []
+            for i in range(runs):
+                times.append(await api_to_guest_line(client, f"nopool-{i}"))
+                await client.delete_vm(ORG, PROJECT, f"nopool-{i}", force=True)
+        return times
+    finally:
+        cluster.agent.stop()
+        cluster.server.stop()
+        fc.kill_leftovers(root)
+
+
 async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
     root.mkdir(parents=True, exist_ok=True)
     cluster = start_cluster(root, GUEST_DIR, firecracker=True)
+    pool = root / "run" / "fc"
     try:
-        assert cluster.agent.popen is not None
+        assert cluster.agent.popen is not None and cluster.server.popen is not None
         agent_pid = cluster.agent.popen.pid
+        pids = {"server": cluster.server.popen.pid, "agent": agent_pid, "client": os.getpid()}
         async with await PlasmaClient.connect(cluster.api) as client:
             times, two_calls = [], []
             for i in range(runs):  # one VM at a time: the guest polls its UART and keeps a CPU busy
-                times.append(await api_to_guest_line(client, f"bench-{i}"))
+                times.append(await api_to_guest_line(client, f"bench-{i}", pool=pool, pids=pids))
                 await client.delete_vm(ORG, PROJECT, f"bench-{i}", force=True)
                 two_calls.append(await api_to_guest_line(client, f"bench2-{i}", one_call=False))
                 await client.delete_vm(ORG, PROJECT, f"bench2-{i}", force=True)
@@ -245,6 +292,7 @@ async def main(runs: int, vms: int) -> None:
         jailed_ready = [await jailed_api_ready(work / "run") for _ in range(runs)]
         raw_line = [await raw_to_guest_line(work) for _ in range(runs)]
         api = await through_api(work / "cluster", runs, vms)
+        no_pool = await without_pool(work / "nopool", runs)
     api_s, two_calls, cloned = api.pop("api_s"), api.pop("api_two_calls_s"), api.pop("clone_s")
     assert isinstance(api_s, list) and isinstance(two_calls, list) and isinstance(cloned, dict)
     emit(
@@ -256,6 +304,10 @@ async def main(runs: int, vms: int) -> None:
                                       "plasmavmc_api": median(api_s), "ratio": median(api_s) / median(raw_line),
                                       "plasmavmc_api_steps": {k: median([s.get(k, 0.0) for s in STEPS])
                                                               for k in STEPS[0]} if STEPS else {},
+                                      "cpu_ms_per_create": {k: median([c[k] for c in CPU]) for k in CPU[0]}
+                                      if CPU else {},
+                                      "without_pool": median(no_pool),
+                                      "ratio_without_pool": median(no_pool) / median(raw_line),
                                       "plasmavmc_api_create_then_start": median(two_calls),
                                       "ratio_create_then_start": median(two_calls) / median(raw_line)},
         clone_from_snapshot_s={"raw_firecracker_resume": median(cloned["raw"]),

@@ -10,7 +10,10 @@ API (`--concurrency` in flight) in blocks of 10,000; at each size listed in `--v
 - `creates_per_s` of every block (target: flat within 15 %: `block_spread` = (max - min) / max), and the
   server's CPU per create (`server_cpu_per_create_spread`: the same flatness, much less swayed by load);
 - idle: the server's and the agents' CPU over `--idle-seconds` with nothing asked of the API, as a
-  share of one core (target ≤ 0.15 for the server at 100,000), and the server's RSS (≤ 300 MiB);
+  share of one core (target ≤ 0.15 for the server at 100,000), and the server's RSS (≤ 300 MiB); the
+  agents heartbeat over one `HeartbeatStream` per node, and the same is measured again after they are
+  switched to unary Heartbeat calls (`idle_unary`, SIGUSR1 to the agents), the baseline of the same run
+  (`idle_server_ratio_stream_to_unary`);
 - restart (at the largest size only): the server is stopped and started again; seconds until `/ready`,
   until the `plasmavmc_vms_total` gauges add up to the VM count (target ≤ 5 s; also the server CPU spent
   until then, imports included, which load does not inflate), and how many of the
@@ -41,6 +44,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -146,6 +150,23 @@ async def _idle(server: Proc, agents_pid: int, seconds: float) -> dict[str, obje
         "load_before": load,
         "load_after": _load(),
     }
+
+
+async def _idle_unary(server: Proc, agents_pid: int, seconds: float, heartbeat: float) -> dict[str, object]:
+    """The baseline of the same run: the agents switched to unary Heartbeat calls (SIGUSR1), measured
+    after one interval and a bit (every node has switched by then; the streams stay open, silent),
+    then switched back to streams."""
+    os.kill(agents_pid, signal.SIGUSR1)
+    await asyncio.sleep(heartbeat * 1.2)
+    try:
+        return await _idle(server, agents_pid, seconds)
+    finally:
+        os.kill(agents_pid, signal.SIGUSR1)
+
+
+def _ratio(ours: object, base: object, key: str) -> float | None:
+    assert isinstance(ours, dict) and isinstance(base, dict)
+    return round(ours[key] / base[key], 3) if base[key] else None
 
 
 async def _restart(server: Proc, api: str, http: str, nodes: int, watch: float) -> dict[str, object]:
@@ -282,6 +303,8 @@ async def _seeded_run(root: Path, size: int, largest: int, nodes: int, concurren
                                   "server_cpu_ms_per_create": round((_cpu_seconds(server) - cpu) * 1000 / block, 2),
                                   "load": load, "errors": len(errors)}
         run["idle"] = await _idle(server, agents.pid, idle_s)
+        run["idle_unary"] = await _idle_unary(server, agents.pid, idle_s, heartbeat)
+        run["idle_server_ratio_stream_to_unary"] = _ratio(run["idle"], run["idle_unary"], "server_cpu_share")
         if size == largest:
             run["restart"] = await _restart(server, api, f"http://{http.group(1)}", nodes, watch)
     return run
@@ -351,6 +374,9 @@ async def fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float
                         blocks.append({"vms_after": done, "creates_per_s": round(block / seconds, 1),
                                        "server_cpu_ms_per_create": round(spent, 2), "load": load})
                     at[str(size)] = await _idle(server, agents.pid, idle_s)
+                unary = await _idle_unary(server, agents.pid, idle_s, heartbeat)
+                at["unary_at_largest"] = unary
+                at["server_ratio_stream_to_unary"] = _ratio(at[str(sizes[-1])], unary, "server_cpu_share")
                 rates = [float(b["creates_per_s"]) for b in blocks]  # type: ignore[arg-type]
                 costs = [float(b["server_cpu_ms_per_create"]) for b in blocks]  # type: ignore[arg-type]
                 restart = await _restart(server, api, metrics, nodes, watch)

@@ -11,7 +11,7 @@ placements in flight; every claim is committed. Baseline, same run: the naive wa
 node from the store and filter/score all of them for each VM (cache max_age 0, no sampling).
 
 Part 2 (`api`): a real server process (SQLite) and 1,000 SIMULATED agents in a second process;
-10,000 CreateVm calls through gRPC with `--concurrency` in flight (each: quota + record commit,
+10,000 CreateVm calls through gRPC with `--concurrency` in flight (each, without `start`: quota + record commit,
 placement commit, the agent's CreateVm, the STOPPED commit). Baseline, same run: the same number of
 trivial API calls (GetQuota) at the same concurrency, i.e. what the API path alone costs.
 

@@ -55,8 +55,12 @@ class FakeAgent:
 
     async def CreateVm(self, request: agent_pb2.CreateVmRequest, timeout: float | None = None) -> Any:
         self.calls.append("CreateVm")
-        self.vms[request.vm.id] = VmState.STOPPED
+        self.vms[request.vm.id] = VmState.RUNNING if request.start else VmState.STOPPED
         self.ports[request.vm.id] = [p.mac_address for p in request.ports]
+        if request.start:  # created and started in the one call: the reply carries the running status
+            running = types_pb2.VmStatus(actual_state=types_pb2.VmState.Value("VM_STATE_RUNNING"),
+                                         host_pid=next(_pids))
+            return agent_pb2.VmHandle(vm_id=request.vm.id, started=running)
         return agent_pb2.VmHandle(vm_id=request.vm.id)
 
     async def StartVm(self, request: agent_pb2.StartVmRequest, timeout: float | None = None) -> Any:

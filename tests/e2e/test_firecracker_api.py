@@ -88,11 +88,12 @@ async def test_create_start_console_stop_delete(fc_client: PlasmaClient, fc_clus
     assert not runtime.exists()
 
 
-async def test_create_with_start_is_one_agent_call_and_boots_from_the_config_file(
+async def test_create_with_start_is_one_agent_call_in_a_pooled_firecracker(
         fc_client: PlasmaClient, fc_cluster: Cluster) -> None:
     """CreateVm with `start`: RUNNING on return, through one agent CreateVm (no StartVm, no status call:
-    the agent's RPC counters say so), the jailed Firecracker configured and started from `--config-file`
-    at exec (its log says so, and shows no configuring PUT), the boot timeline in order."""
+    the agent's RPC counters say so), in a Firecracker of the agent's warm pool (launched jailed before
+    the call; configured over its API, then InstanceStart: its log says so), the boot timeline in order."""
+    pooled = await fc.pool_ready(fc_cluster.root / "run" / "fc")
     before = agent_calls(fc_cluster)
     vm = await fc_client.create_vm("fc-fast", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER,
                                    start=True)
@@ -101,12 +102,12 @@ async def test_create_with_start_is_one_agent_call_and_boots_from_the_config_fil
     assert after.get("CreateVm", 0) - before.get("CreateVm", 0) == 1
     for method in ("StartVm", "GetVmStatus"):
         assert after.get(method, 0) == before.get(method, 0), method
+    assert vm.status.host_pid in pooled, (vm.status.host_pid, pooled)
     cmdline = Path(f"/proc/{vm.status.host_pid}/cmdline").read_bytes().split(b"\0")
-    assert b"--config-file" in cmdline and cmdline[0] == b"/firecracker"
+    assert b"--config-file" not in cmdline and cmdline[0] == b"/firecracker"
     await console_until(fc_client, vm.id, fc.READY_LINE_RE, timeout=30)
     log = next((fc_cluster.root / "run" / "fc" / vm.id).glob("jail/*/*/root/firecracker.log")).read_text()
-    assert "configured from one single json" in log
-    assert "Put request" not in log, log
+    assert "InstanceStart" in log and '"/machine-config"' in log, log
     boot = vm.status.boot
     assert 0 < boot.accepted_at <= boot.placed_at <= boot.image_ready_at <= boot.start_requested_at
     assert boot.start_requested_at - 2 <= boot.process_up_at  # node clock: within the tolerated slack

@@ -41,7 +41,7 @@ pytestmark = needs_qemu
 SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 CREDS = ("control-plane", "node-a", "node-b", "none", "self-signed")
 SERVED, DENIED, HANDSHAKE = "served", "denied", "refused at handshake"
-CP_HALF = {"Heartbeat", "ReportStatus"}  # the RPCs the control plane serves; the agent serves the rest
+CP_HALF = {"Heartbeat", "HeartbeatStream", "ReportStatus"}  # the control plane serves these; the agent the rest
 BIN = Path(sys.executable).parent
 
 
@@ -88,7 +88,7 @@ def request_for(method: Any, vm: VirtualMachine | None, node: Node) -> Message:
         forged = vm if vm is not None else VirtualMachine(id="", name="x", org_id=ORG, project_id=PROJECT)
         to_proto(forged, msg.vm)
         msg.vm.id = str(uuid.uuid4()) if vm is not None else ""
-    elif method.name == "Heartbeat":
+    elif method.name in ("Heartbeat", "HeartbeatStream"):
         to_proto(node, msg.node)
     elif method.name == "ReportStatus":
         msg.node_id = node.id
@@ -175,16 +175,20 @@ async def test_control_plane_takes_reports_only_from_the_named_nodes_certificate
     assert after.state == VmState.RUNNING and after.node_id == NODE_A  # node-b's CRASHED moved nothing
 
 
-async def heartbeat(tls: TlsCluster, cred: str, node: Node) -> str:
-    method = SERVICE.methods_by_name["Heartbeat"]
+BEATS = ("Heartbeat", "HeartbeatStream")  # a unary call, and a stream's first message
+
+
+async def heartbeat(tls: TlsCluster, cred: str, node: Node, rpc: str = "Heartbeat") -> str:
+    method = SERVICE.methods_by_name[rpc]
     async with tls.api_channel(pem_of(tls, cred, identity.node(node.id))) as channel:
         return await call(channel, method, request_for(method, None, node))
 
 
 async def test_made_up_node_is_refused(tls: TlsCluster, api: PlasmaClient) -> None:
     ghost = Node(id="node-ghost", capacity=NodeCapacity(64, 65536, 1000), agent_address="127.0.0.1:1")
-    assert await heartbeat(tls, NODE_A, ghost) == DENIED
-    assert await heartbeat(tls, "self-signed", ghost) == HANDSHAKE
+    for rpc in BEATS:
+        assert await heartbeat(tls, NODE_A, ghost, rpc) == DENIED, rpc
+        assert await heartbeat(tls, "self-signed", ghost, rpc) == HANDSHAKE, rpc
     with pytest.raises(NodeNotFound):
         await api.get_node("node-ghost")
 
@@ -193,7 +197,8 @@ async def test_agent_address_changes_only_with_the_nodes_certificate(tls: TlsClu
     real = await api.get_node(NODE_A)
     rerouted = Node(id=NODE_A, capacity=real.capacity, agent_address="127.0.0.1:1")
     for cred in ("node-b", "control-plane", "client"):
-        assert await heartbeat(tls, cred, rerouted) == DENIED, cred
+        for rpc in BEATS:
+            assert await heartbeat(tls, cred, rerouted, rpc) == DENIED, (cred, rpc)
     assert (await api.get_node(NODE_A)).agent_address == real.agent_address
 
 

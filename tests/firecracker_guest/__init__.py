@@ -9,6 +9,7 @@ those skip, saying so. It polls its UART, so a running one keeps a host CPU busy
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -16,9 +17,12 @@ import signal
 import uuid
 from pathlib import Path
 
+from plasmavmc.errors import HypervisorError
 from plasmavmc.hypervisor.base import LocalImage
+from plasmavmc.hypervisor.firecracker.api import FirecrackerApi
 from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions, cgroups_mounted
+from plasmavmc.hypervisor.firecracker.pool import POOL_DIR
 from plasmavmc.hypervisor.process import read_pidfile
 from plasmavmc.images.pvh_guest.build import IMAGE_NAME, READY_LINE, build_seed
 from plasmavmc.types.vm import DiskSource, DiskSpec, MemorySpec, VirtualMachine, VmSpec
@@ -64,16 +68,31 @@ def vm(name: str, hotplug: bool = False) -> VirtualMachine:
 
 
 def backend(runtime_dir: Path, *, jailed: bool = True, balloon: bool = False,
-            diff_snapshots: bool = False) -> FirecrackerBackend:
+            diff_snapshots: bool = False, warm_pool: int = 0) -> FirecrackerBackend:
     assert FIRECRACKER is not None and JAILER is not None
     options = JailerOptions(enabled=jailed, uid=JAIL_UID, gid=JAIL_UID)
     return FirecrackerBackend(FIRECRACKER, JAILER, runtime_dir, jailer=options, balloon=balloon,
-                              diff_snapshots=diff_snapshots)
+                              diff_snapshots=diff_snapshots, warm_pool=warm_pool)
+
+
+async def pool_ready(runtime_dir: Path, within_s: float = 30.0) -> set[int | None]:
+    """The pids of an agent's waiting Firecrackers (its warm pool under `runtime_dir`), once one answers
+    on its API socket. The agent counts an entry ready when it answers the agent, which polls every
+    millisecond; a CreateVm takes longer than that to reach the agent."""
+    pool = runtime_dir / POOL_DIR
+    async with asyncio.timeout(within_s):
+        while True:
+            for sock in pool.glob("*/jail/*/*/root/api.sock"):
+                with contextlib.suppress(HypervisorError):
+                    await FirecrackerApi(sock, timeout=1.0).get("/")
+                    return {read_pidfile(p) for p in pool.glob("*/jail/*/*/root/*.pid")}
+            await asyncio.sleep(0.01)  # poll-with-deadline: the pool fills in the background
 
 
 def kill_leftovers(root: Path) -> None:
     """Hypervisor processes outlive the agent by design; a test's (or bench's) own ones end with it."""
-    for pidfile in [*root.glob("run/fc/*/jail/*/*/root/firecracker.pid"), *root.glob("run/fc/*/vm/firecracker.pid")]:
+    for pidfile in [*root.glob("run/fc/*/jail/*/*/root/firecracker.pid"), *root.glob("run/fc/*/vm/firecracker.pid"),
+                    *root.glob("run/fc/.pool/*/jail/*/*/root/firecracker.pid")]:
         pid = read_pidfile(pidfile)
         if pid is not None:
             with contextlib.suppress(OSError):

@@ -4,7 +4,7 @@ UNKNOWN (issue 13).
 Services: the public API (every service in `plasmavmc.v1`: VmService, ImageService, NodeService,
 QuotaService, IamService), called as the system admin so that requests reach the servicers behind
 authorization, the AgentService half on
-the server (Heartbeat, ReportStatus) and the AgentService on the agent's port. Each round sends one
+the server (Heartbeat, HeartbeatStream, ReportStatus) and the AgentService on the agent's port. Each round sends one
 random or boundary message (see `messages.py`; some are plain garbage bytes, sent through a raw channel)
 to every method, until the time budget is spent. Afterwards the server must still list nodes and VMs and
 answer `/ready` 200: nothing the fuzzer stored may poison a list or a probe.

@@ -555,3 +555,12 @@ def test_text_logging_and_trace_level() -> None:
     assert stream.getvalue().rstrip().endswith("TRACE plasmavmc.x: wire")
     with pytest.raises(ValueError):
         setup_logging("loud", "text", stream)
+
+
+def test_firecracker_warm_pool_key(tmp_path: Path) -> None:
+    node = '[agent]\nnode_id = "n1"\n'
+    assert agent(node, tmp_path).hypervisors.firecracker.warm_pool == 2
+    assert agent(node + "[hypervisors.firecracker]\nwarm_pool = 0\n", tmp_path).hypervisors.firecracker.warm_pool == 0
+    for bad in ("-1", "65"):
+        problems = problems_of(agent, f"{node}[hypervisors.firecracker]\nwarm_pool = {bad}\n", tmp_path)
+        assert any("warm_pool" in p for p in problems), problems

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.loops.restarts import RestartLoop
 from plasmavmc.core.nodes import reports
 from plasmavmc.core.vms import lifecycle, power, restarts
-from plasmavmc.errors import InvalidArgument, QuotaExceeded, VmNotFound
+from plasmavmc.errors import InvalidArgument, NoSuitableNode, QuotaExceeded, VmNotFound
 from plasmavmc.store import keys
 from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.runtime import ExitKind
@@ -98,6 +99,48 @@ async def test_quota_refusal_writes_nothing(core: Core) -> None:
         await create(core, "two")
     assert await written(core) == (1, 2, 1, 2)
     assert list(agent(core).vms) == [first.id]
+
+
+@pytest.mark.parametrize(("start", "expected"), [
+    (True, ["commit", "agent", "commit"]),  # the VM already placed, then the last step
+    (False, ["commit", "commit", "agent", "commit"]),  # record (batched per org), claim, last step
+])
+async def test_commits_around_the_agent_call(core: Core, monkeypatch: pytest.MonkeyPatch, start: bool,
+                                             expected: list[str]) -> None:
+    """Between CreateVm's arrival and the agent call: with `start` (latency first) one commit — the VM
+    already placed, its name, the pending operation, the quota charge, the node claim; without, the
+    record's commit (batched with the org's other creates) then the claim's."""
+    seen: list[str] = []
+    commit, fake = core.store.commit, agent(core)
+    create_vm = fake.CreateVm
+
+    async def counted_commit(writes: Any, **kw: Any) -> int:
+        seen.append("commit")
+        return await commit(writes, **kw)
+
+    async def counted_create(request: Any, timeout: float | None = None) -> Any:
+        seen.append("agent")
+        return await create_vm(request, timeout)
+
+    monkeypatch.setattr(core.store, "commit", counted_commit)
+    monkeypatch.setattr(fake, "CreateVm", counted_create)
+    req = lifecycle.CreateVm("counted", ORG, PROJ, SPEC, HypervisorType.KVM, {}, {}, start=start)
+    vm = await lifecycle.create(core, req)
+    assert seen == expected
+    assert (vm.state, vm.node_id) == (VmState.RUNNING if start else VmState.STOPPED, NODE)
+    assert await written(core) == (1, 2, 1, 2)
+    assert await core.store.get(keys.assignment(vm.id)) is not None
+
+
+@pytest.mark.parametrize("start", [True, False])
+async def test_no_suitable_node_writes_nothing(core: Core, start: bool) -> None:
+    req = lifecycle.CreateVm("huge", ORG, PROJ, replace(SPEC, cpu=CpuSpec(vcpus=64)), HypervisorType.KVM, {}, {},
+                             start=start)
+    with pytest.raises(NoSuitableNode):
+        await lifecycle.create(core, req)
+    assert await written(core) == (0, 0, 0, 0)
+    assert await core.store.get(keys.vm_name(ORG, PROJ, "huge")) is None
+    assert agent(core).calls == []
 
 
 async def test_unsupported_spec_writes_nothing_and_asks_no_agent(core: Core) -> None:

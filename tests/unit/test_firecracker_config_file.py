@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from plasmavmc.hypervisor.base import LocalImage
-from plasmavmc.hypervisor.firecracker import spec
+from plasmavmc.hypervisor.firecracker import api_boot, spec
 from plasmavmc.types.vm import (
     CpuSpec,
     DiskSource,
@@ -50,3 +50,16 @@ def test_balloon_only_where_configured() -> None:
     config = spec.vm_config(vm(), IMAGE, track_dirty_pages=False, with_balloon=True)
     assert config["balloon"] == spec.balloon(0)
     assert config["machine-config"]["track_dirty_pages"] is False
+
+
+def test_a_pooled_boot_puts_the_same_bodies_machine_first() -> None:
+    """A Firecracker of the warm pool is configured over its API (`api_boot.requests`) with the config
+    file's bodies: machine config first, each drive and NIC under its id, then the rest."""
+    config = spec.vm_config(vm(), IMAGE, track_dirty_pages=False, with_balloon=True)
+    puts = api_boot.requests(config)
+    assert puts[0] == ("/machine-config", config["machine-config"])
+    assert dict(puts) == {"/machine-config": config["machine-config"], "/boot-source": config["boot-source"],
+                          "/drives/root": config["drives"][0], "/drives/data": config["drives"][1],
+                          "/network-interfaces/eth0": config["network-interfaces"][0],
+                          "/balloon": config["balloon"]}
+    assert len(puts) == 6

@@ -80,7 +80,7 @@ def test_each_side_of_agent_service_names_the_other_for_what_it_does_not_serve()
     from plasmavmc.v1 import agent_pb2
 
     methods = {m.name for m in agent_pb2.DESCRIPTOR.services_by_name["AgentService"].methods}
-    reports = {"Heartbeat", "ReportStatus"}
+    reports = {"Heartbeat", "HeartbeatStream", "ReportStatus"}
     for name in methods:
         on_agent = getattr(AgentServicer, name).__qualname__
         on_server = getattr(AgentReportServicer, name).__qualname__

@@ -99,6 +99,8 @@ async def run(settings: AgentSettings) -> None:
     await ports.restore()  # before adoption: running VMs find their taps plumbed
     vms = NodeVms(settings.agent.node_id, registry, cache, reporter, ports)
     await vms.adopt()
+    for backend in registry.all():  # after adoption: what a backend runs for itself (a warm pool) is no VM
+        await backend.open()
     cache.prune_pins(set(vms.handles))
     server = agent_server(settings)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), server)
@@ -132,6 +134,8 @@ async def run(settings: AgentSettings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await beat
         await vms.close()
+        for backend in registry.all():
+            await backend.close()
         await server.stop(grace=2)
         await http.cleanup()
         REGISTRY.unregister(metrics)

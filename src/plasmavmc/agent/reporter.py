@@ -1,4 +1,7 @@
-"""The agent's line to the control plane: Heartbeat and ReportStatus, over every configured endpoint.
+"""The agent's line to the control plane: heartbeats and ReportStatus, over every configured endpoint.
+
+Heartbeats go over one stream per node (`heartbeat_lines.py`) to the endpoint that last answered, and as
+unary Heartbeat calls (tried over every endpoint) whenever that stream is down or not served.
 
 Endpoints are tried in order, starting from the last one that answered, so an agent keeps reporting
 while any control-plane replica is up. A report that cannot be delivered is retried with backoff by
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from plasmavmc.agent.heartbeat_lines import Lines
 from plasmavmc.errors import Unavailable
 from plasmavmc.grpc_tls import target_of
 from plasmavmc.types.node import Node
@@ -33,7 +37,9 @@ def vm_report(vm_id: str, status: VmStatus, exit_kind: ExitKind | None = None) -
 
 
 class Reporter:
-    def __init__(self, endpoints: Sequence[str], credentials: grpc.ChannelCredentials | None = None) -> None:
+    def __init__(self, endpoints: Sequence[str], credentials: grpc.ChannelCredentials | None = None,
+                 streams: bool = True) -> None:
+        """`streams`: heartbeats over `HeartbeatStream` (False: unary Heartbeat calls only)."""
         targets = [target_of(e) for e in endpoints]
         self.channels = [
             grpc.aio.secure_channel(t, credentials, options=RECONNECT_OPTIONS)
@@ -43,6 +49,8 @@ class Reporter:
         ]
         self._stubs = [agent_pb2_grpc.AgentServiceStub(c) for c in self.channels]
         self._preferred = 0
+        self.streams = streams
+        self.lines = Lines(self._stubs)
 
     async def _call(self, method: str, request: object) -> object:
         last: Exception | None = None
@@ -61,9 +69,11 @@ class Reporter:
         raise Unavailable(f"no control plane reachable: {last}")
 
     async def heartbeat(self, node: Node, request: agent_pb2.HeartbeatRequest) -> agent_pb2.HeartbeatResponse:
-        """Send `request` (its VM part: `agent/heartbeats.py`) with `node` filled in."""
+        """Send `request` (its VM part: `agent/heartbeats.py`) with `node` filled in: over the node's
+        heartbeat stream (`heartbeat_lines.py`), or as a unary Heartbeat when there is none to use."""
         request.node.CopyFrom(to_proto(node, node_pb2.Node()))
-        response = await self._call("Heartbeat", request)
+        streamed = await self.lines.send(node.id, self._preferred, request) if self.streams else None
+        response = streamed if streamed is not None else await self._call("Heartbeat", request)
         assert isinstance(response, agent_pb2.HeartbeatResponse)
         return response
 
@@ -71,5 +81,6 @@ class Reporter:
         await self._call("ReportStatus", agent_pb2.ReportStatusRequest(node_id=node_id, report=report))
 
     async def close(self) -> None:
+        await self.lines.close()
         for channel in self.channels:
             await channel.close()

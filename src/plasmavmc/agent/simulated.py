@@ -4,7 +4,9 @@ One gRPC server serves `AgentService` for every simulated node (they all adverti
 the real `AgentServicer`, the real image cache and the real reporter; only the hypervisor is
 simulated, so nothing boots. Each node heartbeats on its own schedule with its own VM reports (delta
 heartbeats, `agent/heartbeats.py`, as a real agent), and
-`pause()` / `resume()` silence one node's heartbeats to simulate a failed node.
+`pause()` / `resume()` silence one node's heartbeats to simulate a failed node. Heartbeats go over one
+`HeartbeatStream` per node (`agent/heartbeat_lines.py`); SIGUSR1 turns the fleet to unary Heartbeat calls
+and back (a benchmark's baseline in the same run).
 
 Routing: calls carry a VM id, not a node id, so the fleet finds the node by VM. During a cold move a VM
 briefly exists on two simulated nodes (created on the new one before it is deleted on the old one):
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -216,6 +219,12 @@ class SimulatedFleet:
                     failed = True
             await asyncio.sleep(heartbeats.next_beat(self.heartbeat_interval, failed))
 
+    def toggle_streams(self) -> None:
+        """From the next heartbeat on, every node sends unary Heartbeat calls instead of stream messages
+        (or, the next time, stream messages again)."""
+        self.reporter.streams = not self.reporter.streams
+        log.warning("simulated nodes: heartbeats %s", "over streams" if self.reporter.streams else "unary")
+
     def pause(self, node_id: str) -> None:
         """Stop this node's heartbeats (a simulated node failure); its VMs stay as they are."""
         self.paused.add(node_id)
@@ -261,6 +270,8 @@ async def _serve(args: argparse.Namespace) -> None:
     fleet = SimulatedFleet(args.control_plane, args.addr, nodes, args.cache_dir, args.heartbeat_interval,
                            args.register_timeout)
     await fleet.start()
+    # a benchmark's baseline in the same run: SIGUSR1 turns every node to unary Heartbeat calls and back
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, fleet.toggle_streams)
     log.info("%d simulated nodes registered; serving on %s", len(nodes), args.addr)
     print(f"READY {len(nodes)}", flush=True)
     try:

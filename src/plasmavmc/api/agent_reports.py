@@ -1,4 +1,5 @@
-"""The control plane's half of `plasmavmc.agent.v1.AgentService`: Heartbeat and ReportStatus.
+"""The control plane's half of `plasmavmc.agent.v1.AgentService`: Heartbeat (one call, or a stream of
+them: HeartbeatStream, one per agent, the node checked once when it opens) and ReportStatus.
 
 Agents call these; the VM operations of the same service are served by the agents themselves, so here
 they answer UNIMPLEMENTED saying so.
@@ -16,7 +17,8 @@ whose report changed, `agent/heartbeats.py`): its digest is checked against this
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 from plasmavmc import validation, validation_reports
 from plasmavmc.core.context import Core
@@ -30,11 +32,12 @@ from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2, types_pb2
 from plasmavmc.wire.convert import enum_from_proto, enum_to_proto, from_proto
-from plasmavmc.wire.edge import ServicerContext, answer_unserved, unary
+from plasmavmc.wire.edge import ServicerContext, answer_unserved, stream, unary
 from plasmavmc.wire.peer import peer_identity
 from plasmavmc.wire.report_digest import report_bytes
 
 Ctx = ServicerContext
+T = TypeVar("T")
 ON_AGENT = "served by the node agent (port 8082), not by the control plane"
 
 
@@ -63,6 +66,23 @@ class ReportedNodes:
         return replace(known[1], last_heartbeat=beat)
 
 
+async def _until(requests: AsyncIterator[T], closing: asyncio.Event) -> AsyncIterator[T]:
+    """The messages of `requests` until it ends or `closing` is set (whichever comes first)."""
+    stop = asyncio.ensure_future(closing.wait())
+    message: asyncio.Future[T | None] | None = None
+    try:
+        while not closing.is_set():
+            message = asyncio.ensure_future(anext(requests, None))
+            await asyncio.wait((message, stop), return_when=asyncio.FIRST_COMPLETED)
+            if not message.done() or (item := message.result()) is None:
+                return
+            yield item
+    finally:
+        stop.cancel()
+        if message is not None:
+            message.cancel()  # a read still waiting (closing, or this handler cancelled)
+
+
 class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, core: Core, heartbeat_interval: int, authenticate: bool = False) -> None:
         self.core = core
@@ -71,6 +91,7 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         self._agent_starts: dict[str, int] = {}  # node id -> the agent start last seen by this replica
         self._tasks: set[asyncio.Task[int]] = set()
         self._nodes = ReportedNodes()
+        self._closing = asyncio.Event()  # set when the server stops: open heartbeat streams end
 
     def _on_agent_start(self, node: Node) -> None:
         """A node whose agent (re)started since this replica last heard from it is told every network
@@ -97,6 +118,41 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Heartbeat(self, request: agent_pb2.HeartbeatRequest, context: Ctx) -> Any:
         reported = self._nodes.of(request.node)
         self._speaks_for(context, reported.id, "node.id")
+        return await self._beat(request, reported)
+
+    @stream
+    async def HeartbeatStream(self, requests: AsyncIterator[agent_pb2.HeartbeatRequest], context: Ctx) -> Any:
+        """Heartbeats of one node over one stream: the caller is checked at its first message and the
+        node bound to the stream; each message is then handled as a Heartbeat call. An error answers
+        the stream and ends it (`edge.stream`)."""
+        async for response in self._stream_beats(_until(requests, self._closing), context):
+            yield response
+
+    def end_streams(self) -> None:
+        """End every open heartbeat stream (status OK; each agent reopens its stream at its next
+        heartbeat, elsewhere or here once back): the server is stopping, and open streams would hold
+        its graceful stop for the whole grace."""
+        self._closing.set()
+
+    async def _stream_beats(
+        self, requests: AsyncIterator[agent_pb2.HeartbeatRequest], context: Ctx
+    ) -> AsyncIterator[agent_pb2.HeartbeatResponse]:
+        bound = ""
+        async for request in requests:
+            reported = self._nodes.of(request.node)
+            if not bound:
+                self._speaks_for(context, reported.id, "node.id")
+                bound = reported.id
+            elif reported.id != bound:
+                raise PermissionDenied(
+                    f"this stream carries the heartbeats of node {bound!r}; node {reported.id!r} needs its own",
+                    field="node.id",
+                )
+            yield await self._beat(request, reported)
+
+    async def _beat(self, request: agent_pb2.HeartbeatRequest, reported: Node) -> agent_pb2.HeartbeatResponse:
+        """One heartbeat of `reported` (converted and validated; the caller may speak for it), over
+        either RPC: the node refreshed, its VM reports applied, its digest checked or replaced."""
         validation_reports.heartbeat_lists(
             [vm.vm_id for vm in request.vms], list(request.gone_vm_ids), request.delta, request.vm_count
         )

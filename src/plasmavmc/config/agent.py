@@ -125,6 +125,12 @@ def _check_tb_size(value: int) -> int:
     return value
 
 
+def _check_pool_size(value: int) -> int:
+    if not 0 <= value <= 64:
+        raise ValueError(f"expected 0 (no pool) to 64 waiting processes, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class KvmSettings:
     """``[hypervisors.kvm]``: ``qemu_path``, ``runtime_dir`` (spec); ext ``qemu_img_path``;
@@ -151,7 +157,9 @@ class FirecrackerSettings:
     ``memory_overhead_mib``, default 64). ext ``balloon`` (default false): give every VM a virtio-balloon
     device so memory can be reclaimed from guests that have the driver. ext ``diff_snapshots`` (default
     false): track dirty pages, so a VM's later snapshots store only the memory written since the
-    previous one (restore merges them).
+    previous one (restore merges them). ext ``warm_pool`` (default 2, 0 disables): how many Firecracker
+    processes the agent keeps launched (jailed) and waiting, so that a create with ``start`` or a clone
+    takes one instead of running the jailer and an exec (see README "Firecracker fast path").
     """
 
     fc_path: str = setting("/usr/bin/firecracker", check=check_command)
@@ -166,6 +174,7 @@ class FirecrackerSettings:
     memory_overhead_mib: int = setting(64, check=check_positive)
     balloon: bool = False
     diff_snapshots: bool = False
+    warm_pool: int = setting(2, check=_check_pool_size)
 
 
 @dataclass(frozen=True)

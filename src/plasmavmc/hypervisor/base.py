@@ -166,6 +166,14 @@ class HypervisorBackend(abc.ABC):
     @abc.abstractmethod
     async def status(self, handle: VmHandle) -> VmStatus: ...
 
+    async def open(self) -> None:
+        """Start the backend's own background work (the agent calls it once, after adoption); none by default."""
+        return None
+
+    async def close(self) -> None:
+        """End the backend's own background work and what it runs that is no VM (agent stop); none by default."""
+        return None
+
     async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> tuple[VmHandle, float]:
         """`create` then `start` (a create with `start`); returns the handle and when the VM's disks were
         made (unix time). A backend may overlap the two where its hypervisor allows."""

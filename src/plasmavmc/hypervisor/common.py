@@ -11,6 +11,7 @@ import os
 import re
 import tempfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from plasmavmc.errors import InvalidArgument
@@ -71,6 +72,20 @@ def boot_disk(spec: VmSpec) -> DiskSpec | None:
 def image_for_boot(spec: VmSpec, images: dict[str, LocalImage]) -> LocalImage | None:
     disk = boot_disk(spec)
     return images.get(disk.source.image_id or "") if disk is not None else None
+
+
+def flush(paths: Iterable[Path]) -> None:
+    """fsync each file (or directory: its entries) that was written with `durable=False`, so that it
+    survives a host crash from here on; a path that is gone is skipped. Blocking: run it in a thread."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:

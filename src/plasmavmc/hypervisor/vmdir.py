@@ -107,15 +107,16 @@ class VmDirBackend(HypervisorBackend, Generic[P]):
     def _lock(self, vm_id: str) -> asyncio.Lock:
         return self._locks.setdefault(vm_id, asyncio.Lock())
 
-    def _begin(self, handle: VmHandle) -> Path:
-        """Make the VM's directory and write its handle into it before anything else."""
+    def _begin(self, handle: VmHandle, *, durable: bool = True) -> Path:
+        """Make the VM's directory and write its handle into it before anything else (`durable=False`:
+        the caller flushes it, `common.flush`, before the create returns)."""
         root = self.vm_dir(handle.vm_id)
         crashpoints.reached("create:begin")
         try:
             root.mkdir(parents=True, mode=0o700, exist_ok=True)
             root.chmod(0o700)
             crashpoints.reached("create:dir")
-            write_atomic(root / HANDLE, dumps(handle))
+            write_atomic(root / HANDLE, dumps(handle), durable=durable)
         except OSError as exc:
             raise HypervisorError(f"cannot create runtime dir {root}: {exc}") from exc
         crashpoints.reached("create:handle")
@@ -126,9 +127,11 @@ class VmDirBackend(HypervisorBackend, Generic[P]):
         write_atomic(paths.root / HANDLE, dumps(handle))
 
     @staticmethod
-    def _save_vm(paths: HasRoot, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> None:
-        write_atomic(paths.root / IMAGES, json.dumps({k: v.to_json() for k, v in images.items()}).encode())
-        write_atomic(paths.root / VM, dumps(vm))
+    def _save_vm(paths: HasRoot, vm: VirtualMachine, images: Mapping[str, LocalImage], *,
+                 durable: bool = True) -> None:
+        write_atomic(paths.root / IMAGES, json.dumps({k: v.to_json() for k, v in images.items()}).encode(),
+                     durable=durable)
+        write_atomic(paths.root / VM, dumps(vm), durable=durable)
 
     @staticmethod
     def _load_vm(paths: HasRoot) -> tuple[VirtualMachine, dict[str, LocalImage]]:

@@ -146,8 +146,8 @@ API_SERVICES = ("plasmavmc.v1.VmService", "plasmavmc.v1.ImageService", "plasmavm
                 "plasmavmc.v1.QuotaService", "plasmavmc.v1.IamService", "plasmavmc.agent.v1.AgentService")
 
 
-def grpc_server(core: Core, settings: ServerSettings, iam: Iam, auth: AuthInterceptor | None = None
-                ) -> tuple[grpc.aio.Server, HealthAndReflection]:
+def grpc_server(core: Core, settings: ServerSettings, iam: Iam, auth: AuthInterceptor | None = None,
+                reports: AgentReportServicer | None = None) -> tuple[grpc.aio.Server, HealthAndReflection]:
     """Every service (health and reflection too) on one gRPC server, each method layered once
     (`wire/chain.py`) and served through one generic handler; `auth` replaces the authentication layer
     (benchmarks only). The observing layer (request ids, log fields, RPC metrics) comes first, so it sees
@@ -165,7 +165,7 @@ def grpc_server(core: Core, settings: ServerSettings, iam: Iam, auth: AuthInterc
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(QuotaServicer(core), chain)
     network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(core), chain)
     network_pb2_grpc.add_SecurityGroupServiceServicer_to_server(SecurityGroupServicer(core), chain)
-    reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
+    reports = reports or AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
     agent_pb2_grpc.add_AgentServiceServicer_to_server(reports, chain)
     health = HealthAndReflection(chain, API_SERVICES)
     server = grpc.aio.server()
@@ -189,7 +189,8 @@ async def registered(leadership: Leadership, task: asyncio.Task[None]) -> None:
 async def run(settings: ServerSettings) -> None:
     core = await build_core(settings)
     iam = await build_iam(core.store, settings.iam)
-    server, health = grpc_server(core, settings, iam)
+    reports = AgentReportServicer(core, HEARTBEAT_INTERVAL, reports_authenticated(settings))
+    server, health = grpc_server(core, settings, iam, reports=reports)
     leadership = leadership_for(core.store, core.server_id, settings.store.lease_ttl_seconds)
     # one watched index of VM states per replica: its gauges, and the leader's reconcile when it leads
     vm_states = VmStates(core.store, RECONCILE_INTERVAL)
@@ -226,6 +227,7 @@ async def run(settings: ServerSettings) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        reports.end_streams()  # agents' heartbeat streams never end by themselves
         await server.stop(grace=2)
         await http.cleanup()
         await console.cleanup()

@@ -71,6 +71,11 @@ class AgentServiceStub:
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.ReportStatusRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
                 _registered_method=True)
+        self.HeartbeatStream = channel.stream_stream(
+                '/plasmavmc.agent.v1.AgentService/HeartbeatStream',
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
         self.RebootVm = channel.unary_unary(
                 '/plasmavmc.agent.v1.AgentService/RebootVm',
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.VmOperationRequest.SerializeToString,
@@ -201,6 +206,18 @@ class AgentServiceServicer:
 
     def ReportStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HeartbeatStream(self, request_iterator, context):
+        """Beyond §5.2 (issue 19): Heartbeat over one long-lived stream per agent, so a fleet's heartbeats cost
+        the control plane one message each instead of one call each. The caller is authenticated once, when
+        the stream opens; the node of its first message is bound to the stream (a later message naming
+        another node ends it with PERMISSION_DENIED). Each message is handled exactly as a Heartbeat call
+        and answered by one HeartbeatResponse, in order; bad input is answered with the error (the field
+        named, nothing changed) and ends the stream. Agents fall back to Heartbeat on UNIMPLEMENTED.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -353,6 +370,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ReportStatus,
                     request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.ReportStatusRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_types__pb2.Empty.SerializeToString,
+            ),
+            'HeartbeatStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.HeartbeatStream,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.HeartbeatRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_agent__pb2.HeartbeatResponse.SerializeToString,
             ),
             'RebootVm': grpc.unary_unary_rpc_method_handler(
                     servicer.RebootVm,
@@ -629,6 +651,33 @@ class AgentService:
             '/plasmavmc.agent.v1.AgentService/ReportStatus',
             plasmavmc_dot_v1_dot_agent__pb2.ReportStatusRequest.SerializeToString,
             plasmavmc_dot_v1_dot_types__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/plasmavmc.agent.v1.AgentService/HeartbeatStream',
+            plasmavmc_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -96,6 +96,7 @@ class NodeRegistry:
         self._reflagged_at = float("-inf")
         self.digests = ReportDigests()  # this replica's copy of each node's VM-report digest
         self.vm_index: node_health.NodeIndex | None = None  # the replica's per-node index, once wired
+        self._listed: dict[str, Versioned[Node]] = {}  # key -> the record as `list` last decoded it
 
     def _unchanged(self, current: Node, merged: Node, now: int) -> bool:
         """True when writing `merged` would change only the heartbeat time, and the stored time is
@@ -184,12 +185,20 @@ class NodeRegistry:
         """Every readable node (`last_heartbeat` as in `get`); an unreadable node record is moved aside
         (its agent's next heartbeat registers the node again)."""
         await self._absorb_shared()
+        kvs = await self._store.list_all(keys.NODES)
+        known = self._listed
+        changed = [kv for kv in kvs if (k := known.get(kv.key)) is None or k.revision != kv.mod_revision]
+        # only the records changed since the last listing are decoded (an idle fleet's expiry pass decodes
+        # none); 1,000 node records are tens of milliseconds of decoding: done in a worker thread
+        decoded = dict(await asyncio.to_thread(_decode_nodes, changed)) if changed else {}
+        self._listed = {}
         out = []
-        # 1,000 node records are tens of milliseconds of decoding: done in a worker thread
-        for kv, found in await asyncio.to_thread(_decode_nodes, await self._store.list_all(keys.NODES)):
+        for kv in kvs:
+            found = decoded[kv] if kv in decoded else known[kv.key]
             if found is None:
                 await quarantine(self._store, kv)
                 continue
+            self._listed[kv.key] = found
             out.append(Versioned(self.liveness.shown(found.value), found.revision, found.key))
         return out
 

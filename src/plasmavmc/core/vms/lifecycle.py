@@ -2,18 +2,25 @@
 delete. Power operations are in `power.py`.
 
 Create is PENDING -> CREATING (placed: node claim + assignment in one commit) -> STOPPED (the agent made
-the disks). Input is validated completely before the first write, so bad input changes nothing; a VM
-that no node can take is removed again and the caller gets NO_SUITABLE_NODE with the reasons. With
-`start` (a spec extension) the agent also starts it and the last write records RUNNING; with
-`source_snapshot` it is a clone (`clones.py`).
+the disks): the record's commit (with its name, pending operation and quota charge, batched with the
+org's other creates) then the claim's. With `start` (a spec extension) the agent also starts it and the
+last write records RUNNING; such a create is latency-bound, so ONE commit writes the VM already placed,
+CREATING on its node (the claim's writes with the create's own: `placement.claim` with `_creating`),
+and the agent is called next. Input is validated completely before the first write, so bad input
+changes nothing; a VM that no node can take is not left behind (removed again, or never written with
+`start`) and the caller gets NO_SUITABLE_NODE with the reasons. With `source_snapshot` it is a clone
+(`clones.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
@@ -36,6 +43,7 @@ from plasmavmc.types.states import VmState, check_transition, transition
 from plasmavmc.types.vm import CloneSource, HypervisorType, RestartPolicy, VirtualMachine, VmSpec, VmStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 BOOTABLE_FORMATS = (ImageFormat.RAW, ImageFormat.QCOW2)  # what a qcow2 overlay can sit on
 
 
@@ -98,64 +106,123 @@ def _validate(req: CreateVm) -> None:
 
 async def create(core: Core, req: CreateVm) -> VirtualMachine:
     accepted = boot.now()
+    checking: asyncio.Task[None] | None = None  # a clone's snapshot check, overlapping the reads below
     if req.source_snapshot is not None:
-        req = await clones.resolve(core, req)
+        req, checking = await clones.resolve(core, req)
+    try:
+        vm, images = await _new_vm(core, req, accepted)
+        if checking is not None:
+            await checking
+    except BaseException:
+        await clones.abandon(checking)
+        raise
+    key = keys.vm(vm.org_id, vm.project_id, vm.id)
+    vm = await nics.allocate(core.store, vm)
+    # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
+    op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
+    if req.start:  # latency first: one commit writes the VM already placed
+        placed = await _failing(core, vm, place(core, Versioned(vm, 0, key), req.node_id,
+                                                commit=_creating(core, vm, op)))
+        async with pending.driving(core.store, op) as drive:
+            result = await provision(core, placed, images, drive, start=True)
+    else:  # throughput first: the record's commit batches with the org's other creates, then the claim
+        rev = await _failing(core, vm, _created(core, vm, op))
+        async with pending.driving(core.store, op) as drive:
+            placed = await _placed(core, Versioned(vm, rev, key), op, req.node_id)
+            result = await provision(core, placed, images, drive)
+    OPERATIONS.labels("create", "ok").inc()
+    return result
+
+
+async def _failing(core: Core, vm: VirtualMachine, step: Awaitable[T]) -> T:
+    """`step` of a create before anything of it is stored: its NICs' ports are released if it fails."""
+    try:
+        return await step
+    except PlasmaError:
+        await nics.release(core.store, vm)
+        OPERATIONS.labels("create", "error").inc()
+        raise
+
+
+async def _created(core: Core, vm: VirtualMachine, op: pending.Pending) -> int:
+    """The PENDING record, its name, the pending operation and its events, the quota charged: one commit."""
+    writes = [Write(keys.vm(vm.org_id, vm.project_id, vm.id), codec.dumps(vm), 0), *_own_writes(vm, op)]
+    try:
+        return await quotas.commit_charged(core.store, vm.org_id, vm.project_id, quotas.usage_of(vm), writes)
+    except Conflict:
+        raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}",
+                            field="name") from None
+
+
+async def _placed(core: Core, vm: Versioned[VirtualMachine], op: pending.Pending,
+                  node_id: str | None) -> Versioned[VirtualMachine]:
+    """`place` after `_created`; a VM no node takes is removed again (its quota given back)."""
+    try:
+        return await place(core, vm, node_id)
+    except PlasmaError:
+        v = vm.value
+        undo = [Write(vm.key, None), Write(keys.vm_name(v.org_id, v.project_id, v.name), None), Write(op.key, None)]
+        await quotas.commit_charged(core.store, v.org_id, v.project_id, -quotas.usage_of(v), undo)
+        await nics.release(core.store, v)
+        OPERATIONS.labels("create", "error").inc()
+        raise
+
+
+def _own_writes(vm: VirtualMachine, op: pending.Pending) -> list[Write]:
+    """What a create writes beside the VM record: its name, the pending operation, the create's events."""
+    return [Write(keys.vm_name(vm.org_id, vm.project_id, vm.name), vm.id.encode(), 0), pending.begin_write(op),
+            *vm_events.created(vm)]
+
+
+def _creating(core: Core, vm: VirtualMachine, op: pending.Pending) -> placement.Committer:
+    """The commit of a create+start's claim: with the claim's writes (the placed record among them,
+    expected new), the name, the pending operation and the create's events, its quota charged. A name
+    taken meanwhile is ALREADY_EXISTS."""
+    name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
+    own = _own_writes(vm, op)
+
+    async def commit(claim: list[Write]) -> int:
+        try:
+            return await quotas.commit_charged(core.store, vm.org_id, vm.project_id, quotas.usage_of(vm),
+                                               [*own, *claim])
+        except Conflict:
+            if await core.store.get(name_key) is None:
+                raise  # the node's claim lost its race: placement tries again
+            raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}",
+                                field="name") from None
+
+    return commit
+
+
+async def _new_vm(core: Core, req: CreateVm, accepted: float) -> tuple[VirtualMachine, list[Image]]:
+    """The VM a create makes (PENDING, not stored) and its images, everything checked; its name free."""
     _validate(req)
-    images = await images_for(core, req.org_id, req.spec)
+    name_key = keys.vm_name(req.org_id, req.project_id, req.name)
+    found, taken = await asyncio.gather(images_for(core, req.org_id, req.spec), core.store.get(name_key),
+                                        return_exceptions=True)  # both reads at once; errors in this order
+    if isinstance(found, BaseException):
+        raise found
+    if isinstance(taken, BaseException):
+        raise taken
+    if taken is not None:
+        raise AlreadyExists(f"a VM named {req.name!r} already exists in {req.org_id}/{req.project_id}", field="name")
+    images = found
     boot_from = boot_image(req.spec, images)
     req = replace(req, spec=spec_defaults_for(req.hypervisor, req.spec, boot_from))
     check_spec_for(req.hypervisor, req.spec, boot_from)
     now = int(time.time())
     vm = VirtualMachine(
-        id=str(uuid.uuid4()),
-        name=req.name,
-        org_id=req.org_id,
-        project_id=req.project_id,
-        spec=req.spec,
-        hypervisor=req.hypervisor,
-        created_at=now,
-        updated_at=now,
-        created_by=req.created_by,
-        labels=req.labels,
-        metadata=req.metadata,
-        status=VmStatus(boot=boot.accepted(accepted)),
-        source_snapshot=req.source_snapshot,
+        id=str(uuid.uuid4()), name=req.name, org_id=req.org_id, project_id=req.project_id, spec=req.spec,
+        hypervisor=req.hypervisor, created_at=now, updated_at=now, created_by=req.created_by, labels=req.labels,
+        metadata=req.metadata, status=VmStatus(boot=boot.accepted(accepted)), source_snapshot=req.source_snapshot,
     )
-    key = keys.vm(vm.org_id, vm.project_id, vm.id)
-    name_key = keys.vm_name(vm.org_id, vm.project_id, vm.name)
-    if await core.store.get(name_key) is not None:  # before any port is made for it
-        raise AlreadyExists(f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name")
-    vm = await nics.allocate(core.store, vm)
-    usage = quotas.usage_of(vm)
-    # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
-    op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
-    try:
-        claims = [Write(key, codec.dumps(vm), 0), Write(name_key, vm.id.encode(), 0), pending.begin_write(op),
-                  *vm_events.created(vm)]
-        rev = await quotas.commit_charged(core.store, vm.org_id, vm.project_id, usage, claims)
-    except PlasmaError as err:
-        await nics.release(core.store, vm)
-        if not isinstance(err, Conflict):
-            raise
-        raise AlreadyExists(
-            f"a VM named {vm.name!r} already exists in {vm.org_id}/{vm.project_id}", field="name"
-        ) from None
-    async with pending.driving(core.store, op) as drive:
-        try:
-            placed = await place(core, Versioned(vm, rev, key), req.node_id)
-        except PlasmaError:
-            undo = [Write(key, None), Write(name_key, None), Write(op.key, None)]
-            await quotas.commit_charged(core.store, vm.org_id, vm.project_id, -usage, undo)
-            await nics.release(core.store, vm)
-            OPERATIONS.labels("create", "error").inc()
-            raise
-        result = await provision(core, placed, images, drive, start=req.start)
-    OPERATIONS.labels("create", "ok").inc()
-    return result
+    return vm, images
 
 
-async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None = None) -> Versioned[VirtualMachine]:
-    """PENDING -> CREATING on a chosen node (`only_node` when given), claiming its capacity in the same commit."""
+async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None = None, *,
+                commit: placement.Committer | None = None) -> Versioned[VirtualMachine]:
+    """PENDING -> CREATING on a chosen node (`only_node` when given), claiming its capacity in the same
+    commit (`commit`: a create's, which writes the record itself)."""
     started = time.perf_counter()
 
     def placer(current: VirtualMachine, node_id: str) -> VirtualMachine:
@@ -163,7 +230,7 @@ async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None
         placed = replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
         return boot.stamped(placed, placed_at=boot.now())
 
-    result = await placement.claim(core, vm, placer, only_node=only_node)
+    result = await placement.claim(core, vm, placer, only_node=only_node, commit=commit)
     SCHEDULER_LATENCY.observe(time.perf_counter() - started)
     log.info("vm %s placed on node %s", vm.value.id, result.value.node_id)
     return result

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from plasmavmc.core.context import Core
@@ -35,6 +35,8 @@ TRY_NODES = 5
 
 #: builds the placed record from the current one and the chosen node id (may raise INVALID_STATE)
 Placer = Callable[[VirtualMachine, str], VirtualMachine]
+#: commits a claim's writes (a create adds its own: the claim and the create are one commit)
+Committer = Callable[[list[Write]], Awaitable[int]]
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ def release_writes(vm: VirtualMachine, node: Versioned[Node] | None, need: NodeC
 
 
 async def _try_node(
-    core: Core, vm: Versioned[VirtualMachine], cycle: Cycle, node_id: str, placer: Placer, moving_from: str | None
+    core: Core, vm: Versioned[VirtualMachine], cycle: Cycle, node_id: str, placer: Placer, moving_from: str | None,
+    commit: Committer,
 ) -> Versioned[VirtualMachine] | None:
     """Claim `node_id` for `vm` if it still fits; None when it does not or the commit lost a race."""
     cache = core.nodes.cache
@@ -109,7 +112,7 @@ async def _try_node(
             old = await read(core.store, Node, keys.node(moving_from))
             writes += release_writes(vm.value, old, cycle.need, keep_assignment=True)
         try:
-            rev = await core.store.commit(writes)
+            rev = await commit(writes)
         except Conflict:
             await cache.refresh(node_id, groups_too=group_of(vm.value) is not None)
             return None
@@ -128,10 +131,11 @@ async def check_fits(core: Core, vm: VirtualMachine, moving_from: str) -> None:
 
 async def claim(
     core: Core, vm: Versioned[VirtualMachine], placer: Placer, *, moving_from: str | None = None,
-    only_node: str | None = None,
+    only_node: str | None = None, commit: Committer | None = None,
 ) -> Versioned[VirtualMachine]:
     """Put `vm` on the best node that takes it (only `only_node`, when given: a clone goes where its
-    snapshot is); NO_SUITABLE_NODE (explained) when none can."""
+    snapshot is); NO_SUITABLE_NODE (explained) when none can. `commit` commits the claim's writes (the
+    store's commit by default); a VM not stored yet (revision 0) is written by that commit itself."""
     started = time.monotonic()
     fresh_since: float | None = None
     current = vm
@@ -153,10 +157,13 @@ async def claim(
             fresh_since = started  # judged on cached data: confirm on a fresh read first
             continue
         for view in ranking[:TRY_NODES]:
-            placed = await _try_node(core, current, cycle, view.node.id, placer, moving_from)
+            placed = await _try_node(core, current, cycle, view.node.id, placer, moving_from,
+                                     commit or core.store.commit)
             if placed is not None:
                 return placed
         await backoff(attempt)  # every node tried lost its race: spread out before the next round
+        if vm.revision == 0:
+            continue  # a create: no record to read again (the claim's commit writes it)
         reread = await read(core.store, VirtualMachine, vm.key)
         if reread is None:
             raise Conflict(f"VM {vm.value.id} was deleted while it was being placed")

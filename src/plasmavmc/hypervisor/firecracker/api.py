@@ -1,7 +1,9 @@
 """A thin async client for Firecracker's HTTP API on its unix socket (our own; no PyPI package).
 
 One request per connection (`Connection: close`): the API is used for a handful of calls per VM
-lifetime, so keep-alive buys nothing and a fresh connection never sees a half-read response. Bodies
+lifetime, so keep-alive buys nothing and a fresh connection never sees a half-read response. The one
+exception is `put_all` (a pooled Firecracker's boot, `api_boot.py`): its PUTs go out together on one
+connection, pipelined (HTTP/1.1; Firecracker answers them in order), one round trip instead of one each. Bodies
 are JSON; Firecracker answers errors with `{"fault_message": ...}`, which becomes the `HypervisorError`
 text. The socket path of a jailed VM is deep under the runtime dir and may exceed the 108-byte
 `sun_path` limit, so long paths are reached through `/proc/self/fd/<dirfd>/<name>` of an `O_PATH`
@@ -64,6 +66,30 @@ class FirecrackerApi:
     async def action(self, action_type: str) -> None:
         await self.put("/actions", {"action_type": action_type})
 
+    async def put_all(self, requests: list[tuple[str, dict[str, Any]]]) -> None:
+        """PUT each (path, body) in order, pipelined on one connection; the first failure raises."""
+        try:
+            await asyncio.wait_for(self._pipelined(requests), self.timeout)
+        except TimeoutError as exc:
+            raise HypervisorError(f"firecracker API: {len(requests)} PUTs not answered in {self.timeout:.0f}s") from exc
+
+    async def _pipelined(self, requests: list[tuple[str, dict[str, Any]]]) -> None:
+        payload = b"".join(_encode("PUT", path, body, keep_alive=True) for path, body in requests)
+        try:
+            with _reachable(self.socket_path) as address:
+                reader, writer = await asyncio.open_unix_connection(address)
+            try:
+                writer.write(payload)
+                await writer.drain()
+                for path, _ in requests:
+                    _parse_response("PUT", path, await _read_response(reader))
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            raise HypervisorError(f"firecracker API: pipelined PUTs: {exc}") from exc
+
     async def request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         try:
             return await asyncio.wait_for(self._request(method, path, body), self.timeout)
@@ -71,16 +97,11 @@ class FirecrackerApi:
             raise HypervisorError(f"firecracker API {method} {path}: no answer in {self.timeout:.0f}s") from exc
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        payload = json.dumps(body).encode() if body is not None else b""
-        head = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
-                f"Connection: close\r\nContent-Length: {len(payload)}\r\n")
-        if body is not None:
-            head += "Content-Type: application/json\r\n"
         try:
             with _reachable(self.socket_path) as address:
                 reader, writer = await asyncio.open_unix_connection(address)
             try:
-                writer.write(head.encode() + b"\r\n" + payload)
+                writer.write(_encode(method, path, body, keep_alive=False))
                 await writer.drain()
                 raw = await reader.read(_MAX_RESPONSE)
             finally:
@@ -90,6 +111,28 @@ class FirecrackerApi:
         except OSError as exc:
             raise HypervisorError(f"firecracker API {method} {path}: {exc}") from exc
         return _parse_response(method, path, raw)
+
+
+def _encode(method: str, path: str, body: dict[str, Any] | None, *, keep_alive: bool) -> bytes:
+    payload = json.dumps(body).encode() if body is not None else b""
+    head = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
+            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\nContent-Length: {len(payload)}\r\n")
+    if body is not None:
+        head += "Content-Type: application/json\r\n"
+    return head.encode() + b"\r\n" + payload
+
+
+async def _read_response(reader: asyncio.StreamReader) -> bytes:
+    """One response of a kept-alive connection: its head, then as many body bytes as it announces."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip() or b"0")
+    if not 0 <= length <= _MAX_RESPONSE:
+        raise HypervisorError(f"firecracker API: response of {length} bytes")
+    return head + (await reader.readexactly(length) if length else b"")
 
 
 def _parse_response(method: str, path: str, raw: bytes) -> dict[str, Any]:

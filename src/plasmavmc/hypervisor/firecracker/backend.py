@@ -46,9 +46,9 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.common import image_for_boot, vm_name, write_atomic
+from plasmavmc.hypervisor.common import flush, image_for_boot, vm_name, write_atomic
 from plasmavmc.hypervisor.console import bound_log
-from plasmavmc.hypervisor.firecracker import clones, diffs, jail, launch, snapshots, spec, usage
+from plasmavmc.hypervisor.firecracker import api_boot, clones, diffs, jail, launch, pool, snapshots, spec, usage
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.console import FifoConsole
 from plasmavmc.hypervisor.firecracker.disks import make_disk, sparse_copy
@@ -65,6 +65,8 @@ from plasmavmc.hypervisor.firecracker.layout import (
 )
 from plasmavmc.hypervisor.process import Process, tail
 from plasmavmc.hypervisor.vmdir import HANDLE, VmDirBackend
+from plasmavmc.hypervisor.vmdir import IMAGES as IMAGES_FILE
+from plasmavmc.hypervisor.vmdir import VM as VM_FILE
 from plasmavmc.types.codec import loads
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
@@ -88,7 +90,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
 
     def __init__(self, fc_path: str, jailer_path: str, runtime_dir: Path, *,
                  jailer: JailerOptions | None = None, qemu_img_path: str = "qemu-img",
-                 balloon: bool = False, diff_snapshots: bool = False) -> None:
+                 balloon: bool = False, diff_snapshots: bool = False, warm_pool: int = 0) -> None:
         self.fc_path = shutil.which(fc_path) or fc_path
         self.jailer_path = shutil.which(jailer_path) or jailer_path
         super().__init__(runtime_dir)
@@ -99,6 +101,8 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         self.exec_name = Path(self.fc_path).name
         self._cpu = usage.CpuMeter()
         self.last_api_ready_s: float | None = None  # exec → API socket ready, of the latest launch
+        self.pool = pool.WarmPool(self.runtime_dir, warm_pool, jailed=self.jailer.enabled, exec_name=self.exec_name,
+                                  spawn=self._spawn_warm, discard=self._discard_warm)
 
     # ---------------------------------------------------------------- declarations
 
@@ -117,17 +121,25 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
     def supports(self, vm_spec: VmSpec) -> None:
         spec.check(vm_spec, None)
 
+    async def open(self) -> None:
+        """The warm pool: what an earlier agent left is killed, then it fills in the background."""
+        await self.pool.open()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
     # ---------------------------------------------------------------- helpers
 
     def paths(self, handle: VmHandle) -> FcPaths:
         return FcPaths.of(self.runtime_dir, handle.vm_id, jailed=handle.details.get("jailed") == "true",
-                          exec_name=handle.details.get("exec_name", self.exec_name))
+                          exec_name=handle.details.get("exec_name", self.exec_name),
+                          jail_id=handle.details.get("jail_id"))
 
     def _paths(self, handle: VmHandle) -> FcPaths:
         return self.paths(handle)
 
     def _process(self, paths: FcPaths) -> Process | None:
-        return launch.running(paths, paths.root.name)
+        return launch.running(paths, paths.jail_id)
 
     # ---------------------------------------------------------------- create
 
@@ -139,10 +151,20 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         return handle
 
     async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> tuple[VmHandle, float]:
-        """A clone's Firecracker is launched (jailer, chroot, cgroups, exec) while its files are placed: it
-        reads none of them before the snapshot is loaded, which waits for both. Anything else: create,
-        then start."""
-        if vm.source_snapshot is None or (self.vm_dir(vm.id) / HANDLE).exists():
+        """With a process of the warm pool (`pool.py`): the VM's files placed in its jail, then configured
+        over its API (or a clone's snapshot loaded). Without, a clone's Firecracker is launched (jailer,
+        chroot, cgroups, exec) while its files are placed: it reads none of them before the snapshot is
+        loaded, which waits for both. Anything else (or a create resent): create, then start."""
+        if (self.vm_dir(vm.id) / HANDLE).exists():
+            return await super().create_started(vm, images)
+        boot, used = self._checked(vm, images)
+        warm = self.pool.take()
+        if warm is not None:
+            try:
+                return await self._warm_started(vm, boot, used, warm)
+            finally:
+                self.pool.refill()
+        if vm.source_snapshot is None:
             return await super().create_started(vm, images)
         handle, paths, boot, used = self._begin_create(vm, images)
         async with self._lock(vm.id):
@@ -163,9 +185,51 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             await self._resume_clone(paths, process, api)
         return handle, made_at
 
-    def _begin_create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
-                      ) -> tuple[VmHandle, FcPaths, LocalImage, dict[str, LocalImage]]:
-        """Everything checked, then the VM's directory with its handle (adoptable from here on)."""
+    async def _warm_started(self, vm: VirtualMachine, boot: LocalImage, used: dict[str, LocalImage],
+                            warm: pool.Warm) -> tuple[VmHandle, float]:
+        """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. Its files
+        are written without fsync and flushed in a thread while Firecracker boots it (both are waited for:
+        the create answers with everything durable, as the other paths do)."""
+        with warm.process:
+            handle, paths = self._begin_dir(vm, warm, durable=False)
+            async with self._lock(vm.id):
+                try:
+                    await self._place_files(vm, boot, used, paths, durable=False)
+                    crashpoints.reached("create:disks")
+                    self._save_vm(paths, vm, used, durable=False)
+                    made_at = time.time()
+                    flushing = asyncio.create_task(asyncio.to_thread(flush, self._durable_files(paths, vm)))
+                    try:
+                        await self._boot_warm(vm, boot, paths, warm.process)
+                    finally:
+                        await flushing
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await self._abort(paths, warm.process, "create failed")
+                    raise
+                self._record_started(paths, warm.process, 0, 0)
+        return handle, made_at
+
+    async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process) -> None:
+        """The VM's limits on the pooled process's cgroups, then its boot (or a clone's resume) over the API."""
+        if paths.jailed:
+            jail.apply_limits(paths.jail_id, self.jailer, vm.spec)
+        api = FirecrackerApi(paths.api_sock)
+        if vm.source_snapshot is not None:
+            await self._resume_clone(paths, process, api)
+        else:
+            await api_boot.boot(api, spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
+                                                    with_balloon=self.balloon))
+
+    @staticmethod
+    def _durable_files(paths: FcPaths, vm: VirtualMachine) -> list[Path]:
+        """What a create writes that must survive a host crash: its records, its disks, their directories."""
+        return [paths.root / HANDLE, paths.root / VM_FILE, paths.root / IMAGES_FILE,
+                *(paths.disk(d.id) for d in vm.spec.disks), paths.guest, paths.root, paths.root.parent]
+
+    def _checked(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
+                 ) -> tuple[LocalImage, dict[str, LocalImage]]:
+        """Everything about a create checked before anything is made: (boot image, images by id)."""
         self.supports(vm.spec)
         vm_name(vm.name)
         used: dict[str, LocalImage] = {}
@@ -178,24 +242,45 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         spec.boot_args(vm, boot)
         if vm.source_snapshot is not None:
             clones.check_clone(vm)
-        jailed = self.jailer.enabled
-        paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name)
-        handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
-                          name=vm.name, details={"jailed": str(jailed).lower(), "exec_name": self.exec_name})
-        self._begin(handle)
-        try:
-            paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise HypervisorError(f"cannot create runtime dir {paths.guest}: {exc}") from exc
+            clones.check_source(self._paths_of(vm.source_snapshot.vm_id), vm.source_snapshot.snapshot_id)
+        return boot, used
+
+    def _begin_create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
+                      ) -> tuple[VmHandle, FcPaths, LocalImage, dict[str, LocalImage]]:
+        """Everything checked, then the VM's directory with its handle (adoptable from here on)."""
+        boot, used = self._checked(vm, images)
+        handle, paths = self._begin_dir(vm, None)
         return handle, paths, boot, used
 
+    def _begin_dir(self, vm: VirtualMachine, warm: pool.Warm | None, *,
+                   durable: bool = True) -> tuple[VmHandle, FcPaths]:
+        """The VM's directory with its handle, then its guest dir: made, or `warm`'s moved in."""
+        jailed = self.jailer.enabled
+        jail_id = warm.jail_id if warm is not None else vm.id
+        paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name, jail_id=jail_id)
+        details = {"jailed": str(jailed).lower(), "exec_name": self.exec_name}
+        if jail_id != vm.id:
+            details["jail_id"] = jail_id
+        handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
+                          name=vm.name, details=details)
+        self._begin(handle, durable=durable)
+        try:
+            if warm is not None:
+                pool.move_into(warm, paths)
+            else:
+                paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise HypervisorError(f"cannot create runtime dir {paths.guest}: {exc}") from exc
+        return handle, paths
+
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
-                           paths: FcPaths) -> None:
+                           paths: FcPaths, *, durable: bool = True) -> None:
         if vm.source_snapshot is not None:  # a clone: the snapshot's files, linked (clones.py)
             source = self._paths_of(vm.source_snapshot.vm_id)
-            await clones.place(source, vm.source_snapshot.snapshot_id, paths, [d.id for d in vm.spec.disks])
+            await clones.place(source, vm.source_snapshot.snapshot_id, paths, [d.id for d in vm.spec.disks],
+                               durable=durable)
         else:
-            await self._place_boot_files(vm, boot, used, paths)
+            await self._place_boot_files(vm, boot, used, paths, durable=durable)
         for name in (LOG, METRICS):
             (paths.guest / name).touch(mode=0o600)
         if paths.jailed:
@@ -210,7 +295,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         return self.paths(handle)
 
     async def _place_boot_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
-                                paths: FcPaths) -> None:
+                                paths: FcPaths, *, durable: bool = True) -> None:
         # A hard link shares the cached image's inode: never chowned (`_jail_files` leaves the kernel and
         # initrd out), so it is linked whenever the jail's uid can read it as it is (world-readable).
         assert boot.kernel_path is not None
@@ -221,7 +306,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         for disk in vm.spec.disks:
             image = used[disk.source.image_id or ""]
             await make_disk(self.qemu_img_path, image.disk_path, image.disk_format, paths.disk(disk.id),
-                            disk.size_gib)
+                            disk.size_gib, durable=durable)
 
     def _linkable(self, paths: FcPaths, image_file: Path) -> bool:
         return not paths.jailed or self.jailer.uid == 0 or image_file.stat().st_mode & 0o004 != 0
@@ -233,31 +318,43 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
 
     # ---------------------------------------------------------------- start / stop
 
-    async def _launch(self, paths: FcPaths, vm: VirtualMachine,
-                      config: dict[str, Any] | None = None) -> tuple[Process, FirecrackerApi]:
-        """A fresh Firecracker for this VM, its API answering. With `config` (`spec.vm_config`) it is given
-        at exec (`--config-file`, passed through by the jailer): Firecracker configures and starts the VM
-        before its API answers, with no round trip of ours. Without, it waits unconfigured (a snapshot is
-        loaded next). Log and metrics files are command-line flags either way."""
-        root = "/" if paths.jailed else ""  # a jailed Firecracker sees the chroot as /
+    def _fc_args(self, paths: FcPaths, config: dict[str, Any] | None) -> list[str]:
+        """Firecracker's own flags (a jailed one sees the chroot as /); with `config` (`spec.vm_config`) it
+        is written and given at exec (`--config-file`): Firecracker configures and starts the VM before
+        its API answers, with no round trip of ours. Without, it waits unconfigured."""
+        root = "/" if paths.jailed else ""
         fc_args = ["--api-sock", root + API_SOCK, "--log-path", root + LOG, "--level", "Info",
                    "--metrics-path", root + METRICS]
         if config is not None:
             write_atomic(paths.config, json.dumps(config).encode(), durable=False)  # rewritten at every boot
             fc_args += ["--config-file", root + CONFIG]
-        if paths.jailed:
-            jail.reset_chroot(paths, self.exec_name)
-            jail.give_to_jail(paths, self.jailer, self._jail_files(vm))
-            argv = jail.jailer_argv(self.jailer_path, self.fc_path, vm.id, paths, self.jailer, vm.spec, fc_args)
-        else:
-            paths.api_sock.unlink(missing_ok=True)
-            argv = [self.fc_path, "--id", vm.id, *fc_args]
+        return fc_args
+
+    async def _launch(self, paths: FcPaths, vm: VirtualMachine,
+                      config: dict[str, Any] | None = None) -> tuple[Process, FirecrackerApi]:
+        """A fresh Firecracker for this VM, its API answering (`_fc_args` for `config`)."""
+        fc_args = self._fc_args(paths, config)
+        limits = jail.cgroup_limits(self.jailer, vm.spec) if paths.jailed else []
         log_offset = paths.log.stat().st_size if paths.log.exists() else 0
         metrics_offset = paths.metrics.stat().st_size if paths.metrics.exists() else 0
+        process, api = await self._exec(paths, fc_args, limits, self._jail_files(vm))
+        self._record_started(paths, process, log_offset, metrics_offset)
+        return process, api
+
+    async def _exec(self, paths: FcPaths, fc_args: list[str], limits: list[str],
+                    jail_files: list[str]) -> tuple[Process, FirecrackerApi]:
+        """Exec Firecracker (through the jailer when jailed, with cgroup `limits`) until its API answers."""
+        if paths.jailed:
+            jail.reset_chroot(paths, self.exec_name)
+            jail.give_to_jail(paths, self.jailer, jail_files)
+            argv = jail.jailer_argv(self.jailer_path, self.fc_path, paths, self.jailer, limits, fc_args)
+        else:
+            paths.api_sock.unlink(missing_ok=True)
+            argv = [self.fc_path, "--id", paths.jail_id, *fc_args]
         bound_log(paths.console_log)
         launched_at = time.monotonic()
         await launch.launch(argv, paths, jailed=paths.jailed)
-        process = launch.running(paths, vm.id)
+        process = launch.running(paths, paths.jail_id)
         if process is None:
             raise HypervisorError(f"firecracker exited at once: {tail(paths.launch_log)}")
         crashpoints.reached("start:spawned")
@@ -268,11 +365,32 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         except HypervisorError as exc:
             await self._abort(paths, process, "start failed")
             raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
+        return process, api
+
+    @staticmethod
+    def _record_started(paths: FcPaths, process: Process, log_offset: int, metrics_offset: int) -> None:
         # not fsynced: it names this run's process, which a host crash ends anyway
         write_atomic(paths.started, json.dumps({"pid": str(process.pid), "started_at": str(int(time.time())),
                                                 "log_offset": str(log_offset),
                                                 "metrics_offset": str(metrics_offset)}).encode(), durable=False)
-        return process, api
+
+    async def _spawn_warm(self, paths: FcPaths) -> Process:
+        """A pool entry (`pool.py`): an unconfigured Firecracker in its own jail, cgroups unlimited."""
+        paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
+        for name in (LOG, METRICS):
+            (paths.guest / name).touch(mode=0o600)
+        limits = jail.open_limits(self.jailer) if paths.jailed else []
+        process, _ = await self._exec(paths, self._fc_args(paths, None), limits, [LOG, METRICS])
+        return process
+
+    async def _discard_warm(self, paths: FcPaths) -> None:
+        """Kill a pool entry's process (if it runs) and remove its cgroups."""
+        process = launch.running(paths, paths.jail_id)
+        if process is not None:
+            with process:
+                await process.kill()
+        if paths.jailed:
+            await jail.remove_cgroups(paths.jail_id, self.jailer)
 
     async def _abort(self, paths: FcPaths, process: Process, reason: str) -> None:
         with process:
@@ -331,7 +449,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         paths = self.paths(handle)
         await self._kill(paths, "delete")
         if paths.jailed:
-            await jail.remove_cgroups(handle.vm_id, self.jailer)
+            await jail.remove_cgroups(self.paths(handle).jail_id, self.jailer)
 
     def _forget(self, vm_id: str) -> None:
         self._cpu.forget(vm_id)
@@ -380,7 +498,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
     async def wait_exit(self, handle: VmHandle) -> ExitReport:
         paths = self.paths(handle)
         started = self._started(paths)
-        process = launch.running(paths, handle.vm_id)
+        process = launch.running(paths, paths.jail_id)
         if process is None:
             pid = started.get("pid")
             return launch.classify(paths, int(pid) if pid else None, int(started.get("log_offset", "0")))
@@ -485,4 +603,4 @@ def backend_from_settings(settings: AgentSettings) -> FirecrackerBackend:
                             cgroup_limits=fc.cgroup_limits, memory_overhead_mib=fc.memory_overhead_mib)
     return FirecrackerBackend(fc.fc_path, fc.jailer_path, Path(fc.runtime_dir), jailer=options,
                               qemu_img_path=settings.hypervisors.kvm.qemu_img_path, balloon=fc.balloon,
-                              diff_snapshots=fc.diff_snapshots)
+                              diff_snapshots=fc.diff_snapshots, warm_pool=fc.warm_pool)

@@ -22,6 +22,7 @@ device state holds its MAC and tap: two clones would share one identity on the n
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,8 +76,10 @@ def _link(src: Path, dst: Path) -> None:
         raise HypervisorError(f"cannot link {src} at {dst} (the runtime dirs must share a filesystem): {exc}") from exc
 
 
-async def place(source: FcPaths, snapshot_id: str, clone: FcPaths, disk_ids: Sequence[str]) -> None:
-    """Put the clone's files in place (see the module docstring) and mark its first start."""
+async def place(source: FcPaths, snapshot_id: str, clone: FcPaths, disk_ids: Sequence[str], *,
+                durable: bool = True) -> None:
+    """Put the clone's files in place (see the module docstring) and mark its first start (`durable`:
+    the disk copies flushed here, or by the caller later)."""
     snap = check_source(source, snapshot_id)
     if clone.started.exists():
         return  # a create resent after the clone ran: its files are in use, its first start is done
@@ -89,7 +92,8 @@ async def place(source: FcPaths, snapshot_id: str, clone: FcPaths, disk_ids: Seq
             link_or_copy(source.guest / name, clone.guest / name)
     for disk_id in disk_ids:
         if not clone.disk(disk_id).exists():
-            await asyncio.to_thread(sparse_copy, snap / disk_file(disk_id), clone.disk(disk_id))
+            await asyncio.to_thread(functools.partial(sparse_copy, snap / disk_file(disk_id), clone.disk(disk_id),
+                                                      durable=durable))
     (clone.root / PENDING).write_text(snapshot_id)
 
 

@@ -10,6 +10,7 @@ disk that a retried `create` or `restore` would take as done.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from pathlib import Path
 
@@ -23,14 +24,16 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def sparse_copy(src: Path, dst: Path) -> None:
-    """Copy `src` to `dst` (atomically), keeping holes."""
+def sparse_copy(src: Path, dst: Path, *, durable: bool = True) -> None:
+    """Copy `src` to `dst` (atomically), keeping holes; `durable=False`: the caller flushes it later
+    (`common.flush`) before it counts on it."""
     tmp = _tmp(dst)
     try:
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
             copy_extents(fin.fileno(), fout.fileno())
             os.ftruncate(fout.fileno(), os.fstat(fin.fileno()).st_size)
-            os.fsync(fout.fileno())
+            if durable:
+                os.fsync(fout.fileno())
         os.replace(tmp, dst)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -60,8 +63,9 @@ def _copy_range(fd_in: int, fd_out: int, offset: int, length: int) -> None:
         length -= done
 
 
-async def make_disk(qemu_img: str, image: Path, image_format: str, dst: Path, size_gib: int) -> None:
-    """`dst`: a raw copy of `image` grown to `size_gib`; no-op when it exists."""
+async def make_disk(qemu_img: str, image: Path, image_format: str, dst: Path, size_gib: int,
+                    *, durable: bool = True) -> None:
+    """`dst`: a raw copy of `image` grown to `size_gib`; no-op when it exists (`durable` as `sparse_copy`)."""
     if dst.exists():
         return
     if not image.is_file():
@@ -69,7 +73,7 @@ async def make_disk(qemu_img: str, image: Path, image_format: str, dst: Path, si
     tmp = _tmp(dst)
     tmp.unlink(missing_ok=True)
     if image_format == "raw":
-        await asyncio.to_thread(sparse_copy, image, tmp)
+        await asyncio.to_thread(functools.partial(sparse_copy, image, tmp, durable=durable))
     elif image_format == "qcow2":
         await _convert(qemu_img, image, tmp)
     else:

@@ -11,6 +11,9 @@ the process into cgroups `<parent>/<vm id>` with the limits given as `--cgroup f
   keeping our files (kernel, disks, logs, snapshots).
 * Firecracker is pid 1 in its namespace, so it ignores SIGTERM: it is stopped by Ctrl-Alt-Del or SIGKILL.
 * The cgroup directories outlive the process; `remove_cgroups` removes them on delete.
+* A process of the warm pool (`pool.py`) is jailed before its VM is known: the jailer puts it into its
+  cgroups with no limit (`open_limits`), and `apply_limits` writes the VM's into the same files when a
+  VM takes it, before the guest's memory is allocated (so all of it is charged to the VM's cgroup).
 * Files we put into the chroot are owned by the jail's uid/gid so an unprivileged Firecracker can use them.
 """
 
@@ -54,11 +57,16 @@ def detect_cgroup_version() -> str:
 
 
 def _cgroup_mounts() -> list[tuple[str, str]]:
+    return [(fstype, mount) for fstype, mount, _ in _cgroup_mounts_with_options()]
+
+
+def _cgroup_mounts_with_options() -> list[tuple[str, str, set[str]]]:
     try:
         lines = Path("/proc/mounts").read_text().splitlines()
     except OSError:
         return []
-    return [(p[2], p[1]) for p in (line.split() for line in lines) if len(p) > 3 and p[2] in ("cgroup", "cgroup2")]
+    return [(p[2], p[1], set(p[3].split(","))) for p in (line.split() for line in lines)
+            if len(p) > 3 and p[2] in ("cgroup", "cgroup2")]
 
 
 def cgroups_mounted() -> bool:
@@ -85,12 +93,43 @@ def cgroup_limits(opts: JailerOptions, spec: VmSpec) -> list[str]:
     return [f"cpu.cfs_period_us={CPU_PERIOD_US}", f"cpu.cfs_quota_us={quota}", f"memory.limit_in_bytes={memory}"]
 
 
-def jailer_argv(jailer: str, firecracker: str, vm_id: str, paths: FcPaths, opts: JailerOptions,
-                spec: VmSpec, fc_args: list[str]) -> list[str]:
-    argv = [jailer, "--id", vm_id, "--exec-file", firecracker, "--uid", str(opts.uid), "--gid", str(opts.gid),
-            "--chroot-base-dir", str(paths.jail_base), "--new-pid-ns",
-            "--cgroup-version", cgroup_version(opts), "--parent-cgroup", opts.parent_cgroup]
+def open_limits(opts: JailerOptions) -> list[str]:
+    """The same settings as `cgroup_limits`, unlimited: a pooled process's cgroups, made by the jailer
+    before any VM is known, until `apply_limits` writes the VM's."""
+    if not opts.cgroup_limits:
+        return []
+    if cgroup_version(opts) == "2":
+        return [f"cpu.max=max {CPU_PERIOD_US}", "memory.max=max"]
+    return [f"cpu.cfs_period_us={CPU_PERIOD_US}", "cpu.cfs_quota_us=-1", "memory.limit_in_bytes=-1"]
+
+
+def apply_limits(jail_id: str, opts: JailerOptions, spec: VmSpec) -> None:
+    """Write `spec`'s limits into the cgroup files of the jail `jail_id` (made by the jailer)."""
+    version = cgroup_version(opts)
     for setting in cgroup_limits(opts, spec):
+        name, _, value = setting.partition("=")
+        path = _controller_dir(version, name.partition(".")[0]) / opts.parent_cgroup / jail_id / name
+        try:
+            path.write_text(value)
+        except OSError as exc:
+            raise HypervisorError(f"cannot set {name} of jail {jail_id}: {exc}") from exc
+
+
+def _controller_dir(version: str, controller: str) -> Path:
+    """Where the hierarchy holding `controller` is mounted (v2: the unified one)."""
+    for fstype, mount, options in _cgroup_mounts_with_options():
+        if (fstype == "cgroup2" and version == "2") or (fstype == "cgroup" and controller in options):
+            return Path(mount)
+    raise HypervisorError(f"no cgroup v{version} hierarchy with the {controller} controller is mounted")
+
+
+def jailer_argv(jailer: str, firecracker: str, paths: FcPaths, opts: JailerOptions,
+                limits: list[str], fc_args: list[str]) -> list[str]:
+    """The jailer's argv for the jail `paths.jail_id`, with cgroup `limits` (`cgroup_limits`/`open_limits`)."""
+    argv = [jailer, "--id", paths.jail_id, "--exec-file", firecracker, "--uid", str(opts.uid),
+            "--gid", str(opts.gid), "--chroot-base-dir", str(paths.jail_base), "--new-pid-ns",
+            "--cgroup-version", cgroup_version(opts), "--parent-cgroup", opts.parent_cgroup]
+    for setting in limits:
         argv += ["--cgroup", setting]
     return [*argv, "--", *fc_args]
 
@@ -114,13 +153,13 @@ def give_to_jail(paths: FcPaths, opts: JailerOptions, names: list[str]) -> None:
         raise HypervisorError(f"cannot hand {paths.guest} to uid {opts.uid}: {exc}") from exc
 
 
-async def remove_cgroups(vm_id: str, opts: JailerOptions, within_s: float = 5.0) -> None:
-    """Remove the VM's cgroup directories once empty (the kernel may take a moment after the exit)."""
+async def remove_cgroups(jail_id: str, opts: JailerOptions, within_s: float = 5.0) -> None:
+    """Remove the jail's cgroup directories once empty (the kernel may take a moment after the exit)."""
     version = cgroup_version(opts)
     for fstype, mount in _cgroup_mounts():
         if (fstype == "cgroup2") != (version == "2"):
             continue
-        path = Path(mount) / opts.parent_cgroup / vm_id
+        path = Path(mount) / opts.parent_cgroup / jail_id
         deadline = time.monotonic() + within_s
         while True:
             try:

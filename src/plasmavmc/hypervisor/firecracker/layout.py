@@ -10,7 +10,9 @@
     launch.log        stderr of firecracker / the jailer
 
 and the *guest dir*, the directory Firecracker itself sees as its working directory: `<vm dir>/vm`
-when unjailed, the jail's chroot `<vm dir>/jail/<exec name>/<vm_id>/root` when jailed. Every path given
+when unjailed, the jail's chroot `<vm dir>/jail/<exec name>/<jail id>/root` when jailed. The jail id is the VM id,
+except for a VM that took a process of the warm pool (`pool.py`): its jail, cgroup and `--id` keep the
+pool entry's id, which the handle records (`details["jail_id"]`). Every path given
 to Firecracker's API is relative to it, so the same request works inside and outside a jail and a
 snapshot taken in one run loads in the next:
 
@@ -59,12 +61,20 @@ class FcPaths:
     root: Path
     guest: Path  # the directory Firecracker runs in (see module docstring)
     jailed: bool
+    jail_id: str  # Firecracker's `--id` (the pid-reuse marker), its jail's and cgroup's name
 
     @classmethod
-    def of(cls, runtime_dir: Path, vm_id: str, *, jailed: bool, exec_name: str = "firecracker") -> FcPaths:
+    def of(cls, runtime_dir: Path, vm_id: str, *, jailed: bool, exec_name: str = "firecracker",
+           jail_id: str | None = None) -> FcPaths:
         root = runtime_dir.absolute() / checked_vm_id(vm_id)
-        guest = root / "jail" / exec_name / vm_id / "root" if jailed else root / "vm"
-        return cls(root, guest, jailed)
+        jail_id = checked_vm_id(jail_id) if jail_id else vm_id
+        guest = root / "jail" / exec_name / jail_id / "root" if jailed else root / "vm"
+        return cls(root, guest, jailed, jail_id)
+
+    @property
+    def top(self) -> Path:
+        """The directory under `root` that holds the guest dir (`jail` or `vm`): what moves with a process."""
+        return self.root / ("jail" if self.jailed else "vm")
 
     @property
     def jail_base(self) -> Path:

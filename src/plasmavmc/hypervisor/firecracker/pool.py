@@ -1,0 +1,162 @@
+"""The warm pool: Firecracker processes already launched (jailed: chroot, device nodes, cgroups, PID
+namespace), unconfigured and waiting on their API socket, for a create with `start` or a clone to take.
+
+The jailer and the exec are the largest part of a Firecracker start; with a process from the pool they
+leave the critical path: the VM's files are placed in the process's jail and it is configured over its
+API (`api_boot.py`) or loads a snapshot. The pool refills itself in the background.
+
+Layout: entry `<id>` lives in `<runtime_dir>/.pool/<id>/` with the same layout as a VM's dir (`FcPaths`
+with vm id = jail id = `<id>`, a random UUID that is its `--id`, its jail's and its cgroup's name). It has
+no `handle.json`, so adoption (`handles()`) never sees it. `take` hands an entry to a VM and `move_into`
+renames its jail (or unjailed guest dir) and console files into the VM's dir: Firecracker keeps them open
+or chrooted, so renames are invisible to it; the VM's handle records the jail id from then on.
+
+The pool is invisible to the rest of the node: its processes are no VMs (no capacity, no reports), an
+agent start kills whatever a previous agent left in `.pool/` (`purge_stale`, before filling), and
+`close` (agent stop) kills every entry and removes its jail and cgroups: no orphans either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from plasmavmc.errors import PlasmaError
+from plasmavmc.hypervisor.firecracker.layout import FcPaths
+from plasmavmc.hypervisor.process import Process
+
+log = logging.getLogger(__name__)
+POOL_DIR = ".pool"
+RETRY_S = 5.0  # after a failed launch, the pool waits this long before the next, doubling up to RETRY_MAX_S
+RETRY_MAX_S = 300.0
+_ROOT_FILES = ("console.log", "console.in", "launch.log")  # open in the process: they move with it
+
+
+@dataclass
+class Warm:
+    """One waiting process: its pool-side layout and its (open) process."""
+
+    paths: FcPaths
+    process: Process
+
+    @property
+    def jail_id(self) -> str:
+        return self.paths.jail_id
+
+
+Spawn = Callable[[FcPaths], Awaitable[Process]]  # launches an unconfigured Firecracker at these paths
+Discard = Callable[[FcPaths], Awaitable[None]]  # kills what runs there and removes its cgroups
+
+
+class WarmPool:
+    """Keeps `size` processes waiting (0: no pool). `spawn` and `discard` are the backend's."""
+
+    def __init__(self, runtime_dir: Path, size: int, *, jailed: bool, exec_name: str,
+                 spawn: Spawn, discard: Discard) -> None:
+        self.dir = runtime_dir.absolute() / POOL_DIR
+        self.size = size
+        self.jailed = jailed
+        self.exec_name = exec_name
+        self._spawn = spawn
+        self._discard = discard
+        self._ready: list[Warm] = []
+        self._wake = asyncio.Event()
+        self._filler: asyncio.Task[None] | None = None
+        self.launched = 0  # processes launched since open (tests and benches read it)
+
+    def paths_of(self, entry_id: str) -> FcPaths:
+        return FcPaths.of(self.dir, entry_id, jailed=self.jailed, exec_name=self.exec_name)
+
+    def ready(self) -> list[Warm]:
+        return list(self._ready)
+
+    async def open(self) -> None:
+        """Kill what an earlier agent left, then fill in the background."""
+        await self.purge_stale()
+        if self.size > 0 and self._filler is None:
+            self._filler = asyncio.create_task(self._fill_forever())
+
+    async def purge_stale(self) -> None:
+        if not self.dir.is_dir():
+            return
+        for entry in sorted(self.dir.iterdir()):
+            try:
+                paths = self.paths_of(entry.name)
+            except PlasmaError:  # not a pool entry's name: nothing of ours runs there
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
+            await self._drop(paths)
+
+    def take(self) -> Warm | None:
+        """A live waiting process, now the caller's (it closes the process); None when the pool is empty.
+        The pool refills when the caller says it is done (`refill`): a launch (fork, jailer) beside the
+        caller's boot would compete with it for the CPU."""
+        while self._ready:
+            warm = self._ready.pop(0)
+            if warm.process.alive():
+                return warm
+            warm.process.close()
+            asyncio.get_running_loop().create_task(self._drop(warm.paths))
+        self.refill()  # nothing waiting: the caller takes the slow path anyway
+        return None
+
+    def refill(self) -> None:
+        """Launch what is missing, in the background."""
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop refilling; kill and remove every waiting process (agent stop: no orphans)."""
+        if self._filler is not None:
+            self._filler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._filler
+            self._filler = None
+        while self._ready:
+            warm = self._ready.pop()
+            warm.process.close()
+            await self._drop(warm.paths)
+        await self.purge_stale()
+
+    async def _fill_forever(self) -> None:
+        failures = 0
+        while True:
+            while len(self._ready) < self.size:
+                paths = self.paths_of(str(uuid.uuid4()))
+                try:
+                    process = await self._spawn(paths)
+                except (PlasmaError, OSError) as exc:
+                    wait = min(RETRY_S * 2**failures, RETRY_MAX_S)
+                    failures += 1
+                    log.warning("warm pool: launching a firecracker failed (retrying in %.0fs): %s", wait, exc)
+                    await self._drop(paths)
+                    await asyncio.sleep(wait)  # back-off of a background loop, not synchronisation
+                    continue
+                failures = 0
+                self.launched += 1
+                self._ready.append(Warm(paths, process))
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _drop(self, paths: FcPaths) -> None:
+        try:
+            await self._discard(paths)
+        except (PlasmaError, OSError) as exc:
+            log.warning("warm pool: cannot clean up %s: %s", paths.root, exc)
+        shutil.rmtree(paths.root, ignore_errors=True)
+
+
+def move_into(warm: Warm, vm: FcPaths) -> None:
+    """Rename the entry's jail (or guest dir) and console files into the VM's dir (which `vm` describes,
+    with the entry's jail id); the pool-side dir is removed."""
+    warm.paths.top.rename(vm.top)
+    for name in _ROOT_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (warm.paths.root / name).rename(vm.root / name)
+    shutil.rmtree(warm.paths.root, ignore_errors=True)
+

@@ -1,0 +1,249 @@
+"""The warm pool of FirecrackerBackend, driven directly: real jailer + firecracker, the PVH test guest.
+
+A create with `start` takes a waiting process (its pid is the VM's, its jail id is in the handle), boots
+the guest over the API with the VM's cgroup limits written into the pooled jail's cgroups, and the pool
+refills. A clone takes one too and continues from the snapshot's memory. The pool is invisible: a second
+backend on the same runtime dir adopts the VMs only, kills the processes an earlier (dead) agent left
+waiting, and `close` leaves no process, no jail and no cgroup behind. A pooled VM stops and starts again
+(through the jailer, same jail id) and its delete removes its cgroups. Through the real agent: a dead
+agent's pool is killed by the next one, which adopts the VM that took a pooled process, and an agent
+stop leaves no pooled process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plasmavmc.client import PlasmaClient
+from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor.base import LocalImage
+from plasmavmc.hypervisor.firecracker import jail
+from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
+from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
+from plasmavmc.hypervisor.firecracker.pool import POOL_DIR
+from plasmavmc.hypervisor.process import is_running, read_pidfile
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import CloneSource, ConsoleType, CpuSpec, HypervisorType, MemorySpec, VirtualMachine
+from tests import firecracker_guest as fc
+from tests.conftest import kill_leftover_qemu, start_cluster
+from tests.contract.backends import read_until
+from tests.e2e import test_firecracker_backend
+from tests.e2e.helpers import ORG, PROJECT, console_until
+from tests.e2e.test_firecracker_api import pvh_spec
+
+pytestmark = test_firecracker_backend.pytestmark
+DEADLINE_S = test_firecracker_backend.DEADLINE_S
+images = test_firecracker_backend.images  # the fixture
+cgroup_dirs = test_firecracker_backend._cgroup_dirs
+
+
+async def filled(backend: FirecrackerBackend, count: int) -> list[int]:
+    """The pids of the pool's waiting processes once there are `count` (poll-with-deadline)."""
+    async with asyncio.timeout(DEADLINE_S):
+        while len(backend.pool.ready()) != count:
+            await asyncio.sleep(0.02)
+    return [w.process.pid for w in backend.pool.ready()]
+
+
+async def say(backend: FirecrackerBackend, vm: VirtualMachine, line: str, answer: bytes,
+              ready: bytes | None = None) -> None:
+    handle = next(h for h in await backend.handles() if h.vm_id == vm.id)
+    console = await backend.console(handle, ConsoleType.SERIAL)
+    seen = bytearray()
+    try:
+        if ready is not None:
+            await read_until(console, ready, seen, DEADLINE_S)
+        await console.write(line.encode() + b"\n")
+        await read_until(console, answer, seen, DEADLINE_S)
+    finally:
+        await console.close()
+
+
+def vm_of(name: str) -> VirtualMachine:
+    vm = fc.vm(name)  # other limits than the defaults, so that writing them is seen
+    return dataclasses.replace(vm, spec=dataclasses.replace(vm.spec, cpu=CpuSpec(vcpus=1),
+                                                            memory=MemorySpec(size_mib=96)))
+
+
+async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dict[str, LocalImage]) -> None:
+    backend = fc.backend(tmp_path / "run", warm_pool=1)
+    await backend.open()
+    try:
+        (pooled,) = await filled(backend, 1)
+        jail_id = backend.pool.ready()[0].jail_id
+        vm = vm_of("pooled")
+        at_boot: list[list[Path]] = []
+        boot_warm = backend._boot_warm
+
+        async def watched(*args: Any) -> None:  # the refill waits for the create: nothing launched beside it
+            at_boot.append(list((tmp_path / "run" / POOL_DIR).iterdir()))
+            await boot_warm(*args)
+
+        backend._boot_warm = watched  # type: ignore[method-assign]
+        handle, _ = await backend.create_started(vm, images)
+        assert at_boot == [[]]
+        assert handle.details["jail_id"] == jail_id
+        status = await backend.status(handle)
+        assert status.actual_state is VmState.RUNNING and status.host_pid == pooled
+        await say(backend, vm, "hi", b"#0001 hi\n", ready=fc.READY)
+        limits = dict(s.split("=", 1) for s in jail.cgroup_limits(backend.jailer, vm.spec))
+        cgroups = cgroup_dirs(backend.jailer, jail_id)
+        for key, value in limits.items():
+            found = [d / key for d in cgroups if (d / key).exists()]
+            assert found and found[0].read_text().strip() == value, key
+            assert str(pooled) in (found[0].parent / "cgroup.procs").read_text()
+        assert not (tmp_path / "run" / ".pool" / jail_id).exists()
+        (refilled,) = await filled(backend, 1)
+        assert refilled != pooled and backend.pool.launched == 2
+        adopter = fc.backend(tmp_path / "run")  # an agent restart: the pool's processes are no VMs
+        assert [h.vm_id for h in await adopter.handles()] == [vm.id]
+        assert (await adopter.status(handle)).host_pid == pooled
+        await backend.stop(handle, timeout=DEADLINE_S)  # a later start is a jailer launch, same jail
+        await backend.start(handle)
+        again = await backend.status(handle)
+        assert again.actual_state is VmState.RUNNING and again.host_pid not in (None, pooled)
+        await say(backend, vm, "again", b"#0001 again\n", ready=fc.READY)
+        assert "configured from one single json" in backend.paths(handle).log.read_text()  # --config-file
+        await backend.delete(handle)
+        assert not is_running(pooled) and not any(d.exists() for d in cgroups)
+    finally:
+        await backend.close()
+    assert not is_running(refilled)
+    assert list((tmp_path / "run" / ".pool").iterdir()) == []
+
+
+async def test_unjailed_pool(tmp_path: Path, images: dict[str, LocalImage]) -> None:
+    """Without the jailer the pool holds plain Firecrackers (`--id` the entry's id): the same take."""
+    backend = fc.backend(tmp_path / "run", jailed=False, warm_pool=1)
+    await backend.open()
+    try:
+        (pooled,) = await filled(backend, 1)
+        vm = fc.vm("plain")
+        handle, _ = await backend.create_started(vm, images)
+        assert (await backend.status(handle)).host_pid == pooled
+        assert backend.paths(handle).guest == tmp_path.absolute() / "run" / vm.id / "vm"
+        await say(backend, vm, "hi", b"#0001 hi\n", ready=fc.READY)
+        await backend.delete(handle)
+        assert not is_running(pooled)
+    finally:
+        await backend.close()
+
+
+async def test_a_new_agent_kills_what_the_last_one_left_waiting(tmp_path: Path) -> None:
+    first = fc.backend(tmp_path / "run", warm_pool=2)
+    await first.open()
+    second = fc.backend(tmp_path / "run", warm_pool=1)
+    try:
+        left = await filled(first, 2)
+        jail_ids = [w.jail_id for w in first.pool.ready()]
+        await second.open()  # as an agent restarted after a crash: the earlier pool is still there
+        assert not any(is_running(pid) for pid in left)
+        assert await second.handles() == []
+        assert not any(cgroup_dirs(first.jailer, j) for j in jail_ids)
+        (fresh,) = await filled(second, 1)
+        assert fresh not in left and is_running(fresh)
+    finally:
+        await second.close()
+        await first.close()
+    assert not is_running(fresh)
+
+
+async def test_a_clone_takes_a_pooled_process(tmp_path: Path, images: dict[str, LocalImage]) -> None:
+    backend = fc.backend(tmp_path / "run", warm_pool=1)
+    await backend.open()
+    handles = []
+    try:
+        source = fc.vm("source")
+        handles.append((await backend.create_started(source, images))[0])
+        await say(backend, source, "one", b"#0001 one\n", ready=fc.READY)
+        await backend.snapshot(handles[0], "s1")
+        (pooled,) = await filled(backend, 1)
+        clone = dataclasses.replace(fc.vm("clone"), source_snapshot=CloneSource(vm_id=source.id, snapshot_id="s1"))
+        handle, _ = await backend.create_started(clone, images)
+        handles.append(handle)
+        assert (await backend.status(handle)).host_pid == pooled
+        await say(backend, clone, "two", b"#0002 two\n")  # the count from the snapshot's memory
+        await say(backend, source, "three", b"#0002 three\n")
+    finally:
+        for handle in handles:
+            await backend.delete(handle)
+        await backend.close()
+
+
+def test_pool_paths_keep_the_jail_id(tmp_path: Path) -> None:
+    backend = fc.backend(tmp_path / "run", warm_pool=1)
+    paths = backend.pool.paths_of("0b1c5a4e-6d1f-4d8e-9a55-3b6a1f0c2d11")
+    assert paths.root == (tmp_path / "run" / ".pool" / paths.jail_id).absolute()
+    assert re.search(r"/jail/[^/]+/0b1c5a4e-6d1f-4d8e-9a55-3b6a1f0c2d11/root$", str(paths.guest))
+
+
+async def gone(pids: set[int | None]) -> None:
+    async with asyncio.timeout(DEADLINE_S):
+        while any(pid is not None and is_running(pid) for pid in pids):
+            await asyncio.sleep(0.05)  # poll-with-deadline: the agent kills them as it starts or stops
+
+
+async def test_an_agent_kills_its_pool_at_stop_and_a_dead_ones_at_start(tmp_path: Path, guest_dir: Path) -> None:
+    """Through the real agent: a VM took a pooled process; the agent is SIGKILLed (its pool stays
+    behind), restarted: the old pool is killed, the VM is adopted and still runs in its process, and a
+    new pool fills; the agent stopped (SIGTERM): no pooled process is left."""
+    cluster = start_cluster(tmp_path, guest_dir, firecracker=True)
+    runtime = tmp_path / "run" / "fc"
+    try:
+        old = await fc.pool_ready(runtime)
+        async with await PlasmaClient.connect(cluster.api) as client:
+            vm = await client.create_vm("pooled", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER,
+                                        start=True)
+            assert vm.status.host_pid in old
+            old = {p for p in {read_pidfile(f) for f in (runtime / POOL_DIR).glob("*/jail/*/*/root/*.pid")}
+                   | old if p != vm.status.host_pid}
+            cluster.agent.kill()
+            assert any(pid is not None and is_running(pid) for pid in old)
+            cluster.agent.start()
+            await gone(old)
+            fresh = await fc.pool_ready(runtime)
+            assert not fresh & old and vm.status.host_pid not in fresh
+            assert vm.status.host_pid is not None and is_running(vm.status.host_pid)
+            await say_api(client, vm.id)
+            cluster.agent.stop()
+            await gone(fresh)
+            assert list((runtime / POOL_DIR).iterdir()) == []
+            assert is_running(vm.status.host_pid)  # VMs outlive the agent; only the pool ends with it
+    finally:
+        cluster.stop()
+        fc.kill_leftovers(tmp_path)
+        kill_leftover_qemu(tmp_path)
+
+
+async def say_api(client: PlasmaClient, vm_id: str) -> None:
+    """The adopted VM answers through the API (its console, after the restarted agent re-registered)."""
+    await console_until(client, vm_id, fc.READY_LINE_RE, timeout=DEADLINE_S)
+    found = await client.get_vm(ORG, PROJECT, vm_id)
+    assert found.state is VmState.RUNNING
+
+
+async def test_pipelined_puts_answer_in_order_and_name_the_failed_one(tmp_path: Path) -> None:
+    """`put_all` (a pooled boot's PUTs on one connection): a refused one raises, naming its path, and
+    the ones before it took effect (Firecracker answered them in order)."""
+    assert fc.FIRECRACKER is not None
+    sock = tmp_path / "api.sock"
+    proc = await asyncio.create_subprocess_exec(fc.FIRECRACKER, "--api-sock", str(sock), cwd=tmp_path,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        api = FirecrackerApi(sock)
+        await wait_for_socket(api, lambda: proc.returncode is None, DEADLINE_S)
+        with pytest.raises(HypervisorError, match="/boot-source"):
+            await api.put_all([("/machine-config", {"vcpu_count": 1, "mem_size_mib": 96}),
+                               ("/boot-source", {"kernel_image_path": "no-such-kernel"}),
+                               ("/actions", {"action_type": "InstanceStart"})])
+        assert (await api.get("/machine-config"))["mem_size_mib"] == 96
+        assert (await api.get("/"))["state"] == "Not started"
+    finally:
+        proc.kill()
+        await proc.wait()
