@@ -91,8 +91,8 @@ async def jailed_api_ready(runtime: Path) -> float:
     handle = await backend.create(fc.vm("bench"), await fc.images())
     try:
         await backend.start(handle)
-        assert backend.last_api_ready_s is not None
-        return backend.last_api_ready_s
+        assert backend.launcher.last_api_ready_s is not None
+        return backend.launcher.last_api_ready_s
     finally:
         await backend.delete(handle)
 

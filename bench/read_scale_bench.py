@@ -2,7 +2,7 @@
 against a bare grpc.aio unary echo and a canned GetVm measured in the same run.
 
     .venv/bin/python -m bench.read_scale_bench [--sizes 10000,100000] [--calls 20000] [--concurrency 64]
-        [--pages 300]
+        [--pages 300] [--rounds 4]
 
 Layout: ONE server process (`plasmavmc.server.main`, SQLite store, IAM on: every call carries the
 bootstrap admin's API key), the load from this process on a raw `VmServiceStub` (no client-side
@@ -14,7 +14,11 @@ records a CreateVm would write (a STOPPED VM of one vCPU/256 MiB, labels, one pr
 so the listing is as deep as the fleet). Creating 100,000 VMs through the API takes minutes and is what
 the scheduler bench measures. The same store file grows from one size to the next.
 
-Baselines, same run, same client code and concurrency: `echo` — a grpc.aio server in another process
+Baselines, same run, same client code and concurrency, in the same minutes: GetVm by id, by name and the
+two baselines are measured in `--rounds` interleaved rounds (`--calls` / rounds calls each, the order
+turned each round, the baselines' process idle beside the server), each figure the median over rounds
+and each ratio the median of the rounds' ratios, so that other load on the machine falls on both sides of
+a ratio. `echo` — a grpc.aio server in another process
 whose one unary method answers the request bytes as they came (no interceptors); `canned_getvm` — the
 same process serving VmService.GetVm with one prebuilt VirtualMachine message (the size of a real one).
 Both are generic handlers: a method registered by name (`add_registered_method_handlers`, what generated
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -43,7 +48,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +234,9 @@ async def until_cached(stub: vm_pb2_grpc.VmServiceStub, http: str, vm: VirtualMa
     raise RuntimeError("GetVm never came from the watched copy")
 
 
-async def baselines(concurrency: int, calls: int, vm: VirtualMachine) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def baseline_server() -> AsyncIterator[tuple[int, str]]:
+    """The baselines' process (`--serve-baselines`): its pid and address, for as long as the block runs."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.read_scale_bench", "--serve-baselines", str(port), stdout=asyncio.subprocess.PIPE
@@ -238,23 +245,46 @@ async def baselines(concurrency: int, calls: int, vm: VirtualMachine) -> dict[st
         assert proc.stdout is not None
         if not (await asyncio.wait_for(proc.stdout.readline(), 60)).startswith(b"READY"):
             raise RuntimeError("the baseline server did not start")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            echo = channel.unary_unary(ECHO)
-            stub = vm_pb2_grpc.VmServiceStub(channel)
-            request = vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=vm.id))
-            payload = request.SerializeToString()
-            await load(500, concurrency, lambda i: echo(payload))  # warm-up
-            return {
-                "echo": await measured([proc.pid], calls, concurrency, lambda i: echo(payload)),
-                "canned_getvm": await measured([proc.pid], calls, concurrency, lambda i: stub.GetVm(request)),
-            }
+        yield proc.pid, f"127.0.0.1:{port}"
     finally:
         proc.terminate()
         await proc.wait()
 
 
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def summary(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """Rounds of one side as one answer: the median of each figure, the worst latency, the errors, and
+    each round's rate."""
+    out: dict[str, Any] = {k: _median([r[k] for r in runs]) for k in runs[0] if k not in ("max_ms", "errors")}
+    out["max_ms"] = max(r["max_ms"] for r in runs)
+    out["errors"] = sum(r["errors"] for r in runs)
+    out["rounds_per_s"] = [r["per_s"] for r in runs]
+    return out
+
+
+async def interleaved(sides: dict[str, tuple[list[int], Call]], rounds: int, calls: int,
+                      concurrency: int) -> dict[str, list[dict[str, float]]]:
+    """Every side measured once per round (`calls` / `rounds` calls each), the order turned by one each
+    round, so that what else the machine does falls on every side alike."""
+    names = list(sides)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            pids, call = sides[name]
+            runs[name].append(await measured(pids, max(1, calls // rounds), concurrency, call))
+    return runs
+
+
+def ratios(runs: dict[str, list[dict[str, float]]], name: str, figure: str = "per_s") -> float:
+    """The median over rounds of `name`'s `figure` over the echo's in the same round."""
+    return round(_median([a[figure] / b[figure] for a, b in zip(runs[name], runs["echo"], strict=True)]), 2)
+
+
 async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], calls: int,
-                concurrency: int, pages: int) -> dict[str, Any]:
+                concurrency: int, pages: int, base: tuple[int, str], rounds: int) -> dict[str, Any]:
     auth = (("authorization", f"Bearer {default_credential()}"),)
     rng = random.Random(19)
     ids = sorted(vm.id for vm in vms)
@@ -274,10 +304,10 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
                 vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=by(picks[i]))),
                 metadata=auth)
 
-        await load(500, concurrency, get(lambda vm: vm.id))  # warm-up
-        progress("GetVm")
-        for name, by in (("getvm_by_id", lambda vm: vm.id), ("getvm_by_name", lambda vm: vm.name)):
-            out[name] = await measured([server.popen.pid], calls, concurrency, get(by))
+        progress("GetVm, interleaved with the baselines")
+        out.update(await getvm_rounds(
+            base, [server.popen.pid], get(lambda vm: vm.id), get(lambda vm: vm.name), vms[0], calls, concurrency,
+            rounds))
         progress("ListVms")
         out["list_pages"] = {}
         for depth in (0.0, 0.5, 0.9, 0.999):
@@ -290,6 +320,30 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
         out["from_cache"] = metric(http, 'plasmavmc_vm_reads_total{source="cache"}')
         out["from_store"] = metric(http, 'plasmavmc_vm_reads_total{source="store"}')
     out["server_rss_mib"] = rss_mib(server)
+    return out
+
+
+async def getvm_rounds(base: tuple[int, str], server: list[int], by_id: Call, by_name: Call, vm: VirtualMachine,
+                       calls: int, concurrency: int, rounds: int) -> dict[str, Any]:
+    """GetVm by id and by name, the echo and the canned GetVm, in interleaved rounds."""
+    pid, addr = base
+    async with grpc.aio.insecure_channel(addr) as channel:
+        echo = channel.unary_unary(ECHO)
+        canned = vm_pb2_grpc.VmServiceStub(channel)
+        request = vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=vm.id))
+        payload = request.SerializeToString()
+        sides: dict[str, tuple[list[int], Call]] = {
+            "echo": ([pid], lambda i: echo(payload)), "getvm_by_id": (server, by_id),
+            "canned_getvm": ([pid], lambda i: canned.GetVm(request)), "getvm_by_name": (server, by_name),
+        }
+        for _, call in sides.values():
+            await load(300, concurrency, call)  # warm-up
+        runs = await interleaved(sides, rounds, calls, concurrency)
+    out: dict[str, Any] = {name: summary(runs[name]) for name in ("getvm_by_id", "getvm_by_name")}
+    out["baselines"] = {name: summary(runs[name]) for name in ("echo", "canned_getvm")}
+    for name in ("getvm_by_id", "getvm_by_name"):
+        out[f"{name}_ratio_to_echo"] = ratios(runs, name)
+        out[f"{name}_server_cpu_to_echo"] = ratios(runs, name, "server_cpu_us_per_call")  # robust to load
     return out
 
 
@@ -360,6 +414,7 @@ async def main() -> None:
     p.add_argument("--calls", type=int, default=20_000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--pages", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds of GetVm and the baselines")
     p.add_argument("--serve-baselines", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_baselines:
@@ -372,25 +427,21 @@ async def main() -> None:
             began = time.perf_counter()
             progress(f"seeding to {size} VMs")
             vms += await seed(root / "state.db", len(vms), size)
-            progress("baselines")
             seeded = time.perf_counter() - began
-            base = await baselines(args.concurrency, args.calls, vms[0])
             progress("server")
-            server, api, http = start_server(root, root / "state.db")
-            began = time.perf_counter()
             phase: dict[str, Any] = {"seed_seconds": round(seeded, 1)}
-            try:
-                await ready(http, server)
-                phase["seconds_to_health"] = round(time.perf_counter() - began, 2)
-                phase.update(await reads(api, http, server, vms, args.calls, args.concurrency, args.pages))
-            except Exception as err:  # report what was measured, and why the rest was not
-                phase["error"] = f"{type(err).__name__}: {err}"
-            finally:
-                stop(server)
-            phase["baselines"] = base
-            for name in ("getvm_by_id", "getvm_by_name"):
-                if name in phase:
-                    phase[f"{name}_ratio_to_echo"] = round(phase[name]["per_s"] / base["echo"]["per_s"], 2)
+            async with baseline_server() as base:
+                server, api, http = start_server(root, root / "state.db")
+                began = time.perf_counter()
+                try:
+                    await ready(http, server)
+                    phase["seconds_to_health"] = round(time.perf_counter() - began, 2)
+                    phase.update(await reads(api, http, server, vms, args.calls, args.concurrency, args.pages, base,
+                                             args.rounds))
+                except Exception as err:  # report what was measured, and why the rest was not
+                    phase["error"] = f"{type(err).__name__}: {err}"
+                finally:
+                    stop(server)
             phase["load_average"] = os.getloadavg()
             results.append(phase)
             progress(f"phase done: {phase}")

@@ -216,9 +216,12 @@ async def test_an_agent_kills_its_pool_at_stop_and_a_dead_ones_at_start(tmp_path
             assert list((runtime / POOL_DIR).iterdir()) == []
             assert is_running(vm.status.host_pid)  # VMs outlive the agent; only the pool ends with it
     finally:
-        cluster.stop()
-        fc.kill_leftovers(tmp_path)
-        kill_leftover_qemu(tmp_path)
+        try:
+            cluster.agent.stop()
+            cluster.server.stop()
+        finally:  # the VM outlives the agent: killed here, before its run dir is removed
+            fc.kill_leftovers(tmp_path)
+            kill_leftover_qemu(tmp_path)
 
 
 async def say_api(client: PlasmaClient, vm_id: str) -> None:

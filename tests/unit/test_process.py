@@ -64,9 +64,13 @@ async def test_pid_reuse_guard(tmp_path: Path) -> None:
 
 
 async def test_terminate_escalates_to_sigkill(tmp_path: Path) -> None:
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
+    code = ("import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "pathlib.Path('ignoring').touch(); time.sleep(30)")
     pid, marker = sleeper(tmp_path, code)
-    await asyncio.sleep(0.3)  # let it install its handler
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "ignoring").exists():  # it ignores SIGTERM from here on (a loaded host is slow)
+        assert time.monotonic() < deadline, "the child never installed its handler"
+        await asyncio.sleep(0.02)  # poll-with-deadline
     proc = open_process(pid, marker)
     assert proc is not None
     with proc:

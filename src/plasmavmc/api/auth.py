@@ -97,7 +97,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             self._record(call, str(err.code))
             await context.abort_with_status(to_grpc_status(err, logctx.get("request_id")))
         caller.CURRENT.set(caller.Admitted(call.caller, self.gate))  # type: ignore[arg-type]
-        logctx.bind(principal=call.caller.principal_id if call.caller else "")  # log fields, event actor
+        logctx.bind_one("principal", call.caller.principal_id if call.caller else "")  # log fields, event actor
         return call
 
     def _finish(self, call: _Call, context: Any) -> None:

@@ -1,9 +1,10 @@
 """`FirecrackerBackend`: the VM lifecycle on one node with Firecracker microVMs, jailed or not.
 
-What it owns: each VM's runtime dir (`layout.py`), its Firecracker process (`launch.py`, optionally
-under the jailer, `jail.py`), configured at exec from a `--config-file` (`spec.vm_config`: the boot is
-one exec, no API round trip) and driven afterwards over the HTTP API (`api.py`), its raw disks
-(`disks.py`) and snapshots (`snapshots.py`). Like the QEMU backend it keeps nothing in memory
+What it owns: each VM's runtime dir (`layout.py`, its files from the images: `vmfiles.py`), its
+Firecracker process (`launcher.py`, `launch.py`, optionally under the jailer, `jail.py`), configured at
+exec from a `--config-file` (`spec.vm_config`: the boot is one exec, no API round trip) or, taken from
+the warm pool (`pool.py`), over its API (`api_boot.py`), and driven afterwards over the HTTP API
+(`api.py`), its raw disks (`disks.py`) and snapshots (`snapshots.py`). Like the QEMU backend it keeps nothing in memory
 that matters: every method works from files, so a second instance on the same runtime dir — an agent
 after a restart — finds and drives the running VMs (`handles()`).
 
@@ -26,13 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from plasmavmc.config.agent import AgentSettings
 from plasmavmc.errors import HypervisorError, InvalidArgument, InvalidState, NotFound
@@ -46,27 +45,28 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.common import flush, image_for_boot, vm_name, write_atomic
+from plasmavmc.hypervisor.common import flush, image_for_boot, vm_name
 from plasmavmc.hypervisor.console import bound_log
-from plasmavmc.hypervisor.firecracker import api_boot, clones, diffs, jail, launch, pool, snapshots, spec, usage
-from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
-from plasmavmc.hypervisor.firecracker.console import FifoConsole
-from plasmavmc.hypervisor.firecracker.disks import make_disk, sparse_copy
-from plasmavmc.hypervisor.firecracker.jail import JailerOptions
-from plasmavmc.hypervisor.firecracker.layout import (
-    API_SOCK,
-    CONFIG,
-    INITRD,
-    KERNEL,
-    LOG,
-    METRICS,
-    FcPaths,
-    disk_file,
+from plasmavmc.hypervisor.firecracker import (
+    api_boot,
+    clones,
+    diffs,
+    jail,
+    launch,
+    launcher,
+    pool,
+    snapshots,
+    spec,
+    usage,
+    vmfiles,
 )
+from plasmavmc.hypervisor.firecracker.api import FirecrackerApi
+from plasmavmc.hypervisor.firecracker.console import FifoConsole
+from plasmavmc.hypervisor.firecracker.disks import sparse_copy
+from plasmavmc.hypervisor.firecracker.jail import JailerOptions
+from plasmavmc.hypervisor.firecracker.layout import LOG, METRICS, FcPaths
 from plasmavmc.hypervisor.process import Process, tail
 from plasmavmc.hypervisor.vmdir import HANDLE, VmDirBackend
-from plasmavmc.hypervisor.vmdir import IMAGES as IMAGES_FILE
-from plasmavmc.hypervisor.vmdir import VM as VM_FILE
 from plasmavmc.types.codec import loads
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
@@ -81,7 +81,6 @@ from plasmavmc.types.vm import (
     VmStatus,
 )
 
-API_READY_S = 10.0
 REBOOT_STOP_TIMEOUT_S = 30.0
 
 
@@ -100,9 +99,9 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         self.diff_snapshots = diff_snapshots  # dirty-page tracking on: later snapshots of a run are Diffs
         self.exec_name = Path(self.fc_path).name
         self._cpu = usage.CpuMeter()
-        self.last_api_ready_s: float | None = None  # exec → API socket ready, of the latest launch
+        self.launcher = launcher.Launcher(self.fc_path, self.jailer_path, self.jailer, self.exec_name)
         self.pool = pool.WarmPool(self.runtime_dir, warm_pool, jailed=self.jailer.enabled, exec_name=self.exec_name,
-                                  spawn=self._spawn_warm, discard=self._discard_warm)
+                                  spawn=self.launcher.spawn_warm, discard=self.launcher.discard_warm)
 
     # ---------------------------------------------------------------- declarations
 
@@ -170,7 +169,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         async with self._lock(vm.id):
             for name in (LOG, METRICS):  # opened by Firecracker at exec
                 (paths.guest / name).touch(mode=0o600)
-            launching = asyncio.create_task(self._launch(paths, vm))
+            launching = asyncio.create_task(self.launcher.launch(paths, vm))
             try:
                 await self._place_files(vm, boot, used, paths)
                 crashpoints.reached("create:disks")
@@ -178,7 +177,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             except BaseException:
                 with contextlib.suppress(Exception):
                     process, _ = await launching
-                    await self._abort(paths, process, "create failed")
+                    await launcher.abort(paths, process, "create failed")
                 raise
             made_at = time.time()
             process, api = await launching
@@ -198,16 +197,16 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
                     crashpoints.reached("create:disks")
                     self._save_vm(paths, vm, used, durable=False)
                     made_at = time.time()
-                    flushing = asyncio.create_task(asyncio.to_thread(flush, self._durable_files(paths, vm)))
+                    flushing = asyncio.create_task(asyncio.to_thread(flush, vmfiles.durable_files(paths, vm)))
                     try:
                         await self._boot_warm(vm, boot, paths, warm.process)
                     finally:
                         await flushing
                 except BaseException:
                     with contextlib.suppress(Exception):
-                        await self._abort(paths, warm.process, "create failed")
+                        await launcher.abort(paths, warm.process, "create failed")
                     raise
-                self._record_started(paths, warm.process, 0, 0)
+                launcher.record_started(paths, warm.process, 0, 0)
         return handle, made_at
 
     async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process) -> None:
@@ -220,12 +219,6 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         else:
             await api_boot.boot(api, spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
                                                     with_balloon=self.balloon))
-
-    @staticmethod
-    def _durable_files(paths: FcPaths, vm: VirtualMachine) -> list[Path]:
-        """What a create writes that must survive a host crash: its records, its disks, their directories."""
-        return [paths.root / HANDLE, paths.root / VM_FILE, paths.root / IMAGES_FILE,
-                *(paths.disk(d.id) for d in vm.spec.disks), paths.guest, paths.root, paths.root.parent]
 
     def _checked(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
                  ) -> tuple[LocalImage, dict[str, LocalImage]]:
@@ -280,11 +273,12 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             await clones.place(source, vm.source_snapshot.snapshot_id, paths, [d.id for d in vm.spec.disks],
                                durable=durable)
         else:
-            await self._place_boot_files(vm, boot, used, paths, durable=durable)
+            await vmfiles.place_boot_files(vm, boot, used, paths, jailer=self.jailer, qemu_img=self.qemu_img_path,
+                                           durable=durable)
         for name in (LOG, METRICS):
             (paths.guest / name).touch(mode=0o600)
         if paths.jailed:
-            jail.give_to_jail(paths, self.jailer, self._jail_files(vm))
+            jail.give_to_jail(paths, self.jailer, launcher.jail_files(vm))
 
     def _paths_of(self, vm_id: str) -> FcPaths:
         """The layout of another VM of this node (a clone's source), from its handle."""
@@ -294,108 +288,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             raise NotFound(f"VM {vm_id} is not on this node", field="source_snapshot.vm_id") from exc
         return self.paths(handle)
 
-    async def _place_boot_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
-                                paths: FcPaths, *, durable: bool = True) -> None:
-        # A hard link shares the cached image's inode: never chowned (`_jail_files` leaves the kernel and
-        # initrd out), so it is linked whenever the jail's uid can read it as it is (world-readable).
-        assert boot.kernel_path is not None
-        jail.link_or_copy(boot.kernel_path, paths.guest / KERNEL, allow_link=self._linkable(paths, boot.kernel_path))
-        if boot.initrd_path is not None:
-            jail.link_or_copy(boot.initrd_path, paths.guest / INITRD,
-                              allow_link=self._linkable(paths, boot.initrd_path))
-        for disk in vm.spec.disks:
-            image = used[disk.source.image_id or ""]
-            await make_disk(self.qemu_img_path, image.disk_path, image.disk_format, paths.disk(disk.id),
-                            disk.size_gib, durable=durable)
-
-    def _linkable(self, paths: FcPaths, image_file: Path) -> bool:
-        return not paths.jailed or self.jailer.uid == 0 or image_file.stat().st_mode & 0o004 != 0
-
-    @staticmethod
-    def _jail_files(vm: VirtualMachine) -> list[str]:
-        """What the jail's uid must own (it writes them); the kernel and initrd are only read."""
-        return [LOG, METRICS, CONFIG, "snapshots", clones.SOURCE_DIR, *(disk_file(d.id) for d in vm.spec.disks)]
-
     # ---------------------------------------------------------------- start / stop
-
-    def _fc_args(self, paths: FcPaths, config: dict[str, Any] | None) -> list[str]:
-        """Firecracker's own flags (a jailed one sees the chroot as /); with `config` (`spec.vm_config`) it
-        is written and given at exec (`--config-file`): Firecracker configures and starts the VM before
-        its API answers, with no round trip of ours. Without, it waits unconfigured."""
-        root = "/" if paths.jailed else ""
-        fc_args = ["--api-sock", root + API_SOCK, "--log-path", root + LOG, "--level", "Info",
-                   "--metrics-path", root + METRICS]
-        if config is not None:
-            write_atomic(paths.config, json.dumps(config).encode(), durable=False)  # rewritten at every boot
-            fc_args += ["--config-file", root + CONFIG]
-        return fc_args
-
-    async def _launch(self, paths: FcPaths, vm: VirtualMachine,
-                      config: dict[str, Any] | None = None) -> tuple[Process, FirecrackerApi]:
-        """A fresh Firecracker for this VM, its API answering (`_fc_args` for `config`)."""
-        fc_args = self._fc_args(paths, config)
-        limits = jail.cgroup_limits(self.jailer, vm.spec) if paths.jailed else []
-        log_offset = paths.log.stat().st_size if paths.log.exists() else 0
-        metrics_offset = paths.metrics.stat().st_size if paths.metrics.exists() else 0
-        process, api = await self._exec(paths, fc_args, limits, self._jail_files(vm))
-        self._record_started(paths, process, log_offset, metrics_offset)
-        return process, api
-
-    async def _exec(self, paths: FcPaths, fc_args: list[str], limits: list[str],
-                    jail_files: list[str]) -> tuple[Process, FirecrackerApi]:
-        """Exec Firecracker (through the jailer when jailed, with cgroup `limits`) until its API answers."""
-        if paths.jailed:
-            jail.reset_chroot(paths, self.exec_name)
-            jail.give_to_jail(paths, self.jailer, jail_files)
-            argv = jail.jailer_argv(self.jailer_path, self.fc_path, paths, self.jailer, limits, fc_args)
-        else:
-            paths.api_sock.unlink(missing_ok=True)
-            argv = [self.fc_path, "--id", paths.jail_id, *fc_args]
-        bound_log(paths.console_log)
-        launched_at = time.monotonic()
-        await launch.launch(argv, paths, jailed=paths.jailed)
-        process = launch.running(paths, paths.jail_id)
-        if process is None:
-            raise HypervisorError(f"firecracker exited at once: {tail(paths.launch_log)}")
-        crashpoints.reached("start:spawned")
-        api = FirecrackerApi(paths.api_sock)
-        try:
-            await wait_for_socket(api, process.alive, API_READY_S)
-            self.last_api_ready_s = time.monotonic() - launched_at
-        except HypervisorError as exc:
-            await self._abort(paths, process, "start failed")
-            raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
-        return process, api
-
-    @staticmethod
-    def _record_started(paths: FcPaths, process: Process, log_offset: int, metrics_offset: int) -> None:
-        # not fsynced: it names this run's process, which a host crash ends anyway
-        write_atomic(paths.started, json.dumps({"pid": str(process.pid), "started_at": str(int(time.time())),
-                                                "log_offset": str(log_offset),
-                                                "metrics_offset": str(metrics_offset)}).encode(), durable=False)
-
-    async def _spawn_warm(self, paths: FcPaths) -> Process:
-        """A pool entry (`pool.py`): an unconfigured Firecracker in its own jail, cgroups unlimited."""
-        paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
-        for name in (LOG, METRICS):
-            (paths.guest / name).touch(mode=0o600)
-        limits = jail.open_limits(self.jailer) if paths.jailed else []
-        process, _ = await self._exec(paths, self._fc_args(paths, None), limits, [LOG, METRICS])
-        return process
-
-    async def _discard_warm(self, paths: FcPaths) -> None:
-        """Kill a pool entry's process (if it runs) and remove its cgroups."""
-        process = launch.running(paths, paths.jail_id)
-        if process is not None:
-            with process:
-                await process.kill()
-        if paths.jailed:
-            await jail.remove_cgroups(paths.jail_id, self.jailer)
-
-    async def _abort(self, paths: FcPaths, process: Process, reason: str) -> None:
-        with process:
-            launch.mark_stop(paths, process.pid, reason)
-            await process.kill()
 
     async def start(self, handle: VmHandle) -> None:
         paths = self.paths(handle)
@@ -408,7 +301,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             cloned = clones.pending(paths)  # a clone's first start resumes its source snapshot (clones.py)
             config = None if cloned else spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
                                                         with_balloon=self.balloon)
-            process, api = await self._launch(paths, vm, config)
+            process, api = await self.launcher.launch(paths, vm, config)
             if cloned:
                 await self._resume_clone(paths, process, api)
             process.close()
@@ -418,7 +311,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         try:
             await clones.load(api, paths)
         except HypervisorError as exc:
-            await self._abort(paths, process, "start failed")
+            await launcher.abort(paths, process, "start failed")
             raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
         clones.done(paths)
 
@@ -435,7 +328,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
     async def _kill(self, paths: FcPaths, reason: str) -> None:
         process = self._process(paths)
         if process is not None:
-            await self._abort(paths, process, reason)
+            await launcher.abort(paths, process, reason)
 
     async def reboot(self, handle: VmHandle) -> None:
         """A cold reboot: Ctrl-Alt-Del (killed after REBOOT_STOP_TIMEOUT_S), then a fresh start."""
@@ -585,12 +478,12 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             if not with_memory:
                 return
             memory = await diffs.memory_for(paths, snapshot_id)
-            process, api = await self._launch(paths, vm)
+            process, api = await self.launcher.launch(paths, vm)
             with process:
                 try:
                     await snapshots.load(api, paths, snapshot_id, memory, track_dirty_pages=self.diff_snapshots)
                 except HypervisorError:
-                    await self._abort(paths, process, "restore failed")
+                    await launcher.abort(paths, process, "restore failed")
                     raise
                 diffs.record_parent(paths, process.pid, snapshot_id)
 

@@ -68,6 +68,7 @@ class WarmPool:
         self._ready: list[Warm] = []
         self._wake = asyncio.Event()
         self._filler: asyncio.Task[None] | None = None
+        self._closing = False
         self.launched = 0  # processes launched since open (tests and benches read it)
 
     def paths_of(self, entry_id: str) -> FcPaths:
@@ -111,11 +112,13 @@ class WarmPool:
         self._wake.set()
 
     async def close(self) -> None:
-        """Stop refilling; kill and remove every waiting process (agent stop: no orphans)."""
+        """Stop refilling; kill and remove every waiting process (agent stop: no orphans). A launch in
+        flight is waited for, not cancelled: a cancelled wait would leave its jailer to start a
+        Firecracker after the purge."""
+        self._closing = True
         if self._filler is not None:
-            self._filler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._filler
+            self._wake.set()
+            await self._filler
             self._filler = None
         while self._ready:
             warm = self._ready.pop()
@@ -125,23 +128,31 @@ class WarmPool:
 
     async def _fill_forever(self) -> None:
         failures = 0
-        while True:
-            while len(self._ready) < self.size:
-                paths = self.paths_of(str(uuid.uuid4()))
-                try:
-                    process = await self._spawn(paths)
-                except (PlasmaError, OSError) as exc:
-                    wait = min(RETRY_S * 2**failures, RETRY_MAX_S)
-                    failures += 1
-                    log.warning("warm pool: launching a firecracker failed (retrying in %.0fs): %s", wait, exc)
-                    await self._drop(paths)
-                    await asyncio.sleep(wait)  # back-off of a background loop, not synchronisation
-                    continue
-                failures = 0
-                self.launched += 1
-                self._ready.append(Warm(paths, process))
-            self._wake.clear()
-            await self._wake.wait()
+        while not self._closing:
+            if len(self._ready) >= self.size:
+                await self._woken(None)
+                continue
+            paths = self.paths_of(str(uuid.uuid4()))
+            try:
+                process = await self._spawn(paths)
+            except (PlasmaError, OSError) as exc:
+                wait = min(RETRY_S * 2**failures, RETRY_MAX_S)
+                failures += 1
+                log.warning("warm pool: launching a firecracker failed (retrying in %.0fs): %s", wait, exc)
+                await self._drop(paths)
+                await self._woken(wait)  # back-off of a background loop; `close` ends it early
+                continue
+            failures = 0
+            self.launched += 1
+            self._ready.append(Warm(paths, process))
+
+    async def _woken(self, within_s: float | None) -> None:
+        """Until `refill` or `close` (or `within_s` passed)."""
+        self._wake.clear()
+        if self._closing:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), within_s)
 
     async def _drop(self, paths: FcPaths) -> None:
         try:
