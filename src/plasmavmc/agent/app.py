@@ -52,11 +52,15 @@ async def heartbeat_forever(
         statuses: dict[str, VmStatus] = {}
         failed = True
         try:
+            # stamped before any status is read: the control plane judges a report against the record's
+            # last change by this time, and a status read before a start committed RUNNING, stamped
+            # after it, would pass for news (the VM marked STOPPED while it runs)
+            observed_at = int(time.time())
             node = describe_node(settings, registry)
             for vm_id in list(vms.handles):
                 with contextlib.suppress(PlasmaError):
                     statuses[vm_id] = await vms.status(vm_id)
-            node = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
+            node = type(node)(**{**node.__dict__, "last_heartbeat": observed_at})
             metrics.note(statuses, delivered=False)
             await heartbeats.send(reporter, node, statuses, deltas, vms.exit_kind)
             metrics.note(statuses, delivered=True)

@@ -198,11 +198,12 @@ class SimulatedFleet:
 
     async def heartbeat(self, node_id: str) -> None:
         node = self.nodes[node_id]
+        observed_at = int(time.time())  # before any status is read, as the real agent (`agent/app.py`)
         statuses = {}
         for vm_id in self.vms.vms_on(node_id):
             with contextlib.suppress(PlasmaError):
                 statuses[vm_id] = await self.vms.status(vm_id)
-        now = type(node)(**{**node.__dict__, "last_heartbeat": int(time.time())})
+        now = type(node)(**{**node.__dict__, "last_heartbeat": observed_at})
         state = self.deltas.setdefault(node_id, heartbeats.DeltaState())
         await heartbeats.send(self.reporter, now, statuses, state, self.vms.exit_kind)
 
