@@ -164,24 +164,31 @@ class OlderControlPlane(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.HeartbeatResponse(heartbeat_interval_seconds=5, node_state="NODE_STATE_READY")
 
 
-async def test_unimplemented_stream_falls_back_to_unary_heartbeats() -> None:
+@asynccontextmanager
+async def reporting_to(control_plane: OlderControlPlane) -> AsyncIterator[Reporter]:
+    """An agent's reporter to a stand-in control plane served on a free port; both stopped on the way out."""
     server = grpc.aio.server()
-    older = OlderControlPlane()
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(older, server)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(control_plane, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     reporter = Reporter([f"127.0.0.1:{port}"])
-    node = Node(id="old-1", name="old-1", capacity=CAP, agent_address="127.0.0.1:1")
     try:
+        yield reporter
+    finally:
+        await reporter.close()
+        await server.stop(None)
+
+
+async def test_unimplemented_stream_falls_back_to_unary_heartbeats() -> None:
+    older = OlderControlPlane()
+    node = Node(id="old-1", name="old-1", capacity=CAP, agent_address="127.0.0.1:1")
+    async with reporting_to(older) as reporter:
         for _ in range(3):
             answer = await reporter.heartbeat(node, agent_pb2.HeartbeatRequest())
             assert answer.heartbeat_interval_seconds == 5
         assert older.heartbeats == 3
         line = reporter.lines.line("old-1")
         assert line is not None and line.opened == 1 and line.answered == 0  # tried once, then unary
-    finally:
-        await reporter.close()
-        await server.stop(None)
 
 
 async def test_a_stream_that_cannot_open_waits_for_its_backoff() -> None:
@@ -217,19 +224,11 @@ class SilentControlPlane(OlderControlPlane):
 
 async def test_an_unanswered_stream_fails_the_heartbeat_without_a_unary_call(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(heartbeat_lines, "TIMEOUT", 0.5)
-    server = grpc.aio.server()
     silent = SilentControlPlane()
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(silent, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    reporter = Reporter([f"127.0.0.1:{port}"])
     node = Node(id="slow-1", name="slow-1", capacity=CAP, agent_address="127.0.0.1:1")
-    try:
+    async with reporting_to(silent) as reporter:
         with pytest.raises(Unavailable):
             await reporter.heartbeat(node, agent_pb2.HeartbeatRequest())
         line = reporter.lines.line("slow-1")
         assert line is not None and line.call is None and line.breaks == 1  # broken, reopened after backoff
         assert silent.heartbeats == 0  # no unary call was added on top of the slow server's load
-    finally:
-        await reporter.close()
-        await server.stop(None)
