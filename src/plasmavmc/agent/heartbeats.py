@@ -10,6 +10,13 @@ lost); then a full heartbeat is sent at once. A full one is also sent every `FUL
 was acknowledged yet (a restarted agent starts with a full one). A failed heartbeat changes nothing
 here: the next one carries its changes again.
 
+The node itself is sent whole only when it changed: the control plane answers each heartbeat with the
+digest under which it keeps the node (`node_digest`), and while the node stays the same (its heartbeat
+time aside) the next heartbeats carry that digest, the node's id and time instead
+(`api/reported_nodes.py`). A `resync` answer (also what a control plane that does not hold that digest
+answers) forgets it: the node goes whole again. A control plane that answers no digest gets the whole
+node every time.
+
 When: `next_beat` spreads a fleet's heartbeats. Each interval is jittered (±10 %), so agents that
 started in step (a rack powered on together) drift apart instead of arriving together for ever; after
 a failed heartbeat (the control plane restarting, overloaded) the retry comes after a random part of
@@ -48,6 +55,11 @@ def _no_exit(vm_id: str) -> ExitKind | None:
     return None
 
 
+def same_node(a: Node, b: Node) -> bool:
+    """The same node as reported, its heartbeat time aside."""
+    return a.__dict__ == {**b.__dict__, "last_heartbeat": a.last_heartbeat}
+
+
 class DeltaState:
     """One node's side: the reports the control plane acknowledged, and heartbeats since a full one."""
 
@@ -56,6 +68,7 @@ class DeltaState:
         self.acked: NodeDigest | None = None
         self.since_full = 0
         self.resyncs = 0  # deltas the control plane answered with `resync`
+        self._node: tuple[Node, int] | None = None  # the node as the control plane keeps it, and its digest
         # per VM: the last (status, exit kind), its report and its hash
         self._reports: dict[str, tuple[tuple[VmStatus, ExitKind | None], agent_pb2.VmReport, int]] = {}
 
@@ -88,6 +101,14 @@ class DeltaState:
         request.gone_vm_ids.extend(v for v in acked.entries if v not in current.entries)
         return request, current
 
+    def node_digest(self, node: Node) -> int:
+        """What to send instead of `node` (the control plane keeps it unchanged); 0: send it whole."""
+        kept = self._node
+        return kept[1] if kept is not None and same_node(kept[0], node) else 0
+
+    def node_answered(self, node: Node, response: agent_pb2.HeartbeatResponse) -> None:
+        self._node = (node, response.node_digest) if response.node_digest and not response.resync else None
+
     def answered(self, request: agent_pb2.HeartbeatRequest, current: NodeDigest, resync: bool) -> None:
         if resync:
             self.acked = None
@@ -104,8 +125,9 @@ async def send(
     """One heartbeat for `node`; a `resync` answer is followed at once by a full heartbeat."""
     for _ in range(2):
         request, current = state.request(statuses, exit_kind)
-        response = await reporter.heartbeat(node, request)
+        response = await reporter.heartbeat(node, request, state.node_digest(node))
         state.answered(request, current, response.resync)
+        state.node_answered(node, response)
         if not response.resync:
             break
     return response

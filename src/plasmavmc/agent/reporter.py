@@ -68,10 +68,16 @@ class Reporter:
             return result
         raise Unavailable(f"no control plane reachable: {last}")
 
-    async def heartbeat(self, node: Node, request: agent_pb2.HeartbeatRequest) -> agent_pb2.HeartbeatResponse:
-        """Send `request` (its VM part: `agent/heartbeats.py`) with `node` filled in: over the node's
-        heartbeat stream (`heartbeat_lines.py`), or as a unary Heartbeat when there is none to use."""
-        request.node.CopyFrom(to_proto(node, node_pb2.Node()))
+    async def heartbeat(self, node: Node, request: agent_pb2.HeartbeatRequest,
+                        node_digest: int = 0) -> agent_pb2.HeartbeatResponse:
+        """Send `request` (its VM part: `agent/heartbeats.py`) with `node` filled in (`node_digest`: only
+        its id and time, with that digest): over the node's heartbeat stream (`heartbeat_lines.py`), or
+        as a unary Heartbeat when there is none to use."""
+        if node_digest:
+            request.node.id, request.node.last_heartbeat = node.id, node.last_heartbeat
+            request.node_digest = node_digest
+        else:
+            request.node.CopyFrom(to_proto(node, node_pb2.Node()))
         streamed = await self.lines.send(node.id, self._preferred, request) if self.streams else None
         response = streamed if streamed is not None else await self._call("Heartbeat", request)
         assert isinstance(response, agent_pb2.HeartbeatResponse)

@@ -21,13 +21,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from plasmavmc import validation, validation_reports
+from plasmavmc.api.reported_nodes import Reported, ReportedNodes
 from plasmavmc.core.context import Core
 from plasmavmc.core.networks import peers
 from plasmavmc.core.nodes import reports
 from plasmavmc.errors import PermissionDenied
 from plasmavmc.pki import identity
-from plasmavmc.store.records import replace
-from plasmavmc.types.node import Node
+from plasmavmc.types.node import Node, NodeState
 from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2, types_pb2
@@ -38,31 +38,10 @@ from plasmavmc.wire.report_digest import report_bytes
 
 Ctx = ServicerContext
 ON_AGENT = "served by the node agent (port 8082), not by the control plane"
-
-
-class ReportedNodes:
-    """The node of each heartbeat, converted and validated once per change, not once per heartbeat:
-    keyed by node id, the node message serialized without its heartbeat time; an unchanged node (nearly
-    every heartbeat) costs that serialization and a `replace`, where a conversion was half of a
-    heartbeat's CPU. What the cache returns is what converting the message would give."""
-
-    LIMIT = 100_000  # nodes remembered; past it the memory starts over
-
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[bytes, Node]] = {}
-
-    def of(self, message: node_pb2.Node) -> Node:
-        beat = message.last_heartbeat
-        message.last_heartbeat = 0
-        raw = message.SerializeToString(deterministic=True)
-        message.last_heartbeat = beat
-        known = self._last.get(message.id)
-        if known is None or known[0] != raw:
-            node = validation_reports.node(from_proto(Node, message))  # bad input raises, and is not kept
-            if len(self._last) >= self.LIMIT:
-                self._last.clear()
-            known = self._last[message.id] = (raw, replace(node, last_heartbeat=0))
-        return replace(known[1], last_heartbeat=beat)
+#: each node state's protobuf name, worked out once (not per heartbeat answer)
+_STATES = {state: node_pb2.NodeState.Name(enum_to_proto(state, node_pb2.NodeState.DESCRIPTOR)) for state in NodeState}
+#: the answer to a heartbeat whose `node_digest` this replica does not hold: nothing was done, send it all
+RESEND = agent_pb2.HeartbeatResponse(resync=True)
 
 
 class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -99,8 +78,10 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @unary
     async def Heartbeat(self, request: agent_pb2.HeartbeatRequest, context: Ctx) -> Any:
-        reported = self._nodes.of(request.node)
-        self._speaks_for(context, reported.id, "node.id")
+        reported = self._nodes.of(request.node, request.node_digest)
+        if reported is None:
+            return RESEND
+        self._speaks_for(context, reported.node.id, "node.id")
         return await self._beat(request, reported)
 
     @stream
@@ -111,9 +92,16 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         task = asyncio.current_task()
         assert task is not None
         self._streams.add(task)
+        bound = ""
         try:
-            async for response in self._stream_beats(requests, context):
-                yield response
+            async for request in requests:
+                reported = self._nodes.of(request.node, request.node_digest)
+                if reported is None:
+                    yield RESEND
+                    continue
+                if reported.node.id != bound:
+                    bound = self._bind(context, bound, reported.node.id)
+                yield await self._beat(request, reported)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
@@ -130,30 +118,26 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         for task in list(self._streams):
             task.cancel()
 
-    async def _stream_beats(
-        self, requests: AsyncIterator[agent_pb2.HeartbeatRequest], context: Ctx
-    ) -> AsyncIterator[agent_pb2.HeartbeatResponse]:
-        bound = ""
-        async for request in requests:
-            reported = self._nodes.of(request.node)
-            if not bound:
-                self._speaks_for(context, reported.id, "node.id")
-                bound = reported.id
-            elif reported.id != bound:
-                raise PermissionDenied(
-                    f"this stream carries the heartbeats of node {bound!r}; node {reported.id!r} needs its own",
-                    field="node.id",
-                )
-            yield await self._beat(request, reported)
+    def _bind(self, context: Ctx, bound: str, node_id: str) -> str:
+        """The node a stream's first message names is bound to the stream (the caller must speak for
+        it); a later message naming another node is refused."""
+        if bound:
+            raise PermissionDenied(
+                f"this stream carries the heartbeats of node {bound!r}; node {node_id!r} needs its own",
+                field="node.id",
+            )
+        self._speaks_for(context, node_id, "node.id")
+        return node_id
 
-    async def _beat(self, request: agent_pb2.HeartbeatRequest, reported: Node) -> agent_pb2.HeartbeatResponse:
+    async def _beat(self, request: agent_pb2.HeartbeatRequest, reported: Reported) -> agent_pb2.HeartbeatResponse:
         """One heartbeat of `reported` (converted and validated; the caller may speak for it), over
         either RPC: the node refreshed, its VM reports applied, its digest checked or replaced."""
         validation_reports.heartbeat_lists(
             [vm.vm_id for vm in request.vms], list(request.gone_vm_ids), request.delta, request.vm_count
         )
-        node = await self.core.nodes.heartbeat(reported)
-        self._on_agent_start(node)
+        node = await self.core.nodes.heartbeat(reported.node)
+        self._on_agent_start(reported.node)  # the record carries what the agent reports of its start
+        beat = reported.beat
         seen: list[tuple[str, bytes]] = []
         # a full heartbeat (every VM of the node): those whose record no report changes are skipped unread
         settled = reports.settled(self.core, node.id) if request.vms and not request.delta else frozenset()
@@ -165,18 +149,16 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
                 continue
             observed = from_proto(VmStatus, vm.status)
             kind = enum_from_proto(ExitKind, vm.exit_kind, agent_pb2.VmExitKind.DESCRIPTOR, "vms.exit_kind")
-            await reports.on_heartbeat_vm(self.core, node.id, vm.vm_id, observed, reported.last_heartbeat, report, kind)
+            await reports.on_heartbeat_vm(self.core, node.id, vm.vm_id, observed, beat, report, kind)
         digests = self.core.nodes.digests
         resync = False
         if request.delta:
             resync = not digests.delta(node.id, seen, request.gone_vm_ids, request.digest, request.vm_count)
         else:
             digests.full(node.id, seen)
-        return agent_pb2.HeartbeatResponse(
-            heartbeat_interval_seconds=self.heartbeat_interval,
-            node_state=node_pb2.NodeState.Name(enum_to_proto(node.state, node_pb2.NodeState.DESCRIPTOR)),
-            resync=resync,
-        )
+        return agent_pb2.HeartbeatResponse(heartbeat_interval_seconds=self.heartbeat_interval,
+                                           node_state=_STATES[node.state], resync=resync,
+                                           node_digest=reported.digest)
 
     @unary
     async def ReportStatus(self, request: agent_pb2.ReportStatusRequest, context: Ctx) -> Any:

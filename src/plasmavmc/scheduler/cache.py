@@ -113,6 +113,10 @@ class NodeCache:
     def _view(self, node_id: str) -> NodeView:
         return NodeView(self._nodes[node_id].value, frozenset(self._groups.get(node_id, ())))
 
+    def node(self, node_id: str) -> Versioned[Node] | None:
+        """The node as last read or written here (no view made: a heartbeat's lookup)."""
+        return self._nodes.get(node_id)
+
     def get(self, node_id: str) -> tuple[Versioned[Node], NodeView] | None:
         node = self._nodes.get(node_id)
         return None if node is None else (node, self._view(node_id))

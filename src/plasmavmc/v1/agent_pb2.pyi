@@ -211,30 +211,34 @@ class ExportDiskChunk(_message.Message):
     def __init__(self, chunk: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., format: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node", "vms", "delta", "gone_vm_ids", "digest", "vm_count")
+    __slots__ = ("node", "vms", "delta", "gone_vm_ids", "digest", "vm_count", "node_digest")
     NODE_FIELD_NUMBER: _ClassVar[int]
     VMS_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     GONE_VM_IDS_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     VM_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NODE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     node: _node_pb2.Node
     vms: _containers.RepeatedCompositeFieldContainer[VmReport]
     delta: bool
     gone_vm_ids: _containers.RepeatedScalarFieldContainer[str]
     digest: int
     vm_count: int
-    def __init__(self, node: _Optional[_Union[_node_pb2.Node, _Mapping]] = ..., vms: _Optional[_Iterable[_Union[VmReport, _Mapping]]] = ..., delta: _Optional[bool] = ..., gone_vm_ids: _Optional[_Iterable[str]] = ..., digest: _Optional[int] = ..., vm_count: _Optional[int] = ...) -> None: ...
+    node_digest: int
+    def __init__(self, node: _Optional[_Union[_node_pb2.Node, _Mapping]] = ..., vms: _Optional[_Iterable[_Union[VmReport, _Mapping]]] = ..., delta: _Optional[bool] = ..., gone_vm_ids: _Optional[_Iterable[str]] = ..., digest: _Optional[int] = ..., vm_count: _Optional[int] = ..., node_digest: _Optional[int] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("heartbeat_interval_seconds", "node_state", "resync")
+    __slots__ = ("heartbeat_interval_seconds", "node_state", "resync", "node_digest")
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     NODE_STATE_FIELD_NUMBER: _ClassVar[int]
     RESYNC_FIELD_NUMBER: _ClassVar[int]
+    NODE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     heartbeat_interval_seconds: int
     node_state: _node_pb2.NodeState
     resync: bool
-    def __init__(self, heartbeat_interval_seconds: _Optional[int] = ..., node_state: _Optional[_Union[_node_pb2.NodeState, str]] = ..., resync: _Optional[bool] = ...) -> None: ...
+    node_digest: int
+    def __init__(self, heartbeat_interval_seconds: _Optional[int] = ..., node_state: _Optional[_Union[_node_pb2.NodeState, str]] = ..., resync: _Optional[bool] = ..., node_digest: _Optional[int] = ...) -> None: ...
 
 class VmReport(_message.Message):
     __slots__ = ("vm_id", "status", "exit_kind")

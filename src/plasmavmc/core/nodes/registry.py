@@ -97,6 +97,8 @@ class NodeRegistry:
         self.digests = ReportDigests()  # this replica's copy of each node's VM-report digest
         self.vm_index: node_health.NodeIndex | None = None  # the replica's per-node index, once wired
         self._listed: dict[str, Versioned[Node]] = {}  # key -> the record as `list` last decoded it
+        # node id -> (the report, the record's revision) last found to change nothing but the time
+        self._quiet: dict[str, tuple[Node, int]] = {}
 
     def _unchanged(self, current: Node, merged: Node, now: int) -> bool:
         """True when writing `merged` would change only the heartbeat time, and the stored time is
@@ -106,15 +108,30 @@ class NodeRegistry:
         return replace(merged, last_heartbeat=current.last_heartbeat) == current
 
     async def heartbeat(self, reported: Node) -> Node:
-        """Register or refresh a node from its agent's report."""
+        """Register or refresh a node from its agent's report (its `last_heartbeat` is not read: the
+        control plane stamps its own time). Returns the node record as stored: a heartbeat that changes
+        nothing but the time is a liveness stamp in memory, and its record keeps its older time.
+
+        Nothing changed is known without a merge when the report is the very object last found to
+        change nothing (the servicer hands the same object for an unchanged report,
+        `api/agent_reports.ReportedNodes`) and the record is still at the revision it was compared with."""
+        now_s = time.time()
+        self.liveness.beat(reported.id, now_s)
+        current = self.cache.node(reported.id)
+        now = int(now_s)
+        if current is not None:
+            quiet = self._quiet.get(reported.id)
+            if (quiet is not None and quiet[0] is reported and quiet[1] == current.revision
+                    and now - current.value.last_heartbeat < self.liveness.persist_after()):
+                return current.value
+        return await self._merge_in(reported, current, now)
+
+    async def _merge_in(self, reported: Node, current: Versioned[Node] | None, now: int) -> Node:
+        """`heartbeat`'s write: the report merged into the record with compare-and-swap, or registered.
+        First tried against the scheduler cache's copy (no store read): the write is a compare-and-swap
+        on that revision, so a stale copy only costs a Conflict, then the record is read (and cached: an
+        idle fleet's heartbeats read no node record, even before the first placement loads the cache)."""
         key = keys.node(reported.id)
-        now = int(time.time())
-        self.liveness.beat(reported.id, time.time())
-        cached = self.cache.get(reported.id)
-        # First try against the scheduler cache's copy (no store read): the write is a compare-and-swap
-        # on that revision, so a stale copy only costs a Conflict, then the record is read (and cached:
-        # an idle fleet's heartbeats read no node record, even before the first placement loads the cache).
-        current: Versioned[Node] | None = cached[0] if cached is not None else None
         for attempt in attempts(f"node {reported.id}"):
             if current is None:
                 current = await self._read_or_quarantine(key)
@@ -137,7 +154,8 @@ class NodeRegistry:
                 return fresh
             merged = _merge(current.value, reported, now, self.overcommit)
             if self._unchanged(current.value, merged, now):
-                return self.liveness.shown(current.value)
+                self._quiet[reported.id] = (reported, current.revision)
+                return current.value
             try:
                 revision = await self._store.put(key, codec.dumps(merged), expected_revision=current.revision)
             except Conflict:
