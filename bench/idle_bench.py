@@ -45,8 +45,11 @@ import grpc
 from bench.common import compiled, emit
 from bench.fleet_bench import _load, _pid_cpu, _rss_mib, _seed, _settled
 from bench.scheduler_bench import _cpu_seconds, _wait_line, server_and_agents
+from plasmavmc.observe.interceptor import ObservingInterceptor
 from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc
+from plasmavmc.wire.chain import MethodChain
+from plasmavmc.wire.guard import RequestGuard
 from tests.conftest import GUEST_DIR, Proc, free_port
 
 
@@ -64,9 +67,16 @@ class _Echo(agent_pb2_grpc.AgentServiceServicer):
             yield self.ANSWER
 
 
-async def serve_echo(addr: str) -> None:
+async def serve_echo(addr: str, layered: bool = False) -> None:
+    """`layered`: the echo served through the server's own layers (`wire/chain.py`: observing, the
+    request guard) instead of straight on grpc.aio."""
     server = grpc.aio.server()
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(_Echo(), server)
+    if layered:
+        chain = MethodChain([ObservingInterceptor(), RequestGuard()])
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(_Echo(), chain)
+        chain.serve_on(server)
+    else:
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(_Echo(), server)
     server.add_insecure_port(addr)
     await server.start()
     print("READY", flush=True)
@@ -142,9 +152,11 @@ async def server_side(nodes: int, vms: int, seconds: float, heartbeat: float,
 
 
 @contextlib.asynccontextmanager
-async def _echo_and_agents(root: Path, nodes: int, heartbeat: float) -> AsyncIterator[tuple[Proc, int]]:
+async def _echo_and_agents(root: Path, nodes: int, heartbeat: float,
+                           layered: bool) -> AsyncIterator[tuple[Proc, int]]:
     addr = f"127.0.0.1:{free_port()}"
-    echo = Proc([sys.executable, "-m", "bench.idle_bench", "--serve-echo", addr], root / "echo.log")
+    layers = ["--layered"] if layered else []
+    echo = Proc([sys.executable, "-m", "bench.idle_bench", "--serve-echo", addr, *layers], root / "echo.log")
     echo.start()
     try:
         agents = await asyncio.create_subprocess_exec(
@@ -163,9 +175,10 @@ async def _echo_and_agents(root: Path, nodes: int, heartbeat: float) -> AsyncIte
         echo.stop()
 
 
-async def echo_side(nodes: int, seconds: float, heartbeat: float, profile: Path | None) -> dict[str, object]:
+async def echo_side(nodes: int, seconds: float, heartbeat: float, profile: Path | None,
+                    layered: bool = False) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="idle5-echo-") as tmp:
-        async with _echo_and_agents(Path(tmp), nodes, heartbeat) as (echo, agents_pid):
+        async with _echo_and_agents(Path(tmp), nodes, heartbeat, layered) as (echo, agents_pid):
             assert echo.popen is not None
             await asyncio.sleep(heartbeat * 2)  # the registration burst over, every node on its own schedule
             return await _streams_then_unary(echo.popen.pid, agents_pid, seconds, heartbeat, nodes / heartbeat,
@@ -186,16 +199,18 @@ async def main() -> None:
     p.add_argument("--profile", type=Path, help="py-spy the server's streams window into this directory")
     p.add_argument("--no-echo", action="store_true", help="skip the bare grpc.aio baseline")
     p.add_argument("--echo-only", action="store_true", help="only the bare grpc.aio baseline")
+    p.add_argument("--layered", action="store_true", help="--echo-only: through the server's layers")
     p.add_argument("--serve-echo", metavar="ADDR", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_echo:
-        await serve_echo(args.serve_echo)
+        await serve_echo(args.serve_echo, args.layered)
         return
     compiled()
-    server = await server_side(args.nodes, args.vms, args.seconds, args.heartbeat_interval, args.profile)
     if args.echo_only:
-        emit("idle-echo", echo=await echo_side(args.nodes, args.seconds, args.heartbeat_interval, args.profile))
+        emit("idle-echo", layered=args.layered,
+             echo=await echo_side(args.nodes, args.seconds, args.heartbeat_interval, args.profile, args.layered))
         return
+    server = await server_side(args.nodes, args.vms, args.seconds, args.heartbeat_interval, args.profile)
     echo = None if args.no_echo else await echo_side(args.nodes, args.seconds, args.heartbeat_interval, args.profile)
     emit("idle", nodes=args.nodes, heartbeat_interval_s=args.heartbeat_interval, server=server, echo=echo,
          server_over_echo=None if echo is None else {k: _over(server, echo, k) for k in ("streams", "unary")},

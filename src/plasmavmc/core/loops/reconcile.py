@@ -24,7 +24,6 @@ from plasmavmc.core.vms.lifecycle import finish_delete
 from plasmavmc.errors import PlasmaError
 from plasmavmc.store import keys
 from plasmavmc.store.records import Versioned, decode, read
-from plasmavmc.types.node import NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
 
@@ -36,15 +35,10 @@ _STATES = frozenset(state.value for state in VmState)
 
 async def heartbeat_pass(core: Core) -> float:
     """Nodes silent for longer than the timeout become NOT_READY; returns seconds until the next one
-    could expire (the caller sleeps that long unless a node record changes first)."""
-    await core.nodes.expire()
-    now = time.time()
-    next_expiry = core.nodes.heartbeat_timeout
-    for node in await core.nodes.list():
-        n = node.value
-        if n.state == NodeState.READY:
-            next_expiry = min(next_expiry, core.nodes.liveness.expires_at(n) - now)
-    return max(next_expiry, 0.0) + 0.5  # a little after, so the record is past the deadline
+    could expire (the caller sleeps that long unless a node record changes first). One listing of the
+    node records serves both."""
+    _, next_expiry = await core.nodes.expire()
+    return max(next_expiry - time.time(), 0.0) + 0.5  # a little after, so the record is past the deadline
 
 
 async def reconcile_once(core: Core) -> None:

@@ -203,6 +203,10 @@ class NodeRegistry:
         """Every readable node (`last_heartbeat` as in `get`); an unreadable node record is moved aside
         (its agent's next heartbeat registers the node again)."""
         await self._absorb_shared()
+        return [Versioned(self.liveness.shown(n.value), n.revision, n.key) for n in await self._records()]
+
+    async def _records(self) -> builtins.list[Versioned[Node]]:
+        """Every readable node record as stored (`list` without the liveness shown in it)."""
         kvs = await self._store.list_all(keys.NODES)
         known = self._listed
         changed = [kv for kv in kvs if (k := known.get(kv.key)) is None or k.revision != kv.mod_revision]
@@ -217,7 +221,7 @@ class NodeRegistry:
                 await quarantine(self._store, kv)
                 continue
             self._listed[kv.key] = found
-            out.append(Versioned(self.liveness.shown(found.value), found.revision, found.key))
+            out.append(found)
         return out
 
     async def set_admin_state(self, node_id: str, state: NodeState | None) -> Node:
@@ -234,19 +238,25 @@ class NodeRegistry:
 
         return (await mutate(self._store, Node, keys.node(node_id), apply, missing=missing)).value
 
-    async def expire(self) -> builtins.list[str]:
+    async def expire(self) -> tuple[builtins.list[str], float]:
         """Mark READY nodes not heard from within the timeout (`Liveness.expires_at`) NOT_READY; returns
-        their ids.
+        their ids, and the wall time when the next READY node could expire (in a timeout at the latest).
 
         The VMs of a node that expires now are flagged at once; those of every NOT_READY node again every
         `REFLAG_EVERY` seconds (level-triggered: a flag lost to a crash between the two writes is set then;
         flagging a flagged VM writes nothing, but reads it, so not on every pass)."""
         expired = []
         reflag = time.monotonic() - self._reflagged_at >= REFLAG_EVERY
-        nodes = await self.list()
+        nodes = await self._records()
+        next_expiry = time.time() + self.heartbeat_timeout
         silent = [n.value.id for n in nodes if n.value.state == NodeState.NOT_READY]
         for node in nodes:
-            if node.value.state == NodeState.READY and self.liveness.expires_at(node.value) < time.time():
+            if node.value.state != NodeState.READY:
+                continue
+            expires_at = self.liveness.expires_at(node.value)
+            if expires_at >= time.time():
+                next_expiry = min(next_expiry, expires_at)
+            else:
 
                 def stale(n: Node) -> Node:
                     if n.state == NodeState.READY and self.liveness.expires_at(n) < time.time():
@@ -261,8 +271,8 @@ class NodeRegistry:
                 self._reflagged_at = time.monotonic()
             # re-read: a node that heartbeated meanwhile has had its VMs' flags cleared; leave them so
             wanted = set(expired) | (set(silent) if reflag else set())
-            still = [n.value.id for n in await self.list()
+            still = [n.value.id for n in await self._records()
                      if n.value.state == NodeState.NOT_READY and n.value.id in wanted]
             why = f"its node has not sent a heartbeat for over {self.heartbeat_timeout:g}s"
             await node_health.flag_vms(self._store, still, why, self.vm_index)
-        return expired
+        return expired, next_expiry
