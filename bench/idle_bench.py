@@ -52,7 +52,6 @@ from plasmavmc.wire.chain import MethodChain
 from plasmavmc.wire.guard import RequestGuard
 from tests.conftest import GUEST_DIR, Proc, free_port
 
-
 SETTLE_DEADLINE = 1200.0  # seconds a started server gets to settle before its idle cost is measured
 
 
