@@ -52,6 +52,7 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
         self._agent_starts: dict[str, int] = {}  # node id -> the agent start last seen by this replica
         self._tasks: set[asyncio.Task[int]] = set()
         self._nodes = ReportedNodes()
+        self._answers: dict[str, tuple[tuple[NodeState, int], agent_pb2.HeartbeatResponse]] = {}  # node -> last
         self._streams: set[asyncio.Task[Any]] = set()  # the tasks serving open heartbeat streams
         self._stopping = False
 
@@ -131,34 +132,54 @@ class AgentReportServicer(agent_pb2_grpc.AgentServiceServicer):
 
     async def _beat(self, request: agent_pb2.HeartbeatRequest, reported: Reported) -> agent_pb2.HeartbeatResponse:
         """One heartbeat of `reported` (converted and validated; the caller may speak for it), over
-        either RPC: the node refreshed, its VM reports applied, its digest checked or replaced."""
-        validation_reports.heartbeat_lists(
-            [vm.vm_id for vm in request.vms], list(request.gone_vm_ids), request.delta, request.vm_count
-        )
+        either RPC: the node refreshed, its VM reports applied, its digest checked or replaced. Each
+        repeated field is read once (every read makes a container), and an empty one is not copied."""
+        vms, gone, delta = request.vms, request.gone_vm_ids, request.delta
+        validation_reports.heartbeat_lists([vm.vm_id for vm in vms] if vms else (), list(gone) if gone else (),
+                                           delta, request.vm_count)
         node = await self.core.nodes.heartbeat(reported.node)
         self._on_agent_start(reported.node)  # the record carries what the agent reports of its start
-        beat = reported.beat
+        seen = await self._apply_reports(node.id, vms, delta, reported.beat) if vms else []
+        digests = self.core.nodes.digests
+        resync = False
+        if delta:
+            resync = not digests.delta(node.id, seen, gone, request.digest, request.vm_count)
+        else:
+            digests.full(node.id, seen)
+        return self._answer(node, reported.digest, resync)
+
+    async def _apply_reports(self, node_id: str, vms: Any, delta: bool, beat: int) -> list[tuple[str, bytes]]:
+        """The VM reports of a heartbeat applied to their records; returns (VM id, report) of each, for
+        the node's digest. Of a full heartbeat (every VM of the node), those whose record no report
+        changes are skipped unread."""
         seen: list[tuple[str, bytes]] = []
-        # a full heartbeat (every VM of the node): those whose record no report changes are skipped unread
-        settled = reports.settled(self.core, node.id) if request.vms and not request.delta else frozenset()
-        for vm in request.vms:
+        settled = frozenset() if delta else reports.settled(self.core, node_id)
+        for vm in vms:
             # the report's wire form identifies it: an unchanged one is skipped before it is decoded
             report = report_bytes(vm.status)
             seen.append((vm.vm_id, report_bytes(vm)))  # the digest covers the whole report (exit kind too)
-            if vm.vm_id in settled or self.core.reports.unchanged(vm.vm_id, node.id, report):
+            if vm.vm_id in settled or self.core.reports.unchanged(vm.vm_id, node_id, report):
                 continue
             observed = from_proto(VmStatus, vm.status)
             kind = enum_from_proto(ExitKind, vm.exit_kind, agent_pb2.VmExitKind.DESCRIPTOR, "vms.exit_kind")
-            await reports.on_heartbeat_vm(self.core, node.id, vm.vm_id, observed, beat, report, kind)
-        digests = self.core.nodes.digests
-        resync = False
-        if request.delta:
-            resync = not digests.delta(node.id, seen, request.gone_vm_ids, request.digest, request.vm_count)
-        else:
-            digests.full(node.id, seen)
-        return agent_pb2.HeartbeatResponse(heartbeat_interval_seconds=self.heartbeat_interval,
-                                           node_state=_STATES[node.state], resync=resync,
-                                           node_digest=reported.digest)
+            await reports.on_heartbeat_vm(self.core, node_id, vm.vm_id, observed, beat, report, kind)
+        return seen
+
+    def _answer(self, node: Node, digest: int, resync: bool) -> agent_pb2.HeartbeatResponse:
+        """The answer to one heartbeat; the same message again while the node's state and digest stay the
+        same (gRPC serializes it at each send; nothing changes it)."""
+        if resync:
+            return agent_pb2.HeartbeatResponse(heartbeat_interval_seconds=self.heartbeat_interval,
+                                               node_state=_STATES[node.state], resync=True, node_digest=digest)
+        key = (node.state, digest)
+        kept = self._answers.get(node.id)
+        if kept is None or kept[0] != key:
+            if len(self._answers) >= ReportedNodes.LIMIT:
+                self._answers.clear()
+            answer = agent_pb2.HeartbeatResponse(heartbeat_interval_seconds=self.heartbeat_interval,
+                                                 node_state=_STATES[node.state], node_digest=digest)
+            kept = self._answers[node.id] = (key, answer)
+        return kept[1]
 
     @unary
     async def ReportStatus(self, request: agent_pb2.ReportStatusRequest, context: Ctx) -> Any:
