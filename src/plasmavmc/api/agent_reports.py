@@ -11,7 +11,8 @@ reports are taken on trust, which the server logs at start-up. Either way the co
 `allocatable` itself (`core/nodes/registry.py`) and a report about a VM counts only if the VM is
 assigned to the reporting node (`core/nodes/reports.py`). A heartbeat may be a delta (only the VMs
 whose report changed, `agent/heartbeats.py`): its digest is checked against this replica's copy
-(`core/nodes/report_digests.py`), and a mismatch answers `resync`.
+(`core/nodes/report_digests.py`), and a mismatch answers `resync`. Its node may be its id and a digest
+alone (`api/reported_nodes.py`); a digest this replica does not hold answers `resync` with nothing done.
 """
 
 from __future__ import annotations
