@@ -25,14 +25,19 @@ Both are generic handlers: a method registered by name (`add_registered_method_h
 `add_*Servicer_to_server` does) makes grpc.aio wait on one more future per call arrival, which costs every
 call of the process (about 1.5 µs per registered method on this machine), and a bare echo has none.
 
+The client process freezes what it holds before the rounds (`gc.freeze()`): at 100,000 VMs it holds a
+million objects of its own, and its full GC passes landed in every side's p99.
+
 Per size: calls/s and p50/p99 latency of GetVm by id and by name (random VMs), the ratio to echo, and the
 server CPU per call (µs, which other load on the machine disturbs less than rates) beside the baselines';
 ListVms pages of 100 at depths 0 %, 50 %, 90 %, 99.9 % (one call in flight: the latency of a page) with
 p50/p99 and the worst, and filtered pages (a label a third of the VMs have, one node's VMs — one in a
 thousand —, a state all have) at depths 0 % and 90 %; the seconds until GetVm is served from the watched
 copy and until the copy rendered every listed VM (`plasmavmc_watched_underived` at 0), the server's idle
-CPU then, and its RSS at the end. Layout: one server process (`layout` in the JSON); the baselines run in
-one process too.
+CPU then, and its RSS at the end; the server's garbage-collector passes during the GetVm rounds, per
+generation (`server_gc_during_getvm`: passes, seconds, passes over 10 ms, from
+`plasmavmc_gc_pause_seconds`) and the objects its GC policy froze (`server/gc_policy.py`). Layout: one
+server process (`layout` in the JSON); the baselines run in one process too.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import signal
@@ -184,6 +190,25 @@ def metric(http: str, name: str) -> float:
     return 0.0
 
 
+def gc_pauses(http: str) -> dict[str, float]:
+    """The server's `plasmavmc_gc_pause_seconds` samples (`observe/gcpauses.py`), by their full name."""
+    with urllib.request.urlopen(f"{http}/metrics", timeout=120) as resp:
+        lines = resp.read().decode().splitlines()
+    return {k: float(v) for k, _, v in (line.rpartition(" ") for line in lines)
+            if k.startswith("plasmavmc_gc_pause_seconds")}
+
+
+def gc_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per generation, the collector's passes between two scrapes: how many, their seconds in all, and
+    how many took over 10 ms (those land in the p99 of the calls in flight)."""
+    def moved(name: str, generation: int, extra: str = "") -> float:
+        key = f'plasmavmc_gc_pause_seconds_{name}{{generation="{generation}"{extra}}}'
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    return {str(g): {"passes": moved("count", g), "seconds": round(moved("sum", g), 3),
+                     "over_10ms": moved("count", g) - moved("bucket", g, ',le="0.01"')} for g in range(3)}
+
+
 # -- load -------------------------------------------------------------------------------------------------
 
 
@@ -305,9 +330,12 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
                 metadata=auth)
 
         progress("GetVm, interleaved with the baselines")
+        before = await asyncio.to_thread(gc_pauses, http)
         out.update(await getvm_rounds(
             base, [server.popen.pid], get(lambda vm: vm.id), get(lambda vm: vm.name), vms[0], calls, concurrency,
             rounds))
+        out["server_gc_during_getvm"] = gc_delta(before, await asyncio.to_thread(gc_pauses, http))
+        out["server_gc_frozen_objects"] = metric(http, "plasmavmc_gc_frozen_objects")
         progress("ListVms")
         out["list_pages"] = {}
         for depth in (0.0, 0.5, 0.9, 0.999):
@@ -338,6 +366,8 @@ async def getvm_rounds(base: tuple[int, str], server: list[int], by_id: Call, by
         }
         for _, call in sides.values():
             await load(300, concurrency, call)  # warm-up
+        gc.collect()  # this client holds every seeded VM (a million objects at 100,000): frozen, its own
+        gc.freeze()  # full GC passes no longer land in the latencies it measures (a bench process: no leak)
         runs = await interleaved(sides, rounds, calls, concurrency)
     out: dict[str, Any] = {name: summary(runs[name]) for name in ("getvm_by_id", "getvm_by_name")}
     out["baselines"] = {name: summary(runs[name]) for name in ("echo", "canned_getvm")}

@@ -10,10 +10,14 @@ verification (`apikeys.CACHE_SECONDS`: a revoked or expired key stops working wi
 token's verification (`tokens.VERIFIED_SECONDS`, never past its `exp`). Retiring a signing key forgets
 every remembered caller at once, as it forgets every verified token. A remembered caller carries the
 authorization decisions made for it (`Caller.decisions`), which therefore last no longer than its bindings.
+When a remembered caller expires under load, the calls in flight with that credential wait for ONE
+authentication (`_pending`, per credential digest) instead of each reading the store again (issue 19:
+every `BINDINGS_SECONDS`, 64 calls in flight made 64 reads of the same bindings at once).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -45,6 +49,7 @@ class Authenticator:
         self._bindings: dict[str, tuple[tuple[Binding, ...], float]] = {}
         self._callers: ExpiringLru[bytes, Caller] = ExpiringLru(CALLERS)
         self._generation = tokens.generation
+        self._pending: dict[bytes, asyncio.Task[Caller]] = {}  # authentications in flight, by digest
 
     async def bindings(self, principal_id: str) -> tuple[Binding, ...]:
         return (await self._bindings_until(principal_id))[0]
@@ -79,6 +84,19 @@ class Authenticator:
         if hit is not None:
             return hit
         digest = hashlib.sha256(credential.encode()).digest()
+        pending = self._pending.get(digest)
+        if pending is None:
+            pending = self._pending[digest] = asyncio.ensure_future(self._remember(credential, digest))
+            pending.add_done_callback(lambda task: self._settled(digest, task))
+        return await asyncio.shield(pending)  # a caller that gives up does not cancel the others' answer
+
+    def _settled(self, digest: bytes, task: asyncio.Task[Caller]) -> None:
+        if self._pending.get(digest) is task:
+            del self._pending[digest]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter got it already (or left)
+
+    async def _remember(self, credential: str, digest: bytes) -> Caller:
         generation = self._generation
         found, until = await self._authenticate(credential)
         if generation == self.tokens.generation:
