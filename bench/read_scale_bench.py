@@ -5,8 +5,11 @@ against a bare grpc.aio unary echo and a canned GetVm measured in the same run.
         [--pages 300] [--rounds 4]
 
 Layout: ONE server process (`plasmavmc.server.main`, SQLite store, IAM on: every call carries the
-bootstrap admin's API key), the load from this process on a raw `VmServiceStub` (no client-side
-conversion) with `--concurrency` calls in flight. No agents run: reads only.
+bootstrap admin's API key), the load from this process with `--concurrency` calls in flight. No agents
+run: reads only. The GetVm sides `getvm_by_id` / `getvm_by_name` send serialized requests and take the
+reply bytes as they come — the client work of the echo's client, so the ratio compares servers (20 VMs'
+answers are parsed and checked first); `getvm_by_id_parsed` goes through the generated stub (request
+message serialized, reply parsed into a `VirtualMachine`): what a client's conversion adds.
 
 Seeding: the VM records and their name claims are written straight into the store file through the
 store's own group commit (`SqliteStore.commit`, 1,000 VMs per commit) before the server starts — the
@@ -78,6 +81,7 @@ SEED_CHUNK = 1000
 SPEC = VmSpec(cpu=CpuSpec(vcpus=1), memory=MemorySpec(size_mib=256),
               disks=(DiskSpec(id="root", source=DiskSource(image_id="plasmavmc-tiny"), size_gib=1),))
 ECHO = "/bench.Echo/Echo"
+GET_VM = "/plasmavmc.v1.VmService/GetVm"
 
 
 def progress(what: str) -> None:
@@ -323,17 +327,21 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
         out["seconds_until_rendered"] = await until_rendered(http)
         out["server_idle_cpu_pct"] = await idle_cpu(server.popen.pid)
 
-        def get(by: Callable[[VirtualMachine], str]) -> Call:
-            picks = [rng.choice(vms) for _ in range(calls)]
-            return lambda i: stub.GetVm(
-                vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=by(picks[i]))),
-                metadata=auth)
+        raw = channel.unary_unary(GET_VM)  # bytes in, bytes out: the client work of the echo's client
+
+        def get(by: Callable[[VirtualMachine], str], parsed: bool = False) -> Call:
+            picks = [get_vm_request(by(rng.choice(vms))) for _ in range(calls)]
+            if parsed:
+                requests = [vm_pb2.GetVmRequest.FromString(data) for data in picks]
+                return lambda i: stub.GetVm(requests[i], metadata=auth)
+            return lambda i: raw(picks[i], metadata=auth)
 
         progress("GetVm, interleaved with the baselines")
+        await answers_right(raw, auth, vms[:20])
         before = await asyncio.to_thread(gc_pauses, http)
-        out.update(await getvm_rounds(
-            base, [server.popen.pid], get(lambda vm: vm.id), get(lambda vm: vm.name), vms[0], calls, concurrency,
-            rounds))
+        ours = {"getvm_by_id": get(lambda vm: vm.id), "getvm_by_name": get(lambda vm: vm.name),
+                "getvm_by_id_parsed": get(lambda vm: vm.id, parsed=True)}
+        out.update(await getvm_rounds(base, [server.popen.pid], ours, vms[0], calls, concurrency, rounds))
         out["server_gc_during_getvm"] = gc_delta(before, await asyncio.to_thread(gc_pauses, http))
         out["server_gc_frozen_objects"] = metric(http, "plasmavmc_gc_frozen_objects")
         progress("ListVms")
@@ -351,27 +359,44 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
     return out
 
 
-async def getvm_rounds(base: tuple[int, str], server: list[int], by_id: Call, by_name: Call, vm: VirtualMachine,
+def get_vm_request(vm: str) -> bytes:
+    """A serialized GetVmRequest for the VM `vm` (an id or a name) of the bench's project."""
+    return vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=vm)).SerializeToString()
+
+
+async def answers_right(raw: Any, auth: Any, vms: list[VirtualMachine]) -> None:
+    """The raw GetVm answers the bench times are the VMs asked for, by id and by name."""
+    for vm in vms:
+        for ref in (vm.id, vm.name):
+            got = types_pb2.VirtualMachine.FromString(await raw(get_vm_request(ref), metadata=auth, timeout=60))
+            if (got.id, got.name) != (vm.id, vm.name):
+                raise RuntimeError(f"GetVm {ref} answered {got.id} {got.name}")
+
+
+async def getvm_rounds(base: tuple[int, str], server: list[int], ours: dict[str, Call], vm: VirtualMachine,
                        calls: int, concurrency: int, rounds: int) -> dict[str, Any]:
-    """GetVm by id and by name, the echo and the canned GetVm, in interleaved rounds."""
+    """The server's GetVm sides (`ours`), the echo and the canned GetVm, in interleaved rounds."""
     pid, addr = base
     async with grpc.aio.insecure_channel(addr) as channel:
         echo = channel.unary_unary(ECHO)
         canned = vm_pb2_grpc.VmServiceStub(channel)
         request = vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=vm.id))
         payload = request.SerializeToString()
-        sides: dict[str, tuple[list[int], Call]] = {
-            "echo": ([pid], lambda i: echo(payload)), "getvm_by_id": (server, by_id),
-            "canned_getvm": ([pid], lambda i: canned.GetVm(request)), "getvm_by_name": (server, by_name),
-        }
+        theirs: list[tuple[str, Call]] = [("echo", lambda i: echo(payload)),
+                                          ("canned_getvm", lambda i: canned.GetVm(request))]
+        sides: dict[str, tuple[list[int], Call]] = {}
+        for i, (name, call) in enumerate(ours.items()):  # the two processes' sides alternate
+            if i < len(theirs):
+                sides[theirs[i][0]] = ([pid], theirs[i][1])
+            sides[name] = (server, call)
         for _, call in sides.values():
             await load(300, concurrency, call)  # warm-up
         gc.collect()  # this client holds every seeded VM (a million objects at 100,000): frozen, its own
         gc.freeze()  # full GC passes no longer land in the latencies it measures (a bench process: no leak)
         runs = await interleaved(sides, rounds, calls, concurrency)
-    out: dict[str, Any] = {name: summary(runs[name]) for name in ("getvm_by_id", "getvm_by_name")}
+    out: dict[str, Any] = {name: summary(runs[name]) for name in ours}
     out["baselines"] = {name: summary(runs[name]) for name in ("echo", "canned_getvm")}
-    for name in ("getvm_by_id", "getvm_by_name"):
+    for name in ours:
         out[f"{name}_ratio_to_echo"] = ratios(runs, name)
         out[f"{name}_server_cpu_to_echo"] = ratios(runs, name, "server_cpu_us_per_call")  # robust to load
     return out
