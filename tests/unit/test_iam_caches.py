@@ -152,7 +152,7 @@ async def test_calls_in_flight_with_one_credential_share_one_authentication(
     callers = await asyncio.gather(*(gate.caller(token) for _ in range(64)))
     assert reads == ["p"]  # one store read for the 64 calls that found no remembered caller
     assert all(found is callers[0] for found in callers)
-    assert gate._pending == {}  # nothing left in flight
+    assert len(gate._pending) == 0  # nothing left in flight
     refused = await asyncio.gather(*(gate.caller(token + "x") for _ in range(3)), return_exceptions=True)
     assert all(isinstance(err, Unauthenticated) for err in refused)  # each waiter gets the refusal
 

@@ -17,6 +17,7 @@ import time
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from plasmavmc.iam.cache import InFlight
 from plasmavmc.iam.directory import Directory
 from plasmavmc.iam.model import ApiKey
 
@@ -52,7 +53,7 @@ class ApiKeyVerifier:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
         self._cache: dict[bytes, tuple[str, float]] = {}
-        self._verifying: dict[bytes, asyncio.Task[tuple[str, float] | None]] = {}  # by digest: the check running
+        self._verifying: InFlight[bytes, tuple[str, float] | None] = InFlight()  # by digest: the check running
 
     async def principal_of(self, credential: str) -> str | None:
         """The principal a valid, unexpired key belongs to; None for anything else."""
@@ -65,12 +66,7 @@ class ApiKeyVerifier:
         hit = self._cache.get(digest)
         if hit is not None and hit[1] > time.monotonic():
             return hit
-        task = self._verifying.get(digest)
-        if task is None:
-            task = asyncio.create_task(self._verify(credential, digest))
-            self._verifying[digest] = task
-            task.add_done_callback(lambda _: self._verifying.pop(digest, None))
-        return await asyncio.shield(task)
+        return await self._verifying.run(digest, lambda: self._verify(credential, digest))
 
     async def _verify(self, credential: str, digest: bytes) -> tuple[str, float] | None:
         parts = split(credential)

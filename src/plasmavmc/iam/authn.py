@@ -17,13 +17,12 @@ every `BINDINGS_SECONDS`, 64 calls in flight made 64 reads of the same bindings 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 
 from plasmavmc.errors import Unauthenticated
 from plasmavmc.iam.apikeys import ApiKeyVerifier, looks_like_api_key
-from plasmavmc.iam.cache import ExpiringLru
+from plasmavmc.iam.cache import ExpiringLru, InFlight
 from plasmavmc.iam.directory import Directory
 from plasmavmc.iam.model import Binding, Caller
 from plasmavmc.iam.tokens import VERIFIED_SECONDS, TokenKeys
@@ -49,7 +48,7 @@ class Authenticator:
         self._bindings: dict[str, tuple[tuple[Binding, ...], float]] = {}
         self._callers: ExpiringLru[bytes, Caller] = ExpiringLru(CALLERS)
         self._generation = tokens.generation
-        self._pending: dict[bytes, asyncio.Task[Caller]] = {}  # authentications in flight, by digest
+        self._pending: InFlight[bytes, Caller] = InFlight()  # authentications running, by digest
 
     async def bindings(self, principal_id: str) -> tuple[Binding, ...]:
         return (await self._bindings_until(principal_id))[0]
@@ -84,17 +83,7 @@ class Authenticator:
         if hit is not None:
             return hit
         digest = hashlib.sha256(credential.encode()).digest()
-        pending = self._pending.get(digest)
-        if pending is None:
-            pending = self._pending[digest] = asyncio.ensure_future(self._remember(credential, digest))
-            pending.add_done_callback(lambda task: self._settled(digest, task))
-        return await asyncio.shield(pending)  # a caller that gives up does not cancel the others' answer
-
-    def _settled(self, digest: bytes, task: asyncio.Task[Caller]) -> None:
-        if self._pending.get(digest) is task:
-            del self._pending[digest]
-        if not task.cancelled():
-            task.exception()  # retrieved: every waiter got it already (or left)
+        return await self._pending.run(digest, lambda: self._remember(credential, digest))
 
     async def _remember(self, credential: str, digest: bytes) -> Caller:
         generation = self._generation
