@@ -84,7 +84,7 @@ class VmReads:
         vm_id = vm
         if not validation.is_uuid(vm):
             validation.name(vm, "vm.vm_id")  # a VM name in the project (`validation.vm_ref`)
-            if not await self.names.caught_up(FENCE_TIMEOUT):
+            if not (self.names.covers_own_writes() or await self.names.caught_up(FENCE_TIMEOUT)):
                 return None
             claim = self.names.get(keys.vm_name(org_id, project_id, vm))
             if claim is None:
