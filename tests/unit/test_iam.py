@@ -106,6 +106,33 @@ async def test_an_api_key_is_verified_once_for_concurrent_calls(
     assert len(runs) == 2
 
 
+async def test_a_remembered_key_is_checked_again_without_argon2_until_its_record_changes(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = Directory(store)
+    await directory.create_principal(Principal("svc"))
+    key, record = apikeys.new_key("svc")
+    await directory.add_api_key(record)
+    runs: list[str] = []
+
+    class Counted(PasswordHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+            runs.append(str(password))
+            return super().verify(hash, password)
+
+    monkeypatch.setattr(apikeys, "_HASHER", Counted())
+    monkeypatch.setattr(apikeys, "CACHE_SECONDS", 0.0)  # every call finds its remembered answer expired
+    verifier = apikeys.ApiKeyVerifier(directory)
+    assert [await verifier.principal_of(key) for _ in range(5)] == ["svc"] * 5
+    assert len(runs) == 1  # the record read again each time, argon2 run once
+    await store.delete(keys.iam_api_key(record.id))  # revoked
+    assert await verifier.principal_of(key) is None
+    key_id = (apikeys.split(key) or ("", ""))[0]
+    await directory.add_api_key(apikeys.record_for("svc", key_id, "another-secret"))  # same id, new hash
+    assert await verifier.principal_of(key) is None  # verified against the new hash: refused
+    assert len(runs) == 2
+
+
 async def test_bootstrap_writes_a_private_admin_key_once(store: SqliteStore, tmp_path: Path) -> None:
     path = tmp_path / "lib" / "admin.token"
     directory = Directory(store)
