@@ -22,6 +22,8 @@ GC_PAUSES = Histogram(
     ["generation"], buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 FROZEN = Gauge("plasmavmc_gc_frozen_objects", "Objects the GC policy froze (kept for good: never walked by a pass)")
+# made once: a pass may start inside any allocation, even one under a metric family's lock (`labels`),
+# so the callback only touches these children, whose value locks guard no allocation that can start one
 _CHILDREN = tuple(GC_PAUSES.labels(str(g)) for g in range(3))
 
 
