@@ -16,16 +16,15 @@ def _run(code: str) -> str:
     return done.stdout
 
 
-def test_configure_raises_the_young_threshold_holds_full_passes_until_settled_and_times_every_pass() -> None:
+def test_configure_raises_the_young_threshold_and_times_every_pass() -> None:
     out = _run("""
         import gc
         from prometheus_client import REGISTRY
         from plasmavmc.server import gc_policy
         gc_policy.configure()
         gc_policy.configure()  # twice: still one timer
-        assert gc.get_threshold() == (gc_policy.GEN0, 10, gc_policy.LOADING_GEN2), gc.get_threshold()
-        gc_policy.settle()  # start-up loaded: full passes are automatic again
-        assert gc.get_threshold() == (gc_policy.GEN0, 10, gc_policy.GEN2), gc.get_threshold()
+        assert gc.get_threshold() == (gc_policy.GEN0, 10, 10), gc.get_threshold()
+        gc_policy.settle()
         gc.collect()
         print(REGISTRY.get_sample_value("plasmavmc_gc_pause_seconds_count", {"generation": "2"}))
     """)

@@ -7,14 +7,15 @@ event loop tens of milliseconds, and those pauses were the p99 of GetVm. Referen
 almost all of what a call makes; the cyclic collector is only for reference cycles.
 
 What, in order:
-- `configure()` at start, before the store is read: every pass is timed (`observe/gcpauses.py`), young
-  passes run every `GEN0` allocations instead of 700 (a call's garbage is freed by reference counting;
-  a young pass then finds little, so fewer, larger ones cost less in all), and no automatic full pass
-  runs while start-up loads (`LOADING_GEN2`): listing 100,000 VMs made about ten of them, each walking
-  everything listed so far, ~2 s of CPU in all at load — all of it live, nothing to collect.
+- `configure()` at start, before the store is read: every pass is timed (`observe/gcpauses.py`), and
+  young passes run every `GEN0` allocations instead of 700. A call's own garbage is freed by reference
+  counting; what a young pass finds is grpc's few cyclic objects per call and, mostly, the calls still
+  in flight, which it then promotes: fewer, larger passes cost less in all, promote less, and so make
+  fewer middle and full passes (at 100,000 VMs: the start-up listing made ~10 full passes over all it
+  had listed, ~1.9 s of CPU at load, and none with this threshold).
 - `settle()` once start-up loading is done (state index and GetVm copies listed, bounded in time): one
   full pass, then `gc.freeze()` moves every object alive to the permanent generation, which no
-  automatic pass walks; full passes are automatic again from then on (CPython's threshold).
+  automatic pass walks.
 - After an automatic full pass longer than `REFREEZE_AFTER` (the unfrozen old generation grew with
   change: a rewritten VM record is a new entry), `gc.freeze()` again, in the collector's own callback,
   when what survived the pass is live by construction.
@@ -39,8 +40,6 @@ from plasmavmc.observe import gcpauses
 
 log = logging.getLogger(__name__)
 GEN0 = 10_000  # allocations between young passes (CPython's default: 700)
-GEN2 = 10  # CPython's default: a full pass after this many middle passes (and old objects grown by 25 %)
-LOADING_GEN2 = 1_000_000  # while start-up loads: no automatic full pass
 REFREEZE_AFTER = 0.005  # seconds: a full pass this long means the unfrozen old generation is big
 FULL_PASS_SECONDS = 3600.0  # between passes over everything, frozen objects included
 
@@ -52,9 +51,9 @@ def _refreeze(seconds: float) -> None:
 
 
 def configure() -> None:
-    """At start-up: time every pass, raise the young threshold, no automatic full pass until `settle`,
-    refreeze after a long full pass."""
-    gc.set_threshold(GEN0, gc.get_threshold()[1], LOADING_GEN2)
+    """At start-up: time every pass, raise the young threshold, refreeze after a long full pass."""
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GEN0, gen1, gen2)
     gcpauses.install(on_full=_refreeze)
 
 
@@ -64,7 +63,6 @@ def settle() -> float:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(gc.get_threshold()[0], gc.get_threshold()[1], GEN2)
     gcpauses.FROZEN.set(gc.get_freeze_count())
     return time.perf_counter() - began
 
