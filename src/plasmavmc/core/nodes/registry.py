@@ -9,10 +9,10 @@ puts what it wrote back into that cache.
 
 A heartbeat that changes nothing but the time is not written (`liveness.py`: liveness is kept in
 memory, the record's `last_heartbeat` refreshed only now and then), and once found so it is not even
-merged again: the same report object against the record at the same revision is a liveness stamp. A node silent for longer than the
-heartbeat timeout turns NOT_READY (nothing new lands there) and its VMs get the `NodeUnresponsive`
-condition; its next heartbeat makes it READY and clears the condition, and the VM statuses that
-heartbeat carries reconcile the records (`reports.py`). Which VMs are on a node comes from the
+merged again: the same report object against the record at the same revision is a liveness stamp. A
+node silent for longer than the heartbeat timeout turns NOT_READY (nothing new lands there) and its
+VMs get the `NodeUnresponsive` condition; its next heartbeat makes it READY and clears the condition,
+and the VM statuses that heartbeat carries reconcile the records (`reports.py`). Which VMs are on a node comes from the
 replica's per-node index when it is ready (`health.NodeIndex`), not from a scan of every VM.
 """
 
