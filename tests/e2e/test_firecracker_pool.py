@@ -93,6 +93,8 @@ async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dic
         assert status.actual_state is VmState.RUNNING and status.host_pid == pooled
         await say(backend, vm, "hi", b"#0001 hi\n", ready=fc.READY)
         limits = dict(s.split("=", 1) for s in jail.cgroup_limits(backend.jailer, vm.spec))
+        quota = limits.get("cpu.cfs_quota_us") or limits["cpu.max"].split()[0]
+        assert quota == "150000"  # its one vCPU and half a CPU for Firecracker's own threads (vmm_cpu_percent)
         cgroups = cgroup_dirs(backend.jailer, jail_id)
         for key, value in limits.items():
             found = [d / key for d in cgroups if (d / key).exists()]

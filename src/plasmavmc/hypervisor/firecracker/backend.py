@@ -67,7 +67,7 @@ from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import LOG, METRICS, FcPaths
 from plasmavmc.hypervisor.process import Process, tail
 from plasmavmc.hypervisor.vmdir import HANDLE, VmDirBackend
-from plasmavmc.types.codec import loads
+from plasmavmc.types.codec import dumps, loads
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
@@ -186,18 +186,18 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
 
     async def _warm_started(self, vm: VirtualMachine, boot: LocalImage, used: dict[str, LocalImage],
                             warm: pool.Warm) -> tuple[VmHandle, float]:
-        """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. Its files
-        are written without fsync and flushed in a thread while Firecracker boots it (both are waited for:
-        the create answers with everything durable, as the other paths do)."""
+        """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. What the
+        boot reads (kernel, disks) is written without fsync before it; its records (`vm.json`,
+        `images.json`) are written, and everything flushed, in a thread while Firecracker boots it (both
+        are waited for: the create answers with everything durable, as the other paths do)."""
         with warm.process:
             handle, paths = self._begin_dir(vm, warm, durable=False)
             async with self._lock(vm.id):
                 try:
                     await self._place_files(vm, boot, used, paths, durable=False)
                     crashpoints.reached("create:disks")
-                    self._save_vm(paths, vm, used, durable=False)
                     made_at = time.time()
-                    flushing = asyncio.create_task(asyncio.to_thread(flush, vmfiles.durable_files(paths, vm)))
+                    flushing = asyncio.create_task(asyncio.to_thread(self._save_flushed, paths, vm, used))
                     try:
                         await self._boot_warm(vm, boot, paths, warm.process)
                     finally:
@@ -208,6 +208,11 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
                     raise
                 launcher.record_started(paths, warm.process, 0, 0)
         return handle, made_at
+
+    def _save_flushed(self, paths: FcPaths, vm: VirtualMachine, used: dict[str, LocalImage]) -> None:
+        """The VM's records written, then everything of the create flushed (blocking: run in a thread)."""
+        self._save_vm(paths, vm, used, durable=False)
+        flush(vmfiles.durable_files(paths, vm))
 
     async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process) -> None:
         """The VM's limits on the pooled process's cgroups, then its boot (or a clone's resume) over the API."""
@@ -247,7 +252,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
 
     def _begin_dir(self, vm: VirtualMachine, warm: pool.Warm | None, *,
                    durable: bool = True) -> tuple[VmHandle, FcPaths]:
-        """The VM's directory with its handle, then its guest dir: made, or `warm`'s moved in."""
+        """The VM's directory with its handle, then its guest dir: made, or `warm`'s entry moved in whole."""
         jailed = self.jailer.enabled
         jail_id = warm.jail_id if warm is not None else vm.id
         paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name, jail_id=jail_id)
@@ -256,11 +261,12 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             details["jail_id"] = jail_id
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
                           name=vm.name, details=details)
-        self._begin(handle, durable=durable)
         try:
-            if warm is not None:
-                pool.move_into(warm, paths)
+            if warm is not None:  # the entry, its handle written inside, renamed into place (not fsynced)
+                pool.move_into(warm, paths, dumps(handle))
+                crashpoints.reached("create:handle")
             else:
+                self._begin(handle, durable=durable)
                 paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise HypervisorError(f"cannot create runtime dir {paths.guest}: {exc}") from exc
@@ -493,7 +499,8 @@ def backend_from_settings(settings: AgentSettings) -> FirecrackerBackend:
     fc = settings.hypervisors.firecracker
     options = JailerOptions(enabled=fc.jailer, uid=fc.jailer_uid, gid=fc.jailer_gid,
                             cgroup_version=fc.cgroup_version, parent_cgroup=fc.parent_cgroup,
-                            cgroup_limits=fc.cgroup_limits, memory_overhead_mib=fc.memory_overhead_mib)
+                            cgroup_limits=fc.cgroup_limits, memory_overhead_mib=fc.memory_overhead_mib,
+                            vmm_cpu_percent=fc.vmm_cpu_percent)
     return FirecrackerBackend(fc.fc_path, fc.jailer_path, Path(fc.runtime_dir), jailer=options,
                               qemu_img_path=settings.hypervisors.kvm.qemu_img_path, balloon=fc.balloon,
                               diff_snapshots=fc.diff_snapshots, warm_pool=fc.warm_pool)
