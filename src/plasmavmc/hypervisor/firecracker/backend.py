@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -66,6 +67,7 @@ from plasmavmc.hypervisor.firecracker.disks import sparse_copy
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import LOG, METRICS, FcPaths
 from plasmavmc.hypervisor.process import Process, tail
+from plasmavmc.hypervisor.steps import Steps
 from plasmavmc.hypervisor.vmdir import HANDLE, VmDirBackend
 from plasmavmc.types.codec import dumps, loads
 from plasmavmc.types.runtime import SnapshotInfo
@@ -82,6 +84,8 @@ from plasmavmc.types.vm import (
 )
 
 REBOOT_STOP_TIMEOUT_S = 30.0
+POOLED_STEPS = "pooled backend steps"  # its log line, one per VM (`steps.Steps`; the bench reads it)
+log = logging.getLogger(__name__)
 
 
 class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
@@ -190,23 +194,29 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         boot reads (kernel, disks) is written without fsync before it; its records (`vm.json`,
         `images.json`) are written, and everything flushed, in a thread while Firecracker boots it (both
         are waited for: the create answers with everything durable, as the other paths do)."""
+        took = Steps()
         with warm.process:
             handle, paths = self._begin_dir(vm, warm, durable=False)
+            took.done("dir")
             async with self._lock(vm.id):
                 try:
                     await self._place_files(vm, boot, used, paths, durable=False)
                     crashpoints.reached("create:disks")
+                    took.done("files")
                     made_at = time.time()
                     flushing = asyncio.create_task(asyncio.to_thread(self._save_flushed, paths, vm, used))
                     try:
-                        await self._boot_warm(vm, boot, paths, warm.process)
+                        await self._boot_warm(vm, boot, paths, warm.process, took)
                     finally:
                         await flushing
+                        took.done("flush wait")
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await launcher.abort(paths, warm.process, "create failed")
                     raise
                 launcher.record_started(paths, warm.process, 0, 0)
+                took.done("recorded")
+        log.info("%s", took.line(f"vm {vm.id}: {POOLED_STEPS}"))
         return handle, made_at
 
     def _save_flushed(self, paths: FcPaths, vm: VirtualMachine, used: dict[str, LocalImage]) -> None:
@@ -214,16 +224,20 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         self._save_vm(paths, vm, used, durable=False)
         flush(vmfiles.durable_files(paths, vm))
 
-    async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process) -> None:
+    async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process,
+                         took: Steps) -> None:
         """The VM's limits on the pooled process's cgroups, then its boot (or a clone's resume) over the API."""
         if paths.jailed:
             jail.apply_limits(paths.jail_id, self.jailer, vm.spec)
+        took.done("limits")
         api = FirecrackerApi(paths.api_sock)
         if vm.source_snapshot is not None:
             await self._resume_clone(paths, process, api)
+            took.done("resume")
         else:
             await api_boot.boot(api, spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
                                                     with_balloon=self.balloon))
+            took.done("boot")
 
     def _checked(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
                  ) -> tuple[LocalImage, dict[str, LocalImage]]:
