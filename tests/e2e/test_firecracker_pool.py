@@ -1,20 +1,25 @@
 """The warm pool of FirecrackerBackend, driven directly: real jailer + firecracker, the PVH test guest.
 
 A create with `start` takes a waiting process (its pid is the VM's, its jail id is in the handle), boots
-the guest over the API with the VM's cgroup limits written into the pooled jail's cgroups, and the pool
-refills. A clone takes one too and continues from the snapshot's memory. The pool is invisible: a second
-backend on the same runtime dir adopts the VMs only, kills the processes an earlier (dead) agent left
-waiting, and `close` leaves no process, no jail and no cgroup behind. A pooled VM stops and starts again
-(through the jailer, same jail id) and its delete removes its cgroups. Through the real agent: a dead
-agent's pool is killed by the next one, which adopts the VM that took a pooled process, and an agent
-stop leaves no pooled process.
+the guest over the API with the VM's cgroup limits written into the pooled jail's cgroups (a CPU quota
+with the VMM's allowance), back at the normal CPU policy (pool launches run at SCHED_IDLE), and the
+pool refills. A clone takes one too and continues from the snapshot's memory. The pool is invisible: a
+second backend on the same runtime dir adopts the VMs only, kills the processes an earlier (dead) agent
+left waiting, and `close` leaves no process, no jail and no cgroup behind. A pooled VM stops and starts
+again (through the jailer, same jail id) and its delete removes its cgroups. Through the real agent: a
+dead agent's pool is killed by the next one, which adopts the VM that took a pooled process, and an
+agent stop leaves no pooled process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,7 @@ import pytest
 from plasmavmc.client import PlasmaClient
 from plasmavmc.errors import HypervisorError
 from plasmavmc.hypervisor.base import LocalImage
-from plasmavmc.hypervisor.firecracker import jail
+from plasmavmc.hypervisor.firecracker import jail, launch
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
 from plasmavmc.hypervisor.firecracker.pool import POOL_DIR
@@ -65,6 +70,30 @@ async def say(backend: FirecrackerBackend, vm: VirtualMachine, line: str, answer
         await console.close()
 
 
+def policies(pid: int) -> set[int]:
+    """The scheduling policies of every thread of `pid`."""
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_set_idle_moves_every_thread_and_back() -> None:
+    """What a pool's launch and the VM that takes it do to a process's threads (`launch.set_idle`)."""
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while len(os.listdir(f"/proc/{proc.pid}/task")) < 2:  # poll-with-deadline: its thread starts
+            assert time.monotonic() < deadline, "the child's thread never started"
+            time.sleep(0.01)
+        launch.set_idle(proc.pid, True)
+        assert policies(proc.pid) == {os.SCHED_IDLE}
+        launch.set_idle(proc.pid, False)
+        assert policies(proc.pid) == {os.SCHED_OTHER}
+    finally:
+        proc.kill()
+        proc.wait()
+    launch.set_idle(proc.pid, True)  # gone: nothing to set, no error
+
+
 def vm_of(name: str) -> VirtualMachine:
     vm = fc.vm(name)  # other limits than the defaults, so that writing them is seen
     return dataclasses.replace(vm, spec=dataclasses.replace(vm.spec, cpu=CpuSpec(vcpus=1),
@@ -101,6 +130,7 @@ async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dic
             assert found and found[0].read_text().strip() == value, key
             assert str(pooled) in (found[0].parent / "cgroup.procs").read_text()
         assert not (tmp_path / "run" / ".pool" / jail_id).exists()
+        assert policies(pooled) == {os.SCHED_OTHER}, "the VM's threads (its vCPU's among them) left SCHED_IDLE"
         (refilled,) = await filled(backend, 1)
         assert refilled != pooled and backend.pool.launched == 2
         adopter = fc.backend(tmp_path / "run")  # an agent restart: the pool's processes are no VMs

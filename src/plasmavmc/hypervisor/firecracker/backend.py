@@ -226,7 +226,9 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
 
     async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process,
                          took: Steps) -> None:
-        """The VM's limits on the pooled process's cgroups, then its boot (or a clone's resume) over the API."""
+        """The pooled process back at the normal CPU policy and the VM's limits on its cgroups, then its boot
+        (or a clone's resume) over the API."""
+        launch.set_idle(process.pid, False)
         if paths.jailed:
             jail.apply_limits(paths.jail_id, self.jailer, vm.spec)
         took.done("limits")

@@ -44,10 +44,13 @@ def ensure_fifo(path: Path) -> None:
         os.mkfifo(path, 0o600)
 
 
-async def launch(argv: Sequence[str], paths: FcPaths, *, jailed: bool) -> None:
-    """Start Firecracker (directly or through the jailer); on return its pidfile names it."""
+async def launch(argv: Sequence[str], paths: FcPaths, *, jailed: bool, idle: bool = False) -> None:
+    """Start Firecracker (directly or through the jailer); on return its pidfile names it. `idle`: the
+    launch runs at `SCHED_IDLE` (see `set_idle`)."""
     ensure_fifo(paths.console_in)
     proc = _spawn(argv, paths)
+    if idle:
+        set_idle(proc.pid, True)
     if not jailed:
         write_atomic(paths.pidfile, str(proc.pid).encode(), durable=False)  # names a process: no fsync
         return
@@ -79,6 +82,23 @@ def _spawn(argv: Sequence[str], paths: FcPaths) -> subprocess.Popen[bytes]:
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
             raise HypervisorError(f"cannot execute {argv[0]}: {exc}") from exc
+
+
+def set_idle(pid: int, idle: bool) -> None:
+    """Every thread of `pid` at `SCHED_IDLE` (it runs only on CPU time nothing else wants), or back at
+    the normal policy. A warm pool's launch (`pool.py`) is idle, so that the jailer and exec never
+    compete with a create for the CPU; the process a VM takes is set back before its boot (the threads
+    Firecracker makes later, the vCPUs among them, inherit it). Set just after the exec: the threads and
+    children made before that (a race lost) keep the normal policy, which is harmless. A thread gone
+    meanwhile is skipped."""
+    policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return  # exited: nothing to set
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setscheduler(tid, policy, os.sched_param(0))
 
 
 def running(paths: FcPaths, vm_id: str) -> Process | None:
