@@ -19,11 +19,15 @@ API (`--concurrency` in flight) in blocks of 10,000; at each size listed in `--v
   until then, imports included, which load does not inflate), and how many of the
   nodes, all heartbeating throughout, were seen NOT_READY in the `--restart-watch` seconds after (0).
 
-`--seed` (for a machine too busy to create 100,000 VMs through the API in the time there is): each size
-is written straight into the store as STOPPED VM records over the nodes (the agents do not hold them, so
-heartbeats carry none of them), then one server run per size — and one on an empty store, the baseline —
-waits until the server has settled after its start (`seconds_to_settle`: the VM records counted, start-up
-work done), creates one `--block` through the API and measures idle cost; the largest also the restart.
+`--seed` (for a machine too busy to create 100,000 VMs through the API in the time there is): ONE server
+run and one fleet of agents from an empty store; at each size (0 first, the baseline) this process tops the
+store up to that many STOPPED VM records over the nodes, written straight into the server's SQLite file
+beside the running server (which sees them through its watch, as it sees any other writer's; the agents do
+not hold them, so heartbeats carry none of them), waits until the server has settled (`seconds_to_settle`:
+the VM records counted, the GetVm copy rendered, its CPU quiet), creates one `--block` through the API and
+measures idle cost; at the largest, the restart. One process serves every block, so the blocks differ by the
+store's size and not by which server start served them (separate runs per size differed by up to a third
+on the same code).
 
 `index_rebuild`: in this process, a SQLite store with the largest size of VM records: seconds until the
 watched state index is ready (what the gauges wait for after a restart) and one full reconcile pass,
@@ -245,11 +249,12 @@ async def _max_stall(stop: asyncio.Event) -> float:
     return worst
 
 
-async def _seed(store: Store, vms: int, nodes: int) -> None:
-    """`vms` STOPPED VM records spread over the simulated nodes, written straight into the store."""
-    for start in range(0, vms, 500):
+async def _seed(store: Store, vms: int, nodes: int, first: int = 0) -> None:
+    """`vms` STOPPED VM records (numbered from `first`) spread over the simulated nodes, written straight
+    into the store."""
+    for start in range(first, first + vms, 500):
         writes = []
-        for i in range(start, min(start + 500, vms)):
+        for i in range(start, min(start + 500, first + vms)):
             vm = VirtualMachine(id=str(uuid.uuid4()), name=f"seed-{i:06d}", org_id="org-f",
                                 project_id=f"proj-{i % 10}", state=VmState.STOPPED, spec=SPEC,
                                 node_id=f"sim-{i % nodes:05d}", hypervisor=SIM, updated_at=int(time.time()))
@@ -259,18 +264,40 @@ async def _seed(store: Store, vms: int, nodes: int) -> None:
 
 async def seeded_fleet(sizes: list[int], nodes: int, concurrency: int, heartbeat: float, idle_s: float,
                        watch: float, block: int) -> dict[str, object]:
-    """One server run per size on a store seeded with that many VM records (0 first, the baseline):
-    one block of creates through the API, then idle cost; at the largest, the restart."""
+    """ONE server run and one fleet of agents, from an empty store: at each size (0 first, the baseline)
+    the store is topped up to that many VM records, the server let settle, then one block of creates
+    through the API and the idle cost; at the largest, the restart. The records are written straight
+    into the server's SQLite file by this process, beside the running server, which sees them through
+    its watch as it sees any other writer's: the fleet grows under one server process, so the blocks
+    differ by the store's size, not by which process (and which start) served them."""
     runs: list[dict[str, object]] = []
-    for size in [0, *sizes]:
-        with tempfile.TemporaryDirectory(prefix="fleet-fleet-") as tmp:
-            root = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="fleet-fleet-") as tmp:
+        root = Path(tmp)
+        big = ("--vcpus", "4096", "--memory-mib", str(1 << 24), "--storage-gib", str(1 << 20),
+               "--register-timeout", "900")
+        async with server_and_agents(root, GUEST_DIR, nodes, heartbeat, agent_args=big) as (server, api, agents), \
+                await PlasmaClient.connect(api) as client:
+            http = re.search(r'metrics_addr = "([^"]+)"', (root / "server.toml").read_text())
+            assert http is not None
+            metrics = f"http://{http.group(1)}"
+            store = await SqliteStore.open(root / "state.db", synchronous="NORMAL")
             try:
-                run = await _seeded_run(root, size, max(sizes), nodes, concurrency, heartbeat, idle_s, watch, block)
-            except (OSError, RuntimeError, PlasmaError) as err:  # a run this machine could not finish
-                run = {"vms_before": size, "failed": f"{type(err).__name__}: {err}"[:300], "load": _load()}
-            print(f"run: {json.dumps(run)}", file=sys.stderr, flush=True)
-            runs.append(run)
+                made = 0  # VM records in the store (seeded and created)
+                for size in [0, *sizes]:
+                    try:
+                        run = await _grown_run(server, agents.pid, client, store, metrics, made, size, nodes,
+                                               concurrency, heartbeat, idle_s, block)
+                    except (OSError, RuntimeError, PlasmaError) as err:  # a size this machine could not finish
+                        runs.append({"vms_before": size, "failed": f"{type(err).__name__}: {err}"[:300],
+                                     "load": _load()})
+                        break
+                    print(f"run: {json.dumps(run)}", file=sys.stderr, flush=True)
+                    runs.append(run)
+                    made = int(run["vms_before"]) + block  # type: ignore[call-overload]
+                if runs and "failed" not in runs[-1]:
+                    runs[-1]["restart"] = await _restart(server, api, metrics, nodes, watch)
+            finally:
+                await store.close()
     rates = [float(r["creates_per_s"]) for r in runs if "creates_per_s" in r]  # type: ignore[arg-type]
     costs = [float(r["server_cpu_ms_per_create"]) for r in runs if "creates_per_s" in r]  # type: ignore[arg-type]
     return {"nodes": nodes, "concurrency": concurrency, "heartbeat_interval_s": heartbeat, "runs": runs,
@@ -282,33 +309,29 @@ def _spread(values: list[float]) -> float | None:
     return round((max(values) - min(values)) / max(values), 3) if values else None
 
 
-async def _seeded_run(root: Path, size: int, largest: int, nodes: int, concurrency: int, heartbeat: float,
-                      idle_s: float, watch: float, block: int) -> dict[str, object]:
-    if size:
-        store = await SqliteStore.open(root / "state.db")
-        await _seed(store, size, nodes)
-        await store.close()
-    big = ("--vcpus", "4096", "--memory-mib", str(1 << 24), "--storage-gib", str(1 << 20), "--register-timeout", "900")
-    cluster = server_and_agents(root, GUEST_DIR, nodes, heartbeat, agent_args=big)
-    async with cluster as (server, api, agents), await PlasmaClient.connect(api) as client:
-        http = re.search(r'metrics_addr = "([^"]+)"', (root / "server.toml").read_text())
-        assert http is not None
-        errors: list[str] = []
-        create = creator(client, "org-f", errors)
-        warm = await _settled(server, f"http://{http.group(1)}", size)
-        load, cpu = _load(), _cpu_seconds(server)
-        seconds = await _calls(block, concurrency, create)
-        run: dict[str, object] = {"vms_before": size, "seconds_to_settle": warm, "creates": block,
-                                  "creates_per_s": round(block / seconds, 1),
-                                  "server_cpu_ms_per_create": round((_cpu_seconds(server) - cpu) * 1000 / block, 2),
-                                  "load": load, "errors": len(errors)}
-        # idle from the steady state: the block's VMs counted and rendered (not against their render pass)
-        run["seconds_to_settle_after_creates"] = await _settled(server, f"http://{http.group(1)}", size + block)
-        run["idle"] = await _idle(server, agents.pid, idle_s)
-        run["idle_unary"] = await _idle_unary(server, agents.pid, idle_s, heartbeat)
-        run["idle_server_ratio_stream_to_unary"] = _ratio(run["idle"], run["idle_unary"], "server_cpu_share")
-        if size == largest:
-            run["restart"] = await _restart(server, api, f"http://{http.group(1)}", nodes, watch)
+async def _grown_run(server: Proc, agents_pid: int, client: PlasmaClient, store: Store, metrics: str, made: int,
+                     size: int, nodes: int, concurrency: int, heartbeat: float, idle_s: float,
+                     block: int) -> dict[str, object]:
+    """The store topped up from `made` to `size` VM records; once the server has settled, one block of
+    creates (named after every record before them), then the idle cost."""
+    size = max(size, made)
+    seeding = time.monotonic()
+    await _seed(store, size - made, nodes, first=made)
+    seeded = round(time.monotonic() - seeding, 1)
+    errors: list[str] = []
+    create = creator(client, "org-f", errors)
+    warm = await _settled(server, metrics, size, deadline=900.0)
+    load, cpu = _load(), _cpu_seconds(server)
+    seconds = await _calls(block, concurrency, lambda i: create(size + i))
+    run: dict[str, object] = {"vms_before": size, "seconds_to_seed": seeded, "seconds_to_settle": warm,
+                              "creates": block, "creates_per_s": round(block / seconds, 1),
+                              "server_cpu_ms_per_create": round((_cpu_seconds(server) - cpu) * 1000 / block, 2),
+                              "load": load, "errors": len(errors), "first_error": errors[:1]}
+    # idle from the steady state: the block's VMs counted and rendered (not against their render pass)
+    run["seconds_to_settle_after_creates"] = await _settled(server, metrics, size + block)
+    run["idle"] = await _idle(server, agents_pid, idle_s)
+    run["idle_unary"] = await _idle_unary(server, agents_pid, idle_s, heartbeat)
+    run["idle_server_ratio_stream_to_unary"] = _ratio(run["idle"], run["idle_unary"], "server_cpu_share")
     return run
 
 
@@ -407,8 +430,8 @@ async def main() -> None:
     p.add_argument("--heartbeat-vms", type=int, default=10_000)
     p.add_argument("--block", type=int, default=BLOCK, help="VMs per timed block (sizes are multiples of it)")
     p.add_argument("--seed", action="store_true",
-                   help="write each size's VM records straight into the store (a server run per size, "
-                        "one --block of API creates each) instead of creating them all through the API")
+                   help="grow the store to each size by writing VM records straight into it beside the running "
+                        "server (one --block of API creates at each size) instead of creating them all through the API")
     args = p.parse_args()
     sizes = sorted(int(s) for s in args.vms.split(",") if s)
     compiled()
