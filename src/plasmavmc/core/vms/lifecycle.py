@@ -368,14 +368,16 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
         node: Versioned[Node] | None = None
         if current.value.node_id is not None:
             node = await read(core.store, Node, keys.node(current.value.node_id))
+        need = core.scheduler.request(current.value)
         writes = [
             Write(vm.key, None, current.revision),
             Write(keys.vm_name(vm.value.org_id, vm.value.project_id, vm.value.name), None),
-            *placement.release_writes(current.value, node, core.scheduler.request(current.value)),
+            *placement.release_writes(current.value, node, need),
             *vm_events.deleted(current.value),
         ]
         gone = -quotas.usage_of(vm.value)
-        await quotas.commit_charged(core.store, vm.value.org_id, vm.value.project_id, gone, writes)
+        rev = await quotas.commit_charged(core.store, vm.value.org_id, vm.value.project_id, gone, writes)
+        placement.remember_released(core, node, need, rev)
         await nics.release(core.store, vm.value)  # after the record: a crash between leaks a claim, never a live port
 
     await retry_on_conflict(remove)
