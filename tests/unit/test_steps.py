@@ -1,8 +1,8 @@
-"""`hypervisor.steps`: a backend's step timings as one log line, and the bench's reading of it."""
+"""`observe.steps`: a backend's step timings as one log line, and the bench's reading of it."""
 
 from __future__ import annotations
 
-from plasmavmc.hypervisor.steps import Steps, parse
+from plasmavmc.observe.steps import Steps, parse
 
 
 def test_steps_line_reads_back_in_order() -> None:

@@ -23,7 +23,7 @@ from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.errors import PlasmaError, Unimplemented, VmNotFound
 from plasmavmc.hypervisor.base import ConsoleStream, ExitReport, HypervisorBackend, LocalImage, VmHandle
 from plasmavmc.hypervisor.registry import HypervisorRegistry
-from plasmavmc.hypervisor.steps import Steps
+from plasmavmc.observe.steps import Steps
 from plasmavmc.types.image import Image
 from plasmavmc.types.network import PortRequest
 from plasmavmc.types.runtime import ExitKind, SnapshotInfo

@@ -67,8 +67,8 @@ from plasmavmc.hypervisor.firecracker.disks import sparse_copy
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import LOG, METRICS, FcPaths
 from plasmavmc.hypervisor.process import Process, tail
-from plasmavmc.hypervisor.steps import Steps
 from plasmavmc.hypervisor.vmdir import HANDLE, VmDirBackend
+from plasmavmc.observe.steps import Steps
 from plasmavmc.types.codec import dumps, loads
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
