@@ -151,13 +151,18 @@ async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dic
 
 
 async def test_unjailed_pool(tmp_path: Path, images: dict[str, LocalImage]) -> None:
-    """Without the jailer the pool holds plain Firecrackers (`--id` the entry's id): the same take."""
+    """Without the jailer the pool holds plain Firecrackers (`--id` the entry's id): the same take. The
+    entry replaces a dir of the VM left without a handle (a create cut short before writing it)."""
     backend = fc.backend(tmp_path / "run", jailed=False, warm_pool=1)
     await backend.open()
     try:
         (pooled,) = await filled(backend, 1)
         vm = fc.vm("plain")
+        leftover = tmp_path / "run" / vm.id
+        leftover.mkdir()
+        (leftover / "stray").write_bytes(b"")
         handle, _ = await backend.create_started(vm, images)
+        assert not (leftover / "stray").exists() and (leftover / "handle.json").exists()
         assert (await backend.status(handle)).host_pid == pooled
         assert backend.paths(handle).guest == tmp_path.absolute() / "run" / vm.id / "vm"
         await say(backend, vm, "hi", b"#0001 hi\n", ready=fc.READY)
