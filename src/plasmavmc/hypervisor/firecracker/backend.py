@@ -46,7 +46,7 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.common import flush, image_for_boot, vm_name
+from plasmavmc.hypervisor.common import flush_concurrently, image_for_boot, vm_name
 from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import (
     api_boot,
@@ -192,8 +192,9 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
                             warm: pool.Warm) -> tuple[VmHandle, float]:
         """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. What the
         boot reads (kernel, disks) is written without fsync before it; its records (`vm.json`,
-        `images.json`) are written, and everything flushed, in a thread while Firecracker boots it (both
-        are waited for: the create answers with everything durable, as the other paths do)."""
+        `images.json`) are written in a thread, and everything flushed at once (`flush_concurrently`),
+        while Firecracker boots it (both are waited for: the create answers with everything durable, as
+        the other paths do)."""
         took = Steps()
         with warm.process:
             handle, paths = self._begin_dir(vm, warm, durable=False)
@@ -204,7 +205,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
                     crashpoints.reached("create:disks")
                     took.done("files")
                     made_at = time.time()
-                    flushing = asyncio.create_task(asyncio.to_thread(self._save_flushed, paths, vm, used))
+                    flushing = asyncio.create_task(self._save_flushed(paths, vm, used))
                     try:
                         await self._boot_warm(vm, boot, paths, warm.process, took)
                     finally:
@@ -219,10 +220,10 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
         log.info("%s", took.line(f"vm {vm.id}: {POOLED_STEPS}"))
         return handle, made_at
 
-    def _save_flushed(self, paths: FcPaths, vm: VirtualMachine, used: dict[str, LocalImage]) -> None:
-        """The VM's records written, then everything of the create flushed (blocking: run in a thread)."""
-        self._save_vm(paths, vm, used, durable=False)
-        flush(vmfiles.durable_files(paths, vm))
+    async def _save_flushed(self, paths: FcPaths, vm: VirtualMachine, used: dict[str, LocalImage]) -> None:
+        """The VM's records written (in a thread), then everything of the create flushed at once."""
+        await asyncio.to_thread(self._save_vm, paths, vm, used, durable=False)
+        await flush_concurrently(vmfiles.durable_files(paths, vm))
 
     async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process,
                          took: Steps) -> None:
