@@ -5,8 +5,11 @@ against a bare grpc.aio unary echo and a canned GetVm measured in the same run.
         [--pages 300] [--rounds 4]
 
 Layout: ONE server process (`plasmavmc.server.main`, SQLite store, IAM on: every call carries the
-bootstrap admin's API key), the load from this process on a raw `VmServiceStub` (no client-side
-conversion) with `--concurrency` calls in flight. No agents run: reads only.
+bootstrap admin's API key), the load from this process with `--concurrency` calls in flight. No agents
+run: reads only. The GetVm sides `getvm_by_id` / `getvm_by_name` send serialized requests and take the
+reply bytes as they come — the client work of the echo's client, so the ratio compares servers (20 VMs'
+answers are parsed and checked first); `getvm_by_id_parsed` goes through the generated stub (request
+message serialized, reply parsed into a `VirtualMachine`): what a client's conversion adds.
 
 Seeding: the VM records and their name claims are written straight into the store file through the
 store's own group commit (`SqliteStore.commit`, 1,000 VMs per commit) before the server starts — the
@@ -25,14 +28,19 @@ Both are generic handlers: a method registered by name (`add_registered_method_h
 `add_*Servicer_to_server` does) makes grpc.aio wait on one more future per call arrival, which costs every
 call of the process (about 1.5 µs per registered method on this machine), and a bare echo has none.
 
+The client process freezes what it holds before the rounds (`gc.freeze()`): at 100,000 VMs it holds a
+million objects of its own, and its full GC passes landed in every side's p99.
+
 Per size: calls/s and p50/p99 latency of GetVm by id and by name (random VMs), the ratio to echo, and the
 server CPU per call (µs, which other load on the machine disturbs less than rates) beside the baselines';
 ListVms pages of 100 at depths 0 %, 50 %, 90 %, 99.9 % (one call in flight: the latency of a page) with
 p50/p99 and the worst, and filtered pages (a label a third of the VMs have, one node's VMs — one in a
 thousand —, a state all have) at depths 0 % and 90 %; the seconds until GetVm is served from the watched
 copy and until the copy rendered every listed VM (`plasmavmc_watched_underived` at 0), the server's idle
-CPU then, and its RSS at the end. Layout: one server process (`layout` in the JSON); the baselines run in
-one process too.
+CPU then, and its RSS at the end; the server's garbage-collector passes during the GetVm rounds, per
+generation (`server_gc_during_getvm`: passes, seconds, passes over 10 ms, from
+`plasmavmc_gc_pause_seconds`) and the objects its GC policy froze (`server/gc_policy.py`). Layout: one
+server process (`layout` in the JSON); the baselines run in one process too.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import signal
@@ -72,6 +81,7 @@ SEED_CHUNK = 1000
 SPEC = VmSpec(cpu=CpuSpec(vcpus=1), memory=MemorySpec(size_mib=256),
               disks=(DiskSpec(id="root", source=DiskSource(image_id="plasmavmc-tiny"), size_gib=1),))
 ECHO = "/bench.Echo/Echo"
+GET_VM = "/plasmavmc.v1.VmService/GetVm"
 
 
 def progress(what: str) -> None:
@@ -182,6 +192,25 @@ def metric(http: str, name: str) -> float:
             if line.startswith(name + " "):
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def gc_pauses(http: str) -> dict[str, float]:
+    """The server's `plasmavmc_gc_pause_seconds` samples (`observe/gcpauses.py`), by their full name."""
+    with urllib.request.urlopen(f"{http}/metrics", timeout=120) as resp:
+        lines = resp.read().decode().splitlines()
+    return {k: float(v) for k, _, v in (line.rpartition(" ") for line in lines)
+            if k.startswith("plasmavmc_gc_pause_seconds")}
+
+
+def gc_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per generation, the collector's passes between two scrapes: how many, their seconds in all, and
+    how many took over 10 ms (those land in the p99 of the calls in flight)."""
+    def moved(name: str, generation: int, extra: str = "") -> float:
+        key = f'plasmavmc_gc_pause_seconds_{name}{{generation="{generation}"{extra}}}'
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    return {str(g): {"passes": moved("count", g), "seconds": round(moved("sum", g), 3),
+                     "over_10ms": moved("count", g) - moved("bucket", g, ',le="0.01"')} for g in range(3)}
 
 
 # -- load -------------------------------------------------------------------------------------------------
@@ -298,16 +327,23 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
         out["seconds_until_rendered"] = await until_rendered(http)
         out["server_idle_cpu_pct"] = await idle_cpu(server.popen.pid)
 
-        def get(by: Callable[[VirtualMachine], str]) -> Call:
-            picks = [rng.choice(vms) for _ in range(calls)]
-            return lambda i: stub.GetVm(
-                vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=by(picks[i]))),
-                metadata=auth)
+        raw = channel.unary_unary(GET_VM)  # bytes in, bytes out: the client work of the echo's client
+
+        def get(by: Callable[[VirtualMachine], str], parsed: bool = False) -> Call:
+            picks = [get_vm_request(by(rng.choice(vms))) for _ in range(calls)]
+            if parsed:
+                requests = [vm_pb2.GetVmRequest.FromString(data) for data in picks]
+                return lambda i: stub.GetVm(requests[i], metadata=auth)
+            return lambda i: raw(picks[i], metadata=auth)
 
         progress("GetVm, interleaved with the baselines")
-        out.update(await getvm_rounds(
-            base, [server.popen.pid], get(lambda vm: vm.id), get(lambda vm: vm.name), vms[0], calls, concurrency,
-            rounds))
+        await answers_right(raw, auth, vms[:20])
+        before = await asyncio.to_thread(gc_pauses, http)
+        ours = {"getvm_by_id": get(lambda vm: vm.id), "getvm_by_name": get(lambda vm: vm.name),
+                "getvm_by_id_parsed": get(lambda vm: vm.id, parsed=True)}
+        out.update(await getvm_rounds(base, [server.popen.pid], ours, vms[0], calls, concurrency, rounds))
+        out["server_gc_during_getvm"] = gc_delta(before, await asyncio.to_thread(gc_pauses, http))
+        out["server_gc_frozen_objects"] = metric(http, "plasmavmc_gc_frozen_objects")
         progress("ListVms")
         out["list_pages"] = {}
         for depth in (0.0, 0.5, 0.9, 0.999):
@@ -323,25 +359,44 @@ async def reads(api: str, http: str, server: Proc, vms: list[VirtualMachine], ca
     return out
 
 
-async def getvm_rounds(base: tuple[int, str], server: list[int], by_id: Call, by_name: Call, vm: VirtualMachine,
+def get_vm_request(vm: str) -> bytes:
+    """A serialized GetVmRequest for the VM `vm` (an id or a name) of the bench's project."""
+    return vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=vm)).SerializeToString()
+
+
+async def answers_right(raw: Any, auth: Any, vms: list[VirtualMachine]) -> None:
+    """The raw GetVm answers the bench times are the VMs asked for, by id and by name."""
+    for vm in vms:
+        for ref in (vm.id, vm.name):
+            got = types_pb2.VirtualMachine.FromString(await raw(get_vm_request(ref), metadata=auth, timeout=60))
+            if (got.id, got.name) != (vm.id, vm.name):
+                raise RuntimeError(f"GetVm {ref} answered {got.id} {got.name}")
+
+
+async def getvm_rounds(base: tuple[int, str], server: list[int], ours: dict[str, Call], vm: VirtualMachine,
                        calls: int, concurrency: int, rounds: int) -> dict[str, Any]:
-    """GetVm by id and by name, the echo and the canned GetVm, in interleaved rounds."""
+    """The server's GetVm sides (`ours`), the echo and the canned GetVm, in interleaved rounds."""
     pid, addr = base
     async with grpc.aio.insecure_channel(addr) as channel:
         echo = channel.unary_unary(ECHO)
         canned = vm_pb2_grpc.VmServiceStub(channel)
         request = vm_pb2.GetVmRequest(vm=vm_pb2.VmRef(org_id=ORG, project_id=PROJECT, vm_id=vm.id))
         payload = request.SerializeToString()
-        sides: dict[str, tuple[list[int], Call]] = {
-            "echo": ([pid], lambda i: echo(payload)), "getvm_by_id": (server, by_id),
-            "canned_getvm": ([pid], lambda i: canned.GetVm(request)), "getvm_by_name": (server, by_name),
-        }
+        theirs: list[tuple[str, Call]] = [("echo", lambda i: echo(payload)),
+                                          ("canned_getvm", lambda i: canned.GetVm(request))]
+        sides: dict[str, tuple[list[int], Call]] = {}
+        for i, (name, call) in enumerate(ours.items()):  # the two processes' sides alternate
+            if i < len(theirs):
+                sides[theirs[i][0]] = ([pid], theirs[i][1])
+            sides[name] = (server, call)
         for _, call in sides.values():
             await load(300, concurrency, call)  # warm-up
+        gc.collect()  # this client holds every seeded VM (a million objects at 100,000): frozen, its own
+        gc.freeze()  # full GC passes no longer land in the latencies it measures (a bench process: no leak)
         runs = await interleaved(sides, rounds, calls, concurrency)
-    out: dict[str, Any] = {name: summary(runs[name]) for name in ("getvm_by_id", "getvm_by_name")}
+    out: dict[str, Any] = {name: summary(runs[name]) for name in ours}
     out["baselines"] = {name: summary(runs[name]) for name in ("echo", "canned_getvm")}
-    for name in ("getvm_by_id", "getvm_by_name"):
+    for name in ours:
         out[f"{name}_ratio_to_echo"] = ratios(runs, name)
         out[f"{name}_server_cpu_to_echo"] = ratios(runs, name, "server_cpu_us_per_call")  # robust to load
     return out

@@ -389,6 +389,20 @@ async def test_audit_records_refusals_and_mutations(world: World) -> None:
     assert refused and refused[-1].resource == "vm/acme/web/target" and refused[-1].source
     created = await world.admin.list_audit_events(AuditFilter(org_id="acme", principal="admin", limit=1000))
     assert any(e.action == "plasmavmc:vms:create" and e.result == "OK" for e in created)
+    await world.admin.get_vm("acme", "web", "target")  # an admitted read that succeeds: not audited
+    with pytest.raises(PlasmaError) as missing:  # one that fails after admission: audited with its code
+        await world.admin.get_vm("acme", "web", "no-such-vm")
+    assert missing.value.code == ErrorCode.VM_NOT_FOUND
+    deadline = time.monotonic() + 10
+    while True:
+        reads = [e for e in await world.admin.list_audit_events(AuditFilter(org_id="acme", principal="admin",
+                                                                             limit=1000))
+                 if e.action == "plasmavmc:vms:get"]
+        if any(e.resource.endswith("/no-such-vm") for e in reads) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)  # polling the audit log, with a deadline
+    assert ("NOT_FOUND", "vm/acme/web/no-such-vm") in [(e.result, e.resource) for e in reads]
+    assert all(e.result != "OK" for e in reads)  # no successful read was recorded
 
 
 CONSOLE_EXPECT = {"viewer": 403, "neighbour": 404, "outsider": 404, "none": 401, "expired": 401, "tampered": 401}

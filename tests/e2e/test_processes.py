@@ -126,3 +126,29 @@ def test_ready_is_503_without_agents(tmp_path: Path, guest_dir: Path) -> None:
         raise AssertionError("server never answered /ready")
     finally:
         server.stop()
+
+
+def test_the_server_applies_its_gc_policy_at_start_up(tmp_path: Path, guest_dir: Path) -> None:
+    """Once start-up's loading is done the server froze what it keeps (`server/gc_policy.py`), and it
+    times its collector's passes."""
+    from tests.conftest import Proc, write_configs
+
+    server_cfg, _, _, http, _ = write_configs(tmp_path, guest_dir, "gc")
+    server = Proc([sys.executable, "-m", "plasmavmc.server.main", "-c", str(server_cfg)], tmp_path / "s.log")
+    server.start()
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:  # poll with a deadline until the policy has settled
+            try:
+                with urllib.request.urlopen(f"{http}/metrics", timeout=5) as resp:
+                    text = resp.read().decode()
+            except OSError:
+                text = ""
+            frozen = [line for line in text.splitlines() if line.startswith("plasmavmc_gc_frozen_objects ")]
+            if frozen and float(frozen[0].split()[1]) > 10_000:  # the imported modules at least
+                assert 'plasmavmc_gc_pause_seconds_count{generation="2"}' in text
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the server never froze its start-up objects:\n{server.log.read_text()[-2000:]}")
+    finally:
+        server.stop()

@@ -22,7 +22,7 @@ from plasmavmc.iam.authn import Authenticator
 from plasmavmc.iam.authz import Decision, rbac_decide
 from plasmavmc.iam.bootstrap import bootstrap
 from plasmavmc.iam.directory import Directory
-from plasmavmc.iam.model import Binding, Caller, Role
+from plasmavmc.iam.model import ApiKey, Binding, Caller, Role
 from plasmavmc.iam.tokens import TokenKeys
 from plasmavmc.store import keys
 from plasmavmc.store.sqlite import SqliteStore
@@ -83,9 +83,8 @@ async def test_api_keys_are_stored_hashed_and_checked(store: SqliteStore) -> Non
         await authn.caller(None)
 
 
-async def test_an_api_key_is_verified_once_for_concurrent_calls(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _svc_key(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> tuple[Directory, str, ApiKey, list[str]]:
+    """A principal `svc` with one API key in the store, and the list each argon2 run appends to."""
     directory = Directory(store)
     await directory.create_principal(Principal("svc"))
     key, record = apikeys.new_key("svc")
@@ -98,11 +97,34 @@ async def test_an_api_key_is_verified_once_for_concurrent_calls(
             return super().verify(hash, password)
 
     monkeypatch.setattr(apikeys, "_HASHER", Counted())
+    return directory, key, record, runs
+
+
+async def test_an_api_key_is_verified_once_for_concurrent_calls(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, key, _, runs = await _svc_key(store, monkeypatch)
     verifier = apikeys.ApiKeyVerifier(directory)
     found = await asyncio.gather(*(verifier.principal_of(key) for _ in range(32)))
     assert found == ["svc"] * 32 and len(runs) == 1  # one argon2 run (off the loop) for 32 calls
     bad = key[:-2] + ("AA" if not key.endswith("AA") else "BB")
     assert await asyncio.gather(*(verifier.principal_of(bad) for _ in range(8))) == [None] * 8
+    assert len(runs) == 2
+
+
+async def test_a_remembered_key_is_checked_again_without_argon2_until_its_record_changes(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, key, record, runs = await _svc_key(store, monkeypatch)
+    monkeypatch.setattr(apikeys, "CACHE_SECONDS", 0.0)  # every call finds its remembered answer expired
+    verifier = apikeys.ApiKeyVerifier(directory)
+    assert [await verifier.principal_of(key) for _ in range(5)] == ["svc"] * 5
+    assert len(runs) == 1  # the record read again each time, argon2 run once
+    await store.delete(keys.iam_api_key(record.id))  # revoked
+    assert await verifier.principal_of(key) is None
+    key_id = (apikeys.split(key) or ("", ""))[0]
+    await directory.add_api_key(apikeys.record_for("svc", key_id, "another-secret"))  # same id, new hash
+    assert await verifier.principal_of(key) is None  # verified against the new hash: refused
     assert len(runs) == 2
 
 

@@ -132,3 +132,39 @@ async def test_a_kept_decision_settles_a_call_without_asking_again(directory: Di
         await gate.require(caller, "plasmavmc:vms:delete", "o1", "p1", missing)
     with pytest.raises(PermissionDenied):
         gate.settled(caller, "plasmavmc:vms:delete", "o1", "p1", missing)
+
+
+async def test_calls_in_flight_with_one_credential_share_one_authentication(
+    directory: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await directory.bind(VIEWER)
+    tokens = TokenKeys(directory.store)
+    gate = Authenticator(directory, tokens)
+    token = await tokens.issue("p", 600)
+    reads: list[str] = []
+    real = directory.bindings_of
+
+    async def counted(principal_id: str) -> list[Binding]:
+        reads.append(principal_id)
+        return await real(principal_id)
+
+    monkeypatch.setattr(directory, "bindings_of", counted)
+    callers = await asyncio.gather(*(gate.caller(token) for _ in range(64)))
+    assert reads == ["p"]  # one store read for the 64 calls that found no remembered caller
+    assert all(found is callers[0] for found in callers)
+    assert len(gate._pending) == 0  # nothing left in flight
+    refused = await asyncio.gather(*(gate.caller(token + "x") for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(err, Unauthenticated) for err in refused)  # each waiter gets the refusal
+
+
+async def test_a_waiter_that_leaves_does_not_cancel_the_others_authentication(directory: Directory) -> None:
+    await directory.bind(VIEWER)
+    tokens = TokenKeys(directory.store)
+    gate = Authenticator(directory, tokens)
+    token = await tokens.issue("p", 600)
+    leaving, staying = asyncio.create_task(gate.caller(token)), asyncio.create_task(gate.caller(token))
+    await asyncio.sleep(0)  # both are waiting on the one authentication now
+    leaving.cancel()
+    assert (await staying).principal_id == "p"
+    assert leaving.cancelled()
+    assert gate.remembered(token) is not None

@@ -120,12 +120,28 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return handler  # no bidirectional RPC in the public services
 
     def _unary_unary(self, inner: Any, rule: Rule | None) -> Callable[..., Awaitable[Any]]:
+        if rule is not None and not rule.mutating:
+            return self._read(inner, rule)
+
         async def guarded(request: Any, context: Any) -> Any:
             call = await self._admit(rule, request, context)
             try:
                 return await inner(request, context)
             finally:
                 self._finish(call, context)
+
+        return guarded
+
+    def _read(self, inner: Any, rule: Rule) -> Callable[..., Awaitable[Any]]:
+        """`_unary_unary` of a rule that does not mutate: audited only when it fails (every servicer
+        fails by raising: no answer status is looked at after a success)."""
+        async def guarded(request: Any, context: Any) -> Any:
+            call = await self._admit(rule, request, context)
+            try:
+                return await inner(request, context)
+            except BaseException:
+                self._finish(call, context)
+                raise
 
         return guarded
 

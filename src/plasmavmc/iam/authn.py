@@ -10,6 +10,9 @@ verification (`apikeys.CACHE_SECONDS`: a revoked or expired key stops working wi
 token's verification (`tokens.VERIFIED_SECONDS`, never past its `exp`). Retiring a signing key forgets
 every remembered caller at once, as it forgets every verified token. A remembered caller carries the
 authorization decisions made for it (`Caller.decisions`), which therefore last no longer than its bindings.
+When a remembered caller expires under load, the calls in flight with that credential wait for ONE
+authentication (`_pending`, per credential digest) instead of each reading the store again (issue 19:
+every `BINDINGS_SECONDS`, 64 calls in flight made 64 reads of the same bindings at once).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 
 from plasmavmc.errors import Unauthenticated
 from plasmavmc.iam.apikeys import ApiKeyVerifier, looks_like_api_key
-from plasmavmc.iam.cache import ExpiringLru
+from plasmavmc.iam.cache import ExpiringLru, InFlight
 from plasmavmc.iam.directory import Directory
 from plasmavmc.iam.model import Binding, Caller
 from plasmavmc.iam.tokens import VERIFIED_SECONDS, TokenKeys
@@ -45,6 +48,7 @@ class Authenticator:
         self._bindings: dict[str, tuple[tuple[Binding, ...], float]] = {}
         self._callers: ExpiringLru[bytes, Caller] = ExpiringLru(CALLERS)
         self._generation = tokens.generation
+        self._pending: InFlight[bytes, Caller] = InFlight()  # authentications running, by digest
 
     async def bindings(self, principal_id: str) -> tuple[Binding, ...]:
         return (await self._bindings_until(principal_id))[0]
@@ -79,6 +83,9 @@ class Authenticator:
         if hit is not None:
             return hit
         digest = hashlib.sha256(credential.encode()).digest()
+        return await self._pending.run(digest, lambda: self._remember(credential, digest))
+
+    async def _remember(self, credential: str, digest: bytes) -> Caller:
         generation = self._generation
         found, until = await self._authenticate(credential)
         if generation == self.tokens.generation:

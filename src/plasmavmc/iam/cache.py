@@ -1,11 +1,17 @@
 """`ExpiringLru`: a bounded map whose entries each expire at their own time, least recently used evicted
 first when full. The per-call caches of IAM (callers by credential) keep their answers here, so a cache
-never grows with the number of distinct credentials seen and never answers past an entry's expiry."""
+never grows with the number of distinct credentials seen and never answers past an entry's expiry.
+
+`InFlight`: one piece of work per key at a time — the callers that miss a cache for the same key while
+its answer is being worked out await that one task (a caller that gives up does not cancel it for the
+others), so an expiry under load costs one store read or hash check, not one per call in flight."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -39,3 +45,25 @@ class ExpiringLru(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class InFlight(Generic[K, V]):
+    def __init__(self) -> None:
+        self._tasks: dict[K, asyncio.Task[V]] = {}
+
+    async def run(self, key: K, work: Callable[[], Coroutine[Any, Any, V]]) -> V:
+        """The answer of `work()` for `key`: started now unless a task for `key` is running already."""
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._tasks[key] = asyncio.create_task(work())
+            task.add_done_callback(lambda done: self._done(key, done))
+        return await asyncio.shield(task)
+
+    def _done(self, key: K, task: asyncio.Task[V]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter got it already (or left)
+
+    def __len__(self) -> int:
+        return len(self._tasks)

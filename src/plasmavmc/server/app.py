@@ -48,6 +48,7 @@ from plasmavmc.observe.interceptor import ObservingInterceptor
 from plasmavmc.observe.metrics import BUILD_INFO
 from plasmavmc.scheduler import build as build_scheduler
 from plasmavmc.sdnotify import notify
+from plasmavmc.server import gc_policy
 from plasmavmc.server.console_ws import start_console
 from plasmavmc.server.http import start_http
 from plasmavmc.server.iam_wiring import build_iam
@@ -75,6 +76,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5
 RECONCILE_INTERVAL = 2.0
 INDEX_FIRST = 10.0  # seconds a start waits for the state index before serving (and the watched VM copies)
+LISTED_WAIT = 120.0  # seconds the GC policy waits for the GetVm copies to be listed before freezing anyway
 
 
 async def _after_index(index: VmStates, then: Callable[[], Awaitable[None]]) -> None:
@@ -83,6 +85,13 @@ async def _after_index(index: VmStates, then: Callable[[], Awaitable[None]]) -> 
     copy is listed, so the index gets the start's CPU first (both list every VM record)."""
     await index.until_ready(INDEX_FIRST)
     await then()
+
+
+async def _loaded(index: VmStates, reads: VmReads) -> None:
+    """Until start-up's loading is done: the state index built and the GetVm copies listed (each
+    bounded), what the GC policy then freezes (`server/gc_policy.py`)."""
+    await index.until_ready(INDEX_FIRST)
+    await reads.listed(LISTED_WAIT)
 
 
 async def open_store(settings: ServerSettings) -> Store:
@@ -198,6 +207,7 @@ async def run(settings: ServerSettings) -> None:
     core.nodes.vm_index = vm_states  # also the per-node index of VMs (NOT_READY flags, drains)
     core.vm_reads = VmReads(core.store, RECONCILE_INTERVAL)  # GetVm from watched copies
     reads_task = asyncio.create_task(_after_index(vm_states, core.vm_reads.run), name="vm-reads")
+    gc_task = asyncio.create_task(gc_policy.run(_loaded(vm_states, core.vm_reads)), name="gc-policy")
     loop_task = asyncio.create_task(
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL, vm_states))
     )
@@ -223,7 +233,7 @@ async def run(settings: ServerSettings) -> None:
         notify("STOPPING=1")
         log.info("plasmavmc-server stopping")
         await health.set_serving(False)
-        for task in (loop_task, memory_task, audit_task, states_task, reads_task):
+        for task in (loop_task, memory_task, audit_task, states_task, reads_task, gc_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -11,7 +11,7 @@ from plasmavmc.config.logs import setup_logging
 from plasmavmc.config.schema import check_config, settings_or_exit
 from plasmavmc.config.server import parse_server_args
 from plasmavmc.errors import PlasmaError
-from plasmavmc.server import backup
+from plasmavmc.server import backup, gc_policy
 from plasmavmc.server.app import run
 
 
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--check-config" in args:
         return check_config("plasmavmc-server", settings)
     setup_logging(settings.logging.level, settings.logging.format)
+    gc_policy.configure()
     try:
         asyncio.run(run(settings))
     except PlasmaError as err:

@@ -60,6 +60,10 @@ class VmReads:
         """Keep both copies current until cancelled."""
         await asyncio.gather(self.records.run(), self.names.run())
 
+    async def listed(self, timeout: float) -> bool:
+        """Until both copies are listed (False if they are not after `timeout` seconds each)."""
+        return await self.records.seen(0, timeout) and await self.names.seen(0, timeout)
+
     async def page(self, prefix: str, start_after: str | None, limit: int
                    ) -> tuple[list[tuple[str, Entry]], str | None] | None:
         """Up to `limit` VM records under `prefix` after the key `start_after`, in key order, and the key
@@ -80,7 +84,7 @@ class VmReads:
         vm_id = vm
         if not validation.is_uuid(vm):
             validation.name(vm, "vm.vm_id")  # a VM name in the project (`validation.vm_ref`)
-            if not await self.names.caught_up(FENCE_TIMEOUT):
+            if not (self.names.covers_own_writes() or await self.names.caught_up(FENCE_TIMEOUT)):
                 return None
             claim = self.names.get(keys.vm_name(org_id, project_id, vm))
             if claim is None:
