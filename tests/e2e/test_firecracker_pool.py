@@ -2,7 +2,7 @@
 
 A create with `start` takes a waiting process (its pid is the VM's, its jail id is in the handle), boots
 the guest over the API with the VM's cgroup limits written into the pooled jail's cgroups (a CPU quota
-with the VMM's allowance), back at the normal CPU policy (pool launches run at SCHED_IDLE), and the
+with the VMM's allowance), back at the agent's nice (pool launches run at the lowest), and the
 pool refills. A clone takes one too and continues from the snapshot's memory. The pool is invisible: a
 second backend on the same runtime dir adopts the VMs only, kills the processes an earlier (dead) agent
 left waiting, and `close` leaves no process, no jail and no cgroup behind. A pooled VM stops and starts
@@ -70,13 +70,13 @@ async def say(backend: FirecrackerBackend, vm: VirtualMachine, line: str, answer
         await console.close()
 
 
-def policies(pid: int) -> set[int]:
-    """The scheduling policies of every thread of `pid`."""
-    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+def nice_values(pid: int) -> set[int]:
+    """The nice value of every thread of `pid`."""
+    return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
 
 
-def test_set_idle_moves_every_thread_and_back() -> None:
-    """What a pool's launch and the VM that takes it do to a process's threads (`launch.set_idle`)."""
+def test_low_priority_moves_every_thread_and_back() -> None:
+    """What a pool's launch and the VM that takes it do to a process's threads (`launch.set_low_priority`)."""
     code = "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -84,14 +84,18 @@ def test_set_idle_moves_every_thread_and_back() -> None:
         while len(os.listdir(f"/proc/{proc.pid}/task")) < 2:  # poll-with-deadline: its thread starts
             assert time.monotonic() < deadline, "the child's thread never started"
             time.sleep(0.01)
-        launch.set_idle(proc.pid, True)
-        assert policies(proc.pid) == {os.SCHED_IDLE}
-        launch.set_idle(proc.pid, False)
-        assert policies(proc.pid) == {os.SCHED_OTHER}
+        tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
+        for tid in tids:  # a value of neither kind first, so each call below is seen to act
+            os.setpriority(os.PRIO_PROCESS, tid, 7)
+        launch.set_low_priority(proc.pid, True)
+        assert nice_values(proc.pid) == {launch.LOW_PRIORITY_NICE}
+        os.setpriority(os.PRIO_PROCESS, tids[-1], 7)
+        launch.set_low_priority(proc.pid, False)
+        assert nice_values(proc.pid) == {os.getpriority(os.PRIO_PROCESS, 0)}  # the launcher's own
     finally:
         proc.kill()
         proc.wait()
-    launch.set_idle(proc.pid, True)  # gone: nothing to set, no error
+    launch.set_low_priority(proc.pid, True)  # gone: nothing to set, no error
 
 
 def vm_of(name: str) -> VirtualMachine:
@@ -130,7 +134,8 @@ async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dic
             assert found and found[0].read_text().strip() == value, key
             assert str(pooled) in (found[0].parent / "cgroup.procs").read_text()
         assert not (tmp_path / "run" / ".pool" / jail_id).exists()
-        assert policies(pooled) == {os.SCHED_OTHER}, "the VM's threads (its vCPU's among them) left SCHED_IDLE"
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert nice_values(pooled) == {own}, "the VM's threads (its vCPU's among them) left at low priority"
         (refilled,) = await filled(backend, 1)
         assert refilled != pooled and backend.pool.launched == 2
         adopter = fc.backend(tmp_path / "run")  # an agent restart: the pool's processes are no VMs

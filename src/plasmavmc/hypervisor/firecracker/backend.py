@@ -229,7 +229,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
                          took: Steps) -> None:
         """The pooled process back at the normal CPU policy and the VM's limits on its cgroups, then its boot
         (or a clone's resume) over the API."""
-        launch.set_idle(process.pid, False)
+        launch.set_low_priority(process.pid, False)
         if paths.jailed:
             jail.apply_limits(paths.jail_id, self.jailer, vm.spec)
         took.done("limits")

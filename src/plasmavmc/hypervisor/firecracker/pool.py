@@ -12,9 +12,9 @@ entry to a VM and `move_into` writes the VM's handle into the entry and renames 
 VM's dir (one rename: the same layout, with the entry's id as jail id): Firecracker keeps its files open
 or chrooted, so the rename is invisible to it; the VM's handle records the jail id from then on.
 
-A pool's launches run at `SCHED_IDLE` (`launch.set_idle`): the refill after a create, a jailer and an
-exec, takes only CPU time nothing else wants, so it never slows the create's answer, the next create
-or a running guest; the process a VM takes is set back to the normal policy before its boot.
+A pool's launches run at nice 19 (`launch.set_low_priority`): the refill after a create, a jailer and
+an exec, yields the CPU to the create's answer, the next create and running guests; the process a VM
+takes is set back to the agent's own nice before its boot.
 
 The pool is invisible to the rest of the node: its processes are no VMs (no capacity, no reports), an
 agent start kills whatever a previous agent left in `.pool/` (`purge_stale`, before filling), and
