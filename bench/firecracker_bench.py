@@ -16,6 +16,13 @@ Prints one JSON document:
   boot timeline steps — accepted → placed: checks, reads and the create's one commit; → image_ready:
   agent call and the VM's files; → process_up: cgroup limits, the API boot (or jailer + exec) —
   then the client's view: the agent's answer, the last commit and the reply; GetConsole to the line);
+  `logged_steps`: the same creates step by step, from the server's and the agent's logs (`observe.steps`):
+  the server's (`server steps`: checks — validation and reads; claim — placement and its commit; agent
+  — the agent call; recorded — the last commit; lease end), the node's (`create+start steps`: prepared —
+  images pinned and local, ports; backend; status) and the pooled backend's (`pooled backend steps`:
+  dir — the pool entry renamed into place; files — kernel link, disk copy, ownership; limits — the
+  cgroup writes; boot — the pipelined PUTs and InstanceStart; flush wait — the VM's records and fsyncs
+  beside the boot; recorded);
 * `clone_from_snapshot_s`: CreateVm with `source_snapshot` and `start` until it answers (the clone is
   RUNNING: its Firecracker resumed the snapshot), and until the resumed guest answers a console line
   (typed through the console gateway); target ≤ 50 ms to running; each timed clone waits until the
@@ -37,11 +44,15 @@ import time
 from pathlib import Path
 
 from bench.common import emit, median, timer
+from plasmavmc.agent.vms import CREATE_STARTED_STEPS
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import open_console
+from plasmavmc.core.vms.lifecycle import CREATE_STARTED_STEPS as SERVER_STEPS
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
+from plasmavmc.hypervisor.firecracker.backend import POOLED_STEPS
 from plasmavmc.hypervisor.firecracker.disks import sparse_copy
 from plasmavmc.hypervisor.process import cpu_seconds, rss_bytes
+from plasmavmc.observe.steps import parse
 from plasmavmc.types.vm import BootTimeline, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
 from tests import firecracker_guest as fc
 from tests.conftest import GUEST_DIR, Cluster, launch, start_cluster, write_configs
@@ -126,6 +137,7 @@ def spec() -> VmSpec:
 
 
 STEPS: list[dict[str, float]] = []  # where each one-call create+start spent its time (`steps_of`)
+TIMED: list[str] = []  # ids of the timed one-call creates (their agent steps are read from its log)
 CPU: list[dict[str, float]] = []  # CPU ms each process spent on one create+start → guest line
 
 
@@ -148,6 +160,7 @@ async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool =
         await console_until(client, vm.id, fc.READY_LINE_RE, timeout=30)
     if one_call:
         STEPS.append(steps_of(vm.status.boot, returned, t[0]))
+        TIMED.append(vm.id)
     if pids:
         CPU.append({k: ((cpu_seconds(pid) or 0.0) - cpu_before[k]) * 1000 for k, pid in pids.items()})
     return t[0]
@@ -163,6 +176,20 @@ def steps_of(boot: BootTimeline, returned: float, line: float) -> dict[str, floa
     steps["process_up_to_answer"] = returned - sum(steps.values())
     steps["answer_to_guest_line"] = line - returned
     return steps
+
+
+def logged_steps(logs: dict[Path, list[str]], vm_ids: list[str]) -> dict[str, dict[str, float]]:
+    """Medians by step of the step lines (`observe.steps`) of `vm_ids` in each log, by kind."""
+    kinds: dict[str, list[dict[str, float]]] = {kind: [] for kinds in logs.values() for kind in kinds}
+    wanted = tuple(f"vm {vm_id}: " for vm_id in vm_ids)
+    for log, in_it in logs.items():
+        for line in log.read_text(errors="replace").splitlines():
+            if any(w in line for w in wanted):
+                for kind in in_it:
+                    if (took := parse(line, kind)) is not None:
+                        kinds[kind].append(took)
+    return {kind: {k: median([t.get(k, 0.0) for t in found]) for k in found[0]} for kind, found in kinds.items()
+            if found}
 
 
 async def raw_snapshot_resume(work: Path, snap: Path) -> float:
@@ -277,6 +304,8 @@ async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
             for v in started:
                 await client.delete_vm(ORG, PROJECT, v.id, force=True)
         return {"api_s": times, "api_two_calls_s": two_calls, "clone_s": cloned,
+                "logged_steps": logged_steps({root / "server.log": [SERVER_STEPS],
+                                              root / "agent.log": [CREATE_STARTED_STEPS, POOLED_STEPS]}, TIMED),
                 "agent_rss_growth_per_vm_kib": grown / max(vms, 1) / 1024,
                 "agent_rss_base_mib": base / 2**20, "firecracker_rss_per_vm_kib": median([r / 1024 for r in fc_rss])}
     finally:
@@ -294,6 +323,7 @@ async def main(runs: int, vms: int) -> None:
         api = await through_api(work / "cluster", runs, vms)
         no_pool = await without_pool(work / "nopool", runs)
     api_s, two_calls, cloned = api.pop("api_s"), api.pop("api_two_calls_s"), api.pop("clone_s")
+    steps = api.pop("logged_steps")
     assert isinstance(api_s, list) and isinstance(two_calls, list) and isinstance(cloned, dict)
     emit(
         "firecracker",
@@ -304,6 +334,7 @@ async def main(runs: int, vms: int) -> None:
                                       "plasmavmc_api": median(api_s), "ratio": median(api_s) / median(raw_line),
                                       "plasmavmc_api_steps": {k: median([s.get(k, 0.0) for s in STEPS])
                                                               for k in STEPS[0]} if STEPS else {},
+                                      "logged_steps": steps,
                                       "cpu_ms_per_create": {k: median([c[k] for c in CPU]) for k in CPU[0]}
                                       if CPU else {},
                                       "without_pool": median(no_pool),

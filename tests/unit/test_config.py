@@ -564,3 +564,13 @@ def test_firecracker_warm_pool_key(tmp_path: Path) -> None:
     for bad in ("-1", "65"):
         problems = problems_of(agent, f"{node}[hypervisors.firecracker]\nwarm_pool = {bad}\n", tmp_path)
         assert any("warm_pool" in p for p in problems), problems
+
+
+def test_firecracker_vmm_cpu_percent_key(tmp_path: Path) -> None:
+    node = '[agent]\nnode_id = "n1"\n'
+    assert agent(node, tmp_path).hypervisors.firecracker.vmm_cpu_percent == 50
+    fc = agent(node + "[hypervisors.firecracker]\nvmm_cpu_percent = 0\n", tmp_path).hypervisors.firecracker
+    assert fc.vmm_cpu_percent == 0
+    for bad in ("-1", "1001", '"half"'):
+        problems = problems_of(agent, f"{node}[hypervisors.firecracker]\nvmm_cpu_percent = {bad}\n", tmp_path)
+        assert any("vmm_cpu_percent" in p for p in problems), problems

@@ -92,6 +92,30 @@ async def test_create_start_stop_delete(core: Core) -> None:
     assert agent(core).vms == {} and agent(core).calls[-1] == "DeleteVm"
 
 
+async def test_a_delete_leaves_the_node_cache_current(core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delete gives its claim back in the scheduler's node cache as well (the node as written, with its
+    revision), so the next create on that node wins its claim's compare-and-swap at once instead of
+    losing a commit and re-reading the node (on a create+start's path: the Firecracker bench's creates
+    follow deletes)."""
+    first = await create(core, "one")
+    await lifecycle.delete(core, VmRef(ORG, PROJ, first.id), force=False)
+    kv = await core.store.get(keys.node(NODE))
+    cached = core.nodes.cache.get(NODE)
+    assert kv is not None and cached is not None
+    assert (cached[0].revision, cached[0].value.allocated.vcpus) == (kv.mod_revision, 0)
+    lost: list[str] = []
+    refresh = core.nodes.cache.refresh
+
+    async def counted(node_id: str, *, groups_too: bool = False) -> None:  # called after a lost claim only
+        lost.append(node_id)
+        await refresh(node_id, groups_too=groups_too)
+
+    monkeypatch.setattr(core.nodes.cache, "refresh", counted)
+    second = await create(core, "two")
+    assert second.node_id == NODE and lost == []
+    assert await written(core) == (1, 2, 1, 2)
+
+
 async def test_quota_refusal_writes_nothing(core: Core) -> None:
     await quotas.set_limits(core.store, ORG, "", ResourceLimits(max_vms=1))
     first = await create(core, "one")

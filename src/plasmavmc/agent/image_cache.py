@@ -10,7 +10,7 @@ a VM on this node uses it: `fetch(..., pin_for=vm_id)` records the VM's pins in 
 (a file, so pins survive an agent restart) and `unpin(vm_id)` drops them when the VM is deleted. The
 size limit is soft: if every cached file is pinned, a needed image is still fetched (and logged).
 `NodeVms` pins every image a VM's disks (and their kernel and initrd) use when it creates the VM or
-hot-plugs a disk.
+hot-plugs a disk (`pin`: all of them in one write, before they are fetched).
 
 A download in progress is a `.<sha256>.<pid>.partial` file beside its final place: eviction counts its
 bytes as used (it never evicts one), and `remove_partials()` — run when the agent starts — removes those
@@ -90,10 +90,14 @@ class ImageCache:
     def _pin_file(self, vm_id: str) -> Path:
         return self.root / ".pins" / validation.name(vm_id, "vm_id")
 
-    def _pin(self, vm_id: str, path: Path) -> None:
+    def pin(self, vm_id: str, images: Sequence[Image]) -> None:
+        """Pin every one of `images` for the VM in one write (then `fetch` them without `pin_for`)."""
+        self._pin(vm_id, *(self.path_of(i) for i in images))
+
+    def _pin(self, vm_id: str, *paths_: Path) -> None:
         pin_file = self._pin_file(vm_id)
         pin_file.parent.mkdir(parents=True, exist_ok=True)
-        paths = set(self._read_pins(pin_file)) | {str(path)}
+        paths = set(self._read_pins(pin_file)) | {str(p) for p in paths_}
         tmp = pin_file.with_name(f".{pin_file.name}.tmp")
         tmp.write_text(json.dumps(sorted(paths)))
         os.replace(tmp, pin_file)

@@ -23,6 +23,7 @@ from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.errors import PlasmaError, Unimplemented, VmNotFound
 from plasmavmc.hypervisor.base import ConsoleStream, ExitReport, HypervisorBackend, LocalImage, VmHandle
 from plasmavmc.hypervisor.registry import HypervisorRegistry
+from plasmavmc.observe.steps import Steps
 from plasmavmc.types.image import Image
 from plasmavmc.types.network import PortRequest
 from plasmavmc.types.runtime import ExitKind, SnapshotInfo
@@ -31,6 +32,7 @@ from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmResize, 
 from plasmavmc.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
+CREATE_STARTED_STEPS = "create+start steps"  # its log line, one per VM (`Steps`; the bench reads it)
 REPORT_RETRY_MAX = 5.0
 EXPORT_CHUNK = 1024 * 1024
 
@@ -74,25 +76,27 @@ class NodeVms:
                         task = asyncio.create_task(self._report_exit(backend, handle, why))
                         self._supervisors[handle.vm_id] = task
 
-    async def _local_image(self, vm_id: str, image: Image, org_id: str, by_id: Mapping[str, Image]) -> LocalImage:
-        """The image on this node, pinned for the VM (its overlay sits on it) until the VM is deleted."""
-        kernel = by_id.get(image.metadata.get("kernel_id", ""))
-        initrd = by_id.get(image.metadata.get("ramdisk_id", ""))
+    async def _local_image(self, image: Image, org_id: str, by_id: Mapping[str, Image]) -> LocalImage:
+        """The image on this node (pinned by the caller)."""
+        kernel, initrd = _boot_files(image, by_id)
         return LocalImage(
             image_id=image.id,
-            disk_path=await self.cache.fetch(image, org_id, pin_for=vm_id),
+            disk_path=await self.cache.fetch(image, org_id),
             disk_format=image.format.value,
-            kernel_path=await self.cache.fetch(kernel, org_id, pin_for=vm_id) if kernel else None,
-            initrd_path=await self.cache.fetch(initrd, org_id, pin_for=vm_id) if initrd else None,
+            kernel_path=await self.cache.fetch(kernel, org_id) if kernel else None,
+            initrd_path=await self.cache.fetch(initrd, org_id) if initrd else None,
             kernel_cmdline=image.metadata.get("kernel_cmdline", ""),
         )
 
     async def _local_images(self, vm: VirtualMachine, images: list[Image]) -> dict[str, LocalImage]:
+        """The images of the VM's disks on this node, each with its kernel and initrd, all pinned for the
+        VM (its disks sit on them) in one write before they are fetched, until the VM is deleted."""
         by_id = {i.id: i for i in images}
+        used = [by_id[disk.source.image_id or ""] for disk in vm.spec.disks]
+        self.cache.pin(vm.id, [f for image in used for f in (image, *_boot_files(image, by_id)) if f is not None])
         out: dict[str, LocalImage] = {}
-        for disk in vm.spec.disks:
-            image = by_id[disk.source.image_id or ""]
-            out[image.id] = await self._local_image(vm.id, image, vm.org_id, by_id)
+        for image in used:
+            out[image.id] = await self._local_image(image, vm.org_id, by_id)
         return out
 
     async def _prepared(self, backend: HypervisorBackend, vm: VirtualMachine, images: list[Image],
@@ -114,9 +118,11 @@ class NodeVms:
         """`create` then `start` in one call (CreateVm with `start`): the control plane's create+start is one
         round trip, the backend may overlap the two (`create_started`), and the status the control plane
         records RUNNING from comes without the cost of usage counters. The boot timeline's image_ready is
-        when the backend had made the disks."""
+        when the backend had made the disks. Logs where it spent its time (`CREATE_STARTED_STEPS`)."""
+        took = Steps()
         backend = self.registry.get(vm.hypervisor)
         local = await self._prepared(backend, vm, images, ports)
+        took.done("prepared")
         try:
             handle, made_at = await backend.create_started(vm, local)
         except BaseException:
@@ -126,8 +132,11 @@ class NodeVms:
                     self.handles[vm.id] = handle
             raise
         self.handles[vm.id] = handle
+        took.done("backend")
         self._running(backend, handle, None)  # a new VM: its console has no history to skip
         status = self.boots.merged(vm.id, await backend.status_after_start(handle))
+        took.done("status")
+        log.info("%s", took.line(f"vm {vm.id}: {CREATE_STARTED_STEPS}"))
         return handle, dataclasses.replace(status, boot=dataclasses.replace(status.boot, image_ready_at=made_at))
 
     async def start(self, vm_id: str) -> None:
@@ -204,7 +213,10 @@ class NodeVms:
 
     async def attach_disk(self, vm_id: str, org_id: str, disk: DiskSpec, image: Image | None) -> None:
         backend, handle = self.lookup(vm_id)
-        local = await self._local_image(vm_id, image, org_id, {image.id: image}) if image is not None else None
+        local = None
+        if image is not None:  # pinned for the VM (its disk sits on it) until the VM is deleted
+            self.cache.pin(vm_id, [image])
+            local = await self._local_image(image, org_id, {image.id: image})
         await backend.attach_disk(handle, disk, local)
 
     async def resize(self, vm_id: str, change: VmResize) -> None:
@@ -305,3 +317,8 @@ class NodeVms:
         for vm_id in list(self._supervisors):
             await self._unsupervise(vm_id)
         await self.boots.close()
+
+
+def _boot_files(image: Image, by_id: Mapping[str, Image]) -> tuple[Image | None, Image | None]:
+    """The kernel and initrd images `image` names (metadata `kernel_id`, `ramdisk_id`), when given."""
+    return by_id.get(image.metadata.get("kernel_id", "")), by_id.get(image.metadata.get("ramdisk_id", ""))

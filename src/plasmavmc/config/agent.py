@@ -125,6 +125,12 @@ def _check_tb_size(value: int) -> int:
     return value
 
 
+def _check_vmm_cpu_percent(value: int) -> int:
+    if not 0 <= value <= 1000:
+        raise ValueError(f"expected 0 to 1000 (percent of one CPU), got {value}")
+    return value
+
+
 def _check_pool_size(value: int) -> int:
     if not 0 <= value <= 64:
         raise ValueError(f"expected 0 (no pool) to 64 waiting processes, got {value}")
@@ -153,8 +159,9 @@ class FirecrackerSettings:
     ext, the jailer (spec §11.3): ``jailer`` (default true; false runs Firecracker unjailed, for
     development), ``jailer_uid`` / ``jailer_gid`` (default 0; an unprivileged id needs no account),
     ``cgroup_version`` (auto|1|2, default auto: what /sys/fs/cgroup is), ``parent_cgroup`` (default
-    plasmavmc), ``cgroup_limits`` (default true: CPU quota of vcpus CPUs, memory of the guest plus
-    ``memory_overhead_mib``, default 64). ext ``balloon`` (default false): give every VM a virtio-balloon
+    plasmavmc), ``cgroup_limits`` (default true: CPU quota of vcpus CPUs plus ``vmm_cpu_percent`` of one
+    CPU for Firecracker's own threads, default 50, 0-1000; memory of the guest plus ``memory_overhead_mib``,
+    default 64). ext ``balloon`` (default false): give every VM a virtio-balloon
     device so memory can be reclaimed from guests that have the driver. ext ``diff_snapshots`` (default
     false): track dirty pages, so a VM's later snapshots store only the memory written since the
     previous one (restore merges them). ext ``warm_pool`` (default 2, 0 disables): how many Firecracker
@@ -172,6 +179,7 @@ class FirecrackerSettings:
     parent_cgroup: str = setting("plasmavmc", check=matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "cgroup name"))
     cgroup_limits: bool = True
     memory_overhead_mib: int = setting(64, check=check_positive)
+    vmm_cpu_percent: int = setting(50, check=_check_vmm_cpu_percent)
     balloon: bool = False
     diff_snapshots: bool = False
     warm_pool: int = setting(2, check=_check_pool_size)

@@ -33,6 +33,7 @@ from plasmavmc.hypervisor.common import boot_disk
 from plasmavmc.hypervisor.registry import check_spec_for, spec_defaults_for
 from plasmavmc.hypervisor.spec_check import BootImage
 from plasmavmc.observe.metrics import OPERATIONS, SCHEDULER_LATENCY
+from plasmavmc.observe.steps import Steps
 from plasmavmc.store import keys
 from plasmavmc.store.base import Write
 from plasmavmc.store.records import Versioned, mutate, read, replace, retry_on_conflict
@@ -43,6 +44,7 @@ from plasmavmc.types.states import VmState, check_transition, transition
 from plasmavmc.types.vm import CloneSource, HypervisorType, RestartPolicy, VirtualMachine, VmSpec, VmStatus
 
 log = logging.getLogger(__name__)
+CREATE_STARTED_STEPS = "server steps"  # a create+start's log line, one per VM (`Steps`; the bench reads it)
 T = TypeVar("T")
 BOOTABLE_FORMATS = (ImageFormat.RAW, ImageFormat.QCOW2)  # what a qcow2 overlay can sit on
 
@@ -106,6 +108,7 @@ def _validate(req: CreateVm) -> None:
 
 async def create(core: Core, req: CreateVm) -> VirtualMachine:
     accepted = boot.now()
+    took = Steps()  # a create+start logs where it spent its time (`CREATE_STARTED_STEPS`)
     checking: asyncio.Task[None] | None = None  # a clone's snapshot check, overlapping the reads below
     if req.source_snapshot is not None:
         req, checking = await clones.resolve(core, req)
@@ -121,10 +124,14 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
     # the pending record (pending.py) lets the leader finish this create if this server dies mid-way
     op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
     if req.start:  # latency first: one commit writes the VM already placed
+        took.done("checks")
         placed = await _failing(core, vm, place(core, Versioned(vm, 0, key), req.node_id,
                                                 commit=_creating(core, vm, op)))
+        took.done("claim")
         async with pending.driving(core.store, op) as drive:
-            result = await provision(core, placed, images, drive, start=True)
+            result = await provision(core, placed, images, drive, start=True, took=took)
+        took.done("lease end")
+        log.info("%s", took.line(f"vm {vm.id}: {CREATE_STARTED_STEPS}"))
     else:  # throughput first: the record's commit batches with the org's other creates, then the claim
         rev = await _failing(core, vm, _created(core, vm, op))
         async with pending.driving(core.store, op) as drive:
@@ -237,7 +244,8 @@ async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None
 
 
 async def provision(
-    core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving, *, start: bool = False
+    core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving, *, start: bool = False,
+    took: Steps | None = None,
 ) -> VirtualMachine:
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
     (with reason) if it fails. With `start`, the agent starts it too, in the same call, and the same last
@@ -260,7 +268,11 @@ async def provision(
     except PlasmaError as err:
         await set_error(core, vm.key, f"{'create+start' if start else 'create'} failed: {err.message}")
         raise
+    if took is not None:
+        took.done("agent")
     done = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
+    if took is not None:
+        took.done("recorded")
     await refresh.ports_changed(core, done.value, done.value.spec.network)
     return done.value
 
@@ -368,14 +380,16 @@ async def finish_delete(core: Core, vm: Versioned[VirtualMachine]) -> bool:
         node: Versioned[Node] | None = None
         if current.value.node_id is not None:
             node = await read(core.store, Node, keys.node(current.value.node_id))
+        need = core.scheduler.request(current.value)
         writes = [
             Write(vm.key, None, current.revision),
             Write(keys.vm_name(vm.value.org_id, vm.value.project_id, vm.value.name), None),
-            *placement.release_writes(current.value, node, core.scheduler.request(current.value)),
+            *placement.release_writes(current.value, node, need),
             *vm_events.deleted(current.value),
         ]
         gone = -quotas.usage_of(vm.value)
-        await quotas.commit_charged(core.store, vm.value.org_id, vm.value.project_id, gone, writes)
+        rev = await quotas.commit_charged(core.store, vm.value.org_id, vm.value.project_id, gone, writes)
+        placement.remember_released(core, node, need, rev)
         await nics.release(core.store, vm.value)  # after the record: a crash between leaks a claim, never a live port
 
     await retry_on_conflict(remove)

@@ -28,7 +28,8 @@ from plasmavmc.types import codec
 from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.types.vm import VirtualMachine
 
-__all__ = ["Assignment", "check_fits", "claim", "read_assignment", "release_writes", "request_of"]
+__all__ = ["Assignment", "check_fits", "claim", "read_assignment", "release_writes", "remember_released",
+           "request_of"]
 
 MAX_ROUNDS = 50  # re-rankings before giving up with CONFLICT (each round tries TRY_NODES nodes)
 TRY_NODES = 5
@@ -79,18 +80,31 @@ def claim_writes(
     return claimed, writes
 
 
+def released(node: Node, need: NodeCapacity) -> Node:
+    """`node` with a claim `need` given back. Clamped at 0: a claim made under another `[scheduler]
+    vm_memory_overhead_mib` never goes negative."""
+    left = node.allocated - need
+    return _with_allocated(node, NodeCapacity(max(left.vcpus, 0), max(left.memory_mib, 0), max(left.storage_gib, 0)))
+
+
 def release_writes(vm: VirtualMachine, node: Versioned[Node] | None, need: NodeCapacity, *,
                    keep_assignment: bool = False) -> list[Write]:
-    """The writes that give a VM's claim `need` on `node` back (the caller adds the VM record's own write).
-    Clamped at 0: a claim made under another `[scheduler] vm_memory_overhead_mib` never goes negative."""
+    """The writes that give a VM's claim `need` on `node` back (`released`; the caller adds the VM
+    record's own write, and may then `remember_released`)."""
     writes = [] if keep_assignment else [Write(keys.assignment(vm.id), None)]
     if node is not None:
-        left = node.value.allocated - need
-        left = NodeCapacity(max(left.vcpus, 0), max(left.memory_mib, 0), max(left.storage_gib, 0))
-        writes.append(Write(node.key, codec.dumps(_with_allocated(node.value, left)), node.revision))
+        writes.append(Write(node.key, codec.dumps(released(node.value, need)), node.revision))
         if (group_key := _group_key(vm, node.value.id)) is not None:
             writes.append(Write(group_key, None))
     return writes
+
+
+def remember_released(core: Core, node: Versioned[Node] | None, need: NodeCapacity, revision: int) -> None:
+    """Once `release_writes` committed at `revision`: the node cache holds the node as written, so this
+    process's next claim there wins its compare-and-swap at once (a stale entry costs a lost commit
+    and a re-read on the create path: a create after a delete on the same node would pay it)."""
+    if node is not None:
+        core.nodes.cache.put(Versioned(released(node.value, need), revision, node.key))
 
 
 async def _try_node(
@@ -117,6 +131,7 @@ async def _try_node(
             await cache.refresh(node_id, groups_too=group_of(vm.value) is not None)
             return None
         cache.put(Versioned(claimed, rev, node.key), group_of(vm.value))
+    remember_released(core, old, cycle.need, rev)
     return Versioned(placed, rev, vm.key)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -45,7 +46,7 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.common import flush, image_for_boot, vm_name
+from plasmavmc.hypervisor.common import flush_concurrently, image_for_boot, vm_name
 from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import (
     api_boot,
@@ -67,7 +68,8 @@ from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import LOG, METRICS, FcPaths
 from plasmavmc.hypervisor.process import Process, tail
 from plasmavmc.hypervisor.vmdir import HANDLE, VmDirBackend
-from plasmavmc.types.codec import loads
+from plasmavmc.observe.steps import Steps
+from plasmavmc.types.codec import dumps, loads
 from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
@@ -82,6 +84,8 @@ from plasmavmc.types.vm import (
 )
 
 REBOOT_STOP_TIMEOUT_S = 30.0
+POOLED_STEPS = "pooled backend steps"  # its log line, one per VM (`steps.Steps`; the bench reads it)
+log = logging.getLogger(__name__)
 
 
 class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
@@ -186,39 +190,57 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
 
     async def _warm_started(self, vm: VirtualMachine, boot: LocalImage, used: dict[str, LocalImage],
                             warm: pool.Warm) -> tuple[VmHandle, float]:
-        """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. Its files
-        are written without fsync and flushed in a thread while Firecracker boots it (both are waited for:
-        the create answers with everything durable, as the other paths do)."""
+        """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. What the
+        boot reads (kernel, disks) is written without fsync before it; its records (`vm.json`,
+        `images.json`) are written in a thread, and everything flushed at once (`flush_concurrently`),
+        while Firecracker boots it (both are waited for: the create answers with everything durable, as
+        the other paths do)."""
+        took = Steps()
         with warm.process:
             handle, paths = self._begin_dir(vm, warm, durable=False)
+            took.done("dir")
             async with self._lock(vm.id):
                 try:
                     await self._place_files(vm, boot, used, paths, durable=False)
                     crashpoints.reached("create:disks")
-                    self._save_vm(paths, vm, used, durable=False)
+                    took.done("files")
                     made_at = time.time()
-                    flushing = asyncio.create_task(asyncio.to_thread(flush, vmfiles.durable_files(paths, vm)))
+                    flushing = asyncio.create_task(self._save_flushed(paths, vm, used))
                     try:
-                        await self._boot_warm(vm, boot, paths, warm.process)
+                        await self._boot_warm(vm, boot, paths, warm.process, took)
                     finally:
                         await flushing
+                        took.done("flush wait")
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await launcher.abort(paths, warm.process, "create failed")
                     raise
                 launcher.record_started(paths, warm.process, 0, 0)
+                took.done("recorded")
+        log.info("%s", took.line(f"vm {vm.id}: {POOLED_STEPS}"))
         return handle, made_at
 
-    async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process) -> None:
-        """The VM's limits on the pooled process's cgroups, then its boot (or a clone's resume) over the API."""
+    async def _save_flushed(self, paths: FcPaths, vm: VirtualMachine, used: dict[str, LocalImage]) -> None:
+        """The VM's records written (in a thread), then everything of the create flushed at once."""
+        await asyncio.to_thread(self._save_vm, paths, vm, used, durable=False)
+        await flush_concurrently(vmfiles.durable_files(paths, vm))
+
+    async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process,
+                         took: Steps) -> None:
+        """The pooled process back at the normal CPU policy and the VM's limits on its cgroups, then its boot
+        (or a clone's resume) over the API."""
+        launch.set_low_priority(process.pid, False)
         if paths.jailed:
             jail.apply_limits(paths.jail_id, self.jailer, vm.spec)
+        took.done("limits")
         api = FirecrackerApi(paths.api_sock)
         if vm.source_snapshot is not None:
             await self._resume_clone(paths, process, api)
+            took.done("resume")
         else:
             await api_boot.boot(api, spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
                                                     with_balloon=self.balloon))
+            took.done("boot")
 
     def _checked(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
                  ) -> tuple[LocalImage, dict[str, LocalImage]]:
@@ -247,7 +269,7 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
 
     def _begin_dir(self, vm: VirtualMachine, warm: pool.Warm | None, *,
                    durable: bool = True) -> tuple[VmHandle, FcPaths]:
-        """The VM's directory with its handle, then its guest dir: made, or `warm`'s moved in."""
+        """The VM's directory with its handle, then its guest dir: made, or `warm`'s entry moved in whole."""
         jailed = self.jailer.enabled
         jail_id = warm.jail_id if warm is not None else vm.id
         paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name, jail_id=jail_id)
@@ -256,11 +278,12 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             details["jail_id"] = jail_id
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
                           name=vm.name, details=details)
-        self._begin(handle, durable=durable)
         try:
-            if warm is not None:
-                pool.move_into(warm, paths)
+            if warm is not None:  # the entry, its handle written inside, renamed into place (not fsynced)
+                pool.move_into(warm, paths, dumps(handle))
+                crashpoints.reached("create:handle")
             else:
+                self._begin(handle, durable=durable)
                 paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise HypervisorError(f"cannot create runtime dir {paths.guest}: {exc}") from exc
@@ -493,7 +516,8 @@ def backend_from_settings(settings: AgentSettings) -> FirecrackerBackend:
     fc = settings.hypervisors.firecracker
     options = JailerOptions(enabled=fc.jailer, uid=fc.jailer_uid, gid=fc.jailer_gid,
                             cgroup_version=fc.cgroup_version, parent_cgroup=fc.parent_cgroup,
-                            cgroup_limits=fc.cgroup_limits, memory_overhead_mib=fc.memory_overhead_mib)
+                            cgroup_limits=fc.cgroup_limits, memory_overhead_mib=fc.memory_overhead_mib,
+                            vmm_cpu_percent=fc.vmm_cpu_percent)
     return FirecrackerBackend(fc.fc_path, fc.jailer_path, Path(fc.runtime_dir), jailer=options,
                               qemu_img_path=settings.hypervisors.kvm.qemu_img_path, balloon=fc.balloon,
                               diff_snapshots=fc.diff_snapshots, warm_pool=fc.warm_pool)

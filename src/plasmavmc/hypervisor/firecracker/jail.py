@@ -14,6 +14,12 @@ the process into cgroups `<parent>/<vm id>` with the limits given as `--cgroup f
 * A process of the warm pool (`pool.py`) is jailed before its VM is known: the jailer puts it into its
   cgroups with no limit (`open_limits`), and `apply_limits` writes the VM's into the same files when a
   VM takes it, before the guest's memory is allocated (so all of it is charged to the VM's cgroup).
+  Where those files are is found once per process (the cgroup mounts are read once: the hierarchy does
+  not move under a running agent), so a create pays one write per limit and no /proc/mounts parsing.
+* The CPU quota is the VM's `vcpus` CPUs plus `vmm_cpu_percent` of one CPU for Firecracker's own
+  threads (API, device emulation): each vCPU thread can use at most one CPU anyway, and without the
+  allowance a guest that keeps its vCPU busy (as ours polls its UART) exhausts the period's quota and
+  leaves the VMM's threads throttled until the next period, the boot's API answer among them.
 * Files we put into the chroot are owned by the jail's uid/gid so an unprivileged Firecracker can use them.
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import os
 import shutil
 import time
@@ -46,6 +53,7 @@ class JailerOptions:
     parent_cgroup: str = "plasmavmc"
     cgroup_limits: bool = True
     memory_overhead_mib: int = 64
+    vmm_cpu_percent: int = 50  # of one CPU, on top of the vCPUs' quota, for Firecracker's own threads
 
 
 def detect_cgroup_version() -> str:
@@ -60,13 +68,15 @@ def _cgroup_mounts() -> list[tuple[str, str]]:
     return [(fstype, mount) for fstype, mount, _ in _cgroup_mounts_with_options()]
 
 
-def _cgroup_mounts_with_options() -> list[tuple[str, str, set[str]]]:
+@functools.cache
+def _cgroup_mounts_with_options() -> tuple[tuple[str, str, frozenset[str]], ...]:
+    """(fstype, mount point, options) of every cgroup mount, read once per process (see above)."""
     try:
         lines = Path("/proc/mounts").read_text().splitlines()
     except OSError:
-        return []
-    return [(p[2], p[1], set(p[3].split(","))) for p in (line.split() for line in lines)
-            if len(p) > 3 and p[2] in ("cgroup", "cgroup2")]
+        return ()
+    return tuple((p[2], p[1], frozenset(p[3].split(","))) for p in (line.split() for line in lines)
+                 if len(p) > 3 and p[2] in ("cgroup", "cgroup2"))
 
 
 def cgroups_mounted() -> bool:
@@ -78,7 +88,8 @@ def cgroup_version(opts: JailerOptions) -> str:
 
 
 def cgroup_limits(opts: JailerOptions, spec: VmSpec) -> list[str]:
-    """`file=value` settings: CPU bandwidth of `vcpus` CPUs, memory of the guest plus overhead."""
+    """`file=value` settings: CPU bandwidth of `vcpus` CPUs plus the VMM's allowance, memory of the guest
+    plus overhead."""
     if not opts.cgroup_limits:
         return []
     if not cgroups_mounted():
@@ -86,7 +97,7 @@ def cgroup_limits(opts: JailerOptions, spec: VmSpec) -> list[str]:
             "the jailer's cgroup limits need a mounted cgroup hierarchy and none is mounted under /sys/fs/cgroup; "
             "mount one, or set [hypervisors.firecracker] cgroup_limits = false"
         )
-    quota = spec.cpu.vcpus * CPU_PERIOD_US
+    quota = spec.cpu.vcpus * CPU_PERIOD_US + opts.vmm_cpu_percent * CPU_PERIOD_US // 100
     memory = (spec.memory.size_mib + opts.memory_overhead_mib) * MIB
     if cgroup_version(opts) == "2":
         return [f"cpu.max={quota} {CPU_PERIOD_US}", f"memory.max={memory}"]

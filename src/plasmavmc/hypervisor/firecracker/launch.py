@@ -44,10 +44,13 @@ def ensure_fifo(path: Path) -> None:
         os.mkfifo(path, 0o600)
 
 
-async def launch(argv: Sequence[str], paths: FcPaths, *, jailed: bool) -> None:
-    """Start Firecracker (directly or through the jailer); on return its pidfile names it."""
+async def launch(argv: Sequence[str], paths: FcPaths, *, jailed: bool, low_priority: bool = False) -> None:
+    """Start Firecracker (directly or through the jailer); on return its pidfile names it. `low_priority`:
+    the launch runs at the lowest CPU priority (see `set_low_priority`)."""
     ensure_fifo(paths.console_in)
     proc = _spawn(argv, paths)
+    if low_priority:
+        set_low_priority(proc.pid, True)
     if not jailed:
         write_atomic(paths.pidfile, str(proc.pid).encode(), durable=False)  # names a process: no fsync
         return
@@ -79,6 +82,27 @@ def _spawn(argv: Sequence[str], paths: FcPaths) -> subprocess.Popen[bytes]:
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
             raise HypervisorError(f"cannot execute {argv[0]}: {exc}") from exc
+
+
+LOW_PRIORITY_NICE = 19
+
+
+def set_low_priority(pid: int, low: bool) -> None:
+    """Every thread of `pid` at nice `LOW_PRIORITY_NICE` (the smallest CPU share), or back at this
+    process's own nice (what a launch inherits). A warm pool's launch (`pool.py`) is low, so that the
+    jailer and exec yield the CPU to a create's answer and to running guests; the process a VM takes is
+    set back before its boot (the threads Firecracker makes later, the vCPUs among them, inherit it).
+    Nice, not `SCHED_IDLE`: on a node whose guests keep every CPU busy an idle-class launch would hardly
+    run at all and the pool would not refill. Set just after the exec: threads and children made before
+    that (a race lost) keep the inherited nice, which is harmless. A thread gone meanwhile is skipped."""
+    value = LOW_PRIORITY_NICE if low else os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return  # exited: nothing to set
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, tid, value)
 
 
 def running(paths: FcPaths, vm_id: str) -> Process | None:

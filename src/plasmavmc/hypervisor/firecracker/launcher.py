@@ -4,9 +4,9 @@ one it gave up on.
 A launch writes Firecracker's flags (with a `--config-file` when the VM is to boot at exec), runs it
 directly or through the jailer (chroot reset, files handed to the jail's uid, cgroup limits), waits until
 its API answers, and records the run (`started.json`: pid, time, log offsets). A warm-pool entry is the
-same launch with no configuration and cgroups with no limit yet (`pool.py`). `abort` kills a process
-whose start failed, recording why (an intended exit, never reported as a crash). The launcher keeps only
-its options and how long the latest launch took to answer.
+same launch with no configuration, cgroups with no limit yet and at the lowest CPU priority (`pool.py`).
+`abort` kills a process whose start failed, recording why (an intended exit, never reported as a crash).
+The launcher keeps only its options and how long the latest launch took to answer.
 """
 
 from __future__ import annotations
@@ -80,9 +80,9 @@ class Launcher:
         return process, api
 
     async def exec(self, paths: FcPaths, fc_args: list[str], limits: list[str],
-                   files: list[str]) -> tuple[Process, FirecrackerApi]:
+                   files: list[str], *, low_priority: bool = False) -> tuple[Process, FirecrackerApi]:
         """Exec Firecracker (through the jailer when jailed, with cgroup `limits`, `files` handed to the
-        jail's uid) until its API answers."""
+        jail's uid) until its API answers; `low_priority`: at the lowest CPU priority (`launch.set_low_priority`)."""
         if paths.jailed:
             jail.reset_chroot(paths, self.exec_name)
             jail.give_to_jail(paths, self.jailer, files)
@@ -92,7 +92,7 @@ class Launcher:
             argv = [self.fc_path, "--id", paths.jail_id, *fc_args]
         bound_log(paths.console_log)
         launched_at = time.monotonic()
-        await launch.launch(argv, paths, jailed=paths.jailed)
+        await launch.launch(argv, paths, jailed=paths.jailed, low_priority=low_priority)
         process = launch.running(paths, paths.jail_id)
         if process is None:
             raise HypervisorError(f"firecracker exited at once: {tail(paths.launch_log)}")
@@ -107,12 +107,14 @@ class Launcher:
         return process, api
 
     async def spawn_warm(self, paths: FcPaths) -> Process:
-        """A pool entry (`pool.py`): an unconfigured Firecracker in its own jail, cgroups unlimited."""
+        """A pool entry (`pool.py`): an unconfigured Firecracker in its own jail, cgroups unlimited,
+        launched and waiting at the lowest CPU priority (the VM that takes it sets it back:
+        `launch.set_low_priority`)."""
         paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
         for name in (LOG, METRICS):
             (paths.guest / name).touch(mode=0o600)
         limits = jail.open_limits(self.jailer) if paths.jailed else []
-        process, _ = await self.exec(paths, self.fc_args(paths, None), limits, [LOG, METRICS])
+        process, _ = await self.exec(paths, self.fc_args(paths, None), limits, [LOG, METRICS], low_priority=True)
         return process
 
     async def discard_warm(self, paths: FcPaths) -> None:

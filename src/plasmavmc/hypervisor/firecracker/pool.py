@@ -7,9 +7,14 @@ API (`api_boot.py`) or loads a snapshot. The pool refills itself in the backgrou
 
 Layout: entry `<id>` lives in `<runtime_dir>/.pool/<id>/` with the same layout as a VM's dir (`FcPaths`
 with vm id = jail id = `<id>`, a random UUID that is its `--id`, its jail's and its cgroup's name). It has
-no `handle.json`, so adoption (`handles()`) never sees it. `take` hands an entry to a VM and `move_into`
-renames its jail (or unjailed guest dir) and console files into the VM's dir: Firecracker keeps them open
-or chrooted, so renames are invisible to it; the VM's handle records the jail id from then on.
+no `handle.json` at the top of the runtime dir, so adoption (`handles()`) never sees it. `take` hands an
+entry to a VM and `move_into` writes the VM's handle into the entry and renames the whole entry to the
+VM's dir (one rename: the same layout, with the entry's id as jail id): Firecracker keeps its files open
+or chrooted, so the rename is invisible to it; the VM's handle records the jail id from then on.
+
+A pool's launches run at nice 19 (`launch.set_low_priority`): the refill after a create, a jailer and
+an exec, yields the CPU to the create's answer, the next create and running guests; the process a VM
+takes is set back to the agent's own nice before its boot.
 
 The pool is invisible to the rest of the node: its processes are no VMs (no capacity, no reports), an
 agent start kills whatever a previous agent left in `.pool/` (`purge_stale`, before filling), and
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import shutil
 import uuid
@@ -28,14 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plasmavmc.errors import PlasmaError
+from plasmavmc.hypervisor.common import write_atomic
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
 from plasmavmc.hypervisor.process import Process
+from plasmavmc.hypervisor.vmdir import HANDLE
 
 log = logging.getLogger(__name__)
 POOL_DIR = ".pool"
 RETRY_S = 5.0  # after a failed launch, the pool waits this long before the next, doubling up to RETRY_MAX_S
 RETRY_MAX_S = 300.0
-_ROOT_FILES = ("console.log", "console.in", "launch.log")  # open in the process: they move with it
 
 
 @dataclass
@@ -162,12 +169,18 @@ class WarmPool:
         shutil.rmtree(paths.root, ignore_errors=True)
 
 
-def move_into(warm: Warm, vm: FcPaths) -> None:
-    """Rename the entry's jail (or guest dir) and console files into the VM's dir (which `vm` describes,
-    with the entry's jail id); the pool-side dir is removed."""
-    warm.paths.top.rename(vm.top)
-    for name in _ROOT_FILES:
-        with contextlib.suppress(FileNotFoundError):
-            (warm.paths.root / name).rename(vm.root / name)
-    shutil.rmtree(warm.paths.root, ignore_errors=True)
-
+def move_into(warm: Warm, vm: FcPaths, handle: bytes) -> None:
+    """The entry becomes the VM's dir (which `vm` describes, with the entry's jail id): `handle` written
+    into it, then one rename, so the VM appears with its handle (adoptable from then on) and its jail,
+    console files and logs in place. Not fsynced: the caller flushes the dir and its parent (`flush`).
+    A dir of that VM left without a handle (a create cut short before writing it: nothing runs there)
+    is replaced."""
+    write_atomic(warm.paths.root / HANDLE, handle, durable=False)
+    warm.paths.root.chmod(0o700)
+    try:
+        warm.paths.root.rename(vm.root)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or (vm.root / HANDLE).exists():
+            raise
+        shutil.rmtree(vm.root)
+        warm.paths.root.rename(vm.root)
