@@ -115,7 +115,7 @@ class NodeRegistry:
 
         Nothing changed is known without a merge when the report is the very object last found to
         change nothing (the servicer hands the same object for an unchanged report,
-        `api/agent_reports.ReportedNodes`) and the record is still at the revision it was compared with."""
+        `api/reported_nodes.ReportedNodes`) and the record is still at the revision it was compared with."""
         now_s = time.time()
         self.liveness.beat(reported.id, now_s)
         current = self.cache.node(reported.id)

@@ -4,9 +4,10 @@ What it owns: each VM's runtime dir (`layout.py`, its files from the images: `vm
 Firecracker process (`launcher.py`, `launch.py`, optionally under the jailer, `jail.py`), configured at
 exec from a `--config-file` (`spec.vm_config`: the boot is one exec, no API round trip) or, taken from
 the warm pool (`pool.py`), over its API (`api_boot.py`), and driven afterwards over the HTTP API
-(`api.py`), its raw disks (`disks.py`) and snapshots (`snapshots.py`). Like the QEMU backend it keeps nothing in memory
-that matters: every method works from files, so a second instance on the same runtime dir — an agent
-after a restart — finds and drives the running VMs (`handles()`).
+(`api.py`), and its raw disks (`disks.py`); pause and snapshots are its `FcSnapshots` half
+(`snapshotting.py`). Like the QEMU backend it keeps nothing in memory that matters: every method works
+from files, so a second instance on the same runtime dir — an agent after a restart — finds and drives
+the running VMs (`handles()`).
 
 Choices, visible to callers:
 * `stop` sends Ctrl-Alt-Del (Firecracker's only soft power-off; the guest answers with an i8042 reset,
@@ -51,12 +52,10 @@ from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import (
     api_boot,
     clones,
-    diffs,
     jail,
     launch,
     launcher,
     pool,
-    snapshots,
     spec,
     usage,
     vmfiles,
@@ -66,11 +65,11 @@ from plasmavmc.hypervisor.firecracker.console import FifoConsole
 from plasmavmc.hypervisor.firecracker.disks import sparse_copy
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import LOG, METRICS, FcPaths
+from plasmavmc.hypervisor.firecracker.snapshotting import FcSnapshots
 from plasmavmc.hypervisor.process import Process, tail
-from plasmavmc.hypervisor.vmdir import HANDLE, VmDirBackend
+from plasmavmc.hypervisor.vmdir import HANDLE
 from plasmavmc.observe.steps import Steps
 from plasmavmc.types.codec import dumps, loads
-from plasmavmc.types.runtime import SnapshotInfo
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import (
     Condition,
@@ -88,7 +87,7 @@ POOLED_STEPS = "pooled backend steps"  # its log line, one per VM (`steps.Steps`
 log = logging.getLogger(__name__)
 
 
-class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
+class FirecrackerBackend(FixedDevices, FcSnapshots):
     fixed_devices_reason = "firecracker devices are fixed when the VM starts"
 
     def __init__(self, fc_path: str, jailer_path: str, runtime_dir: Path, *,
@@ -451,64 +450,6 @@ class FirecrackerBackend(FixedDevices, VmDirBackend[FcPaths]):
             raise UnsupportedFeature("balloon", "the balloon is not configured on this node")
         api = await self._api_of_running(paths, "balloon")
         await api.patch("/balloon", {"amount_mib": spec.balloon_target(target_mib)})
-
-    # ---------------------------------------------------------------- pause / snapshots
-
-    async def _api_of_running(self, paths: FcPaths, what: str) -> FirecrackerApi:
-        if self._running_pid(paths) is None:
-            raise InvalidState(f"cannot {what} VM {paths.root.name}: it is not running")
-        return FirecrackerApi(paths.api_sock)
-
-    async def pause(self, handle: VmHandle) -> None:
-        async with self._lock(handle.vm_id):
-            await snapshots.pause(await self._api_of_running(self.paths(handle), "pause"))
-
-    async def resume(self, handle: VmHandle) -> None:
-        async with self._lock(handle.vm_id):
-            await snapshots.resume(await self._api_of_running(self.paths(handle), "resume"))
-
-    async def snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
-        """Running: memory, device state and disks, taken while paused; the VM runs on afterwards.
-        Stopped: the disks only."""
-        paths = self.paths(handle)
-        async with self._lock(handle.vm_id):
-            vm, _ = self._load_vm(paths)
-            disk_ids = [d.id for d in vm.spec.disks]
-            pid = self._running_pid(paths)
-            if pid is None:
-                await snapshots.create(None, paths, snapshot_id, disk_ids)
-                return
-            parent = diffs.parent_of_run(paths, pid) if self.diff_snapshots else None
-            await snapshots.create(FirecrackerApi(paths.api_sock), paths, snapshot_id, disk_ids, parent=parent)
-            diffs.record_parent(paths, pid, snapshot_id)
-
-    async def list_snapshots(self, handle: VmHandle) -> list[SnapshotInfo]:
-        return snapshots.listed(self.paths(handle))
-
-    async def delete_snapshot(self, handle: VmHandle, snapshot_id: str) -> None:
-        async with self._lock(handle.vm_id):
-            snapshots.delete(self.paths(handle), snapshot_id)
-
-    async def restore(self, handle: VmHandle, snapshot_id: str) -> None:
-        """Replace whatever runs by a fresh Firecracker resumed from `snapshot_id` (disks included).
-        A disk-only snapshot (taken while stopped) leaves the VM stopped with the disks as they were."""
-        paths = self.paths(handle)
-        async with self._lock(handle.vm_id):
-            with_memory = snapshots.check_exists(paths, snapshot_id)
-            vm, _ = self._load_vm(paths)
-            await self._kill(paths, "restore")
-            await snapshots.restore_disks(paths, snapshot_id, [d.id for d in vm.spec.disks])
-            if not with_memory:
-                return
-            memory = await diffs.memory_for(paths, snapshot_id)
-            process, api = await self.launcher.launch(paths, vm)
-            with process:
-                try:
-                    await snapshots.load(api, paths, snapshot_id, memory, track_dirty_pages=self.diff_snapshots)
-                except HypervisorError:
-                    await launcher.abort(paths, process, "restore failed")
-                    raise
-                diffs.record_parent(paths, process.pid, snapshot_id)
 
 
 def backend_from_settings(settings: AgentSettings) -> FirecrackerBackend:
