@@ -27,9 +27,10 @@ async def _collect(api: str, sink: list[VmEvent], after: VmEvent | None, seen: s
             sink.append(event)
 
 
-async def _until(sink: list[VmEvent], vm_id: str, reason: str) -> None:
+async def _until(sink: list[VmEvent], vm_id: str, reason: str, kind: VmEventType | None = None) -> None:
+    """Wait for an event of the VM with `reason` (or of type `kind`, when given)."""
     async with asyncio.timeout(DEADLINE):
-        while not any(e.vm_id == vm_id and e.reason == reason for e in sink):
+        while not any(e.vm_id == vm_id and (e.type is kind if kind else e.reason == reason) for e in sink):
             await asyncio.sleep(0.05)
 
 
@@ -38,6 +39,10 @@ def _resume_point(sink: list[VmEvent]) -> tuple[VmEvent | None, set[str]]:
         return None, set()
     last = sink[-1]
     return last, {e.id for e in sink if e.revision == last.revision}
+
+
+def _story(events: list[VmEvent], vm_id: str) -> str:
+    return "\n".join(f"r{e.revision} {e.type.value} {e.reason} {e.message}" for e in events if e.vm_id == vm_id)
 
 
 async def test_watch_resumed_after_a_kill_sees_every_event_once(cluster: Cluster, client: PlasmaClient) -> None:
@@ -52,8 +57,11 @@ async def test_watch_resumed_after_a_kill_sees_every_event_once(cluster: Cluster
     await asyncio.gather(first, return_exceptions=True)
     after, seen = _resume_point(received)
 
-    await client.reboot_vm(ORG, PROJECT, vm.id)
-    await client.stop_vm(ORG, PROJECT, vm.id)
+    try:
+        await client.reboot_vm(ORG, PROJECT, vm.id)
+        await client.stop_vm(ORG, PROJECT, vm.id)
+    except Exception as exc:  # say what the VM went through before it refused
+        raise AssertionError(f"{exc}; the VM's events so far:\n{_story(received, vm.id)}") from exc
     resumed = asyncio.create_task(_collect(cluster.api, received, after, seen))
     try:
         await client.delete_vm(ORG, PROJECT, vm.id)
@@ -63,7 +71,7 @@ async def test_watch_resumed_after_a_kill_sees_every_event_once(cluster: Cluster
         await asyncio.gather(resumed, return_exceptions=True)
 
     mine = [e for e in received if e.vm_id == vm.id]
-    story = "\n".join(f"r{e.revision} {e.type.value} {e.reason} {e.message}" for e in mine)
+    story = _story(mine, vm.id)
     assert len({e.id for e in mine}) == len(mine), "an event was repeated:\n" + story
     revisions = [e.revision for e in mine]
     assert revisions == sorted(revisions)
@@ -90,6 +98,8 @@ async def test_cli_events_and_one_vm_watch(cluster: Cluster, client: PlasmaClien
 
     task = asyncio.create_task(follow())
     try:
+        # the watch has its initial state before the update: an update made before it would be in it
+        await _until(watched, vm.id, "", VmEventType.INITIAL)
         await client.update_vm(ORG, PROJECT, vm.id, labels={"tier": "web"})
         await _until(watched, vm.id, "Updated")
     finally:

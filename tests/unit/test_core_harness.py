@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 
-from plasmavmc.core import quotas
+from plasmavmc.core import pending, quotas
 from plasmavmc.core.context import Core, VmRef
+from plasmavmc.core.loops import adopt
 from plasmavmc.core.loops.restarts import RestartLoop
 from plasmavmc.core.nodes import reports
 from plasmavmc.core.vms import lifecycle, power, restarts
 from plasmavmc.errors import InvalidArgument, NoSuitableNode, QuotaExceeded, VmNotFound
 from plasmavmc.store import keys
+from plasmavmc.store.records import mutate
 from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.states import VmState
@@ -217,3 +219,24 @@ async def test_a_restart_claimed_by_a_dead_leader_is_due_again(core: Core, monke
     assert restarted.status.restarts == 2 and restarted.status.restart_due_at == 0, restarted.status
     assert [kv.key for kv in await core.store.list_all(keys.RESTARTS)] == []  # the STARTING commit cleared the claim
 
+
+
+async def test_an_adopters_late_last_step_never_undoes_a_newer_state(core: Core) -> None:
+    """The leader adopts a create it judged abandoned while its driver was in fact finishing: by the time
+    the adopter's last step lands, the VM was created and started. The adopter leaves it RUNNING."""
+    vm = await create(core, "adopted")
+    key = keys.vm(ORG, PROJ, vm.id)
+    await mutate(core.store, VirtualMachine, key, lambda v: replace(v, state=VmState.CREATING))
+    node = agent(core)
+    asked = node.GetVmStatus
+
+    async def meanwhile(request: Any, timeout: float | None = None) -> Any:
+        # while the adopter asks the node, the driver's last step and a StartVm land
+        node.GetVmStatus = asked  # type: ignore[method-assign]
+        await mutate(core.store, VirtualMachine, key, lambda v: lifecycle.moved(v, VmState.STOPPED, "create"))
+        await power.start(core, VmRef(ORG, PROJ, vm.id))
+        return await asked(request, timeout)
+
+    node.GetVmStatus = meanwhile  # type: ignore[method-assign]
+    await adopt.finish_operation(core, pending.begin(pending.Op.CREATE, key, vm.id, "dead-server"))
+    assert (await core.find_vm(VmRef(ORG, PROJ, vm.id))).value.state is VmState.RUNNING

@@ -50,6 +50,7 @@ class NodeVms:
         # why each VM's last run ended unasked: heartbeats carry it too, so the reason reaches the
         # control plane even when a heartbeat wins the race with the exit report
         self._exits: dict[str, ExitReport] = {}
+        self._rebooting: set[str] = set()  # VMs in a cold reboot, between its stop and its start
         self.boots = BootWatch(self._report_ready)
 
     def lookup(self, vm_id: str) -> tuple[HypervisorBackend, VmHandle]:
@@ -170,9 +171,11 @@ class NodeVms:
             await backend.reset(handle)
             return
         await self._unsupervise(vm_id)
+        self._rebooting.add(vm_id)
         try:
             await backend.reboot(handle)
         finally:
+            self._rebooting.discard(vm_id)
             if (await backend.status(handle)).actual_state == VmState.RUNNING:
                 self._supervise(backend, handle)
 
@@ -207,6 +210,10 @@ class NodeVms:
         exited = self._exits.get(vm_id)
         if exited is not None and status.actual_state == VmState.STOPPED and not status.last_error:
             status = dataclasses.replace(status, last_error=exited.reason)
+        if vm_id in self._rebooting and status.actual_state != VmState.RUNNING:
+            # a cold reboot between its stop and its start: the VM runs on (RUNNING -> RUNNING), its
+            # process is being replaced — a heartbeat now must not report an exit nobody should act on
+            status = dataclasses.replace(status, actual_state=VmState.RUNNING)
         return self.boots.merged(vm_id, status)
 
     # Devices and snapshots: straight to the backend (it keeps the VM's spec on the node up to date).

@@ -16,6 +16,7 @@ say a delete), and there is nothing left to do. An image ingest is not finished 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from plasmavmc.core import images as image_service
 from plasmavmc.core.agents import AgentClient
@@ -53,6 +54,16 @@ async def finish_operation(core: Core, op: Pending) -> None:
         await lifecycle.set_error(core, vm.key, f"{op.op.value} failed: {err.message}")
 
 
+Step = Callable[[VirtualMachine], VirtualMachine]
+
+
+def _while(state: VmState, step: Step) -> Step:
+    """`step` applied only to a record still in `state`, the one the adopter drove it to: a record
+    that moved on meanwhile (the original driver finished, the VM was started or deleted since) is left
+    as it is — an adopter's late last step must never undo a newer state (say, RUNNING -> STOPPED)."""
+    return lambda v: step(v) if v.state == state else v
+
+
 async def _agent_status(agent: AgentClient, vm_id: str) -> VmStatus | None:
     """What the agent reports for the VM; None when it does not know it."""
     try:
@@ -70,7 +81,8 @@ async def _create(core: Core, vm: Versioned[VirtualMachine]) -> None:
     if await _agent_status(agent, vm.value.id) is None:
         await agent.create_vm(vm.value, await lifecycle.images_for(core, vm.value.org_id, vm.value.spec),
                               await nics.port_requests(core.store, vm.value))
-    await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle.moved(v, VmState.STOPPED, "create"))
+    await mutate(core.store, VirtualMachine, vm.key,
+                 _while(VmState.CREATING, lambda v: lifecycle.moved(v, VmState.STOPPED, "create")))
     await refresh.ports_changed(core, vm.value, vm.value.spec.network)
 
 
@@ -93,7 +105,8 @@ async def _start(core: Core, vm: Versioned[VirtualMachine]) -> None:
         await agent.start_vm(vm.value.id)
         observed = await agent.status(vm.value.id)
     final = observed
-    await mutate(core.store, VirtualMachine, vm.key, lambda v: lifecycle.running(v, final, "start"))
+    await mutate(core.store, VirtualMachine, vm.key,
+                 _while(VmState.STARTING, lambda v: lifecycle.running(v, final, "start")))
 
 
 async def _stop(core: Core, vm: Versioned[VirtualMachine]) -> None:
@@ -104,4 +117,4 @@ async def _stop(core: Core, vm: Versioned[VirtualMachine]) -> None:
     observed = await _agent_status(agent, vm.value.id)
     if observed is not None and observed.actual_state == VmState.RUNNING:
         await agent.stop_vm(vm.value.id, power.DEFAULT_STOP_TIMEOUT, False)
-    await mutate(core.store, VirtualMachine, vm.key, lambda v: power.stopped(v, "stop"))
+    await mutate(core.store, VirtualMachine, vm.key, _while(VmState.STOPPING, lambda v: power.stopped(v, "stop")))
