@@ -70,14 +70,21 @@ def name(value: str, field: str) -> str:
 
 
 def vm_id(value: str, field: str = "vm_id") -> str:
+    if _CANONICAL_UUID_RE.fullmatch(value):  # the form ids are made in: already canonical
+        return value
     try:
         return str(uuid.UUID(value))
     except ValueError:
         raise InvalidArgument(field, f"{value[:80]!r} is not a VM id (UUID)") from None
 
 
+def is_canonical_uuid(value: str) -> bool:
+    """A UUID in the form ids are made in (lower-case hex, hyphens where `str(uuid.UUID(...))` puts them)."""
+    return _CANONICAL_UUID_RE.fullmatch(value) is not None
+
+
 def is_uuid(value: str) -> bool:
-    if _CANONICAL_UUID_RE.fullmatch(value):  # the form ids are made in: no need to parse
+    if is_canonical_uuid(value):  # the form ids are made in: no need to parse
         return True
     try:
         uuid.UUID(value)

@@ -115,8 +115,9 @@ def heartbeat_lists(vm_ids: Sequence[str], gone: Sequence[str], delta: bool, vm_
     seen: set[str] = set()
     for field, ids in (("vms", vm_ids), ("gone_vm_ids", gone)):
         for i, vm_id in enumerate(ids):
-            where = f"{field}[{i}].vm_id" if field == "vms" else f"{field}[{i}]"
-            if validation.vm_id(vm_id, where) != vm_id:
+            if not validation.is_canonical_uuid(vm_id):  # the field is named only for a refusal
+                where = f"{field}[{i}].vm_id" if field == "vms" else f"{field}[{i}]"
+                validation.vm_id(vm_id, where)
                 raise InvalidArgument(where, f"{vm_id[:80]!r} is not a VM id in canonical (lower-case) form")
             if vm_id in seen:
                 raise InvalidArgument(f"{field}[{i}]", f"VM {vm_id} is named twice in one heartbeat")

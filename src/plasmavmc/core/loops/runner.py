@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 LiveServers = Callable[[], Awaitable[set[str]]]
 DEFAULT_INTERVAL = 2.0
 RECONCILE_MIN_GAP = 0.5
-FULL_PASS_INTERVAL = 60.0  # seconds between full reconcile passes (the safety net under the index)
+# seconds between full reconcile passes while the index is ready: the safety net under the index. A pass
+# lists every VM record's state (100,000 records: about half a second of CPU), so at one a minute it was
+# the idle server's largest cost that grows with the fleet; the index itself follows every change.
+FULL_PASS_INTERVAL = 600.0
 INDEX_WAITS = 5  # intervals the reconcile waits for the index before a full pass without it
 # seconds between event retention passes (core/loops/event_retention.py): a pass reads every event key
 # (~0.3 s of CPU per 30,000 events), and the bounds it keeps (days, hundreds per VM) need no finer step
