@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -179,3 +180,23 @@ async def test_agent_killed_and_restarted_loses_no_vm(fc_client: PlasmaClient, f
     assert stopped.state is VmState.STOPPED and not is_running(pid)
     await fc_client.delete_vm(ORG, PROJECT, vm.id)
     assert not (fc_cluster.root / "run" / "fc" / vm.id).exists()
+
+
+async def test_reset_and_reboot_replace_the_process_and_keep_the_vm_running(fc_client: PlasmaClient) -> None:
+    """Firecracker cannot reset in place: a reset (kill, then start) and a reboot (Ctrl-Alt-Del, then start)
+    each give the VM a new process; the API answers RUNNING with the new pid, and the record is RUNNING
+    after each; when the new process dies, the VM leaves RUNNING with the reason."""
+    vm = await fc_client.create_vm("fc-reset", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER)
+    pid = (await fc_client.start_vm(ORG, PROJECT, vm.id)).status.host_pid
+    for operation in (fc_client.reset_vm, fc_client.reboot_vm):
+        after = await operation(ORG, PROJECT, vm.id)
+        assert after.state is VmState.RUNNING and after.status.host_pid not in (None, pid), after.status
+        assert pid is not None and not is_running(pid)
+        pid = after.status.host_pid
+        await console_until(fc_client, vm.id, fc.READY_LINE_RE, timeout=30)
+        assert (await fc_client.get_vm(ORG, PROJECT, vm.id)).state is VmState.RUNNING
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # the new process dies: its end is reported
+    ended = await fc_client.wait_for_state(ORG, PROJECT, vm.id, {VmState.STOPPED, VmState.ERROR}, 30)
+    assert ended.status.last_error, ended.status
+    await fc_client.delete_vm(ORG, PROJECT, vm.id)

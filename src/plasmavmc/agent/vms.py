@@ -50,7 +50,7 @@ class NodeVms:
         # why each VM's last run ended unasked: heartbeats carry it too, so the reason reaches the
         # control plane even when a heartbeat wins the race with the exit report
         self._exits: dict[str, ExitReport] = {}
-        self._rebooting: set[str] = set()  # VMs in a cold reboot, between its stop and its start
+        self._rebooting: set[str] = set()  # VMs in a reboot or reset (the process may be replaced)
         self.boots = BootWatch(self._report_ready)
 
     def lookup(self, vm_id: str) -> tuple[HypervisorBackend, VmHandle]:
@@ -166,14 +166,14 @@ class NodeVms:
             await backend.stop(handle, timeout)
 
     async def restart(self, vm_id: str, *, hard: bool) -> None:
+        """Reboot or (`hard`) reset. Either may replace the hypervisor process (a cold reboot always; a
+        reset where the hypervisor cannot reset in place: Firecracker, mvisor): not supervised meanwhile,
+        so the old process's end is nobody's exit, and RUNNING in its status throughout."""
         backend, handle = self.lookup(vm_id)
-        if hard:
-            await backend.reset(handle)
-            return
         await self._unsupervise(vm_id)
         self._rebooting.add(vm_id)
         try:
-            await backend.reboot(handle)
+            await (backend.reset if hard else backend.reboot)(handle)
         finally:
             self._rebooting.discard(vm_id)
             if (await backend.status(handle)).actual_state == VmState.RUNNING:
@@ -211,7 +211,7 @@ class NodeVms:
         if exited is not None and status.actual_state == VmState.STOPPED and not status.last_error:
             status = dataclasses.replace(status, last_error=exited.reason)
         if vm_id in self._rebooting and status.actual_state != VmState.RUNNING:
-            # a cold reboot between its stop and its start: the VM runs on (RUNNING -> RUNNING), its
+            # a reboot or reset between its stop and its start: the VM runs on (RUNNING -> RUNNING), its
             # process is being replaced — a heartbeat now must not report an exit nobody should act on
             status = dataclasses.replace(status, actual_state=VmState.RUNNING)
         return self.boots.merged(vm_id, status)
