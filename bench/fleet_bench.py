@@ -57,7 +57,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import compiled, emit
-from bench.scheduler_bench import SIM, SPEC, _calls, _cpu_seconds, creator, server_and_agents
+from bench.scheduler_bench import SIM, SPEC, _calls, _cpu_seconds, creator, pid_cpu, server_and_agents
 from plasmavmc.agent.heartbeats import DeltaState
 from plasmavmc.agent.simulated import simulated_node
 from plasmavmc.client import PlasmaClient
@@ -94,11 +94,6 @@ def _rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
-
-
-def _pid_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -141,15 +136,20 @@ async def _settled(server: Proc, http: str, vms: int, busy: float = 0.5, deadlin
 
 async def _idle(server: Proc, agents_pid: int, seconds: float) -> dict[str, object]:
     assert server.popen is not None
+    return await idle_window(server.popen.pid, agents_pid, seconds)
+
+
+async def idle_window(server_pid: int, agents_pid: int, seconds: float) -> dict[str, object]:
+    """The server's and the agents' CPU (share of a core) and memory over `seconds` of nothing asked."""
     load = _load()
-    s0, a0, t0 = _cpu_seconds(server), _pid_cpu(agents_pid), time.monotonic()
+    s0, a0, t0 = pid_cpu(server_pid), pid_cpu(agents_pid), time.monotonic()
     await asyncio.sleep(seconds)  # measuring: nothing is asked of the server meanwhile
     wall = time.monotonic() - t0
     return {
         "seconds": round(wall, 1),
-        "server_cpu_share": round((_cpu_seconds(server) - s0) / wall, 3),
-        "agents_cpu_share": round((_pid_cpu(agents_pid) - a0) / wall, 3),
-        "server_rss_mib": _rss_mib(server.popen.pid),
+        "server_cpu_share": round((pid_cpu(server_pid) - s0) / wall, 3),
+        "agents_cpu_share": round((pid_cpu(agents_pid) - a0) / wall, 3),
+        "server_rss_mib": _rss_mib(server_pid),
         "agents_rss_mib": _rss_mib(agents_pid),
         "load_before": load,
         "load_after": _load(),

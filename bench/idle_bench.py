@@ -35,7 +35,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from typing import Any
 import grpc
 
 from bench.common import compiled, emit
-from bench.fleet_bench import _load, _pid_cpu, _rss_mib, _seed, _settled
+from bench.fleet_bench import _seed, _settled, idle_window
 from bench.scheduler_bench import _cpu_seconds, _wait_line, server_and_agents
 from plasmavmc.observe.interceptor import ObservingInterceptor
 from plasmavmc.store.sqlite import SqliteStore
@@ -88,26 +87,13 @@ async def serve_echo(addr: str, layered: bool = False) -> None:
     await server.stop(grace=0)
 
 
-def _window(server_pid: int, agents_pid: int) -> tuple[float, float, float]:
-    return _pid_cpu(server_pid), _pid_cpu(agents_pid), time.monotonic()
-
-
 async def _measure(server_pid: int, agents_pid: int, seconds: float, beats_per_s: float) -> dict[str, object]:
-    load = _load()
-    s0, a0, t0 = _window(server_pid, agents_pid)
-    await asyncio.sleep(seconds)  # measuring: nothing is asked of the server meanwhile
-    s1, a1, t1 = _window(server_pid, agents_pid)
-    wall = t1 - t0
-    share = (s1 - s0) / wall
-    return {
-        "seconds": round(wall, 1),
-        "server_cpu_share": round(share, 3),
-        "server_cpu_us_per_heartbeat": round(share / beats_per_s * 1e6, 1),
-        "agents_cpu_share": round((a1 - a0) / wall, 3),
-        "server_rss_mib": _rss_mib(server_pid),
-        "load_before": load,
-        "load_after": _load(),
-    }
+    """`idle_window`, with the server's CPU per heartbeat."""
+    out = await idle_window(server_pid, agents_pid, seconds)
+    share = out["server_cpu_share"]
+    assert isinstance(share, float)
+    out["server_cpu_us_per_heartbeat"] = round(share / beats_per_s * 1e6, 1)
+    return out
 
 
 async def _streams_then_unary(server_pid: int, agents_pid: int, seconds: float, heartbeat: float,

@@ -216,11 +216,16 @@ async def _server(root: Path, guest: Path, server_keys: str = "", extra_config: 
     return server, f"127.0.0.1:{api}"
 
 
-def _cpu_seconds(proc: Proc) -> float:
-    """User + system CPU time the process has used (from /proc): what it cost, whatever else runs."""
-    assert proc.popen is not None
-    fields = Path(f"/proc/{proc.popen.pid}/stat").read_text().rpartition(")")[2].split()
+def pid_cpu(pid: int) -> float:
+    """User + system CPU time process `pid` has used (from /proc): what it cost, whatever else runs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(proc: Proc) -> float:
+    """`pid_cpu` of a started `Proc`."""
+    assert proc.popen is not None
+    return pid_cpu(proc.popen.pid)
 
 
 async def _calls(count: int, concurrency: int, call: object) -> float:

@@ -21,6 +21,7 @@ from plasmavmc.config.schema import (
     Override,
     TlsSettings,
     all_of,
+    between,
     check_abs_path,
     check_addr,
     check_command,
@@ -113,28 +114,10 @@ class AgentSection:
             yield "node_id", "required: set it in the config file, PLASMAVMC_NODE_ID or --node-id"
 
 
-def _check_id(value: int) -> int:
-    if not 0 <= value < 2**32 - 1:
-        raise ValueError(f"expected a uid/gid between 0 and 4294967294, got {value}")
-    return value
-
-
-def _check_tb_size(value: int) -> int:
-    if not 0 <= value <= 4096:
-        raise ValueError(f"expected 0 (QEMU's default) to 4096 MiB, got {value}")
-    return value
-
-
-def _check_vmm_cpu_percent(value: int) -> int:
-    if not 0 <= value <= 1000:
-        raise ValueError(f"expected 0 to 1000 (percent of one CPU), got {value}")
-    return value
-
-
-def _check_pool_size(value: int) -> int:
-    if not 0 <= value <= 64:
-        raise ValueError(f"expected 0 (no pool) to 64 waiting processes, got {value}")
-    return value
+_check_id = between(0, 2**32 - 2, "a uid/gid between 0 and 4294967294")
+_check_tb_size = between(0, 4096, "0 (QEMU's default) to 4096 MiB")
+_check_vmm_cpu_percent = between(0, 1000, "0 to 1000 (percent of one CPU)")
+_check_pool_size = between(0, 64, "0 (no pool) to 64 waiting processes")
 
 
 @dataclass(frozen=True)

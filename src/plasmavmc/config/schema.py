@@ -177,6 +177,16 @@ def check_positive(value: int) -> int:
     return value
 
 
+def between(low: int, high: int, what: str) -> Check:
+    """An integer from `low` to `high` (both included); `what` says the range in the error."""
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"expected {what}, got {value}")
+        return value
+
+    return check
+
+
 def check_non_empty(value: tuple[Any, ...]) -> tuple[Any, ...]:
     if not value:
         raise ValueError("must not be empty")

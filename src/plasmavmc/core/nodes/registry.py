@@ -101,12 +101,13 @@ class NodeRegistry:
         # node id -> (the report, the record's revision) last found to change nothing but the time
         self._quiet: dict[str, tuple[Node, int]] = {}
 
+    def _recent(self, current: Node, now: int) -> bool:
+        """The stored heartbeat time is recent enough not to be rewritten (`Liveness.persist_after`)."""
+        return now - current.last_heartbeat < self.liveness.persist_after()
+
     def _unchanged(self, current: Node, merged: Node, now: int) -> bool:
-        """True when writing `merged` would change only the heartbeat time, and the stored time is
-        recent enough (`Liveness.persist_after`)."""
-        if now - current.last_heartbeat >= self.liveness.persist_after():
-            return False
-        return replace(merged, last_heartbeat=current.last_heartbeat) == current
+        """True when writing `merged` would change only the heartbeat time, and the stored time is recent."""
+        return self._recent(current, now) and replace(merged, last_heartbeat=current.last_heartbeat) == current
 
     async def heartbeat(self, reported: Node) -> Node:
         """Register or refresh a node from its agent's report (its `last_heartbeat` is not read: the
@@ -123,7 +124,7 @@ class NodeRegistry:
         if current is not None:
             quiet = self._quiet.get(reported.id)
             if (quiet is not None and quiet[0] is reported and quiet[1] == current.revision
-                    and now - current.value.last_heartbeat < self.liveness.persist_after()):
+                    and self._recent(current.value, now)):
                 return current.value
         return await self._merge_in(reported, current, now)
 

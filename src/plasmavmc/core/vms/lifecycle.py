@@ -268,11 +268,10 @@ async def provision(
     except PlasmaError as err:
         await set_error(core, vm.key, f"{'create+start' if start else 'create'} failed: {err.message}")
         raise
-    if took is not None:
-        took.done("agent")
+    took = took or Steps()  # timed for the caller's step log, when it keeps one
+    took.done("agent")
     done = await drive.last_step(VirtualMachine, vm.key, _made, known=vm)
-    if took is not None:
-        took.done("recorded")
+    took.done("recorded")
     await refresh.ports_changed(core, done.value, done.value.spec.network)
     return done.value
 
