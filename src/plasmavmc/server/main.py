@@ -1,11 +1,16 @@
 """`plasmavmc-server` entry point: settings (spec §9.1, §9.3, §9.4), logging, run; `--check-config`;
-`backup FILE` / `restore FILE` (server/backup.py)."""
+`backup FILE` / `restore FILE` (server/backup.py).
+
+The server runs on uvloop's event loop when it is installed (a dependency): every call's scheduling,
+futures and socket wake-ups cost about a seventh less of the server's CPU than on asyncio's own loop
+(GetVm: 704 -> 608 µs of server CPU a call, `bench/read_scale_bench.py`); asyncio's loop otherwise."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 
 from plasmavmc.config.logs import setup_logging
 from plasmavmc.config.schema import check_config, settings_or_exit
@@ -13,6 +18,15 @@ from plasmavmc.config.server import parse_server_args
 from plasmavmc.errors import PlasmaError
 from plasmavmc.server import backup, gc_policy
 from plasmavmc.server.app import run
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop when it is installed, else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.logging.level, settings.logging.format)
     gc_policy.configure()
     try:
-        asyncio.run(run(settings))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(run(settings))
     except PlasmaError as err:
         print(f"plasmavmc-server: {err}", file=sys.stderr)
         return 1
