@@ -283,6 +283,23 @@ async def test_commit_events_share_the_revision_in_write_order(store: Store) -> 
     ]
 
 
+async def test_a_commit_not_made_durable_is_a_commit_like_any_other(backend: Backend) -> None:
+    """`durable=False` changes when the store syncs, nothing of what a commit means: compare-and-swap,
+    one revision, its event, and it is there for a handle opened after it."""
+    store = await backend.open()
+    rev = await store.put("t/a", b"1")
+    start = rev + 1
+    with pytest.raises(Conflict, match="t/a"):
+        await store.commit([Write("t/a", b"x", expected_revision=rev + 100)], durable=False)
+    done = await store.commit([Write("t/a", b"2", expected_revision=rev), Write("t/b", b"b")], durable=False)
+    assert done == await store.revision() == rev + 1
+    async with watching(store, "t/", start) as watch:
+        assert await take(watch, 2) == [put("t/a", b"2"), put("t/b", b"b")]
+    later = await backend.open()
+    a = await later.get("t/a")
+    assert a is not None and (a.value, a.mod_revision) == (b"2", done)
+
+
 # -- op ids: a retried commit recognises its own success ----------------------------------------------
 
 

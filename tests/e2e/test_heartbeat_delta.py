@@ -79,6 +79,7 @@ async def test_lost_delta_is_healed_by_resync(tmp_path: Path, guest_dir: Path, s
         state = await deltas_flow(c)
         assert state.resyncs == 0
         c.fleet.pause(NODE)
+        await asyncio.wait_for(c.fleet.quiet(NODE), 30)  # a heartbeat on its way would acknowledge its own digest
         state.since_full = 0  # what follows is a delta, whatever the count towards the periodic full one was
         # the hypervisor of one VM is gone, and neither the exit report nor the delta saying so arrives
         backend = c.fleet.backends[NODE]

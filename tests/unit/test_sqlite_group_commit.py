@@ -2,14 +2,17 @@
 
 The contract suite (`tests/contract`) checks the semantics every backend shares; these check what only
 the SQLite write path does: commits queued together land in one transaction yet keep their own
-revisions and outcomes, close() answers every queued commit first, and the event log is compacted in
-slack-sized steps without ever keeping fewer than `retention` events.
+revisions and outcomes, close() answers every queued commit first, the event log is compacted in
+slack-sized steps without ever keeping fewer than `retention` events, and a batch of commits that need
+not be durable commits without an fsync, yet survives a killed process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ import pytest
 from plasmavmc.errors import Conflict
 from plasmavmc.store.base import Compacted, Write
 from plasmavmc.store.sqlite import SqliteStore
-from plasmavmc.store.sqlite_writes import compaction_slack
+from plasmavmc.store.sqlite_writes import Commit, apply_batch, compaction_slack
 
 
 def _events(path: Path) -> int:
@@ -74,5 +77,57 @@ async def test_event_log_is_compacted_in_slack_steps(tmp_path: Path, retention: 
             assert retention <= _events(path) <= retention + compaction_slack(retention) or i < retention
         with pytest.raises(Compacted):
             await anext(store.watch("k/", first))
+    finally:
+        await store.close()
+
+
+async def _batch_sync_level(path: Path, durable: list[bool]) -> int:
+    """The synchronous level `apply_batch` sets for a batch of these commits on a store's file (1 NORMAL,
+    2 FULL): the level SQLite applies at that batch's COMMIT."""
+    await (await SqliteStore.open(path)).close()  # the schema
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        batch = [Commit((Write(f"k/{i}", b"v"),), durable=d) for i, d in enumerate(durable)]
+        outcomes = apply_batch(conn, batch, retention=1000, synced=True)
+        assert all(not isinstance(o, Conflict) for o in outcomes)
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_a_batch_fsyncs_unless_none_of_its_commits_is_durable(tmp_path: Path) -> None:
+    assert await _batch_sync_level(tmp_path / "a.db", [False, False]) == 1  # NORMAL: no fsync at COMMIT
+    assert await _batch_sync_level(tmp_path / "b.db", [False, True]) == 2  # one durable commit: FULL
+    assert await _batch_sync_level(tmp_path / "c.db", [True]) == 2
+
+
+_KILLED_WRITER = """
+import asyncio, os, signal, sys
+from plasmavmc.store.base import Write
+from plasmavmc.store.sqlite import SqliteStore
+
+async def main() -> None:
+    store = await SqliteStore.open(sys.argv[1])
+    await store.put("k/durable", b"d")
+    await store.commit([Write("k/lazy", b"l")], durable=False)
+    print("committed", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_commit_not_made_durable_survives_a_killed_process(tmp_path: Path) -> None:
+    """What `durable=False` may lose is an OS crash's or a power cut's, never a killed server's: the
+    commit is in the WAL file (the OS's page cache) when the caller is answered."""
+    path = tmp_path / "s.db"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _KILLED_WRITER, str(path),
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert out == b"committed\n" and proc.returncode == -signal.SIGKILL
+    store = await SqliteStore.open(path)
+    try:
+        lazy = await store.get("k/lazy")
+        assert lazy is not None and lazy.value == b"l"
     finally:
         await store.close()

@@ -165,6 +165,7 @@ class SimulatedFleet:
         self.vms = FleetVms(self.backends, ImageCache(cache_dir, self.reporter.channels[0]), self.reporter)
         self.reporter.fleet = self.vms
         self.paused: set[str] = set()
+        self._sending: dict[str, asyncio.Lock] = {}  # per node: held while one of its heartbeats is out
         self.deltas: dict[str, heartbeats.DeltaState] = {}  # per node: what the control plane acknowledged
         self._server: grpc.aio.Server | None = None
         self._beats: list[asyncio.Task[None]] = []
@@ -213,11 +214,12 @@ class SimulatedFleet:
         while True:
             failed = False
             if node_id not in self.paused:
-                try:
-                    await self.heartbeat(node_id)
-                except PlasmaError as err:
-                    log.warning("simulated node %s: heartbeat failed: %s", node_id, err)
-                    failed = True
+                async with self._sending.setdefault(node_id, asyncio.Lock()):
+                    try:
+                        await self.heartbeat(node_id)
+                    except PlasmaError as err:
+                        log.warning("simulated node %s: heartbeat failed: %s", node_id, err)
+                        failed = True
             await asyncio.sleep(heartbeats.next_beat(self.heartbeat_interval, failed))
 
     def toggle_streams(self) -> None:
@@ -227,8 +229,14 @@ class SimulatedFleet:
         log.warning("simulated nodes: heartbeats %s", "over streams" if self.reporter.streams else "unary")
 
     def pause(self, node_id: str) -> None:
-        """Stop this node's heartbeats (a simulated node failure); its VMs stay as they are."""
+        """Stop this node's heartbeats (a simulated node failure); its VMs stay as they are. A heartbeat
+        already on its way still arrives (`quiet` waits for it)."""
         self.paused.add(node_id)
+
+    async def quiet(self, node_id: str) -> None:
+        """Until no heartbeat of the node is on its way (after `pause`: none will be until `resume`)."""
+        async with self._sending.setdefault(node_id, asyncio.Lock()):
+            pass
 
     def resume(self, node_id: str) -> None:
         self.paused.discard(node_id)

@@ -121,11 +121,15 @@ class Driving:
     finished: bool = False
 
     async def last_step(
-        self, cls: type[T], key: str, fn: Callable[[T], T], *, known: Versioned[T] | None = None
+        self, cls: type[T], key: str, fn: Callable[[T], T], *, known: Versioned[T] | None = None,
+        durable: bool = True,
     ) -> Versioned[T]:
         """The operation's last state change (`records.mutate`), committed together with the removal of
-        the pending record: the outcome and the end of the operation are one write."""
-        done = await mutate(self.store, cls, key, fn, known=known, also=[Write(self.pending.key, None)])
+        the pending record: the outcome and the end of the operation are one write. `durable=False`
+        (`Store.commit`) for an outcome the node reports again: lost in a power cut, the operation is
+        still pending and the leader's adopter finishes it from the node's answer."""
+        done = await mutate(self.store, cls, key, fn, known=known, also=[Write(self.pending.key, None)],
+                            durable=durable)
         self.finished = True
         return done
 

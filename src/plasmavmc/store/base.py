@@ -114,11 +114,17 @@ class Store(abc.ABC):
         """Delete `key`; False when it did not exist. Raises `Conflict` when the expectation fails."""
 
     @abc.abstractmethod
-    async def commit(self, writes: Sequence[Write], *, op_id: str | None = None) -> int:
+    async def commit(self, writes: Sequence[Write], *, op_id: str | None = None, durable: bool = True) -> int:
         """Apply all writes atomically (or none, raising `Conflict`); returns the new revision.
 
         With `op_id`, a commit already applied under that id is not applied again: its revision is
-        returned (the retry of an ambiguous failure recognises its own success)."""
+        returned (the retry of an ambiguous failure recognises its own success).
+
+        `durable=False` is for a write that records what can be observed again (a VM's state as its
+        node reports it, ending an operation the leader's adopter would finish again): it is applied
+        and visible like any other, survives a killed process, and may be lost in an OS crash or a
+        power loss until the next durable commit, which makes it durable too. A store that makes
+        every commit durable (etcd) treats it as any other."""
 
     @abc.abstractmethod
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int = 0) -> Page:

@@ -161,8 +161,8 @@ class EtcdStore(Store):
         _, changed = await self._commit([Write(key, None, expected_revision)])
         return changed > 0
 
-    async def commit(self, writes: Sequence[Write], *, op_id: str | None = None) -> int:
-        return (await self._commit(writes, op_id))[0]
+    async def commit(self, writes: Sequence[Write], *, op_id: str | None = None, durable: bool = True) -> int:
+        return (await self._commit(writes, op_id))[0]  # etcd makes every commit durable
 
     async def _commit(self, writes: Sequence[Write], op_id: str | None = None) -> tuple[int, int]:
         """One Txn; returns (revision after it, how many writes changed something)."""

@@ -109,11 +109,13 @@ async def mutate(
     missing: Callable[[], Exception] = lambda: NotFound("record not found"),
     known: Versioned[T] | None = None,
     also: Sequence[Write] = (),
+    durable: bool = True,
 ) -> Versioned[T]:
     """Read `key`, apply `fn`, write back with CAS; retry on conflict. `fn` may raise to abort.
     `known` (the record as the caller last wrote it) saves the first read; only the stored record
     decides: a stale copy loses the compare-and-swap, and a copy `fn` refuses or leaves unchanged is
-    read again. `also` is committed with the record's write (alone if the record needs no change)."""
+    read again. `also` is committed with the record's write (alone if the record needs no change).
+    `durable` as `Store.commit`'s."""
     for attempt in attempts(key):
         guessed, current, known = known is not None, known or await read(store, cls, key), None
         if current is None:
@@ -128,11 +130,12 @@ async def mutate(
             if guessed:
                 continue
             if also:
-                await store.commit(also)
+                await store.commit(also, durable=durable)
             return current
         extra = derived(cls, current.value, updated)
         try:
-            rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also, *extra])
+            rev = await store.commit([Write(key, codec.dumps(updated), current.revision), *also, *extra],
+                                     durable=durable)
         except Conflict:
             await backoff(attempt)
             continue

@@ -28,8 +28,9 @@ survives an OS crash or power loss (one WAL fsync per commit). The control plane
 create or delete to a user only after the write commits, and its write rate is tens per second, so the
 fsync (about 2-4 ms a commit here, against 0.1 ms) is worth it; etcd too fsyncs before acknowledging.
 Under load the group commit shares one fsync among every write of a batch, and a caller is answered only
-after its batch committed.
-`synchronous="NORMAL"` is available for benchmarks.
+after its batch committed. A batch of `durable=False` commits only (`Store.commit`: records of what a
+node observed, which it would report again) commits at NORMAL: no fsync, and the next FULL commit's
+fsync covers it. `synchronous="NORMAL"` (every commit so) is available for benchmarks.
 
 `watch` is woken by this instance's own writes (an `asyncio.Event` swapped on each write) and also polls
 the event log every `poll_interval` seconds, so writes by another process on the same file are seen too.
@@ -131,6 +132,7 @@ class SqliteStore(Store):
         *,
         retention: int = DEFAULT_RETENTION,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        synced: bool = True,
     ) -> None:
         """Use `SqliteStore.open`; each worker's connection was created on its executor's only thread.
         Without a `reader`, reads run on the writer; without `scanners` (rows, fields), on the reader."""
@@ -142,6 +144,7 @@ class SqliteStore(Store):
         self._rows_scanner = scanners[0] if scanners else reader or writer
         self._fields_scanner = scanners[-1] if scanners else reader or writer
         self._retention = retention
+        self._synced = synced  # every durable commit's batch fsyncs (synchronous=FULL)
         self._poll_interval = poll_interval
         self._changed = asyncio.Event()
         self._closed = False
@@ -164,7 +167,7 @@ class SqliteStore(Store):
             raise InvalidArgument("synchronous", "must be NORMAL or FULL")
         writer = await _start_worker("writer", functools.partial(_connect, str(path), synchronous), path)
         if str(path) == ":memory:":
-            return cls(writer, retention=retention, poll_interval=poll_interval)
+            return cls(writer, retention=retention, poll_interval=poll_interval, synced=synchronous == "FULL")
         readers: list[_Worker] = []
         try:
             for role in ("reader", "rows-scanner", "fields-scanner"):
@@ -173,7 +176,8 @@ class SqliteStore(Store):
             for worker in (*readers, writer):
                 await _stop_worker(worker)
             raise
-        return cls(writer, readers[0], readers[1:], retention=retention, poll_interval=poll_interval)
+        return cls(writer, readers[0], readers[1:], retention=retention, poll_interval=poll_interval,
+                   synced=synchronous == "FULL")
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -250,11 +254,12 @@ class SqliteStore(Store):
         _, changed = await self._commit([Write(key, None, expected_revision)])
         return changed > 0
 
-    async def commit(self, writes: Sequence[Write], *, op_id: str | None = None) -> int:
-        revision, _ = await self._commit(writes, op_id)
+    async def commit(self, writes: Sequence[Write], *, op_id: str | None = None, durable: bool = True) -> int:
+        revision, _ = await self._commit(writes, op_id, durable)
         return revision
 
-    async def _commit(self, writes: Sequence[Write], op_id: str | None = None) -> tuple[int, int]:
+    async def _commit(self, writes: Sequence[Write], op_id: str | None = None,
+                      durable: bool = True) -> tuple[int, int]:
         """`commit`, also returning how many writes changed something (deletes of missing keys don't).
 
         The commit joins the queue of the next batch (`sqlite_writes.apply_batch`); the caller is
@@ -266,7 +271,7 @@ class SqliteStore(Store):
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[int, int]] = loop.create_future()
         answer.add_done_callback(_heard)  # a cancelled caller's lost CAS is nobody's error to log
-        self._queued.append((Commit(tuple(writes), op_id), answer))
+        self._queued.append((Commit(tuple(writes), op_id, durable), answer))
         if self._batch is None:
             self._start_batch(loop)
         revision, changed = await asyncio.shield(answer)
@@ -277,7 +282,8 @@ class SqliteStore(Store):
         """Hand every queued commit (up to `MAX_BATCH`) to the worker thread as one transaction."""
         batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
         job = loop.run_in_executor(
-            self._executor, apply_batch, self._conn, [commit for commit, _ in batch], self._retention
+            self._executor, apply_batch, self._conn, [commit for commit, _ in batch], self._retention,
+            self._synced,
         )
         self._batch = job
         self._idle.clear()

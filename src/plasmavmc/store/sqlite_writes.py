@@ -2,7 +2,8 @@
 
 `apply_batch` runs on the store's worker thread. It takes every commit queued since the last batch
 and applies them inside ONE `BEGIN IMMEDIATE` transaction, so the whole batch costs one WAL fsync
-(`synchronous=FULL`) instead of one per commit. Each commit keeps its own semantics:
+(`synchronous=FULL`) instead of one per commit, and a batch of `durable=False` commits only none (the
+next durable batch's fsync covers it). Each commit keeps its own semantics:
 
 - its expectations are checked against the data as the commits before it in the batch left it (they
   run in the same transaction, in queue order), under the write lock, so compare-and-swap stays exact
@@ -42,10 +43,11 @@ _SAVEPOINT = "plasmavmc_write"
 
 @dataclass(frozen=True)
 class Commit:
-    """One queued `commit`: its writes and its op id (None: not named)."""
+    """One queued `commit`: its writes, its op id (None: not named) and whether its batch must fsync."""
 
     writes: tuple[Write, ...]
     op_id: str | None = None
+    durable: bool = True
 
 
 def compaction_slack(retention: int) -> int:
@@ -53,8 +55,12 @@ def compaction_slack(retention: int) -> int:
     return max(1, retention // 10)
 
 
-def apply_batch(conn: sqlite3.Connection, batch: Sequence[Commit], retention: int) -> list[Outcome]:
-    """Apply every commit of `batch` in one transaction; one outcome per commit, in order."""
+def apply_batch(conn: sqlite3.Connection, batch: Sequence[Commit], retention: int,
+                synced: bool = True) -> list[Outcome]:
+    """Apply every commit of `batch` in one transaction; one outcome per commit, in order. With `synced`
+    (the store's synchronous=FULL), the transaction fsyncs unless no commit of the batch is durable."""
+    if synced:  # a connection setting, read at COMMIT: NORMAL leaves the WAL unsynced (the next FULL syncs it)
+        conn.execute(f"PRAGMA synchronous = {'FULL' if any(c.durable for c in batch) else 'NORMAL'}")
     conn.execute("BEGIN IMMEDIATE")
     try:
         now = time.time()

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 POOL_DIR = ".pool"
 RETRY_S = 5.0  # after a failed launch, the pool waits this long before the next, doubling up to RETRY_MAX_S
 RETRY_MAX_S = 300.0
+REFILL_AFTER_S = 0.1  # a refill starts this long after a take: the create's answer goes out first
 
 
 @dataclass
@@ -115,8 +116,10 @@ class WarmPool:
         return None
 
     def refill(self) -> None:
-        """Launch what is missing, in the background."""
-        self._wake.set()
+        """Launch what is missing, in the background, `REFILL_AFTER_S` from now: the launch's own work in
+        this process (the jail's files and cgroups, the fork) would otherwise run between the create's
+        boot and its answer."""
+        asyncio.get_running_loop().call_later(REFILL_AFTER_S, self._wake.set)
 
     async def close(self) -> None:
         """Stop refilling; kill and remove every waiting process (agent stop: no orphans). A launch in
