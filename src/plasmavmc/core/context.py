@@ -70,9 +70,13 @@ class Core:
         return found
 
     async def agent_for(self, vm: VirtualMachine) -> AgentClient:
-        if vm.node_id is None:
-            raise Unavailable(f"VM {vm.id} is not placed on a node")
-        cached = self.nodes.cache.recent(vm.node_id)  # the scheduler's copy, if it is fresh
+        return await self.agent_on(vm.node_id, vm.id)
+
+    async def agent_on(self, node_id: str | None, vm_id: str) -> AgentClient:
+        """The agent of the node `node_id`, where the VM `vm_id` is placed (UNAVAILABLE: nowhere)."""
+        if node_id is None:
+            raise Unavailable(f"VM {vm_id} is not placed on a node")
+        cached = self.nodes.cache.recent(node_id)  # the scheduler's copy, if it is fresh
         if cached is not None and cached.value.agent_address:
             return self.agents.client(cached.value)
-        return self.agents.client((await self.nodes.get(vm.node_id)).value)
+        return self.agents.client((await self.nodes.get(node_id)).value)

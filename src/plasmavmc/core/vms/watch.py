@@ -1,5 +1,8 @@
 """`WatchVm` and `GetConsole` on the control plane: streams built on the store's watch and the agent.
 
+GetConsole finds the VM's node in the watched copy GetVm reads (no store read on the way to the
+console), and streams the node agent's console.
+
 A watch streams the stored events (`core/vms/events.py`) of one VM or of a whole project, in revision
 order: with `send_initial` the current record first, then every event written after it. With
 `start_revision` > 0 it first replays the kept events from that revision on (read with one list, which
@@ -16,10 +19,12 @@ from collections.abc import AsyncIterator
 from plasmavmc import validation
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.vms import events as vm_events
+from plasmavmc.core.vms import reads
 from plasmavmc.errors import VmNotFound
 from plasmavmc.store import keys
 from plasmavmc.store.base import EventType, KeyValue
 from plasmavmc.types.events import VmEvent, VmEventType
+from plasmavmc.v1 import types_pb2
 
 
 async def _prefix(core: Core, ref: VmRef, send_initial: bool, resuming: bool) -> tuple[str, VmEvent | None]:
@@ -68,7 +73,18 @@ async def watch_vm(
 
 
 async def console(core: Core, ref: VmRef, follow: bool) -> AsyncIterator[bytes]:
-    found = await core.find_vm(ref)
-    agent = await core.agent_for(found.value)
-    async for chunk in agent.console(found.value.id, follow):
+    vm_id, node_id = await _placed(core, ref)
+    agent = await core.agent_on(node_id, vm_id)
+    async for chunk in agent.console(vm_id, follow):
         yield chunk
+
+
+async def _placed(core: Core, ref: VmRef) -> tuple[str, str | None]:
+    """(id, node) of the VM `ref` names: from the watched copy GetVm answers from (`reads.py`: the
+    caller's own writes included) when it can answer, else from the store."""
+    found = await core.vm_reads.find(ref.org_id, ref.project_id, ref.vm) if core.vm_reads else None
+    if found is None:
+        vm = (await core.find_vm(ref)).value
+        return vm.id, vm.node_id
+    kept = types_pb2.VirtualMachine.FromString(reads.rendered(*found))
+    return kept.id, kept.node_id or None
