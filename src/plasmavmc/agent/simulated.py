@@ -25,6 +25,7 @@ import logging
 import random
 import signal
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -165,7 +166,7 @@ class SimulatedFleet:
         self.vms = FleetVms(self.backends, ImageCache(cache_dir, self.reporter.channels[0]), self.reporter)
         self.reporter.fleet = self.vms
         self.paused: set[str] = set()
-        self._sending: dict[str, asyncio.Lock] = {}  # per node: held while one of its heartbeats is out
+        self._sending: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # held while a heartbeat is out
         self.deltas: dict[str, heartbeats.DeltaState] = {}  # per node: what the control plane acknowledged
         self._server: grpc.aio.Server | None = None
         self._beats: list[asyncio.Task[None]] = []
@@ -214,7 +215,7 @@ class SimulatedFleet:
         while True:
             failed = False
             if node_id not in self.paused:
-                async with self._sending.setdefault(node_id, asyncio.Lock()):
+                async with self._sending[node_id]:
                     try:
                         await self.heartbeat(node_id)
                     except PlasmaError as err:
@@ -235,7 +236,7 @@ class SimulatedFleet:
 
     async def quiet(self, node_id: str) -> None:
         """Until no heartbeat of the node is on its way (after `pause`: none will be until `resume`)."""
-        async with self._sending.setdefault(node_id, asyncio.Lock()):
+        async with self._sending[node_id]:
             pass
 
     def resume(self, node_id: str) -> None:

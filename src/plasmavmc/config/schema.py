@@ -171,12 +171,6 @@ def check_command(value: str) -> str:
     return value
 
 
-def check_positive(value: int) -> int:
-    if value <= 0:
-        raise ValueError(f"expected a positive integer, got {value}")
-    return value
-
-
 def between(low: int, high: int, what: str) -> Check:
     """An integer from `low` to `high` (both included); `what` says the range in the error."""
     def check(value: int) -> int:
@@ -185,6 +179,9 @@ def between(low: int, high: int, what: str) -> Check:
         return value
 
     return check
+
+
+check_positive = between(1, 2**63 - 1, "a positive integer")
 
 
 def check_non_empty(value: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -166,8 +166,9 @@ class SqliteStore(Store):
         if synchronous not in ("NORMAL", "FULL"):
             raise InvalidArgument("synchronous", "must be NORMAL or FULL")
         writer = await _start_worker("writer", functools.partial(_connect, str(path), synchronous), path)
+        synced = synchronous == "FULL"
         if str(path) == ":memory:":
-            return cls(writer, retention=retention, poll_interval=poll_interval, synced=synchronous == "FULL")
+            return cls(writer, retention=retention, poll_interval=poll_interval, synced=synced)
         readers: list[_Worker] = []
         try:
             for role in ("reader", "rows-scanner", "fields-scanner"):
@@ -176,8 +177,7 @@ class SqliteStore(Store):
             for worker in (*readers, writer):
                 await _stop_worker(worker)
             raise
-        return cls(writer, readers[0], readers[1:], retention=retention, poll_interval=poll_interval,
-                   synced=synchronous == "FULL")
+        return cls(writer, readers[0], readers[1:], retention=retention, poll_interval=poll_interval, synced=synced)
 
     # -- plumbing -----------------------------------------------------------------------------------
 
