@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import dataclasses
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from plasmavmc.server.app import build_core, grpc_server
 from plasmavmc.server.iam_wiring import build_iam
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
+from tests.ports import free_port
 
 GUEST_DIR = Path(os.environ.get("PLASMAVMC_GUEST_DIR", "/var/cache/plasmavmc/guest"))
 GUEST_IMAGE = "plasmavmc-tiny"
@@ -47,12 +47,6 @@ SIM = HypervisorType.SIMULATED
 SPEC = VmSpec(cpu=CpuSpec(vcpus=1), memory=MemorySpec(size_mib=64),
               disks=(DiskSpec(id="root", source=DiskSource(image_id=GUEST_IMAGE), size_gib=1),))
 ADMIN = Caller("admin", (Binding("admin", Role.SYSTEM_ADMIN),))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class AdmitAll(AuthInterceptor):

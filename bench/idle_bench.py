@@ -49,7 +49,8 @@ from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc
 from plasmavmc.wire.chain import MethodChain
 from plasmavmc.wire.guard import RequestGuard
-from tests.conftest import GUEST_DIR, Proc, free_port
+from tests.conftest import GUEST_DIR, Proc
+from tests.ports import free_port
 
 SETTLE_DEADLINE = 1200.0  # seconds a started server gets to settle before its idle cost is measured
 

@@ -74,7 +74,8 @@ from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
 from plasmavmc.v1 import types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import to_proto
-from tests.conftest import GUEST_DIR, Proc, free_port
+from tests.conftest import GUEST_DIR, Proc
+from tests.ports import free_port
 
 ORG, PROJECT = "org-read", "proj-read"
 SEED_CHUNK = 1000

@@ -55,9 +55,10 @@ from plasmavmc.types import codec
 from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
-from tests.conftest import GUEST_DIR, Proc, free_port
+from tests.conftest import GUEST_DIR, Proc
 from tests.e2e.helpers import GUEST_IMAGE
 from tests.etcd import EtcdCluster
+from tests.ports import free_port
 
 SIM = HypervisorType.SIMULATED
 SPEC = VmSpec(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from plasmavmc.pki import certs
 from plasmavmc.types.node import Node, NodeCapacity
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2
 from plasmavmc.wire.convert import to_proto
+from tests.ports import free_port
 
 
 def heartbeat(node_id: str) -> agent_pb2.HeartbeatRequest:
@@ -39,12 +39,6 @@ def heartbeat(node_id: str) -> agent_pb2.HeartbeatRequest:
 
 def node_id(i: int) -> str:
     return f"bench-{i:03d}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(root: Path, pki: Path | None) -> tuple[subprocess.Popen[bytes], str]:

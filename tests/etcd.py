@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -20,15 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests import binaries
+from tests.ports import free_port
 
 ETCD = binaries.path("etcd")
 needs_etcd = binaries.require("etcd")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

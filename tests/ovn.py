@@ -129,7 +129,7 @@ class OvnCentral:
     @classmethod
     def start(cls, listen: str | None = "127.0.0.1", netns: str | None = None) -> OvnCentral:
         """`listen`: also serve NB and SB on TCP there (None: unix sockets only, e.g. loopback down)."""
-        from tests.etcd import free_port
+        from tests.ports import free_port
         d = _Daemons(Path(tempfile.mkdtemp(prefix="pvovn-c-", dir="/tmp")), netns)
         try:
             central = cls(d, listen or "", free_port() if listen else 0, free_port() if listen else 0)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests import binaries
-from tests.conftest import free_port
+from tests.ports import free_port
 
 WEED = binaries.path("weed")
 needs_weed = binaries.require("weed")

@@ -48,10 +48,11 @@ from pyroute2 import netns as pnetns
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.node import NodeState
-from tests.conftest import Proc, free_port, kill_leftover_qemu, short_run_dir, wait_http_ready
+from tests.conftest import Proc, kill_leftover_qemu, short_run_dir, wait_http_ready
 from tests.netns import run_file_in_netns, unique_name
 from tests.ovn import OvnCentral, OvnNode
 from tests.ovn import require as require_ovn
+from tests.ports import free_port
 
 INNER = "PLASMAVMC_TWO_NODES_INNER"
 HUB_ADDR = "192.0.2.254"

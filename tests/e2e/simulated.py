@@ -18,8 +18,9 @@ from plasmavmc.agent.simulated import SimulatedFleet, simulated_node
 from plasmavmc.client import PlasmaClient
 from plasmavmc.types.node import NodeCapacity
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, HypervisorType, MemorySpec, PlacementSpec, VmSpec
-from tests.conftest import Proc, free_port
+from tests.conftest import Proc
 from tests.e2e.helpers import GUEST_IMAGE
+from tests.ports import free_port
 
 T = TypeVar("T")
 SIM = HypervisorType.SIMULATED

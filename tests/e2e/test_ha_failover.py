@@ -34,9 +34,10 @@ from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.types import codec
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import VirtualMachine
-from tests.conftest import Proc, free_port, kill_leftover_qemu, needs_qemu, short_run_dir
+from tests.conftest import Proc, kill_leftover_qemu, needs_qemu, short_run_dir
 from tests.e2e.helpers import ORG, PROJECT, console_until, tiny_spec
 from tests.etcd import EtcdCluster, needs_etcd
+from tests.ports import free_port
 
 pytestmark = [needs_qemu, needs_etcd]
 

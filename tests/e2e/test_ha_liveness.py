@@ -25,9 +25,10 @@ from plasmavmc.client import PlasmaClient
 from plasmavmc.store import keys
 from plasmavmc.store.etcd import EtcdStore
 from plasmavmc.types.node import NodeCapacity, NodeState
-from tests.conftest import Proc, free_port
+from tests.conftest import Proc
 from tests.e2e.simulated import until
 from tests.etcd import EtcdCluster, needs_etcd
+from tests.ports import free_port
 
 pytestmark = [needs_etcd]
 NODES = [f"sim-{i:02d}" for i in range(20)]

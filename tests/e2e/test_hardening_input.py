@@ -32,8 +32,9 @@ from plasmavmc.types.image import ImageStatus
 from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.vm import DiskSource, DiskSpec, MemorySpec, NetworkSpec
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2
-from tests.conftest import ADMIN_CREDENTIAL, Cluster, free_port, needs_qemu, start_cluster
+from tests.conftest import ADMIN_CREDENTIAL, Cluster, needs_qemu, start_cluster
 from tests.e2e.helpers import ORG, PROJECT, tiny_spec, until
+from tests.ports import free_port
 
 pytestmark = [needs_qemu]
 ALLOWED_HOP = "127.0.0.2"  # the one loopback address this cluster's URL imports may reach

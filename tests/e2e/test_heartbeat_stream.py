@@ -32,8 +32,8 @@ from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.states import VmState
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc, node_pb2, types_pb2
 from plasmavmc.wire.convert import to_proto
-from tests.conftest import free_port
 from tests.e2e.simulated import SIM, SimCluster, sim_cluster, sim_spec, until
+from tests.ports import free_port
 
 ORG, PROJECT = "org-s", "proj-s"
 CAP = NodeCapacity(64, 256 * 1024, 4000)

@@ -37,8 +37,9 @@ from plasmavmc.types.image import ImageFormat, ImageStatus, Visibility
 from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.vm import CpuSpec, DiskSource, DiskSpec, MemorySpec, VmSpec
 from plasmavmc.v1 import image_pb2
-from tests.conftest import Cluster, Proc, free_port, kill_leftover_qemu, needs_qemu, write_configs
+from tests.conftest import Cluster, Proc, kill_leftover_qemu, needs_qemu, write_configs
 from tests.e2e.helpers import ORG, PROJECT, console_until, until
+from tests.ports import free_port
 from tests.s3 import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFs, seaweedfs
 
 __all__ = ["seaweedfs"]

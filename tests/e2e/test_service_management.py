@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests import binaries
-from tests.conftest import free_port
 from tests.etcd import EtcdCluster
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -33,6 +32,7 @@ from plasmavmc.types.vm import CpuSpec, HypervisorType, MemorySpec, VirtualMachi
 from plasmavmc.v1 import image_pb2, image_pb2_grpc, node_pb2, node_pb2_grpc, types_pb2, vm_pb2, vm_pb2_grpc
 from plasmavmc.wire.convert import from_proto, to_proto
 from plasmavmc.wire.status import to_grpc_status
+from tests.ports import free_port
 
 NOW = int(time.time())
 
@@ -429,9 +429,7 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unreachable_server(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens on it
     assert main(["--addr", f"http://127.0.0.1:{port}", "vm", "list"]) == 1
     err = capsys.readouterr().err
     assert err.splitlines()[0] == f"error: UNAVAILABLE: cannot reach http://127.0.0.1:{port}"
