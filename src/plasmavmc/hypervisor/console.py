@@ -13,8 +13,10 @@ so concurrent readers and the writer are undisturbed. Disk use stays under `MAX_
 growth. It runs when the VM starts, whenever a reader sees the file grow past the limit, and from the
 backend's status calls. Where hole punching is unsupported the file is left to grow (logged once).
 
-Following the file polls its size every 50 ms: that is I/O following, cheap (one `fstat`), and needs
-no inotify. Input goes through one connection per VM shared by every stream (`_SharedInput`).
+Following the file: a reader that has caught up waits until the file is written to (`filewatch.Follower`,
+inotify; a 50 ms poll of its size where inotify cannot be had), so output reaches a console as the
+hypervisor writes it, and an idle console costs nothing; it looks whether the hypervisor still runs every
+`ALIVE_CHECK_S`. Input goes through one connection per VM shared by every stream (`_SharedInput`).
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor.filewatch import Follower
 
 log = logging.getLogger(__name__)
 
 HISTORY_BYTES = 256 * 1024
 KEEP_BYTES = 256 * 1024
 MAX_BYTES = 2 * 1024 * 1024
-_FOLLOW_INTERVAL_S = 0.05
+ALIVE_CHECK_S = 0.2
+_FLUSH_POLL_S = 0.05
 _FLUSH_WAIT_S = 2.0
 _CHUNK = 64 * 1024
 _FALLOC_FL_KEEP_SIZE = 0x01
@@ -85,6 +89,7 @@ class SerialConsole:
         self._alive = alive
         self._history = history_bytes
         self._file: int | None = None
+        self._follower: Follower | None = None
         self._offset = 0
         self._closed = False
         self._input: _SharedInput | None = None
@@ -95,6 +100,7 @@ class SerialConsole:
                 self._file = os.open(self._log_path, os.O_RDONLY)
             except OSError as exc:
                 raise HypervisorError(f"console log {self._log_path} unavailable: {exc}") from exc
+            self._follower = Follower(self._log_path)  # before the first look at its size: no write missed
             self._offset = max(os.fstat(self._file).st_size - self._history, 0)
         return self._file
 
@@ -114,7 +120,8 @@ class SerialConsole:
                 continue
             if not self._alive():
                 return b""
-            await asyncio.sleep(_FOLLOW_INTERVAL_S)
+            assert self._follower is not None
+            await self._follower.wait(ALIVE_CHECK_S)
         return b""
 
     async def write(self, data: bytes) -> None:
@@ -129,6 +136,9 @@ class SerialConsole:
         if self._input is not None:
             await self._input.release()
             self._input = None
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
         if self._file is not None:
             os.close(self._file)
             self._file = None
@@ -211,7 +221,7 @@ async def _flushed(writer: asyncio.StreamWriter, within_s: float) -> None:
             return
         if pending == 0:
             return
-        await asyncio.sleep(_FOLLOW_INTERVAL_S)  # the kernel offers no event for "peer has read"
+        await asyncio.sleep(_FLUSH_POLL_S)  # the kernel offers no event for "peer has read"
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:

@@ -12,43 +12,16 @@ with `fdwait.readable`, as `process.py` awaits a pidfd.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
 from plasmavmc.fdwait import readable
+from plasmavmc.hypervisor import inotify
 
 ALIVE_CHECK_S = 0.05
 _FALLBACK_POLL_S = 0.001
-_IN_NONBLOCK = 0o4000
-_IN_CLOEXEC = 0o2000000
-_IN_CREATE = 0x100
-_IN_MOVED_TO = 0x80
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.inotify_init1.argtypes = [ctypes.c_int]
-_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-
-
-def _watch_dir(directory: Path) -> int | None:
-    """An inotify descriptor watching `directory` for new names; None when inotify is unavailable."""
-    fd = int(_libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
-    if fd < 0:
-        return None
-    if _libc.inotify_add_watch(fd, os.fsencode(directory), _IN_CREATE | _IN_MOVED_TO) < 0:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _drain(fd: int) -> None:
-    with contextlib.suppress(BlockingIOError):
-        while os.read(fd, 4096):
-            pass
 
 
 async def _next_event(fd: int | None, within_s: float) -> None:
@@ -57,7 +30,7 @@ async def _next_event(fd: int | None, within_s: float) -> None:
         await asyncio.sleep(min(_FALLBACK_POLL_S, within_s))
         return
     if await readable(fd, within_s):
-        _drain(fd)
+        inotify.drain(fd)
 
 
 async def created(path: Path, within_s: float, alive: Callable[[], bool] = lambda: True) -> float:
@@ -66,7 +39,7 @@ async def created(path: Path, within_s: float, alive: Callable[[], bool] = lambd
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + within_s
-    fd = None if path.exists() else _watch_dir(path.parent)
+    fd = None if path.exists() else inotify.watch_dir(path.parent, inotify.IN_CREATE | inotify.IN_MOVED_TO)
     try:
         while not path.exists():  # checked after the watch is set: a creation in between is not missed
             if not alive():

@@ -1,0 +1,105 @@
+"""`hypervisor/filewatch.Follower`: woken by writes to its file (inotify), not by a sleep interval; one
+inotify instance per event loop shared by every follower, closed with the last; polling without inotify."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from plasmavmc.hypervisor import console, filewatch, inotify
+from plasmavmc.hypervisor.console import SerialConsole
+
+LONG = 60.0  # a wait this long only ends early when a write wakes it
+
+
+async def test_a_write_wakes_a_waiting_follower(tmp_path: Path) -> None:
+    path = tmp_path / "console.log"
+    path.touch()
+    follower = filewatch.Follower(path)
+    assert follower.watching
+    waiter = asyncio.create_task(follower.wait(LONG))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    with path.open("ab") as f:
+        f.write(b"x")
+    await asyncio.wait_for(waiter, 5.0)
+    follower.close()
+
+
+async def test_a_write_before_the_wait_is_not_missed(tmp_path: Path) -> None:
+    path = tmp_path / "console.log"
+    path.touch()
+    follower = filewatch.Follower(path)
+    with path.open("ab") as f:
+        f.write(b"x")
+    await asyncio.wait_for(follower.wait(LONG), 5.0)  # the write came first: it returns at once
+    waiter = asyncio.create_task(follower.wait(LONG))  # and that wake was used up
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    waiter.cancel()
+    follower.close()
+
+
+async def test_followers_share_one_instance_closed_with_the_last(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.touch()
+    b.touch()
+    first, second, other = filewatch.Follower(a), filewatch.Follower(a), filewatch.Follower(b)
+    loop = asyncio.get_running_loop()
+    instance = filewatch._instances[loop]
+    assert len(instance.followers) == 2  # two files, two watches: the same file's is shared
+    waits = [asyncio.create_task(f.wait(LONG)) for f in (first, second, other)]
+    await asyncio.sleep(0)
+    with a.open("ab") as f:
+        f.write(b"x")
+    await asyncio.wait_for(asyncio.gather(*waits[:2]), 5.0)
+    assert not waits[2].done()  # a write to a wakes only a's followers
+    waits[2].cancel()
+    for follower in (first, second):
+        follower.close()
+    assert filewatch._instances[loop] is instance and len(instance.followers) == 1
+    other.close()
+    assert loop not in filewatch._instances
+
+
+async def test_a_deleted_file_turns_its_follower_to_polling(tmp_path: Path) -> None:
+    path = tmp_path / "console.log"
+    path.touch()
+    follower = filewatch.Follower(path)
+    waiter = asyncio.create_task(follower.wait(LONG))
+    await asyncio.sleep(0)
+    path.unlink()
+    await asyncio.wait_for(waiter, 5.0)
+    assert not follower.watching
+    await asyncio.wait_for(follower.wait(LONG), 5.0)  # polls: back after filewatch.POLL_S
+    follower.close()
+    assert asyncio.get_running_loop() not in filewatch._instances
+
+
+async def test_without_inotify_a_follower_polls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inotify, "instance", lambda: None)  # fs.inotify.max_user_instances reached
+    path = tmp_path / "console.log"
+    path.touch()
+    follower = filewatch.Follower(path)
+    assert not follower.watching
+    await asyncio.wait_for(follower.wait(LONG), 5.0)
+    follower.close()
+
+
+async def test_a_console_reader_gets_output_as_it_is_written(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(console, "ALIVE_CHECK_S", LONG)  # only a write can end its wait:
+    monkeypatch.setattr(filewatch, "POLL_S", LONG)  # not a poll either
+    path = tmp_path / "console.log"
+    path.write_bytes(b"history")
+    stream = SerialConsole(path, tmp_path / "none.sock", lambda: True)
+    assert await stream.read() == b"history"
+    reading = asyncio.create_task(stream.read())
+    await asyncio.sleep(0)
+    with path.open("ab") as f:
+        f.write(b"login:")
+    assert await asyncio.wait_for(reading, 5.0) == b"login:"
+    await stream.close()
+    assert asyncio.get_running_loop() not in filewatch._instances
