@@ -127,6 +127,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         kind = enum_from_proto(ConsoleType, first.console_type, types_pb2.ConsoleType.DESCRIPTOR)
         backend, handle = self.vms.lookup(validation.vm_id(first.vm_id))
         console = await backend.console(handle, kind or ConsoleType.SERIAL)
+        yield vm_pb2.ConsoleData()  # empty: the session is open (agent.proto says why)
 
         async def pump_input() -> None:
             if first.data:

@@ -32,6 +32,7 @@ CALL_TIMEOUT = 30.0
 DEVICE_TIMEOUT = 120.0  # a hot-unplug waits for the guest to let the device go
 SNAPSHOT_TIMEOUT = 600.0  # a memory snapshot writes all of the guest's RAM
 EXPORT_TIMEOUT = 3600.0  # a disk export flattens and streams a whole disk
+SESSION_OPEN_WAIT = 5.0  # seconds keys wait for an agent to say a console session is open
 RECONNECT_WAIT = 1.5  # seconds a call waits for a channel in reconnect backoff (its backoff is at most 1 s)
 _NOT_YET = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.CONNECTING)
 
@@ -181,17 +182,28 @@ class AgentClient:
 
     async def console_session(self, vm_id: str, console_type: ConsoleType,
                               keys: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Interactive console: `keys` go to the VM, its output comes back (serial: history first)."""
+        """Interactive console: `keys` go to the VM, its output comes back (serial: history first).
+
+        Keys are sent only once the agent has opened the session (its first, empty, message), so that a
+        refusal (the VM is not on that node) reaches the caller as the agent's own error: a write in
+        flight when the agent answers would turn it into INTERNAL (grpc/grpc#36066). An agent that does not
+        say so (an older one) gets the keys after `SESSION_OPEN_WAIT` or its first output."""
+        opened = asyncio.Event()
+
         async def requests() -> AsyncIterator[agent_pb2.ConsoleInput]:
             kind = types_pb2.CONSOLE_TYPE_VNC if console_type is ConsoleType.VNC else types_pb2.CONSOLE_TYPE_SERIAL
             yield agent_pb2.ConsoleInput(vm_id=vm_id, console_type=kind)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(opened.wait(), SESSION_OPEN_WAIT)
             async for data in keys:
                 yield agent_pb2.ConsoleInput(data=data)
 
         call = self._stub.ConsoleSession(requests())
         try:
             async for chunk in call:
-                yield chunk.data
+                opened.set()
+                if chunk.data:
+                    yield chunk.data
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, self.node) from None
         finally:

@@ -249,7 +249,10 @@ class AgentServiceServicer:
 
     def ConsoleSession(self, request_iterator, context):
         """Interactive console: the first message names the VM and console type, later ones carry input;
-        the response streams output (serial: history first; VNC: the raw RFB stream).
+        the response streams output (serial: history first; VNC: the raw RFB stream). Its first message is
+        empty: the session is open. A caller sends input only after it, so that no write of its own is in
+        flight when the agent refuses a session (grpc.aio's client would report such a write as INTERNAL in
+        place of the agent's status: grpc/grpc#36066).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
