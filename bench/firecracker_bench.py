@@ -8,7 +8,10 @@ Prints one JSON document:
   PID namespace, the same config file), with the ratio;
 * `create_start_to_guest_line_s`: through the API (CreateVm with `start` — one call — then GetConsole
   until the guest's ready line) against raw Firecracker started with `--config-file` holding the same
-  machine config, kernel and disk (exec until the line is on its stdout), with the ratio; the agent
+  machine config, kernel and disk (exec until the line is on its stdout), with the ratio;
+  `raw_prespawned_api_boot`: the floor under the pooled path, raw Firecracker already answering on its
+  API socket (as a pooled one is), from the pipelined PUTs and InstanceStart the agent sends until the
+  line; the agent
   keeps its default warm pool (`[hypervisors.firecracker] warm_pool`, 2) and each timed create waits
   until a pooled process is ready; `without_pool`: the same on a second cluster with `warm_pool = 0`
   (the jailer and exec on the path); and CreateVm then StartVm (two calls: StartVm of a stopped VM
@@ -41,6 +44,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bench.common import emit, median, timer
@@ -48,6 +52,7 @@ from plasmavmc.agent.vms import CREATE_STARTED_STEPS
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import open_console
 from plasmavmc.core.vms.lifecycle import CREATE_STARTED_STEPS as SERVER_STEPS
+from plasmavmc.hypervisor.firecracker import api_boot
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.backend import POOLED_STEPS
 from plasmavmc.hypervisor.firecracker.disks import sparse_copy
@@ -119,16 +124,53 @@ async def raw_to_guest_line(work: Path) -> float:
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
-        seen = b""
-        while fc.READY not in seen:
-            chunk = await asyncio.wait_for(proc.stdout.read(4096), 30)
-            if not chunk:
-                raise RuntimeError(f"firecracker ended before the guest line: {seen!r}")
-            seen += chunk
+        await _until_ready(proc.stdout)
         return time.perf_counter() - started
     finally:
         proc.kill()
         await proc.wait()
+
+
+async def raw_api_boot(work: Path) -> float:
+    """The floor under a pooled create+start: raw Firecracker (no jail, no control plane) already running
+    and answering on its API socket, as a warm pool's is; from the pipelined PUTs and InstanceStart
+    (`api_boot.boot`, what the agent sends) until the guest's line on its stdout."""
+    config = json.loads((await raw_config(work)).read_text())
+    async with _api_firecracker(work, asyncio.subprocess.PIPE) as (proc, api):
+        started = time.perf_counter()
+        await api_boot.boot(api, config)
+        assert proc.stdout is not None
+        await _until_ready(proc.stdout)
+        return time.perf_counter() - started
+
+
+@contextlib.asynccontextmanager
+async def _api_firecracker(work: Path, stdout: int) -> AsyncIterator[tuple[asyncio.subprocess.Process,
+                                                                               FirecrackerApi]]:
+    """Raw Firecracker (no jail) started in `work` with an API socket, once that answers; killed after."""
+    assert fc.FIRECRACKER is not None
+    sock = work / "api.sock"
+    sock.unlink(missing_ok=True)
+    proc = await asyncio.create_subprocess_exec(
+        fc.FIRECRACKER, "--api-sock", str(sock), "--log-path", str(work / "fc.log"), cwd=work,
+        stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        api = FirecrackerApi(sock)
+        await wait_for_socket(api, lambda: proc.returncode is None, 10.0)
+        yield proc, api
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def _until_ready(stdout: asyncio.StreamReader) -> None:
+    seen = b""
+    while fc.READY not in seen:
+        chunk = await asyncio.wait_for(stdout.read(4096), 30)
+        if not chunk:
+            raise RuntimeError(f"firecracker ended before the guest line: {seen!r}")
+        seen += chunk
 
 
 def spec() -> VmSpec:
@@ -202,23 +244,12 @@ async def raw_snapshot_resume(work: Path, snap: Path) -> float:
         os.link(snap / name, work / name)
     for disk in snap.glob("disk-*.raw"):  # the device state names it relative to the working dir
         sparse_copy(disk, work / disk.name)  # holes kept: a 1 GiB disk of zeros would flood the page cache
-    sock = work / "api.sock"
-    sock.unlink(missing_ok=True)
     (work / "fc.log").write_bytes(b"")  # Firecracker logs only into a file that exists
     started = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        fc.FIRECRACKER, "--api-sock", str(sock), "--log-path", str(work / "fc.log"), cwd=work,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    try:
-        api = FirecrackerApi(sock)
-        await wait_for_socket(api, lambda: proc.returncode is None, 10.0)
+    async with _api_firecracker(work, asyncio.subprocess.DEVNULL) as (_, api):
         await api.put("/snapshot/load", {"snapshot_path": "vmstate", "resume_vm": True,
                                          "mem_backend": {"backend_type": "File", "backend_path": "memory"}})
         return time.perf_counter() - started
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
 
 
 async def clones(client: PlasmaClient, gateway: str, runs: int, root: Path) -> dict[str, list[float]]:
@@ -320,6 +351,7 @@ async def main(runs: int, vms: int) -> None:
         raw_ready = [await raw_api_ready(work) for _ in range(runs)]
         jailed_ready = [await jailed_api_ready(work / "run") for _ in range(runs)]
         raw_line = [await raw_to_guest_line(work) for _ in range(runs)]
+        api_boot_floor = [await raw_api_boot(work) for _ in range(runs)]
         api = await through_api(work / "cluster", runs, vms)
         no_pool = await without_pool(work / "nopool", runs)
     api_s, two_calls, cloned = api.pop("api_s"), api.pop("api_two_calls_s"), api.pop("clone_s")
@@ -331,6 +363,7 @@ async def main(runs: int, vms: int) -> None:
         exec_to_api_ready_s={"raw_firecracker": median(raw_ready), "plasmavmc_jailed_launch": median(jailed_ready),
                              "ratio": median(jailed_ready) / median(raw_ready)},
         create_start_to_guest_line_s={"raw_firecracker_config_file": median(raw_line),
+                                      "raw_prespawned_api_boot": median(api_boot_floor),
                                       "plasmavmc_api": median(api_s), "ratio": median(api_s) / median(raw_line),
                                       "plasmavmc_api_steps": {k: median([s.get(k, 0.0) for s in STEPS])
                                                               for k in STEPS[0]} if STEPS else {},
