@@ -103,3 +103,28 @@ async def test_a_console_reader_gets_output_as_it_is_written(tmp_path: Path,
     assert await asyncio.wait_for(reading, 5.0) == b"login:"
     await stream.close()
     assert asyncio.get_running_loop() not in filewatch._instances
+
+
+async def test_a_stream_of_writes_wakes_a_follower_at_most_every_min_gap(tmp_path: Path) -> None:
+    path = tmp_path / "console.log"
+    path.touch()
+    follower = filewatch.Follower(path)
+    writes, wakes = 200, 0
+    loop = asyncio.get_running_loop()
+
+    async def byte_by_byte() -> None:  # as a UART's output may reach the log: a write per byte
+        with path.open("ab", buffering=0) as f:
+            for _ in range(writes):
+                f.write(b"x")
+                await asyncio.sleep(0.001)  # the workload's pace, not a synchronisation
+
+    writer = asyncio.create_task(byte_by_byte())
+    began = loop.time()
+    while not writer.done():
+        await follower.wait(1.0)
+        wakes += 1
+    span = loop.time() - began
+    follower.close()
+    assert path.stat().st_size == writes
+    assert wakes <= span / filewatch.MIN_GAP_S + 2
+    assert wakes < writes / 4  # not one wake per byte
