@@ -31,3 +31,10 @@ def test_a_port_held_by_a_listener_is_not_given(monkeypatch: pytest.MonkeyPatch)
         real = ports._rng.randrange
         monkeypatch.setattr(ports._rng, "randrange", lambda a, b: next(draws) or real(a, b))
         assert free_port() != held
+
+
+def test_with_no_port_outside_the_ephemeral_range_the_kernel_picks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ports, "ephemeral_range", lambda: (1024, 65535))
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", port))
