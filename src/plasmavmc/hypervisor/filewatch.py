@@ -35,10 +35,10 @@ class _Instance:
 
     def _read(self) -> None:
         for wd, mask in inotify.events(self.fd):
-            group = self.followers.pop(wd, set()) if mask & inotify.IN_IGNORED else self.followers.get(wd, ())
-            for follower in group:
-                if mask & inotify.IN_IGNORED:
-                    follower._wd = None  # the file is gone: poll from now on
+            gone = bool(mask & inotify.IN_IGNORED)  # the watch (its file) is gone: its followers poll now
+            for follower in self.followers.pop(wd, set()) if gone else self.followers.get(wd, set()):
+                if gone:
+                    follower._wd = None
                 follower._changed.set()
 
     def add(self, follower: Follower, path: Path) -> int | None:
@@ -48,11 +48,14 @@ class _Instance:
         return wd
 
     def remove(self, follower: Follower, wd: int | None) -> None:
-        group = self.followers.get(wd, set()) if wd is not None else set()
-        group.discard(follower)
-        if wd is not None and not group and self.followers.pop(wd, None) is not None:
-            inotify.rm_watch(self.fd, wd)
-        if not any(self.followers.values()) and _instances.get(self.loop) is self:
+        """`follower` gone (from watch `wd`, if it still has one); the watch goes with its last follower,
+        the instance with its last watch (a watch without followers is never kept)."""
+        if wd is not None and (group := self.followers.get(wd)) is not None:
+            group.discard(follower)
+            if not group:
+                del self.followers[wd]
+                inotify.rm_watch(self.fd, wd)
+        if not self.followers and _instances.get(self.loop) is self:
             del _instances[self.loop]
             self.loop.remove_reader(self.fd)
             os.close(self.fd)
