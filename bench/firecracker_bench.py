@@ -13,7 +13,8 @@ Prints one JSON document:
   API socket (as a pooled one is), from the pipelined PUTs and InstanceStart the agent sends until the
   line; the agent
   keeps its default warm pool (`[hypervisors.firecracker] warm_pool`, 2) and each timed create waits
-  until a pooled process is ready; `without_pool`: the same on a second cluster with `warm_pool = 0`
+  until the pool is full (every entry answering: the refill after the last take is over, as on an
+  idle node); `without_pool`: the same on a second cluster with `warm_pool = 0`
   (the jailer and exec on the path); and CreateVm then StartVm (two calls: StartVm of a stopped VM
   always execs); `plasmavmc_api_steps`: where the one-call path spent its time (medians of the VM's
   boot timeline steps — accepted → placed: checks, reads and the create's one commit; → image_ready:
@@ -29,7 +30,7 @@ Prints one JSON document:
 * `clone_from_snapshot_s`: CreateVm with `source_snapshot` and `start` until it answers (the clone is
   RUNNING: its Firecracker resumed the snapshot), and until the resumed guest answers a console line
   (typed through the console gateway); target ≤ 50 ms to running; each timed clone waits until the
-  agent's warm pool has a process ready. Beside it, raw Firecracker (no jail,
+  agent's warm pool is full. Beside it, raw Firecracker (no jail,
   no control plane) resuming the same snapshot: exec until `/snapshot/load` with `resume_vm` answers;
 * `agent_memory`: the agent's resident memory growth per running Firecracker VM (started through the
   API, `--vms` of them) and each Firecracker process's own resident memory.
@@ -51,6 +52,7 @@ from bench.common import emit, median, timer
 from plasmavmc.agent.vms import CREATE_STARTED_STEPS
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import open_console
+from plasmavmc.config.agent import FirecrackerSettings
 from plasmavmc.core.vms.lifecycle import CREATE_STARTED_STEPS as SERVER_STEPS
 from plasmavmc.hypervisor.firecracker import api_boot
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
@@ -64,6 +66,7 @@ from tests.conftest import GUEST_DIR, Cluster, launch, start_cluster, write_conf
 from tests.e2e.helpers import ORG, PROJECT, console_until
 
 MEMORY_MIB = 64
+WARM_POOL = FirecrackerSettings().warm_pool  # the agent's default pool, kept by the bench's cluster
 
 
 async def raw_config(work: Path) -> Path:
@@ -186,11 +189,11 @@ CPU: list[dict[str, float]] = []  # CPU ms each process spent on one create+star
 async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool = True,
                             pool: Path | None = None, pids: dict[str, int] | None = None) -> float:
     """CreateVm (with `start`, or then StartVm) until the guest's line through GetConsole; with `pool`
-    (the agent's Firecracker runtime dir), first until its warm pool has a process ready; with `pids`,
+    (the agent's Firecracker runtime dir), first until its warm pool is full; with `pids`,
     the CPU each of those processes spent meanwhile is recorded (`CPU`): a figure that load does not
     stretch as it stretches the latencies."""
     if pool is not None:
-        await fc.pool_ready(pool)
+        await fc.pool_ready(pool, entries=WARM_POOL)  # full: the refill of the last take is over
     cpu_before = {k: cpu_seconds(pid) or 0.0 for k, pid in (pids or {}).items()}
     with timer() as t:
         began = time.perf_counter()
@@ -263,7 +266,7 @@ async def clones(client: PlasmaClient, gateway: str, runs: int, root: Path) -> d
     running, answered, raw = [], [], []
     for i in range(runs):
         raw.append(await raw_snapshot_resume(root / "raw-resume", snap))
-        await fc.pool_ready(root / "run" / "fc")  # a pooled process waits (as on an idle node)
+        await fc.pool_ready(root / "run" / "fc", entries=WARM_POOL)  # the pool full, as on an idle node
         began = time.perf_counter()
         vm = await client.clone_vm(f"clone-{i}", ORG, PROJECT, "clone-src", "s1")
         running.append(time.perf_counter() - began)

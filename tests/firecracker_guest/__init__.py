@@ -75,17 +75,21 @@ def backend(runtime_dir: Path, *, jailed: bool = True, balloon: bool = False,
                               diff_snapshots=diff_snapshots, warm_pool=warm_pool)
 
 
-async def pool_ready(runtime_dir: Path, within_s: float = 30.0) -> set[int | None]:
-    """The pids of an agent's waiting Firecrackers (its warm pool under `runtime_dir`), once one answers
-    on its API socket. The agent counts an entry ready when it answers the agent, which polls every
-    millisecond; a CreateVm takes longer than that to reach the agent."""
+async def pool_ready(runtime_dir: Path, within_s: float = 30.0, entries: int = 1) -> set[int | None]:
+    """The pids of an agent's waiting Firecrackers (its warm pool under `runtime_dir`), once `entries` of
+    them answer on their API sockets (the pool's size: it is full, as on an idle node). The agent counts
+    an entry ready when it answers the agent, which polls every millisecond; a CreateVm takes longer
+    than that to reach the agent."""
     pool = runtime_dir / POOL_DIR
     async with asyncio.timeout(within_s):
         while True:
+            answering = 0
             for sock in pool.glob("*/jail/*/*/root/api.sock"):
                 with contextlib.suppress(HypervisorError):
                     await FirecrackerApi(sock, timeout=1.0).get("/")
-                    return {read_pidfile(p) for p in pool.glob("*/jail/*/*/root/*.pid")}
+                    answering += 1
+            if answering >= entries:
+                return {read_pidfile(p) for p in pool.glob("*/jail/*/*/root/*.pid")}
             await asyncio.sleep(0.01)  # poll-with-deadline: the pool fills in the background
 
 

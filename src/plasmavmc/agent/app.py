@@ -37,6 +37,7 @@ from plasmavmc.sdnotify import notify
 from plasmavmc.shutdown import until_terminated
 from plasmavmc.types.vm import VmStatus
 from plasmavmc.v1 import agent_pb2_grpc
+from plasmavmc.wire.chain import MethodChain
 from plasmavmc.wire.guard import RequestGuard
 from plasmavmc.wire.peer import control_plane_only
 
@@ -77,14 +78,17 @@ def endpoints(settings: AgentSettings) -> list[str]:
     return list(dict.fromkeys(eps))
 
 
-def agent_server(settings: AgentSettings) -> grpc.aio.Server:
-    """The AgentService's server: with `[agent.tls] ca_file`, only the control plane's certificate may call."""
+def agent_layers(settings: AgentSettings) -> MethodChain:
+    """The AgentService's per-method layers (observing, the caller's certificate, the request guard), each
+    method layered once and served through one generic handler (`wire/chain.py`: no interceptor coroutine
+    and no wait over every registered method per call): with `[agent.tls] ca_file`, only the control
+    plane's certificate may call."""
     tls = settings.agent.tls
     if tls is not None and tls.mutual:
-        return grpc.aio.server(interceptors=[ObservingInterceptor(), control_plane_only(), RequestGuard()])
+        return MethodChain([ObservingInterceptor(), control_plane_only(), RequestGuard()])
     log.warning("the AgentService on %s accepts any caller (no [agent.tls] ca_file): keep it on loopback "
                 "or set up mutual TLS", settings.agent.addr)
-    return grpc.aio.server(interceptors=[ObservingInterceptor(), RequestGuard()])
+    return MethodChain([ObservingInterceptor(), RequestGuard()])
 
 
 async def run(settings: AgentSettings) -> None:
@@ -106,9 +110,11 @@ async def run(settings: AgentSettings) -> None:
     for backend in registry.all():  # after adoption: what a backend runs for itself (a warm pool) is no VM
         await backend.open()
     cache.prune_pins(set(vms.handles))
-    server = agent_server(settings)
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), server)
-    health = HealthAndReflection(server, ["plasmavmc.agent.v1.AgentService"])
+    chain = agent_layers(settings)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), chain)
+    health = HealthAndReflection(chain, ["plasmavmc.agent.v1.AgentService"])
+    server = grpc.aio.server()
+    chain.serve_on(server)
     metrics = AgentMetrics(settings.agent.node_id, cache)
     REGISTRY.register(metrics)
     BUILD_INFO.labels(package_version(), "agent").set(1)

@@ -46,6 +46,7 @@ from plasmavmc.types.network import PortRequest
 from plasmavmc.types.node import Node, NodeCapacity, NodeState
 from plasmavmc.types.vm import HypervisorType, VirtualMachine, VmStatus
 from plasmavmc.v1 import agent_pb2, agent_pb2_grpc
+from plasmavmc.wire.chain import MethodChain
 from plasmavmc.wire.guard import RequestGuard
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,10 @@ class SimulatedFleet:
 
     async def start(self) -> None:
         """Serve AgentService, register every node (first heartbeat), then heartbeat periodically."""
-        self._server = grpc.aio.server(interceptors=[RequestGuard()])
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.vms), self._server)
+        chain = MethodChain([RequestGuard()])  # as a real agent's (`app.agent_layers`), without observing
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.vms), chain)
+        self._server = grpc.aio.server()
+        chain.serve_on(self._server)
         self._server.add_insecure_port(self.addr)
         await self._server.start()
         limit = asyncio.Semaphore(REGISTER_CONCURRENCY)

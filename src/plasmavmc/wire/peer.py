@@ -75,8 +75,11 @@ class RequirePeer(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1]
-        return _wrap(handler, method, self._check)
+        return self.wrap(handler, str(handler_call_details.method))
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """The gated handler of `method` (its full name), the same for every call (a `wire/chain.py` layer)."""
+        return _wrap(handler, method.rsplit("/", 1)[-1], self._check)
 
 
 def control_plane_only() -> RequirePeer:
