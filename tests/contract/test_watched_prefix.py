@@ -12,7 +12,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
+
 from plasmavmc.observe.metrics import WATCHED_UNDERIVED
+from plasmavmc.store import watched
 from plasmavmc.store.base import Store, Write
 from plasmavmc.store.watched import Entry, WatchedPrefix
 from tests.contract.conftest import Backend
@@ -79,9 +82,43 @@ async def test_derive_runs_once_per_change_and_may_drop_the_value(store: Store) 
         await store.put("d/k005", b"x")
         assert await copy.caught_up(DEADLINE)
         entry = copy.get("d/k005")
-        assert entry is not None and entry.memo == b"mx" and entry.value == b""
+        assert entry is not None and entry.value == b"x"  # the change is in; derived later, in the background
+        await until_derived(entry)
+        assert entry.memo == b"mx" and entry.value == b""
         assert [k for k, _ in made].count("d/k005") == 2  # listed, then changed once
         assert len(made) == 61
+
+
+async def test_a_burst_of_changes_to_a_key_is_derived_once_for_the_last(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watched, "DERIVE_DELAY", 2.0)  # longer than the burst takes on a slow machine
+    made: list[tuple[str, bytes]] = []
+
+    def derive(key: str, entry: Entry) -> None:
+        made.append((key, entry.value))
+        entry.memo = entry.value
+
+    async with running(WatchedPrefix(store, "b/", derive=derive)) as copy:
+        assert await copy.caught_up(DEADLINE)
+        for i in range(5):  # within DERIVE_DELAY, as a create writes its record
+            await store.put("b/vm", str(i).encode())
+            await store.put(f"b/other{i}", b"o")
+        assert await copy.caught_up(DEADLINE)
+        last = copy.get("b/vm")
+        assert last is not None
+        await until_derived(last)
+        for i in range(5):
+            other = copy.get(f"b/other{i}")
+            assert other is not None
+            await until_derived(other)
+        assert [v for k, v in made if k == "b/vm"] == [b"4"]  # one derivation, of the latest value
+        assert len(made) == 6
+
+
+async def until_derived(entry: Entry) -> None:
+    async with asyncio.timeout(DEADLINE):
+        while entry.memo is None:
+            await asyncio.sleep(0.01)  # polling the background pass, with a deadline
 
 
 async def test_an_ordered_copy_pages_a_sub_prefix_in_key_order(store: Store) -> None:

@@ -14,13 +14,18 @@ them (etcd: milliseconds; SQLite from another process: its poll interval).
 Each `Entry` has a `memo` slot for what a reader derives from the value (a decoded record, a rendered
 message): it goes with the entry when the key changes, so it is never stale. Once its memo is set, the
 reader may drop the value (to hold less: the API keeps a VM as its serialized message only). A `derive`
-function given to the copy does that for every entry — once per change, not per read: for each change
-as the watch delivers it, and for the listed entries in a background pass that starts once the copy is
-ready (readiness does not wait for it; a reader derives an entry not reached yet itself). The pass is
-background work with a budget: after every `DERIVE_SLICE` entries it gives the event loop back for
-`DERIVE_REST` times as long as the slice took, so it takes at most a third of the loop's time, and the
-requests of a start (a restart at 100,000 VMs: every agent's heartbeat and full resync at once) are
-answered in time instead of waiting behind it (issue 19: the pass used to take the whole loop for 17 s).
+function given to the copy does that for every entry — at most once per change, never per read, and
+always in the background (a reader derives an entry not reached yet itself):
+- the listed entries in a pass that starts once the copy is ready (readiness does not wait for it);
+- a changed entry `DERIVE_DELAY` after its change, so a burst of writes to one key (a create writes its
+  VM record three times within a second) is derived once, for the last, and the write's caller does not
+  wait behind the derivation (it used to run as the watch delivered each change: a tenth of the event
+  loop's time under a stream of creates).
+Both passes are background work with a budget: after every `DERIVE_SLICE` entries they give the event
+loop back for `DERIVE_REST` times as long as the slice took, so they take at most a third of the loop's
+time, and the requests of a start (a restart at 100,000 VMs: every agent's heartbeat and full resync at
+once) are answered in time instead of waiting behind it (issue 19: the pass used to take the whole loop
+for 17 s). What waits to be derived keeps its value meanwhile: a delay's worth of changes at most.
 
 With `ordered`, the copy also keeps its keys sorted (one list, updated by bisection as keys come and go),
 so a reader can page through any sub-prefix in key order — seeking to a key as the store does — without
@@ -43,6 +48,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 1000
 DERIVE_SLICE = 25  # entries derived between yields to the event loop while listing
 DERIVE_REST = 2.0  # after each slice the pass rests this many times the slice's own time
+DERIVE_DELAY = 0.5  # seconds from a change to its entry's derivation (a read derives it sooner itself)
 
 Derive = Callable[[str, "Entry"], None]
 
@@ -102,6 +108,8 @@ class WatchedPrefix:
         self._ordered = ordered
         self._sorted: list[str] = []  # every key of `entries`, in order (when `ordered`)
         self._deriving: asyncio.Task[None] | None = None  # the listed entries' background derive pass
+        self._changed: dict[str, None] = {}  # keys changed since the last pass over changes, in order
+        self._deriving_changed: asyncio.Task[None] | None = None  # that pass (waits DERIVE_DELAY first)
         self.revision = 0  # every change under the prefix up to this revision is applied
         self.ready = False
         self._moved = asyncio.Event()  # swapped each time `revision` moves or readiness changes
@@ -160,9 +168,11 @@ class WatchedPrefix:
         try:
             await follow(self.store, self.prefix, self._page, self._listed, self._event)
         finally:
-            if self._deriving is not None:
-                self._deriving.cancel()
-                self._deriving = None
+            for task in (self._deriving, self._deriving_changed):
+                if task is not None:
+                    task.cancel()
+            self._deriving = self._deriving_changed = None
+            self._changed = {}
 
     async def _page(self, after: str | None) -> tuple[int, str | None]:
         page = await self.store.list(self.prefix, start_after=after, limit=PAGE_SIZE)
@@ -175,25 +185,42 @@ class WatchedPrefix:
         self._advance(revision)
         if self._derive is not None:  # from now on the gauge counts down to 0 as the pass goes
             WATCHED_UNDERIVED.labels(self.prefix).set(len(self.entries))
-        self._deriving = asyncio.create_task(self._derive_listed(), name=f"derive {self.prefix}")
+            self._deriving = asyncio.create_task(self._derive_listed(), name=f"derive {self.prefix}")
 
     async def _derive_listed(self) -> None:
         """`derive` every listed entry not derived yet, a slice at a time."""
-        if self._derive is None:
-            return
-        listed = list(self.entries.items())
         left = WATCHED_UNDERIVED.labels(self.prefix)
-        began = time.perf_counter()
         try:
-            for i, (key, entry) in enumerate(listed):
-                if entry.memo is None and self.entries.get(key) is entry:
-                    self._derive(key, entry)
-                if i % DERIVE_SLICE == DERIVE_SLICE - 1:
-                    left.set(len(listed) - i - 1)
-                    await asyncio.sleep((time.perf_counter() - began) * DERIVE_REST)
-                    began = time.perf_counter()
+            await self._derive_each(list(self.entries), lambda n: left.set(n))
         finally:
             left.set(0)
+
+    async def _derive_changes(self) -> None:
+        """`DERIVE_DELAY` after the first change not derived yet, derive every changed entry (each key's
+        latest entry once), a slice at a time; changes made meanwhile join the pass."""
+        await asyncio.sleep(DERIVE_DELAY)
+        try:
+            while self._changed:
+                keys, self._changed = list(self._changed), {}
+                await self._derive_each(keys, lambda n: None)
+        finally:
+            if self._deriving_changed is asyncio.current_task():
+                self._deriving_changed = None
+
+    async def _derive_each(self, keys: list[str], left: Callable[[int], None]) -> None:
+        """`derive` the current entry of each of `keys` that is not derived yet, resting after every
+        `DERIVE_SLICE` (`left`: told how many keys are still to go)."""
+        derive = self._derive
+        assert derive is not None
+        began = time.perf_counter()
+        for i, key in enumerate(keys):
+            entry = self.entries.get(key)
+            if entry is not None and entry.memo is None:
+                derive(key, entry)
+            if i % DERIVE_SLICE == DERIVE_SLICE - 1:
+                left(len(keys) - i - 1)
+                await asyncio.sleep((time.perf_counter() - began) * DERIVE_REST)
+                began = time.perf_counter()
 
     def _event(self, event: WatchEvent) -> None:
         if event.type == EventType.DELETE:
@@ -216,4 +243,7 @@ class WatchedPrefix:
         if entry is None or entry.revision < revision:
             entry = self.entries[key] = Entry(value, revision)
             if self._derive is not None and not listed:
-                self._derive(key, entry)
+                self._changed[key] = None
+                if self._deriving_changed is None:
+                    self._deriving_changed = asyncio.create_task(self._derive_changes(),
+                                                                 name=f"derive changes {self.prefix}")
