@@ -8,7 +8,9 @@ Prints one JSON document:
   PID namespace, the same config file), with the ratio;
 * `create_start_to_guest_line_s`: through the API (CreateVm with `start` — one call — then GetConsole
   until the guest's ready line) against raw Firecracker started with `--config-file` holding the same
-  machine config, kernel and disk (exec until the line is on its stdout), with the ratio;
+  machine config, kernel and disk (exec until the line is on its stdout), with the ratio — the raw
+  boots interleaved with the timed creates, one of each in turn (raw Firecracker's start drifts with the
+  host's speed from one minute to the next: 8-19 ms in one morning here);
   `raw_prespawned_api_boot`: the floor under the pooled path, raw Firecracker already answering on its
   API socket (as a pooled one is), from the pipelined PUTs and InstanceStart the agent sends until the
   line; the agent
@@ -312,7 +314,10 @@ async def without_pool(root: Path, runs: int) -> list[float]:
         fc.kill_leftovers(root)
 
 
-async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
+async def through_api(root: Path, runs: int, vms: int, raw: Path) -> dict[str, object]:
+    """The API's timed creates, each just after one raw Firecracker boot and one pre-spawned API boot
+    in `raw` (the baselines interleaved with what they are compared with: the host's speed drifts from
+    one minute to the next, and raw Firecracker's start with it)."""
     root.mkdir(parents=True, exist_ok=True)
     cluster = start_cluster(root, GUEST_DIR, firecracker=True)
     pool = root / "run" / "fc"
@@ -321,8 +326,10 @@ async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
         agent_pid = cluster.agent.popen.pid
         pids = {"server": cluster.server.popen.pid, "agent": agent_pid, "client": os.getpid()}
         async with await PlasmaClient.connect(cluster.api) as client:
-            times, two_calls = [], []
+            times, two_calls, raw_line, floor = [], [], [], []
             for i in range(runs):  # one VM at a time: the guest polls its UART and keeps a CPU busy
+                raw_line.append(await raw_to_guest_line(raw))
+                floor.append(await raw_api_boot(raw))
                 times.append(await api_to_guest_line(client, f"bench-{i}", pool=pool, pids=pids))
                 await client.delete_vm(ORG, PROJECT, f"bench-{i}", force=True)
                 two_calls.append(await api_to_guest_line(client, f"bench2-{i}", one_call=False))
@@ -337,7 +344,8 @@ async def through_api(root: Path, runs: int, vms: int) -> dict[str, object]:
             fc_rss = [rss_bytes(v.status.host_pid or 0) for v in started]
             for v in started:
                 await client.delete_vm(ORG, PROJECT, v.id, force=True)
-        return {"api_s": times, "api_two_calls_s": two_calls, "clone_s": cloned,
+        return {"api_s": times, "api_two_calls_s": two_calls, "clone_s": cloned, "raw_line_s": raw_line,
+                "raw_api_boot_s": floor,
                 "logged_steps": logged_steps({root / "server.log": [SERVER_STEPS],
                                               root / "agent.log": [CREATE_STARTED_STEPS, POOLED_STEPS]}, TIMED),
                 "agent_rss_growth_per_vm_kib": grown / max(vms, 1) / 1024,
@@ -353,13 +361,13 @@ async def main(runs: int, vms: int) -> None:
         work = Path(tmp)
         raw_ready = [await raw_api_ready(work) for _ in range(runs)]
         jailed_ready = [await jailed_api_ready(work / "run") for _ in range(runs)]
-        raw_line = [await raw_to_guest_line(work) for _ in range(runs)]
-        api_boot_floor = [await raw_api_boot(work) for _ in range(runs)]
-        api = await through_api(work / "cluster", runs, vms)
+        api = await through_api(work / "cluster", runs, vms, work)
         no_pool = await without_pool(work / "nopool", runs)
     api_s, two_calls, cloned = api.pop("api_s"), api.pop("api_two_calls_s"), api.pop("clone_s")
+    raw_line, api_boot_floor = api.pop("raw_line_s"), api.pop("raw_api_boot_s")
     steps = api.pop("logged_steps")
     assert isinstance(api_s, list) and isinstance(two_calls, list) and isinstance(cloned, dict)
+    assert isinstance(raw_line, list) and isinstance(api_boot_floor, list)
     emit(
         "firecracker",
         runs=runs,

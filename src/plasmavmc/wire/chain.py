@@ -1,5 +1,6 @@
-"""`MethodChain`: the server's per-method layers (observing, request guard, authentication) applied once
-per method when its handler is registered, and every method served through ONE generic handler.
+"""`MethodChain`: a gRPC server's per-method layers (the API server's: observing, request guard,
+authentication; the agent's: observing, the caller's certificate, request guard) applied once per
+method when its handler is registered, and every method served through ONE generic handler.
 
 Each layer is a `Layer`: `wrap(handler, method)` returns the handler that serves `method` with the layer's
 work around the inner one. What a layer adds depends on the method only, never on one call (per-call
