@@ -115,6 +115,25 @@ async def test_a_burst_of_changes_to_a_key_is_derived_once_for_the_last(
         assert len(made) == 6
 
 
+async def test_a_flood_of_changes_is_derived_as_it_comes_beyond_the_pending_bound(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watched, "DERIVE_DELAY", 60.0)  # no pass within the test: only the bound derives
+    monkeypatch.setattr(watched, "DERIVE_PENDING_MAX", 3)
+    made: list[str] = []
+
+    def derive(key: str, entry: Entry) -> None:
+        made.append(key)
+        entry.memo, entry.value = entry.value, b""
+
+    async with running(WatchedPrefix(store, "f/", derive=derive)) as copy:
+        assert await copy.caught_up(DEADLINE)
+        await store.commit([Write(f"f/k{i}", b"v") for i in range(10)])  # another writer's records, at once
+        assert await copy.caught_up(DEADLINE)
+        assert made == [f"f/k{i}" for i in range(7)]  # the oldest, derived as the newer ones came
+        waiting = [copy.get(f"f/k{i}") for i in range(7, 10)]
+        assert all(e is not None and e.memo is None and e.value == b"v" for e in waiting)  # 3 wait, values kept
+
+
 async def until_derived(entry: Entry) -> None:
     async with asyncio.timeout(DEADLINE):
         while entry.memo is None:

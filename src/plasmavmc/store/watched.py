@@ -15,17 +15,19 @@ Each `Entry` has a `memo` slot for what a reader derives from the value (a decod
 message): it goes with the entry when the key changes, so it is never stale. Once its memo is set, the
 reader may drop the value (to hold less: the API keeps a VM as its serialized message only). A `derive`
 function given to the copy does that for every entry — at most once per change, never per read, and
-always in the background (a reader derives an entry not reached yet itself):
+off the path of the write that changed it (a reader derives an entry not reached yet itself):
 - the listed entries in a pass that starts once the copy is ready (readiness does not wait for it);
 - a changed entry `DERIVE_DELAY` after its change, so a burst of writes to one key (a create writes its
   VM record three times within a second) is derived once, for the last, and the write's caller does not
   wait behind the derivation (it used to run as the watch delivered each change: a tenth of the event
-  loop's time under a stream of creates).
+  loop's time under a stream of creates). At most `DERIVE_PENDING_MAX` changes wait: in a flood (another
+  writer's thousands of records) the oldest waiting one is derived as each new one arrives, so what
+  waits, holding its value, stays bounded, and a flood is derived as it comes, as before.
 Both passes are background work with a budget: after every `DERIVE_SLICE` entries they give the event
 loop back for `DERIVE_REST` times as long as the slice took, so they take at most a third of the loop's
 time, and the requests of a start (a restart at 100,000 VMs: every agent's heartbeat and full resync at
 once) are answered in time instead of waiting behind it (issue 19: the pass used to take the whole loop
-for 17 s). What waits to be derived keeps its value meanwhile: a delay's worth of changes at most.
+for 17 s). What waits to be derived keeps its value meanwhile.
 
 With `ordered`, the copy also keeps its keys sorted (one list, updated by bisection as keys come and go),
 so a reader can page through any sub-prefix in key order — seeking to a key as the store does — without
@@ -49,6 +51,7 @@ PAGE_SIZE = 1000
 DERIVE_SLICE = 25  # entries derived between yields to the event loop while listing
 DERIVE_REST = 2.0  # after each slice the pass rests this many times the slice's own time
 DERIVE_DELAY = 0.5  # seconds from a change to its entry's derivation (a read derives it sooner itself)
+DERIVE_PENDING_MAX = 1000  # changes waiting for that at most: beyond, the oldest is derived at once
 
 Derive = Callable[[str, "Entry"], None]
 
@@ -207,6 +210,13 @@ class WatchedPrefix:
             if self._deriving_changed is asyncio.current_task():
                 self._deriving_changed = None
 
+    def _derive_oldest_change(self) -> None:
+        oldest = next(iter(self._changed))
+        del self._changed[oldest]
+        entry = self.entries.get(oldest)
+        if entry is not None and entry.memo is None and self._derive is not None:
+            self._derive(oldest, entry)
+
     async def _derive_each(self, keys: list[str], left: Callable[[int], None]) -> None:
         """`derive` the current entry of each of `keys` that is not derived yet, resting after every
         `DERIVE_SLICE` (`left`: told how many keys are still to go)."""
@@ -244,6 +254,8 @@ class WatchedPrefix:
             entry = self.entries[key] = Entry(value, revision)
             if self._derive is not None and not listed:
                 self._changed[key] = None
+                if len(self._changed) > DERIVE_PENDING_MAX:
+                    self._derive_oldest_change()
                 if self._deriving_changed is None:
                     self._deriving_changed = asyncio.create_task(self._derive_changes(),
                                                                  name=f"derive changes {self.prefix}")
