@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmResize, 
 from plasmavmc.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
+EXIT_GRACE_S = 5.0  # how long a status stands for a gone process its supervisor has not reported yet
 CREATE_STARTED_STEPS = "create+start steps"  # its log line, one per VM (`Steps`; the bench reads it)
 REPORT_RETRY_MAX = 5.0
 EXPORT_CHUNK = 1024 * 1024
@@ -50,6 +52,7 @@ class NodeVms:
         # why each VM's last run ended unasked: heartbeats carry it too, so the reason reaches the
         # control plane even when a heartbeat wins the race with the exit report
         self._exits: dict[str, ExitReport] = {}
+        self._unreported: dict[str, float] = {}  # VM -> when a status first saw its process gone unreported
         self._rebooting: set[str] = set()  # VMs in a reboot or reset (the process may be replaced)
         self.boots = BootWatch(self._report_ready)
 
@@ -155,6 +158,7 @@ class NodeVms:
         """A start succeeded: its boot is watched and its process supervised."""
         self.boots.started(backend, handle, console)
         self._exits.pop(handle.vm_id, None)
+        self._unreported.pop(handle.vm_id, None)
         self._supervise(backend, handle)
 
     async def stop(self, vm_id: str, timeout: float, force: bool) -> None:
@@ -210,6 +214,10 @@ class NodeVms:
         exited = self._exits.get(vm_id)
         if exited is not None and status.actual_state == VmState.STOPPED and not status.last_error:
             status = dataclasses.replace(status, last_error=exited.reason)
+        if exited is None and status.actual_state == VmState.STOPPED and self._exit_unreported(vm_id):
+            # the process is gone but its supervisor has not handled the end yet: its exit report (the
+            # kind and the reason) is on its way; a heartbeat now must not report a reasonless exit first
+            status = dataclasses.replace(status, actual_state=VmState.RUNNING)
         if vm_id in self._rebooting and status.actual_state != VmState.RUNNING:
             # a reboot or reset between its stop and its start: the VM runs on (RUNNING -> RUNNING), its
             # process is being replaced — a heartbeat now must not report an exit nobody should act on
@@ -289,6 +297,16 @@ class NodeVms:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def _exit_unreported(self, vm_id: str) -> bool:
+        """The VM's supervisor still waits although its process is gone (it has not run since): true for at
+        most `EXIT_GRACE_S` from the first status that saw it so."""
+        task = self._supervisors.get(vm_id)
+        if task is None or task.done():
+            self._unreported.pop(vm_id, None)
+            return False
+        first = self._unreported.setdefault(vm_id, time.monotonic())
+        return time.monotonic() - first < EXIT_GRACE_S
 
     async def _watch(self, backend: HypervisorBackend, handle: VmHandle) -> None:
         report = await backend.wait_exit(handle)
