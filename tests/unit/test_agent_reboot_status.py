@@ -25,13 +25,18 @@ VM = VirtualMachine(id="3f1c7c52-1d3e-4a43-9d0e-2b1b6c1d7e01", name="cold", org_
                     node_id="n", hypervisor=HypervisorType.SIMULATED)
 
 
-@pytest.mark.parametrize("hard", [False, True], ids=["reboot", "reset"])
-async def test_status_stays_running_through_a_cold_reboot(tmp_path: Path, hard: bool) -> None:
+def _node(tmp_path: Path) -> tuple[SimulatedBackend, Reporter, NodeVms]:
+    """A node's VMs on the simulated backend; its reporter reaches nobody (no test here needs it to)."""
     backend = SimulatedBackend(str(tmp_path / "sim"))
     registry = HypervisorRegistry()
     registry.register(backend)
-    reporter = Reporter(["127.0.0.1:9"])  # never reached: nothing exits unasked here
-    vms = NodeVms("n", registry, ImageCache(tmp_path / "cache", reporter.channels[0]), reporter)
+    reporter = Reporter(["127.0.0.1:9"])
+    return backend, reporter, NodeVms("n", registry, ImageCache(tmp_path / "cache", reporter.channels[0]), reporter)
+
+
+@pytest.mark.parametrize("hard", [False, True], ids=["reboot", "reset"])
+async def test_status_stays_running_through_a_cold_reboot(tmp_path: Path, hard: bool) -> None:
+    backend, reporter, vms = _node(tmp_path)
     handle = await backend.create(VM, {})
     vms.handles[VM.id] = handle
     await backend.start(handle)
@@ -69,11 +74,7 @@ async def test_a_gone_process_is_running_until_its_supervisor_reports_the_exit(
     """A heartbeat that reads the status between a crash and the supervisor's handling of it must not report
     a reasonless STOPPED first (the control plane would record "process gone" and then ignore the exit
     report with the real reason): RUNNING then, for at most `EXIT_GRACE_S`."""
-    backend = SimulatedBackend(str(tmp_path / "sim"))
-    registry = HypervisorRegistry()
-    registry.register(backend)
-    reporter = Reporter(["127.0.0.1:9"])
-    vms = NodeVms("n", registry, ImageCache(tmp_path / "cache", reporter.channels[0]), reporter)
+    backend, reporter, vms = _node(tmp_path)
     handle = await backend.create(VM, {})
     vms.handles[VM.id] = handle
     await backend.start(handle)

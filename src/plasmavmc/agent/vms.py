@@ -158,7 +158,6 @@ class NodeVms:
         """A start succeeded: its boot is watched and its process supervised."""
         self.boots.started(backend, handle, console)
         self._exits.pop(handle.vm_id, None)
-        self._unreported.pop(handle.vm_id, None)
         self._supervise(backend, handle)
 
     async def stop(self, vm_id: str, timeout: float, force: bool) -> None:
@@ -291,8 +290,13 @@ class NodeVms:
         task = asyncio.create_task(self._watch(backend, handle), name=f"supervise-{handle.vm_id}")
         self._supervisors[handle.vm_id] = task
 
+    def _unwatched(self, vm_id: str) -> asyncio.Task[None] | None:
+        """The VM's supervisor, no longer kept (its process's end is handled, or nobody's to handle)."""
+        self._unreported.pop(vm_id, None)
+        return self._supervisors.pop(vm_id, None)
+
     async def _unsupervise(self, vm_id: str) -> None:
-        task = self._supervisors.pop(vm_id, None)
+        task = self._unwatched(vm_id)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -303,14 +307,13 @@ class NodeVms:
         most `EXIT_GRACE_S` from the first status that saw it so."""
         task = self._supervisors.get(vm_id)
         if task is None or task.done():
-            self._unreported.pop(vm_id, None)
             return False
         first = self._unreported.setdefault(vm_id, time.monotonic())
         return time.monotonic() - first < EXIT_GRACE_S
 
     async def _watch(self, backend: HypervisorBackend, handle: VmHandle) -> None:
         report = await backend.wait_exit(handle)
-        self._supervisors.pop(handle.vm_id, None)
+        self._unwatched(handle.vm_id)
         log.info("VM %s hypervisor exited: %s (%s)", handle.vm_id, report.kind.value, report.reason)
         if report.kind != ExitKind.REQUESTED:
             self._exits[handle.vm_id] = report

@@ -213,20 +213,20 @@ class WatchedPrefix:
     def _derive_oldest_change(self) -> None:
         oldest = next(iter(self._changed))
         del self._changed[oldest]
-        entry = self.entries.get(oldest)
+        self._derive_current(oldest)
+
+    def _derive_current(self, key: str) -> None:
+        """`derive` the key's current entry unless it is gone or derived already."""
+        entry = self.entries.get(key)
         if entry is not None and entry.memo is None and self._derive is not None:
-            self._derive(oldest, entry)
+            self._derive(key, entry)
 
     async def _derive_each(self, keys: list[str], left: Callable[[int], None]) -> None:
         """`derive` the current entry of each of `keys` that is not derived yet, resting after every
         `DERIVE_SLICE` (`left`: told how many keys are still to go)."""
-        derive = self._derive
-        assert derive is not None
         began = time.perf_counter()
         for i, key in enumerate(keys):
-            entry = self.entries.get(key)
-            if entry is not None and entry.memo is None:
-                derive(key, entry)
+            self._derive_current(key)
             if i % DERIVE_SLICE == DERIVE_SLICE - 1:
                 left(len(keys) - i - 1)
                 await asyncio.sleep((time.perf_counter() - began) * DERIVE_REST)
