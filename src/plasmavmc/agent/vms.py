@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
@@ -33,7 +32,6 @@ from plasmavmc.types.vm import DiskSpec, NetworkSpec, VirtualMachine, VmResize, 
 from plasmavmc.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
-EXIT_GRACE_S = 5.0  # how long a status stands for a gone process its supervisor has not reported yet
 CREATE_STARTED_STEPS = "create+start steps"  # its log line, one per VM (`Steps`; the bench reads it)
 REPORT_RETRY_MAX = 5.0
 EXPORT_CHUNK = 1024 * 1024
@@ -52,7 +50,6 @@ class NodeVms:
         # why each VM's last run ended unasked: heartbeats carry it too, so the reason reaches the
         # control plane even when a heartbeat wins the race with the exit report
         self._exits: dict[str, ExitReport] = {}
-        self._unreported: dict[str, float] = {}  # VM -> when a status first saw its process gone unreported
         self._rebooting: set[str] = set()  # VMs in a reboot or reset (the process may be replaced)
         self.boots = BootWatch(self._report_ready)
 
@@ -213,10 +210,6 @@ class NodeVms:
         exited = self._exits.get(vm_id)
         if exited is not None and status.actual_state == VmState.STOPPED and not status.last_error:
             status = dataclasses.replace(status, last_error=exited.reason)
-        if exited is None and status.actual_state == VmState.STOPPED and self._exit_unreported(vm_id):
-            # the process is gone but its supervisor has not handled the end yet: its exit report (the
-            # kind and the reason) is on its way; a heartbeat now must not report a reasonless exit first
-            status = dataclasses.replace(status, actual_state=VmState.RUNNING)
         if vm_id in self._rebooting and status.actual_state != VmState.RUNNING:
             # a reboot or reset between its stop and its start: the VM runs on (RUNNING -> RUNNING), its
             # process is being replaced — a heartbeat now must not report an exit nobody should act on
@@ -290,30 +283,16 @@ class NodeVms:
         task = asyncio.create_task(self._watch(backend, handle), name=f"supervise-{handle.vm_id}")
         self._supervisors[handle.vm_id] = task
 
-    def _unwatched(self, vm_id: str) -> asyncio.Task[None] | None:
-        """The VM's supervisor, no longer kept (its process's end is handled, or nobody's to handle)."""
-        self._unreported.pop(vm_id, None)
-        return self._supervisors.pop(vm_id, None)
-
     async def _unsupervise(self, vm_id: str) -> None:
-        task = self._unwatched(vm_id)
+        task = self._supervisors.pop(vm_id, None)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _exit_unreported(self, vm_id: str) -> bool:
-        """The VM's supervisor still waits although its process is gone (it has not run since): true for at
-        most `EXIT_GRACE_S` from the first status that saw it so."""
-        task = self._supervisors.get(vm_id)
-        if task is None or task.done():
-            return False
-        first = self._unreported.setdefault(vm_id, time.monotonic())
-        return time.monotonic() - first < EXIT_GRACE_S
-
     async def _watch(self, backend: HypervisorBackend, handle: VmHandle) -> None:
         report = await backend.wait_exit(handle)
-        self._unwatched(handle.vm_id)
+        self._supervisors.pop(handle.vm_id, None)
         log.info("VM %s hypervisor exited: %s (%s)", handle.vm_id, report.kind.value, report.reason)
         if report.kind != ExitKind.REQUESTED:
             self._exits[handle.vm_id] = report
