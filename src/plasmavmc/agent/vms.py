@@ -34,6 +34,7 @@ from plasmavmc.v1 import agent_pb2
 log = logging.getLogger(__name__)
 CREATE_STARTED_STEPS = "create+start steps"  # its log line, one per VM (`Steps`; the bench reads it)
 REPORT_RETRY_MAX = 5.0
+EXIT_CLASSIFY_S = 2.0  # how long a status read waits for the supervisor's reason of an exit it sees
 EXPORT_CHUNK = 1024 * 1024
 
 
@@ -50,6 +51,9 @@ class NodeVms:
         # why each VM's last run ended unasked: heartbeats carry it too, so the reason reaches the
         # control plane even when a heartbeat wins the race with the exit report
         self._exits: dict[str, ExitReport] = {}
+        # each supervised VM's `wait_exit` (its classification of the exit, once the process is gone):
+        # a status read that finds the process gone first waits for it (`_classified`)
+        self._exit_waits: dict[str, asyncio.Future[ExitReport]] = {}
         self._rebooting: set[str] = set()  # VMs in a reboot or reset (the process may be replaced)
         self.boots = BootWatch(self._report_ready)
 
@@ -208,6 +212,8 @@ class NodeVms:
         backend, handle = self.lookup(vm_id)
         status = await backend.status(handle)
         exited = self._exits.get(vm_id)
+        if exited is None and status.actual_state == VmState.STOPPED and vm_id not in self._rebooting:
+            exited = await self._classified(vm_id)
         if exited is not None and status.actual_state == VmState.STOPPED and not status.last_error:
             status = dataclasses.replace(status, last_error=exited.reason)
         if vm_id in self._rebooting and status.actual_state != VmState.RUNNING:
@@ -215,6 +221,23 @@ class NodeVms:
             # process is being replaced — a heartbeat now must not report an exit nobody should act on
             status = dataclasses.replace(status, actual_state=VmState.RUNNING)
         return self.boots.merged(vm_id, status)
+
+    async def _classified(self, vm_id: str) -> ExitReport | None:
+        """The supervisor's report of an exit a status read found (the process is gone, its supervisor
+        still classifying it), waited for at most EXIT_CLASSIFY_S; None when it is not there by then or
+        the exit was requested. So a heartbeat that wins the race with the exit report carries the same
+        kind and reason (a guest power-off, not a crash) instead of a reasonless STOPPED."""
+        waiting = self._exit_waits.get(vm_id)
+        if waiting is None:
+            return None
+        await asyncio.wait({waiting}, timeout=EXIT_CLASSIFY_S)  # the wait is not cancelled by a timeout
+        if not waiting.done() or waiting.cancelled() or waiting.exception() is not None:
+            return None
+        report = waiting.result()
+        if report.kind == ExitKind.REQUESTED:
+            return None
+        self._exits[vm_id] = report  # as its supervisor records it (`exit_kind` reads it)
+        return report
 
     # Devices and snapshots: straight to the backend (it keeps the VM's spec on the node up to date).
 
@@ -291,7 +314,13 @@ class NodeVms:
                 await task
 
     async def _watch(self, backend: HypervisorBackend, handle: VmHandle) -> None:
-        report = await backend.wait_exit(handle)
+        waiting = asyncio.ensure_future(backend.wait_exit(handle))
+        self._exit_waits[handle.vm_id] = waiting
+        try:
+            report = await waiting
+        finally:
+            if self._exit_waits.get(handle.vm_id) is waiting:
+                del self._exit_waits[handle.vm_id]
         self._supervisors.pop(handle.vm_id, None)
         log.info("VM %s hypervisor exited: %s (%s)", handle.vm_id, report.kind.value, report.reason)
         if report.kind != ExitKind.REQUESTED:
