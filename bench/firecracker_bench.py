@@ -7,10 +7,12 @@ Prints one JSON document:
   started by then; median), and the same for the backend's jailed launch (jailer + chroot + cgroups + new
   PID namespace, the same config file), with the ratio;
 * `create_start_to_guest_line_s`: through the API (CreateVm with `start` — one call — then GetConsole
-  until the guest's ready line) against raw Firecracker started with `--config-file` holding the same
-  machine config, kernel and disk (exec until the line is on its stdout), with the ratio — the raw
-  boots interleaved with the timed creates, one of each in turn (raw Firecracker's start drifts with the
-  host's speed from one minute to the next: 8-19 ms in one morning here);
+  until the guest's ready line; and `plasmavmc_run_vm`: RunVm, the spec extension that creates, starts
+  and streams the console in one call, until the same line) against raw Firecracker started with
+  `--config-file` holding the same machine config, kernel and disk (exec until the line is on its
+  stdout), with the ratios (`ratio_run_vm` for RunVm) — the raw boots interleaved with the timed
+  creates, one of each in turn (raw Firecracker's start drifts with the host's speed from one minute
+  to the next: 8-19 ms in one morning here);
   `raw_prespawned_api_boot`: the floor under the pooled path, raw Firecracker already answering on its
   API socket (as a pooled one is), from the pipelined PUTs and InstanceStart the agent sends until the
   line; the agent
@@ -45,6 +47,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -213,6 +216,22 @@ async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool =
     return t[0]
 
 
+async def run_to_guest_line(client: PlasmaClient, name: str, pool: Path) -> float:
+    """RunVm (one call: create, start and the console's stream) until the guest's line, once the warm
+    pool is full."""
+    await fc.pool_ready(pool, entries=WARM_POOL)
+    seen = b""
+    with timer() as t:
+        run = client.run_vm(name, ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER)
+        async for item in run:
+            if isinstance(item, bytes):
+                seen += item
+                if re.search(fc.READY_LINE_RE, seen.decode(errors="replace")):
+                    break
+        await run.aclose()
+    return t[0]
+
+
 def steps_of(boot: BootTimeline, returned: float, line: float) -> dict[str, float]:
     """The VM's boot timeline as returned by CreateVm (accepted → placed: checks and the create's one
     commit with its node claim; → image_ready: the agent call and the VM's files; → process_up: the
@@ -326,12 +345,14 @@ async def through_api(root: Path, runs: int, vms: int, raw: Path) -> dict[str, o
         agent_pid = cluster.agent.popen.pid
         pids = {"server": cluster.server.popen.pid, "agent": agent_pid, "client": os.getpid()}
         async with await PlasmaClient.connect(cluster.api) as client:
-            times, two_calls, raw_line, floor = [], [], [], []
+            times, two_calls, raw_line, floor, ran = [], [], [], [], []
             for i in range(runs):  # one VM at a time: the guest polls its UART and keeps a CPU busy
                 raw_line.append(await raw_to_guest_line(raw))
                 floor.append(await raw_api_boot(raw))
                 times.append(await api_to_guest_line(client, f"bench-{i}", pool=pool, pids=pids))
                 await client.delete_vm(ORG, PROJECT, f"bench-{i}", force=True)
+                ran.append(await run_to_guest_line(client, f"run-{i}", pool))
+                await client.delete_vm(ORG, PROJECT, f"run-{i}", force=True)
                 two_calls.append(await api_to_guest_line(client, f"bench2-{i}", one_call=False))
                 await client.delete_vm(ORG, PROJECT, f"bench2-{i}", force=True)
             cloned = await clones(client, cluster.console, runs, root)
@@ -344,8 +365,8 @@ async def through_api(root: Path, runs: int, vms: int, raw: Path) -> dict[str, o
             fc_rss = [rss_bytes(v.status.host_pid or 0) for v in started]
             for v in started:
                 await client.delete_vm(ORG, PROJECT, v.id, force=True)
-        return {"api_s": times, "api_two_calls_s": two_calls, "clone_s": cloned, "raw_line_s": raw_line,
-                "raw_api_boot_s": floor,
+        return {"api_s": times, "run_vm_s": ran, "api_two_calls_s": two_calls, "clone_s": cloned,
+                "raw_line_s": raw_line, "raw_api_boot_s": floor,
                 "logged_steps": logged_steps({root / "server.log": [SERVER_STEPS],
                                               root / "agent.log": [CREATE_STARTED_STEPS, POOLED_STEPS]}, TIMED),
                 "agent_rss_growth_per_vm_kib": grown / max(vms, 1) / 1024,
@@ -364,9 +385,11 @@ async def main(runs: int, vms: int) -> None:
         api = await through_api(work / "cluster", runs, vms, work)
         no_pool = await without_pool(work / "nopool", runs)
     api_s, two_calls, cloned = api.pop("api_s"), api.pop("api_two_calls_s"), api.pop("clone_s")
+    ran = api.pop("run_vm_s")
     raw_line, api_boot_floor = api.pop("raw_line_s"), api.pop("raw_api_boot_s")
     steps = api.pop("logged_steps")
     assert isinstance(api_s, list) and isinstance(two_calls, list) and isinstance(cloned, dict)
+    assert isinstance(ran, list)
     assert isinstance(raw_line, list) and isinstance(api_boot_floor, list)
     emit(
         "firecracker",
@@ -376,6 +399,8 @@ async def main(runs: int, vms: int) -> None:
         create_start_to_guest_line_s={"raw_firecracker_config_file": median(raw_line),
                                       "raw_prespawned_api_boot": median(api_boot_floor),
                                       "plasmavmc_api": median(api_s), "ratio": median(api_s) / median(raw_line),
+                                      "plasmavmc_run_vm": median(ran),
+                                      "ratio_run_vm": median(ran) / median(raw_line),
                                       "plasmavmc_api_steps": {k: median([s.get(k, 0.0) for s in STEPS])
                                                               for k in STEPS[0]} if STEPS else {},
                                       "logged_steps": steps,

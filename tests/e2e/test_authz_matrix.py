@@ -116,6 +116,7 @@ def vm_cases() -> list[Case]:
                                                                                           disk_id="root"), v)),
         Case("AttachNic", "OPNN", _unary("AttachNic", lambda vm: vm_pb2.AttachNicRequest(vm=ref(vm), nic=nic), v)),
         Case("DetachNic", "OPNN", _unary("DetachNic", lambda vm: vm_pb2.DetachNicRequest(vm=ref(vm), nic_id="n0"), v)),
+        Case("RunVm", "OPNN", _stream("RunVm", lambda vm: _named(create, f"run-{vm}"), v), ErrorCode.NOT_FOUND),
         Case("GetConsole", "OPNN", _stream("GetConsole", lambda vm: vm_pb2.GetConsoleRequest(vm=ref(vm)), v)),
         Case("WatchVm", "OONN", _stream("WatchVm", lambda vm: vm_pb2.WatchVmRequest(vm=ref(vm), send_initial=True),
                                         v)),

@@ -44,6 +44,17 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @unary
     async def CreateVm(self, request: agent_pb2.CreateVmRequest, context: Ctx) -> Any:
+        return await self._created(request, request.start)
+
+    @stream
+    async def RunVm(self, request: agent_pb2.CreateVmRequest, context: Ctx) -> AsyncIterator[Any]:
+        handle = await self._created(request, True)
+        yield agent_pb2.RunVmReply(handle=handle)
+        async for data in self._console(handle.vm_id, True):
+            yield agent_pb2.RunVmReply(console=data)
+
+    async def _created(self, request: agent_pb2.CreateVmRequest, start: bool) -> agent_pb2.VmHandle:
+        """The VM of a CreateVm (or RunVm) request made (and with `start`, started: `started` is set)."""
         vm = from_proto(VirtualMachine, request.vm)
         validation.vm_id(vm.id, "vm.id")
         validation.name(vm.org_id, "vm.org_id")
@@ -57,7 +68,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             if disk.source.image_id not in have:
                 raise InvalidArgument(f"vm.spec.disks[{n}].source.image_id", "no such image in the request's images")
         ports = [from_proto(PortRequest, p) for p in request.ports]
-        if not request.start:
+        if not start:
             return to_proto(await self.vms.create(vm, images, ports), agent_pb2.VmHandle())
         handle, status = await self.vms.create_started(vm, images, ports)
         reply = to_proto(handle, agent_pb2.VmHandle())
@@ -101,11 +112,17 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @stream
     async def StreamConsole(self, request: agent_pb2.StreamConsoleRequest, context: Ctx) -> AsyncIterator[Any]:
-        backend, handle = self.vms.lookup(validation.vm_id(request.vm_id))
+        async for data in self._console(validation.vm_id(request.vm_id), request.follow):
+            yield vm_pb2.ConsoleData(data=data)
+
+    async def _console(self, vm_id: str, follow: bool) -> AsyncIterator[bytes]:
+        """The VM's serial console output: the retained history, then with `follow` new output as it comes
+        (without it, until IDLE_END passes with nothing new)."""
+        backend, handle = self.vms.lookup(vm_id)
         console = await backend.console(handle, ConsoleType.SERIAL)
         try:
             while True:
-                if request.follow:
+                if follow:
                     data = await console.read()
                 else:
                     try:
@@ -114,7 +131,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                         return
                 if not data:
                     return
-                yield vm_pb2.ConsoleData(data=data)
+                yield data
         finally:
             await console.close()
 

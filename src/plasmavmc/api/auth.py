@@ -42,9 +42,12 @@ class _Call:
     """One admitted (or refused) call, for the audit entry."""
 
     rule: Rule
-    context: Any  # the call's; its peer is the audit entry's source, read only when an entry is made
+    context: Any  # the call's; its peer is the audit entry's source
     caller: Caller | None = None
     scope: Scope | None = None
+    # the peer, read at admission where an entry may be made once the call is over (a stream its client
+    # cancelled: grpc.aio's `peer()` then reads freed memory and the server dies), else when an entry is made
+    peer: str | None = None
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -73,12 +76,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.audit.record(AuditEntry(
             time.time_ns(), call.caller.principal_id if call.caller else "", call.rule.action,
             scope.org_id if scope else "", scope.project_id if scope else "", scope.resource if scope else "",
-            result, str(call.context.peer() or "")))
+            result, call.peer if call.peer is not None else str(call.context.peer() or "")))
 
-    async def _admit(self, rule: Rule | None, request: Any, context: Any) -> _Call:
+    async def _admit(self, rule: Rule | None, request: Any, context: Any, *, peer_now: bool = True) -> _Call:
         """Authenticate and authorize, or abort the call (and audit the refusal). `request` may be a
-        `_FirstMessage`: a client stream's first message is read only once the caller is authenticated."""
+        `_FirstMessage`: a client stream's first message is read only once the caller is authenticated.
+        `peer_now`: the peer is read now (not for a read answered in one message, audited only if its
+        handler raises: then, while the call is alive)."""
         call = _Call(rule or Rule("unknown", lambda r: Scope("", "", "", lambda: PlasmaError("")), True), context)
+        if peer_now:
+            call.peer = str(context.peer() or "")
         try:
             if rule is None:
                 raise Unimplemented("this method has no authorization rule")
@@ -136,7 +143,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         """`_unary_unary` of a rule that does not mutate: audited only when it fails (every servicer
         fails by raising: no answer status is looked at after a success)."""
         async def guarded(request: Any, context: Any) -> Any:
-            call = await self._admit(rule, request, context)
+            call = await self._admit(rule, request, context, peer_now=False)
             try:
                 return await inner(request, context)
             except BaseException:

@@ -114,6 +114,8 @@ SG = "/plasmavmc.v1.SecurityGroupService/"
 
 RULES: dict[str, Rule] = {
     VM + "CreateVm": _rule("plasmavmc:vms:create", lambda r: project_scope(r.org_id, r.project_id, "vm")),
+    # RunVm: a create (this rule) that streams the new VM's console (its own check, `vm_service.RunVm`)
+    VM + "RunVm": _rule("plasmavmc:vms:create", lambda r: project_scope(r.org_id, r.project_id, "vm")),
     VM + "GetVm": _vm("get", False),
     # all_projects: the whole org's VMs, so the caller needs the permission on the org (admins)
     VM + "ListVms": _rule("plasmavmc:vms:list", lambda r: org_scope(r.org_id, "vm") if r.all_projects

@@ -12,7 +12,7 @@ from typing import Any
 from plasmavmc import validation
 from plasmavmc.api import caller
 from plasmavmc.core.context import Core, VmRef
-from plasmavmc.core.vms import devices, lifecycle, listing, power, reads, resize, snapshots, watch
+from plasmavmc.core.vms import devices, lifecycle, listing, power, reads, resize, run, snapshots, watch
 from plasmavmc.core.vms.listing import VmFilter
 from plasmavmc.errors import InvalidArgument, vm_not_found
 from plasmavmc.observe.metrics import VM_READS
@@ -56,6 +56,20 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
 
     @unary
     async def CreateVm(self, request: vm_pb2.CreateVmRequest, context: Ctx) -> Any:
+        return vm_msg(await lifecycle.create(self.core, await self._create_request(request)))
+
+    @stream
+    async def RunVm(self, request: vm_pb2.CreateVmRequest, context: Ctx) -> AsyncIterator[Any]:
+        org, project = request.org_id, request.project_id  # the create's permission is the method's own
+        await caller.require("plasmavmc:vms:console", org, project, lambda: vm_not_found(org, project, request.name))
+        async for item in run.run(self.core, await self._create_request(request)):
+            if isinstance(item, bytes):
+                yield vm_pb2.RunVmResponse(console=item)
+            else:
+                yield vm_pb2.RunVmResponse(vm=vm_msg(item))
+
+    async def _create_request(self, request: vm_pb2.CreateVmRequest) -> lifecycle.CreateVm:
+        """CreateVm's (and RunVm's) request as core takes it; a clone's source VM authorized first."""
         chosen = enum_from_proto(HypervisorType, request.hypervisor, types_pb2.HypervisorType.DESCRIPTOR)
         hypervisor = chosen if chosen is not None else self.default_hypervisor
         source = None
@@ -63,7 +77,7 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             source = from_proto(CloneSource, request.source_snapshot)
             org, project, named = request.org_id, request.project_id, source.vm_id
             await caller.require("plasmavmc:vms:get", org, project, lambda: vm_not_found(org, project, named))
-        req = lifecycle.CreateVm(
+        return lifecycle.CreateVm(
             name=request.name,
             org_id=request.org_id,
             project_id=request.project_id,
@@ -77,7 +91,6 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             hypervisor_given=chosen is not None,
             start=request.start,
         )
-        return vm_msg(await lifecycle.create(self.core, req))
 
     @unary
     async def GetVm(self, request: vm_pb2.GetVmRequest, context: Ctx) -> Any:

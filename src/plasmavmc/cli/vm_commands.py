@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Awaitable
 
 from plasmavmc.cli import guest_commands, vm_device_commands, vm_resize_commands
@@ -72,6 +73,8 @@ async def vm_create(client: PlasmaClient, args: argparse.Namespace) -> int:
         cloud_init=guest_commands.cloud_init_spec(args),
         restart_policy=RestartPolicy(args.restart_policy or RestartPolicy.NEVER.value),
     )
+    if args.console:
+        return await _run(client, args, spec)
     vm = await client.create_vm(
         args.name, org, project, spec, hypervisor=HypervisorType(args.hypervisor), labels=dict(args.label)
     )
@@ -85,6 +88,20 @@ async def vm_create(client: PlasmaClient, args: argparse.Namespace) -> int:
         target = {VmState.RUNNING} if args.start else {VmState.STOPPED, VmState.RUNNING}
         vm = await client.wait_for_state(org, project, vm.id, target, args.wait)
     return _show_vms(args, [vm], as_list=False)
+
+
+async def _run(client: PlasmaClient, args: argparse.Namespace, spec: VmSpec) -> int:
+    """`vm create --console`: RunVm — the VM (on stderr) once it runs, then its console (stdout) until
+    interrupted."""
+    run = client.run_vm(args.name, *scope(args), spec, hypervisor=HypervisorType(args.hypervisor),
+                        labels=dict(args.label))
+    async for item in run:
+        if isinstance(item, bytes):
+            vm_device_commands.write_console(item)
+        else:
+            print(f"vm {item.name} ({item.id}) is {item.state.value.upper()} on node {item.node_id}",
+                  file=sys.stderr, flush=True)
+    return 0
 
 
 def vm_state(text: str) -> VmState:
@@ -190,6 +207,9 @@ def _create_parser(vm: Subparsers) -> None:
         p, "what happens when its hypervisor ends unasked: never (default: stay down), on-failure (restart "
            "after a crash or host reboot), always (also after a guest power-off)")
     p.add_argument("--start", action="store_true", help="start the VM once it is created")
+    p.add_argument("--console", action="store_true",
+                   help="start it and follow its serial console in the same call (RunVm): a line naming the "
+                        "running VM on stderr, then the console on stdout until interrupted")
     p.add_argument("--wait", type=seconds, metavar="SECONDS",
                    help="wait at most this long until RUNNING (with --start) or created (default: do not wait)")
     p.set_defaults(func=vm_create)

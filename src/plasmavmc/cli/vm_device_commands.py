@@ -82,15 +82,20 @@ async def vm_console(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 
 async def _print_console(client: PlasmaClient, args: argparse.Namespace) -> int:
-    sink = getattr(sys.stdout, "buffer", None)
     async for chunk in client.console(*scope(args), args.vm, follow=args.follow):
-        if sink is not None:
-            sink.write(chunk)
-            sink.flush()
-        else:
-            sys.stdout.write(chunk.decode(errors="replace"))
-            sys.stdout.flush()
+        write_console(chunk)
     return 0
+
+
+def write_console(chunk: bytes) -> None:
+    """Console output to stdout as it comes (its bytes as they are, when stdout takes bytes)."""
+    sink = getattr(sys.stdout, "buffer", None)
+    if sink is not None:
+        sink.write(chunk)
+        sink.flush()
+    else:
+        sys.stdout.write(chunk.decode(errors="replace"))
+        sys.stdout.flush()
 
 
 def _show_vm(args: argparse.Namespace, vm: VirtualMachine) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from dataclasses import replace
 
 from plasmavmc.client.base import ClientBase
@@ -48,19 +48,25 @@ class VmMixin(ClientBase):
         start: bool = False,
     ) -> VirtualMachine:
         """Create a VM (scheduled and provisioned; with `start`, started too: RUNNING on return)."""
-        request = vm_pb2.CreateVmRequest(
-            name=name,
-            org_id=org_id,
-            project_id=project_id,
-            spec=to_proto(spec, types_pb2.VmSpec()),
-            hypervisor=types_pb2.HypervisorType.Name(
-                enum_to_proto(hypervisor, types_pb2.HypervisorType.DESCRIPTOR)
-            ),
-            labels=labels or {},
-            metadata=metadata or {},
-            start=start,
-        )
+        request = _create_request(name, org_id, project_id, spec, hypervisor, labels, metadata, start)
         return _vm(await self._unary(self._vm_stub.CreateVm, request))
+
+    async def run_vm(
+        self,
+        name: str,
+        org_id: str,
+        project_id: str,
+        spec: VmSpec,
+        hypervisor: HypervisorType = HypervisorType.KVM,
+        labels: dict[str, str] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> AsyncGenerator[VirtualMachine | bytes]:
+        """Create and start a VM, then follow its serial console, in one call (RunVm, a spec extension):
+        the VM first (RUNNING), then the console's output as it comes; closing the iterator ends the
+        console stream (the VM runs on)."""
+        request = _create_request(name, org_id, project_id, spec, hypervisor, labels, metadata, True)
+        async for message in self._stream(self._vm_stub.RunVm, request):
+            yield _vm(message.vm) if message.HasField("vm") else bytes(message.console)
 
     async def clone_vm(self, name: str, org_id: str, project_id: str, source_vm: str, snapshot_id: str, *,
                        start: bool = True, labels: dict[str, str] | None = None) -> VirtualMachine:
@@ -293,3 +299,14 @@ class VmMixin(ClientBase):
                 detail = event.message or (last.status.last_error if last else None) or "no error recorded"
                 raise InvalidState(f"vm {vm} is {event.state.value.upper()}: {detail}")
         return None
+
+
+def _create_request(name: str, org_id: str, project_id: str, spec: VmSpec, hypervisor: HypervisorType,
+                    labels: dict[str, str] | None, metadata: dict[str, str] | None,
+                    start: bool) -> vm_pb2.CreateVmRequest:
+    """CreateVm's request (RunVm's too)."""
+    return vm_pb2.CreateVmRequest(
+        name=name, org_id=org_id, project_id=project_id, spec=to_proto(spec, types_pb2.VmSpec()),
+        hypervisor=types_pb2.HypervisorType.Name(enum_to_proto(hypervisor, types_pb2.HypervisorType.DESCRIPTOR)),
+        labels=labels or {}, metadata=metadata or {}, start=start,
+    )

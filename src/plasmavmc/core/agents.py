@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -29,6 +29,8 @@ from plasmavmc.wire.convert import from_proto, to_proto
 from plasmavmc.wire.status import from_rpc_error
 
 CALL_TIMEOUT = 30.0
+CREATE_TIMEOUT = 600.0  # a create fetches the VM's images to the node
+CREATE_START_TIMEOUT = 720.0  # ... and a create with `start` boots it too
 DEVICE_TIMEOUT = 120.0  # a hot-unplug waits for the guest to let the device go
 SNAPSHOT_TIMEOUT = 600.0  # a memory snapshot writes all of the guest's RAM
 EXPORT_TIMEOUT = 3600.0  # a disk export flattens and streams a whole disk
@@ -42,6 +44,16 @@ def _translate(exc: grpc.aio.AioRpcError, node: Node) -> PlasmaError:
     if isinstance(err, Unavailable):
         return Unavailable(f"agent of node {node.id} at {node.agent_address} is unreachable: {err.message}")
     return err
+
+
+def _create_request(vm: VirtualMachine, images: Sequence[Image], ports: Sequence[PortRequest],
+                    start: bool) -> agent_pb2.CreateVmRequest:
+    req = agent_pb2.CreateVmRequest(vm=to_proto(vm, types_pb2.VirtualMachine()), start=start)
+    for image in images:
+        to_proto(image, req.images.add())
+    for port in ports:
+        to_proto(port, req.ports.add())
+    return req
 
 
 class AgentClient:
@@ -75,13 +87,39 @@ class AgentClient:
     async def create_vm(self, vm: VirtualMachine, images: Sequence[Image], ports: Sequence[PortRequest] = (),
                         *, start: bool = False) -> VmStatus | None:
         """Create the VM on the node; with `start`, start it too in the same call and return its status."""
-        req = agent_pb2.CreateVmRequest(vm=to_proto(vm, types_pb2.VirtualMachine()), start=start)
-        for image in images:
-            to_proto(image, req.images.add())
-        for port in ports:
-            to_proto(port, req.ports.add())
-        reply: Any = await self._call("CreateVm", req, timeout=720.0 if start else 600.0)
+        req = _create_request(vm, images, ports, start)
+        reply: Any = await self._call("CreateVm", req, timeout=CREATE_START_TIMEOUT if start else CREATE_TIMEOUT)
         return from_proto(VmStatus, reply.started) if start else None
+
+    async def run_vm(self, vm: VirtualMachine, images: Sequence[Image],
+                     ports: Sequence[PortRequest] = ()) -> tuple[VmStatus, AsyncGenerator[bytes]]:
+        """Create and start the VM on the node, then follow its serial console, in one call (RunVm): its
+        status once running (within the create+start's time limit), and the console's output to come (the
+        call ends when that is closed)."""
+        await self._connected()
+        call = self._stub.RunVm(_create_request(vm, images, ports, True))
+        replies = aiter(call)  # one iterator throughout (grpc.aio must not mix it with `read`)
+        try:
+            async with asyncio.timeout(CREATE_START_TIMEOUT):
+                first = await anext(replies, None)
+            if first is None or not first.HasField("handle"):
+                raise PlasmaError(f"agent of node {self.node.id} answered RunVm without the VM's status")
+        except grpc.aio.AioRpcError as exc:
+            call.cancel()
+            raise _translate(exc, self.node) from None
+        except BaseException:
+            call.cancel()
+            raise
+        return from_proto(VmStatus, first.handle.started), self._console_of(call, replies)
+
+    async def _console_of(self, call: Any, replies: AsyncIterator[Any]) -> AsyncGenerator[bytes]:
+        try:
+            async for reply in replies:
+                yield reply.console
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, self.node) from None
+        finally:
+            call.cancel()
 
     async def start_vm(self, vm_id: str) -> None:
         await self._call("StartVm", agent_pb2.StartVmRequest(vm_id=vm_id), timeout=120.0)

@@ -48,6 +48,14 @@ class VmHandle(_message.Message):
     started: _types_pb2.VmStatus
     def __init__(self, vm_id: _Optional[str] = ..., backend: _Optional[_Union[_types_pb2.HypervisorType, str]] = ..., runtime_dir: _Optional[str] = ..., name: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ..., started: _Optional[_Union[_types_pb2.VmStatus, _Mapping]] = ...) -> None: ...
 
+class RunVmReply(_message.Message):
+    __slots__ = ("handle", "console")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_FIELD_NUMBER: _ClassVar[int]
+    handle: VmHandle
+    console: bytes
+    def __init__(self, handle: _Optional[_Union[VmHandle, _Mapping]] = ..., console: _Optional[bytes] = ...) -> None: ...
+
 class CreateVmRequest(_message.Message):
     __slots__ = ("vm", "images", "ports", "start")
     VM_FIELD_NUMBER: _ClassVar[int]

@@ -96,6 +96,11 @@ class AgentServiceStub:
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.StreamConsoleRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
                 _registered_method=True)
+        self.RunVm = channel.unary_stream(
+                '/plasmavmc.agent.v1.AgentService/RunVm',
+                request_serializer=plasmavmc_dot_v1_dot_agent__pb2.CreateVmRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_agent__pb2.RunVmReply.FromString,
+                _registered_method=True)
         self.ConsoleSession = channel.stream_stream(
                 '/plasmavmc.agent.v1.AgentService/ConsoleSession',
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.ConsoleInput.SerializeToString,
@@ -243,6 +248,15 @@ class AgentServiceServicer:
 
     def StreamConsole(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunVm(self, request, context):
+        """CreateVm with `start` (whatever the request says), then the VM's serial console as StreamConsole
+        with `follow` streams it, in one call (the control plane's RunVm): the first message is the handle
+        (its `started` set), each later one holds console output.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -398,6 +412,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.StreamConsole,
                     request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.StreamConsoleRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.SerializeToString,
+            ),
+            'RunVm': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunVm,
+                    request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.CreateVmRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_agent__pb2.RunVmReply.SerializeToString,
             ),
             'ConsoleSession': grpc.stream_stream_rpc_method_handler(
                     servicer.ConsoleSession,
@@ -789,6 +808,33 @@ class AgentService:
             '/plasmavmc.agent.v1.AgentService/StreamConsole',
             plasmavmc_dot_v1_dot_agent__pb2.StreamConsoleRequest.SerializeToString,
             plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunVm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/plasmavmc.agent.v1.AgentService/RunVm',
+            plasmavmc_dot_v1_dot_agent__pb2.CreateVmRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_agent__pb2.RunVmReply.FromString,
             options,
             channel_credentials,
             insecure,

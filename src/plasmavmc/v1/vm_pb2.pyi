@@ -244,6 +244,14 @@ class ConsoleData(_message.Message):
     data: bytes
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
+class RunVmResponse(_message.Message):
+    __slots__ = ("vm", "console")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_FIELD_NUMBER: _ClassVar[int]
+    vm: _types_pb2.VirtualMachine
+    console: bytes
+    def __init__(self, vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., console: _Optional[bytes] = ...) -> None: ...
+
 class WatchVmRequest(_message.Message):
     __slots__ = ("vm", "send_initial", "start_revision", "history_only")
     VM_FIELD_NUMBER: _ClassVar[int]

@@ -105,6 +105,11 @@ class VmServiceStub:
                 request_serializer=plasmavmc_dot_v1_dot_vm__pb2.GetConsoleRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
                 _registered_method=True)
+        self.RunVm = channel.unary_stream(
+                '/plasmavmc.v1.VmService/RunVm',
+                request_serializer=plasmavmc_dot_v1_dot_vm__pb2.CreateVmRequest.SerializeToString,
+                response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.RunVmResponse.FromString,
+                _registered_method=True)
         self.WatchVm = channel.unary_stream(
                 '/plasmavmc.v1.VmService/WatchVm',
                 request_serializer=plasmavmc_dot_v1_dot_vm__pb2.WatchVmRequest.SerializeToString,
@@ -224,6 +229,15 @@ class VmServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunVm(self, request, context):
+        """Spec extension: create and start a VM (CreateVm with `start`, whatever the request's `start` says),
+        then stream its serial console (as GetConsole with `follow`) in the same call: the VM first, then its
+        output. Needs the create and the console permissions. See README "Run: create, start, console".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchVm(self, request, context):
         """Events
         """
@@ -329,6 +343,11 @@ def add_VmServiceServicer_to_server(servicer, server):
                     servicer.GetConsole,
                     request_deserializer=plasmavmc_dot_v1_dot_vm__pb2.GetConsoleRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.SerializeToString,
+            ),
+            'RunVm': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunVm,
+                    request_deserializer=plasmavmc_dot_v1_dot_vm__pb2.CreateVmRequest.FromString,
+                    response_serializer=plasmavmc_dot_v1_dot_vm__pb2.RunVmResponse.SerializeToString,
             ),
             'WatchVm': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchVm,
@@ -734,6 +753,33 @@ class VmService:
             '/plasmavmc.v1.VmService/GetConsole',
             plasmavmc_dot_v1_dot_vm__pb2.GetConsoleRequest.SerializeToString,
             plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunVm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/plasmavmc.v1.VmService/RunVm',
+            plasmavmc_dot_v1_dot_vm__pb2.CreateVmRequest.SerializeToString,
+            plasmavmc_dot_v1_dot_vm__pb2.RunVmResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -64,6 +64,9 @@ class CreateVm:
     hypervisor_given: bool = True  # whether the request named the hypervisor
     start: bool = False  # start as part of the create: one round trip, one commit fewer (`provision`)
     node_id: str | None = None  # pinned to this node (a clone, where its source snapshot is)
+    # with `start`: the create+start and the VM's console in one agent call (RunVm, `run.py`); the console
+    # stream is handed to this once the node runs the VM, before the create's last commit
+    console: Callable[[AsyncGenerator[bytes]], None] | None = None
 
 
 async def images_for(core: Core, org_id: str, spec: VmSpec) -> list[Image]:
@@ -129,7 +132,7 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
                                                 commit=_creating(core, vm, op)))
         took.done("claim")
         async with pending.driving(core.store, op) as drive:
-            result = await provision(core, placed, images, drive, start=True, took=took)
+            result = await provision(core, placed, images, drive, start=True, took=took, console=req.console)
         took.done("lease end")
         log.info("%s", took.line(f"vm {vm.id}: {CREATE_STARTED_STEPS}"))
     else:  # throughput first: the record's commit batches with the org's other creates, then the claim
@@ -245,12 +248,14 @@ async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None
 
 async def provision(
     core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving, *, start: bool = False,
-    took: Steps | None = None,
+    took: Steps | None = None, console: Callable[[AsyncGenerator[bytes]], None] | None = None,
 ) -> VirtualMachine:
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
     (with reason) if it fails. With `start`, the agent starts it too, in the same call, and the same last
     step records CREATING -> STOPPED -> STARTING -> RUNNING (each move through the transition table): one
-    agent round trip and one commit where a create then a StartVm make two and four."""
+    agent round trip and one commit where a create then a StartVm make two and four. With `console`
+    (RunVm), the agent call goes on to stream the VM's console, which is handed to `console` once the
+    status has come, before the last commit."""
     observed: VmStatus | None = None
 
     def _made(v: VirtualMachine) -> VirtualMachine:
@@ -262,8 +267,12 @@ async def provision(
     try:
         agent = await core.agent_for(vm.value)
         # with `start`, one call: the agent creates, starts and answers with the running status
-        observed = await agent.create_vm(vm.value, images, await nics.port_requests(core.store, vm.value),
-                                         start=start)
+        ports = await nics.port_requests(core.store, vm.value)
+        if console is None:
+            observed = await agent.create_vm(vm.value, images, ports, start=start)
+        else:
+            observed, output = await agent.run_vm(vm.value, images, ports)
+            console(output)  # its reader owns it now (and closes it)
         ready_at = boot.now()
     except PlasmaError as err:
         await set_error(core, vm.key, f"{'create+start' if start else 'create'} failed: {err.message}")
