@@ -119,8 +119,8 @@ async def test_create_with_start_is_one_agent_call_in_a_pooled_firecracker(
 async def test_run_vm_streams_the_running_vm_then_its_console_in_one_agent_call(
         fc_client: PlasmaClient, fc_cluster: Cluster) -> None:
     """RunVm: the VM, RUNNING, first; then its console until the guest's ready line, with no GetConsole and
-    one agent call (RunVm: no CreateVm, StartVm or StreamConsole on the agent); closing the stream ends the
-    console, not the VM."""
+    one agent call (RunVm: no CreateVm or StartVm on the agent); closing the stream ends the console, not
+    the VM."""
     await fc.pool_ready(fc_cluster.root / "run" / "fc")
     before = agent_calls(fc_cluster)
     run = fc_client.run_vm("fc-run", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER)
@@ -142,7 +142,9 @@ async def test_run_vm_streams_the_running_vm_then_its_console_in_one_agent_call(
     await until(counted, "the agent's RunVm ended")
     after = agent_calls(fc_cluster)
     assert after.get("RunVm", 0) - before.get("RunVm", 0) == 1
-    for method in ("CreateVm", "StartVm", "StreamConsole", "GetVmStatus"):
+    # (StreamConsole is not compared: a stream is counted when it ends, and the previous test's console
+    # stream may end on the agent while this one runs)
+    for method in ("CreateVm", "StartVm", "GetVmStatus"):
         assert after.get(method, 0) == before.get(method, 0), method
     assert (await fc_client.get_vm(ORG, PROJECT, vm.id)).state is VmState.RUNNING  # it runs on
     await console_until(fc_client, vm.id, fc.READY_LINE_RE, timeout=30)  # its console is there for others
