@@ -104,11 +104,10 @@ class AgentClient:
                 first = await anext(replies, None)
             if first is None or not first.HasField("handle"):
                 raise PlasmaError(f"agent of node {self.node.id} answered RunVm without the VM's status")
-        except grpc.aio.AioRpcError as exc:
+        except BaseException as exc:
             call.cancel()
-            raise _translate(exc, self.node) from None
-        except BaseException:
-            call.cancel()
+            if isinstance(exc, grpc.aio.AioRpcError):
+                raise _translate(exc, self.node) from None
             raise
         return from_proto(VmStatus, first.handle.started), self._console_of(call, replies)
 
