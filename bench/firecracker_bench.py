@@ -12,7 +12,10 @@ Prints one JSON document:
   `--config-file` holding the same machine config, kernel and disk (exec until the line is on its
   stdout), with the ratios (`ratio_run_vm` for RunVm) — the raw boots interleaved with the timed
   creates, one of each in turn (raw Firecracker's start drifts with the host's speed from one minute
-  to the next: 8-19 ms in one morning here);
+  to the next: 8-19 ms in one morning here), and each timed step (raw or through the API) started once
+  the node's server and agent are idle (under 0.5 ms of CPU in 20 ms: `bench.common.idle`; how often
+  they got there is `node_idle_before_timed_steps`), as on a node nobody else uses: the previous
+  step's delete and pool refill otherwise ran into the next one;
   `raw_prespawned_api_boot`: the floor under the pooled path, raw Firecracker already answering on its
   API socket (as a pooled one is), from the pipelined PUTs and InstanceStart the agent sends until the
   line; the agent
@@ -53,7 +56,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bench.common import emit, median, timer
+from bench.common import emit, idle, median, timer
 from plasmavmc.agent.vms import CREATE_STARTED_STEPS
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import open_console
@@ -191,14 +194,26 @@ TIMED: list[str] = []  # ids of the timed one-call creates (their agent steps ar
 CPU: list[dict[str, float]] = []  # CPU ms each process spent on one create+start → guest line
 
 
+IDLE: list[bool] = []  # before each timed step of `through_api`: whether the node got idle (`settled`)
+
+
+async def settled(node: list[int] | None) -> None:
+    """Until the node's processes (`node`: server and agent pids) are idle (`bench.common.idle`), as they
+    are before a create on a node nobody else uses; the same wait goes before each raw boot."""
+    if node:
+        IDLE.append(await idle(node))
+
+
 async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool = True,
-                            pool: Path | None = None, pids: dict[str, int] | None = None) -> float:
+                            pool: Path | None = None, pids: dict[str, int] | None = None,
+                            node: list[int] | None = None) -> float:
     """CreateVm (with `start`, or then StartVm) until the guest's line through GetConsole; with `pool`
     (the agent's Firecracker runtime dir), first until its warm pool is full; with `pids`,
     the CPU each of those processes spent meanwhile is recorded (`CPU`): a figure that load does not
     stretch as it stretches the latencies."""
     if pool is not None:
         await fc.pool_ready(pool, entries=WARM_POOL)  # full: the refill of the last take is over
+    await settled(node)
     cpu_before = {k: cpu_seconds(pid) or 0.0 for k, pid in (pids or {}).items()}
     with timer() as t:
         began = time.perf_counter()
@@ -216,10 +231,11 @@ async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool =
     return t[0]
 
 
-async def run_to_guest_line(client: PlasmaClient, name: str, pool: Path) -> float:
+async def run_to_guest_line(client: PlasmaClient, name: str, pool: Path, node: list[int] | None = None) -> float:
     """RunVm (one call: create, start and the console's stream) until the guest's line, once the warm
-    pool is full."""
+    pool is full (and with `node`, the node idle)."""
     await fc.pool_ready(pool, entries=WARM_POOL)
+    await settled(node)
     seen = b""
     with timer() as t:
         run = client.run_vm(name, ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER)
@@ -346,14 +362,17 @@ async def through_api(root: Path, runs: int, vms: int, raw: Path) -> dict[str, o
         pids = {"server": cluster.server.popen.pid, "agent": agent_pid, "client": os.getpid()}
         async with await PlasmaClient.connect(cluster.api) as client:
             times, two_calls, raw_line, floor, ran = [], [], [], [], []
+            node = [pids["server"], agent_pid]
             for i in range(runs):  # one VM at a time: the guest polls its UART and keeps a CPU busy
+                await settled(node)
                 raw_line.append(await raw_to_guest_line(raw))
+                await settled(node)
                 floor.append(await raw_api_boot(raw))
-                times.append(await api_to_guest_line(client, f"bench-{i}", pool=pool, pids=pids))
+                times.append(await api_to_guest_line(client, f"bench-{i}", pool=pool, pids=pids, node=node))
                 await client.delete_vm(ORG, PROJECT, f"bench-{i}", force=True)
-                ran.append(await run_to_guest_line(client, f"run-{i}", pool))
+                ran.append(await run_to_guest_line(client, f"run-{i}", pool, node))
                 await client.delete_vm(ORG, PROJECT, f"run-{i}", force=True)
-                two_calls.append(await api_to_guest_line(client, f"bench2-{i}", one_call=False))
+                two_calls.append(await api_to_guest_line(client, f"bench2-{i}", one_call=False, node=node))
                 await client.delete_vm(ORG, PROJECT, f"bench2-{i}", force=True)
             cloned = await clones(client, cluster.console, runs, root)
             base = rss_bytes(agent_pid)
@@ -401,6 +420,8 @@ async def main(runs: int, vms: int) -> None:
                                       "plasmavmc_api": median(api_s), "ratio": median(api_s) / median(raw_line),
                                       "plasmavmc_run_vm": median(ran),
                                       "ratio_run_vm": median(ran) / median(raw_line),
+                                      "all_run_vm": sorted(ran), "all_raw": sorted(raw_line),
+                                      "node_idle_before_timed_steps": f"{sum(IDLE)} of {len(IDLE)}",
                                       "plasmavmc_api_steps": {k: median([s.get(k, 0.0) for s in STEPS])
                                                               for k in STEPS[0]} if STEPS else {},
                                       "logged_steps": steps,

@@ -4,6 +4,8 @@ inotify instance per event loop shared by every follower, closed with the last; 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,31 @@ async def test_followers_share_one_instance_closed_with_the_last(tmp_path: Path)
     assert filewatch._instances[loop] is instance and len(instance.followers) == 1
     other.close()
     assert loop not in filewatch._instances
+
+
+async def test_the_last_follower_closes_the_instance_off_the_loop(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing an inotify instance waits for the kernel's SRCU grace period (13-16 ms here): it must not
+    stop the event loop, so a thread of the loop's executor closes it, once."""
+    path = tmp_path / "console.log"
+    path.touch()
+    follower = filewatch.Follower(path)
+    fd = filewatch._instances[asyncio.get_running_loop()].fd
+    closed_by: list[int] = []
+    real_close = os.close
+
+    def close(n: int) -> None:
+        if n == fd:
+            closed_by.append(threading.get_ident())
+        real_close(n)
+
+    monkeypatch.setattr(os, "close", close)
+    follower.close()
+    assert asyncio.get_running_loop() not in filewatch._instances
+    async with asyncio.timeout(5.0):
+        while not closed_by:
+            await asyncio.sleep(0.01)  # poll-with-deadline: the executor's thread closes it
+    assert len(closed_by) == 1 and closed_by[0] != threading.get_ident()
 
 
 async def test_a_deleted_file_turns_its_follower_to_polling(tmp_path: Path) -> None:

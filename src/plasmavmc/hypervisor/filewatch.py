@@ -5,7 +5,8 @@ instances (`fs.inotify.max_user_instances`, 128 by default) would not stretch to
 while watches are plentiful. The instance is read through the loop (`add_reader`); a write to a watched
 file (IN_MODIFY) wakes every follower of that file: at once after a quiet spell, at most every
 `MIN_GAP_S` while writes keep coming. Two followers of one file share its watch. The instance is
-closed when its last follower goes.
+closed when its last follower goes (by a thread, `inotify.close`: the loop, the agent's every call and
+heartbeat, would otherwise stop 13-16 ms each time the last console of the node is closed).
 
 Where inotify cannot be had (no instance, or the file cannot be watched), or once a watch is gone (its
 file deleted), `Follower.wait` sleeps `POLL_S` instead: the follower still works, as before, by polling.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from pathlib import Path
 
 from plasmavmc.hypervisor import inotify
@@ -58,7 +58,7 @@ class _Instance:
         if not self.followers and _instances.get(self.loop) is self:
             del _instances[self.loop]
             self.loop.remove_reader(self.fd)
-            os.close(self.fd)
+            inotify.close(self.fd)
 
 
 _instances: dict[asyncio.AbstractEventLoop, _Instance] = {}

@@ -2,17 +2,17 @@
 
 A sleep-poll adds up to its interval to every start; an inotify watch on the file's directory wakes the
 waiter as the file is created (or renamed into place). The watch's descriptor is read through the event
-loop (`add_reader`), one inotify instance per wait, closed when the wait ends. Where inotify cannot be
-had (the per-user instance limit, `fs.inotify.max_user_instances`, is reached), the wait falls back to
-a 1 ms poll. While waiting, `alive()` is asked every `ALIVE_CHECK_S`, so a process that died before
-making its file fails the wait at once instead of at the deadline. The descriptor itself is awaited
+loop (`add_reader`), one inotify instance per wait, closed when the wait ends (by a thread:
+`inotify.close`). Where inotify cannot be had (the per-user instance limit,
+`fs.inotify.max_user_instances`, is reached), the wait falls back to a 1 ms poll. While waiting,
+`alive()` is asked every `ALIVE_CHECK_S`, so a process that died before making its file fails the wait
+at once instead of at the deadline. The descriptor itself is awaited
 with `fdwait.readable`, as `process.py` awaits a pidfd.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,5 +50,5 @@ async def created(path: Path, within_s: float, alive: Callable[[], bool] = lambd
             await _next_event(fd, min(remaining, ALIVE_CHECK_S))
     finally:
         if fd is not None:
-            os.close(fd)
+            inotify.close(fd)
     return loop.time() - started

@@ -48,7 +48,7 @@ async def launch(argv: Sequence[str], paths: FcPaths, *, jailed: bool, low_prior
     """Start Firecracker (directly or through the jailer); on return its pidfile names it. `low_priority`:
     the launch runs at the lowest CPU priority (see `set_low_priority`)."""
     ensure_fifo(paths.console_in)
-    proc = _spawn(argv, paths)
+    proc = await asyncio.to_thread(_spawn, argv, paths)  # a fork and exec: 5-15 ms the loop does not wait
     if low_priority:
         set_low_priority(proc.pid, True)
     if not jailed:
