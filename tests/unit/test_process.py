@@ -10,8 +10,12 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
+from plasmavmc.hypervisor import process
 from plasmavmc.hypervisor.process import (
     cpu_seconds,
+    is_exiting,
     is_running,
     launch_detached,
     matches,
@@ -104,3 +108,26 @@ async def test_run_daemonizing_reports_the_parent(tmp_path: Path) -> None:
     pid = read_pidfile(pidfile)
     assert pid is not None and is_running(pid)
     os.kill(pid, signal.SIGKILL)
+
+
+def test_an_exiting_process_is_not_polled_as_one_in_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process freeing its memory shows an empty cmdline until it turns zombie (~50 ms a GiB here):
+    `matches` must not take it for one caught in the middle of exec and sleep-poll it (it slept up to
+    100 ms so, on the agent's event loop, whenever a large VM's hypervisor was exiting)."""
+    pid, marker = sleeper(tmp_path, "import time; b = bytearray(2 * 1024**3); time.sleep(30)")
+    deadline = time.monotonic() + 30
+    while (rss_bytes(pid) or 0) < 2 * 1024**3:  # poll-with-deadline: until its memory is in place
+        assert time.monotonic() < deadline, "the process never had its 2 GiB"
+        time.sleep(0.01)
+    assert matches(pid, marker) and not is_exiting(pid)
+    slept: list[float] = []
+    monkeypatch.setattr(process.time, "sleep", slept.append)
+    os.kill(pid, signal.SIGKILL)
+    seen_exiting = 0
+    while is_running(pid) and time.monotonic() < deadline:
+        if is_exiting(pid):
+            seen_exiting += 1
+            assert not matches(pid, marker)
+    monkeypatch.undo()
+    assert seen_exiting > 0, "the exit was never caught in progress"
+    assert slept == []
