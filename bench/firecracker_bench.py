@@ -56,7 +56,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bench.common import emit, idle, median, timer
+from bench.common import cpu_ns, emit, idle, median, timer
 from plasmavmc.agent.vms import CREATE_STARTED_STEPS
 from plasmavmc.client import PlasmaClient
 from plasmavmc.client.console_ws import open_console
@@ -66,7 +66,7 @@ from plasmavmc.hypervisor.firecracker import api_boot
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.backend import POOLED_STEPS
 from plasmavmc.hypervisor.firecracker.disks import sparse_copy
-from plasmavmc.hypervisor.process import cpu_seconds, rss_bytes
+from plasmavmc.hypervisor.process import rss_bytes
 from plasmavmc.observe.steps import parse
 from plasmavmc.types.vm import BootTimeline, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
 from tests import firecracker_guest as fc
@@ -214,7 +214,7 @@ async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool =
     if pool is not None:
         await fc.pool_ready(pool, entries=WARM_POOL)  # full: the refill of the last take is over
     await settled(node)
-    cpu_before = {k: cpu_seconds(pid) or 0.0 for k, pid in (pids or {}).items()}
+    cpu_before = {k: cpu_ns(pid) for k, pid in (pids or {}).items()}
     with timer() as t:
         began = time.perf_counter()
         vm = await client.create_vm(name, ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER,
@@ -227,7 +227,7 @@ async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool =
         STEPS.append(steps_of(vm.status.boot, returned, t[0]))
         TIMED.append(vm.id)
     if pids:
-        CPU.append({k: ((cpu_seconds(pid) or 0.0) - cpu_before[k]) * 1000 for k, pid in pids.items()})
+        CPU.append({k: (cpu_ns(pid) - cpu_before[k]) / 1e6 for k, pid in pids.items()})
     return t[0]
 
 

@@ -122,17 +122,23 @@ def _stat(pid: int) -> list[str]:
     return stat[stat.rfind(")") + 2 :].split()
 
 
+def _live(fields: list[str]) -> bool:
+    return bool(fields) and fields[0] not in ("Z", "X")
+
+
+def _exiting(fields: list[str]) -> bool:
+    return len(fields) > 6 and int(fields[6]) & _PF_EXITING != 0
+
+
 def is_running(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
-    fields = _stat(pid)
-    return bool(fields) and fields[0] not in ("Z", "X")
+    return _live(_stat(pid))
 
 
 def is_exiting(pid: int) -> bool:
     """True while `pid` tears itself down (PF_EXITING): its memory, its cmdline with it, is going; for a
     hypervisor with gigabytes of guest memory that takes ~50 ms a GiB here, before it turns zombie."""
-    fields = _stat(pid)
-    return len(fields) > 6 and int(fields[6]) & _PF_EXITING != 0
+    return _exiting(_stat(pid))
 
 
 def matches(pid: int, marker: str) -> bool:
@@ -141,7 +147,10 @@ def matches(pid: int, marker: str) -> bool:
     # A process caught in the middle of exec briefly shows an empty cmdline: give it a few ms. One that is
     # exiting shows none either, for as long as its memory takes to free: it is no longer ours to find.
     for _ in range(_EXEC_RETRIES):
-        if argv is not None or not is_running(pid) or is_exiting(pid):
+        if argv is not None:
+            break
+        fields = _stat(pid)
+        if not _live(fields) or _exiting(fields):
             break
         time.sleep(0.002)
         argv = cmdline_of(pid)
@@ -236,11 +245,9 @@ def open_process(pid: int, marker: str) -> Process | None:
 
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time `pid` has used, from /proc/<pid>/stat; None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
+    fields = _stat(pid)
+    if not fields:
         return None
-    fields = stat[stat.rfind(")") + 2 :].split()
     # After the command name: state is field 3 of stat(5), utime 14 and stime 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
