@@ -55,3 +55,28 @@ async def test_a_limit_raised_elsewhere_admits_and_one_lowered_refuses(tmp_path:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_charge_after_a_release_reads_no_quota_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release (a delete's, one charge under the org lock) remembers the records it wrote, so the
+    create that follows commits without reading them (it used to forget them: two reads on every create
+    after a delete); the counts stay exact."""
+    store = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        await asyncio.gather(*(_charge(store, f"a{i}") for i in range(3)))
+        await quotas.commit_charged(store, "org", "proj", -ONE, [Write("vm/a0", None)])
+        reads: list[str] = []
+        real = quotas.read_quota
+
+        async def counted(s: SqliteStore, org_id: str, project_id: str):  # type: ignore[no-untyped-def]
+            reads.append(f"{org_id}/{project_id}")
+            return await real(s, org_id, project_id)
+
+        monkeypatch.setattr(quotas, "read_quota", counted)
+        await _charge(store, "b")
+        assert reads == []
+        monkeypatch.setattr(quotas, "read_quota", real)
+        assert (await quotas.get(store, "org", "proj")).usage.vms == 3
+        assert (await quotas.get(store, "org", "")).usage.vms == 3
+    finally:
+        await store.close()

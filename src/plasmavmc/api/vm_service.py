@@ -66,7 +66,7 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
             if isinstance(item, bytes):
                 yield vm_pb2.RunVmResponse(console=item)
             else:
-                yield vm_pb2.RunVmResponse(vm=vm_msg(item))
+                yield vm_pb2.RunVmResponse(vm=vm_msg(item.vm), console=item.console)
 
     async def _create_request(self, request: vm_pb2.CreateVmRequest) -> lifecycle.CreateVm:
         """CreateVm's (and RunVm's) request as core takes it; a clone's source VM authorized first."""

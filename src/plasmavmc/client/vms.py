@@ -66,7 +66,10 @@ class VmMixin(ClientBase):
         console stream (the VM runs on)."""
         request = _create_request(name, org_id, project_id, spec, hypervisor, labels, metadata, True)
         async for message in self._stream(self._vm_stub.RunVm, request):
-            yield _vm(message.vm) if message.HasField("vm") else bytes(message.console)
+            if message.HasField("vm"):  # the first message: the VM, with the output that came before it
+                yield _vm(message.vm)
+            if message.console:
+                yield bytes(message.console)
 
     async def clone_vm(self, name: str, org_id: str, project_id: str, source_vm: str, snapshot_id: str, *,
                        start: bool = True, labels: dict[str, str] | None = None) -> VirtualMachine:

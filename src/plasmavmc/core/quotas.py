@@ -8,9 +8,10 @@ because the quota records' revisions fence them. Within one process a lock per o
 writes, so they do not spin on each other's compare-and-swap, and charges that arrive together share
 one commit (the group commit below).
 
-The batcher remembers the quota records it last committed (`remembered`), so a batch normally costs
-one commit and no reads; the memory is only a guess at the current revision — a stale one loses its
-compare-and-swap and the batch re-reads — and is forgotten by every other quota write of this process.
+Every quota commit of this process remembers the records it wrote (`remembered`): the batcher's, and
+one charge's alike (a delete's release), so a create after a delete normally costs one commit and no
+reads too. The memory is only a guess at the current revision — a stale one loses its compare-and-swap
+and the batch re-reads — and `set_limits` forgets it.
 
 A scope's record is created on first use (usage counted from then on, with no limits); `set_limits`
 replaces the limits and leaves the usage alone. Lowering a limit below the usage blocks new creates
@@ -98,22 +99,28 @@ def scope_name(quota: Quota) -> str:
 async def _commit_once(
     store: Store, org_id: str, project_id: str, delta: QuotaUsage, writes: Sequence[Write], read_at: list[int]
 ) -> int:
-    """One attempt; `read_at` receives the quota records' revisions it read (to tell whose CAS lost)."""
-    quota_writes = []
+    """One attempt; `read_at` receives the quota records' revisions it read (to tell whose CAS lost).
+    The records it committed are remembered (the next charge of the org needs no read)."""
+    updated: dict[str, Versioned[Quota]] = {}
     for org, project in _scopes(org_id, project_id):
         current = await read_quota(store, org, project)
         read_at.append(current.revision)
-        updated = replace(current.value, usage=(current.value.usage + delta).clamped())
-        if delta.charges and (limit := updated.exceeded()) is not None:
-            raise QuotaExceeded(f"quota of {scope_name(updated)} exceeded: {limit}", field=limit.split()[0])
-        quota_writes.append(Write(current.key, codec.dumps(updated), current.revision))
-    return await store.commit([*writes, *quota_writes])
+        updated[project] = replace(current, value=replace(current.value, usage=(current.value.usage + delta).clamped()))
+        if delta.charges and (limit := updated[project].value.exceeded()) is not None:
+            raise QuotaExceeded(f"quota of {scope_name(updated[project].value)} exceeded: {limit}",
+                                field=limit.split()[0])
+    quota_writes = [Write(q.key, codec.dumps(q.value), q.revision) for q in updated.values()]
+    revision = await store.commit([*writes, *quota_writes])
+    known = remembered(store, org_id)
+    for project, q in updated.items():
+        known[project] = replace(q, revision=revision)
+    return revision
 
 
 async def commit_locked(store: Store, org_id: str, project_id: str, delta: QuotaUsage, writes: Sequence[Write]) -> int:
     """`commit_charged` for a caller that holds `org_lock`: one charge, one commit, retried while
     only the quota records lost their compare-and-swap."""
-    forget(store, org_id)
+    forget(store, org_id)  # what it commits is remembered again
     for attempt in attempts(f"quota of {org_id}/{project_id}", MAX_ROUNDS):
         read_at: list[int] = []
         try:

@@ -32,10 +32,12 @@ after its batch committed. A batch of `durable=False` commits only (`Store.commi
 node observed, which it would report again) commits at NORMAL: no fsync, and the next FULL commit's
 fsync covers it. `synchronous="NORMAL"` (every commit so) is available for benchmarks.
 
-`watch` is woken by this instance's own writes (an `asyncio.Event` swapped on each write) and also polls
-the event log every `poll_interval` seconds, so writes by another process on the same file are seen too.
-It reads whole revisions inside one read transaction and advances its cursor to the revision it read
-at, so no event is missed or repeated.
+`watch` follows the event log through the store's `EventTail` (`sqlite_tail.py`): one read of what is new
+after each of this instance's commits, for every watcher, and a wake-up only for those with a new event
+under their prefix; every `poll_interval` seconds a watcher also has the tail read (writes by another
+process on the same file). A watcher the tail does not cover (behind what it keeps) reads the log itself.
+Reads take whole revisions inside one read transaction and a watcher's cursor advances to the revision
+read at, so no event is missed or repeated.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from plasmavmc.store.base import (
 from plasmavmc.store.fields import FieldsPage, check_names
 from plasmavmc.store.sqlite_narrow import covers, narrow_fields_in, set_up
 from plasmavmc.store.sqlite_reads import KV_COLUMNS, events_from, fields_in, in_snapshot, list_in, row_to_kv
+from plasmavmc.store.sqlite_tail import EventTail
 from plasmavmc.store.sqlite_writes import Commit, Outcome, apply_batch
 
 T = TypeVar("T")
@@ -146,7 +149,7 @@ class SqliteStore(Store):
         self._retention = retention
         self._synced = synced  # every durable commit's batch fsyncs (synchronous=FULL)
         self._poll_interval = poll_interval
-        self._changed = asyncio.Event()
+        self._tail = EventTail(self._events_from, self.revision)
         self._closed = False
         self._queued: list[_Queued] = []  # commits waiting for the next batch, in call order
         self._batch: asyncio.Future[_Outcomes] | None = None  # the batch being committed
@@ -168,16 +171,24 @@ class SqliteStore(Store):
         writer = await _start_worker("writer", functools.partial(_connect, str(path), synchronous), path)
         synced = synchronous == "FULL"
         if str(path) == ":memory:":
-            return cls(writer, retention=retention, poll_interval=poll_interval, synced=synced)
-        readers: list[_Worker] = []
+            store = cls(writer, retention=retention, poll_interval=poll_interval, synced=synced)
+        else:
+            readers: list[_Worker] = []
+            try:
+                for role in ("reader", "rows-scanner", "fields-scanner"):
+                    readers.append(await _start_worker(role, functools.partial(_connect_reader, str(path)), path))
+            except BaseException:
+                for worker in (*readers, writer):
+                    await _stop_worker(worker)
+                raise
+            store = cls(writer, readers[0], readers[1:], retention=retention, poll_interval=poll_interval,
+                        synced=synced)
         try:
-            for role in ("reader", "rows-scanner", "fields-scanner"):
-                readers.append(await _start_worker(role, functools.partial(_connect_reader, str(path)), path))
+            store._tail.start(await store.revision())
         except BaseException:
-            for worker in (*readers, writer):
-                await _stop_worker(worker)
+            await store.close()
             raise
-        return cls(writer, readers[0], readers[1:], retention=retention, poll_interval=poll_interval, synced=synced)
+        return store
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -203,9 +214,9 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite: {exc}") from exc
 
-    def _notify(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+    async def _events_from(self, start: int) -> tuple[list[WatchEvent], int, int]:
+        """The event log of every key from revision `start` (the tail's read)."""
+        return await self._run(self._read, functools.partial(events_from, "", start))
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` inside one read transaction so everything it reads is one snapshot."""
@@ -307,7 +318,7 @@ class SqliteStore(Store):
                     answer.set_exception(outcome)
                 else:
                     answer.set_result(outcome)
-        self._notify()
+        self._tail.kick()
         if self._queued:
             self._start_batch(loop)
         else:
@@ -322,20 +333,30 @@ class SqliteStore(Store):
 
     async def _watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
         next_revision = start_revision if start_revision > 0 else await self.revision() + 1
-        while True:
-            changed = self._changed  # taken before reading, so a write during the read still wakes us
-            events, next_revision, current = await self._run(
-                self._read, functools.partial(events_from, prefix, next_revision)
-            )
-            for event in events:
-                yield event
-            if next_revision <= current:
-                continue  # a big backlog is read in chunks, without waiting
-            try:
-                async with asyncio.timeout(self._poll_interval):
-                    await changed.wait()
-            except TimeoutError:
-                pass  # poll: another process may have written
+        wake = self._tail.waiter(prefix)
+        try:
+            while True:
+                if self._closed:
+                    raise StoreError("sqlite store is closed")
+                wake.clear()  # before reading: an event read meanwhile still wakes us
+                if self._tail.covers(next_revision):
+                    events = self._tail.events(prefix, next_revision)
+                    next_revision, current = self._tail.next, self._tail.current
+                else:
+                    events, next_revision, current = await self._run(
+                        self._read, functools.partial(events_from, prefix, next_revision)
+                    )
+                for event in events:
+                    yield event
+                if next_revision <= current:
+                    continue  # a big backlog is read in chunks, without waiting
+                try:
+                    async with asyncio.timeout(self._poll_interval):
+                        await wake.wait()
+                except TimeoutError:  # poll: another process may have written
+                    await self._tail.refresh(min_age=self._poll_interval / 2)
+        finally:
+            self._tail.forget(wake)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -349,7 +370,7 @@ class SqliteStore(Store):
                 await _stop_worker(worker)
             await _stop_worker((self._conn, self._executor))
         finally:
-            self._notify()  # watchers waiting for a change see the closed store at once
+            self._tail.wake_all()  # watchers waiting for a change see the closed store at once
 
 
 _Worker = tuple[sqlite3.Connection, ThreadPoolExecutor]  # a connection and the only thread that uses it

@@ -1,0 +1,133 @@
+"""`EventTail`: the SQLite store's latest events, read once per change for every watcher of this process.
+
+Each watcher used to read the event log itself after every commit of the process: one query, one
+thread hop and one wake-up per watcher per commit — seven on a server (VM records three times, names,
+pending operations, restarts, servers), most finding nothing under their prefix, all on the event loop
+and the reader thread while the commit's caller went on (issue 19: about 2 ms of every Firecracker
+create+start). The tail reads what is new once, for every prefix in one query, keeps the last `KEEP`
+events, and wakes only the watchers with a new event under their prefix. A watcher whose next revision
+the tail does not cover (older than what it keeps, newer than what it has read, or before its first
+read) reads the log itself, as before; `covers` says which.
+
+A refresh starts when this process committed (`kick`), and at a watcher's poll (`refresh`, at most one
+per half poll interval however many watchers poll), which is how writes by another process on the same
+file are seen. A commit that lands while a refresh reads makes it read once more, so nothing committed
+waits for the poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from plasmavmc.store.base import Compacted, WatchEvent
+
+KEEP = 4096  # events kept (each commit's whole revision: the oldest revisions go first)
+
+#: the events of every key from a revision: (events, the revision to go on from, the store's revision)
+ReadFrom = Callable[[int], Awaitable[tuple[list[WatchEvent], int, int]]]
+
+
+class EventTail:
+    def __init__(self, read_from: ReadFrom, revision: Callable[[], Awaitable[int]]) -> None:
+        self._read_from = read_from
+        self._revision = revision
+        self._events: list[WatchEvent] = []
+        self._revisions: list[int] = []  # each event's, ascending
+        self.base = 0  # the oldest revision kept whole (0: not started)
+        self.next = 0  # every event from `base` up to this revision (excluded) is kept
+        self.current = 0  # the store's revision at the last read
+        self._waiters: dict[asyncio.Event, str] = {}  # a watcher's wake-up → its prefix
+        self._refreshing: asyncio.Task[None] | None = None
+        self._again = False  # a commit landed while the refresh in flight was reading
+        self._refreshed_at = 0.0
+
+    def start(self, revision: int) -> None:
+        """Follow the log from after `revision` (the store's when it opened)."""
+        self.current = revision
+        self.base = self.next = revision + 1
+
+    def covers(self, revision: int) -> bool:
+        """Whether every event from `revision` on that the tail has read is kept."""
+        return self.next > 0 and self.base <= revision <= self.next
+
+    def events(self, prefix: str, start: int) -> list[WatchEvent]:
+        """The kept events under `prefix` from revision `start` (which `covers`), in order."""
+        first = bisect.bisect_left(self._revisions, start)
+        return [e for e in self._events[first:] if e.key.startswith(prefix)]
+
+    def waiter(self, prefix: str) -> asyncio.Event:
+        """A wake-up set whenever a new event under `prefix` is read (`forget` it when done)."""
+        wake = asyncio.Event()
+        self._waiters[wake] = prefix
+        return wake
+
+    def forget(self, wake: asyncio.Event) -> None:
+        self._waiters.pop(wake, None)
+
+    def wake_all(self) -> None:
+        for wake in self._waiters:
+            wake.set()
+
+    def kick(self) -> None:
+        """This process committed: read what is new for the watchers (no-op without any)."""
+        if not self._waiters:
+            return
+        if self._refreshing is not None and not self._refreshing.done():
+            self._again = True
+            return
+        self._refreshing = asyncio.get_running_loop().create_task(self._refresh(), name="sqlite-event-tail")
+        self._refreshing.add_done_callback(_quiet)
+
+    async def refresh(self, min_age: float) -> None:
+        """Read what is new unless a read started within `min_age` seconds (then wait for that one)."""
+        running = self._refreshing is not None and not self._refreshing.done()
+        if not running and time.monotonic() - self._refreshed_at >= min_age:
+            self.kick()
+        if self._refreshing is not None and not self._refreshing.done():
+            await asyncio.shield(self._refreshing)
+
+    async def _refresh(self) -> None:
+        self._refreshed_at = time.monotonic()
+        if self.next == 0:
+            self.start(await self._revision())
+        while True:
+            self._again = False
+            try:
+                events, stop, current = await self._read_from(self.next)
+            except Compacted:  # it fell behind the log's retention: start over from now (watchers behind
+                self._events, self._revisions = [], []  # it read the log themselves and see Compacted)
+                self.start(await self._revision())
+                self.wake_all()
+                return
+            self._events += events
+            self._revisions += [e.revision for e in events]
+            self.next, self.current = stop, current
+            self._trim()
+            self._wake(events)
+            if stop > current and not self._again:
+                return
+
+    def _trim(self) -> None:
+        if len(self._events) <= 2 * KEEP:
+            return
+        self.base = self._revisions[-KEEP - 1] + 1  # whole revisions only
+        first = bisect.bisect_left(self._revisions, self.base)
+        del self._events[:first], self._revisions[:first]
+
+    def _wake(self, events: list[WatchEvent]) -> None:
+        if not events:
+            return
+        for wake, prefix in self._waiters.items():
+            if not wake.is_set() and any(e.key.startswith(prefix) for e in events):
+                wake.set()
+
+
+def _quiet(task: asyncio.Task[None]) -> None:
+    """A failed background refresh is retried at the next commit or poll; its waiters read the log
+    themselves meanwhile (the error reaches them there)."""
+    with contextlib.suppress(asyncio.CancelledError):
+        task.exception()

@@ -1,0 +1,112 @@
+"""The SQLite store's event tail (`store/sqlite_tail.py`): every watcher of a process follows the log
+through one read per commit, gets exactly its prefix's events in order, and still sees another
+process's writes (by its poll), history older than the tail keeps, and the whole log past a trim."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from plasmavmc.store import sqlite, sqlite_reads, sqlite_tail
+from plasmavmc.store.base import Store, WatchEvent, Write
+from plasmavmc.store.sqlite import SqliteStore
+
+DEADLINE = 10.0
+
+
+class _Follower:
+    """Collects a watch's events in a task."""
+
+    def __init__(self, store: Store, prefix: str, start: int) -> None:
+        self.events: list[WatchEvent] = []
+        self._stream: AsyncIterator[WatchEvent] = store.watch(prefix, start)
+        self._task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        async for event in self._stream:
+            self.events.append(event)
+
+    async def has(self, count: int) -> list[WatchEvent]:
+        async with asyncio.timeout(DEADLINE):
+            while len(self.events) < count:
+                await asyncio.sleep(0.005)
+        return self.events
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+async def test_one_read_of_the_log_per_commit_for_every_watcher(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    store = await SqliteStore.open(tmp_path / "s.db")
+    reads: list[str] = []
+    real = sqlite_reads.events_from
+
+    def counted(prefix: str, start: int, conn: object) -> object:
+        reads.append(prefix)
+        return real(prefix, start, conn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite, "events_from", counted)
+    start = await store.revision() + 1  # every watch from here, whenever its task first runs
+    followers = [_Follower(store, f"p{n}/", start) for n in range(6)]
+    try:
+        before = len(reads)
+        for i in range(10):
+            await store.commit([Write(f"p0/k{i}", b"v", None), Write(f"p1/k{i}", b"w", None)])
+        events = await followers[0].has(10)
+        assert [e.key for e in events] == [f"p0/k{i}" for i in range(10)]
+        assert [e.key for e in await followers[1].has(10)] == [f"p1/k{i}" for i in range(10)]
+        assert all(not f.events for f in followers[2:])
+        # one tail read per commit at most (it reads once more when a commit lands during a read);
+        # each watcher reading for itself made 6 per commit
+        assert len(reads) - before <= 2 * 10, reads[before:]
+        assert all(prefix == "" for prefix in reads[before:])
+    finally:
+        for f in followers:
+            await f.stop()
+        await store.close()
+
+
+async def test_another_process_writes_are_seen_by_the_poll(tmp_path: Path) -> None:
+    mine = await SqliteStore.open(tmp_path / "s.db", poll_interval=0.05)
+    other = await SqliteStore.open(tmp_path / "s.db", poll_interval=0.05)
+    follower = _Follower(mine, "vm/", await mine.revision() + 1)
+    try:
+        await other.commit([Write("vm/a", b"1", None)])
+        await mine.commit([Write("node/x", b"2", None)])  # a commit of its own under another prefix
+        await other.commit([Write("vm/b", b"3", None)])
+        events = await follower.has(2)
+        assert [(e.key, e.value) for e in events] == [("vm/a", b"1"), ("vm/b", b"3")]
+    finally:
+        await follower.stop()
+        await other.close()
+        await mine.close()
+
+
+async def test_a_watch_from_old_history_then_live_and_past_a_trim(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_tail, "KEEP", 4)
+    store = await SqliteStore.open(tmp_path / "s.db")
+    live = _Follower(store, "k/", await store.revision() + 1)
+    try:
+        first = await store.commit([Write("k/0", b"0", None)])
+        for i in range(1, 30):  # the tail keeps 4-8 events: it trims many times over
+            await store.commit([Write(f"k/{i}", str(i).encode(), None), Write(f"x/{i}", b"", None)])
+        old = _Follower(store, "k/", first)  # starts far behind what the tail keeps
+        for i in range(30, 35):
+            await store.commit([Write(f"k/{i}", str(i).encode(), None)])
+        want = [f"k/{i}" for i in range(35)]
+        assert [e.key for e in await old.has(35)] == want
+        assert [e.key for e in await live.has(35)] == want
+        revisions = [e.revision for e in live.events]
+        assert revisions == sorted(revisions) and len(set(revisions)) == 35
+        await old.stop()
+    finally:
+        await live.stop()
+        await store.close()
