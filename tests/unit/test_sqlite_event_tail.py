@@ -110,3 +110,25 @@ async def test_a_watch_from_old_history_then_live_and_past_a_trim(tmp_path: Path
     finally:
         await live.stop()
         await store.close()
+
+
+@pytest.mark.timeout(30)
+async def test_watchers_wait_while_the_tail_reads_a_backlog_in_chunks(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many commits land at once and the tail reads them a few revisions at a time: the watchers it
+    covers wait for it (they never spin on the event loop) and get every event once, in order."""
+    monkeypatch.setattr(sqlite_reads, "WATCH_BATCH_REVISIONS", 3)
+    store = await SqliteStore.open(tmp_path / "s.db")
+    start = await store.revision() + 1
+    followers = [_Follower(store, "k/", start), _Follower(store, "k/1", start)]
+    try:
+        await asyncio.gather(*(store.commit([Write(f"k/{i:02d}", b"v", None)]) for i in range(60)))
+        keys = [e.key for e in await followers[0].has(60)]
+        assert sorted(keys) == [f"k/{i:02d}" for i in range(60)] and len(set(keys)) == 60
+        revisions = [e.revision for e in followers[0].events]
+        assert revisions == sorted(revisions)
+        assert [e.key for e in await followers[1].has(10)] == [f"k/1{i}" for i in range(10)]
+    finally:
+        for f in followers:
+            await f.stop()
+        await store.close()

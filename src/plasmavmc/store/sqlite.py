@@ -339,16 +339,10 @@ class SqliteStore(Store):
                 if self._closed:
                     raise StoreError("sqlite store is closed")
                 wake.clear()  # before reading: an event read meanwhile still wakes us
-                if self._tail.covers(next_revision):
-                    events = self._tail.events(prefix, next_revision)
-                    next_revision, current = self._tail.next, self._tail.current
-                else:
-                    events, next_revision, current = await self._run(
-                        self._read, functools.partial(events_from, prefix, next_revision)
-                    )
+                events, next_revision, caught_up = await self._events_under(prefix, next_revision)
                 for event in events:
                     yield event
-                if next_revision <= current:
+                if not caught_up:
                     continue  # a big backlog is read in chunks, without waiting
                 try:
                     async with asyncio.timeout(self._poll_interval):
@@ -357,6 +351,20 @@ class SqliteStore(Store):
                     await self._tail.refresh(min_age=self._poll_interval / 2)
         finally:
             self._tail.forget(wake)
+
+    async def _events_under(self, prefix: str, start: int) -> tuple[Sequence[WatchEvent], int, bool]:
+        """The events under `prefix` from revision `start`: from the tail when it covers `start` (waiting
+        while it reads a backlog: a watcher never spins on the loop), else from the log itself; with the
+        revision to go on from, and whether that is as far as the store has gone."""
+        tail = self._tail
+        if tail.covers(start):
+            if tail.next <= tail.current:
+                await tail.refresh(min_age=0.0)
+                if not tail.covers(start):
+                    return [], start, False
+            return tail.events(prefix, start), tail.next, True
+        events, stop, current = await self._run(self._read, functools.partial(events_from, prefix, start))
+        return events, stop, stop > current
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
