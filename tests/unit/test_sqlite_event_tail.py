@@ -132,3 +132,32 @@ async def test_watchers_wait_while_the_tail_reads_a_backlog_in_chunks(tmp_path: 
         for f in followers:
             await f.stop()
         await store.close()
+
+
+@pytest.mark.timeout(60)
+async def test_watchers_go_on_while_commits_keep_coming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a steady stream of commits the tail's refresh never ends (each commit makes it read once
+    more); a watcher behind it waits for its next read only, not for the stream to stop."""
+    monkeypatch.setattr(sqlite_reads, "WATCH_BATCH_REVISIONS", 1)  # the tail stays behind the stream
+    store = await SqliteStore.open(tmp_path / "s.db", poll_interval=0.05)
+    start = await store.revision() + 1
+    follower = _Follower(store, "k/", start)
+    stop = asyncio.Event()
+
+    async def produce() -> None:
+        n = 0
+        while not stop.is_set():
+            await asyncio.gather(*(store.commit([Write(f"k/{n + i:06d}", b"v", None)]) for i in range(50)))
+            n += 50
+
+    producer = asyncio.create_task(produce())
+    try:
+        got = await follower.has(200)  # while the stream goes on
+        assert not producer.done()
+        keys = [e.key for e in got]
+        assert keys[:200] == [f"k/{i:06d}" for i in range(200)]
+    finally:
+        stop.set()
+        await producer
+        await follower.stop()
+        await store.close()

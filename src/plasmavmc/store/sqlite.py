@@ -353,16 +353,16 @@ class SqliteStore(Store):
             self._tail.forget(wake)
 
     async def _events_under(self, prefix: str, start: int) -> tuple[Sequence[WatchEvent], int, bool]:
-        """The events under `prefix` from revision `start`: from the tail when it covers `start` (waiting
-        while it reads a backlog: a watcher never spins on the loop), else from the log itself; with the
-        revision to go on from, and whether that is as far as the store has gone."""
+        """The events under `prefix` from revision `start`: from the tail when it covers `start` (while it
+        reads a backlog, after its next read: a watcher never spins on the loop), else from the log itself;
+        with the revision to go on from, and whether that is as far as the store has gone."""
         tail = self._tail
         if tail.covers(start):
             if tail.next <= tail.current:
                 await tail.refresh(min_age=0.0)
                 if not tail.covers(start):
                     return [], start, False
-            return tail.events(prefix, start), tail.next, True
+            return tail.events(prefix, start), tail.next, tail.next > tail.current
         events, stop, current = await self._run(self._read, functools.partial(events_from, prefix, start))
         return events, stop, stop > current
 

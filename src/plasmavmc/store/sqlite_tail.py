@@ -44,6 +44,8 @@ class EventTail:
         self._refreshing: asyncio.Task[None] | None = None
         self._again = False  # a commit landed while the refresh in flight was reading
         self._refreshed_at = 0.0
+        self._read_done = asyncio.Event()  # set (and replaced) after every read, and when a refresh ends
+        self._failure: BaseException | None = None  # the last read's error, until a read succeeds
 
     def start(self, revision: int) -> None:
         """Follow the log from after `revision` (the store's when it opened)."""
@@ -72,44 +74,66 @@ class EventTail:
         for wake in self._waiters:
             wake.set()
 
+    def _running(self) -> bool:
+        return self._refreshing is not None and not self._refreshing.done()
+
     def kick(self) -> None:
         """This process committed: read what is new for the watchers (no-op without any)."""
         if not self._waiters:
             return
-        if self._refreshing is not None and not self._refreshing.done():
+        if self._running():
             self._again = True
             return
         self._refreshing = asyncio.get_running_loop().create_task(self._refresh(), name="sqlite-event-tail")
         self._refreshing.add_done_callback(_quiet)
 
     async def refresh(self, min_age: float) -> None:
-        """Read what is new unless a read started within `min_age` seconds (then wait for that one)."""
-        running = self._refreshing is not None and not self._refreshing.done()
-        if not running and time.monotonic() - self._refreshed_at >= min_age:
+        """Wait for the tail's next read: the one in flight, or one started now unless the last started
+        within `min_age` seconds. Only that read, not the refresh's whole loop: under a steady stream of
+        commits the loop may go on and on. A read that failed raises its error here."""
+        if not self._running():
+            if time.monotonic() - self._refreshed_at < min_age:
+                return
             self.kick()
-        if self._refreshing is not None and not self._refreshing.done():
-            await asyncio.shield(self._refreshing)
+            if not self._running():  # no watcher: nothing to read for
+                return
+        await self._read_done.wait()
+        if self._failure is not None:
+            raise self._failure
 
     async def _refresh(self) -> None:
         self._refreshed_at = time.monotonic()
-        if self.next == 0:
-            self.start(await self._revision())
-        while True:
-            self._again = False
-            try:
-                events, stop, current = await self._read_from(self.next)
-            except Compacted:  # it fell behind the log's retention: start over from now (watchers behind
-                self._events, self._revisions = [], []  # it read the log themselves and see Compacted)
+        try:
+            if self.next == 0:
                 self.start(await self._revision())
-                self.wake_all()
-                return
-            self._events += events
-            self._revisions += [e.revision for e in events]
-            self.next, self.current = stop, current
-            self._trim()
-            self._wake(events)
-            if stop > current and not self._again:
-                return
+            while True:
+                self._again = False
+                try:
+                    events, stop, current = await self._read_from(self.next)
+                except Compacted:  # behind the log's retention: start over from now (the watchers
+                    self._events, self._revisions = [], []  # behind it read the log and see Compacted)
+                    self.start(await self._revision())
+                    self.wake_all()
+                    return
+                self._failure = None
+                self._events += events
+                self._revisions += [e.revision for e in events]
+                self.next, self.current = stop, current
+                self._trim()
+                self._wake(events)
+                self._round()
+                if stop > current and not self._again:
+                    return
+        except Exception as err:
+            self._failure = err
+            raise
+        finally:
+            self._round()
+
+    def _round(self) -> None:
+        """A read is done (or the refresh ended): whoever waits for one looks again."""
+        done, self._read_done = self._read_done, asyncio.Event()
+        done.set()
 
     def _trim(self) -> None:
         if len(self._events) <= 2 * KEEP:
