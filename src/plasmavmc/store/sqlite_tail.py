@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from plasmavmc.store.base import Compacted, WatchEvent
 
-KEEP = 1024  # events kept at least, at most twice as many (whole revisions: the oldest go first)
+KEEP = 512  # events kept at least, at most twice as many (whole revisions: the oldest go first)
 
 #: the events of every key from a revision: (events, the revision to go on from, the store's revision)
 ReadFrom = Callable[[int], Awaitable[tuple[list[WatchEvent], int, int]]]
