@@ -35,9 +35,8 @@ class EventTail:
     def __init__(self, read_from: ReadFrom, revision: Callable[[], Awaitable[int]]) -> None:
         self._read_from = read_from
         self._revision = revision
-        self._events: list[WatchEvent] = []
-        self._revisions: list[int] = []  # each event's, ascending
-        self.base = 0  # the oldest revision kept whole (0: not started)
+        self._events: list[WatchEvent] = []  # in log order: their revisions ascend
+        self.base = 0  # the oldest revision kept whole (0: not started: `start` at the store's open)
         self.next = 0  # every event from `base` up to this revision (excluded) is kept
         self.current = 0  # the store's revision at the last read
         self._waiters: dict[asyncio.Event, str] = {}  # a watcher's wake-up → its prefix
@@ -54,11 +53,11 @@ class EventTail:
 
     def covers(self, revision: int) -> bool:
         """Whether every event from `revision` on that the tail has read is kept."""
-        return self.next > 0 and self.base <= revision <= self.next
+        return self.base <= revision <= self.next
 
     def events(self, prefix: str, start: int) -> list[WatchEvent]:
         """The kept events under `prefix` from revision `start` (which `covers`), in order."""
-        first = bisect.bisect_left(self._revisions, start)
+        first = bisect.bisect_left(self._events, start, key=_revision_of)
         return [e for e in self._events[first:] if e.key.startswith(prefix)]
 
     def waiter(self, prefix: str) -> asyncio.Event:
@@ -104,20 +103,17 @@ class EventTail:
     async def _refresh(self) -> None:
         self._refreshed_at = time.monotonic()
         try:
-            if self.next == 0:
-                self.start(await self._revision())
             while True:
                 self._again = False
                 try:
                     events, stop, current = await self._read_from(self.next)
                 except Compacted:  # behind the log's retention: start over from now (the watchers
-                    self._events, self._revisions = [], []  # behind it read the log and see Compacted)
+                    self._events = []  # behind it read the log and see Compacted)
                     self.start(await self._revision())
                     self.wake_all()
                     return
                 self._failure = None
                 self._events += events
-                self._revisions += [e.revision for e in events]
                 self.next, self.current = stop, current
                 self._trim()
                 self._wake(events)
@@ -138,9 +134,8 @@ class EventTail:
     def _trim(self) -> None:
         if len(self._events) <= 2 * KEEP:
             return
-        self.base = self._revisions[-KEEP - 1] + 1  # whole revisions only
-        first = bisect.bisect_left(self._revisions, self.base)
-        del self._events[:first], self._revisions[:first]
+        self.base = self._events[-KEEP - 1].revision + 1  # whole revisions only
+        del self._events[:bisect.bisect_left(self._events, self.base, key=_revision_of)]
 
     def _wake(self, events: list[WatchEvent]) -> None:
         if not events:
@@ -148,6 +143,10 @@ class EventTail:
         for wake, prefix in self._waiters.items():
             if not wake.is_set() and any(e.key.startswith(prefix) for e in events):
                 wake.set()
+
+
+def _revision_of(event: WatchEvent) -> int:
+    return event.revision
 
 
 def _quiet(task: asyncio.Task[None]) -> None:

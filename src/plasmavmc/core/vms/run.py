@@ -4,7 +4,7 @@ VM's serial console, as `GetConsole` with `follow` would, in the same call.
 The node's agent is asked for both in one call too (its RunVm): the create+start's answer, then the
 console, which the agent sends as soon as it has it. The server reads the console from the moment the
 status has come (`lifecycle.provision` hands it to `CreateVm.console`), beside the create's last commit:
-the guest's first output is usually here before that commit is, and it leaves in the same message as the
+the guest's first output is often here before that commit is, and it leaves in the same message as the
 VM. A caller who wants the VM and its output pays one round trip from the client, no second lookup,
 authorization and agent call after the create, and no reply of its own for the guest's first line.
 
