@@ -14,6 +14,7 @@ import pytest
 from plasmavmc.store import sqlite, sqlite_reads, sqlite_tail
 from plasmavmc.store.base import Store, WatchEvent, Write
 from plasmavmc.store.sqlite import SqliteStore
+from plasmavmc.store.watched import WatchedPrefix
 
 DEADLINE = 10.0
 
@@ -159,5 +160,31 @@ async def test_watchers_go_on_while_commits_keep_coming(tmp_path: Path, monkeypa
     finally:
         stop.set()
         await producer
+        await follower.stop()
+        await store.close()
+
+
+async def test_a_commit_reaches_watchers_after_its_writer_answered_unless_a_reader_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tail reads a commit `KICK_DELAY_S` after it (made a minute here, the poll half an hour: neither
+    comes within this test), and at once when a reader waits for this process's own write."""
+    monkeypatch.setattr(sqlite_tail, "KICK_DELAY_S", 60.0)
+    store = await SqliteStore.open(tmp_path / "s.db", poll_interval=1800.0)
+    copy = WatchedPrefix(store, "p/")
+    follower = _Follower(store, "p/", await store.revision() + 1)
+    following = asyncio.create_task(copy.run())
+    try:
+        assert await copy.seen(0, DEADLINE)  # listed, now following the watch
+        await store.commit([Write("p/a", b"1")])
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(follower.has(1), 0.3)  # not read yet: deferred
+        assert not copy.covers_own_writes()
+        assert await copy.caught_up(DEADLINE)  # a reader of its own write has it read now
+        assert [e.key for e in await follower.has(1)] == ["p/a"]  # the same read woke every watcher
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
         await follower.stop()
         await store.close()

@@ -141,6 +141,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    def hasten_watches(self) -> None:
+        """A reader waits for this process's own latest write to reach its watches: deliver it now, where
+        the store would deliver it a little later (SQLite: after the writer has answered; etcd: as
+        it comes, nothing to hasten)."""
+        return
+
     _fences: dict[str, int] | None = None  # tracked prefix -> revision of our latest write under it
 
     def track_writes(self, prefix: str) -> None:

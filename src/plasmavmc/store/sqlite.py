@@ -318,13 +318,17 @@ class SqliteStore(Store):
                     answer.set_exception(outcome)
                 else:
                     answer.set_result(outcome)
-        self._tail.kick()
+        self._tail.kick_soon()
         if self._queued:
             self._start_batch(loop)
         else:
             self._idle.set()
 
     # -- watch ----------------------------------------------------------------------------------------
+
+    def hasten_watches(self) -> None:
+        if not self._closed:
+            self._tail.kick()
 
     def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
         """Changes under `prefix` with revision >= `start_revision`; `start_revision` <= 0 means "from
@@ -378,7 +382,7 @@ class SqliteStore(Store):
                 await _stop_worker(worker)
             await _stop_worker((self._conn, self._executor))
         finally:
-            self._tail.wake_all()  # watchers waiting for a change see the closed store at once
+            self._tail.close()  # watchers waiting for a change see the closed store at once
 
 
 _Worker = tuple[sqlite3.Connection, ThreadPoolExecutor]  # a connection and the only thread that uses it

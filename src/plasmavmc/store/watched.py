@@ -8,8 +8,10 @@ the entry a page gave is ignored: pages and replayed events converge on the late
 `revision` is the store revision up to which every change under the prefix has been applied. With
 `caught_up()` a reader waits (bounded) until it covers `store.fence(prefix)`, the revision of this
 process's own latest write under the prefix: a caller always reads what it wrote through this process
-(read-your-writes), without asking the store. Writes by other processes appear after the watch delivers
-them (etcd: milliseconds; SQLite from another process: its poll interval).
+(read-your-writes), without asking the store; a store that delivers its own writes to watchers a
+little after it commits them (SQLite) is told to deliver them now (`hasten_watches`). Writes by other
+processes appear after the watch delivers them (etcd: milliseconds; SQLite from another process: its
+poll interval).
 
 Each `Entry` has a `memo` slot for what a reader derives from the value (a decoded record, a rendered
 message): it goes with the entry when the key changes, so it is never stale. Once its memo is set, the
@@ -138,7 +140,10 @@ class WatchedPrefix:
     async def caught_up(self, timeout: float) -> bool:
         """Until this copy holds every write this process made under the prefix; False when it is not
         ready, or still behind after `timeout` seconds (read the store then)."""
-        return self.covers_own_writes() or await self._until(self.covers_own_writes, timeout)
+        if self.covers_own_writes():
+            return True
+        self.store.hasten_watches()
+        return await self._until(self.covers_own_writes, timeout)
 
     async def seen(self, revision: int, timeout: float) -> bool:
         """Until every change up to `revision` is in (False after `timeout` seconds)."""
