@@ -81,10 +81,13 @@ class EventTail:
 
     def close(self) -> None:
         """The store closed: no more reads; every watcher looks (and finds it closed)."""
+        self._drop_kick_due()
+        self.wake_all()
+
+    def _drop_kick_due(self) -> None:
         if self._kick_due is not None:
             self._kick_due.cancel()
             self._kick_due = None
-        self.wake_all()
 
     def _running(self) -> bool:
         return self._refreshing is not None and not self._refreshing.done()
@@ -96,9 +99,7 @@ class EventTail:
 
     def kick(self) -> None:
         """Read what is new for the watchers now (no-op without any)."""
-        if self._kick_due is not None:
-            self._kick_due.cancel()
-            self._kick_due = None
+        self._drop_kick_due()
         if not self._waiters:
             return
         if self._running():
