@@ -27,7 +27,7 @@ import pytest
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.images.guest.build import build_guest
-from tests import binaries
+from tests import binaries, netns
 from tests.ports import free_port
 
 GUEST_DIR = Path(os.environ.get("PLASMAVMC_GUEST_DIR", "/var/cache/plasmavmc/guest"))
@@ -56,6 +56,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     binaries.fail_if_marked(item)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _worker_threads_on_the_host() -> None:
+    """The session's event loop runs `to_thread` work in the host's network namespace (tests/netns.py)."""
+    asyncio.get_running_loop().set_default_executor(netns.host_executor())
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,17 @@
 internet, for egress NAT tests). `inside_netns()` creates a namespace with a unique `pvnet-<pid>-<n>`
 name, moves the calling thread into it (new processes and netlink sockets follow) and on exit moves
 back and removes it, so bridges, nftables tables and dnsmasq processes never touch the host's network.
-Call it from the thread that runs the event loop, before any worker thread is started.
+Call it from the thread that runs the event loop. A thread inherits the namespace of the thread that
+starts it, and the suite's one event loop starts its worker threads whenever it needs one, so those
+come from `host_executor()`: each enters the host's namespace first (else a worker started inside a test's
+namespace would stay there, and every later `to_thread` that lands on it finds "Network is unreachable").
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import ctypes
 import itertools
 import os
 import re
@@ -21,6 +26,20 @@ from pathlib import Path
 from pyroute2 import netns
 
 _serial = itertools.count()
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_HOST_NS = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)  # imported before any test moved
+
+
+def _enter_host_namespace() -> None:
+    if _libc.setns(_HOST_NS, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns to the host's network namespace: {os.strerror(err)}")
+
+
+def host_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """A thread pool whose threads start in the host's network namespace, wherever they are started from."""
+    return concurrent.futures.ThreadPoolExecutor(thread_name_prefix="host-ns", initializer=_enter_host_namespace)
 
 
 def unique_name(kind: str) -> str:
