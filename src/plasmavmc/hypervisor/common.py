@@ -1,5 +1,6 @@
 """Backend-neutral helpers every hypervisor backend needs: checked ids and names, the boot disk and its
-image, stable tap names and MAC addresses, and atomic file replacement for runtime state.
+image, stable tap names and MAC addresses, atomic file replacement for runtime state, and the marker
+that says a process's end was asked for.
 
 They live here, not in one backend, so that QEMU and Firecracker (and the next backend) derive the same
 names from the same VM and reject the same bad input.
@@ -111,3 +112,20 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def mark_stop(path: Path, pid: int, reason: str) -> None:
+    """Record at `path` that process `pid`'s end is asked for (`reason`), for its exit's classification
+    (`stop_reason`). Not fsynced: it names a process that a host crash ends anyway, and a stop or delete
+    must not wait for the disk."""
+    write_atomic(path, f"{pid} {reason}".encode(), durable=False)
+
+
+def stop_reason(path: Path, pid: int) -> str | None:
+    """The reason `mark_stop` recorded at `path` for process `pid` ("stop" if it gave none); None when
+    nothing asked this process to end (no marker, or one of an earlier process)."""
+    try:
+        marked, _, reason = path.read_text().partition(" ")
+    except FileNotFoundError:
+        return None
+    return (reason or "stop") if marked == str(pid) else None

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor import common
 from plasmavmc.hypervisor.base import ExitReport
 from plasmavmc.hypervisor.common import write_atomic
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
@@ -112,16 +113,14 @@ def running(paths: FcPaths, vm_id: str) -> Process | None:
 
 
 def mark_stop(paths: FcPaths, pid: int, reason: str) -> None:
-    write_atomic(paths.stop_marker, f"{pid} {reason}".encode())
+    common.mark_stop(paths.stop_marker, pid, reason)
 
 
 def classify(paths: FcPaths, pid: int | None, log_offset: int) -> ExitReport:
     if pid is None:
         return ExitReport(ExitKind.CRASHED, "firecracker is not running and left no pidfile")
-    with contextlib.suppress(FileNotFoundError):
-        marked_pid, _, reason = paths.stop_marker.read_text().partition(" ")
-        if marked_pid == str(pid):
-            return ExitReport(ExitKind.REQUESTED, f"{reason or 'stop'} requested")
+    if (reason := common.stop_reason(paths.stop_marker, pid)) is not None:
+        return ExitReport(ExitKind.REQUESTED, f"{reason} requested")
     log = _log_since(paths.log, log_offset)
     for fault in FAULTS:
         if fault in log:

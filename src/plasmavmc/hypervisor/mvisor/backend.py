@@ -40,7 +40,7 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.common import image_for_boot, vm_name, write_atomic
+from plasmavmc.hypervisor.common import image_for_boot, mark_stop, stop_reason, vm_name, write_atomic
 from plasmavmc.hypervisor.console import SerialConsole, bound_log
 from plasmavmc.hypervisor.mvisor import spec
 from plasmavmc.hypervisor.process import (
@@ -210,7 +210,7 @@ class MvisorBackend(FixedDevices, VmDirBackend[_Paths]):
         if process is None:
             return
         with process:
-            write_atomic(paths.stop_marker, f"{process.pid} {reason}".encode())
+            mark_stop(paths.stop_marker, process.pid, reason)
             if grace_s > 0:
                 await process.terminate(grace_s, signal.SIGTERM)
             else:
@@ -270,7 +270,7 @@ class MvisorBackend(FixedDevices, VmDirBackend[_Paths]):
             offset += len(new)
             seen = seen[-len(POWER_OFF_LINE):] + new
             if POWER_OFF_LINE in seen:
-                write_atomic(paths.stop_marker, f"{process.pid} guest_poweroff".encode())
+                mark_stop(paths.stop_marker, process.pid, "guest_poweroff")
                 await process.terminate(10.0)
                 return
             await asyncio.sleep(_FOLLOW_S)  # following a file: poll its content, bounded by the process's life
@@ -279,12 +279,10 @@ class MvisorBackend(FixedDevices, VmDirBackend[_Paths]):
     def _classify(paths: _Paths, pid: int | None, offset: int) -> ExitReport:
         if pid is None:
             return ExitReport(ExitKind.CRASHED, "mvisor is not running and left no pidfile")
-        with contextlib.suppress(FileNotFoundError):
-            marked, _, reason = paths.stop_marker.read_text().partition(" ")
-            if marked == str(pid):
-                if reason == "guest_poweroff":
-                    return ExitReport(ExitKind.GUEST_POWEROFF, "the guest powered off (ACPI)")
-                return ExitReport(ExitKind.REQUESTED, f"{reason or 'stop'} requested")
+        if (reason := stop_reason(paths.stop_marker, pid)) == "guest_poweroff":
+            return ExitReport(ExitKind.GUEST_POWEROFF, "the guest powered off (ACPI)")
+        if reason is not None:
+            return ExitReport(ExitKind.REQUESTED, f"{reason} requested")
         return ExitReport(ExitKind.CRASHED, f"mvisor {pid} exited unexpectedly: {tail(paths.launch_log, 400)}")
 
     async def console(self, handle: VmHandle, console_type: ConsoleType) -> ConsoleStream:
