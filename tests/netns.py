@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import ctypes
 import itertools
 import os
 import re
@@ -26,20 +25,13 @@ from pathlib import Path
 from pyroute2 import netns
 
 _serial = itertools.count()
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 _HOST_NS = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)  # imported before any test moved
-
-
-def _enter_host_namespace() -> None:
-    if _libc.setns(_HOST_NS, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns to the host's network namespace: {os.strerror(err)}")
 
 
 def host_executor() -> concurrent.futures.ThreadPoolExecutor:
     """A thread pool whose threads start in the host's network namespace, wherever they are started from."""
-    return concurrent.futures.ThreadPoolExecutor(thread_name_prefix="host-ns", initializer=_enter_host_namespace)
+    return concurrent.futures.ThreadPoolExecutor(thread_name_prefix="host-ns", initializer=netns.setns,
+                                                 initargs=(_HOST_NS,))
 
 
 def unique_name(kind: str) -> str:

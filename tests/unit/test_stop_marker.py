@@ -1,4 +1,4 @@
-"""The stop marker every backend leaves before it ends its process (`hypervisor/common.py`): the exit it
+"""The stop marker Firecracker and mvisor leave before they end their process (`hypervisor/common.py`): the exit it
 classifies is a requested one only for the process it names."""
 
 from __future__ import annotations

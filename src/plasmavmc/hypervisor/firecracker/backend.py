@@ -47,7 +47,7 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.common import flush_concurrently, image_for_boot, vm_name
+from plasmavmc.hypervisor.common import flush_concurrently, image_for_boot, mark_stop, vm_name
 from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import (
     api_boot,
@@ -342,7 +342,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         if process is None:
             return  # already stopped: stop is idempotent
         with process:
-            launch.mark_stop(paths, process.pid, reason)
+            mark_stop(paths.stop_marker, process.pid, reason)
             with contextlib.suppress(HypervisorError):  # API gone or busy: the deadline still holds
                 await FirecrackerApi(paths.api_sock, timeout=min(grace_s, 5.0) or 1.0).action("SendCtrlAltDel")
             await process.wait_or_kill(grace_s, f"firecracker of vm {paths.root.name}")

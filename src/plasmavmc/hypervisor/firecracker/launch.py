@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
-from plasmavmc.hypervisor import common
 from plasmavmc.hypervisor.base import ExitReport
-from plasmavmc.hypervisor.common import write_atomic
+from plasmavmc.hypervisor.common import stop_reason, write_atomic
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
 from plasmavmc.hypervisor.process import Process, open_process, read_pidfile, tail
 from plasmavmc.types.runtime import ExitKind
@@ -112,14 +111,10 @@ def running(paths: FcPaths, vm_id: str) -> Process | None:
     return open_process(pid, vm_id) if pid is not None else None
 
 
-def mark_stop(paths: FcPaths, pid: int, reason: str) -> None:
-    common.mark_stop(paths.stop_marker, pid, reason)
-
-
 def classify(paths: FcPaths, pid: int | None, log_offset: int) -> ExitReport:
     if pid is None:
         return ExitReport(ExitKind.CRASHED, "firecracker is not running and left no pidfile")
-    if (reason := common.stop_reason(paths.stop_marker, pid)) is not None:
+    if (reason := stop_reason(paths.stop_marker, pid)) is not None:
         return ExitReport(ExitKind.REQUESTED, f"{reason} requested")
     log = _log_since(paths.log, log_offset)
     for fault in FAULTS:

@@ -17,7 +17,7 @@ from typing import Any
 
 from plasmavmc.errors import HypervisorError
 from plasmavmc.hypervisor import crashpoints
-from plasmavmc.hypervisor.common import write_atomic
+from plasmavmc.hypervisor.common import mark_stop, write_atomic
 from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import clones, jail, launch
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
@@ -44,7 +44,7 @@ def record_started(paths: FcPaths, process: Process, log_offset: int, metrics_of
 async def abort(paths: FcPaths, process: Process, reason: str) -> None:
     """Kill `process` (the caller's, closed here), recording `reason` as the run's requested end."""
     with process:
-        launch.mark_stop(paths, process.pid, reason)
+        mark_stop(paths.stop_marker, process.pid, reason)
         await process.kill()
 
 
