@@ -68,7 +68,8 @@ from plasmavmc.hypervisor.firecracker.backend import POOLED_STEPS
 from plasmavmc.hypervisor.firecracker.disks import sparse_copy
 from plasmavmc.hypervisor.process import rss_bytes
 from plasmavmc.observe.steps import parse
-from plasmavmc.types.vm import BootTimeline, DiskSource, DiskSpec, HypervisorType, MemorySpec, VmSpec
+from plasmavmc.types.states import VmState
+from plasmavmc.types.vm import BootTimeline, DiskSource, DiskSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
 from tests import firecracker_guest as fc
 from tests.conftest import GUEST_DIR, Cluster, launch, start_cluster, write_configs
 from tests.e2e.helpers import ORG, PROJECT, console_until
@@ -233,19 +234,27 @@ async def api_to_guest_line(client: PlasmaClient, name: str, *, one_call: bool =
 
 async def run_to_guest_line(client: PlasmaClient, name: str, pool: Path, node: list[int] | None = None) -> float:
     """RunVm (one call: create, start and the console's stream) until the guest's line, once the warm
-    pool is full (and with `node`, the node idle)."""
+    pool is full (and with `node`, the node idle). The line may come before the VM (RunVm sends the
+    guest's output as it comes): the stream is read on, untimed, until the VM has come too."""
     await fc.pool_ready(pool, entries=WARM_POOL)
     await settled(node)
     seen = b""
-    with timer() as t:
-        run = client.run_vm(name, ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER)
-        async for item in run:
-            if isinstance(item, bytes):
-                seen += item
-                if re.search(fc.READY_LINE_RE, seen.decode(errors="replace")):
-                    break
-        await run.aclose()
-    return t[0]
+    vm: VirtualMachine | None = None
+    run = client.run_vm(name, ORG, PROJECT, spec(), hypervisor=HypervisorType.FIRECRACKER)
+    started = time.perf_counter()
+    line = None
+    async for item in run:
+        if isinstance(item, VirtualMachine):
+            vm = item
+        else:
+            seen += item
+            if line is None and re.search(fc.READY_LINE_RE, seen.decode(errors="replace")):
+                line = time.perf_counter() - started
+        if line is not None and vm is not None:
+            break
+    await run.aclose()
+    assert line is not None and vm is not None and vm.state is VmState.RUNNING, (seen, vm)
+    return line
 
 
 def steps_of(boot: BootTimeline, returned: float, line: float) -> dict[str, float]:

@@ -111,6 +111,41 @@ async def test_lifecycle(profile: BackendProfile, backend: HypervisorBackend,
     await backend.delete(handle)  # idempotent
 
 
+async def test_create_started_hands_over_a_console_to_follow(profile: BackendProfile, backend: HypervisorBackend,
+                                                              images: dict[str, LocalImage]) -> None:
+    """`create_started` calls `ready` once, with the VM's handle, before it returns (before the boot, where
+    the backend can); a console opened there reads the guest's output to its ready line, from its first
+    byte."""
+    handed: list[VmHandle] = []
+    reading: list[asyncio.Task[bytes]] = []
+
+    async def follow(handle: VmHandle) -> bytes:
+        console = await backend.console(handle, ConsoleType.SERIAL)
+        seen = bytearray()
+        try:
+            await read_until(console, profile.ready(handle), seen, BOOT_DEADLINE_S)
+        finally:
+            await console.close()
+        return bytes(seen)
+
+    def ready(handle: VmHandle) -> None:
+        handed.append(handle)
+        reading.append(asyncio.create_task(follow(handle)))
+
+    handle, _ = await backend.create_started(profile.vm("handed"), images, ready)
+    try:
+        assert [h.vm_id for h in handed] == [handle.vm_id]
+        seen = await reading[0]
+        again = await backend.console(handle, ConsoleType.SERIAL)
+        history = bytearray()
+        await read_until(again, profile.ready(handle), history, BOOT_DEADLINE_S)
+        await again.close()
+        marker = profile.ready(handle)
+        assert seen[:seen.find(marker)] == history[:history.find(marker)], (seen, history)  # nothing missed
+    finally:
+        await backend.delete(handle)
+
+
 async def test_kill_and_crash(profile: BackendProfile, backend: HypervisorBackend,
                               images: dict[str, LocalImage]) -> None:
     killed, crashed = await asyncio.gather(boot(profile, backend, images, "killed"),

@@ -17,10 +17,12 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from plasmavmc.client import PlasmaClient
@@ -28,6 +30,7 @@ from plasmavmc.errors import AlreadyExists, InvalidArgument, PlasmaError, VmNotF
 from plasmavmc.hypervisor.process import is_running
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import DiskBus, DiskSource, DiskSpec, HypervisorType, MemorySpec, VirtualMachine, VmSpec
+from plasmavmc.v1 import agent_pb2, agent_pb2_grpc
 from tests import binaries
 from tests import firecracker_guest as fc
 from tests.conftest import Cluster, kill_leftover_qemu, start_cluster
@@ -116,24 +119,23 @@ async def test_create_with_start_is_one_agent_call_in_a_pooled_firecracker(
     await fc_client.delete_vm(ORG, PROJECT, vm.id, force=True)
 
 
-async def test_run_vm_streams_the_running_vm_then_its_console_in_one_agent_call(
+async def test_run_vm_streams_the_console_and_the_running_vm_in_one_agent_call(
         fc_client: PlasmaClient, fc_cluster: Cluster) -> None:
-    """RunVm: the VM, RUNNING, first; then its console until the guest's ready line, with no GetConsole and
-    one agent call (RunVm: no CreateVm or StartVm on the agent); closing the stream ends the console, not
-    the VM."""
+    """RunVm: the guest's output as it comes (its ready line may come before the VM is recorded) and the VM,
+    RUNNING, once; every byte once and in order (the stream's output is the console's history up to the
+    line); with no GetConsole and one agent call (RunVm: no CreateVm or StartVm on the agent); closing the
+    stream ends the console, not the VM."""
     await fc.pool_ready(fc_cluster.root / "run" / "fc")
     before = agent_calls(fc_cluster)
     run = fc_client.run_vm("fc-run", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER)
-    vm = await anext(run)
-    assert isinstance(vm, VirtualMachine) and vm.state is VmState.RUNNING, vm
+    vm, seen = await until_vm(run)
+    assert vm.state is VmState.RUNNING, vm
     assert vm.status.host_pid and is_running(vm.status.host_pid)
-    seen = b""
     async with asyncio.timeout(30):
-        async for chunk in run:
-            assert isinstance(chunk, bytes), chunk
+        while not re.search(fc.READY_LINE_RE, seen.decode(errors="replace")):
+            chunk = await anext(run)
+            assert isinstance(chunk, bytes), chunk  # one VM message only
             seen += chunk
-            if re.search(fc.READY_LINE_RE, seen.decode(errors="replace")):
-                break
     await run.aclose()
 
     async def counted() -> bool:  # a stream is counted when it ends: the agent hears of the close after us
@@ -147,35 +149,80 @@ async def test_run_vm_streams_the_running_vm_then_its_console_in_one_agent_call(
     for method in ("CreateVm", "StartVm", "GetVmStatus"):
         assert after.get(method, 0) == before.get(method, 0), method
     assert (await fc_client.get_vm(ORG, PROJECT, vm.id)).state is VmState.RUNNING  # it runs on
-    await console_until(fc_client, vm.id, fc.READY_LINE_RE, timeout=30)  # its console is there for others
+    history = (await console_until(fc_client, vm.id, fc.READY_LINE_RE, timeout=30)).encode()  # there for others
+    assert _to_line(seen) == _to_line(history), (seen, history)
     await fc_client.delete_vm(ORG, PROJECT, vm.id, force=True)
 
 
 async def test_run_vm_streams_closed_at_any_point_leave_the_processes_up(
         fc_client: PlasmaClient, fc_cluster: Cluster) -> None:
-    """A RunVm stream its client closes right after the VM, after the first output, or that ends because the
-    VM was deleted meanwhile: every VM is there (or gone) as asked, and server and agent keep running (a
-    client-closed mutating stream used to let the audit read the call's peer after grpc had freed it:
-    a segfault of the server, about one RunVm in fifty)."""
+    """A RunVm stream its client closes at its first message (output or the VM: the create finishes all the
+    same, the VM RUNNING), once output came, or that ends because the VM was deleted meanwhile: every VM
+    is there (or gone) as asked, and server and agent keep running (a client-closed mutating stream used
+    to let the audit read the call's peer after grpc had freed it: a segfault of the server, about one
+    RunVm in fifty)."""
     for i in range(12):
-        run = fc_client.run_vm(f"fc-close-{i}", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER)
-        vm = await anext(run)
-        assert isinstance(vm, VirtualMachine) and vm.state is VmState.RUNNING, vm
-        if i % 3 == 1:
+        name = f"fc-close-{i}"
+        run = fc_client.run_vm(name, ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER)
+        if i % 3 == 0:
             async with asyncio.timeout(30):
-                assert isinstance(await anext(run), bytes)
-        if i % 3 == 2:
-            await fc_client.delete_vm(ORG, PROJECT, vm.id, force=True)
-            async with asyncio.timeout(30):
-                async for _ in run:  # the node's console ends with its VM: so does the stream
-                    pass
-        await run.aclose()
+                await anext(run)
+            await run.aclose()
+
+            async def recorded(name: str = name) -> bool:
+                found = [v for v in await fc_client.list_all_vms(ORG, PROJECT) if v.name == name]
+                return bool(found) and found[0].state is VmState.RUNNING
+
+            await until(recorded, f"VM {name} RUNNING after its RunVm was closed at the first message")
+            vm = await fc_client.get_vm(ORG, PROJECT, name)
+        else:
+            vm, seen = await until_vm(run)
+            assert vm.state is VmState.RUNNING, vm
+            if i % 3 == 1 and not seen:
+                async with asyncio.timeout(30):
+                    assert isinstance(await anext(run), bytes)
+            if i % 3 == 2:
+                await fc_client.delete_vm(ORG, PROJECT, vm.id, force=True)
+                async with asyncio.timeout(30):
+                    async for _ in run:  # the node's console ends with its VM: so does the stream
+                        pass
+            await run.aclose()
         if i % 3 != 2:
             assert (await fc_client.get_vm(ORG, PROJECT, vm.id)).state is VmState.RUNNING
             await fc_client.delete_vm(ORG, PROJECT, vm.id, force=True)
         for process in (fc_cluster.server, fc_cluster.agent):
             assert process.popen is not None and process.popen.poll() is None, (i, process.argv)
     assert not [v for v in await fc_client.list_all_vms(ORG, PROJECT) if v.name.startswith("fc-close-")]
+
+
+async def test_agent_deletes_of_one_vm_at_once_all_succeed(fc_client: PlasmaClient, fc_cluster: Cluster) -> None:
+    """The control plane may ask a node to delete one VM twice at once (a DeleteVm and the leader finishing
+    that delete): every call succeeds and the VM is gone (the second used to fail INTERNAL on a KeyError)."""
+    vm = await fc_client.create_vm("fc-twice", ORG, PROJECT, pvh_spec(), hypervisor=HypervisorType.FIRECRACKER,
+                                   start=True)
+    addr = tomllib.loads((fc_cluster.root / "agent.toml").read_text())["agent"]["addr"]
+    async with grpc.aio.insecure_channel(addr) as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        await asyncio.gather(*(stub.DeleteVm(agent_pb2.DeleteVmRequest(vm_id=vm.id)) for _ in range(3)))
+    assert not (fc_cluster.root / "run" / "fc" / vm.id).exists()
+    assert not is_running(vm.status.host_pid or 0)
+    await fc_client.delete_vm(ORG, PROJECT, vm.id, force=True)  # the record goes too
+
+
+async def until_vm(run: AsyncIterator[VirtualMachine | bytes]) -> tuple[VirtualMachine, bytes]:
+    """RunVm's stream read until the VM came: the VM and the output that came before it."""
+    seen = b""
+    async with asyncio.timeout(30):
+        async for item in run:
+            if isinstance(item, VirtualMachine):
+                return item, seen
+            seen += item
+    raise AssertionError(f"RunVm ended without the VM; output: {seen!r}")
+
+
+def _to_line(output: bytes) -> bytes:
+    """`output` up to the end of the guest's ready line."""
+    return output[:output.index(fc.READY) + len(fc.READY)]
 
 
 async def test_run_vm_refuses_bad_input_and_changes_nothing(fc_client: PlasmaClient) -> None:

@@ -113,14 +113,17 @@ async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dic
         vm = vm_of("pooled")
         at_boot: list[list[Path]] = []
         boot_warm = backend._boot_warm
+        steps: list[str] = []
 
         async def watched(*args: Any) -> None:  # the refill waits for the create: nothing launched beside it
             at_boot.append(list((tmp_path / "run" / POOL_DIR).iterdir()))
+            steps.append("boot")
             await boot_warm(*args)
 
         backend._boot_warm = watched  # type: ignore[method-assign,assignment]
-        handle, _ = await backend.create_started(vm, images)
+        handle, _ = await backend.create_started(vm, images, lambda handle: steps.append(f"ready {handle.vm_id}"))
         assert at_boot == [[]]
+        assert steps == [f"ready {vm.id}", "boot"]  # its console can be followed before the guest writes
         assert handle.details["jail_id"] == jail_id
         status = await backend.status(handle)
         assert status.actual_state is VmState.RUNNING and status.host_pid == pooled

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from plasmavmc import validation, validation_reports
+from plasmavmc.agent import run_stream
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.errors import InvalidArgument, PlasmaError
+from plasmavmc.hypervisor.base import HypervisorBackend, VmHandle
 from plasmavmc.types.image import Image
 from plasmavmc.types.network import NetworkPeers, PortRequest, SecurityGroup
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine
@@ -48,13 +50,16 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @stream
     async def RunVm(self, request: agent_pb2.CreateVmRequest, context: Ctx) -> AsyncIterator[Any]:
-        handle = await self._created(request, True)
-        yield agent_pb2.RunVmReply(handle=handle)
-        async for data in self._console(handle.vm_id, True):
-            yield agent_pb2.RunVmReply(console=data)
+        def follow(handle: VmHandle) -> AsyncIterator[bytes]:
+            return self._follow(self.vms.registry.get(handle.backend), handle, True)
 
-    async def _created(self, request: agent_pb2.CreateVmRequest, start: bool) -> agent_pb2.VmHandle:
-        """The VM of a CreateVm (or RunVm) request made (and with `start`, started: `started` is set)."""
+        async for reply in run_stream.replies(lambda ready: self._created(request, True, ready), follow):
+            yield reply
+
+    async def _created(self, request: agent_pb2.CreateVmRequest, start: bool,
+                       ready: Callable[[VmHandle], None] | None = None) -> agent_pb2.VmHandle:
+        """The VM of a CreateVm (or RunVm) request made (and with `start`, started: `started` is set;
+        `ready` called once its console can be followed)."""
         vm = from_proto(VirtualMachine, request.vm)
         validation.vm_id(vm.id, "vm.id")
         validation.name(vm.org_id, "vm.org_id")
@@ -70,7 +75,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         ports = [from_proto(PortRequest, p) for p in request.ports]
         if not start:
             return to_proto(await self.vms.create(vm, images, ports), agent_pb2.VmHandle())
-        handle, status = await self.vms.create_started(vm, images, ports)
+        handle, status = await self.vms.create_started(vm, images, ports, ready)
         reply = to_proto(handle, agent_pb2.VmHandle())
         reply.started.CopyFrom(to_proto(status, types_pb2.VmStatus()))
         return reply
@@ -115,10 +120,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         async for data in self._console(validation.vm_id(request.vm_id), request.follow):
             yield vm_pb2.ConsoleData(data=data)
 
-    async def _console(self, vm_id: str, follow: bool) -> AsyncIterator[bytes]:
+    def _console(self, vm_id: str, follow: bool) -> AsyncIterator[bytes]:
+        return self._follow(*self.vms.lookup(vm_id), follow)
+
+    async def _follow(self, backend: HypervisorBackend, handle: VmHandle, follow: bool) -> AsyncIterator[bytes]:
         """The VM's serial console output: the retained history, then with `follow` new output as it comes
         (without it, until IDLE_END passes with nothing new)."""
-        backend, handle = self.vms.lookup(vm_id)
         console = await backend.console(handle, ConsoleType.SERIAL)
         try:
             while True:

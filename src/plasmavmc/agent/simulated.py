@@ -26,7 +26,7 @@ import random
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -114,11 +114,13 @@ class FleetVms(NodeVms):
         self.handles[vm.id] = handle
         return handle
 
-    async def create_started(self, vm: VirtualMachine, images: list[Image],
-                             ports: Sequence[PortRequest] = ()) -> tuple[VmHandle, VmStatus]:
+    async def create_started(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = (),
+                             ready: Callable[[VmHandle], None] | None = None) -> tuple[VmHandle, VmStatus]:
         """Through this fleet's own `create` (its node's backend, its copies table), then `start`."""
         handle = await self.create(vm, images, ports)
         await self.start(vm.id)
+        if ready is not None:
+            ready(handle)
         backend, _ = self.lookup(vm.id)
         return handle, await backend.status_after_start(handle)
 

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 
 from plasmavmc.agent.boot_watch import BootWatch
@@ -118,18 +118,20 @@ class NodeVms:
         self.handles[vm.id] = handle
         return handle
 
-    async def create_started(self, vm: VirtualMachine, images: list[Image],
-                             ports: Sequence[PortRequest] = ()) -> tuple[VmHandle, VmStatus]:
+    async def create_started(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = (),
+                             ready: Callable[[VmHandle], None] | None = None) -> tuple[VmHandle, VmStatus]:
         """`create` then `start` in one call (CreateVm with `start`): the control plane's create+start is one
         round trip, the backend may overlap the two (`create_started`), and the status the control plane
         records RUNNING from comes without the cost of usage counters. The boot timeline's image_ready is
-        when the backend had made the disks. Logs where it spent its time (`CREATE_STARTED_STEPS`)."""
+        when the backend had made the disks. `ready` is the backend's (`HypervisorBackend.create_started`):
+        called with the handle once the VM's console can be followed. Logs where it spent
+        its time (`CREATE_STARTED_STEPS`)."""
         took = Steps()
         backend = self.registry.get(vm.hypervisor)
         local = await self._prepared(backend, vm, images, ports)
         took.done("prepared")
         try:
-            handle, made_at = await backend.create_started(vm, local)
+            handle, made_at = await backend.create_started(vm, local, ready)
         except BaseException:
             # created but not started: the VM is this node's all the same (its record says why in ERROR)
             for handle in await backend.handles():
@@ -200,7 +202,7 @@ class NodeVms:
         await backend.delete(handle)
         self.boots.forget(vm_id)
         await self.ports.unplumb_vm(vm_id)
-        del self.handles[vm_id]
+        self.handles.pop(vm_id, None)  # a delete of the same VM beside this one may have been first
         self.cache.unpin(vm_id)  # its disks are gone: the cached bases may be evicted now
 
     def exit_kind(self, vm_id: str) -> ExitKind | None:

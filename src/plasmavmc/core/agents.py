@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -91,18 +91,19 @@ class AgentClient:
         reply: Any = await self._call("CreateVm", req, timeout=CREATE_START_TIMEOUT if start else CREATE_TIMEOUT)
         return from_proto(VmStatus, reply.started) if start else None
 
-    async def run_vm(self, vm: VirtualMachine, images: Sequence[Image],
-                     ports: Sequence[PortRequest] = ()) -> tuple[VmStatus, AsyncGenerator[bytes]]:
+    async def run_vm(self, vm: VirtualMachine, images: Sequence[Image], ports: Sequence[PortRequest],
+                     early: Callable[[bytes], Awaitable[None]]) -> tuple[VmStatus, AsyncGenerator[bytes]]:
         """Create and start the VM on the node, then follow its serial console, in one call (RunVm): its
         status once running (within the create+start's time limit), and the console's output to come (the
-        call ends when that is closed)."""
+        call ends when that is closed). Output the node sends before the status goes to `early`."""
         await self._connected()
         call = self._stub.RunVm(_create_request(vm, images, ports, True))
         replies = aiter(call)  # one iterator throughout (grpc.aio must not mix it with `read`)
         try:
             async with asyncio.timeout(CREATE_START_TIMEOUT):
-                first = await anext(replies, None)
-            if first is None or not first.HasField("handle"):
+                while (first := await anext(replies, None)) is not None and not first.HasField("handle"):
+                    await early(first.console)
+            if first is None:
                 raise PlasmaError(f"agent of node {self.node.id} answered RunVm without the VM's status")
         except BaseException as exc:
             call.cancel()

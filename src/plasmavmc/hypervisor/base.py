@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -174,12 +174,18 @@ class HypervisorBackend(abc.ABC):
         """End the backend's own background work and what it runs that is no VM (agent stop); none by default."""
         return None
 
-    async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> tuple[VmHandle, float]:
+    async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage],
+                             ready: Callable[[VmHandle], None] | None = None) -> tuple[VmHandle, float]:
         """`create` then `start` (a create with `start`); returns the handle and when the VM's disks were
-        made (unix time). A backend may overlap the two where its hypervisor allows."""
+        made (unix time). A backend may overlap the two where its hypervisor allows. `ready` is called
+        once, with the handle, as soon as the VM's serial console can be followed (`console`): here once
+        it started; a backend whose console exists before its boot calls it then, so a follower misses
+        none of the guest's first output and reads it as it comes."""
         handle = await self.create(vm, images)
         made_at = time.time()
         await self.start(handle)
+        if ready is not None:
+            ready(handle)
         return handle, made_at
 
     async def status_after_start(self, handle: VmHandle) -> VmStatus:

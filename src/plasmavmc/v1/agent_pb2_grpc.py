@@ -253,9 +253,10 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RunVm(self, request, context):
-        """CreateVm with `start` (whatever the request says), then the VM's serial console as StreamConsole
-        with `follow` streams it, in one call (the control plane's RunVm): the first message is the handle
-        (its `started` set), each later one holds console output.
+        """CreateVm with `start` (whatever the request says) and the VM's serial console as StreamConsole
+        with `follow` streams it, in one call (the control plane's RunVm): console output as it comes, from
+        the moment the backend can follow it (before the boot, where it can), and the handle (its `started`
+        set) once the create+start answers: one message holds the handle, the others console output.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -231,8 +231,9 @@ class VmServiceServicer:
 
     def RunVm(self, request, context):
         """Spec extension: create and start a VM (CreateVm with `start`, whatever the request's `start` says),
-        then stream its serial console (as GetConsole with `follow`) in the same call: the VM first, then its
-        output. Needs the create and the console permissions. See README "Run: create, start, console".
+        and stream its serial console (as GetConsole with `follow`) in the same call: its output as it comes,
+        the VM (RUNNING) once recorded. Needs the create and the console permissions. See README "Run:
+        create, start, console".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -18,9 +18,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
@@ -64,9 +64,19 @@ class CreateVm:
     hypervisor_given: bool = True  # whether the request named the hypervisor
     start: bool = False  # start as part of the create: one round trip, one commit fewer (`provision`)
     node_id: str | None = None  # pinned to this node (a clone, where its source snapshot is)
-    # with `start`: the create+start and the VM's console in one agent call (RunVm, `run.py`); the console
-    # stream is handed to this once the node runs the VM, before the create's last commit
-    console: Callable[[AsyncGenerator[bytes]], None] | None = None
+    # with `start`: the create+start and the VM's console in one agent call (RunVm, `run.py`)
+    console: ConsoleSink | None = None
+
+
+class ConsoleSink(Protocol):
+    """Where a RunVm's create puts the VM's console, from the node's first output on (`run.py`)."""
+
+    async def early(self, data: bytes) -> None:
+        """Output the node sent before the VM's status (the guest often writes before the node answers)."""
+
+    def handed(self, rest: AsyncGenerator[bytes]) -> None:
+        """The rest of the output, once the node's status came (before the create's last commit): the
+        sink's own to read and close."""
 
 
 async def images_for(core: Core, org_id: str, spec: VmSpec) -> list[Image]:
@@ -248,14 +258,15 @@ async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None
 
 async def provision(
     core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving, *, start: bool = False,
-    took: Steps | None = None, console: Callable[[AsyncGenerator[bytes]], None] | None = None,
+    took: Steps | None = None, console: ConsoleSink | None = None,
 ) -> VirtualMachine:
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
     (with reason) if it fails. With `start`, the agent starts it too, in the same call, and the same last
     step records CREATING -> STOPPED -> STARTING -> RUNNING (each move through the transition table): one
     agent round trip and one commit where a create then a StartVm make two and four. With `console`
-    (RunVm), the agent call goes on to stream the VM's console, which is handed to `console` once the
-    status has come, before the last commit."""
+    (RunVm), the agent call streams the VM's console too: output that comes before the status goes to
+    `console.early` as it comes, the rest is handed over once the status has come, before the last
+    commit."""
     observed: VmStatus | None = None
 
     def _made(v: VirtualMachine) -> VirtualMachine:
@@ -271,8 +282,8 @@ async def provision(
         if console is None:
             observed = await agent.create_vm(vm.value, images, ports, start=start)
         else:
-            observed, output = await agent.run_vm(vm.value, images, ports)
-            console(output)  # its reader owns it now (and closes it)
+            observed, output = await agent.run_vm(vm.value, images, ports, console.early)
+            console.handed(output)  # its reader owns it now (and closes it)
         ready_at = boot.now()
     except PlasmaError as err:
         await set_error(core, vm.key, f"{'create+start' if start else 'create'} failed: {err.message}")

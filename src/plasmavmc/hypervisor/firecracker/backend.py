@@ -32,7 +32,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from plasmavmc.config.agent import AgentSettings
@@ -152,22 +152,25 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         self._save_vm(paths, vm, used)
         return handle
 
-    async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> tuple[VmHandle, float]:
+    async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage],
+                             ready: Callable[[VmHandle], None] | None = None) -> tuple[VmHandle, float]:
         """With a process of the warm pool (`pool.py`): the VM's files placed in its jail, then configured
-        over its API (or a clone's snapshot loaded). Without, a clone's Firecracker is launched (jailer,
-        chroot, cgroups, exec) while its files are placed: it reads none of them before the snapshot is
-        loaded, which waits for both. Anything else (or a create resent): create, then start."""
+        over its API (or a clone's snapshot loaded); its console (the process's output file) can be
+        followed from the moment the entry is the VM's (`ready`), before the boot. Without, a clone's
+        Firecracker is launched (jailer, chroot, cgroups, exec) while its files are placed: it reads none
+        of them before the snapshot is loaded, which waits for both. Anything else (or a create resent):
+        create, then start."""
         if (self.vm_dir(vm.id) / HANDLE).exists():
-            return await super().create_started(vm, images)
+            return await super().create_started(vm, images, ready)
         boot, used = self._checked(vm, images)
         warm = self.pool.take()
         if warm is not None:
             try:
-                return await self._warm_started(vm, boot, used, warm)
+                return await self._warm_started(vm, boot, used, warm, ready)
             finally:
                 self.pool.refill()
         if vm.source_snapshot is None:
-            return await super().create_started(vm, images)
+            return await super().create_started(vm, images, ready)
         handle, paths, boot, used = self._begin_create(vm, images)
         async with self._lock(vm.id):
             for name in (LOG, METRICS):  # opened by Firecracker at exec
@@ -185,10 +188,12 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
             made_at = time.time()
             process, api = await launching
             await self._resume_clone(paths, process, api)
+        if ready is not None:
+            ready(handle)
         return handle, made_at
 
     async def _warm_started(self, vm: VirtualMachine, boot: LocalImage, used: dict[str, LocalImage],
-                            warm: pool.Warm) -> tuple[VmHandle, float]:
+                            warm: pool.Warm, ready: Callable[[VmHandle], None] | None) -> tuple[VmHandle, float]:
         """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. What the
         boot reads (kernel, disks) is written without fsync before it; its records (`vm.json`,
         `images.json`) are written in a thread, and everything flushed at once (`flush_concurrently`),
@@ -198,6 +203,8 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         with warm.process:
             handle, paths = self._begin_dir(vm, warm, durable=False)
             took.done("dir")
+            if ready is not None:
+                ready(handle)
             async with self._lock(vm.id):
                 try:
                     await self._place_files(vm, boot, used, paths, durable=False)

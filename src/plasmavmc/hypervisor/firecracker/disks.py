@@ -18,6 +18,7 @@ from plasmavmc.errors import HypervisorError
 
 GIB = 1024**3
 _TIMEOUT_S = 120.0
+INLINE_COPY_BYTES = 1024**2  # a raw image with at most this much data is copied on the loop when not fsynced
 
 
 def _tmp(path: Path) -> Path:
@@ -73,7 +74,11 @@ async def make_disk(qemu_img: str, image: Path, image_format: str, dst: Path, si
     tmp = _tmp(dst)
     tmp.unlink(missing_ok=True)
     if image_format == "raw":
-        await asyncio.to_thread(functools.partial(sparse_copy, image, tmp, durable=durable))
+        copy = functools.partial(sparse_copy, image, tmp, durable=durable)
+        if not durable and image.stat().st_blocks * 512 <= INLINE_COPY_BYTES:
+            copy()  # a few small writes, no fsync: less than the thread hop would cost
+        else:
+            await asyncio.to_thread(copy)
     elif image_format == "qcow2":
         await _convert(qemu_img, image, tmp)
     else:
