@@ -67,6 +67,21 @@ async def test_pid_reuse_guard(tmp_path: Path) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def test_a_matched_process_is_known_by_pid_and_start_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once `matches` found the marker in a process's argv it knows that process by pid and start time, and
+    reads its argv no more (/proc/PID/cmdline waits on the process's memory lock: up to ~5 ms here while a
+    VM builds its memory); any other marker is still read for."""
+    pid, marker = sleeper(tmp_path)
+    try:
+        assert matches(pid, marker)
+        read: list[int] = []
+        monkeypatch.setattr(process, "cmdline_of", lambda p: read.append(p) or ["unrelated"])
+        assert matches(pid, marker) and read == []
+        assert not matches(pid, "some-other-vm-runtime-dir") and read == [pid]
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
 async def test_terminate_escalates_to_sigkill(tmp_path: Path) -> None:
     code = ("import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "pathlib.Path('ignoring').touch(); time.sleep(30)")

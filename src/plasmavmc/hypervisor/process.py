@@ -7,7 +7,10 @@ through a pidfile. Two consequences shape this module:
 * A pid read from a pidfile may have been reused by an unrelated process after a host or agent restart,
   so `open_process` only hands out a `pidfd` for a pid whose `/proc/<pid>/cmdline` contains a marker
   unique to the VM (its runtime dir). Signals then go through the pidfd, which names that exact process
-  even if the pid is reused later.
+  even if the pid is reused later. A process found to match is known from then on by its pid and start
+  time (unique together): its cmdline is not read again. Reading it takes the process's memory lock, and
+  a VM building its memory (a boot, a snapshot's load) holds that lock for up to ~5 ms here, which the
+  agent's event loop would wait out at each status, supervision and console look right after a start.
 * A non-child cannot be `waitpid`-ed. `wait_exit` awaits it with `os.pidfd_open` + `loop.add_reader`
   (the pidfd turns readable when the process exits): no polling. Only where pidfd is unavailable
   (kernel < 5.3) does it fall back to checking `/proc` every 50 ms.
@@ -35,6 +38,9 @@ log = logging.getLogger(__name__)
 
 _POLL_FALLBACK_S = 0.05
 _EXEC_RETRIES = 50
+_STARTTIME = 19  # /proc/<pid>/stat field 22 (start time, in clock ticks since boot), as `_stat` indexes it
+_MATCHED_MAX = 4096  # (pid, start time, marker) kept as matched; the table starts over when it is full
+_matched: set[tuple[int, str, str]] = set()
 _PF_EXITING = 0x4  # /proc/<pid>/stat flags (field 9): the process is in exit
 
 
@@ -142,7 +148,22 @@ def is_exiting(pid: int) -> bool:
 
 
 def matches(pid: int, marker: str) -> bool:
-    """True when `pid` is alive and one of its argv elements contains `marker` (the pid-reuse guard)."""
+    """True when `pid` is alive and one of its argv elements contains `marker` (the pid-reuse guard); once
+    true, true for that pid and start time without reading its argv again."""
+    fields = _stat(pid)
+    steady = len(fields) > _STARTTIME and _live(fields) and not _exiting(fields)  # (exiting: no longer ours)
+    known = (pid, fields[_STARTTIME], marker) if steady else None
+    if known is not None and known in _matched:
+        return True
+    found = _argv_matches(pid, marker)
+    if found and known is not None:
+        if len(_matched) >= _MATCHED_MAX:
+            _matched.clear()
+        _matched.add(known)
+    return found
+
+
+def _argv_matches(pid: int, marker: str) -> bool:
     argv = cmdline_of(pid)
     # A process caught in the middle of exec briefly shows an empty cmdline: give it a few ms. One that is
     # exiting shows none either, for as long as its memory takes to free: it is no longer ours to find.
