@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "plasmavmc"
 # Rank of each top-level package or module: an import may point to the same rank or below, never above.
 RANK = {
     "errors": 0, "types": 0, "validation": 0, "config": 0, "observe": 0, "shutdown": 0, "grpc_tls": 0, "v1": 0,
-    "pki": 0, "version": 0, "sdnotify": 0, "validation_reports": 0, "limits": 0, "fdwait": 0,
+    "pki": 0, "version": 0, "sdnotify": 0, "validation_reports": 0, "limits": 0, "fdwait": 0, "relay": 0,
     "wire": 1,
     "store": 2, "hypervisor": 2, "network": 2, "images": 2, "scheduler": 2, "iam": 2,
     "core": 3,

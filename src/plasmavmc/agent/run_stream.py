@@ -14,66 +14,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from plasmavmc.hypervisor.base import VmHandle
+from plasmavmc.relay import Relay
 from plasmavmc.v1 import agent_pb2
 
 AHEAD = 16  # console chunks read before the control plane takes them
 
 # the create+start, which calls its argument with the VM's handle once the console can be followed
 Created = Callable[[Callable[[VmHandle], None]], Coroutine[Any, Any, agent_pb2.VmHandle]]
-Follow = Callable[[VmHandle], AsyncIterator[bytes]]  # the VM's console, followed
+Follow = Callable[[VmHandle], AsyncGenerator[bytes]]  # the VM's console, followed
 
 
 async def replies(created: Created, follow: Follow) -> AsyncIterator[agent_pb2.RunVmReply]:
     """RunVm's replies: console output as it comes from the moment `created` says it can be followed,
     the handle when `created` answers (its error ends the stream), then the rest of the output until
     the console ends."""
-    output: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(AHEAD)
-    following: list[asyncio.Task[None]] = []
-
-    async def pump(handle: VmHandle) -> None:
-        try:
-            async for data in follow(handle):
-                await output.put(data)
-        except Exception as err:  # the stream ends with it, after the handle
-            await output.put(err)
-            return
-        await output.put(None)
+    console = Relay(AHEAD)
 
     def ready(handle: VmHandle) -> None:
-        if not following:
-            following.append(asyncio.create_task(pump(handle), name="run-console"))
+        if not console.following:
+            console.follow(follow(handle))
 
     creating = asyncio.create_task(created(ready), name="run-create")
-    taking: asyncio.Task[bytes | BaseException | None] | None = None
     try:
-        while not creating.done():  # output that comes before the handle goes out at once
-            taking = taking or asyncio.create_task(output.get())
-            await asyncio.wait((creating, taking), return_when=asyncio.FIRST_COMPLETED)
-            if taking.done():
-                item, taking = taking.result(), None
-                if isinstance(item, bytes):
-                    yield agent_pb2.RunVmReply(console=item)
-                else:  # the console ended (or failed) before the handle: that comes after it
-                    await output.put(item)
-                    await creating
-        yield agent_pb2.RunVmReply(handle=creating.result())
-        if not following:  # every create+start calls `ready` before it answers
+        async for chunk in console.meanwhile(creating):  # output before the handle goes out at once
+            yield agent_pb2.RunVmReply(console=chunk)
+        yield agent_pb2.RunVmReply(handle=await creating)
+        if not console.following:  # every create+start calls `ready` before it answers
             raise RuntimeError("the create+start answered without the VM's console")
-        while True:
-            item = await (taking or output.get())
-            taking = None
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield agent_pb2.RunVmReply(console=item)
+        async for chunk in console.rest():
+            yield agent_pb2.RunVmReply(console=chunk)
     finally:
-        for task in (creating, taking, *following):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        if not creating.done():
+            creating.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await creating
+        await console.close()

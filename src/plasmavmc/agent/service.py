@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from plasmavmc import validation, validation_reports
@@ -50,7 +50,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     @stream
     async def RunVm(self, request: agent_pb2.CreateVmRequest, context: Ctx) -> AsyncIterator[Any]:
-        def follow(handle: VmHandle) -> AsyncIterator[bytes]:
+        def follow(handle: VmHandle) -> AsyncGenerator[bytes]:
             return self._follow(self.vms.registry.get(handle.backend), handle, True)
 
         async for reply in run_stream.replies(lambda ready: self._created(request, True, ready), follow):
@@ -123,7 +123,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def _console(self, vm_id: str, follow: bool) -> AsyncIterator[bytes]:
         return self._follow(*self.vms.lookup(vm_id), follow)
 
-    async def _follow(self, backend: HypervisorBackend, handle: VmHandle, follow: bool) -> AsyncIterator[bytes]:
+    async def _follow(self, backend: HypervisorBackend, handle: VmHandle, follow: bool) -> AsyncGenerator[bytes]:
         """The VM's serial console output: the retained history, then with `follow` new output as it comes
         (without it, until IDLE_END passes with nothing new)."""
         console = await backend.console(handle, ConsoleType.SERIAL)

@@ -69,12 +69,13 @@ class CreateVm:
 
 
 class ConsoleSink(Protocol):
-    """Where a RunVm's create puts the VM's console, from the node's first output on (`run.py`)."""
+    """Where a RunVm's create puts the VM's console, from the node's first output on (`run.py`: a
+    `relay.Relay`)."""
 
-    async def early(self, data: bytes) -> None:
+    async def put(self, data: bytes) -> None:
         """Output the node sent before the VM's status (the guest often writes before the node answers)."""
 
-    def handed(self, rest: AsyncGenerator[bytes]) -> None:
+    def follow(self, source: AsyncGenerator[bytes]) -> None:
         """The rest of the output, once the node's status came (before the create's last commit): the
         sink's own to read and close."""
 
@@ -265,7 +266,7 @@ async def provision(
     step records CREATING -> STOPPED -> STARTING -> RUNNING (each move through the transition table): one
     agent round trip and one commit where a create then a StartVm make two and four. With `console`
     (RunVm), the agent call streams the VM's console too: output that comes before the status goes to
-    `console.early` as it comes, the rest is handed over once the status has come, before the last
+    `console.put` as it comes, the rest is handed over once the status has come, before the last
     commit."""
     observed: VmStatus | None = None
 
@@ -282,8 +283,8 @@ async def provision(
         if console is None:
             observed = await agent.create_vm(vm.value, images, ports, start=start)
         else:
-            observed, output = await agent.run_vm(vm.value, images, ports, console.early)
-            console.handed(output)  # its reader owns it now (and closes it)
+            observed, output = await agent.run_vm(vm.value, images, ports, console.put)
+            console.follow(output)  # its reader owns it now (and closes it)
         ready_at = boot.now()
     except PlasmaError as err:
         await set_error(core, vm.key, f"{'create+start' if start else 'create'} failed: {err.message}")
