@@ -16,7 +16,10 @@ backend's status calls. Where hole punching is unsupported the file is left to g
 Following the file: a reader that has caught up waits until the file is written to (`filewatch.Follower`,
 inotify; a 50 ms poll of its size where inotify cannot be had), so output reaches a console as the
 hypervisor writes it, and an idle console costs nothing; it looks whether the hypervisor still runs every
-`ALIVE_CHECK_S`. Input goes through one connection per VM shared by every stream (`_SharedInput`).
+`ALIVE_CHECK_S`. A hypervisor writes its UART's output a byte at a time: output that ends in a line's end
+goes out at once; a line still being written is read again while the file keeps growing (every
+`SETTLE_S`, for `HOLD_S` at most), so a line comes whole, in one read, and a prompt without a line's end
+once the writes pause. Input goes through one connection per VM shared by every stream (`_SharedInput`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ HISTORY_BYTES = 256 * 1024
 KEEP_BYTES = 256 * 1024
 MAX_BYTES = 2 * 1024 * 1024
 ALIVE_CHECK_S = 0.2
+SETTLE_S = 0.001  # a line still being written is read again after this, while the file keeps growing ...
+HOLD_S = 0.01  # ... this long at most
 _FLUSH_POLL_S = 0.05
 _FLUSH_WAIT_S = 2.0
 _CHUNK = 64 * 1024
@@ -75,6 +80,10 @@ def bound_log(path: Path, *, max_bytes: int = MAX_BYTES, keep_bytes: int = KEEP_
         os.close(fd)
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class SerialConsole:
     """A `ConsoleStream`: replays the log's tail, follows it, and writes input to the console socket.
 
@@ -105,12 +114,16 @@ class SerialConsole:
         return self._file
 
     async def read(self) -> bytes:
-        """The next chunk of console output; the first calls replay the retained history."""
+        """The next chunk of console output; the first calls replay the retained history. A chunk ends
+        at a line's end where the hypervisor goes on writing that line (`SETTLE_S`, `HOLD_S`)."""
+        held_until: float | None = None
         while not self._closed:
             fd = self._open()
             size = os.fstat(fd).st_size
             if size > self._offset:
                 data = os.pread(fd, min(size - self._offset, _CHUNK), self._offset)
+                if await self._grows(fd, data, size, held_until := held_until or _now() + HOLD_S):
+                    continue
                 self._offset += len(data)
                 if size > MAX_BYTES:
                     bound_log(self._log_path)
@@ -123,6 +136,14 @@ class SerialConsole:
             assert self._follower is not None
             await self._follower.wait(ALIVE_CHECK_S)
         return b""
+
+    async def _grows(self, fd: int, data: bytes, size: int, held_until: float) -> bool:
+        """Whether `data`, read at `size`, ends inside a line that is still being written: the file grew
+        within `SETTLE_S` and `held_until` has not passed (then read again)."""
+        if data.endswith(b"\n") or len(data) == _CHUNK or _now() >= held_until:
+            return False
+        await asyncio.sleep(SETTLE_S)
+        return not self._closed and os.fstat(fd).st_size > size
 
     async def write(self, data: bytes) -> None:
         if self._closed:

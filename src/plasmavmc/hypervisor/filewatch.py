@@ -3,8 +3,9 @@
 One inotify instance per event loop, shared by every follower in that loop: the per-user limit on
 instances (`fs.inotify.max_user_instances`, 128 by default) would not stretch to one per open console,
 while watches are plentiful. The instance is read through the loop (`add_reader`); a write to a watched
-file (IN_MODIFY) wakes every follower of that file once the writes pause (`SETTLE_S`), or `HOLD_S`
-after the first while they keep coming. Two followers of one file share its watch. The instance is
+file (IN_MODIFY) wakes every follower of that file (what a wake should wait for, e.g. the end of a line
+written a byte at a time, is the reader's to say: `console.SerialConsole.read`). Two followers of one
+file share its watch. The instance is
 closed when its last follower goes (by a thread, `inotify.close`: the loop, the agent's every call and
 heartbeat, would otherwise stop 13-16 ms each time the last console of the node is closed).
 
@@ -21,8 +22,6 @@ from pathlib import Path
 from plasmavmc.hypervisor import inotify
 
 POLL_S = 0.05
-SETTLE_S = 0.001  # a follower wakes once writes paused this long (a line written a byte at a time: one wake)
-HOLD_S = 0.01  # ... or this long after the first write, while they keep coming
 
 
 class _Instance:
@@ -92,23 +91,13 @@ class Follower:
         return self._wd is not None
 
     async def wait(self, within_s: float) -> None:
-        """Until the file was written to since the last `wait` returned (at once if it was) and the
-        writes paused, or `within_s` passed; without a watch, `POLL_S` at most. Check the file after
-        each return.
-
-        A hypervisor may write its serial output a byte at a time: a follower wakes once the writes
-        pause for `SETTLE_S` (a line comes whole, in one read), or `HOLD_S` after the first while they
-        keep coming (the writes meanwhile are read together), never once per byte."""
-        loop = asyncio.get_running_loop()
+        """Until the file was written to since the last `wait` returned (at once if it was), or
+        `within_s` passed; without a watch, `POLL_S` at most. Check the file after each return."""
         if self._wd is None and not self._changed.is_set():
             await asyncio.sleep(min(POLL_S, within_s))
         else:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), within_s)
-            held_until = loop.time() + HOLD_S
-            while self._changed.is_set() and loop.time() < held_until:  # until the writes pause
-                self._changed.clear()
-                await asyncio.sleep(SETTLE_S)
         self._changed.clear()
 
     def close(self) -> None:
