@@ -69,3 +69,43 @@ async def test_closing_frees_a_writer_waiting_for_room_and_later_puts_are_droppe
     async with asyncio.timeout(5.0):
         while late.ag_frame is not None:  # poll-with-deadline: the closing task's turn
             await asyncio.sleep(0)
+
+
+async def test_a_chunk_reaches_a_waiting_reader_in_one_loop_turn() -> None:
+    """What is put wakes the reader directly: on a busy loop every turn waits behind everything else
+    that is ready (a node finishing a VM's start), so a relay of three turns held the guest's line 1-3 ms."""
+    relay = Relay(4)
+    never = asyncio.create_task(asyncio.Event().wait())
+    seen: list[bytes] = []
+
+    async def read() -> None:
+        async for chunk in relay.meanwhile(never):
+            seen.append(chunk)
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0)  # the reader waits
+    await relay.put(b"line\n")
+    await asyncio.sleep(0)  # one turn
+    assert seen == [b"line\n"]
+    never.cancel()
+    await asyncio.wait_for(reader, 5.0)  # the task's end ends `meanwhile`
+    await relay.close()
+
+
+async def test_every_writer_waiting_for_room_goes_on_as_the_reader_takes() -> None:
+    relay = Relay(1)
+    await relay.put(b"0")
+    writers = [asyncio.create_task(relay.put(str(i).encode())) for i in (1, 2, 3)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in writers)
+    enough = asyncio.Event()
+    task = asyncio.create_task(enough.wait())
+    got = []
+    async with asyncio.timeout(5.0):
+        async for chunk in relay.meanwhile(task):
+            got.append(chunk)
+            if len(got) == 4:
+                enough.set()
+        await asyncio.gather(*writers)
+    assert got[0] == b"0" and sorted(got) == [b"0", b"1", b"2", b"3"]
+    await relay.close()
