@@ -212,3 +212,22 @@ async def test_a_whole_line_is_read_without_waiting_for_the_writes_to_pause(
     assert not done  # a line without its end is held (here for SETTLE_S, a minute)
     partial.cancel()
     await stream.close()
+
+
+async def test_a_write_wakes_a_waiting_follower_the_turn_after_it_is_seen(tmp_path: Path) -> None:
+    """A loop turn sees the write (the instance's `add_reader` callback sets the follower's event), the
+    next runs the follower: no task between them, whose turns would each wait behind everything else the
+    loop has ready (a node finishing a VM's start). Counted from here: 3 turns (`wait_for`'s task: 5)."""
+    path = tmp_path / "console.log"
+    path.touch()
+    follower = filewatch.Follower(path)
+    waiter = asyncio.create_task(follower.wait(LONG))
+    await asyncio.sleep(0)  # it waits
+    with path.open("ab") as f:
+        f.write(b"x")  # the inotify event is queued now: the descriptor is readable at the next poll
+    turns = 0
+    while not waiter.done() and turns < 10:
+        await asyncio.sleep(0)
+        turns += 1
+    assert waiter.done() and turns <= 3
+    follower.close()

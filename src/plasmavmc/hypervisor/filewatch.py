@@ -97,7 +97,8 @@ class Follower:
             await asyncio.sleep(min(POLL_S, within_s))
         else:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), within_s)
+                async with asyncio.timeout(within_s):  # not wait_for: its task costs the wake two loop turns
+                    await self._changed.wait()
         self._changed.clear()
 
     def close(self) -> None:
