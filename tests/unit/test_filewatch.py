@@ -231,3 +231,19 @@ async def test_a_write_wakes_a_waiting_follower_the_turn_after_it_is_seen(tmp_pa
         turns += 1
     assert waiter.done() and turns <= 3
     follower.close()
+
+
+async def test_whole_lines_go_out_before_the_line_still_being_written(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ends in a line's end is read at once; the line being written after it waits for the next read
+    (here its hold would last a minute), so output read once is never read again."""
+    monkeypatch.setattr(console, "SETTLE_S", LONG)
+    monkeypatch.setattr(console, "HOLD_S", LONG)
+    path = tmp_path / "console.log"
+    path.write_bytes(b"one\ntw")
+    stream = SerialConsole(path, tmp_path / "none.sock", lambda: True)
+    assert await asyncio.wait_for(stream.read(), 5.0) == b"one\n"
+    with path.open("ab") as f:
+        f.write(b"o\n")
+    assert await asyncio.wait_for(stream.read(), 5.0) == b"two\n"
+    await stream.close()

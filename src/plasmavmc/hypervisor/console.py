@@ -16,10 +16,11 @@ backend's status calls. Where hole punching is unsupported the file is left to g
 Following the file: a reader that has caught up waits until the file is written to (`filewatch.Follower`,
 inotify; a 50 ms poll of its size where inotify cannot be had), so output reaches a console as the
 hypervisor writes it, and an idle console costs nothing; it looks whether the hypervisor still runs every
-`ALIVE_CHECK_S`. A hypervisor writes its UART's output a byte at a time: output that ends in a line's end
-goes out at once; a line still being written is read again while the file keeps growing (every
-`SETTLE_S`, for `HOLD_S` at most), so a line comes whole, in one read, and a prompt without a line's end
-once the writes pause. Input goes through one connection per VM shared by every stream (`_SharedInput`).
+`ALIVE_CHECK_S`. A hypervisor writes its UART's output a byte at a time: whole lines go out at once (a
+line still being written after them waits for the next read); a lone line still being written is read
+again while the file keeps growing (every `SETTLE_S`, for `HOLD_S` at most), so a line comes whole, in
+one read, and a prompt without a line's end once the writes pause. Input goes through one connection
+per VM shared by every stream (`_SharedInput`).
 """
 
 from __future__ import annotations
@@ -115,15 +116,20 @@ class SerialConsole:
 
     async def read(self) -> bytes:
         """The next chunk of console output; the first calls replay the retained history. A chunk ends
-        at a line's end where the hypervisor goes on writing that line (`SETTLE_S`, `HOLD_S`)."""
+        at a line's end where the hypervisor is still writing the line after it (`SETTLE_S`, `HOLD_S`)."""
         held_until: float | None = None
         while not self._closed:
             fd = self._open()
             size = os.fstat(fd).st_size
             if size > self._offset:
                 data = os.pread(fd, min(size - self._offset, _CHUNK), self._offset)
-                if await self._grows(fd, data, size, held_until := held_until or _now() + HOLD_S):
-                    continue
+                if len(data) < _CHUNK and not data.endswith(b"\n"):
+                    if lines := data.rfind(b"\n") + 1:
+                        data = data[:lines]  # the whole lines now, the one still being written next
+                    else:
+                        held_until = held_until or _now() + HOLD_S
+                        if await self._grows(fd, size, held_until):
+                            continue
                 self._offset += len(data)
                 if size > MAX_BYTES:
                     bound_log(self._log_path)
@@ -137,10 +143,10 @@ class SerialConsole:
             await self._follower.wait(ALIVE_CHECK_S)
         return b""
 
-    async def _grows(self, fd: int, data: bytes, size: int, held_until: float) -> bool:
-        """Whether `data`, read at `size`, ends inside a line that is still being written: the file grew
-        within `SETTLE_S` and `held_until` has not passed (then read again)."""
-        if data.endswith(b"\n") or len(data) == _CHUNK or _now() >= held_until:
+    async def _grows(self, fd: int, size: int, held_until: float) -> bool:
+        """Whether the line read up to `size` is still being written: the file grew within `SETTLE_S` and
+        `held_until` has not passed (then read again: only that line is, never output read before it)."""
+        if _now() >= held_until:
             return False
         await asyncio.sleep(SETTLE_S)
         return not self._closed and os.fstat(fd).st_size > size
