@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 
 import pytest
@@ -27,7 +28,7 @@ def test_a_port_held_by_a_listener_is_not_given(monkeypatch: pytest.MonkeyPatch)
         listener.bind(("127.0.0.1", held))
         listener.listen()
         ports._given.discard(held)  # as if another process had picked and bound it
-        draws = iter([held, held, 0])
+        draws = itertools.chain([held, held], itertools.repeat(0))  # then real draws, however many it takes
         real = ports._rng.randrange
         monkeypatch.setattr(ports._rng, "randrange", lambda a, b: next(draws) or real(a, b))
         assert free_port() != held
