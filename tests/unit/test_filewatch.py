@@ -247,3 +247,22 @@ async def test_whole_lines_go_out_before_the_line_still_being_written(tmp_path: 
         f.write(b"o\n")
     assert await asyncio.wait_for(stream.read(), 5.0) == b"two\n"
     await stream.close()
+
+
+async def test_a_held_line_goes_out_when_its_end_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line still being written is held until its end comes, and goes out at that write, not at the next
+    look at the file: here the writes may pause for a minute (`SETTLE_S`) before a held line goes out."""
+    monkeypatch.setattr(console, "SETTLE_S", LONG)
+    monkeypatch.setattr(console, "HOLD_S", LONG)
+    path = tmp_path / "console.log"
+    path.touch()
+    stream = SerialConsole(path, tmp_path / "none.sock", lambda: True)
+    with path.open("ab") as f:
+        f.write(b"PLASMAVMC-PVH")
+    reading = asyncio.create_task(stream.read())
+    done, _ = await asyncio.wait({reading}, timeout=0.1)
+    assert not done  # held: the line has no end yet
+    with path.open("ab") as f:
+        f.write(b"-GUEST READY\n")
+    assert await asyncio.wait_for(reading, 5.0) == b"PLASMAVMC-PVH-GUEST READY\n"
+    await stream.close()

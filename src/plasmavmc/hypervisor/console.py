@@ -18,8 +18,9 @@ inotify; a 50 ms poll of its size where inotify cannot be had), so output reache
 hypervisor writes it, and an idle console costs nothing; it looks whether the hypervisor still runs every
 `ALIVE_CHECK_S`. A hypervisor writes its UART's output a byte at a time: whole lines go out at once (a
 line still being written after them waits for the next read); a lone line still being written is read
-again while the file keeps growing (every `SETTLE_S`, for `HOLD_S` at most), so a line comes whole, in
-one read, and a prompt without a line's end once the writes pause. Input goes through one connection
+again at each write while the writes keep coming (less than `SETTLE_S` apart, for `HOLD_S` at most), so
+a line comes whole, in one read, as soon as its end is written, and a prompt without a line's end once
+the writes pause. Input goes through one connection
 per VM shared by every stream (`_SharedInput`).
 """
 
@@ -46,7 +47,7 @@ HISTORY_BYTES = 256 * 1024
 KEEP_BYTES = 256 * 1024
 MAX_BYTES = 2 * 1024 * 1024
 ALIVE_CHECK_S = 0.2
-SETTLE_S = 0.001  # a line still being written is read again after this, while the file keeps growing ...
+SETTLE_S = 0.001  # a line still being written is held while the next write comes within this ...
 HOLD_S = 0.01  # ... this long at most
 _FLUSH_POLL_S = 0.05
 _FLUSH_WAIT_S = 2.0
@@ -144,12 +145,18 @@ class SerialConsole:
         return b""
 
     async def _grows(self, fd: int, size: int, held_until: float) -> bool:
-        """Whether the line read up to `size` is still being written: the file grew within `SETTLE_S` and
+        """Whether the line read up to `size` is still being written: the file grows within `SETTLE_S`
+        (woken by that write: its next bytes, the line's end among them, are read at once) and
         `held_until` has not passed (then read again: only that line is, never output read before it)."""
-        if _now() >= held_until:
-            return False
-        await asyncio.sleep(SETTLE_S)
-        return not self._closed and os.fstat(fd).st_size > size
+        assert self._follower is not None
+        deadline = min(_now() + SETTLE_S, held_until)
+        while not self._closed:
+            if os.fstat(fd).st_size > size:
+                return True
+            if (left := deadline - _now()) <= 0:
+                return False
+            await self._follower.wait(left)
+        return False
 
     async def write(self, data: bytes) -> None:
         if self._closed:
