@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,49 +69,90 @@ class FirecrackerApi:
 
     async def put_all(self, requests: list[tuple[str, dict[str, Any]]]) -> None:
         """PUT each (path, body) in order, pipelined on one connection; the first failure raises."""
-        try:
-            await asyncio.wait_for(self._pipelined(requests), self.timeout)
-        except TimeoutError as exc:
-            raise HypervisorError(f"firecracker API: {len(requests)} PUTs not answered in {self.timeout:.0f}s") from exc
-
-    async def _pipelined(self, requests: list[tuple[str, dict[str, Any]]]) -> None:
         payload = b"".join(_encode("PUT", path, body, keep_alive=True) for path, body in requests)
         try:
-            with _reachable(self.socket_path) as address:
-                reader, writer = await asyncio.open_unix_connection(address)
-            try:
-                writer.write(payload)
-                await writer.drain()
-                for path, _ in requests:
-                    _parse_response("PUT", path, await _read_response(reader))
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            async with asyncio.timeout(self.timeout):  # not wait_for: its task would cost the send loop turns
+                with await _Connection.open(self.socket_path, payload) as conn:
+                    for path, _ in requests:
+                        _parse_response("PUT", path, await conn.response())
+        except TimeoutError as exc:
+            raise HypervisorError(f"firecracker API: {len(requests)} PUTs not answered in {self.timeout:.0f}s") from exc
+        except OSError as exc:
             raise HypervisorError(f"firecracker API: pipelined PUTs: {exc}") from exc
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         try:
-            return await asyncio.wait_for(self._request(method, path, body), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                with await _Connection.open(self.socket_path, _encode(method, path, body, keep_alive=False)) as conn:
+                    raw = await conn.response()
         except TimeoutError as exc:
             raise HypervisorError(f"firecracker API {method} {path}: no answer in {self.timeout:.0f}s") from exc
-
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        try:
-            with _reachable(self.socket_path) as address:
-                reader, writer = await asyncio.open_unix_connection(address)
-            try:
-                writer.write(_encode(method, path, body, keep_alive=False))
-                await writer.drain()
-                raw = await reader.read(_MAX_RESPONSE)
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
         except OSError as exc:
             raise HypervisorError(f"firecracker API {method} {path}: {exc}") from exc
         return _parse_response(method, path, raw)
+
+
+class _Connection:
+    """One connection to the API socket, its requests sent as it opens: a unix socket's connect and a
+    small send complete at once, so Firecracker has them before the caller's task yields (no transport
+    or stream objects between, whose setup took loop turns). Responses are read through the loop."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
+
+    @classmethod
+    async def open(cls, path: Path, payload: bytes) -> _Connection:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            with _reachable(path) as address:
+                await loop.sock_connect(sock, address)  # returns without a loop turn once connected
+            await loop.sock_sendall(sock, payload)  # likewise once all is sent
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock)
+
+    def __enter__(self) -> _Connection:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._sock.close()
+
+    async def response(self) -> bytes:
+        """The next response: its head, then as many body bytes as it announces."""
+        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
+            await self._more()
+        head = self._buffer[:end + 4]
+        length = _content_length(head)
+        while len(self._buffer) < len(head) + length:
+            await self._more()
+        raw, self._buffer = self._buffer[:len(head) + length], self._buffer[len(head) + length:]
+        return raw
+
+    async def _more(self) -> None:
+        if len(self._buffer) > _MAX_RESPONSE:
+            raise HypervisorError(f"firecracker API: response over {_MAX_RESPONSE} bytes")
+        data = await asyncio.get_running_loop().sock_recv(self._sock, 65536)
+        if not data:
+            raise HypervisorError("firecracker API: connection closed before the whole response")
+        self._buffer += data
+
+
+def _content_length(head: bytes) -> int:
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            try:
+                length = int(value.strip() or b"0")
+            except ValueError:
+                raise HypervisorError(f"firecracker API: bad Content-Length {value.strip()!r}") from None
+    if not 0 <= length <= _MAX_RESPONSE:
+        raise HypervisorError(f"firecracker API: response of {length} bytes")
+    return length
 
 
 def _encode(method: str, path: str, body: dict[str, Any] | None, *, keep_alive: bool) -> bytes:
@@ -120,19 +162,6 @@ def _encode(method: str, path: str, body: dict[str, Any] | None, *, keep_alive: 
     if body is not None:
         head += "Content-Type: application/json\r\n"
     return head.encode() + b"\r\n" + payload
-
-
-async def _read_response(reader: asyncio.StreamReader) -> bytes:
-    """One response of a kept-alive connection: its head, then as many body bytes as it announces."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip() or b"0")
-    if not 0 <= length <= _MAX_RESPONSE:
-        raise HypervisorError(f"firecracker API: response of {length} bytes")
-    return head + (await reader.readexactly(length) if length else b"")
 
 
 def _parse_response(method: str, path: str, raw: bytes) -> dict[str, Any]:
