@@ -8,11 +8,11 @@ from plasmavmc.observe.steps import Steps, parse
 def test_steps_line_reads_back_in_order() -> None:
     took = Steps()
     took.done("dir")
-    took.done("flush wait")
+    took.done("flush")
     line = took.line("vm v1: pooled backend steps")
     assert line.startswith("vm v1: pooled backend steps: dir ") and line.endswith(" ms")
     found = parse(f"2026-11-27 21:00:00 INFO plasmavmc.x: {line}", "pooled backend steps")
-    assert found is not None and list(found) == ["dir", "flush wait"]
+    assert found is not None and list(found) == ["dir", "flush"]
     assert all(0 <= s < 1 for s in found.values())
 
 
