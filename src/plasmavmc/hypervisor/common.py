@@ -8,12 +8,12 @@ names from the same VM and reject the same bad input.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import tempfile
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from plasmavmc.errors import InvalidArgument
@@ -90,11 +90,17 @@ def flush(paths: Iterable[Path]) -> None:
             os.close(fd)
 
 
-async def flush_concurrently(paths: Iterable[Path]) -> None:
-    """`flush` every path at once, one worker thread each: concurrent fsyncs share the filesystem's
-    journal commits (ext4's jbd2 batches them), so a create's seven files wait for about one commit
-    instead of seven in a row (measured here under I/O load: 1.8 ms vs 7.6 ms, medians)."""
-    await asyncio.gather(*(asyncio.to_thread(flush, [path]) for path in paths))
+_FSYNCS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fsync")  # `flush_all`'s, apart from the loop's
+
+
+def flush_all(paths: Iterable[Path]) -> None:
+    """`flush` every path at once, one thread each: concurrent fsyncs share the filesystem's journal
+    commits (ext4's jbd2 batches them), so a create's seven files wait for about one commit instead of
+    seven in a row (measured here under I/O load: 1.8 ms vs 7.6 ms, medians). Blocking: run it in one
+    worker thread (`asyncio.to_thread`), so the event loop hands the flush over and hears back once (a
+    worker per path dispatched from the loop woke it for each, beside the answers it was sending)."""
+    for done in [_FSYNCS.submit(flush, [path]) for path in paths]:
+        done.result()
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:

@@ -47,7 +47,7 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.common import flush_concurrently, image_for_boot, mark_stop, vm_name
+from plasmavmc.hypervisor.common import flush_all, image_for_boot, mark_stop, vm_name
 from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import (
     api_boot,
@@ -197,7 +197,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. What the
         boot reads (kernel, disks) is written without fsync before it; once Firecracker answered, its
         records (`vm.json`, `images.json`) are written in a thread and everything is flushed at once
-        (`flush_concurrently`): the create answers with everything durable, as the other paths do. Not
+        (`flush_all`): the create answers with everything durable, as the other paths do. Not
         beside the boot: the flush's threads and journal commits took the CPU Firecracker boots with
         (same-minutes A/B, RunVm to the guest's line: 1.0-3.0 ms sooner after the boot); the guest's
         first output, which RunVm sends as it comes, does not wait for the flush."""
@@ -228,9 +228,13 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         return handle, made_at
 
     async def _save_flushed(self, paths: FcPaths, vm: VirtualMachine, used: dict[str, LocalImage]) -> None:
-        """The VM's records written (in a thread), then everything of the create flushed at once."""
-        await asyncio.to_thread(self._save_vm, paths, vm, used, durable=False)
-        await flush_concurrently(vmfiles.durable_files(paths, vm))
+        """The VM's records written, then everything of the create flushed at once: one worker thread
+        for both (`flush_all`), so the event loop hears back once."""
+        def save_flush() -> None:
+            self._save_vm(paths, vm, used, durable=False)
+            flush_all(vmfiles.durable_files(paths, vm))
+
+        await asyncio.to_thread(save_flush)
 
     async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process,
                          took: Steps) -> None:
