@@ -208,6 +208,7 @@ async def run(settings: ServerSettings) -> None:
     core.vm_reads = VmReads(core.store, RECONCILE_INTERVAL)  # GetVm from watched copies
     reads_task = asyncio.create_task(_after_index(vm_states, core.vm_reads.run), name="vm-reads")
     gc_task = asyncio.create_task(gc_policy.run(_loaded(vm_states, core.vm_reads)), name="gc-policy")
+    images_task = asyncio.create_task(core.catalog.watch(RECONCILE_INTERVAL), name="image-reads")  # creates' lookups
     loop_task = asyncio.create_task(
         leadership.run(lambda: run_loops(core, leadership.live_servers, RECONCILE_INTERVAL, vm_states))
     )
@@ -233,7 +234,7 @@ async def run(settings: ServerSettings) -> None:
         notify("STOPPING=1")
         log.info("plasmavmc-server stopping")
         await health.set_serving(False)
-        for task in (loop_task, memory_task, audit_task, states_task, reads_task, gc_task):
+        for task in (loop_task, memory_task, audit_task, states_task, reads_task, gc_task, images_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
