@@ -1,6 +1,6 @@
 """Backend-neutral helpers every hypervisor backend needs: checked ids and names, the boot disk and its
-image, stable tap names and MAC addresses, atomic file replacement for runtime state, and the marker
-that says a process's end was asked for.
+image, stable tap names and MAC addresses, atomic file replacement for runtime state, the flush of what
+a create wrote (every file at once, `flush_all`), and the marker that says a process's end was asked for.
 
 They live here, not in one backend, so that QEMU and Firecracker (and the next backend) derive the same
 names from the same VM and reject the same bad input.

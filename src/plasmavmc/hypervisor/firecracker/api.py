@@ -3,7 +3,9 @@
 One request per connection (`Connection: close`): the API is used for a handful of calls per VM
 lifetime, so keep-alive buys nothing and a fresh connection never sees a half-read response. The one
 exception is `put_all` (a pooled Firecracker's boot, `api_boot.py`): its PUTs go out together on one
-connection, pipelined (HTTP/1.1; Firecracker answers them in order), one round trip instead of one each. Bodies
+connection, pipelined (HTTP/1.1; Firecracker answers them in order), one round trip instead of one each.
+A connection is a plain non-blocking socket (`_Connection`), connected and written before the caller's
+task first yields: Firecracker has a request the moment it is asked for. Bodies
 are JSON; Firecracker answers errors with `{"fault_message": ...}`, which becomes the `HypervisorError`
 text. The socket path of a jailed VM is deep under the runtime dir and may exceed the 108-byte
 `sun_path` limit, so long paths are reached through `/proc/self/fd/<dirfd>/<name>` of an `O_PATH`
