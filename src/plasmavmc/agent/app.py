@@ -30,6 +30,7 @@ from plasmavmc.errors import PlasmaError
 from plasmavmc.grpc_tls import channel_credentials, server_credentials
 from plasmavmc.hypervisor.registry import HypervisorRegistry, from_settings
 from plasmavmc.network.registry import make_provider
+from plasmavmc.observe import gcpauses
 from plasmavmc.observe.grpc_services import HealthAndReflection
 from plasmavmc.observe.interceptor import ObservingInterceptor
 from plasmavmc.observe.metrics import BUILD_INFO
@@ -92,6 +93,7 @@ def agent_layers(settings: AgentSettings) -> MethodChain:
 
 
 async def run(settings: AgentSettings) -> None:
+    gcpauses.install()  # every collector pass timed (`plasmavmc_gc_pause_seconds`)
     registry = from_settings(settings)
     credentials = channel_credentials(settings.agent.tls) if settings.agent.tls else None
     reporter = Reporter(endpoints(settings), credentials)
@@ -134,6 +136,7 @@ async def run(settings: AgentSettings) -> None:
         settings.agent.addr,
         ", ".join(h.value for h in registry.available()),
     )
+    gcpauses.freeze_alive()  # start-up's objects (modules, grpc, adopted VMs) out of later full passes
     notify(f"READY=1\nSTATUS=node {settings.agent.node_id} serving on {settings.agent.addr}")
     try:
         await until_terminated()

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import Awaitable
 
 from plasmavmc.observe import gcpauses
@@ -59,12 +58,7 @@ def configure() -> None:
 
 def settle() -> float:
     """One full pass, then freeze what is alive (start-up's loading done); the pass's seconds."""
-    began = time.perf_counter()
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    gcpauses.FROZEN.set(gc.get_freeze_count())
-    return time.perf_counter() - began
+    return gcpauses.freeze_alive()
 
 
 async def run(loaded: Awaitable[None]) -> None:
