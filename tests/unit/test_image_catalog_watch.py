@@ -1,6 +1,6 @@
 """`ImageCatalog.get` from its watched copy (on a real SQLite store): what this process wrote is found at
-once, a change is seen, another org's private image stays invisible, a shared one is found through the
-store, and before the copy is listed the store answers."""
+once, a change is seen, another org's private image stays invisible, a shared one is found in the copy
+too, and before the copy is listed the store answers."""
 
 from __future__ import annotations
 
@@ -64,19 +64,29 @@ async def test_lookups_come_from_the_copy_and_see_own_writes(store: SqliteStore,
         watching.cancel()
 
 
-async def test_visibility_is_kept(store: SqliteStore) -> None:
+async def test_visibility_is_kept(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
     await store.put(keys.image("org-b", "private"), codec.dumps(_image("private", "org-b", Visibility.PRIVATE)))
     shared = _image("shared", "org-b", Visibility.SHARED, shared_orgs=("org-a",))
     await store.put(keys.image("org-b", "shared"), codec.dumps(shared))
     catalog = ImageCatalog(store)
     watching = await _watching(catalog)
+    listed = 0
+    real_list = store.list_all
+
+    async def counted(prefix: str):  # type: ignore[no-untyped-def]
+        nonlocal listed
+        listed += 1
+        return await real_list(prefix)
+
+    monkeypatch.setattr(store, "list_all", counted)
     try:
         with pytest.raises(ImageNotFound):
             await catalog.get("org-a", "private")
         assert (await catalog.get("org-b", "private")).id == "private"
-        assert (await catalog.get("org-a", "shared")).id == "shared"  # stored under its owner: the store finds it
+        assert (await catalog.get("org-a", "shared")).id == "shared"  # stored under its owner: found in the copy
         with pytest.raises(ImageNotFound):
             await catalog.get("org-c", "shared")
+        assert listed == 0  # the copy answered every lookup, the searches for shared images too
     finally:
         watching.cancel()
 

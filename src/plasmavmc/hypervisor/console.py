@@ -20,8 +20,7 @@ hypervisor writes it, and an idle console costs nothing; it looks whether the hy
 line still being written after them waits for the next read); a lone line still being written is read
 again at each write while the writes keep coming (less than `SETTLE_S` apart, for `HOLD_S` at most), so
 a line comes whole, in one read, as soon as its end is written, and a prompt without a line's end once
-the writes pause. Input goes through one connection
-per VM shared by every stream (`_SharedInput`).
+the writes pause. Input goes through one connection per VM shared by every stream (`_SharedInput`).
 """
 
 from __future__ import annotations

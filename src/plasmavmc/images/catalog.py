@@ -9,8 +9,7 @@ With `watch` running (the server runs it), `get` answers from this process's wat
 records (`store/watched.py`), each decoded once per change: a create looks up its disk image, kernel and
 ramdisk without a store call each (three reads in a row, each a hop to the store's thread, on the path
 of every create). It waits (at most `FENCE_TIMEOUT`) for the copy to hold this process's own writes
-(read-your-writes); before the copy is listed, and for an image found under neither of its two keys
-(one shared by another org), it reads the store as before.
+(read-your-writes); before the copy is listed it reads the store as before.
 """
 
 from __future__ import annotations
@@ -56,6 +55,24 @@ def _derive(key: str, entry: Entry) -> None:
         _decoded(key, entry)  # store read would
 
 
+def _keys_of(org_id: str, image_id: str) -> tuple[str, str]:
+    """Where an image `org_id` may use is stored, unless another org shares it: public, or the org's own."""
+    return keys.public_image(image_id), keys.image(org_id, image_id)
+
+
+def _in_copy(copy: WatchedPrefix, org_id: str, image_id: str) -> Image | None:
+    """`ImageCatalog.get` from the watched copy: the image's two keys, then (shared by another org, stored
+    under its owner) every record, each decoded once per change."""
+    for key in _keys_of(org_id, image_id):
+        if (entry := copy.get(key)) is not None and visible(image := _decoded(key, entry), org_id):
+            return image
+    for key, entry in copy.entries.items():
+        with contextlib.suppress(CorruptRecord):
+            if (image := _decoded(key, entry)).id == image_id and visible(image, org_id):
+                return image
+    return None
+
+
 class ImageCatalog:
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -68,22 +85,24 @@ class ImageCatalog:
 
     async def get(self, org_id: str, image_id: str, *, field: str = "image_id") -> Image:
         validation.name(image_id, field)
-        candidates = (keys.public_image(image_id), keys.image(org_id, image_id))
         copy = self._copy
         if copy is not None and copy.ready and (copy.covers_own_writes() or await copy.caught_up(FENCE_TIMEOUT)):
-            for key in candidates:
-                if (entry := copy.get(key)) is not None and visible(image := _decoded(key, entry), org_id):
-                    return image
+            image = _in_copy(copy, org_id, image_id)
         else:
-            for key in candidates:
-                found = await read(self._store, Image, key)
-                if found is not None and visible(found.value, org_id):
-                    return found.value
-        for found in decode_all(Image, await self._store.list_all(keys.IMAGES)):
-            image = found.value
-            if image.id == image_id and visible(image, org_id):
-                return image
-        raise image_not_found(org_id, image_id, field)
+            image = await self._in_store(org_id, image_id)
+        if image is None:
+            raise image_not_found(org_id, image_id, field)
+        return image
+
+    async def _in_store(self, org_id: str, image_id: str) -> Image | None:
+        for key in _keys_of(org_id, image_id):
+            found = await read(self._store, Image, key)
+            if found is not None and visible(found.value, org_id):
+                return found.value
+        for found in decode_all(Image, await self._store.list_all(keys.IMAGES)):  # shared by another org
+            if found.value.id == image_id and visible(found.value, org_id):
+                return found.value
+        return None
 
     async def list(self, org_id: str) -> list[Image]:
         out = []

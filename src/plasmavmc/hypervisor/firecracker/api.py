@@ -127,11 +127,10 @@ class _Connection:
         """The next response: its head, then as many body bytes as it announces."""
         while (end := self._buffer.find(b"\r\n\r\n")) < 0:
             await self._more()
-        head = self._buffer[:end + 4]
-        length = _content_length(head)
-        while len(self._buffer) < len(head) + length:
+        whole = end + 4 + _content_length(self._buffer[:end + 4])
+        while len(self._buffer) < whole:
             await self._more()
-        raw, self._buffer = self._buffer[:len(head) + length], self._buffer[len(head) + length:]
+        raw, self._buffer = self._buffer[:whole], self._buffer[whole:]
         return raw
 
     async def _more(self) -> None:
