@@ -39,27 +39,32 @@ async def _watching(catalog: ImageCatalog) -> asyncio.Task[None]:
     return task
 
 
+def _counted(monkeypatch: pytest.MonkeyPatch, store: SqliteStore, method: str) -> list[int]:
+    """The real store's `method`, its calls counted from now on (the one-element list)."""
+    calls = [0]
+    real = getattr(store, method)
+
+    async def counting(*args: object) -> object:
+        calls[0] += 1
+        return await real(*args)
+
+    monkeypatch.setattr(store, method, counting)
+    return calls
+
+
 async def test_lookups_come_from_the_copy_and_see_own_writes(store: SqliteStore,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     catalog = ImageCatalog(store)
     watching = await _watching(catalog)
     try:
         await catalog.put_if_changed(_image("disk"))
-        reads = 0
-        real_get = store.get
-
-        async def counted(key: str):  # type: ignore[no-untyped-def]
-            nonlocal reads
-            reads += 1
-            return await real_get(key)
-
-        monkeypatch.setattr(store, "get", counted)
+        reads = _counted(monkeypatch, store, "get")
         assert (await catalog.get("org-a", "disk")).id == "disk"  # written just now, through this process
-        assert reads == 0  # the copy answered
+        assert reads[0] == 0  # the copy answered
         await catalog.put_if_changed(dataclasses.replace(_image("disk"), status=ImageStatus.DELETED))
-        before = reads
+        before = reads[0]
         assert (await catalog.get("org-a", "disk")).status is ImageStatus.DELETED  # the change, at once
-        assert reads == before
+        assert reads[0] == before
     finally:
         watching.cancel()
 
@@ -70,15 +75,7 @@ async def test_visibility_is_kept(store: SqliteStore, monkeypatch: pytest.Monkey
     await store.put(keys.image("org-b", "shared"), codec.dumps(shared))
     catalog = ImageCatalog(store)
     watching = await _watching(catalog)
-    listed = 0
-    real_list = store.list_all
-
-    async def counted(prefix: str):  # type: ignore[no-untyped-def]
-        nonlocal listed
-        listed += 1
-        return await real_list(prefix)
-
-    monkeypatch.setattr(store, "list_all", counted)
+    listed = _counted(monkeypatch, store, "list_all")
     try:
         with pytest.raises(ImageNotFound):
             await catalog.get("org-a", "private")
@@ -86,7 +83,7 @@ async def test_visibility_is_kept(store: SqliteStore, monkeypatch: pytest.Monkey
         assert (await catalog.get("org-a", "shared")).id == "shared"  # stored under its owner: found in the copy
         with pytest.raises(ImageNotFound):
             await catalog.get("org-c", "shared")
-        assert listed == 0  # the copy answered every lookup, the searches for shared images too
+        assert listed[0] == 0  # the copy answered every lookup, the searches for shared images too
     finally:
         watching.cancel()
 
