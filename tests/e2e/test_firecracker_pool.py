@@ -27,12 +27,14 @@ import pytest
 
 from plasmavmc.client import PlasmaClient
 from plasmavmc.errors import HypervisorError, Unavailable
-from plasmavmc.hypervisor.base import LocalImage
+from plasmavmc.hypervisor import common
+from plasmavmc.hypervisor.base import LocalImage, VmHandle
 from plasmavmc.hypervisor.firecracker import jail, launch
 from plasmavmc.hypervisor.firecracker.api import FirecrackerApi, wait_for_socket
 from plasmavmc.hypervisor.firecracker.backend import FirecrackerBackend
 from plasmavmc.hypervisor.firecracker.pool import POOL_DIR
 from plasmavmc.hypervisor.process import is_running, read_pidfile
+from plasmavmc.hypervisor.vmdir import VM
 from plasmavmc.types.states import VmState
 from plasmavmc.types.vm import CloneSource, ConsoleType, CpuSpec, HypervisorType, MemorySpec, VirtualMachine
 from tests import firecracker_guest as fc
@@ -176,6 +178,42 @@ async def test_unjailed_pool(tmp_path: Path, images: dict[str, LocalImage]) -> N
         await say(backend, vm, "hi", b"#0001 hi\n", ready=fc.READY)
         await backend.delete(handle)
         assert not is_running(pooled)
+    finally:
+        await backend.close()
+
+
+async def test_the_records_are_flushed_once_the_first_output_went_on(
+        tmp_path: Path, images: dict[str, LocalImage], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A RunVm's pooled create writes and flushes the VM's records only once the guest's first output has
+    gone on (`output_sent`, set here by the console's reader once it read the ready line), not beside it;
+    the create answers with them written."""
+    monkeypatch.setattr(common, "FIRST_OUTPUT_WAIT", DEADLINE_S)  # no bound in the way: the order is seen
+    backend = fc.backend(tmp_path / "run", warm_pool=1)
+    await backend.open()
+    try:
+        await filled(backend, 1)
+        vm = fc.vm("first-output")
+        output_sent = asyncio.Event()
+        records_at_line: list[bool] = []
+        reading: list[asyncio.Task[None]] = []
+
+        async def follow(handle: VmHandle) -> None:
+            console = await backend.console(handle, ConsoleType.SERIAL)
+            try:
+                await read_until(console, fc.READY, bytearray(), DEADLINE_S)
+            finally:
+                await console.close()
+            records_at_line.append((backend.paths(handle).root / VM).exists())
+            output_sent.set()
+
+        def ready(handle: VmHandle) -> None:
+            reading.append(asyncio.create_task(follow(handle)))
+
+        handle, _ = await backend.create_started(vm, images, ready, output_sent=output_sent)
+        await reading[0]
+        assert records_at_line == [False]  # the guest's line came before the records were written
+        assert (backend.paths(handle).root / VM).exists()
+        await backend.delete(handle)
     finally:
         await backend.close()
 

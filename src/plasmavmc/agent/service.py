@@ -53,13 +53,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         def follow(handle: VmHandle) -> AsyncGenerator[bytes]:
             return self._follow(self.vms.registry.get(handle.backend), handle, True)
 
-        async for reply in run_stream.replies(lambda ready: self._created(request, True, ready), follow):
+        async for reply in run_stream.replies(lambda ready, sent: self._created(request, True, ready, sent), follow):
             yield reply
 
     async def _created(self, request: agent_pb2.CreateVmRequest, start: bool,
-                       ready: Callable[[VmHandle], None] | None = None) -> agent_pb2.VmHandle:
+                       ready: Callable[[VmHandle], None] | None = None,
+                       output_sent: asyncio.Event | None = None) -> agent_pb2.VmHandle:
         """The VM of a CreateVm (or RunVm) request made (and with `start`, started: `started` is set;
-        `ready` called once its console can be followed)."""
+        `ready` called once its console can be followed, `output_sent` set once its first output went on)."""
         vm = from_proto(VirtualMachine, request.vm)
         validation.vm_id(vm.id, "vm.id")
         validation.name(vm.org_id, "vm.org_id")
@@ -75,7 +76,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         ports = [from_proto(PortRequest, p) for p in request.ports]
         if not start:
             return to_proto(await self.vms.create(vm, images, ports), agent_pb2.VmHandle())
-        handle, status = await self.vms.create_started(vm, images, ports, ready)
+        handle, status = await self.vms.create_started(vm, images, ports, ready, output_sent=output_sent)
         reply = to_proto(handle, agent_pb2.VmHandle())
         reply.started.CopyFrom(to_proto(status, types_pb2.VmStatus()))
         return reply

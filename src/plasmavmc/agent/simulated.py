@@ -115,7 +115,8 @@ class FleetVms(NodeVms):
         return handle
 
     async def create_started(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = (),
-                             ready: Callable[[VmHandle], None] | None = None) -> tuple[VmHandle, VmStatus]:
+                             ready: Callable[[VmHandle], None] | None = None, *,
+                             output_sent: asyncio.Event | None = None) -> tuple[VmHandle, VmStatus]:
         """Through this fleet's own `create` (its node's backend, its copies table), then `start`."""
         handle = await self.create(vm, images, ports)
         await self.start(vm.id)

@@ -119,19 +119,21 @@ class NodeVms:
         return handle
 
     async def create_started(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = (),
-                             ready: Callable[[VmHandle], None] | None = None) -> tuple[VmHandle, VmStatus]:
+                             ready: Callable[[VmHandle], None] | None = None, *,
+                             output_sent: asyncio.Event | None = None) -> tuple[VmHandle, VmStatus]:
         """`create` then `start` in one call (CreateVm with `start`): the control plane's create+start is one
         round trip, the backend may overlap the two (`create_started`), and the status the control plane
         records RUNNING from comes without the cost of usage counters. The boot timeline's image_ready is
-        when the backend had made the disks. `ready` is the backend's (`HypervisorBackend.create_started`):
-        called with the handle once the VM's console can be followed. Logs where it spent
+        when the backend had made the disks. `ready` and `output_sent` are the backend's
+        (`HypervisorBackend.create_started`): `ready` called with the handle once the VM's console can be
+        followed, `output_sent` set once its first output went on. Logs where it spent
         its time (`CREATE_STARTED_STEPS`)."""
         took = Steps()
         backend = self.registry.get(vm.hypervisor)
         local = await self._prepared(backend, vm, images, ports)
         took.done("prepared")
         try:
-            handle, made_at = await backend.create_started(vm, local, ready)
+            handle, made_at = await backend.create_started(vm, local, ready, output_sent=output_sent)
         except BaseException:
             # created but not started: the VM is this node's all the same (its record says why in ERROR)
             for handle in await backend.handles():

@@ -1,6 +1,7 @@
 """Backend-neutral helpers every hypervisor backend needs: checked ids and names, the boot disk and its
 image, stable tap names and MAC addresses, atomic file replacement for runtime state, the flush of what
-a create wrote (every file at once, `flush_all`), and the marker that says a process's end was asked for.
+a create wrote (every file at once, `flush_all`) and the wait that puts it after a RunVm's first output
+(`after_first_output`), and the marker that says a process's end was asked for.
 
 They live here, not in one backend, so that QEMU and Firecracker (and the next backend) derive the same
 names from the same VM and reject the same bad input.
@@ -8,6 +9,8 @@ names from the same VM and reject the same bad input.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import tempfile
@@ -19,6 +22,9 @@ from pathlib import Path
 from plasmavmc.errors import InvalidArgument
 from plasmavmc.hypervisor.base import LocalImage
 from plasmavmc.types.vm import DiskSpec, NetworkSpec, VmSpec
+
+#: how long a booted VM's own work waits for its first output to go on (`after_first_output`)
+FIRST_OUTPUT_WAIT = 0.01
 
 _DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _VM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -135,3 +141,16 @@ def stop_reason(path: Path, pid: int) -> str | None:
     except FileNotFoundError:
         return None
     return (reason or "stop") if marked == str(pid) else None
+
+
+async def after_first_output(output_sent: asyncio.Event | None) -> None:
+    """Until `output_sent` is set (a RunVm's: the guest's first output has gone on to the control
+    plane), at most `FIRST_OUTPUT_WAIT`; at once without it. What a create does after the boot that can
+    wait (its records' flush: file writes, fsync threads, journal commits) waits for it: from its boot on,
+    the test guest keeps one of this host's 2 CPUs busy, and everything else shares the other, the
+    output's way through the agent, the server and the client among it. A guest silent for longer only
+    makes the create's answer that much later."""
+    if output_sent is not None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_OUTPUT_WAIT):
+                await output_sent.wait()

@@ -47,7 +47,7 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.common import flush_all, image_for_boot, mark_stop, vm_name
+from plasmavmc.hypervisor.common import after_first_output, flush_all, image_for_boot, mark_stop, vm_name
 from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import (
     api_boot,
@@ -153,7 +153,8 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         return handle
 
     async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage],
-                             ready: Callable[[VmHandle], None] | None = None) -> tuple[VmHandle, float]:
+                             ready: Callable[[VmHandle], None] | None = None, *,
+                             output_sent: asyncio.Event | None = None) -> tuple[VmHandle, float]:
         """With a process of the warm pool (`pool.py`): the VM's files placed in its jail, then configured
         over its API (or a clone's snapshot loaded); its console (the process's output file) can be
         followed from the moment the entry is the VM's (`ready`), before the boot. Without, a clone's
@@ -166,7 +167,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         warm = self.pool.take()
         if warm is not None:
             try:
-                return await self._warm_started(vm, boot, used, warm, ready)
+                return await self._warm_started(vm, boot, used, warm, ready, output_sent)
             finally:
                 self.pool.refill()
         if vm.source_snapshot is None:
@@ -193,14 +194,16 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         return handle, made_at
 
     async def _warm_started(self, vm: VirtualMachine, boot: LocalImage, used: dict[str, LocalImage],
-                            warm: pool.Warm, ready: Callable[[VmHandle], None] | None) -> tuple[VmHandle, float]:
+                            warm: pool.Warm, ready: Callable[[VmHandle], None] | None,
+                            output_sent: asyncio.Event | None) -> tuple[VmHandle, float]:
         """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. What the
         boot reads (kernel, disks) is written without fsync before it; once Firecracker answered, its
         records (`vm.json`, `images.json`) are written in a thread and everything is flushed at once
         (`flush_all`): the create answers with everything durable, as the other paths do. Not
         beside the boot: the flush's threads and journal commits took the CPU Firecracker boots with
-        (same-minutes A/B, RunVm to the guest's line: 1.0-3.0 ms sooner after the boot); the guest's
-        first output, which RunVm sends as it comes, does not wait for the flush."""
+        (same-minutes A/B, RunVm to the guest's line: 1.0-3.0 ms sooner after the boot). Nor beside
+        the guest's first output on its way to a RunVm's caller: the flush waits until it has gone on
+        (`output_sent`, at most `common.FIRST_OUTPUT_WAIT`: step `output`)."""
         took = Steps()
         with warm.process:
             handle, paths = self._begin_dir(vm, warm, durable=False)
@@ -215,6 +218,8 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
                     made_at = time.time()
                     try:
                         await self._boot_warm(vm, boot, paths, warm.process, took)
+                        await after_first_output(output_sent)
+                        took.done("output")
                     finally:  # written and flushed whether the boot failed or not
                         await self._save_flushed(paths, vm, used)
                         took.done("flush")
