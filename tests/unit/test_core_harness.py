@@ -7,6 +7,7 @@ network: nothing here claims a VM booted).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -21,9 +22,11 @@ from plasmavmc.core.loops import adopt
 from plasmavmc.core.loops.restarts import RestartLoop
 from plasmavmc.core.nodes import reports
 from plasmavmc.core.vms import lifecycle, power, restarts
-from plasmavmc.errors import InvalidArgument, NoSuitableNode, QuotaExceeded, VmNotFound
+from plasmavmc.core.vms.reads import VmReads
+from plasmavmc.errors import AlreadyExists, InvalidArgument, NoSuitableNode, QuotaExceeded, VmNotFound
 from plasmavmc.store import keys
 from plasmavmc.store.records import mutate
+from plasmavmc.store.sqlite import SqliteStore
 from plasmavmc.types.quota import ResourceLimits
 from plasmavmc.types.runtime import ExitKind
 from plasmavmc.types.states import VmState
@@ -240,3 +243,45 @@ async def test_an_adopters_late_last_step_never_undoes_a_newer_state(core: Core)
     node.GetVmStatus = meanwhile  # type: ignore[method-assign]
     await adopt.finish_operation(core, pending.begin(pending.Op.CREATE, key, vm.id, "dead-server"))
     assert (await core.find_vm(VmRef(ORG, PROJ, vm.id))).value.state is VmState.RUNNING
+
+
+@pytest.mark.parametrize("start", [True, False])
+async def test_a_taken_name_is_refused_from_the_watched_index(core: Core, start: bool, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With GetVm's watched name index current, a create's name check reads no store; a name taken where
+    this replica's index has not seen it yet (another replica, a moment ago) is still ALREADY_EXISTS,
+    refused by the create's commit with nothing written."""
+    core.vm_reads = VmReads(core.store)
+    watching = asyncio.create_task(core.vm_reads.run())
+    try:
+        await create(core, "taken")
+        assert await core.vm_reads.names.caught_up(5.0)
+        get = core.store.get
+        name_reads: list[str] = []
+
+        async def counted_get(key: str) -> Any:
+            if key.startswith(keys.NAMES):
+                name_reads.append(key)
+            return await get(key)
+
+        monkeypatch.setattr(core.store, "get", counted_get)
+        again = lifecycle.CreateVm("taken", ORG, PROJ, SPEC, HypervisorType.KVM, {}, {}, start=start)
+        with pytest.raises(AlreadyExists) as err:
+            await lifecycle.create(core, again)
+        assert err.value.field == "name" and name_reads == []
+        before = await written(core)
+        watching.cancel()  # the index stops here: a name taken now is not in it
+        other = await SqliteStore.open(tmp_path / "state.db")  # another replica's writes, on the same store
+        try:
+            await other.put(keys.vm_name(ORG, PROJ, "elsewhere"), b"00000000-0000-4000-8000-00000000000e", 0)
+        finally:
+            await other.close()
+        late = lifecycle.CreateVm("elsewhere", ORG, PROJ, SPEC, HypervisorType.KVM, {}, {}, start=start)
+        with pytest.raises(AlreadyExists) as err:
+            await lifecycle.create(core, late)
+        assert err.value.field == "name"
+        assert await written(core) == before
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching

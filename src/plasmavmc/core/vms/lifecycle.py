@@ -218,14 +218,13 @@ def _creating(core: Core, vm: VirtualMachine, op: pending.Pending) -> placement.
 async def _new_vm(core: Core, req: CreateVm, accepted: float) -> tuple[VirtualMachine, list[Image]]:
     """The VM a create makes (PENDING, not stored) and its images, everything checked; its name free."""
     _validate(req)
-    name_key = keys.vm_name(req.org_id, req.project_id, req.name)
-    found, taken = await asyncio.gather(images_for(core, req.org_id, req.spec), core.store.get(name_key),
+    found, taken = await asyncio.gather(images_for(core, req.org_id, req.spec), _name_taken(core, req),
                                         return_exceptions=True)  # both reads at once; errors in this order
     if isinstance(found, BaseException):
         raise found
     if isinstance(taken, BaseException):
         raise taken
-    if taken is not None:
+    if taken:
         raise AlreadyExists(f"a VM named {req.name!r} already exists in {req.org_id}/{req.project_id}", field="name")
     images = found
     boot_from = boot_image(req.spec, images)
@@ -238,6 +237,18 @@ async def _new_vm(core: Core, req: CreateVm, accepted: float) -> tuple[VirtualMa
         metadata=req.metadata, status=VmStatus(boot=boot.accepted(accepted)), source_snapshot=req.source_snapshot,
     )
     return vm, images
+
+
+async def _name_taken(core: Core, req: CreateVm) -> bool:
+    """Whether the VM's name is taken in its project: from GetVm's watched name index when that holds
+    every write of this process (no store read), else from the store. A fail-fast check only: the
+    create's commit expects the name's key absent, so a name another replica took a moment ago, not in
+    the index yet, still ends the create ALREADY_EXISTS there, with nothing written."""
+    key = keys.vm_name(req.org_id, req.project_id, req.name)
+    names = core.vm_reads.names if core.vm_reads is not None else None
+    if names is not None and names.covers_own_writes():
+        return names.get(key) is not None
+    return await core.store.get(key) is not None
 
 
 async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None = None, *,
