@@ -452,7 +452,7 @@ async def main(runs: int, vms: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--vms", type=int, default=2, help="at most the node's CPUs (1 vCPU each)")
     args = parser.parse_args()
     if (why := fc.missing()) is not None:

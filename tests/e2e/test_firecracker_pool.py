@@ -2,8 +2,8 @@
 
 A create with `start` takes a waiting process (its pid is the VM's, its jail id is in the handle), boots
 the guest over the API with the VM's cgroup limits written into the pooled jail's cgroups (a CPU quota
-with the VMM's allowance), back at the agent's nice (pool launches run at the lowest), and the
-pool refills. A clone takes one too and continues from the snapshot's memory. The pool is invisible: a
+with the VMM's allowance), at the agent's nice (pool launches run at the lowest until their API
+answers), and the pool refills. A clone takes one too and continues from the snapshot's memory. The pool is invisible: a
 second backend on the same runtime dir adopts the VMs only, kills the processes an earlier (dead) agent
 left waiting, and `close` leaves no process, no jail and no cgroup behind. A pooled VM stops and starts
 again (through the jailer, same jail id) and its delete removes its cgroups. Through the real agent: a
@@ -111,6 +111,8 @@ async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dic
     await backend.open()
     try:
         (pooled,) = await filled(backend, 1)
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert nice_values(pooled) == {own}, "a waiting entry is set back once its API answers, not at the boot"
         jail_id = backend.pool.ready()[0].jail_id
         vm = vm_of("pooled")
         at_boot: list[list[Path]] = []
@@ -139,7 +141,6 @@ async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dic
             assert found and found[0].read_text().strip() == value, key
             assert str(pooled) in (found[0].parent / "cgroup.procs").read_text()
         assert not (tmp_path / "run" / ".pool" / jail_id).exists()
-        own = os.getpriority(os.PRIO_PROCESS, 0)
         assert nice_values(pooled) == {own}, "the VM's threads (its vCPU's among them) left at low priority"
         (refilled,) = await filled(backend, 1)
         assert refilled != pooled and backend.pool.launched == 2

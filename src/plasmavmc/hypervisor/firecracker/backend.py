@@ -243,9 +243,8 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
 
     async def _boot_warm(self, vm: VirtualMachine, boot: LocalImage, paths: FcPaths, process: Process,
                          took: Steps) -> None:
-        """The pooled process back at the normal CPU policy and the VM's limits on its cgroups, then its boot
-        (or a clone's resume) over the API."""
-        launch.set_low_priority(process.pid, False)
+        """The VM's limits on the pooled process's cgroups, then its boot (or a clone's resume) over the API
+        (the process is at the agent's CPU priority since it waits: `launcher.spawn_warm`)."""
         if paths.jailed:
             jail.apply_limits(paths.jail_id, self.jailer, vm.spec)
         took.done("limits")

@@ -90,8 +90,9 @@ LOW_PRIORITY_NICE = 19
 def set_low_priority(pid: int, low: bool) -> None:
     """Every thread of `pid` at nice `LOW_PRIORITY_NICE` (the smallest CPU share), or back at this
     process's own nice (what a launch inherits). A warm pool's launch (`pool.py`) is low, so that the
-    jailer and exec yield the CPU to a create's answer and to running guests; the process a VM takes is
-    set back before its boot (the threads Firecracker makes later, the vCPUs among them, inherit it).
+    jailer and exec yield the CPU to a create's answer and to running guests; it is set back once its API
+    answers, while it waits idle (`Launcher.spawn_warm`; the threads Firecracker makes later, the vCPUs
+    among them, inherit it).
     Nice, not `SCHED_IDLE`: on a node whose guests keep every CPU busy an idle-class launch would hardly
     run at all and the pool would not refill. Set just after the exec: threads and children made before
     that (a race lost) keep the inherited nice, which is harmless. A thread gone meanwhile is skipped."""
