@@ -212,6 +212,38 @@ async def test_jail_uid_pid_namespace_cgroups_and_cleanup(jailed: Guest) -> None
     assert not any(d.exists() for d in cgroups)
 
 
+async def test_the_vms_cpu_weight_is_set_on_their_parent_cgroup(runtime: Path) -> None:
+    """`open` gives the jails' parent cgroup the configured CPU weight (`guest_cpu_weight`: v2
+    `cpu.weight`, v1 `cpu.shares` x 1024 / 100), making the parent where it is missing; without one
+    configured it is left alone."""
+    assert fc.FIRECRACKER is not None and fc.JAILER is not None
+    options = jail.JailerOptions(uid=fc.JAIL_UID, gid=fc.JAIL_UID, parent_cgroup=f"plasmavmc-w{os.getpid()}")
+    version = jail.cgroup_version(options)
+    parent = _cpu_hierarchy(version) / options.parent_cgroup
+    name, expected = ("cpu.weight", "10") if version == "2" else ("cpu.shares", "102")
+    try:
+        for weight in (None, 10):
+            backend = FirecrackerBackend(fc.FIRECRACKER, fc.JAILER, runtime,
+                                         jailer=dataclasses.replace(options, cpu_weight=weight))
+            await backend.open()
+            await backend.close()
+            if weight is None:
+                assert not parent.exists()
+        assert (parent / name).read_text().strip() == expected
+    finally:
+        if parent.exists():
+            parent.rmdir()
+
+
+def _cpu_hierarchy(version: str) -> Path:
+    """Where the cgroup hierarchy with the cpu controller is mounted (v2: the unified one)."""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mount, fstype, options = line.split()[:4]
+        if (fstype == "cgroup2" and version == "2") or (fstype == "cgroup" and "cpu" in options.split(",")):
+            return Path(mount)
+    raise AssertionError("no cgroup hierarchy with the cpu controller is mounted")
+
+
 def _cgroup_dirs(opts: jail.JailerOptions, vm_id: str) -> list[Path]:
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
               if line.split()[2] in ("cgroup", "cgroup2")]

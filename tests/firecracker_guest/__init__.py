@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -94,10 +95,32 @@ async def pool_ready(runtime_dir: Path, within_s: float = 30.0, entries: int = 1
 
 
 def kill_leftovers(root: Path) -> None:
-    """Hypervisor processes outlive the agent by design; a test's (or bench's) own ones end with it."""
+    """Hypervisor processes outlive the agent by design; a test's (or bench's) own ones end with it, and
+    so do their jails' cgroups (which the VM's delete would have removed)."""
+    jails: list[str] = []
     for pidfile in [*root.glob("run/fc/*/jail/*/*/root/firecracker.pid"), *root.glob("run/fc/*/vm/firecracker.pid"),
                     *root.glob("run/fc/.pool/*/jail/*/*/root/firecracker.pid")]:
         pid = read_pidfile(pidfile)
         if pid is not None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+        if pidfile.parts[-5] == "jail":  # run/fc/<vm>/jail/<exec>/<jail id>/root/firecracker.pid
+            jails.append(pidfile.parts[-3])
+    _remove_cgroups(jails)
+
+
+def _remove_cgroups(jail_ids: list[str]) -> None:
+    """The cgroup dirs of `jail_ids` (default parent), removed once the killed processes left them
+    (poll-with-deadline: the kernel frees a cgroup a moment after its last task exits)."""
+    dirs = [Path(mount) / JailerOptions().parent_cgroup / j for j in jail_ids
+            for mount in (line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                          if line.split()[2] in ("cgroup", "cgroup2"))]
+    deadline = time.monotonic() + 5.0
+    for d in dirs:
+        while d.is_dir():
+            try:
+                d.rmdir()
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)

@@ -557,20 +557,16 @@ def test_text_logging_and_trace_level() -> None:
         setup_logging("loud", "text", stream)
 
 
-def test_firecracker_warm_pool_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("key", "default", "good", "bad"), [
+    ("warm_pool", 2, 0, ("-1", "65")),
+    ("guest_cpu_weight", 10, 100, ("0", "10001", '"low"')),
+    ("vmm_cpu_percent", 50, 0, ("-1", "1001", '"half"')),
+])
+def test_firecracker_int_keys(tmp_path: Path, key: str, default: int, good: int, bad: tuple[str, ...]) -> None:
     node = '[agent]\nnode_id = "n1"\n'
-    assert agent(node, tmp_path).hypervisors.firecracker.warm_pool == 2
-    assert agent(node + "[hypervisors.firecracker]\nwarm_pool = 0\n", tmp_path).hypervisors.firecracker.warm_pool == 0
-    for bad in ("-1", "65"):
-        problems = problems_of(agent, f"{node}[hypervisors.firecracker]\nwarm_pool = {bad}\n", tmp_path)
-        assert any("warm_pool" in p for p in problems), problems
-
-
-def test_firecracker_vmm_cpu_percent_key(tmp_path: Path) -> None:
-    node = '[agent]\nnode_id = "n1"\n'
-    assert agent(node, tmp_path).hypervisors.firecracker.vmm_cpu_percent == 50
-    fc = agent(node + "[hypervisors.firecracker]\nvmm_cpu_percent = 0\n", tmp_path).hypervisors.firecracker
-    assert fc.vmm_cpu_percent == 0
-    for bad in ("-1", "1001", '"half"'):
-        problems = problems_of(agent, f"{node}[hypervisors.firecracker]\nvmm_cpu_percent = {bad}\n", tmp_path)
-        assert any("vmm_cpu_percent" in p for p in problems), problems
+    assert getattr(agent(node, tmp_path).hypervisors.firecracker, key) == default
+    fc = agent(f"{node}[hypervisors.firecracker]\n{key} = {good}\n", tmp_path).hypervisors.firecracker
+    assert getattr(fc, key) == good
+    for value in bad:
+        problems = problems_of(agent, f"{node}[hypervisors.firecracker]\n{key} = {value}\n", tmp_path)
+        assert any(key in p for p in problems), problems

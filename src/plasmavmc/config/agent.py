@@ -118,6 +118,7 @@ _check_id = between(0, 2**32 - 2, "a uid/gid between 0 and 4294967294")
 _check_tb_size = between(0, 4096, "0 (QEMU's default) to 4096 MiB")
 _check_vmm_cpu_percent = between(0, 1000, "0 to 1000 (percent of one CPU)")
 _check_pool_size = between(0, 64, "0 (no pool) to 64 waiting processes")
+_check_cpu_weight = between(1, 10000, "1 to 10000 (cgroup v2 cpu.weight units: 100 is the kernel's default)")
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,12 @@ class FirecrackerSettings:
     false): track dirty pages, so a VM's later snapshots store only the memory written since the
     previous one (restore merges them). ext ``warm_pool`` (default 2, 0 disables): how many Firecracker
     processes the agent keeps launched (jailed) and waiting, so that a create with ``start`` or a clone
-    takes one instead of running the jailer and an exec (see README "Firecracker fast path").
+    takes one instead of running the jailer and an exec (see README "Firecracker fast path"). ext
+    ``guest_cpu_weight`` (default 10, 1-10000; with the jailer): the CPU weight of all the node's
+    Firecracker VMs together against the node's own processes (the agent, a server) where both want the
+    same CPU, written at agent start to ``parent_cgroup`` (v2 ``cpu.weight``, v1 ``cpu.shares`` =
+    weight x 1024 / 100). A weight is a share under contention only: VMs alone use every CPU their
+    quota allows.
     """
 
     fc_path: str = setting("/usr/bin/firecracker", check=check_command)
@@ -166,6 +172,7 @@ class FirecrackerSettings:
     balloon: bool = False
     diff_snapshots: bool = False
     warm_pool: int = setting(2, check=_check_pool_size)
+    guest_cpu_weight: int = setting(10, check=_check_cpu_weight)
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,10 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         spec.check(vm_spec, None)
 
     async def open(self) -> None:
-        """The warm pool: what an earlier agent left is killed, then it fills in the background."""
+        """The VMs' CPU weight on their parent cgroup (`jail.weigh_parent`), then the warm pool: what an
+        earlier agent left is killed, then it fills in the background."""
+        if self.jailer.enabled:
+            jail.weigh_parent(self.jailer)
         await self.pool.open()
 
     async def close(self) -> None:
@@ -474,7 +477,7 @@ def backend_from_settings(settings: AgentSettings) -> FirecrackerBackend:
     options = JailerOptions(enabled=fc.jailer, uid=fc.jailer_uid, gid=fc.jailer_gid,
                             cgroup_version=fc.cgroup_version, parent_cgroup=fc.parent_cgroup,
                             cgroup_limits=fc.cgroup_limits, memory_overhead_mib=fc.memory_overhead_mib,
-                            vmm_cpu_percent=fc.vmm_cpu_percent)
+                            vmm_cpu_percent=fc.vmm_cpu_percent, cpu_weight=fc.guest_cpu_weight)
     return FirecrackerBackend(fc.fc_path, fc.jailer_path, Path(fc.runtime_dir), jailer=options,
                               qemu_img_path=settings.hypervisors.kvm.qemu_img_path, balloon=fc.balloon,
                               diff_snapshots=fc.diff_snapshots, warm_pool=fc.warm_pool)

@@ -21,6 +21,11 @@ the process into cgroups `<parent>/<vm id>` with the limits given as `--cgroup f
   allowance a guest that keeps its vCPU busy (as ours polls its UART) exhausts the period's quota and
   leaves the VMM's threads throttled until the next period, the boot's API answer among them.
 * Files we put into the chroot are owned by the jail's uid/gid so an unprivileged Firecracker can use them.
+* The jails' parent cgroup carries the VMs' CPU weight against the node's own processes (`weigh_parent`,
+  `[hypervisors.firecracker] guest_cpu_weight`): a booted guest that keeps its vCPU busy shares a CPU
+  with the agent, the server and the client of a create, whose work (the guest's first line on its way
+  out, the create's answer) then comes first (same-minutes A/B of RunVm to the guest's line, six runs
+  of 50: -0.7 ms on average, shares 128 against the default 1024).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import logging
 import os
 import shutil
 import time
@@ -37,6 +43,8 @@ from pathlib import Path
 from plasmavmc.errors import HypervisorError
 from plasmavmc.hypervisor.firecracker.layout import API_SOCK, PIDFILE, FcPaths
 from plasmavmc.types.vm import VmSpec
+
+log = logging.getLogger(__name__)
 
 CPU_PERIOD_US = 100_000
 MIB = 1024 * 1024
@@ -54,6 +62,7 @@ class JailerOptions:
     cgroup_limits: bool = True
     memory_overhead_mib: int = 64
     vmm_cpu_percent: int = 50  # of one CPU, on top of the vCPUs' quota, for Firecracker's own threads
+    cpu_weight: int | None = None  # of `parent_cgroup` (v2 units), set by `weigh_parent`; None: left as it is
 
 
 def detect_cgroup_version() -> str:
@@ -124,6 +133,24 @@ def apply_limits(jail_id: str, opts: JailerOptions, spec: VmSpec) -> None:
             path.write_text(value)
         except OSError as exc:
             raise HypervisorError(f"cannot set {name} of jail {jail_id}: {exc}") from exc
+
+
+def weigh_parent(opts: JailerOptions) -> None:
+    """`opts.cpu_weight` on the jails' parent cgroup (made if missing), so all the node's VMs together
+    weigh that much against the node's own processes where they compete for a CPU (v2 `cpu.weight`, v1
+    `cpu.shares`: weight x 1024 / 100). Where it cannot be written (no cpu controller there, a read-only
+    hierarchy) the kernel's default stays, and that is logged: the VMs run all the same."""
+    if opts.cpu_weight is None or not cgroups_mounted():
+        return
+    version = cgroup_version(opts)
+    name, value = ("cpu.weight", opts.cpu_weight) if version == "2" else ("cpu.shares", opts.cpu_weight * 1024 // 100)
+    try:
+        parent = _controller_dir(version, "cpu") / opts.parent_cgroup
+        parent.mkdir(exist_ok=True)
+        (parent / name).write_text(str(value))
+    except (OSError, HypervisorError) as exc:
+        log.warning("cannot set the CPU weight of the VMs' cgroup %s (the kernel's default stays): %s",
+                    opts.parent_cgroup, exc)
 
 
 def _controller_dir(version: str, controller: str) -> Path:
