@@ -32,8 +32,8 @@ Prints one JSON document:
   — the agent call; recorded — the last commit; lease end), the node's (`create+start steps`: prepared —
   images pinned and local, ports; backend; status) and the pooled backend's (`pooled backend steps`:
   dir — the pool entry renamed into place; files — kernel link, disk copy, ownership; limits — the
-  cgroup writes; boot — the pipelined PUTs and InstanceStart; flush — the VM's records and fsyncs,
-  after the boot; recorded);
+  cgroup writes; boot — the pipelined PUTs and InstanceStart; output — until a RunVm's first output
+  went on; flush — the VM's records and fsyncs, after them; recorded);
 * `clone_from_snapshot_s`: CreateVm with `source_snapshot` and `start` until it answers (the clone is
   RUNNING: its Firecracker resumed the snapshot), and until the resumed guest answers a console line
   (typed through the console gateway); target ≤ 50 ms to running; each timed clone waits until the

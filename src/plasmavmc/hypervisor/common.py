@@ -146,10 +146,10 @@ def stop_reason(path: Path, pid: int) -> str | None:
 async def after_first_output(output_sent: asyncio.Event | None) -> None:
     """Until `output_sent` is set (a RunVm's: the guest's first output has gone on to the control
     plane), at most `FIRST_OUTPUT_WAIT`; at once without it. What a create does after the boot that can
-    wait (its records' flush: file writes, fsync threads, journal commits) waits for it: from its boot on,
-    the test guest keeps one of this host's 2 CPUs busy, and everything else shares the other, the
-    output's way through the agent, the server and the client among it. A guest silent for longer only
-    makes the create's answer that much later."""
+    wait (its records' flush: file writes, fsync threads, journal commits) waits for it: a guest busy from
+    its boot on (the test guest polls its UART) keeps a CPU, and the output's way through the agent, the
+    server and the client shares what is left (on 2 CPUs, one) with that work. A guest silent for longer
+    only makes the create's answer that much later."""
     if output_sent is not None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FIRST_OUTPUT_WAIT):
