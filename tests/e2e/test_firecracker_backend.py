@@ -237,17 +237,14 @@ async def test_the_vms_cpu_weight_is_set_on_their_parent_cgroup(runtime: Path) -
 
 def _cpu_hierarchy(version: str) -> Path:
     """Where the cgroup hierarchy with the cpu controller is mounted (v2: the unified one)."""
-    for line in Path("/proc/mounts").read_text().splitlines():
-        _, mount, fstype, options = line.split()[:4]
-        if (fstype == "cgroup2" and version == "2") or (fstype == "cgroup" and "cpu" in options.split(",")):
-            return Path(mount)
+    for mount, fstype, options in fc.cgroup_mounts():
+        if (fstype == "cgroup2" and version == "2") or (fstype == "cgroup" and "cpu" in options):
+            return mount
     raise AssertionError("no cgroup hierarchy with the cpu controller is mounted")
 
 
 def _cgroup_dirs(opts: jail.JailerOptions, vm_id: str) -> list[Path]:
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-              if line.split()[2] in ("cgroup", "cgroup2")]
-    return [Path(m) / opts.parent_cgroup / vm_id for m in mounts if (Path(m) / opts.parent_cgroup / vm_id).is_dir()]
+    return fc.cgroup_dirs(opts.parent_cgroup, vm_id)
 
 
 async def test_status_cpu_usage_moves(plain: Guest) -> None:

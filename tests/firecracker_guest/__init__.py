@@ -109,12 +109,22 @@ def kill_leftovers(root: Path) -> None:
     _remove_cgroups(jails)
 
 
+def cgroup_mounts() -> list[tuple[Path, str, list[str]]]:
+    """(mount point, fstype, options) of every cgroup hierarchy, read here from /proc/mounts (not
+    through the backend's own reading, which the tests check)."""
+    fields = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    return [(Path(f[1]), f[2], f[3].split(",")) for f in fields if len(f) > 3 and f[2] in ("cgroup", "cgroup2")]
+
+
+def cgroup_dirs(parent: str, name: str) -> list[Path]:
+    """The existing cgroup dirs `<hierarchy>/<parent>/<name>` (a jail's: one per v1 controller)."""
+    return [mount / parent / name for mount, _, _ in cgroup_mounts() if (mount / parent / name).is_dir()]
+
+
 def _remove_cgroups(jail_ids: list[str]) -> None:
     """The cgroup dirs of `jail_ids` (default parent), removed once the killed processes left them
     (poll-with-deadline: the kernel frees a cgroup a moment after its last task exits)."""
-    dirs = [Path(mount) / JailerOptions().parent_cgroup / j for j in jail_ids
-            for mount in (line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                          if line.split()[2] in ("cgroup", "cgroup2"))]
+    dirs = [d for j in jail_ids for d in cgroup_dirs(JailerOptions().parent_cgroup, j)]
     deadline = time.monotonic() + 5.0
     for d in dirs:
         while d.is_dir():

@@ -13,7 +13,7 @@ What, in order:
   in flight, which it then promotes: fewer, larger passes cost less in all, promote less, and so make
   fewer middle and full passes (at 100,000 VMs: the start-up listing made ~10 full passes over all it
   had listed, ~1.9 s of CPU at load, and none with this threshold).
-- `settle()` once start-up loading is done (state index and GetVm copies listed, bounded in time): one
+- `gcpauses.freeze_alive()` once start-up loading is done (state index and GetVm copies listed, bounded in time): one
   full pass, then `gc.freeze()` moves every object alive to the permanent generation, which no
   automatic pass walks.
 - After an automatic full pass longer than `REFREEZE_AFTER` (the unfrozen old generation grew with
@@ -56,15 +56,10 @@ def configure() -> None:
     gcpauses.install(on_full=_refreeze)
 
 
-def settle() -> float:
-    """One full pass, then freeze what is alive (start-up's loading done); the pass's seconds."""
-    return gcpauses.freeze_alive()
-
-
 async def run(loaded: Awaitable[None]) -> None:
-    """`settle` once `loaded` is done, then again every `FULL_PASS_SECONDS`, until cancelled."""
+    """`gcpauses.freeze_alive` once `loaded` is done, then again every `FULL_PASS_SECONDS`, until cancelled."""
     await loaded
     while True:
-        seconds = settle()
+        seconds = gcpauses.freeze_alive()
         log.info("garbage collector: full pass in %.3f s, %d objects frozen", seconds, gc.get_freeze_count())
         await asyncio.sleep(FULL_PASS_SECONDS)  # periodic: the hourly full pass

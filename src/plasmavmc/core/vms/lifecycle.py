@@ -244,11 +244,11 @@ async def _name_taken(core: Core, req: CreateVm) -> bool:
     every write of this process (no store read), else from the store. A fail-fast check only: the
     create's commit expects the name's key absent, so a name another replica took a moment ago, not in
     the index yet, still ends the create ALREADY_EXISTS there, with nothing written."""
-    key = keys.vm_name(req.org_id, req.project_id, req.name)
-    names = core.vm_reads.names if core.vm_reads is not None else None
-    if names is not None and names.covers_own_writes():
-        return names.get(key) is not None
-    return await core.store.get(key) is not None
+    if core.vm_reads is not None:
+        taken = core.vm_reads.name_taken(req.org_id, req.project_id, req.name)
+        if taken is not None:
+            return taken
+    return await core.store.get(keys.vm_name(req.org_id, req.project_id, req.name)) is not None
 
 
 async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None = None, *,

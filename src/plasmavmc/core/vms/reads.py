@@ -76,6 +76,13 @@ class VmReads:
         del found[limit:]
         return [(key, self.records.entries[key]) for key in found], found[-1] if more else None
 
+    def name_taken(self, org_id: str, project_id: str, name: str) -> bool | None:
+        """Whether a VM of the project has `name`, from the name index when it holds every write of this
+        process already (no wait); None when it does not (read the store instead)."""
+        if not self.names.covers_own_writes():
+            return None
+        return self.names.get(keys.vm_name(org_id, project_id, name)) is not None
+
     async def find(self, org_id: str, project_id: str, vm: str) -> tuple[str, Entry] | None:
         """The record key and watched entry of the VM `vm` (an id or a name) of the project; VM_NOT_FOUND
         when it does not exist; None when the copies cannot answer (read the store instead)."""
