@@ -3,12 +3,12 @@
 A create with `start` takes a waiting process (its pid is the VM's, its jail id is in the handle), boots
 the guest over the API with the VM's cgroup limits written into the pooled jail's cgroups (a CPU quota
 with the VMM's allowance), at the agent's nice (pool launches run at the lowest until their API
-answers), and the pool refills. A clone takes one too and continues from the snapshot's memory. The pool is invisible: a
-second backend on the same runtime dir adopts the VMs only, kills the processes an earlier (dead) agent
-left waiting, and `close` leaves no process, no jail and no cgroup behind. A pooled VM stops and starts
-again (through the jailer, same jail id) and its delete removes its cgroups. Through the real agent: a
-dead agent's pool is killed by the next one, which adopts the VM that took a pooled process, and an
-agent stop leaves no pooled process.
+answers), and the pool refills. A clone takes one too and continues from the snapshot's memory. The
+pool is invisible: a second backend on the same runtime dir adopts the VMs only, kills the processes an
+earlier (dead) agent left waiting, and `close` leaves no process, no jail and no cgroup behind. A
+pooled VM stops and starts again (through the jailer, same jail id) and its delete removes its cgroups.
+Through the real agent: a dead agent's pool is killed by the next one, which adopts the VM that took a
+pooled process, and an agent stop leaves no pooled process.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ A create+start logs, per VM, on the server (`server steps`: checks, claim, agent
 end), on the agent (`create+start steps`: prepared, backend, status) and, from the Firecracker
 warm pool, in the backend (`pooled backend steps: dir 0.41 ms, files 1.02 ms, limits 0.38 ms, boot
 10.30 ms, output 0.90 ms, flush 1.60 ms, recorded 0.35 ms`); `bench.firecracker_bench` collects these
-lines from the logs (`parse`). The durations are wall-clock (`perf_counter`) between consecutive steps: what a
-step waits for (a thread, a commit, the other process's answer) is in it.
+lines from the logs (`parse`). The durations are wall-clock (`perf_counter`) between consecutive steps:
+what a step waits for (a thread, a commit, the other process's answer) is in it.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ What, in order:
   in flight, which it then promotes: fewer, larger passes cost less in all, promote less, and so make
   fewer middle and full passes (at 100,000 VMs: the start-up listing made ~10 full passes over all it
   had listed, ~1.9 s of CPU at load, and none with this threshold).
-- `gcpauses.freeze_alive()` once start-up loading is done (state index and GetVm copies listed, bounded in time): one
-  full pass, then `gc.freeze()` moves every object alive to the permanent generation, which no
-  automatic pass walks.
+- `gcpauses.freeze_alive()` once start-up loading is done (state index and GetVm copies listed,
+  bounded in time): one full pass, then `gc.freeze()` moves every object alive to the permanent
+  generation, which no automatic pass walks.
 - After an automatic full pass longer than `REFREEZE_AFTER` (the unfrozen old generation grew with
   change: a rewritten VM record is a new entry), `gc.freeze()` again, in the collector's own callback,
   when what survived the pass is live by construction.
