@@ -1,7 +1,8 @@
 """The agent's image cache against a real control plane: pull-through verified by sha256, concurrent
-fetches of one image download it once, least-recently-used eviction under the size limit, and images
-pinned by a VM are never evicted; a VM created through the API pins its base image until deleted;
-partial downloads count for eviction and are removed when the agent starts again."""
+fetches of one image download it once, runs of zeros cached as holes, least-recently-used eviction
+under the size limit, and images pinned by a VM are never evicted; a VM created through the API pins
+its base image until deleted; partial downloads count for eviction and are removed when the agent
+starts again."""
 
 from __future__ import annotations
 
@@ -41,6 +42,23 @@ async def test_concurrent_fetches_download_once(client: PlasmaClient, cluster: C
     assert len(set(paths)) == 1 and paths[0].read_bytes() == data
     assert cache.downloads == 1
     assert not list(tmp_path.rglob(".*.partial"))
+
+
+async def test_zero_runs_are_cached_as_holes(client: PlasmaClient, cluster: Cluster, tmp_path: Path) -> None:
+    """An image's runs of zeros land as holes (a raw disk that is mostly empty takes its data's room) and
+    the cached file reads back byte for byte, its trailing zeros included."""
+    data = os.urandom(MIB) + bytes(2 * MIB) + os.urandom(100) + bytes(MIB + 7)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), MIB):
+            yield data[start:start + MIB]
+
+    image = await client.upload_image(ORG, "cache-sparse", chunks())
+    async with grpc.aio.insecure_channel(cluster.api) as channel:
+        path = await ImageCache(tmp_path, channel, 100 * MIB).fetch(image, ORG)
+    assert path.read_bytes() == data
+    allocated = path.stat().st_blocks * 512
+    assert allocated < len(data) - 2 * MIB, f"{allocated} bytes allocated for {len(data)}: no holes"
 
 
 async def test_lru_eviction_spares_recent_and_pinned(client: PlasmaClient, cluster: Cluster, tmp_path: Path) -> None:

@@ -12,6 +12,10 @@ size limit is soft: if every cached file is pinned, a needed image is still fetc
 `NodeVms` pins every image a VM's disks (and their kernel and initrd) use when it creates the VM or
 hot-plugs a disk (`pin`: all of them in one write, before they are fetched).
 
+An image is written sparsely: each all-zero block of `SPARSE_BLOCK` bytes is left a hole
+(`write_sparse`), so a raw image that is mostly empty takes its data's room on the node, and a VM's copy
+of it (Firecracker's disks: `SEEK_DATA`/`SEEK_HOLE`) copies only its data.
+
 A download in progress is a `.<sha256>.<pid>.partial` file beside its final place: eviction counts its
 bytes as used (it never evicts one), and `remove_partials()` — run when the agent starts — removes those
 a killed agent left behind, which nothing would ever finish or account for.
@@ -41,6 +45,17 @@ from plasmavmc.wire.status import from_rpc_error
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
+SPARSE_BLOCK = 64 * 1024  # a downloaded run of zeros this long (at this alignment in a chunk) is a hole
+_ZEROS = bytes(SPARSE_BLOCK)
+
+
+def write_sparse(fd: int, offset: int, data: bytes) -> None:
+    """`data` written at `offset` of `fd`, except its all-zero blocks (holes: they read as zeros). The
+    caller sets the file's length once the last chunk is written (`os.ftruncate`)."""
+    for start in range(0, len(data), SPARSE_BLOCK):
+        block = data[start:start + SPARSE_BLOCK]
+        if block != _ZEROS[:len(block)]:
+            os.pwrite(fd, block, offset + start)
 
 
 class ImageCache:
@@ -76,10 +91,10 @@ class ImageCache:
             self._pin(pin_for, path)
         lock = self._locks.setdefault(str(path), asyncio.Lock())
         async with lock:
-            if path.exists():
-                os.utime(path)
+            try:
+                os.utime(path)  # its last use (eviction's order)
                 IMAGE_CACHE_FETCHES.labels("hit").inc()
-            else:
+            except FileNotFoundError:
                 IMAGE_CACHE_FETCHES.labels("miss").inc()
                 await self._make_room(image.size_bytes)
                 await self._download(image, org_id, path)
@@ -96,10 +111,14 @@ class ImageCache:
 
     def _pin(self, vm_id: str, *paths_: Path) -> None:
         pin_file = self._pin_file(vm_id)
-        pin_file.parent.mkdir(parents=True, exist_ok=True)
         paths = set(self._read_pins(pin_file)) | {str(p) for p in paths_}
         tmp = pin_file.with_name(f".{pin_file.name}.tmp")
-        tmp.write_text(json.dumps(sorted(paths)))
+        data = json.dumps(sorted(paths)).encode()
+        try:
+            tmp.write_bytes(data)
+        except FileNotFoundError:  # the first pin of this cache: `.pins/` made then
+            pin_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
         os.replace(tmp, pin_file)
 
     def unpin(self, vm_id: str) -> None:
@@ -181,9 +200,12 @@ class ImageCache:
                 digest = hashlib.sha256()
                 try:
                     with tmp.open("wb") as out:
+                        size = 0
                         async for part in stub.DownloadImage(request, metadata=self._auth()):
                             digest.update(part.chunk)
-                            await asyncio.to_thread(out.write, part.chunk)
+                            await asyncio.to_thread(write_sparse, out.fileno(), size, part.chunk)
+                            size += len(part.chunk)
+                        os.ftruncate(out.fileno(), size)  # a trailing run of zeros stays a hole
                     break
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == len(self._stubs) - 1:

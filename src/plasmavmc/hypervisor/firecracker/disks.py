@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import stat
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
@@ -25,14 +26,14 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def sparse_copy(src: Path, dst: Path, *, durable: bool = True) -> None:
-    """Copy `src` to `dst` (atomically), keeping holes; `durable=False`: the caller flushes it later
-    (`common.flush`) before it counts on it."""
+def sparse_copy(src: Path, dst: Path, *, durable: bool = True, min_size: int = 0) -> None:
+    """Copy `src` to `dst` (atomically), keeping holes, at least `min_size` bytes long (grown with a
+    hole); `durable=False`: the caller flushes it later (`common.flush`) before it counts on it."""
     tmp = _tmp(dst)
     try:
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
             copy_extents(fin.fileno(), fout.fileno())
-            os.ftruncate(fout.fileno(), os.fstat(fin.fileno()).st_size)
+            os.ftruncate(fout.fileno(), max(os.fstat(fin.fileno()).st_size, min_size))
             if durable:
                 os.fsync(fout.fileno())
         os.replace(tmp, dst)
@@ -69,20 +70,24 @@ async def make_disk(qemu_img: str, image: Path, image_format: str, dst: Path, si
     """`dst`: a raw copy of `image` grown to `size_gib`; no-op when it exists (`durable` as `sparse_copy`)."""
     if dst.exists():
         return
-    if not image.is_file():
+    try:
+        st = image.stat()
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         raise HypervisorError(f"image file {image} does not exist on this node")
-    tmp = _tmp(dst)
-    tmp.unlink(missing_ok=True)
-    if image_format == "raw":
-        copy = functools.partial(sparse_copy, image, tmp, durable=durable)
-        if not durable and image.stat().st_blocks * 512 <= INLINE_COPY_BYTES:
+    if image_format not in ("raw", "qcow2"):
+        raise HypervisorError(f"image {image} has format {image_format!r}; firecracker takes raw or qcow2")
+    if image_format == "raw":  # its own temp file, grown and renamed into place
+        copy = functools.partial(sparse_copy, image, dst, durable=durable, min_size=size_gib * GIB)
+        if not durable and st.st_blocks * 512 <= INLINE_COPY_BYTES:
             copy()  # a few small writes, no fsync: less than the thread hop would cost
         else:
             await asyncio.to_thread(copy)
-    elif image_format == "qcow2":
-        await _convert(qemu_img, image, tmp)
-    else:
-        raise HypervisorError(f"image {image} has format {image_format!r}; firecracker takes raw or qcow2")
+        return
+    tmp = _tmp(dst)
+    tmp.unlink(missing_ok=True)
+    await _convert(qemu_img, image, tmp)
     try:
         if os.path.getsize(tmp) < size_gib * GIB:
             os.truncate(tmp, size_gib * GIB)

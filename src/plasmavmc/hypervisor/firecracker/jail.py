@@ -130,7 +130,11 @@ def apply_limits(jail_id: str, opts: JailerOptions, spec: VmSpec) -> None:
         name, _, value = setting.partition("=")
         path = _controller_dir(version, name.partition(".")[0]) / opts.parent_cgroup / jail_id / name
         try:
-            path.write_text(value)
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # one write, no buffered text layer
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise HypervisorError(f"cannot set {name} of jail {jail_id}: {exc}") from exc
 
@@ -181,10 +185,11 @@ def reset_chroot(paths: FcPaths, exec_name: str) -> None:
         (root / name).unlink(missing_ok=True)
 
 
-def give_to_jail(paths: FcPaths, opts: JailerOptions, names: list[str]) -> None:
-    """Make the chroot and the given files in it owned by the jail's uid/gid."""
+def give_to_jail(paths: FcPaths, opts: JailerOptions, names: list[str], *, chroot: bool = True) -> None:
+    """Make the chroot (unless `chroot` is false: a warm pool's is the jail's already) and the given files
+    in it owned by the jail's uid/gid."""
     try:
-        for path in [paths.guest, *(paths.guest / n for n in names)]:
+        for path in [paths.guest] * chroot + [paths.guest / n for n in names]:
             if path.exists():
                 os.chown(path, opts.uid, opts.gid)
     except OSError as exc:
@@ -212,10 +217,17 @@ async def remove_cgroups(jail_id: str, opts: JailerOptions, within_s: float = 5.
 
 
 def link_or_copy(src: Path, dst: Path, *, allow_link: bool = True) -> None:
-    """Put `src` at `dst` by hard link (same filesystem) or copy, atomically (temp + rename).
+    """Put `src` at `dst` by hard link (same filesystem) or copy, atomically (a link straight to `dst`
+    where nothing is there yet; else temp + rename).
 
     A hard link shares the inode, so it is only for files nobody changes or chowns (cached images).
     """
+    if allow_link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass  # there already, or not linkable: as below
     tmp = dst.with_name(f".{dst.name}.tmp")
     tmp.unlink(missing_ok=True)
     try:

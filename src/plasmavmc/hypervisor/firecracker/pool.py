@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plasmavmc.errors import PlasmaError
-from plasmavmc.hypervisor.common import write_atomic
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
 from plasmavmc.hypervisor.process import Process
 from plasmavmc.hypervisor.vmdir import HANDLE
@@ -144,6 +144,7 @@ class WarmPool:
                 continue
             paths = self.paths_of(str(uuid.uuid4()))
             try:
+                paths.root.mkdir(parents=True, mode=0o700)  # as a VM's dir is (`move_into`)
                 process = await self._spawn(paths)
             except (PlasmaError, OSError) as exc:
                 wait = min(RETRY_S * 2**failures, RETRY_MAX_S)
@@ -175,11 +176,16 @@ class WarmPool:
 def move_into(warm: Warm, vm: FcPaths, handle: bytes) -> None:
     """The entry becomes the VM's dir (which `vm` describes, with the entry's jail id): `handle` written
     into it, then one rename, so the VM appears with its handle (adoptable from then on) and its jail,
-    console files and logs in place. Not fsynced: the caller flushes the dir and its parent (`flush`).
-    A dir of that VM left without a handle (a create cut short before writing it: nothing runs there)
-    is replaced."""
-    write_atomic(warm.paths.root / HANDLE, handle, durable=False)
-    warm.paths.root.chmod(0o700)
+    console files and logs in place. The handle is written in place, not through a temp file: the
+    entry's rename is what publishes it, whole. Not fsynced: the caller flushes the dir and its parent
+    (`flush`). A dir of that VM left without a handle (a create cut short before writing it: nothing
+    runs there) is replaced."""
+    fd = os.open(warm.paths.root / HANDLE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        if os.write(fd, handle) != len(handle):
+            raise OSError(f"short write of {warm.paths.root / HANDLE}")
+    finally:
+        os.close(fd)
     try:
         warm.paths.root.rename(vm.root)
     except OSError as exc:

@@ -9,6 +9,7 @@ naming the feature, and the bodies can be unit-tested without a Firecracker.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -83,8 +84,11 @@ def check_kernel(image: LocalImage | None) -> LocalImage:
         raise UnsupportedFeature("firmware_boot", "firecracker needs an image with a kernel (direct boot)",
                                  field="spec.disks")
     try:
-        with open(image.kernel_path, "rb") as f:
-            magic = f.read(4)
+        fd = os.open(image.kernel_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            magic = os.pread(fd, 4, 0)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise UnsupportedFeature("kernel", f"kernel {image.kernel_path} unreadable: {exc}",
                                  field="spec.disks") from exc
