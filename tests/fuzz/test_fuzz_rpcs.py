@@ -47,6 +47,10 @@ BAD = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 #: request stream is still being written as the server's answer arrives; rare, and the same call is
 #: then sent again: the server's answer to a message does not depend on that timing
 TRANSPORT_RACE = "Internal error from Core"
+#: gRPC's default receive limit: a message over it is refused by the receiving transport before any
+#: servicer (or our request guard) reads it, at once, so a request stream's writer stops after it (a write
+#: still in flight as that answer arrives is what the client library reports as TRANSPORT_RACE)
+RECEIVE_LIMIT = 4 * 1024 * 1024
 AGENT = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 
 
@@ -90,10 +94,13 @@ async def _stream_in(call: Any, target: Target, seed: int) -> None:
     for i in range(1 + seed % 3):
         if call.done():
             break
+        message = random_message(target.method.input_type, seed * 7 + i)  # type: ignore[attr-defined]
         try:
-            await call.write(random_message(target.method.input_type, seed * 7 + i))  # type: ignore[attr-defined]
+            await call.write(message)
         except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
             break
+        if len(message) > RECEIVE_LIMIT:
+            break  # refused by the receiver's transport at once (RESOURCE_EXHAUSTED): see RECEIVE_LIMIT
     with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.AioRpcError):
         await call.done_writing()
 

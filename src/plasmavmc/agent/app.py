@@ -113,7 +113,8 @@ async def run(settings: AgentSettings) -> None:
         await backend.open()
     cache.prune_pins(set(vms.handles))
     chain = agent_layers(settings)
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(vms), chain)
+    servicer = AgentServicer(vms)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(servicer, chain)
     health = HealthAndReflection(chain, ["plasmavmc.agent.v1.AgentService"])
     server = grpc.aio.server()
     chain.serve_on(server)
@@ -149,6 +150,7 @@ async def run(settings: AgentSettings) -> None:
         await vms.close()
         for backend in registry.all():
             await backend.close()
+        servicer.disarm()
         await server.stop(grace=2)
         await http.cleanup()
         REGISTRY.unregister(metrics)

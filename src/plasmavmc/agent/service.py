@@ -43,13 +43,42 @@ def _device(vm_id: str, device_id: str, field: str) -> tuple[str, str]:
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, vms: NodeVms) -> None:
         self.vms = vms
+        self._armed: set[asyncio.Task[Any]] = set()  # RunVm calls still waiting for their create
+        self._disarmed: set[asyncio.Task[Any]] = set()  # ... of those, the ones `disarm` ends
+
+    def disarm(self) -> None:
+        """End every RunVm call still waiting for its create, with no reply (the agent stops: they would
+        hold the server's grace period to its end; the control plane opens new ones where it needs them).
+        Their handlers' tasks are cancelled and end the call themselves (`RunVm`): a handler task that
+        gRPC sees cancelled leaves its call open until the grace period ends."""
+        for task in self._armed:
+            self._disarmed.add(task)
+            task.cancel()
 
     @unary
     async def CreateVm(self, request: agent_pb2.CreateVmRequest, context: Ctx) -> Any:
         return await self._created(request, request.start)
 
     @stream
-    async def RunVm(self, request: agent_pb2.CreateVmRequest, context: Ctx) -> AsyncIterator[Any]:
+    async def RunVm(self, request_iterator: AsyncIterator[Any], context: Ctx) -> AsyncIterator[Any]:
+        """One create+start and its console (agent.proto): the call may come before its create (armed by
+        the control plane), which then arrives as its one request message; no message, no reply."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._armed.add(task)
+        try:
+            request = await anext(aiter(request_iterator), None)
+        except asyncio.CancelledError:
+            if task not in self._disarmed:
+                raise
+            task.uncancel()  # `disarm`: the call ends here, answered (no reply)
+            request = None
+        finally:
+            self._armed.discard(task)
+            self._disarmed.discard(task)
+        if request is None:
+            return
+
         def follow(handle: VmHandle) -> AsyncGenerator[bytes]:
             return self._follow(self.vms.registry.get(handle.backend), handle, True)
 

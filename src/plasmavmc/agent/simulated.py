@@ -173,12 +173,14 @@ class SimulatedFleet:
         self._sending: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # held while a heartbeat is out
         self.deltas: dict[str, heartbeats.DeltaState] = {}  # per node: what the control plane acknowledged
         self._server: grpc.aio.Server | None = None
+        self._servicer: AgentServicer | None = None
         self._beats: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Serve AgentService, register every node (first heartbeat), then heartbeat periodically."""
         chain = MethodChain([RequestGuard()])  # as a real agent's (`app.agent_layers`), without observing
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.vms), chain)
+        self._servicer = AgentServicer(self.vms)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(self._servicer, chain)
         self._server = grpc.aio.server()
         chain.serve_on(self._server)
         self._server.add_insecure_port(self.addr)
@@ -255,6 +257,8 @@ class SimulatedFleet:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.vms.close()
+        if self._servicer is not None:
+            self._servicer.disarm()
         if self._server is not None:
             await self._server.stop(grace=1)
         await self.reporter.close()

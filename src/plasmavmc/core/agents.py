@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from plasmavmc.core.armed import ArmedRunVm
 from plasmavmc.errors import PlasmaError, Unavailable
 from plasmavmc.grpc_tls import agent_channel
 from plasmavmc.types.image import Image
@@ -56,15 +57,23 @@ def _create_request(vm: VirtualMachine, images: Sequence[Image], ports: Sequence
     return req
 
 
+async def _send_one(call: Any, request: agent_pb2.CreateVmRequest) -> None:
+    await call.write(request)
+    await call.done_writing()
+
+
 class AgentClient:
     """The AgentService of one node."""
 
     def __init__(
-        self, node: Node, stub: agent_pb2_grpc.AgentServiceStub, channel: grpc.aio.Channel | None = None
+        self, node: Node, stub: agent_pb2_grpc.AgentServiceStub, channel: grpc.aio.Channel | None = None,
+        armed: ArmedRunVm | None = None,
     ) -> None:
+        """`armed`: the channel's RunVm call opened ahead (`core/armed.py`; None: every RunVm opens its own)."""
         self.node = node
         self._stub = stub
         self._channel = channel
+        self.armed = armed
 
     async def _connected(self) -> None:
         """If the channel is waiting out a reconnect backoff, let it connect (up to `RECONNECT_WAIT`)."""
@@ -97,7 +106,7 @@ class AgentClient:
         status once running (within the create+start's time limit), and the console's output to come (the
         call ends when that is closed). Output the node sends before the status goes to `early`."""
         await self._connected()
-        call = self._stub.RunVm(_create_request(vm, images, ports, True))
+        call = await self._run_call(_create_request(vm, images, ports, True))
         replies = aiter(call)  # one iterator throughout (grpc.aio must not mix it with `read`)
         try:
             async with asyncio.timeout(CREATE_START_TIMEOUT):
@@ -110,7 +119,27 @@ class AgentClient:
             if isinstance(exc, grpc.aio.AioRpcError):
                 raise _translate(exc, self.node) from None
             raise
+        if self.armed is not None:
+            self.armed.arm_soon()
         return from_proto(VmStatus, first.handle.started), self._console_of(call, replies)
+
+    async def _run_call(self, request: agent_pb2.CreateVmRequest) -> Any:
+        """A RunVm call with `request` written and the request stream ended: the armed call when there is
+        one, else (or when writing on it fails: it ended unseen) a new call."""
+        armed = self.armed.take() if self.armed is not None else None
+        if armed is not None:
+            try:
+                await _send_one(armed, request)
+                return armed
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                armed.cancel()
+        call = self._stub.RunVm()
+        try:
+            await _send_one(call, request)
+        except grpc.aio.AioRpcError as exc:
+            call.cancel()
+            raise _translate(exc, self.node) from None
+        return call
 
     async def _console_of(self, call: Any, replies: AsyncIterator[Any]) -> AsyncGenerator[bytes]:
         try:
@@ -258,6 +287,7 @@ class AgentPool:
         self._credentials = credentials
         self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
         self._stubs: dict[tuple[str, str], agent_pb2_grpc.AgentServiceStub] = {}
+        self._armed: dict[tuple[str, str], ArmedRunVm] = {}
 
     def client(self, node: Node) -> AgentClient:
         if not node.agent_address:
@@ -268,10 +298,14 @@ class AgentPool:
             channel = agent_channel(node.agent_address, node.id, self._credentials, RECONNECT_OPTIONS)
             self._channels[key] = channel
             stub = self._stubs[key] = agent_pb2_grpc.AgentServiceStub(channel)
-        return AgentClient(node, stub, self._channels[key])
+            self._armed[key] = ArmedRunVm(stub)
+        return AgentClient(node, stub, self._channels[key], self._armed[key])
 
     async def close(self) -> None:
+        for armed in self._armed.values():
+            armed.close()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
         self._stubs.clear()
+        self._armed.clear()

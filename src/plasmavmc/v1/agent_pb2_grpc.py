@@ -96,7 +96,7 @@ class AgentServiceStub:
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.StreamConsoleRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.FromString,
                 _registered_method=True)
-        self.RunVm = channel.unary_stream(
+        self.RunVm = channel.stream_stream(
                 '/plasmavmc.agent.v1.AgentService/RunVm',
                 request_serializer=plasmavmc_dot_v1_dot_agent__pb2.CreateVmRequest.SerializeToString,
                 response_deserializer=plasmavmc_dot_v1_dot_agent__pb2.RunVmReply.FromString,
@@ -252,11 +252,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def RunVm(self, request, context):
+    def RunVm(self, request_iterator, context):
         """CreateVm with `start` (whatever the request says) and the VM's serial console as StreamConsole
         with `follow` streams it, in one call (the control plane's RunVm): console output as it comes, from
         the moment the backend can follow it (before the boot, where it can), and the handle (its `started`
         set) once the create+start answers: one message holds the handle, the others console output.
+        The request stream carries one CreateVmRequest, then ends: a caller may open the call before it has
+        a VM to run ("armed"), so that the create travels as a message on an open stream, not as a new
+        call; a call whose request stream ends without one ends with no reply. On the wire this is the same
+        call as one with a single request message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -414,7 +418,7 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.StreamConsoleRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_vm__pb2.ConsoleData.SerializeToString,
             ),
-            'RunVm': grpc.unary_stream_rpc_method_handler(
+            'RunVm': grpc.stream_stream_rpc_method_handler(
                     servicer.RunVm,
                     request_deserializer=plasmavmc_dot_v1_dot_agent__pb2.CreateVmRequest.FromString,
                     response_serializer=plasmavmc_dot_v1_dot_agent__pb2.RunVmReply.SerializeToString,
@@ -820,7 +824,7 @@ class AgentService:
             _registered_method=True)
 
     @staticmethod
-    def RunVm(request,
+    def RunVm(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -830,8 +834,8 @@ class AgentService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
             '/plasmavmc.agent.v1.AgentService/RunVm',
             plasmavmc_dot_v1_dot_agent__pb2.CreateVmRequest.SerializeToString,
