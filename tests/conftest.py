@@ -141,6 +141,11 @@ class Cluster:
         wait_http_ready(f"{self.http}/ready", self._check_alive, timeout,
                         lambda: self.server.log.read_text()[-3000:])
 
+    def wait_agent_ready(self, timeout: float = 30.0) -> None:
+        """The agent's own /ready (its heartbeat taken): after an agent restart, the server's never went."""
+        wait_http_ready(f"{self.agent_http}/ready", self._check_alive, timeout,
+                        lambda: self.agent.log.read_text()[-3000:])
+
     def _check_alive(self) -> None:
         for proc in (self.server, self.agent):
             assert proc.popen is not None

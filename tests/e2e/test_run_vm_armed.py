@@ -24,7 +24,7 @@ from plasmavmc.types.vm import HypervisorType, VirtualMachine
 from plasmavmc.v1 import agent_pb2_grpc
 from tests import binaries
 from tests import firecracker_guest as fc
-from tests.conftest import Cluster, wait_http_ready
+from tests.conftest import Cluster
 from tests.e2e.helpers import ORG, PROJECT, until
 from tests.e2e.test_firecracker_api import IMAGE, pvh_spec, running_cluster
 
@@ -121,7 +121,6 @@ async def test_agent_stop_ends_armed_calls_then_run_vm_uses_a_new_call(
     stopped_in = time.monotonic() - started
     assert stopped_in < 1.5, f"the agent took {stopped_in:.2f} s to stop: an armed call held its grace period"
     armed_cluster.agent.start()
-    await asyncio.to_thread(wait_http_ready, f"{armed_cluster.agent_http}/ready", armed_cluster._check_alive, 30,
-                            armed_cluster.logs)  # the agent's own readiness: the server's never went
+    await asyncio.to_thread(armed_cluster.wait_agent_ready, 30)
     await run_to_line(pool.client(node), images)
     assert agent.armed.taken == taken, "the call the stopped agent ended was taken"
