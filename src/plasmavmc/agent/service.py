@@ -44,15 +44,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, vms: NodeVms) -> None:
         self.vms = vms
         self._armed: set[asyncio.Task[Any]] = set()  # RunVm calls still waiting for their create
-        self._disarmed: set[asyncio.Task[Any]] = set()  # ... of those, the ones `disarm` ends
+        self._disarming = False  # the agent stops: a waiting RunVm's cancellation is `disarm`'s
 
     def disarm(self) -> None:
         """End every RunVm call still waiting for its create, with no reply (the agent stops: they would
         hold the server's grace period to its end; the control plane opens new ones where it needs them).
         Their handlers' tasks are cancelled and end the call themselves (`RunVm`): a handler task that
         gRPC sees cancelled leaves its call open until the grace period ends."""
+        self._disarming = True
         for task in self._armed:
-            self._disarmed.add(task)
             task.cancel()
 
     @unary
@@ -69,13 +69,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         try:
             request = await anext(aiter(request_iterator), None)
         except asyncio.CancelledError:
-            if task not in self._disarmed:
+            if not self._disarming:
                 raise
             task.uncancel()  # `disarm`: the call ends here, answered (no reply)
             request = None
         finally:
             self._armed.discard(task)
-            self._disarmed.discard(task)
         if request is None:
             return
 

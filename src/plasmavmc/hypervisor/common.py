@@ -109,6 +109,19 @@ def flush_all(paths: Iterable[Path]) -> None:
         done.result()
 
 
+def write_plain(path: Path, data: bytes, *, create: bool = False) -> None:
+    """`data` written to `path` in one write: no temp file, no buffered layer, no fsync. For a file
+    nobody reads half-written: a cgroup knob (`create=False`: it exists), a file in a directory not yet
+    published (`create=True`: made or truncated, 0600)."""
+    flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT | os.O_TRUNC if create else 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(f"short write to {path}")
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` with `data` so that readers see the old or the new content, never a torn one.
     `durable`: flushed to disk before the rename (survives a host crash); off for files that describe

@@ -310,7 +310,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
                            paths: FcPaths, *, durable: bool = True, warm: bool = False) -> None:
         """The VM's files in its guest dir, owned by the jail where it writes them. `warm`: the guest
-        dir is a warm pool entry's, whose chroot, log and metrics files are the jail's already."""
+        dir is a warm pool entry's, whose log and metrics files Firecracker has open already."""
         if vm.source_snapshot is not None:  # a clone: the snapshot's files, linked (clones.py)
             source = self._paths_of(vm.source_snapshot.vm_id)
             await clones.place(source, vm.source_snapshot.snapshot_id, paths, [d.id for d in vm.spec.disks],
@@ -318,14 +318,11 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         else:
             await vmfiles.place_boot_files(vm, boot, used, paths, jailer=self.jailer, qemu_img=self.qemu_img_path,
                                            durable=durable)
-        jail_files = launcher.jail_files(vm)
-        if warm:
-            jail_files = [name for name in jail_files if name not in (LOG, METRICS)]
-        else:
+        if not warm:
             for name in (LOG, METRICS):
                 (paths.guest / name).touch(mode=0o600)
         if paths.jailed:
-            jail.give_to_jail(paths, self.jailer, jail_files, chroot=not warm)
+            jail.give_to_jail(paths, self.jailer, launcher.jail_files(vm))
 
     def _paths_of(self, vm_id: str) -> FcPaths:
         """The layout of another VM of this node (a clone's source), from its handle."""

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plasmavmc.errors import HypervisorError
+from plasmavmc.hypervisor.common import write_plain
 from plasmavmc.hypervisor.firecracker.layout import API_SOCK, PIDFILE, FcPaths
 from plasmavmc.types.vm import VmSpec
 
@@ -130,11 +131,7 @@ def apply_limits(jail_id: str, opts: JailerOptions, spec: VmSpec) -> None:
         name, _, value = setting.partition("=")
         path = _controller_dir(version, name.partition(".")[0]) / opts.parent_cgroup / jail_id / name
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # one write, no buffered text layer
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
+            write_plain(path, value.encode())
         except OSError as exc:
             raise HypervisorError(f"cannot set {name} of jail {jail_id}: {exc}") from exc
 
@@ -151,7 +148,7 @@ def weigh_parent(opts: JailerOptions) -> None:
     try:
         parent = _controller_dir(version, "cpu") / opts.parent_cgroup
         parent.mkdir(exist_ok=True)
-        (parent / name).write_text(str(value))
+        write_plain(parent / name, str(value).encode())
     except (OSError, HypervisorError) as exc:
         log.warning("cannot set the CPU weight of the VMs' cgroup %s (the kernel's default stays): %s",
                     opts.parent_cgroup, exc)
@@ -185,12 +182,16 @@ def reset_chroot(paths: FcPaths, exec_name: str) -> None:
         (root / name).unlink(missing_ok=True)
 
 
-def give_to_jail(paths: FcPaths, opts: JailerOptions, names: list[str], *, chroot: bool = True) -> None:
-    """Make the chroot (unless `chroot` is false: a warm pool's is the jail's already) and the given files
-    in it owned by the jail's uid/gid."""
+def give_to_jail(paths: FcPaths, opts: JailerOptions, names: list[str]) -> None:
+    """Make the chroot and the given files in it (those that exist) owned by the jail's uid/gid; what is
+    the jail's already (a warm pool entry's chroot, log and metrics) is left as it is."""
     try:
-        for path in [paths.guest] * chroot + [paths.guest / n for n in names]:
-            if path.exists():
+        for path in [paths.guest, *(paths.guest / n for n in names)]:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if (st.st_uid, st.st_gid) != (opts.uid, opts.gid):
                 os.chown(path, opts.uid, opts.gid)
     except OSError as exc:
         raise HypervisorError(f"cannot hand {paths.guest} to uid {opts.uid}: {exc}") from exc

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plasmavmc.errors import PlasmaError
+from plasmavmc.hypervisor.common import write_plain
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
 from plasmavmc.hypervisor.process import Process
 from plasmavmc.hypervisor.vmdir import HANDLE
@@ -180,12 +180,7 @@ def move_into(warm: Warm, vm: FcPaths, handle: bytes) -> None:
     entry's rename is what publishes it, whole. Not fsynced: the caller flushes the dir and its parent
     (`flush`). A dir of that VM left without a handle (a create cut short before writing it: nothing
     runs there) is replaced."""
-    fd = os.open(warm.paths.root / HANDLE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        if os.write(fd, handle) != len(handle):
-            raise OSError(f"short write of {warm.paths.root / HANDLE}")
-    finally:
-        os.close(fd)
+    write_plain(warm.paths.root / HANDLE, handle, create=True)
     try:
         warm.paths.root.rename(vm.root)
     except OSError as exc:
