@@ -43,6 +43,7 @@ from tests.contract.backends import read_until
 from tests.e2e import test_firecracker_backend
 from tests.e2e.helpers import ORG, PROJECT, console_until
 from tests.e2e.test_firecracker_api import pvh_spec
+from tests.unit.test_sched import slice_of
 
 pytestmark = test_firecracker_backend.pytestmark
 DEADLINE_S = test_firecracker_backend.DEADLINE_S
@@ -78,7 +79,8 @@ def nice_values(pid: int) -> set[int]:
 
 
 def test_low_priority_moves_every_thread_and_back() -> None:
-    """What a pool's launch and the VM that takes it do to a process's threads (`launch.set_low_priority`)."""
+    """What a pool's launch and the VM that takes it do to a process's threads (`launch.set_low_priority`,
+    then `launch.set_guest_priority`)."""
     code = "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -89,15 +91,16 @@ def test_low_priority_moves_every_thread_and_back() -> None:
         tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
         for tid in tids:  # a value of neither kind first, so each call below is seen to act
             os.setpriority(os.PRIO_PROCESS, tid, 7)
-        launch.set_low_priority(proc.pid, True)
+        launch.set_low_priority(proc.pid)
         assert nice_values(proc.pid) == {launch.LOW_PRIORITY_NICE}
         os.setpriority(os.PRIO_PROCESS, tids[-1], 7)
-        launch.set_low_priority(proc.pid, False)
+        launch.set_guest_priority(proc.pid, 0)
         assert nice_values(proc.pid) == {os.getpriority(os.PRIO_PROCESS, 0)}  # the launcher's own
     finally:
         proc.kill()
         proc.wait()
-    launch.set_low_priority(proc.pid, True)  # gone: nothing to set, no error
+    launch.set_low_priority(proc.pid)  # gone: nothing to set, no error
+    launch.set_guest_priority(proc.pid, 100_000)
 
 
 def vm_of(name: str) -> VirtualMachine:
@@ -345,3 +348,34 @@ async def test_pipelined_puts_answer_in_order_and_name_the_failed_one(tmp_path: 
     finally:
         proc.kill()
         await proc.wait()
+
+
+def thread_slices(pid: int) -> dict[str, int | None]:
+    """Each thread's name → its scheduler slice in ns (`tests/unit/test_sched.slice_of`)."""
+    return {(Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()): slice_of(pid, int(tid))
+            for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+async def test_guest_threads_run_with_the_configured_slice(tmp_path: Path, images: dict[str, LocalImage]) -> None:
+    """`guest_slice_us`: a pooled Firecracker's threads, the vCPU made at the boot among them, and those of
+    a Firecracker launched by the jailer at a later start run with that scheduler slice."""
+    if slice_of(os.getpid(), os.getpid()) is None:
+        pytest.skip("this kernel has no custom scheduler slices (Linux 6.12 and later): se.slice not shown")
+    backend = fc.backend(tmp_path / "run", warm_pool=1, guest_slice_us=250)
+    await backend.open()
+    try:
+        (pooled,) = await filled(backend, 1)
+        vm = fc.vm("sliced")
+        handle, _ = await backend.create_started(vm, images, lambda handle: None)
+        await say(backend, vm, "hi", b"#0001 hi\n", ready=fc.READY)
+        slices = thread_slices(pooled)
+        assert "fc_vcpu 0" in slices and set(slices.values()) == {250_000}, slices
+        await backend.stop(handle, timeout=DEADLINE_S)
+        await backend.start(handle)  # a jailer launch (--config-file): the vCPU exists before the API answers
+        pid = (await backend.status(handle)).host_pid
+        assert pid is not None and pid != pooled
+        slices = thread_slices(pid)
+        assert "fc_vcpu 0" in slices and set(slices.values()) == {250_000}, slices
+        await backend.delete(handle)
+    finally:
+        await backend.close()

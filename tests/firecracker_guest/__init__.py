@@ -69,11 +69,11 @@ def vm(name: str, hotplug: bool = False) -> VirtualMachine:
 
 
 def backend(runtime_dir: Path, *, jailed: bool = True, balloon: bool = False,
-            diff_snapshots: bool = False, warm_pool: int = 0) -> FirecrackerBackend:
+            diff_snapshots: bool = False, warm_pool: int = 0, guest_slice_us: int = 0) -> FirecrackerBackend:
     assert FIRECRACKER is not None and JAILER is not None
     options = JailerOptions(enabled=jailed, uid=JAIL_UID, gid=JAIL_UID)
     return FirecrackerBackend(FIRECRACKER, JAILER, runtime_dir, jailer=options, balloon=balloon,
-                              diff_snapshots=diff_snapshots, warm_pool=warm_pool)
+                              diff_snapshots=diff_snapshots, warm_pool=warm_pool, guest_slice_us=guest_slice_us)
 
 
 async def pool_ready(runtime_dir: Path, within_s: float = 30.0, entries: int = 1) -> set[int | None]:

@@ -560,6 +560,7 @@ def test_text_logging_and_trace_level() -> None:
 @pytest.mark.parametrize(("key", "default", "good", "bad"), [
     ("warm_pool", 2, 0, ("-1", "65")),
     ("guest_cpu_weight", 10, 100, ("0", "10001", '"low"')),
+    ("guest_slice_us", 100, 0, ("99", "100001", "-1", '"short"')),
     ("vmm_cpu_percent", 50, 0, ("-1", "1001", '"half"')),
 ])
 def test_firecracker_int_keys(tmp_path: Path, key: str, default: int, good: int, bad: tuple[str, ...]) -> None:

@@ -119,6 +119,11 @@ _check_tb_size = between(0, 4096, "0 (QEMU's default) to 4096 MiB")
 _check_vmm_cpu_percent = between(0, 1000, "0 to 1000 (percent of one CPU)")
 _check_pool_size = between(0, 64, "0 (no pool) to 64 waiting processes")
 _check_cpu_weight = between(1, 10000, "1 to 10000 (cgroup v2 cpu.weight units: 100 is the kernel's default)")
+_slice_range = between(100, 100_000, "0 (the kernel's default) or 100 to 100000 microseconds")
+
+
+def _check_slice(value: int) -> int:
+    return value if value == 0 else _slice_range(value)
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,10 @@ class FirecrackerSettings:
     Firecracker VMs together against the node's own processes (the agent, a server) where both want the
     same CPU, written at agent start to ``parent_cgroup`` (v2 ``cpu.weight``, v1 ``cpu.shares`` =
     weight x 1024 / 100). A weight is a share under contention only: VMs alone use every CPU their
-    quota allows.
+    quota allows. ext ``guest_slice_us`` (default 100, 100-100000, 0 = the kernel's default): the
+    scheduler slice of every Firecracker thread, the vCPUs' among them (Linux 6.12 and later; older
+    kernels ignore it): a control-plane thread woken onto the CPU of a busy guest runs about that soon,
+    not after the kernel's default slice (1.4 ms on 2 CPUs); see ``hypervisor/sched.py``.
     """
 
     fc_path: str = setting("/usr/bin/firecracker", check=check_command)
@@ -173,6 +181,7 @@ class FirecrackerSettings:
     diff_snapshots: bool = False
     warm_pool: int = setting(2, check=_check_pool_size)
     guest_cpu_weight: int = setting(10, check=_check_cpu_weight)
+    guest_slice_us: int = setting(100, check=_check_slice)
 
 
 @dataclass(frozen=True)

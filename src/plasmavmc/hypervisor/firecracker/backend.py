@@ -92,7 +92,8 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
 
     def __init__(self, fc_path: str, jailer_path: str, runtime_dir: Path, *,
                  jailer: JailerOptions | None = None, qemu_img_path: str = "qemu-img",
-                 balloon: bool = False, diff_snapshots: bool = False, warm_pool: int = 0) -> None:
+                 balloon: bool = False, diff_snapshots: bool = False, warm_pool: int = 0,
+                 guest_slice_us: int = 0) -> None:
         self.fc_path = shutil.which(fc_path) or fc_path
         self.jailer_path = shutil.which(jailer_path) or jailer_path
         super().__init__(runtime_dir)
@@ -102,7 +103,8 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         self.diff_snapshots = diff_snapshots  # dirty-page tracking on: later snapshots of a run are Diffs
         self.exec_name = Path(self.fc_path).name
         self._cpu = usage.CpuMeter()
-        self.launcher = launcher.Launcher(self.fc_path, self.jailer_path, self.jailer, self.exec_name)
+        self.launcher = launcher.Launcher(self.fc_path, self.jailer_path, self.jailer, self.exec_name,
+                                          guest_slice_us * 1000)
         self.pool = pool.WarmPool(self.runtime_dir, warm_pool, jailed=self.jailer.enabled, exec_name=self.exec_name,
                                   spawn=self.launcher.spawn_warm, discard=self.launcher.discard_warm)
 
@@ -483,4 +485,5 @@ def backend_from_settings(settings: AgentSettings) -> FirecrackerBackend:
                             vmm_cpu_percent=fc.vmm_cpu_percent, cpu_weight=fc.guest_cpu_weight)
     return FirecrackerBackend(fc.fc_path, fc.jailer_path, Path(fc.runtime_dir), jailer=options,
                               qemu_img_path=settings.hypervisors.kvm.qemu_img_path, balloon=fc.balloon,
-                              diff_snapshots=fc.diff_snapshots, warm_pool=fc.warm_pool)
+                              diff_snapshots=fc.diff_snapshots, warm_pool=fc.warm_pool,
+                              guest_slice_us=fc.guest_slice_us)

@@ -49,11 +49,13 @@ async def abort(paths: FcPaths, process: Process, reason: str) -> None:
 
 
 class Launcher:
-    def __init__(self, fc_path: str, jailer_path: str, jailer: JailerOptions, exec_name: str) -> None:
+    def __init__(self, fc_path: str, jailer_path: str, jailer: JailerOptions, exec_name: str,
+                 guest_slice_ns: int = 0) -> None:
         self.fc_path = fc_path
         self.jailer_path = jailer_path
         self.jailer = jailer
         self.exec_name = exec_name
+        self.guest_slice_ns = guest_slice_ns  # every Firecracker thread's scheduler slice (0: the kernel's)
         self.last_api_ready_s: float | None = None  # exec → API socket ready, of the latest launch
 
     def fc_args(self, paths: FcPaths, config: dict[str, Any] | None) -> list[str]:
@@ -82,7 +84,8 @@ class Launcher:
     async def exec(self, paths: FcPaths, fc_args: list[str], limits: list[str],
                    files: list[str], *, low_priority: bool = False) -> tuple[Process, FirecrackerApi]:
         """Exec Firecracker (through the jailer when jailed, with cgroup `limits`, `files` handed to the
-        jail's uid) until its API answers; `low_priority`: at the lowest CPU priority (`launch.set_low_priority`)."""
+        jail's uid) until its API answers, then at the guests' priority (`launch.set_guest_priority`);
+        `low_priority`: at the lowest CPU priority until then (`launch.set_low_priority`)."""
         if paths.jailed:
             jail.reset_chroot(paths, self.exec_name)
             jail.give_to_jail(paths, self.jailer, files)
@@ -101,6 +104,7 @@ class Launcher:
         try:
             await wait_for_socket(api, process.alive, API_READY_S)
             self.last_api_ready_s = time.monotonic() - launched_at
+            launch.set_guest_priority(process.pid, self.guest_slice_ns)
         except HypervisorError as exc:
             await abort(paths, process, "start failed")
             raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
@@ -109,8 +113,8 @@ class Launcher:
     async def spawn_warm(self, paths: FcPaths) -> Process:
         """A pool entry (`pool.py`): an unconfigured Firecracker in its own jail, cgroups unlimited,
         launched at the lowest CPU priority (`launch.set_low_priority`) and set back to the agent's once
-        its API answers, to wait idle (no CPU) for a VM. Not set back at the VM's boot: a process whose
-        threads went from nice 19 to the agent's just before its boot booted 2-4 ms slower than raw
+        its API answers (`exec`), to wait idle (no CPU) for a VM. Not set back at the VM's boot: a process
+        whose threads went from nice 19 to the agent's just before its boot booted 2-4 ms slower than raw
         Firecracker; set back while it waits, it boots as fast (the pooled backend's PUTs + InstanceStart,
         jailed, interleaved with raw Firecracker's boots: 12.0-13.2 ms against raw's 8.9-10.1 before,
         9.0-10.0 against 9.1-9.2 since)."""
@@ -119,7 +123,6 @@ class Launcher:
             (paths.guest / name).touch(mode=0o600)
         limits = jail.open_limits(self.jailer) if paths.jailed else []
         process, _ = await self.exec(paths, self.fc_args(paths, None), limits, [LOG, METRICS], low_priority=True)
-        launch.set_low_priority(process.pid, False)
         return process
 
     async def discard_warm(self, paths: FcPaths) -> None:
