@@ -94,13 +94,14 @@ def test_low_priority_moves_every_thread_and_back() -> None:
         launch.set_low_priority(proc.pid)
         assert nice_values(proc.pid) == {launch.LOW_PRIORITY_NICE}
         os.setpriority(os.PRIO_PROCESS, tids[-1], 7)
-        launch.set_guest_priority(proc.pid, 0)
+        launch.set_guest_priority(proc.pid)
         assert nice_values(proc.pid) == {os.getpriority(os.PRIO_PROCESS, 0)}  # the launcher's own
     finally:
         proc.kill()
         proc.wait()
     launch.set_low_priority(proc.pid)  # gone: nothing to set, no error
-    launch.set_guest_priority(proc.pid, 100_000)
+    launch.set_guest_priority(proc.pid)
+    launch.set_vcpu_slice(proc.pid, 100_000)
 
 
 def vm_of(name: str) -> VirtualMachine:
@@ -356,26 +357,30 @@ def thread_slices(pid: int) -> dict[str, int | None]:
             for tid in os.listdir(f"/proc/{pid}/task")}
 
 
-async def test_guest_threads_run_with_the_configured_slice(tmp_path: Path, images: dict[str, LocalImage]) -> None:
-    """`guest_slice_us`: a pooled Firecracker's threads, the vCPU made at the boot among them, and those of
-    a Firecracker launched by the jailer at a later start run with that scheduler slice."""
+async def test_vcpu_threads_run_with_the_configured_slice(tmp_path: Path, images: dict[str, LocalImage]) -> None:
+    """`guest_slice_us`: once a pooled Firecracker has booted its VM, and once one launched by the jailer
+    at a later start has (from its config file), its vCPU thread runs with that scheduler slice; its
+    other threads (the VMM's, which builds the VM at the boot) keep the kernel's default."""
     if slice_of(os.getpid(), os.getpid()) is None:
         pytest.skip("this kernel has no custom scheduler slices (Linux 6.12 and later): se.slice not shown")
+    default = slice_of(os.getpid(), os.getpid())
+    assert default != 250_000
     backend = fc.backend(tmp_path / "run", warm_pool=1, guest_slice_us=250)
     await backend.open()
     try:
         (pooled,) = await filled(backend, 1)
+        assert set(thread_slices(pooled).values()) == {default}, "a waiting entry: no vCPU, nothing set"
         vm = fc.vm("sliced")
         handle, _ = await backend.create_started(vm, images, lambda handle: None)
         await say(backend, vm, "hi", b"#0001 hi\n", ready=fc.READY)
         slices = thread_slices(pooled)
-        assert "fc_vcpu 0" in slices and set(slices.values()) == {250_000}, slices
+        assert slices.pop("fc_vcpu 0") == 250_000 and set(slices.values()) == {default}, slices
         await backend.stop(handle, timeout=DEADLINE_S)
         await backend.start(handle)  # a jailer launch (--config-file): the vCPU exists before the API answers
         pid = (await backend.status(handle)).host_pid
         assert pid is not None and pid != pooled
         slices = thread_slices(pid)
-        assert "fc_vcpu 0" in slices and set(slices.values()) == {250_000}, slices
+        assert slices.pop("fc_vcpu 0") == 250_000 and set(slices.values()) == {default}, slices
         await backend.delete(handle)
     finally:
         await backend.close()

@@ -260,6 +260,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         else:
             await api_boot.boot(api, spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
                                                     with_balloon=self.balloon))
+            launch.set_vcpu_slice(process.pid, self.launcher.guest_slice_ns)
             took.done("boot")
 
     def _checked(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
@@ -359,6 +360,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         except HypervisorError as exc:
             await launcher.abort(paths, process, "start failed")
             raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
+        launch.set_vcpu_slice(process.pid, self.launcher.guest_slice_ns)
         clones.done(paths)
 
     async def _stop(self, paths: FcPaths, grace_s: float, reason: str) -> None:

@@ -86,6 +86,7 @@ def _spawn(argv: Sequence[str], paths: FcPaths) -> subprocess.Popen[bytes]:
 
 
 LOW_PRIORITY_NICE = 19
+VCPU_THREAD = "fc_vcpu"  # the name Firecracker gives each vCPU thread, then its index
 
 
 def set_low_priority(pid: int) -> None:
@@ -94,16 +95,23 @@ def set_low_priority(pid: int) -> None:
     Nice, not `SCHED_IDLE`: on a node whose guests keep every CPU busy an idle-class launch would hardly
     run at all and the pool would not refill. Set just after the exec: threads and children made before
     that (a race lost) keep the inherited nice, which is harmless until `set_guest_priority`."""
-    sched.set_threads(pid, LOW_PRIORITY_NICE)
+    sched.set_nice(pid, LOW_PRIORITY_NICE)
 
 
-def set_guest_priority(pid: int, slice_ns: int) -> None:
+def set_guest_priority(pid: int) -> None:
     """Every thread of `pid` at this process's own nice (what a launch inherits; back from
-    `set_low_priority`) and, with `slice_ns`, at that scheduler slice (`hypervisor/sched.py`): set once
-    its API answers (`Launcher.exec`), so the threads Firecracker makes later, the vCPUs among them,
-    inherit both. A pool's entry gets it while it waits idle, not at its boot: a process whose threads
-    went from nice 19 to the agent's just before its boot booted 2-4 ms slower than raw Firecracker."""
-    sched.set_threads(pid, os.getpriority(os.PRIO_PROCESS, 0), slice_ns)
+    `set_low_priority`): set once its API answers (`Launcher.exec`), so the threads Firecracker makes
+    later, the vCPUs among them, inherit it. A pool's entry gets it while it waits idle, not at its boot:
+    a process whose threads went from nice 19 to the agent's just before its boot booted 2-4 ms slower
+    than raw Firecracker."""
+    sched.set_nice(pid, os.getpriority(os.PRIO_PROCESS, 0))
+
+
+def set_vcpu_slice(pid: int, slice_ns: int) -> None:
+    """The vCPU threads of `pid` (Firecracker names them `fc_vcpu <n>`), once the VM runs, at scheduler
+    slice `slice_ns` (`hypervisor/sched.py`; 0: left at the kernel's default)."""
+    if slice_ns:
+        sched.set_slice(pid, slice_ns, VCPU_THREAD)
 
 
 def running(paths: FcPaths, vm_id: str) -> Process | None:

@@ -55,7 +55,7 @@ class Launcher:
         self.jailer_path = jailer_path
         self.jailer = jailer
         self.exec_name = exec_name
-        self.guest_slice_ns = guest_slice_ns  # every Firecracker thread's scheduler slice (0: the kernel's)
+        self.guest_slice_ns = guest_slice_ns  # the vCPU threads' scheduler slice (0: the kernel's)
         self.last_api_ready_s: float | None = None  # exec → API socket ready, of the latest launch
 
     def fc_args(self, paths: FcPaths, config: dict[str, Any] | None) -> list[str]:
@@ -84,8 +84,9 @@ class Launcher:
     async def exec(self, paths: FcPaths, fc_args: list[str], limits: list[str],
                    files: list[str], *, low_priority: bool = False) -> tuple[Process, FirecrackerApi]:
         """Exec Firecracker (through the jailer when jailed, with cgroup `limits`, `files` handed to the
-        jail's uid) until its API answers, then at the guests' priority (`launch.set_guest_priority`);
-        `low_priority`: at the lowest CPU priority until then (`launch.set_low_priority`)."""
+        jail's uid) until its API answers, then at the agent's nice (`launch.set_guest_priority`), the
+        vCPUs of a VM booted from its config file at the guests' slice (`launch.set_vcpu_slice`);
+        `low_priority`: at the lowest CPU priority until the API answers (`launch.set_low_priority`)."""
         if paths.jailed:
             jail.reset_chroot(paths, self.exec_name)
             jail.give_to_jail(paths, self.jailer, files)
@@ -104,7 +105,8 @@ class Launcher:
         try:
             await wait_for_socket(api, process.alive, API_READY_S)
             self.last_api_ready_s = time.monotonic() - launched_at
-            launch.set_guest_priority(process.pid, self.guest_slice_ns)
+            launch.set_guest_priority(process.pid)
+            launch.set_vcpu_slice(process.pid, self.guest_slice_ns)  # a VM booted from its config file
         except HypervisorError as exc:
             await abort(paths, process, "start failed")
             raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
