@@ -13,9 +13,9 @@ threads mostly wait (its boot's ~9 ms here are ~1.5 ms of CPU, the rest a KVM me
 grace period), and every thread at the short slice measured the same (in A/B, vCPUs only against
 every thread: 0.1, 0.5 and 0.2 ms sooner).
 
-A kernel without custom slices (before 6.12) takes the call and ignores the slice. A thread gone
-meanwhile is skipped; a call refused (say, a sandbox without the syscall) is logged once and the
-threads keep what they had: the slice only shortens waits, nothing depends on it.
+A kernel without custom slices (before 6.12) has no use for the slice: it ignores it, and a call it
+refuses (as a sandbox without the syscall would) is logged once, the threads keeping what they had:
+the slice only shortens waits, nothing depends on it. A thread gone meanwhile is skipped.
 """
 
 from __future__ import annotations
