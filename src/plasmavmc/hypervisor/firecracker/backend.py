@@ -64,7 +64,7 @@ from plasmavmc.hypervisor.firecracker.api import FirecrackerApi
 from plasmavmc.hypervisor.firecracker.console import FifoConsole
 from plasmavmc.hypervisor.firecracker.disks import sparse_copy
 from plasmavmc.hypervisor.firecracker.jail import JailerOptions
-from plasmavmc.hypervisor.firecracker.layout import LOG, METRICS, FcPaths
+from plasmavmc.hypervisor.firecracker.layout import FcPaths
 from plasmavmc.hypervisor.firecracker.snapshotting import FcSnapshots
 from plasmavmc.hypervisor.process import Process, tail
 from plasmavmc.hypervisor.vmdir import HANDLE
@@ -179,8 +179,6 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
             return await super().create_started(vm, images, ready)
         handle, paths, boot, used = self._begin_create(vm, images)
         async with self._lock(vm.id):
-            for name in (LOG, METRICS):  # opened by Firecracker at exec
-                (paths.guest / name).touch(mode=0o600)
             launching = asyncio.create_task(self.launcher.launch(paths, vm))
             try:
                 await self._place_files(vm, boot, used, paths)
@@ -217,7 +215,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
                 ready(handle)
             async with self._lock(vm.id):
                 try:
-                    await self._place_files(vm, boot, used, paths, durable=False, warm=True)
+                    await self._place_files(vm, boot, used, paths, durable=False)
                     crashpoints.reached("create:disks")
                     took.done("files")
                     made_at = time.time()
@@ -260,7 +258,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         else:
             await api_boot.boot(api, spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
                                                     with_balloon=self.balloon))
-            launch.set_vcpu_slice(process.pid, self.launcher.guest_slice_ns)
+            self.launcher.vcpus_started(process)
             took.done("boot")
 
     def _checked(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
@@ -311,9 +309,9 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         return handle, paths
 
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
-                           paths: FcPaths, *, durable: bool = True, warm: bool = False) -> None:
-        """The VM's files in its guest dir, owned by the jail where it writes them. `warm`: the guest
-        dir is a warm pool entry's, whose log and metrics files Firecracker has open already."""
+                           paths: FcPaths, *, durable: bool = True) -> None:
+        """The VM's files in its guest dir, owned by the jail where it writes them (its log and metrics
+        files are made at its launch: `Launcher.exec`)."""
         if vm.source_snapshot is not None:  # a clone: the snapshot's files, linked (clones.py)
             source = self._paths_of(vm.source_snapshot.vm_id)
             await clones.place(source, vm.source_snapshot.snapshot_id, paths, [d.id for d in vm.spec.disks],
@@ -321,9 +319,6 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         else:
             await vmfiles.place_boot_files(vm, boot, used, paths, jailer=self.jailer, qemu_img=self.qemu_img_path,
                                            durable=durable)
-        if not warm:
-            for name in (LOG, METRICS):
-                (paths.guest / name).touch(mode=0o600)
         if paths.jailed:
             jail.give_to_jail(paths, self.jailer, launcher.jail_files(vm))
 
@@ -360,7 +355,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         except HypervisorError as exc:
             await launcher.abort(paths, process, "start failed")
             raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
-        launch.set_vcpu_slice(process.pid, self.launcher.guest_slice_ns)
+        self.launcher.vcpus_started(process)
         clones.done(paths)
 
     async def _stop(self, paths: FcPaths, grace_s: float, reason: str) -> None:

@@ -86,7 +86,10 @@ class Launcher:
         """Exec Firecracker (through the jailer when jailed, with cgroup `limits`, `files` handed to the
         jail's uid) until its API answers, then at the agent's nice (`launch.set_guest_priority`), the
         vCPUs of a VM booted from its config file at the guests' slice (`launch.set_vcpu_slice`);
-        `low_priority`: at the lowest CPU priority until the API answers (`launch.set_low_priority`)."""
+        `low_priority`: at the lowest CPU priority until the API answers (`launch.set_low_priority`).
+        Its log and metrics files, which it opens at exec, are made here where missing."""
+        for name in (LOG, METRICS):
+            (paths.guest / name).touch(mode=0o600)
         if paths.jailed:
             jail.reset_chroot(paths, self.exec_name)
             jail.give_to_jail(paths, self.jailer, files)
@@ -106,11 +109,15 @@ class Launcher:
             await wait_for_socket(api, process.alive, API_READY_S)
             self.last_api_ready_s = time.monotonic() - launched_at
             launch.set_guest_priority(process.pid)
-            launch.set_vcpu_slice(process.pid, self.guest_slice_ns)  # a VM booted from its config file
+            self.vcpus_started(process)  # a VM booted from its config file has them already
         except HypervisorError as exc:
             await abort(paths, process, "start failed")
             raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
         return process, api
+
+    def vcpus_started(self, process: Process) -> None:
+        """The VM in `process` runs: its vCPU threads at the guests' scheduler slice (`launch.set_vcpu_slice`)."""
+        launch.set_vcpu_slice(process.pid, self.guest_slice_ns)
 
     async def spawn_warm(self, paths: FcPaths) -> Process:
         """A pool entry (`pool.py`): an unconfigured Firecracker in its own jail, cgroups unlimited,
@@ -121,8 +128,6 @@ class Launcher:
         jailed, interleaved with raw Firecracker's boots: 12.0-13.2 ms against raw's 8.9-10.1 before,
         9.0-10.0 against 9.1-9.2 since)."""
         paths.guest.mkdir(parents=True, mode=0o700, exist_ok=True)
-        for name in (LOG, METRICS):
-            (paths.guest / name).touch(mode=0o600)
         limits = jail.open_limits(self.jailer) if paths.jailed else []
         process, _ = await self.exec(paths, self.fc_args(paths, None), limits, [LOG, METRICS], low_priority=True)
         return process
