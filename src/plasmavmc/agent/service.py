@@ -16,6 +16,7 @@ from plasmavmc.agent import run_stream
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.errors import InvalidArgument, PlasmaError
 from plasmavmc.hypervisor.base import HypervisorBackend, VmHandle
+from plasmavmc.hypervisor.provisional import Commitment
 from plasmavmc.types.image import Image
 from plasmavmc.types.network import NetworkPeers, PortRequest, SecurityGroup
 from plasmavmc.types.vm import ConsoleType, DiskSpec, NetworkSpec, VirtualMachine
@@ -62,12 +63,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     @stream
     async def RunVm(self, request_iterator: AsyncIterator[Any], context: Ctx) -> AsyncIterator[Any]:
         """One create+start and its console (agent.proto): the call may come before its create (armed by
-        the control plane), which then arrives as its one request message; no message, no reply."""
+        the control plane), which then arrives as its one request message; no message, no reply. A
+        provisional create's word is the next message (`hypervisor/provisional.py`)."""
         task = asyncio.current_task()
         assert task is not None
         self._armed.add(task)
+        requests = aiter(request_iterator)
         try:
-            request = await anext(aiter(request_iterator), None)
+            request = await anext(requests, None)
         except asyncio.CancelledError:
             if not self._disarming:
                 raise
@@ -77,18 +80,31 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             self._armed.discard(task)
         if request is None:
             return
+        commitment = None
+        if request.provisional:
+            if request.ports:
+                raise InvalidArgument("ports", "a provisional create takes no ports")
+
+            async def word() -> bool:
+                then = await anext(requests, None)
+                return then is not None and then.committed
+
+            commitment = Commitment(word)
 
         def follow(handle: VmHandle) -> AsyncGenerator[bytes]:
             return self._follow(self.vms.registry.get(handle.backend), handle, True)
 
-        async for reply in run_stream.replies(lambda ready, sent: self._created(request, True, ready, sent), follow):
+        async for reply in run_stream.replies(
+                lambda ready, sent: self._created(request, True, ready, sent, commitment), follow):
             yield reply
 
     async def _created(self, request: agent_pb2.CreateVmRequest, start: bool,
                        ready: Callable[[VmHandle], None] | None = None,
-                       output_sent: asyncio.Event | None = None) -> agent_pb2.VmHandle:
+                       output_sent: asyncio.Event | None = None,
+                       commitment: Commitment | None = None) -> agent_pb2.VmHandle:
         """The VM of a CreateVm (or RunVm) request made (and with `start`, started: `started` is set;
-        `ready` called once its console can be followed, `output_sent` set once its first output went on)."""
+        `ready` called once its console can be followed, `output_sent` set once its first output went on;
+        `commitment`: a provisional create's word)."""
         vm = from_proto(VirtualMachine, request.vm)
         validation.vm_id(vm.id, "vm.id")
         validation.name(vm.org_id, "vm.org_id")
@@ -104,7 +120,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         ports = [from_proto(PortRequest, p) for p in request.ports]
         if not start:
             return to_proto(await self.vms.create(vm, images, ports), agent_pb2.VmHandle())
-        handle, status = await self.vms.create_started(vm, images, ports, ready, output_sent=output_sent)
+        handle, status = await self.vms.create_started(vm, images, ports, ready, output_sent=output_sent,
+                                                       commitment=commitment)
         reply = to_proto(handle, agent_pb2.VmHandle())
         reply.started.CopyFrom(to_proto(status, types_pb2.VmStatus()))
         return reply

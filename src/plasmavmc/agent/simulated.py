@@ -38,6 +38,7 @@ from plasmavmc.agent.service import AgentServicer
 from plasmavmc.agent.vms import NodeVms
 from plasmavmc.errors import HypervisorError, PlasmaError, VmNotFound
 from plasmavmc.hypervisor.base import HypervisorBackend, VmHandle
+from plasmavmc.hypervisor.provisional import Commitment, committed
 from plasmavmc.hypervisor.registry import HypervisorRegistry
 from plasmavmc.hypervisor.simulated import SimulatedBackend
 from plasmavmc.shutdown import until_terminated
@@ -116,8 +117,11 @@ class FleetVms(NodeVms):
 
     async def create_started(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = (),
                              ready: Callable[[VmHandle], None] | None = None, *,
-                             output_sent: asyncio.Event | None = None) -> tuple[VmHandle, VmStatus]:
-        """Through this fleet's own `create` (its node's backend, its copies table), then `start`."""
+                             output_sent: asyncio.Event | None = None,
+                             commitment: Commitment | None = None) -> tuple[VmHandle, VmStatus]:
+        """Through this fleet's own `create` (its node's backend, its copies table), then `start`; a
+        provisional create waits for its word first."""
+        await committed(commitment)
         handle = await self.create(vm, images, ports)
         await self.start(vm.id)
         if ready is not None:

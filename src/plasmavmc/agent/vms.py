@@ -2,8 +2,10 @@
 
 Handles are rebuilt from the backends' runtime dirs at start (`adopt`), so an agent restart loses no VM
 and kills none: every VM whose process still runs is supervised again; one whose process died while
-the agent was down is reported. A supervised process that exits is reported to the control plane at
-once (ReportStatus), with the backend's reason; exits an operation asked for are reported as such.
+the agent was down is reported (a VM whose provisional create was never confirmed,
+`hypervisor/provisional.py`, is removed instead: the control plane never took it). A supervised
+process that exits is reported to the control plane at once (ReportStatus), with the backend's reason;
+exits an operation asked for are reported as such.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from plasmavmc.agent.ports import NodePorts
 from plasmavmc.agent.reporter import Reporter, vm_report
 from plasmavmc.errors import PlasmaError, Unimplemented, VmNotFound
 from plasmavmc.hypervisor.base import ConsoleStream, ExitReport, HypervisorBackend, LocalImage, VmHandle
+from plasmavmc.hypervisor.provisional import Commitment, is_provisional
 from plasmavmc.hypervisor.registry import HypervisorRegistry
 from plasmavmc.observe.steps import Steps
 from plasmavmc.types.image import Image
@@ -66,6 +69,11 @@ class NodeVms:
     async def adopt(self) -> None:
         for backend in self.registry.all():
             for handle in await backend.handles():
+                if is_provisional(handle.details):  # its claim's commit was never confirmed here
+                    log.info("removing VM %s: its provisional create was never confirmed", handle.vm_id)
+                    await backend.delete(handle)
+                    self.cache.unpin(handle.vm_id)
+                    continue
                 self.handles[handle.vm_id] = handle
                 status = await backend.status(handle)
                 if status.actual_state == VmState.RUNNING:
@@ -120,21 +128,29 @@ class NodeVms:
 
     async def create_started(self, vm: VirtualMachine, images: list[Image], ports: Sequence[PortRequest] = (),
                              ready: Callable[[VmHandle], None] | None = None, *,
-                             output_sent: asyncio.Event | None = None) -> tuple[VmHandle, VmStatus]:
+                             output_sent: asyncio.Event | None = None,
+                             commitment: Commitment | None = None) -> tuple[VmHandle, VmStatus]:
         """`create` then `start` in one call (CreateVm with `start`): the control plane's create+start is one
         round trip, the backend may overlap the two (`create_started`), and the status the control plane
         records RUNNING from comes without the cost of usage counters. The boot timeline's image_ready is
         when the backend had made the disks. `ready` and `output_sent` are the backend's
         (`HypervisorBackend.create_started`): `ready` called with the handle once the VM's console can be
-        followed, `output_sent` set once its first output went on. Logs where it spent
-        its time (`CREATE_STARTED_STEPS`)."""
+        followed, `output_sent` set once its first output went on. A provisional create (`commitment`:
+        `hypervisor/provisional.py`) that fails before its word came (abandoned, or its call ended) leaves
+        nothing: the VM is deleted as a create cut short is. Logs where it spent its time
+        (`CREATE_STARTED_STEPS`)."""
         took = Steps()
         backend = self.registry.get(vm.hypervisor)
         local = await self._prepared(backend, vm, images, ports)
         took.done("prepared")
         try:
-            handle, made_at = await backend.create_started(vm, local, ready, output_sent=output_sent)
+            handle, made_at = await backend.create_started(vm, local, ready, output_sent=output_sent,
+                                                           commitment=commitment)
         except BaseException:
+            if commitment is not None and not commitment.confirmed:
+                log.info("vm %s: its provisional create ended before the word of its claim: removed", vm.id)
+                await asyncio.shield(self.delete(vm.id))  # not this node's: nothing of it stays
+                raise
             # created but not started: the VM is this node's all the same (its record says why in ERROR)
             for handle in await backend.handles():
                 if handle.vm_id == vm.id:

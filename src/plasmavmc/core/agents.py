@@ -57,9 +57,10 @@ def _create_request(vm: VirtualMachine, images: Sequence[Image], ports: Sequence
     return req
 
 
-async def _send_one(call: Any, request: agent_pb2.CreateVmRequest) -> None:
+async def _send(call: Any, request: agent_pb2.CreateVmRequest, *, last: bool = True) -> None:
     await call.write(request)
-    await call.done_writing()
+    if last:
+        await call.done_writing()
 
 
 class AgentClient:
@@ -106,7 +107,34 @@ class AgentClient:
         status once running (within the create+start's time limit), and the console's output to come (the
         call ends when that is closed). Output the node sends before the status goes to `early`."""
         await self._connected()
-        call = await self._run_call(_create_request(vm, images, ports, True))
+        return await self._replies(await self._run_call(_create_request(vm, images, ports, True)), early)
+
+    async def run_vm_ahead(self, vm: VirtualMachine, images: Sequence[Image]) -> Any:
+        """RunVm's create (a VM without NICs) sent ahead of its claim's commit (agent.proto
+        `provisional`): the node boots it at once. Returns the call, its request stream still open:
+        `run_vm_committed` once the claim committed, else `call.cancel()` (the node removes the VM)."""
+        await self._connected()
+        request = _create_request(vm, images, (), True)
+        request.provisional = True
+        return await self._run_call(request, last=False)
+
+    async def run_vm_committed(self, call: Any, early: Callable[[bytes], Awaitable[None]]
+                               ) -> tuple[VmStatus, AsyncGenerator[bytes]]:
+        """`run_vm` of a create sent ahead (`run_vm_ahead`), once its claim committed: the word sent, then
+        as `run_vm`."""
+        try:
+            await _send(call, agent_pb2.CreateVmRequest(committed=True))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            call.cancel()
+            if isinstance(exc, grpc.aio.AioRpcError):
+                raise _translate(exc, self.node) from None
+            raise Unavailable(f"agent of node {self.node.id}: the RunVm call ended before its claim committed"
+                              ) from None
+        return await self._replies(call, early)
+
+    async def _replies(self, call: Any, early: Callable[[bytes], Awaitable[None]]
+                       ) -> tuple[VmStatus, AsyncGenerator[bytes]]:
+        """A RunVm call's status (output before it to `early`) and its console to come."""
         replies = aiter(call)  # one iterator throughout (grpc.aio must not mix it with `read`)
         try:
             async with asyncio.timeout(CREATE_START_TIMEOUT):
@@ -123,19 +151,19 @@ class AgentClient:
             self.armed.arm_soon()
         return from_proto(VmStatus, first.handle.started), self._console_of(call, replies)
 
-    async def _run_call(self, request: agent_pb2.CreateVmRequest) -> Any:
-        """A RunVm call with `request` written and the request stream ended: the armed call when there is
-        one, else (or when writing on it fails: it ended unseen) a new call."""
+    async def _run_call(self, request: agent_pb2.CreateVmRequest, *, last: bool = True) -> Any:
+        """A RunVm call with `request` written and (`last`) the request stream ended: the armed call when
+        there is one, else (or when writing on it fails: it ended unseen) a new call."""
         armed = self.armed.take() if self.armed is not None else None
         if armed is not None:
             try:
-                await _send_one(armed, request)
+                await _send(armed, request, last=last)
                 return armed
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 armed.cancel()
         call = self._stub.RunVm()
         try:
-            await _send_one(call, request)
+            await _send(call, request, last=last)
         except grpc.aio.AioRpcError as exc:
             call.cancel()
             raise _translate(exc, self.node) from None

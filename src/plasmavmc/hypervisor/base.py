@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from plasmavmc.errors import InvalidArgument, PlasmaError, Unimplemented
+from plasmavmc.hypervisor.provisional import Commitment, committed
 from plasmavmc.types.runtime import ExitKind, SnapshotInfo
 from plasmavmc.types.vm import (
     ConsoleType,
@@ -177,14 +178,17 @@ class HypervisorBackend(abc.ABC):
 
     async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage],
                              ready: Callable[[VmHandle], None] | None = None, *,
-                             output_sent: asyncio.Event | None = None) -> tuple[VmHandle, float]:
+                             output_sent: asyncio.Event | None = None,
+                             commitment: Commitment | None = None) -> tuple[VmHandle, float]:
         """`create` then `start` (a create with `start`); returns the handle and when the VM's disks were
         made (unix time). A backend may overlap the two where its hypervisor allows. `ready` is called
         once, with the handle, as soon as the VM's serial console can be followed (`console`): here once
         it started; a backend whose console exists before its boot calls it then, so a follower misses
         none of the guest's first output and reads it as it comes. `output_sent` (RunVm's) is set once
         the guest's first output has gone on to the follower: a backend may leave work of its own that
-        can wait until then (`common.after_first_output`), so that it does not share the CPU with it."""
+        can wait until then (`common.after_first_output`), so that it does not share the CPU with it.
+        `commitment`: a provisional create's (`provisional.py`); here the create waits for its word."""
+        await committed(commitment)
         handle = await self.create(vm, images)
         made_at = time.time()
         await self.start(handle)

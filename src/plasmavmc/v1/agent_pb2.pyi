@@ -57,16 +57,20 @@ class RunVmReply(_message.Message):
     def __init__(self, handle: _Optional[_Union[VmHandle, _Mapping]] = ..., console: _Optional[bytes] = ...) -> None: ...
 
 class CreateVmRequest(_message.Message):
-    __slots__ = ("vm", "images", "ports", "start")
+    __slots__ = ("vm", "images", "ports", "start", "provisional", "committed")
     VM_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONAL_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
     vm: _types_pb2.VirtualMachine
     images: _containers.RepeatedCompositeFieldContainer[_image_pb2.Image]
     ports: _containers.RepeatedCompositeFieldContainer[_network_pb2.NetworkPort]
     start: bool
-    def __init__(self, vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_image_pb2.Image, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[_network_pb2.NetworkPort, _Mapping]]] = ..., start: _Optional[bool] = ...) -> None: ...
+    provisional: bool
+    committed: bool
+    def __init__(self, vm: _Optional[_Union[_types_pb2.VirtualMachine, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_image_pb2.Image, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[_network_pb2.NetworkPort, _Mapping]]] = ..., start: _Optional[bool] = ..., provisional: _Optional[bool] = ..., committed: _Optional[bool] = ...) -> None: ...
 
 class StartVmRequest(_message.Message):
     __slots__ = ("vm_id",)

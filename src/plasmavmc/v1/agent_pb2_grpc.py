@@ -260,7 +260,8 @@ class AgentServiceServicer:
         The request stream carries one CreateVmRequest, then ends: a caller may open the call before it has
         a VM to run ("armed"), so that the create travels as a message on an open stream, not as a new
         call; a call whose request stream ends without one ends with no reply. On the wire this is the same
-        call as one with a single request message.
+        call as one with a single request message. A `provisional` create is followed by one more message,
+        `committed`, once the control plane's claim committed (CreateVmRequest.provisional).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -18,16 +18,18 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from plasmavmc import validation
 from plasmavmc.core import pending, quotas
+from plasmavmc.core.agents import AgentClient
 from plasmavmc.core.context import Core, VmRef
 from plasmavmc.core.networks import nics, refresh
 from plasmavmc.core.vms import boot, clones, placement, restarts
 from plasmavmc.core.vms import events as vm_events
+from plasmavmc.core.vms.ahead import Ahead, goes_ahead
 from plasmavmc.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NodeNotFound, PlasmaError
 from plasmavmc.hypervisor.common import boot_disk
 from plasmavmc.hypervisor.registry import check_spec_for, spec_defaults_for
@@ -39,6 +41,7 @@ from plasmavmc.store.base import Write
 from plasmavmc.store.records import Versioned, mutate, read, replace, retry_on_conflict
 from plasmavmc.types import codec
 from plasmavmc.types.image import Image, ImageFormat, ImageStatus
+from plasmavmc.types.network import PortRequest
 from plasmavmc.types.node import Node
 from plasmavmc.types.states import VmState, check_transition, transition
 from plasmavmc.types.vm import CloneSource, HypervisorType, RestartPolicy, VirtualMachine, VmSpec, VmStatus
@@ -139,11 +142,19 @@ async def create(core: Core, req: CreateVm) -> VirtualMachine:
     op = pending.begin(pending.Op.CREATE, key, vm.id, core.server_id)
     if req.start:  # latency first: one commit writes the VM already placed
         took.done("checks")
-        placed = await _failing(core, vm, place(core, Versioned(vm, 0, key), req.node_id,
-                                                commit=_creating(core, vm, op)))
-        took.done("claim")
-        async with pending.driving(core.store, op) as drive:
-            result = await provision(core, placed, images, drive, start=True, took=took, console=req.console)
+        # a RunVm's create goes to its node while the claim commits, where it can (`ahead.py`)
+        go = Ahead(core, images) if req.console is not None and goes_ahead(vm) else None
+        try:
+            placed = await _failing(core, vm, place(core, Versioned(vm, 0, key), req.node_id,
+                                                    commit=_creating(core, vm, op),
+                                                    on_placed=go.placed if go is not None else None))
+            took.done("claim")
+            async with pending.driving(core.store, op) as drive:
+                result = await provision(core, placed, images, drive, start=True, took=took, console=req.console,
+                                         ahead=go)
+        finally:
+            if go is not None:
+                go.drop()  # unless `provision` ran it
         took.done("lease end")
         log.info("%s", took.line(f"vm {vm.id}: {CREATE_STARTED_STEPS}"))
     else:  # throughput first: the record's commit batches with the org's other creates, then the claim
@@ -252,15 +263,20 @@ async def _name_taken(core: Core, req: CreateVm) -> bool:
 
 
 async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None = None, *,
-                commit: placement.Committer | None = None) -> Versioned[VirtualMachine]:
+                commit: placement.Committer | None = None,
+                on_placed: Callable[[VirtualMachine], None] | None = None) -> Versioned[VirtualMachine]:
     """PENDING -> CREATING on a chosen node (`only_node` when given), claiming its capacity in the same
-    commit (`commit`: a create's, which writes the record itself)."""
+    commit (`commit`: a create's, which writes the record itself). `on_placed` is called with each
+    placed record placement is about to commit."""
     started = time.perf_counter()
 
     def placer(current: VirtualMachine, node_id: str) -> VirtualMachine:
         state = transition(current.state, VmState.CREATING, vm_id=current.id, operation="place")
-        placed = replace(current, state=state, node_id=node_id, updated_at=int(time.time()))
-        return boot.stamped(placed, placed_at=boot.now())
+        placed = boot.stamped(replace(current, state=state, node_id=node_id, updated_at=int(time.time())),
+                              placed_at=boot.now())
+        if on_placed is not None:
+            on_placed(placed)
+        return placed
 
     result = await placement.claim(core, vm, placer, only_node=only_node, commit=commit)
     SCHEDULER_LATENCY.observe(time.perf_counter() - started)
@@ -270,7 +286,7 @@ async def place(core: Core, vm: Versioned[VirtualMachine], only_node: str | None
 
 async def provision(
     core: Core, vm: Versioned[VirtualMachine], images: list[Image], drive: pending.Driving, *, start: bool = False,
-    took: Steps | None = None, console: ConsoleSink | None = None,
+    took: Steps | None = None, console: ConsoleSink | None = None, ahead: Ahead | None = None,
 ) -> VirtualMachine:
     """CREATING -> STOPPED once the node's agent made the VM's disks (the create's last step); ERROR
     (with reason) if it fails. With `start`, the agent starts it too, in the same call, and the same last
@@ -278,7 +294,7 @@ async def provision(
     agent round trip and one commit where a create then a StartVm make two and four. With `console`
     (RunVm), the agent call streams the VM's console too: output that comes before the status goes to
     `console.put` as it comes, the rest is handed over once the status has come, before the last
-    commit."""
+    commit. `ahead`: the RunVm's create sent before the claim's commit (`ahead.py`), used when it can be."""
     observed: VmStatus | None = None
 
     def _made(v: VirtualMachine) -> VirtualMachine:
@@ -288,13 +304,16 @@ async def provision(
         return made if observed is None else running(starting(made, made_at), observed, "start")
 
     try:
-        agent = await core.agent_for(vm.value)
-        # with `start`, one call: the agent creates, starts and answers with the running status
-        ports = await nics.port_requests(core.store, vm.value)
         if console is None:
+            # with `start`, one call: the agent creates, starts and answers with the running status
+            agent, ports = await _agent_and_ports(core, vm.value)
             observed = await agent.create_vm(vm.value, images, ports, start=start)
         else:
-            observed, output = await agent.run_vm(vm.value, images, ports, console.put)
+            ran = await ahead.run(vm.value, console.put) if ahead is not None else None
+            if ran is None:
+                agent, ports = await _agent_and_ports(core, vm.value)
+                ran = await agent.run_vm(vm.value, images, ports, console.put)
+            observed, output = ran
             console.follow(output)  # its reader owns it now (and closes it)
         ready_at = boot.now()
     except PlasmaError as err:
@@ -308,6 +327,11 @@ async def provision(
     took.done("recorded")
     await refresh.ports_changed(core, done.value, done.value.spec.network)
     return done.value
+
+
+async def _agent_and_ports(core: Core, vm: VirtualMachine) -> tuple[AgentClient, list[PortRequest]]:
+    """The agent of `vm`'s node and the ports its NICs are plumbed with."""
+    return await core.agent_for(vm), await nics.port_requests(core.store, vm)
 
 
 def moved(vm: VirtualMachine, target: VmState, operation: str, **changes: object) -> VirtualMachine:

@@ -33,6 +33,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from plasmavmc.config.agent import AgentSettings
@@ -47,7 +48,14 @@ from plasmavmc.hypervisor.base import (
     UnsupportedFeature,
     VmHandle,
 )
-from plasmavmc.hypervisor.common import after_first_output, flush_all, image_for_boot, mark_stop, vm_name
+from plasmavmc.hypervisor.common import (
+    after_first_output,
+    flush_all,
+    image_for_boot,
+    mark_stop,
+    vm_name,
+    write_atomic,
+)
 from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import (
     api_boot,
@@ -67,6 +75,8 @@ from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
 from plasmavmc.hypervisor.firecracker.snapshotting import FcSnapshots
 from plasmavmc.hypervisor.process import Process, tail
+from plasmavmc.hypervisor.provisional import DETAIL as PROVISIONAL
+from plasmavmc.hypervisor.provisional import Commitment, committed
 from plasmavmc.hypervisor.vmdir import HANDLE
 from plasmavmc.observe.steps import Steps
 from plasmavmc.types.codec import dumps, loads
@@ -159,22 +169,25 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
 
     async def create_started(self, vm: VirtualMachine, images: Mapping[str, LocalImage],
                              ready: Callable[[VmHandle], None] | None = None, *,
-                             output_sent: asyncio.Event | None = None) -> tuple[VmHandle, float]:
+                             output_sent: asyncio.Event | None = None,
+                             commitment: Commitment | None = None) -> tuple[VmHandle, float]:
         """With a process of the warm pool (`pool.py`): the VM's files placed in its jail, then configured
         over its API (or a clone's snapshot loaded); its console (the process's output file) can be
         followed from the moment the entry is the VM's (`ready`), before the boot. Without, a clone's
         Firecracker is launched (jailer, chroot, cgroups, exec) while its files are placed: it reads none
         of them before the snapshot is loaded, which waits for both. Anything else (or a create resent):
-        create, then start."""
+        create, then start. A provisional create (`commitment`) boots ahead of its word only from the
+        pool; the other ways wait for it first."""
         if (self.vm_dir(vm.id) / HANDLE).exists():
-            return await super().create_started(vm, images, ready)
+            return await super().create_started(vm, images, ready, commitment=commitment)
         boot, used = self._checked(vm, images)
         warm = self.pool.take()
         if warm is not None:
             try:
-                return await self._warm_started(vm, boot, used, warm, ready, output_sent)
+                return await self._warm_started(vm, boot, used, warm, ready, output_sent, commitment)
             finally:
                 self.pool.refill()
+        await committed(commitment)
         if vm.source_snapshot is None:
             return await super().create_started(vm, images, ready)
         handle, paths, boot, used = self._begin_create(vm, images)
@@ -198,7 +211,8 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
 
     async def _warm_started(self, vm: VirtualMachine, boot: LocalImage, used: dict[str, LocalImage],
                             warm: pool.Warm, ready: Callable[[VmHandle], None] | None,
-                            output_sent: asyncio.Event | None) -> tuple[VmHandle, float]:
+                            output_sent: asyncio.Event | None,
+                            commitment: Commitment | None) -> tuple[VmHandle, float]:
         """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. What the
         boot reads (kernel, disks) is written without fsync before it; once Firecracker answered, its
         records (`vm.json`, `images.json`) are written in a thread and everything is flushed at once
@@ -206,10 +220,13 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         beside the boot: the flush's threads and journal commits took the CPU Firecracker boots with
         (same-minutes A/B, RunVm to the guest's line: 1.0-3.0 ms sooner after the boot). Nor beside
         the guest's first output on its way to a RunVm's caller: the flush waits until it has gone on
-        (`output_sent`, at most `common.FIRST_OUTPUT_WAIT`: step `output`)."""
+        (`output_sent`, at most `common.FIRST_OUTPUT_WAIT`: step `output`).
+        A provisional create (`commitment`) boots at once, its handle marked provisional; once booted it
+        waits for the word, then its handle loses the mark and its records are written. Abandoned, it
+        writes no record and its process is killed (the agent removes the rest: `NodeVms`)."""
         took = Steps()
         with warm.process:
-            handle, paths = self._begin_dir(vm, warm, durable=False)
+            handle, paths = self._begin_dir(vm, warm, durable=False, provisional=commitment is not None)
             took.done("dir")
             if ready is not None:
                 ready(handle)
@@ -221,11 +238,15 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
                     made_at = time.time()
                     try:
                         await self._boot_warm(vm, boot, paths, warm.process, took)
+                        if commitment is not None:
+                            await commitment.wait()
+                            handle = self._confirmed(handle, paths)
                         await after_first_output(output_sent)
                         took.done("output")
-                    finally:  # written and flushed whether the boot failed or not
-                        await self._save_flushed(paths, vm, used)
-                        took.done("flush")
+                    finally:  # written and flushed whether the boot failed or not (unless abandoned)
+                        if commitment is None or commitment.confirmed:
+                            await self._save_flushed(paths, vm, used)
+                            took.done("flush")
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await launcher.abort(paths, warm.process, "create failed")
@@ -286,15 +307,18 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         handle, paths = self._begin_dir(vm, None)
         return handle, paths, boot, used
 
-    def _begin_dir(self, vm: VirtualMachine, warm: pool.Warm | None, *,
-                   durable: bool = True) -> tuple[VmHandle, FcPaths]:
-        """The VM's directory with its handle, then its guest dir: made, or `warm`'s entry moved in whole."""
+    def _begin_dir(self, vm: VirtualMachine, warm: pool.Warm | None, *, durable: bool = True,
+                   provisional: bool = False) -> tuple[VmHandle, FcPaths]:
+        """The VM's directory with its handle (marked `provisional`: `provisional.py`), then its guest
+        dir: made, or `warm`'s entry moved in whole."""
         jailed = self.jailer.enabled
         jail_id = warm.jail_id if warm is not None else vm.id
         paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name, jail_id=jail_id)
         details = {"jailed": str(jailed).lower(), "exec_name": self.exec_name}
         if jail_id != vm.id:
             details["jail_id"] = jail_id
+        if provisional:
+            details[PROVISIONAL] = "true"
         handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
                           name=vm.name, details=details)
         try:
@@ -307,6 +331,14 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         except OSError as exc:
             raise HypervisorError(f"cannot create runtime dir {paths.guest}: {exc}") from exc
         return handle, paths
+
+    @staticmethod
+    def _confirmed(handle: VmHandle, paths: FcPaths) -> VmHandle:
+        """A provisional VM's handle without its mark, written over the marked one (flushed with the
+        VM's records: `_save_flushed`)."""
+        confirmed = replace(handle, details={k: v for k, v in handle.details.items() if k != PROVISIONAL})
+        write_atomic(paths.root / HANDLE, dumps(confirmed), durable=False)
+        return confirmed
 
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
                            paths: FcPaths, *, durable: bool = True) -> None:
