@@ -161,7 +161,8 @@ class FirecrackerSettings:
     same CPU, written at agent start to ``parent_cgroup`` (v2 ``cpu.weight``, v1 ``cpu.shares`` =
     weight x 1024 / 100). A weight is a share under contention only: VMs alone use every CPU their
     quota allows. ext ``guest_slice_us`` (default 100, 100-100000, 0 = the kernel's default): the
-    scheduler slice of the VMs' vCPU threads (Linux 6.12 and later; older kernels ignore it): a
+    scheduler slice of the VMs' vCPU threads (set on the VMM thread that makes them; Linux 6.12 and
+    later; older kernels ignore it): a
     control-plane thread woken onto the CPU of a busy guest runs about that soon, not after the
     kernel's default slice (1.4 ms on 2 CPUs); see ``hypervisor/sched.py``.
     """

@@ -279,7 +279,6 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         else:
             await api_boot.boot(api, spec.vm_config(vm, boot, track_dirty_pages=self.diff_snapshots,
                                                     with_balloon=self.balloon))
-            self.launcher.vcpus_started(process)
             took.done("boot")
 
     def _checked(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
@@ -387,7 +386,6 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         except HypervisorError as exc:
             await launcher.abort(paths, process, "start failed")
             raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
-        self.launcher.vcpus_started(process)
         clones.done(paths)
 
     async def _stop(self, paths: FcPaths, grace_s: float, reason: str) -> None:

@@ -108,9 +108,13 @@ def set_guest_priority(pid: int) -> None:
 
 
 def set_vcpu_slice(pid: int, slice_ns: int) -> None:
-    """The vCPU threads of `pid` (Firecracker names them `fc_vcpu <n>`), once the VM runs, at scheduler
-    slice `slice_ns` (`hypervisor/sched.py`; 0: left at the kernel's default)."""
+    """The vCPU threads of `pid` (Firecracker names them `fc_vcpu <n>`) at scheduler slice `slice_ns`
+    (`hypervisor/sched.py`; 0: left at the kernel's default), and its VMM thread (the main one, whose
+    thread id is the pid), which makes the vCPU threads: those it makes later (at a boot over the API,
+    at a snapshot's load) inherit the slice from their first instruction, with no call of ours between
+    the boot and the guest's first output. Set when its API answers (`Launcher.exec`)."""
     if slice_ns:
+        sched.set_thread_slice(pid, slice_ns)
         sched.set_slice(pid, slice_ns, VCPU_THREAD)
 
 

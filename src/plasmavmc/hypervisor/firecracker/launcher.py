@@ -84,8 +84,9 @@ class Launcher:
     async def exec(self, paths: FcPaths, fc_args: list[str], limits: list[str],
                    files: list[str], *, low_priority: bool = False) -> tuple[Process, FirecrackerApi]:
         """Exec Firecracker (through the jailer when jailed, with cgroup `limits`, `files` handed to the
-        jail's uid) until its API answers, then at the agent's nice (`launch.set_guest_priority`), the
-        vCPUs of a VM booted from its config file at the guests' slice (`launch.set_vcpu_slice`);
+        jail's uid) until its API answers, then at the agent's nice (`launch.set_guest_priority`), its
+        VMM thread and the vCPUs it makes (those of a VM booted from its config file made already) at the
+        guests' slice (`launch.set_vcpu_slice`);
         `low_priority`: at the lowest CPU priority until the API answers (`launch.set_low_priority`).
         Its log and metrics files, which it opens at exec, are made here where missing."""
         for name in (LOG, METRICS):
@@ -109,15 +110,11 @@ class Launcher:
             await wait_for_socket(api, process.alive, API_READY_S)
             self.last_api_ready_s = time.monotonic() - launched_at
             launch.set_guest_priority(process.pid)
-            self.vcpus_started(process)  # a VM booted from its config file has them already
+            launch.set_vcpu_slice(process.pid, self.guest_slice_ns)
         except HypervisorError as exc:
             await abort(paths, process, "start failed")
             raise HypervisorError(f"{exc.message}; firecracker log: {tail(paths.log, 600)}") from exc
         return process, api
-
-    def vcpus_started(self, process: Process) -> None:
-        """The VM in `process` runs: its vCPU threads at the guests' scheduler slice (`launch.set_vcpu_slice`)."""
-        launch.set_vcpu_slice(process.pid, self.guest_slice_ns)
 
     async def spawn_warm(self, paths: FcPaths) -> Process:
         """A pool entry (`pool.py`): an unconfigured Firecracker in its own jail, cgroups unlimited,
