@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,14 @@ pytestmark = test_firecracker_backend.pytestmark
 DEADLINE_S = test_firecracker_backend.DEADLINE_S
 images = test_firecracker_backend.images  # the fixture
 cgroup_dirs = test_firecracker_backend._cgroup_dirs
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(tmp_path: Path) -> Iterator[None]:
+    """A VM outlives its backend by design, so one a test leaves (failing before its delete) is killed
+    when the test ends, with its jail's cgroups."""
+    yield
+    fc.kill_leftovers(tmp_path)
 
 
 async def filled(backend: FirecrackerBackend, count: int) -> list[int]:

@@ -98,13 +98,15 @@ def kill_leftovers(root: Path) -> None:
     """Hypervisor processes outlive the agent by design; a test's (or bench's) own ones end with it, and
     so do their jails' cgroups (which the VM's delete would have removed)."""
     jails: list[str] = []
-    for pidfile in [*root.glob("run/fc/*/jail/*/*/root/firecracker.pid"), *root.glob("run/fc/*/vm/firecracker.pid"),
-                    *root.glob("run/fc/.pool/*/jail/*/*/root/firecracker.pid")]:
+    # an agent's VMs and pool (run/fc/...: `run` may be a link to a short path), or a backend's (run/...)
+    pidfiles = [root.glob(f"{runtime}/{vm}/{where}") for runtime in ("run/fc", "run") for vm in ("*", ".pool/*")
+                for where in ("jail/*/*/root/firecracker.pid", "vm/firecracker.pid")]
+    for pidfile in {p for found in pidfiles for p in found}:
         pid = read_pidfile(pidfile)
         if pid is not None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-        if pidfile.parts[-5] == "jail":  # run/fc/<vm>/jail/<exec>/<jail id>/root/firecracker.pid
+        if pidfile.parts[-5] == "jail":  # <vm>/jail/<exec>/<jail id>/root/firecracker.pid
             jails.append(pidfile.parts[-3])
     _remove_cgroups(jails)
 
