@@ -71,8 +71,7 @@ class NodeVms:
             for handle in await backend.handles():
                 if is_provisional(handle.details):  # its claim's commit was never confirmed here
                     log.info("removing VM %s: its provisional create was never confirmed", handle.vm_id)
-                    await backend.delete(handle)
-                    self.cache.unpin(handle.vm_id)
+                    await self.delete(handle.vm_id)  # not adopted: removed as a create cut short is
                     continue
                 self.handles[handle.vm_id] = handle
                 status = await backend.status(handle)

@@ -63,8 +63,7 @@ def set_slice(pid: int, slice_ns: int, prefix: str = "") -> None:
     `slice_ns` (`MIN_SLICE_NS`-`MAX_SLICE_NS`), each at its own nice; threads they make inherit it."""
     _check(slice_ns)
     for tid in threads(pid, prefix):
-        with contextlib.suppress(ProcessLookupError):
-            _set_slice(tid, os.getpriority(os.PRIO_PROCESS, tid), slice_ns)
+        set_thread_slice(tid, slice_ns)
 
 
 def set_thread_slice(tid: int, slice_ns: int) -> None:

@@ -41,14 +41,12 @@ class Ahead:
         self._core = core
         self._images = images
         self._sent: asyncio.Task[Sent] | None = None
-        self._for: VirtualMachine | None = None  # the placed record the create was sent with
         self._dropped = False
 
     def placed(self, vm: VirtualMachine) -> None:
         """Placement built `vm`'s placed record and is about to commit it: the first time, the create goes
         out; again (the first pick's commit lost its race), the create sent is dropped."""
         if self._sent is None and not self._dropped:
-            self._for = vm
             self._sent = asyncio.create_task(self._send(vm), name=f"run-ahead-{vm.id}")
         else:
             self.drop()
@@ -57,15 +55,13 @@ class Ahead:
         agent = await self._core.agent_for(vm)
         return agent, await agent.run_vm_ahead(vm, self._images)
 
-    async def run(self, vm: VirtualMachine, early: Callable[[bytes], Awaitable[None]]
-                  ) -> tuple[VmStatus, AsyncGenerator[bytes]] | None:
-        """After the commit of `vm` (the placed record): the word on the create sent ahead, then RunVm's
-        status and console (`AgentClient.run_vm`). None when nothing usable went ahead (dropped, sent
-        with another placement, or its send failed): the caller runs the VM the usual way."""
+    async def run(self, early: Callable[[bytes], Awaitable[None]]) -> tuple[VmStatus, AsyncGenerator[bytes]] | None:
+        """After the claim's commit (of the placed record the create went with: placement tried no other,
+        or `placed` dropped it): the word on the create sent ahead, then RunVm's status and console
+        (`AgentClient.run_vm`). None when nothing usable went ahead (dropped, or its send failed): the
+        caller runs the VM the usual way."""
         sent, self._sent = self._sent, None
-        if sent is None or self._dropped or vm is not self._for:
-            if sent is not None:
-                _cancel_when_sent(sent)
+        if sent is None:
             return None
         try:
             agent, call = await sent

@@ -309,7 +309,7 @@ async def provision(
             agent, ports = await _agent_and_ports(core, vm.value)
             observed = await agent.create_vm(vm.value, images, ports, start=start)
         else:
-            ran = await ahead.run(vm.value, console.put) if ahead is not None else None
+            ran = await ahead.run(console.put) if ahead is not None else None
             if ran is None:
                 agent, ports = await _agent_and_ports(core, vm.value)
                 ran = await agent.run_vm(vm.value, images, ports, console.put)

@@ -33,7 +33,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 
 from plasmavmc.config.agent import AgentSettings
@@ -60,6 +59,7 @@ from plasmavmc.hypervisor.console import bound_log
 from plasmavmc.hypervisor.firecracker import (
     api_boot,
     clones,
+    handles,
     jail,
     launch,
     launcher,
@@ -75,7 +75,6 @@ from plasmavmc.hypervisor.firecracker.jail import JailerOptions
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
 from plasmavmc.hypervisor.firecracker.snapshotting import FcSnapshots
 from plasmavmc.hypervisor.process import Process, tail
-from plasmavmc.hypervisor.provisional import DETAIL as PROVISIONAL
 from plasmavmc.hypervisor.provisional import Commitment, committed
 from plasmavmc.hypervisor.vmdir import HANDLE
 from plasmavmc.observe.steps import Steps
@@ -148,9 +147,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
     # ---------------------------------------------------------------- helpers
 
     def paths(self, handle: VmHandle) -> FcPaths:
-        return FcPaths.of(self.runtime_dir, handle.vm_id, jailed=handle.details.get("jailed") == "true",
-                          exec_name=handle.details.get("exec_name", self.exec_name),
-                          jail_id=handle.details.get("jail_id"))
+        return handles.paths_of(self.runtime_dir, handle, self.exec_name)
 
     def _paths(self, handle: VmHandle) -> FcPaths:
         return self.paths(handle)
@@ -161,7 +158,8 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
     # ---------------------------------------------------------------- create
 
     async def create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]) -> VmHandle:
-        handle, paths, boot, used = self._begin_create(vm, images)
+        boot, used = self._checked(vm, images)
+        handle, paths = self._begin_dir(vm, None)  # adoptable from here on
         await self._place_files(vm, boot, used, paths)
         crashpoints.reached("create:disks")
         self._save_vm(paths, vm, used)
@@ -190,7 +188,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         await committed(commitment)
         if vm.source_snapshot is None:
             return await super().create_started(vm, images, ready)
-        handle, paths, boot, used = self._begin_create(vm, images)
+        handle, paths = self._begin_dir(vm, None)
         async with self._lock(vm.id):
             launching = asyncio.create_task(self.launcher.launch(paths, vm))
             try:
@@ -221,9 +219,10 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         (same-minutes A/B, RunVm to the guest's line: 1.0-3.0 ms sooner after the boot). Nor beside
         the guest's first output on its way to a RunVm's caller: the flush waits until it has gone on
         (`output_sent`, at most `common.FIRST_OUTPUT_WAIT`: step `output`).
-        A provisional create (`commitment`) boots at once, its handle marked provisional; once booted it
-        waits for the word, then its handle loses the mark and its records are written. Abandoned, it
-        writes no record and its process is killed (the agent removes the rest: `NodeVms`)."""
+        A provisional create (`commitment`) boots at once, its handle marked provisional; once its first
+        output went on it waits for the word, then its handle loses the mark (rewritten with its
+        records). Abandoned, it writes no record and its process is killed (the agent removes the rest:
+        `NodeVms`)."""
         took = Steps()
         with warm.process:
             handle, paths = self._begin_dir(vm, warm, durable=False, provisional=commitment is not None)
@@ -238,14 +237,14 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
                     made_at = time.time()
                     try:
                         await self._boot_warm(vm, boot, paths, warm.process, took)
-                        if commitment is not None:
-                            await commitment.wait()
-                            handle = self._confirmed(handle, paths)
                         await after_first_output(output_sent)
                         took.done("output")
+                        if commitment is not None:
+                            await commitment.wait()
+                            handle = handles.unmarked(handle)
                     finally:  # written and flushed whether the boot failed or not (unless abandoned)
                         if commitment is None or commitment.confirmed:
-                            await self._save_flushed(paths, vm, used)
+                            await self._save_flushed(paths, vm, used, handle if commitment is not None else None)
                             took.done("flush")
                 except BaseException:
                     with contextlib.suppress(Exception):
@@ -256,10 +255,14 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         log.info("%s", took.line(f"vm {vm.id}: {POOLED_STEPS}"))
         return handle, made_at
 
-    async def _save_flushed(self, paths: FcPaths, vm: VirtualMachine, used: dict[str, LocalImage]) -> None:
-        """The VM's records written, then everything of the create flushed at once: one worker thread
-        for both (`flush_all`), so the event loop hears back once."""
+    async def _save_flushed(self, paths: FcPaths, vm: VirtualMachine, used: dict[str, LocalImage],
+                            handle: VmHandle | None = None) -> None:
+        """The VM's records (and `handle`, where given, over the one written) written, then everything
+        of the create flushed at once: one worker thread for all (`flush_all`), so the event loop hears
+        back once."""
         def save_flush() -> None:
+            if handle is not None:
+                write_atomic(paths.root / HANDLE, dumps(handle), durable=False)
             self._save_vm(paths, vm, used, durable=False)
             flush_all(vmfiles.durable_files(paths, vm))
 
@@ -299,27 +302,14 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
             clones.check_source(self._paths_of(vm.source_snapshot.vm_id), vm.source_snapshot.snapshot_id)
         return boot, used
 
-    def _begin_create(self, vm: VirtualMachine, images: Mapping[str, LocalImage]
-                      ) -> tuple[VmHandle, FcPaths, LocalImage, dict[str, LocalImage]]:
-        """Everything checked, then the VM's directory with its handle (adoptable from here on)."""
-        boot, used = self._checked(vm, images)
-        handle, paths = self._begin_dir(vm, None)
-        return handle, paths, boot, used
-
     def _begin_dir(self, vm: VirtualMachine, warm: pool.Warm | None, *, durable: bool = True,
                    provisional: bool = False) -> tuple[VmHandle, FcPaths]:
         """The VM's directory with its handle (marked `provisional`: `provisional.py`), then its guest
         dir: made, or `warm`'s entry moved in whole."""
-        jailed = self.jailer.enabled
         jail_id = warm.jail_id if warm is not None else vm.id
-        paths = FcPaths.of(self.runtime_dir, vm.id, jailed=jailed, exec_name=self.exec_name, jail_id=jail_id)
-        details = {"jailed": str(jailed).lower(), "exec_name": self.exec_name}
-        if jail_id != vm.id:
-            details["jail_id"] = jail_id
-        if provisional:
-            details[PROVISIONAL] = "true"
-        handle = VmHandle(vm_id=vm.id, backend=HypervisorType.FIRECRACKER, runtime_dir=str(paths.root),
-                          name=vm.name, details=details)
+        paths = FcPaths.of(self.runtime_dir, vm.id, jailed=self.jailer.enabled, exec_name=self.exec_name,
+                           jail_id=jail_id)
+        handle = handles.new(vm, paths, self.exec_name, provisional=provisional)
         try:
             if warm is not None:  # the entry, its handle written inside, renamed into place (not fsynced)
                 pool.move_into(warm, paths, dumps(handle))
@@ -330,14 +320,6 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         except OSError as exc:
             raise HypervisorError(f"cannot create runtime dir {paths.guest}: {exc}") from exc
         return handle, paths
-
-    @staticmethod
-    def _confirmed(handle: VmHandle, paths: FcPaths) -> VmHandle:
-        """A provisional VM's handle without its mark, written over the marked one (flushed with the
-        VM's records: `_save_flushed`)."""
-        confirmed = replace(handle, details={k: v for k, v in handle.details.items() if k != PROVISIONAL})
-        write_atomic(paths.root / HANDLE, dumps(confirmed), durable=False)
-        return confirmed
 
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
                            paths: FcPaths, *, durable: bool = True) -> None:
