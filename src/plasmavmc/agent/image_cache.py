@@ -10,7 +10,9 @@ a VM on this node uses it: `fetch(..., pin_for=vm_id)` records the VM's pins in 
 (a file, so pins survive an agent restart) and `unpin(vm_id)` drops them when the VM is deleted. The
 size limit is soft: if every cached file is pinned, a needed image is still fetched (and logged).
 `NodeVms` pins every image a VM's disks (and their kernel and initrd) use when it creates the VM or
-hot-plugs a disk (`pin`: all of them in one write, before they are fetched).
+hot-plugs a disk (`pin`: all of them in one write, before they are fetched). A pin holds at once (in
+memory: eviction sees it); its file is written at the event loop's next turn, so a create's pins are
+not written on its way to its hypervisor (a Firecracker boot's requests go out first; 0.26 ms there).
 
 An image is written sparsely: each all-zero block of `SPARSE_BLOCK` bytes is left a hole
 (`write_sparse`), so a raw image that is mostly empty takes its data's room on the node, and a VM's copy
@@ -72,6 +74,8 @@ class ImageCache:
         channels = list(channel) if isinstance(channel, Sequence) else [channel]
         self._stubs = [image_pb2_grpc.ImageServiceStub(c) for c in channels]
         self._locks: dict[str, asyncio.Lock] = {}
+        self._unwritten: dict[str, set[str]] = {}  # pins held, their file still to write, by VM id
+        self._lost: dict[str, set[str]] = {}  # pins held whose file could not be written, by VM id
         self._evicting = asyncio.Lock()
         self.downloads = 0  # completed downloads, for the agent's metrics and the tests
 
@@ -110,18 +114,42 @@ class ImageCache:
         self._pin(vm_id, *(self.path_of(i) for i in images))
 
     def _pin(self, vm_id: str, *paths_: Path) -> None:
+        """Hold `paths_` for the VM now; its pin file follows at the loop's next turn (at once where no
+        loop runs)."""
+        self._pin_file(vm_id)  # the VM id checked before anything is held
+        scheduled = vm_id in self._unwritten
+        self._unwritten.setdefault(vm_id, set()).update(str(p) for p in paths_)
+        if not scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self._write_pins, vm_id)
+            except RuntimeError:
+                self._write_pins(vm_id)
+
+    def _write_pins(self, vm_id: str) -> None:
+        """The VM's pin file, with the pins held for it added (none held: unpinned meanwhile). Should
+        the write fail, they go on holding in memory (until the agent restarts), and it says so."""
+        held = self._unwritten.pop(vm_id, None)
+        if held is None:
+            return
         pin_file = self._pin_file(vm_id)
-        paths = set(self._read_pins(pin_file)) | {str(p) for p in paths_}
+        paths = set(self._read_pins(pin_file)) | held
         tmp = pin_file.with_name(f".{pin_file.name}.tmp")
         data = json.dumps(sorted(paths)).encode()
         try:
-            tmp.write_bytes(data)
-        except FileNotFoundError:  # the first pin of this cache: `.pins/` made then
-            pin_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-        os.replace(tmp, pin_file)
+            try:
+                tmp.write_bytes(data)
+            except FileNotFoundError:  # the first pin of this cache: `.pins/` made then
+                pin_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(data)
+            os.replace(tmp, pin_file)
+        except OSError as exc:
+            self._lost.setdefault(vm_id, set()).update(held)
+            log.warning("image cache: pins of vm %s not written (%s): they hold until the agent restarts",
+                        vm_id, exc)
 
     def unpin(self, vm_id: str) -> None:
+        self._unwritten.pop(vm_id, None)
+        self._lost.pop(vm_id, None)
         self._pin_file(vm_id).unlink(missing_ok=True)
 
     def prune_pins(self, live_vm_ids: set[str]) -> None:
@@ -138,7 +166,8 @@ class ImageCache:
             return []
 
     def pinned(self) -> set[Path]:
-        return {Path(p) for f in (self.root / ".pins").glob("[!.]*") for p in self._read_pins(f)}
+        held = {Path(p) for kept in (self._unwritten, self._lost) for paths in kept.values() for p in paths}
+        return held | {Path(p) for f in (self.root / ".pins").glob("[!.]*") for p in self._read_pins(f)}
 
     def remove_partials(self) -> int:
         """Remove every partial download (call at start, before any fetch); returns how many."""

@@ -65,6 +65,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         """One create+start and its console (agent.proto): the call may come before its create (armed by
         the control plane), which then arrives as its one request message; no message, no reply. A
         provisional create's word is the next message (`hypervisor/provisional.py`)."""
+        await context.send_initial_metadata(())  # now: the first output then comes alone, sooner
         task = asyncio.current_task()
         assert task is not None
         self._armed.add(task)
