@@ -62,8 +62,8 @@ class VmServicer(vm_pb2_grpc.VmServiceServicer):
     async def RunVm(self, request: vm_pb2.CreateVmRequest, context: Ctx) -> AsyncIterator[Any]:
         org, project = request.org_id, request.project_id  # the create's permission is the method's own
         await caller.require("plasmavmc:vms:console", org, project, lambda: vm_not_found(org, project, request.name))
-        await context.send_initial_metadata(())  # now: the first output then comes alone, sooner
-        async for item in run.run(self.core, await self._create_request(request)):
+        async for item in run.run(self.core, await self._create_request(request),
+                                  opened=lambda: context.send_initial_metadata(())):
             if isinstance(item, bytes):
                 yield vm_pb2.RunVmResponse(console=item)
             else:

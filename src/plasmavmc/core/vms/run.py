@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from plasmavmc.core.context import Core
@@ -40,12 +40,17 @@ class Started:
     console: bytes
 
 
-async def run(core: Core, req: lifecycle.CreateVm) -> AsyncIterator[Started | bytes]:
+async def run(core: Core, req: lifecycle.CreateVm, opened: Callable[[], Awaitable[None]] | None = None
+              ) -> AsyncIterator[Started | bytes]:
     """Create and start the VM `req` describes, then its console: output as it comes, the VM once it is
-    recorded (with the output that came in between), then the rest of the output."""
+    recorded (with the output that came in between), then the rest of the output. `opened` is awaited
+    while the create runs, before anything is yielded (the API sends the call's headers then: not with
+    the first output, which then travels alone, nor ahead of the create)."""
     console = Relay(AHEAD)
     creating = asyncio.create_task(lifecycle.create(core, replace(req, start=True, console=console)))
     try:
+        if opened is not None:
+            await opened()
         async for chunk in console.meanwhile(creating):
             yield chunk
         vm = await creating
