@@ -174,6 +174,55 @@ async def test_create_started_takes_a_pooled_process(tmp_path: Path, images: dic
     assert list((tmp_path / "run" / ".pool").iterdir()) == []
 
 
+async def test_an_entry_has_the_last_creates_files_made_ahead(tmp_path: Path,
+                                                             images: dict[str, LocalImage]) -> None:
+    """Once a create from images ran, the next entries get its kernel and disks made ahead (the jail's):
+    a create that needs the same keeps them (the same disk file); one that needs others (another
+    image's file, another disk size) has them replaced, never booting another image's copy."""
+    backend = fc.backend(tmp_path / "run", warm_pool=1)
+    await backend.open()
+    handles: list[VmHandle] = []
+    try:
+        await filled(backend, 1)
+        assert backend.pool.ready()[0].files is None  # no create yet: nothing to guess from
+        first = vm_of("first")
+        handles.append((await backend.create_started(first, images))[0])
+        await filled(backend, 1)
+        (entry,) = backend.pool.ready()
+        assert entry.files is not None and entry.files == backend.pool.expect
+        made = entry.paths.disk("root")
+        image = images[fc.IMAGE_NAME].disk_path
+        assert made.read_bytes()[:4096] == image.read_bytes()[:4096]
+        assert (made.stat().st_uid, made.stat().st_size) == (fc.JAIL_UID, 1 << 30)
+        assert (entry.paths.guest / "vmlinux").stat().st_ino == images[fc.IMAGE_NAME].kernel_path.stat().st_ino
+        inode = made.stat().st_ino
+
+        same = vm_of("same")
+        handle, _ = await backend.create_started(same, images)
+        handles.append(handle)
+        assert backend.paths(handle).disk("root").stat().st_ino == inode  # kept, not made again
+        await say(backend, same, "hi", b"#0001 hi\n", ready=fc.READY)
+
+        await filled(backend, 1)
+        other_file = tmp_path / "other.raw"
+        other_file.write_bytes(b"another image" + bytes(4096))
+        other = {fc.IMAGE_NAME: dataclasses.replace(images[fc.IMAGE_NAME], disk_path=other_file)}
+        bigger = vm_of("other")
+        bigger = dataclasses.replace(bigger, spec=dataclasses.replace(bigger.spec, disks=(
+            dataclasses.replace(bigger.spec.disks[0], size_gib=2),)))
+        handle, _ = await backend.create_started(bigger, other)
+        handles.append(handle)
+        disk = backend.paths(handle).disk("root")
+        assert disk.read_bytes()[:13] == b"another image" and disk.stat().st_size == 2 << 30
+        await say(backend, bigger, "ho", b"#0001 ho\n", ready=fc.READY)
+        await filled(backend, 1)
+        assert backend.pool.ready()[0].files == backend.pool.expect != entry.files  # the last create's now
+    finally:
+        for handle in handles:
+            await backend.delete(handle)
+        await backend.close()
+
+
 async def test_unjailed_pool(tmp_path: Path, images: dict[str, LocalImage]) -> None:
     """Without the jailer the pool holds plain Firecrackers (`--id` the entry's id): the same take. The
     entry replaces a dir of the VM left without a handle (a create cut short before writing it)."""
@@ -261,6 +310,7 @@ async def test_a_clone_takes_a_pooled_process(tmp_path: Path, images: dict[str, 
         await say(backend, source, "one", b"#0001 one\n", ready=fc.READY)
         await backend.snapshot(handles[0], "s1")
         (pooled,) = await filled(backend, 1)
+        assert backend.pool.ready()[0].files is not None  # the source's files, made ahead: a clone's own replace them
         clone = dataclasses.replace(fc.vm("clone"), source_snapshot=CloneSource(vm_id=source.id, snapshot_id="s1"))
         handle, _ = await backend.create_started(clone, images)
         handles.append(handle)

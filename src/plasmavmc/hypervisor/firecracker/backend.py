@@ -12,22 +12,20 @@ the running VMs (`handles()`).
 Choices, visible to callers:
 * `stop` sends Ctrl-Alt-Del (Firecracker's only soft power-off; the guest answers with an i8042 reset,
   which ends the process) and kills after the timeout.
-* Firecracker cannot reboot in place: `reboot` is a graceful stop then a fresh start, `reset` a kill
-  then a fresh start (both new processes).
+* Firecracker cannot reboot in place: `reboot` is a graceful stop, `reset` a kill, then a fresh start.
 * No hot-plug (devices are fixed at InstanceStart): the attach/detach methods raise UnsupportedFeature.
 * A paused VM (only ever transiently, during `snapshot`) reports RUNNING with a `Paused` condition.
-* With `balloon`, every VM gets a virtio-balloon (target 0, deflate on OOM); `set_balloon` moves the
-  target (an extra beyond the trait, like `pause`/`resume`).
+* With `balloon`, every VM gets a virtio-balloon (target 0, deflate on OOM); `set_balloon` moves it.
 * With `diff_snapshots`, dirty pages are tracked and every snapshot after the first of a run is a Diff
   (memory written since the previous one); restore merges the chain (`diffs.py`).
-* Whether a VM is jailed is decided at `create` from the options and stored in its handle, so later
-  option changes never lose track of an existing VM.
+* Whether a VM is jailed is decided at `create` and stored in its handle (later option changes keep it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -115,7 +113,9 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         self.launcher = launcher.Launcher(self.fc_path, self.jailer_path, self.jailer, self.exec_name,
                                           guest_slice_us * 1000)
         self.pool = pool.WarmPool(self.runtime_dir, warm_pool, jailed=self.jailer.enabled, exec_name=self.exec_name,
-                                  spawn=self.launcher.spawn_warm, discard=self.launcher.discard_warm)
+                                  spawn=self.launcher.spawn_warm, discard=self.launcher.discard_warm,
+                                  prepare=functools.partial(vmfiles.make_ahead, jailer=self.jailer,
+                                                            qemu_img=self.qemu_img_path))
 
     # ---------------------------------------------------------------- declarations
 
@@ -169,13 +169,11 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
                              ready: Callable[[VmHandle], None] | None = None, *,
                              output_sent: asyncio.Event | None = None,
                              commitment: Commitment | None = None) -> tuple[VmHandle, float]:
-        """With a process of the warm pool (`pool.py`): the VM's files placed in its jail, then configured
-        over its API (or a clone's snapshot loaded); its console (the process's output file) can be
-        followed from the moment the entry is the VM's (`ready`), before the boot. Without, a clone's
-        Firecracker is launched (jailer, chroot, cgroups, exec) while its files are placed: it reads none
-        of them before the snapshot is loaded, which waits for both. Anything else (or a create resent):
-        create, then start. A provisional create (`commitment`) boots ahead of its word only from the
-        pool; the other ways wait for it first."""
+        """With a process of the warm pool (`pool.py`): `_warm_started`; its console can be followed from
+        the moment the entry is the VM's (`ready`). Without, a clone's Firecracker is launched while its
+        files are placed (it reads none before its snapshot is loaded); anything else (or a create
+        resent): create, then start. A provisional create (`commitment`) boots ahead of its word only
+        from the pool; the other ways wait for it first."""
         if (self.vm_dir(vm.id) / HANDLE).exists():
             return await super().create_started(vm, images, ready, commitment=commitment)
         boot, used = self._checked(vm, images)
@@ -211,18 +209,15 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
                             warm: pool.Warm, ready: Callable[[VmHandle], None] | None,
                             output_sent: asyncio.Event | None,
                             commitment: Commitment | None) -> tuple[VmHandle, float]:
-        """The VM made in `warm`'s jail and booted (or resumed) over its API: no jailer, no exec. What the
-        boot reads (kernel, disks) is written without fsync before it; once Firecracker answered, its
-        records (`vm.json`, `images.json`) are written in a thread and everything is flushed at once
-        (`flush_all`): the create answers with everything durable, as the other paths do. Not
-        beside the boot: the flush's threads and journal commits took the CPU Firecracker boots with
-        (same-minutes A/B, RunVm to the guest's line: 1.0-3.0 ms sooner after the boot). Nor beside
-        the guest's first output on its way to a RunVm's caller: the flush waits until it has gone on
-        (`output_sent`, at most `common.FIRST_OUTPUT_WAIT`: step `output`).
+        """The VM made in `warm`'s jail (its files kept where the entry made them ahead) and booted (or
+        resumed) over its API: no jailer, no exec. What the boot reads is written without fsync; once
+        the guest's first output has gone on (`output_sent`, at most `common.FIRST_OUTPUT_WAIT`), its
+        records are written in a thread and everything is flushed at once (`flush_all`): the create
+        answers with everything durable. Not beside the boot nor the first output: the flush's threads
+        and journal commits took the CPU they need (A/B: 1.0-3.0 ms sooner to the guest's line).
         A provisional create (`commitment`) boots at once, its handle marked provisional; once its first
         output went on it waits for the word, then its handle loses the mark (rewritten with its
-        records). Abandoned, it writes no record and its process is killed (the agent removes the rest:
-        `NodeVms`)."""
+        records). Abandoned, it writes no record and its process is killed (`NodeVms` removes the rest)."""
         took = Steps()
         with warm.process:
             handle, paths = self._begin_dir(vm, warm, durable=False, provisional=commitment is not None)
@@ -231,7 +226,7 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
                 ready(handle)
             async with self._lock(vm.id):
                 try:
-                    await self._place_files(vm, boot, used, paths, durable=False)
+                    await self._place_files(vm, boot, used, paths, durable=False, made=warm.files)
                     crashpoints.reached("create:disks")
                     took.done("files")
                     made_at = time.time()
@@ -322,15 +317,22 @@ class FirecrackerBackend(FixedDevices, FcSnapshots):
         return handle, paths
 
     async def _place_files(self, vm: VirtualMachine, boot: LocalImage, used: Mapping[str, LocalImage],
-                           paths: FcPaths, *, durable: bool = True) -> None:
-        """The VM's files in its guest dir, owned by the jail where it writes them (its log and metrics
-        files are made at its launch: `Launcher.exec`)."""
+                           paths: FcPaths, *, durable: bool = True, made: vmfiles.BootFiles | None = None) -> None:
+        """The VM's files in its guest dir, the jail's where it writes them (log and metrics: made at its
+        launch). `made`: what a pool entry made there ahead, kept if the VM needs it, else removed first."""
         if vm.source_snapshot is not None:  # a clone: the snapshot's files, linked (clones.py)
+            if made is not None:
+                vmfiles.remove_boot_files(made, paths)
             source = self._paths_of(vm.source_snapshot.vm_id)
             await clones.place(source, vm.source_snapshot.snapshot_id, paths, [d.id for d in vm.spec.disks],
                                durable=durable)
         else:
-            await vmfiles.place_boot_files(vm, boot, used, paths, jailer=self.jailer, qemu_img=self.qemu_img_path,
+            files = self.pool.expect = vmfiles.BootFiles.of(vm, boot, used)  # the next pool entries' too
+            if made == files:
+                return  # made and given to the jail ahead (`vmfiles.make_ahead`)
+            if made is not None:
+                vmfiles.remove_boot_files(made, paths)
+            await vmfiles.place_boot_files(files, paths, jailer=self.jailer, qemu_img=self.qemu_img_path,
                                            durable=durable)
         if paths.jailed:
             jail.give_to_jail(paths, self.jailer, launcher.jail_files(vm))

@@ -12,6 +12,11 @@ entry to a VM and `move_into` writes the VM's handle into the entry and renames 
 VM's dir (one rename: the same layout, with the entry's id as jail id): Firecracker keeps its files open
 or chrooted, so the rename is invisible to it; the VM's handle records the jail id from then on.
 
+An entry has the files of the last create from images made ahead too (`expect`, `vmfiles.BootFiles`:
+its kernel, initrd and disks, from the same cached files), once its process waits: a create that wants
+the same keeps them (most creates of a node use the images the last one did), another replaces them.
+Made without fsync, as a create's own are before its flush.
+
 A pool's launches run at nice 19 (`launch.set_low_priority`): the refill after a create, a jailer and
 an exec, yields the CPU to the create's answer, the next create and running guests; the process a VM
 takes is set back to the agent's own nice before its boot.
@@ -36,6 +41,7 @@ from pathlib import Path
 from plasmavmc.errors import PlasmaError
 from plasmavmc.hypervisor.common import write_plain
 from plasmavmc.hypervisor.firecracker.layout import FcPaths
+from plasmavmc.hypervisor.firecracker.vmfiles import BootFiles, remove_boot_files
 from plasmavmc.hypervisor.process import Process
 from plasmavmc.hypervisor.vmdir import HANDLE
 
@@ -48,10 +54,11 @@ REFILL_AFTER_S = 0.1  # a refill starts this long after a take: the create's ans
 
 @dataclass
 class Warm:
-    """One waiting process: its pool-side layout and its (open) process."""
+    """One waiting process: its pool-side layout, its (open) process and the files made in its guest dir."""
 
     paths: FcPaths
     process: Process
+    files: BootFiles | None = None
 
     @property
     def jail_id(self) -> str:
@@ -60,19 +67,23 @@ class Warm:
 
 Spawn = Callable[[FcPaths], Awaitable[Process]]  # launches an unconfigured Firecracker at these paths
 Discard = Callable[[FcPaths], Awaitable[None]]  # kills what runs there and removes its cgroups
+Prepare = Callable[[FcPaths, BootFiles], Awaitable[None]]  # makes these files in that guest dir, the jail's
 
 
 class WarmPool:
-    """Keeps `size` processes waiting (0: no pool). `spawn` and `discard` are the backend's."""
+    """Keeps `size` processes waiting (0: no pool). `spawn`, `discard` and `prepare` are the backend's;
+    `expect` the files the next entries get made (the backend's last create from images)."""
 
     def __init__(self, runtime_dir: Path, size: int, *, jailed: bool, exec_name: str,
-                 spawn: Spawn, discard: Discard) -> None:
+                 spawn: Spawn, discard: Discard, prepare: Prepare | None = None) -> None:
         self.dir = runtime_dir.absolute() / POOL_DIR
         self.size = size
         self.jailed = jailed
         self.exec_name = exec_name
         self._spawn = spawn
         self._discard = discard
+        self._prepare = prepare
+        self.expect: BootFiles | None = None
         self._ready: list[Warm] = []
         self._wake = asyncio.Event()
         self._filler: asyncio.Task[None] | None = None
@@ -155,7 +166,21 @@ class WarmPool:
                 continue
             failures = 0
             self.launched += 1
-            self._ready.append(Warm(paths, process))
+            self._ready.append(Warm(paths, process, await self._made(paths)))
+
+    async def _made(self, paths: FcPaths) -> BootFiles | None:
+        """`expect` made in the entry (None: nothing expected, or it could not be made; the create makes
+        what it needs then)."""
+        files = self.expect
+        if files is None or self._prepare is None:
+            return None
+        try:
+            await self._prepare(paths, files)
+        except (PlasmaError, OSError) as exc:
+            log.info("warm pool: the last create's files not made ahead in %s: %s", paths.root, exc)
+            remove_boot_files(files, paths)
+            return None
+        return files
 
     async def _woken(self, within_s: float | None) -> None:
         """Until `refill` or `close` (or `within_s` passed)."""
