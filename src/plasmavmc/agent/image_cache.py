@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 SPARSE_BLOCK = 64 * 1024  # a downloaded run of zeros this long (at this alignment in a chunk) is a hole
 _ZEROS = bytes(SPARSE_BLOCK)
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def write_sparse(fd: int, offset: int, data: bytes) -> None:
@@ -85,7 +87,7 @@ class ImageCache:
 
     def path_of(self, image: Image) -> Path:
         validation.name(image.id, "image.id")
-        if len(image.checksum) != 64 or not all(c in "0123456789abcdef" for c in image.checksum):
+        if _SHA256_HEX.fullmatch(image.checksum) is None:
             raise HypervisorError(f"image {image.id} has no valid sha256 checksum")
         return self.root / image.id / image.checksum
 
