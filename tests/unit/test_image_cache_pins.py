@@ -83,7 +83,7 @@ async def test_a_pin_file_that_cannot_be_written_still_holds(cache: ImageCache, 
 
 def test_without_a_loop_the_file_is_written_at_once(tmp_path: Path) -> None:
     cache = ImageCache.__new__(ImageCache)
-    cache.root, cache._unwritten, cache._lost = tmp_path, {}, {}
+    cache.root, cache._unwritten = tmp_path, {}
     cache._pin("vm-1", tmp_path / "img" / "sum")
     assert json.loads((tmp_path / ".pins" / "vm-1").read_text()) == [str(tmp_path / "img" / "sum")]
 

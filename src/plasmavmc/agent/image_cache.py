@@ -76,8 +76,7 @@ class ImageCache:
         channels = list(channel) if isinstance(channel, Sequence) else [channel]
         self._stubs = [image_pb2_grpc.ImageServiceStub(c) for c in channels]
         self._locks: dict[str, asyncio.Lock] = {}
-        self._unwritten: dict[str, set[str]] = {}  # pins held, their file still to write, by VM id
-        self._lost: dict[str, set[str]] = {}  # pins held whose file could not be written, by VM id
+        self._unwritten: dict[str, set[str]] = {}  # pins held whose file is not written (yet), by VM id
         self._evicting = asyncio.Lock()
         self.downloads = 0  # completed downloads, for the agent's metrics and the tests
 
@@ -130,7 +129,7 @@ class ImageCache:
     def _write_pins(self, vm_id: str) -> None:
         """The VM's pin file, with the pins held for it added (none held: unpinned meanwhile). Should
         the write fail, they go on holding in memory (until the agent restarts), and it says so."""
-        held = self._unwritten.pop(vm_id, None)
+        held = self._unwritten.get(vm_id)
         if held is None:
             return
         pin_file = self._pin_file(vm_id)
@@ -145,13 +144,13 @@ class ImageCache:
                 tmp.write_bytes(data)
             os.replace(tmp, pin_file)
         except OSError as exc:
-            self._lost.setdefault(vm_id, set()).update(held)
             log.warning("image cache: pins of vm %s not written (%s): they hold until the agent restarts",
                         vm_id, exc)
+            return
+        del self._unwritten[vm_id]
 
     def unpin(self, vm_id: str) -> None:
         self._unwritten.pop(vm_id, None)
-        self._lost.pop(vm_id, None)
         self._pin_file(vm_id).unlink(missing_ok=True)
 
     def prune_pins(self, live_vm_ids: set[str]) -> None:
@@ -168,7 +167,7 @@ class ImageCache:
             return []
 
     def pinned(self) -> set[Path]:
-        held = {Path(p) for kept in (self._unwritten, self._lost) for paths in kept.values() for p in paths}
+        held = {Path(p) for paths in self._unwritten.values() for p in paths}
         return held | {Path(p) for f in (self.root / ".pins").glob("[!.]*") for p in self._read_pins(f)}
 
     def remove_partials(self) -> int:

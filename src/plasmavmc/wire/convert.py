@@ -125,6 +125,7 @@ def _compile(source: str, name: str, scope: dict[str, Any]) -> Callable[..., Any
 @cache
 def _compiled_to(cls: Any, desc: Any) -> Callable[[Any, Any], None]:
     """`to_proto` for dataclass `cls` and message type `desc`: every field of `cls`, by kind."""
+    hints = typing.get_type_hints(cls)
     scope: dict[str, Any] = {"Enum": Enum}
     lines = ["def fill(obj, msg):"]
     for n, f in enumerate(dataclasses.fields(cls)):
@@ -140,12 +141,12 @@ def _compiled_to(cls: Any, desc: Any) -> Callable[[Any, Any], None]:
             setter = f"setattr(msg, {f.name!r}, " if keyword.iskeyword(f.name) else f"{target} = ("
             lines.append(f"        {setter}{wire.format(x=value)})")
         elif kind == "message":
-            _nested_to(scope, n, cls, f.name, fd)
+            _nested_to(scope, n, hints[f.name], fd)
             lines += [f"        fill{n}({value}, {target})", f"        {target}.SetInParent()"]
         elif kind == "map":
             lines.append(f"        {target}.update({value})")
         elif kind == "repeated message":
-            _nested_to(scope, n, cls, f.name, fd)
+            _nested_to(scope, n, hints[f.name], fd)
             lines += [f"        t{n} = {target}", f"        for x in {value}:", f"            fill{n}(x, t{n}.add())"]
         else:
             lines.append(f"        {target}.extend([{wire.format(x='x')} for x in {value}])")
@@ -153,9 +154,9 @@ def _compiled_to(cls: Any, desc: Any) -> Callable[[Any, Any], None]:
     return _compile("\n".join(lines) + "\n", "fill", scope)
 
 
-def _nested_to(scope: dict[str, Any], n: int, cls: Any, name: str, fd: Any) -> None:
-    """`fill<n>` in `scope`: the compiled `to_proto` of field `name`'s dataclass (its declared type)."""
-    tp, _ = _unwrap_optional(typing.get_type_hints(cls)[name])
+def _nested_to(scope: dict[str, Any], n: int, hint: Any, fd: Any) -> None:
+    """`fill<n>` in `scope`: the compiled `to_proto` of the dataclass a field declares (`hint`)."""
+    tp, _ = _unwrap_optional(hint)
     if typing.get_origin(tp) is tuple:
         (tp,) = typing.get_args(tp)[:1]
     _bound_later(scope, f"fill{n}", functools.partial(_compiled_to, tp, fd.message_type))
